@@ -121,7 +121,7 @@ impl KernelVersion {
 
 impl fmt::Display for KernelVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+        f.pad(&format!("{}.{}.{}", self.major, self.minor, self.patch))
     }
 }
 
@@ -192,7 +192,7 @@ impl From<Bucket> for String {
 
 impl fmt::Display for Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
+        f.pad(&format!("{}.{}", self.major, self.minor))
     }
 }
 

@@ -1,1 +1,49 @@
-fn main() {}
+//! `cargo xtask`: the kernel-collector pipeline. This file only parses the command line and
+//! dispatches; each workflow lives in its own module.
+
+mod bench;
+mod debian;
+mod download;
+mod e2e;
+mod kernels;
+mod patch;
+mod paths;
+mod setup;
+#[cfg(test)]
+mod testsrv;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, check and release the kernel-collector eBPF collectors", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install the Debian packages the pipeline needs (idempotent)
+    Setup(setup::SetupOptions),
+    /// The kernel matrix: lock it to Debian packages, fetch headers and images, list it
+    #[command(subcommand)]
+    Kernels(kernels::Command),
+    /// The main job: check the lock, fetch every bucket's headers and every kernel image
+    Dist(e2e::DistOptions),
+    /// Run every test: unit and integration tests, then end-to-end checks against the mirror
+    Test(e2e::TestOptions),
+    /// Benchmarks, each side by side with its baseline in one run
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Setup(o) => setup::run(o),
+        Command::Kernels(c) => kernels::run(c),
+        Command::Dist(o) => e2e::dist(o),
+        Command::Test(o) => e2e::test(o),
+        Command::Bench(c) => bench::run(c),
+    }
+}

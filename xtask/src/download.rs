@@ -1,0 +1,357 @@
+//! HTTP downloads with retries, resume, progress and content checks.
+//!
+//! A file is written to `<dest>.partial` and renamed to `<dest>` only once its size and
+//! SHA256 match, so a cut connection or a bad mirror never leaves a file under its final name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DownloadError {
+    #[error("{url}: 404 Not Found")]
+    NotFound { url: String },
+    #[error("{url}: the server answered {status}")]
+    Status { url: String, status: StatusCode },
+    #[error("{url}: gave up after {attempts} attempts: {last}")]
+    Network {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("{file}: SHA256 mismatch: expected {expected}, got {actual}; the download was discarded")]
+    Sha256Mismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{file}: size mismatch: expected {expected} bytes, got {actual}; the download was discarded")]
+    SizeMismatch {
+        file: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a download must be.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub size: u64,
+    pub sha256: String,
+}
+
+pub struct Downloader {
+    client: Client,
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl Downloader {
+    pub fn new() -> Self {
+        let client = Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(None)
+            .user_agent(concat!("kernel-collector-xtask/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("building the HTTP client");
+        Self {
+            client,
+            attempts: 5,
+            backoff: Duration::from_millis(500),
+        }
+    }
+
+    /// For tests: no waiting between attempts.
+    #[cfg(test)]
+    pub fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    fn retrying<T>(&self, url: &str, mut attempt: impl FnMut() -> Result<T, Attempt>) -> Result<T, DownloadError> {
+        let mut last = String::new();
+        for n in 1..=self.attempts {
+            match attempt() {
+                Ok(v) => return Ok(v),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => {
+                    last = why;
+                    if n < self.attempts {
+                        std::thread::sleep(self.backoff * 2u32.pow(n - 1));
+                    }
+                }
+            }
+        }
+        Err(DownloadError::Network {
+            url: url.to_string(),
+            attempts: self.attempts,
+            last,
+        })
+    }
+
+    fn get(&self, url: &str, from: u64) -> Result<Response, Attempt> {
+        let mut req = self.client.get(url);
+        if from > 0 {
+            req = req.header(RANGE, format!("bytes={from}-"));
+        }
+        let resp = req.send().map_err(|e| Attempt::Retry(error_chain(&e)))?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+            return Err(Attempt::Fatal(DownloadError::NotFound { url: url.into() }));
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Attempt::Retry(format!("server answered {status}")));
+        }
+        if !status.is_success() {
+            return Err(Attempt::Fatal(DownloadError::Status {
+                url: url.into(),
+                status,
+            }));
+        }
+        Ok(resp)
+    }
+
+    /// The whole body of a small file (an index), with retries.
+    pub fn fetch_bytes(&self, url: &str) -> Result<Vec<u8>, DownloadError> {
+        self.retrying(url, || {
+            let mut resp = self.get(url, 0)?;
+            let expected = resp.content_length();
+            let mut body = Vec::new();
+            resp.read_to_end(&mut body)
+                .map_err(|e| Attempt::Retry(format!("connection cut after {} bytes: {e}", body.len())))?;
+            match expected {
+                Some(n) if n != body.len() as u64 => Err(Attempt::Retry(format!(
+                    "connection cut after {} of {n} bytes",
+                    body.len()
+                ))),
+                _ => Ok(body),
+            }
+        })
+    }
+
+    /// Downloads `url` to `dest`, resuming a previous `.partial` when the server honours ranges,
+    /// then checks size and SHA256. On a mismatch nothing is left behind.
+    pub fn fetch_file(&self, url: &str, dest: &Path, expected: &Expected, label: &str) -> Result<(), DownloadError> {
+        let partial = partial_path(dest);
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DownloadError::Io { path, source }
+        };
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let bar = ProgressBar::new(expected.size).with_message(label.to_string());
+        bar.set_style(
+            ProgressStyle::with_template("{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta}")
+                .expect("progress template"),
+        );
+        let result = self.retrying(url, || {
+            let have = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            let have = if have > expected.size { 0 } else { have };
+            if have == expected.size && have > 0 {
+                return Ok(());
+            }
+            let mut resp = self.get(url, have)?;
+            let resumed = have > 0 && resp.status() == StatusCode::PARTIAL_CONTENT && content_range_starts_at(&resp, have);
+            let mut file = if resumed {
+                OpenOptions::new().append(true).open(&partial)
+            } else {
+                File::create(&partial)
+            }
+            .map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
+            let start = if resumed { have } else { 0 };
+            bar.set_position(start);
+            let mut written = start;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = match resp.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => return Err(Attempt::Retry(format!("connection cut after {written} bytes: {e}"))),
+                };
+                written += n as u64;
+                if written > expected.size {
+                    break; // Checked below; do not fill the disk with an endless body.
+                }
+                file.write_all(&buf[..n]).map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
+                bar.set_position(written);
+            }
+            file.flush().map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
+            if written < expected.size {
+                return Err(Attempt::Retry(format!("connection cut after {written} of {} bytes", expected.size)));
+            }
+            Ok(())
+        });
+        bar.finish_and_clear();
+        result?;
+        let actual_size = fs::metadata(&partial).map_err(io_err(&partial))?.len();
+        let file_name = dest.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if actual_size != expected.size {
+            let _ = fs::remove_file(&partial);
+            return Err(DownloadError::SizeMismatch {
+                file: file_name,
+                expected: expected.size,
+                actual: actual_size,
+            });
+        }
+        let actual = sha256_file(&partial).map_err(io_err(&partial))?;
+        if !actual.eq_ignore_ascii_case(&expected.sha256) {
+            let _ = fs::remove_file(&partial);
+            return Err(DownloadError::Sha256Mismatch {
+                file: file_name,
+                expected: expected.sha256.clone(),
+                actual,
+            });
+        }
+        fs::rename(&partial, dest).map_err(io_err(dest))
+    }
+}
+
+enum Attempt {
+    Retry(String),
+    Fatal(DownloadError),
+}
+
+fn content_range_starts_at(resp: &Response, at: u64) -> bool {
+    resp.headers()
+        .get(CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes "))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        == Some(at)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+pub fn partial_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    dest.with_file_name(name)
+}
+
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsrv::{Route, TestServer};
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn dl() -> Downloader {
+        Downloader::new().with_backoff(Duration::from_millis(1))
+    }
+
+    #[test]
+    fn good_file() {
+        let data = body(300_000);
+        let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()))]);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.deb");
+        let exp = Expected { size: data.len() as u64, sha256: sha256_bytes(&data) };
+        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
+        assert!(!partial_path(&dest).exists());
+    }
+
+    #[test]
+    fn sha256_mismatch_leaves_nothing() {
+        let data = body(1000);
+        let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()))]);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.deb");
+        let exp = Expected { size: 1000, sha256: "ab".repeat(32) };
+        let err = dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("f.deb") && msg.contains(&"ab".repeat(32)) && msg.contains(&sha256_bytes(&data)), "{msg}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be left in the cache");
+    }
+
+    #[test]
+    fn cut_connection_resumes_with_range() {
+        let data = body(200_000);
+        let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()).cut_first_after(70_000))]);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.deb");
+        let exp = Expected { size: data.len() as u64, sha256: sha256_bytes(&data) };
+        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
+        let reqs = srv.requests();
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        assert_eq!(reqs[1].range.as_deref(), Some("bytes=70000-"));
+    }
+
+    #[test]
+    fn cut_connection_without_range_support_restarts_clean() {
+        let data = body(200_000);
+        let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()).cut_first_after(50_000).no_ranges())]);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.deb");
+        let exp = Expected { size: data.len() as u64, sha256: sha256_bytes(&data) };
+        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), data);
+    }
+
+    #[test]
+    fn not_found_is_not_retried() {
+        let srv = TestServer::start(vec![]);
+        let dir = tempfile::tempdir().unwrap();
+        let exp = Expected { size: 1, sha256: "00".repeat(32) };
+        let err = dl().fetch_file(&srv.url("/gone.deb"), &dir.path().join("g"), &exp, "g").unwrap_err();
+        assert!(matches!(err, DownloadError::NotFound { .. }), "{err}");
+        assert_eq!(srv.requests().len(), 1);
+        assert_eq!(srv.requests()[0].path, "/gone.deb");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn server_errors_are_retried_then_reported() {
+        let srv = TestServer::start(vec![("/f", Route::status(503))]);
+        let err = dl().fetch_bytes(&srv.url("/f")).unwrap_err();
+        assert!(matches!(err, DownloadError::Network { attempts: 5, .. }), "{err}");
+        assert!(err.to_string().contains("503"));
+        assert_eq!(srv.requests().len(), 5);
+    }
+
+    #[test]
+    fn fetch_bytes_retries_a_cut_body() {
+        let data = body(100_000);
+        let srv = TestServer::start(vec![("/idx", Route::ok(data.clone()).cut_first_after(10))]);
+        assert_eq!(dl().fetch_bytes(&srv.url("/idx")).unwrap(), data);
+    }
+}

@@ -1,0 +1,482 @@
+//! `cargo xtask kernels fetch`: download the locked packages and unpack them into the cache.
+//!
+//! Cache layout (under [`paths::cache_dir`]):
+//! - `debs/<sha256>.deb`: verified downloads, named by content;
+//! - `headers/<release>-<key>/`: unpacked, patched header trees, `key` hashing the debs and
+//!   the patches, so a changed patch gives a new tree and an unchanged one is reused;
+//! - `images/<release>-<sha>/`: `vmlinuz` and `config` of a bootable kernel.
+//!
+//! Trees are built in a temporary directory beside their final place and renamed into it
+//! when complete: an interrupted fetch leaves no tree that looks complete.
+
+use std::cell::OnceCell;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::matrix::{LockedKernel, LockedPackage, Role};
+use crate::debian::{deb, mirror::Mirror};
+use crate::download::{DownloadError, Downloader, Expected};
+use crate::patch;
+use crate::paths;
+
+/// Bump when the unpacked layout changes, so old cache entries are not reused.
+const TREE_FORMAT: &str = "kc-headers-v1";
+const TREE_MANIFEST: &str = "kc-tree.json";
+
+/// Network access, set up only when something is missing from the cache.
+pub struct Fetcher {
+    cache: PathBuf,
+    /// `kernel-patches/`: `<series>/*.diff[.gz]` are applied to that bucket's tree.
+    pub patches_root: PathBuf,
+    mirror: OnceCell<Mirror>,
+    downloader: OnceCell<Downloader>,
+    pub downloaded_bytes: u64,
+}
+
+/// A prepared header tree of one bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeaderTree {
+    pub series: String,
+    pub release: String,
+    pub kernel_version: String,
+    /// `usr/src/linux-headers-<release>`: generated headers and `.config`.
+    pub flavour_dir: PathBuf,
+    /// `usr/src/linux-headers-<abi>-common`: the kernel's own headers.
+    pub common_dir: PathBuf,
+    pub patches: Vec<String>,
+}
+
+impl Fetcher {
+    pub fn new(cache: PathBuf) -> Self {
+        Self {
+            cache,
+            patches_root: paths::project_root().join("kernel-patches"),
+            mirror: OnceCell::new(),
+            downloader: OnceCell::new(),
+            downloaded_bytes: 0,
+        }
+    }
+
+    /// With a known mirror (tests, benchmarks).
+    pub fn with_mirror(cache: PathBuf, mirror: Mirror) -> Self {
+        let f = Self::new(cache);
+        let _ = f.mirror.set(mirror);
+        f
+    }
+
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    fn mirror(&self) -> Result<&Mirror> {
+        if let Some(m) = self.mirror.get() {
+            return Ok(m);
+        }
+        let m = Mirror::discover()?;
+        Ok(self.mirror.get_or_init(|| m))
+    }
+
+    pub fn deb_path(&self, pkg: &LockedPackage) -> PathBuf {
+        self.cache.join("debs").join(format!("{}.deb", pkg.sha256))
+    }
+
+    /// The verified `.deb` of `pkg`, downloading it unless the cache has it.
+    pub fn deb(&mut self, suite: &str, pkg: &LockedPackage) -> Result<PathBuf> {
+        let path = self.deb_path(pkg);
+        if fs::metadata(&path).is_ok_and(|m| m.len() == pkg.size) {
+            return Ok(path);
+        }
+        let url = self.mirror()?.url(suite, &pkg.filename);
+        let dl = self.downloader.get_or_init(Downloader::new);
+        let expected = Expected {
+            size: pkg.size,
+            sha256: pkg.sha256.clone(),
+        };
+        match dl.fetch_file(&url, &path, &expected, &pkg.name) {
+            Ok(()) => {
+                self.downloaded_bytes += pkg.size;
+                Ok(path)
+            }
+            Err(DownloadError::NotFound { url }) => bail!(
+                "{} {} is no longer on the mirror ({url}): the archive has superseded the locked ABI. \
+                 Run `cargo xtask kernels lock` to pin what the suite offers now, then fetch again.",
+                pkg.name,
+                pkg.version
+            ),
+            Err(e) => Err(anyhow!(e).context(format!("downloading {} {}", pkg.name, pkg.version))),
+        }
+    }
+
+    /// The header tree of a bucket: from the cache, else downloaded, unpacked and patched.
+    pub fn headers(&mut self, k: &LockedKernel) -> Result<HeaderTree> {
+        let headers = k.package(Role::Headers).ok_or_else(|| anyhow!("series {} is not a bucket: it has no headers", k.series))?;
+        let common = k.package(Role::HeadersCommon).ok_or_else(|| anyhow!("series {}: no -common headers locked", k.series))?;
+        let patches = patch_files(&self.patches_root.join(k.series.to_string()))?;
+        let mut key = Sha256::new();
+        key.update(TREE_FORMAT);
+        key.update(&headers.sha256);
+        key.update(&common.sha256);
+        for p in &patches {
+            key.update(p.file_name().unwrap_or_default().as_encoded_bytes());
+            key.update(fs::read(p).with_context(|| format!("reading {}", p.display()))?);
+        }
+        let key = hex::encode(key.finalize());
+        let dir = self.cache.join("headers").join(format!("{}-{}", k.release, &key[..16]));
+        if let Ok(text) = fs::read_to_string(dir.join(TREE_MANIFEST)) {
+            return serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete {}", TREE_MANIFEST, dir.display()));
+        }
+        let debs = [self.deb(&k.suite, common)?, self.deb(&k.suite, headers)?];
+        let parent = dir.parent().expect("headers/ has a parent");
+        fs::create_dir_all(parent)?;
+        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+        let keep = |p: &Path| p.starts_with("usr/src");
+        for d in &debs {
+            deb::extract_data(d, tmp.path(), &keep)?;
+        }
+        let common_name = format!("linux-headers-{}-common", k.abi);
+        let mut tree = HeaderTree {
+            series: k.series.to_string(),
+            release: k.release.clone(),
+            kernel_version: k.kernel_version.clone(),
+            flavour_dir: dir.join("usr/src").join(format!("linux-headers-{}", k.release)),
+            common_dir: dir.join("usr/src").join(&common_name),
+            patches: Vec::new(),
+        };
+        let tmp_flavour = tmp.path().join("usr/src").join(format!("linux-headers-{}", k.release));
+        let tmp_common = tmp.path().join("usr/src").join(&common_name);
+        for d in [&tmp_flavour, &tmp_common] {
+            if !d.is_dir() {
+                bail!("the locked packages of {} do not hold {}: is the lock from another flavour?", k.series, d.strip_prefix(tmp.path()).unwrap_or(d).display());
+            }
+        }
+        for p in &patches {
+            apply_patch_file(p, tmp.path(), &tmp_flavour, &tmp_common)?;
+            tree.patches.push(p.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
+        fs::write(tmp.path().join(TREE_MANIFEST), serde_json::to_string_pretty(&tree)?)?;
+        let tmp = tmp.keep();
+        if let Err(e) = fs::rename(&tmp, &dir) {
+            let _ = fs::remove_dir_all(&tmp);
+            if !dir.join(TREE_MANIFEST).exists() {
+                return Err(e).with_context(|| format!("moving the unpacked tree to {}", dir.display()));
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The unpacked `vmlinuz` of a kernel (for load tests).
+    pub fn image(&mut self, k: &LockedKernel) -> Result<PathBuf> {
+        let image = k.package(Role::Image).ok_or_else(|| anyhow!("series {}: no image locked", k.series))?;
+        let dir = self.cache.join("images").join(format!("{}-{}", k.release, &image.sha256[..16]));
+        let vmlinuz = dir.join("vmlinuz");
+        if vmlinuz.is_file() {
+            return Ok(vmlinuz);
+        }
+        let deb_path = self.deb(&k.suite, image)?;
+        let parent = dir.parent().expect("images/ has a parent");
+        fs::create_dir_all(parent)?;
+        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+        deb::extract_data(&deb_path, tmp.path(), &|p| p.starts_with("boot"))?;
+        let boot = tmp.path().join("boot");
+        let kernel = boot.join(format!("vmlinuz-{}", k.release));
+        if !kernel.is_file() {
+            bail!("{} holds no boot/vmlinuz-{}", image.name, k.release);
+        }
+        fs::rename(&kernel, tmp.path().join("vmlinuz"))?;
+        let config = boot.join(format!("config-{}", k.release));
+        if config.is_file() {
+            fs::rename(&config, tmp.path().join("config"))?;
+        }
+        let _ = fs::remove_dir_all(&boot);
+        let tmp = tmp.keep();
+        if fs::rename(&tmp, &dir).is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        if !vmlinuz.is_file() {
+            bail!("could not place {}", vmlinuz.display());
+        }
+        Ok(vmlinuz)
+    }
+
+    /// Is this kernel's header tree / image already in the cache? (For `kernels list`.)
+    pub fn cached(&self, k: &LockedKernel, role: Role) -> bool {
+        let Some(p) = k.package(role) else { return false };
+        let (sub, manifest) = match role {
+            Role::Image => ("images", "vmlinuz"),
+            _ => ("headers", TREE_MANIFEST),
+        };
+        let prefix = format!("{}-", k.release);
+        let Ok(rd) = fs::read_dir(self.cache.join(sub)) else { return false };
+        let want_sha = &p.sha256[..16];
+        rd.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && e.path().join(manifest).exists() && (role != Role::Image || name.ends_with(want_sha))
+        })
+    }
+}
+
+/// `*.diff` and `*.diff.gz` of a bucket's patch directory, sorted by name.
+pub fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(rd) = fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let mut files: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.ends_with(".diff") || n.ends_with(".diff.gz")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Applies one patch file to a header tree. A path `P` (after `-p1`) names the flavour
+/// directory's `P` when that exists, else the common directory's (the include order).
+pub fn apply_patch_file(patch_path: &Path, root: &Path, flavour: &Path, common: &Path) -> Result<()> {
+    let name = patch_path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let raw = fs::read(patch_path).with_context(|| format!("reading {}", patch_path.display()))?;
+    let text = if name.ends_with(".gz") {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut s)
+            .with_context(|| format!("{name}: not a valid gzip text file"))?;
+        s
+    } else {
+        String::from_utf8(raw).with_context(|| format!("{name}: not UTF-8 text"))?
+    };
+    for file in patch::parse(&name, &text)? {
+        let rel = file.target();
+        let target = [flavour, common]
+            .into_iter()
+            .map(|d| d.join(rel))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| if file.old_path.is_none() { flavour.join(rel) } else { common.join(rel) });
+        // Never write through a link that leaves the tree.
+        let rel_to_root = target.strip_prefix(root).expect("targets are under the root");
+        kc_common::unpack::resolve_inside(root, rel_to_root)
+            .map_err(|r| anyhow!("{name}: {rel}: {r}"))?;
+        let original = if file.old_path.is_none() {
+            String::new()
+        } else {
+            fs::read_to_string(&target).with_context(|| format!("{name}: {rel} is not in the header tree"))?
+        };
+        let patched = patch::apply(&name, &file, &original)?;
+        if file.new_path.is_none() {
+            fs::remove_file(&target)?;
+        } else {
+            if let Some(d) = target.parent() {
+                fs::create_dir_all(d)?;
+            }
+            fs::write(&target, patched)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::debian::deb::build_deb;
+    use crate::download::sha256_bytes;
+    use crate::testsrv::{Route, TestServer};
+    use std::io::Write;
+
+    const RELEASE: &str = "1.0.0-1-cloud-amd64";
+
+    fn data_tar_xz(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&b.into_inner().unwrap()).unwrap();
+        xz.finish().unwrap()
+    }
+
+    fn deb(files: &[(&str, &[u8])]) -> Vec<u8> {
+        build_deb(&[("debian-binary", b"2.0\n"), ("data.tar.xz", &data_tar_xz(files))])
+    }
+
+    fn headers_deb() -> Vec<u8> {
+        deb(&[
+            ("./usr/src/linux-headers-1.0.0-1-cloud-amd64/include/generated/autoconf.h", b"#define CONFIG_BPF 1\n"),
+            ("./lib/modules/1.0.0-1-cloud-amd64/ignored", b"x"),
+        ])
+    }
+
+    fn common_deb() -> Vec<u8> {
+        deb(&[("./usr/src/linux-headers-1.0.0-1-common/include/linux/sched.h", b"struct task_struct;\nint a;\nint b;\n")])
+    }
+
+    fn pkg(role: Role, name: &str, bytes: &[u8]) -> LockedPackage {
+        LockedPackage {
+            role,
+            name: name.into(),
+            version: "1.0.0-1".into(),
+            filename: format!("pool/{name}.deb"),
+            size: bytes.len() as u64,
+            sha256: sha256_bytes(bytes),
+        }
+    }
+
+    fn kernel(h: &[u8], c: &[u8]) -> LockedKernel {
+        LockedKernel {
+            series: "1.0".parse().unwrap(),
+            bucket: true,
+            suite: "test".into(),
+            abi: "1.0.0-1".into(),
+            release: RELEASE.into(),
+            kernel_version: "1.0.0".into(),
+            package: vec![pkg(Role::Headers, "h", h), pkg(Role::HeadersCommon, "c", c)],
+        }
+    }
+
+    struct Setup {
+        srv: TestServer,
+        cache: tempfile::TempDir,
+        patches: tempfile::TempDir,
+    }
+
+    impl Setup {
+        fn new(h_route: Route, c_route: Route) -> Self {
+            Self {
+                srv: TestServer::start(vec![("/debian/pool/h.deb", h_route), ("/debian/pool/c.deb", c_route)]),
+                cache: tempfile::tempdir().unwrap(),
+                patches: tempfile::tempdir().unwrap(),
+            }
+        }
+        fn fetcher(&self) -> Fetcher {
+            let base = self.srv.url("/debian");
+            let mut f = Fetcher::with_mirror(self.cache.path().to_path_buf(), Mirror { main: base.clone(), security: base });
+            f.patches_root = self.patches.path().to_path_buf();
+            f
+        }
+        fn add_patch(&self, name: &str, text: &str) {
+            let dir = self.patches.path().join("1.0");
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(name), text).unwrap();
+        }
+        /// Every file left in the cache, relative to it.
+        fn cache_files(&self) -> Vec<String> {
+            let mut out = Vec::new();
+            let mut stack = vec![self.cache.path().to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in fs::read_dir(&d).unwrap().flatten() {
+                    if e.file_type().unwrap().is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        out.push(e.path().strip_prefix(self.cache.path()).unwrap().display().to_string());
+                    }
+                }
+            }
+            out.sort();
+            out
+        }
+        fn no_tree_left(&self) {
+            let trees: Vec<_> = fs::read_dir(self.cache.path().join("headers")).map(|rd| rd.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+            assert!(trees.is_empty(), "left behind: {trees:?}");
+        }
+    }
+
+    #[test]
+    fn cold_then_warm_fetch() {
+        let (h, c) = (headers_deb(), common_deb());
+        let s = Setup::new(Route::ok(h.clone()), Route::ok(c.clone()));
+        let k = kernel(&h, &c);
+        let mut f = s.fetcher();
+        let tree = f.headers(&k).unwrap();
+        assert_eq!(fs::read_to_string(tree.flavour_dir.join("include/generated/autoconf.h")).unwrap(), "#define CONFIG_BPF 1\n");
+        assert!(tree.common_dir.join("include/linux/sched.h").is_file());
+        assert!(!tree.flavour_dir.parent().unwrap().parent().unwrap().parent().unwrap().join("lib").exists(), "only usr/src is unpacked");
+        assert_eq!(f.downloaded_bytes, (h.len() + c.len()) as u64);
+        assert!(f.cached(&k, Role::Headers));
+        let before = s.srv.requests().len();
+        // Warm: a fetcher whose mirror cannot be reached finds everything in the cache.
+        let mut warm = Fetcher::with_mirror(s.cache.path().to_path_buf(), Mirror { main: "http://127.0.0.1:9".into(), security: "http://127.0.0.1:9".into() });
+        warm.patches_root = s.patches.path().to_path_buf();
+        let again = warm.headers(&k).unwrap();
+        assert_eq!(again.flavour_dir, tree.flavour_dir);
+        assert_eq!(s.srv.requests().len(), before, "a warm fetch does no network I/O");
+        assert_eq!(warm.downloaded_bytes, 0);
+    }
+
+    #[test]
+    fn sha256_mismatch_leaves_nothing_in_the_cache() {
+        let (h, c) = (headers_deb(), common_deb());
+        let s = Setup::new(Route::ok(h.clone()), Route::ok(c.clone()));
+        let mut k = kernel(&h, &c);
+        let wrong = "0".repeat(64);
+        k.package[1].sha256 = wrong.clone();
+        let err = format!("{:#}", s.fetcher().headers(&k).unwrap_err());
+        assert!(err.contains("c.deb") || err.contains(&wrong), "{err}");
+        assert!(err.contains(&wrong) && err.contains(&sha256_bytes(&c)), "names expected and actual: {err}");
+        assert_eq!(s.cache_files(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn connection_cut_midway_is_resumed() {
+        let (h, c) = (headers_deb(), common_deb());
+        let s = Setup::new(Route::ok(h.clone()), Route::ok(c.clone()).cut_first_after(c.len() / 2));
+        let k = kernel(&h, &c);
+        s.fetcher().headers(&k).unwrap();
+        let ranges: Vec<_> = s.srv.requests().into_iter().filter_map(|r| r.range).collect();
+        assert_eq!(ranges, [format!("bytes={}-", c.len() / 2)]);
+    }
+
+    #[test]
+    fn vanished_pin_says_how_to_relock() {
+        let (h, c) = (headers_deb(), common_deb());
+        let s = Setup::new(Route::ok(h.clone()), Route::status(404));
+        let err = format!("{:#}", s.fetcher().headers(&kernel(&h, &c)).unwrap_err());
+        assert!(err.contains("no longer on the mirror") && err.contains("cargo xtask kernels lock"), "{err}");
+        s.no_tree_left();
+    }
+
+    #[test]
+    fn a_deb_that_is_not_ar_is_refused() {
+        let h = headers_deb();
+        let bogus = b"<html>mirror error page</html>".to_vec();
+        let s = Setup::new(Route::ok(h.clone()), Route::ok(bogus.clone()));
+        let err = format!("{:#}", s.fetcher().headers(&kernel(&h, &bogus)).unwrap_err());
+        assert!(err.contains("not a .deb"), "{err}");
+        s.no_tree_left();
+    }
+
+    #[test]
+    fn tar_slip_in_a_deb_writes_nothing_outside() {
+        let evil = deb(&[("./usr/src/../../../../escaped", b"x")]);
+        let c = common_deb();
+        let s = Setup::new(Route::ok(evil.clone()), Route::ok(c.clone()));
+        let err = format!("{:#}", s.fetcher().headers(&kernel(&evil, &c)).unwrap_err());
+        assert!(err.contains("`..`"), "{err}");
+        s.no_tree_left();
+        assert!(!s.cache.path().parent().unwrap().join("escaped").exists());
+    }
+
+    #[test]
+    fn patches_apply_and_a_failing_hunk_is_named() {
+        let (h, c) = (headers_deb(), common_deb());
+        let s = Setup::new(Route::ok(h.clone()), Route::ok(c.clone()));
+        let k = kernel(&h, &c);
+        s.add_patch("0001-ok.diff", "--- a/include/linux/sched.h\n+++ b/include/linux/sched.h\n@@ -1,2 +1,2 @@\n struct task_struct;\n-int a;\n+int a_patched;\n");
+        let tree = s.fetcher().headers(&k).unwrap();
+        assert!(fs::read_to_string(tree.common_dir.join("include/linux/sched.h")).unwrap().contains("a_patched"));
+        assert_eq!(tree.patches, ["0001-ok.diff"]);
+        // A second patch that does not apply: a new key, an error, and no new tree.
+        s.add_patch("0002-bad.diff", "--- a/include/linux/sched.h\n+++ b/include/linux/sched.h\n@@ -2,2 +2,2 @@\n int a;\n-int nope;\n+int c;\n");
+        let err = format!("{:#}", s.fetcher().headers(&k).unwrap_err());
+        assert!(err.contains("0002-bad.diff") && err.contains("hunk #1") && err.contains("include/linux/sched.h"), "{err}");
+        let trees: Vec<_> = fs::read_dir(s.cache.path().join("headers")).unwrap().flatten().collect();
+        assert_eq!(trees.len(), 1, "only the first, complete tree remains");
+    }
+}

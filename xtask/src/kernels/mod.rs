@@ -1,0 +1,204 @@
+//! The kernel matrix: `kernels lock`, `kernels fetch`, `kernels list`.
+
+pub mod fetch;
+pub mod lock;
+pub mod matrix;
+pub mod resolve;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use kc_common::Bucket;
+use serde::Serialize;
+
+use crate::debian::mirror::Mirror;
+use crate::paths;
+use fetch::Fetcher;
+use matrix::{Lock, LockedKernel, Matrix, Role};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Resolve kernels.toml against the Debian mirror's indexes and write kernels.lock
+    Lock(LockOptions),
+    /// Download, check and unpack the locked kernel headers (and images) into the cache
+    Fetch(FetchOptions),
+    /// Show the matrix: buckets, locked versions, and what is cached
+    List(ListOptions),
+}
+
+#[derive(Debug, Args)]
+pub struct LockOptions {
+    /// Only check that kernels.lock covers kernels.toml (no network); fail if it does not
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchOptions {
+    /// Fetch these series only (repeatable); default: every bucket
+    #[arg(long = "bucket", value_name = "SERIES", conflicts_with = "all")]
+    pub buckets: Vec<Bucket>,
+    /// Fetch every entry of the matrix (headers of buckets; with --images, every bootable kernel)
+    #[arg(long)]
+    pub all: bool,
+    /// Also fetch the bootable kernel images (for `vmtest`)
+    #[arg(long)]
+    pub images: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListOptions {
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Lock(o) => run_lock(o),
+        Command::Fetch(o) => run_fetch(o),
+        Command::List(o) => run_list(o),
+    }
+}
+
+/// The lock, checked against the matrix.
+pub fn load_checked_lock() -> Result<(Matrix, Lock)> {
+    let m = Matrix::load(&paths::kernels_toml())?;
+    let l = Lock::load(&paths::kernels_lock())?;
+    l.check_against(&m)?;
+    Ok((m, l))
+}
+
+fn run_lock(o: LockOptions) -> Result<()> {
+    if o.check {
+        let (_, lock) = load_checked_lock()?;
+        eprintln!("kernels.lock covers kernels.toml ({} kernels)", lock.kernel.len());
+        return Ok(());
+    }
+    let mirror = Mirror::discover()?;
+    let out = lock::run(&mirror, &paths::kernels_toml(), &paths::kernels_lock())?;
+    for k in &out.lock.kernel {
+        eprintln!("  {:<5} {:<7} {:<18} {}", k.series, if k.bucket { "bucket" } else { "boot" }, k.suite, k.release);
+    }
+    eprintln!(
+        "kernels.lock {} ({} kernels)",
+        if out.changed { "written" } else { "unchanged" },
+        out.lock.kernel.len()
+    );
+    Ok(())
+}
+
+/// The entries a fetch selects.
+pub fn select<'a>(lock: &'a Lock, buckets: &[Bucket], all: bool) -> Result<Vec<&'a LockedKernel>> {
+    if !buckets.is_empty() {
+        return buckets
+            .iter()
+            .map(|b| {
+                lock.kernel(*b).ok_or_else(|| {
+                    let known: Vec<String> = lock.kernel.iter().map(|k| k.series.to_string()).collect();
+                    anyhow::anyhow!("series {b} is not in the kernel matrix (known: {}); add it to kernels.toml and run `cargo xtask kernels lock`", known.join(", "))
+                })
+            })
+            .collect();
+    }
+    Ok(lock.kernel.iter().filter(|k| all || k.bucket).collect())
+}
+
+#[derive(Debug, Serialize)]
+struct Fetched {
+    series: String,
+    release: String,
+    headers: Option<fetch::HeaderTree>,
+    vmlinuz: Option<std::path::PathBuf>,
+}
+
+fn run_fetch(o: FetchOptions) -> Result<()> {
+    let (_, lock) = load_checked_lock()?;
+    let selected = select(&lock, &o.buckets, o.all)?;
+    let mut fetcher = Fetcher::new(paths::cache_dir());
+    let mut out = Vec::new();
+    for k in selected {
+        let headers = if k.bucket { Some(fetcher.headers(k)?) } else { None };
+        let vmlinuz = if o.images { Some(fetcher.image(k)?) } else { None };
+        if !o.json {
+            eprintln!(
+                "{:<5} {:<28} {}{}",
+                k.series.to_string(),
+                k.release,
+                headers.as_ref().map(|h| h.flavour_dir.display().to_string()).unwrap_or_default(),
+                vmlinuz.as_ref().map(|v| format!(" {}", v.display())).unwrap_or_default()
+            );
+        }
+        out.push(Fetched {
+            series: k.series.to_string(),
+            release: k.release.clone(),
+            headers,
+            vmlinuz,
+        });
+    }
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        eprintln!("downloaded {:.1} MiB", fetcher.downloaded_bytes as f64 / 1048576.0);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct Listed {
+    series: String,
+    bucket: bool,
+    suite: String,
+    release: String,
+    kernel_version: String,
+    headers_cached: bool,
+    image_cached: bool,
+}
+
+fn run_list(o: ListOptions) -> Result<()> {
+    let m = Matrix::load(&paths::kernels_toml())?;
+    let lock = match Lock::load(&paths::kernels_lock()) {
+        Ok(l) => l,
+        Err(e) => bail!("{e:#}"),
+    };
+    let check = lock.check_against(&m);
+    let fetcher = Fetcher::new(paths::cache_dir());
+    let rows: Vec<Listed> = lock
+        .kernel
+        .iter()
+        .map(|k| Listed {
+            series: k.series.to_string(),
+            bucket: k.bucket,
+            suite: k.suite.clone(),
+            release: k.release.clone(),
+            kernel_version: k.kernel_version.clone(),
+            headers_cached: fetcher.cached(k, Role::Headers),
+            image_cached: fetcher.cached(k, Role::Image),
+        })
+        .collect();
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}", "SERIES", "KIND", "SUITE", "RELEASE", "KERNEL", "HEADERS", "IMAGE");
+        let yes = |b: bool, applies: bool| if !applies { "-" } else if b { "cached" } else { "missing" };
+        for r in &rows {
+            println!(
+                "{:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}",
+                r.series,
+                if r.bucket { "bucket" } else { "boot" },
+                r.suite,
+                r.release,
+                r.kernel_version,
+                yes(r.headers_cached, r.bucket),
+                yes(r.image_cached, true)
+            );
+        }
+        println!("cache: {}", fetcher.cache().display());
+    }
+    if let Err(e) = check {
+        eprintln!("warning: {e:#}");
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `cargo xtask setup`: install the Debian packages the pipeline needs (idempotent).
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use xshell::{cmd, Shell};
+
+/// What each workflow needs from Debian, so a missing tool is named with its purpose.
+pub const PACKAGES: &[(&str, &str)] = &[
+    ("ca-certificates", "HTTPS mirrors"),
+    ("dpkg-dev", "the fetch benchmark's `dpkg-deb -x` baseline"),
+    ("xz-utils", "the fetch benchmark's baseline"),
+];
+
+#[derive(Debug, Args)]
+pub struct SetupOptions {
+    /// Only report what is missing; install nothing
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn missing_packages(sh: &Shell) -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            let format = "-f=${Status}";
+            cmd!(sh, "dpkg-query -W {format} {p}")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .map_or(true, |s| !s.contains("install ok installed"))
+        })
+        .collect()
+}
+
+pub fn run(o: SetupOptions) -> Result<()> {
+    let sh = Shell::new()?;
+    let missing = missing_packages(&sh);
+    if missing.is_empty() {
+        eprintln!("setup: all {} Debian packages are installed", PACKAGES.len());
+        return Ok(());
+    }
+    let why: Vec<String> = PACKAGES
+        .iter()
+        .filter(|(p, _)| missing.contains(p))
+        .map(|(p, w)| format!("{p} ({w})"))
+        .collect();
+    if o.check {
+        bail!("missing Debian packages: {}; run `cargo xtask setup`", why.join(", "));
+    }
+    let is_root = cmd!(sh, "id -u").read().map(|u| u.trim() == "0").unwrap_or(false);
+    if !is_root {
+        bail!(
+            "missing Debian packages: {}.\nInstall them as root: sudo apt-get install -y --no-install-recommends {}",
+            why.join(", "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("setup: installing {}", why.join(", "));
+    cmd!(sh, "apt-get update -q").env("DEBIAN_FRONTEND", "noninteractive").run().context("apt-get update")?;
+    cmd!(sh, "apt-get install -y -q --no-install-recommends {missing...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .context("apt-get install")?;
+    let still = missing_packages(&sh);
+    if !still.is_empty() {
+        bail!("apt-get finished but these are still missing: {}", still.join(" "));
+    }
+    Ok(())
+}
