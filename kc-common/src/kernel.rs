@@ -35,7 +35,10 @@ pub enum BucketError {
     #[error("no bucket is available to select from")]
     NoBuckets,
     #[error("kernel {kernel} is older than the oldest bucket {oldest}: kernel-collector's legacy objects need {oldest} or later (CO-RE objects may still work)")]
-    TooOld { kernel: KernelVersion, oldest: Bucket },
+    TooOld {
+        kernel: KernelVersion,
+        oldest: Bucket,
+    },
 }
 
 /// A kernel version: what matters of a release string for selection and `LINUX_VERSION_CODE`.
@@ -154,7 +157,9 @@ impl Bucket {
 impl FromStr for Bucket {
     type Err = BucketError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().contains(|c: char| !(c.is_ascii_digit() || c == '.')) || s.matches('.').count() > 1
+        if s.trim()
+            .contains(|c: char| !(c.is_ascii_digit() || c == '.'))
+            || s.matches('.').count() > 1
         {
             if s.matches('.').count() > 1 && KernelVersion::parse(s).is_ok() {
                 return Err(BucketError::HasPatch {
@@ -245,14 +250,25 @@ mod tests {
     #[test]
     fn refuses_garbage_with_a_clear_error() {
         assert_eq!(KernelVersion::parse(""), Err(VersionError::Empty));
-        for input in ["abc", "6.", "6", "6..1", ".6.1", "6.1x", "v6.1", "6.1.", "6.1.-3"] {
+        for input in [
+            "abc", "6.", "6", "6..1", ".6.1", "6.1x", "v6.1", "6.1.", "6.1.-3",
+        ] {
             let err = KernelVersion::parse(input).unwrap_err();
             let msg = err.to_string();
-            assert!(matches!(err, VersionError::Malformed { .. }), "{input}: {msg}");
+            assert!(
+                matches!(err, VersionError::Malformed { .. }),
+                "{input}: {msg}"
+            );
             assert!(msg.contains("MAJOR.MINOR"), "{input}: {msg}");
         }
         let err = KernelVersion::parse("99999.1").unwrap_err();
-        assert!(matches!(err, VersionError::OutOfRange { what: "major version", .. }));
+        assert!(matches!(
+            err,
+            VersionError::OutOfRange {
+                what: "major version",
+                ..
+            }
+        ));
         assert!(err.to_string().contains("99999"));
         assert!(KernelVersion::parse("6.4096").is_err());
     }
@@ -267,7 +283,8 @@ mod tests {
     #[test]
     fn selects_highest_bucket_not_above_kernel() {
         let b = buckets();
-        let pick = |s: &str| select_bucket(&KernelVersion::parse(s).unwrap(), &b).map(|b| b.to_string());
+        let pick =
+            |s: &str| select_bucket(&KernelVersion::parse(s).unwrap(), &b).map(|b| b.to_string());
         assert_eq!(pick("5.10.0-32-cloud-amd64").unwrap(), "5.10");
         assert_eq!(pick("5.15.0-100-generic").unwrap(), "5.10");
         assert_eq!(pick("6.1").unwrap(), "6.1");
@@ -278,7 +295,11 @@ mod tests {
         assert_eq!(pick("9.0").unwrap(), "7.2");
         let err = pick("4.18.0-372.32.1.el8_6.x86_64").unwrap_err();
         assert!(matches!(err, BucketError::TooOld { .. }));
-        assert!(err.to_string().contains("older than the oldest bucket 5.10"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("older than the oldest bucket 5.10"),
+            "{err}"
+        );
         assert_eq!(
             select_bucket(&KernelVersion::new(6, 1, 0), &[]),
             Err(BucketError::NoBuckets)
@@ -287,8 +308,17 @@ mod tests {
 
     #[test]
     fn bucket_parsing() {
-        assert_eq!("6.12".parse::<Bucket>().unwrap(), Bucket { major: 6, minor: 12 });
-        assert!(matches!("6.1.3".parse::<Bucket>(), Err(BucketError::HasPatch { .. })));
+        assert_eq!(
+            "6.12".parse::<Bucket>().unwrap(),
+            Bucket {
+                major: 6,
+                minor: 12
+            }
+        );
+        assert!(matches!(
+            "6.1.3".parse::<Bucket>(),
+            Err(BucketError::HasPatch { .. })
+        ));
         for bad in ["", "6", "6.", "x.1", "6.1-rc", "999.1"] {
             assert!(bad.parse::<Bucket>().is_err(), "{bad}");
         }

@@ -79,9 +79,7 @@ pub fn resolve_inside(root: &Path, rel: &Path) -> Result<PathBuf, String> {
                     return Err("it leaves the destination".into());
                 }
             }
-            Some(Component::RootDir | Component::Prefix(_)) => {
-                return Err("absolute target".into())
-            }
+            Some(Component::RootDir | Component::Prefix(_)) => return Err("absolute target".into()),
             Some(Component::Normal(name)) => {
                 done.push(name);
                 let here = root.join(&done);
@@ -94,7 +92,12 @@ pub fn resolve_inside(root: &Path, rel: &Path) -> Result<PathBuf, String> {
                         return Err(format!("symlink {} has absolute target", done.display()));
                     }
                     done.pop();
-                    todo.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+                    todo.extend(
+                        target
+                            .components()
+                            .rev()
+                            .map(|c| PathBuf::from(c.as_os_str())),
+                    );
                 }
             }
         }
@@ -132,7 +135,10 @@ pub fn unpack_tar<R: Read>(
         let mut entry = entry.map_err(corrupt)?;
         let raw = entry.path().map_err(corrupt)?.into_owned();
         let kind = entry.header().entry_type();
-        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
             continue;
         }
         let rel = member_path(&raw).map_err(|r| unsafe_member(&raw, r))?;
@@ -145,7 +151,10 @@ pub fn unpack_tar<R: Read>(
         }
         // No member may be written through a symlink of the tree.
         let mut prefix = PathBuf::new();
-        let parent_components: Vec<_> = rel.parent().map(|p| p.components().collect()).unwrap_or_default();
+        let parent_components: Vec<_> = rel
+            .parent()
+            .map(|p| p.components().collect())
+            .unwrap_or_default();
         for c in parent_components {
             prefix.push(c);
             if created_dirs.contains(&prefix) {
@@ -153,12 +162,20 @@ pub fn unpack_tar<R: Read>(
             }
             match fs::symlink_metadata(dest.join(&prefix)) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(unsafe_member(&raw, format!("its path passes through the symlink {}", prefix.display())))
+                    return Err(unsafe_member(
+                        &raw,
+                        format!("its path passes through the symlink {}", prefix.display()),
+                    ))
                 }
                 Ok(m) if m.is_dir() => {
                     created_dirs.insert(prefix.clone());
                 }
-                Ok(_) => return Err(unsafe_member(&raw, format!("{} is not a directory", prefix.display()))),
+                Ok(_) => {
+                    return Err(unsafe_member(
+                        &raw,
+                        format!("{} is not a directory", prefix.display()),
+                    ))
+                }
                 Err(_) => {
                     fs::create_dir_all(dest.join(&prefix)).map_err(|e| write_err(&prefix, e))?;
                     created_dirs.insert(prefix.clone());
@@ -227,7 +244,8 @@ pub fn unpack_tar<R: Read>(
         }
     }
     for (raw, rel) in links {
-        resolve_inside(dest, &rel).map_err(|r| unsafe_member(&raw, format!("symlink leaves the destination: {r}")))?;
+        resolve_inside(dest, &rel)
+            .map_err(|r| unsafe_member(&raw, format!("symlink leaves the destination: {r}")))?;
     }
     Ok(stats)
 }
@@ -248,7 +266,10 @@ fn resolve_lexically(path: &Path) -> Result<(), String> {
 
 fn remove_existing(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")),
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        )),
         Ok(_) => fs::remove_file(path),
         Err(_) => Ok(()),
     }
@@ -317,7 +338,10 @@ mod tests {
     }
 
     fn outside_is_untouched(outer: &tempfile::TempDir) {
-        let names: Vec<_> = fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(outer.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["dest"], "something was written outside dest");
     }
 
@@ -333,8 +357,14 @@ mod tests {
         let stats = r.unwrap();
         assert_eq!((stats.files, stats.symlinks, stats.bytes), (2, 2, 7));
         let dest = outer.path().join("dest");
-        assert_eq!(fs::read_to_string(dest.join("usr/src/b.h")).unwrap(), "int a;\n");
-        assert_eq!(fs::read_to_string(dest.join("usr/src/c.h")).unwrap(), "int a;\n");
+        assert_eq!(
+            fs::read_to_string(dest.join("usr/src/b.h")).unwrap(),
+            "int a;\n"
+        );
+        assert_eq!(
+            fs::read_to_string(dest.join("usr/src/c.h")).unwrap(),
+            "int a;\n"
+        );
         outside_is_untouched(&outer);
     }
 
@@ -346,14 +376,29 @@ mod tests {
             (vec![M::File("/tmp/evil", b"x")], "absolute path"),
             (vec![M::Link("./up", "../..")], "leaves the destination"),
             (vec![M::Link("./abs", "/etc")], "absolute path"),
-            (vec![M::Link("./here", "."), M::File("./here/evil", b"x")], "passes through the symlink"),
+            (
+                vec![M::Link("./here", "."), M::File("./here/evil", b"x")],
+                "passes through the symlink",
+            ),
             // Lexically inside, physically outside: `x` is the root, so `x/..` is its parent.
-            (vec![M::Link("./x", "."), M::Link("./y", "x/..")], "leaves the destination"),
+            (
+                vec![M::Link("./x", "."), M::Link("./y", "x/..")],
+                "leaves the destination",
+            ),
             // Order attack: `y` looks fine when written; the link that makes it escape comes later.
-            (vec![M::Link("./y", "x/.."), M::Link("./x", ".")], "leaves the destination"),
-            (vec![M::Dir("./x/"), M::Link("./y", "x/.."), M::File("./z", b"")], "ok"),
+            (
+                vec![M::Link("./y", "x/.."), M::Link("./x", ".")],
+                "leaves the destination",
+            ),
+            (
+                vec![M::Dir("./x/"), M::Link("./y", "x/.."), M::File("./z", b"")],
+                "ok",
+            ),
             (vec![M::Hard("./h", "../../etc/passwd")], "`..`"),
-            (vec![M::Hard("./h", "missing")], "not a file extracted before"),
+            (
+                vec![M::Hard("./h", "missing")],
+                "not a file extracted before",
+            ),
             (vec![M::Fifo("./fifo")], "device files"),
         ];
         for (members, want) in cases {
@@ -362,7 +407,10 @@ mod tests {
                 r.unwrap();
             } else {
                 let err = r.unwrap_err().to_string();
-                assert!(err.contains(want) && err.contains("test.tar"), "want {want}: {err}");
+                assert!(
+                    err.contains(want) && err.contains("test.tar"),
+                    "want {want}: {err}"
+                );
             }
             outside_is_untouched(&outer);
         }

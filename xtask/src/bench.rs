@@ -41,8 +41,10 @@ struct FetchReport {
     release: String,
     download_bytes: u64,
     ours_cold_s: f64,
+    ours_download_s: f64,
     baseline: String,
     baseline_cold_s: f64,
+    baseline_download_s: f64,
     warm_runs: u32,
     warm_median_s: f64,
     warm_max_s: f64,
@@ -63,6 +65,10 @@ fn fetch(o: FetchBench) -> Result<()> {
     let cache = scratch.path().join("cache");
     let t = Instant::now();
     let mut f = Fetcher::with_mirror(cache.clone(), mirror.clone());
+    for p in &pkgs {
+        f.deb(&k.suite, p)?;
+    }
+    let ours_download = t.elapsed().as_secs_f64();
     f.headers(k)?;
     let ours_cold = t.elapsed().as_secs_f64();
 
@@ -71,7 +77,10 @@ fn fetch(o: FetchBench) -> Result<()> {
     let base = scratch.path().join("baseline");
     std::fs::create_dir_all(base.join("tree"))?;
     let t = Instant::now();
-    let specs: Vec<String> = pkgs.iter().map(|p| format!("{}={}", p.name, p.version)).collect();
+    let specs: Vec<String> = pkgs
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.version))
+        .collect();
     let apt_ok = Process::new("apt-get")
         .arg("download")
         .args(&specs)
@@ -83,14 +92,24 @@ fn fetch(o: FetchBench) -> Result<()> {
     } else {
         for p in &pkgs {
             let url = mirror.url(&k.suite, &p.filename);
-            run_ok(Process::new("curl").args(["-fsSLO", &url]).current_dir(&base))?;
+            run_ok(
+                Process::new("curl")
+                    .args(["-fsSLO", &url])
+                    .current_dir(&base),
+            )?;
         }
         "curl (the host's apt lacks the locked versions) + dpkg-deb -x"
     };
+    let baseline_download = t.elapsed().as_secs_f64();
     for entry in std::fs::read_dir(&base)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "deb") {
-            run_ok(Process::new("dpkg-deb").arg("-x").arg(&path).arg(base.join("tree")))?;
+            run_ok(
+                Process::new("dpkg-deb")
+                    .arg("-x")
+                    .arg(&path)
+                    .arg(base.join("tree")),
+            )?;
         }
     }
     let baseline_cold = t.elapsed().as_secs_f64();
@@ -100,7 +119,11 @@ fn fetch(o: FetchBench) -> Result<()> {
     let mut warm = Vec::new();
     for _ in 0..o.warm_runs {
         let t = Instant::now();
-        run_ok(Process::new(&exe).args(["kernels", "fetch", "--bucket", &o.bucket.to_string()]).env("KC_CACHE_DIR", &cache))?;
+        run_ok(
+            Process::new(&exe)
+                .args(["kernels", "fetch", "--bucket", &o.bucket.to_string()])
+                .env("KC_CACHE_DIR", &cache),
+        )?;
         warm.push(t.elapsed().as_secs_f64());
     }
     warm.sort_by(f64::total_cmp);
@@ -109,8 +132,10 @@ fn fetch(o: FetchBench) -> Result<()> {
         release: k.release.clone(),
         download_bytes: pkgs.iter().map(|p| p.size).sum(),
         ours_cold_s: ours_cold,
+        ours_download_s: ours_download,
         baseline: baseline_name.into(),
         baseline_cold_s: baseline_cold,
+        baseline_download_s: baseline_download,
         warm_runs: o.warm_runs,
         warm_median_s: warm.get(warm.len() / 2).copied().unwrap_or(0.0),
         warm_max_s: warm.last().copied().unwrap_or(0.0),
@@ -118,10 +143,35 @@ fn fetch(o: FetchBench) -> Result<()> {
     if o.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("bench fetch: bucket {} ({}), {:.1} MiB of .debs", report.bucket, report.release, report.download_bytes as f64 / 1048576.0);
-        println!("  {:<62} {:>8.2} s", "ours, cold (download, SHA256, unpack in Rust)", report.ours_cold_s);
-        println!("  {:<62} {:>8.2} s", report.baseline, report.baseline_cold_s);
-        println!("  {:<62} {:>8.3} s median, {:.3} s max", format!("ours, warm (`kernels fetch`, {} runs)", report.warm_runs), report.warm_median_s, report.warm_max_s);
+        println!(
+            "bench fetch: bucket {} ({}), {:.1} MiB of .debs",
+            report.bucket,
+            report.release,
+            report.download_bytes as f64 / 1048576.0
+        );
+        println!(
+            "  {:<58} {:>8} {:>8} {:>8}",
+            "", "download", "unpack", "total"
+        );
+        let row = |name: &str, dl: f64, total: f64| {
+            println!("  {name:<58} {dl:>8.2} {:>8.2} {total:>8.2} s", total - dl)
+        };
+        row(
+            "ours, cold (download + SHA256, unpack in Rust)",
+            report.ours_download_s,
+            report.ours_cold_s,
+        );
+        row(
+            &report.baseline,
+            report.baseline_download_s,
+            report.baseline_cold_s,
+        );
+        println!(
+            "  {:<58} {:>8.3} s median, {:.3} s max",
+            format!("ours, warm (`kernels fetch`, {} runs)", report.warm_runs),
+            report.warm_median_s,
+            report.warm_max_s
+        );
     }
     Ok(())
 }
@@ -129,8 +179,10 @@ fn fetch(o: FetchBench) -> Result<()> {
 fn run_ok(cmd: &mut Process) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
-

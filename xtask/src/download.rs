@@ -27,7 +27,9 @@ pub enum DownloadError {
         attempts: u32,
         last: String,
     },
-    #[error("{file}: SHA256 mismatch: expected {expected}, got {actual}; the download was discarded")]
+    #[error(
+        "{file}: SHA256 mismatch: expected {expected}, got {actual}; the download was discarded"
+    )]
     Sha256Mismatch {
         file: String,
         expected: String,
@@ -65,7 +67,10 @@ impl Downloader {
         let client = Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .timeout(None)
-            .user_agent(concat!("kernel-collector-xtask/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "kernel-collector-xtask/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .expect("building the HTTP client");
         Self {
@@ -82,7 +87,11 @@ impl Downloader {
         self
     }
 
-    fn retrying<T>(&self, url: &str, mut attempt: impl FnMut() -> Result<T, Attempt>) -> Result<T, DownloadError> {
+    fn retrying<T>(
+        &self,
+        url: &str,
+        mut attempt: impl FnMut() -> Result<T, Attempt>,
+    ) -> Result<T, DownloadError> {
         let mut last = String::new();
         for n in 1..=self.attempts {
             match attempt() {
@@ -131,8 +140,9 @@ impl Downloader {
             let mut resp = self.get(url, 0)?;
             let expected = resp.content_length();
             let mut body = Vec::new();
-            resp.read_to_end(&mut body)
-                .map_err(|e| Attempt::Retry(format!("connection cut after {} bytes: {e}", body.len())))?;
+            resp.read_to_end(&mut body).map_err(|e| {
+                Attempt::Retry(format!("connection cut after {} bytes: {e}", body.len()))
+            })?;
             match expected {
                 Some(n) if n != body.len() as u64 => Err(Attempt::Retry(format!(
                     "connection cut after {} of {n} bytes",
@@ -145,7 +155,13 @@ impl Downloader {
 
     /// Downloads `url` to `dest`, resuming a previous `.partial` when the server honours ranges,
     /// then checks size and SHA256. On a mismatch nothing is left behind.
-    pub fn fetch_file(&self, url: &str, dest: &Path, expected: &Expected, label: &str) -> Result<(), DownloadError> {
+    pub fn fetch_file(
+        &self,
+        url: &str,
+        dest: &Path,
+        expected: &Expected,
+        label: &str,
+    ) -> Result<(), DownloadError> {
         let partial = partial_path(dest);
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
@@ -156,8 +172,10 @@ impl Downloader {
         }
         let bar = ProgressBar::new(expected.size).with_message(label.to_string());
         bar.set_style(
-            ProgressStyle::with_template("{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta}")
-                .expect("progress template"),
+            ProgressStyle::with_template(
+                "{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta}",
+            )
+            .expect("progress template"),
         );
         let result = self.retrying(url, || {
             let have = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
@@ -166,7 +184,9 @@ impl Downloader {
                 return Ok(());
             }
             let mut resp = self.get(url, have)?;
-            let resumed = have > 0 && resp.status() == StatusCode::PARTIAL_CONTENT && content_range_starts_at(&resp, have);
+            let resumed = have > 0
+                && resp.status() == StatusCode::PARTIAL_CONTENT
+                && content_range_starts_at(&resp, have);
             let mut file = if resumed {
                 OpenOptions::new().append(true).open(&partial)
             } else {
@@ -181,25 +201,38 @@ impl Downloader {
                 let n = match resp.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => n,
-                    Err(e) => return Err(Attempt::Retry(format!("connection cut after {written} bytes: {e}"))),
+                    Err(e) => {
+                        return Err(Attempt::Retry(format!(
+                            "connection cut after {written} bytes: {e}"
+                        )))
+                    }
                 };
                 written += n as u64;
                 if written > expected.size {
                     break; // Checked below; do not fill the disk with an endless body.
                 }
-                file.write_all(&buf[..n]).map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
+                file.write_all(&buf[..n])
+                    .map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
                 bar.set_position(written);
             }
-            file.flush().map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
+            file.flush()
+                .map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
             if written < expected.size {
-                return Err(Attempt::Retry(format!("connection cut after {written} of {} bytes", expected.size)));
+                return Err(Attempt::Retry(format!(
+                    "connection cut after {written} of {} bytes",
+                    expected.size
+                )));
             }
             Ok(())
         });
         bar.finish_and_clear();
         result?;
         let actual_size = fs::metadata(&partial).map_err(io_err(&partial))?.len();
-        let file_name = dest.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let file_name = dest
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if actual_size != expected.size {
             let _ = fs::remove_file(&partial);
             return Err(DownloadError::SizeMismatch {
@@ -283,8 +316,12 @@ mod tests {
         let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()))]);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.deb");
-        let exp = Expected { size: data.len() as u64, sha256: sha256_bytes(&data) };
-        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap();
+        let exp = Expected {
+            size: data.len() as u64,
+            sha256: sha256_bytes(&data),
+        };
+        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
+            .unwrap();
         assert_eq!(fs::read(&dest).unwrap(), data);
         assert!(!partial_path(&dest).exists());
     }
@@ -295,21 +332,42 @@ mod tests {
         let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()))]);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.deb");
-        let exp = Expected { size: 1000, sha256: "ab".repeat(32) };
-        let err = dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap_err();
+        let exp = Expected {
+            size: 1000,
+            sha256: "ab".repeat(32),
+        };
+        let err = dl()
+            .fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("f.deb") && msg.contains(&"ab".repeat(32)) && msg.contains(&sha256_bytes(&data)), "{msg}");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing may be left in the cache");
+        assert!(
+            msg.contains("f.deb")
+                && msg.contains(&"ab".repeat(32))
+                && msg.contains(&sha256_bytes(&data)),
+            "{msg}"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing may be left in the cache"
+        );
     }
 
     #[test]
     fn cut_connection_resumes_with_range() {
         let data = body(200_000);
-        let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()).cut_first_after(70_000))]);
+        let srv = TestServer::start(vec![(
+            "/f.deb",
+            Route::ok(data.clone()).cut_first_after(70_000),
+        )]);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.deb");
-        let exp = Expected { size: data.len() as u64, sha256: sha256_bytes(&data) };
-        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap();
+        let exp = Expected {
+            size: data.len() as u64,
+            sha256: sha256_bytes(&data),
+        };
+        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
+            .unwrap();
         assert_eq!(fs::read(&dest).unwrap(), data);
         let reqs = srv.requests();
         assert_eq!(reqs.len(), 2, "{reqs:?}");
@@ -319,11 +377,18 @@ mod tests {
     #[test]
     fn cut_connection_without_range_support_restarts_clean() {
         let data = body(200_000);
-        let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()).cut_first_after(50_000).no_ranges())]);
+        let srv = TestServer::start(vec![(
+            "/f.deb",
+            Route::ok(data.clone()).cut_first_after(50_000).no_ranges(),
+        )]);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.deb");
-        let exp = Expected { size: data.len() as u64, sha256: sha256_bytes(&data) };
-        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f").unwrap();
+        let exp = Expected {
+            size: data.len() as u64,
+            sha256: sha256_bytes(&data),
+        };
+        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
+            .unwrap();
         assert_eq!(fs::read(&dest).unwrap(), data);
     }
 
@@ -331,8 +396,13 @@ mod tests {
     fn not_found_is_not_retried() {
         let srv = TestServer::start(vec![]);
         let dir = tempfile::tempdir().unwrap();
-        let exp = Expected { size: 1, sha256: "00".repeat(32) };
-        let err = dl().fetch_file(&srv.url("/gone.deb"), &dir.path().join("g"), &exp, "g").unwrap_err();
+        let exp = Expected {
+            size: 1,
+            sha256: "00".repeat(32),
+        };
+        let err = dl()
+            .fetch_file(&srv.url("/gone.deb"), &dir.path().join("g"), &exp, "g")
+            .unwrap_err();
         assert!(matches!(err, DownloadError::NotFound { .. }), "{err}");
         assert_eq!(srv.requests().len(), 1);
         assert_eq!(srv.requests()[0].path, "/gone.deb");
@@ -343,7 +413,10 @@ mod tests {
     fn server_errors_are_retried_then_reported() {
         let srv = TestServer::start(vec![("/f", Route::status(503))]);
         let err = dl().fetch_bytes(&srv.url("/f")).unwrap_err();
-        assert!(matches!(err, DownloadError::Network { attempts: 5, .. }), "{err}");
+        assert!(
+            matches!(err, DownloadError::Network { attempts: 5, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("503"));
         assert_eq!(srv.requests().len(), 5);
     }

@@ -33,7 +33,11 @@ pub fn dist(o: DistOptions) -> Result<()> {
     for k in &lock.kernel {
         if k.bucket {
             let tree = fetcher.headers(k)?;
-            eprintln!("dist: headers {:<5} {}", k.series.to_string(), tree.flavour_dir.display());
+            eprintln!(
+                "dist: headers {:<5} {}",
+                k.series.to_string(),
+                tree.flavour_dir.display()
+            );
         }
         if !o.no_images {
             let v = fetcher.image(k)?;
@@ -53,7 +57,9 @@ pub fn test(o: TestOptions) -> Result<()> {
     setup::run(setup::SetupOptions { check: false })?;
     let sh = Shell::new()?;
     sh.change_dir(paths::project_root());
-    cmd!(sh, "cargo test --workspace --locked").run().context("cargo test failed")?;
+    cmd!(sh, "cargo test --workspace --locked")
+        .run()
+        .context("cargo test failed")?;
     if o.unit_only {
         return Ok(());
     }
@@ -106,7 +112,11 @@ fn check_live_lock() -> Result<()> {
 /// the second fetch must download nothing.
 fn check_fetch() -> Result<()> {
     let (_, lock) = kernels::load_checked_lock()?;
-    let k = lock.kernel.iter().find(|k| k.bucket).context("no bucket in the lock")?;
+    let k = lock
+        .kernel
+        .iter()
+        .find(|k| k.bucket)
+        .context("no bucket in the lock")?;
     let cache = tempfile::tempdir()?;
     let mut f = Fetcher::new(cache.path().to_path_buf());
     let tree = f.headers(k)?;
@@ -116,17 +126,30 @@ fn check_fetch() -> Result<()> {
         tree.common_dir.join("include/linux/sched.h"),
         tree.common_dir.join("include/uapi/linux/bpf.h"),
     ] {
-        ensure!(must.is_file(), "{} is missing from the unpacked tree", must.display());
+        ensure!(
+            must.is_file(),
+            "{} is missing from the unpacked tree",
+            must.display()
+        );
     }
     let autoconf = std::fs::read_to_string(tree.flavour_dir.join("include/generated/autoconf.h"))?;
-    ensure!(autoconf.contains("CONFIG_BPF_SYSCALL"), "autoconf.h lacks CONFIG_BPF_SYSCALL");
+    ensure!(
+        autoconf.contains("CONFIG_BPF_SYSCALL"),
+        "autoconf.h lacks CONFIG_BPF_SYSCALL"
+    );
     let cold = f.downloaded_bytes;
     ensure!(cold > 0, "a cold fetch downloaded nothing");
     let mut warm = Fetcher::with_mirror(
         cache.path().to_path_buf(),
-        Mirror { main: "http://127.0.0.1:9/unreachable".into(), security: "http://127.0.0.1:9/unreachable".into() },
+        Mirror {
+            main: "http://127.0.0.1:9/unreachable".into(),
+            security: "http://127.0.0.1:9/unreachable".into(),
+        },
     );
     let again = warm.headers(k)?;
-    ensure!(warm.downloaded_bytes == 0 && again.flavour_dir == tree.flavour_dir, "the warm fetch did network I/O");
+    ensure!(
+        warm.downloaded_bytes == 0 && again.flavour_dir == tree.flavour_dir,
+        "the warm fetch did network I/O"
+    );
     Ok(())
 }

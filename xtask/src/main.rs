@@ -16,7 +16,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Build, check and release the kernel-collector eBPF collectors", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, check and release the kernel-collector eBPF collectors",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -36,7 +36,10 @@ pub struct FilePatch {
 
 impl FilePatch {
     pub fn target(&self) -> &str {
-        self.new_path.as_deref().or(self.old_path.as_deref()).unwrap_or("")
+        self.new_path
+            .as_deref()
+            .or(self.old_path.as_deref())
+            .unwrap_or("")
     }
 }
 
@@ -53,7 +56,11 @@ fn strip_p1(raw: &str) -> Option<String> {
     if path == "/dev/null" {
         return None;
     }
-    Some(path.split_once('/').map_or(path, |(_, rest)| rest).to_string())
+    Some(
+        path.split_once('/')
+            .map_or(path, |(_, rest)| rest)
+            .to_string(),
+    )
 }
 
 fn parse_range(s: &str) -> Option<(usize, usize)> {
@@ -75,7 +82,9 @@ pub fn parse(patch_name: &str, text: &str) -> Result<Vec<FilePatch>, PatchError>
     let mut files = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if !(lines[i].starts_with("--- ") && lines.get(i + 1).is_some_and(|l| l.starts_with("+++ "))) {
+        if !(lines[i].starts_with("--- ")
+            && lines.get(i + 1).is_some_and(|l| l.starts_with("+++ ")))
+        {
             i += 1;
             continue;
         }
@@ -90,9 +99,18 @@ pub fn parse(patch_name: &str, text: &str) -> Result<Vec<FilePatch>, PatchError>
         let mut hunks = Vec::new();
         while i < lines.len() && lines[i].starts_with("@@ ") {
             let header = lines[i].to_string();
-            let ranges: Vec<&str> = header.trim_start_matches("@@ ").split(" @@").next().unwrap_or("").split_whitespace().collect();
+            let ranges: Vec<&str> = header
+                .trim_start_matches("@@ ")
+                .split(" @@")
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
             let parsed = match ranges.as_slice() {
-                [old, new] => old.strip_prefix('-').and_then(parse_range).zip(new.strip_prefix('+').and_then(parse_range)),
+                [old, new] => old
+                    .strip_prefix('-')
+                    .and_then(parse_range)
+                    .zip(new.strip_prefix('+').and_then(parse_range)),
                 _ => None,
             };
             let Some(((old_start, old_count), (_, new_count))) = parsed else {
@@ -103,7 +121,10 @@ pub fn parse(patch_name: &str, text: &str) -> Result<Vec<FilePatch>, PatchError>
             let mut body = Vec::new();
             while seen_old < old_count || seen_new < new_count {
                 let Some(line) = lines.get(i) else {
-                    return Err(err(i + 1, format!("hunk {header:?} ends early (the patch is truncated)")));
+                    return Err(err(
+                        i + 1,
+                        format!("hunk {header:?} ends early (the patch is truncated)"),
+                    ));
                 };
                 let (kind, rest) = match line.chars().next() {
                     Some(c @ (' ' | '-' | '+')) => (c, &line[1..]),
@@ -112,7 +133,12 @@ pub fn parse(patch_name: &str, text: &str) -> Result<Vec<FilePatch>, PatchError>
                         i += 1;
                         continue;
                     }
-                    Some(_) => return Err(err(i + 1, format!("unexpected line in hunk {header:?}: {line:?}"))),
+                    Some(_) => {
+                        return Err(err(
+                            i + 1,
+                            format!("unexpected line in hunk {header:?}: {line:?}"),
+                        ))
+                    }
                 };
                 if kind != '+' {
                     seen_old += 1;
@@ -124,20 +150,34 @@ pub fn parse(patch_name: &str, text: &str) -> Result<Vec<FilePatch>, PatchError>
                 i += 1;
             }
             if seen_old != old_count || seen_new != new_count {
-                return Err(err(i, format!("hunk {header:?} line counts do not match its header")));
+                return Err(err(
+                    i,
+                    format!("hunk {header:?} line counts do not match its header"),
+                ));
             }
             while lines.get(i).is_some_and(|l| l.starts_with('\\')) {
                 i += 1;
             }
-            hunks.push(Hunk { header, old_start, lines: body });
+            hunks.push(Hunk {
+                header,
+                old_start,
+                lines: body,
+            });
         }
         if hunks.is_empty() {
             return Err(err(i + 1, "file section without hunks".into()));
         }
-        files.push(FilePatch { old_path, new_path, hunks });
+        files.push(FilePatch {
+            old_path,
+            new_path,
+            hunks,
+        });
     }
     if files.is_empty() {
-        return Err(err(1, "no `---`/`+++` file section: not a unified diff".into()));
+        return Err(err(
+            1,
+            "no `---`/`+++` file section: not a unified diff".into(),
+        ));
     }
     Ok(files)
 }
@@ -156,11 +196,31 @@ pub fn apply(patch_name: &str, file: &FilePatch, original: &str) -> Result<Strin
             header: hunk.header.clone(),
             reason,
         };
-        let old: Vec<&str> = hunk.lines.iter().filter(|(k, _)| *k != '+').map(|(_, l)| l.as_str()).collect();
-        let new: Vec<String> = hunk.lines.iter().filter(|(k, _)| *k != '-').map(|(_, l)| l.clone()).collect();
+        let old: Vec<&str> = hunk
+            .lines
+            .iter()
+            .filter(|(k, _)| *k != '+')
+            .map(|(_, l)| l.as_str())
+            .collect();
+        let new: Vec<String> = hunk
+            .lines
+            .iter()
+            .filter(|(k, _)| *k != '-')
+            .map(|(_, l)| l.clone())
+            .collect();
         let expected = (hunk.old_start.saturating_sub(1) as isize + delta).max(0) as usize;
-        let expected = if old.is_empty() && hunk.old_start > 0 { expected + 1 } else { expected };
-        let matches_at = |at: usize| at + old.len() <= lines.len() && lines[at..at + old.len()].iter().zip(&old).all(|(a, b)| a == b);
+        let expected = if old.is_empty() && hunk.old_start > 0 {
+            expected + 1
+        } else {
+            expected
+        };
+        let matches_at = |at: usize| {
+            at + old.len() <= lines.len()
+                && lines[at..at + old.len()]
+                    .iter()
+                    .zip(&old)
+                    .all(|(a, b)| a == b)
+        };
         let found = (0..=MAX_OFFSET)
             .flat_map(|off| [expected.checked_add(off), expected.checked_sub(off)])
             .flatten()
@@ -217,8 +277,14 @@ diff --git a/include/x.h b/include/x.h
         assert_eq!(files[0].target(), "include/x.h");
         assert_eq!(files[1].old_path, None);
         let out = apply("p.diff", &files[0], ORIG).unwrap();
-        assert_eq!(out, "one\nTWO\nthree\nfour\nfive\nsix\nsix and a half\nseven\n");
-        assert_eq!(apply("p.diff", &files[1], "").unwrap(), "#pragma once\nint x;\n");
+        assert_eq!(
+            out,
+            "one\nTWO\nthree\nfour\nfive\nsix\nsix and a half\nseven\n"
+        );
+        assert_eq!(
+            apply("p.diff", &files[1], "").unwrap(),
+            "#pragma once\nint x;\n"
+        );
     }
 
     #[test]
@@ -236,12 +302,21 @@ diff --git a/include/x.h b/include/x.h
         let changed = ORIG.replace("six", "SIX");
         let err = apply("0001-fix.diff", &files[0], &changed).unwrap_err();
         match &err {
-            PatchError::HunkFailed { patch, file, hunk, .. } => {
-                assert_eq!((patch.as_str(), file.as_str(), *hunk), ("0001-fix.diff", "include/x.h", 2));
+            PatchError::HunkFailed {
+                patch, file, hunk, ..
+            } => {
+                assert_eq!(
+                    (patch.as_str(), file.as_str(), *hunk),
+                    ("0001-fix.diff", "include/x.h", 2)
+                );
             }
             e => panic!("{e}"),
         }
-        assert!(err.to_string().contains("hunk #2 (@@ -5,3 +5,4 @@ context)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("hunk #2 (@@ -5,3 +5,4 @@ context)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -251,11 +326,20 @@ diff --git a/include/x.h b/include/x.h
             ("--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n one\n", "truncated"),
             ("--- a/x\n+++ b/x\n@@ bogus @@\n", "malformed hunk header"),
             ("--- a/x\n+++ b/x\n", "without hunks"),
-            ("--- a/../../etc/passwd\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n", "leaves the tree"),
-            ("--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n a\n*b\n", "unexpected line"),
+            (
+                "--- a/../../etc/passwd\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n",
+                "leaves the tree",
+            ),
+            (
+                "--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n a\n*b\n",
+                "unexpected line",
+            ),
         ] {
             let err = parse("bad.diff", text).unwrap_err().to_string();
-            assert!(err.contains(want) && err.contains("bad.diff"), "{text:?}: {err}");
+            assert!(
+                err.contains(want) && err.contains("bad.diff"),
+                "{text:?}: {err}"
+            );
         }
     }
 }

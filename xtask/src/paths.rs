@@ -13,7 +13,11 @@ pub fn project_root() -> PathBuf {
 /// `KC_CACHE_DIR`, else `$XDG_CACHE_HOME/kernel-collector`, else `~/.cache/kernel-collector`.
 /// Downloads and unpacked kernel trees live here, outside the checkout, shared by checkouts.
 pub fn cache_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("KC_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("kernel-collector")))
         .or_else(|| env("HOME").map(|h| h.join(".cache/kernel-collector")))

@@ -37,7 +37,10 @@ pub fn run(o: SetupOptions) -> Result<()> {
     let sh = Shell::new()?;
     let missing = missing_packages(&sh);
     if missing.is_empty() {
-        eprintln!("setup: all {} Debian packages are installed", PACKAGES.len());
+        eprintln!(
+            "setup: all {} Debian packages are installed",
+            PACKAGES.len()
+        );
         return Ok(());
     }
     let why: Vec<String> = PACKAGES
@@ -46,9 +49,15 @@ pub fn run(o: SetupOptions) -> Result<()> {
         .map(|(p, w)| format!("{p} ({w})"))
         .collect();
     if o.check {
-        bail!("missing Debian packages: {}; run `cargo xtask setup`", why.join(", "));
+        bail!(
+            "missing Debian packages: {}; run `cargo xtask setup`",
+            why.join(", ")
+        );
     }
-    let is_root = cmd!(sh, "id -u").read().map(|u| u.trim() == "0").unwrap_or(false);
+    let is_root = cmd!(sh, "id -u")
+        .read()
+        .map(|u| u.trim() == "0")
+        .unwrap_or(false);
     if !is_root {
         bail!(
             "missing Debian packages: {}.\nInstall them as root: sudo apt-get install -y --no-install-recommends {}",
@@ -57,14 +66,23 @@ pub fn run(o: SetupOptions) -> Result<()> {
         );
     }
     eprintln!("setup: installing {}", why.join(", "));
-    cmd!(sh, "apt-get update -q").env("DEBIAN_FRONTEND", "noninteractive").run().context("apt-get update")?;
-    cmd!(sh, "apt-get install -y -q --no-install-recommends {missing...}")
+    cmd!(sh, "apt-get update -q")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()
-        .context("apt-get install")?;
+        .context("apt-get update")?;
+    cmd!(
+        sh,
+        "apt-get install -y -q --no-install-recommends {missing...}"
+    )
+    .env("DEBIAN_FRONTEND", "noninteractive")
+    .run()
+    .context("apt-get install")?;
     let still = missing_packages(&sh);
     if !still.is_empty() {
-        bail!("apt-get finished but these are still missing: {}", still.join(" "));
+        bail!(
+            "apt-get finished but these are still missing: {}",
+            still.join(" ")
+        );
     }
     Ok(())
 }

@@ -59,7 +59,12 @@ impl TestServer {
     pub fn start(routes: Vec<(&str, Route)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
         let addr = listener.local_addr().unwrap();
-        let routes: Arc<HashMap<String, Route>> = Arc::new(routes.into_iter().map(|(p, r)| (p.to_string(), r)).collect());
+        let routes: Arc<HashMap<String, Route>> = Arc::new(
+            routes
+                .into_iter()
+                .map(|(p, r)| (p.to_string(), r))
+                .collect(),
+        );
         let log = Arc::new(Mutex::new(Vec::new()));
         let log2 = log.clone();
         thread::spawn(move || {
@@ -111,7 +116,11 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec<Req
             continue;
         };
         if route.status != 200 {
-            let _ = write!(stream, "HTTP/1.1 {} Status\r\ncontent-length: 0\r\n\r\n", route.status);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {} Status\r\ncontent-length: 0\r\n\r\n",
+                route.status
+            );
             continue;
         }
         let start = range

@@ -48,23 +48,32 @@ fn parse_header(file: &str, offset: u64, h: &[u8; AR_HEADER_LEN]) -> Result<Memb
         reason,
     };
     if &h[58..60] != b"`\n" {
-        return Err(bad("member header does not end with the ar terminator".into()));
+        return Err(bad(
+            "member header does not end with the ar terminator".into()
+        ));
     }
     let name = std::str::from_utf8(&h[..16])
         .map_err(|_| bad("member name is not text".into()))?
         .trim_end()
         .trim_end_matches('/')
         .to_string();
-    let size_text = std::str::from_utf8(&h[48..58]).map_err(|_| bad("member size is not text".into()))?;
-    let size = size_text
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| bad(format!("member size {:?} is not a number", size_text.trim())))?;
+    let size_text =
+        std::str::from_utf8(&h[48..58]).map_err(|_| bad("member size is not text".into()))?;
+    let size = size_text.trim().parse::<u64>().map_err(|_| {
+        bad(format!(
+            "member size {:?} is not a number",
+            size_text.trim()
+        ))
+    })?;
     Ok(Member { name, size })
 }
 
 /// Streams the `data.tar.*` member of `deb` into `dest` (see [`unpack_tar`] for the rules).
-pub fn extract_data(deb: &Path, dest: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<UnpackStats, DebError> {
+pub fn extract_data(
+    deb: &Path,
+    dest: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+) -> Result<UnpackStats, DebError> {
     let file_name = deb.display().to_string();
     let io_err = |source| DebError::Io {
         file: file_name.clone(),
@@ -153,7 +162,15 @@ fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub fn build_deb(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = AR_MAGIC.to_vec();
     for (name, data) in members {
-        let header = format!("{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", format!("{name}/"), 0, 0, 0, 100644, data.len());
+        let header = format!(
+            "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            format!("{name}/"),
+            0,
+            0,
+            0,
+            100644,
+            data.len()
+        );
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(data);
         if data.len() % 2 == 1 {
@@ -192,16 +209,27 @@ mod tests {
     #[test]
     fn extracts_data_member() {
         let data = data_tar_xz(&[("usr/src/x/a.h", b"#define A 1\n")]);
-        let deb = write_tmp(&build_deb(&[("debian-binary", b"2.0\n"), ("control.tar.xz", b"ignored"), ("data.tar.xz", &data)]));
+        let deb = write_tmp(&build_deb(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.xz", b"ignored"),
+            ("data.tar.xz", &data),
+        ]));
         let dest = tempfile::tempdir().unwrap();
         let stats = extract_data(deb.path(), dest.path(), &|_| true).unwrap();
         assert_eq!(stats.files, 1);
-        assert_eq!(std::fs::read_to_string(dest.path().join("usr/src/x/a.h")).unwrap(), "#define A 1\n");
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("usr/src/x/a.h")).unwrap(),
+            "#define A 1\n"
+        );
     }
 
     #[test]
     fn not_an_ar_archive() {
-        for bytes in [&b""[..], b"\x7fELF\x02\x01\x01", b"PK\x03\x04 zip file here"] {
+        for bytes in [
+            &b""[..],
+            b"\x7fELF\x02\x01\x01",
+            b"PK\x03\x04 zip file here",
+        ] {
             let f = write_tmp(bytes);
             let err = extract_data(f.path(), Path::new("/nonexistent"), &|_| true).unwrap_err();
             assert!(matches!(err, DebError::NotAr { .. }), "{err}");
@@ -216,7 +244,8 @@ mod tests {
         // Cut inside the second header, and inside the data member.
         for cut in [8 + 60 + 4 + 10, good.len() - 5] {
             let f = write_tmp(&good[..cut]);
-            let err = extract_data(f.path(), tempfile::tempdir().unwrap().path(), &|_| true).unwrap_err();
+            let err =
+                extract_data(f.path(), tempfile::tempdir().unwrap().path(), &|_| true).unwrap_err();
             assert!(matches!(err, DebError::BadAr { .. }), "cut {cut}: {err}");
             assert!(err.to_string().contains("byte 72"), "{err}");
         }
@@ -239,7 +268,8 @@ mod tests {
         let mid = data.len() / 2;
         data[mid] ^= 0xff;
         let f = write_tmp(&build_deb(&[("data.tar.xz", &data)]));
-        let err = extract_data(f.path(), tempfile::tempdir().unwrap().path(), &|_| true).unwrap_err();
+        let err =
+            extract_data(f.path(), tempfile::tempdir().unwrap().path(), &|_| true).unwrap_err();
         assert!(err.to_string().contains("data.tar.xz"), "{err}");
     }
 

@@ -49,20 +49,21 @@ pub fn parse(
         line,
         reason,
     };
-    let mut finish = |fields: &mut BTreeMap<&str, (usize, &str)>, end_line: usize| -> Result<(), IndexError> {
-        if fields.is_empty() {
-            return Ok(());
-        }
-        let stanza_line = fields.values().map(|(l, _)| *l).min().unwrap_or(end_line);
-        let Some(&(_, name)) = fields.get("Package") else {
-            return Err(err(stanza_line, "stanza without a Package field".into()));
+    let mut finish =
+        |fields: &mut BTreeMap<&str, (usize, &str)>, end_line: usize| -> Result<(), IndexError> {
+            if fields.is_empty() {
+                return Ok(());
+            }
+            let stanza_line = fields.values().map(|(l, _)| *l).min().unwrap_or(end_line);
+            let Some(&(_, name)) = fields.get("Package") else {
+                return Err(err(stanza_line, "stanza without a Package field".into()));
+            };
+            if keep(name) {
+                out.push(package_from(fields, stanza_line, &err)?);
+            }
+            fields.clear();
+            Ok(())
         };
-        if keep(name) {
-            out.push(package_from(fields, stanza_line, &err)?);
-        }
-        fields.clear();
-        Ok(())
-    };
     let mut line_no = 0;
     for line in text.lines() {
         line_no += 1;
@@ -78,10 +79,16 @@ pub fn parse(
             continue; // Multi-line values (descriptions) are not needed.
         }
         let Some((key, value)) = line.split_once(':') else {
-            return Err(err(line_no, format!("expected `Field: value`, found {:?}", truncate(line))));
+            return Err(err(
+                line_no,
+                format!("expected `Field: value`, found {:?}", truncate(line)),
+            ));
         };
         if key.is_empty() || key.contains(char::is_whitespace) {
-            return Err(err(line_no, format!("invalid field name {:?}", truncate(key))));
+            return Err(err(
+                line_no,
+                format!("invalid field name {:?}", truncate(key)),
+            ));
         }
         if fields.insert(key, (line_no, value.trim())).is_some() {
             return Err(err(line_no, format!("field {key} repeated in one stanza")));
@@ -106,16 +113,28 @@ fn package_from(
             .ok_or_else(|| err(stanza_line, format!("package {name} has no {key} field")))
     };
     let (size_line, size) = get("Size")?;
-    let size = size
-        .parse::<u64>()
-        .map_err(|_| err(size_line, format!("package {name}: Size {size:?} is not a number")))?;
+    let size = size.parse::<u64>().map_err(|_| {
+        err(
+            size_line,
+            format!("package {name}: Size {size:?} is not a number"),
+        )
+    })?;
     let (sha_line, sha256) = get("SHA256")?;
     if sha256.len() != 64 || !sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(err(sha_line, format!("package {name}: SHA256 {:?} is not 64 hex digits", truncate(sha256))));
+        return Err(err(
+            sha_line,
+            format!(
+                "package {name}: SHA256 {:?} is not 64 hex digits",
+                truncate(sha256)
+            ),
+        ));
     }
     let (file_line, filename) = get("Filename")?;
     if filename.starts_with('/') || filename.split('/').any(|c| c == "..") {
-        return Err(err(file_line, format!("package {name}: Filename {filename:?} leaves the archive")));
+        return Err(err(
+            file_line,
+            format!("package {name}: Filename {filename:?} leaves the archive"),
+        ));
     }
     Ok(Package {
         name: name.to_string(),
@@ -123,7 +142,10 @@ fn package_from(
         filename: filename.to_string(),
         size,
         sha256: sha256.to_ascii_lowercase(),
-        depends: fields.get("Depends").map(|(_, d)| parse_depends(d)).unwrap_or_default(),
+        depends: fields
+            .get("Depends")
+            .map(|(_, d)| parse_depends(d))
+            .unwrap_or_default(),
     })
 }
 
@@ -195,7 +217,10 @@ SHA256: 00
     #[test]
     fn kept_package_with_bad_fields_is_an_error_with_line() {
         let err = parse("bookworm", GOOD, |_| true).unwrap_err().to_string();
-        assert!(err.contains("bookworm: line 15") && err.contains("SHA256"), "{err}");
+        assert!(
+            err.contains("bookworm: line 15") && err.contains("SHA256"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -211,7 +236,9 @@ SHA256: 00
             ("\u{0}\u{1}binary garbage", "line 1", "expected"),
         ];
         for (text, line, what) in cases {
-            let err = parse("suite", text, |n| n.starts_with("linux-")).unwrap_err().to_string();
+            let err = parse("suite", text, |n| n.starts_with("linux-"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(line) && err.contains(what), "{text:?}: {err}");
             assert!(err.contains("kernels lock"), "{err}");
         }
@@ -221,7 +248,15 @@ SHA256: 00
     fn depends_alternatives_and_arch_qualifiers() {
         let d = parse_depends("dracut | initramfs-tools (>= 0.120+deb8u2), linux-binary-7.2.12+deb13-cloud-amd64 (= 7.2.12-1~bpo13+1), perl:any");
         let names: Vec<_> = d.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["dracut", "initramfs-tools", "linux-binary-7.2.12+deb13-cloud-amd64", "perl"]);
+        assert_eq!(
+            names,
+            [
+                "dracut",
+                "initramfs-tools",
+                "linux-binary-7.2.12+deb13-cloud-amd64",
+                "perl"
+            ]
+        );
         assert_eq!(d[2].exact_version.as_deref(), Some("7.2.12-1~bpo13+1"));
     }
 }
@@ -254,7 +289,10 @@ mod release_tests {
     fn release_sha256_section() {
         let text = "Origin: Debian\nMD5Sum:\n 0123 10 main/binary-amd64/Packages.xz\nSHA256:\n abcd 8790396 main/binary-amd64/Packages.xz\n ef01 300 main/binary-amd64/Packages.gz\n";
         let c = super::release_checksums(text);
-        assert_eq!(c["main/binary-amd64/Packages.xz"], (8790396, "abcd".to_string()));
+        assert_eq!(
+            c["main/binary-amd64/Packages.xz"],
+            (8790396, "abcd".to_string())
+        );
         assert_eq!(c.len(), 2);
     }
 }

@@ -38,7 +38,9 @@ impl Mirror {
                 .unwrap_or_default();
             files.sort();
             for f in files {
-                let Ok(text) = std::fs::read_to_string(&f) else { continue };
+                let Ok(text) = std::fs::read_to_string(&f) else {
+                    continue;
+                };
                 match f.extension().and_then(|e| e.to_str()) {
                     Some("sources") => entries.extend(parse_deb822(&text)),
                     Some("list") => entries.extend(parse_one_line(&text)),
@@ -52,7 +54,11 @@ impl Mirror {
         };
         let main_env = env("KC_DEBIAN_MIRROR");
         let sec_env = env("KC_DEBIAN_SECURITY_MIRROR");
-        let entries = if main_env.is_some() && sec_env.is_some() { Vec::new() } else { from_apt() };
+        let entries = if main_env.is_some() && sec_env.is_some() {
+            Vec::new()
+        } else {
+            from_apt()
+        };
         let main = match main_env {
             Some(m) => m,
             None => match pick(&entries, false) {
@@ -97,7 +103,9 @@ pub fn parse_deb822(text: &str) -> Vec<(String, Vec<String>)> {
         let mut suites = Vec::new();
         let mut enabled = true;
         for line in stanza.lines().filter(|l| !l.trim_start().starts_with('#')) {
-            let Some((k, v)) = line.split_once(':') else { continue };
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
             let words = || v.split_whitespace().map(str::to_string).collect::<Vec<_>>();
             match k.trim().to_ascii_lowercase().as_str() {
                 "types" => types = words(),
@@ -121,7 +129,9 @@ pub fn parse_one_line(text: &str) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("").trim();
-        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let Some(rest) = line.strip_prefix("deb ") else {
+            continue;
+        };
         let rest = rest.trim_start();
         let rest = if rest.starts_with('[') {
             rest.split_once(']').map_or("", |(_, r)| r)
@@ -151,7 +161,10 @@ mod tests {
         let e = parse_deb822(text);
         assert_eq!(e.len(), 2);
         assert_eq!(pick(&e, false).unwrap(), "http://mirror.example/debian");
-        assert_eq!(pick(&e, true).unwrap(), "http://mirror.example/debian-security");
+        assert_eq!(
+            pick(&e, true).unwrap(),
+            "http://mirror.example/debian-security"
+        );
     }
 
     #[test]
@@ -172,7 +185,13 @@ mod tests {
             main: "http://m/debian".into(),
             security: sibling_security("http://m/debian"),
         };
-        assert_eq!(m.url("bookworm", "/pool/x.deb"), "http://m/debian/pool/x.deb");
-        assert_eq!(m.url("bullseye-security", "dists/x"), "http://m/debian-security/dists/x");
+        assert_eq!(
+            m.url("bookworm", "/pool/x.deb"),
+            "http://m/debian/pool/x.deb"
+        );
+        assert_eq!(
+            m.url("bullseye-security", "dists/x"),
+            "http://m/debian-security/dists/x"
+        );
     }
 }

@@ -67,7 +67,10 @@ fn compare_part(a: &str, b: &str) -> Ordering {
 }
 
 fn trim_zeros(digits: &[u8]) -> &[u8] {
-    let first = digits.iter().position(|&c| c != b'0').unwrap_or(digits.len());
+    let first = digits
+        .iter()
+        .position(|&c| c != b'0')
+        .unwrap_or(digits.len());
     &digits[first..]
 }
 

@@ -114,8 +114,12 @@ impl Fetcher {
 
     /// The header tree of a bucket: from the cache, else downloaded, unpacked and patched.
     pub fn headers(&mut self, k: &LockedKernel) -> Result<HeaderTree> {
-        let headers = k.package(Role::Headers).ok_or_else(|| anyhow!("series {} is not a bucket: it has no headers", k.series))?;
-        let common = k.package(Role::HeadersCommon).ok_or_else(|| anyhow!("series {}: no -common headers locked", k.series))?;
+        let headers = k
+            .package(Role::Headers)
+            .ok_or_else(|| anyhow!("series {} is not a bucket: it has no headers", k.series))?;
+        let common = k
+            .package(Role::HeadersCommon)
+            .ok_or_else(|| anyhow!("series {}: no -common headers locked", k.series))?;
         let patches = patch_files(&self.patches_root.join(k.series.to_string()))?;
         let mut key = Sha256::new();
         key.update(TREE_FORMAT);
@@ -126,14 +130,21 @@ impl Fetcher {
             key.update(fs::read(p).with_context(|| format!("reading {}", p.display()))?);
         }
         let key = hex::encode(key.finalize());
-        let dir = self.cache.join("headers").join(format!("{}-{}", k.release, &key[..16]));
+        let dir = self
+            .cache
+            .join("headers")
+            .join(format!("{}-{}", k.release, &key[..16]));
         if let Ok(text) = fs::read_to_string(dir.join(TREE_MANIFEST)) {
-            return serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete {}", TREE_MANIFEST, dir.display()));
+            return serde_json::from_str(&text).with_context(|| {
+                format!("{} is corrupt; delete {}", TREE_MANIFEST, dir.display())
+            });
         }
         let debs = [self.deb(&k.suite, common)?, self.deb(&k.suite, headers)?];
         let parent = dir.parent().expect("headers/ has a parent");
         fs::create_dir_all(parent)?;
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(parent)?;
         let keep = |p: &Path| p.starts_with("usr/src");
         for d in &debs {
             deb::extract_data(d, tmp.path(), &keep)?;
@@ -143,27 +154,45 @@ impl Fetcher {
             series: k.series.to_string(),
             release: k.release.clone(),
             kernel_version: k.kernel_version.clone(),
-            flavour_dir: dir.join("usr/src").join(format!("linux-headers-{}", k.release)),
+            flavour_dir: dir
+                .join("usr/src")
+                .join(format!("linux-headers-{}", k.release)),
             common_dir: dir.join("usr/src").join(&common_name),
             patches: Vec::new(),
         };
-        let tmp_flavour = tmp.path().join("usr/src").join(format!("linux-headers-{}", k.release));
+        let tmp_flavour = tmp
+            .path()
+            .join("usr/src")
+            .join(format!("linux-headers-{}", k.release));
         let tmp_common = tmp.path().join("usr/src").join(&common_name);
         for d in [&tmp_flavour, &tmp_common] {
             if !d.is_dir() {
-                bail!("the locked packages of {} do not hold {}: is the lock from another flavour?", k.series, d.strip_prefix(tmp.path()).unwrap_or(d).display());
+                bail!(
+                    "the locked packages of {} do not hold {}: is the lock from another flavour?",
+                    k.series,
+                    d.strip_prefix(tmp.path()).unwrap_or(d).display()
+                );
             }
         }
         for p in &patches {
             apply_patch_file(p, tmp.path(), &tmp_flavour, &tmp_common)?;
-            tree.patches.push(p.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            tree.patches.push(
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
-        fs::write(tmp.path().join(TREE_MANIFEST), serde_json::to_string_pretty(&tree)?)?;
+        fs::write(
+            tmp.path().join(TREE_MANIFEST),
+            serde_json::to_string_pretty(&tree)?,
+        )?;
         let tmp = tmp.keep();
         if let Err(e) = fs::rename(&tmp, &dir) {
             let _ = fs::remove_dir_all(&tmp);
             if !dir.join(TREE_MANIFEST).exists() {
-                return Err(e).with_context(|| format!("moving the unpacked tree to {}", dir.display()));
+                return Err(e)
+                    .with_context(|| format!("moving the unpacked tree to {}", dir.display()));
             }
         }
         Ok(tree)
@@ -171,8 +200,13 @@ impl Fetcher {
 
     /// The unpacked `vmlinuz` of a kernel (for load tests).
     pub fn image(&mut self, k: &LockedKernel) -> Result<PathBuf> {
-        let image = k.package(Role::Image).ok_or_else(|| anyhow!("series {}: no image locked", k.series))?;
-        let dir = self.cache.join("images").join(format!("{}-{}", k.release, &image.sha256[..16]));
+        let image = k
+            .package(Role::Image)
+            .ok_or_else(|| anyhow!("series {}: no image locked", k.series))?;
+        let dir = self
+            .cache
+            .join("images")
+            .join(format!("{}-{}", k.release, &image.sha256[..16]));
         let vmlinuz = dir.join("vmlinuz");
         if vmlinuz.is_file() {
             return Ok(vmlinuz);
@@ -180,7 +214,9 @@ impl Fetcher {
         let deb_path = self.deb(&k.suite, image)?;
         let parent = dir.parent().expect("images/ has a parent");
         fs::create_dir_all(parent)?;
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(parent)?;
         deb::extract_data(&deb_path, tmp.path(), &|p| p.starts_with("boot"))?;
         let boot = tmp.path().join("boot");
         let kernel = boot.join(format!("vmlinuz-{}", k.release));
@@ -205,24 +241,32 @@ impl Fetcher {
 
     /// Is this kernel's header tree / image already in the cache? (For `kernels list`.)
     pub fn cached(&self, k: &LockedKernel, role: Role) -> bool {
-        let Some(p) = k.package(role) else { return false };
+        let Some(p) = k.package(role) else {
+            return false;
+        };
         let (sub, manifest) = match role {
             Role::Image => ("images", "vmlinuz"),
             _ => ("headers", TREE_MANIFEST),
         };
         let prefix = format!("{}-", k.release);
-        let Ok(rd) = fs::read_dir(self.cache.join(sub)) else { return false };
+        let Ok(rd) = fs::read_dir(self.cache.join(sub)) else {
+            return false;
+        };
         let want_sha = &p.sha256[..16];
         rd.flatten().any(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(&prefix) && e.path().join(manifest).exists() && (role != Role::Image || name.ends_with(want_sha))
+            name.starts_with(&prefix)
+                && e.path().join(manifest).exists()
+                && (role != Role::Image || name.ends_with(want_sha))
         })
     }
 }
 
 /// `*.diff` and `*.diff.gz` of a bucket's patch directory, sorted by name.
 pub fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let Ok(rd) = fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
     let mut files: Vec<PathBuf> = rd
         .flatten()
         .map(|e| e.path())
@@ -237,8 +281,17 @@ pub fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Applies one patch file to a header tree. A path `P` (after `-p1`) names the flavour
 /// directory's `P` when that exists, else the common directory's (the include order).
-pub fn apply_patch_file(patch_path: &Path, root: &Path, flavour: &Path, common: &Path) -> Result<()> {
-    let name = patch_path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+pub fn apply_patch_file(
+    patch_path: &Path,
+    root: &Path,
+    flavour: &Path,
+    common: &Path,
+) -> Result<()> {
+    let name = patch_path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let raw = fs::read(patch_path).with_context(|| format!("reading {}", patch_path.display()))?;
     let text = if name.ends_with(".gz") {
         let mut s = String::new();
@@ -255,15 +308,24 @@ pub fn apply_patch_file(patch_path: &Path, root: &Path, flavour: &Path, common: 
             .into_iter()
             .map(|d| d.join(rel))
             .find(|p| p.exists())
-            .unwrap_or_else(|| if file.old_path.is_none() { flavour.join(rel) } else { common.join(rel) });
+            .unwrap_or_else(|| {
+                if file.old_path.is_none() {
+                    flavour.join(rel)
+                } else {
+                    common.join(rel)
+                }
+            });
         // Never write through a link that leaves the tree.
-        let rel_to_root = target.strip_prefix(root).expect("targets are under the root");
+        let rel_to_root = target
+            .strip_prefix(root)
+            .expect("targets are under the root");
         kc_common::unpack::resolve_inside(root, rel_to_root)
             .map_err(|r| anyhow!("{name}: {rel}: {r}"))?;
         let original = if file.old_path.is_none() {
             String::new()
         } else {
-            fs::read_to_string(&target).with_context(|| format!("{name}: {rel} is not in the header tree"))?
+            fs::read_to_string(&target)
+                .with_context(|| format!("{name}: {rel} is not in the header tree"))?
         };
         let patched = patch::apply(&name, &file, &original)?;
         if file.new_path.is_none() {
@@ -304,18 +366,27 @@ mod tests {
     }
 
     fn deb(files: &[(&str, &[u8])]) -> Vec<u8> {
-        build_deb(&[("debian-binary", b"2.0\n"), ("data.tar.xz", &data_tar_xz(files))])
+        build_deb(&[
+            ("debian-binary", b"2.0\n"),
+            ("data.tar.xz", &data_tar_xz(files)),
+        ])
     }
 
     fn headers_deb() -> Vec<u8> {
         deb(&[
-            ("./usr/src/linux-headers-1.0.0-1-cloud-amd64/include/generated/autoconf.h", b"#define CONFIG_BPF 1\n"),
+            (
+                "./usr/src/linux-headers-1.0.0-1-cloud-amd64/include/generated/autoconf.h",
+                b"#define CONFIG_BPF 1\n",
+            ),
             ("./lib/modules/1.0.0-1-cloud-amd64/ignored", b"x"),
         ])
     }
 
     fn common_deb() -> Vec<u8> {
-        deb(&[("./usr/src/linux-headers-1.0.0-1-common/include/linux/sched.h", b"struct task_struct;\nint a;\nint b;\n")])
+        deb(&[(
+            "./usr/src/linux-headers-1.0.0-1-common/include/linux/sched.h",
+            b"struct task_struct;\nint a;\nint b;\n",
+        )])
     }
 
     fn pkg(role: Role, name: &str, bytes: &[u8]) -> LockedPackage {
@@ -350,14 +421,23 @@ mod tests {
     impl Setup {
         fn new(h_route: Route, c_route: Route) -> Self {
             Self {
-                srv: TestServer::start(vec![("/debian/pool/h.deb", h_route), ("/debian/pool/c.deb", c_route)]),
+                srv: TestServer::start(vec![
+                    ("/debian/pool/h.deb", h_route),
+                    ("/debian/pool/c.deb", c_route),
+                ]),
                 cache: tempfile::tempdir().unwrap(),
                 patches: tempfile::tempdir().unwrap(),
             }
         }
         fn fetcher(&self) -> Fetcher {
             let base = self.srv.url("/debian");
-            let mut f = Fetcher::with_mirror(self.cache.path().to_path_buf(), Mirror { main: base.clone(), security: base });
+            let mut f = Fetcher::with_mirror(
+                self.cache.path().to_path_buf(),
+                Mirror {
+                    main: base.clone(),
+                    security: base,
+                },
+            );
             f.patches_root = self.patches.path().to_path_buf();
             f
         }
@@ -375,7 +455,13 @@ mod tests {
                     if e.file_type().unwrap().is_dir() {
                         stack.push(e.path());
                     } else {
-                        out.push(e.path().strip_prefix(self.cache.path()).unwrap().display().to_string());
+                        out.push(
+                            e.path()
+                                .strip_prefix(self.cache.path())
+                                .unwrap()
+                                .display()
+                                .to_string(),
+                        );
                     }
                 }
             }
@@ -383,7 +469,9 @@ mod tests {
             out
         }
         fn no_tree_left(&self) {
-            let trees: Vec<_> = fs::read_dir(self.cache.path().join("headers")).map(|rd| rd.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+            let trees: Vec<_> = fs::read_dir(self.cache.path().join("headers"))
+                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
             assert!(trees.is_empty(), "left behind: {trees:?}");
         }
     }
@@ -395,18 +483,43 @@ mod tests {
         let k = kernel(&h, &c);
         let mut f = s.fetcher();
         let tree = f.headers(&k).unwrap();
-        assert_eq!(fs::read_to_string(tree.flavour_dir.join("include/generated/autoconf.h")).unwrap(), "#define CONFIG_BPF 1\n");
+        assert_eq!(
+            fs::read_to_string(tree.flavour_dir.join("include/generated/autoconf.h")).unwrap(),
+            "#define CONFIG_BPF 1\n"
+        );
         assert!(tree.common_dir.join("include/linux/sched.h").is_file());
-        assert!(!tree.flavour_dir.parent().unwrap().parent().unwrap().parent().unwrap().join("lib").exists(), "only usr/src is unpacked");
+        assert!(
+            !tree
+                .flavour_dir
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("lib")
+                .exists(),
+            "only usr/src is unpacked"
+        );
         assert_eq!(f.downloaded_bytes, (h.len() + c.len()) as u64);
         assert!(f.cached(&k, Role::Headers));
         let before = s.srv.requests().len();
         // Warm: a fetcher whose mirror cannot be reached finds everything in the cache.
-        let mut warm = Fetcher::with_mirror(s.cache.path().to_path_buf(), Mirror { main: "http://127.0.0.1:9".into(), security: "http://127.0.0.1:9".into() });
+        let mut warm = Fetcher::with_mirror(
+            s.cache.path().to_path_buf(),
+            Mirror {
+                main: "http://127.0.0.1:9".into(),
+                security: "http://127.0.0.1:9".into(),
+            },
+        );
         warm.patches_root = s.patches.path().to_path_buf();
         let again = warm.headers(&k).unwrap();
         assert_eq!(again.flavour_dir, tree.flavour_dir);
-        assert_eq!(s.srv.requests().len(), before, "a warm fetch does no network I/O");
+        assert_eq!(
+            s.srv.requests().len(),
+            before,
+            "a warm fetch does no network I/O"
+        );
         assert_eq!(warm.downloaded_bytes, 0);
     }
 
@@ -419,17 +532,28 @@ mod tests {
         k.package[1].sha256 = wrong.clone();
         let err = format!("{:#}", s.fetcher().headers(&k).unwrap_err());
         assert!(err.contains("c.deb") || err.contains(&wrong), "{err}");
-        assert!(err.contains(&wrong) && err.contains(&sha256_bytes(&c)), "names expected and actual: {err}");
+        assert!(
+            err.contains(&wrong) && err.contains(&sha256_bytes(&c)),
+            "names expected and actual: {err}"
+        );
         assert_eq!(s.cache_files(), Vec::<String>::new());
     }
 
     #[test]
     fn connection_cut_midway_is_resumed() {
         let (h, c) = (headers_deb(), common_deb());
-        let s = Setup::new(Route::ok(h.clone()), Route::ok(c.clone()).cut_first_after(c.len() / 2));
+        let s = Setup::new(
+            Route::ok(h.clone()),
+            Route::ok(c.clone()).cut_first_after(c.len() / 2),
+        );
         let k = kernel(&h, &c);
         s.fetcher().headers(&k).unwrap();
-        let ranges: Vec<_> = s.srv.requests().into_iter().filter_map(|r| r.range).collect();
+        let ranges: Vec<_> = s
+            .srv
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.range)
+            .collect();
         assert_eq!(ranges, [format!("bytes={}-", c.len() / 2)]);
     }
 
@@ -438,7 +562,10 @@ mod tests {
         let (h, c) = (headers_deb(), common_deb());
         let s = Setup::new(Route::ok(h.clone()), Route::status(404));
         let err = format!("{:#}", s.fetcher().headers(&kernel(&h, &c)).unwrap_err());
-        assert!(err.contains("no longer on the mirror") && err.contains("cargo xtask kernels lock"), "{err}");
+        assert!(
+            err.contains("no longer on the mirror") && err.contains("cargo xtask kernels lock"),
+            "{err}"
+        );
         s.no_tree_left();
     }
 
@@ -447,7 +574,10 @@ mod tests {
         let h = headers_deb();
         let bogus = b"<html>mirror error page</html>".to_vec();
         let s = Setup::new(Route::ok(h.clone()), Route::ok(bogus.clone()));
-        let err = format!("{:#}", s.fetcher().headers(&kernel(&h, &bogus)).unwrap_err());
+        let err = format!(
+            "{:#}",
+            s.fetcher().headers(&kernel(&h, &bogus)).unwrap_err()
+        );
         assert!(err.contains("not a .deb"), "{err}");
         s.no_tree_left();
     }
@@ -470,13 +600,25 @@ mod tests {
         let k = kernel(&h, &c);
         s.add_patch("0001-ok.diff", "--- a/include/linux/sched.h\n+++ b/include/linux/sched.h\n@@ -1,2 +1,2 @@\n struct task_struct;\n-int a;\n+int a_patched;\n");
         let tree = s.fetcher().headers(&k).unwrap();
-        assert!(fs::read_to_string(tree.common_dir.join("include/linux/sched.h")).unwrap().contains("a_patched"));
+        assert!(
+            fs::read_to_string(tree.common_dir.join("include/linux/sched.h"))
+                .unwrap()
+                .contains("a_patched")
+        );
         assert_eq!(tree.patches, ["0001-ok.diff"]);
         // A second patch that does not apply: a new key, an error, and no new tree.
         s.add_patch("0002-bad.diff", "--- a/include/linux/sched.h\n+++ b/include/linux/sched.h\n@@ -2,2 +2,2 @@\n int a;\n-int nope;\n+int c;\n");
         let err = format!("{:#}", s.fetcher().headers(&k).unwrap_err());
-        assert!(err.contains("0002-bad.diff") && err.contains("hunk #1") && err.contains("include/linux/sched.h"), "{err}");
-        let trees: Vec<_> = fs::read_dir(s.cache.path().join("headers")).unwrap().flatten().collect();
+        assert!(
+            err.contains("0002-bad.diff")
+                && err.contains("hunk #1")
+                && err.contains("include/linux/sched.h"),
+            "{err}"
+        );
+        let trees: Vec<_> = fs::read_dir(s.cache.path().join("headers"))
+            .unwrap()
+            .flatten()
+            .collect();
         assert_eq!(trees.len(), 1, "only the first, complete tree remains");
     }
 }

@@ -22,8 +22,13 @@ pub fn fetch_suite_index(dl: &Downloader, mirror: &Mirror, suite: &str) -> Resul
         .with_context(|| format!("suite {suite}: reading its Release file (is the suite name right, and does the mirror carry it?)"))?;
     let sums = index::release_checksums(&String::from_utf8_lossy(&release));
     let mut last_err = None;
-    for (ext, name) in [("xz", "main/binary-amd64/Packages.xz"), ("gz", "main/binary-amd64/Packages.gz")] {
-        let Some((size, sha)) = sums.get(name) else { continue };
+    for (ext, name) in [
+        ("xz", "main/binary-amd64/Packages.xz"),
+        ("gz", "main/binary-amd64/Packages.gz"),
+    ] {
+        let Some((size, sha)) = sums.get(name) else {
+            continue;
+        };
         let url = mirror.url(suite, &format!("dists/{suite}/{name}"));
         let bytes = match dl.fetch_bytes(&url) {
             Ok(b) => b,
@@ -46,7 +51,9 @@ pub fn fetch_suite_index(dl: &Downloader, mirror: &Mirror, suite: &str) -> Resul
     }
     match last_err {
         Some(e) => Err(e.context(format!("suite {suite}: downloading its Packages index"))),
-        None => bail!("suite {suite}: its Release file lists no main/binary-amd64/Packages.{{xz,gz}}"),
+        None => {
+            bail!("suite {suite}: its Release file lists no main/binary-amd64/Packages.{{xz,gz}}")
+        }
     }
 }
 
@@ -69,7 +76,11 @@ pub struct LockOutcome {
 /// (only when its text changes).
 pub fn run(mirror: &Mirror, matrix_path: &Path, lock_path: &Path) -> Result<LockOutcome> {
     let matrix = Matrix::load(matrix_path)?;
-    let mut suites: Vec<String> = matrix.kernel.iter().flat_map(|k| k.suites.clone()).collect();
+    let mut suites: Vec<String> = matrix
+        .kernel
+        .iter()
+        .flat_map(|k| k.suites.clone())
+        .collect();
     suites.sort();
     suites.dedup();
     let dl = Downloader::new();
@@ -77,9 +88,17 @@ pub fn run(mirror: &Mirror, matrix_path: &Path, lock_path: &Path) -> Result<Lock
     let results: Vec<(String, Result<SuiteIndex>)> = std::thread::scope(|s| {
         let handles: Vec<_> = suites
             .iter()
-            .map(|suite| (suite.clone(), s.spawn(|| fetch_suite_index(&dl, mirror, suite))))
+            .map(|suite| {
+                (
+                    suite.clone(),
+                    s.spawn(|| fetch_suite_index(&dl, mirror, suite)),
+                )
+            })
             .collect();
-        handles.into_iter().map(|(n, h)| (n, h.join().expect("index thread panicked"))).collect()
+        handles
+            .into_iter()
+            .map(|(n, h)| (n, h.join().expect("index thread panicked")))
+            .collect()
     });
     let mut indexes = BTreeMap::new();
     for (suite, r) in results {
@@ -90,7 +109,8 @@ pub fn run(mirror: &Mirror, matrix_path: &Path, lock_path: &Path) -> Result<Lock
     let path = lock_path;
     let changed = std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str());
     if changed {
-        paths::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        paths::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(LockOutcome { lock, changed })
 }

@@ -41,8 +41,10 @@ impl Matrix {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("{} is not a valid kernel matrix", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text)
+            .with_context(|| format!("{} is not a valid kernel matrix", path.display()))
     }
 }
 
@@ -107,7 +109,10 @@ const LOCK_HEADER: &str = "\
 
 impl Lock {
     pub fn to_toml(&self) -> String {
-        format!("{LOCK_HEADER}\n{}", toml::to_string(self).expect("the lock serializes"))
+        format!(
+            "{LOCK_HEADER}\n{}",
+            toml::to_string(self).expect("the lock serializes")
+        )
     }
 
     pub fn parse(text: &str) -> Result<Self> {
@@ -122,9 +127,18 @@ impl Lock {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {} (run `cargo xtask kernels lock` to create it)", path.display()))?;
-        Self::parse(&text).with_context(|| format!("{} is malformed; run `cargo xtask kernels lock` to rewrite it", path.display()))
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading {} (run `cargo xtask kernels lock` to create it)",
+                path.display()
+            )
+        })?;
+        Self::parse(&text).with_context(|| {
+            format!(
+                "{} is malformed; run `cargo xtask kernels lock` to rewrite it",
+                path.display()
+            )
+        })
     }
 
     pub fn kernel(&self, series: Bucket) -> Option<&LockedKernel> {
@@ -135,20 +149,33 @@ impl Lock {
     pub fn check_against(&self, m: &Matrix) -> Result<()> {
         let mut problems = Vec::new();
         if self.flavour != m.flavour {
-            problems.push(format!("flavour is {} in the lock, {} in the matrix", self.flavour, m.flavour));
+            problems.push(format!(
+                "flavour is {} in the lock, {} in the matrix",
+                self.flavour, m.flavour
+            ));
         }
         for want in &m.kernel {
             match self.kernel(want.series) {
                 None => problems.push(format!("series {} is not locked", want.series)),
                 Some(k) => {
                     if k.bucket != want.bucket {
-                        problems.push(format!("series {}: bucket = {} in the lock, {} in the matrix", k.series, k.bucket, want.bucket));
+                        problems.push(format!(
+                            "series {}: bucket = {} in the lock, {} in the matrix",
+                            k.series, k.bucket, want.bucket
+                        ));
                     }
                     if !want.suites.contains(&k.suite) {
-                        problems.push(format!("series {}: locked from suite {}, not one of {:?}", k.series, k.suite, want.suites));
+                        problems.push(format!(
+                            "series {}: locked from suite {}, not one of {:?}",
+                            k.series, k.suite, want.suites
+                        ));
                     }
                     let roles: Vec<Role> = k.package.iter().map(|p| p.role).collect();
-                    let need: &[Role] = if want.bucket { &[Role::Headers, Role::HeadersCommon, Role::Image] } else { &[Role::Image] };
+                    let need: &[Role] = if want.bucket {
+                        &[Role::Headers, Role::HeadersCommon, Role::Image]
+                    } else {
+                        &[Role::Image]
+                    };
                     for r in need {
                         if !roles.contains(r) {
                             problems.push(format!("series {}: no {r:?} package locked", k.series));
@@ -159,7 +186,10 @@ impl Lock {
         }
         for k in &self.kernel {
             if !m.kernel.iter().any(|w| w.series == k.series) {
-                problems.push(format!("series {} is locked but not in the matrix", k.series));
+                problems.push(format!(
+                    "series {} is locked but not in the matrix",
+                    k.series
+                ));
             }
         }
         if !problems.is_empty() {
@@ -176,12 +206,19 @@ mod tests {
     #[test]
     fn the_committed_matrix_parses_and_has_the_required_buckets() {
         let m = Matrix::load(&crate::paths::kernels_toml()).unwrap();
-        let buckets: Vec<String> = m.kernel.iter().filter(|k| k.bucket).map(|k| k.series.to_string()).collect();
+        let buckets: Vec<String> = m
+            .kernel
+            .iter()
+            .filter(|k| k.bucket)
+            .map(|k| k.series.to_string())
+            .collect();
         for want in ["5.10", "6.1", "6.12", "7.2"] {
             assert!(buckets.contains(&want.to_string()), "{buckets:?}");
         }
         let series: Vec<String> = m.kernel.iter().map(|k| k.series.to_string()).collect();
-        for want in ["5.10", "6.1", "6.12", "6.16", "6.17", "6.18", "6.19", "7.0", "7.1", "7.2", "7.3"] {
+        for want in [
+            "5.10", "6.1", "6.12", "6.16", "6.17", "6.18", "6.19", "7.0", "7.1", "7.2", "7.3",
+        ] {
             assert!(series.contains(&want.to_string()), "{series:?}");
         }
     }

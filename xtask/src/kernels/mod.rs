@@ -74,13 +74,22 @@ pub fn load_checked_lock() -> Result<(Matrix, Lock)> {
 fn run_lock(o: LockOptions) -> Result<()> {
     if o.check {
         let (_, lock) = load_checked_lock()?;
-        eprintln!("kernels.lock covers kernels.toml ({} kernels)", lock.kernel.len());
+        eprintln!(
+            "kernels.lock covers kernels.toml ({} kernels)",
+            lock.kernel.len()
+        );
         return Ok(());
     }
     let mirror = Mirror::discover()?;
     let out = lock::run(&mirror, &paths::kernels_toml(), &paths::kernels_lock())?;
     for k in &out.lock.kernel {
-        eprintln!("  {:<5} {:<7} {:<18} {}", k.series, if k.bucket { "bucket" } else { "boot" }, k.suite, k.release);
+        eprintln!(
+            "  {:<5} {:<7} {:<18} {}",
+            k.series,
+            if k.bucket { "bucket" } else { "boot" },
+            k.suite,
+            k.release
+        );
     }
     eprintln!(
         "kernels.lock {} ({} kernels)",
@@ -120,15 +129,29 @@ fn run_fetch(o: FetchOptions) -> Result<()> {
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let mut out = Vec::new();
     for k in selected {
-        let headers = if k.bucket { Some(fetcher.headers(k)?) } else { None };
-        let vmlinuz = if o.images { Some(fetcher.image(k)?) } else { None };
+        let headers = if k.bucket {
+            Some(fetcher.headers(k)?)
+        } else {
+            None
+        };
+        let vmlinuz = if o.images {
+            Some(fetcher.image(k)?)
+        } else {
+            None
+        };
         if !o.json {
             eprintln!(
                 "{:<5} {:<28} {}{}",
                 k.series.to_string(),
                 k.release,
-                headers.as_ref().map(|h| h.flavour_dir.display().to_string()).unwrap_or_default(),
-                vmlinuz.as_ref().map(|v| format!(" {}", v.display())).unwrap_or_default()
+                headers
+                    .as_ref()
+                    .map(|h| h.flavour_dir.display().to_string())
+                    .unwrap_or_default(),
+                vmlinuz
+                    .as_ref()
+                    .map(|v| format!(" {}", v.display()))
+                    .unwrap_or_default()
             );
         }
         out.push(Fetched {
@@ -141,7 +164,10 @@ fn run_fetch(o: FetchOptions) -> Result<()> {
     if o.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        eprintln!("downloaded {:.1} MiB", fetcher.downloaded_bytes as f64 / 1048576.0);
+        eprintln!(
+            "downloaded {:.1} MiB",
+            fetcher.downloaded_bytes as f64 / 1048576.0
+        );
     }
     Ok(())
 }
@@ -181,8 +207,19 @@ fn run_list(o: ListOptions) -> Result<()> {
     if o.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}", "SERIES", "KIND", "SUITE", "RELEASE", "KERNEL", "HEADERS", "IMAGE");
-        let yes = |b: bool, applies: bool| if !applies { "-" } else if b { "cached" } else { "missing" };
+        println!(
+            "{:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}",
+            "SERIES", "KIND", "SUITE", "RELEASE", "KERNEL", "HEADERS", "IMAGE"
+        );
+        let yes = |b: bool, applies: bool| {
+            if !applies {
+                "-"
+            } else if b {
+                "cached"
+            } else {
+                "missing"
+            }
+        };
         for r in &rows {
             println!(
                 "{:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}",

@@ -23,14 +23,27 @@ pub fn index_by_name(packages: Vec<Package>) -> SuiteIndex {
 
 /// Only these names matter to the lock.
 pub fn wanted_package(name: &str) -> bool {
-    ["linux-headers-", "linux-image-", "linux-binary-"].iter().any(|p| name.starts_with(p))
+    ["linux-headers-", "linux-image-", "linux-binary-"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// `linux-headers-6.1.0-50-cloud-amd64` → `6.1.0-50` when it belongs to `series`.
-fn abi_of<'a>(name: &'a str, prefix: &str, flavour: &str, suffix: &str, series: &str) -> Option<&'a str> {
-    let abi = name.strip_prefix(prefix)?.strip_suffix(suffix)?.strip_suffix(flavour)?.strip_suffix('-')?;
+fn abi_of<'a>(
+    name: &'a str,
+    prefix: &str,
+    flavour: &str,
+    suffix: &str,
+    series: &str,
+) -> Option<&'a str> {
+    let abi = name
+        .strip_prefix(prefix)?
+        .strip_suffix(suffix)?
+        .strip_suffix(flavour)?
+        .strip_suffix('-')?;
     let rest = abi.strip_prefix(series)?.strip_prefix('.')?;
-    rest.starts_with(|c: char| c.is_ascii_digit()).then_some(abi)
+    rest.starts_with(|c: char| c.is_ascii_digit())
+        .then_some(abi)
 }
 
 fn find<'a>(idx: &'a SuiteIndex, name: &str, version: &str) -> Option<&'a Package> {
@@ -51,9 +64,17 @@ fn locked(role: Role, p: &Package) -> LockedPackage {
 /// The package that carries the kernel binary for `abi`: `linux-image-<abi>-<flavour>`
 /// (or `-unsigned`), or, since the 7.x packaging split, the `linux-binary-*` it depends on.
 fn image_for(idx: &SuiteIndex, abi: &str, flavour: &str, version: &str) -> Option<LockedPackage> {
-    for name in [format!("linux-image-{abi}-{flavour}"), format!("linux-image-{abi}-{flavour}-unsigned")] {
-        let Some(image) = find(idx, &name, version) else { continue };
-        let binary = image.depends.iter().find(|d| d.name.starts_with("linux-binary-"));
+    for name in [
+        format!("linux-image-{abi}-{flavour}"),
+        format!("linux-image-{abi}-{flavour}-unsigned"),
+    ] {
+        let Some(image) = find(idx, &name, version) else {
+            continue;
+        };
+        let binary = image
+            .depends
+            .iter()
+            .find(|d| d.name.starts_with("linux-binary-"));
         return match binary {
             Some(dep) => {
                 let v = dep.exact_version.as_deref().unwrap_or(version);
@@ -72,7 +93,11 @@ struct Candidate<'a> {
     packages: Vec<LockedPackage>,
 }
 
-fn resolve_one(entry: &MatrixKernel, flavour: &str, suites: &BTreeMap<String, SuiteIndex>) -> Result<LockedKernel, String> {
+fn resolve_one(
+    entry: &MatrixKernel,
+    flavour: &str,
+    suites: &BTreeMap<String, SuiteIndex>,
+) -> Result<LockedKernel, String> {
     let series = entry.series.to_string();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut rejected = Vec::new();
@@ -80,26 +105,46 @@ fn resolve_one(entry: &MatrixKernel, flavour: &str, suites: &BTreeMap<String, Su
         let Some(idx) = suites.get(suite) else {
             return Err(format!("suite {suite} was not read"));
         };
-        let prefix = if entry.bucket { "linux-headers-" } else { "linux-image-" };
+        let prefix = if entry.bucket {
+            "linux-headers-"
+        } else {
+            "linux-image-"
+        };
         for (name, versions) in idx.range(format!("{prefix}{series}.")..) {
             if !name.starts_with(&format!("{prefix}{series}.")) {
                 break;
             }
-            let Some(abi) = abi_of(name, prefix, flavour, "", &series) else { continue };
+            let Some(abi) = abi_of(name, prefix, flavour, "", &series) else {
+                continue;
+            };
             for p in versions {
                 let mut packages = Vec::new();
                 if entry.bucket {
-                    let common = p.depends.iter().find(|d| d.name.starts_with("linux-headers-") && d.name.ends_with("-common"));
-                    let common = common.and_then(|d| find(idx, &d.name, d.exact_version.as_deref().unwrap_or(&p.version)));
+                    let common = p.depends.iter().find(|d| {
+                        d.name.starts_with("linux-headers-") && d.name.ends_with("-common")
+                    });
+                    let common = common.and_then(|d| {
+                        find(
+                            idx,
+                            &d.name,
+                            d.exact_version.as_deref().unwrap_or(&p.version),
+                        )
+                    });
                     let Some(common) = common else {
-                        rejected.push(format!("{name} {} (its -common headers are not in {suite})", p.version));
+                        rejected.push(format!(
+                            "{name} {} (its -common headers are not in {suite})",
+                            p.version
+                        ));
                         continue;
                     };
                     packages.push(locked(Role::Headers, p));
                     packages.push(locked(Role::HeadersCommon, common));
                 }
                 let Some(image) = image_for(idx, abi, flavour, &p.version) else {
-                    rejected.push(format!("{name} {} (no kernel image of that ABI in {suite})", p.version));
+                    rejected.push(format!(
+                        "{name} {} (no kernel image of that ABI in {suite})",
+                        p.version
+                    ));
                     continue;
                 };
                 packages.push(image);
@@ -113,13 +158,22 @@ fn resolve_one(entry: &MatrixKernel, flavour: &str, suites: &BTreeMap<String, Su
         }
     }
     // Newest Debian version wins; on a tie the suite listed first.
-    let best = candidates.into_iter().reduce(|best, c| match version::compare(&c.version, &best.version) {
-        Ordering::Greater => c,
-        _ => best,
+    let best = candidates.into_iter().reduce(|best, c| {
+        match version::compare(&c.version, &best.version) {
+            Ordering::Greater => c,
+            _ => best,
+        }
     });
     let Some(best) = best else {
-        let what = if entry.bucket { "linux-headers" } else { "linux-image" };
-        let mut msg = format!("no {what}-{series}.*-{flavour} package in {:?}", entry.suites);
+        let what = if entry.bucket {
+            "linux-headers"
+        } else {
+            "linux-image"
+        };
+        let mut msg = format!(
+            "no {what}-{series}.*-{flavour} package in {:?}",
+            entry.suites
+        );
         if !rejected.is_empty() {
             msg.push_str(&format!("; passed over: {}", rejected.join(", ")));
         }
@@ -127,7 +181,10 @@ fn resolve_one(entry: &MatrixKernel, flavour: &str, suites: &BTreeMap<String, Su
     };
     let kernel_version = KernelVersion::parse(&best.version).map_err(|e| e.to_string())?;
     if !entry.series.contains(&kernel_version) {
-        return Err(format!("package version {} is not a {series} kernel", best.version));
+        return Err(format!(
+            "package version {} is not a {series} kernel",
+            best.version
+        ));
     }
     Ok(LockedKernel {
         series: entry.series,
@@ -182,14 +239,30 @@ mod tests {
     fn bookworm() -> SuiteIndex {
         let mut s = Vec::new();
         for (abi, v) in [("6.1.0-47", "6.1.158-1"), ("6.1.0-50", "6.1.176-1")] {
-            s.push(stanza(&format!("linux-headers-{abi}-cloud-amd64"), v, &format!("linux-headers-{abi}-common (= {v}), linux-kbuild-6.1 (>= {v})")));
+            s.push(stanza(
+                &format!("linux-headers-{abi}-cloud-amd64"),
+                v,
+                &format!("linux-headers-{abi}-common (= {v}), linux-kbuild-6.1 (>= {v})"),
+            ));
             s.push(stanza(&format!("linux-headers-{abi}-common"), v, ""));
             s.push(stanza(&format!("linux-image-{abi}-cloud-amd64"), v, "kmod"));
-            s.push(stanza(&format!("linux-image-{abi}-cloud-amd64-unsigned"), v, "kmod"));
+            s.push(stanza(
+                &format!("linux-image-{abi}-cloud-amd64-unsigned"),
+                v,
+                "kmod",
+            ));
         }
         // A 6.12 backport must not be taken for 6.1, nor the meta package.
-        s.push(stanza("linux-headers-6.12.95+deb12-cloud-amd64", "6.12.95-1~bpo12+1", "linux-headers-6.12.95+deb12-common (= 6.12.95-1~bpo12+1)"));
-        s.push(stanza("linux-headers-cloud-amd64", "6.1.176-1", "linux-headers-6.1.0-50-cloud-amd64"));
+        s.push(stanza(
+            "linux-headers-6.12.95+deb12-cloud-amd64",
+            "6.12.95-1~bpo12+1",
+            "linux-headers-6.12.95+deb12-common (= 6.12.95-1~bpo12+1)",
+        ));
+        s.push(stanza(
+            "linux-headers-cloud-amd64",
+            "6.1.176-1",
+            "linux-headers-6.1.0-50-cloud-amd64",
+        ));
         suite(&s)
     }
 
@@ -197,12 +270,28 @@ mod tests {
         let v = "7.2.12-1~bpo13+1";
         let abi = "7.2.12+deb13";
         suite(&[
-            stanza(&format!("linux-headers-{abi}-cloud-amd64"), v, &format!("linux-headers-{abi}-common (= {v})")),
+            stanza(
+                &format!("linux-headers-{abi}-cloud-amd64"),
+                v,
+                &format!("linux-headers-{abi}-common (= {v})"),
+            ),
             stanza(&format!("linux-headers-{abi}-common"), v, ""),
-            stanza(&format!("linux-image-{abi}-cloud-amd64"), v, &format!("dracut | initramfs-tools, linux-binary-{abi}-cloud-amd64 (= {v})")),
+            stanza(
+                &format!("linux-image-{abi}-cloud-amd64"),
+                v,
+                &format!("dracut | initramfs-tools, linux-binary-{abi}-cloud-amd64 (= {v})"),
+            ),
             stanza(&format!("linux-binary-{abi}-cloud-amd64"), v, ""),
-            stanza("linux-image-6.16.12+deb13-cloud-amd64", "6.16.12-1~bpo13+1", "kmod"),
-            stanza("linux-image-6.16.3+deb13-cloud-amd64", "6.16.3-1~bpo13+1", "kmod"),
+            stanza(
+                "linux-image-6.16.12+deb13-cloud-amd64",
+                "6.16.12-1~bpo13+1",
+                "kmod",
+            ),
+            stanza(
+                "linux-image-6.16.3+deb13-cloud-amd64",
+                "6.16.3-1~bpo13+1",
+                "kmod",
+            ),
         ])
     }
 
@@ -211,7 +300,10 @@ mod tests {
     }
 
     fn suites() -> BTreeMap<String, SuiteIndex> {
-        BTreeMap::from([("bookworm".to_string(), bookworm()), ("trixie-backports".to_string(), trixie_backports())])
+        BTreeMap::from([
+            ("bookworm".to_string(), bookworm()),
+            ("trixie-backports".to_string(), trixie_backports()),
+        ])
     }
 
     #[test]
@@ -219,9 +311,22 @@ mod tests {
         let m = matrix("[[kernel]]\nseries = \"6.1\"\nsuites = [\"bookworm\"]\nbucket = true\n");
         let lock = resolve(&m, &suites()).unwrap();
         let k = &lock.kernel[0];
-        assert_eq!((k.abi.as_str(), k.release.as_str(), k.kernel_version.as_str()), ("6.1.0-50", "6.1.0-50-cloud-amd64", "6.1.176"));
-        assert_eq!(k.package(Role::HeadersCommon).unwrap().name, "linux-headers-6.1.0-50-common");
-        assert_eq!(k.package(Role::Image).unwrap().name, "linux-image-6.1.0-50-cloud-amd64");
+        assert_eq!(
+            (
+                k.abi.as_str(),
+                k.release.as_str(),
+                k.kernel_version.as_str()
+            ),
+            ("6.1.0-50", "6.1.0-50-cloud-amd64", "6.1.176")
+        );
+        assert_eq!(
+            k.package(Role::HeadersCommon).unwrap().name,
+            "linux-headers-6.1.0-50-common"
+        );
+        assert_eq!(
+            k.package(Role::Image).unwrap().name,
+            "linux-image-6.1.0-50-cloud-amd64"
+        );
     }
 
     #[test]
@@ -229,9 +334,15 @@ mod tests {
         let m = matrix("[[kernel]]\nseries = \"7.2\"\nsuites = [\"trixie-backports\"]\nbucket = true\n[[kernel]]\nseries = \"6.16\"\nsuites = [\"trixie-backports\"]\n");
         let lock = resolve(&m, &suites()).unwrap();
         assert_eq!(lock.kernel[0].series.to_string(), "6.16");
-        assert_eq!(lock.kernel[0].abi, "6.16.12+deb13", "numeric, not lexical, ordering");
+        assert_eq!(
+            lock.kernel[0].abi, "6.16.12+deb13",
+            "numeric, not lexical, ordering"
+        );
         assert_eq!(lock.kernel[0].package.len(), 1);
-        assert_eq!(lock.kernel[1].package(Role::Image).unwrap().name, "linux-binary-7.2.12+deb13-cloud-amd64");
+        assert_eq!(
+            lock.kernel[1].package(Role::Image).unwrap().name,
+            "linux-binary-7.2.12+deb13-cloud-amd64"
+        );
     }
 
     #[test]
@@ -240,14 +351,21 @@ mod tests {
         let a = resolve(&m, &suites()).unwrap().to_toml();
         let b = resolve(&m, &suites()).unwrap().to_toml();
         assert_eq!(a, b);
-        assert_eq!(Lock::parse(&a).unwrap().to_toml(), a, "lock round-trips byte for byte");
+        assert_eq!(
+            Lock::parse(&a).unwrap().to_toml(),
+            a,
+            "lock round-trips byte for byte"
+        );
     }
 
     #[test]
     fn unresolvable_entries_are_all_reported() {
         let m = matrix("[[kernel]]\nseries = \"5.10\"\nsuites = [\"bookworm\"]\nbucket = true\n[[kernel]]\nseries = \"9.9\"\nsuites = [\"trixie-backports\"]\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"nosuchsuite\"]\n");
         let err = resolve(&m, &suites()).unwrap_err().to_string();
-        assert!(err.contains("series 5.10: no linux-headers-5.10.*-cloud-amd64"), "{err}");
+        assert!(
+            err.contains("series 5.10: no linux-headers-5.10.*-cloud-amd64"),
+            "{err}"
+        );
         assert!(err.contains("series 9.9: no linux-image-9.9.*"), "{err}");
         assert!(err.contains("suite nosuchsuite was not read"), "{err}");
     }
@@ -256,11 +374,17 @@ mod tests {
     fn headers_without_common_are_passed_over() {
         let v = "6.1.99-1";
         let idx = suite(&[
-            stanza("linux-headers-6.1.0-9-cloud-amd64", v, &format!("linux-headers-6.1.0-9-common (= {v})")),
+            stanza(
+                "linux-headers-6.1.0-9-cloud-amd64",
+                v,
+                &format!("linux-headers-6.1.0-9-common (= {v})"),
+            ),
             stanza("linux-image-6.1.0-9-cloud-amd64", v, ""),
         ]);
         let m = matrix("[[kernel]]\nseries = \"6.1\"\nsuites = [\"s\"]\nbucket = true\n");
-        let err = resolve(&m, &BTreeMap::from([("s".to_string(), idx)])).unwrap_err().to_string();
+        let err = resolve(&m, &BTreeMap::from([("s".to_string(), idx)]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("-common headers are not in s"), "{err}");
     }
 }
