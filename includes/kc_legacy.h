@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Legacy objects: compiled against one bucket's kernel headers (`-D__KERNEL__`). Field reads
+ * use the offsets of that bucket's headers; kernel differences are resolved at compile time. */
+#ifndef KC_LEGACY_H
+#define KC_LEGACY_H
+
+#include <linux/version.h>
+#include <linux/types.h>
+#include <uapi/linux/bpf.h>
+#include <linux/ptrace.h>
+#include <linux/sched.h>
+#include <linux/oom.h>
+#include <net/sock.h>
+
+#define KC_READ(src, a, ...) BPF_PROBE_READ(src, a, ##__VA_ARGS__)
+#define KC_SINCE(a, b, c) (LINUX_VERSION_CODE >= KERNEL_VERSION(a, b, c))
+#define KC_BEFORE(a, b, c) (LINUX_VERSION_CODE < KERNEL_VERSION(a, b, c))
+
+#include "kc_bpf.h"
+#include "kc_legacy_tp.h"
+
+/* The bucket's LINUX_VERSION_CODE: `verify` checks it against the object's name. */
+__u32 _version SEC("version") = LINUX_VERSION_CODE;
+
+#endif
