@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* BPF-side helpers shared by every collector, legacy and CO-RE. Include kc_legacy.h or
- * kc_core.h first: they provide the kernel types and KC_READ / KC_SINCE / KC_BEFORE. */
+ * kc_core.h first: they provide the kernel types and KC_READ. */
 #ifndef KC_BPF_H
 #define KC_BPF_H
 

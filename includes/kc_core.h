@@ -1,15 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* CO-RE objects: compiled once against vmlinux.h; every kernel struct read is a CO-RE
- * relocation that libbpf resolves against the running kernel's BTF. Both variants of a
- * renamed function are compiled in; the loader picks the one the kernel has. */
+ * relocation that libbpf resolves against the running kernel's BTF. */
 #ifndef KC_CORE_H
 #define KC_CORE_H
 
 #include "vmlinux.h"
 
 #define KC_READ(src, a, ...) BPF_CORE_READ(src, a, ##__VA_ARGS__)
-#define KC_SINCE(a, b, c) 1
-#define KC_BEFORE(a, b, c) 1
 
 #include "kc_bpf.h"
 

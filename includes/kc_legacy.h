@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Legacy objects: compiled against one bucket's kernel headers (`-D__KERNEL__`). Field reads
- * use the offsets of that bucket's headers; kernel differences are resolved at compile time. */
+ * use the offsets of that bucket's headers (`LINUX_VERSION_CODE` is the bucket's). */
 #ifndef KC_LEGACY_H
 #define KC_LEGACY_H
 
@@ -13,8 +13,6 @@
 #include <net/sock.h>
 
 #define KC_READ(src, a, ...) BPF_PROBE_READ(src, a, ##__VA_ARGS__)
-#define KC_SINCE(a, b, c) (LINUX_VERSION_CODE >= KERNEL_VERSION(a, b, c))
-#define KC_BEFORE(a, b, c) (LINUX_VERSION_CODE < KERNEL_VERSION(a, b, c))
 
 #include "kc_bpf.h"
 #include "kc_legacy_tp.h"

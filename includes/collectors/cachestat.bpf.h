@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* cachestat: page cache accesses, additions (misses), dirtied pages and dirtied buffers.
- * 5.16 moved the page cache to folios: the functions and the tracepoint were renamed. */
+ * 5.16 moved the page cache to folios and renamed the functions and the tracepoint; newer
+ * kernels keep the old names as wrappers. Both variants are built, newest first: the loader
+ * attaches the first one the running kernel has (see kc_bpf.h), so an object built for one
+ * bucket also works on the later kernels that select that bucket. */
 
 KC_COUNTERS(cachestat_counters, KC_CACHESTAT_END);
 
-#if KC_SINCE(5, 16, 0)
 SEC("kprobe/folio_mark_accessed")
 int BPF_KPROBE(kc_cachestat_access__folio)
 {
@@ -18,9 +20,7 @@ int BPF_KPROBE(kc_cachestat_add__folio)
 	kc_add(&cachestat_counters, KC_CACHESTAT_ADD, 1);
 	return 0;
 }
-#endif
 
-#if KC_BEFORE(5, 16, 0)
 SEC("kprobe/mark_page_accessed")
 int BPF_KPROBE(kc_cachestat_access__page)
 {
@@ -34,25 +34,20 @@ int BPF_KPROBE(kc_cachestat_add__page)
 	kc_add(&cachestat_counters, KC_CACHESTAT_ADD, 1);
 	return 0;
 }
-#endif
 
-#if KC_SINCE(5, 17, 0)
 SEC("tracepoint/writeback/writeback_dirty_folio")
 int kc_cachestat_dirty__folio(void *ctx)
 {
 	kc_add(&cachestat_counters, KC_CACHESTAT_DIRTY, 1);
 	return 0;
 }
-#endif
 
-#if KC_BEFORE(5, 17, 0)
 SEC("tracepoint/writeback/writeback_dirty_page")
 int kc_cachestat_dirty__page(void *ctx)
 {
 	kc_add(&cachestat_counters, KC_CACHESTAT_DIRTY, 1);
 	return 0;
 }
-#endif
 
 SEC("kprobe/mark_buffer_dirty")
 int BPF_KPROBE(kc_cachestat_buffer_dirty)

@@ -2,6 +2,8 @@
 //! dispatches; each workflow lives in its own module.
 
 mod bench;
+mod build;
+mod collectors;
 mod debian;
 mod download;
 mod e2e;
@@ -9,6 +11,7 @@ mod kernels;
 mod patch;
 mod paths;
 mod setup;
+mod tarball;
 #[cfg(test)]
 mod testsrv;
 
@@ -33,6 +36,8 @@ enum Command {
     /// The kernel matrix: lock it to Debian packages, fetch headers and images, list it
     #[command(subcommand)]
     Kernels(kernels::Command),
+    /// Compile the collectors: legacy objects per bucket, CO-RE objects, skeletons, the loader
+    Build(build::BuildOptions),
     /// The main job: check the lock, fetch every bucket's headers and every kernel image
     Dist(e2e::DistOptions),
     /// Run every test: unit and integration tests, then end-to-end checks against the mirror
@@ -46,6 +51,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Setup(o) => setup::run(o),
         Command::Kernels(c) => kernels::run(c),
+        Command::Build(o) => build::run(o),
         Command::Dist(o) => e2e::dist(o),
         Command::Test(o) => e2e::test(o),
         Command::Bench(c) => bench::run(c),

@@ -12,7 +12,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("clang", "compiling the collectors"),
     ("llvm", "llc, the BPF backend of the legacy build"),
     ("bpftool", "skeleton headers and vmlinux.h"),
-    ("libbpf-dev", "bpf_helpers.h and friends, and libbpf for the loader"),
+    (
+        "libbpf-dev",
+        "bpf_helpers.h and friends, and libbpf for the loader",
+    ),
     ("libelf-dev", "linking the loader against libbpf"),
     ("zlib1g-dev", "linking the loader against libbpf"),
     ("pkg-config", "finding libbpf's link flags"),

@@ -1,0 +1,830 @@
+//! `cargo xtask build`: legacy objects per bucket (`p` and `r` modes), CO-RE objects with
+//! skeletons, and the loader, compiled in parallel, cached by the hash of every input.
+//!
+//! Each compile is a job whose key hashes the sources (the collector's files and all of
+//! `includes/`), the flags, the header tree and the toolchain's versions. Outputs are cached
+//! under `target/kc-build/objects/<key>/`; a rebuild with unchanged inputs compiles nothing.
+//! A cell (one bucket, or CO-RE, for one libc) is written to `artifacts/` only when all its
+//! jobs succeeded, through a temporary name and a rename: a failed collector leaves the
+//! previous artifacts of its cell in place.
+
+pub mod toolchain;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use kc_common::Bucket;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::collectors;
+use crate::kernels::{self, fetch::Fetcher, fetch::HeaderTree};
+use crate::{paths, tarball};
+use toolchain::{Inputs, Toolchain};
+
+/// Bump when the job layout changes, so old cache entries are not reused.
+const JOB_FORMAT: &str = "kc-build-v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The host's clang, llvm, bpftool and C compiler
+    Host,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildOptions {
+    /// Where compilers run
+    #[arg(long, value_enum, default_value = "host")]
+    pub backend: Backend,
+    /// Build these buckets' legacy objects (repeatable); with neither this, --all nor --core: everything
+    #[arg(long = "bucket", value_name = "SERIES", conflicts_with = "all")]
+    pub buckets: Vec<Bucket>,
+    /// Build every bucket's legacy objects
+    #[arg(long)]
+    pub all: bool,
+    /// Build the CO-RE objects, their skeletons and the loader
+    #[arg(long)]
+    pub core: bool,
+    /// Keep DWARF debug info in the objects (BTF is always kept)
+    #[arg(long)]
+    pub debug: bool,
+    /// Parallel compiles (default: every core)
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Cell {
+    Bucket(Bucket),
+    CoRe,
+}
+
+impl Cell {
+    pub fn name(&self, libc: &str) -> String {
+        match self {
+            Cell::Bucket(b) => format!("kc-ebpf-{b}-{libc}"),
+            Cell::CoRe => format!("kc-ebpf-co-re-{libc}"),
+        }
+    }
+}
+
+enum JobKind {
+    Legacy { tree: HeaderTree, return_mode: bool },
+    Core,
+    Loader { skeletons: Vec<(String, PathBuf)> },
+}
+
+struct Job {
+    cell: Cell,
+    /// Collector name, or `kc-loader`.
+    what: String,
+    kind: JobKind,
+    /// Names of the files the job produces.
+    outputs: Vec<String>,
+    key: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CellReport {
+    pub cell: String,
+    pub ok: bool,
+    pub files: Vec<String>,
+    pub compiled: usize,
+    pub cached: usize,
+    pub tarball: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BuildReport {
+    pub libc: String,
+    pub seconds: f64,
+    pub compiled: usize,
+    pub cached: usize,
+    pub cells: Vec<CellReport>,
+    pub failures: Vec<String>,
+}
+
+/// The host's libc, as `ldd --version` tells.
+pub fn host_libc() -> String {
+    let out = Command::new("ldd").arg("--version").output();
+    let text = out
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    if text.to_ascii_lowercase().contains("musl") {
+        "musl"
+    } else {
+        "glibc"
+    }
+    .to_string()
+}
+
+/// Where a build reads its sources and writes its outputs.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The checkout: `collectors.toml`, `kernel/`, `co-re/`, `includes/`.
+    pub root: PathBuf,
+    /// Cells are written here.
+    pub artifacts: PathBuf,
+    /// The compile cache and scratch space.
+    pub work: PathBuf,
+}
+
+impl Project {
+    pub fn checkout() -> Self {
+        let root = paths::project_root();
+        Self {
+            artifacts: root.join("artifacts"),
+            work: root.join("target/kc-build"),
+            root,
+        }
+    }
+
+    fn cache_path(&self, key: &str) -> PathBuf {
+        self.work.join("objects").join(key)
+    }
+}
+
+fn hash_tree(h: &mut Sha256, dir: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for f in files {
+        h.update(
+            f.strip_prefix(dir)
+                .unwrap_or(&f)
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
+        h.update([0]);
+        h.update(fs::read(&f)?);
+    }
+    Ok(())
+}
+
+fn key_of(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    h.update(JOB_FORMAT);
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+pub fn run(o: BuildOptions) -> Result<()> {
+    let report = build(&Project::checkout(), &o)?;
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for c in &report.cells {
+            eprintln!(
+                "{:<26} {:<6} {:>2} files, {} compiled, {} cached{}",
+                c.cell,
+                if c.ok { "ok" } else { "FAILED" },
+                c.files.len(),
+                c.compiled,
+                c.cached,
+                c.tarball
+                    .as_ref()
+                    .map(|t| format!(" -> {}", t.display()))
+                    .unwrap_or_default()
+            );
+        }
+        eprintln!(
+            "build: {} compiled, {} cached in {:.1} s",
+            report.compiled, report.cached, report.seconds
+        );
+    }
+    if !report.failures.is_empty() {
+        bail!(
+            "{} jobs failed:\n\n{}",
+            report.failures.len(),
+            report.failures.join("\n\n")
+        );
+    }
+    Ok(())
+}
+
+pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
+    let started = Instant::now();
+    let root = project.root.clone();
+    let collectors = collectors::load_from(&root)?;
+    let tc = Toolchain::detect()?;
+    let libc = host_libc();
+    let everything = o.buckets.is_empty() && !o.all && !o.core;
+    let lock = if everything || o.all || !o.buckets.is_empty() {
+        Some(kernels::load_checked_lock()?.1)
+    } else {
+        None
+    };
+    let buckets: Vec<_> = match &lock {
+        None => Vec::new(),
+        Some(lock) if everything || o.all => lock.kernel.iter().filter(|k| k.bucket).collect(),
+        Some(lock) => kernels::select(lock, &o.buckets, false)?,
+    };
+    if let Some(k) = buckets.iter().find(|k| !k.bucket) {
+        bail!("series {} is a boot-only kernel in kernels.toml, not a bucket: it has no headers to build against", k.series);
+    }
+    let with_core = everything || o.core;
+
+    // A directory holding only libbpf's `bpf/` headers: the rest of /usr/include stays out.
+    let libbpf_parent = project.work.join("libbpf-include");
+    fs::create_dir_all(libbpf_parent.join("bpf"))?;
+    for e in fs::read_dir(&tc.libbpf_include)? {
+        let p = e?.path();
+        fs::copy(
+            &p,
+            libbpf_parent
+                .join("bpf")
+                .join(p.file_name().unwrap_or_default()),
+        )?;
+    }
+    let inputs = Inputs {
+        project: root.clone(),
+        libbpf_parent,
+        resource_include: tc.resource_include.clone(),
+    };
+    let mut includes_hash = Sha256::new();
+    hash_tree(&mut includes_hash, &root.join("includes"))?;
+    let includes_hash = hex::encode(includes_hash.finalize());
+    let debug: &[u8] = if o.debug { b"debug" } else { b"release" };
+
+    let mut fetcher = Fetcher::new(paths::cache_dir());
+    let mut jobs = Vec::new();
+    for k in &buckets {
+        let tree = fetcher.headers(k)?;
+        let tree_id = tree.flavour_dir.display().to_string(); // contains the tree's content key
+        for c in collectors.iter().filter(|c| c.builds_for(k.series)) {
+            let src = fs::read(root.join("kernel").join(format!("{}_kern.c", c.name)))?;
+            for return_mode in [false, true] {
+                let out = format!(
+                    "{}kc_{}.{}.o",
+                    if return_mode { 'r' } else { 'p' },
+                    c.name,
+                    k.series
+                );
+                let args = toolchain::legacy_clang_args(
+                    &inputs,
+                    &tree,
+                    return_mode,
+                    Path::new("src.c"),
+                    Path::new("out.ll"),
+                )
+                .join(" ");
+                let key = key_of(&[
+                    b"legacy",
+                    out.as_bytes(),
+                    args.as_bytes(),
+                    &src,
+                    includes_hash.as_bytes(),
+                    tree_id.as_bytes(),
+                    tc.fingerprint.as_bytes(),
+                    debug,
+                ]);
+                jobs.push(Job {
+                    cell: Cell::Bucket(k.series),
+                    what: c.name.clone(),
+                    kind: JobKind::Legacy {
+                        tree: tree.clone(),
+                        return_mode,
+                    },
+                    outputs: vec![out],
+                    key,
+                });
+            }
+        }
+    }
+    if with_core {
+        let vmlinux = fs::read(root.join("co-re/vmlinux.h")).context(
+            "co-re/vmlinux.h is missing; run `cargo xtask vmlinux --btf /sys/kernel/btf/vmlinux`",
+        )?;
+        let vmlinux_hash = hex::encode(Sha256::digest(&vmlinux));
+        for c in &collectors {
+            let src = fs::read(root.join("co-re").join(format!("{}.bpf.c", c.name)))?;
+            let args = toolchain::core_clang_args(&inputs, Path::new("src.c"), Path::new("out.o"))
+                .join(" ");
+            let key = key_of(&[
+                b"core",
+                c.name.as_bytes(),
+                args.as_bytes(),
+                &src,
+                includes_hash.as_bytes(),
+                vmlinux_hash.as_bytes(),
+                tc.fingerprint.as_bytes(),
+                debug,
+            ]);
+            jobs.push(Job {
+                cell: Cell::CoRe,
+                what: c.name.clone(),
+                kind: JobKind::Core,
+                outputs: vec![format!("{}.bpf.o", c.name), format!("{}.skel.h", c.name)],
+                key,
+            });
+        }
+    }
+
+    let threads = o
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let mut results = run_jobs(project, &tc, &inputs, &jobs, threads, o.debug)?;
+
+    // The loader embeds every skeleton, so it is built once they all are.
+    if with_core {
+        let core_ok = jobs
+            .iter()
+            .zip(&results)
+            .filter(|(j, _)| j.cell == Cell::CoRe)
+            .all(|(_, r)| r.is_ok());
+        if core_ok {
+            let mut skeletons = Vec::new();
+            let mut parts: Vec<Vec<u8>> = vec![
+                b"loader".to_vec(),
+                fs::read(root.join("co-re/loader/kc-loader.c"))?,
+                includes_hash.as_bytes().to_vec(),
+                tc.fingerprint.as_bytes().to_vec(),
+                libc.as_bytes().to_vec(),
+            ];
+            for (j, _) in jobs
+                .iter()
+                .zip(&results)
+                .filter(|(j, _)| j.cell == Cell::CoRe)
+            {
+                let skel = project
+                    .cache_path(&j.key)
+                    .join(format!("{}.skel.h", j.what));
+                parts.push(fs::read(&skel)?);
+                skeletons.push((j.what.clone(), skel));
+            }
+            let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+            let loader = Job {
+                cell: Cell::CoRe,
+                what: "kc-loader".into(),
+                kind: JobKind::Loader { skeletons },
+                outputs: vec!["kc-loader".into()],
+                key: key_of(&refs),
+            };
+            let r = run_jobs(
+                project,
+                &tc,
+                &inputs,
+                std::slice::from_ref(&loader),
+                1,
+                o.debug,
+            )?;
+            jobs.push(loader);
+            results.extend(r);
+        }
+    }
+
+    // Assemble each cell whose jobs all succeeded.
+    let mut by_cell: BTreeMap<Cell, Vec<(&Job, &Result<bool, String>)>> = BTreeMap::new();
+    for (j, r) in jobs.iter().zip(&results) {
+        by_cell.entry(j.cell.clone()).or_default().push((j, r));
+    }
+    let mtime = tarball::source_date_epoch()?;
+    let artifacts = project.artifacts.clone();
+    let mut report = BuildReport {
+        libc: libc.clone(),
+        seconds: 0.0,
+        compiled: 0,
+        cached: 0,
+        cells: Vec::new(),
+        failures: Vec::new(),
+    };
+    for (cell, items) in by_cell {
+        let name = cell.name(&libc);
+        let mut cr = CellReport {
+            cell: name.clone(),
+            ok: true,
+            files: Vec::new(),
+            compiled: 0,
+            cached: 0,
+            tarball: None,
+        };
+        let mut entries = Vec::new();
+        for (j, r) in &items {
+            match r {
+                Ok(true) => cr.cached += 1,
+                Ok(false) => cr.compiled += 1,
+                Err(msg) => {
+                    cr.ok = false;
+                    report.failures.push(format!("{name}: {}: {msg}", j.what));
+                    continue;
+                }
+            }
+            for out in &j.outputs {
+                let bytes = fs::read(project.cache_path(&j.key).join(out))?;
+                entries.push(tarball::Entry {
+                    name: out.clone(),
+                    bytes,
+                    executable: out == "kc-loader",
+                });
+            }
+        }
+        if cell == Cell::CoRe && with_core && !items.iter().any(|(j, _)| j.what == "kc-loader") {
+            cr.ok = false;
+        }
+        report.compiled += cr.compiled;
+        report.cached += cr.cached;
+        if cr.ok {
+            cr.files = entries.iter().map(|e| e.name.clone()).collect();
+            cr.files.sort();
+            write_cell_dir(&artifacts.join("cells").join(&name), &entries)?;
+            let tar = artifacts.join(format!("{name}.tar"));
+            tarball::write(&tar, entries, mtime)?;
+            cr.tarball = Some(tar);
+        }
+        report.cells.push(cr);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Replaces `dir` with the cell's files, through a temporary directory and renames.
+fn write_cell_dir(dir: &Path, entries: &[tarball::Entry]) -> Result<()> {
+    let parent = dir.parent().expect("cells/ has a parent");
+    fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(parent)?;
+    for e in entries {
+        let p = tmp.path().join(&e.name);
+        fs::write(&p, &e.bytes)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(
+                &p,
+                fs::Permissions::from_mode(if e.executable { 0o755 } else { 0o644 }),
+            )?;
+        }
+    }
+    let old = parent.join(format!(
+        ".old-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let _ = fs::remove_dir_all(&old);
+    if dir.exists() {
+        fs::rename(dir, &old)?;
+    }
+    fs::rename(tmp.keep(), dir)?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Runs the jobs on `threads` workers. Per job: `Ok(true)` cached, `Ok(false)` compiled,
+/// `Err(message)` failed (the message carries the tool's own output).
+fn run_jobs(
+    project: &Project,
+    tc: &Toolchain,
+    inputs: &Inputs,
+    jobs: &[Job],
+    threads: usize,
+    debug: bool,
+) -> Result<Vec<Result<bool, String>>> {
+    let results: Vec<Mutex<Option<Result<bool, String>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let bar = ProgressBar::new(jobs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("progress template"),
+    );
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(jobs.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(i) else { break };
+                bar.set_message(format!("{} {}", job.what, job.outputs[0]));
+                let r = run_job(project, tc, inputs, job, debug);
+                *results[i].lock().expect("result lock") = Some(r);
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    Ok(results
+        .into_iter()
+        .map(|m| m.into_inner().expect("result lock").expect("every job ran"))
+        .collect())
+}
+
+fn run_tool(program: &Path, args: &[String], stdout_to: Option<&Path>) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !out.status.success() {
+        let tail: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(format!(
+            "{} failed ({}):\n{}",
+            program.file_name().unwrap_or_default().to_string_lossy(),
+            out.status,
+            tail.join("\n")
+        ));
+    }
+    if let Some(path) = stdout_to {
+        fs::write(path, &out.stdout).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn run_job(
+    project: &Project,
+    tc: &Toolchain,
+    inputs: &Inputs,
+    job: &Job,
+    debug: bool,
+) -> Result<bool, String> {
+    let done = project.cache_path(&job.key);
+    if job.outputs.iter().all(|o| done.join(o).is_file()) {
+        return Ok(true);
+    }
+    let parent = done.parent().expect("objects/ has a parent");
+    fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(parent)
+        .map_err(|e| e.to_string())?;
+    let t = tmp.path();
+    let root = &inputs.project;
+    let strip = |full: &Path, out: &Path| -> Result<(), String> {
+        if debug {
+            fs::copy(full, out).map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            run_tool(
+                &tc.llvm_strip,
+                &[
+                    "-g".into(),
+                    full.display().to_string(),
+                    "-o".into(),
+                    out.display().to_string(),
+                ],
+                None,
+            )
+        }
+    };
+    match &job.kind {
+        JobKind::Legacy { tree, return_mode } => {
+            let src = root.join("kernel").join(format!("{}_kern.c", job.what));
+            let ll = t.join("out.ll");
+            run_tool(
+                &tc.clang,
+                &toolchain::legacy_clang_args(inputs, tree, *return_mode, &src, &ll),
+                None,
+            )?;
+            run_tool(&tc.llc, &toolchain::llc_args(&ll, &t.join("full.o")), None)?;
+            strip(&t.join("full.o"), &t.join(&job.outputs[0]))?;
+            let _ = fs::remove_file(t.join("full.o"));
+            let _ = fs::remove_file(ll);
+        }
+        JobKind::Core => {
+            let src = root.join("co-re").join(format!("{}.bpf.c", job.what));
+            run_tool(
+                &tc.clang,
+                &toolchain::core_clang_args(inputs, &src, &t.join("full.o")),
+                None,
+            )?;
+            let obj = t.join(&job.outputs[0]);
+            strip(&t.join("full.o"), &obj)?;
+            let _ = fs::remove_file(t.join("full.o"));
+            let skel_args = [
+                "gen".into(),
+                "skeleton".into(),
+                obj.display().to_string(),
+                "name".into(),
+                format!("{}_bpf", job.what),
+            ];
+            run_tool(&tc.bpftool, &skel_args, Some(&t.join(&job.outputs[1])))?;
+        }
+        JobKind::Loader { skeletons } => {
+            let mut table = String::from(
+                "/* Generated by `cargo xtask build`: the CO-RE objects kc-loader embeds. */\n",
+            );
+            for (name, skel) in skeletons {
+                fs::copy(skel, t.join(format!("{name}.skel.h"))).map_err(|e| e.to_string())?;
+                table.push_str(&format!("#include \"{name}.skel.h\"\n"));
+            }
+            table.push_str("struct kc_embedded_object {\n\tconst char *name;\n\tconst void *(*elf_bytes)(size_t *sz);\n};\n");
+            table.push_str("static const struct kc_embedded_object kc_embedded[] = {\n");
+            for (name, _) in skeletons {
+                table.push_str(&format!("\t{{ \"{name}\", {name}_bpf__elf_bytes }},\n"));
+            }
+            table.push_str(
+                "};\n#define KC_N_EMBEDDED (sizeof(kc_embedded) / sizeof(kc_embedded[0]))\n",
+            );
+            fs::write(t.join("kc_skeletons.h"), table).map_err(|e| e.to_string())?;
+            let args: Vec<String> = vec![
+                "-O2".into(),
+                "-Wall".into(),
+                "-Wextra".into(),
+                "-Werror".into(),
+                format!("-ffile-prefix-map={}=.", root.display()),
+                format!("-ffile-prefix-map={}=.", t.display()),
+                format!("-I{}", t.display()),
+                format!("-I{}", root.join("includes").display()),
+                root.join("co-re/loader/kc-loader.c").display().to_string(),
+                "-o".into(),
+                t.join("kc-loader").display().to_string(),
+                "-lbpf".into(),
+                "-lelf".into(),
+                "-lz".into(),
+            ];
+            run_tool(&tc.cc, &args, None)?;
+            for (name, _) in skeletons {
+                let _ = fs::remove_file(t.join(format!("{name}.skel.h")));
+            }
+            let _ = fs::remove_file(t.join("kc_skeletons.h"));
+        }
+    }
+    let tmp = tmp.keep();
+    if fs::rename(&tmp, &done).is_err() {
+        // Another build finished the same job first: its output is as good as ours.
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch copy of the checkout's sources with only some collectors.
+    fn scratch_project(collectors: &[&str]) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        let real = paths::project_root();
+        for sub in ["includes", "co-re", "kernel"] {
+            copy_dir(&real.join(sub), &root.join(sub));
+        }
+        let all = fs::read_to_string(real.join("collectors.toml")).unwrap();
+        let kept: Vec<&str> = all
+            .split("[[collector]]")
+            .filter(|s| {
+                collectors
+                    .iter()
+                    .any(|c| s.contains(&format!("name = \"{c}\"")))
+            })
+            .collect();
+        fs::write(
+            root.join("collectors.toml"),
+            format!("[[collector]]{}", kept.join("[[collector]]")),
+        )
+        .unwrap();
+        let project = Project {
+            artifacts: dir.path().join("artifacts"),
+            work: dir.path().join("work"),
+            root,
+        };
+        (dir, project)
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                copy_dir(&p, &to.join(e.file_name()));
+            } else {
+                fs::copy(&p, to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn core_only() -> BuildOptions {
+        BuildOptions {
+            backend: Backend::Host,
+            buckets: vec![],
+            all: false,
+            core: true,
+            debug: false,
+            jobs: Some(2),
+            json: false,
+        }
+    }
+
+    fn toolchain_or_skip(test: &str) -> bool {
+        match Toolchain::detect() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("skipping {test}: {e:#}");
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn core_build_is_cached_and_reproducible_needs_toolchain() {
+        if !toolchain_or_skip("core_build_is_cached_and_reproducible_needs_toolchain") {
+            return;
+        }
+        let (_a, p1) = scratch_project(&["process", "mount"]);
+        let r = build(&p1, &core_only()).unwrap();
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(r.compiled, 3, "two collectors and the loader");
+        let cell = &r.cells[0];
+        assert_eq!(
+            cell.files,
+            [
+                "kc-loader",
+                "mount.bpf.o",
+                "mount.skel.h",
+                "process.bpf.o",
+                "process.skel.h"
+            ]
+        );
+        let again = build(&p1, &core_only()).unwrap();
+        assert_eq!(
+            (again.compiled, again.cached),
+            (0, 3),
+            "unchanged inputs compile nothing"
+        );
+        // Another checkout in another place gives the same objects, byte for byte.
+        let (_b, p2) = scratch_project(&["process", "mount"]);
+        build(&p2, &core_only()).unwrap();
+        for f in ["process.bpf.o", "mount.skel.h"] {
+            let a = fs::read(p1.artifacts.join("cells/kc-ebpf-co-re-glibc").join(f)).unwrap();
+            let b = fs::read(p2.artifacts.join("cells/kc-ebpf-co-re-glibc").join(f)).unwrap();
+            assert!(a == b, "{f} differs between two checkouts");
+        }
+    }
+
+    #[test]
+    fn a_broken_collector_fails_by_name_and_keeps_previous_artifacts_needs_toolchain() {
+        if !toolchain_or_skip(
+            "a_broken_collector_fails_by_name_and_keeps_previous_artifacts_needs_toolchain",
+        ) {
+            return;
+        }
+        let (_d, p) = scratch_project(&["process", "mount"]);
+        build(&p, &core_only()).unwrap();
+        let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
+        let before = fs::read(&tar).unwrap();
+        let body = p.root.join("includes/collectors/mount.bpf.h");
+        let text = fs::read_to_string(&body).unwrap();
+        fs::write(
+            &body,
+            text.replace(
+                "kc_add(&mount_counters, KC_MOUNT_MOUNT, 1);",
+                "kc_add(&mount_counters, KC_MOUNT_MOUNT, undeclared_thing);",
+            ),
+        )
+        .unwrap();
+        let r = build(&p, &core_only()).unwrap();
+        assert_eq!(r.failures.len(), 1, "only mount fails: {:?}", r.failures);
+        let msg = r
+            .failures
+            .iter()
+            .find(|f| f.contains(": mount: "))
+            .expect("the failure names the collector");
+        assert!(
+            msg.contains("undeclared_thing") && msg.contains("clang failed"),
+            "{msg}"
+        );
+        assert!(!r.cells[0].ok);
+        assert_eq!(
+            fs::read(&tar).unwrap(),
+            before,
+            "the previous tarball is intact"
+        );
+        assert!(p
+            .artifacts
+            .join("cells/kc-ebpf-co-re-glibc/process.bpf.o")
+            .is_file());
+    }
+}

@@ -1,0 +1,304 @@
+//! The host's compilers and tools, their versions (part of every cache key), and the flags.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::kernels::fetch::HeaderTree;
+
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    pub clang: PathBuf,
+    pub llc: PathBuf,
+    pub llvm_strip: PathBuf,
+    pub bpftool: PathBuf,
+    pub cc: PathBuf,
+    /// clang's own headers (`stddef.h`, `stdarg.h`): the only system headers BPF code sees.
+    pub resource_include: PathBuf,
+    /// `.../bpf/*.h` of libbpf.
+    pub libbpf_include: PathBuf,
+    /// Versions of everything above and a hash of the libbpf headers.
+    pub fingerprint: String,
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn first_line(cmd: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", cmd.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}
+
+impl Toolchain {
+    pub fn detect() -> Result<Self> {
+        let need = |name: &str, pkg: &str| {
+            find(name).with_context(|| {
+                format!("{name} is not installed (Debian package {pkg}); run `cargo xtask setup`")
+            })
+        };
+        let clang = need("clang", "clang")?;
+        let llc = need("llc", "llvm")?;
+        let llvm_strip = need("llvm-strip", "llvm")?;
+        let bpftool = need("bpftool", "bpftool")?;
+        let cc = need("cc", "gcc")?;
+        let resource_include = PathBuf::from(first_line(&clang, &["-print-file-name=include"])?);
+        if !resource_include.join("stddef.h").is_file() {
+            bail!(
+                "clang's resource include directory {} has no stddef.h",
+                resource_include.display()
+            );
+        }
+        let libbpf_include = PathBuf::from("/usr/include/bpf");
+        if !libbpf_include.join("bpf_helpers.h").is_file() {
+            bail!(
+                "libbpf's headers are missing (Debian package libbpf-dev); run `cargo xtask setup`"
+            );
+        }
+        let mut h = Sha256::new();
+        for (tool, args) in [
+            (&clang, &["--version"][..]),
+            (&llc, &["--version"]),
+            (&bpftool, &["version"]),
+            (&cc, &["--version"]),
+        ] {
+            let out = Command::new(tool).args(args).output()?;
+            h.update(&out.stdout);
+        }
+        let mut headers: Vec<PathBuf> = std::fs::read_dir(&libbpf_include)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        headers.sort();
+        for p in headers {
+            h.update(p.file_name().unwrap_or_default().as_encoded_bytes());
+            h.update(std::fs::read(&p)?);
+        }
+        Ok(Self {
+            clang,
+            llc,
+            llvm_strip,
+            bpftool,
+            cc,
+            resource_include,
+            libbpf_include,
+            fingerprint: hex::encode(h.finalize()),
+        })
+    }
+
+    pub fn clang_version(&self) -> String {
+        first_line(&self.clang, &["--version"]).unwrap_or_default()
+    }
+}
+
+/// Where build inputs live, as paths the compiler sees (host paths, or mount points in a container).
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub project: PathBuf,
+    /// A directory whose `bpf/` holds libbpf's headers, and nothing else of `/usr/include`.
+    pub libbpf_parent: PathBuf,
+    pub resource_include: PathBuf,
+}
+
+/// Flags that keep file names out of the objects, so that where the checkout and the cache
+/// are does not change the bytes: the checkout becomes `.`, a header tree becomes `/`.
+fn prefix_maps(inputs: &Inputs, tree_root: Option<&Path>) -> Vec<String> {
+    let mut v = vec![format!("-ffile-prefix-map={}=.", inputs.project.display())];
+    if let Some(root) = tree_root {
+        v.push(format!("-ffile-prefix-map={}=/", root.display()));
+    }
+    v
+}
+
+/// clang arguments that turn a legacy collector into LLVM IR for one bucket (then `llc`).
+/// Kernel headers hold x86 inline assembly that `-target bpf` rejects, so the IR is made for
+/// the host target and lowered by the BPF backend, as the kernel's samples/bpf did.
+pub fn legacy_clang_args(
+    inputs: &Inputs,
+    tree: &HeaderTree,
+    return_mode: bool,
+    src: &Path,
+    out_ll: &Path,
+) -> Vec<String> {
+    let f = &tree.flavour_dir;
+    let c = &tree.common_dir;
+    let tree_root = f.parent().and_then(Path::parent).and_then(Path::parent);
+    let mut a: Vec<String> = [
+        "-S",
+        "-emit-llvm",
+        "-g",
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-D__KERNEL__",
+        "-D__BPF_TRACING__",
+        "-D__ASM_SYSREG_H",
+        "-D__TARGET_ARCH_x86",
+        // What the kernel's own Makefile defines for every compile unit.
+        "-DCC_USING_FENTRY",
+        "-DKBUILD_MODNAME=\"kc\"",
+        // 6.19+ headers embed tagged structs anonymously, which needs Microsoft extensions.
+        "-fms-extensions",
+        "-fno-stack-protector",
+        "-fno-asynchronous-unwind-tables",
+        "-nostdinc",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(format!("-DKC_RETURN_MODE={}", return_mode as u8));
+    a.extend(prefix_maps(inputs, tree_root));
+    a.push("-isystem".into());
+    a.push(inputs.resource_include.display().to_string());
+    // The kernel's include order; -isystem keeps the kernel's own warnings out of -Wall.
+    for dir in [
+        f.join("arch/x86/include/generated"),
+        c.join("arch/x86/include"),
+        f.join("include"),
+        c.join("include"),
+        c.join("arch/x86/include/uapi"),
+        f.join("arch/x86/include/generated/uapi"),
+        c.join("include/uapi"),
+        f.join("include/generated/uapi"),
+    ] {
+        a.push("-isystem".into());
+        a.push(dir.display().to_string());
+    }
+    a.push("-include".into());
+    a.push(c.join("include/linux/kconfig.h").display().to_string());
+    a.push(format!("-I{}", inputs.project.join("includes").display()));
+    // libbpf's headers after the kernel's.
+    a.push("-idirafter".into());
+    a.push(inputs.libbpf_parent.display().to_string());
+    a.push(src.display().to_string());
+    a.push("-o".into());
+    a.push(out_ll.display().to_string());
+    a
+}
+
+pub fn llc_args(ll: &Path, out: &Path) -> Vec<String> {
+    ["-march=bpf", "-mcpu=v2", "-filetype=obj"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            ll.display().to_string(),
+            "-o".into(),
+            out.display().to_string(),
+        ])
+        .collect()
+}
+
+/// clang arguments for a CO-RE collector: BPF target, vmlinux.h, BTF (`-g`).
+pub fn core_clang_args(inputs: &Inputs, src: &Path, out: &Path) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-g",
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-target",
+        "bpf",
+        "-mcpu=v2",
+        "-D__TARGET_ARCH_x86",
+        "-nostdinc",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(prefix_maps(inputs, None));
+    a.push("-isystem".into());
+    a.push(inputs.resource_include.display().to_string());
+    a.push(format!("-I{}", inputs.project.join("co-re").display()));
+    a.push(format!("-I{}", inputs.project.join("includes").display()));
+    a.push("-idirafter".into());
+    a.push(inputs.libbpf_parent.display().to_string());
+    a.extend([
+        "-c".into(),
+        src.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+    ]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            project: "/src".into(),
+            libbpf_parent: "/libbpf".into(),
+            resource_include: "/clang/include".into(),
+        }
+    }
+
+    fn tree() -> HeaderTree {
+        HeaderTree {
+            series: "6.1".into(),
+            release: "6.1.0-50-cloud-amd64".into(),
+            kernel_version: "6.1.176".into(),
+            flavour_dir: "/cache/t/usr/src/linux-headers-6.1.0-50-cloud-amd64".into(),
+            common_dir: "/cache/t/usr/src/linux-headers-6.1.0-50-common".into(),
+            patches: vec![],
+        }
+    }
+
+    #[test]
+    fn legacy_args_order_and_modes() {
+        let a = legacy_clang_args(
+            &inputs(),
+            &tree(),
+            true,
+            Path::new("/src/kernel/vfs_kern.c"),
+            Path::new("/o/vfs.ll"),
+        );
+        assert!(a.contains(&"-DKC_RETURN_MODE=1".to_string()));
+        assert!(
+            a.contains(&"-ffile-prefix-map=/cache/t=/".to_string()),
+            "{a:?}"
+        );
+        let pos = |s: &str| {
+            a.iter()
+                .position(|x| x.ends_with(s))
+                .unwrap_or_else(|| panic!("{s} missing"))
+        };
+        // Generated headers first, libbpf after every kernel directory.
+        assert!(pos("cloud-amd64/arch/x86/include/generated") < pos("common/arch/x86/include"));
+        assert!(pos("common/include/uapi") < pos("/libbpf"));
+        assert!(pos("/clang/include") < pos("cloud-amd64/arch/x86/include/generated"));
+        let p = legacy_clang_args(
+            &inputs(),
+            &tree(),
+            false,
+            Path::new("x.c"),
+            Path::new("x.ll"),
+        );
+        assert!(p.contains(&"-DKC_RETURN_MODE=0".to_string()));
+    }
+
+    #[test]
+    fn core_args() {
+        let a = core_clang_args(
+            &inputs(),
+            Path::new("/src/co-re/vfs.bpf.c"),
+            Path::new("/o/vfs.bpf.o"),
+        );
+        assert!(a.windows(2).any(|w| w[0] == "-target" && w[1] == "bpf"));
+        assert!(a.contains(&"-I/src/co-re".to_string()) && a.contains(&"-Werror".to_string()));
+    }
+}
