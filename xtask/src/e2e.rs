@@ -7,9 +7,22 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use xshell::{cmd, Shell};
 
+use crate::build::{self, Backend, BuildOptions};
 use crate::debian::mirror::Mirror;
 use crate::kernels::{self, fetch::Fetcher, matrix::Lock};
 use crate::{paths, setup};
+
+fn all_cells(json: bool) -> BuildOptions {
+    BuildOptions {
+        backend: Backend::Host,
+        buckets: vec![],
+        all: false,
+        core: false,
+        debug: false,
+        jobs: None,
+        json,
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct DistOptions {
@@ -28,6 +41,7 @@ pub struct TestOptions {
 pub fn dist(o: DistOptions) -> Result<()> {
     setup::run(setup::SetupOptions { check: false })?;
     let (_, lock) = kernels::load_checked_lock()?;
+    build::run(all_cells(false))?;
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let started = Instant::now();
     for k in &lock.kernel {
@@ -63,10 +77,12 @@ pub fn test(o: TestOptions) -> Result<()> {
     if o.unit_only {
         return Ok(());
     }
-    let checks: [(&str, fn() -> Result<()>); 3] = [
+    let checks: [(&str, fn() -> Result<()>); 5] = [
         ("lock covers the matrix", check_lock),
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
+        ("build of every cell, then a no-op rebuild", check_build),
+        ("kc-loader loads every CO-RE and host-bucket legacy object on the host kernel (needs root)", check_host_load),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
@@ -150,6 +166,112 @@ fn check_fetch() -> Result<()> {
     ensure!(
         warm.downloaded_bytes == 0 && again.flavour_dir == tree.flavour_dir,
         "the warm fetch did network I/O"
+    );
+    Ok(())
+}
+
+/// Builds everything (from the compile cache when warm), then again: nothing may compile.
+fn check_build() -> Result<()> {
+    let first = build::build(&build::Project::checkout(), &all_cells(false))?;
+    ensure!(
+        first.failures.is_empty(),
+        "build failed:\n{}",
+        first.failures.join("\n")
+    );
+    let n_cells = first.cells.len();
+    ensure!(
+        first.cells.iter().all(|c| c.ok && c.tarball.is_some()),
+        "a cell has no tarball"
+    );
+    let again = build::build(&build::Project::checkout(), &all_cells(false))?;
+    ensure!(
+        again.compiled == 0,
+        "a rebuild with unchanged inputs compiled {} jobs",
+        again.compiled
+    );
+    eprintln!(
+        "e2e: {n_cells} cells, {} jobs; first pass compiled {}, no-op rebuild {:.2} s",
+        again.cached, first.compiled, again.seconds
+    );
+    Ok(())
+}
+
+/// Loads (without attaching: the build machine's kernel has no kprobe events) every CO-RE
+/// object the loader embeds, and the legacy objects of the bucket the host kernel selects.
+fn check_host_load() -> Result<()> {
+    let uid = std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        eprintln!("e2e: skipped: loading BPF programs needs root (uid {uid})");
+        return Ok(());
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
+        .trim()
+        .to_string();
+    let (_, lock) = kernels::load_checked_lock()?;
+    let buckets: Vec<_> = lock
+        .kernel
+        .iter()
+        .filter(|k| k.bucket)
+        .map(|k| k.series)
+        .collect();
+    let bucket = kc_common::select_bucket(&kc_common::KernelVersion::parse(&release)?, &buckets)?;
+    let libc = build::host_libc();
+    let cells = paths::project_root().join("artifacts/cells");
+    let loader = cells.join(format!("kc-ebpf-co-re-{libc}/kc-loader"));
+    let legacy_dir = cells.join(format!("kc-ebpf-{bucket}-{libc}"));
+    let mut legacy: Vec<_> = std::fs::read_dir(&legacy_dir)
+        .with_context(|| format!("reading {}", legacy_dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    legacy.sort();
+    let out = std::process::Command::new(&loader)
+        .args(["--no-attach", "--json", "--embedded"])
+        .args(&legacy)
+        .output()?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "kc-loader printed no JSON: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let objects = report["objects"]
+        .as_array()
+        .context("no objects in the loader's report")?;
+    let failed: Vec<String> = objects
+        .iter()
+        .filter(|o| o["status"] != "ok")
+        .map(|o| {
+            format!(
+                "{}: {} {}",
+                o["object"],
+                o["error"],
+                o["log_tail"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    eprintln!(
+        "e2e: host kernel {release} (bucket {bucket}): {} objects loaded, {} failed",
+        objects.len() - failed.len(),
+        failed.len()
+    );
+    ensure!(
+        failed.is_empty() && out.status.success(),
+        "objects failed to load:\n{}",
+        failed.join("\n")
+    );
+    let n_core = crate::collectors::load_from(&paths::project_root())?.len();
+    ensure!(
+        objects.len() == n_core + legacy.len(),
+        "expected {n_core} CO-RE and {} legacy objects, got {}",
+        legacy.len(),
+        objects.len()
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod build;
+mod check_kernel;
 mod collectors;
 mod debian;
 mod download;
@@ -38,6 +39,10 @@ enum Command {
     Kernels(kernels::Command),
     /// Compile the collectors: legacy objects per bucket, CO-RE objects, skeletons, the loader
     Build(build::BuildOptions),
+    /// Say whether a kernel has what the collectors need, and which bucket it selects
+    CheckKernel(check_kernel::CheckKernelOptions),
+    /// Regenerate co-re/vmlinux.h from a kernel's BTF
+    Vmlinux(build::VmlinuxOptions),
     /// The main job: check the lock, fetch every bucket's headers and every kernel image
     Dist(e2e::DistOptions),
     /// Run every test: unit and integration tests, then end-to-end checks against the mirror
@@ -47,11 +52,21 @@ enum Command {
     Bench(bench::Command),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() {
+    if let Err(e) = run(Cli::parse().command) {
+        // The chain of contexts says what failed and what to do; a backtrace would bury it.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Setup(o) => setup::run(o),
         Command::Kernels(c) => kernels::run(c),
         Command::Build(o) => build::run(o),
+        Command::CheckKernel(o) => check_kernel::run(o),
+        Command::Vmlinux(o) => build::vmlinux(o),
         Command::Dist(o) => e2e::dist(o),
         Command::Test(o) => e2e::test(o),
         Command::Bench(c) => bench::run(c),

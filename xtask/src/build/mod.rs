@@ -115,6 +115,39 @@ pub struct BuildReport {
     pub failures: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct VmlinuxOptions {
+    /// A BTF file: /sys/kernel/btf/vmlinux, or a vmlinux with a .BTF section
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: PathBuf,
+}
+
+/// `bpftool btf dump file BTF format c` into co-re/vmlinux.h, through a temporary file.
+pub fn vmlinux(o: VmlinuxOptions) -> Result<()> {
+    let tc = Toolchain::detect()?;
+    let out = Command::new(&tc.bpftool)
+        .args(["btf", "dump", "file"])
+        .arg(&o.btf)
+        .args(["format", "c"])
+        .output()?;
+    if !out.status.success() || out.stdout.is_empty() {
+        bail!(
+            "bpftool could not dump {} as C: {}",
+            o.btf.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let path = paths::project_root().join("co-re/vmlinux.h");
+    paths::write_atomic(&path, &out.stdout)?;
+    eprintln!(
+        "wrote {} ({} bytes) from {}",
+        path.display(),
+        out.stdout.len(),
+        o.btf.display()
+    );
+    Ok(())
+}
+
 /// The host's libc, as `ldd --version` tells.
 pub fn host_libc() -> String {
     let out = Command::new("ldd").arg("--version").output();

@@ -100,10 +100,6 @@ impl Toolchain {
             fingerprint: hex::encode(h.finalize()),
         })
     }
-
-    pub fn clang_version(&self) -> String {
-        first_line(&self.clang, &["--version"]).unwrap_or_default()
-    }
 }
 
 /// Where build inputs live, as paths the compiler sees (host paths, or mount points in a container).
