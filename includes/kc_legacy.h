@@ -4,13 +4,7 @@
 #ifndef KC_LEGACY_H
 #define KC_LEGACY_H
 
-#include <linux/version.h>
-#include <linux/types.h>
-#include <uapi/linux/bpf.h>
-#include <linux/ptrace.h>
-#include <linux/sched.h>
-#include <linux/oom.h>
-#include <net/sock.h>
+#include "kc_legacy_kernel.h"
 
 #define KC_READ(src, a, ...) BPF_PROBE_READ(src, a, ##__VA_ARGS__)
 

@@ -15,6 +15,18 @@ use crate::kernels::{self, fetch::Fetcher, matrix::Role};
 pub enum Command {
     /// Cold fetch+unpack of one bucket's headers vs `apt-get download` + `dpkg-deb -x`; warm fetch
     Fetch(FetchBench),
+    /// One bucket built our way (headers package, parallel, cached) vs upstream's (full kernel
+    /// source, `make defconfig scripts prepare`, then the same compiles); and a no-op rebuild
+    Build(BuildBench),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildBench {
+    /// The bucket to build (its Debian suite must be the host's, for `linux-source-<bucket>`)
+    #[arg(long, default_value = "6.1")]
+    pub bucket: Bucket,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +44,7 @@ pub struct FetchBench {
 pub fn run(c: Command) -> Result<()> {
     match c {
         Command::Fetch(o) => fetch(o),
+        Command::Build(o) => build_bench(o),
     }
 }
 
@@ -183,6 +196,211 @@ fn run_ok(cmd: &mut Process) -> Result<()> {
             "{cmd:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
+    }
+    Ok(())
+}
+
+/// What upstream's way needs on top of our setup.
+const SOURCE_BUILD_PACKAGES: &[&str] = &[
+    "make",
+    "flex",
+    "bison",
+    "bc",
+    "libssl-dev",
+    "libelf-dev",
+    "dpkg-dev",
+];
+
+#[derive(Debug, Serialize)]
+struct BuildBenchReport {
+    bucket: String,
+    objects: usize,
+    ours_cold_s: f64,
+    ours_noop_s: f64,
+    upstream_source_package: String,
+    upstream_download_s: f64,
+    upstream_unpack_s: f64,
+    upstream_prepare_s: f64,
+    upstream_compile_s: f64,
+    upstream_total_s: f64,
+    speedup_cold: f64,
+}
+
+fn build_bench(o: BuildBench) -> Result<()> {
+    let sh = xshell::Shell::new()?;
+    let missing: Vec<&str> = SOURCE_BUILD_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let format = "-f=${Status}";
+            xshell::cmd!(sh, "dpkg-query -W {format} {p}")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .map_or(true, |s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "bench build: installing what a kernel source build needs: {}",
+            missing.join(" ")
+        );
+        xshell::cmd!(
+            sh,
+            "apt-get install -y -q --no-install-recommends {missing...}"
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let scratch = tempfile::Builder::new()
+        .prefix("kc-bench-build-")
+        .tempdir_in(crate::paths::project_root().join("target"))?;
+    let root = crate::paths::project_root();
+    let opts = crate::build::BuildOptions {
+        backend: crate::build::Backend::Host,
+        buckets: vec![o.bucket],
+        all: false,
+        core: false,
+        debug: false,
+        jobs: Some(threads),
+        json: false,
+    };
+
+    // Ours: empty kernel cache and compile cache.
+    let ours = crate::build::Project {
+        root: root.clone(),
+        artifacts: scratch.path().join("ours/artifacts"),
+        work: scratch.path().join("ours/work"),
+        kernel_cache: scratch.path().join("ours/cache"),
+    };
+    let t = Instant::now();
+    let r = crate::build::build(&ours, &opts)?;
+    let ours_cold = t.elapsed().as_secs_f64();
+    if !r.failures.is_empty() {
+        bail!("our build failed: {}", r.failures.join("\n"));
+    }
+    let objects = r.compiled;
+    let t = Instant::now();
+    crate::build::build(&ours, &opts)?;
+    let ours_noop = t.elapsed().as_secs_f64();
+
+    // Upstream's: the full source tree of the same series, prepared, then the same compiles.
+    let src_dir = scratch.path().join("upstream");
+    std::fs::create_dir_all(&src_dir)?;
+    let pkg = format!("linux-source-{}", o.bucket);
+    let t = Instant::now();
+    run_ok(
+        Process::new("apt-get")
+            .args(["download", &pkg])
+            .current_dir(&src_dir),
+    )
+    .with_context(|| {
+        format!("the host's apt has no {pkg}: pick the bucket of the host's Debian release")
+    })?;
+    let download = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let deb = std::fs::read_dir(&src_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download wrote no .deb")?;
+    let source_package = deb
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    run_ok(Process::new("dpkg-deb").arg("-x").arg(&deb).arg(&src_dir))?;
+    let tarball = src_dir.join(format!("usr/src/{pkg}.tar.xz"));
+    run_ok(
+        Process::new("tar")
+            .arg("-xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&src_dir),
+    )?;
+    let tree_dir = src_dir.join(&pkg);
+    let unpack = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    run_ok(
+        Process::new("make")
+            .args(["CC=clang", "defconfig"])
+            .current_dir(&tree_dir),
+    )?;
+    run_ok(
+        Process::new("make")
+            .args(["CC=clang", &format!("-j{threads}"), "scripts", "prepare"])
+            .current_dir(&tree_dir),
+    )?;
+    let prepare = t.elapsed().as_secs_f64();
+    let upstream = crate::build::Project {
+        root: root.clone(),
+        artifacts: scratch.path().join("up/artifacts"),
+        work: scratch.path().join("up/work"),
+        kernel_cache: scratch.path().join("up/cache"),
+    };
+    let tree = crate::kernels::fetch::HeaderTree {
+        series: o.bucket.to_string(),
+        release: pkg.clone(),
+        kernel_version: o.bucket.to_string(),
+        flavour_dir: tree_dir.clone(),
+        common_dir: tree_dir.clone(),
+        patches: vec![],
+    };
+    let t = Instant::now();
+    crate::build::compile_legacy_tree(&upstream, &tree, o.bucket, threads)?;
+    let compile = t.elapsed().as_secs_f64();
+    let total = download + unpack + prepare + compile;
+    let report = BuildBenchReport {
+        bucket: o.bucket.to_string(),
+        objects,
+        ours_cold_s: ours_cold,
+        ours_noop_s: ours_noop,
+        upstream_source_package: source_package,
+        upstream_download_s: download,
+        upstream_unpack_s: unpack,
+        upstream_prepare_s: prepare,
+        upstream_compile_s: compile,
+        upstream_total_s: total,
+        speedup_cold: total / ours_cold,
+    };
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "bench build: bucket {}, {} objects, {threads} parallel compiles",
+            report.bucket, report.objects
+        );
+        println!(
+            "  ours, cold (fetch headers packages, unpack, compile)   {:>8.2} s",
+            report.ours_cold_s
+        );
+        println!(
+            "  ours, no-op rebuild                                    {:>8.2} s",
+            report.ours_noop_s
+        );
+        println!("  upstream ({}):", report.upstream_source_package);
+        println!(
+            "    download                                             {:>8.2} s",
+            report.upstream_download_s
+        );
+        println!(
+            "    unpack (dpkg-deb, tar)                               {:>8.2} s",
+            report.upstream_unpack_s
+        );
+        println!(
+            "    make defconfig scripts prepare                       {:>8.2} s",
+            report.upstream_prepare_s
+        );
+        println!(
+            "    the same compiles                                    {:>8.2} s",
+            report.upstream_compile_s
+        );
+        println!(
+            "    total                                                {:>8.2} s",
+            report.upstream_total_s
+        );
+        println!("  ours is {:.1}x faster cold", report.speedup_cold);
     }
     Ok(())
 }

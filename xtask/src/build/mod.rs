@@ -80,9 +80,19 @@ impl Cell {
 }
 
 enum JobKind {
-    Legacy { tree: HeaderTree, return_mode: bool },
+    /// The bucket's precompiled kernel headers, shared by its collectors' compiles.
+    Pch {
+        tree: HeaderTree,
+    },
+    Legacy {
+        tree: HeaderTree,
+        return_mode: bool,
+        pch: PathBuf,
+    },
     Core,
-    Loader { skeletons: Vec<(String, PathBuf)> },
+    Loader {
+        skeletons: Vec<(String, PathBuf)>,
+    },
 }
 
 struct Job {
@@ -177,6 +187,8 @@ pub struct Project {
     pub artifacts: PathBuf,
     /// The compile cache and scratch space.
     pub work: PathBuf,
+    /// The kernel download cache (header trees).
+    pub kernel_cache: PathBuf,
 }
 
 impl Project {
@@ -185,6 +197,7 @@ impl Project {
         Self {
             artifacts: root.join("artifacts"),
             work: root.join("target/kc-build"),
+            kernel_cache: paths::cache_dir(),
             root,
         }
     }
@@ -308,52 +321,25 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     hash_tree(&mut includes_hash, &root.join("includes"))?;
     let includes_hash = hex::encode(includes_hash.finalize());
     let debug: &[u8] = if o.debug { b"debug" } else { b"release" };
-
-    let mut fetcher = Fetcher::new(paths::cache_dir());
+    let mut fetcher = Fetcher::new(project.kernel_cache.clone());
     let mut jobs = Vec::new();
+    let mut pchs = Vec::new();
     for k in &buckets {
         let tree = fetcher.headers(k)?;
-        let tree_id = tree.flavour_dir.display().to_string(); // contains the tree's content key
-        for c in collectors.iter().filter(|c| c.builds_for(k.series)) {
-            let src = fs::read(root.join("kernel").join(format!("{}_kern.c", c.name)))?;
-            for return_mode in [false, true] {
-                let out = format!(
-                    "{}kc_{}.{}.o",
-                    if return_mode { 'r' } else { 'p' },
-                    c.name,
-                    k.series
-                );
-                let args = toolchain::legacy_clang_args(
-                    &inputs,
-                    &tree,
-                    return_mode,
-                    Path::new("src.c"),
-                    Path::new("out.ll"),
-                )
-                .join(" ");
-                let key = key_of(&[
-                    b"legacy",
-                    out.as_bytes(),
-                    args.as_bytes(),
-                    &src,
-                    includes_hash.as_bytes(),
-                    tree_id.as_bytes(),
-                    tc.fingerprint.as_bytes(),
-                    debug,
-                ]);
-                jobs.push(Job {
-                    cell: Cell::Bucket(k.series),
-                    what: c.name.clone(),
-                    kind: JobKind::Legacy {
-                        tree: tree.clone(),
-                        return_mode,
-                    },
-                    outputs: vec![out],
-                    key,
-                });
-            }
-        }
+        let (pch, objects) = legacy_jobs(
+            project,
+            &inputs,
+            &tc,
+            &tree,
+            k.series,
+            &collectors,
+            &includes_hash,
+            o.debug,
+        )?;
+        pchs.push(pch);
+        jobs.extend(objects);
     }
+    let n_legacy = jobs.len();
     if with_core {
         let vmlinux = fs::read(root.join("co-re/vmlinux.h")).context(
             "co-re/vmlinux.h is missing; run `cargo xtask vmlinux --btf /sys/kernel/btf/vmlinux`",
@@ -387,7 +373,23 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let mut results = run_jobs(project, &tc, &inputs, &jobs, threads, o.debug)?;
+    let mut results = run_legacy(
+        project,
+        &tc,
+        &inputs,
+        &pchs,
+        &jobs[..n_legacy],
+        threads,
+        o.debug,
+    )?;
+    results.extend(run_jobs(
+        project,
+        &tc,
+        &inputs,
+        &jobs[n_legacy..],
+        threads,
+        o.debug,
+    )?);
 
     // The loader embeds every skeleton, so it is built once they all are.
     if with_core {
@@ -533,6 +535,208 @@ fn write_cell_dir(dir: &Path, entries: &[tarball::Entry]) -> Result<()> {
     Ok(())
 }
 
+const PCH: &str = "kc_legacy_kernel.pch";
+
+/// The jobs of one bucket: first its precompiled kernel headers, then the `p` and `r` objects
+/// of every collector that builds for it (which need the first).
+fn legacy_jobs(
+    project: &Project,
+    inputs: &Inputs,
+    tc: &Toolchain,
+    tree: &HeaderTree,
+    bucket: Bucket,
+    collectors: &[collectors::Collector],
+    includes_hash: &str,
+    debug: bool,
+) -> Result<(Job, Vec<Job>)> {
+    let tree_id = tree.flavour_dir.display().to_string(); // holds the tree's content key
+    let debug: &[u8] = if debug { b"debug" } else { b"release" };
+    let pch_args = toolchain::legacy_clang_args(
+        inputs,
+        tree,
+        toolchain::LegacyOutput::Pch,
+        Path::new("h"),
+        Path::new("pch"),
+    )
+    .join(" ");
+    let pch_key = key_of(&[
+        b"pch",
+        pch_args.as_bytes(),
+        includes_hash.as_bytes(),
+        tree_id.as_bytes(),
+        tc.fingerprint.as_bytes(),
+    ]);
+    let pch_path = project.cache_path(&pch_key).join(PCH);
+    let pch = Job {
+        cell: Cell::Bucket(bucket),
+        what: "kernel headers".into(),
+        kind: JobKind::Pch { tree: tree.clone() },
+        outputs: vec![PCH.into()],
+        key: pch_key.clone(),
+    };
+    let mut jobs = Vec::new();
+    for c in collectors.iter().filter(|c| c.builds_for(bucket)) {
+        let src = fs::read(
+            inputs
+                .project
+                .join("kernel")
+                .join(format!("{}_kern.c", c.name)),
+        )?;
+        for return_mode in [false, true] {
+            let out = format!(
+                "{}kc_{}.{}.o",
+                if return_mode { 'r' } else { 'p' },
+                c.name,
+                bucket
+            );
+            let what = toolchain::LegacyOutput::Ir {
+                return_mode,
+                pch: None,
+            };
+            let args = toolchain::legacy_clang_args(
+                inputs,
+                tree,
+                what,
+                Path::new("src.c"),
+                Path::new("out.ll"),
+            )
+            .join(" ");
+            let key = key_of(&[
+                b"legacy",
+                out.as_bytes(),
+                args.as_bytes(),
+                &src,
+                includes_hash.as_bytes(),
+                pch_key.as_bytes(),
+                tc.fingerprint.as_bytes(),
+                debug,
+            ]);
+            jobs.push(Job {
+                cell: Cell::Bucket(bucket),
+                what: c.name.clone(),
+                kind: JobKind::Legacy {
+                    tree: tree.clone(),
+                    return_mode,
+                    pch: pch_path.clone(),
+                },
+                outputs: vec![out],
+                key,
+            });
+        }
+    }
+    Ok((pch, jobs))
+}
+
+/// Runs the precompiled-header jobs, then the jobs that need them. A bucket whose headers
+/// did not precompile reports that failure for each of its collectors.
+fn run_legacy(
+    project: &Project,
+    tc: &Toolchain,
+    inputs: &Inputs,
+    pchs: &[Job],
+    jobs: &[Job],
+    threads: usize,
+    debug: bool,
+) -> Result<Vec<Result<bool, String>>> {
+    let pch_results = run_jobs(project, tc, inputs, pchs, threads, debug)?;
+    let runnable: Vec<bool> = jobs
+        .iter()
+        .map(|j| {
+            pchs.iter()
+                .zip(&pch_results)
+                .any(|(p, r)| p.cell == j.cell && r.is_ok())
+        })
+        .collect();
+    let to_run: Vec<&Job> = jobs
+        .iter()
+        .zip(&runnable)
+        .filter(|(_, ok)| **ok)
+        .map(|(j, _)| j)
+        .collect();
+    let ran = run_job_refs(project, tc, inputs, &to_run, threads, debug)?;
+    let mut ran = ran.into_iter();
+    Ok(jobs
+        .iter()
+        .zip(runnable)
+        .map(|(j, ok)| {
+            if ok {
+                ran.next().expect("one result per job run")
+            } else {
+                let err = pchs
+                    .iter()
+                    .zip(&pch_results)
+                    .find(|(p, _)| p.cell == j.cell)
+                    .and_then(|(_, r)| r.as_ref().err().cloned())
+                    .unwrap_or_default();
+                Err(format!(
+                    "the bucket's kernel headers did not precompile: {err}"
+                ))
+            }
+        })
+        .collect())
+}
+
+/// Compiles one bucket's legacy objects against any prepared tree (a full kernel source tree
+/// after `make prepare` is one: its generated and own headers are the same directory). For
+/// the build benchmark. Returns how many jobs compiled.
+pub fn compile_legacy_tree(
+    project: &Project,
+    tree: &HeaderTree,
+    bucket: Bucket,
+    threads: usize,
+) -> Result<usize> {
+    let tc = Toolchain::detect()?;
+    let collectors = collectors::load_from(&project.root)?;
+    let libbpf_parent = project.work.join("libbpf-include");
+    fs::create_dir_all(libbpf_parent.join("bpf"))?;
+    for e in fs::read_dir(&tc.libbpf_include)? {
+        let p = e?.path();
+        fs::copy(
+            &p,
+            libbpf_parent
+                .join("bpf")
+                .join(p.file_name().unwrap_or_default()),
+        )?;
+    }
+    let inputs = Inputs {
+        project: project.root.clone(),
+        libbpf_parent,
+        resource_include: tc.resource_include.clone(),
+    };
+    let (pch, jobs) = legacy_jobs(
+        project,
+        &inputs,
+        &tc,
+        tree,
+        bucket,
+        &collectors,
+        "bench",
+        false,
+    )?;
+    let results = run_legacy(
+        project,
+        &tc,
+        &inputs,
+        std::slice::from_ref(&pch),
+        &jobs,
+        threads,
+        false,
+    )?;
+    let failures: Vec<String> = jobs
+        .iter()
+        .zip(&results)
+        .filter_map(|(j, r)| r.as_ref().err().map(|e| format!("{}: {e}", j.what)))
+        .collect();
+    if !failures.is_empty() {
+        bail!(
+            "{} compiles failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(results.iter().filter(|r| matches!(r, Ok(false))).count())
+}
+
 /// Runs the jobs on `threads` workers. Per job: `Ok(true)` cached, `Ok(false)` compiled,
 /// `Err(message)` failed (the message carries the tool's own output).
 fn run_jobs(
@@ -540,6 +744,18 @@ fn run_jobs(
     tc: &Toolchain,
     inputs: &Inputs,
     jobs: &[Job],
+    threads: usize,
+    debug: bool,
+) -> Result<Vec<Result<bool, String>>> {
+    let refs: Vec<&Job> = jobs.iter().collect();
+    run_job_refs(project, tc, inputs, &refs, threads, debug)
+}
+
+fn run_job_refs(
+    project: &Project,
+    tc: &Toolchain,
+    inputs: &Inputs,
+    jobs: &[&Job],
     threads: usize,
     debug: bool,
 ) -> Result<Vec<Result<bool, String>>> {
@@ -633,12 +849,34 @@ fn run_job(
         }
     };
     match &job.kind {
-        JobKind::Legacy { tree, return_mode } => {
-            let src = root.join("kernel").join(format!("{}_kern.c", job.what));
-            let ll = t.join("out.ll");
+        JobKind::Pch { tree } => {
+            let header = root.join("includes/kc_legacy_kernel.h");
             run_tool(
                 &tc.clang,
-                &toolchain::legacy_clang_args(inputs, tree, *return_mode, &src, &ll),
+                &toolchain::legacy_clang_args(
+                    inputs,
+                    tree,
+                    toolchain::LegacyOutput::Pch,
+                    &header,
+                    &t.join(PCH),
+                ),
+                None,
+            )?;
+        }
+        JobKind::Legacy {
+            tree,
+            return_mode,
+            pch,
+        } => {
+            let src = root.join("kernel").join(format!("{}_kern.c", job.what));
+            let ll = t.join("out.ll");
+            let what = toolchain::LegacyOutput::Ir {
+                return_mode: *return_mode,
+                pch: Some(pch),
+            };
+            run_tool(
+                &tc.clang,
+                &toolchain::legacy_clang_args(inputs, tree, what, &src, &ll),
                 None,
             )?;
             run_tool(&tc.llc, &toolchain::llc_args(&ll, &t.join("full.o")), None)?;
@@ -742,6 +980,7 @@ mod tests {
         let project = Project {
             artifacts: dir.path().join("artifacts"),
             work: dir.path().join("work"),
+            kernel_cache: paths::cache_dir(),
             root,
         };
         (dir, project)

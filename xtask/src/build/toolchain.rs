@@ -121,22 +121,30 @@ fn prefix_maps(inputs: &Inputs, tree_root: Option<&Path>) -> Vec<String> {
     v
 }
 
-/// clang arguments that turn a legacy collector into LLVM IR for one bucket (then `llc`).
+/// What a legacy compile produces: LLVM IR of a collector, or the bucket's precompiled
+/// kernel headers (`includes/kc_legacy_kernel.h`) that every collector's compile then loads.
+pub enum LegacyOutput<'a> {
+    Ir {
+        return_mode: bool,
+        pch: Option<&'a Path>,
+    },
+    Pch,
+}
+
+/// clang arguments for a legacy compile against one bucket's headers (IR, then `llc`).
 /// Kernel headers hold x86 inline assembly that `-target bpf` rejects, so the IR is made for
 /// the host target and lowered by the BPF backend, as the kernel's samples/bpf did.
 pub fn legacy_clang_args(
     inputs: &Inputs,
     tree: &HeaderTree,
-    return_mode: bool,
+    what: LegacyOutput,
     src: &Path,
-    out_ll: &Path,
+    out: &Path,
 ) -> Vec<String> {
     let f = &tree.flavour_dir;
     let c = &tree.common_dir;
     let tree_root = f.parent().and_then(Path::parent).and_then(Path::parent);
     let mut a: Vec<String> = [
-        "-S",
-        "-emit-llvm",
         "-g",
         "-O2",
         "-Wall",
@@ -157,7 +165,6 @@ pub fn legacy_clang_args(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    a.push(format!("-DKC_RETURN_MODE={}", return_mode as u8));
     a.extend(prefix_maps(inputs, tree_root));
     a.push("-isystem".into());
     a.push(inputs.resource_include.display().to_string());
@@ -181,9 +188,20 @@ pub fn legacy_clang_args(
     // libbpf's headers after the kernel's.
     a.push("-idirafter".into());
     a.push(inputs.libbpf_parent.display().to_string());
+    match what {
+        LegacyOutput::Pch => a.extend(["-x".into(), "c-header".into()]),
+        LegacyOutput::Ir { return_mode, pch } => {
+            a.splice(0..0, ["-S".to_string(), "-emit-llvm".to_string()]);
+            a.push(format!("-DKC_RETURN_MODE={}", return_mode as u8));
+            if let Some(pch) = pch {
+                a.push("-include-pch".into());
+                a.push(pch.display().to_string());
+            }
+        }
+    }
     a.push(src.display().to_string());
     a.push("-o".into());
-    a.push(out_ll.display().to_string());
+    a.push(out.display().to_string());
     a
 }
 
@@ -256,14 +274,22 @@ mod tests {
 
     #[test]
     fn legacy_args_order_and_modes() {
+        let ir = LegacyOutput::Ir {
+            return_mode: true,
+            pch: Some(Path::new("/p/k.pch")),
+        };
         let a = legacy_clang_args(
             &inputs(),
             &tree(),
-            true,
+            ir,
             Path::new("/src/kernel/vfs_kern.c"),
             Path::new("/o/vfs.ll"),
         );
         assert!(a.contains(&"-DKC_RETURN_MODE=1".to_string()));
+        assert_eq!(&a[..3], ["-S", "-emit-llvm", "-g"]);
+        assert!(a
+            .windows(2)
+            .any(|w| w[0] == "-include-pch" && w[1] == "/p/k.pch"));
         assert!(
             a.contains(&"-ffile-prefix-map=/cache/t=/".to_string()),
             "{a:?}"
@@ -280,11 +306,30 @@ mod tests {
         let p = legacy_clang_args(
             &inputs(),
             &tree(),
-            false,
+            LegacyOutput::Ir {
+                return_mode: false,
+                pch: None,
+            },
             Path::new("x.c"),
             Path::new("x.ll"),
         );
-        assert!(p.contains(&"-DKC_RETURN_MODE=0".to_string()));
+        assert!(
+            p.contains(&"-DKC_RETURN_MODE=0".to_string())
+                && !p.contains(&"-include-pch".to_string())
+        );
+        let h = legacy_clang_args(
+            &inputs(),
+            &tree(),
+            LegacyOutput::Pch,
+            Path::new("k.h"),
+            Path::new("k.pch"),
+        );
+        assert!(h.windows(2).any(|w| w[0] == "-x" && w[1] == "c-header"));
+        assert!(
+            !h.iter().any(|x| x.starts_with("-DKC_RETURN_MODE")),
+            "the header serves both modes"
+        );
+        assert_eq!(h[0], "-g", "objects built on the PCH need -g for their BTF");
     }
 
     #[test]

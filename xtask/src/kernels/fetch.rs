@@ -25,7 +25,7 @@ use crate::patch;
 use crate::paths;
 
 /// Bump when the unpacked layout changes, so old cache entries are not reused.
-const TREE_FORMAT: &str = "kc-headers-v1";
+const TREE_FORMAT: &str = "kc-headers-v2";
 const TREE_MANIFEST: &str = "kc-tree.json";
 
 /// Network access, set up only when something is missing from the cache.
@@ -145,7 +145,7 @@ impl Fetcher {
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(parent)?;
-        let keep = |p: &Path| p.starts_with("usr/src");
+        let keep = keep_header_member;
         for d in &debs {
             deb::extract_data(d, tmp.path(), &keep)?;
         }
@@ -259,6 +259,20 @@ impl Fetcher {
                 && e.path().join(manifest).exists()
                 && (role != Role::Image || name.ends_with(want_sha))
         })
+    }
+}
+
+/// Which members of the headers packages a tree needs: `usr/src/`, without the other
+/// architectures' `arch/<arch>/` (a third of the files: the kernel matrix is x86-64 only).
+pub fn keep_header_member(path: &Path) -> bool {
+    let mut c = path.components().map(|c| c.as_os_str());
+    if c.next() != Some("usr".as_ref()) || c.next() != Some("src".as_ref()) {
+        return false;
+    }
+    let _package_dir = c.next();
+    match (c.next(), c.next(), c.next()) {
+        (Some(arch), Some(name), Some(_)) if arch == "arch" => name == "x86",
+        _ => true,
     }
 }
 
@@ -474,6 +488,23 @@ mod tests {
                 .unwrap_or_default();
             assert!(trees.is_empty(), "left behind: {trees:?}");
         }
+    }
+
+    #[test]
+    fn header_members_kept() {
+        let keep = |p: &str| keep_header_member(Path::new(p));
+        assert!(keep(
+            "usr/src/linux-headers-6.1.0-50-common/include/linux/sched.h"
+        ));
+        assert!(keep(
+            "usr/src/linux-headers-6.1.0-50-common/arch/x86/include/asm/ptrace.h"
+        ));
+        assert!(keep("usr/src/linux-headers-6.1.0-50-common/arch/Kconfig"));
+        assert!(!keep(
+            "usr/src/linux-headers-6.1.0-50-common/arch/arm64/include/asm/ptrace.h"
+        ));
+        assert!(!keep("lib/modules/6.1.0-50-cloud-amd64/build"));
+        assert!(!keep("usr/share/doc/x"));
     }
 
     #[test]
