@@ -202,6 +202,27 @@ impl Project {
         }
     }
 
+    /// The compiler's view of the inputs. libbpf's headers are copied to a directory that
+    /// holds only `bpf/`, so that the rest of /usr/include stays out of BPF compiles.
+    fn inputs(&self, tc: &Toolchain) -> Result<Inputs> {
+        let libbpf_parent = self.work.join("libbpf-include");
+        fs::create_dir_all(libbpf_parent.join("bpf"))?;
+        for e in fs::read_dir(&tc.libbpf_include)? {
+            let p = e?.path();
+            fs::copy(
+                &p,
+                libbpf_parent
+                    .join("bpf")
+                    .join(p.file_name().unwrap_or_default()),
+            )?;
+        }
+        Ok(Inputs {
+            project: self.root.clone(),
+            libbpf_parent,
+            resource_include: tc.resource_include.clone(),
+        })
+    }
+
     fn cache_path(&self, key: &str) -> PathBuf {
         self.work.join("objects").join(key)
     }
@@ -300,23 +321,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     }
     let with_core = everything || o.core;
 
-    // A directory holding only libbpf's `bpf/` headers: the rest of /usr/include stays out.
-    let libbpf_parent = project.work.join("libbpf-include");
-    fs::create_dir_all(libbpf_parent.join("bpf"))?;
-    for e in fs::read_dir(&tc.libbpf_include)? {
-        let p = e?.path();
-        fs::copy(
-            &p,
-            libbpf_parent
-                .join("bpf")
-                .join(p.file_name().unwrap_or_default()),
-        )?;
-    }
-    let inputs = Inputs {
-        project: root.clone(),
-        libbpf_parent,
-        resource_include: tc.resource_include.clone(),
-    };
+    let inputs = project.inputs(&tc)?;
     let mut includes_hash = Sha256::new();
     hash_tree(&mut includes_hash, &root.join("includes"))?;
     let includes_hash = hex::encode(includes_hash.finalize());
@@ -687,22 +692,7 @@ pub fn compile_legacy_tree(
 ) -> Result<usize> {
     let tc = Toolchain::detect()?;
     let collectors = collectors::load_from(&project.root)?;
-    let libbpf_parent = project.work.join("libbpf-include");
-    fs::create_dir_all(libbpf_parent.join("bpf"))?;
-    for e in fs::read_dir(&tc.libbpf_include)? {
-        let p = e?.path();
-        fs::copy(
-            &p,
-            libbpf_parent
-                .join("bpf")
-                .join(p.file_name().unwrap_or_default()),
-        )?;
-    }
-    let inputs = Inputs {
-        project: project.root.clone(),
-        libbpf_parent,
-        resource_include: tc.resource_include.clone(),
-    };
+    let inputs = project.inputs(&tc)?;
     let (pch, jobs) = legacy_jobs(
         project,
         &inputs,
