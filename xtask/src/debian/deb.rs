@@ -124,7 +124,7 @@ pub fn extract_data(
         if let Some(compression) = member.name.strip_prefix("data.tar") {
             let body = (&mut r).take(member.size);
             let archive = format!("{file_name}:{}", member.name);
-            let decoder: Box<dyn Read> = match compression {
+            let decoder: Box<dyn Read + Send> = match compression {
                 ".xz" => Box::new(xz2::read::XzDecoder::new_multi_decoder(body)),
                 ".zst" => Box::new(zstd::stream::read::Decoder::new(body).map_err(io_err)?),
                 ".gz" => Box::new(flate2::read::GzDecoder::new(body)),
