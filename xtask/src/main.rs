@@ -15,6 +15,7 @@ mod setup;
 mod tarball;
 #[cfg(test)]
 mod testsrv;
+mod verify;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     Kernels(kernels::Command),
     /// Compile the collectors: legacy objects per bucket, CO-RE objects, skeletons, the loader
     Build(build::BuildOptions),
+    /// Verify objects (ELF, BTF, BTF.ext, programs, maps, CO-RE relocations) in files, directories or tarballs
+    Verify(verify::VerifyOptions),
     /// Say whether a kernel has what the collectors need, and which bucket it selects
     CheckKernel(check_kernel::CheckKernelOptions),
     /// Regenerate co-re/vmlinux.h from a kernel's BTF
@@ -65,6 +68,7 @@ fn run(command: Command) -> Result<()> {
         Command::Setup(o) => setup::run(o),
         Command::Kernels(c) => kernels::run(c),
         Command::Build(o) => build::run(o),
+        Command::Verify(o) => verify::run(o),
         Command::CheckKernel(o) => check_kernel::run(o),
         Command::Vmlinux(o) => build::vmlinux(o),
         Command::Dist(o) => e2e::dist(o),

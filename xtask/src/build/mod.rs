@@ -495,6 +495,26 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         report.compiled += cr.compiled;
         report.cached += cr.cached;
         if cr.ok {
+            // Nothing that fails verification reaches artifacts/.
+            let group = crate::verify::Group {
+                origin: name.clone(),
+                files: entries
+                    .iter()
+                    .map(|e| (e.name.clone(), e.bytes.clone()))
+                    .collect(),
+                only: None,
+            };
+            for bad in crate::verify::verify_group(&group)
+                .into_iter()
+                .filter(|r| !r.ok)
+            {
+                cr.ok = false;
+                report
+                    .failures
+                    .push(format!("{}: verify: {}", bad.file, bad.errors.join("; ")));
+            }
+        }
+        if cr.ok {
             cr.files = entries.iter().map(|e| e.name.clone()).collect();
             cr.files.sort();
             write_cell_dir(&artifacts.join("cells").join(&name), &entries)?;

@@ -1,0 +1,8 @@
+//! Verification of kernel-collector's eBPF objects: a BTF/BTF.ext reader of our own and
+//! ELF-level checks on top of the `object` crate. Shared by `cargo xtask verify` and the fuzz
+//! target; it never panics on malformed input.
+
+pub mod btf;
+pub mod object;
+
+pub use object::{verify, ObjectKind, Problem, Report};
