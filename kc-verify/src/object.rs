@@ -228,7 +228,7 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
     // Section data first: every section must lie inside the file.
     let mut by_name: Vec<(String, SectionIndex, u64, &[u8], u64)> = Vec::new();
     for (i, section) in elf.sections().enumerate() {
-        let header_at = shoff + (i as u64) * 64;
+        let header_at = shoff.saturating_add((i as u64).saturating_mul(64));
         let name = match section.name() {
             Ok(n) => n.to_string(),
             Err(e) => {
@@ -406,7 +406,10 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
             if let RelocationTarget::Symbol(idx) = rel.target() {
                 match elf.symbol_by_index(idx) {
                     Ok(sym) if sym.is_undefined() && !sym.name().unwrap_or("").is_empty() => {
-                        let at = section.file_range().map_or(0, |(o, _)| o) + offset;
+                        let at = section
+                            .file_range()
+                            .map_or(0, |(o, _)| o)
+                            .saturating_add(offset);
                         r.problem(
                             &name,
                             at,
@@ -419,7 +422,10 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
                     Ok(_) => {}
                     Err(e) => r.problem(
                         &name,
-                        section.file_range().map_or(0, |(o, _)| o) + offset,
+                        section
+                            .file_range()
+                            .map_or(0, |(o, _)| o)
+                            .saturating_add(offset),
                         format!("relocation symbol #{}: {e}", idx.0),
                     ),
                 }

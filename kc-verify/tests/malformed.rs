@@ -117,3 +117,13 @@ fn a_license_that_is_not_gpl_compatible() {
     let p = problems("mount.bpf.o", &d);
     assert!(p.iter().any(|e| e.contains("not GPL-compatible")), "{p:?}");
 }
+
+/// Found by the fuzz target: a relocation whose offset overflows when added to its
+/// section's file offset.
+#[test]
+fn fuzz_regressions() {
+    for data in [&include_bytes!("data/fuzz-reloc-offset-overflow.o")[..]] {
+        let _ = kc_verify::verify("rkc_fuzz.6.1.o", data);
+        let _ = kc_verify::verify("fuzz.bpf.o", data);
+    }
+}

@@ -15,9 +15,20 @@ use crate::kernels::{self, fetch::Fetcher, matrix::Role};
 pub enum Command {
     /// Cold fetch+unpack of one bucket's headers vs `apt-get download` + `dpkg-deb -x`; warm fetch
     Fetch(FetchBench),
+    /// `verify` of every object under artifacts/ vs `bpftool btf dump file` of each; type counts must agree
+    Verify(VerifyBench),
     /// One bucket built our way (headers package, parallel, cached) vs upstream's (full kernel
     /// source, `make defconfig scripts prepare`, then the same compiles); and a no-op rebuild
     Build(BuildBench),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyBench {
+    /// Where the objects are
+    #[arg(long, default_value = "artifacts/cells")]
+    pub dir: std::path::PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +56,7 @@ pub fn run(c: Command) -> Result<()> {
     match c {
         Command::Fetch(o) => fetch(o),
         Command::Build(o) => build_bench(o),
+        Command::Verify(o) => verify_bench(o),
     }
 }
 
@@ -401,6 +413,102 @@ fn build_bench(o: BuildBench) -> Result<()> {
             report.upstream_total_s
         );
         println!("  ours is {:.1}x faster cold", report.speedup_cold);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyBenchReport {
+    objects: usize,
+    ours_s: f64,
+    bpftool_s: f64,
+    speedup: f64,
+    type_counts_equal: bool,
+}
+
+fn verify_bench(o: VerifyBench) -> Result<()> {
+    let dir = if o.dir.is_absolute() {
+        o.dir.clone()
+    } else {
+        crate::paths::project_root().join(&o.dir)
+    };
+    // Ours: read, parse and check every object (what `cargo xtask verify` does).
+    let t = Instant::now();
+    let groups = crate::verify::collect(&[dir.clone()])?;
+    let results: Vec<_> = groups
+        .iter()
+        .flat_map(crate::verify::verify_group)
+        .collect();
+    let ours = t.elapsed().as_secs_f64();
+    if results.is_empty() {
+        bail!(
+            "no objects under {}; run `cargo xtask build` first",
+            dir.display()
+        );
+    }
+    // Baseline: one `bpftool btf dump file X` per object.
+    let bpftool = crate::build::toolchain::Toolchain::detect()?.bpftool;
+    let t = Instant::now();
+    let mut counts = Vec::new();
+    for r in &results {
+        let out = Process::new(&bpftool)
+            .args(["btf", "dump", "file"])
+            .arg(&r.file)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "bpftool btf dump file {} failed: {}",
+                r.file,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        counts.push(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with('['))
+                .count(),
+        );
+    }
+    let theirs = t.elapsed().as_secs_f64();
+    let mismatches: Vec<String> = results
+        .iter()
+        .zip(&counts)
+        .filter(|(r, c)| r.report.btf_types != **c)
+        .map(|(r, c)| format!("{}: ours {}, bpftool {c}", r.file, r.report.btf_types))
+        .collect();
+    let report = VerifyBenchReport {
+        objects: results.len(),
+        ours_s: ours,
+        bpftool_s: theirs,
+        speedup: theirs / ours,
+        type_counts_equal: mismatches.is_empty(),
+    };
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "bench verify: {} objects under {}",
+            report.objects,
+            dir.display()
+        );
+        println!(
+            "  ours (ELF, BTF, BTF.ext, maps, relocations, cell rules)  {:>8.3} s",
+            report.ours_s
+        );
+        println!(
+            "  bpftool btf dump file, one per object                   {:>8.3} s",
+            report.bpftool_s
+        );
+        println!(
+            "  ours is {:.0}x faster; BTF type counts equal for every object: {}",
+            report.speedup, report.type_counts_equal
+        );
+    }
+    if !mismatches.is_empty() {
+        bail!(
+            "BTF type counts differ from bpftool's:\n{}",
+            mismatches.join("\n")
+        );
     }
     Ok(())
 }

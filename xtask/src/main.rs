@@ -8,6 +8,7 @@ mod collectors;
 mod debian;
 mod download;
 mod e2e;
+mod fuzz;
 mod kernels;
 mod patch;
 mod paths;
@@ -42,6 +43,8 @@ enum Command {
     Build(build::BuildOptions),
     /// Verify objects (ELF, BTF, BTF.ext, programs, maps, CO-RE relocations) in files, directories or tarballs
     Verify(verify::VerifyOptions),
+    /// Fuzz the object verifier (cargo fuzz) on a corpus seeded from artifacts/cells
+    Fuzz(fuzz::FuzzOptions),
     /// Say whether a kernel has what the collectors need, and which bucket it selects
     CheckKernel(check_kernel::CheckKernelOptions),
     /// Regenerate co-re/vmlinux.h from a kernel's BTF
@@ -69,6 +72,7 @@ fn run(command: Command) -> Result<()> {
         Command::Kernels(c) => kernels::run(c),
         Command::Build(o) => build::run(o),
         Command::Verify(o) => verify::run(o),
+        Command::Fuzz(o) => fuzz::run(o),
         Command::CheckKernel(o) => check_kernel::run(o),
         Command::Vmlinux(o) => build::vmlinux(o),
         Command::Dist(o) => e2e::dist(o),
