@@ -10,9 +10,11 @@ mod download;
 mod e2e;
 mod fuzz;
 mod kernels;
+mod package;
 mod patch;
 mod paths;
 mod setup;
+mod signing;
 mod tarball;
 #[cfg(test)]
 mod testsrv;
@@ -43,13 +45,19 @@ enum Command {
     Build(build::BuildOptions),
     /// Verify objects (ELF, BTF, BTF.ext, programs, maps, CO-RE relocations) in files, directories or tarballs
     Verify(verify::VerifyOptions),
+    /// Package the cells into signed, reproducible release tarballs in artifacts/release
+    Package(package::PackageOptions),
+    /// Generate a minisign key pair for signing releases
+    Keygen(package::KeygenOptions),
+    /// Verify a release directory: signatures, checksums, and each tarball against its manifest
+    CheckRelease(package::CheckReleaseOptions),
     /// Fuzz the object verifier (cargo fuzz) on a corpus seeded from artifacts/cells
     Fuzz(fuzz::FuzzOptions),
     /// Say whether a kernel has what the collectors need, and which bucket it selects
     CheckKernel(check_kernel::CheckKernelOptions),
     /// Regenerate co-re/vmlinux.h from a kernel's BTF
     Vmlinux(build::VmlinuxOptions),
-    /// The main job: check the lock, fetch every bucket's headers and every kernel image
+    /// The main job: check the lock, fetch headers and images, build every cell, package the release
     Dist(e2e::DistOptions),
     /// Run every test: unit and integration tests, then end-to-end checks against the mirror
     Test(e2e::TestOptions),
@@ -73,6 +81,9 @@ fn run(command: Command) -> Result<()> {
         Command::Build(o) => build::run(o),
         Command::Verify(o) => verify::run(o),
         Command::Fuzz(o) => fuzz::run(o),
+        Command::Package(o) => package::package(o),
+        Command::Keygen(o) => package::keygen(o),
+        Command::CheckRelease(o) => package::check_release(o),
         Command::CheckKernel(o) => check_kernel::run(o),
         Command::Vmlinux(o) => build::vmlinux(o),
         Command::Dist(o) => e2e::dist(o),

@@ -19,6 +19,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("libelf-dev", "linking the loader against libbpf"),
     ("zlib1g-dev", "linking the loader against libbpf"),
     ("pkg-config", "finding libbpf's link flags"),
+    (
+        "minisign",
+        "checking release signatures with the reference tool",
+    ),
 ];
 
 #[derive(Debug, Args)]

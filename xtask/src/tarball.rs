@@ -14,9 +14,7 @@ pub struct Entry {
 /// `SOURCE_DATE_EPOCH` when set (it must be an integer), else the last commit's time, else 0.
 pub fn source_date_epoch() -> Result<u64> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-        return v.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970 (e.g. `SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)`)")
-        });
+        return parse_source_date_epoch(&v);
     }
     let out = std::process::Command::new("git")
         .args(["log", "-1", "--format=%ct"])
@@ -27,6 +25,12 @@ pub fn source_date_epoch() -> Result<u64> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0))
+}
+
+pub fn parse_source_date_epoch(v: &str) -> Result<u64> {
+    v.trim().parse().with_context(|| {
+        format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970 (e.g. `SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)`)")
+    })
 }
 
 pub fn to_bytes(mut entries: Vec<Entry>, mtime: u64) -> Result<Vec<u8>> {
@@ -92,6 +96,17 @@ mod tests {
             .collect();
         assert_eq!(listed[0], ("a.o".to_string(), 0o644, 1700000000));
         assert_eq!(listed[2], ("kc-loader".to_string(), 0o755, 1700000000));
+    }
+
+    #[test]
+    fn source_date_epoch_must_be_a_number() {
+        assert_eq!(parse_source_date_epoch("1700000000").unwrap(), 1700000000);
+        let e = format!("{:#}", parse_source_date_epoch("garbage").unwrap_err());
+        assert!(
+            e.contains("SOURCE_DATE_EPOCH=\"garbage\"") && e.contains("seconds since 1970"),
+            "{e}"
+        );
+        assert!(parse_source_date_epoch("-5").is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ use crate::kernels::{self, fetch::Fetcher, fetch::HeaderTree};
 use crate::{paths, tarball};
 use toolchain::{Inputs, Toolchain};
 
+/// Written into each cell: the libc and the tools that built it (the release manifest reads it).
+pub const BUILD_INFO: &str = "build-info.json";
+
 /// Bump when the job layout changes, so old cache entries are not reused.
 const JOB_FORMAT: &str = "kc-build-v1";
 
@@ -489,6 +492,13 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
                 });
             }
         }
+        entries.push(tarball::Entry {
+            name: BUILD_INFO.into(),
+            bytes: serde_json::to_vec_pretty(
+                &serde_json::json!({ "libc": libc, "toolchain": tc.versions }),
+            )?,
+            executable: false,
+        });
         if cell == Cell::CoRe && with_core && !items.iter().any(|(j, _)| j.what == "kc-loader") {
             cr.ok = false;
         }

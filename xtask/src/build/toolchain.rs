@@ -21,6 +21,8 @@ pub struct Toolchain {
     pub libbpf_include: PathBuf,
     /// Versions of everything above and a hash of the libbpf headers.
     pub fingerprint: String,
+    /// Tool name -> the first line of its version output (recorded in each cell).
+    pub versions: std::collections::BTreeMap<String, String>,
 }
 
 fn find(name: &str) -> Option<PathBuf> {
@@ -71,15 +73,29 @@ impl Toolchain {
             );
         }
         let mut h = Sha256::new();
-        for (tool, args) in [
-            (&clang, &["--version"][..]),
-            (&llc, &["--version"]),
-            (&bpftool, &["version"]),
-            (&cc, &["--version"]),
+        let mut versions = std::collections::BTreeMap::new();
+        for (name, tool, args) in [
+            ("clang", &clang, &["--version"][..]),
+            ("llc", &llc, &["--version"]),
+            ("bpftool", &bpftool, &["version"]),
+            ("cc", &cc, &["--version"]),
         ] {
             let out = Command::new(tool).args(args).output()?;
             h.update(&out.stdout);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("LLVM (http"))
+                .unwrap_or("");
+            versions.insert(name.to_string(), line.to_string());
         }
+        let libbpf = Command::new("dpkg-query")
+            .args(["-W", "-f=${Version}", "libbpf-dev"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        versions.insert("libbpf-dev".to_string(), libbpf);
         let mut headers: Vec<PathBuf> = std::fs::read_dir(&libbpf_include)?
             .flatten()
             .map(|e| e.path())
@@ -98,6 +114,7 @@ impl Toolchain {
             resource_include,
             libbpf_include,
             fingerprint: hex::encode(h.finalize()),
+            versions,
         })
     }
 }

@@ -1,0 +1,340 @@
+//! The release format, shared by the pipeline that makes releases and the installer that
+//! consumes them: file names, `manifest.json`, `sha256sums.txt`, minisign signatures, and a
+//! check of a whole release directory.
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+pub const SUMS_FILE: &str = "sha256sums.txt";
+pub const MANIFEST: &str = "manifest.json";
+pub const SIG_SUFFIX: &str = ".minisig";
+
+/// `kernel-collector-<libc>-<tag>.tar.xz`: every bucket's legacy objects and the loader.
+pub fn legacy_tarball(libc: &str, tag: &str) -> String {
+    format!("kernel-collector-{libc}-{tag}.tar.xz")
+}
+
+/// `kernel-collector-co-re-<libc>-<tag>.tar.xz`: CO-RE objects, skeletons and the loader.
+pub fn core_tarball(libc: &str, tag: &str) -> String {
+    format!("kernel-collector-co-re-{libc}-{tag}.tar.xz")
+}
+
+/// The trusted comment of a release file's signature: what the signature vouches for.
+pub fn trusted_comment(tag: &str, file: &str) -> String {
+    format!("kernel-collector {tag} {file}")
+}
+
+#[derive(Debug, Error)]
+pub enum ReleaseError {
+    #[error("{file}: {message}")]
+    Bad { file: String, message: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn bad(file: &str, message: impl Into<String>) -> ReleaseError {
+    ReleaseError::Bad {
+        file: file.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestCollector {
+    pub name: String,
+    pub description: String,
+    pub min_kernel: String,
+}
+
+/// `manifest.json` inside each release tarball.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tag: String,
+    pub libc: String,
+    /// `legacy` or `co-re`.
+    pub kind: String,
+    pub source_commit: String,
+    pub source_date_epoch: u64,
+    pub toolchain: BTreeMap<String, String>,
+    pub collectors: Vec<ManifestCollector>,
+    pub buckets: Vec<String>,
+    /// Every other file of the tarball.
+    pub files: Vec<ManifestFile>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `sha256sum` format: `<hex>  <name>` lines, sorted by name.
+pub fn format_sums(files: &[(String, String)]) -> String {
+    let mut sorted: Vec<_> = files.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted
+        .iter()
+        .map(|(name, hash)| format!("{hash}  {name}\n"))
+        .collect()
+}
+
+/// Parses `sha256sums.txt` into (name, hash); names must be plain file names.
+pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>, ReleaseError> {
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let (hash, name) = line
+            .split_once("  ")
+            .or_else(|| line.split_once(" *"))
+            .ok_or_else(|| {
+                bad(
+                    SUMS_FILE,
+                    format!("line {}: expected `<sha256>  <file>`", i + 1),
+                )
+            })?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad(
+                SUMS_FILE,
+                format!("line {}: {hash:?} is not a SHA256", i + 1),
+            ));
+        }
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(bad(
+                SUMS_FILE,
+                format!("line {}: {name:?} is not a plain file name", i + 1),
+            ));
+        }
+        out.push((name.to_string(), hash.to_ascii_lowercase()));
+    }
+    Ok(out)
+}
+
+/// Checks a minisign signature of `data` and that its trusted comment names `file` and `tag`.
+pub fn verify_signature(
+    pubkey: &str,
+    file: &str,
+    data: &[u8],
+    signature: &str,
+    tag: Option<&str>,
+) -> Result<(), ReleaseError> {
+    let pk = minisign::PublicKeyBox::from_string(pubkey)
+        .and_then(|b| b.into_public_key())
+        .map_err(|e| bad("public key", format!("not a minisign public key: {e}")))?;
+    let sig_file = format!("{file}{SIG_SUFFIX}");
+    let sig = minisign::SignatureBox::from_string(signature).map_err(|e| {
+        bad(
+            &sig_file,
+            format!("not a minisign signature (truncated?): {e}"),
+        )
+    })?;
+    minisign::verify(&pk, &sig, Cursor::new(data), true, false, false).map_err(|e| {
+        bad(
+            file,
+            format!("signature check failed ({e}): the file was changed, or signed by another key"),
+        )
+    })?;
+    let comment = sig
+        .trusted_comment()
+        .map_err(|e| bad(&sig_file, e.to_string()))?;
+    let words: Vec<&str> = comment.split_whitespace().collect();
+    if words.last() != Some(&file) || tag.is_some_and(|t| !words.contains(&t)) {
+        return Err(bad(
+            &sig_file,
+            format!(
+                "its trusted comment {comment:?} does not name {file}{}",
+                tag.map(|t| format!(" of {t}")).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What [`check_release_dir`] found.
+#[derive(Debug, Default, Serialize)]
+pub struct ReleaseCheck {
+    pub tag: Option<String>,
+    pub files: Vec<String>,
+    pub tarball_members: usize,
+}
+
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>, ReleaseError> {
+    std::fs::read(dir.join(name)).map_err(|source| ReleaseError::Io {
+        file: name.to_string(),
+        source,
+    })
+}
+
+/// Checks a release directory: the signature of `sha256sums.txt` and of every file it lists,
+/// every checksum, and that each tarball's files match its `manifest.json`.
+pub fn check_release_dir(dir: &Path, pubkey: &str) -> Result<ReleaseCheck, ReleaseError> {
+    let sums_bytes = read(dir, SUMS_FILE)?;
+    let sums_sig =
+        String::from_utf8_lossy(&read(dir, &format!("{SUMS_FILE}{SIG_SUFFIX}"))?).into_owned();
+    verify_signature(pubkey, SUMS_FILE, &sums_bytes, &sums_sig, None)?;
+    let sums = parse_sums(&String::from_utf8_lossy(&sums_bytes))?;
+    if sums.is_empty() {
+        return Err(bad(SUMS_FILE, "lists no file"));
+    }
+    let mut check = ReleaseCheck::default();
+    for (name, want) in &sums {
+        let data = read(dir, name).map_err(|e| match e {
+            ReleaseError::Io { file, .. } => bad(
+                &file,
+                "listed in sha256sums.txt but missing from the release",
+            ),
+            other => other,
+        })?;
+        let got = sha256_hex(&data);
+        if &got != want {
+            return Err(bad(
+                name,
+                format!("SHA256 mismatch: sha256sums.txt says {want}, the file is {got}"),
+            ));
+        }
+        let sig = String::from_utf8_lossy(&read(dir, &format!("{name}{SIG_SUFFIX}"))?).into_owned();
+        verify_signature(pubkey, name, &data, &sig, None)?;
+        if name.ends_with(".tar.xz") {
+            let manifest = check_tarball(name, &data)?;
+            if check.tag.get_or_insert_with(|| manifest.tag.clone()) != &manifest.tag {
+                return Err(bad(
+                    name,
+                    format!(
+                        "its manifest is for {}, the rest of the release for {}",
+                        manifest.tag,
+                        check.tag.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+            check.tarball_members += manifest.files.len() + 1;
+        }
+        check.files.push(name.clone());
+    }
+    Ok(check)
+}
+
+/// Reads a release tarball in memory and checks its files against its manifest.
+pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
+    let mut files = BTreeMap::new();
+    let mut tar_bytes = Vec::new();
+    xz2::read::XzDecoder::new(xz)
+        .read_to_end(&mut tar_bytes)
+        .map_err(|e| bad(name, format!("not valid xz: {e}")))?;
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    for entry in archive
+        .entries()
+        .map_err(|e| bad(name, format!("not a tar archive: {e}")))?
+    {
+        let mut e = entry.map_err(|e| bad(name, format!("corrupt tar stream: {e}")))?;
+        let member = e
+            .path()
+            .map_err(|e| bad(name, e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let mut bytes = Vec::new();
+        e.read_to_end(&mut bytes)
+            .map_err(|e| bad(name, format!("member {member} is cut: {e}")))?;
+        files.insert(member, bytes);
+    }
+    let manifest_bytes = files
+        .remove(MANIFEST)
+        .ok_or_else(|| bad(name, "has no manifest.json"))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| bad(name, format!("manifest.json is malformed: {e}")))?;
+    for f in &manifest.files {
+        match files.remove(&f.name) {
+            None => {
+                return Err(bad(
+                    name,
+                    format!("{} is in its manifest but not in the tarball", f.name),
+                ))
+            }
+            Some(b) if sha256_hex(&b) != f.sha256 || b.len() as u64 != f.size => {
+                return Err(bad(
+                    name,
+                    format!("{} does not match its manifest entry", f.name),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = files.keys().next() {
+        return Err(bad(
+            name,
+            format!("{extra} is in the tarball but not in its manifest"),
+        ));
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_round_trip_and_refuse_paths() {
+        let text = format_sums(&[
+            ("b.tar.xz".into(), "ab".repeat(32)),
+            ("a.tar.xz".into(), "cd".repeat(32)),
+        ]);
+        assert!(text.starts_with(&format!("{}  a.tar.xz\n", "cd".repeat(32))));
+        assert_eq!(parse_sums(&text).unwrap().len(), 2);
+        assert!(parse_sums(&format!("{}  ../etc/passwd\n", "ab".repeat(32))).is_err());
+        assert!(parse_sums("zz  a\n").is_err());
+        assert!(parse_sums("no separator\n").is_err());
+    }
+
+    #[test]
+    fn signatures() {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let pk = kp.pk.to_box().unwrap().to_string();
+        let sig = minisign::sign(
+            Some(&kp.pk),
+            &kp.sk,
+            Cursor::new(b"data"),
+            Some(&trusted_comment("v1.0.0", "f.tar.xz")),
+            None,
+        )
+        .unwrap()
+        .to_string();
+        verify_signature(&pk, "f.tar.xz", b"data", &sig, Some("v1.0.0")).unwrap();
+        let e = verify_signature(&pk, "f.tar.xz", b"dat4", &sig, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.tar.xz") && e.contains("signature check failed"),
+            "{e}"
+        );
+        let e = verify_signature(&pk, "g.tar.xz", b"data", &sig, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not name g.tar.xz"), "{e}");
+        let other = minisign::KeyPair::generate_unencrypted_keypair()
+            .unwrap()
+            .pk
+            .to_box()
+            .unwrap()
+            .to_string();
+        assert!(verify_signature(&other, "f.tar.xz", b"data", &sig, None).is_err());
+        let e = verify_signature(&pk, "f.tar.xz", b"data", &sig[..sig.len() / 2], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.tar.xz.minisig"), "{e}");
+    }
+}
