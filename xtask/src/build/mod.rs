@@ -1053,6 +1053,7 @@ mod tests {
         assert_eq!(
             cell.files,
             [
+                "build-info.json",
                 "kc-loader",
                 "mount.bpf.o",
                 "mount.skel.h",
