@@ -585,7 +585,7 @@ fn package_bench(o: PackageBench) -> Result<()> {
     } else {
         println!("bench package: {} tarballs", report.tarballs);
         println!(
-            "  ours (tar + xz -6 in Rust, manifests, checksums)   {:>7.3} s {:>9} bytes",
+            "  ours (tar, xz -6e per tarball in parallel, manifests){:>7.3} s {:>9} bytes",
             report.ours_s, report.ours_bytes
         );
         println!(

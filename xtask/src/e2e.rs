@@ -246,6 +246,7 @@ fn check_host_load() -> Result<()> {
         .with_context(|| format!("reading {}", legacy_dir.display()))?
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
         .collect();
     legacy.sort();
     let out = std::process::Command::new(&loader)
