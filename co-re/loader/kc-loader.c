@@ -5,6 +5,7 @@
  *
  *   kc-loader [--run SECS] [--exec CMD] [--json] [--no-attach] [--strict] [--embedded] [OBJECTS...]
  *
+ * --exec CMD runs CMD (split on spaces, no shell) as the workload once everything is attached.
  * Any .o can be given (legacy or CO-RE); --embedded loads the CO-RE objects compiled into this
  * binary from their skeletons. Exit status: 0 when every object loaded and attached, 1 when
  * one did not, 2 on bad usage.
@@ -22,6 +23,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -399,6 +401,33 @@ static void print_table(struct object_result *rs, int n, const char *kernel)
 	}
 }
 
+/* Runs CMD (words split on spaces, no shell: the load-test guests have none) and waits. */
+static int run_workload(const char *cmd)
+{
+	char *copy = strdup(cmd), *argv[32], *save = NULL;
+	int argc = 0, status = 0;
+	pid_t pid;
+
+	if (!copy)
+		return -1;
+	for (char *w = strtok_r(copy, " ", &save); w && argc < 31; w = strtok_r(NULL, " ", &save))
+		argv[argc++] = w;
+	argv[argc] = NULL;
+	if (argc == 0) {
+		free(copy);
+		return -1;
+	}
+	pid = fork();
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		status = -1;
+	free(copy);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: kc-loader [--run SECS] [--exec CMD] [--json] [--no-attach] [--strict] [--verbose] "
@@ -474,7 +503,7 @@ int main(int argc, char **argv)
 		snprintf(results[n].name, sizeof(results[n].name), "%s.bpf.o", kc_embedded[i].name);
 		run_object(&results[n], NULL, bytes, size, attach, strict);
 	}
-	if (exec_cmd && system(exec_cmd) != 0)
+	if (exec_cmd && run_workload(exec_cmd) != 0)
 		fprintf(stderr, "kc-loader: the workload `%s` failed\n", exec_cmd);
 	if (run_secs > 0)
 		sleep(run_secs);

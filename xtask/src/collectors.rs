@@ -15,6 +15,19 @@ pub struct Collector {
     pub description: String,
     /// The oldest kernel this collector supports, e.g. `5.10`.
     pub min_kernel: Bucket,
+    /// Kernel series where the collector cannot work, each with the reason (vmtest: skipped).
+    #[serde(default)]
+    pub unsupported: Vec<Unsupported>,
+    /// Why vmtest's guests cannot make this collector count (it must still load and attach).
+    #[serde(default)]
+    pub vmtest_no_count: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unsupported {
+    pub series: Bucket,
+    pub reason: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +40,17 @@ impl Collector {
     /// Is a legacy object of this collector built for `bucket`?
     pub fn builds_for(&self, bucket: Bucket) -> bool {
         bucket >= self.min_kernel
+    }
+
+    /// Why this collector does not work on `kernel`, if it does not.
+    pub fn unsupported_on(&self, kernel: &kc_common::KernelVersion) -> Option<String> {
+        if kernel.bucket() < self.min_kernel {
+            return Some(format!("needs kernel {} or later", self.min_kernel));
+        }
+        self.unsupported
+            .iter()
+            .find(|u| u.series.contains(kernel))
+            .map(|u| u.reason.clone())
     }
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod check_kernel;
 mod collectors;
+mod cpio;
 mod debian;
 mod download;
 mod e2e;
@@ -19,6 +20,7 @@ mod tarball;
 #[cfg(test)]
 mod testsrv;
 mod verify;
+mod vmtest;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -51,6 +53,8 @@ enum Command {
     Keygen(package::KeygenOptions),
     /// Verify a release directory: signatures, checksums, and each tarball against its manifest
     CheckRelease(package::CheckReleaseOptions),
+    /// Boot every kernel of the matrix under qemu and prove each object loads, attaches and counts
+    Vmtest(vmtest::VmtestOptions),
     /// Fuzz the object verifier (cargo fuzz) on a corpus seeded from artifacts/cells
     Fuzz(fuzz::FuzzOptions),
     /// Say whether a kernel has what the collectors need, and which bucket it selects
@@ -81,6 +85,7 @@ fn run(command: Command) -> Result<()> {
         Command::Build(o) => build::run(o),
         Command::Verify(o) => verify::run(o),
         Command::Fuzz(o) => fuzz::run(o),
+        Command::Vmtest(o) => vmtest::run(o),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => package::keygen(o),
         Command::CheckRelease(o) => package::check_release(o),

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kc-vmtest-init: PID 1 of the load-test guests (`cargo xtask vmtest`). It mounts what the
+ * loader needs, runs `/kc-loader --json` on every object under /objects with itself as the
+ * workload, prints the report between markers on the console, and powers the guest off.
+ *
+ *   /init            as PID 1
+ *   /init workload   the workload kc-loader runs while the objects are attached
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_OBJECTS 128
+
+static void say(const char *msg)
+{
+	fprintf(stderr, "kc-vmtest: %s\n", msg);
+}
+
+static void mount_all(void)
+{
+	static const struct {
+		const char *src, *dst, *type;
+	} mounts[] = {
+		{ "proc", "/proc", "proc" },
+		{ "sysfs", "/sys", "sysfs" },
+		{ "devtmpfs", "/dev", "devtmpfs" },
+		{ "tmpfs", "/tmp", "tmpfs" },
+		{ "tracefs", "/sys/kernel/tracing", "tracefs" },
+		{ "debugfs", "/sys/kernel/debug", "debugfs" },
+		{ "bpffs", "/sys/fs/bpf", "bpf" },
+	};
+
+	for (size_t i = 0; i < sizeof(mounts) / sizeof(mounts[0]); i++) {
+		mkdir(mounts[i].dst, 0755);
+		if (mount(mounts[i].src, mounts[i].dst, mounts[i].type, 0, NULL) && errno != EBUSY)
+			fprintf(stderr, "kc-vmtest: mount %s: %s\n", mounts[i].dst, strerror(errno));
+	}
+}
+
+static void loopback_up(void)
+{
+	struct ifreq ifr = { 0 };
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd < 0)
+		return;
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP;
+		ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	close(fd);
+}
+
+/* Files: create, write, read, fsync and friends, unlink. */
+static void file_io(void)
+{
+	char buf[8192];
+	int fd = open("/tmp/kc-file", O_CREAT | O_RDWR | O_TRUNC, 0644);
+	void *map;
+
+	if (fd < 0)
+		return;
+	memset(buf, 'k', sizeof(buf));
+	for (int i = 0; i < 16; i++)
+		if (write(fd, buf, sizeof(buf)) < 0)
+			break;
+	fsync(fd);
+	fdatasync(fd);
+	sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	syncfs(fd);
+	map = mmap(NULL, sizeof(buf), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map != MAP_FAILED) {
+		((char *)map)[0] = 'c';
+		msync(map, sizeof(buf), MS_SYNC);
+		munmap(map, sizeof(buf));
+	}
+	lseek(fd, 0, SEEK_SET);
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
+	sync();
+	open("/tmp/does-not-exist", O_RDONLY); /* an error to count */
+	close(-1);
+	unlink("/tmp/kc-file");
+}
+
+/* Processes: fork, exec, exit. */
+static void processes(void)
+{
+	for (int i = 0; i < 4; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			execl("/init", "/init", "noop", (char *)NULL);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+}
+
+static void mounts(void)
+{
+	mkdir("/mnt", 0755);
+	if (mount("tmpfs", "/mnt", "tmpfs", 0, "size=1m") == 0)
+		umount("/mnt");
+	umount("/not-a-mount-point"); /* an error to count */
+}
+
+/* Sockets: a TCP and a UDP round trip on loopback. */
+static void sockets(void)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(addr);
+	char buf[4096] = "kernel-collector";
+	int srv = socket(AF_INET, SOCK_STREAM, 0), cli, conn;
+	int u1, u2;
+
+	if (srv < 0 || bind(srv, (struct sockaddr *)&addr, sizeof(addr)) || listen(srv, 1) ||
+	    getsockname(srv, (struct sockaddr *)&addr, &len))
+		return;
+	cli = socket(AF_INET, SOCK_STREAM, 0);
+	if (connect(cli, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+		conn = accept(srv, NULL, NULL);
+		if (write(cli, buf, sizeof(buf)) > 0 && read(conn, buf, sizeof(buf)) > 0 && write(conn, buf, 16) > 0 &&
+		    read(cli, buf, sizeof(buf)) > 0)
+			say("tcp round trip done");
+		close(conn);
+	}
+	close(cli);
+	close(srv);
+
+	u1 = socket(AF_INET, SOCK_DGRAM, 0);
+	u2 = socket(AF_INET, SOCK_DGRAM, 0);
+	addr.sin_port = 0;
+	len = sizeof(addr);
+	if (bind(u1, (struct sockaddr *)&addr, sizeof(addr)) == 0 && getsockname(u1, (struct sockaddr *)&addr, &len) == 0 &&
+	    sendto(u2, buf, 64, 0, (struct sockaddr *)&addr, sizeof(addr)) > 0 && recv(u1, buf, sizeof(buf), 0) > 0)
+		say("udp round trip done");
+	close(u1);
+	close(u2);
+}
+
+/* The OOM killer: a child that asks to be the victim and allocates until it is killed. */
+static void oom(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open("/proc/self/oom_score_adj", O_WRONLY);
+
+		if (fd >= 0) {
+			if (write(fd, "1000", 4) < 0)
+				_exit(1);
+			close(fd);
+		}
+		for (;;) {
+			char *p = mmap(NULL, 16 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (p == MAP_FAILED)
+				_exit(2);
+			for (size_t i = 0; i < (16 << 20); i += 4096)
+				p[i] = 1;
+		}
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
+static int workload(void)
+{
+	file_io();
+	processes();
+	mounts();
+	sockets();
+	oom();
+	return 0;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(int argc, char **argv)
+{
+	char *args[MAX_OBJECTS + 8];
+	int n = 0, status = 0;
+	struct dirent *e;
+	DIR *d;
+	pid_t pid;
+
+	if (argc > 1 && strcmp(argv[1], "workload") == 0)
+		return workload();
+	if (argc > 1)
+		return 0; /* "noop": a process to fork and exec */
+
+	mount_all();
+	loopback_up();
+	args[n++] = "/kc-loader";
+	args[n++] = "--json";
+	args[n++] = "--exec";
+	args[n++] = "/init workload";
+	d = opendir("/objects");
+	while (d && (e = readdir(d)) && n < MAX_OBJECTS + 4) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (asprintf(&args[n], "/objects/%s", e->d_name) < 0)
+			break;
+		n++;
+	}
+	if (d)
+		closedir(d);
+	qsort(args + 4, n - 4, sizeof(char *), cmp);
+	args[n] = NULL;
+	printf("\nKC-VMTEST-BEGIN\n");
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		execv(args[0], args);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	printf("\nKC-VMTEST-END status=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	fflush(stdout);
+	sync();
+	reboot(RB_POWER_OFF);
+	return 0;
+}

@@ -1,0 +1,541 @@
+//! `cargo xtask vmtest`: boots each kernel of the matrix under qemu with an initramfs that
+//! holds a static loader, the objects that kernel selects (its bucket's legacy objects and
+//! every CO-RE object) and a workload, and reports per (kernel, object) whether it loaded,
+//! attached and counted.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kc_common::{select_bucket, Bucket, KernelVersion};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::build::{host_libc, toolchain::Toolchain};
+use crate::collectors::{self, Collector};
+use crate::cpio::{self, Member};
+use crate::kernels::{self, fetch::Fetcher, matrix::LockedKernel};
+use crate::paths;
+
+#[derive(Debug, Args)]
+pub struct VmtestOptions {
+    /// Boot these series only (repeatable); default: every kernel of the matrix
+    #[arg(long = "kernel", value_name = "SERIES")]
+    pub kernels: Vec<Bucket>,
+    /// Guests booted at once
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Seconds a guest may take before it is killed and reported as hung
+    #[arg(long, default_value_t = 240)]
+    pub timeout: u64,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BEGIN: &str = "KC-VMTEST-BEGIN";
+const END: &str = "KC-VMTEST-END";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectOutcome {
+    pub object: String,
+    pub collector: String,
+    /// `legacy` or `co-re`.
+    pub kind: String,
+    /// `ok`, `failed`, or `skipped: reason`
+    pub verdict: String,
+    pub detail: String,
+    pub counted: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelOutcome {
+    pub series: String,
+    pub release: String,
+    pub bucket: Option<String>,
+    pub seconds: f64,
+    /// `reported`, `timeout`, `no report` (the guest died or never ran the loader)
+    pub boot: String,
+    pub objects: Vec<ObjectOutcome>,
+    pub log: PathBuf,
+}
+
+fn work_dir() -> PathBuf {
+    paths::project_root().join("target/kc-build/vmtest")
+}
+
+/// The static loader and init, compiled once per source and toolchain.
+fn static_binaries(tc: &Toolchain) -> Result<(PathBuf, PathBuf)> {
+    let root = paths::project_root();
+    let loader_src = root.join("co-re/loader/kc-loader.c");
+    let init_src = root.join("co-re/tests/kc-vmtest-init.c");
+    let mut h = Sha256::new();
+    for f in [&loader_src, &init_src] {
+        h.update(std::fs::read(f)?);
+    }
+    h.update(&tc.fingerprint);
+    let dir = work_dir().join(format!("bin-{}", &hex::encode(h.finalize())[..16]));
+    let (loader, init) = (dir.join("kc-loader"), dir.join("init"));
+    if loader.is_file() && init.is_file() {
+        return Ok((loader, init));
+    }
+    std::fs::create_dir_all(&dir)?;
+    // No skeletons: the guests load objects from files.
+    std::fs::write(
+        dir.join("kc_skeletons.h"),
+        "struct kc_embedded_object { const char *name; const void *(*elf_bytes)(size_t *sz); };\n\
+         static const struct kc_embedded_object *kc_embedded = NULL;\n#define KC_N_EMBEDDED 0\n",
+    )?;
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new(&tc.cc).args(args).output()?;
+        if !out.status.success() {
+            bail!(
+                "compiling a static vmtest binary failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    let inc_skel = format!("-I{}", dir.display());
+    let inc = format!("-I{}", root.join("includes").display());
+    let tmp_loader = dir.join("kc-loader.tmp");
+    let tmp_init = dir.join("init.tmp");
+    run(&[
+        "-O2",
+        "-static",
+        &inc_skel,
+        &inc,
+        &loader_src.to_string_lossy(),
+        "-o",
+        &tmp_loader.to_string_lossy(),
+        "-lbpf",
+        "-lelf",
+        "-lz",
+    ])?;
+    run(&[
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-static",
+        &init_src.to_string_lossy(),
+        "-o",
+        &tmp_init.to_string_lossy(),
+    ])?;
+    std::fs::rename(tmp_loader, &loader)?;
+    std::fs::rename(tmp_init, &init)?;
+    Ok((loader, init))
+}
+
+/// The objects a kernel runs: every CO-RE object, and the legacy objects of its bucket.
+fn objects_for(cells: &Path, libc: &str, bucket: Option<Bucket>) -> Result<Vec<PathBuf>> {
+    let mut dirs = vec![cells.join(format!("kc-ebpf-co-re-{libc}"))];
+    if let Some(b) = bucket {
+        dirs.push(cells.join(format!("kc-ebpf-{b}-{libc}")));
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        let rd = std::fs::read_dir(&d)
+            .with_context(|| format!("reading {} (run `cargo xtask build` first)", d.display()))?;
+        out.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "o")),
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn collector_of(object: &str) -> (String, String) {
+    match kc_verify::ObjectKind::from_file_name(object) {
+        kc_verify::ObjectKind::Legacy { collector, .. } => (collector, "legacy".into()),
+        kc_verify::ObjectKind::CoRe { collector } => (collector, "co-re".into()),
+        kc_verify::ObjectKind::Other => (object.to_string(), "?".into()),
+    }
+}
+
+/// Judges the loader's JSON report against what each collector is expected to do (pure).
+pub fn judge(
+    report: &serde_json::Value,
+    collectors: &[Collector],
+    kernel: &KernelVersion,
+) -> Vec<ObjectOutcome> {
+    let empty = Vec::new();
+    let objects = report["objects"].as_array().unwrap_or(&empty);
+    objects
+        .iter()
+        .map(|o| {
+            let object = o["object"].as_str().unwrap_or("?").to_string();
+            let (collector, kind) = collector_of(&object);
+            let counted: u64 = o["maps"]
+                .as_array()
+                .map(|m| m.iter().filter_map(|m| m["sum"].as_u64()).sum())
+                .unwrap_or(0);
+            let c = collectors.iter().find(|c| c.name == collector);
+            let failed_programs: Vec<String> = o["programs"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .filter(|p| p["state"] == "failed")
+                        .map(|p| {
+                            format!(
+                                "{}: {}",
+                                p["name"].as_str().unwrap_or("?"),
+                                p["detail"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (verdict, detail) = if let Some(reason) = c.and_then(|c| c.unsupported_on(kernel)) {
+                (format!("skipped: {reason}"), String::new())
+            } else if o["status"] != "ok" {
+                let tail: String = o["log_tail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .rev()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                (
+                    "failed".into(),
+                    format!(
+                        "{} {} {}",
+                        o["error"].as_str().unwrap_or(""),
+                        failed_programs.join("; "),
+                        tail
+                    ),
+                )
+            } else if counted == 0 {
+                match c.and_then(|c| c.vmtest_no_count.clone()) {
+                    Some(why) => (
+                        "ok".into(),
+                        format!("attached; counting not exercised: {why}"),
+                    ),
+                    None => (
+                        "failed".into(),
+                        "loaded and attached, but counted nothing during the workload".into(),
+                    ),
+                }
+            } else {
+                ("ok".into(), String::new())
+            };
+            ObjectOutcome {
+                object,
+                collector,
+                kind,
+                verdict,
+                detail,
+                counted,
+            }
+        })
+        .collect()
+}
+
+/// Finds the loader's report between the markers in the console output.
+pub fn extract_report(console: &str) -> Option<serde_json::Value> {
+    let start = console.find(BEGIN)? + BEGIN.len();
+    let end = console[start..].find(END)? + start;
+    let body = &console[start..end];
+    let json_start = body.find('{')?;
+    let json_end = body.rfind('}')? + 1;
+    serde_json::from_str(&body[json_start..json_end]).ok()
+}
+
+fn boot(
+    kernel: &LockedKernel,
+    vmlinuz: &Path,
+    initramfs: &Path,
+    timeout: Duration,
+    log: &Path,
+) -> Result<(String, String, f64)> {
+    let t = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-m",
+            "512M",
+            "-smp",
+            "1",
+            "-nographic",
+            "-no-reboot",
+            "-nodefaults",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initramfs)
+        .args([
+            "-append",
+            "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64 (run `cargo xtask setup`)")?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if t.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let console = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
+    std::fs::write(log, &console).with_context(|| format!("writing {}", log.display()))?;
+    let how = match (status, console.contains(END)) {
+        (None, _) => format!("timeout after {} s", timeout.as_secs()),
+        (Some(_), true) => "reported".into(),
+        (Some(s), false) => format!(
+            "no report ({s}); kernel {} died or never ran the loader",
+            kernel.release
+        ),
+    };
+    Ok((how, console, t.elapsed().as_secs_f64()))
+}
+
+pub fn run(o: VmtestOptions) -> Result<()> {
+    let (_, lock) = kernels::load_checked_lock()?;
+    let kernels: Vec<&LockedKernel> = if o.kernels.is_empty() {
+        lock.kernel.iter().collect()
+    } else {
+        kernels::select(&lock, &o.kernels, false)?
+    };
+    let buckets: Vec<Bucket> = lock
+        .kernel
+        .iter()
+        .filter(|k| k.bucket)
+        .map(|k| k.series)
+        .collect();
+    let collectors = collectors::load_from(&paths::project_root())?;
+    let tc = Toolchain::detect()?;
+    let (loader, init) = static_binaries(&tc)?;
+    let libc = host_libc();
+    let cells = paths::project_root().join("artifacts/cells");
+    std::fs::create_dir_all(work_dir())?;
+    // Images first, one at a time (downloads), then boots in parallel.
+    let mut fetcher = Fetcher::new(paths::cache_dir());
+    let mut plans = Vec::new();
+    for k in &kernels {
+        let vmlinuz = fetcher.image(k)?;
+        let version = KernelVersion::parse(&k.kernel_version)?;
+        let bucket = select_bucket(&version, &buckets).ok();
+        let objects = objects_for(&cells, &libc, bucket)?;
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        for p in &objects {
+            files.push((
+                format!(
+                    "objects/{}",
+                    p.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                std::fs::read(p)?,
+            ));
+        }
+        let loader_bytes = std::fs::read(&loader)?;
+        let init_bytes = std::fs::read(&init)?;
+        let mut members = vec![
+            Member::File {
+                name: "init",
+                data: &init_bytes,
+                executable: true,
+            },
+            Member::File {
+                name: "kc-loader",
+                data: &loader_bytes,
+                executable: true,
+            },
+            Member::Dir("objects"),
+        ];
+        members.extend(files.iter().map(|(n, d)| Member::File {
+            name: n,
+            data: d,
+            executable: false,
+        }));
+        let initramfs = work_dir().join(format!("{}.cpio", k.release));
+        paths::write_atomic(&initramfs, &cpio::newc(&members))?;
+        plans.push((*k, vmlinuz, initramfs, bucket, version));
+    }
+    let results: Mutex<Vec<KernelOutcome>> = Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..o.jobs.max(1).min(plans.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((k, vmlinuz, initramfs, bucket, version)) = plans.get(i) else {
+                    break;
+                };
+                let log = work_dir().join(format!("{}.log", k.release));
+                if !o.json {
+                    eprintln!("vmtest: booting {} ({})", k.release, k.series);
+                }
+                match boot(k, vmlinuz, initramfs, Duration::from_secs(o.timeout), &log) {
+                    Ok((how, console, seconds)) => {
+                        let objects = extract_report(&console)
+                            .map(|r| judge(&r, &collectors, version))
+                            .unwrap_or_default();
+                        results.lock().expect("results").push(KernelOutcome {
+                            series: k.series.to_string(),
+                            release: k.release.clone(),
+                            bucket: bucket.map(|b| b.to_string()),
+                            seconds,
+                            boot: how,
+                            objects,
+                            log,
+                        });
+                    }
+                    Err(e) => {
+                        first_error.lock().expect("error slot").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("error slot") {
+        return Err(e);
+    }
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|r| r.series.parse::<Bucket>().ok());
+    let failures = report(&results, &collectors, o.json)?;
+    if failures > 0 {
+        bail!(
+            "{failures} kernel/object checks failed (logs under {})",
+            work_dir().display()
+        );
+    }
+    Ok(())
+}
+
+/// Prints the kernel x collector table (or JSON) and returns how many checks failed.
+fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -> Result<usize> {
+    let mut failures = 0;
+    for r in results {
+        if r.boot != "reported" || r.objects.is_empty() {
+            failures += 1;
+        }
+        failures += r.objects.iter().filter(|o| o.verdict == "failed").count();
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "failures": failures, "kernels": results })
+            )?
+        );
+        return Ok(failures);
+    }
+    let mut header = format!("{:<10}", "collector");
+    for r in results {
+        header.push_str(&format!(" {:>9}", r.series));
+    }
+    for kind in ["co-re", "legacy"] {
+        println!("\n{kind} objects (L = legacy p/r both ok, ok = counted, att = attached but not exercised, skip, FAIL, - = not run)");
+        println!("{header}");
+        for c in collectors {
+            let mut line = format!("{:<10}", c.name);
+            for r in results {
+                let mine: Vec<&ObjectOutcome> = r
+                    .objects
+                    .iter()
+                    .filter(|o| o.collector == c.name && o.kind == kind)
+                    .collect();
+                let cell = if mine.is_empty() {
+                    "-"
+                } else if mine.iter().any(|o| o.verdict == "failed") {
+                    "FAIL"
+                } else if mine.iter().all(|o| o.verdict.starts_with("skipped")) {
+                    "skip"
+                } else if mine.iter().any(|o| !o.detail.is_empty()) {
+                    "att"
+                } else {
+                    "ok"
+                };
+                line.push_str(&format!(" {cell:>9}"));
+            }
+            println!("{line}");
+        }
+    }
+    println!();
+    for r in results {
+        println!(
+            "{:<6} {:<28} {:>6.1} s  {}",
+            r.series, r.release, r.seconds, r.boot
+        );
+        for o in r
+            .objects
+            .iter()
+            .filter(|o| o.verdict != "ok" || !o.detail.is_empty())
+        {
+            println!("    {:<24} {} {}", o.object, o.verdict, o.detail);
+        }
+    }
+    Ok(failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collectors() -> Vec<Collector> {
+        collectors::parse(
+            "[[collector]]\nname = \"vfs\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\n\
+             [[collector]]\nname = \"swap\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\nvmtest_no_count = \"no swap device in the test VM\"\n\
+             [[collector]]\nname = \"new\"\ndescription = \"d\"\nmin_kernel = \"6.12\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn report_between_markers() {
+        let console = "noise\nKC-VMTEST-BEGIN\n{\"kernel\": \"6.1.0\", \"objects\": []}\nKC-VMTEST-END status=0\n";
+        assert_eq!(extract_report(console).unwrap()["kernel"], "6.1.0");
+        assert!(extract_report("KC-VMTEST-BEGIN\n{\"kernel\": ").is_none());
+        assert!(extract_report("nothing").is_none());
+    }
+
+    #[test]
+    fn verdicts() {
+        let report = serde_json::json!({"objects": [
+            {"object": "vfs.bpf.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 12}], "programs": []},
+            {"object": "rkc_vfs.6.1.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 0}], "programs": []},
+            {"object": "swap.bpf.o", "status": "ok", "maps": [{"name": "swap_counters", "sum": 0}], "programs": []},
+            {"object": "new.bpf.o", "status": "failed", "error": "load", "log_tail": "", "maps": [], "programs": []},
+            {"object": "pkc_vfs.6.1.o", "status": "failed", "error": "load: Invalid argument", "log_tail": "R1 invalid mem access", "maps": [], "programs": []}
+        ]});
+        let v = judge(&report, &collectors(), &KernelVersion::new(6, 1, 0));
+        assert_eq!(v[0].verdict, "ok");
+        assert_eq!(v[1].verdict, "failed", "attached but counted nothing");
+        assert_eq!(v[2].verdict, "ok");
+        assert!(v[2].detail.contains("no swap device"));
+        assert!(
+            v[3].verdict.starts_with("skipped: needs kernel 6.12"),
+            "{}",
+            v[3].verdict
+        );
+        assert!(v[4].verdict == "failed" && v[4].detail.contains("R1 invalid mem access"));
+    }
+}
