@@ -6,6 +6,7 @@
 
 #include "vmlinux.h"
 
+#define KC_CORE 1
 #define KC_READ(src, a, ...) BPF_CORE_READ(src, a, ##__VA_ARGS__)
 
 #include "kc_bpf.h"

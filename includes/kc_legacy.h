@@ -6,6 +6,7 @@
 
 #include "kc_legacy_kernel.h"
 
+#define KC_CORE 0
 #define KC_READ(src, a, ...) BPF_PROBE_READ(src, a, ##__VA_ARGS__)
 
 #include "kc_bpf.h"

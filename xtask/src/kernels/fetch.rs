@@ -217,18 +217,22 @@ impl Fetcher {
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(parent)?;
-        deb::extract_data(&deb_path, tmp.path(), &|p| p.starts_with("boot"))?;
+        // Up to 6.x the kernel is /boot/vmlinuz-<release>; the 7.x packaging split moved it
+        // to /usr/lib/modules/<release>/vmlinuz.
+        let modules_dir = Path::new("usr/lib/modules").join(&k.release);
+        deb::extract_data(&deb_path, tmp.path(), &|p| p.starts_with("boot") || p == modules_dir.join("vmlinuz"))?;
         let boot = tmp.path().join("boot");
-        let kernel = boot.join(format!("vmlinuz-{}", k.release));
-        if !kernel.is_file() {
-            bail!("{} holds no boot/vmlinuz-{}", image.name, k.release);
-        }
+        let kernel = [boot.join(format!("vmlinuz-{}", k.release)), tmp.path().join(&modules_dir).join("vmlinuz")]
+            .into_iter()
+            .find(|p| p.is_file())
+            .with_context(|| format!("{} holds neither boot/vmlinuz-{r} nor usr/lib/modules/{r}/vmlinuz", image.name, r = k.release))?;
         fs::rename(&kernel, tmp.path().join("vmlinuz"))?;
         let config = boot.join(format!("config-{}", k.release));
         if config.is_file() {
             fs::rename(&config, tmp.path().join("config"))?;
         }
         let _ = fs::remove_dir_all(&boot);
+        let _ = fs::remove_dir_all(tmp.path().join("usr"));
         let tmp = tmp.keep();
         if fs::rename(&tmp, &dir).is_err() {
             let _ = fs::remove_dir_all(&tmp);
