@@ -19,9 +19,17 @@ pub enum Command {
     Verify(VerifyBench),
     /// Packaging of the full release vs GNU `tar --sort=name ... | xz -6` of the same files
     Package(PackageBench),
+    /// vmtest: each kernel's time to boot and report (one at a time), then the matrix with --jobs 2
+    Vmtest(VmtestBench),
     /// One bucket built our way (headers package, parallel, cached) vs upstream's (full kernel
     /// source, `make defconfig scripts prepare`, then the same compiles); and a no-op rebuild
     Build(BuildBench),
+}
+
+#[derive(Debug, Args)]
+pub struct VmtestBench {
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +74,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Build(o) => build_bench(o),
         Command::Verify(o) => verify_bench(o),
         Command::Package(o) => package_bench(o),
+        Command::Vmtest(o) => vmtest_bench(o),
     }
 }
 
@@ -592,6 +601,45 @@ fn package_bench(o: PackageBench) -> Result<()> {
             "  GNU tar --sort=name ... | xz -6                    {:>7.3} s {:>9} bytes",
             report.gnu_tar_xz_s, report.gnu_tar_xz_bytes
         );
+    }
+    Ok(())
+}
+
+fn vmtest_bench(o: VmtestBench) -> Result<()> {
+    let opts = |jobs| crate::vmtest::VmtestOptions {
+        kernels: vec![],
+        jobs,
+        timeout: 240,
+        accel: "auto".into(),
+        json: true,
+    };
+    let (one_by_one, _) = crate::vmtest::execute(&opts(1))?;
+    let t = Instant::now();
+    let (parallel, _) = crate::vmtest::execute(&opts(2))?;
+    let matrix = t.elapsed().as_secs_f64();
+    let failures = crate::vmtest::failures(&one_by_one) + crate::vmtest::failures(&parallel);
+    let per_kernel: Vec<(String, f64)> = one_by_one
+        .iter()
+        .map(|r| (r.release.clone(), r.seconds))
+        .collect();
+    if o.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "per_kernel_s": per_kernel, "matrix_jobs2_s": matrix, "failures": failures })
+            )?
+        );
+    } else {
+        println!("bench vmtest: {} kernels", per_kernel.len());
+        for (k, s) in &per_kernel {
+            println!("  {k:<30} {s:>6.1} s to boot, run the workload and report");
+        }
+        let max = per_kernel.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+        println!("  slowest kernel {max:.1} s (target < 15 s under TCG)");
+        println!("  whole matrix with --jobs 2: {matrix:.1} s wall");
+    }
+    if failures > 0 {
+        bail!("{failures} checks failed during the benchmark");
     }
     Ok(())
 }

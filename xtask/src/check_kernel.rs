@@ -203,12 +203,7 @@ pub fn run(o: CheckKernelOptions) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux")),
     );
     let (_, lock) = kernels::load_checked_lock()?;
-    let buckets: Vec<_> = lock
-        .kernel
-        .iter()
-        .filter(|k| k.bucket)
-        .map(|k| k.series)
-        .collect();
+    let buckets = lock.buckets();
     let v = judge(&release, &config, btf, &buckets)?;
     if o.json {
         println!("{}", serde_json::to_string_pretty(&v)?);

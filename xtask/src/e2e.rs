@@ -38,6 +38,9 @@ pub struct DistOptions {
     /// The minisign secret key file
     #[arg(long)]
     pub key: Option<std::path::PathBuf>,
+    /// Also boot every kernel of the matrix and prove every object loads, attaches and counts
+    #[arg(long)]
+    pub vmtest: bool,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +76,15 @@ pub fn dist(o: DistOptions) -> Result<()> {
         started.elapsed().as_secs_f64(),
         fetcher.downloaded_bytes as f64 / 1048576.0
     );
+    if o.vmtest {
+        crate::vmtest::run(crate::vmtest::VmtestOptions {
+            kernels: vec![],
+            jobs: 2,
+            timeout: 240,
+            accel: "auto".into(),
+            json: false,
+        })?;
+    }
     crate::package::package(crate::package::PackageOptions {
         tag: o.tag,
         key: o.key,
@@ -92,13 +104,14 @@ pub fn test(o: TestOptions) -> Result<()> {
     if o.unit_only {
         return Ok(());
     }
-    let checks: [(&str, fn() -> Result<()>); 7] = [
+    let checks: [(&str, fn() -> Result<()>); 8] = [
         ("lock covers the matrix", check_lock),
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
         ("build of every cell, then a no-op rebuild", check_build),
         ("kc-loader loads every CO-RE and host-bucket legacy object on the host kernel (needs root)", check_host_load),
         ("verify every built object", check_verify),
+        ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
         ("package, sign and check a release of the built cells", check_package),
     ];
     let (mut passed, mut failed) = (0, 0);
@@ -231,12 +244,7 @@ fn check_host_load() -> Result<()> {
         .trim()
         .to_string();
     let (_, lock) = kernels::load_checked_lock()?;
-    let buckets: Vec<_> = lock
-        .kernel
-        .iter()
-        .filter(|k| k.bucket)
-        .map(|k| k.series)
-        .collect();
+    let buckets = lock.buckets();
     let bucket = kc_common::select_bucket(&kc_common::KernelVersion::parse(&release)?, &buckets)?;
     let libc = build::host_libc();
     let cells = paths::project_root().join("artifacts/cells");
@@ -336,4 +344,20 @@ fn check_package() -> Result<()> {
     cmd!(sh, "sha256sum --quiet -c sha256sums.txt").run()?;
     eprintln!("e2e: release of {} files, {} bytes, reproducible and verified by minisign, sha256sum and tar", a.files.len(), a.files.values().map(Vec::len).sum::<usize>());
     Ok(())
+}
+
+/// The full matrix runs in `dist --vmtest` and in the release workflow; CI boots three
+/// kernels that span it.
+fn check_vmtest() -> Result<()> {
+    let kernels = ["5.10", "6.12", "7.3"]
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::vmtest::run(crate::vmtest::VmtestOptions {
+        kernels,
+        jobs: 2,
+        timeout: 240,
+        accel: "auto".into(),
+        json: false,
+    })
 }

@@ -32,6 +32,9 @@ pub struct VmtestOptions {
     /// Seconds a guest may take before it is killed and reported as hung
     #[arg(long, default_value_t = 240)]
     pub timeout: u64,
+    /// qemu accelerator: kvm, tcg, or auto (KVM when a quick probe boots a guest with it)
+    #[arg(long, default_value = "auto")]
+    pub accel: String,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -257,14 +260,16 @@ fn boot(
     initramfs: &Path,
     timeout: Duration,
     log: &Path,
+    accel: &str,
 ) -> Result<(String, String, f64)> {
     let t = Instant::now();
+    let cpu = if accel == "kvm" { "host" } else { "max" };
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
-            "tcg",
+            accel,
             "-cpu",
-            "max",
+            cpu,
             "-m",
             "512M",
             "-smp",
@@ -319,18 +324,26 @@ fn boot(
 }
 
 pub fn run(o: VmtestOptions) -> Result<()> {
+    let (results, collectors) = execute(&o)?;
+    let failures = report(&results, &collectors, o.json)?;
+    if failures > 0 {
+        bail!(
+            "{failures} kernel/object checks failed (logs under {})",
+            work_dir().display()
+        );
+    }
+    Ok(())
+}
+
+/// Boots the selected kernels and judges each object; reports nothing.
+pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)> {
     let (_, lock) = kernels::load_checked_lock()?;
     let kernels: Vec<&LockedKernel> = if o.kernels.is_empty() {
         lock.kernel.iter().collect()
     } else {
         kernels::select(&lock, &o.kernels, false)?
     };
-    let buckets: Vec<Bucket> = lock
-        .kernel
-        .iter()
-        .filter(|k| k.bucket)
-        .map(|k| k.series)
-        .collect();
+    let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
     let tc = Toolchain::detect()?;
     let (loader, init) = static_binaries(&tc)?;
@@ -379,6 +392,14 @@ pub fn run(o: VmtestOptions) -> Result<()> {
         paths::write_atomic(&initramfs, &cpio::newc(&members))?;
         plans.push((*k, vmlinuz, initramfs, bucket, version));
     }
+    let accel = match o.accel.as_str() {
+        "kvm" | "tcg" => o.accel.clone(),
+        "auto" => probe_kvm(&plans[0].1, &plans[0].2),
+        other => bail!("--accel {other}: use kvm, tcg or auto"),
+    };
+    if !o.json {
+        eprintln!("vmtest: accelerator {accel}");
+    }
     let results: Mutex<Vec<KernelOutcome>> = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
@@ -393,7 +414,14 @@ pub fn run(o: VmtestOptions) -> Result<()> {
                 if !o.json {
                     eprintln!("vmtest: booting {} ({})", k.release, k.series);
                 }
-                match boot(k, vmlinuz, initramfs, Duration::from_secs(o.timeout), &log) {
+                match boot(
+                    k,
+                    vmlinuz,
+                    initramfs,
+                    Duration::from_secs(o.timeout),
+                    &log,
+                    &accel,
+                ) {
                     Ok((how, console, seconds)) => {
                         let objects = extract_report(&console)
                             .map(|r| judge(&r, &collectors, version))
@@ -420,25 +448,57 @@ pub fn run(o: VmtestOptions) -> Result<()> {
     }
     let mut results = results.into_inner().expect("results");
     results.sort_by_key(|r| r.series.parse::<Bucket>().ok());
-    let failures = report(&results, &collectors, o.json)?;
-    if failures > 0 {
-        bail!(
-            "{failures} kernel/object checks failed (logs under {})",
-            work_dir().display()
-        );
+    Ok((results, collectors))
+}
+
+/// How many (kernel, object) checks failed, counting a kernel that never reported as one.
+pub fn failures(results: &[KernelOutcome]) -> usize {
+    results
+        .iter()
+        .map(|r| {
+            usize::from(r.boot != "reported" || r.objects.is_empty())
+                + r.objects.iter().filter(|o| o.verdict == "failed").count()
+        })
+        .sum()
+}
+
+/// KVM when /dev/kvm opens and a guest boots to its report with it within a short timeout
+/// (nested virtualization can make KVM guests hang); TCG otherwise.
+fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> String {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return "tcg".into();
     }
-    Ok(())
+    let log = work_dir().join("kvm-probe.log");
+    let dummy = LockedKernel {
+        series: "0.0".parse().expect("a bucket"),
+        bucket: false,
+        suite: String::new(),
+        abi: String::new(),
+        release: "kvm probe".into(),
+        kernel_version: String::new(),
+        package: Vec::new(),
+    };
+    match boot(
+        &dummy,
+        vmlinuz,
+        initramfs,
+        Duration::from_secs(20),
+        &log,
+        "kvm",
+    ) {
+        Ok((how, _, _)) if how == "reported" => "kvm".into(),
+        _ => "tcg".into(),
+    }
 }
 
 /// Prints the kernel x collector table (or JSON) and returns how many checks failed.
-fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -> Result<usize> {
-    let mut failures = 0;
-    for r in results {
-        if r.boot != "reported" || r.objects.is_empty() {
-            failures += 1;
-        }
-        failures += r.objects.iter().filter(|o| o.verdict == "failed").count();
-    }
+pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -> Result<usize> {
+    let failures = failures(results);
     if json {
         println!(
             "{}",

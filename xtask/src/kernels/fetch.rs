@@ -220,12 +220,23 @@ impl Fetcher {
         // Up to 6.x the kernel is /boot/vmlinuz-<release>; the 7.x packaging split moved it
         // to /usr/lib/modules/<release>/vmlinuz.
         let modules_dir = Path::new("usr/lib/modules").join(&k.release);
-        deb::extract_data(&deb_path, tmp.path(), &|p| p.starts_with("boot") || p == modules_dir.join("vmlinuz"))?;
+        deb::extract_data(&deb_path, tmp.path(), &|p| {
+            p.starts_with("boot") || p == modules_dir.join("vmlinuz")
+        })?;
         let boot = tmp.path().join("boot");
-        let kernel = [boot.join(format!("vmlinuz-{}", k.release)), tmp.path().join(&modules_dir).join("vmlinuz")]
-            .into_iter()
-            .find(|p| p.is_file())
-            .with_context(|| format!("{} holds neither boot/vmlinuz-{r} nor usr/lib/modules/{r}/vmlinuz", image.name, r = k.release))?;
+        let kernel = [
+            boot.join(format!("vmlinuz-{}", k.release)),
+            tmp.path().join(&modules_dir).join("vmlinuz"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{} holds neither boot/vmlinuz-{r} nor usr/lib/modules/{r}/vmlinuz",
+                image.name,
+                r = k.release
+            )
+        })?;
         fs::rename(&kernel, tmp.path().join("vmlinuz"))?;
         let config = boot.join(format!("config-{}", k.release));
         if config.is_file() {

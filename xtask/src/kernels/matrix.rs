@@ -141,6 +141,15 @@ impl Lock {
         })
     }
 
+    /// The series that are buckets (have headers for legacy builds).
+    pub fn buckets(&self) -> Vec<Bucket> {
+        self.kernel
+            .iter()
+            .filter(|k| k.bucket)
+            .map(|k| k.series)
+            .collect()
+    }
+
     pub fn kernel(&self, series: Bucket) -> Option<&LockedKernel> {
         self.kernel.iter().find(|k| k.series == series)
     }
