@@ -24,6 +24,7 @@
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/swap.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -161,7 +162,52 @@ static void sockets(void)
 	close(u2);
 }
 
-/* The OOM killer: a child that asks to be the victim and allocates until it is killed. */
+/* Block I/O that bypasses the page cache, on the second NVMe drive qemu provides. */
+static void block_io(void)
+{
+	void *buf;
+	int fd = open("/dev/nvme1n1", O_RDWR | O_DIRECT);
+
+	if (fd < 0 || posix_memalign(&buf, 4096, 65536)) {
+		say("no /dev/nvme1n1: block I/O skipped");
+		return;
+	}
+	memset(buf, 'b', 65536);
+	for (int i = 0; i < 8; i++) {
+		if (pwrite(fd, buf, 65536, (off_t)i * 65536) < 0 || pread(fd, buf, 65536, (off_t)i * 65536) < 0)
+			break;
+	}
+	fsync(fd);
+	close(fd);
+	free(buf);
+}
+
+/* Swap on the first NVMe drive: write a swap header (what mkswap does) and enable it. */
+static void swap_on(void)
+{
+	char page[4096] = { 0 };
+	unsigned int *info = (unsigned int *)(page + 1024);
+	int fd = open("/dev/nvme0n1", O_RDWR);
+	off_t size;
+
+	if (fd < 0) {
+		say("no /dev/nvme0n1: swap skipped");
+		return;
+	}
+	size = lseek(fd, 0, SEEK_END);
+	info[0] = 1;                          /* version */
+	info[1] = (unsigned int)(size / 4096) - 1; /* last page */
+	memcpy(page + 4096 - 10, "SWAPSPACE2", 10);
+	if (pwrite(fd, page, sizeof(page), 0) != sizeof(page))
+		say("writing the swap header failed");
+	fsync(fd);
+	close(fd);
+	if (swapon("/dev/nvme0n1", 0))
+		fprintf(stderr, "kc-vmtest: swapon: %s\n", strerror(errno));
+}
+
+/* The OOM killer: a child that asks to be the victim and allocates until it is killed. Past
+ * the guest's memory its pages go to swap; touching the first ones again brings them back. */
 static void oom(void)
 {
 	pid_t pid = fork();
@@ -174,13 +220,21 @@ static void oom(void)
 				_exit(1);
 			close(fd);
 		}
-		for (;;) {
+		char *first = NULL;
+
+		for (int chunk = 0;; chunk++) {
 			char *p = mmap(NULL, 16 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			volatile char sum = 0;
 
 			if (p == MAP_FAILED)
 				_exit(2);
 			for (size_t i = 0; i < (16 << 20); i += 4096)
 				p[i] = 1;
+			if (!first)
+				first = p;
+			else if (chunk % 4 == 0)
+				for (size_t i = 0; i < (16 << 20); i += 4096)
+					sum += first[i]; /* swapped out by now: swap it back in */
 		}
 	}
 	if (pid > 0)
@@ -189,6 +243,7 @@ static void oom(void)
 
 static int workload(void)
 {
+	block_io();
 	file_io();
 	processes();
 	mounts();
@@ -217,6 +272,7 @@ int main(int argc, char **argv)
 
 	mount_all();
 	loopback_up();
+	swap_on();
 	args[n++] = "/kc-loader";
 	args[n++] = "--json";
 	args[n++] = "--exec";

@@ -264,6 +264,14 @@ fn boot(
 ) -> Result<(String, String, f64)> {
     let t = Instant::now();
     let cpu = if accel == "kvm" { "host" } else { "max" };
+    // Two NVMe drives (the cloud kernels build NVMe in): swap, and a disk for block I/O.
+    let mut drives = Vec::new();
+    for (i, mb) in [(0, 48u64), (1, 8)] {
+        let img = log.with_extension(format!("nvme{i}.img"));
+        std::fs::File::create(&img)?.set_len(mb << 20)?;
+        drives.push(format!("file={},if=none,id=d{i},format=raw", img.display()));
+        drives.push(format!("nvme,drive=d{i},serial=kc{i}"));
+    }
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
@@ -279,6 +287,10 @@ fn boot(
             "-nodefaults",
             "-serial",
             "stdio",
+        ])
+        .args([
+            "-drive", &drives[0], "-device", &drives[1], "-drive", &drives[2], "-device",
+            &drives[3],
         ])
         .arg("-kernel")
         .arg(vmlinuz)
