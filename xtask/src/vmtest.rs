@@ -525,7 +525,7 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
         header.push_str(&format!(" {:>9}", r.series));
     }
     for kind in ["co-re", "legacy"] {
-        println!("\n{kind} objects (L = legacy p/r both ok, ok = counted, att = attached but not exercised, skip, FAIL, - = not run)");
+        println!("\n{kind} objects (ok = loaded, attached, counted; att = attached, counting not exercised; skip = declared unsupported; FAIL; - = not run)");
         println!("{header}");
         for c in collectors {
             let mut line = format!("{:<10}", c.name);
