@@ -300,7 +300,7 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testsrv::{Route, TestServer};
+    use kc_testsrv::{Route, TestServer};
 
     fn body(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 % 251) as u8).collect()

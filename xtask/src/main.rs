@@ -17,8 +17,6 @@ mod paths;
 mod setup;
 mod signing;
 mod tarball;
-#[cfg(test)]
-mod testsrv;
 mod verify;
 mod vmtest;
 

@@ -374,7 +374,7 @@ mod tests {
     use super::*;
     use crate::debian::deb::build_deb;
     use crate::download::sha256_bytes;
-    use crate::testsrv::{Route, TestServer};
+    use kc_testsrv::{Route, TestServer};
     use std::io::Write;
 
     const RELEASE: &str = "1.0.0-1-cloud-amd64";

@@ -13,6 +13,7 @@ pub struct Route {
     status: u16,
     body: Vec<u8>,
     cut_first_after: Option<usize>,
+    cut_always: bool,
     ranges: bool,
     cut_done: Arc<AtomicBool>,
 }
@@ -23,6 +24,7 @@ impl Route {
             status: 200,
             body,
             cut_first_after: None,
+            cut_always: false,
             ranges: true,
             cut_done: Arc::new(AtomicBool::new(false)),
         }
@@ -36,6 +38,12 @@ impl Route {
     /// The first response sends this many body bytes, then closes the connection.
     pub fn cut_first_after(mut self, n: usize) -> Self {
         self.cut_first_after = Some(n);
+        self
+    }
+    /// Every response is cut after this many body bytes (a download that never completes).
+    pub fn cut_always_after(mut self, n: usize) -> Self {
+        self.cut_first_after = Some(n);
+        self.cut_always = true;
         self
     }
     pub fn no_ranges(mut self) -> Self {
@@ -144,7 +152,7 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec<Req
         };
         let _ = stream.write_all(head.as_bytes());
         if let Some(n) = route.cut_first_after {
-            if !route.cut_done.swap(true, Ordering::SeqCst) {
+            if route.cut_always || !route.cut_done.swap(true, Ordering::SeqCst) {
                 let _ = stream.write_all(&body[..n.min(body.len())]);
                 let _ = stream.flush();
                 let _ = stream.shutdown(std::net::Shutdown::Both);

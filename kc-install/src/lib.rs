@@ -1,0 +1,238 @@
+//! Installs a kernel-collector release on a host:
+//!
+//! 1. fetch `sha256sums.txt`, the libc's tarball and their `.minisig` (URL or directory);
+//! 2. verify both signatures against the pinned public key (trusted comments name file and
+//!    tag), the tarball's checksum, and the tarball against its manifest;
+//! 3. extract it safely (no `..`, no absolute paths, no links leaving the target, no devices);
+//! 4. keep the objects of the bucket the kernel selects, the loader and the manifest;
+//! 5. move them into `<prefix>/releases/<tag>-<libc>` and switch `<prefix>/current` to it with a
+//!    rename, so the previous install stays whole until the new one is complete.
+//!
+//! Everything before step 5 happens in a staging directory that is removed on failure.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use kc_common::release::{self, Manifest};
+use kc_common::{select_bucket, Bucket, KernelVersion};
+
+pub struct Options {
+    /// Base URL or directory of the release.
+    pub from: String,
+    pub tag: String,
+    /// The trusted minisign public key (file contents).
+    pub pubkey: String,
+    pub prefix: PathBuf,
+    pub libc: String,
+    /// The kernel release to install for.
+    pub kernel: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    AlreadyInstalled(PathBuf),
+    Installed {
+        dir: PathBuf,
+        bucket: String,
+        files: usize,
+    },
+}
+
+/// musl or glibc, as a shell installer would tell: the musl dynamic loader, or `ldd`'s banner.
+pub fn detect_libc() -> String {
+    let musl_loader = std::fs::read_dir("/lib")
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("ld-musl-"))
+        })
+        .unwrap_or(false);
+    let ldd = std::process::Command::new("ldd")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+            .to_lowercase()
+        })
+        .unwrap_or_default();
+    if musl_loader || ldd.contains("musl") {
+        "musl"
+    } else {
+        "glibc"
+    }
+    .to_string()
+}
+
+const COMPLETE: &str = ".complete";
+
+fn fetch(from: &str, name: &str) -> Result<Vec<u8>> {
+    if !(from.starts_with("http://") || from.starts_with("https://")) {
+        let path = Path::new(from).join(name);
+        return std::fs::read(&path).with_context(|| format!("reading {}", path.display()));
+    }
+    let url = format!("{}/{name}", from.trim_end_matches('/'));
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(300 << attempt));
+        }
+        let resp = match client.get(&url).send() {
+            Ok(r) => r,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            bail!("{url}: 404: is the tag right, and does the release hold this file?");
+        }
+        if !status.is_success() {
+            last = format!("the server answered {status}");
+            continue;
+        }
+        let expected = resp.content_length();
+        let mut body = Vec::new();
+        match resp.take(512 << 20).read_to_end(&mut body) {
+            Ok(_) if expected.is_none_or(|n| n == body.len() as u64) => return Ok(body),
+            Ok(_) => last = format!("the connection was cut after {} bytes", body.len()),
+            Err(e) => last = format!("the connection was cut after {} bytes: {e}", body.len()),
+        }
+    }
+    bail!("{url}: download failed after 3 attempts: {last}; the previous install is untouched")
+}
+
+/// The files of the release that this kernel uses: its bucket's objects, the loader, the
+/// checker and the manifest.
+pub fn selected(manifest: &Manifest, kernel: &str) -> Result<(Bucket, Vec<String>)> {
+    let version = KernelVersion::parse(kernel)?;
+    let buckets: Vec<Bucket> = manifest
+        .buckets
+        .iter()
+        .map(|b| b.parse())
+        .collect::<Result<_, _>>()?;
+    let bucket = select_bucket(&version, &buckets)?;
+    let suffix = format!(".{bucket}.o");
+    let mut files: Vec<String> = manifest
+        .files
+        .iter()
+        .map(|f| f.name.clone())
+        .filter(|n| !n.ends_with(".o") || n.ends_with(&suffix))
+        .collect();
+    files.push(release::MANIFEST.into());
+    Ok((bucket, files))
+}
+
+pub fn install(o: &Options) -> Result<Outcome> {
+    let name = release::legacy_tarball(&o.libc, &o.tag);
+    let target = o
+        .prefix
+        .join("releases")
+        .join(format!("{}-{}", o.tag, o.libc));
+    let current = o.prefix.join("current");
+    if target.join(COMPLETE).is_file()
+        && std::fs::read_link(&current).ok().as_deref()
+            == Some(target.strip_prefix(&o.prefix).unwrap_or(&target))
+    {
+        return Ok(Outcome::AlreadyInstalled(target));
+    }
+    // 1-2: fetch and verify.
+    let sums = fetch(&o.from, release::SUMS_FILE)?;
+    let sums_sig = fetch(
+        &o.from,
+        &format!("{}{}", release::SUMS_FILE, release::SIG_SUFFIX),
+    )?;
+    release::verify_signature(
+        &o.pubkey,
+        release::SUMS_FILE,
+        &sums,
+        &String::from_utf8_lossy(&sums_sig),
+        Some(&o.tag),
+    )?;
+    let listed = release::parse_sums(&String::from_utf8_lossy(&sums))?;
+    let want = listed
+        .iter()
+        .find(|(n, _)| n == &name)
+        .map(|(_, h)| h.clone())
+        .with_context(|| {
+            format!(
+                "the release {} has no {name} (is {} the right libc?)",
+                o.tag, o.libc
+            )
+        })?;
+    let tarball = fetch(&o.from, &name)?;
+    let got = release::sha256_hex(&tarball);
+    if got != want {
+        bail!("{name}: SHA256 mismatch: sha256sums.txt says {want}, the download is {got}; nothing was installed");
+    }
+    let sig = fetch(&o.from, &format!("{name}{}", release::SIG_SUFFIX))?;
+    release::verify_signature(
+        &o.pubkey,
+        &name,
+        &tarball,
+        &String::from_utf8_lossy(&sig),
+        Some(&o.tag),
+    )?;
+    let manifest = release::check_tarball(&name, &tarball)?;
+    if manifest.tag != o.tag || manifest.libc != o.libc {
+        bail!(
+            "{name}: its manifest is for {} {}, not {} {}",
+            manifest.tag,
+            manifest.libc,
+            o.tag,
+            o.libc
+        );
+    }
+    let (bucket, keep) = selected(&manifest, &o.kernel)?;
+
+    // 3-4: extract into staging, keep what this kernel uses.
+    let releases = o.prefix.join("releases");
+    std::fs::create_dir_all(&releases)
+        .with_context(|| format!("creating {}", releases.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&releases)?;
+    let mut tar_bytes = Vec::new();
+    xz2::read::XzDecoder::new(&tarball[..])
+        .read_to_end(&mut tar_bytes)
+        .with_context(|| format!("{name}: not valid xz"))?;
+    let keep_member = |p: &Path| keep.iter().any(|k| p == Path::new(k));
+    kc_common::unpack::unpack_tar(&name, &tar_bytes[..], staging.path(), &keep_member)?;
+    for f in &keep {
+        if !staging.path().join(f).is_file() {
+            bail!("{name}: {f} is missing after extraction");
+        }
+    }
+    std::fs::write(
+        staging.path().join(COMPLETE),
+        format!("{} {} bucket {bucket}\n", o.tag, o.libc),
+    )?;
+
+    // 5: move into place, then switch `current` atomically.
+    let staged = staging.keep();
+    if target.exists() {
+        // An incomplete earlier attempt of the same tag: it was never current.
+        std::fs::remove_dir_all(&target)
+            .with_context(|| format!("removing the incomplete {}", target.display()))?;
+    }
+    std::fs::rename(&staged, &target)
+        .with_context(|| format!("moving the release to {}", target.display()))?;
+    let link = o.prefix.join(".current.tmp");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(target.strip_prefix(&o.prefix).unwrap_or(&target), &link)?;
+    std::fs::rename(&link, &current).with_context(|| format!("switching {}", current.display()))?;
+    Ok(Outcome::Installed {
+        dir: target,
+        bucket: bucket.to_string(),
+        files: keep.len(),
+    })
+}

@@ -1,0 +1,279 @@
+//! The installer against a release served by a loopback HTTP server: good installs, a re-run,
+//! and every way a download can be bad. The previous install must survive each refusal.
+
+use std::io::Write;
+use std::path::Path;
+
+use kc_common::release::{self, Manifest, ManifestFile};
+use kc_install::{install, Options, Outcome};
+use kc_testsrv::{Route, TestServer};
+
+struct Release {
+    files: Vec<(String, Vec<u8>)>,
+    pubkey: String,
+}
+
+fn tar_xz(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+    xz.write_all(&b.into_inner().unwrap()).unwrap();
+    xz.finish().unwrap()
+}
+
+fn sign(kp: &minisign::KeyPair, tag: &str, name: &str, data: &[u8]) -> Vec<u8> {
+    minisign::sign(
+        Some(&kp.pk),
+        &kp.sk,
+        std::io::Cursor::new(data),
+        Some(&release::trusted_comment(tag, name)),
+        None,
+    )
+    .unwrap()
+    .to_string()
+    .into_bytes()
+}
+
+/// A release of `tag` whose tarball holds `members` (plus its manifest), signed by `kp`.
+fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>) -> Release {
+    let manifest = Manifest {
+        tag: tag.into(),
+        libc: "glibc".into(),
+        kind: "legacy".into(),
+        source_commit: "0".repeat(40),
+        source_date_epoch: 0,
+        toolchain: Default::default(),
+        collectors: vec![],
+        buckets: vec!["5.10".into(), "6.1".into()],
+        files: members
+            .iter()
+            .map(|(n, b)| ManifestFile {
+                name: n.to_string(),
+                size: b.len() as u64,
+                sha256: release::sha256_hex(b),
+            })
+            .collect(),
+    };
+    let mut all = members;
+    all.push(("manifest.json", serde_json::to_vec(&manifest).unwrap()));
+    let name = release::legacy_tarball("glibc", tag);
+    let tarball = tar_xz(&all);
+    let sums = release::format_sums(&[(name.clone(), release::sha256_hex(&tarball))]).into_bytes();
+    Release {
+        files: vec![
+            (format!("{name}.minisig"), sign(kp, tag, &name, &tarball)),
+            (name, tarball),
+            (
+                "sha256sums.txt.minisig".into(),
+                sign(kp, tag, "sha256sums.txt", &sums),
+            ),
+            ("sha256sums.txt".into(), sums),
+        ],
+        pubkey: kp.pk.to_box().unwrap().to_string(),
+    }
+}
+
+fn good_members() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("pkc_mount.6.1.o", b"p61".to_vec()),
+        ("rkc_mount.6.1.o", b"r61".to_vec()),
+        ("pkc_mount.5.10.o", b"p510".to_vec()),
+        ("rkc_mount.5.10.o", b"r510".to_vec()),
+        ("kc-loader", b"loader".to_vec()),
+        ("kc-check-kernel.sh", b"#!/bin/sh\n".to_vec()),
+    ]
+}
+
+fn serve(r: &Release, tweak: impl Fn(&str, Vec<u8>) -> Route) -> TestServer {
+    TestServer::start(
+        r.files
+            .iter()
+            .map(|(n, b)| {
+                (
+                    Box::leak(format!("/rel/{n}").into_boxed_str()) as &str,
+                    tweak(n, b.clone()),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn options(srv: &TestServer, r: &Release, prefix: &Path, tag: &str) -> Options {
+    Options {
+        from: srv.url("/rel"),
+        tag: tag.into(),
+        pubkey: r.pubkey.clone(),
+        prefix: prefix.to_path_buf(),
+        libc: "glibc".into(),
+        kernel: "6.1.0-50-cloud-amd64".into(),
+    }
+}
+
+fn current(prefix: &Path) -> String {
+    std::fs::read_link(prefix.join("current"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// A prefix with v0.9.0 installed, and the key that signs releases.
+fn installed_prefix() -> (tempfile::TempDir, minisign::KeyPair) {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let old = make_release(&kp, "v0.9.0", good_members());
+    let srv = serve(&old, |_, b| Route::ok(b));
+    install(&options(&srv, &old, dir.path(), "v0.9.0")).unwrap();
+    (dir, kp)
+}
+
+fn assert_untouched(prefix: &Path) {
+    assert_eq!(current(prefix), "releases/v0.9.0-glibc");
+    assert!(prefix
+        .join("releases/v0.9.0-glibc/rkc_mount.6.1.o")
+        .is_file());
+    let names: Vec<String> = std::fs::read_dir(prefix.join("releases"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["v0.9.0-glibc"],
+        "no staging or partial release left behind"
+    );
+}
+
+#[test]
+fn installs_the_kernels_bucket_and_a_rerun_does_nothing() {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let out = install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap();
+    assert!(
+        matches!(&out, Outcome::Installed { bucket, files: 5, .. } if bucket == "6.1"),
+        "{out:?}"
+    );
+    let d = dir.path().join("releases/v1.0.0-glibc");
+    assert_eq!(std::fs::read(d.join("rkc_mount.6.1.o")).unwrap(), b"r61");
+    assert!(
+        !d.join("pkc_mount.5.10.o").exists(),
+        "only the selected bucket is installed"
+    );
+    assert!(d.join("kc-loader").is_file() && d.join("manifest.json").is_file());
+    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc");
+    let before = srv.requests().len();
+    assert!(matches!(
+        install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap(),
+        Outcome::AlreadyInstalled(_)
+    ));
+    assert_eq!(srv.requests().len(), before, "a re-run downloads nothing");
+}
+
+#[test]
+fn a_local_directory_works_too() {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for (n, b) in &r.files {
+        std::fs::write(src.join(n), b).unwrap();
+    }
+    let mut o = Options {
+        from: src.display().to_string(),
+        tag: "v1.0.0".into(),
+        pubkey: r.pubkey.clone(),
+        prefix: dir.path().join("p"),
+        libc: "glibc".into(),
+        kernel: "5.15.0-1-amd64".into(),
+    };
+    assert!(matches!(install(&o).unwrap(), Outcome::Installed { bucket, .. } if bucket == "5.10"));
+    o.kernel = "4.19.0".into();
+    o.tag = "v1.0.0".into();
+    std::fs::remove_file(dir.path().join("p/current")).unwrap();
+    let e = format!("{:#}", install(&o).unwrap_err());
+    assert!(e.contains("older than the oldest bucket"), "{e}");
+}
+
+#[test]
+fn a_tampered_tarball_is_refused() {
+    let (prefix, kp) = installed_prefix();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |n, mut b| {
+        if n.ends_with(".tar.xz") {
+            let mid = b.len() / 2;
+            b[mid] ^= 0x55;
+        }
+        Route::ok(b)
+    });
+    let e = format!(
+        "{:#}",
+        install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
+    );
+    assert!(
+        e.contains("SHA256 mismatch") && e.contains("kernel-collector-glibc-v1.0.0.tar.xz"),
+        "{e}"
+    );
+    assert_untouched(prefix.path());
+}
+
+#[test]
+fn a_signature_by_another_key_is_refused() {
+    let (prefix, kp) = installed_prefix();
+    let other = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let mut r = make_release(&other, "v1.0.0", good_members());
+    r.pubkey = kp.pk.to_box().unwrap().to_string(); // the pinned key is still ours
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let e = format!(
+        "{:#}",
+        install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
+    );
+    assert!(e.contains("signature check failed"), "{e}");
+    assert_untouched(prefix.path());
+}
+
+#[test]
+fn a_tar_slip_member_is_refused() {
+    let (prefix, kp) = installed_prefix();
+    let mut members = good_members();
+    members.push(("../../escaped", b"x".to_vec()));
+    let r = make_release(&kp, "v1.0.0", members);
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let e = format!(
+        "{:#}",
+        install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
+    );
+    assert!(e.contains("`..`"), "{e}");
+    assert_untouched(prefix.path());
+    assert!(!prefix.path().parent().unwrap().join("escaped").exists());
+}
+
+#[test]
+fn an_interrupted_download_is_refused() {
+    let (prefix, kp) = installed_prefix();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |n, b| {
+        if n.ends_with(".tar.xz") {
+            Route::ok(b).cut_always_after(100)
+        } else {
+            Route::ok(b)
+        }
+    });
+    let e = format!(
+        "{:#}",
+        install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
+    );
+    assert!(
+        e.contains("cut") && e.contains("previous install is untouched"),
+        "{e}"
+    );
+    assert_untouched(prefix.path());
+}
