@@ -342,6 +342,20 @@ fn check_package() -> Result<()> {
         }
     }
     cmd!(sh, "sha256sum --quiet -c sha256sums.txt").run()?;
+    // The downstream installer takes it too, for the running kernel.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
+        .trim()
+        .to_string();
+    let prefix = tempfile::tempdir()?;
+    let installed = kc_install::install(&kc_install::Options {
+        from: dir.path().display().to_string(),
+        tag: "v0.0.0-e2e".into(),
+        pubkey: pk.clone(),
+        prefix: prefix.path().to_path_buf(),
+        libc: build::host_libc(),
+        kernel: release,
+    })?;
+    eprintln!("e2e: kc-install: {installed:?}");
     eprintln!("e2e: release of {} files, {} bytes, reproducible and verified by minisign, sha256sum and tar", a.files.len(), a.files.values().map(Vec::len).sum::<usize>());
     Ok(())
 }

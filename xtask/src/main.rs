@@ -11,6 +11,7 @@ mod download;
 mod e2e;
 mod fuzz;
 mod kernels;
+mod matrix;
 mod package;
 mod patch;
 mod paths;
@@ -45,6 +46,8 @@ enum Command {
     Build(build::BuildOptions),
     /// Verify objects (ELF, BTF, BTF.ext, programs, maps, CO-RE relocations) in files, directories or tarballs
     Verify(verify::VerifyOptions),
+    /// The (bucket, libc) build cells, as GitHub Actions' strategy.matrix takes them
+    Matrix(matrix::MatrixOptions),
     /// Package the cells into signed, reproducible release tarballs in artifacts/release
     Package(package::PackageOptions),
     /// Generate a minisign key pair for signing releases
@@ -84,6 +87,7 @@ fn run(command: Command) -> Result<()> {
         Command::Verify(o) => verify::run(o),
         Command::Fuzz(o) => fuzz::run(o),
         Command::Vmtest(o) => vmtest::run(o),
+        Command::Matrix(o) => matrix::run(o),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => package::keygen(o),
         Command::CheckRelease(o) => package::check_release(o),
