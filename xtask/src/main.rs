@@ -15,6 +15,7 @@ mod matrix;
 mod package;
 mod patch;
 mod paths;
+mod publish;
 mod setup;
 mod signing;
 mod tarball;
@@ -50,6 +51,8 @@ enum Command {
     Matrix(matrix::MatrixOptions),
     /// Package the cells into signed, reproducible release tarballs in artifacts/release
     Package(package::PackageOptions),
+    /// Create (or find) the GitHub release of a tag and upload artifacts/release/ (token: GITHUB_TOKEN)
+    Publish(publish::PublishOptions),
     /// Generate a minisign key pair for signing releases
     Keygen(package::KeygenOptions),
     /// Verify a release directory: signatures, checksums, and each tarball against its manifest
@@ -90,6 +93,7 @@ fn run(command: Command) -> Result<()> {
         Command::Matrix(o) => matrix::run(o),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => package::keygen(o),
+        Command::Publish(o) => publish::run(o),
         Command::CheckRelease(o) => package::check_release(o),
         Command::CheckKernel(o) => check_kernel::run(o),
         Command::Vmlinux(o) => build::vmlinux(o),
