@@ -15,6 +15,9 @@ pub struct MatrixOptions {
     /// Print `{"include": [{"bucket": ..., "libc": ...}, ...]}`
     #[arg(long)]
     pub json: bool,
+    /// Only the cells of this libc
+    #[arg(long)]
+    pub libc: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -37,7 +40,16 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
 }
 
 pub fn run(o: MatrixOptions) -> Result<()> {
-    let cells = cells(&Matrix::load(&paths::kernels_toml())?);
+    if let Some(l) = &o.libc {
+        anyhow::ensure!(
+            LIBCS.contains(&l.as_str()),
+            "--libc {l}: use one of {LIBCS:?}"
+        );
+    }
+    let cells: Vec<Cell> = cells(&Matrix::load(&paths::kernels_toml())?)
+        .into_iter()
+        .filter(|c| o.libc.as_ref().is_none_or(|l| &c.libc == l))
+        .collect();
     if o.json {
         println!(
             "{}",
@@ -77,5 +89,48 @@ mod tests {
             json,
             r#"{"include":[{"bucket":"6.1","libc":"glibc"},{"bucket":"6.1","libc":"musl"}]}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod workflow_tests {
+    /// The workflows pass zizmor's audits (template injection, unpinned actions, credentials
+    /// left in checkouts, excessive permissions, cache poisoning in release jobs, ...).
+    #[test]
+    fn workflows_pass_zizmor_needs_zizmor() {
+        let root = crate::paths::project_root();
+        let out = match std::process::Command::new("zizmor")
+            .args(["--offline", "--no-progress"])
+            .arg(root.join(".github/workflows"))
+            .output()
+        {
+            Ok(o) => o,
+            Err(_) => {
+                eprintln!(
+                    "skipping: zizmor is not installed (`cargo xtask setup` installs it from PyPI)"
+                );
+                return;
+            }
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "zizmor found problems:\n{text}");
+    }
+
+    /// The matrix the workflows read through `cargo xtask matrix --json` is what they expect.
+    #[test]
+    fn workflows_read_the_matrix_verb() {
+        let root = crate::paths::project_root();
+        for wf in ["ci.yml", "release.yml"] {
+            let text = std::fs::read_to_string(root.join(".github/workflows").join(wf)).unwrap();
+            assert!(text.contains("cargo xtask matrix --json"), "{wf}");
+            assert!(
+                text.contains("fromJSON(needs.matrix.outputs.cells)"),
+                "{wf}"
+            );
+        }
     }
 }

