@@ -21,6 +21,8 @@ pub enum Command {
     Package(PackageBench),
     /// vmtest: each kernel's time to boot and report (one at a time), then the matrix with --jobs 2
     Vmtest(VmtestBench),
+    /// kc-install of the release from a loopback server vs curl + sha256sum -c + minisign -V + tar -x
+    Install(InstallBench),
     /// One bucket built our way (headers package, parallel, cached) vs upstream's (full kernel
     /// source, `make defconfig scripts prepare`, then the same compiles); and a no-op rebuild
     Build(BuildBench),
@@ -30,6 +32,13 @@ pub enum Command {
 pub struct VmtestBench {
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallBench {
+    /// Runs of each, the median is reported
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +84,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Verify(o) => verify_bench(o),
         Command::Package(o) => package_bench(o),
         Command::Vmtest(o) => vmtest_bench(o),
+        Command::Install(o) => install_bench(o),
     }
 }
 
@@ -641,5 +651,102 @@ fn vmtest_bench(o: VmtestBench) -> Result<()> {
     if failures > 0 {
         bail!("{failures} checks failed during the benchmark");
     }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn install_bench(o: InstallBench) -> Result<()> {
+    let kp =
+        minisign::KeyPair::generate_unencrypted_keypair().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pk = kp
+        .pk
+        .to_box()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_string();
+    let cells = crate::paths::project_root().join("artifacts/cells");
+    let release = crate::package::build_release("v0.0.0-bench", &cells, Some(&kp.sk))?;
+    let scratch = tempfile::tempdir()?;
+    let served = scratch.path().join("served");
+    std::fs::create_dir_all(&served)?;
+    for (n, b) in &release.files {
+        std::fs::write(served.join(n), b)?;
+    }
+    let pub_file = scratch.path().join("release.pub");
+    std::fs::write(&pub_file, &pk)?;
+    // A loopback HTTP server for both sides.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = Process::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(&served)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting python3 -m http.server on 127.0.0.1")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if ready.elapsed().as_secs() > 10 {
+            let _ = server.kill();
+            bail!("the loopback server did not start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let libc = crate::build::host_libc();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
+        .trim()
+        .to_string();
+    let tarball = kc_common::release::legacy_tarball(&libc, "v0.0.0-bench");
+    let result = (|| -> Result<(Vec<f64>, Vec<f64>)> {
+        let (mut ours, mut shell) = (Vec::new(), Vec::new());
+        for i in 0..o.runs {
+            let prefix = scratch.path().join(format!("ours{i}"));
+            let t = Instant::now();
+            kc_install::install(&kc_install::Options {
+                from: base.clone(),
+                tag: "v0.0.0-bench".into(),
+                pubkey: pk.clone(),
+                prefix,
+                libc: libc.clone(),
+                kernel: kernel.clone(),
+            })?;
+            ours.push(t.elapsed().as_secs_f64());
+            let dir = scratch.path().join(format!("shell{i}"));
+            std::fs::create_dir_all(dir.join("out"))?;
+            let script = format!(
+                "set -e; cd {dir}; for f in sha256sums.txt sha256sums.txt.minisig {t} {t}.minisig; do curl -fsSO {base}/$f; done; \
+                 minisign -qVm sha256sums.txt -p {pk}; minisign -qVm {t} -p {pk}; sha256sum --quiet -c --ignore-missing sha256sums.txt; \
+                 tar -xJf {t} -C out",
+                dir = dir.display(),
+                t = tarball,
+                pk = pub_file.display()
+            );
+            let t = Instant::now();
+            run_ok(Process::new("sh").args(["-c", &script]))?;
+            shell.push(t.elapsed().as_secs_f64());
+        }
+        Ok((ours, shell))
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    let (ours, shell) = result?;
+    println!(
+        "bench install: {} from 127.0.0.1, {} runs each (median)",
+        tarball, o.runs
+    );
+    println!("  kc-install (download, verify signatures + checksum + manifest, select bucket, atomic switch) {:>7.3} s", median(ours));
+    println!("  curl + minisign -V + sha256sum -c + tar -x (all files, no selection)                       {:>7.3} s", median(shell));
     Ok(())
 }
