@@ -10,6 +10,7 @@ mod debian;
 mod download;
 mod e2e;
 mod fuzz;
+mod image;
 mod kernels;
 mod matrix;
 mod package;
@@ -43,6 +44,8 @@ enum Command {
     /// The kernel matrix: lock it to Debian packages, fetch headers and images, list it
     #[command(subcommand)]
     Kernels(kernels::Command),
+    /// Build the Docker build images (the Debian base is bootstrapped locally when it cannot be pulled)
+    Image(image::ImageOptions),
     /// Compile the collectors: legacy objects per bucket, CO-RE objects, skeletons, the loader
     Build(build::BuildOptions),
     /// Verify objects (ELF, BTF, BTF.ext, programs, maps, CO-RE relocations) in files, directories or tarballs
@@ -86,6 +89,7 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Setup(o) => setup::run(o),
         Command::Kernels(c) => kernels::run(c),
+        Command::Image(o) => image::run(o),
         Command::Build(o) => build::run(o),
         Command::Verify(o) => verify::run(o),
         Command::Fuzz(o) => fuzz::run(o),

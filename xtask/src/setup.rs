@@ -27,6 +27,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("libc6-dev", "the static kc-loader and init of vmtest"),
     ("qemu-system-x86", "booting the matrix's kernels in vmtest"),
     ("cpio", "cross-checking the initramfs writer"),
+    (
+        "debootstrap",
+        "bootstrapping the build images' Debian base (no registry is reachable)",
+    ),
 ];
 
 #[derive(Debug, Args)]

@@ -1,0 +1,277 @@
+//! `cargo xtask image`: the build images, through the Docker Engine API (bollard).
+//!
+//! No registry is reachable, so the Debian base is bootstrapped locally (debootstrap of the
+//! suite from the host's mirror) and imported through the API. Each image's tag is derived from
+//! the hash of its Dockerfile and its base, so an unchanged image is reused at once.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context, Result};
+use bollard::image::{BuildImageOptions, CreateImageOptions};
+use bollard::Docker;
+use clap::Args;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use xshell::{cmd, Shell};
+
+use crate::debian::mirror::Mirror;
+use crate::paths;
+
+/// The Debian suite the build images are made of (the host's, so compilers match).
+pub const SUITE: &str = "bookworm";
+/// Bump to re-bootstrap the base.
+const BASE_FORMAT: &str = "kc-base-v1";
+
+#[derive(Debug, Args)]
+pub struct ImageOptions {
+    /// glibc, musl or all
+    #[arg(long, default_value = "glibc")]
+    pub libc: String,
+}
+
+/// A client that has answered a ping (DOCKER_HOST, else the local socket).
+pub async fn docker() -> Result<Docker> {
+    answered(Docker::connect_with_local_defaults()).await
+}
+
+fn no_daemon(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("no Docker daemon answers ({e}): start it (`systemctl start docker`), or build with `--backend host`")
+}
+
+async fn answered(d: Result<Docker, bollard::errors::Error>) -> Result<Docker> {
+    let d = d.map_err(no_daemon)?;
+    d.ping().await.map_err(no_daemon)?;
+    Ok(d)
+}
+
+fn short_hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())[..12].to_string()
+}
+
+pub fn base_tag() -> String {
+    format!(
+        "kc-base:{SUITE}-{}",
+        short_hash(&[BASE_FORMAT.as_bytes(), SUITE.as_bytes()])
+    )
+}
+
+async fn exists(d: &Docker, tag: &str) -> bool {
+    d.inspect_image(tag).await.is_ok()
+}
+
+/// debootstrap of the suite, imported as an image (what a registry pull would have given).
+async fn bootstrap_base(d: &Docker, tag: &str) -> Result<()> {
+    let mirror = Mirror::discover()?;
+    let sh = Shell::new()?;
+    if cmd!(sh, "id -u").read()?.trim() != "0" {
+        bail!("bootstrapping the base image runs debootstrap, which needs root");
+    }
+    let root = tempfile::Builder::new().prefix("kc-base-").tempdir()?;
+    let dir = root.path();
+    let main = mirror.main.clone();
+    eprintln!("image: no base image can be pulled here; bootstrapping {SUITE} with debootstrap");
+    cmd!(sh, "debootstrap --variant=minbase {SUITE} {dir} {main}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context(
+            "debootstrap failed (is the mirror reachable? run `cargo xtask setup` for debootstrap)",
+        )?;
+    // Point apt inside the image at the same mirror.
+    std::fs::write(
+        dir.join("etc/apt/sources.list"),
+        format!("deb {main} {SUITE} main\n"),
+    )?;
+    let rootfs = cmd!(sh, "tar -C {dir} --numeric-owner -cf - .")
+        .quiet()
+        .output()?
+        .stdout;
+    let (repo, version) = tag.split_once(':').expect("tags have a version");
+    let opts = CreateImageOptions {
+        from_src: "-",
+        repo,
+        tag: version,
+        ..Default::default()
+    };
+    let mut stream = d.create_image(Some(opts), Some(rootfs.into()), None);
+    while let Some(item) = stream.next().await {
+        item.context("importing the bootstrapped base image")?;
+    }
+    eprintln!("image: imported {tag}");
+    Ok(())
+}
+
+/// The image tag for `libc`, derived from its Dockerfile and its base.
+pub fn image_tag(libc: &str, dockerfile: &[u8]) -> String {
+    format!(
+        "kc-build-{libc}:{}",
+        short_hash(&[dockerfile, base_tag().as_bytes()])
+    )
+}
+
+/// Makes sure the base and the libc's image exist; returns the image tag.
+pub async fn ensure_image(d: &Docker, libc: &str) -> Result<String> {
+    let path = paths::project_root()
+        .join("docker")
+        .join(format!("{libc}.Dockerfile"));
+    let dockerfile = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (no image is defined for {libc} yet)",
+            path.display()
+        )
+    })?;
+    let tag = image_tag(libc, &dockerfile);
+    if exists(d, &tag).await {
+        return Ok(tag);
+    }
+    let base = base_tag();
+    if !exists(d, &base).await {
+        bootstrap_base(d, &base).await?;
+    }
+    let context = build_context(&dockerfile)?;
+    let opts = BuildImageOptions {
+        dockerfile: "Dockerfile".to_string(),
+        t: tag.clone(),
+        rm: true,
+        forcerm: true,
+        buildargs: HashMap::from([("BASE".to_string(), base.clone())]),
+        ..Default::default()
+    };
+    let mut stream = d.build_image(opts, None, Some(context.into()));
+    let mut tail: Vec<String> = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(line) = info
+                    .stream
+                    .as_deref()
+                    .map(str::trim_end)
+                    .filter(|l| !l.is_empty())
+                {
+                    eprintln!("[image {libc}] {line}");
+                    tail.push(line.to_string());
+                    if tail.len() > 20 {
+                        tail.remove(0);
+                    }
+                }
+                if let Some(e) = info.error {
+                    bail!(
+                        "building the {libc} image failed: {e}\nlast lines:\n{}",
+                        tail.join("\n")
+                    );
+                }
+            }
+            Err(e) => bail!(
+                "building the {libc} image failed: {e}\nlast lines:\n{}",
+                tail.join("\n")
+            ),
+        }
+    }
+    if !exists(d, &tag).await {
+        bail!("the {libc} image build ended without an image tagged {tag}");
+    }
+    Ok(tag)
+}
+
+/// A tar stream holding the Dockerfile: everything else is mounted at build time, not copied.
+fn build_context(dockerfile: &[u8]) -> Result<Vec<u8>> {
+    crate::tarball::to_bytes(
+        vec![crate::tarball::Entry {
+            name: "Dockerfile".into(),
+            bytes: dockerfile.to_vec(),
+            executable: false,
+        }],
+        0,
+    )
+}
+
+pub fn libcs(arg: &str) -> Result<Vec<&'static str>> {
+    match arg {
+        "glibc" => Ok(vec!["glibc"]),
+        "musl" => Ok(vec!["musl"]),
+        "all" => Ok(vec!["glibc", "musl"]),
+        other => bail!("--libc {other}: use glibc, musl or all"),
+    }
+}
+
+pub fn run(o: ImageOptions) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let d = docker().await?;
+        for libc in libcs(&o.libc)? {
+            let t = std::time::Instant::now();
+            let tag = ensure_image(&d, libc).await?;
+            eprintln!(
+                "image: {libc} {tag} ready in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_missing_daemon_is_a_clear_error() {
+        // No socket at all, and a socket nobody listens on.
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("dead.sock");
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+        for path in [dir.path().join("none.sock"), dead] {
+            let d = Docker::connect_with_unix(
+                &path.display().to_string(),
+                5,
+                bollard::API_DEFAULT_VERSION,
+            );
+            let e = format!("{:#}", rt().block_on(answered(d)).unwrap_err());
+            assert!(
+                e.contains("no Docker daemon answers") && e.contains("--backend host"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_follow_the_dockerfile() {
+        assert_ne!(image_tag("glibc", b"FROM a"), image_tag("glibc", b"FROM b"));
+        assert_eq!(image_tag("glibc", b"FROM a"), image_tag("glibc", b"FROM a"));
+        assert!(image_tag("musl", b"x").starts_with("kc-build-musl:"));
+        assert!(libcs("solaris").is_err());
+    }
+
+    /// Drives the real engine: bootstrap (first time), build, then reuse without a rebuild.
+    #[test]
+    fn glibc_image_builds_then_is_reused_needs_docker() {
+        let rt = rt();
+        let Ok(d) = rt.block_on(docker()) else {
+            eprintln!("skipping: no Docker daemon answers on this machine");
+            return;
+        };
+        let tag = rt.block_on(ensure_image(&d, "glibc")).unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(rt.block_on(ensure_image(&d, "glibc")).unwrap(), tag);
+        assert!(
+            t.elapsed().as_secs() < 5,
+            "an unchanged image is reused, not rebuilt"
+        );
+        let inspect = rt.block_on(d.inspect_image(&tag)).unwrap();
+        assert!(inspect.id.is_some());
+    }
+}
