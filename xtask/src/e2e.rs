@@ -104,13 +104,14 @@ pub fn test(o: TestOptions) -> Result<()> {
     if o.unit_only {
         return Ok(());
     }
-    let checks: [(&str, fn() -> Result<()>); 8] = [
+    let checks: [(&str, fn() -> Result<()>); 9] = [
         ("lock covers the matrix", check_lock),
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
         ("build of every cell, then a no-op rebuild", check_build),
         ("kc-loader loads every CO-RE and host-bucket legacy object on the host kernel (needs root)", check_host_load),
         ("verify every built object", check_verify),
+        ("docker backend: a cell built in a container (no network) is byte-identical to the host's (needs docker)", check_docker),
         ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
         ("package, sign and check a release of the built cells", check_package),
     ];
@@ -374,4 +375,63 @@ fn check_vmtest() -> Result<()> {
         accel: "auto".into(),
         json: false,
     })
+}
+
+/// Builds the oldest bucket's cell with the docker backend and compares it, byte for byte and
+/// file by file, with the host backend's; the outputs belong to the invoking user.
+fn check_docker() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if rt.block_on(crate::image::docker()).is_err() {
+        eprintln!("e2e: skipped: no Docker daemon answers on this machine");
+        return Ok(());
+    }
+    let (_, lock) = kernels::load_checked_lock()?;
+    let bucket = *lock.buckets().first().context("no bucket")?;
+    let libc = build::host_libc();
+    let cell = paths::project_root().join(format!("artifacts/cells/kc-ebpf-{bucket}-{libc}"));
+    let read_cell = || -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in std::fs::read_dir(&cell)?.flatten() {
+            m.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path())?,
+            );
+        }
+        Ok(m)
+    };
+    let opts = |backend| BuildOptions {
+        backend,
+        buckets: vec![bucket],
+        all: false,
+        core: false,
+        debug: false,
+        jobs: Some(2),
+        json: false,
+    };
+    build::run(opts(Backend::Host))?;
+    let host = read_cell()?;
+    build::run(opts(Backend::Docker))?;
+    let docker = read_cell()?;
+    let differ: Vec<&String> = host
+        .keys()
+        .filter(|k| host.get(*k) != docker.get(*k))
+        .collect();
+    ensure!(
+        differ.is_empty() && host.len() == docker.len(),
+        "docker and host builds differ: {differ:?}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(cell.join(format!("rkc_process.{bucket}.o")))?.uid();
+    let invoking = std::process::Command::new("id").arg("-u").output()?;
+    ensure!(
+        uid.to_string() == String::from_utf8_lossy(&invoking.stdout).trim(),
+        "outputs belong to uid {uid}, not the invoking user"
+    );
+    eprintln!(
+        "e2e: {} files of cell {bucket} identical from the host and from a container",
+        host.len()
+    );
+    Ok(())
 }

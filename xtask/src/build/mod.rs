@@ -8,6 +8,7 @@
 //! jobs succeeded, through a temporary name and a rename: a failed collector leaves the
 //! previous artifacts of its cell in place.
 
+pub mod docker;
 pub mod toolchain;
 
 use std::collections::BTreeMap;
@@ -34,12 +35,14 @@ use toolchain::{Inputs, Toolchain};
 pub const BUILD_INFO: &str = "build-info.json";
 
 /// Bump when the job layout changes, so old cache entries are not reused.
-const JOB_FORMAT: &str = "kc-build-v1";
+const JOB_FORMAT: &str = "kc-build-v2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// The host's clang, llvm, bpftool and C compiler
     Host,
+    /// A container of the libc's build image per cell (`cargo xtask image` makes the image)
+    Docker,
 }
 
 #[derive(Debug, Args)]
@@ -197,9 +200,15 @@ pub struct Project {
 impl Project {
     pub fn checkout() -> Self {
         let root = paths::project_root();
+        // A docker cell runs this xtask with the checkout read-only: outputs go elsewhere.
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Self {
-            artifacts: root.join("artifacts"),
-            work: root.join("target/kc-build"),
+            artifacts: env("KC_ARTIFACTS_DIR").unwrap_or_else(|| root.join("artifacts")),
+            work: env("KC_WORK_DIR").unwrap_or_else(|| root.join("target/kc-build")),
             kernel_cache: paths::cache_dir(),
             root,
         }
@@ -269,6 +278,12 @@ fn key_of(parts: &[&[u8]]) -> String {
 }
 
 pub fn run(o: BuildOptions) -> Result<()> {
+    if o.backend == Backend::Docker {
+        for tar in docker::run(&o, "glibc")? {
+            eprintln!("built {}", tar.display());
+        }
+        return Ok(());
+    }
     let report = build(&Project::checkout(), &o)?;
     if o.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -806,8 +821,11 @@ fn run_job_refs(
 }
 
 fn run_tool(program: &Path, args: &[String], stdout_to: Option<&Path>) -> Result<(), String> {
+    // The working directory ends up in the debug info (and decides whether llc finds the
+    // source lines it copies into BTF): always the checkout, whoever calls from where.
     let out = Command::new(program)
         .args(args)
+        .current_dir(paths::project_root())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();

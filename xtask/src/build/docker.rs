@@ -1,0 +1,252 @@
+//! `cargo xtask build --backend docker`: each cell in a container of its libc's image.
+//!
+//! The container runs this very xtask (`build --backend host` for one cell) with the checkout
+//! and the kernel cache mounted read-only at the paths they have on the host, so that
+//! `-ffile-prefix-map` gives the bytes the host backend gives; outputs go to a per-cell mount,
+//! the container has no network and runs as the invoking uid:gid, and it is removed whether the
+//! build succeeded or not. A cell's outputs replace its previous artifacts only on success.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bollard::container::{
+    Config, CreateContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions,
+    WaitContainerOptions,
+};
+use bollard::models::HostConfig;
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::{BuildOptions, Project};
+use crate::{image, kernels, paths, tarball};
+
+/// One cell: a bucket's legacy objects, or the CO-RE objects, for a libc.
+#[derive(Debug, Clone)]
+pub struct DockerCell {
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+fn uid_gid() -> String {
+    let read = |flag: &str| {
+        std::process::Command::new("id")
+            .arg(flag)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|_| "0".into())
+    };
+    format!("{}:{}", read("-u"), read("-g"))
+}
+
+/// Runs one cell; returns its last log lines on failure.
+async fn run_cell(
+    d: &Docker,
+    tag: &str,
+    project: &Project,
+    cell: &DockerCell,
+    epoch: u64,
+) -> Result<()> {
+    let out = project.work.join("docker").join(&cell.name);
+    std::fs::create_dir_all(&out)?;
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let root = project.root.display().to_string();
+    let cache = project.kernel_cache.display().to_string();
+    let binds = vec![
+        format!("{root}:{root}:ro"),
+        format!("{cache}:{cache}:ro"),
+        format!("{}:/out", out.display()),
+        format!("{}:/usr/local/bin/xtask:ro", exe.display()),
+    ];
+    let mut cmd = vec![
+        "/usr/local/bin/xtask".to_string(),
+        "build".into(),
+        "--backend".into(),
+        "host".into(),
+    ];
+    cmd.extend(cell.args.iter().cloned());
+    let config = Config {
+        image: Some(tag.to_string()),
+        cmd: Some(cmd),
+        env: Some(vec![
+            format!("KC_CACHE_DIR={cache}"),
+            "KC_ARTIFACTS_DIR=/out/artifacts".into(),
+            "KC_WORK_DIR=/out/work".into(),
+            format!("SOURCE_DATE_EPOCH={epoch}"),
+            "HOME=/tmp".into(),
+        ]),
+        user: Some(uid_gid()),
+        working_dir: Some(root.clone()),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let name = format!("kc-{}-{}", cell.name, std::process::id());
+    let created = d
+        .create_container(
+            Some(CreateContainerOptions {
+                name: name.clone(),
+                platform: None,
+            }),
+            config,
+        )
+        .await
+        .with_context(|| format!("{}: creating its container", cell.name))?;
+    let result = async {
+        d.start_container::<String>(&created.id, None)
+            .await
+            .with_context(|| format!("{}: starting its container", cell.name))?;
+        let mut logs = d.logs(
+            &created.id,
+            Some(LogsOptions::<String> {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut tail: Vec<String> = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            let text = match chunk {
+                Ok(
+                    LogOutput::StdOut { message }
+                    | LogOutput::StdErr { message }
+                    | LogOutput::Console { message },
+                ) => String::from_utf8_lossy(&message).into_owned(),
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            for line in text.lines() {
+                eprintln!("[{}] {line}", cell.name);
+                tail.push(line.to_string());
+                if tail.len() > 20 {
+                    tail.remove(0);
+                }
+            }
+        }
+        let mut wait = d.wait_container(&created.id, None::<WaitContainerOptions<String>>);
+        let code = match wait.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("{}: waiting for its container", cell.name)))
+            }
+            None => -1,
+        };
+        if code != 0 {
+            bail!(
+                "cell {} failed (exit {code}); its last log lines:\n{}",
+                cell.name,
+                tail.join("\n")
+            );
+        }
+        Ok(())
+    }
+    .await;
+    // Removed whatever happened above.
+    let _ = d
+        .remove_container(
+            &created.id,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    result?;
+    publish_cell(&out.join("artifacts"), &project.artifacts, &cell.name)
+}
+
+/// Moves a cell's outputs into artifacts/, replacing the previous ones only now that they exist.
+fn publish_cell(from: &Path, artifacts: &Path, name: &str) -> Result<()> {
+    let dir = from.join("cells").join(name);
+    let tar = from.join(format!("{name}.tar"));
+    if !dir.is_dir() || !tar.is_file() {
+        bail!(
+            "cell {name}: the container finished but left no outputs in {}",
+            from.display()
+        );
+    }
+    let entries: Vec<tarball::Entry> = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| -> Result<tarball::Entry> {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Ok(tarball::Entry {
+                executable: name == "kc-loader",
+                bytes: std::fs::read(e.path())?,
+                name,
+            })
+        })
+        .collect::<Result<_>>()?;
+    super::write_cell_dir(&artifacts.join("cells").join(name), &entries)?;
+    paths::write_atomic(
+        &artifacts.join(format!("{name}.tar")),
+        &std::fs::read(&tar)?,
+    )?;
+    Ok(())
+}
+
+/// The cells the options ask for.
+pub fn cells(o: &BuildOptions, libc: &str) -> Result<Vec<DockerCell>> {
+    let everything = o.buckets.is_empty() && !o.all && !o.core;
+    let mut out = Vec::new();
+    if everything || o.all || !o.buckets.is_empty() {
+        let (_, lock) = kernels::load_checked_lock()?;
+        let buckets = if everything || o.all {
+            lock.buckets()
+        } else {
+            o.buckets.clone()
+        };
+        for b in buckets {
+            out.push(DockerCell {
+                name: format!("kc-ebpf-{b}-{libc}"),
+                args: vec!["--bucket".into(), b.to_string()],
+            });
+        }
+    }
+    if everything || o.core {
+        out.push(DockerCell {
+            name: format!("kc-ebpf-co-re-{libc}"),
+            args: vec!["--core".into()],
+        });
+    }
+    Ok(out)
+}
+
+/// Builds every requested cell in containers, `--jobs` at a time; all failures are reported.
+pub fn run(o: &BuildOptions, libc: &str) -> Result<Vec<PathBuf>> {
+    let project = Project::checkout();
+    let epoch = tarball::source_date_epoch()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let d = image::docker().await?;
+        let tag = image::ensure_image(&d, libc).await?;
+        let cells = cells(o, libc)?;
+        let jobs = o.jobs.unwrap_or(2).max(1);
+        let results: Vec<(String, Result<()>)> = futures_util::stream::iter(cells.iter())
+            .map(|c| {
+                let (d, tag, project) = (&d, &tag, &project);
+                async move { (c.name.clone(), run_cell(d, tag, project, c, epoch).await) }
+            })
+            .buffer_unordered(jobs)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        let mut built = Vec::new();
+        for (name, r) in results {
+            match r {
+                Ok(()) => built.push(project.artifacts.join(format!("{name}.tar"))),
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        }
+        if !failures.is_empty() {
+            bail!("{} cells failed (the others' outputs and the previous artifacts are intact):\n\n{}", failures.len(), failures.join("\n\n"));
+        }
+        Ok(built)
+    })
+}
