@@ -429,9 +429,24 @@ fn check_docker() -> Result<()> {
         uid.to_string() == String::from_utf8_lossy(&invoking.stdout).trim(),
         "outputs belong to uid {uid}, not the invoking user"
     );
-    eprintln!(
-        "e2e: {} files of cell {bucket} identical from the host and from a container",
-        host.len()
+    // The no-network guarantee, seen from inside a container configured like a cell's.
+    let d = rt.block_on(crate::image::docker())?;
+    let tag = rt.block_on(crate::image::ensure_image(&d, &libc))?;
+    let netdev = rt.block_on(build::docker::run_isolated(
+        &d,
+        &tag,
+        &["cat", "/proc/net/dev"],
+    ))?;
+    let interfaces: Vec<&str> = netdev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    ensure!(
+        interfaces == ["lo"],
+        "a build container sees network interfaces {interfaces:?}; only lo was expected"
     );
+    eprintln!("e2e: {} files of cell {bucket} identical from the host and from a container; container interfaces: {interfaces:?}", host.len());
     Ok(())
 }

@@ -20,6 +20,9 @@ use futures_util::StreamExt;
 use super::{BuildOptions, Project};
 use crate::{image, kernels, paths, tarball};
 
+/// Containers that are running, so that Ctrl-C can remove them.
+static RUNNING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 /// One cell: a bucket's legacy objects, or the CO-RE objects, for a libc.
 #[derive(Debug, Clone)]
 pub struct DockerCell {
@@ -36,6 +39,70 @@ fn uid_gid() -> String {
             .unwrap_or_else(|_| "0".into())
     };
     format!("{}:{}", read("-u"), read("-g"))
+}
+
+/// Every container of ours: no network at all, the invoking user, given mounts.
+fn isolated_config(
+    tag: &str,
+    cmd: Vec<String>,
+    env: Vec<String>,
+    binds: Vec<String>,
+    workdir: &str,
+) -> Config<String> {
+    Config {
+        image: Some(tag.to_string()),
+        cmd: Some(cmd),
+        env: Some(env),
+        user: Some(uid_gid()),
+        working_dir: Some(workdir.to_string()),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs `cmd` in a container configured like a cell's (for checks); returns its output.
+pub async fn run_isolated(d: &Docker, tag: &str, cmd: &[&str]) -> Result<String> {
+    let config = isolated_config(
+        tag,
+        cmd.iter().map(|s| s.to_string()).collect(),
+        vec![],
+        vec![],
+        "/",
+    );
+    let created = d.create_container::<String, String>(None, config).await?;
+    let result = async {
+        d.start_container::<String>(&created.id, None).await?;
+        let mut wait = d.wait_container(&created.id, None::<WaitContainerOptions<String>>);
+        while wait.next().await.is_some() {}
+        let mut out = String::new();
+        let mut logs = d.logs(
+            &created.id,
+            Some(LogsOptions::<String> {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        while let Some(Ok(chunk)) = logs.next().await {
+            out.push_str(&chunk.to_string());
+        }
+        Ok::<_, anyhow::Error>(out)
+    }
+    .await;
+    let _ = d
+        .remove_container(
+            &created.id,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    result
 }
 
 /// Runs one cell; returns its last log lines on failure.
@@ -64,25 +131,14 @@ async fn run_cell(
         "host".into(),
     ];
     cmd.extend(cell.args.iter().cloned());
-    let config = Config {
-        image: Some(tag.to_string()),
-        cmd: Some(cmd),
-        env: Some(vec![
-            format!("KC_CACHE_DIR={cache}"),
-            "KC_ARTIFACTS_DIR=/out/artifacts".into(),
-            "KC_WORK_DIR=/out/work".into(),
-            format!("SOURCE_DATE_EPOCH={epoch}"),
-            "HOME=/tmp".into(),
-        ]),
-        user: Some(uid_gid()),
-        working_dir: Some(root.clone()),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            network_mode: Some("none".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let env = vec![
+        format!("KC_CACHE_DIR={cache}"),
+        "KC_ARTIFACTS_DIR=/out/artifacts".into(),
+        "KC_WORK_DIR=/out/work".into(),
+        format!("SOURCE_DATE_EPOCH={epoch}"),
+        "HOME=/tmp".into(),
+    ];
+    let config = isolated_config(tag, cmd, env, binds, &root);
     let name = format!("kc-{}-{}", cell.name, std::process::id());
     let created = d
         .create_container(
@@ -94,6 +150,10 @@ async fn run_cell(
         )
         .await
         .with_context(|| format!("{}: creating its container", cell.name))?;
+    RUNNING
+        .lock()
+        .expect("running list")
+        .push(created.id.clone());
     let result = async {
         d.start_container::<String>(&created.id, None)
             .await
@@ -228,14 +288,24 @@ pub fn run(o: &BuildOptions, libc: &str) -> Result<Vec<PathBuf>> {
         let tag = image::ensure_image(&d, libc).await?;
         let cells = cells(o, libc)?;
         let jobs = o.jobs.unwrap_or(2).max(1);
-        let results: Vec<(String, Result<()>)> = futures_util::stream::iter(cells.iter())
+        let all = futures_util::stream::iter(cells.iter())
             .map(|c| {
                 let (d, tag, project) = (&d, &tag, &project);
                 async move { (c.name.clone(), run_cell(d, tag, project, c, epoch).await) }
             })
             .buffer_unordered(jobs)
-            .collect()
-            .await;
+            .collect::<Vec<(String, Result<()>)>>();
+        let results = tokio::select! {
+            r = all => r,
+            _ = tokio::signal::ctrl_c() => {
+                // Interrupted: no container outlives us; finished cells are already published.
+                let ids: Vec<String> = RUNNING.lock().expect("running list").clone();
+                for id in ids {
+                    let _ = d.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+                }
+                bail!("interrupted: the running cells' containers were removed; previous artifacts are intact");
+            }
+        };
         let mut failures = Vec::new();
         let mut built = Vec::new();
         for (name, r) in results {
