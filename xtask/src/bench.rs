@@ -671,15 +671,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn install_bench(o: InstallBench) -> Result<()> {
-    let kp =
-        minisign::KeyPair::generate_unencrypted_keypair().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pk = kp
-        .pk
-        .to_box()
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .to_string();
+    let (sk, pk) = crate::signing::throwaway_keypair()?;
     let cells = crate::paths::project_root().join("artifacts/cells");
-    let release = crate::package::build_release("v0.0.0-bench", &cells, Some(&kp.sk))?;
+    let release = crate::package::build_release("v0.0.0-bench", &cells, Some(&sk))?;
     let scratch = tempfile::tempdir()?;
     let served = scratch.path().join("served");
     std::fs::create_dir_all(&served)?;
@@ -716,9 +710,7 @@ fn install_bench(o: InstallBench) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let libc = crate::build::host_libc();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
-        .trim()
-        .to_string();
+    let kernel = crate::paths::running_kernel_release()?;
     let tarball = kc_common::release::legacy_tarball(&libc, "v0.0.0-bench");
     let result = (|| -> Result<(Vec<f64>, Vec<f64>)> {
         let (mut ours, mut shell) = (Vec::new(), Vec::new());

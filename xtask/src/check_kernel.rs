@@ -179,10 +179,7 @@ fn is_btf(path: &Path) -> bool {
 pub fn run(o: CheckKernelOptions) -> Result<()> {
     let release = match o.release {
         Some(r) => r,
-        None => std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .context("reading the running kernel's release")?
-            .trim()
-            .to_string(),
+        None => crate::paths::running_kernel_release()?,
     };
     let config_path = match o.config {
         Some(p) => p,

@@ -310,20 +310,27 @@ mod tests {
         Downloader::new().with_backoff(Duration::from_millis(1))
     }
 
-    #[test]
-    fn good_file() {
-        let data = body(300_000);
-        let srv = TestServer::start(vec![("/f.deb", Route::ok(data.clone()))]);
+    /// Serves `data` through `route` and downloads it; returns the server (for its request
+    /// log) after checking the file arrived whole and no `.partial` is left.
+    fn fetch_whole(data: &[u8], route: Route) -> TestServer {
+        let srv = TestServer::start(vec![("/f.deb", route)]);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.deb");
         let exp = Expected {
             size: data.len() as u64,
-            sha256: sha256_bytes(&data),
+            sha256: sha256_bytes(data),
         };
         dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
             .unwrap();
         assert_eq!(fs::read(&dest).unwrap(), data);
         assert!(!partial_path(&dest).exists());
+        srv
+    }
+
+    #[test]
+    fn good_file() {
+        let data = body(300_000);
+        fetch_whole(&data, Route::ok(data.clone()));
     }
 
     #[test]
@@ -356,19 +363,7 @@ mod tests {
     #[test]
     fn cut_connection_resumes_with_range() {
         let data = body(200_000);
-        let srv = TestServer::start(vec![(
-            "/f.deb",
-            Route::ok(data.clone()).cut_first_after(70_000),
-        )]);
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("f.deb");
-        let exp = Expected {
-            size: data.len() as u64,
-            sha256: sha256_bytes(&data),
-        };
-        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
-            .unwrap();
-        assert_eq!(fs::read(&dest).unwrap(), data);
+        let srv = fetch_whole(&data, Route::ok(data.clone()).cut_first_after(70_000));
         let reqs = srv.requests();
         assert_eq!(reqs.len(), 2, "{reqs:?}");
         assert_eq!(reqs[1].range.as_deref(), Some("bytes=70000-"));
@@ -377,19 +372,11 @@ mod tests {
     #[test]
     fn cut_connection_without_range_support_restarts_clean() {
         let data = body(200_000);
-        let srv = TestServer::start(vec![(
-            "/f.deb",
+        let srv = fetch_whole(
+            &data,
             Route::ok(data.clone()).cut_first_after(50_000).no_ranges(),
-        )]);
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("f.deb");
-        let exp = Expected {
-            size: data.len() as u64,
-            sha256: sha256_bytes(&data),
-        };
-        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
-            .unwrap();
-        assert_eq!(fs::read(&dest).unwrap(), data);
+        );
+        assert_eq!(srv.requests().len(), 2);
     }
 
     #[test]

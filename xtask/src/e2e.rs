@@ -241,9 +241,7 @@ fn check_host_load() -> Result<()> {
         eprintln!("e2e: skipped: loading BPF programs needs root (uid {uid})");
         return Ok(());
     }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
-        .trim()
-        .to_string();
+    let release = crate::paths::running_kernel_release()?;
     let (_, lock) = kernels::load_checked_lock()?;
     let buckets = lock.buckets();
     let bucket = kc_common::select_bucket(&kc_common::KernelVersion::parse(&release)?, &buckets)?;
@@ -313,16 +311,10 @@ fn check_verify() -> Result<()> {
 /// A release of the cells just built, signed with a throw-away key, checked by us and by the
 /// reference tools (`minisign -V`, `sha256sum -c`, `tar -tJf`); packaged twice, identical.
 fn check_package() -> Result<()> {
-    let kp =
-        minisign::KeyPair::generate_unencrypted_keypair().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pk = kp
-        .pk
-        .to_box()
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .to_string();
+    let (sk, pk) = crate::signing::throwaway_keypair()?;
     let cells = paths::project_root().join("artifacts/cells");
-    let a = crate::package::build_release("v0.0.0-e2e", &cells, Some(&kp.sk))?;
-    let b = crate::package::build_release("v0.0.0-e2e", &cells, Some(&kp.sk))?;
+    let a = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk))?;
+    let b = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk))?;
     ensure!(a.files == b.files, "two packages of the same cells differ");
     let dir = tempfile::tempdir()?;
     for (name, bytes) in &a.files {
@@ -344,9 +336,7 @@ fn check_package() -> Result<()> {
     }
     cmd!(sh, "sha256sum --quiet -c sha256sums.txt").run()?;
     // The downstream installer takes it too, for the running kernel.
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
-        .trim()
-        .to_string();
+    let release = crate::paths::running_kernel_release()?;
     let prefix = tempfile::tempdir()?;
     let installed = kc_install::install(&kc_install::Options {
         from: dir.path().display().to_string(),

@@ -560,8 +560,7 @@ mod release_tests {
     }
 
     fn key() -> (minisign::SecretKey, String) {
-        let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
-        (kp.sk, kp.pk.to_box().unwrap().to_string())
+        crate::signing::throwaway_keypair().unwrap()
     }
 
     fn released(dir: &Path, sk: &minisign::SecretKey) -> PathBuf {

@@ -51,3 +51,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// What `uname -r` prints for the running kernel.
+pub fn running_kernel_release() -> anyhow::Result<String> {
+    use anyhow::Context;
+    Ok(std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading the running kernel's release")?
+        .trim()
+        .to_string())
+}

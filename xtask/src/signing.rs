@@ -51,6 +51,19 @@ pub fn sign(
     ))
 }
 
+/// A fresh unencrypted key pair and its public key text, for checks and benchmarks that sign
+/// a release nobody will install.
+pub fn throwaway_keypair() -> Result<(minisign::SecretKey, String)> {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair()
+        .map_err(|e| anyhow::anyhow!("generating a key pair: {e}"))?;
+    let pk = kp
+        .pk
+        .to_box()
+        .map_err(|e| anyhow::anyhow!("encoding a public key: {e}"))?
+        .to_string();
+    Ok((kp.sk, pk))
+}
+
 /// Key bytes are wiped when dropped.
 struct Wiped(Vec<u8>);
 

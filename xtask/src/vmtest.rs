@@ -254,8 +254,10 @@ pub fn extract_report(console: &str) -> Option<serde_json::Value> {
     serde_json::from_str(&body[json_start..json_end]).ok()
 }
 
+/// Boots `vmlinuz` (the kernel `release`) with the initramfs; returns how it ended, the
+/// console, and the seconds it took.
 fn boot(
-    kernel: &LockedKernel,
+    release: &str,
     vmlinuz: &Path,
     initramfs: &Path,
     timeout: Duration,
@@ -327,10 +329,9 @@ fn boot(
     let how = match (status, console.contains(END)) {
         (None, _) => format!("timeout after {} s", timeout.as_secs()),
         (Some(_), true) => "reported".into(),
-        (Some(s), false) => format!(
-            "no report ({s}); kernel {} died or never ran the loader",
-            kernel.release
-        ),
+        (Some(s), false) => {
+            format!("no report ({s}); kernel {release} died or never ran the loader")
+        }
     };
     Ok((how, console, t.elapsed().as_secs_f64()))
 }
@@ -427,7 +428,7 @@ pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)
                     eprintln!("vmtest: booting {} ({})", k.release, k.series);
                 }
                 match boot(
-                    k,
+                    &k.release,
                     vmlinuz,
                     initramfs,
                     Duration::from_secs(o.timeout),
@@ -486,17 +487,8 @@ fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> String {
         return "tcg".into();
     }
     let log = work_dir().join("kvm-probe.log");
-    let dummy = LockedKernel {
-        series: "0.0".parse().expect("a bucket"),
-        bucket: false,
-        suite: String::new(),
-        abi: String::new(),
-        release: "kvm probe".into(),
-        kernel_version: String::new(),
-        package: Vec::new(),
-    };
     match boot(
-        &dummy,
+        "the KVM probe",
         vmlinuz,
         initramfs,
         Duration::from_secs(20),

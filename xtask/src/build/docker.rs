@@ -41,6 +41,19 @@ fn uid_gid() -> String {
     format!("{}:{}", read("-u"), read("-g"))
 }
 
+/// Force-removes a container; a container that is already gone is fine.
+async fn remove(d: &Docker, id: &str) {
+    let _ = d
+        .remove_container(
+            id,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+}
+
 /// Every container of ours: no network at all, the invoking user, given mounts.
 fn isolated_config(
     tag: &str,
@@ -93,15 +106,7 @@ pub async fn run_isolated(d: &Docker, tag: &str, cmd: &[&str]) -> Result<String>
         Ok::<_, anyhow::Error>(out)
     }
     .await;
-    let _ = d
-        .remove_container(
-            &created.id,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    remove(d, &created.id).await;
     result
 }
 
@@ -207,15 +212,7 @@ async fn run_cell(
     }
     .await;
     // Removed whatever happened above.
-    let _ = d
-        .remove_container(
-            &created.id,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    remove(d, &created.id).await;
     result?;
     publish_cell(&out.join("artifacts"), &project.artifacts, &cell.name)
 }
@@ -301,7 +298,7 @@ pub fn run(o: &BuildOptions, libc: &str) -> Result<Vec<PathBuf>> {
                 // Interrupted: no container outlives us; finished cells are already published.
                 let ids: Vec<String> = RUNNING.lock().expect("running list").clone();
                 for id in ids {
-                    let _ = d.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+                    remove(&d, &id).await;
                 }
                 bail!("interrupted: the running cells' containers were removed; previous artifacts are intact");
             }

@@ -108,7 +108,10 @@ impl Fetcher {
                 pkg.name,
                 pkg.version
             ),
-            Err(e) => Err(anyhow!(e).context(format!("downloading {} {}", pkg.name, pkg.version))),
+            Err(e) => Err(anyhow!(e).context(format!(
+                "downloading {} {} (check the mirror: KC_DEBIAN_MIRROR, else the apt sources; a re-run resumes the download)",
+                pkg.name, pkg.version
+            ))),
         }
     }
 
@@ -121,19 +124,7 @@ impl Fetcher {
             .package(Role::HeadersCommon)
             .ok_or_else(|| anyhow!("series {}: no -common headers locked", k.series))?;
         let patches = patch_files(&self.patches_root.join(k.series.to_string()))?;
-        let mut key = Sha256::new();
-        key.update(TREE_FORMAT);
-        key.update(&headers.sha256);
-        key.update(&common.sha256);
-        for p in &patches {
-            key.update(p.file_name().unwrap_or_default().as_encoded_bytes());
-            key.update(fs::read(p).with_context(|| format!("reading {}", p.display()))?);
-        }
-        let key = hex::encode(key.finalize());
-        let dir = self
-            .cache
-            .join("headers")
-            .join(format!("{}-{}", k.release, &key[..16]));
+        let dir = self.headers_dir(k)?;
         if let Ok(text) = fs::read_to_string(dir.join(TREE_MANIFEST)) {
             return serde_json::from_str(&text).with_context(|| {
                 format!("{} is corrupt; delete {}", TREE_MANIFEST, dir.display())
@@ -198,15 +189,44 @@ impl Fetcher {
         Ok(tree)
     }
 
+    /// Where the header tree of `k` lives: keyed by both debs and the bucket's patches, so a
+    /// changed patch gives a new tree.
+    fn headers_dir(&self, k: &LockedKernel) -> Result<PathBuf> {
+        let mut key = Sha256::new();
+        key.update(TREE_FORMAT);
+        for role in [Role::Headers, Role::HeadersCommon] {
+            let p = k
+                .package(role)
+                .ok_or_else(|| anyhow!("series {} has no {role:?} package locked", k.series))?;
+            key.update(&p.sha256);
+        }
+        for p in patch_files(&self.patches_root.join(k.series.to_string()))? {
+            key.update(p.file_name().unwrap_or_default().as_encoded_bytes());
+            key.update(fs::read(&p).with_context(|| format!("reading {}", p.display()))?);
+        }
+        let key = hex::encode(key.finalize());
+        Ok(self
+            .cache
+            .join("headers")
+            .join(format!("{}-{}", k.release, &key[..16])))
+    }
+
+    /// Where the unpacked image of `k` lives.
+    fn image_dir(&self, k: &LockedKernel) -> Option<PathBuf> {
+        let image = k.package(Role::Image)?;
+        Some(
+            self.cache
+                .join("images")
+                .join(format!("{}-{}", k.release, &image.sha256[..16])),
+        )
+    }
+
     /// The unpacked `vmlinuz` of a kernel (for load tests).
     pub fn image(&mut self, k: &LockedKernel) -> Result<PathBuf> {
         let image = k
             .package(Role::Image)
             .ok_or_else(|| anyhow!("series {}: no image locked", k.series))?;
-        let dir = self
-            .cache
-            .join("images")
-            .join(format!("{}-{}", k.release, &image.sha256[..16]));
+        let dir = self.image_dir(k).expect("the image package is locked");
         let vmlinuz = dir.join("vmlinuz");
         if vmlinuz.is_file() {
             return Ok(vmlinuz);
@@ -256,24 +276,14 @@ impl Fetcher {
 
     /// Is this kernel's header tree / image already in the cache? (For `kernels list`.)
     pub fn cached(&self, k: &LockedKernel, role: Role) -> bool {
-        let Some(p) = k.package(role) else {
-            return false;
-        };
-        let (sub, manifest) = match role {
-            Role::Image => ("images", "vmlinuz"),
-            _ => ("headers", TREE_MANIFEST),
-        };
-        let prefix = format!("{}-", k.release);
-        let Ok(rd) = fs::read_dir(self.cache.join(sub)) else {
-            return false;
-        };
-        let want_sha = &p.sha256[..16];
-        rd.flatten().any(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(&prefix)
-                && e.path().join(manifest).exists()
-                && (role != Role::Image || name.ends_with(want_sha))
-        })
+        match role {
+            Role::Image => self
+                .image_dir(k)
+                .is_some_and(|d| d.join("vmlinuz").is_file()),
+            _ => self
+                .headers_dir(k)
+                .is_ok_and(|d| d.join(TREE_MANIFEST).is_file()),
+        }
     }
 }
 
