@@ -299,7 +299,8 @@ fn build_bench(o: BuildBench) -> Result<()> {
         .tempdir_in(crate::paths::project_root().join("target"))?;
     let root = crate::paths::project_root();
     let opts = crate::build::BuildOptions {
-        backend: crate::build::Backend::Host,
+        backend: Some(crate::build::Backend::Host),
+        libc: None,
         buckets: vec![o.bucket],
         all: false,
         core: false,
@@ -632,6 +633,7 @@ fn vmtest_bench(o: VmtestBench) -> Result<()> {
         jobs,
         timeout: 240,
         accel: "auto".into(),
+        libc: None,
         json: true,
     };
     let (one_by_one, _) = crate::vmtest::execute(&opts(1))?;
@@ -722,7 +724,7 @@ fn install_bench(o: InstallBench) -> Result<()> {
                 tag: "v0.0.0-bench".into(),
                 pubkey: pk.clone(),
                 prefix,
-                libc: libc.clone(),
+                libc: libc.to_string(),
                 kernel: kernel.clone(),
             })?;
             ours.push(t.elapsed().as_secs_f64());

@@ -12,9 +12,11 @@ use crate::debian::mirror::Mirror;
 use crate::kernels::{self, fetch::Fetcher, matrix::Lock};
 use crate::{paths, setup};
 
+/// Every cell of the host's libc, with the host's tools.
 fn all_cells(json: bool) -> BuildOptions {
     BuildOptions {
-        backend: Backend::Host,
+        backend: Some(Backend::Host),
+        libc: None,
         buckets: vec![],
         all: false,
         core: false,
@@ -53,7 +55,11 @@ pub struct TestOptions {
 pub fn dist(o: DistOptions) -> Result<()> {
     setup::run(setup::SetupOptions { check: false })?;
     let (_, lock) = kernels::load_checked_lock()?;
-    build::run(all_cells(false))?;
+    // Docker (both libcs) when a daemon answers, else the host's libc with the host's tools.
+    build::run(BuildOptions {
+        backend: None,
+        ..all_cells(false)
+    })?;
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let started = Instant::now();
     for k in &lock.kernel {
@@ -77,13 +83,22 @@ pub fn dist(o: DistOptions) -> Result<()> {
         fetcher.downloaded_bytes as f64 / 1048576.0
     );
     if o.vmtest {
-        crate::vmtest::run(crate::vmtest::VmtestOptions {
-            kernels: vec![],
-            jobs: 2,
-            timeout: 240,
-            accel: "auto".into(),
-            json: false,
-        })?;
+        // Every libc that was built: each boots with its own loader.
+        for libc in ["glibc", "musl"] {
+            if paths::project_root()
+                .join(format!("artifacts/cells/kc-ebpf-co-re-{libc}"))
+                .is_dir()
+            {
+                crate::vmtest::run(crate::vmtest::VmtestOptions {
+                    kernels: vec![],
+                    jobs: 2,
+                    timeout: 240,
+                    accel: "auto".into(),
+                    libc: Some(libc.into()),
+                    json: false,
+                })?;
+            }
+        }
     }
     crate::package::package(crate::package::PackageOptions {
         tag: o.tag,
@@ -242,20 +257,11 @@ fn check_host_load() -> Result<()> {
         return Ok(());
     }
     let release = crate::paths::running_kernel_release()?;
-    let (_, lock) = kernels::load_checked_lock()?;
-    let buckets = lock.buckets();
-    let bucket = kc_common::select_bucket(&kc_common::KernelVersion::parse(&release)?, &buckets)?;
+    let bucket = host_bucket()?;
     let libc = build::host_libc();
     let cells = paths::project_root().join("artifacts/cells");
     let loader = cells.join(format!("kc-ebpf-co-re-{libc}/kc-loader"));
-    let legacy_dir = cells.join(format!("kc-ebpf-{bucket}-{libc}"));
-    let mut legacy: Vec<_> = std::fs::read_dir(&legacy_dir)
-        .with_context(|| format!("reading {}", legacy_dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "o"))
-        .collect();
-    legacy.sort();
+    let legacy = object_files(&cells.join(format!("kc-ebpf-{bucket}-{libc}")))?;
     let out = std::process::Command::new(&loader)
         .args(["--no-attach", "--json", "--embedded"])
         .args(&legacy)
@@ -343,7 +349,7 @@ fn check_package() -> Result<()> {
         tag: "v0.0.0-e2e".into(),
         pubkey: pk.clone(),
         prefix: prefix.path().to_path_buf(),
-        libc: build::host_libc(),
+        libc: build::host_libc().to_string(),
         kernel: release,
     })?;
     eprintln!("e2e: kc-install: {installed:?}");
@@ -352,23 +358,45 @@ fn check_package() -> Result<()> {
 }
 
 /// The full matrix runs in `dist --vmtest` and in the release workflow; CI boots three
-/// kernels that span it.
+/// kernels that span it, with the musl cells' own static loader when Docker built them (else
+/// the host's libc and a loader compiled here).
 fn check_vmtest() -> Result<()> {
     let kernels = ["5.10", "6.12", "7.3"]
         .iter()
         .map(|s| s.parse())
         .collect::<Result<Vec<_>, _>>()?;
+    let docker = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(crate::image::docker())
+        .is_ok();
     crate::vmtest::run(crate::vmtest::VmtestOptions {
         kernels,
         jobs: 2,
         timeout: 240,
         accel: "auto".into(),
+        libc: Some(if docker { "musl" } else { build::host_libc() }.into()),
         json: false,
     })
 }
 
-/// Builds the oldest bucket's cell with the docker backend and compares it, byte for byte and
-/// file by file, with the host backend's; the outputs belong to the invoking user.
+fn read_cell(dir: &std::path::Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        m.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path())?,
+        );
+    }
+    Ok(m)
+}
+
+/// Builds every cell for both libcs in containers, then checks: each glibc cell is byte-identical
+/// to the host backend's (built by `check_build`); each musl cell carries the same BPF objects
+/// and skeletons as its glibc twin; the musl loader is fully static and loads every object on
+/// the host kernel; a second run starts no container; outputs belong to the invoking user; a
+/// build container sees no network.
 fn check_docker() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -377,66 +405,140 @@ fn check_docker() -> Result<()> {
         eprintln!("e2e: skipped: no Docker daemon answers on this machine");
         return Ok(());
     }
+    let cells = paths::project_root().join("artifacts/cells");
     let (_, lock) = kernels::load_checked_lock()?;
-    let bucket = *lock.buckets().first().context("no bucket")?;
-    let libc = build::host_libc();
-    let cell = paths::project_root().join(format!("artifacts/cells/kc-ebpf-{bucket}-{libc}"));
-    let read_cell = || -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
-        let mut m = std::collections::BTreeMap::new();
-        for e in std::fs::read_dir(&cell)?.flatten() {
-            m.insert(
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path())?,
+    let mut names: Vec<String> = lock.buckets().iter().map(|b| b.to_string()).collect();
+    names.push("co-re".into());
+    let mut host = std::collections::BTreeMap::new();
+    for n in &names {
+        host.insert(
+            n.clone(),
+            read_cell(&cells.join(format!("kc-ebpf-{n}-glibc")))?,
+        );
+    }
+    let opts = BuildOptions {
+        backend: Some(Backend::Docker),
+        libc: Some(build::LibcChoice::All),
+        jobs: Some(2),
+        ..all_cells(false)
+    };
+    let t = Instant::now();
+    let first = build::docker::run(&opts, &["glibc", "musl"])?;
+    let cold = t.elapsed().as_secs_f64();
+    for n in &names {
+        let glibc = read_cell(&cells.join(format!("kc-ebpf-{n}-glibc")))?;
+        let want = &host[n];
+        let differ: Vec<&String> = want
+            .keys()
+            .chain(glibc.keys())
+            .filter(|k| want.get(*k) != glibc.get(*k))
+            .collect();
+        ensure!(
+            differ.is_empty(),
+            "cell {n}: the docker and host builds differ in {differ:?}"
+        );
+        let musl = read_cell(&cells.join(format!("kc-ebpf-{n}-musl")))?;
+        for (file, bytes) in glibc
+            .iter()
+            .filter(|(f, _)| f.ends_with(".o") || f.ends_with(".skel.h"))
+        {
+            ensure!(
+                musl.get(file) == Some(bytes),
+                "cell {n}: {file} differs between the glibc and the musl image"
             );
         }
-        Ok(m)
-    };
-    let opts = |backend| BuildOptions {
-        backend,
-        buckets: vec![bucket],
-        all: false,
-        core: false,
-        debug: false,
-        jobs: Some(2),
-        json: false,
-    };
-    build::run(opts(Backend::Host))?;
-    let host = read_cell()?;
-    build::run(opts(Backend::Docker))?;
-    let docker = read_cell()?;
-    let differ: Vec<&String> = host
-        .keys()
-        .filter(|k| host.get(*k) != docker.get(*k))
-        .collect();
+        let info: serde_json::Value = serde_json::from_slice(
+            musl.get(build::BUILD_INFO)
+                .with_context(|| format!("cell {n}-musl has no {}", build::BUILD_INFO))?,
+        )?;
+        ensure!(
+            info["libc"] == "musl",
+            "cell {n}-musl says libc {}",
+            info["libc"]
+        );
+    }
+    let loader = cells.join("kc-ebpf-co-re-musl/kc-loader");
+    let sh = Shell::new()?;
+    let file = cmd!(sh, "file -b {loader}").read()?;
     ensure!(
-        differ.is_empty() && host.len() == docker.len(),
-        "docker and host builds differ: {differ:?}"
+        file.contains("statically linked"),
+        "the musl kc-loader is not static: file says {file}"
+    );
+    // The static loader runs on this (glibc) host: the objects load with it too.
+    if cmd!(sh, "id -u").read()?.trim() == "0" {
+        let legacy_bucket = host_bucket()?;
+        let legacy = object_files(&cells.join(format!("kc-ebpf-{legacy_bucket}-musl")))?;
+        let out = std::process::Command::new(&loader)
+            .args(["--no-attach", "--json", "--embedded"])
+            .args(&legacy)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "the musl kc-loader failed on the host: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let t = Instant::now();
+    let again = build::docker::run(&opts, &["glibc", "musl"])?;
+    let warm = t.elapsed().as_secs_f64();
+    ensure!(
+        again.built.is_empty(),
+        "an unchanged matrix started containers again for {:?}",
+        again.built
     );
     use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(cell.join(format!("rkc_process.{bucket}.o")))?.uid();
-    let invoking = std::process::Command::new("id").arg("-u").output()?;
+    let uid = std::fs::metadata(cells.join("kc-ebpf-co-re-musl/kc-loader"))?.uid();
+    let invoking = cmd!(sh, "id -u").read()?;
     ensure!(
-        uid.to_string() == String::from_utf8_lossy(&invoking.stdout).trim(),
+        uid.to_string() == invoking.trim(),
         "outputs belong to uid {uid}, not the invoking user"
     );
     // The no-network guarantee, seen from inside a container configured like a cell's.
     let d = rt.block_on(crate::image::docker())?;
-    let tag = rt.block_on(crate::image::ensure_image(&d, &libc))?;
-    let netdev = rt.block_on(build::docker::run_isolated(
-        &d,
-        &tag,
-        &["cat", "/proc/net/dev"],
-    ))?;
-    let interfaces: Vec<&str> = netdev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
-    ensure!(
-        interfaces == ["lo"],
-        "a build container sees network interfaces {interfaces:?}; only lo was expected"
+    for libc in ["glibc", "musl"] {
+        let tag = rt.block_on(crate::image::ensure_image(&d, libc))?;
+        let netdev = rt.block_on(build::docker::run_isolated(
+            &d,
+            &tag,
+            &["cat", "/proc/net/dev"],
+        ))?;
+        let interfaces: Vec<&str> = netdev
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(str::trim)
+            .collect();
+        ensure!(
+            interfaces == ["lo"],
+            "a {libc} build container sees network interfaces {interfaces:?}; only lo was expected"
+        );
+    }
+    eprintln!(
+        "e2e: docker: {} cells built in {cold:.1} s (glibc identical to the host's, musl objects identical to glibc's, musl loader static: {file}); no-op run {warm:.2} s started no container; containers see only lo",
+        first.built.len() + first.up_to_date.len()
     );
-    eprintln!("e2e: {} files of cell {bucket} identical from the host and from a container; container interfaces: {interfaces:?}", host.len());
     Ok(())
+}
+
+/// The bucket the running kernel selects.
+fn host_bucket() -> Result<kc_common::Bucket> {
+    let release = crate::paths::running_kernel_release()?;
+    let (_, lock) = kernels::load_checked_lock()?;
+    Ok(kc_common::select_bucket(
+        &kc_common::KernelVersion::parse(&release)?,
+        &lock.buckets(),
+    )?)
+}
+
+/// The `.o` files of a cell directory, sorted.
+fn object_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
+        .collect();
+    v.sort();
+    Ok(v)
 }

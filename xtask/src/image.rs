@@ -24,9 +24,9 @@ const BASE_FORMAT: &str = "kc-base-v1";
 
 #[derive(Debug, Args)]
 pub struct ImageOptions {
-    /// glibc, musl or all
-    #[arg(long, default_value = "glibc")]
-    pub libc: String,
+    /// Which image
+    #[arg(long, value_enum, default_value = "all")]
+    pub libc: crate::build::LibcChoice,
 }
 
 /// A client that has answered a ping (DOCKER_HOST, else the local socket).
@@ -125,7 +125,11 @@ pub async fn ensure_image(d: &Docker, libc: &str) -> Result<String> {
             path.display()
         )
     })?;
-    let tag = image_tag(libc, &dockerfile);
+    ensure_image_from(d, libc, &dockerfile).await
+}
+
+async fn ensure_image_from(d: &Docker, libc: &str, dockerfile: &[u8]) -> Result<String> {
+    let tag = image_tag(libc, dockerfile);
     if exists(d, &tag).await {
         return Ok(tag);
     }
@@ -133,7 +137,7 @@ pub async fn ensure_image(d: &Docker, libc: &str) -> Result<String> {
     if !exists(d, &base).await {
         bootstrap_base(d, &base).await?;
     }
-    let context = build_context(&dockerfile)?;
+    let context = build_context(dockerfile)?;
     let opts = BuildImageOptions {
         dockerfile: "Dockerfile".to_string(),
         t: tag.clone(),
@@ -190,22 +194,13 @@ fn build_context(dockerfile: &[u8]) -> Result<Vec<u8>> {
     )
 }
 
-pub fn libcs(arg: &str) -> Result<Vec<&'static str>> {
-    match arg {
-        "glibc" => Ok(vec!["glibc"]),
-        "musl" => Ok(vec!["musl"]),
-        "all" => Ok(vec!["glibc", "musl"]),
-        other => bail!("--libc {other}: use glibc, musl or all"),
-    }
-}
-
 pub fn run(o: ImageOptions) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let d = docker().await?;
-        for libc in libcs(&o.libc)? {
+        for libc in o.libc.libcs() {
             let t = std::time::Instant::now();
             let tag = ensure_image(&d, libc).await?;
             eprintln!(
@@ -253,25 +248,47 @@ mod tests {
         assert_ne!(image_tag("glibc", b"FROM a"), image_tag("glibc", b"FROM b"));
         assert_eq!(image_tag("glibc", b"FROM a"), image_tag("glibc", b"FROM a"));
         assert!(image_tag("musl", b"x").starts_with("kc-build-musl:"));
-        assert!(libcs("solaris").is_err());
     }
 
     /// Drives the real engine: bootstrap (first time), build, then reuse without a rebuild.
     #[test]
-    fn glibc_image_builds_then_is_reused_needs_docker() {
+    fn images_build_then_are_reused_needs_docker() {
         let rt = rt();
         let Ok(d) = rt.block_on(docker()) else {
             eprintln!("skipping: no Docker daemon answers on this machine");
             return;
         };
-        let tag = rt.block_on(ensure_image(&d, "glibc")).unwrap();
-        let t = std::time::Instant::now();
-        assert_eq!(rt.block_on(ensure_image(&d, "glibc")).unwrap(), tag);
-        assert!(
-            t.elapsed().as_secs() < 5,
-            "an unchanged image is reused, not rebuilt"
+        for libc in ["glibc", "musl"] {
+            let tag = rt.block_on(ensure_image(&d, libc)).unwrap();
+            let id = rt.block_on(d.inspect_image(&tag)).unwrap().id;
+            assert_eq!(rt.block_on(ensure_image(&d, libc)).unwrap(), tag);
+            assert_eq!(
+                rt.block_on(d.inspect_image(&tag)).unwrap().id,
+                id,
+                "an unchanged image is reused, not rebuilt"
+            );
+        }
+    }
+
+    /// A step that fails: the error names the image and shows the step's last output lines.
+    #[test]
+    fn a_failing_image_build_shows_its_last_lines_needs_docker() {
+        let rt = rt();
+        let Ok(d) = rt.block_on(docker()) else {
+            eprintln!("skipping: no Docker daemon answers on this machine");
+            return;
+        };
+        let dockerfile = b"ARG BASE\nFROM ${BASE}\nRUN echo kc-step-about-to-fail && exit 3\n";
+        let e = format!(
+            "{:#}",
+            rt.block_on(ensure_image_from(&d, "broken-test", dockerfile))
+                .unwrap_err()
         );
-        let inspect = rt.block_on(d.inspect_image(&tag)).unwrap();
-        assert!(inspect.id.is_some());
+        assert!(
+            e.contains("building the broken-test image failed")
+                && e.contains("kc-step-about-to-fail"),
+            "{e}"
+        );
+        assert!(!rt.block_on(exists(&d, &image_tag("broken-test", dockerfile))));
     }
 }

@@ -28,6 +28,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "booting the matrix's kernels in vmtest"),
     ("cpio", "cross-checking the initramfs writer"),
     (
+        "file",
+        "checking that the musl kc-loader is statically linked",
+    ),
+    (
         "debootstrap",
         "bootstrapping the build images' Debian base (no registry is reachable)",
     ),

@@ -35,6 +35,10 @@ pub struct VmtestOptions {
     /// qemu accelerator: kvm, tcg, or auto (KVM when a quick probe boots a guest with it)
     #[arg(long, default_value = "auto")]
     pub accel: String,
+    /// Whose cells to boot: glibc (a static loader compiled here) or musl (the musl cell's own
+    /// static kc-loader, as released). Default: the host's libc
+    #[arg(long, value_parser = ["glibc", "musl"])]
+    pub libc: Option<String>,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -359,9 +363,28 @@ pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
     let tc = Toolchain::detect()?;
-    let (loader, init) = static_binaries(&tc)?;
-    let libc = host_libc();
+    let (host_loader, init) = static_binaries(&tc)?;
+    let libc = o.libc.as_deref().unwrap_or(host_libc());
     let cells = paths::project_root().join("artifacts/cells");
+    let loader = if libc == "musl" {
+        // The release's own loader runs in the guest: it must need nothing from the initramfs.
+        let l = cells.join("kc-ebpf-co-re-musl/kc-loader");
+        let bytes = std::fs::read(&l).with_context(|| {
+            format!(
+                "reading {} (build it: `cargo xtask build --backend docker --libc musl`)",
+                l.display()
+            )
+        })?;
+        if !crate::build::toolchain::is_static_executable(&bytes)? {
+            bail!(
+                "{} is dynamically linked; it cannot run in the initramfs",
+                l.display()
+            );
+        }
+        l
+    } else {
+        host_loader
+    };
     std::fs::create_dir_all(work_dir())?;
     // Images first, one at a time (downloads), then boots in parallel.
     let mut fetcher = Fetcher::new(paths::cache_dir());
@@ -370,7 +393,7 @@ pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)
         let vmlinuz = fetcher.image(k)?;
         let version = KernelVersion::parse(&k.kernel_version)?;
         let bucket = select_bucket(&version, &buckets).ok();
-        let objects = objects_for(&cells, &libc, bucket)?;
+        let objects = objects_for(&cells, libc, bucket)?;
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         for p in &objects {
             files.push((

@@ -16,6 +16,7 @@ use bollard::container::{
 use bollard::models::HostConfig;
 use bollard::Docker;
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
 use super::{BuildOptions, Project};
 use crate::{image, kernels, paths, tarball};
@@ -27,6 +28,7 @@ static RUNNING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new()
 #[derive(Debug, Clone)]
 pub struct DockerCell {
     pub name: String,
+    /// Arguments of the `build --backend host` that runs in the container.
     pub args: Vec<String>,
 }
 
@@ -110,6 +112,25 @@ pub async fn run_isolated(d: &Docker, tag: &str, cmd: &[&str]) -> Result<String>
     result
 }
 
+/// This xtask binary, which a cell's container runs. Under `cargo test` the running binary is
+/// the test harness (`target/<profile>/deps/xtask-<hash>`); the xtask binary is beside `deps/`.
+fn xtask_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let in_deps = exe.parent().is_some_and(|d| d.ends_with("deps"));
+    if !in_deps {
+        return Ok(exe);
+    }
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("xtask"))
+        .context("locating the xtask binary")?;
+    if !bin.is_file() {
+        bail!("{} is missing: run `cargo build -p xtask`", bin.display());
+    }
+    Ok(bin)
+}
+
 /// Runs one cell; returns its last log lines on failure.
 async fn run_cell(
     d: &Docker,
@@ -120,7 +141,7 @@ async fn run_cell(
 ) -> Result<()> {
     let out = project.work.join("docker").join(&cell.name);
     std::fs::create_dir_all(&out)?;
-    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let exe = xtask_exe()?;
     let root = project.root.display().to_string();
     let cache = project.kernel_cache.display().to_string();
     let binds = vec![
@@ -137,6 +158,7 @@ async fn run_cell(
     ];
     cmd.extend(cell.args.iter().cloned());
     let env = vec![
+        format!("KC_SOURCE_DIR={root}"),
         format!("KC_CACHE_DIR={cache}"),
         "KC_ARTIFACTS_DIR=/out/artifacts".into(),
         "KC_WORK_DIR=/out/work".into(),
@@ -247,7 +269,7 @@ fn publish_cell(from: &Path, artifacts: &Path, name: &str) -> Result<()> {
 }
 
 /// The cells the options ask for.
-pub fn cells(o: &BuildOptions, libc: &str) -> Result<Vec<DockerCell>> {
+pub fn cells(o: &BuildOptions, libc: &'static str) -> Result<Vec<DockerCell>> {
     let everything = o.buckets.is_empty() && !o.all && !o.core;
     let mut out = Vec::new();
     if everything || o.all || !o.buckets.is_empty() {
@@ -260,35 +282,148 @@ pub fn cells(o: &BuildOptions, libc: &str) -> Result<Vec<DockerCell>> {
         for b in buckets {
             out.push(DockerCell {
                 name: format!("kc-ebpf-{b}-{libc}"),
-                args: vec!["--bucket".into(), b.to_string()],
+                args: vec![
+                    "--bucket".into(),
+                    b.to_string(),
+                    "--libc".into(),
+                    libc.into(),
+                ],
             });
         }
     }
     if everything || o.core {
         out.push(DockerCell {
             name: format!("kc-ebpf-co-re-{libc}"),
-            args: vec!["--core".into()],
+            args: vec!["--core".into(), "--libc".into(), libc.into()],
         });
+    }
+    if o.debug {
+        for c in &mut out {
+            c.args.push("--debug".into());
+        }
     }
     Ok(out)
 }
 
+/// What a cell's container would read, besides its arguments: the sources, the kernel pins,
+/// the image and this very xtask. Equal keys mean the container would rebuild nothing.
+fn inputs_key(project: &Project) -> Result<Vec<u8>> {
+    let mut h = Sha256::new();
+    for f in ["collectors.toml", "kernels.toml", "kernels.lock"] {
+        h.update(f);
+        h.update(std::fs::read(project.root.join(f)).unwrap_or_default());
+    }
+    for d in ["includes", "kernel", "co-re", "kernel-patches"] {
+        h.update(d);
+        if project.root.join(d).is_dir() {
+            super::hash_tree(&mut h, &project.root.join(d))?;
+        }
+    }
+    let exe = std::fs::metadata(xtask_exe()?)?;
+    h.update(exe.len().to_le_bytes());
+    h.update(format!("{:?}", exe.modified()?));
+    Ok(h.finalize().to_vec())
+}
+
+/// The stamp a successful cell leaves: its inputs' key and its tarball's hash.
+fn stamp_path(project: &Project, cell: &DockerCell) -> PathBuf {
+    project
+        .work
+        .join("docker")
+        .join(format!("{}.stamp", cell.name))
+}
+
+fn stamp_text(key: &str, tar: &Path) -> Option<String> {
+    let bytes = std::fs::read(tar).ok()?;
+    Some(format!("{key} {}\n", hex::encode(Sha256::digest(bytes))))
+}
+
+/// What a docker build did: cells built in containers, and cells skipped as unchanged.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct DockerReport {
+    pub built: Vec<String>,
+    pub up_to_date: Vec<String>,
+    pub tarballs: Vec<PathBuf>,
+}
+
 /// Builds every requested cell in containers, `--jobs` at a time; all failures are reported.
-pub fn run(o: &BuildOptions, libc: &str) -> Result<Vec<PathBuf>> {
-    let project = Project::checkout();
+/// A cell whose inputs are unchanged and whose tarball is still the one it built is skipped
+/// without starting a container.
+pub fn run(o: &BuildOptions, libcs: &[&'static str]) -> Result<DockerReport> {
+    run_project(&Project::checkout(), o, libcs)
+}
+
+fn run_project(
+    project: &Project,
+    o: &BuildOptions,
+    libcs: &[&'static str],
+) -> Result<DockerReport> {
     let epoch = tarball::source_date_epoch()?;
+    // Containers have no network: the header trees are fetched here first.
+    let mut buckets = Vec::new();
+    for libc in libcs {
+        for c in cells(o, libc)? {
+            if let Some(i) = c.args.iter().position(|a| a == "--bucket") {
+                buckets.push(c.args[i + 1].parse::<kc_common::Bucket>()?);
+            }
+        }
+    }
+    buckets.sort();
+    buckets.dedup();
+    if !buckets.is_empty() {
+        let (_, lock) = kernels::load_checked_lock()?;
+        let mut fetcher = kernels::fetch::Fetcher::new(project.kernel_cache.clone());
+        for k in kernels::select(&lock, &buckets, false)? {
+            fetcher.headers(k)?;
+        }
+    }
+    let sources = inputs_key(project)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let d = image::docker().await?;
-        let tag = image::ensure_image(&d, libc).await?;
-        let cells = cells(o, libc)?;
+        let mut todo = Vec::new();
+        let mut report = DockerReport::default();
+        for libc in libcs {
+            let tag = image::ensure_image(&d, libc).await?;
+            let image_id = d.inspect_image(&tag).await?.id.unwrap_or_default();
+            for cell in cells(o, libc)? {
+                let mut h = Sha256::new();
+                h.update(&sources);
+                h.update(&image_id);
+                h.update(cell.args.join("\0"));
+                h.update(epoch.to_le_bytes());
+                let key = hex::encode(h.finalize());
+                let tar = project.artifacts.join(format!("{}.tar", cell.name));
+                let stamp = stamp_path(project, &cell);
+                let unchanged = std::fs::read_to_string(&stamp).ok().is_some_and(|s| {
+                    Some(s) == stamp_text(&key, &tar)
+                        && project.artifacts.join("cells").join(&cell.name).is_dir()
+                });
+                if unchanged {
+                    eprintln!("[{}] up to date", cell.name);
+                    report.up_to_date.push(cell.name.clone());
+                    report.tarballs.push(tar);
+                } else {
+                    todo.push((cell, tag.clone(), key));
+                }
+            }
+        }
         let jobs = o.jobs.unwrap_or(2).max(1);
-        let all = futures_util::stream::iter(cells.iter())
-            .map(|c| {
-                let (d, tag, project) = (&d, &tag, &project);
-                async move { (c.name.clone(), run_cell(d, tag, project, c, epoch).await) }
+        let all = futures_util::stream::iter(todo.iter())
+            .map(|(c, tag, key)| {
+                let d = &d;
+                async move {
+                    let r = run_cell(d, tag, project, c, epoch).await;
+                    let r = r.and_then(|()| {
+                        let tar = project.artifacts.join(format!("{}.tar", c.name));
+                        let text = stamp_text(key, &tar).context("the cell's tarball vanished")?;
+                        paths::write_atomic(&stamp_path(project, c), text.as_bytes())?;
+                        Ok(())
+                    });
+                    (c.name.clone(), r)
+                }
             })
             .buffer_unordered(jobs)
             .collect::<Vec<(String, Result<()>)>>();
@@ -304,16 +439,94 @@ pub fn run(o: &BuildOptions, libc: &str) -> Result<Vec<PathBuf>> {
             }
         };
         let mut failures = Vec::new();
-        let mut built = Vec::new();
         for (name, r) in results {
             match r {
-                Ok(()) => built.push(project.artifacts.join(format!("{name}.tar"))),
+                Ok(()) => {
+                    report.tarballs.push(project.artifacts.join(format!("{name}.tar")));
+                    report.built.push(name);
+                }
                 Err(e) => failures.push(format!("{e:#}")),
             }
         }
         if !failures.is_empty() {
             bail!("{} cells failed (the others' outputs and the previous artifacts are intact):\n\n{}", failures.len(), failures.join("\n\n"));
         }
-        Ok(built)
+        report.tarballs.sort();
+        Ok(report)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{Backend, LibcChoice};
+
+    fn core_glibc() -> BuildOptions {
+        BuildOptions {
+            backend: Some(Backend::Docker),
+            libc: Some(LibcChoice::Glibc),
+            buckets: vec![],
+            all: false,
+            core: true,
+            debug: false,
+            jobs: Some(2),
+            json: false,
+        }
+    }
+
+    /// A collector that fails to compile inside the container: the error names the cell and
+    /// carries clang's message from the container's log; the previous artifacts stay.
+    #[test]
+    fn a_failing_cell_names_itself_and_keeps_previous_artifacts_needs_docker() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        if rt.block_on(image::docker()).is_err() {
+            eprintln!("skipping: no Docker daemon answers on this machine");
+            return;
+        }
+        // The containers run the xtask binary, not this test harness: make it current.
+        let built = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--package", "xtask"])
+            .status()
+            .unwrap();
+        assert!(built.success());
+        let (_d, p) = super::super::tests::scratch_project(&["process", "mount"]);
+        let first = run_project(&p, &core_glibc(), &["glibc"]).unwrap();
+        assert_eq!(first.built, ["kc-ebpf-co-re-glibc"]);
+        let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
+        let before = std::fs::read(&tar).unwrap();
+        // Unchanged: no container at all.
+        let again = run_project(&p, &core_glibc(), &["glibc"]).unwrap();
+        assert!(again.built.is_empty() && again.up_to_date == ["kc-ebpf-co-re-glibc"]);
+
+        let body = p.root.join("includes/collectors/mount.bpf.h");
+        let text = std::fs::read_to_string(&body).unwrap();
+        std::fs::write(
+            &body,
+            text.replace(
+                "kc_add(&mount_counters, KC_MOUNT_MOUNT, 1);",
+                "kc_add(&mount_counters, KC_MOUNT_MOUNT, undeclared_thing);",
+            ),
+        )
+        .unwrap();
+        let e = format!(
+            "{:#}",
+            run_project(&p, &core_glibc(), &["glibc"]).unwrap_err()
+        );
+        assert!(
+            e.contains("cell kc-ebpf-co-re-glibc failed") && e.contains("undeclared_thing"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(&tar).unwrap(),
+            before,
+            "the previous tarball is intact"
+        );
+        assert!(p
+            .artifacts
+            .join("cells/kc-ebpf-co-re-glibc/process.bpf.o")
+            .is_file());
+    }
 }

@@ -45,11 +45,32 @@ pub enum Backend {
     Docker,
 }
 
-#[derive(Debug, Args)]
+/// `--libc`: which libc's user-space parts (the loader) a build makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LibcChoice {
+    Glibc,
+    Musl,
+    All,
+}
+
+impl LibcChoice {
+    pub fn libcs(self) -> Vec<&'static str> {
+        match self {
+            Self::Glibc => vec!["glibc"],
+            Self::Musl => vec!["musl"],
+            Self::All => vec!["glibc", "musl"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct BuildOptions {
-    /// Where compilers run
-    #[arg(long, value_enum, default_value = "host")]
-    pub backend: Backend,
+    /// Where compilers run (default: docker when a daemon answers, else host)
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// The libc of the loader (default: both with docker; the host's own with the host backend)
+    #[arg(long, value_enum)]
+    pub libc: Option<LibcChoice>,
     /// Build these buckets' legacy objects (repeatable); with neither this, --all nor --core: everything
     #[arg(long = "bucket", value_name = "SERIES", conflicts_with = "all")]
     pub buckets: Vec<Bucket>,
@@ -98,6 +119,7 @@ enum JobKind {
     Core,
     Loader {
         skeletons: Vec<(String, PathBuf)>,
+        link: toolchain::LoaderToolchain,
     },
 }
 
@@ -165,7 +187,7 @@ pub fn vmlinux(o: VmlinuxOptions) -> Result<()> {
 }
 
 /// The host's libc, as `ldd --version` tells.
-pub fn host_libc() -> String {
+pub fn host_libc() -> &'static str {
     let out = Command::new("ldd").arg("--version").output();
     let text = out
         .map(|o| {
@@ -181,7 +203,6 @@ pub fn host_libc() -> String {
     } else {
         "glibc"
     }
-    .to_string()
 }
 
 /// Where a build reads its sources and writes its outputs.
@@ -199,13 +220,13 @@ pub struct Project {
 
 impl Project {
     pub fn checkout() -> Self {
-        let root = paths::project_root();
-        // A docker cell runs this xtask with the checkout read-only: outputs go elsewhere.
+        // A docker cell runs this xtask with the sources read-only: outputs go elsewhere.
         let env = |k: &str| {
             std::env::var_os(k)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
+        let root = env("KC_SOURCE_DIR").unwrap_or_else(paths::project_root);
         Self {
             artifacts: env("KC_ARTIFACTS_DIR").unwrap_or_else(|| root.join("artifacts")),
             work: env("KC_WORK_DIR").unwrap_or_else(|| root.join("target/kc-build")),
@@ -240,7 +261,7 @@ impl Project {
     }
 }
 
-fn hash_tree(h: &mut Sha256, dir: &Path) -> Result<()> {
+pub(crate) fn hash_tree(h: &mut Sha256, dir: &Path) -> Result<()> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -277,14 +298,62 @@ fn key_of(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
+/// The backend `--backend` names, else docker when a daemon answers, else the host.
+fn choose_backend(o: &BuildOptions) -> Backend {
+    o.backend.unwrap_or_else(|| {
+        let answers = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .is_ok_and(|rt| rt.block_on(crate::image::docker()).is_ok());
+        if answers {
+            Backend::Docker
+        } else {
+            eprintln!(
+                "build: no Docker daemon answers; building with the host's tools (--backend host)"
+            );
+            Backend::Host
+        }
+    })
+}
+
 pub fn run(o: BuildOptions) -> Result<()> {
-    if o.backend == Backend::Docker {
-        for tar in docker::run(&o, "glibc")? {
-            eprintln!("built {}", tar.display());
+    if choose_backend(&o) == Backend::Docker {
+        let libcs = o.libc.unwrap_or(LibcChoice::All).libcs();
+        let report = docker::run(&o, &libcs)?;
+        if o.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            for tar in &report.tarballs {
+                eprintln!("built {}", tar.display());
+            }
+            eprintln!(
+                "build: {} cells built in containers, {} up to date",
+                report.built.len(),
+                report.up_to_date.len()
+            );
         }
         return Ok(());
     }
-    let report = build(&Project::checkout(), &o)?;
+    let libcs = match o.libc {
+        Some(choice) => choice.libcs(),
+        None => vec![host_libc()],
+    };
+    for libc in libcs {
+        let one = BuildOptions {
+            libc: Some(if libc == "musl" {
+                LibcChoice::Musl
+            } else {
+                LibcChoice::Glibc
+            }),
+            ..o.clone()
+        };
+        run_host(&one)?;
+    }
+    Ok(())
+}
+
+fn run_host(o: &BuildOptions) -> Result<()> {
+    let report = build(&Project::checkout(), o)?;
     if o.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -322,7 +391,13 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     let root = project.root.clone();
     let collectors = collectors::load_from(&root)?;
     let tc = Toolchain::detect()?;
-    let libc = host_libc();
+    let libc = match o.libc {
+        None => host_libc().to_string(),
+        Some(LibcChoice::All) => {
+            bail!("the host backend builds one libc at a time: --libc glibc or --libc musl")
+        }
+        Some(choice) => choice.libcs()[0].to_string(),
+    };
     let everything = o.buckets.is_empty() && !o.all && !o.core;
     let lock = if everything || o.all || !o.buckets.is_empty() {
         Some(kernels::load_checked_lock()?.1)
@@ -338,6 +413,12 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         bail!("series {} is a boot-only kernel in kernels.toml, not a bucket: it has no headers to build against", k.series);
     }
     let with_core = everything || o.core;
+    // Known before anything compiles, so a missing musl toolchain fails at once.
+    let link = if with_core {
+        Some(toolchain::LoaderToolchain::detect(&libc, &tc)?)
+    } else {
+        None
+    };
 
     let inputs = project.inputs(&tc)?;
     let mut includes_hash = Sha256::new();
@@ -429,6 +510,8 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
                 includes_hash.as_bytes().to_vec(),
                 tc.fingerprint.as_bytes().to_vec(),
                 libc.as_bytes().to_vec(),
+                link.as_ref()
+                    .map_or(Vec::new(), |l| l.fingerprint.as_bytes().to_vec()),
             ];
             for (j, _) in jobs
                 .iter()
@@ -445,7 +528,10 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
             let loader = Job {
                 cell: Cell::CoRe,
                 what: "kc-loader".into(),
-                kind: JobKind::Loader { skeletons },
+                kind: JobKind::Loader {
+                    skeletons,
+                    link: link.clone().expect("detected when CO-RE is built"),
+                },
                 outputs: vec!["kc-loader".into()],
                 key: key_of(&refs),
             };
@@ -509,9 +595,15 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         }
         entries.push(tarball::Entry {
             name: BUILD_INFO.into(),
-            bytes: serde_json::to_vec_pretty(
-                &serde_json::json!({ "libc": libc, "toolchain": tc.versions }),
-            )?,
+            bytes: serde_json::to_vec_pretty(&serde_json::json!({
+                "libc": libc,
+                "toolchain": tc.versions,
+                // The loader's own toolchain, in the cell that holds the loader.
+                "loader": match (&cell, &link) {
+                    (Cell::CoRe, Some(l)) if !l.versions.is_empty() => serde_json::to_value(&l.versions)?,
+                    _ => serde_json::Value::Null,
+                },
+            }))?,
             executable: false,
         });
         if cell == Cell::CoRe && with_core && !items.iter().any(|(j, _)| j.what == "kc-loader") {
@@ -820,12 +912,17 @@ fn run_job_refs(
         .collect())
 }
 
-fn run_tool(program: &Path, args: &[String], stdout_to: Option<&Path>) -> Result<(), String> {
-    // The working directory ends up in the debug info (and decides whether llc finds the
-    // source lines it copies into BTF): always the checkout, whoever calls from where.
+/// Runs a compiler in `checkout`: the working directory ends up in the debug info (and
+/// decides whether llc finds the source lines it copies into BTF), whoever calls from where.
+fn run_tool(
+    checkout: &Path,
+    program: &Path,
+    args: &[String],
+    stdout_to: Option<&Path>,
+) -> Result<(), String> {
     let out = Command::new(program)
         .args(args)
-        .current_dir(paths::project_root())
+        .current_dir(checkout)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -875,6 +972,7 @@ fn run_job(
             fs::copy(full, out).map(|_| ()).map_err(|e| e.to_string())
         } else {
             run_tool(
+                root,
                 &tc.llvm_strip,
                 &[
                     "-g".into(),
@@ -890,6 +988,7 @@ fn run_job(
         JobKind::Pch { tree } => {
             let header = root.join("includes/kc_legacy_kernel.h");
             run_tool(
+                root,
                 &tc.clang,
                 &toolchain::legacy_clang_args(
                     inputs,
@@ -913,11 +1012,17 @@ fn run_job(
                 pch: Some(pch),
             };
             run_tool(
+                root,
                 &tc.clang,
                 &toolchain::legacy_clang_args(inputs, tree, what, &src, &ll),
                 None,
             )?;
-            run_tool(&tc.llc, &toolchain::llc_args(&ll, &t.join("full.o")), None)?;
+            run_tool(
+                root,
+                &tc.llc,
+                &toolchain::llc_args(&ll, &t.join("full.o")),
+                None,
+            )?;
             strip(&t.join("full.o"), &t.join(&job.outputs[0]))?;
             let _ = fs::remove_file(t.join("full.o"));
             let _ = fs::remove_file(ll);
@@ -925,6 +1030,7 @@ fn run_job(
         JobKind::Core => {
             let src = root.join("co-re").join(format!("{}.bpf.c", job.what));
             run_tool(
+                root,
                 &tc.clang,
                 &toolchain::core_clang_args(inputs, &src, &t.join("full.o")),
                 None,
@@ -939,9 +1045,14 @@ fn run_job(
                 "name".into(),
                 format!("{}_bpf", job.what),
             ];
-            run_tool(&tc.bpftool, &skel_args, Some(&t.join(&job.outputs[1])))?;
+            run_tool(
+                root,
+                &tc.bpftool,
+                &skel_args,
+                Some(&t.join(&job.outputs[1])),
+            )?;
         }
-        JobKind::Loader { skeletons } => {
+        JobKind::Loader { skeletons, link } => {
             let mut table = String::from(
                 "/* Generated by `cargo xtask build`: the CO-RE objects kc-loader embeds. */\n",
             );
@@ -958,7 +1069,7 @@ fn run_job(
                 "};\n#define KC_N_EMBEDDED (sizeof(kc_embedded) / sizeof(kc_embedded[0]))\n",
             );
             fs::write(t.join("kc_skeletons.h"), table).map_err(|e| e.to_string())?;
-            let args: Vec<String> = vec![
+            let mut args: Vec<String> = vec![
                 "-O2".into(),
                 "-Wall".into(),
                 "-Wextra".into(),
@@ -967,14 +1078,22 @@ fn run_job(
                 format!("-ffile-prefix-map={}=.", t.display()),
                 format!("-I{}", t.display()),
                 format!("-I{}", root.join("includes").display()),
+            ];
+            args.extend(link.cflags.iter().cloned());
+            args.extend([
                 root.join("co-re/loader/kc-loader.c").display().to_string(),
                 "-o".into(),
                 t.join("kc-loader").display().to_string(),
-                "-lbpf".into(),
-                "-lelf".into(),
-                "-lz".into(),
-            ];
-            run_tool(&tc.cc, &args, None)?;
+            ]);
+            args.extend(link.ldflags.iter().cloned());
+            run_tool(root, &link.cc, &args, None)?;
+            if link.libc == "musl" {
+                // The musl loader is the one that runs anywhere: prove it needs no loader.
+                let bytes = fs::read(t.join("kc-loader")).map_err(|e| e.to_string())?;
+                if !toolchain::is_static_executable(&bytes).map_err(|e| format!("{e:#}"))? {
+                    return Err("the musl kc-loader came out dynamically linked".into());
+                }
+            }
             for (name, _) in skeletons {
                 let _ = fs::remove_file(t.join(format!("{name}.skel.h")));
             }
@@ -994,7 +1113,7 @@ mod tests {
     use super::*;
 
     /// A scratch copy of the checkout's sources with only some collectors.
-    fn scratch_project(collectors: &[&str]) -> (tempfile::TempDir, Project) {
+    pub(super) fn scratch_project(collectors: &[&str]) -> (tempfile::TempDir, Project) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("src");
         let real = paths::project_root();
@@ -1038,7 +1157,8 @@ mod tests {
 
     fn core_only() -> BuildOptions {
         BuildOptions {
-            backend: Backend::Host,
+            backend: Some(Backend::Host),
+            libc: None,
             buckets: vec![],
             all: false,
             core: true,

@@ -119,6 +119,106 @@ impl Toolchain {
     }
 }
 
+/// Where the musl image installs zlib, libelf and libbpf built with `musl-gcc`.
+pub const MUSL_PREFIX: &str = "/opt/kc-musl";
+
+/// How `kc-loader` is compiled and linked for one libc: glibc links the system's libbpf
+/// dynamically; musl links libbpf, libelf and zlib built with `musl-gcc`, fully static.
+#[derive(Debug, Clone)]
+pub struct LoaderToolchain {
+    pub libc: String,
+    pub cc: PathBuf,
+    /// Include paths, before the source.
+    pub cflags: Vec<String>,
+    /// Libraries, after the source.
+    pub ldflags: Vec<String>,
+    /// The compiler's version and the libraries' bytes: part of the loader's cache key.
+    pub fingerprint: String,
+    /// Recorded in each cell's build-info next to the BPF toolchain's.
+    pub versions: std::collections::BTreeMap<String, String>,
+}
+
+impl LoaderToolchain {
+    pub fn detect(libc: &str, tc: &Toolchain) -> Result<Self> {
+        let libs: Vec<String> = ["-lbpf", "-lelf", "-lz"].map(String::from).to_vec();
+        match libc {
+            "glibc" => Ok(Self {
+                libc: libc.into(),
+                cc: tc.cc.clone(),
+                cflags: vec![],
+                ldflags: libs,
+                fingerprint: String::new(),
+                versions: Default::default(),
+            }),
+            "musl" => {
+                let prefix = std::env::var_os("KC_MUSL_PREFIX")
+                    .filter(|v| !v.is_empty())
+                    .map_or_else(|| PathBuf::from(MUSL_PREFIX), PathBuf::from);
+                Self::musl(&prefix, libs)
+            }
+            other => bail!("unknown libc {other}: use glibc or musl"),
+        }
+    }
+
+    fn musl(prefix: &Path, libs: Vec<String>) -> Result<Self> {
+        let hint = "the musl build image has them: build with `--backend docker --libc musl`";
+        let cc = find("musl-gcc").with_context(|| {
+            format!("musl-gcc is not installed (Debian package musl-tools); {hint}")
+        })?;
+        let mut h = Sha256::new();
+        h.update(first_line(&cc, &["--version"])?);
+        for lib in ["libbpf.a", "libelf.a", "libz.a"] {
+            let p = prefix.join("lib").join(lib);
+            let bytes = std::fs::read(&p).with_context(|| {
+                format!(
+                    "{} is missing: the static musl loader needs libbpf, libelf and zlib built with musl-gcc under {} (KC_MUSL_PREFIX); {hint}",
+                    p.display(),
+                    prefix.display()
+                )
+            })?;
+            h.update(lib);
+            h.update(Sha256::digest(&bytes));
+        }
+        // `<source package> <version>` lines written by docker/musl.Dockerfile.
+        let mut versions = std::collections::BTreeMap::new();
+        for line in std::fs::read_to_string(prefix.join("versions"))
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Some((name, version)) = line.split_once(' ') {
+                versions.insert(format!("musl-{name}"), version.to_string());
+            }
+        }
+        versions.insert("musl-gcc".into(), first_line(&cc, &["--version"])?);
+        let mut ldflags = vec![
+            "-static".to_string(),
+            format!("-L{}", prefix.join("lib").display()),
+        ];
+        ldflags.extend(libs);
+        Ok(Self {
+            libc: "musl".into(),
+            cc,
+            cflags: vec![format!("-I{}", prefix.join("include").display())],
+            ldflags,
+            fingerprint: hex::encode(h.finalize()),
+            versions,
+        })
+    }
+}
+
+/// Whether an ELF executable needs no dynamic loader (no `PT_INTERP`, no `PT_DYNAMIC`).
+pub fn is_static_executable(bytes: &[u8]) -> Result<bool> {
+    use object::read::elf::{ElfFile64, ProgramHeader};
+    let elf = ElfFile64::<object::Endianness>::parse(bytes).context("not an ELF64 file")?;
+    let endian = elf.endian();
+    Ok(!elf.elf_program_headers().iter().any(|ph| {
+        matches!(
+            ph.p_type(endian),
+            object::elf::PT_INTERP | object::elf::PT_DYNAMIC
+        )
+    }))
+}
+
 /// Where build inputs live, as paths the compiler sees (host paths, or mount points in a container).
 #[derive(Debug, Clone)]
 pub struct Inputs {
