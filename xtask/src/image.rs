@@ -133,17 +133,45 @@ async fn ensure_image_from(d: &Docker, libc: &str, dockerfile: &[u8]) -> Result<
     if exists(d, &tag).await {
         return Ok(tag);
     }
+    let base = ensure_base(d).await?;
+    build_image(
+        d,
+        libc,
+        &tag,
+        &base,
+        build_context(dockerfile, |_| Ok(()))?,
+        false,
+    )
+    .await?;
+    Ok(tag)
+}
+
+/// The locally bootstrapped Debian base every image starts from; made when missing.
+pub async fn ensure_base(d: &Docker) -> Result<String> {
     let base = base_tag();
     if !exists(d, &base).await {
         bootstrap_base(d, &base).await?;
     }
-    let context = build_context(dockerfile)?;
+    Ok(base)
+}
+
+/// Builds `context` (a tar holding `Dockerfile`) as `tag` on `base`, streaming the log with
+/// `label` as prefix; a failure shows the last lines. `nocache` rebuilds every step.
+pub async fn build_image(
+    d: &Docker,
+    label: &str,
+    tag: &str,
+    base: &str,
+    context: Vec<u8>,
+    nocache: bool,
+) -> Result<()> {
     let opts = BuildImageOptions {
         dockerfile: "Dockerfile".to_string(),
-        t: tag.clone(),
+        t: tag.to_string(),
         rm: true,
         forcerm: true,
-        buildargs: HashMap::from([("BASE".to_string(), base.clone())]),
+        nocache,
+        buildargs: HashMap::from([("BASE".to_string(), base.to_string())]),
         ..Default::default()
     };
     let mut stream = d.build_image(opts, None, Some(context.into()));
@@ -151,13 +179,15 @@ async fn ensure_image_from(d: &Docker, libc: &str, dockerfile: &[u8]) -> Result<
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {
-                if let Some(line) = info
+                for line in info
                     .stream
                     .as_deref()
+                    .unwrap_or("")
+                    .lines()
                     .map(str::trim_end)
                     .filter(|l| !l.is_empty())
                 {
-                    eprintln!("[image {libc}] {line}");
+                    eprintln!("[image {label}] {line}");
                     tail.push(line.to_string());
                     if tail.len() > 20 {
                         tail.remove(0);
@@ -165,33 +195,38 @@ async fn ensure_image_from(d: &Docker, libc: &str, dockerfile: &[u8]) -> Result<
                 }
                 if let Some(e) = info.error {
                     bail!(
-                        "building the {libc} image failed: {e}\nlast lines:\n{}",
+                        "building the {label} image failed: {e}\nlast lines:\n{}",
                         tail.join("\n")
                     );
                 }
             }
             Err(e) => bail!(
-                "building the {libc} image failed: {e}\nlast lines:\n{}",
+                "building the {label} image failed: {e}\nlast lines:\n{}",
                 tail.join("\n")
             ),
         }
     }
-    if !exists(d, &tag).await {
-        bail!("the {libc} image build ended without an image tagged {tag}");
+    if !exists(d, tag).await {
+        bail!("the {label} image build ended without an image tagged {tag}");
     }
-    Ok(tag)
+    Ok(())
 }
 
-/// A tar stream holding the Dockerfile: everything else is mounted at build time, not copied.
-fn build_context(dockerfile: &[u8]) -> Result<Vec<u8>> {
-    crate::tarball::to_bytes(
-        vec![crate::tarball::Entry {
-            name: "Dockerfile".into(),
-            bytes: dockerfile.to_vec(),
-            executable: false,
-        }],
-        0,
-    )
+/// A build context: the Dockerfile and whatever `extra` appends. Our own images copy nothing
+/// (sources, kernels and outputs are mounted at build time).
+pub fn build_context(
+    dockerfile: &[u8],
+    extra: impl FnOnce(&mut tar::Builder<Vec<u8>>) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "Dockerfile", dockerfile)?;
+    extra(&mut b)?;
+    Ok(b.into_inner()?)
 }
 
 pub fn run(o: ImageOptions) -> Result<()> {

@@ -132,7 +132,7 @@ fn xtask_exe() -> Result<PathBuf> {
 }
 
 /// Runs one cell; returns its last log lines on failure.
-async fn run_cell(
+pub(crate) async fn run_cell(
     d: &Docker,
     tag: &str,
     project: &Project,
@@ -319,7 +319,8 @@ fn inputs_key(project: &Project) -> Result<Vec<u8>> {
             super::hash_tree(&mut h, &project.root.join(d))?;
         }
     }
-    let exe = std::fs::metadata(xtask_exe()?)?;
+    let exe = xtask_exe()?;
+    let exe = std::fs::metadata(&exe).with_context(|| format!("reading {}", exe.display()))?;
     h.update(exe.len().to_le_bytes());
     h.update(format!("{:?}", exe.modified()?));
     Ok(h.finalize().to_vec())
@@ -350,13 +351,16 @@ pub struct DockerReport {
 /// A cell whose inputs are unchanged and whose tarball is still the one it built is skipped
 /// without starting a container.
 pub fn run(o: &BuildOptions, libcs: &[&'static str]) -> Result<DockerReport> {
-    run_project(&Project::checkout(), o, libcs)
+    run_project(&Project::checkout(), o, libcs, None)
 }
 
-fn run_project(
+/// `images` overrides the image of a libc (the benchmark's freshly built ones); by default
+/// each libc's image is made or reused by `image::ensure_image`.
+pub(crate) fn run_project(
     project: &Project,
     o: &BuildOptions,
     libcs: &[&'static str],
+    images: Option<&std::collections::BTreeMap<&str, String>>,
 ) -> Result<DockerReport> {
     let epoch = tarball::source_date_epoch()?;
     // Containers have no network: the header trees are fetched here first.
@@ -386,7 +390,10 @@ fn run_project(
         let mut todo = Vec::new();
         let mut report = DockerReport::default();
         for libc in libcs {
-            let tag = image::ensure_image(&d, libc).await?;
+            let tag = match images.and_then(|m| m.get(libc)) {
+                Some(tag) => tag.clone(),
+                None => image::ensure_image(&d, libc).await?,
+            };
             let image_id = d.inspect_image(&tag).await?.id.unwrap_or_default();
             for cell in cells(o, libc)? {
                 let mut h = Sha256::new();
@@ -493,12 +500,12 @@ mod tests {
             .unwrap();
         assert!(built.success());
         let (_d, p) = super::super::tests::scratch_project(&["process", "mount"]);
-        let first = run_project(&p, &core_glibc(), &["glibc"]).unwrap();
+        let first = run_project(&p, &core_glibc(), &["glibc"], None).unwrap();
         assert_eq!(first.built, ["kc-ebpf-co-re-glibc"]);
         let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
         let before = std::fs::read(&tar).unwrap();
         // Unchanged: no container at all.
-        let again = run_project(&p, &core_glibc(), &["glibc"]).unwrap();
+        let again = run_project(&p, &core_glibc(), &["glibc"], None).unwrap();
         assert!(again.built.is_empty() && again.up_to_date == ["kc-ebpf-co-re-glibc"]);
 
         let body = p.root.join("includes/collectors/mount.bpf.h");
@@ -513,7 +520,7 @@ mod tests {
         .unwrap();
         let e = format!(
             "{:#}",
-            run_project(&p, &core_glibc(), &["glibc"]).unwrap_err()
+            run_project(&p, &core_glibc(), &["glibc"], None).unwrap_err()
         );
         assert!(
             e.contains("cell kc-ebpf-co-re-glibc failed") && e.contains("undeclared_thing"),

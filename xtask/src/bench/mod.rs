@@ -1,5 +1,7 @@
 //! `cargo xtask bench ...`: each benchmark runs ours and its baseline side by side in one run.
 
+mod docker;
+
 use std::process::Command as Process;
 use std::time::Instant;
 
@@ -26,6 +28,9 @@ pub enum Command {
     /// One bucket built our way (headers package, parallel, cached) vs upstream's (full kernel
     /// source, `make defconfig scripts prepare`, then the same compiles); and a no-op rebuild
     Build(BuildBench),
+    /// The full matrix (every bucket x both libcs) in our two images, cold and warm, vs one
+    /// image per (kernel, libc) with the kernel baked in, built from scratch
+    Docker(docker::DockerBench),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +90,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Package(o) => package_bench(o),
         Command::Vmtest(o) => vmtest_bench(o),
         Command::Install(o) => install_bench(o),
+        Command::Docker(o) => docker::run(o),
     }
 }
 
@@ -474,7 +480,7 @@ fn verify_bench(o: VerifyBench) -> Result<()> {
     };
     // Ours: read, parse and check every object (what `cargo xtask verify` does).
     let t = Instant::now();
-    let groups = crate::verify::collect(&[dir.clone()])?;
+    let groups = crate::verify::collect(std::slice::from_ref(&dir))?;
     let results: Vec<_> = groups
         .iter()
         .flat_map(crate::verify::verify_group)
@@ -713,7 +719,7 @@ fn install_bench(o: InstallBench) -> Result<()> {
     }
     let libc = crate::build::host_libc();
     let kernel = crate::paths::running_kernel_release()?;
-    let tarball = kc_common::release::legacy_tarball(&libc, "v0.0.0-bench");
+    let tarball = kc_common::release::legacy_tarball(libc, "v0.0.0-bench");
     let result = (|| -> Result<(Vec<f64>, Vec<f64>)> {
         let (mut ours, mut shell) = (Vec::new(), Vec::new());
         for i in 0..o.runs {
