@@ -31,7 +31,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "file",
         "checking that the musl kc-loader is statically linked",
     ),
-    ("shellcheck", "actionlint's checks of the workflows' run: scripts"),
+    (
+        "shellcheck",
+        "actionlint's checks of the workflows' run: scripts",
+    ),
     (
         "debootstrap",
         "bootstrapping the build images' Debian base (no registry is reachable)",

@@ -220,7 +220,8 @@ pub fn run(o: DockerBench) -> Result<()> {
                 context.clone(),
                 pass == "cold",
             ))?;
-            rt.block_on(docker::run_cell(&d, tag, &up_project, cell, epoch))?;
+            let exe = docker::staged_xtask(&up_project)?;
+            rt.block_on(docker::run_cell(&d, tag, &up_project, cell, &exe, epoch))?;
             if pass == "cold" {
                 upstream.images_built += 1;
                 tags.push(tag.clone());

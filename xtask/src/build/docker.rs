@@ -132,16 +132,43 @@ fn xtask_exe() -> Result<PathBuf> {
 }
 
 /// Runs one cell; returns its last log lines on failure.
+/// A copy of this xtask binary for containers to run: a `cargo build` that replaces the
+/// binary while cells run must not pull it from under them. Kept (by size and mtime) for the
+/// next run; older copies are removed.
+pub(crate) fn staged_xtask(project: &Project) -> Result<PathBuf> {
+    let exe = xtask_exe()?;
+    let meta = std::fs::metadata(&exe).with_context(|| format!("reading {}", exe.display()))?;
+    let mut h = Sha256::new();
+    h.update(meta.len().to_le_bytes());
+    h.update(format!("{:?}", meta.modified()?));
+    let name = format!("xtask.{}", &hex::encode(h.finalize())[..16]);
+    let dir = project.work.join("docker");
+    let staged = dir.join(&name);
+    if staged.is_file() {
+        return Ok(staged);
+    }
+    std::fs::create_dir_all(&dir)?;
+    for e in std::fs::read_dir(&dir)?.flatten() {
+        if e.file_name().to_string_lossy().starts_with("xtask.") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    std::fs::copy(&exe, &tmp).with_context(|| format!("copying {}", exe.display()))?;
+    std::fs::rename(&tmp, &staged)?;
+    Ok(staged)
+}
+
 pub(crate) async fn run_cell(
     d: &Docker,
     tag: &str,
     project: &Project,
     cell: &DockerCell,
+    exe: &Path,
     epoch: u64,
 ) -> Result<()> {
     let out = project.work.join("docker").join(&cell.name);
     std::fs::create_dir_all(&out)?;
-    let exe = xtask_exe()?;
     let root = project.root.display().to_string();
     let cache = project.kernel_cache.display().to_string();
     let binds = vec![
@@ -418,11 +445,20 @@ pub(crate) fn run_project(
             }
         }
         let jobs = o.jobs.unwrap_or(2).max(1);
+        let exe = if todo.is_empty() {
+            Ok(PathBuf::new())
+        } else {
+            staged_xtask(project)
+        };
+        let exe = &exe;
         let all = futures_util::stream::iter(todo.iter())
             .map(|(c, tag, key)| {
                 let d = &d;
                 async move {
-                    let r = run_cell(d, tag, project, c, epoch).await;
+                    let r = match &exe {
+                        Ok(exe) => run_cell(d, tag, project, c, exe, epoch).await,
+                        Err(e) => Err(anyhow::anyhow!("staging the xtask binary: {e:#}")),
+                    };
                     let r = r.and_then(|()| {
                         let tar = project.artifacts.join(format!("{}.tar", c.name));
                         let text = stamp_text(key, &tar).context("the cell's tarball vanished")?;
