@@ -136,10 +136,21 @@ impl Fetcher {
         let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(parent)?;
+        // Both packages at once: the -common one is most of the work, on its own cores.
         let keep = keep_header_member;
-        for d in &debs {
-            deb::extract_data(d, tmp.path(), &keep)?;
-        }
+        std::thread::scope(|s| -> Result<()> {
+            let jobs: Vec<_> = debs
+                .iter()
+                .map(|d| s.spawn(|| deb::extract_data(d, tmp.path(), &keep)))
+                .collect();
+            for j in jobs {
+                j.join().expect("unpack thread panicked")?;
+            }
+            Ok(())
+        })?;
+        // Each unpack checked its own links; a chain across the two packages is checked now
+        // that both are there.
+        links_stay_inside(tmp.path())?;
         let common_name = format!("linux-headers-{}-common", k.abi);
         let mut tree = HeaderTree {
             series: k.series.to_string(),
@@ -287,8 +298,11 @@ impl Fetcher {
     }
 }
 
-/// Which members of the headers packages a tree needs: `usr/src/`, without the other
-/// architectures' `arch/<arch>/` (a third of the files: the kernel matrix is x86-64 only).
+/// Which members of the headers packages a tree needs: `usr/src/`, without what no C compile
+/// reads: the other architectures' `arch/<arch>/` (the matrix is x86-64 only), kbuild's
+/// per-option dependency stamps `include/config/*` (but `auto.conf`), and the device-tree
+/// constants `include/dt-bindings/`. Together that is over half of the files a cold fetch
+/// would otherwise write.
 pub fn keep_header_member(path: &Path) -> bool {
     let mut c = path.components().map(|c| c.as_os_str());
     if c.next() != Some("usr".as_ref()) || c.next() != Some("src".as_ref()) {
@@ -297,8 +311,34 @@ pub fn keep_header_member(path: &Path) -> bool {
     let _package_dir = c.next();
     match (c.next(), c.next(), c.next()) {
         (Some(arch), Some(name), Some(_)) if arch == "arch" => name == "x86",
+        (Some(include), Some(sub), Some(file)) if include == "include" => {
+            (sub != "config" || file == "auto.conf") && sub != "dt-bindings"
+        }
         _ => true,
     }
+}
+
+/// Every symlink under `root`, followed through the tree's other links, stays inside `root`.
+fn links_stay_inside(root: &Path) -> Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_symlink() {
+                let rel = e.path().strip_prefix(root).unwrap_or(&e.path()).to_path_buf();
+                kc_common::unpack::resolve_inside(root, &rel).map_err(|why| {
+                    anyhow!(
+                        "the header packages hold a symlink {} that leaves the tree ({why}); the packages are not what the lock pinned",
+                        rel.display()
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `*.diff` and `*.diff.gz` of a bucket's patch directory, sorted by name.
@@ -515,6 +555,23 @@ mod tests {
         }
     }
 
+    /// Two links that are each harmless, chained across the two packages, leave the tree.
+    #[test]
+    fn a_link_chain_across_packages_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("usr/src/common/include")).unwrap();
+        fs::create_dir_all(root.join("usr/src/flavour")).unwrap();
+        std::os::unix::fs::symlink("../common/include", root.join("usr/src/flavour/inc")).unwrap();
+        links_stay_inside(root).unwrap();
+        // common/up -> ../../.. is the tree's root; flavour/out -> ../common/up/.. leaves it.
+        std::os::unix::fs::symlink("../../..", root.join("usr/src/common/up")).unwrap();
+        links_stay_inside(root).unwrap();
+        std::os::unix::fs::symlink("../common/up/..", root.join("usr/src/flavour/out")).unwrap();
+        let e = links_stay_inside(root).unwrap_err().to_string();
+        assert!(e.contains("usr/src/flavour/out") && e.contains("leaves the tree"), "{e}");
+    }
+
     #[test]
     fn header_members_kept() {
         let keep = |p: &str| keep_header_member(Path::new(p));
@@ -525,6 +582,18 @@ mod tests {
             "usr/src/linux-headers-6.1.0-50-common/arch/x86/include/asm/ptrace.h"
         ));
         assert!(keep("usr/src/linux-headers-6.1.0-50-common/arch/Kconfig"));
+        assert!(keep(
+            "usr/src/linux-headers-6.1.0-50-cloud-amd64/include/generated/autoconf.h"
+        ));
+        assert!(keep(
+            "usr/src/linux-headers-6.1.0-50-cloud-amd64/include/config/auto.conf"
+        ));
+        assert!(!keep(
+            "usr/src/linux-headers-6.1.0-50-cloud-amd64/include/config/BPF_SYSCALL"
+        ));
+        assert!(!keep(
+            "usr/src/linux-headers-6.1.0-50-common/include/dt-bindings/clock/imx8mq-clock.h"
+        ));
         assert!(!keep(
             "usr/src/linux-headers-6.1.0-50-common/arch/arm64/include/asm/ptrace.h"
         ));
