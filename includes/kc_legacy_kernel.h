@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The kernel headers legacy collectors use. Parsing them is most of a compile, so the build
- * precompiles this file once per bucket and mode-independent flags (`-include-pch`). */
+/* The kernel headers every legacy collector uses. Parsing them is most of a compile, so the
+ * build precompiles this file once per bucket (`-include-pch`). Headers only some collectors
+ * need go into a layer above it (kc_legacy_net.h), so the others load a smaller PCH. */
 #ifndef KC_LEGACY_KERNEL_H
 #define KC_LEGACY_KERNEL_H
 
@@ -10,6 +11,5 @@
 #include <linux/ptrace.h>
 #include <linux/sched.h>
 #include <linux/oom.h>
-#include <net/sock.h>
 
 #endif

@@ -208,7 +208,11 @@ fn unpack_stream<R: Read>(
                 match fs::symlink_metadata(&out) {
                     Ok(m) if m.is_dir() => {}
                     Ok(_) => return Err(unsafe_member(&raw, "a directory replaces a file or link".into())),
-                    Err(_) => fs::create_dir(&out).map_err(|e| write_err(&out, e))?,
+                    // Another unpack into the same tree may make it meanwhile: that is fine.
+                    Err(_) => match fs::create_dir(&out) {
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && out.is_dir() && !fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink()) => {}
+                        r => r.map_err(|e| write_err(&out, e))?,
+                    },
                 }
                 set_mode(&out, mode | 0o700).map_err(|e| write_err(&out, e))?;
                 created_dirs.insert(rel.clone());

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -107,9 +106,11 @@ impl Cell {
 }
 
 enum JobKind {
-    /// The bucket's precompiled kernel headers, shared by its collectors' compiles.
+    /// The bucket's precompiled kernel headers (`includes/<header>.h`), shared by its
+    /// collectors' compiles.
     Pch {
         tree: HeaderTree,
+        header: &'static str,
     },
     Legacy {
         tree: HeaderTree,
@@ -131,6 +132,8 @@ struct Job {
     /// Names of the files the job produces.
     outputs: Vec<String>,
     key: String,
+    /// Keys of the jobs whose outputs this one reads (it starts once they succeeded).
+    deps: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,6 +150,8 @@ pub struct CellReport {
 pub struct BuildReport {
     pub libc: String,
     pub seconds: f64,
+    /// Until the header trees were ready (downloaded and unpacked when not cached).
+    pub fetch_seconds: f64,
     pub compiled: usize,
     pub cached: usize,
     pub cells: Vec<CellReport>,
@@ -390,7 +395,6 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     let root = project.root.clone();
     let collectors = collectors::load_from(&root)?;
-    let tc = Toolchain::detect()?;
     let libc = match o.libc {
         None => host_libc().to_string(),
         Some(LibcChoice::All) => {
@@ -413,6 +417,21 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         bail!("series {} is a boot-only kernel in kernels.toml, not a bucket: it has no headers to build against", k.series);
     }
     let with_core = everything || o.core;
+    // The header trees download and unpack while the toolchain answers for its versions.
+    let (tc, trees) = std::thread::scope(|s| {
+        let fetching = s.spawn(|| -> Result<(Vec<HeaderTree>, f64)> {
+            let mut fetcher = Fetcher::new(project.kernel_cache.clone());
+            let trees = buckets
+                .iter()
+                .map(|k| fetcher.headers(k))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((trees, started.elapsed().as_secs_f64()))
+        });
+        let tc = Toolchain::detect();
+        (tc, fetching.join().expect("fetch thread"))
+    });
+    let tc = tc?;
+    let (trees, fetch_seconds) = trees?;
     // Known before anything compiles, so a missing musl toolchain fails at once.
     let link = if with_core {
         Some(toolchain::LoaderToolchain::detect(&libc, &tc)?)
@@ -425,25 +444,22 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     hash_tree(&mut includes_hash, &root.join("includes"))?;
     let includes_hash = hex::encode(includes_hash.finalize());
     let debug: &[u8] = if o.debug { b"debug" } else { b"release" };
-    let mut fetcher = Fetcher::new(project.kernel_cache.clone());
     let mut jobs = Vec::new();
     let mut pchs = Vec::new();
-    for k in &buckets {
-        let tree = fetcher.headers(k)?;
-        let (pch, objects) = legacy_jobs(
+    for (k, tree) in buckets.iter().zip(&trees) {
+        let (bucket_pchs, objects) = legacy_jobs(
             project,
             &inputs,
             &tc,
-            &tree,
+            tree,
             k.series,
             &collectors,
             &includes_hash,
             o.debug,
         )?;
-        pchs.push(pch);
+        pchs.extend(bucket_pchs);
         jobs.extend(objects);
     }
-    let n_legacy = jobs.len();
     if with_core {
         let vmlinux = fs::read(root.join("co-re/vmlinux.h")).context(
             "co-re/vmlinux.h is missing; run `cargo xtask vmlinux --btf /sys/kernel/btf/vmlinux`",
@@ -469,6 +485,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
                 kind: JobKind::Core,
                 outputs: vec![format!("{}.bpf.o", c.name), format!("{}.skel.h", c.name)],
                 key,
+                deps: vec![],
             });
         }
     }
@@ -477,23 +494,9 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let mut results = run_legacy(
-        project,
-        &tc,
-        &inputs,
-        &pchs,
-        &jobs[..n_legacy],
-        threads,
-        o.debug,
-    )?;
-    results.extend(run_jobs(
-        project,
-        &tc,
-        &inputs,
-        &jobs[n_legacy..],
-        threads,
-        o.debug,
-    )?);
+    // One pool for everything: the CO-RE compiles need no headers and keep the cores busy
+    // while the buckets' headers precompile.
+    let mut results = run_with_pchs(project, &tc, &inputs, &pchs, &jobs, threads, o.debug)?;
 
     // The loader embeds every skeleton, so it is built once they all are.
     if with_core {
@@ -534,6 +537,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
                 },
                 outputs: vec!["kc-loader".into()],
                 key: key_of(&refs),
+                deps: vec![],
             };
             let r = run_jobs(
                 project,
@@ -558,6 +562,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     let mut report = BuildReport {
         libc: libc.clone(),
         seconds: 0.0,
+        fetch_seconds,
         compiled: 0,
         cached: 0,
         cells: Vec::new(),
@@ -677,10 +682,31 @@ fn write_cell_dir(dir: &Path, entries: &[tarball::Entry]) -> Result<()> {
     Ok(())
 }
 
-const PCH: &str = "kc_legacy_kernel.pch";
+/// The layers of precompiled kernel headers, each `includes/<name>.h` to `<name>.pch`: every
+/// collector gets the base; one whose source includes a higher layer's header (the socket
+/// collector: `net/sock.h` alone costs as much as the rest) gets that layer, so the others
+/// load a smaller PCH. The net layer is precompiled on its own, not chained on the base, so
+/// that both precompile at once on a cold build instead of one after the other.
+const PCH_BASE: &str = "kc_legacy_kernel";
+const PCH_NET: &str = "kc_legacy_net";
 
-/// The jobs of one bucket: first its precompiled kernel headers, then the `p` and `r` objects
-/// of every collector that builds for it (which need the first).
+/// The PCH layer a legacy source asks for through its includes.
+fn pch_layer(src: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(src);
+    if text
+        .lines()
+        .any(|l| l.trim_start().starts_with("#include") && l.contains("\"kc_legacy_net.h\""))
+    {
+        PCH_NET
+    } else {
+        PCH_BASE
+    }
+}
+
+/// The jobs of one bucket: its precompiled kernel headers (the base layer, and the net layer
+/// when a collector needs it), then the `p` and `r` objects of every collector that builds for
+/// it, each depending on its layer.
+#[allow(clippy::too_many_arguments)]
 fn legacy_jobs(
     project: &Project,
     inputs: &Inputs,
@@ -690,33 +716,10 @@ fn legacy_jobs(
     collectors: &[collectors::Collector],
     includes_hash: &str,
     debug: bool,
-) -> Result<(Job, Vec<Job>)> {
+) -> Result<(Vec<Job>, Vec<Job>)> {
     let tree_id = tree.flavour_dir.display().to_string(); // holds the tree's content key
     let debug: &[u8] = if debug { b"debug" } else { b"release" };
-    let pch_args = toolchain::legacy_clang_args(
-        inputs,
-        tree,
-        toolchain::LegacyOutput::Pch,
-        Path::new("h"),
-        Path::new("pch"),
-    )
-    .join(" ");
-    let pch_key = key_of(&[
-        b"pch",
-        pch_args.as_bytes(),
-        includes_hash.as_bytes(),
-        tree_id.as_bytes(),
-        tc.fingerprint.as_bytes(),
-    ]);
-    let pch_path = project.cache_path(&pch_key).join(PCH);
-    let pch = Job {
-        cell: Cell::Bucket(bucket),
-        what: "kernel headers".into(),
-        kind: JobKind::Pch { tree: tree.clone() },
-        outputs: vec![PCH.into()],
-        key: pch_key.clone(),
-    };
-    let mut jobs = Vec::new();
+    let mut sources = Vec::new();
     for c in collectors.iter().filter(|c| c.builds_for(bucket)) {
         let src = fs::read(
             inputs
@@ -724,6 +727,48 @@ fn legacy_jobs(
                 .join("kernel")
                 .join(format!("{}_kern.c", c.name)),
         )?;
+        sources.push((c, pch_layer(&src), src));
+    }
+    let mut pchs: Vec<Job> = Vec::new();
+    for layer in [PCH_BASE, PCH_NET] {
+        if layer != PCH_BASE && !sources.iter().any(|(_, l, _)| *l == layer) {
+            continue;
+        }
+        let args = toolchain::legacy_clang_args(
+            inputs,
+            tree,
+            toolchain::LegacyOutput::Pch,
+            Path::new("h"),
+            Path::new("pch"),
+        )
+        .join(" ");
+        let key = key_of(&[
+            b"pch",
+            layer.as_bytes(),
+            args.as_bytes(),
+            includes_hash.as_bytes(),
+            tree_id.as_bytes(),
+            tc.fingerprint.as_bytes(),
+        ]);
+        pchs.push(Job {
+            cell: Cell::Bucket(bucket),
+            what: format!("kernel headers {layer}.h"),
+            kind: JobKind::Pch {
+                tree: tree.clone(),
+                header: layer,
+            },
+            outputs: vec![format!("{layer}.pch")],
+            key,
+            deps: vec![],
+        });
+    }
+    let mut jobs = Vec::new();
+    for (c, layer, src) in &sources {
+        let pch = pchs
+            .iter()
+            .find(|p| p.outputs[0] == format!("{layer}.pch"))
+            .expect("every layer in use has a job");
+        let pch_path = project.cache_path(&pch.key).join(&pch.outputs[0]);
         for return_mode in [false, true] {
             let out = format!(
                 "{}kc_{}.{}.o",
@@ -747,9 +792,9 @@ fn legacy_jobs(
                 b"legacy",
                 out.as_bytes(),
                 args.as_bytes(),
-                &src,
+                src,
                 includes_hash.as_bytes(),
-                pch_key.as_bytes(),
+                pch.key.as_bytes(),
                 tc.fingerprint.as_bytes(),
                 debug,
             ]);
@@ -763,15 +808,16 @@ fn legacy_jobs(
                 },
                 outputs: vec![out],
                 key,
+                deps: vec![pch.key.clone()],
             });
         }
     }
-    Ok((pch, jobs))
+    Ok((pchs, jobs))
 }
 
-/// Runs the precompiled-header jobs, then the jobs that need them. A bucket whose headers
-/// did not precompile reports that failure for each of its collectors.
-fn run_legacy(
+/// Runs the precompiled headers and the jobs in one pool; returns the jobs' results (a job
+/// whose headers failed to precompile fails with their error).
+fn run_with_pchs(
     project: &Project,
     tc: &Toolchain,
     inputs: &Inputs,
@@ -780,42 +826,65 @@ fn run_legacy(
     threads: usize,
     debug: bool,
 ) -> Result<Vec<Result<bool, String>>> {
-    let pch_results = run_jobs(project, tc, inputs, pchs, threads, debug)?;
-    let runnable: Vec<bool> = jobs
-        .iter()
-        .map(|j| {
-            pchs.iter()
-                .zip(&pch_results)
-                .any(|(p, r)| p.cell == j.cell && r.is_ok())
-        })
-        .collect();
-    let to_run: Vec<&Job> = jobs
-        .iter()
-        .zip(&runnable)
-        .filter(|(_, ok)| **ok)
-        .map(|(j, _)| j)
-        .collect();
-    let ran = run_job_refs(project, tc, inputs, &to_run, threads, debug)?;
-    let mut ran = ran.into_iter();
-    Ok(jobs
-        .iter()
-        .zip(runnable)
-        .map(|(j, ok)| {
-            if ok {
-                ran.next().expect("one result per job run")
-            } else {
-                let err = pchs
-                    .iter()
-                    .zip(&pch_results)
-                    .find(|(p, _)| p.cell == j.cell)
-                    .and_then(|(_, r)| r.as_ref().err().cloned())
-                    .unwrap_or_default();
-                Err(format!(
-                    "the bucket's kernel headers did not precompile: {err}"
-                ))
+    let all: Vec<&Job> = pchs.iter().chain(jobs).collect();
+    let deferred = Mutex::new(Vec::new());
+    let mut results = run_job_refs(project, tc, inputs, &all, threads, debug, Some(&deferred))?;
+    strip_and_publish(
+        tc,
+        &inputs.project,
+        deferred.into_inner().expect("deferred lock"),
+        &all,
+        &mut results,
+    );
+    Ok(results.split_off(pchs.len()))
+}
+
+/// A compiled object whose DWARF is still to be stripped: the job's index, its scratch
+/// directory and where the scratch directory goes once stripped.
+struct Unstripped {
+    job: usize,
+    scratch: PathBuf,
+    done: PathBuf,
+}
+
+/// Strips the DWARF of every freshly compiled legacy object with one `llvm-strip` per batch
+/// (a process per object cost as much as a tenth of a cold bucket), then publishes each
+/// job's output; a failure fails the jobs of its batch.
+fn strip_and_publish(
+    tc: &Toolchain,
+    checkout: &Path,
+    pending: Vec<Unstripped>,
+    jobs: &[&Job],
+    results: &mut [Result<bool, String>],
+) {
+    for batch in pending.chunks(64) {
+        let files: Vec<String> = batch
+            .iter()
+            .map(|u| {
+                u.scratch
+                    .join(&jobs[u.job].outputs[0])
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let mut args = vec!["-g".to_string()];
+        args.extend(files);
+        let stripped = run_tool(checkout, &tc.llvm_strip, &args, None);
+        for u in batch {
+            match &stripped {
+                Ok(()) => {
+                    if fs::rename(&u.scratch, &u.done).is_err() {
+                        // Another build finished the same job first: its output is as good.
+                        let _ = fs::remove_dir_all(&u.scratch);
+                    }
+                }
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&u.scratch);
+                    results[u.job] = Err(e.clone());
+                }
             }
-        })
-        .collect())
+        }
+    }
 }
 
 /// Compiles one bucket's legacy objects against any prepared tree (a full kernel source tree
@@ -830,7 +899,7 @@ pub fn compile_legacy_tree(
     let tc = Toolchain::detect()?;
     let collectors = collectors::load_from(&project.root)?;
     let inputs = project.inputs(&tc)?;
-    let (pch, jobs) = legacy_jobs(
+    let (pchs, jobs) = legacy_jobs(
         project,
         &inputs,
         &tc,
@@ -840,15 +909,7 @@ pub fn compile_legacy_tree(
         "bench",
         false,
     )?;
-    let results = run_legacy(
-        project,
-        &tc,
-        &inputs,
-        std::slice::from_ref(&pch),
-        &jobs,
-        threads,
-        false,
-    )?;
+    let results = run_with_pchs(project, &tc, &inputs, &pchs, &jobs, threads, false)?;
     let failures: Vec<String> = jobs
         .iter()
         .zip(&results)
@@ -875,7 +936,7 @@ fn run_jobs(
     debug: bool,
 ) -> Result<Vec<Result<bool, String>>> {
     let refs: Vec<&Job> = jobs.iter().collect();
-    run_job_refs(project, tc, inputs, &refs, threads, debug)
+    run_job_refs(project, tc, inputs, &refs, threads, debug, None)
 }
 
 fn run_job_refs(
@@ -885,30 +946,117 @@ fn run_job_refs(
     jobs: &[&Job],
     threads: usize,
     debug: bool,
+    deferred: Option<&Mutex<Vec<Unstripped>>>,
 ) -> Result<Vec<Result<bool, String>>> {
-    let results: Vec<Mutex<Option<Result<bool, String>>>> =
-        jobs.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
+    let index: std::collections::HashMap<&str, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.key.as_str(), i))
+        .collect();
+    // Indices of each job's dependencies among `jobs` (one outside the list is satisfied).
+    let deps: Vec<Vec<usize>> = jobs
+        .iter()
+        .map(|j| {
+            j.deps
+                .iter()
+                .filter_map(|k| index.get(k.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    struct State {
+        started: Vec<bool>,
+        results: Vec<Option<Result<bool, String>>>,
+    }
+    let state = Mutex::new(State {
+        started: vec![false; jobs.len()],
+        results: jobs.iter().map(|_| None).collect(),
+    });
+    let changed = std::sync::Condvar::new();
     let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("progress template"),
     );
+    // The first job in list order whose dependencies are done; jobs whose dependency failed
+    // are settled with that failure on the way. None when nothing is left to start.
+    let next_ready = |st: &mut State| -> Option<Option<usize>> {
+        let mut waiting = false;
+        for i in 0..jobs.len() {
+            if st.started[i] {
+                continue;
+            }
+            let mut ready = true;
+            for &d in &deps[i] {
+                match &st.results[d] {
+                    None => ready = false,
+                    Some(Err(e)) => {
+                        let dep = jobs[d];
+                        let msg = format!("{} ({}) did not build: {e}", dep.what, dep.outputs[0]);
+                        st.started[i] = true;
+                        st.results[i] = Some(Err(msg));
+                        bar.inc(1);
+                        ready = false;
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+            if st.started[i] {
+                continue;
+            }
+            if ready {
+                st.started[i] = true;
+                return Some(Some(i));
+            }
+            waiting = true;
+        }
+        waiting.then_some(None)
+    };
     std::thread::scope(|s| {
         for _ in 0..threads.min(jobs.len().max(1)) {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(job) = jobs.get(i) else { break };
+                let i = {
+                    let mut st = state.lock().expect("scheduler lock");
+                    loop {
+                        match next_ready(&mut st) {
+                            Some(Some(i)) => break i,
+                            // Something is still running that others wait for.
+                            Some(None) => st = changed.wait(st).expect("scheduler lock"),
+                            None => {
+                                changed.notify_all();
+                                return;
+                            }
+                        }
+                    }
+                };
+                let job = jobs[i];
                 bar.set_message(format!("{} {}", job.what, job.outputs[0]));
-                let r = run_job(project, tc, inputs, job, debug);
-                *results[i].lock().expect("result lock") = Some(r);
+                let r = run_job(project, tc, inputs, job, debug).map(|outcome| match outcome {
+                    Outcome::Cached => true,
+                    Outcome::Built => false,
+                    Outcome::Unstripped { scratch, done } => {
+                        match deferred {
+                            Some(list) => list.lock().expect("deferred lock").push(Unstripped {
+                                job: i,
+                                scratch,
+                                done,
+                            }),
+                            None => unreachable!("only jobs run with a strip list defer"),
+                        }
+                        false
+                    }
+                });
+                state.lock().expect("scheduler lock").results[i] = Some(r);
                 bar.inc(1);
+                changed.notify_all();
             });
         }
     });
     bar.finish_and_clear();
-    Ok(results
+    let st = state.into_inner().expect("scheduler lock");
+    Ok(st
+        .results
         .into_iter()
-        .map(|m| m.into_inner().expect("result lock").expect("every job ran"))
+        .map(|r| r.expect("every job ran"))
         .collect())
 }
 
@@ -948,16 +1096,28 @@ fn run_tool(
     Ok(())
 }
 
+/// What a job did.
+enum Outcome {
+    Cached,
+    Built,
+    /// A legacy object compiled into `scratch` with its DWARF still in; it goes to `done`
+    /// once stripped (see [`strip_and_publish`]).
+    Unstripped {
+        scratch: PathBuf,
+        done: PathBuf,
+    },
+}
+
 fn run_job(
     project: &Project,
     tc: &Toolchain,
     inputs: &Inputs,
     job: &Job,
     debug: bool,
-) -> Result<bool, String> {
+) -> Result<Outcome, String> {
     let done = project.cache_path(&job.key);
     if job.outputs.iter().all(|o| done.join(o).is_file()) {
-        return Ok(true);
+        return Ok(Outcome::Cached);
     }
     let parent = done.parent().expect("objects/ has a parent");
     fs::create_dir_all(parent).map_err(|e| e.to_string())?;
@@ -985,8 +1145,8 @@ fn run_job(
         }
     };
     match &job.kind {
-        JobKind::Pch { tree } => {
-            let header = root.join("includes/kc_legacy_kernel.h");
+        JobKind::Pch { tree, header } => {
+            let h = root.join("includes").join(format!("{header}.h"));
             run_tool(
                 root,
                 &tc.clang,
@@ -994,8 +1154,8 @@ fn run_job(
                     inputs,
                     tree,
                     toolchain::LegacyOutput::Pch,
-                    &header,
-                    &t.join(PCH),
+                    &h,
+                    &t.join(&job.outputs[0]),
                 ),
                 None,
             )?;
@@ -1017,15 +1177,15 @@ fn run_job(
                 &toolchain::legacy_clang_args(inputs, tree, what, &src, &ll),
                 None,
             )?;
-            run_tool(
-                root,
-                &tc.llc,
-                &toolchain::llc_args(&ll, &t.join("full.o")),
-                None,
-            )?;
-            strip(&t.join("full.o"), &t.join(&job.outputs[0]))?;
-            let _ = fs::remove_file(t.join("full.o"));
+            let out = t.join(&job.outputs[0]);
+            run_tool(root, &tc.llc, &toolchain::llc_args(&ll, &out), None)?;
             let _ = fs::remove_file(ll);
+            if !debug {
+                return Ok(Outcome::Unstripped {
+                    scratch: tmp.keep(),
+                    done,
+                });
+            }
         }
         JobKind::Core => {
             let src = root.join("co-re").join(format!("{}.bpf.c", job.what));
@@ -1105,7 +1265,7 @@ fn run_job(
         // Another build finished the same job first: its output is as good as ours.
         let _ = fs::remove_dir_all(&tmp);
     }
-    Ok(false)
+    Ok(Outcome::Built)
 }
 
 #[cfg(test)]
@@ -1166,6 +1326,70 @@ mod tests {
             jobs: Some(2),
             json: false,
         }
+    }
+
+    #[test]
+    fn the_pch_layer_follows_the_sources_includes() {
+        assert_eq!(pch_layer(b"#include \"kc_legacy.h\"\n"), PCH_BASE);
+        assert_eq!(
+            pch_layer(b"#include \"kc_legacy_net.h\"\n#include \"kc_legacy.h\"\n"),
+            PCH_NET
+        );
+        assert_eq!(pch_layer(b"// #include \"kc_legacy_net.h\"\n"), PCH_BASE);
+        // The real socket collector asks for the net layer, the others do not.
+        let root = paths::project_root();
+        for c in collectors::load_from(&root).unwrap() {
+            let src = fs::read(root.join(format!("kernel/{}_kern.c", c.name))).unwrap();
+            let want = if c.name == "socket" {
+                PCH_NET
+            } else {
+                PCH_BASE
+            };
+            assert_eq!(pch_layer(&src), want, "{}", c.name);
+        }
+    }
+
+    /// A header layer that fails to precompile fails exactly the collectors that use it, by
+    /// name and with clang's message; the cell keeps its previous artifacts.
+    #[test]
+    fn a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror() {
+        if !toolchain_or_skip(
+            "a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror",
+        ) {
+            return;
+        }
+        let (_d, p) = scratch_project(&["process", "socket"]);
+        let (_, lock) = kernels::load_checked_lock().unwrap();
+        let bucket = lock.buckets()[0];
+        let opts = BuildOptions {
+            buckets: vec![bucket],
+            core: false,
+            ..core_only()
+        };
+        build(&p, &opts).unwrap();
+        let tar = p.artifacts.join(format!("kc-ebpf-{bucket}-glibc.tar"));
+        let before = fs::read(&tar).unwrap();
+        let net = p.root.join("includes/kc_legacy_net.h");
+        let text = fs::read_to_string(&net).unwrap();
+        fs::write(
+            &net,
+            text.replace("#include <net/sock.h>", "#include <net/no_such_header.h>"),
+        )
+        .unwrap();
+        let r = build(&p, &opts).unwrap();
+        assert_eq!(r.failures.len(), 2, "socket p and r fail: {:?}", r.failures);
+        assert!(
+            r.failures.iter().all(|f| f.contains(": socket: ")
+                && f.contains("kc_legacy_net.pch")
+                && f.contains("no_such_header.h")),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(
+            fs::read(&tar).unwrap(),
+            before,
+            "the previous tarball is intact"
+        );
     }
 
     fn toolchain_or_skip(test: &str) -> bool {

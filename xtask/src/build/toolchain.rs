@@ -59,7 +59,50 @@ impl Toolchain {
         let llvm_strip = need("llvm-strip", "llvm")?;
         let bpftool = need("bpftool", "bpftool")?;
         let cc = need("cc", "gcc")?;
-        let resource_include = PathBuf::from(first_line(&clang, &["-print-file-name=include"])?);
+        // Each tool takes a tenth of a second to say its version (loading LLVM): ask them all
+        // at once.
+        let tools: [(&str, &Path, &[&str]); 6] = [
+            ("clang", &clang, &["--version"]),
+            ("llc", &llc, &["--version"]),
+            ("bpftool", &bpftool, &["version"]),
+            ("cc", &cc, &["--version"]),
+            ("resource-dir", &clang, &["-print-file-name=include"]),
+            (
+                "libbpf-dev",
+                Path::new("dpkg-query"),
+                &["-W", "-f=${Version}", "libbpf-dev"],
+            ),
+        ];
+        let outputs: Vec<Vec<u8>> =
+            std::thread::scope(|s| {
+                let running: Vec<_> = tools
+                    .iter()
+                    .map(|(_, tool, args)| {
+                        s.spawn(move || Command::new(tool).args(*args).output().map(|o| o.stdout))
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .zip(&tools)
+                    .map(
+                        |(r, (name, tool, _))| match r.join().expect("version thread") {
+                            Ok(stdout) => Ok(stdout),
+                            // Informative only: a host without dpkg still builds.
+                            Err(_) if *name == "libbpf-dev" => Ok(Vec::new()),
+                            Err(e) => Err(anyhow::Error::new(e)
+                                .context(format!("running {}", tool.display()))),
+                        },
+                    )
+                    .collect::<Result<_>>()
+            })?;
+        let out = |name: &str| -> &[u8] {
+            let i = tools
+                .iter()
+                .position(|t| t.0 == name)
+                .expect("a known tool");
+            &outputs[i]
+        };
+        let resource_include = PathBuf::from(String::from_utf8_lossy(out("resource-dir")).trim());
         if !resource_include.join("stddef.h").is_file() {
             bail!(
                 "clang's resource include directory {} has no stddef.h",
@@ -74,15 +117,10 @@ impl Toolchain {
         }
         let mut h = Sha256::new();
         let mut versions = std::collections::BTreeMap::new();
-        for (name, tool, args) in [
-            ("clang", &clang, &["--version"][..]),
-            ("llc", &llc, &["--version"]),
-            ("bpftool", &bpftool, &["version"]),
-            ("cc", &cc, &["--version"]),
-        ] {
-            let out = Command::new(tool).args(args).output()?;
-            h.update(&out.stdout);
-            let text = String::from_utf8_lossy(&out.stdout);
+        for name in ["clang", "llc", "bpftool", "cc"] {
+            let stdout = out(name);
+            h.update(stdout);
+            let text = String::from_utf8_lossy(stdout);
             let line = text
                 .lines()
                 .map(str::trim)
@@ -90,11 +128,7 @@ impl Toolchain {
                 .unwrap_or("");
             versions.insert(name.to_string(), line.to_string());
         }
-        let libbpf = Command::new("dpkg-query")
-            .args(["-W", "-f=${Version}", "libbpf-dev"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let libbpf = String::from_utf8_lossy(out("libbpf-dev")).into_owned();
         versions.insert("libbpf-dev".to_string(), libbpf);
         let mut headers: Vec<PathBuf> = std::fs::read_dir(&libbpf_include)?
             .flatten()

@@ -328,7 +328,11 @@ fn links_stay_inside(root: &Path) -> Result<()> {
             if t.is_dir() {
                 stack.push(e.path());
             } else if t.is_symlink() {
-                let rel = e.path().strip_prefix(root).unwrap_or(&e.path()).to_path_buf();
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap_or(&e.path())
+                    .to_path_buf();
                 kc_common::unpack::resolve_inside(root, &rel).map_err(|why| {
                     anyhow!(
                         "the header packages hold a symlink {} that leaves the tree ({why}); the packages are not what the lock pinned",
@@ -431,6 +435,17 @@ mod tests {
 
     fn data_tar_xz(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
+        // As dpkg-deb writes them: the shared parents come as directory members of both
+        // packages, which unpack at the same time.
+        for dir in ["./", "./usr/", "./usr/src/"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_path(dir).unwrap();
+            h.set_size(0);
+            h.set_mode(0o755);
+            h.set_cksum();
+            b.append(&h, std::io::empty()).unwrap();
+        }
         for (name, data) in files {
             let mut h = tar::Header::new_old();
             h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
@@ -569,7 +584,10 @@ mod tests {
         links_stay_inside(root).unwrap();
         std::os::unix::fs::symlink("../common/up/..", root.join("usr/src/flavour/out")).unwrap();
         let e = links_stay_inside(root).unwrap_err().to_string();
-        assert!(e.contains("usr/src/flavour/out") && e.contains("leaves the tree"), "{e}");
+        assert!(
+            e.contains("usr/src/flavour/out") && e.contains("leaves the tree"),
+            "{e}"
+        );
     }
 
     #[test]
