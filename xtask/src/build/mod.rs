@@ -1096,6 +1096,25 @@ fn run_tool(
     Ok(())
 }
 
+/// Adds to clang's "file not found" for a header under a directory the header trees leave
+/// out where to change that.
+fn with_skipped_dir_hint(clang_error: &str) -> String {
+    let skipped = clang_error.lines().find_map(|l| {
+        let (_, rest) = l.split_once("fatal error: '")?;
+        let (header, tail) = rest.split_once('\'')?;
+        let dir = header.split('/').next()?;
+        (tail.contains("file not found")
+            && crate::kernels::fetch::SKIPPED_INCLUDE_DIRS.contains(&dir))
+        .then(|| dir.to_string())
+    });
+    match skipped {
+        Some(dir) => format!(
+            "{clang_error}\n(header trees leave out include/{dir}/: take it out of SKIPPED_INCLUDE_DIRS in xtask/src/kernels/fetch.rs)"
+        ),
+        None => clang_error.to_string(),
+    }
+}
+
 /// What a job did.
 enum Outcome {
     Cached,
@@ -1176,7 +1195,8 @@ fn run_job(
                 &tc.clang,
                 &toolchain::legacy_clang_args(inputs, tree, what, &src, &ll),
                 None,
-            )?;
+            )
+            .map_err(|e| with_skipped_dir_hint(&e))?;
             let out = t.join(&job.outputs[0]);
             run_tool(root, &tc.llc, &toolchain::llc_args(&ll, &out), None)?;
             let _ = fs::remove_file(ll);
@@ -1326,6 +1346,14 @@ mod tests {
             jobs: Some(2),
             json: false,
         }
+    }
+
+    #[test]
+    fn a_header_of_a_skipped_dir_gets_a_hint() {
+        let e = "clang failed (exit status: 1):\nx.c:3:10: fatal error: 'scsi/scsi_cmnd.h' file not found";
+        assert!(with_skipped_dir_hint(e).contains("SKIPPED_INCLUDE_DIRS"));
+        let other = "x.c:3:10: fatal error: 'linux/nope.h' file not found";
+        assert_eq!(with_skipped_dir_hint(other), other);
     }
 
     #[test]
