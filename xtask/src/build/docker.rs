@@ -114,11 +114,14 @@ pub async fn run_isolated(d: &Docker, tag: &str, cmd: &[&str]) -> Result<String>
 
 /// This xtask binary, which a cell's container runs. Under `cargo test` the running binary is
 /// the test harness (`target/<profile>/deps/xtask-<hash>`); the xtask binary is beside `deps/`.
+///
+/// Outside tests this is `/proc/self/exe`, which still reads as this binary after a `cargo
+/// build` replaced the file on disk (as `cargo test` of the workspace can do meanwhile).
 fn xtask_exe() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the xtask binary")?;
     let in_deps = exe.parent().is_some_and(|d| d.ends_with("deps"));
     if !in_deps {
-        return Ok(exe);
+        return Ok(PathBuf::from("/proc/self/exe"));
     }
     let bin = exe
         .parent()
