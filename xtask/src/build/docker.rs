@@ -511,12 +511,7 @@ mod tests {
         BuildOptions {
             backend: Some(Backend::Docker),
             libc: Some(LibcChoice::Glibc),
-            buckets: vec![],
-            all: false,
-            core: true,
-            debug: false,
-            jobs: Some(2),
-            json: false,
+            ..super::super::tests::core_only()
         }
     }
 
@@ -547,16 +542,7 @@ mod tests {
         let again = run_project(&p, &core_glibc(), &["glibc"], None).unwrap();
         assert!(again.built.is_empty() && again.up_to_date == ["kc-ebpf-co-re-glibc"]);
 
-        let body = p.root.join("includes/collectors/mount.bpf.h");
-        let text = std::fs::read_to_string(&body).unwrap();
-        std::fs::write(
-            &body,
-            text.replace(
-                "kc_add(&mount_counters, KC_MOUNT_MOUNT, 1);",
-                "kc_add(&mount_counters, KC_MOUNT_MOUNT, undeclared_thing);",
-            ),
-        )
-        .unwrap();
+        super::super::tests::break_mount_collector(&p.root);
         let e = format!(
             "{:#}",
             run_project(&p, &core_glibc(), &["glibc"], None).unwrap_err()

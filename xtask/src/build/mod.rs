@@ -1335,7 +1335,22 @@ mod tests {
         }
     }
 
-    fn core_only() -> BuildOptions {
+    /// Makes the mount collector fail to compile (`undeclared_thing`).
+    pub(super) fn break_mount_collector(root: &Path) {
+        let body = root.join("includes/collectors/mount.bpf.h");
+        let text = fs::read_to_string(&body).unwrap();
+        let broken = text.replace(
+            "kc_add(&mount_counters, KC_MOUNT_MOUNT, 1);",
+            "kc_add(&mount_counters, KC_MOUNT_MOUNT, undeclared_thing);",
+        );
+        assert_ne!(
+            broken, text,
+            "the mount collector changed: update this test helper"
+        );
+        fs::write(&body, broken).unwrap();
+    }
+
+    pub(super) fn core_only() -> BuildOptions {
         BuildOptions {
             backend: Some(Backend::Host),
             libc: None,
@@ -1478,16 +1493,7 @@ mod tests {
         build(&p, &core_only()).unwrap();
         let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
         let before = fs::read(&tar).unwrap();
-        let body = p.root.join("includes/collectors/mount.bpf.h");
-        let text = fs::read_to_string(&body).unwrap();
-        fs::write(
-            &body,
-            text.replace(
-                "kc_add(&mount_counters, KC_MOUNT_MOUNT, 1);",
-                "kc_add(&mount_counters, KC_MOUNT_MOUNT, undeclared_thing);",
-            ),
-        )
-        .unwrap();
+        break_mount_collector(&p.root);
         let r = build(&p, &core_only()).unwrap();
         assert_eq!(r.failures.len(), 1, "only mount fails: {:?}", r.failures);
         let msg = r
