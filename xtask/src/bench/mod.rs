@@ -66,6 +66,10 @@ pub struct BuildBench {
     /// The bucket to build (its Debian suite must be the host's, for `linux-source-<bucket>`)
     #[arg(long, default_value = "6.1")]
     pub bucket: Bucket,
+    /// Rounds of (ours, upstream's), each from scratch; the medians are compared (a shared
+    /// VM's disk makes single runs of either vary by half)
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -262,7 +266,7 @@ const SOURCE_BUILD_PACKAGES: &[&str] = &[
     "dpkg-dev",
 ];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct BuildBenchReport {
     bucket: String,
     objects: usize,
@@ -305,6 +309,52 @@ fn build_bench(o: BuildBench) -> Result<()> {
         .run()?;
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut rounds = Vec::new();
+    for round in 1..=o.runs.max(1) {
+        let r = build_bench_round(o.bucket, threads)?;
+        eprintln!(
+            "bench build: round {round}: ours {:.2} s, upstream {:.2} s, {:.1}x",
+            r.ours_cold_s, r.upstream_total_s, r.speedup_cold
+        );
+        rounds.push(r);
+    }
+    let med = |f: fn(&BuildBenchReport) -> f64| median(rounds.iter().map(f).collect());
+    let report = BuildBenchReport {
+        bucket: o.bucket.to_string(),
+        objects: rounds[0].objects,
+        ours_cold_s: med(|r| r.ours_cold_s),
+        ours_fetch_s: med(|r| r.ours_fetch_s),
+        ours_noop_s: med(|r| r.ours_noop_s),
+        upstream_source_package: rounds[0].upstream_source_package.clone(),
+        upstream_download_s: med(|r| r.upstream_download_s),
+        upstream_unpack_s: med(|r| r.upstream_unpack_s),
+        upstream_prepare_s: med(|r| r.upstream_prepare_s),
+        upstream_compile_s: med(|r| r.upstream_compile_s),
+        upstream_total_s: med(|r| r.upstream_total_s),
+        speedup_cold: med(|r| r.upstream_total_s) / med(|r| r.ours_cold_s),
+    };
+    if o.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "median": report,
+                "rounds": rounds,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "bench build: bucket {}, {} objects, {threads} parallel compiles, median of {} rounds",
+        report.bucket,
+        report.objects,
+        rounds.len()
+    );
+    print_build_bench(&report);
+    Ok(())
+}
+
+/// One round: our cold build and upstream's, each in a fresh scratch directory.
+fn build_bench_round(bucket: Bucket, threads: usize) -> Result<BuildBenchReport> {
     let scratch = tempfile::Builder::new()
         .prefix("kc-bench-build-")
         .tempdir_in(crate::paths::project_root().join("target"))?;
@@ -312,7 +362,7 @@ fn build_bench(o: BuildBench) -> Result<()> {
     let opts = crate::build::BuildOptions {
         backend: Some(crate::build::Backend::Host),
         libc: None,
-        buckets: vec![o.bucket],
+        buckets: vec![bucket],
         all: false,
         core: false,
         debug: false,
@@ -346,7 +396,7 @@ fn build_bench(o: BuildBench) -> Result<()> {
     // Upstream's: the full source tree of the same series, prepared, then the same compiles.
     let src_dir = scratch.path().join("upstream");
     std::fs::create_dir_all(&src_dir)?;
-    let pkg = format!("linux-source-{}", o.bucket);
+    let pkg = format!("linux-source-{}", bucket);
     flush_page_cache_writes()?;
     let t = Instant::now();
     run_ok(
@@ -399,19 +449,19 @@ fn build_bench(o: BuildBench) -> Result<()> {
         kernel_cache: scratch.path().join("up/cache"),
     };
     let tree = crate::kernels::fetch::HeaderTree {
-        series: o.bucket.to_string(),
+        series: bucket.to_string(),
         release: pkg.clone(),
-        kernel_version: o.bucket.to_string(),
+        kernel_version: bucket.to_string(),
         flavour_dir: tree_dir.clone(),
         common_dir: tree_dir.clone(),
         patches: vec![],
     };
     let t = Instant::now();
-    crate::build::compile_legacy_tree(&upstream, &tree, o.bucket, threads)?;
+    crate::build::compile_legacy_tree(&upstream, &tree, bucket, threads)?;
     let compile = t.elapsed().as_secs_f64();
     let total = download + unpack + prepare + compile;
     let report = BuildBenchReport {
-        bucket: o.bucket.to_string(),
+        bucket: bucket.to_string(),
         objects,
         ours_cold_s: ours_cold,
         ours_fetch_s: ours_fetch,
@@ -424,49 +474,44 @@ fn build_bench(o: BuildBench) -> Result<()> {
         upstream_total_s: total,
         speedup_cold: total / ours_cold,
     };
-    if o.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!(
-            "bench build: bucket {}, {} objects, {threads} parallel compiles",
-            report.bucket, report.objects
-        );
-        println!(
-            "  ours, cold (fetch headers packages, unpack, compile)   {:>8.2} s",
-            report.ours_cold_s
-        );
-        println!(
-            "    of which until the headers were downloaded + unpacked {:>7.2} s",
-            report.ours_fetch_s
-        );
-        println!(
-            "  ours, no-op rebuild                                    {:>8.2} s",
-            report.ours_noop_s
-        );
-        println!("  upstream ({}):", report.upstream_source_package);
-        println!(
-            "    download                                             {:>8.2} s",
-            report.upstream_download_s
-        );
-        println!(
-            "    unpack (dpkg-deb, tar)                               {:>8.2} s",
-            report.upstream_unpack_s
-        );
-        println!(
-            "    make defconfig scripts prepare                       {:>8.2} s",
-            report.upstream_prepare_s
-        );
-        println!(
-            "    the same compiles                                    {:>8.2} s",
-            report.upstream_compile_s
-        );
-        println!(
-            "    total                                                {:>8.2} s",
-            report.upstream_total_s
-        );
-        println!("  ours is {:.1}x faster cold", report.speedup_cold);
-    }
-    Ok(())
+    Ok(report)
+}
+
+fn print_build_bench(r: &BuildBenchReport) {
+    println!(
+        "  ours, cold (fetch headers packages, unpack, compile)   {:>8.2} s",
+        r.ours_cold_s
+    );
+    println!(
+        "    of which until the headers were downloaded + unpacked {:>7.2} s",
+        r.ours_fetch_s
+    );
+    println!(
+        "  ours, no-op rebuild                                    {:>8.2} s",
+        r.ours_noop_s
+    );
+    println!("  upstream ({}):", r.upstream_source_package);
+    println!(
+        "    download                                             {:>8.2} s",
+        r.upstream_download_s
+    );
+    println!(
+        "    unpack (dpkg-deb, tar)                               {:>8.2} s",
+        r.upstream_unpack_s
+    );
+    println!(
+        "    make defconfig scripts prepare                       {:>8.2} s",
+        r.upstream_prepare_s
+    );
+    println!(
+        "    the same compiles                                    {:>8.2} s",
+        r.upstream_compile_s
+    );
+    println!(
+        "    total                                                {:>8.2} s",
+        r.upstream_total_s
+    );
+    println!("  ours is {:.1}x faster cold", r.speedup_cold);
 }
 
 #[derive(Debug, Serialize)]
