@@ -515,6 +515,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
                 libc.as_bytes().to_vec(),
                 link.as_ref()
                     .map_or(Vec::new(), |l| l.fingerprint.as_bytes().to_vec()),
+                debug.to_vec(),
             ];
             for (j, _) in jobs
                 .iter()
@@ -1266,6 +1267,10 @@ fn run_job(
                 t.join("kc-loader").display().to_string(),
             ]);
             args.extend(link.ldflags.iter().cloned());
+            if !debug {
+                // What millions of hosts download: no symbols, no libbpf debug info.
+                args.push("-s".into());
+            }
             run_tool(root, &link.cc, &args, None)?;
             if link.libc == "musl" {
                 // The musl loader is the one that runs anywhere: prove it needs no loader.
