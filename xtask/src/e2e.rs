@@ -370,11 +370,7 @@ fn check_vmtest() -> Result<()> {
         .iter()
         .map(|s| s.parse())
         .collect::<Result<Vec<_>, _>>()?;
-    let docker = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(crate::image::docker())
-        .is_ok();
+    let docker = crate::image::daemon_answers();
     crate::vmtest::run(crate::vmtest::VmtestOptions {
         kernels,
         jobs: 2,
@@ -403,13 +399,11 @@ fn read_cell(dir: &std::path::Path) -> Result<std::collections::BTreeMap<String,
 /// the host kernel; a second run starts no container; outputs belong to the invoking user; a
 /// build container sees no network.
 fn check_docker() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    if rt.block_on(crate::image::docker()).is_err() {
+    if !crate::image::daemon_answers() {
         eprintln!("e2e: skipped: no Docker daemon answers on this machine");
         return Ok(());
     }
+    let rt = crate::image::runtime()?;
     let cells = paths::project_root().join("artifacts/cells");
     let (_, lock) = kernels::load_checked_lock()?;
     let mut names: Vec<String> = lock.buckets().iter().map(|b| b.to_string()).collect();
@@ -470,7 +464,8 @@ fn check_docker() -> Result<()> {
         "the musl kc-loader is not static: file says {file}"
     );
     // The static loader runs on this (glibc) host: the objects load with it too.
-    if cmd!(sh, "id -u").read()?.trim() == "0" {
+    let invoking = cmd!(sh, "id -u").read()?;
+    if invoking.trim() == "0" {
         let legacy_bucket = host_bucket()?;
         let legacy = object_files(&cells.join(format!("kc-ebpf-{legacy_bucket}-musl")))?;
         let out = std::process::Command::new(&loader)
@@ -494,7 +489,6 @@ fn check_docker() -> Result<()> {
     );
     use std::os::unix::fs::MetadataExt;
     let uid = std::fs::metadata(cells.join("kc-ebpf-co-re-musl/kc-loader"))?.uid();
-    let invoking = cmd!(sh, "id -u").read()?;
     ensure!(
         uid.to_string() == invoking.trim(),
         "outputs belong to uid {uid}, not the invoking user"

@@ -29,6 +29,18 @@ pub struct ImageOptions {
     pub libc: crate::build::LibcChoice,
 }
 
+/// The single-threaded runtime every bollard call of ours runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Whether a Docker daemon answers a ping: what chooses the docker backend, or skips a test.
+pub fn daemon_answers() -> bool {
+    runtime().is_ok_and(|rt| rt.block_on(docker()).is_ok())
+}
+
 /// A client that has answered a ping (DOCKER_HOST, else the local socket).
 pub async fn docker() -> Result<Docker> {
     answered(Docker::connect_with_local_defaults()).await
@@ -230,10 +242,7 @@ pub fn build_context(
 }
 
 pub fn run(o: ImageOptions) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    runtime()?.block_on(async {
         let d = docker().await?;
         for libc in o.libc.libcs() {
             let t = std::time::Instant::now();
@@ -252,10 +261,7 @@ mod tests {
     use super::*;
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
+        runtime().unwrap()
     }
 
     #[test]

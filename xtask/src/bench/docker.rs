@@ -49,12 +49,6 @@ struct Report {
 
 const LIBCS: [&str; 2] = ["glibc", "musl"];
 
-fn rt() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 fn dockerfile(libc: &str) -> Result<Vec<u8>> {
     let p = paths::project_root().join(format!("docker/{libc}.Dockerfile"));
     std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
@@ -103,7 +97,7 @@ pub fn run(o: DockerBench) -> Result<()> {
     } else {
         o.buckets.clone()
     };
-    let rt = rt()?;
+    let rt = image::runtime()?;
     let d = rt.block_on(image::docker())?;
     let base = rt.block_on(image::ensure_base(&d))?;
     let base_size = rt.block_on(d.inspect_image(&base))?.size.unwrap_or(0);
@@ -144,11 +138,10 @@ pub fn run(o: DockerBench) -> Result<()> {
         tags.push(tag);
         ours.images_built += 1;
     }
-    let mut with_core = BuildOptions {
+    let with_core = BuildOptions {
         core: true,
         ..opts.clone()
     };
-    with_core.buckets = buckets.clone();
     let first = docker::run_project(&ours_project, &with_core, &LIBCS, Some(&images))?;
     ours.cold_s = t.elapsed().as_secs_f64();
     let cells = first.built.len();

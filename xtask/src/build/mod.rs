@@ -53,6 +53,15 @@ pub enum LibcChoice {
 }
 
 impl LibcChoice {
+    /// The choice of exactly `libc` (glibc or musl).
+    pub fn one(libc: &str) -> Self {
+        if libc == "musl" {
+            Self::Musl
+        } else {
+            Self::Glibc
+        }
+    }
+
     pub fn libcs(self) -> Vec<&'static str> {
         match self {
             Self::Glibc => vec!["glibc"],
@@ -306,11 +315,7 @@ fn key_of(parts: &[&[u8]]) -> String {
 /// The backend `--backend` names, else docker when a daemon answers, else the host.
 fn choose_backend(o: &BuildOptions) -> Backend {
     o.backend.unwrap_or_else(|| {
-        let answers = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .is_ok_and(|rt| rt.block_on(crate::image::docker()).is_ok());
-        if answers {
+        if crate::image::daemon_answers() {
             Backend::Docker
         } else {
             eprintln!(
@@ -345,11 +350,7 @@ pub fn run(o: BuildOptions) -> Result<()> {
     };
     for libc in libcs {
         let one = BuildOptions {
-            libc: Some(if libc == "musl" {
-                LibcChoice::Musl
-            } else {
-                LibcChoice::Glibc
-            }),
+            libc: Some(LibcChoice::one(libc)),
             ..o.clone()
         };
         run_host(&one)?;
@@ -828,15 +829,7 @@ fn run_with_pchs(
     debug: bool,
 ) -> Result<Vec<Result<bool, String>>> {
     let all: Vec<&Job> = pchs.iter().chain(jobs).collect();
-    let deferred = Mutex::new(Vec::new());
-    let mut results = run_job_refs(project, tc, inputs, &all, threads, debug, Some(&deferred))?;
-    strip_and_publish(
-        tc,
-        &inputs.project,
-        deferred.into_inner().expect("deferred lock"),
-        &all,
-        &mut results,
-    );
+    let mut results = run_job_refs(project, tc, inputs, &all, threads, debug)?;
     Ok(results.split_off(pchs.len()))
 }
 
@@ -937,7 +930,7 @@ fn run_jobs(
     debug: bool,
 ) -> Result<Vec<Result<bool, String>>> {
     let refs: Vec<&Job> = jobs.iter().collect();
-    run_job_refs(project, tc, inputs, &refs, threads, debug, None)
+    run_job_refs(project, tc, inputs, &refs, threads, debug)
 }
 
 fn run_job_refs(
@@ -947,7 +940,6 @@ fn run_job_refs(
     jobs: &[&Job],
     threads: usize,
     debug: bool,
-    deferred: Option<&Mutex<Vec<Unstripped>>>,
 ) -> Result<Vec<Result<bool, String>>> {
     let index: std::collections::HashMap<&str, usize> = jobs
         .iter()
@@ -973,6 +965,8 @@ fn run_job_refs(
         results: jobs.iter().map(|_| None).collect(),
     });
     let changed = std::sync::Condvar::new();
+    // Objects compiled with their DWARF still in, stripped together once the pool is done.
+    let deferred: Mutex<Vec<Unstripped>> = Mutex::new(Vec::new());
     let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("progress template"),
@@ -1035,14 +1029,11 @@ fn run_job_refs(
                     Outcome::Cached => true,
                     Outcome::Built => false,
                     Outcome::Unstripped { scratch, done } => {
-                        match deferred {
-                            Some(list) => list.lock().expect("deferred lock").push(Unstripped {
-                                job: i,
-                                scratch,
-                                done,
-                            }),
-                            None => unreachable!("only jobs run with a strip list defer"),
-                        }
+                        deferred.lock().expect("deferred lock").push(Unstripped {
+                            job: i,
+                            scratch,
+                            done,
+                        });
                         false
                     }
                 });
@@ -1054,11 +1045,19 @@ fn run_job_refs(
     });
     bar.finish_and_clear();
     let st = state.into_inner().expect("scheduler lock");
-    Ok(st
+    let mut results: Vec<Result<bool, String>> = st
         .results
         .into_iter()
         .map(|r| r.expect("every job ran"))
-        .collect())
+        .collect();
+    strip_and_publish(
+        tc,
+        &inputs.project,
+        deferred.into_inner().expect("deferred lock"),
+        jobs,
+        &mut results,
+    );
+    Ok(results)
 }
 
 /// Runs a compiler in `checkout`: the working directory ends up in the debug info (and
@@ -1276,7 +1275,10 @@ fn run_job(
                 // The musl loader is the one that runs anywhere: prove it needs no loader.
                 let bytes = fs::read(t.join("kc-loader")).map_err(|e| e.to_string())?;
                 if !toolchain::is_static_executable(&bytes).map_err(|e| format!("{e:#}"))? {
-                    return Err("the musl kc-loader came out dynamically linked".into());
+                    return Err(format!(
+                        "the musl kc-loader came out dynamically linked: {} must hold only static libraries (lib*.a, no lib*.so)",
+                        link.ldflags.iter().find_map(|f| f.strip_prefix("-L")).unwrap_or("the musl prefix")
+                    ));
                 }
             }
             for (name, _) in skeletons {
@@ -1338,6 +1340,20 @@ mod tests {
                 fs::copy(&p, to.join(e.file_name())).unwrap();
             }
         }
+    }
+
+    /// After a failed build, the CO-RE cell's previous tarball and files are still there.
+    pub(super) fn assert_core_cell_kept(p: &Project, tarball_before: &[u8]) {
+        let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
+        assert_eq!(
+            fs::read(&tar).unwrap(),
+            tarball_before,
+            "the previous tarball is intact"
+        );
+        assert!(p
+            .artifacts
+            .join("cells/kc-ebpf-co-re-glibc/process.bpf.o")
+            .is_file());
     }
 
     /// Makes the mount collector fail to compile (`undeclared_thing`).
@@ -1511,14 +1527,6 @@ mod tests {
             "{msg}"
         );
         assert!(!r.cells[0].ok);
-        assert_eq!(
-            fs::read(&tar).unwrap(),
-            before,
-            "the previous tarball is intact"
-        );
-        assert!(p
-            .artifacts
-            .join("cells/kc-ebpf-co-re-glibc/process.bpf.o")
-            .is_file());
+        assert_core_cell_kept(&p, &before);
     }
 }
