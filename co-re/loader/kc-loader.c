@@ -29,6 +29,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "kc_embedded.h"
 #include "kc_skeletons.h"
 
 #define MAX_PROGS 64

@@ -1,7 +1,11 @@
 //! Logic shared by the `xtask` pipeline and the downstream installer.
 
+pub mod host;
 pub mod kernel;
+pub mod names;
 pub mod release;
+pub mod retry;
 pub mod unpack;
 
 pub use kernel::{select_bucket, Bucket, BucketError, KernelVersion, VersionError};
+pub use names::{Arch, CellId, CellKind, Libc};

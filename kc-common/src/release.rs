@@ -14,15 +14,8 @@ pub const SUMS_FILE: &str = "sha256sums.txt";
 pub const MANIFEST: &str = "manifest.json";
 pub const SIG_SUFFIX: &str = ".minisig";
 
-/// `kernel-collector-<libc>-<tag>.tar.xz`: every bucket's legacy objects and the loader.
-pub fn legacy_tarball(libc: &str, tag: &str) -> String {
-    format!("kernel-collector-{libc}-{tag}.tar.xz")
-}
-
-/// `kernel-collector-co-re-<libc>-<tag>.tar.xz`: CO-RE objects, skeletons and the loader.
-pub fn core_tarball(libc: &str, tag: &str) -> String {
-    format!("kernel-collector-co-re-{libc}-{tag}.tar.xz")
-}
+use crate::names::Libc;
+pub use crate::names::{core_tarball, legacy_tarball};
 
 /// The trusted comment of a release file's signature: what the signature vouches for.
 pub fn trusted_comment(tag: &str, file: &str) -> String {
@@ -66,7 +59,7 @@ pub struct ManifestCollector {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub tag: String,
-    pub libc: String,
+    pub libc: Libc,
     /// `legacy` or `co-re`.
     pub kind: String,
     pub source_commit: String,

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use kc_common::release::{self, Manifest};
-use kc_common::{select_bucket, Bucket, KernelVersion};
+use kc_common::retry::{Attempt, Backoff, Failure};
+use kc_common::{select_bucket, Bucket, KernelVersion, Libc};
 
 pub struct Options {
     /// Base URL or directory of the release.
@@ -25,7 +26,7 @@ pub struct Options {
     /// The trusted minisign public key (file contents).
     pub pubkey: String,
     pub prefix: PathBuf,
-    pub libc: String,
+    pub libc: Libc,
     /// The kernel release to install for.
     pub kernel: String,
 }
@@ -40,34 +41,6 @@ pub enum Outcome {
     },
 }
 
-/// musl or glibc, as a shell installer would tell: the musl dynamic loader, or `ldd`'s banner.
-pub fn detect_libc() -> String {
-    let musl_loader = std::fs::read_dir("/lib")
-        .map(|rd| {
-            rd.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("ld-musl-"))
-        })
-        .unwrap_or(false);
-    let ldd = std::process::Command::new("ldd")
-        .arg("--version")
-        .output()
-        .map(|o| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-            .to_lowercase()
-        })
-        .unwrap_or_default();
-    if musl_loader || ldd.contains("musl") {
-        "musl"
-    } else {
-        "glibc"
-    }
-    .to_string()
-}
-
 const COMPLETE: &str = ".complete";
 
 fn fetch(from: &str, name: &str) -> Result<Vec<u8>> {
@@ -80,35 +53,42 @@ fn fetch(from: &str, name: &str) -> Result<Vec<u8>> {
         .connect_timeout(Duration::from_secs(15))
         .timeout(Duration::from_secs(300))
         .build()?;
-    let mut last = String::new();
-    for attempt in 0..3 {
-        if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(300 << attempt));
-        }
-        let resp = match client.get(&url).send() {
-            Ok(r) => r,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
+    let backoff = Backoff::new(3, Duration::from_millis(600));
+    let fetched = backoff.run(|_| {
+        let resp = client
+            .get(&url)
+            .send()
+            .map_err(|e| Attempt::Retry(e.to_string()))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            bail!("{url}: 404: is the tag right, and does the release hold this file?");
+            return Err(Attempt::Fatal(format!(
+                "{url}: 404: is the tag right, and does the release hold this file?"
+            )));
         }
         if !status.is_success() {
-            last = format!("the server answered {status}");
-            continue;
+            return Err(Attempt::Retry(format!("the server answered {status}")));
         }
         let expected = resp.content_length();
         let mut body = Vec::new();
         match resp.take(512 << 20).read_to_end(&mut body) {
-            Ok(_) if expected.is_none_or(|n| n == body.len() as u64) => return Ok(body),
-            Ok(_) => last = format!("the connection was cut after {} bytes", body.len()),
-            Err(e) => last = format!("the connection was cut after {} bytes: {e}", body.len()),
+            Ok(_) if expected.is_none_or(|n| n == body.len() as u64) => Ok(body),
+            Ok(_) => Err(Attempt::Retry(format!(
+                "the connection was cut after {} bytes",
+                body.len()
+            ))),
+            Err(e) => Err(Attempt::Retry(format!(
+                "the connection was cut after {} bytes: {e}",
+                body.len()
+            ))),
         }
+    });
+    match fetched {
+        Ok(body) => Ok(body),
+        Err(Failure::Fatal(e)) => bail!("{e}"),
+        Err(Failure::GaveUp { attempts, last }) => bail!(
+            "{url}: download failed after {attempts} attempts: {last}; the previous install is untouched"
+        ),
     }
-    bail!("{url}: download failed after 3 attempts: {last}; the previous install is untouched")
 }
 
 /// The files of the release that this kernel uses: its bucket's objects, the loader, the
@@ -133,7 +113,7 @@ pub fn selected(manifest: &Manifest, kernel: &str) -> Result<(Bucket, Vec<String
 }
 
 pub fn install(o: &Options) -> Result<Outcome> {
-    let name = release::legacy_tarball(&o.libc, &o.tag);
+    let name = release::legacy_tarball(o.libc, &o.tag);
     let target = o
         .prefix
         .join("releases")

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use kc_common::Libc;
 use kc_install::{install, Options, Outcome};
 
 #[derive(Debug, Parser)]
@@ -28,7 +29,7 @@ struct Cli {
     prefix: PathBuf,
     /// glibc or musl; default: detected
     #[arg(long)]
-    libc: Option<String>,
+    libc: Option<Libc>,
     /// Kernel release to install for; default: the running kernel's
     #[arg(long)]
     kernel: Option<String>,
@@ -52,7 +53,7 @@ fn run() -> Result<()> {
             .trim()
             .to_string(),
     };
-    let libc = cli.libc.unwrap_or_else(kc_install::detect_libc);
+    let libc = cli.libc.unwrap_or_else(kc_common::host::host_libc);
     let o = Options {
         from: cli.from,
         tag: cli.tag,

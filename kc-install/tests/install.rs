@@ -45,7 +45,7 @@ fn sign(kp: &minisign::KeyPair, tag: &str, name: &str, data: &[u8]) -> Vec<u8> {
 fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>) -> Release {
     let manifest = Manifest {
         tag: tag.into(),
-        libc: "glibc".into(),
+        libc: kc_common::Libc::Glibc,
         kind: "legacy".into(),
         source_commit: "0".repeat(40),
         source_date_epoch: 0,
@@ -63,7 +63,7 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
     };
     let mut all = members;
     all.push(("manifest.json", serde_json::to_vec(&manifest).unwrap()));
-    let name = release::legacy_tarball("glibc", tag);
+    let name = release::legacy_tarball(kc_common::Libc::Glibc, tag);
     let tarball = tar_xz(&all);
     let sums = release::format_sums(&[(name.clone(), release::sha256_hex(&tarball))]).into_bytes();
     Release {
@@ -111,7 +111,7 @@ fn options(srv: &TestServer, r: &Release, prefix: &Path, tag: &str) -> Options {
         tag: tag.into(),
         pubkey: r.pubkey.clone(),
         prefix: prefix.to_path_buf(),
-        libc: "glibc".into(),
+        libc: kc_common::Libc::Glibc,
         kernel: "6.1.0-50-cloud-amd64".into(),
     }
 }
@@ -192,7 +192,7 @@ fn a_local_directory_works_too() {
         tag: "v1.0.0".into(),
         pubkey: r.pubkey.clone(),
         prefix: dir.path().join("p"),
-        libc: "glibc".into(),
+        libc: kc_common::Libc::Glibc,
         kernel: "5.15.0-1-amd64".into(),
     };
     assert!(matches!(install(&o).unwrap(), Outcome::Installed { bucket, .. } if bucket == "5.10"));

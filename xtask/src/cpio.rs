@@ -102,11 +102,7 @@ mod tests {
 
     #[test]
     fn gnu_cpio_lists_it_needs_cpio() {
-        if std::process::Command::new("cpio")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
+        if !crate::process::exists("cpio") {
             eprintln!("skipping: no cpio command to cross-check with");
             return;
         }
@@ -118,15 +114,8 @@ mod tests {
                 executable: false,
             },
         ]);
-        let mut child = std::process::Command::new("cpio")
-            .args(["-t", "--quiet"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&a).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let sh = crate::process::shell();
+        let out = crate::process::output(xshell::cmd!(sh, "cpio -t --quiet").stdin(&a)).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "objects\nobjects/x.o\n"

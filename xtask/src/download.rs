@@ -3,6 +3,7 @@
 //! A file is written to `<dest>.partial` and renamed to `<dest>` only once its size and
 //! SHA256 match, so a cut connection or a bad mirror never leaves a file under its final name.
 
+use kc_common::retry::{self, Backoff, Failure};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -58,8 +59,7 @@ pub struct Expected {
 
 pub struct Downloader {
     client: Client,
-    attempts: u32,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Downloader {
@@ -75,15 +75,14 @@ impl Downloader {
             .expect("building the HTTP client");
         Self {
             client,
-            attempts: 5,
-            backoff: Duration::from_millis(500),
+            backoff: Backoff::new(5, Duration::from_millis(500)),
         }
     }
 
     /// For tests: no waiting between attempts.
     #[cfg(test)]
-    pub fn with_backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
+    pub fn with_backoff(mut self, first_wait: Duration) -> Self {
+        self.backoff.first_wait = first_wait;
         self
     }
 
@@ -92,23 +91,13 @@ impl Downloader {
         url: &str,
         mut attempt: impl FnMut() -> Result<T, Attempt>,
     ) -> Result<T, DownloadError> {
-        let mut last = String::new();
-        for n in 1..=self.attempts {
-            match attempt() {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry(why)) => {
-                    last = why;
-                    if n < self.attempts {
-                        std::thread::sleep(self.backoff * 2u32.pow(n - 1));
-                    }
-                }
-            }
-        }
-        Err(DownloadError::Network {
-            url: url.to_string(),
-            attempts: self.attempts,
-            last,
+        self.backoff.run(|_| attempt()).map_err(|f| match f {
+            Failure::Fatal(e) => e,
+            Failure::GaveUp { attempts, last } => DownloadError::Network {
+                url: url.to_string(),
+                attempts,
+                last,
+            },
         })
     }
 
@@ -254,10 +243,8 @@ impl Downloader {
     }
 }
 
-enum Attempt {
-    Retry(String),
-    Fatal(DownloadError),
-}
+/// An attempt fails with a reason to retry, or with the error itself.
+type Attempt = retry::Attempt<String, DownloadError>;
 
 fn content_range_starts_at(resp: &Response, at: u64) -> bool {
     resp.headers()

@@ -11,11 +11,12 @@ use bollard::image::{BuildImageOptions, CreateImageOptions};
 use bollard::Docker;
 use clap::Args;
 use futures_util::StreamExt;
+use kc_common::Libc;
 use sha2::{Digest, Sha256};
-use xshell::{cmd, Shell};
+use xshell::cmd;
 
 use crate::debian::mirror::Mirror;
-use crate::paths;
+use crate::{host, paths, process};
 
 /// The Debian suite the build images are made of (the host's, so compilers match).
 pub const SUITE: &str = "bookworm";
@@ -26,7 +27,7 @@ const BASE_FORMAT: &str = "kc-base-v1";
 pub struct ImageOptions {
     /// Which image
     #[arg(long, value_enum, default_value = "all")]
-    pub libc: crate::build::LibcChoice,
+    pub libc: crate::cli::LibcChoice,
 }
 
 /// The single-threaded runtime every bollard call of ours runs on.
@@ -79,30 +80,27 @@ async fn exists(d: &Docker, tag: &str) -> bool {
 /// debootstrap of the suite, imported as an image (what a registry pull would have given).
 async fn bootstrap_base(d: &Docker, tag: &str) -> Result<()> {
     let mirror = Mirror::discover()?;
-    let sh = Shell::new()?;
-    if cmd!(sh, "id -u").read()?.trim() != "0" {
+    if !host::is_root() {
         bail!("bootstrapping the base image runs debootstrap, which needs root");
     }
+    let sh = process::shell();
     let root = tempfile::Builder::new().prefix("kc-base-").tempdir()?;
     let dir = root.path();
     let main = mirror.main.clone();
     eprintln!("image: no base image can be pulled here; bootstrapping {SUITE} with debootstrap");
-    cmd!(sh, "debootstrap --variant=minbase {SUITE} {dir} {main}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context(
-            "debootstrap failed (is the mirror reachable? run `cargo xtask setup` for debootstrap)",
-        )?;
+    process::output(cmd!(
+        sh,
+        "debootstrap --variant=minbase {SUITE} {dir} {main}"
+    ))
+    .context(
+        "debootstrap failed (is the mirror reachable? run `cargo xtask setup` for debootstrap)",
+    )?;
     // Point apt inside the image at the same mirror.
     std::fs::write(
         dir.join("etc/apt/sources.list"),
         format!("deb {main} {SUITE} main\n"),
     )?;
-    let rootfs = cmd!(sh, "tar -C {dir} --numeric-owner -cf - .")
-        .quiet()
-        .output()?
-        .stdout;
+    let rootfs = process::output(cmd!(sh, "tar -C {dir} --numeric-owner -cf - ."))?.stdout;
     let (repo, version) = tag.split_once(':').expect("tags have a version");
     let opts = CreateImageOptions {
         from_src: "-",
@@ -118,16 +116,16 @@ async fn bootstrap_base(d: &Docker, tag: &str) -> Result<()> {
     Ok(())
 }
 
-/// The image tag for `libc`, derived from its Dockerfile and its base.
-pub fn image_tag(libc: &str, dockerfile: &[u8]) -> String {
+/// The tag of the image `name` (a libc's), derived from its Dockerfile and its base.
+pub fn image_tag(name: &str, dockerfile: &[u8]) -> String {
     format!(
-        "kc-build-{libc}:{}",
+        "kc-build-{name}:{}",
         short_hash(&[dockerfile, base_tag().as_bytes()])
     )
 }
 
 /// Makes sure the base and the libc's image exist; returns the image tag.
-pub async fn ensure_image(d: &Docker, libc: &str) -> Result<String> {
+pub async fn ensure_image(d: &Docker, libc: Libc) -> Result<String> {
     let path = paths::project_root()
         .join("docker")
         .join(format!("{libc}.Dockerfile"));
@@ -137,18 +135,18 @@ pub async fn ensure_image(d: &Docker, libc: &str) -> Result<String> {
             path.display()
         )
     })?;
-    ensure_image_from(d, libc, &dockerfile).await
+    ensure_image_from(d, libc.as_str(), &dockerfile).await
 }
 
-async fn ensure_image_from(d: &Docker, libc: &str, dockerfile: &[u8]) -> Result<String> {
-    let tag = image_tag(libc, dockerfile);
+async fn ensure_image_from(d: &Docker, name: &str, dockerfile: &[u8]) -> Result<String> {
+    let tag = image_tag(name, dockerfile);
     if exists(d, &tag).await {
         return Ok(tag);
     }
     let base = ensure_base(d).await?;
     build_image(
         d,
-        libc,
+        name,
         &tag,
         &base,
         build_context(dockerfile, |_| Ok(()))?,
@@ -299,7 +297,7 @@ mod tests {
             eprintln!("skipping: no Docker daemon answers on this machine");
             return;
         };
-        for libc in ["glibc", "musl"] {
+        for libc in Libc::ALL {
             let tag = rt.block_on(ensure_image(&d, libc)).unwrap();
             let id = rt.block_on(d.inspect_image(&tag)).unwrap().id;
             assert_eq!(rt.block_on(ensure_image(&d, libc)).unwrap(), tag);

@@ -1,26 +1,32 @@
 //! `cargo xtask`: the kernel-collector pipeline. This file only parses the command line and
 //! dispatches; each workflow lives in its own module.
 
+mod atomic;
 mod bench;
-mod build;
 mod check_kernel;
+mod cli;
 mod collectors;
+mod compile;
 mod cpio;
 mod debian;
+mod dist;
 mod download;
-mod e2e;
 mod fuzz;
+mod host;
 mod image;
 mod kernels;
 mod matrix;
 mod package;
 mod patch;
 mod paths;
+mod process;
 mod publish;
 mod setup;
 mod signing;
 mod tarball;
+mod test;
 mod verify;
+mod vmlinux;
 mod vmtest;
 
 use anyhow::Result;
@@ -47,7 +53,7 @@ enum Command {
     /// Build the Docker build images (the Debian base is bootstrapped locally when it cannot be pulled)
     Image(image::ImageOptions),
     /// Compile the collectors: legacy objects per bucket, CO-RE objects, skeletons, the loader
-    Build(build::BuildOptions),
+    Build(compile::BuildOptions),
     /// Verify objects (ELF, BTF, BTF.ext, programs, maps, CO-RE relocations) in files, directories or tarballs
     Verify(verify::VerifyOptions),
     /// The (bucket, libc) build cells, as GitHub Actions' strategy.matrix takes them
@@ -57,9 +63,9 @@ enum Command {
     /// Create (or find) the GitHub release of a tag and upload artifacts/release/ (token: GITHUB_TOKEN)
     Publish(publish::PublishOptions),
     /// Generate a minisign key pair for signing releases
-    Keygen(package::KeygenOptions),
+    Keygen(signing::KeygenOptions),
     /// Verify a release directory: signatures, checksums, and each tarball against its manifest
-    CheckRelease(package::CheckReleaseOptions),
+    CheckRelease(signing::CheckReleaseOptions),
     /// Boot every kernel of the matrix under qemu and prove each object loads, attaches and counts
     Vmtest(vmtest::VmtestOptions),
     /// Fuzz the object verifier (cargo fuzz) on a corpus seeded from artifacts/cells
@@ -67,11 +73,11 @@ enum Command {
     /// Say whether a kernel has what the collectors need, and which bucket it selects
     CheckKernel(check_kernel::CheckKernelOptions),
     /// Regenerate co-re/vmlinux.h from a kernel's BTF
-    Vmlinux(build::VmlinuxOptions),
+    Vmlinux(vmlinux::VmlinuxOptions),
     /// The main job: check the lock, fetch headers and images, build every cell, package the release
-    Dist(e2e::DistOptions),
+    Dist(dist::DistOptions),
     /// Run every test: unit and integration tests, then end-to-end checks against the mirror
-    Test(e2e::TestOptions),
+    Test(test::TestOptions),
     /// Benchmarks, each side by side with its baseline in one run
     #[command(subcommand)]
     Bench(bench::Command),
@@ -90,19 +96,19 @@ fn run(command: Command) -> Result<()> {
         Command::Setup(o) => setup::run(o),
         Command::Kernels(c) => kernels::run(c),
         Command::Image(o) => image::run(o),
-        Command::Build(o) => build::run(o),
+        Command::Build(o) => compile::run(o),
         Command::Verify(o) => verify::run(o),
         Command::Fuzz(o) => fuzz::run(o),
         Command::Vmtest(o) => vmtest::run(o),
         Command::Matrix(o) => matrix::run(o),
         Command::Package(o) => package::package(o),
-        Command::Keygen(o) => package::keygen(o),
+        Command::Keygen(o) => signing::keygen(o),
         Command::Publish(o) => publish::run(o),
-        Command::CheckRelease(o) => package::check_release(o),
+        Command::CheckRelease(o) => signing::check_release(o),
         Command::CheckKernel(o) => check_kernel::run(o),
-        Command::Vmlinux(o) => build::vmlinux(o),
-        Command::Dist(o) => e2e::dist(o),
-        Command::Test(o) => e2e::test(o),
+        Command::Vmlinux(o) => vmlinux::run(o),
+        Command::Dist(o) => dist::run(o),
+        Command::Test(o) => test::run(o),
         Command::Bench(c) => bench::run(c),
     }
 }

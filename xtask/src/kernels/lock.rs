@@ -6,12 +6,12 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::matrix::{Lock, Matrix};
 use super::resolve::{self, SuiteIndex};
+use super::spec::{Lock, Matrix};
+use crate::atomic;
 use crate::debian::index;
 use crate::debian::mirror::Mirror;
 use crate::download::{sha256_bytes, Downloader};
-use crate::paths;
 
 /// Downloads and checks one suite's `main/binary-amd64/Packages` index (xz, else gz),
 /// against the sizes and hashes its `Release` file lists.
@@ -109,7 +109,7 @@ pub fn run(mirror: &Mirror, matrix_path: &Path, lock_path: &Path) -> Result<Lock
     let path = lock_path;
     let changed = std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str());
     if changed {
-        paths::write_atomic(path, text.as_bytes())
+        atomic::write(path, text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(LockOutcome { lock, changed })

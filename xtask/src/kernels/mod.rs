@@ -2,8 +2,8 @@
 
 pub mod fetch;
 pub mod lock;
-pub mod matrix;
 pub mod resolve;
+pub mod spec;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::debian::mirror::Mirror;
 use crate::paths;
 use fetch::Fetcher;
-use matrix::{Lock, LockedKernel, Matrix, Role};
+use spec::{Lock, LockedKernel, Matrix, Role};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

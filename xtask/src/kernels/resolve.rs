@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use kc_common::KernelVersion;
 
-use super::matrix::{Lock, LockedKernel, LockedPackage, Matrix, MatrixKernel, Role, LOCK_VERSION};
+use super::spec::{Lock, LockedKernel, LockedPackage, Matrix, MatrixKernel, Role, LOCK_VERSION};
 use crate::debian::index::Package;
 use crate::debian::version;
 

@@ -1,48 +1,30 @@
-//! `cargo xtask dist` (the main job) and `cargo xtask test` (every test, then end-to-end
-//! checks against the real mirror).
+//! `cargo xtask test`: every test (`cargo test`), then end-to-end checks against the real
+//! mirror, toolchain, Docker engine, kernel and qemu.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
-use xshell::{cmd, Shell};
+use kc_common::{CellId, Libc};
+use xshell::cmd;
 
-use crate::build::{self, Backend, BuildOptions};
+use crate::cli::LibcChoice;
+use crate::compile::{self, cell, Backend, BuildOptions};
 use crate::debian::mirror::Mirror;
-use crate::kernels::{self, fetch::Fetcher, matrix::Lock};
-use crate::{paths, setup};
+use crate::kernels::{self, fetch::Fetcher, spec::Lock};
+use crate::{host, paths, process, setup};
 
 /// Every cell of the host's libc, with the host's tools.
-fn all_cells(json: bool) -> BuildOptions {
-    BuildOptions {
-        backend: Some(Backend::Host),
-        libc: None,
-        buckets: vec![],
-        all: false,
-        core: false,
-        debug: false,
-        jobs: None,
-        json,
-    }
+fn all_cells() -> BuildOptions {
+    BuildOptions::everything(Backend::Host, None)
 }
 
-#[derive(Debug, Args)]
-pub struct DistOptions {
-    /// Skip the kernel images (only headers for the legacy build)
-    #[arg(long)]
-    pub no_images: bool,
-    /// The release tag (default: v0.0.0-dev)
-    #[arg(long, default_value = "v0.0.0-dev")]
-    pub tag: String,
-    /// Fail when no signing key is given (KC_SIGNING_KEY or --key)
-    #[arg(long)]
-    pub require_signature: bool,
-    /// The minisign secret key file
-    #[arg(long)]
-    pub key: Option<std::path::PathBuf>,
-    /// Also boot every kernel of the matrix and prove every object loads, attaches and counts
-    #[arg(long)]
-    pub vmtest: bool,
+/// A cell's directory under `artifacts/cells/`.
+fn cell_dir(id: CellId) -> PathBuf {
+    paths::project_root()
+        .join("artifacts/cells")
+        .join(id.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -55,71 +37,11 @@ pub struct TestOptions {
     pub e2e_only: bool,
 }
 
-pub fn dist(o: DistOptions) -> Result<()> {
+pub fn run(o: TestOptions) -> Result<()> {
     setup::run(setup::SetupOptions { check: false })?;
-    let (_, lock) = kernels::load_checked_lock()?;
-    // Docker (both libcs) when a daemon answers, else the host's libc with the host's tools.
-    build::run(BuildOptions {
-        backend: None,
-        ..all_cells(false)
-    })?;
-    let mut fetcher = Fetcher::new(paths::cache_dir());
-    let started = Instant::now();
-    for k in &lock.kernel {
-        if k.bucket {
-            let tree = fetcher.headers(k)?;
-            eprintln!(
-                "dist: headers {:<5} {}",
-                k.series.to_string(),
-                tree.flavour_dir.display()
-            );
-        }
-        if !o.no_images {
-            let v = fetcher.image(k)?;
-            eprintln!("dist: image   {:<5} {}", k.series.to_string(), v.display());
-        }
-    }
-    eprintln!(
-        "dist: {} kernels ready in {:.1} s ({:.1} MiB downloaded)",
-        lock.kernel.len(),
-        started.elapsed().as_secs_f64(),
-        fetcher.downloaded_bytes as f64 / 1048576.0
-    );
-    if o.vmtest {
-        // Every libc that was built: each boots with its own loader.
-        for libc in ["glibc", "musl"] {
-            if paths::project_root()
-                .join(format!("artifacts/cells/kc-ebpf-co-re-{libc}"))
-                .is_dir()
-            {
-                crate::vmtest::run(crate::vmtest::VmtestOptions {
-                    kernels: vec![],
-                    jobs: 2,
-                    timeout: 240,
-                    accel: "auto".into(),
-                    libc: Some(libc.into()),
-                    json: false,
-                })?;
-            }
-        }
-    }
-    crate::package::package(crate::package::PackageOptions {
-        tag: o.tag,
-        key: o.key,
-        require_signature: o.require_signature,
-        cells: "artifacts/cells".into(),
-        out: "artifacts/release".into(),
-    })
-}
-
-pub fn test(o: TestOptions) -> Result<()> {
-    setup::run(setup::SetupOptions { check: false })?;
-    let sh = Shell::new()?;
-    sh.change_dir(paths::project_root());
+    let sh = process::shell_in(&paths::project_root());
     if !o.e2e_only {
-        cmd!(sh, "cargo test --workspace --locked")
-            .run()
-            .context("cargo test failed")?;
+        process::stream(cmd!(sh, "cargo test --workspace --locked"))?;
     }
     if o.unit_only {
         return Ok(());
@@ -223,7 +145,7 @@ fn check_fetch() -> Result<()> {
 
 /// Builds everything (from the compile cache when warm), then again: nothing may compile.
 fn check_build() -> Result<()> {
-    let first = build::build(&build::Project::checkout(), &all_cells(false))?;
+    let first = compile::build(&compile::Project::checkout(), &all_cells())?;
     ensure!(
         first.failures.is_empty(),
         "build failed:\n{}",
@@ -234,7 +156,7 @@ fn check_build() -> Result<()> {
         first.cells.iter().all(|c| c.ok && c.tarball.is_some()),
         "a cell has no tarball"
     );
-    let again = build::build(&build::Project::checkout(), &all_cells(false))?;
+    let again = compile::build(&compile::Project::checkout(), &all_cells())?;
     ensure!(
         again.compiled == 0,
         "a rebuild with unchanged inputs compiled {} jobs",
@@ -250,27 +172,24 @@ fn check_build() -> Result<()> {
 /// Loads (without attaching: the build machine's kernel has no kprobe events) every CO-RE
 /// object the loader embeds, and the legacy objects of the bucket the host kernel selects.
 fn check_host_load() -> Result<()> {
-    let uid = std::fs::read_to_string("/proc/self/status")?
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Uid:")
-                .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
-        })
-        .unwrap_or_default();
-    if uid != "0" {
-        eprintln!("e2e: skipped: loading BPF programs needs root (uid {uid})");
+    if !host::is_root() {
+        eprintln!(
+            "e2e: skipped: loading BPF programs needs root (uid {})",
+            host::uid_gid().0
+        );
         return Ok(());
     }
     let release = crate::paths::running_kernel_release()?;
     let bucket = host_bucket()?;
-    let libc = build::host_libc();
-    let cells = paths::project_root().join("artifacts/cells");
-    let loader = cells.join(format!("kc-ebpf-co-re-{libc}/kc-loader"));
-    let legacy = object_files(&cells.join(format!("kc-ebpf-{bucket}-{libc}")))?;
-    let out = std::process::Command::new(&loader)
-        .args(["--no-attach", "--json", "--embedded"])
-        .args(&legacy)
-        .output()?;
+    let libc = host::host_libc();
+    let loader = cell_dir(CellId::core(libc)).join(cell::LOADER);
+    let legacy = object_files(&cell_dir(CellId::bucket(bucket, libc)))?;
+    let sh = process::shell();
+    let objects = &legacy;
+    let out = process::capture(cmd!(
+        sh,
+        "{loader} --no-attach --json --embedded {objects...}"
+    ))?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "kc-loader printed no JSON: {}",
@@ -334,18 +253,14 @@ fn check_package() -> Result<()> {
     kc_common::release::check_release_dir(dir.path(), &pk)?;
     let pub_file = dir.path().join("test.pub");
     std::fs::write(&pub_file, &pk)?;
-    let sh = Shell::new()?;
-    sh.change_dir(dir.path());
+    let sh = process::shell_in(dir.path());
     for name in a.files.keys().filter(|n| !n.ends_with(".minisig")) {
-        cmd!(sh, "minisign -Vm {name} -p {pub_file}")
-            .quiet()
-            .ignore_stdout()
-            .run()?;
+        process::output(cmd!(sh, "minisign -Vm {name} -p {pub_file}"))?;
         if name.ends_with(".tar.xz") {
-            cmd!(sh, "tar -tJf {name}").quiet().ignore_stdout().run()?;
+            process::output(cmd!(sh, "tar -tJf {name}"))?;
         }
     }
-    cmd!(sh, "sha256sum --quiet -c sha256sums.txt").run()?;
+    process::output(cmd!(sh, "sha256sum --quiet -c sha256sums.txt"))?;
     // The downstream installer takes it too, for the running kernel.
     let release = crate::paths::running_kernel_release()?;
     let prefix = tempfile::tempdir()?;
@@ -354,7 +269,7 @@ fn check_package() -> Result<()> {
         tag: "v0.0.0-e2e".into(),
         pubkey: pk.clone(),
         prefix: prefix.path().to_path_buf(),
-        libc: build::host_libc().to_string(),
+        libc: host::host_libc(),
         kernel: release,
     })?;
     eprintln!("e2e: kc-install: {installed:?}");
@@ -375,22 +290,14 @@ fn check_vmtest() -> Result<()> {
         kernels,
         jobs: 2,
         timeout: 240,
-        accel: "auto".into(),
-        libc: Some(if docker { "musl" } else { build::host_libc() }.into()),
+        accel: crate::vmtest::Accel::Auto,
+        libc: Some(LibcChoice::from(if docker {
+            Libc::Musl
+        } else {
+            host::host_libc()
+        })),
         json: false,
     })
-}
-
-fn read_cell(dir: &std::path::Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
-    let mut m = std::collections::BTreeMap::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let e = e?;
-        m.insert(
-            e.file_name().to_string_lossy().into_owned(),
-            std::fs::read(e.path())?,
-        );
-    }
-    Ok(m)
 }
 
 /// Builds every cell for both libcs in containers, then checks: each glibc cell is byte-identical
@@ -404,29 +311,26 @@ fn check_docker() -> Result<()> {
         return Ok(());
     }
     let rt = crate::image::runtime()?;
-    let cells = paths::project_root().join("artifacts/cells");
     let (_, lock) = kernels::load_checked_lock()?;
-    let mut names: Vec<String> = lock.buckets().iter().map(|b| b.to_string()).collect();
-    names.push("co-re".into());
-    let mut host = std::collections::BTreeMap::new();
-    for n in &names {
-        host.insert(
-            n.clone(),
-            read_cell(&cells.join(format!("kc-ebpf-{n}-glibc")))?,
-        );
-    }
+    let glibc_cells: Vec<CellId> = lock
+        .buckets()
+        .into_iter()
+        .map(|b| CellId::bucket(b, Libc::Glibc))
+        .chain([CellId::core(Libc::Glibc)])
+        .collect();
+    let host_built = glibc_cells
+        .iter()
+        .map(|id| cell::read_dir(&cell_dir(*id)))
+        .collect::<Result<Vec<_>>>()?;
     let opts = BuildOptions {
-        backend: Some(Backend::Docker),
-        libc: Some(build::LibcChoice::All),
         jobs: Some(2),
-        ..all_cells(false)
+        ..BuildOptions::everything(Backend::Docker, Some(LibcChoice::All))
     };
     let t = Instant::now();
-    let first = build::docker::run(&opts, &["glibc", "musl"])?;
+    let first = compile::docker::run(&opts, &Libc::ALL)?;
     let cold = t.elapsed().as_secs_f64();
-    for n in &names {
-        let glibc = read_cell(&cells.join(format!("kc-ebpf-{n}-glibc")))?;
-        let want = &host[n];
+    for (id, want) in glibc_cells.iter().zip(&host_built) {
+        let glibc = cell::read_dir(&cell_dir(*id))?;
         let differ: Vec<&String> = want
             .keys()
             .chain(glibc.keys())
@@ -434,53 +338,46 @@ fn check_docker() -> Result<()> {
             .collect();
         ensure!(
             differ.is_empty(),
-            "cell {n}: the docker and host builds differ in {differ:?}"
+            "cell {id}: the docker and host builds differ in {differ:?}"
         );
-        let musl = read_cell(&cells.join(format!("kc-ebpf-{n}-musl")))?;
+        let musl_id = CellId::new(id.kind, Libc::Musl);
+        let musl = cell::read_dir(&cell_dir(musl_id))?;
         for (file, bytes) in glibc
             .iter()
             .filter(|(f, _)| f.ends_with(".o") || f.ends_with(".skel.h"))
         {
             ensure!(
                 musl.get(file) == Some(bytes),
-                "cell {n}: {file} differs between the glibc and the musl image"
+                "{file} differs between {id} and {musl_id}"
             );
         }
         let info: serde_json::Value = serde_json::from_slice(
-            musl.get(build::BUILD_INFO)
-                .with_context(|| format!("cell {n}-musl has no {}", build::BUILD_INFO))?,
+            musl.get(compile::BUILD_INFO)
+                .with_context(|| format!("cell {musl_id} has no {}", compile::BUILD_INFO))?,
         )?;
         ensure!(
             info["libc"] == "musl",
-            "cell {n}-musl says libc {}",
+            "cell {musl_id} says libc {}",
             info["libc"]
         );
     }
-    let loader = cells.join("kc-ebpf-co-re-musl/kc-loader");
-    let sh = Shell::new()?;
-    let file = cmd!(sh, "file -b {loader}").read()?;
+    let loader = cell_dir(CellId::core(Libc::Musl)).join(cell::LOADER);
     ensure!(
-        file.contains("statically linked"),
-        "the musl kc-loader is not static: file says {file}"
+        host::is_static_executable(&std::fs::read(&loader)?).map_err(anyhow::Error::msg)?,
+        "the musl kc-loader is not static: it has a program interpreter or a dynamic section"
     );
     // The static loader runs on this (glibc) host: the objects load with it too.
-    let invoking = cmd!(sh, "id -u").read()?;
-    if invoking.trim() == "0" {
-        let legacy_bucket = host_bucket()?;
-        let legacy = object_files(&cells.join(format!("kc-ebpf-{legacy_bucket}-musl")))?;
-        let out = std::process::Command::new(&loader)
-            .args(["--no-attach", "--json", "--embedded"])
-            .args(&legacy)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "the musl kc-loader failed on the host: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if host::is_root() {
+        let legacy = object_files(&cell_dir(CellId::bucket(host_bucket()?, Libc::Musl)))?;
+        let sh = process::shell();
+        process::output(cmd!(
+            sh,
+            "{loader} --no-attach --json --embedded {legacy...}"
+        ))
+        .context("the musl kc-loader failed on the host")?;
     }
     let t = Instant::now();
-    let again = build::docker::run(&opts, &["glibc", "musl"])?;
+    let again = compile::docker::run(&opts, &Libc::ALL)?;
     let warm = t.elapsed().as_secs_f64();
     ensure!(
         again.built.is_empty(),
@@ -488,16 +385,16 @@ fn check_docker() -> Result<()> {
         again.built
     );
     use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(cells.join("kc-ebpf-co-re-musl/kc-loader"))?.uid();
+    let owner = std::fs::metadata(&loader)?.uid();
     ensure!(
-        uid.to_string() == invoking.trim(),
-        "outputs belong to uid {uid}, not the invoking user"
+        owner == host::uid_gid().0,
+        "outputs belong to uid {owner}, not the invoking user"
     );
     // The no-network guarantee, seen from inside a container configured like a cell's.
     let d = rt.block_on(crate::image::docker())?;
-    for libc in ["glibc", "musl"] {
+    for libc in Libc::ALL {
         let tag = rt.block_on(crate::image::ensure_image(&d, libc))?;
-        let netdev = rt.block_on(build::docker::run_isolated(
+        let netdev = rt.block_on(compile::docker::run_isolated(
             &d,
             &tag,
             &["cat", "/proc/net/dev"],
@@ -514,7 +411,7 @@ fn check_docker() -> Result<()> {
         );
     }
     eprintln!(
-        "e2e: docker: {} cells built in {cold:.1} s (glibc identical to the host's, musl objects identical to glibc's, musl loader static: {file}); no-op run {warm:.2} s started no container; containers see only lo",
+        "e2e: docker: {} cells built in {cold:.1} s (glibc identical to the host's, musl objects identical to glibc's, musl loader static); no-op run {warm:.2} s started no container; containers see only lo",
         first.built.len() + first.up_to_date.len()
     );
     Ok(())
@@ -531,7 +428,7 @@ fn host_bucket() -> Result<kc_common::Bucket> {
 }
 
 /// The `.o` files of a cell directory, sorted.
-fn object_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
+fn object_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .flatten()

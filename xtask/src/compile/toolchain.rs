@@ -1,12 +1,14 @@
 //! The host's compilers and tools, their versions (part of every cache key), and the flags.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use kc_common::Libc;
 use sha2::{Digest, Sha256};
+use xshell::cmd;
 
 use crate::kernels::fetch::HeaderTree;
+use crate::process;
 
 #[derive(Debug, Clone)]
 pub struct Toolchain {
@@ -33,11 +35,10 @@ fn find(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn first_line(cmd: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", cmd.display()))?;
+/// The first non-empty line a tool prints for `--version`.
+fn version_line(tool: &Path) -> Result<String> {
+    let sh = process::shell();
+    let out = process::output(cmd!(sh, "{tool} --version"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text
         .lines()
@@ -73,28 +74,33 @@ impl Toolchain {
                 &["-W", "-f=${Version}", "libbpf-dev"],
             ),
         ];
-        let outputs: Vec<Vec<u8>> =
-            std::thread::scope(|s| {
-                let running: Vec<_> = tools
-                    .iter()
-                    .map(|(_, tool, args)| {
-                        s.spawn(move || Command::new(tool).args(*args).output().map(|o| o.stdout))
+        let outputs: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let running: Vec<_> = tools
+                .iter()
+                .map(|(_, tool, args)| {
+                    s.spawn(move || {
+                        let sh = process::shell();
+                        {
+                            let args = *args;
+                            process::capture(cmd!(sh, "{tool} {args...}")).map(|o| o.stdout)
+                        }
                     })
-                    .collect();
-                running
-                    .into_iter()
-                    .zip(&tools)
-                    .map(
-                        |(r, (name, tool, _))| match r.join().expect("version thread") {
-                            Ok(stdout) => Ok(stdout),
-                            // Informative only: a host without dpkg still builds.
-                            Err(_) if *name == "libbpf-dev" => Ok(Vec::new()),
-                            Err(e) => Err(anyhow::Error::new(e)
-                                .context(format!("running {}", tool.display()))),
-                        },
-                    )
-                    .collect::<Result<_>>()
-            })?;
+                })
+                .collect();
+            running
+                .into_iter()
+                .zip(&tools)
+                .map(
+                    |(r, (name, tool, _))| match r.join().expect("version thread") {
+                        Ok(stdout) => Ok(stdout),
+                        // Informative only: a host without dpkg still builds.
+                        Err(_) if *name == "libbpf-dev" => Ok(Vec::new()),
+                        Err(e) => Err(anyhow::Error::new(e)
+                            .context(format!("asking {} for its version", tool.display()))),
+                    },
+                )
+                .collect::<Result<_>>()
+        })?;
         let out = |name: &str| -> &[u8] {
             let i = tools
                 .iter()
@@ -160,7 +166,7 @@ pub const MUSL_PREFIX: &str = "/opt/kc-musl";
 /// dynamically; musl links libbpf, libelf and zlib built with `musl-gcc`, fully static.
 #[derive(Debug, Clone)]
 pub struct LoaderToolchain {
-    pub libc: String,
+    pub libc: Libc,
     pub cc: PathBuf,
     /// Include paths, before the source.
     pub cflags: Vec<String>,
@@ -173,25 +179,47 @@ pub struct LoaderToolchain {
 }
 
 impl LoaderToolchain {
-    pub fn detect(libc: &str, tc: &Toolchain) -> Result<Self> {
-        let libs: Vec<String> = ["-lbpf", "-lelf", "-lz"].map(String::from).to_vec();
+    pub fn detect(libc: Libc, tc: &Toolchain) -> Result<Self> {
         match libc {
-            "glibc" => Ok(Self {
-                libc: libc.into(),
+            Libc::Glibc => Ok(Self {
+                libc,
                 cc: tc.cc.clone(),
                 cflags: vec![],
-                ldflags: libs,
+                ldflags: Self::libs(),
                 fingerprint: String::new(),
                 versions: Default::default(),
             }),
-            "musl" => {
+            Libc::Musl => {
                 let prefix = std::env::var_os("KC_MUSL_PREFIX")
                     .filter(|v| !v.is_empty())
                     .map_or_else(|| PathBuf::from(MUSL_PREFIX), PathBuf::from);
-                Self::musl(&prefix, libs)
+                Self::musl(&prefix, Self::libs())
             }
-            other => bail!("unknown libc {other}: use glibc or musl"),
         }
+    }
+
+    /// The host's glibc toolchain linking statically: vmtest's loader, which runs in an
+    /// initramfs without a libc.
+    pub fn static_glibc(tc: &Toolchain) -> Self {
+        let mut ldflags = vec!["-static".to_string()];
+        ldflags.extend(Self::libs());
+        Self {
+            libc: Libc::Glibc,
+            cc: tc.cc.clone(),
+            cflags: vec![],
+            ldflags,
+            fingerprint: String::new(),
+            versions: Default::default(),
+        }
+    }
+
+    fn libs() -> Vec<String> {
+        ["-lbpf", "-lelf", "-lz"].map(String::from).to_vec()
+    }
+
+    /// Whether it links a static executable (checked after each link).
+    pub fn is_static(&self) -> bool {
+        self.ldflags.iter().any(|f| f == "-static")
     }
 
     fn musl(prefix: &Path, libs: Vec<String>) -> Result<Self> {
@@ -200,7 +228,8 @@ impl LoaderToolchain {
             format!("musl-gcc is not installed (Debian package musl-tools); {hint}")
         })?;
         let mut h = Sha256::new();
-        h.update(first_line(&cc, &["--version"])?);
+        let cc_version = version_line(&cc)?;
+        h.update(&cc_version);
         for lib in ["libbpf.a", "libelf.a", "libz.a"] {
             let p = prefix.join("lib").join(lib);
             let bytes = std::fs::read(&p).with_context(|| {
@@ -223,14 +252,14 @@ impl LoaderToolchain {
                 versions.insert(format!("musl-{name}"), version.to_string());
             }
         }
-        versions.insert("musl-gcc".into(), first_line(&cc, &["--version"])?);
+        versions.insert("musl-gcc".into(), cc_version);
         let mut ldflags = vec![
             "-static".to_string(),
             format!("-L{}", prefix.join("lib").display()),
         ];
         ldflags.extend(libs);
         Ok(Self {
-            libc: "musl".into(),
+            libc: Libc::Musl,
             cc,
             cflags: vec![format!("-I{}", prefix.join("include").display())],
             ldflags,
@@ -238,19 +267,6 @@ impl LoaderToolchain {
             versions,
         })
     }
-}
-
-/// Whether an ELF executable needs no dynamic loader (no `PT_INTERP`, no `PT_DYNAMIC`).
-pub fn is_static_executable(bytes: &[u8]) -> Result<bool> {
-    use object::read::elf::{ElfFile64, ProgramHeader};
-    let elf = ElfFile64::<object::Endianness>::parse(bytes).context("not an ELF64 file")?;
-    let endian = elf.endian();
-    Ok(!elf.elf_program_headers().iter().any(|ph| {
-        matches!(
-            ph.p_type(endian),
-            object::elf::PT_INTERP | object::elf::PT_DYNAMIC
-        )
-    }))
 }
 
 /// Where build inputs live, as paths the compiler sees (host paths, or mount points in a container).

@@ -18,31 +18,24 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{BuildOptions, Project};
-use crate::{image, kernels, paths, tarball};
+use kc_common::{CellId, CellKind, Libc};
+
+use super::{cell, BuildOptions, Project};
+use crate::{atomic, host, image, kernels, tarball};
 
 /// Containers that are running, so that Ctrl-C can remove them.
 static RUNNING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// One cell: a bucket's legacy objects, or the CO-RE objects, for a libc.
+/// One cell and the arguments of the `build --backend host` that runs in its container.
 #[derive(Debug, Clone)]
 pub struct DockerCell {
-    pub name: String,
-    /// The bucket of a legacy cell (its headers are fetched on the host first).
-    pub bucket: Option<kc_common::Bucket>,
-    /// Arguments of the `build --backend host` that runs in the container.
+    pub id: CellId,
     pub args: Vec<String>,
 }
 
 fn uid_gid() -> String {
-    let read = |flag: &str| {
-        std::process::Command::new("id")
-            .arg(flag)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|_| "0".into())
-    };
-    format!("{}:{}", read("-u"), read("-g"))
+    let (uid, gid) = host::uid_gid();
+    format!("{uid}:{gid}")
 }
 
 /// Force-removes a container; a container that is already gone is fine.
@@ -136,7 +129,6 @@ fn xtask_exe() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Runs one cell; returns its last log lines on failure.
 /// A copy of this xtask binary for containers to run: a `cargo build` that replaces the
 /// binary while cells run must not pull it from under them. Kept (by size and mtime) for the
 /// next run; older copies are removed.
@@ -154,12 +146,11 @@ pub(crate) fn staged_xtask(project: &Project) -> Result<PathBuf> {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    std::fs::copy(&exe, &tmp).with_context(|| format!("copying {}", exe.display()))?;
-    std::fs::rename(&tmp, &staged)?;
+    atomic::copy(&exe, &staged)?;
     Ok(staged)
 }
 
+/// Runs one cell; returns its last log lines on failure.
 pub(crate) async fn run_cell(
     d: &Docker,
     tag: &str,
@@ -168,7 +159,8 @@ pub(crate) async fn run_cell(
     exe: &Path,
     epoch: u64,
 ) -> Result<()> {
-    let out = project.work.join("docker").join(&cell.name);
+    let name = cell.id.to_string();
+    let out = project.work.join("docker").join(&name);
     std::fs::create_dir_all(&out)?;
     let root = project.root.display().to_string();
     let cache = project.kernel_cache.display().to_string();
@@ -194,17 +186,16 @@ pub(crate) async fn run_cell(
         "HOME=/tmp".into(),
     ];
     let config = isolated_config(tag, cmd, env, binds, &root);
-    let name = format!("kc-{}-{}", cell.name, std::process::id());
     let created = d
         .create_container(
             Some(CreateContainerOptions {
-                name: name.clone(),
+                name: format!("kc-{name}-{}", std::process::id()),
                 platform: None,
             }),
             config,
         )
         .await
-        .with_context(|| format!("{}: creating its container", cell.name))?;
+        .with_context(|| format!("{name}: creating its container"))?;
     RUNNING
         .lock()
         .expect("running list")
@@ -212,7 +203,7 @@ pub(crate) async fn run_cell(
     let result = async {
         d.start_container::<String>(&created.id, None)
             .await
-            .with_context(|| format!("{}: starting its container", cell.name))?;
+            .with_context(|| format!("{name}: starting its container"))?;
         let mut logs = d.logs(
             &created.id,
             Some(LogsOptions::<String> {
@@ -234,7 +225,7 @@ pub(crate) async fn run_cell(
                 Err(_) => break,
             };
             for line in text.lines() {
-                eprintln!("[{}] {line}", cell.name);
+                eprintln!("[{name}] {line}");
                 tail.push(line.to_string());
                 if tail.len() > 20 {
                     tail.remove(0);
@@ -246,15 +237,15 @@ pub(crate) async fn run_cell(
             Some(Ok(r)) => r.status_code,
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
             Some(Err(e)) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("{}: waiting for its container", cell.name)))
+                return Err(
+                    anyhow::Error::new(e).context(format!("{name}: waiting for its container"))
+                )
             }
             None => -1,
         };
         if code != 0 {
             bail!(
-                "cell {} failed (exit {code}); its last log lines:\n{}",
-                cell.name,
+                "cell {name} failed (exit {code}); its last log lines:\n{}",
                 tail.join("\n")
             );
         }
@@ -264,75 +255,51 @@ pub(crate) async fn run_cell(
     // Removed whatever happened above.
     remove(d, &created.id).await;
     result?;
-    publish_cell(&out.join("artifacts"), &project.artifacts, &cell.name)
+    publish_cell(&out.join("artifacts"), &project.artifacts, cell.id)
 }
 
 /// Moves a cell's outputs into artifacts/, replacing the previous ones only now that they exist.
-fn publish_cell(from: &Path, artifacts: &Path, name: &str) -> Result<()> {
-    let dir = from.join("cells").join(name);
-    let tar = from.join(format!("{name}.tar"));
+fn publish_cell(from: &Path, artifacts: &Path, id: CellId) -> Result<()> {
+    let dir = from.join("cells").join(id.to_string());
+    let tar = from.join(id.tarball());
     if !dir.is_dir() || !tar.is_file() {
         bail!(
-            "cell {name}: the container finished but left no outputs in {}",
+            "cell {id}: the container finished but left no outputs in {}",
             from.display()
         );
     }
-    let entries: Vec<tarball::Entry> = std::fs::read_dir(&dir)?
-        .flatten()
-        .map(|e| -> Result<tarball::Entry> {
-            let name = e.file_name().to_string_lossy().into_owned();
-            Ok(tarball::Entry {
-                executable: name == "kc-loader",
-                bytes: std::fs::read(e.path())?,
-                name,
-            })
-        })
-        .collect::<Result<_>>()?;
-    super::write_cell_dir(&artifacts.join("cells").join(name), &entries)?;
-    paths::write_atomic(
-        &artifacts.join(format!("{name}.tar")),
-        &std::fs::read(&tar)?,
-    )?;
-    Ok(())
+    let entries: Vec<tarball::Entry> = cell::read_dir(&dir)?
+        .into_iter()
+        .map(|(name, bytes)| cell::entry(name, bytes))
+        .collect();
+    cell::write_dir(&artifacts.join("cells").join(id.to_string()), &entries)?;
+    atomic::copy(&tar, &artifacts.join(id.tarball()))
 }
 
 /// The cells the options ask for.
-pub fn cells(o: &BuildOptions, libc: &'static str) -> Result<Vec<DockerCell>> {
-    let everything = o.buckets.is_empty() && !o.all && !o.core;
-    let mut out = Vec::new();
-    if everything || o.all || !o.buckets.is_empty() {
-        let (_, lock) = kernels::load_checked_lock()?;
-        let buckets = if everything || o.all {
-            lock.buckets()
-        } else {
-            o.buckets.clone()
-        };
-        for b in buckets {
-            out.push(DockerCell {
-                name: format!("kc-ebpf-{b}-{libc}"),
-                bucket: Some(b),
-                args: vec![
-                    "--bucket".into(),
-                    b.to_string(),
-                    "--libc".into(),
-                    libc.into(),
-                ],
-            });
-        }
+pub fn cells(o: &BuildOptions, libc: Libc) -> Result<Vec<DockerCell>> {
+    let mut ids: Vec<CellId> = o
+        .bucket_list()?
+        .into_iter()
+        .map(|b| CellId::bucket(b, libc))
+        .collect();
+    if o.wants_core() {
+        ids.push(CellId::core(libc));
     }
-    if everything || o.core {
-        out.push(DockerCell {
-            name: format!("kc-ebpf-co-re-{libc}"),
-            bucket: None,
-            args: vec!["--core".into(), "--libc".into(), libc.into()],
-        });
-    }
-    if o.debug {
-        for c in &mut out {
-            c.args.push("--debug".into());
-        }
-    }
-    Ok(out)
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let mut args: Vec<String> = match id.kind {
+                CellKind::Bucket(b) => vec!["--bucket".into(), b.to_string()],
+                CellKind::CoRe => vec!["--core".into()],
+            };
+            args.extend(["--libc".into(), libc.to_string()]);
+            if o.debug {
+                args.push("--debug".into());
+            }
+            DockerCell { id, args }
+        })
+        .collect())
 }
 
 /// What a cell's container would read, besides its arguments: the sources, the kernel pins,
@@ -346,7 +313,7 @@ fn inputs_key(project: &Project) -> Result<Vec<u8>> {
     for d in ["includes", "kernel", "co-re", "kernel-patches"] {
         h.update(d);
         if project.root.join(d).is_dir() {
-            super::hash_tree(&mut h, &project.root.join(d))?;
+            super::plan::hash_tree(&mut h, &project.root.join(d))?;
         }
     }
     h.update(xtask_fingerprint()?);
@@ -368,7 +335,7 @@ fn stamp_path(project: &Project, cell: &DockerCell) -> PathBuf {
     project
         .work
         .join("docker")
-        .join(format!("{}.stamp", cell.name))
+        .join(format!("{}.stamp", cell.id))
 }
 
 fn stamp_text(key: &str, tar: &Path) -> Option<String> {
@@ -387,7 +354,7 @@ pub struct DockerReport {
 /// Builds every requested cell in containers, `--jobs` at a time; all failures are reported.
 /// A cell whose inputs are unchanged and whose tarball is still the one it built is skipped
 /// without starting a container.
-pub fn run(o: &BuildOptions, libcs: &[&'static str]) -> Result<DockerReport> {
+pub fn run(o: &BuildOptions, libcs: &[Libc]) -> Result<DockerReport> {
     run_project(&Project::checkout(), o, libcs, None)
 }
 
@@ -396,18 +363,18 @@ pub fn run(o: &BuildOptions, libcs: &[&'static str]) -> Result<DockerReport> {
 pub(crate) fn run_project(
     project: &Project,
     o: &BuildOptions,
-    libcs: &[&'static str],
-    images: Option<&std::collections::BTreeMap<&str, String>>,
+    libcs: &[Libc],
+    images: Option<&std::collections::BTreeMap<Libc, String>>,
 ) -> Result<DockerReport> {
     let epoch = tarball::source_date_epoch()?;
-    let planned: Vec<(&'static str, Vec<DockerCell>)> = libcs
+    let planned: Vec<(Libc, Vec<DockerCell>)> = libcs
         .iter()
-        .map(|libc| Ok((*libc, cells(o, libc)?)))
+        .map(|libc| Ok((*libc, cells(o, *libc)?)))
         .collect::<Result<_>>()?;
     // Containers have no network: the header trees are fetched here first.
     let mut buckets: Vec<_> = planned
         .iter()
-        .flat_map(|(_, cells)| cells.iter().filter_map(|c| c.bucket))
+        .flat_map(|(_, cells)| cells.iter().filter_map(|c| c.id.bucket_of()))
         .collect();
     buckets.sort();
     buckets.dedup();
@@ -424,7 +391,7 @@ pub(crate) fn run_project(
         let mut todo = Vec::new();
         let mut report = DockerReport::default();
         for (libc, cells) in planned {
-            let tag = match images.and_then(|m| m.get(libc)) {
+            let tag = match images.and_then(|m| m.get(&libc)) {
                 Some(tag) => tag.clone(),
                 None => image::ensure_image(&d, libc).await?,
             };
@@ -436,15 +403,15 @@ pub(crate) fn run_project(
                 h.update(cell.args.join("\0"));
                 h.update(epoch.to_le_bytes());
                 let key = hex::encode(h.finalize());
-                let tar = project.artifacts.join(format!("{}.tar", cell.name));
+                let tar = project.artifacts.join(cell.id.tarball());
                 let stamp = stamp_path(project, &cell);
                 let unchanged = std::fs::read_to_string(&stamp).ok().is_some_and(|s| {
                     Some(s) == stamp_text(&key, &tar)
-                        && project.artifacts.join("cells").join(&cell.name).is_dir()
+                        && project.artifacts.join("cells").join(cell.id.to_string()).is_dir()
                 });
                 if unchanged {
-                    eprintln!("[{}] up to date", cell.name);
-                    report.up_to_date.push(cell.name.clone());
+                    eprintln!("[{}] up to date", cell.id);
+                    report.up_to_date.push(cell.id.to_string());
                     report.tarballs.push(tar);
                 } else {
                     todo.push((cell, tag.clone(), key));
@@ -467,16 +434,16 @@ pub(crate) fn run_project(
                         Err(e) => Err(anyhow::anyhow!("staging the xtask binary: {e:#}")),
                     };
                     let r = r.and_then(|()| {
-                        let tar = project.artifacts.join(format!("{}.tar", c.name));
+                        let tar = project.artifacts.join(c.id.tarball());
                         let text = stamp_text(key, &tar).context("the cell's tarball vanished")?;
-                        paths::write_atomic(&stamp_path(project, c), text.as_bytes())?;
+                        atomic::write(&stamp_path(project, c), text.as_bytes())?;
                         Ok(())
                     });
-                    (c.name.clone(), r)
+                    (c.id, r)
                 }
             })
             .buffer_unordered(jobs)
-            .collect::<Vec<(String, Result<()>)>>();
+            .collect::<Vec<(CellId, Result<()>)>>();
         let results = tokio::select! {
             r = all => r,
             _ = tokio::signal::ctrl_c() => {
@@ -489,11 +456,11 @@ pub(crate) fn run_project(
             }
         };
         let mut failures = Vec::new();
-        for (name, r) in results {
+        for (id, r) in results {
             match r {
                 Ok(()) => {
-                    report.tarballs.push(project.artifacts.join(format!("{name}.tar")));
-                    report.built.push(name);
+                    report.tarballs.push(project.artifacts.join(id.tarball()));
+                    report.built.push(id.to_string());
                 }
                 Err(e) => failures.push(format!("{e:#}")),
             }
@@ -509,13 +476,16 @@ pub(crate) fn run_project(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{Backend, LibcChoice};
+    use crate::cli::LibcChoice;
+    use crate::compile::tests as build_tests;
+    use crate::compile::Backend;
+    use crate::process;
 
     fn core_glibc() -> BuildOptions {
         BuildOptions {
             backend: Some(Backend::Docker),
             libc: Some(LibcChoice::Glibc),
-            ..super::super::tests::core_only()
+            ..build_tests::core_only()
         }
     }
 
@@ -528,29 +498,27 @@ mod tests {
             return;
         }
         // The containers run the xtask binary, not this test harness: make it current.
-        let built = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--package", "xtask"])
-            .status()
-            .unwrap();
-        assert!(built.success());
-        let (_d, p) = super::super::tests::scratch_project(&["process", "mount"]);
-        let first = run_project(&p, &core_glibc(), &["glibc"], None).unwrap();
+        let sh = process::shell();
+        let cargo = env!("CARGO");
+        process::output(xshell::cmd!(sh, "{cargo} build --quiet --package xtask")).unwrap();
+        let (_d, p) = build_tests::scratch_project(&["process", "mount"]);
+        let first = run_project(&p, &core_glibc(), &[Libc::Glibc], None).unwrap();
         assert_eq!(first.built, ["kc-ebpf-co-re-glibc"]);
         let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
         let before = std::fs::read(&tar).unwrap();
         // Unchanged: no container at all.
-        let again = run_project(&p, &core_glibc(), &["glibc"], None).unwrap();
+        let again = run_project(&p, &core_glibc(), &[Libc::Glibc], None).unwrap();
         assert!(again.built.is_empty() && again.up_to_date == ["kc-ebpf-co-re-glibc"]);
 
-        super::super::tests::break_mount_collector(&p.root);
+        build_tests::break_mount_collector(&p.root);
         let e = format!(
             "{:#}",
-            run_project(&p, &core_glibc(), &["glibc"], None).unwrap_err()
+            run_project(&p, &core_glibc(), &[Libc::Glibc], None).unwrap_err()
         );
         assert!(
             e.contains("cell kc-ebpf-co-re-glibc failed") && e.contains("undeclared_thing"),
             "{e}"
         );
-        super::super::tests::assert_core_cell_kept(&p, &before);
+        build_tests::assert_core_cell_kept(&p, &before);
     }
 }

@@ -1,4 +1,5 @@
-//! `kernels.toml` (the matrix) and `kernels.lock` (its resolved pins).
+//! The kernel matrix's two files: `kernels.toml` (what we want: series, suites, which are
+//! buckets) and `kernels.lock` (its resolved pins). `cargo xtask matrix` is the CI cells.
 
 use std::path::Path;
 

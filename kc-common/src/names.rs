@@ -1,0 +1,266 @@
+//! The names of the build matrix and the release: a libc, an architecture, a cell. Every
+//! cell and release file name is formatted and parsed here, and nowhere else.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::kernel::Bucket;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("libc {0:?}: use glibc or musl")]
+    Libc(String),
+    #[error("architecture {0:?}: use amd64")]
+    Arch(String),
+    #[error("cell {input:?}: expected kc-ebpf-<bucket>-<libc> or kc-ebpf-co-re-<libc>, e.g. kc-ebpf-6.1-glibc")]
+    Cell { input: String },
+}
+
+/// The C library the user-space parts (the loader) are linked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Libc {
+    Glibc,
+    Musl,
+}
+
+impl Libc {
+    pub const ALL: [Libc; 2] = [Libc::Glibc, Libc::Musl];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Libc::Glibc => "glibc",
+            Libc::Musl => "musl",
+        }
+    }
+}
+
+impl fmt::Display for Libc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for Libc {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Libc::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| NameError::Libc(s.to_string()))
+    }
+}
+
+/// A CPU architecture, in Debian's spelling (what package names and `binary-<arch>` use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 1] = [Arch::Amd64];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+        }
+    }
+
+    /// The `__TARGET_ARCH_<x>` that libbpf's `bpf_tracing.h` and the kernel's `arch/<x>` use.
+    pub const fn kernel_arch(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x86",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for Arch {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| NameError::Arch(s.to_string()))
+    }
+}
+
+/// What a cell holds: one bucket's legacy objects, or the CO-RE objects with the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CellKind {
+    Bucket(Bucket),
+    CoRe,
+}
+
+impl fmt::Display for CellKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CellKind::Bucket(b) => write!(f, "{b}"),
+            CellKind::CoRe => f.write_str("co-re"),
+        }
+    }
+}
+
+/// One build cell: what one (bucket or CO-RE, libc) build produces. Its name,
+/// `kc-ebpf-<bucket>-<libc>` or `kc-ebpf-co-re-<libc>`, names its directory under
+/// `artifacts/cells/` and its tarball `artifacts/<name>.tar`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CellId {
+    pub kind: CellKind,
+    pub libc: Libc,
+}
+
+const CELL_PREFIX: &str = "kc-ebpf-";
+
+impl CellId {
+    pub const fn new(kind: CellKind, libc: Libc) -> Self {
+        Self { kind, libc }
+    }
+
+    pub const fn bucket(bucket: Bucket, libc: Libc) -> Self {
+        Self::new(CellKind::Bucket(bucket), libc)
+    }
+
+    pub const fn core(libc: Libc) -> Self {
+        Self::new(CellKind::CoRe, libc)
+    }
+
+    /// The bucket of a legacy cell.
+    pub fn bucket_of(&self) -> Option<Bucket> {
+        match self.kind {
+            CellKind::Bucket(b) => Some(b),
+            CellKind::CoRe => None,
+        }
+    }
+
+    pub fn is_core(&self) -> bool {
+        self.kind == CellKind::CoRe
+    }
+
+    /// The cell's tarball under `artifacts/`.
+    pub fn tarball(&self) -> String {
+        format!("{self}.tar")
+    }
+}
+
+impl fmt::Display for CellId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&format!("{CELL_PREFIX}{}-{}", self.kind, self.libc))
+    }
+}
+
+impl FromStr for CellId {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || NameError::Cell {
+            input: s.to_string(),
+        };
+        let rest = s.strip_prefix(CELL_PREFIX).ok_or_else(bad)?;
+        let (kind, libc) = rest.rsplit_once('-').ok_or_else(bad)?;
+        let libc: Libc = libc.parse().map_err(|_| bad())?;
+        let kind = if kind == "co-re" {
+            CellKind::CoRe
+        } else {
+            CellKind::Bucket(kind.parse().map_err(|_| bad())?)
+        };
+        Ok(Self { kind, libc })
+    }
+}
+
+/// `kernel-collector-<libc>-<tag>.tar.xz`: every bucket's legacy objects and the loader.
+pub fn legacy_tarball(libc: Libc, tag: &str) -> String {
+    format!("kernel-collector-{libc}-{tag}.tar.xz")
+}
+
+/// `kernel-collector-co-re-<libc>-<tag>.tar.xz`: CO-RE objects, skeletons and the loader.
+pub fn core_tarball(libc: Libc, tag: &str) -> String {
+    format!("kernel-collector-co-re-{libc}-{tag}.tar.xz")
+}
+
+/// A legacy object: `{p|r}kc_<collector>.<bucket>.o` (`r`: entry and return probes).
+pub fn legacy_object(collector: &str, bucket: Bucket, return_mode: bool) -> String {
+    let mode = if return_mode { 'r' } else { 'p' };
+    format!("{mode}kc_{collector}.{bucket}.o")
+}
+
+/// A CO-RE object: `<collector>.bpf.o`.
+pub fn core_object(collector: &str) -> String {
+    format!("{collector}.bpf.o")
+}
+
+/// A CO-RE object's libbpf skeleton: `<collector>.skel.h`.
+pub fn skeleton(collector: &str) -> String {
+    format!("{collector}.skel.h")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libc_and_arch_round_trip() {
+        for l in Libc::ALL {
+            assert_eq!(l.to_string().parse::<Libc>(), Ok(l));
+        }
+        assert_eq!(
+            "uclibc".parse::<Libc>(),
+            Err(NameError::Libc("uclibc".into()))
+        );
+        assert_eq!(serde_json::to_string(&Libc::Musl).unwrap(), "\"musl\"");
+        assert_eq!("amd64".parse::<Arch>(), Ok(Arch::Amd64));
+        assert!("x86_64".parse::<Arch>().is_err());
+    }
+
+    #[test]
+    fn cell_names_round_trip() {
+        let b: Bucket = "6.12".parse().unwrap();
+        let cases = [
+            (CellId::bucket(b, Libc::Glibc), "kc-ebpf-6.12-glibc"),
+            (CellId::core(Libc::Musl), "kc-ebpf-co-re-musl"),
+        ];
+        for (id, name) in cases {
+            assert_eq!(id.to_string(), name);
+            assert_eq!(name.parse::<CellId>(), Ok(id));
+        }
+        assert_eq!(
+            CellId::core(Libc::Glibc).tarball(),
+            "kc-ebpf-co-re-glibc.tar"
+        );
+        for bad in [
+            "kc-ebpf-6.1",
+            "kc-ebpf-6.1-bionic",
+            "ebpf-6.1-glibc",
+            "kc-ebpf-six-glibc",
+            "kc-ebpf--glibc",
+            "kc-ebpf-6.1.2-glibc",
+        ] {
+            assert!(bad.parse::<CellId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn object_and_release_names() {
+        let b: Bucket = "5.10".parse().unwrap();
+        assert_eq!(legacy_object("vfs", b, true), "rkc_vfs.5.10.o");
+        assert_eq!(legacy_object("vfs", b, false), "pkc_vfs.5.10.o");
+        assert_eq!(core_object("fd"), "fd.bpf.o");
+        assert_eq!(skeleton("fd"), "fd.skel.h");
+        assert_eq!(
+            legacy_tarball(Libc::Musl, "v1.2.3"),
+            "kernel-collector-musl-v1.2.3.tar.xz"
+        );
+        assert_eq!(
+            core_tarball(Libc::Glibc, "v1.2.3"),
+            "kernel-collector-co-re-glibc-v1.2.3.tar.xz"
+        );
+    }
+}

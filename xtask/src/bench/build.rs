@@ -1,0 +1,255 @@
+//! `cargo xtask bench build`: one bucket built our way (headers package, parallel, cached)
+//! vs upstream's (full kernel source, `make prepare`), medians of rounds from scratch.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kc_common::Bucket;
+use serde::Serialize;
+use xshell::cmd;
+
+use super::{flush_page_cache_writes, median};
+use crate::compile::{self, Backend, BuildOptions, Project};
+use crate::{host, process};
+
+#[derive(Debug, Args)]
+pub struct BuildBench {
+    /// The bucket to build (its Debian suite must be the host's, for `linux-source-<bucket>`)
+    #[arg(long, default_value = "6.1")]
+    pub bucket: Bucket,
+    /// Rounds of (ours, upstream's), each from scratch; the medians are compared (a shared
+    /// VM's disk makes single runs of either vary by half)
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What upstream's way needs on top of our setup.
+const SOURCE_BUILD_PACKAGES: &[&str] = &[
+    "make",
+    "flex",
+    "bison",
+    "bc",
+    "libssl-dev",
+    "libelf-dev",
+    "dpkg-dev",
+];
+
+#[derive(Debug, Clone, Serialize)]
+struct BuildBenchReport {
+    bucket: String,
+    objects: usize,
+    ours_cold_s: f64,
+    ours_fetch_s: f64,
+    ours_noop_s: f64,
+    upstream_source_package: String,
+    upstream_download_s: f64,
+    upstream_unpack_s: f64,
+    upstream_prepare_s: f64,
+    upstream_compile_s: f64,
+    upstream_total_s: f64,
+    speedup_cold: f64,
+}
+
+pub fn run(o: BuildBench) -> Result<()> {
+    let sh = process::shell();
+    let missing = host::missing_packages(SOURCE_BUILD_PACKAGES.iter().copied());
+    if !missing.is_empty() {
+        eprintln!(
+            "bench build: installing what a kernel source build needs: {}",
+            missing.join(" ")
+        );
+        process::stream(
+            cmd!(
+                sh,
+                "apt-get install -y -q --no-install-recommends {missing...}"
+            )
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut rounds = Vec::new();
+    for round in 1..=o.runs.max(1) {
+        let r = build_bench_round(o.bucket, threads)?;
+        eprintln!(
+            "bench build: round {round}: ours {:.2} s, upstream {:.2} s, {:.1}x",
+            r.ours_cold_s, r.upstream_total_s, r.speedup_cold
+        );
+        rounds.push(r);
+    }
+    let med = |f: fn(&BuildBenchReport) -> f64| median(rounds.iter().map(f).collect());
+    let report = BuildBenchReport {
+        bucket: o.bucket.to_string(),
+        objects: rounds[0].objects,
+        ours_cold_s: med(|r| r.ours_cold_s),
+        ours_fetch_s: med(|r| r.ours_fetch_s),
+        ours_noop_s: med(|r| r.ours_noop_s),
+        upstream_source_package: rounds[0].upstream_source_package.clone(),
+        upstream_download_s: med(|r| r.upstream_download_s),
+        upstream_unpack_s: med(|r| r.upstream_unpack_s),
+        upstream_prepare_s: med(|r| r.upstream_prepare_s),
+        upstream_compile_s: med(|r| r.upstream_compile_s),
+        upstream_total_s: med(|r| r.upstream_total_s),
+        speedup_cold: med(|r| r.upstream_total_s) / med(|r| r.ours_cold_s),
+    };
+    if o.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "median": report,
+                "rounds": rounds,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "bench build: bucket {}, {} objects, {threads} parallel compiles, median of {} rounds",
+        report.bucket,
+        report.objects,
+        rounds.len()
+    );
+    print_build_bench(&report);
+    Ok(())
+}
+
+/// One round: our cold build and upstream's, each in a fresh scratch directory.
+fn build_bench_round(bucket: Bucket, threads: usize) -> Result<BuildBenchReport> {
+    let scratch = tempfile::Builder::new()
+        .prefix("kc-bench-build-")
+        .tempdir_in(crate::paths::project_root().join("target"))?;
+    let root = crate::paths::project_root();
+    let opts = BuildOptions {
+        buckets: vec![bucket],
+        jobs: Some(threads),
+        ..BuildOptions::everything(Backend::Host, None)
+    };
+
+    // Ours: empty kernel cache and compile cache.
+    let ours = Project {
+        root: root.clone(),
+        artifacts: scratch.path().join("ours/artifacts"),
+        work: scratch.path().join("ours/work"),
+        kernel_cache: scratch.path().join("ours/cache"),
+    };
+    // Cold: the build downloads and unpacks the headers itself (while the toolchain is
+    // probed), then compiles; the report says when the trees were ready. Each side starts
+    // with no dirty pages left by anything before it (an earlier run's gigabyte of source).
+    flush_page_cache_writes()?;
+    let t = Instant::now();
+    let r = compile::build(&ours, &opts)?;
+    let ours_cold = t.elapsed().as_secs_f64();
+    let ours_fetch = r.fetch_seconds;
+    if !r.failures.is_empty() {
+        bail!("our build failed: {}", r.failures.join("\n"));
+    }
+    let objects = r.compiled;
+    let t = Instant::now();
+    compile::build(&ours, &opts)?;
+    let ours_noop = t.elapsed().as_secs_f64();
+
+    // Upstream's: the full source tree of the same series, prepared, then the same compiles.
+    let src_dir = scratch.path().join("upstream");
+    std::fs::create_dir_all(&src_dir)?;
+    let pkg = format!("linux-source-{}", bucket);
+    flush_page_cache_writes()?;
+    let t = Instant::now();
+    let sh = process::shell_in(&src_dir);
+    process::output(cmd!(sh, "apt-get download {pkg}")).with_context(|| {
+        format!("the host's apt has no {pkg}: pick the bucket of the host's Debian release")
+    })?;
+    let download = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let deb = std::fs::read_dir(&src_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download wrote no .deb")?;
+    let source_package = deb
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    process::output(cmd!(sh, "dpkg-deb -x {deb} {src_dir}"))?;
+    let tarball = src_dir.join(format!("usr/src/{pkg}.tar.xz"));
+    process::output(cmd!(sh, "tar -xf {tarball} -C {src_dir}"))?;
+    let tree_dir = src_dir.join(&pkg);
+    let unpack = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let sh = process::shell_in(&tree_dir);
+    let jobs = format!("-j{threads}");
+    process::output(cmd!(sh, "make CC=clang defconfig"))?;
+    process::output(cmd!(sh, "make CC=clang {jobs} scripts prepare"))?;
+    let prepare = t.elapsed().as_secs_f64();
+    let upstream = Project {
+        root: root.clone(),
+        artifacts: scratch.path().join("up/artifacts"),
+        work: scratch.path().join("up/work"),
+        kernel_cache: scratch.path().join("up/cache"),
+    };
+    let tree = crate::kernels::fetch::HeaderTree {
+        series: bucket.to_string(),
+        release: pkg.clone(),
+        kernel_version: bucket.to_string(),
+        flavour_dir: tree_dir.clone(),
+        common_dir: tree_dir.clone(),
+        patches: vec![],
+    };
+    let t = Instant::now();
+    compile::compile_legacy_tree(&upstream, &tree, bucket, threads)?;
+    let compile = t.elapsed().as_secs_f64();
+    let total = download + unpack + prepare + compile;
+    let report = BuildBenchReport {
+        bucket: bucket.to_string(),
+        objects,
+        ours_cold_s: ours_cold,
+        ours_fetch_s: ours_fetch,
+        ours_noop_s: ours_noop,
+        upstream_source_package: source_package,
+        upstream_download_s: download,
+        upstream_unpack_s: unpack,
+        upstream_prepare_s: prepare,
+        upstream_compile_s: compile,
+        upstream_total_s: total,
+        speedup_cold: total / ours_cold,
+    };
+    Ok(report)
+}
+
+fn print_build_bench(r: &BuildBenchReport) {
+    println!(
+        "  ours, cold (fetch headers packages, unpack, compile)   {:>8.2} s",
+        r.ours_cold_s
+    );
+    println!(
+        "    of which until the headers were downloaded + unpacked {:>7.2} s",
+        r.ours_fetch_s
+    );
+    println!(
+        "  ours, no-op rebuild                                    {:>8.2} s",
+        r.ours_noop_s
+    );
+    println!("  upstream ({}):", r.upstream_source_package);
+    println!(
+        "    download                                             {:>8.2} s",
+        r.upstream_download_s
+    );
+    println!(
+        "    unpack (dpkg-deb, tar)                               {:>8.2} s",
+        r.upstream_unpack_s
+    );
+    println!(
+        "    make defconfig scripts prepare                       {:>8.2} s",
+        r.upstream_prepare_s
+    );
+    println!(
+        "    the same compiles                                    {:>8.2} s",
+        r.upstream_compile_s
+    );
+    println!(
+        "    total                                                {:>8.2} s",
+        r.upstream_total_s
+    );
+    println!("  ours is {:.1}x faster cold", r.speedup_cold);
+}

@@ -1,0 +1,145 @@
+//! Cells: one (bucket or CO-RE, libc) build's files, as a directory under `artifacts/cells/`
+//! and a tarball `artifacts/<cell>.tar`. Written only whole and verified; read back by
+//! packaging, the docker backend and the tests.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use kc_common::CellId;
+
+use crate::atomic::{self, StagedDir};
+use crate::tarball;
+
+/// Written into each cell: the libc and the tools that built it (the release manifest reads it).
+pub const BUILD_INFO: &str = "build-info.json";
+
+/// The one executable a cell may hold.
+pub const LOADER: &str = "kc-loader";
+
+/// A cell's file, as it goes into the directory and the tarball.
+pub fn entry(name: String, bytes: Vec<u8>) -> tarball::Entry {
+    tarball::Entry {
+        executable: name == LOADER,
+        name,
+        bytes,
+    }
+}
+
+/// The files of a cell directory, by name.
+pub fn read_dir(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        files.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            fs::read(e.path()).with_context(|| format!("reading {}", e.path().display()))?,
+        );
+    }
+    Ok(files)
+}
+
+/// The cells under `artifacts/cells/` (directories whose names parse as cells), sorted by name.
+pub fn read_all(cells_dir: &Path) -> Result<Vec<(CellId, BTreeMap<String, Vec<u8>>)>> {
+    let mut found: Vec<(String, CellId)> = Vec::new();
+    for e in fs::read_dir(cells_dir)
+        .with_context(|| {
+            format!(
+                "reading {} (run `cargo xtask build` first)",
+                cells_dir.display()
+            )
+        })?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.path().is_dir() || name.starts_with('.') {
+            continue;
+        }
+        let id = name
+            .parse()
+            .with_context(|| format!("{}: not a cell directory", e.path().display()))?;
+        found.push((name, id));
+    }
+    found.sort();
+    found
+        .into_iter()
+        .map(|(name, id)| Ok((id, read_dir(&cells_dir.join(name))?)))
+        .collect()
+}
+
+/// The verification failures of a cell's files, one line each.
+pub fn verify(id: CellId, files: &[tarball::Entry]) -> Vec<String> {
+    let group = crate::verify::Group {
+        origin: id.to_string(),
+        files: files
+            .iter()
+            .map(|e| (e.name.clone(), e.bytes.clone()))
+            .collect(),
+        only: None,
+    };
+    crate::verify::verify_group(&group)
+        .into_iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{}: verify: {}", r.file, r.errors.join("; ")))
+        .collect()
+}
+
+/// Writes a cell's directory and tarball under `artifacts`, each replacing the previous one
+/// whole. Returns the tarball's path.
+pub fn write(
+    artifacts: &Path,
+    id: CellId,
+    entries: Vec<tarball::Entry>,
+    mtime: u64,
+) -> Result<std::path::PathBuf> {
+    write_dir(&artifacts.join("cells").join(id.to_string()), &entries)?;
+    let tar = artifacts.join(id.tarball());
+    tarball::write(&tar, entries, mtime)?;
+    Ok(tar)
+}
+
+/// Replaces `dir` with the cell's files.
+pub fn write_dir(dir: &Path, entries: &[tarball::Entry]) -> Result<()> {
+    let staged = StagedDir::beside(dir)?;
+    for e in entries {
+        atomic::write_file(&staged.path().join(&e.name), &e.bytes, e.executable)?;
+    }
+    staged.replace()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_round_trip_and_stray_directories_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let id: CellId = "kc-ebpf-co-re-glibc".parse().unwrap();
+        let entries = vec![
+            entry("kc-loader".into(), b"\x7fELF".to_vec()),
+            entry("x.bpf.o".into(), b"o".to_vec()),
+        ];
+        let tar = write(d.path(), id, entries, 0).unwrap();
+        assert!(tar.ends_with("kc-ebpf-co-re-glibc.tar"));
+        let all = read_all(&d.path().join("cells")).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0, id);
+        assert_eq!(all[0].1["x.bpf.o"], b"o");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| {
+            fs::metadata(d.path().join("cells/kc-ebpf-co-re-glibc").join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!((mode("kc-loader"), mode("x.bpf.o")), (0o755, 0o644));
+        fs::create_dir(d.path().join("cells/junk")).unwrap();
+        let e = read_all(&d.path().join("cells")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("junk: not a cell directory"),
+            "{e:#}"
+        );
+    }
+}

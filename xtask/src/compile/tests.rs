@@ -1,0 +1,241 @@
+//! The build against the real toolchain (and, for legacy cells, the mirror's headers).
+
+use std::fs;
+use std::path::Path;
+
+use super::job::with_skipped_dir_hint;
+use super::plan::{pch_layer, PCH_BASE, PCH_NET};
+use super::*;
+use crate::paths;
+
+/// A scratch copy of the checkout's sources with only some collectors.
+pub(crate) fn scratch_project(collectors: &[&str]) -> (tempfile::TempDir, Project) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("src");
+    let real = paths::project_root();
+    for sub in ["includes", "co-re", "kernel"] {
+        copy_dir(&real.join(sub), &root.join(sub));
+    }
+    let all = fs::read_to_string(real.join("collectors.toml")).unwrap();
+    let kept: Vec<&str> = all
+        .split("[[collector]]")
+        .filter(|s| {
+            collectors
+                .iter()
+                .any(|c| s.contains(&format!("name = \"{c}\"")))
+        })
+        .collect();
+    fs::write(
+        root.join("collectors.toml"),
+        format!("[[collector]]{}", kept.join("[[collector]]")),
+    )
+    .unwrap();
+    let project = Project {
+        artifacts: dir.path().join("artifacts"),
+        work: dir.path().join("work"),
+        kernel_cache: paths::cache_dir(),
+        root,
+    };
+    (dir, project)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// After a failed build, the CO-RE cell's previous tarball and files are still there.
+pub(crate) fn assert_core_cell_kept(p: &Project, tarball_before: &[u8]) {
+    let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
+    assert_eq!(
+        fs::read(&tar).unwrap(),
+        tarball_before,
+        "the previous tarball is intact"
+    );
+    assert!(p
+        .artifacts
+        .join("cells/kc-ebpf-co-re-glibc/process.bpf.o")
+        .is_file());
+}
+
+/// Makes the mount collector fail to compile (`undeclared_thing`).
+pub(crate) fn break_mount_collector(root: &Path) {
+    let body = root.join("includes/collectors/mount.bpf.h");
+    let text = fs::read_to_string(&body).unwrap();
+    let broken = text.replace(
+        "kc_add(&mount_counters, KC_MOUNT_MOUNT, 1);",
+        "kc_add(&mount_counters, KC_MOUNT_MOUNT, undeclared_thing);",
+    );
+    assert_ne!(
+        broken, text,
+        "the mount collector changed: update this test helper"
+    );
+    fs::write(&body, broken).unwrap();
+}
+
+pub(crate) fn core_only() -> BuildOptions {
+    BuildOptions {
+        backend: Some(Backend::Host),
+        libc: None,
+        buckets: vec![],
+        all: false,
+        core: true,
+        debug: false,
+        jobs: Some(2),
+        json: false,
+    }
+}
+
+#[test]
+fn a_header_of_a_skipped_dir_gets_a_hint() {
+    let e =
+        "clang failed (exit status: 1):\nx.c:3:10: fatal error: 'scsi/scsi_cmnd.h' file not found";
+    assert!(with_skipped_dir_hint(e).contains("SKIPPED_INCLUDE_DIRS"));
+    let other = "x.c:3:10: fatal error: 'linux/nope.h' file not found";
+    assert_eq!(with_skipped_dir_hint(other), other);
+}
+
+#[test]
+fn the_pch_layer_follows_the_sources_includes() {
+    assert_eq!(pch_layer(b"#include \"kc_legacy.h\"\n"), PCH_BASE);
+    assert_eq!(
+        pch_layer(b"#include \"kc_legacy_net.h\"\n#include \"kc_legacy.h\"\n"),
+        PCH_NET
+    );
+    assert_eq!(pch_layer(b"// #include \"kc_legacy_net.h\"\n"), PCH_BASE);
+    // The real socket collector asks for the net layer, the others do not.
+    let root = paths::project_root();
+    for c in collectors::load_from(&root).unwrap() {
+        let src = fs::read(root.join(format!("kernel/{}_kern.c", c.name))).unwrap();
+        let want = if c.name == "socket" {
+            PCH_NET
+        } else {
+            PCH_BASE
+        };
+        assert_eq!(pch_layer(&src), want, "{}", c.name);
+    }
+}
+
+/// A header layer that fails to precompile fails exactly the collectors that use it, by
+/// name and with clang's message; the cell keeps its previous artifacts.
+#[test]
+fn a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror() {
+    if !toolchain_or_skip(
+        "a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror",
+    ) {
+        return;
+    }
+    let (_d, p) = scratch_project(&["process", "socket"]);
+    let (_, lock) = kernels::load_checked_lock().unwrap();
+    let bucket = lock.buckets()[0];
+    let opts = BuildOptions {
+        buckets: vec![bucket],
+        core: false,
+        ..core_only()
+    };
+    build(&p, &opts).unwrap();
+    let tar = p.artifacts.join(format!("kc-ebpf-{bucket}-glibc.tar"));
+    let before = fs::read(&tar).unwrap();
+    let net = p.root.join("includes/kc_legacy_net.h");
+    let text = fs::read_to_string(&net).unwrap();
+    fs::write(
+        &net,
+        text.replace("#include <net/sock.h>", "#include <net/no_such_header.h>"),
+    )
+    .unwrap();
+    let r = build(&p, &opts).unwrap();
+    assert_eq!(r.failures.len(), 2, "socket p and r fail: {:?}", r.failures);
+    assert!(
+        r.failures.iter().all(|f| f.contains(": socket: ")
+            && f.contains("kc_legacy_net.pch")
+            && f.contains("no_such_header.h")),
+        "{:?}",
+        r.failures
+    );
+    assert_eq!(
+        fs::read(&tar).unwrap(),
+        before,
+        "the previous tarball is intact"
+    );
+}
+
+fn toolchain_or_skip(test: &str) -> bool {
+    match Toolchain::detect() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("skipping {test}: {e:#}");
+            false
+        }
+    }
+}
+
+#[test]
+fn core_build_is_cached_and_reproducible_needs_toolchain() {
+    if !toolchain_or_skip("core_build_is_cached_and_reproducible_needs_toolchain") {
+        return;
+    }
+    let (_a, p1) = scratch_project(&["process", "mount"]);
+    let r = build(&p1, &core_only()).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(r.compiled, 3, "two collectors and the loader");
+    let cell = &r.cells[0];
+    assert_eq!(
+        cell.files,
+        [
+            "build-info.json",
+            "kc-loader",
+            "mount.bpf.o",
+            "mount.skel.h",
+            "process.bpf.o",
+            "process.skel.h"
+        ]
+    );
+    let again = build(&p1, &core_only()).unwrap();
+    assert_eq!(
+        (again.compiled, again.cached),
+        (0, 3),
+        "unchanged inputs compile nothing"
+    );
+    // Another checkout in another place gives the same objects, byte for byte.
+    let (_b, p2) = scratch_project(&["process", "mount"]);
+    build(&p2, &core_only()).unwrap();
+    for f in ["process.bpf.o", "mount.skel.h"] {
+        let a = fs::read(p1.artifacts.join("cells/kc-ebpf-co-re-glibc").join(f)).unwrap();
+        let b = fs::read(p2.artifacts.join("cells/kc-ebpf-co-re-glibc").join(f)).unwrap();
+        assert!(a == b, "{f} differs between two checkouts");
+    }
+}
+
+#[test]
+fn a_broken_collector_fails_by_name_and_keeps_previous_artifacts_needs_toolchain() {
+    if !toolchain_or_skip(
+        "a_broken_collector_fails_by_name_and_keeps_previous_artifacts_needs_toolchain",
+    ) {
+        return;
+    }
+    let (_d, p) = scratch_project(&["process", "mount"]);
+    build(&p, &core_only()).unwrap();
+    let tar = p.artifacts.join("kc-ebpf-co-re-glibc.tar");
+    let before = fs::read(&tar).unwrap();
+    break_mount_collector(&p.root);
+    let r = build(&p, &core_only()).unwrap();
+    assert_eq!(r.failures.len(), 1, "only mount fails: {:?}", r.failures);
+    let msg = r
+        .failures
+        .iter()
+        .find(|f| f.contains(": mount: "))
+        .expect("the failure names the collector");
+    assert!(
+        msg.contains("undeclared_thing") && msg.contains("clang failed"),
+        "{msg}"
+    );
+    assert!(!r.cells[0].ok);
+    assert_core_cell_kept(&p, &before);
+}

@@ -1,0 +1,92 @@
+//! `cargo xtask dist`: the main job. Check the lock, build every cell (both libcs in Docker
+//! when a daemon answers, else the host's libc with the host's tools), fetch every kernel,
+//! optionally boot them all, and package the release.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use kc_common::{CellId, Libc};
+
+use crate::cli::LibcChoice;
+use crate::compile::{self, BuildOptions};
+use crate::kernels::{self, fetch::Fetcher};
+use crate::{paths, setup};
+
+#[derive(Debug, Args)]
+pub struct DistOptions {
+    /// Skip the kernel images (only headers for the legacy build)
+    #[arg(long)]
+    pub no_images: bool,
+    /// The release tag (default: v0.0.0-dev)
+    #[arg(long, default_value = "v0.0.0-dev")]
+    pub tag: String,
+    /// Fail when no signing key is given (KC_SIGNING_KEY or --key)
+    #[arg(long)]
+    pub require_signature: bool,
+    /// The minisign secret key file
+    #[arg(long)]
+    pub key: Option<std::path::PathBuf>,
+    /// Also boot every kernel of the matrix and prove every object loads, attaches and counts
+    #[arg(long)]
+    pub vmtest: bool,
+}
+
+pub fn run(o: DistOptions) -> Result<()> {
+    setup::run(setup::SetupOptions { check: false })?;
+    let (_, lock) = kernels::load_checked_lock()?;
+    // Docker (both libcs) when a daemon answers, else the host's libc with the host's tools.
+    compile::run(BuildOptions {
+        backend: None,
+        ..BuildOptions::everything(compile::Backend::Host, None)
+    })?;
+    let mut fetcher = Fetcher::new(paths::cache_dir());
+    let started = Instant::now();
+    for k in &lock.kernel {
+        if k.bucket {
+            let tree = fetcher.headers(k)?;
+            eprintln!(
+                "dist: headers {:<5} {}",
+                k.series.to_string(),
+                tree.flavour_dir.display()
+            );
+        }
+        if !o.no_images {
+            let v = fetcher.image(k)?;
+            eprintln!("dist: image   {:<5} {}", k.series.to_string(), v.display());
+        }
+    }
+    eprintln!(
+        "dist: {} kernels ready in {:.1} s ({:.1} MiB downloaded)",
+        lock.kernel.len(),
+        started.elapsed().as_secs_f64(),
+        fetcher.downloaded_bytes as f64 / 1048576.0
+    );
+    if o.vmtest {
+        // Every libc that was built: each boots with its own loader.
+        for libc in Libc::ALL {
+            let core = CellId::core(libc).to_string();
+            if paths::project_root()
+                .join("artifacts/cells")
+                .join(core)
+                .is_dir()
+            {
+                crate::vmtest::run(crate::vmtest::VmtestOptions {
+                    kernels: vec![],
+                    jobs: 2,
+                    timeout: 240,
+                    accel: crate::vmtest::Accel::Auto,
+                    libc: Some(LibcChoice::from(libc)),
+                    json: false,
+                })?;
+            }
+        }
+    }
+    crate::package::package(crate::package::PackageOptions {
+        tag: o.tag,
+        key: o.key,
+        require_signature: o.require_signature,
+        cells: "artifacts/cells".into(),
+        out: "artifacts/release".into(),
+    })
+}

@@ -1,0 +1,71 @@
+//! Facts about the machine xtask runs on: who we are, its libc, its packages.
+
+use xshell::cmd;
+
+pub use kc_common::host::{host_libc, is_static_executable};
+
+use crate::process;
+
+fn status_field(name: &str) -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name))?
+        .split_whitespace()
+        // Real, effective, saved, filesystem: the effective id decides permissions.
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The effective user and group ids.
+pub fn uid_gid() -> (u32, u32) {
+    (
+        status_field("Uid:").unwrap_or(u32::MAX),
+        status_field("Gid:").unwrap_or(u32::MAX),
+    )
+}
+
+/// Whether we run as root (loading BPF programs, debootstrap, apt).
+pub fn is_root() -> bool {
+    uid_gid().0 == 0
+}
+
+/// Which of `packages` dpkg does not list as installed.
+pub fn missing_packages<'a>(packages: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let sh = process::shell();
+    let format = "-f=${Status}";
+    packages
+        .into_iter()
+        .filter(|p| {
+            process::read(cmd!(sh, "dpkg-query -W {format} {p}"))
+                .map_or(true, |s| !s.contains("install ok installed"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_match_the_files_we_create() {
+        use std::os::unix::fs::MetadataExt;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let meta = f.as_file().metadata().unwrap();
+        assert_eq!(uid_gid(), (meta.uid(), meta.gid()));
+        assert_eq!(is_root(), meta.uid() == 0);
+    }
+
+    #[test]
+    fn dpkg_knows_its_own_package_and_not_a_made_up_one() {
+        if !process::exists("dpkg-query") {
+            eprintln!("skipping: no dpkg on this host");
+            return;
+        }
+        assert_eq!(
+            missing_packages(["dpkg", "kc-no-such-package"]),
+            ["kc-no-such-package"]
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The one way this pipeline runs another program. Short tools go through xshell (`cmd!`);
+//! only long-lived children (qemu guests, container log streams) use `std::process` directly.
+//! A failure always says the same three things: what ran, how it ended, and the tail of
+//! what it printed.
+
+use std::path::Path;
+use std::process::Output;
+
+use xshell::{Cmd, Shell};
+
+/// Lines of output a failure carries.
+const TAIL_LINES: usize = 40;
+/// A command line longer than this is shortened in messages (compiler lines run to kilobytes).
+const SHOWN_CHARS: usize = 300;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{program} failed ({status}): `{command}`\n{tail}")]
+pub struct ToolError {
+    /// The program's file name.
+    pub program: String,
+    /// The command line, shortened.
+    pub command: String,
+    /// `exit status: 1`, `signal: 9`, or why it could not start.
+    pub status: String,
+    /// The last lines of its stderr (else stdout).
+    pub tail: String,
+}
+
+/// A shell whose commands run in the current directory.
+pub fn shell() -> Shell {
+    Shell::new().expect("the current directory is readable")
+}
+
+/// A shell whose commands run in `dir`.
+pub fn shell_in(dir: &Path) -> Shell {
+    let sh = shell();
+    sh.change_dir(dir);
+    sh
+}
+
+fn describe(cmd: &Cmd<'_>) -> (String, String) {
+    let line = cmd.to_string();
+    let program = line
+        .split_whitespace()
+        .next()
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .unwrap_or_default();
+    let shown = if line.chars().count() > SHOWN_CHARS {
+        let head: String = line.chars().take(SHOWN_CHARS).collect();
+        format!("{head} …")
+    } else {
+        line
+    };
+    (program, shown)
+}
+
+/// The last [`TAIL_LINES`] lines of the output, stderr first.
+pub fn tail_of(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = if stderr.trim().is_empty() {
+        String::from_utf8_lossy(&out.stdout)
+    } else {
+        stderr
+    };
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+/// Runs `cmd`, capturing its output, whatever its exit status; an error only when it could
+/// not start.
+pub fn capture(cmd: Cmd<'_>) -> Result<Output, ToolError> {
+    let (program, command) = describe(&cmd);
+    cmd.quiet().ignore_status().output().map_err(|e| ToolError {
+        program,
+        command,
+        status: format!("could not start: {e}"),
+        tail: String::new(),
+    })
+}
+
+/// Runs `cmd`, capturing its output; a nonzero exit is an error.
+pub fn output(cmd: Cmd<'_>) -> Result<Output, ToolError> {
+    let (program, command) = describe(&cmd);
+    let out = capture(cmd)?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(ToolError {
+            program,
+            command,
+            status: out.status.to_string(),
+            tail: tail_of(&out),
+        })
+    }
+}
+
+/// Runs `cmd` and returns its stdout, trimmed.
+pub fn read(cmd: Cmd<'_>) -> Result<String, ToolError> {
+    output(cmd).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Runs `cmd` with its output on our terminal (long steps a user watches: `cargo test`).
+pub fn stream(cmd: Cmd<'_>) -> Result<(), ToolError> {
+    let (program, command) = describe(&cmd);
+    let status = std::process::Command::from(cmd).status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(ToolError {
+            program,
+            command,
+            status: s.to_string(),
+            tail: "(its output is above)".into(),
+        }),
+        Err(e) => Err(ToolError {
+            program,
+            command,
+            status: format!("could not start: {e}"),
+            tail: String::new(),
+        }),
+    }
+}
+
+/// Whether `program` can be started at all (probes for optional tools).
+pub fn exists(program: &str) -> bool {
+    let sh = shell();
+    capture(xshell::cmd!(sh, "{program} --version")).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xshell::cmd;
+
+    #[test]
+    fn a_failure_says_what_ran_how_it_ended_and_its_tail() {
+        let sh = shell();
+        let script = "for i in $(seq 1 60); do echo line$i >&2; done; exit 3";
+        let e = output(cmd!(sh, "sh -c {script}")).unwrap_err();
+        assert_eq!(e.program, "sh");
+        assert!(e.status.contains("exit status: 3"), "{}", e.status);
+        assert!(e.command.starts_with("sh -c"), "{}", e.command);
+        assert!(
+            e.tail.starts_with("line21\n") && e.tail.ends_with("line60"),
+            "{}",
+            e.tail
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("sh failed (exit status: 3): `sh -c"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_programs_and_long_lines() {
+        let sh = shell();
+        let e = read(cmd!(sh, "kc-no-such-program-here")).unwrap_err();
+        assert!(e.status.starts_with("could not start"), "{}", e.status);
+        assert!(!exists("kc-no-such-program-here"));
+        let long = "x".repeat(1000);
+        let e = output(cmd!(sh, "false {long}")).unwrap_err();
+        assert!(e.command.chars().count() < SHOWN_CHARS + 3, "{}", e.command);
+        assert_eq!(read(cmd!(sh, "echo ' hi '")).unwrap(), "hi");
+        let dir = tempfile::tempdir().unwrap();
+        let sh = shell_in(dir.path());
+        let pwd = read(cmd!(sh, "pwd")).unwrap();
+        assert_eq!(Path::new(&pwd), dir.path().canonicalize().unwrap());
+    }
+}
