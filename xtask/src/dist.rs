@@ -30,6 +30,9 @@ pub struct DistOptions {
     /// Also boot every kernel of the matrix and prove every object loads, attaches and counts
     #[arg(long)]
     pub vmtest: bool,
+    /// The libcs to build (default: both in Docker when a daemon answers, else the host's own)
+    #[arg(long, value_enum)]
+    pub libc: Option<LibcChoice>,
 }
 
 pub fn run(o: DistOptions) -> Result<()> {
@@ -38,7 +41,7 @@ pub fn run(o: DistOptions) -> Result<()> {
     // Docker (both libcs) when a daemon answers, else the host's libc with the host's tools.
     compile::run(BuildOptions {
         backend: None,
-        ..BuildOptions::everything(compile::Backend::Host, None)
+        ..BuildOptions::everything(compile::Backend::Host, o.libc)
     })?;
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let started = Instant::now();
@@ -64,7 +67,7 @@ pub fn run(o: DistOptions) -> Result<()> {
     );
     if o.vmtest {
         // Every libc that was built: each boots with its own loader.
-        for libc in Libc::ALL {
+        for libc in o.libc.map_or(Libc::ALL.to_vec(), LibcChoice::libcs) {
             let core = CellId::core(libc).to_string();
             if paths::project_root()
                 .join("artifacts/cells")

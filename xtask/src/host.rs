@@ -44,6 +44,19 @@ pub fn missing_packages<'a>(packages: impl IntoIterator<Item = &'a str>) -> Vec<
         .collect()
 }
 
+/// Installs Debian packages with apt (as root), refreshing the indexes first when asked.
+pub fn apt_install(packages: &[&str], update: bool) -> Result<(), process::ToolError> {
+    let sh = process::shell();
+    sh.set_var("DEBIAN_FRONTEND", "noninteractive");
+    if update {
+        process::stream(cmd!(sh, "apt-get update -q"))?;
+    }
+    process::stream(cmd!(
+        sh,
+        "apt-get install -y -q --no-install-recommends {packages...}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

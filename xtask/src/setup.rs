@@ -64,7 +64,7 @@ pub const PIP_TOOLS: &[(&str, &str, &str)] = &[
 
 fn pip_tools(sh: &Shell, check: bool) -> Result<()> {
     for (package, command, why) in PIP_TOOLS {
-        if process::output(cmd!(sh, "{command} --version")).is_ok() {
+        if process::exists(command) {
             continue;
         }
         if check {
@@ -108,14 +108,7 @@ pub fn run(o: SetupOptions) -> Result<()> {
         );
     }
     eprintln!("setup: installing {}", why.join(", "));
-    process::stream(cmd!(sh, "apt-get update -q").env("DEBIAN_FRONTEND", "noninteractive"))?;
-    process::stream(
-        cmd!(
-            sh,
-            "apt-get install -y -q --no-install-recommends {missing...}"
-        )
-        .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    host::apt_install(&missing, true)?;
     let still = missing_packages();
     if !still.is_empty() {
         bail!(

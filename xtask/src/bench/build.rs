@@ -54,20 +54,13 @@ struct BuildBenchReport {
 }
 
 pub fn run(o: BuildBench) -> Result<()> {
-    let sh = process::shell();
     let missing = host::missing_packages(SOURCE_BUILD_PACKAGES.iter().copied());
     if !missing.is_empty() {
         eprintln!(
             "bench build: installing what a kernel source build needs: {}",
             missing.join(" ")
         );
-        process::stream(
-            cmd!(
-                sh,
-                "apt-get install -y -q --no-install-recommends {missing...}"
-            )
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        host::apt_install(&missing, false)?;
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut rounds = Vec::new();

@@ -252,30 +252,35 @@ pub fn run(o: DockerBench) -> Result<()> {
         report.cells,
         report.buckets.join(" ")
     );
-    println!(
-        "                              {:>12} {:>12}",
-        "ours", "upstream"
+    let row = |label: &str, ours: String, upstream: String| {
+        println!("  {label:<28}{ours:>12} {upstream:>12}")
+    };
+    row("", "ours".into(), "upstream".into());
+    let (us, up) = (&report.ours, &report.upstream);
+    row(
+        "cold wall time (s)",
+        format!("{:.1}", us.cold_s),
+        format!("{:.1}", up.cold_s),
     );
-    println!(
-        "  cold wall time (s)          {:>12.1} {:>12.1}",
-        report.ours.cold_s, report.upstream.cold_s
+    row(
+        "warm wall time (s)",
+        format!("{:.2}", us.warm_s),
+        format!("{:.2}", up.warm_s),
     );
-    println!(
-        "  warm wall time (s)          {:>12.2} {:>12.2}",
-        report.ours.warm_s, report.upstream.warm_s
+    row(
+        "images built",
+        us.images_built.to_string(),
+        up.images_built.to_string(),
     );
-    println!(
-        "  images built                {:>12} {:>12}",
-        report.ours.images_built, report.upstream.images_built
+    row(
+        "containers in the warm run",
+        us.warm_containers.to_string(),
+        up.warm_containers.to_string(),
     );
-    println!(
-        "  containers in the warm run  {:>12} {:>12}",
-        report.ours.warm_containers, report.upstream.warm_containers
-    );
-    println!(
-        "  disk used (MiB)             {:>12.0} {:>12.0}",
-        mib(report.ours.disk_bytes),
-        mib(report.upstream.disk_bytes)
+    row(
+        "disk used (MiB)",
+        format!("{:.0}", mib(us.disk_bytes)),
+        format!("{:.0}", mib(up.disk_bytes)),
     );
     println!(
         "  ours is {:.1}x faster cold, {:.0}x faster warm",
