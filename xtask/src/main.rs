@@ -29,6 +29,7 @@ mod test;
 mod verify;
 mod vmlinux;
 mod vmtest;
+mod workflows;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -114,5 +115,64 @@ fn run(command: Command) -> Result<()> {
         Command::Dist(o) => dist::run(o),
         Command::Test(o) => test::run(o),
         Command::Bench(c) => bench::run(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflows::{Workflow, WorkflowName};
+
+    /// A safe value for each variable the workflows' command lines use, from what the
+    /// workflow would put there (a matrix cell of `cargo xtask matrix`, a tag).
+    fn safe_value(expression: &str) -> Option<String> {
+        let m = kernels::spec::Matrix::load(&paths::kernels_toml()).ok()?;
+        let cell = matrix::cells(&m, &kc_common::Libc::ALL)
+            .into_iter()
+            .next()?;
+        match expression.trim() {
+            "${{ matrix.bucket }}" => Some(cell.bucket.to_string()),
+            "${{ matrix.libc }}" => Some(cell.libc.to_string()),
+            "${{ github.ref_name }}" => Some("v1.2.3".into()),
+            _ => None,
+        }
+    }
+
+    /// Every `cargo xtask ...` line of both workflows goes through the real command-line
+    /// parser, with its variables filled in as the workflow fills them: a verb, flag or value
+    /// that the workflows use cannot go missing.
+    #[test]
+    fn every_xtask_command_of_the_workflows_parses() {
+        let mut checked = 0;
+        for name in [WorkflowName::Ci, WorkflowName::Release] {
+            let wf = Workflow::load(&name.file()).unwrap();
+            for (job, words) in wf.xtask_commands() {
+                let j = &wf.jobs[&job];
+                let args: Vec<String> = words
+                    .iter()
+                    .map(|w| match w.strip_prefix('$') {
+                        None => w.clone(),
+                        Some(var) => {
+                            let steps_env = j.steps.iter().find_map(|s| s.env.get(var));
+                            let expr = j.env.get(var).or(steps_env).unwrap_or_else(|| {
+                                panic!("{name:?}/{job}: ${var} is set nowhere in the job")
+                            });
+                            safe_value(expr).unwrap_or_else(|| {
+                                panic!("{name:?}/{job}: no safe test value for {expr}")
+                            })
+                        }
+                    })
+                    .collect();
+                let argv = std::iter::once("cargo xtask".to_string()).chain(args.clone());
+                if let Err(e) = Cli::try_parse_from(argv) {
+                    panic!(
+                        "{name:?}/{job}: `cargo xtask {}` does not parse:\n{e}",
+                        args.join(" ")
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} command lines found");
     }
 }

@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 use crate::paths;
 
+pub mod fake_github;
+
 #[derive(Debug, Args)]
 pub struct PublishOptions {
     /// The tag to publish, e.g. v1.2.3
@@ -264,135 +266,8 @@ pub fn run(o: PublishOptions) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::fake_github::FakeGithub;
     use super::*;
-    use std::io::{BufRead, BufReader, Read as _, Write as _};
-    use std::net::TcpListener;
-    use std::sync::{Arc, Mutex};
-
-    /// What the fake API holds, and the failure it is told to inject.
-    #[derive(Default)]
-    struct State {
-        releases: Vec<(u64, String, bool, Vec<(u64, String, Vec<u8>)>)>,
-        fail_upload_of: Option<String>,
-        requests: Vec<String>,
-        bad_token: bool,
-    }
-
-    /// A loopback server speaking the few endpoints publish uses.
-    fn fake_github(state: Arc<Mutex<State>>) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = state.clone();
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(stream.try_clone().unwrap());
-                    let mut w = stream;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let mut parts = line.split_whitespace();
-                        let (method, target) = (
-                            parts.next().unwrap_or("").to_string(),
-                            parts.next().unwrap_or("").to_string(),
-                        );
-                        let (mut len, mut auth) = (0usize, String::new());
-                        loop {
-                            let mut h = String::new();
-                            r.read_line(&mut h).unwrap();
-                            if h.trim().is_empty() {
-                                break;
-                            }
-                            let (k, v) = h.split_once(':').unwrap();
-                            match k.to_ascii_lowercase().as_str() {
-                                "content-length" => len = v.trim().parse().unwrap(),
-                                "authorization" => auth = v.trim().to_string(),
-                                _ => {}
-                            }
-                        }
-                        let mut body = vec![0u8; len];
-                        r.read_exact(&mut body).unwrap();
-                        let (status, reply) =
-                            handle(&state, &method, &target, &auth, body, addr.port());
-                        let _ = write!(w, "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}", reply.len());
-                    }
-                });
-            }
-        });
-        format!("http://127.0.0.1:{}", addr.port())
-    }
-
-    fn handle(
-        state: &Mutex<State>,
-        method: &str,
-        target: &str,
-        auth: &str,
-        body: Vec<u8>,
-        port: u16,
-    ) -> (u16, String) {
-        let mut s = state.lock().unwrap();
-        s.requests.push(format!("{method} {target}"));
-        if auth != "Bearer s3cret" || s.bad_token {
-            return (401, r#"{"message":"Bad credentials"}"#.into());
-        }
-        let release_json = |id: u64, tag: &str, assets: &[(u64, String, Vec<u8>)]| {
-            serde_json::json!({
-                "id": id, "tag_name": tag,
-                "upload_url": format!("http://127.0.0.1:{port}/uploads/{id}/assets{{?name,label}}"),
-                "assets": assets.iter().map(|(aid, n, b)| serde_json::json!({"id": aid, "name": n, "size": b.len(), "state": "uploaded"})).collect::<Vec<_>>(),
-            })
-        };
-        if method == "GET" && target.starts_with("/repos/o/r/releases?") {
-            if !target.ends_with("page=1") {
-                return (200, "[]".into());
-            }
-            let list: Vec<_> = s
-                .releases
-                .iter()
-                .map(|(id, t, _, a)| release_json(*id, t, a))
-                .collect();
-            return (200, serde_json::to_string(&list).unwrap());
-        }
-        if method == "POST" && target == "/repos/o/r/releases" {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let id = s.releases.len() as u64 + 1;
-            s.releases.push((
-                id,
-                v["tag_name"].as_str().unwrap().into(),
-                v["draft"].as_bool().unwrap(),
-                vec![],
-            ));
-            return (
-                201,
-                release_json(id, v["tag_name"].as_str().unwrap(), &[]).to_string(),
-            );
-        }
-        if method == "POST" && target.starts_with("/uploads/") {
-            let id: u64 = target.split('/').nth(2).unwrap().parse().unwrap();
-            let name = target.split("name=").nth(1).unwrap().to_string();
-            if s.fail_upload_of.as_deref() == Some(name.as_str()) {
-                // Fails midway: half the asset is stored, then the API errors.
-                s.fail_upload_of = None;
-                let half = body[..body.len() / 2].to_vec();
-                let aid = 100 + id * 10 + s.releases[id as usize - 1].3.len() as u64;
-                s.releases[id as usize - 1].3.push((aid, name, half));
-                return (400, r#"{"message":"upload interrupted"}"#.into());
-            }
-            let aid = 100 + id * 10 + s.releases[id as usize - 1].3.len() as u64;
-            s.releases[id as usize - 1].3.push((aid, name, body));
-            return (201, "{}".into());
-        }
-        if method == "DELETE" && target.starts_with("/repos/o/r/releases/assets/") {
-            let aid: u64 = target.rsplit('/').next().unwrap().parse().unwrap();
-            for r in s.releases.iter_mut() {
-                r.3.retain(|(a, _, _)| *a != aid);
-            }
-            return (204, String::new());
-        }
-        (404, r#"{"message":"Not Found"}"#.into())
-    }
 
     fn release_dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -408,10 +283,10 @@ mod tests {
 
     #[test]
     fn creates_uploads_and_a_rerun_uploads_nothing() {
-        let state = Arc::new(Mutex::new(State::default()));
-        let api = fake_github(state.clone());
+        let fake = FakeGithub::start("s3cret").unwrap();
+        let api = fake.url();
         let dir = release_dir();
-        let p = Publisher::new(&api, "o/r", "s3cret".into())
+        let p = Publisher::new(api, "o/r", "s3cret".into())
             .unwrap()
             .without_backoff();
         let first = p.publish("v1.0.0", true, dir.path()).unwrap();
@@ -425,20 +300,17 @@ mod tests {
             !again.created && again.uploaded.is_empty() && again.kept.len() == 3,
             "{again:?}"
         );
-        let s = state.lock().unwrap();
-        assert_eq!(s.releases.len(), 1);
-        assert!(s.releases[0].2, "draft");
+        let releases = fake.releases();
+        assert_eq!(releases.len(), 1);
+        assert!(releases[0].draft && releases[0].repo == "o/r");
     }
 
     #[test]
     fn a_failure_midway_is_finished_by_a_rerun() {
-        let state = Arc::new(Mutex::new(State {
-            fail_upload_of: Some("a.tar.xz.minisig".into()),
-            ..Default::default()
-        }));
-        let api = fake_github(state.clone());
+        let fake = FakeGithub::start("s3cret").unwrap();
+        fake.fail_upload_of("a.tar.xz.minisig");
         let dir = release_dir();
-        let p = Publisher::new(&api, "o/r", "s3cret".into())
+        let p = Publisher::new(fake.url(), "o/r", "s3cret".into())
             .unwrap()
             .without_backoff();
         let e = format!("{:#}", p.publish("v1.0.0", false, dir.path()).unwrap_err());
@@ -454,9 +326,9 @@ mod tests {
             ["a.tar.xz.minisig", "sha256sums.txt"],
             "the half upload is replaced"
         );
-        let s = state.lock().unwrap();
-        let assets: Vec<(&str, usize)> = s.releases[0]
-            .3
+        let releases = fake.releases();
+        let assets: Vec<(&str, usize)> = releases[0]
+            .assets
             .iter()
             .map(|(_, n, b)| (n.as_str(), b.len()))
             .collect();
@@ -472,15 +344,13 @@ mod tests {
 
     #[test]
     fn a_bad_token_says_so() {
-        let state = Arc::new(Mutex::new(State {
-            bad_token: true,
-            ..Default::default()
-        }));
-        let api = fake_github(state);
+        let fake = FakeGithub::start("s3cret").unwrap();
+        fake.refuse_token();
+        let api = fake.url();
         let dir = release_dir();
         let e = format!(
             "{:#}",
-            Publisher::new(&api, "o/r", "s3cret".into())
+            Publisher::new(api, "o/r", "s3cret".into())
                 .unwrap()
                 .without_backoff()
                 .publish("v1.0.0", false, dir.path())
@@ -490,7 +360,7 @@ mod tests {
             e.contains("401") && e.contains("invalid or expired") && !e.contains("s3cret"),
             "{e}"
         );
-        assert!(Publisher::new(&api, "no-slash", "t".into()).is_err());
-        assert!(Publisher::new(&api, "o/r", " ".into()).is_err());
+        assert!(Publisher::new(api, "no-slash", "t".into()).is_err());
+        assert!(Publisher::new(api, "o/r", " ".into()).is_err());
     }
 }

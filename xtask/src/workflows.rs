@@ -1,0 +1,195 @@
+//! The GitHub workflow files, read: their jobs, steps, the actions they pin and the
+//! `cargo xtask` command lines they run. What the rehearsal maps to local copies, and what
+//! the tests run through the real command-line parser.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::paths;
+
+/// The workflows the rehearsal knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkflowName {
+    /// `.github/workflows/ci.yml`: lint and tests, the build cells, vmtest
+    Ci,
+    /// `.github/workflows/release.yml`: cells, vmtest, package, sign, publish
+    Release,
+}
+
+impl WorkflowName {
+    pub fn file(self) -> PathBuf {
+        let name = match self {
+            WorkflowName::Ci => "ci.yml",
+            WorkflowName::Release => "release.yml",
+        };
+        paths::project_root().join(".github/workflows").join(name)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Workflow {
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub jobs: BTreeMap<String, Job>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Job {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub needs: Needs,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Needs {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Needs {
+    pub fn jobs(&self) -> Vec<&str> {
+        match self {
+            Needs::None => vec![],
+            Needs::One(j) => vec![j.as_str()],
+            Needs::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Step {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    #[serde(rename = "if")]
+    pub condition: Option<String>,
+    pub uses: Option<String>,
+    pub run: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl Step {
+    /// What act calls the step in its log: its name, else `Main <uses>` or `Main <run>`.
+    pub fn label(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let what = self.uses.as_deref().or(self.run.as_deref()).unwrap_or("?");
+        what.lines().next().unwrap_or("").to_string()
+    }
+
+    /// Whether the step runs only off act (`if: ${{ !env.ACT }}`).
+    pub fn skipped_under_act(&self) -> bool {
+        self.condition
+            .as_deref()
+            .is_some_and(|c| c.replace(' ', "").contains("!env.ACT"))
+    }
+}
+
+impl Workflow {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Every `owner/name@ref` the steps use.
+    pub fn actions(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .jobs
+            .values()
+            .flat_map(|j| &j.steps)
+            .filter_map(|s| s.uses.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every `cargo xtask ...` command line of the `run:` scripts: (job, the words after
+    /// `xtask`, with `"$VAR"` left as written).
+    pub fn xtask_commands(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        for (job, j) in &self.jobs {
+            for run in j.steps.iter().filter_map(|s| s.run.as_deref()) {
+                for line in run.lines() {
+                    if let Some(words) = xtask_words(line) {
+                        out.push((job.clone(), words));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The arguments of `cargo xtask` on a shell line (also `"$(command -v cargo)" xtask`, as the
+/// sudo lines have it): the words after `xtask` up to the end of the command.
+pub fn xtask_words(line: &str) -> Option<Vec<String>> {
+    let at = line.find(" xtask ").or_else(|| line.find(" xtask)"))?;
+    let before = &line[..at];
+    if !(before.ends_with("cargo") || before.ends_with("cargo)\"")) {
+        return None;
+    }
+    let rest = &line[at + " xtask".len()..];
+    // The command ends at a shell operator or the closing of a command substitution.
+    let end = rest
+        .find(|c| matches!(c, ')' | '|' | ';' | '>' | '&'))
+        .unwrap_or(rest.len());
+    Some(
+        rest[..end]
+            .split_whitespace()
+            .map(|w| w.trim_matches('"').to_string())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xtask_lines_are_found_in_their_shell_forms() {
+        assert_eq!(
+            xtask_words(
+                r#"echo "cells=$(cargo xtask matrix --json --libc all)" >> "$GITHUB_OUTPUT""#
+            ),
+            Some(vec![
+                "matrix".into(),
+                "--json".into(),
+                "--libc".into(),
+                "all".into()
+            ])
+        );
+        assert_eq!(
+            xtask_words(
+                r#"sudo --preserve-env=PATH "$(command -v cargo)" xtask image --libc "$LIBC""#
+            ),
+            Some(vec!["image".into(), "--libc".into(), "$LIBC".into()])
+        );
+        assert_eq!(xtask_words("cargo fmt --all -- --check"), None);
+        assert_eq!(xtask_words("echo xtask is a word"), None);
+    }
+
+    #[test]
+    fn both_workflows_read() {
+        for w in [WorkflowName::Ci, WorkflowName::Release] {
+            let wf = Workflow::load(&w.file()).unwrap();
+            assert!(!wf.xtask_commands().is_empty(), "{w:?}");
+            assert!(wf
+                .actions()
+                .iter()
+                .any(|a| a.starts_with("actions/checkout@")));
+        }
+    }
+}
