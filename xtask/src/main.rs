@@ -22,6 +22,7 @@ mod patch;
 mod paths;
 mod process;
 mod publish;
+mod rehearse;
 mod setup;
 mod signing;
 mod tarball;
@@ -64,6 +65,8 @@ enum Command {
     Package(package::PackageOptions),
     /// Create (or find) the GitHub release of a tag and upload artifacts/release/ (token: GITHUB_TOKEN)
     Publish(publish::PublishOptions),
+    /// Run a workflow file under act on this machine, end to end (release: to a stand-in of GitHub's API)
+    Rehearse(rehearse::RehearseOptions),
     /// Generate a minisign key pair for signing releases
     Keygen(signing::KeygenOptions),
     /// Verify a release directory: signatures, checksums, and each tarball against its manifest
@@ -108,6 +111,7 @@ fn run(command: Command) -> Result<()> {
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => signing::keygen(o),
         Command::Publish(o) => publish::run(o),
+        Command::Rehearse(o) => rehearse::run(o),
         Command::CheckRelease(o) => signing::check_release(o),
         Command::CheckKernel(o) => check_kernel::run(o),
         Command::Vmlinux(o) => vmlinux::run(o),

