@@ -83,6 +83,9 @@ impl Outcome {
         if !l.job.is_empty() {
             self.started.entry(l.job.clone()).or_insert(now);
         }
+        if l.msg.starts_with("⭐ Run Main") && !l.step.is_empty() {
+            return Some(format!("rehearse: {} / {}", l.job, l.step));
+        }
         if l.raw_output || l.level == "error" {
             for text in l.msg.lines() {
                 self.push_tail(&l.job, &l.step, text);

@@ -46,7 +46,7 @@ pub fn run(o: TestOptions) -> Result<()> {
     if o.unit_only {
         return Ok(());
     }
-    let checks: [(&str, fn() -> Result<()>); 9] = [
+    let checks: [(&str, fn() -> Result<()>); 10] = [
         ("lock covers the matrix", check_lock),
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
@@ -56,6 +56,7 @@ pub fn run(o: TestOptions) -> Result<()> {
         ("docker backend: every cell of both libcs in containers (no network); glibc byte-identical to the host's, musl loader static (needs docker)", check_docker),
         ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
         ("package, sign and check a release of the built cells", check_package),
+        ("release.yml rehearsed under act: cells, vmtest, package, publish to the stand-in API, check-release (needs act)", check_rehearsal),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
@@ -415,6 +416,21 @@ fn check_docker() -> Result<()> {
         first.built.len() + first.up_to_date.len()
     );
     Ok(())
+}
+
+/// The release workflow itself, end to end under act. Not from inside a rehearsal: the test
+/// job of ci.yml runs `cargo xtask test`, and a rehearsal does not rehearse itself.
+fn check_rehearsal() -> Result<()> {
+    if std::env::var_os("ACT").is_some() {
+        eprintln!("e2e: skipped: already inside an act rehearsal");
+        return Ok(());
+    }
+    crate::rehearse::run(crate::rehearse::RehearseOptions {
+        workflow: crate::workflows::WorkflowName::Release,
+        tag: "v0.0.0-rehearsal".into(),
+        concurrent_jobs: 2,
+        only: vec![],
+    })
 }
 
 /// The bucket the running kernel selects.
