@@ -327,13 +327,11 @@ pub fn run(o: RehearseOptions) -> Result<()> {
         .join("target/rehearsal")
         .join(format!("{:?}", o.workflow).to_lowercase());
     std::fs::create_dir_all(&scratch)?;
-    // The jobs share one cargo target directory, as the workflows' caches would give them.
+    // The jobs share the checkout's cargo target directory (what the workflows' caches would
+    // give them on GitHub), so that only the workspace's own crates compile per job.
     let mut extra = vec![
         "--env".into(),
-        format!(
-            "CARGO_TARGET_DIR={}",
-            root.join("target/rehearsal/cargo").display()
-        ),
+        format!("CARGO_TARGET_DIR={}", root.join("target").display()),
         "--var".into(),
         format!("KC_DEBIAN_MIRROR={}", Mirror::discover()?.main),
     ];
