@@ -2,9 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-/// The checkout's root (the workspace that holds `xtask/`).
+/// The checkout's root (the workspace that holds `xtask/`): the one `cargo xtask` runs in
+/// (cargo sets `CARGO_MANIFEST_DIR` for the process it runs), else the one this binary was
+/// built in. Checkouts that share a target directory (the rehearsal's jobs) may run a binary
+/// built in another checkout of the same sources; each must still work in its own.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("Cargo.toml").is_file() && d.ends_with("xtask"));
+    manifest_dir
+        .as_deref()
+        .unwrap_or(built_in)
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
