@@ -3,20 +3,25 @@
 use std::path::{Path, PathBuf};
 
 /// The checkout's root (the workspace that holds `xtask/`): the one `cargo xtask` runs in
-/// (cargo sets `CARGO_MANIFEST_DIR` for the process it runs), else the one this binary was
-/// built in. Checkouts that share a target directory (the rehearsal's jobs) may run a binary
-/// built in another checkout of the same sources; each must still work in its own.
+/// (cargo sets `CARGO_MANIFEST_DIR` for the process it runs), else the checkout the current
+/// directory is (the workflows run the built binary from the checkout's root), else the one
+/// this binary was built in. Checkouts that share a target directory (the rehearsal's jobs)
+/// may run a binary built in another checkout of the same sources; each works in its own.
 pub fn project_root() -> PathBuf {
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+    let is_checkout =
+        |d: &Path| d.join("xtask/Cargo.toml").is_file() && d.join("Cargo.toml").is_file();
+    let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .filter(|d| d.join("Cargo.toml").is_file() && d.ends_with("xtask"));
-    manifest_dir
-        .as_deref()
-        .unwrap_or(built_in)
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+        .filter(|d| d.ends_with("xtask"))
+        .and_then(|d| d.parent().map(Path::to_path_buf))
+        .filter(|d| is_checkout(d));
+    let from_cwd = || std::env::current_dir().ok().filter(|d| is_checkout(d));
+    from_cargo.or_else(from_cwd).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives one level below the workspace root")
+            .to_path_buf()
+    })
 }
 
 /// `KC_CACHE_DIR`, else `$XDG_CACHE_HOME/kernel-collector`, else `~/.cache/kernel-collector`.

@@ -113,25 +113,34 @@ impl Workflow {
 }
 
 #[cfg(test)]
-/// The arguments of `cargo xtask` on a shell line (also `"$(command -v cargo)" xtask`, as the
-/// sudo lines have it): the words after `xtask` up to the end of the command.
+/// The arguments of xtask on a shell line: after `cargo xtask` or after the built binary
+/// (`".../debug/xtask"`, as the root steps run it), up to the end of the command.
 pub fn xtask_words(line: &str) -> Option<Vec<String>> {
-    let at = line.find(" xtask ").or_else(|| line.find(" xtask)"))?;
-    let before = &line[..at];
-    if !(before.ends_with("cargo") || before.ends_with("cargo)\"")) {
-        return None;
+    let words: Vec<String> = line
+        .split_whitespace()
+        .map(|w| w.trim_matches('"').to_string())
+        .collect();
+    let at = words.iter().enumerate().position(|(i, w)| {
+        let after_cargo = w == "xtask"
+            && i > 0
+            && (words[i - 1].ends_with("cargo") || words[i - 1].ends_with("cargo)"));
+        after_cargo || w.ends_with("/debug/xtask")
+    })?;
+    let mut args = Vec::new();
+    for w in &words[at + 1..] {
+        // The command ends at a shell operator or the close of a command substitution.
+        if w.starts_with(['>', '|', ';', '&']) {
+            break;
+        }
+        if let Some(last) = w.strip_suffix(')') {
+            if !last.is_empty() {
+                args.push(last.to_string());
+            }
+            break;
+        }
+        args.push(w.clone());
     }
-    let rest = &line[at + " xtask".len()..];
-    // The command ends at a shell operator or the closing of a command substitution.
-    let end = rest
-        .find(|c| matches!(c, ')' | '|' | ';' | '>' | '&'))
-        .unwrap_or(rest.len());
-    Some(
-        rest[..end]
-            .split_whitespace()
-            .map(|w| w.trim_matches('"').to_string())
-            .collect(),
-    )
+    Some(args)
 }
 
 #[cfg(test)]
