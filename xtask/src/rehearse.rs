@@ -458,7 +458,8 @@ fn check_published(api: &FakeGithub, tag: &str, pubkey: &str, dir: &Path) -> Res
     let check = release::check_release_dir(dir, pubkey)
         .with_context(|| format!("checking the release as downloaded into {}", dir.display()))?;
     eprintln!(
-        "rehearse: the stand-in API received {} files for {tag}; signatures, checksums and manifests verify ({} tarball members)",
+        "rehearse: the stand-in API received the {} files of {tag}; {} signed files verify, with {} tarball members against their manifests",
+        r.assets.len(),
         check.files.len(),
         check.tarball_members
     );
