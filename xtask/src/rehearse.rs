@@ -86,7 +86,7 @@ impl Outcome {
         if l.msg.starts_with("⭐ Run Main") && !l.step.is_empty() {
             return Some(format!("rehearse: {} / {}", l.job, l.step));
         }
-        if l.raw_output || l.level == "error" {
+        if l.raw_output || l.level == "error" || l.msg.contains("failed to fetch") {
             for text in l.msg.lines() {
                 self.push_tail(&l.job, &l.step, text);
             }
@@ -147,6 +147,18 @@ impl Outcome {
         for (job, step, tail) in &self.failed_steps {
             s.push_str(&format!("\n\njob `{job}`, step `{step}`:\n{tail}"));
         }
+        // A job that failed before any step (setting up its actions) says why outside them.
+        for job in failed {
+            if !self.failed_steps.iter().any(|(j, _, _)| j == job) {
+                let why = self
+                    .tails
+                    .get(&(job.clone(), String::new()))
+                    .or_else(|| self.tails.get(&(job.clone(), "Set up job".to_string())))
+                    .map(|t| t.join("\n"))
+                    .unwrap_or_default();
+                s.push_str(&format!("\n\njob `{job}`, before its steps:\n{why}"));
+            }
+        }
         Some(s)
     }
 
@@ -177,18 +189,11 @@ fn github_reachable() -> bool {
 }
 
 /// `--local-repository` mappings: the artifact actions to their stand-ins, the other pins to
-/// local copies (`<owner>-<name>@<ref>` under the actions directory). Actions only used by
-/// steps that skip under act need none.
+/// local copies (`<owner>-<name>@<ref>` under the actions directory). act prepares every
+/// action of a job before its first step, skipped ones too, so each needs one.
 fn local_actions(wf: &Workflow) -> Result<Vec<String>> {
     let offline = !github_reachable();
     let dir = actions_dir();
-    let skipped: Vec<&str> = wf
-        .jobs
-        .values()
-        .flat_map(|j| &j.steps)
-        .filter(|s| s.skipped_under_act())
-        .filter_map(|s| s.uses.as_deref())
-        .collect();
     let mut maps = Vec::new();
     for uses in wf.actions() {
         let (repo, _) = uses
@@ -197,6 +202,8 @@ fn local_actions(wf: &Workflow) -> Result<Vec<String>> {
         let standin = match repo {
             "actions/upload-artifact" => Some("upload-artifact"),
             "actions/download-artifact" => Some("download-artifact"),
+            // act prepares it although its step is skipped: a stand-in that refuses to run.
+            "actions/attest-build-provenance" => Some("attest-build-provenance"),
             _ => None,
         };
         if let Some(s) = standin {
@@ -207,7 +214,7 @@ fn local_actions(wf: &Workflow) -> Result<Vec<String>> {
         let copy = dir.as_ref().map(|d| d.join(uses.replacen('/', "-", 1)));
         match copy {
             Some(c) if c.is_dir() => maps.push(format!("{uses}={}", c.display())),
-            _ if !offline || skipped.contains(&uses.as_str()) => {}
+            _ if !offline => {}
             _ => bail!(
                 "{uses} is needed and GitHub cannot be reached: put a copy of it at <dir>/{} and set KC_ACTIONS_DIR=<dir>",
                 uses.replacen('/', "-", 1)
