@@ -191,10 +191,7 @@ async fn pull_base(d: &Docker, image: &str, tag: &str) -> Result<()> {
         let (repo, version) = tag.split_once(':').expect("tags have a version");
         d.tag_image(
             image,
-            Some(bollard::image::TagImageOptions {
-                repo,
-                tag: version,
-            }),
+            Some(bollard::image::TagImageOptions { repo, tag: version }),
         )
         .await
         .with_context(|| format!("tagging {image} as {tag}"))?;
