@@ -36,7 +36,10 @@ pub struct DistOptions {
 }
 
 pub fn run(o: DistOptions) -> Result<()> {
-    setup::run(setup::SetupOptions { check: false })?;
+    setup::run(setup::SetupOptions {
+        check: false,
+        role: setup::Role::All,
+    })?;
     let (_, lock) = kernels::load_checked_lock()?;
     // Docker (both libcs) when a daemon answers, else the host's libc with the host's tools.
     compile::run(BuildOptions {

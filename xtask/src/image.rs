@@ -159,10 +159,47 @@ async fn ensure_image_from(d: &Docker, name: &str, dockerfile: &[u8]) -> Result<
 /// The locally bootstrapped Debian base every image starts from; made when missing.
 pub async fn ensure_base(d: &Docker) -> Result<String> {
     let base = base_tag();
-    if !exists(d, &base).await {
-        bootstrap_base(d, &base).await?;
+    if exists(d, &base).await {
+        return Ok(base);
+    }
+    // Where a registry answers (GitHub's runners), the suite's official image is pulled;
+    // debootstrap is the offline fallback.
+    match pull_base(d, &format!("debian:{SUITE}"), &base).await {
+        Ok(()) => eprintln!("image: pulled debian:{SUITE} as {base}"),
+        Err(e) => {
+            eprintln!("image: no registry gave debian:{SUITE} ({e:#})");
+            bootstrap_base(d, &base).await?;
+        }
     }
     Ok(base)
+}
+
+/// How long a pull may take before the offline fallback is used.
+const PULL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Pulls `image` and tags it `tag`, within [`PULL_DEADLINE`].
+async fn pull_base(d: &Docker, image: &str, tag: &str) -> Result<()> {
+    let pull = async {
+        let opts = CreateImageOptions {
+            from_image: image,
+            ..Default::default()
+        };
+        let mut stream = d.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            item.with_context(|| format!("pulling {image}"))?;
+        }
+        let (repo, version) = tag.split_once(':').expect("tags have a version");
+        d.tag_image(
+            image,
+            Some(bollard::image::TagImageOptions { repo, tag: version }),
+        )
+        .await
+        .with_context(|| format!("tagging {image} as {tag}"))?;
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::time::timeout(PULL_DEADLINE, pull)
+        .await
+        .map_err(|_| anyhow::anyhow!("pulling {image} took over {} s", PULL_DEADLINE.as_secs()))?
 }
 
 /// Builds `context` (a tar holding `Dockerfile`) as `tag` on `base`, streaming the log with
@@ -307,6 +344,23 @@ mod tests {
                 "an unchanged image is reused, not rebuilt"
             );
         }
+    }
+
+    /// Offline (no registry answers here) a pull fails at once with a reason, so that
+    /// `ensure_base` falls back to debootstrap; nothing is tagged.
+    #[test]
+    fn a_pull_without_a_registry_fails_with_a_reason_needs_docker() {
+        let rt = rt();
+        let Ok(d) = rt.block_on(docker()) else {
+            eprintln!("skipping: no Docker daemon answers on this machine");
+            return;
+        };
+        let t = std::time::Instant::now();
+        let r = rt.block_on(pull_base(&d, "kc-no-such-repo/none:1", "kc-pull-test:x"));
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.contains("pulling kc-no-such-repo/none:1"), "{e}");
+        assert!(t.elapsed() < PULL_DEADLINE);
+        assert!(!rt.block_on(exists(&d, "kc-pull-test:x")));
     }
 
     /// A step that fails: the error names the image and shows the step's last output lines.

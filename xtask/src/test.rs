@@ -38,7 +38,10 @@ pub struct TestOptions {
 }
 
 pub fn run(o: TestOptions) -> Result<()> {
-    setup::run(setup::SetupOptions { check: false })?;
+    setup::run(setup::SetupOptions {
+        check: false,
+        role: setup::Role::All,
+    })?;
     let sh = process::shell_in(&paths::project_root());
     if !o.e2e_only {
         process::stream(cmd!(sh, "cargo test --workspace --locked"))?;
