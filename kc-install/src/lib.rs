@@ -29,6 +29,8 @@ pub struct Options {
     pub libc: Libc,
     /// The kernel release to install for.
     pub kernel: String,
+    /// Complete releases kept in `<prefix>/releases` (the current one included).
+    pub keep: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -41,7 +43,12 @@ pub enum Outcome {
     },
 }
 
-const COMPLETE: &str = ".complete";
+pub mod prefix;
+
+use prefix::COMPLETE;
+
+/// How long an install waits for another one on the same prefix.
+const LOCK_WAIT: Duration = Duration::from_secs(300);
 
 fn fetch(from: &str, name: &str) -> Result<Vec<u8>> {
     if !(from.starts_with("http://") || from.starts_with("https://")) {
@@ -113,6 +120,15 @@ pub fn selected(manifest: &Manifest, kernel: &str) -> Result<(Bucket, Vec<String
 }
 
 pub fn install(o: &Options) -> Result<Outcome> {
+    // One installer at a time: a second one waits, then finds the work done.
+    let held = prefix::lock(&o.prefix, LOCK_WAIT)?;
+    prefix::remove_leftovers(&o.prefix, &held)?;
+    let outcome = install_locked(o)?;
+    prefix::prune(&o.prefix, o.keep, &held)?;
+    Ok(outcome)
+}
+
+fn install_locked(o: &Options) -> Result<Outcome> {
     let name = release::legacy_tarball(o.libc, &o.tag);
     let target = o
         .prefix
@@ -179,7 +195,7 @@ pub fn install(o: &Options) -> Result<Outcome> {
     std::fs::create_dir_all(&releases)
         .with_context(|| format!("creating {}", releases.display()))?;
     let staging = tempfile::Builder::new()
-        .prefix(".staging-")
+        .prefix(prefix::STAGING_PREFIX)
         .tempdir_in(&releases)?;
     let mut tar_bytes = Vec::new();
     xz2::read::XzDecoder::new(&tarball[..])
@@ -200,7 +216,14 @@ pub fn install(o: &Options) -> Result<Outcome> {
     // 5: move into place, then switch `current` atomically.
     let staged = staging.keep();
     if target.exists() {
-        // An incomplete earlier attempt of the same tag: it was never current.
+        // An earlier attempt of the same tag, or its complete install that `current` has left
+        // since; either way not what `current` points at (checked above, under the lock).
+        if prefix::current_target(&o.prefix).as_deref() == Some(target.as_path()) {
+            bail!(
+                "{} is current but incomplete: remove it by hand",
+                target.display()
+            );
+        }
         std::fs::remove_dir_all(&target)
             .with_context(|| format!("removing the incomplete {}", target.display()))?;
     }

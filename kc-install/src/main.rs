@@ -33,6 +33,9 @@ struct Cli {
     /// Kernel release to install for; default: the running kernel's
     #[arg(long)]
     kernel: Option<String>,
+    /// Complete releases to keep under <prefix>/releases, the current one included
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    keep: u16,
 }
 
 fn main() {
@@ -61,6 +64,7 @@ fn run() -> Result<()> {
         prefix: cli.prefix,
         libc,
         kernel,
+        keep: usize::from(cli.keep),
     };
     match install(&o)? {
         Outcome::AlreadyInstalled(dir) => {

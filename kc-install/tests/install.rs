@@ -113,6 +113,7 @@ fn options(srv: &TestServer, r: &Release, prefix: &Path, tag: &str) -> Options {
         prefix: prefix.to_path_buf(),
         libc: kc_common::Libc::Glibc,
         kernel: "6.1.0-50-cloud-amd64".into(),
+        keep: 2,
     }
 }
 
@@ -194,6 +195,7 @@ fn a_local_directory_works_too() {
         prefix: dir.path().join("p"),
         libc: kc_common::Libc::Glibc,
         kernel: "5.15.0-1-amd64".into(),
+        keep: 2,
     };
     assert!(matches!(install(&o).unwrap(), Outcome::Installed { bucket, .. } if bucket == "5.10"));
     o.kernel = "4.19.0".into();
@@ -276,4 +278,58 @@ fn an_interrupted_download_is_refused() {
         "{e}"
     );
     assert_untouched(prefix.path());
+}
+
+/// Two installs of the same tag at once: one installs, the other waits for the prefix lock
+/// and finds it done; `current` always points at a complete release.
+#[test]
+fn two_installs_at_once_leave_a_complete_current() {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let o = options(&srv, &r, dir.path(), "v1.0.0");
+    for _ in 0..3 {
+        let outcomes: Vec<Outcome> = std::thread::scope(|s| {
+            let a = s.spawn(|| install(&o).unwrap());
+            let b = s.spawn(|| install(&o).unwrap());
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        assert!(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Installed { .. }))
+                .count()
+                <= 1,
+            "{outcomes:?}"
+        );
+        let cur = dir.path().join(current(dir.path()));
+        assert!(cur.join(".complete").is_file() && cur.join("rkc_mount.6.1.o").is_file());
+    }
+}
+
+/// A killed run's staging directory is removed by the next run; old releases beyond
+/// `keep` go, the current one never.
+#[test]
+fn leftovers_are_cleaned_and_old_releases_pruned() {
+    let (dir, kp) = installed_prefix();
+    let staging = dir.path().join("releases/.staging-killed");
+    std::fs::create_dir_all(staging.join("half")).unwrap();
+    for tag in ["v1.0.0", "v1.1.0"] {
+        let r = make_release(&kp, tag, good_members());
+        let srv = serve(&r, |_, b| Route::ok(b));
+        let o = Options {
+            keep: 2,
+            ..options(&srv, &r, dir.path(), tag)
+        };
+        install(&o).unwrap();
+        assert!(!staging.exists(), "the leftover staging directory is gone");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["v1.0.0-glibc", "v1.1.0-glibc"], "v0.9.0 was pruned");
+    assert_eq!(current(dir.path()), "releases/v1.1.0-glibc");
 }

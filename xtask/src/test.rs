@@ -275,6 +275,7 @@ fn check_package() -> Result<()> {
         prefix: prefix.path().to_path_buf(),
         libc: host::host_libc(),
         kernel: release,
+        keep: 2,
     })?;
     eprintln!("e2e: kc-install: {installed:?}");
     eprintln!("e2e: release of {} files, {} bytes, reproducible and verified by minisign, sha256sum and tar", a.files.len(), a.files.values().map(Vec::len).sum::<usize>());

@@ -54,6 +54,7 @@ pub fn run(o: InstallBench) -> Result<()> {
                 prefix,
                 libc,
                 kernel: kernel.clone(),
+                keep: 2,
             })?;
             ours.push(t.elapsed().as_secs_f64());
             let dir = scratch.path().join(format!("shell{i}"));
