@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use kc_common::release::{self, Manifest};
-use kc_common::retry::{Attempt, Backoff, Failure};
 use kc_common::{select_bucket, Bucket, KernelVersion, Libc};
 
 pub struct Options {
@@ -31,6 +30,8 @@ pub struct Options {
     pub kernel: String,
     /// Complete releases kept in `<prefix>/releases` (the current one included).
     pub keep: usize,
+    /// What each download may cost.
+    pub limits: download::Limits,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -43,60 +44,15 @@ pub enum Outcome {
     },
 }
 
+pub mod download;
 pub mod prefix;
+
+use download::{fetch, SMALL_FILE_CAP, TARBALL_CAP};
 
 use prefix::COMPLETE;
 
 /// How long an install waits for another one on the same prefix.
 const LOCK_WAIT: Duration = Duration::from_secs(300);
-
-fn fetch(from: &str, name: &str) -> Result<Vec<u8>> {
-    if !(from.starts_with("http://") || from.starts_with("https://")) {
-        let path = Path::new(from).join(name);
-        return std::fs::read(&path).with_context(|| format!("reading {}", path.display()));
-    }
-    let url = format!("{}/{name}", from.trim_end_matches('/'));
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .timeout(Duration::from_secs(300))
-        .build()?;
-    let backoff = Backoff::new(3, Duration::from_millis(600));
-    let fetched = backoff.run(|_| {
-        let resp = client
-            .get(&url)
-            .send()
-            .map_err(|e| Attempt::Retry(e.to_string()))?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(Attempt::Fatal(format!(
-                "{url}: 404: is the tag right, and does the release hold this file?"
-            )));
-        }
-        if !status.is_success() {
-            return Err(Attempt::Retry(format!("the server answered {status}")));
-        }
-        let expected = resp.content_length();
-        let mut body = Vec::new();
-        match resp.take(512 << 20).read_to_end(&mut body) {
-            Ok(_) if expected.is_none_or(|n| n == body.len() as u64) => Ok(body),
-            Ok(_) => Err(Attempt::Retry(format!(
-                "the connection was cut after {} bytes",
-                body.len()
-            ))),
-            Err(e) => Err(Attempt::Retry(format!(
-                "the connection was cut after {} bytes: {e}",
-                body.len()
-            ))),
-        }
-    });
-    match fetched {
-        Ok(body) => Ok(body),
-        Err(Failure::Fatal(e)) => bail!("{e}"),
-        Err(Failure::GaveUp { attempts, last }) => bail!(
-            "{url}: download failed after {attempts} attempts: {last}; the previous install is untouched"
-        ),
-    }
-}
 
 /// The files of the release that this kernel uses: its bucket's objects, the loader, the
 /// checker and the manifest.
@@ -142,10 +98,12 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         return Ok(Outcome::AlreadyInstalled(target));
     }
     // 1-2: fetch and verify.
-    let sums = fetch(&o.from, release::SUMS_FILE)?;
+    let sums = fetch(&o.from, release::SUMS_FILE, SMALL_FILE_CAP, &o.limits)?;
     let sums_sig = fetch(
         &o.from,
         &format!("{}{}", release::SUMS_FILE, release::SIG_SUFFIX),
+        SMALL_FILE_CAP,
+        &o.limits,
     )?;
     release::verify_signature(
         &o.pubkey,
@@ -165,12 +123,17 @@ fn install_locked(o: &Options) -> Result<Outcome> {
                 o.tag, o.libc
             )
         })?;
-    let tarball = fetch(&o.from, &name)?;
+    let tarball = fetch(&o.from, &name, TARBALL_CAP, &o.limits)?;
     let got = release::sha256_hex(&tarball);
     if got != want {
         bail!("{name}: SHA256 mismatch: sha256sums.txt says {want}, the download is {got}; nothing was installed");
     }
-    let sig = fetch(&o.from, &format!("{name}{}", release::SIG_SUFFIX))?;
+    let sig = fetch(
+        &o.from,
+        &format!("{name}{}", release::SIG_SUFFIX),
+        SMALL_FILE_CAP,
+        &o.limits,
+    )?;
     release::verify_signature(
         &o.pubkey,
         &name,

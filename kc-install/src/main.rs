@@ -65,6 +65,7 @@ fn run() -> Result<()> {
         libc,
         kernel,
         keep: usize::from(cli.keep),
+        limits: Default::default(),
     };
     match install(&o)? {
         Outcome::AlreadyInstalled(dir) => {

@@ -114,6 +114,7 @@ fn options(srv: &TestServer, r: &Release, prefix: &Path, tag: &str) -> Options {
         libc: kc_common::Libc::Glibc,
         kernel: "6.1.0-50-cloud-amd64".into(),
         keep: 2,
+        limits: Default::default(),
     }
 }
 
@@ -196,6 +197,7 @@ fn a_local_directory_works_too() {
         libc: kc_common::Libc::Glibc,
         kernel: "5.15.0-1-amd64".into(),
         keep: 2,
+        limits: Default::default(),
     };
     assert!(matches!(install(&o).unwrap(), Outcome::Installed { bucket, .. } if bucket == "5.10"));
     o.kernel = "4.19.0".into();
@@ -320,6 +322,7 @@ fn leftovers_are_cleaned_and_old_releases_pruned() {
         let srv = serve(&r, |_, b| Route::ok(b));
         let o = Options {
             keep: 2,
+            limits: Default::default(),
             ..options(&srv, &r, dir.path(), tag)
         };
         install(&o).unwrap();
@@ -332,4 +335,102 @@ fn leftovers_are_cleaned_and_old_releases_pruned() {
     left.sort();
     assert_eq!(left, ["v1.0.0-glibc", "v1.1.0-glibc"], "v0.9.0 was pruned");
     assert_eq!(current(dir.path()), "releases/v1.1.0-glibc");
+}
+
+/// Limits that make the hostile-server tests quick.
+fn impatient() -> kc_install::download::Limits {
+    kc_install::download::Limits {
+        deadline: std::time::Duration::from_secs(20),
+        low_speed: 100,
+        low_speed_window: std::time::Duration::from_secs(2),
+        connect: std::time::Duration::from_secs(5),
+    }
+}
+
+/// A server that trickles the tarball is given up on by rate, not after its whole body.
+#[test]
+fn a_trickling_server_is_given_up_on() {
+    let (dir, kp) = installed_prefix();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |n, b| {
+        if n.ends_with(".tar.xz") {
+            Route::ok(b).trickle(std::time::Duration::from_millis(100))
+        } else {
+            Route::ok(b)
+        }
+    });
+    let o = Options {
+        limits: impatient(),
+        ..options(&srv, &r, dir.path(), "v1.0.0")
+    };
+    let t = std::time::Instant::now();
+    let e = format!("{:#}", install(&o).unwrap_err());
+    assert!(e.contains("bytes/s") && e.contains("giving up"), "{e}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_untouched(dir.path());
+}
+
+/// An HTML page where a file should be, and a redirect loop, are named as such.
+#[test]
+fn an_html_page_and_a_redirect_loop_say_so() {
+    let (dir, kp) = installed_prefix();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let html = serve(&r, |n, b| {
+        if n == "sha256sums.txt" {
+            Route::ok(b"<!DOCTYPE html><html><body>Sign in</body></html>".to_vec())
+        } else {
+            Route::ok(b)
+        }
+    });
+    let o = Options {
+        limits: impatient(),
+        ..options(&html, &r, dir.path(), "v1.0.0")
+    };
+    let e = format!("{:#}", install(&o).unwrap_err());
+    assert!(e.contains("HTML page instead of sha256sums.txt"), "{e}");
+    let looping = serve(&r, |n, b| {
+        if n == "sha256sums.txt" {
+            Route::redirect("/rel/sha256sums.txt")
+        } else {
+            Route::ok(b)
+        }
+    });
+    let o = Options {
+        limits: impatient(),
+        ..options(&looping, &r, dir.path(), "v1.0.0")
+    };
+    let e = format!("{:#}", install(&o).unwrap_err());
+    assert!(e.contains("redirect loop"), "{e}");
+    assert_untouched(dir.path());
+}
+
+/// A body larger than any release file is cut off at the cap and refused, not read whole.
+#[test]
+fn an_oversized_signature_is_refused() {
+    let (dir, kp) = installed_prefix();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |n, b| {
+        if n == "sha256sums.txt.minisig" {
+            Route::ok(vec![
+                b'x';
+                (kc_install::download::SMALL_FILE_CAP + 1) as usize
+            ])
+        } else {
+            Route::ok(b)
+        }
+    });
+    let o = Options {
+        limits: impatient(),
+        ..options(&srv, &r, dir.path(), "v1.0.0")
+    };
+    let e = format!("{:#}", install(&o).unwrap_err());
+    assert!(
+        e.contains("refusing it") && e.contains("sha256sums.txt.minisig"),
+        "{e}"
+    );
+    assert_untouched(dir.path());
 }

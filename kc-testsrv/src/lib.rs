@@ -1,5 +1,6 @@
-//! A tiny HTTP/1.1 server on 127.0.0.1 for tests: fixed routes, optional `Range` support, and
-//! a connection cut midway on the first request, to exercise retry and resume.
+//! A tiny HTTP/1.1 server on 127.0.0.1 for tests: fixed routes, optional `Range` support, a
+//! connection cut midway on the first request (retry and resume), and hostile servers: one
+//! that trickles its body, one that redirects, one that answers with an HTML page.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +17,11 @@ pub struct Route {
     cut_always: bool,
     ranges: bool,
     cut_done: Arc<AtomicBool>,
+    /// Sends the body one byte at a time, this long apart.
+    trickle: Option<std::time::Duration>,
+    /// Answers 302 to this location.
+    redirect: Option<String>,
+    content_type: Option<String>,
 }
 
 impl Route {
@@ -27,7 +33,27 @@ impl Route {
             cut_always: false,
             ranges: true,
             cut_done: Arc::new(AtomicBool::new(false)),
+            trickle: None,
+            redirect: None,
+            content_type: None,
         }
+    }
+    /// The body goes out one byte per `gap` (a server that never quite stops).
+    pub fn trickle(mut self, gap: std::time::Duration) -> Self {
+        self.trickle = Some(gap);
+        self
+    }
+    /// `302 Found` to `location`.
+    pub fn redirect(location: &str) -> Self {
+        Self {
+            status: 302,
+            redirect: Some(location.to_string()),
+            ..Self::ok(Vec::new())
+        }
+    }
+    pub fn content_type(mut self, t: &str) -> Self {
+        self.content_type = Some(t.to_string());
+        self
     }
     pub fn status(status: u16) -> Self {
         Self {
@@ -123,6 +149,13 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec<Req
             let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
             continue;
         };
+        if let Some(to) = &route.redirect {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n"
+            );
+            continue;
+        }
         if route.status != 200 {
             let _ = write!(
                 stream,
@@ -150,7 +183,24 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec<Req
             ),
             None => (format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", route.body.len()), &route.body[..]),
         };
+        let head = match &route.content_type {
+            Some(t) => head.replacen("\r\n", &format!("\r\ncontent-type: {t}\r\n"), 1),
+            None => head,
+        };
         let _ = stream.write_all(head.as_bytes());
+        if let Some(gap) = route.trickle {
+            for b in body {
+                if stream
+                    .write_all(&[*b])
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                thread::sleep(gap);
+            }
+            continue;
+        }
         if let Some(n) = route.cut_first_after {
             if route.cut_always || !route.cut_done.swap(true, Ordering::SeqCst) {
                 let _ = stream.write_all(&body[..n.min(body.len())]);

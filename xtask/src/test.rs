@@ -276,6 +276,7 @@ fn check_package() -> Result<()> {
         libc: host::host_libc(),
         kernel: release,
         keep: 2,
+        limits: Default::default(),
     })?;
     eprintln!("e2e: kc-install: {installed:?}");
     eprintln!("e2e: release of {} files, {} bytes, reproducible and verified by minisign, sha256sum and tar", a.files.len(), a.files.values().map(Vec::len).sum::<usize>());

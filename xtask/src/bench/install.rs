@@ -55,6 +55,7 @@ pub fn run(o: InstallBench) -> Result<()> {
                 libc,
                 kernel: kernel.clone(),
                 keep: 2,
+                limits: Default::default(),
             })?;
             ours.push(t.elapsed().as_secs_f64());
             let dir = scratch.path().join(format!("shell{i}"));
