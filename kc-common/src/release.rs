@@ -185,7 +185,26 @@ pub fn check_release_dir(dir: &Path, pubkey: &str) -> Result<ReleaseCheck, Relea
     if sums.is_empty() {
         return Err(bad(SUMS_FILE, "lists no file"));
     }
+    // Nothing unsigned rides along: every file is listed, or a listed file's signature.
+    let listed = |n: &str| {
+        let base = n.strip_suffix(SIG_SUFFIX).unwrap_or(n);
+        base == SUMS_FILE || sums.iter().any(|(s, _)| s == base)
+    };
+    let entries = std::fs::read_dir(dir).map_err(|source| ReleaseError::Io {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !listed(&name) {
+            return Err(bad(
+                &name,
+                "is in the release directory but in no signed list (sha256sums.txt): remove it, or package the release again",
+            ));
+        }
+    }
     let mut check = ReleaseCheck::default();
+    let mut signed = Vec::new();
     for (name, want) in &sums {
         let data = read(dir, name).map_err(|e| match e {
             ReleaseError::Io { file, .. } => bad(
@@ -218,6 +237,14 @@ pub fn check_release_dir(dir: &Path, pubkey: &str) -> Result<ReleaseCheck, Relea
             check.tarball_members += manifest.files.len() + 1;
         }
         check.files.push(name.clone());
+        signed.push((name.clone(), data, sig));
+    }
+    // Every signature vouches for the tag the manifests carry, not only for the bytes.
+    if let Some(tag) = &check.tag {
+        signed.push((SUMS_FILE.to_string(), sums_bytes, sums_sig));
+        for (name, data, sig) in &signed {
+            verify_signature(pubkey, name, data, sig, Some(tag))?;
+        }
     }
     Ok(check)
 }

