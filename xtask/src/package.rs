@@ -464,7 +464,10 @@ mod release_tests {
         let e = kc_common::release::check_release_dir(&out, &pk)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("install.sh") && e.contains("no signed list"), "{e}");
+        assert!(
+            e.contains("install.sh") && e.contains("no signed list"),
+            "{e}"
+        );
         std::fs::remove_file(out.join("install.sh")).unwrap();
         // Re-sign every file, bytes unchanged, as if for v9.9.9.
         let names: Vec<String> = std::fs::read_dir(&out)
@@ -481,7 +484,10 @@ mod release_tests {
         let e = kc_common::release::check_release_dir(&out, &pk)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("does not name") && e.contains("of v1.2.3"), "{e}");
+        assert!(
+            e.contains("does not name") && e.contains("of v1.2.3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -125,7 +125,10 @@ fn release_json(r: &FakeRelease, port: u16) -> serde_json::Value {
     serde_json::json!({
         "id": r.id, "tag_name": r.tag,
         "upload_url": format!("http://127.0.0.1:{port}/uploads/{}/assets{{?name,label}}", r.id),
-        "assets": r.assets.iter().map(|(aid, n, b)| serde_json::json!({"id": aid, "name": n, "size": b.len(), "state": "uploaded"})).collect::<Vec<_>>(),
+        "assets": r.assets.iter().map(|(aid, n, b)| serde_json::json!({
+            "id": aid, "name": n, "size": b.len(), "state": "uploaded",
+            "digest": format!("sha256:{}", kc_common::release::sha256_hex(b)),
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -52,6 +52,59 @@ struct Asset {
     size: u64,
     #[serde(default)]
     state: String,
+    /// `sha256:<hex>`, as GitHub reports it for uploaded assets.
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+impl Asset {
+    /// Whether the asset is already exactly `bytes`: complete, and the same digest (a size
+    /// alone would keep a signature made by another key).
+    fn holds(&self, bytes: &[u8]) -> bool {
+        let complete = self.state.is_empty() || self.state == "uploaded";
+        let same = match &self.digest {
+            Some(d) => d.strip_prefix("sha256:") == Some(&kc_common::release::sha256_hex(bytes)),
+            None => self.size == bytes.len() as u64,
+        };
+        complete && same
+    }
+}
+
+/// The files `package` wrote for `tag` in `dir`: `sha256sums.txt`, what it lists, and their
+/// signatures; the list must be this tag's (older packages' files in `dir` are not).
+pub fn release_files(dir: &Path, tag: &str) -> Result<Vec<PathBuf>> {
+    use kc_common::release::{parse_sums, SIG_SUFFIX, SUMS_FILE};
+    let sums_path = dir.join(SUMS_FILE);
+    let text = std::fs::read_to_string(&sums_path).with_context(|| {
+        format!(
+            "reading {} (run `cargo xtask package --tag {tag}` first)",
+            sums_path.display()
+        )
+    })?;
+    let listed = parse_sums(&text)?;
+    let mut names = vec![SUMS_FILE.to_string()];
+    for (name, _) in listed {
+        if !name.ends_with(&format!("-{tag}.tar.xz")) {
+            bail!(
+                "{} lists {name}, which is not a file of {tag}: package {tag} again",
+                sums_path.display()
+            );
+        }
+        names.push(name);
+    }
+    let mut files = Vec::new();
+    for n in names {
+        for f in [n.clone(), format!("{n}{SIG_SUFFIX}")] {
+            let p = dir.join(&f);
+            if p.is_file() {
+                files.push(p);
+            } else if f == n {
+                bail!("{} is missing: package {tag} again", p.display());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 pub struct Publisher {
@@ -161,21 +214,7 @@ impl Publisher {
     }
 
     pub fn publish(&self, tag: &str, draft: bool, dir: &Path) -> Result<Published> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| {
-                format!(
-                    "reading {} (run `cargo xtask package` first)",
-                    dir.display()
-                )
-            })?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            bail!("{} holds no release file", dir.display());
-        }
+        let files = release_files(dir, tag)?;
         let mut out = Published::default();
         let release = match self.find_release(tag)? {
             Some(r) => r,
@@ -206,11 +245,11 @@ impl Publisher {
                 .into_owned();
             let bytes = std::fs::read(&path)?;
             if let Some(a) = release.assets.iter().find(|a| a.name == name) {
-                if a.size == bytes.len() as u64 && (a.state.is_empty() || a.state == "uploaded") {
+                if a.holds(&bytes) {
                     out.kept.push(name);
                     continue;
                 }
-                // A cut or stale upload: replace it.
+                // A cut upload, or other bytes (a re-signed file): replace it.
                 let url = format!("{}/repos/{}/releases/assets/{}", self.api, self.repo, a.id);
                 Self::expect_ok(
                     &format!("deleting the incomplete asset {name}"),
@@ -269,16 +308,29 @@ mod tests {
     use super::fake_github::FakeGithub;
     use super::*;
 
+    const TAR: &str = "kernel-collector-glibc-v1.0.0.tar.xz";
+
+    /// What `package` writes for v1.0.0 (contents stand in), beside an older tag's leftovers.
     fn release_dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
+        let sums = kc_common::release::format_sums(&[(
+            TAR.to_string(),
+            kc_common::release::sha256_hex(b"AAAAAAAA"),
+        )]);
         for (n, b) in [
-            ("a.tar.xz", &b"AAAAAAAA"[..]),
-            ("a.tar.xz.minisig", b"sig"),
-            ("sha256sums.txt", b"sums"),
+            (TAR, &b"AAAAAAAA"[..]),
+            ("kernel-collector-glibc-v1.0.0.tar.xz.minisig", b"sig"),
+            ("sha256sums.txt", sums.as_bytes()),
+            ("sha256sums.txt.minisig", b"sig2"),
+            ("kernel-collector-glibc-v0.9.0.tar.xz", b"old"),
         ] {
             std::fs::write(d.path().join(n), b).unwrap();
         }
         d
+    }
+
+    fn sig(n: &str) -> String {
+        format!("{n}.minisig")
     }
 
     #[test]
@@ -293,13 +345,26 @@ mod tests {
         assert!(first.created);
         assert_eq!(
             first.uploaded,
-            ["a.tar.xz", "a.tar.xz.minisig", "sha256sums.txt"]
+            [
+                TAR.to_string(),
+                sig(TAR),
+                "sha256sums.txt".into(),
+                sig("sha256sums.txt")
+            ],
+            "exactly v1.0.0's files, not the older tag's"
         );
         let again = p.publish("v1.0.0", true, dir.path()).unwrap();
         assert!(
-            !again.created && again.uploaded.is_empty() && again.kept.len() == 3,
+            !again.created && again.uploaded.is_empty() && again.kept.len() == 4,
             "{again:?}"
         );
+        // A signature re-made with another key has the same size: it is replaced all the same.
+        std::fs::write(dir.path().join(sig(TAR)), b"SIG").unwrap();
+        let resigned = p.publish("v1.0.0", true, dir.path()).unwrap();
+        assert_eq!(resigned.uploaded, [sig(TAR)]);
+        // Another tag's list is refused.
+        let e = format!("{:#}", p.publish("v2.0.0", true, dir.path()).unwrap_err());
+        assert!(e.contains("not a file of v2.0.0"), "{e}");
         let releases = fake.releases();
         assert_eq!(releases.len(), 1);
         assert!(releases[0].draft && releases[0].repo == "o/r");
@@ -308,22 +373,22 @@ mod tests {
     #[test]
     fn a_failure_midway_is_finished_by_a_rerun() {
         let fake = FakeGithub::start("s3cret").unwrap();
-        fake.fail_upload_of("a.tar.xz.minisig");
+        fake.fail_upload_of(&sig(TAR));
         let dir = release_dir();
         let p = Publisher::new(fake.url(), "o/r", "s3cret".into())
             .unwrap()
             .without_backoff();
         let e = format!("{:#}", p.publish("v1.0.0", false, dir.path()).unwrap_err());
         assert!(
-            e.contains("uploading a.tar.xz.minisig") && e.contains("400"),
+            e.contains(&format!("uploading {}", sig(TAR))) && e.contains("400"),
             "{e}"
         );
         assert!(!e.contains("s3cret"), "the token never appears in errors");
         let rerun = p.publish("v1.0.0", false, dir.path()).unwrap();
-        assert_eq!(rerun.kept, ["a.tar.xz"]);
+        assert_eq!(rerun.kept, [TAR]);
         assert_eq!(
             rerun.uploaded,
-            ["a.tar.xz.minisig", "sha256sums.txt"],
+            [sig(TAR), "sha256sums.txt".into(), sig("sha256sums.txt")],
             "the half upload is replaced"
         );
         let releases = fake.releases();
@@ -332,14 +397,13 @@ mod tests {
             .iter()
             .map(|(_, n, b)| (n.as_str(), b.len()))
             .collect();
+        assert_eq!(assets[0], (TAR, 8));
         assert_eq!(
-            assets,
-            [
-                ("a.tar.xz", 8),
-                ("a.tar.xz.minisig", 3),
-                ("sha256sums.txt", 4)
-            ]
+            assets[1],
+            (sig(TAR).as_str(), 3),
+            "the whole signature, not half"
         );
+        assert_eq!(assets.len(), 4);
     }
 
     #[test]
