@@ -3,6 +3,7 @@
 pub mod host;
 pub mod kernel;
 pub mod names;
+pub mod rate;
 pub mod release;
 pub mod retry;
 pub mod unpack;

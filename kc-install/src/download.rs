@@ -3,9 +3,10 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use kc_common::rate::RateFloor;
 use kc_common::retry::{Attempt, Backoff, Failure};
 
 /// What a download may cost.
@@ -112,7 +113,7 @@ fn one_try(
     }
     let mut body = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
-    let (mut window_start, mut window_bytes) = (Instant::now(), 0u64);
+    let mut floor = RateFloor::new(limits.low_speed, limits.low_speed_window);
     loop {
         let n = match resp.read(&mut buf) {
             Ok(0) => break,
@@ -130,18 +131,12 @@ fn one_try(
             )));
         }
         body.extend_from_slice(&buf[..n]);
-        window_bytes += n as u64;
-        let elapsed = window_start.elapsed();
-        if elapsed >= limits.low_speed_window {
-            let rate = window_bytes as f64 / elapsed.as_secs_f64();
-            if rate < limits.low_speed as f64 {
-                return Err(fatal(format!(
-                    "{url}: the server sends {rate:.0} bytes/s, under the {} bytes/s this download needs: giving up after {} bytes",
-                    limits.low_speed,
-                    body.len()
-                )));
-            }
-            (window_start, window_bytes) = (Instant::now(), 0);
+        if let Err(rate) = floor.record(n) {
+            return Err(fatal(format!(
+                "{url}: the server sends {rate:.0} bytes/s, under the {} bytes/s this download needs: giving up after {} bytes",
+                limits.low_speed,
+                body.len()
+            )));
         }
     }
     if expected.is_some_and(|n| n != body.len() as u64) {

@@ -3,6 +3,7 @@
 //! A file is written to `<dest>.partial` and renamed to `<dest>` only once its size and
 //! SHA256 match, so a cut connection or a bad mirror never leaves a file under its final name.
 
+use kc_common::rate::RateFloor;
 use kc_common::retry::{self, Backoff, Failure};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -42,6 +43,8 @@ pub enum DownloadError {
         expected: u64,
         actual: u64,
     },
+    #[error("{url}: more than {cap} bytes, more than it can be; refused")]
+    TooLarge { url: String, cap: u64 },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -60,7 +63,14 @@ pub struct Expected {
 pub struct Downloader {
     client: Client,
     backoff: Backoff,
+    /// A mirror slower than this over a window is given up on (and retried).
+    floor: (u64, Duration),
 }
+
+/// How long a request may take: this, plus the time its body needs at the rate floor.
+const DEADLINE_BASE: Duration = Duration::from_secs(120);
+/// An index (`Packages.xz`, `Release`) is a few MiB; nothing the lock reads is larger.
+const INDEX_CAP: u64 = 256 << 20;
 
 impl Downloader {
     pub fn new() -> Self {
@@ -76,6 +86,59 @@ impl Downloader {
         Self {
             client,
             backoff: Backoff::new(5, Duration::from_millis(500)),
+            floor: (16 << 10, Duration::from_secs(30)),
+        }
+    }
+
+    /// For tests: a rate floor over a short window.
+    #[cfg(test)]
+    pub fn with_floor(mut self, bytes_per_sec: u64, window: Duration) -> Self {
+        self.floor = (bytes_per_sec, window);
+        self
+    }
+
+    /// The deadline of a request whose body is `size` bytes.
+    fn deadline(&self, size: u64) -> Duration {
+        DEADLINE_BASE + Duration::from_secs(size / self.floor.0.max(1))
+    }
+
+    /// Reads the body into `sink` until it ends, at most `cap` bytes, under the rate floor;
+    /// returns how many bytes it read.
+    fn read_body(
+        &self,
+        url: &str,
+        resp: &mut Response,
+        cap: u64,
+        mut sink: impl FnMut(&[u8]) -> Result<(), Attempt>,
+    ) -> Result<u64, Attempt> {
+        let mut floor = RateFloor::new(self.floor.0, self.floor.1);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut read = 0u64;
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => return Ok(read),
+                Ok(n) => n,
+                Err(e) => {
+                    return Err(Attempt::Retry(format!(
+                        "connection cut after {read} bytes: {}",
+                        error_chain(&e)
+                    )))
+                }
+            };
+            read += n as u64;
+            if read > cap {
+                return Err(Attempt::Fatal(DownloadError::TooLarge {
+                    url: url.into(),
+                    cap,
+                }));
+            }
+            sink(&buf[..n])?;
+            if let Err(rate) = floor.record(n) {
+                return Err(Attempt::Retry(format!(
+                    "the mirror sent {rate:.0} bytes/s, under {} bytes/s, after {read} bytes",
+                    floor.min_bytes_per_sec()
+                )));
+            }
         }
     }
 
@@ -101,8 +164,8 @@ impl Downloader {
         })
     }
 
-    fn get(&self, url: &str, from: u64) -> Result<Response, Attempt> {
-        let mut req = self.client.get(url);
+    fn get(&self, url: &str, from: u64, size: u64) -> Result<Response, Attempt> {
+        let mut req = self.client.get(url).timeout(self.deadline(size));
         if from > 0 {
             req = req.header(RANGE, format!("bytes={from}-"));
         }
@@ -126,11 +189,12 @@ impl Downloader {
     /// The whole body of a small file (an index), with retries.
     pub fn fetch_bytes(&self, url: &str) -> Result<Vec<u8>, DownloadError> {
         self.retrying(url, || {
-            let mut resp = self.get(url, 0)?;
+            let mut resp = self.get(url, 0, INDEX_CAP)?;
             let expected = resp.content_length();
             let mut body = Vec::new();
-            resp.read_to_end(&mut body).map_err(|e| {
-                Attempt::Retry(format!("connection cut after {} bytes: {e}", body.len()))
+            self.read_body(url, &mut resp, INDEX_CAP, |b| {
+                body.extend_from_slice(b);
+                Ok(())
             })?;
             match expected {
                 Some(n) if n != body.len() as u64 => Err(Attempt::Retry(format!(
@@ -172,7 +236,7 @@ impl Downloader {
             if have == expected.size && have > 0 {
                 return Ok(());
             }
-            let mut resp = self.get(url, have)?;
+            let mut resp = self.get(url, have, expected.size - have)?;
             let resumed = have > 0
                 && resp.status() == StatusCode::PARTIAL_CONTENT
                 && content_range_starts_at(&resp, have);
@@ -185,25 +249,19 @@ impl Downloader {
             let start = if resumed { have } else { 0 };
             bar.set_position(start);
             let mut written = start;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = match resp.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) => {
-                        return Err(Attempt::Retry(format!(
-                            "connection cut after {written} bytes: {e}"
-                        )))
-                    }
-                };
-                written += n as u64;
-                if written > expected.size {
-                    break; // Checked below; do not fill the disk with an endless body.
-                }
-                file.write_all(&buf[..n])
+            // More than the locked size is an error below: never fill the disk with it.
+            self.read_body(url, &mut resp, expected.size - start + 1, |b| {
+                file.write_all(b)
                     .map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
+                written += b.len() as u64;
                 bar.set_position(written);
-            }
+                Ok(())
+            })
+            .or_else(|e| match e {
+                // Kept to be reported as a size mismatch, as before.
+                Attempt::Fatal(DownloadError::TooLarge { .. }) => Ok(0),
+                other => Err(other),
+            })?;
             file.flush()
                 .map_err(|e| Attempt::Fatal(io_err(&partial)(e)))?;
             if written < expected.size {
@@ -297,17 +355,20 @@ mod tests {
         Downloader::new().with_backoff(Duration::from_millis(1))
     }
 
+    fn expected(data: &[u8]) -> Expected {
+        Expected {
+            size: data.len() as u64,
+            sha256: sha256_bytes(data),
+        }
+    }
+
     /// Serves `data` through `route` and downloads it; returns the server (for its request
     /// log) after checking the file arrived whole and no `.partial` is left.
     fn fetch_whole(data: &[u8], route: Route) -> TestServer {
         let srv = TestServer::start(vec![("/f.deb", route)]);
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f.deb");
-        let exp = Expected {
-            size: data.len() as u64,
-            sha256: sha256_bytes(data),
-        };
-        dl().fetch_file(&srv.url("/f.deb"), &dest, &exp, "f")
+        dl().fetch_file(&srv.url("/f.deb"), &dest, &expected(data), "f")
             .unwrap();
         assert_eq!(fs::read(&dest).unwrap(), data);
         assert!(!partial_path(&dest).exists());
@@ -400,5 +461,30 @@ mod tests {
         let data = body(100_000);
         let srv = TestServer::start(vec![("/idx", Route::ok(data.clone()).cut_first_after(10))]);
         assert_eq!(dl().fetch_bytes(&srv.url("/idx")).unwrap(), data);
+    }
+
+    /// A mirror that trickles is given up on after one window per attempt, not waited for:
+    /// the error names the rate; nothing is left under the final name.
+    #[test]
+    fn a_trickling_mirror_is_given_up_on() {
+        let data = body(5_000);
+        let srv = TestServer::start(vec![(
+            "/slow.deb",
+            Route::ok(data.clone()).trickle(Duration::from_millis(20)),
+        )]);
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("slow.deb");
+        let t = std::time::Instant::now();
+        let e = dl()
+            .with_floor(1000, Duration::from_millis(300))
+            .fetch_file(&srv.url("/slow.deb"), &dest, &expected(&data), "slow")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bytes/s") && e.contains("gave up after 5 attempts"),
+            "{e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert!(!dest.exists());
     }
 }
