@@ -52,6 +52,27 @@ pub struct HeaderTree {
     pub patches: Vec<String>,
 }
 
+impl HeaderTree {
+    /// The tree with its directories relative to `root` (how `kc-tree.json` stores them).
+    fn relative_to(&self, root: &Path) -> Self {
+        let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).to_path_buf();
+        Self {
+            flavour_dir: rel(&self.flavour_dir),
+            common_dir: rel(&self.common_dir),
+            ..self.clone()
+        }
+    }
+
+    /// A stored tree placed where it is now (older caches stored absolute paths: kept).
+    fn placed_in(&self, root: &Path) -> Self {
+        Self {
+            flavour_dir: root.join(&self.flavour_dir),
+            common_dir: root.join(&self.common_dir),
+            ..self.clone()
+        }
+    }
+}
+
 impl Fetcher {
     pub fn new(cache: PathBuf) -> Self {
         Self {
@@ -127,9 +148,10 @@ impl Fetcher {
         let patches = patch_files(&self.patches_root.join(k.series.to_string()))?;
         let dir = self.headers_dir(k)?;
         if let Ok(text) = fs::read_to_string(dir.join(TREE_MANIFEST)) {
-            return serde_json::from_str(&text).with_context(|| {
+            let stored: HeaderTree = serde_json::from_str(&text).with_context(|| {
                 format!("{} is corrupt; delete {}", TREE_MANIFEST, dir.display())
-            });
+            })?;
+            return Ok(stored.placed_in(&dir));
         }
         let debs = [self.deb(&k.suite, common)?, self.deb(&k.suite, headers)?];
         let tmp = StagedDir::beside(&dir)?;
@@ -182,9 +204,10 @@ impl Fetcher {
                     .into_owned(),
             );
         }
+        // Paths relative to the tree: a cache copied elsewhere still works.
         fs::write(
             tmp.path().join(TREE_MANIFEST),
-            serde_json::to_string_pretty(&tree)?,
+            serde_json::to_string_pretty(&tree.relative_to(&dir))?,
         )?;
         // Another process that unpacked the same tree first made an identical one.
         tmp.publish()?;
@@ -429,6 +452,28 @@ pub fn apply_patch_file(
 
 #[cfg(test)]
 mod tests {
+
+    /// `kc-tree.json` holds paths relative to its tree, so a cache copied elsewhere works
+    /// there; an older cache's absolute paths are read as they are.
+    #[test]
+    fn a_stored_tree_follows_its_cache() {
+        let old = Path::new("/old/cache/headers/x");
+        let tree = HeaderTree {
+            series: "6.1".into(),
+            release: "r".into(),
+            kernel_version: "6.1.1".into(),
+            flavour_dir: old.join("usr/src/linux-headers-r"),
+            common_dir: old.join("usr/src/linux-headers-common"),
+            patches: vec![],
+        };
+        let stored = tree.relative_to(old);
+        assert_eq!(stored.flavour_dir, Path::new("usr/src/linux-headers-r"));
+        let new = Path::new("/new/place/headers/x");
+        let moved = stored.placed_in(new);
+        assert_eq!(moved.common_dir, new.join("usr/src/linux-headers-common"));
+        assert_eq!(tree.placed_in(new).flavour_dir, tree.flavour_dir);
+    }
+
     use super::*;
     use crate::debian::deb::build_deb;
     use crate::download::sha256_bytes;
