@@ -51,15 +51,71 @@ async fn remove(d: &Docker, id: &str) {
         .await;
 }
 
-/// Every container of ours: no network at all, the invoking user, given mounts.
+/// The label naming the process that owns a container (`<boot id>/<pid>`), so that the next
+/// run removes the containers of an owner that was killed.
+const OWNER_LABEL: &str = "org.kernel-collector.owner";
+/// The label naming a container's cell.
+const CELL_LABEL: &str = "org.kernel-collector.cell";
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// This process, as the owner label names it.
+fn owner() -> String {
+    format!("{}/{}", boot_id(), std::process::id())
+}
+
+/// Whether the process an owner label names still runs (a label of another boot: no).
+fn owner_alive(label: &str) -> bool {
+    let Some((boot, pid)) = label.rsplit_once('/') else {
+        return false;
+    };
+    boot == boot_id() && std::path::Path::new("/proc").join(pid).exists()
+}
+
+/// Removes the containers whose owner is gone (a build killed with SIGKILL); returns how many.
+pub async fn remove_orphans(d: &Docker) -> Result<usize> {
+    let filters = std::collections::HashMap::from([("label", vec![OWNER_LABEL])]);
+    let list = d
+        .list_containers(Some(bollard::container::ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        }))
+        .await
+        .context("listing containers")?;
+    let mut removed = 0;
+    for c in list {
+        let owner = c.labels.as_ref().and_then(|l| l.get(OWNER_LABEL));
+        if let (Some(id), Some(owner)) = (&c.id, owner) {
+            if !owner_alive(owner) {
+                remove(d, id).await;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Every container of ours: no network at all, the invoking user, given mounts, labelled
+/// with its owner and cell.
 fn isolated_config(
     tag: &str,
     cmd: Vec<String>,
     env: Vec<String>,
     binds: Vec<String>,
     workdir: &str,
+    cell: &str,
 ) -> Config<String> {
     Config {
+        labels: Some(std::collections::HashMap::from([
+            (OWNER_LABEL.to_string(), owner()),
+            (CELL_LABEL.to_string(), cell.to_string()),
+        ])),
         image: Some(tag.to_string()),
         cmd: Some(cmd),
         env: Some(env),
@@ -82,6 +138,7 @@ pub async fn run_isolated(d: &Docker, tag: &str, cmd: &[&str]) -> Result<String>
         vec![],
         vec![],
         "/",
+        "check",
     );
     let created = d.create_container::<String, String>(None, config).await?;
     let result = async {
@@ -185,7 +242,7 @@ pub(crate) async fn run_cell(
         format!("SOURCE_DATE_EPOCH={epoch}"),
         "HOME=/tmp".into(),
     ];
-    let config = isolated_config(tag, cmd, env, binds, &root);
+    let config = isolated_config(tag, cmd, env, binds, &root, &name);
     let created = d
         .create_container(
             Some(CreateContainerOptions {
@@ -388,6 +445,10 @@ pub(crate) fn run_project(
     let sources = inputs_key(project)?;
     image::runtime()?.block_on(async {
         let d = image::docker().await?;
+        let orphans = remove_orphans(&d).await?;
+        if orphans > 0 {
+            eprintln!("build: removed {orphans} containers left by a killed build");
+        }
         let mut todo = Vec::new();
         let mut report = DockerReport::default();
         for (libc, cells) in planned {
@@ -487,6 +548,48 @@ mod tests {
             libc: Some(LibcChoice::Glibc),
             ..build_tests::core_only()
         }
+    }
+
+    /// A container whose owner was killed is removed by the next build; one whose owner
+    /// lives (this test) is left alone.
+    #[test]
+    fn a_killed_builds_containers_are_removed_next_time_needs_docker() {
+        if !image::daemon_answers() {
+            eprintln!("skipping: no Docker daemon answers on this machine");
+            return;
+        }
+        let rt = image::runtime().unwrap();
+        rt.block_on(async {
+            let d = image::docker().await.unwrap();
+            let tag = image::ensure_image(&d, Libc::Glibc).await.unwrap();
+            let make = |owner: String| {
+                let mut c = isolated_config(&tag, vec!["true".into()], vec![], vec![], "/", "test");
+                c.labels
+                    .as_mut()
+                    .unwrap()
+                    .insert(OWNER_LABEL.to_string(), owner);
+                c
+            };
+            let dead = format!("{}/{}", boot_id(), u32::MAX - 1);
+            let orphan = d
+                .create_container::<String, String>(None, make(dead))
+                .await
+                .unwrap();
+            let ours = d
+                .create_container::<String, String>(None, make(owner()))
+                .await
+                .unwrap();
+            assert!(remove_orphans(&d).await.unwrap() >= 1);
+            assert!(
+                d.inspect_container(&orphan.id, None).await.is_err(),
+                "the orphan is gone"
+            );
+            assert!(
+                d.inspect_container(&ours.id, None).await.is_ok(),
+                "a live owner's stays"
+            );
+            remove(&d, &ours.id).await;
+        });
     }
 
     /// A collector that fails to compile inside the container: the error names the cell and
