@@ -86,8 +86,47 @@ pub fn verify_group(g: &Group) -> Vec<ObjectResult> {
     out
 }
 
+/// The largest object (or skeleton) verify reads; ours are tens of KiB.
+const OBJECT_CAP: u64 = 64 << 20;
+/// The largest tarball, compressed or not, and the most its members may decompress to.
+const TARBALL_CAP: u64 = 256 << 20;
+
+/// Reads `path` if it is a regular file of at most `cap` bytes. A FIFO, a device or a socket
+/// is refused from its metadata, before anything opens it; a file that grows while read is
+/// cut at the cap and refused.
+pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{} does not exist", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "{} is not a regular file (a FIFO, a device or a socket?): refusing to read it",
+            path.display()
+        );
+    }
+    if meta.len() > cap {
+        bail!(
+            "{} is {} bytes, over the {cap} bytes verify reads: refusing it",
+            path.display(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > cap {
+        bail!(
+            "{} grew past {cap} bytes while read: refusing it",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
 fn read_tarball(path: &Path) -> Result<Group> {
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let raw = read_regular(path, TARBALL_CAP)?;
     let name = path.to_string_lossy();
     let reader: Box<dyn Read> = if name.ends_with(".xz") {
         Box::new(xz2::read::XzDecoder::new(&raw[..]))
@@ -97,7 +136,8 @@ fn read_tarball(path: &Path) -> Result<Group> {
         Box::new(&raw[..])
     };
     let mut files = Vec::new();
-    let mut archive = tar::Archive::new(reader);
+    // Bounded however the members decompress (a bomb).
+    let mut archive = tar::Archive::new(reader.take(TARBALL_CAP));
     for entry in archive
         .entries()
         .with_context(|| format!("{}: not a tar archive", path.display()))?
@@ -107,9 +147,20 @@ fn read_tarball(path: &Path) -> Result<Group> {
             continue;
         }
         let member = e.path()?.to_string_lossy().into_owned();
+        if e.size() > OBJECT_CAP {
+            bail!(
+                "{}: member {member} is {} bytes, over the {OBJECT_CAP} bytes verify reads",
+                path.display(),
+                e.size()
+            );
+        }
         let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes)
-            .with_context(|| format!("{}: member {member} is cut", path.display()))?;
+        e.read_to_end(&mut bytes).with_context(|| {
+            format!(
+                "{}: member {member} is cut (or the tarball decompresses past {TARBALL_CAP} bytes)",
+                path.display()
+            )
+        })?;
         let base = member.rsplit('/').next().unwrap_or(&member).to_string();
         files.push((base, bytes));
     }
@@ -135,11 +186,8 @@ fn read_dir_group(dir: &Path) -> Result<Group> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if p.is_file()
-            && !name.starts_with('.')
-            && (name.ends_with(".o") || name.ends_with(".skel.h"))
-        {
-            files.push((name, std::fs::read(&p)?));
+        if !name.starts_with('.') && (name.ends_with(".o") || name.ends_with(".skel.h")) {
+            files.push((name, read_regular(&p, OBJECT_CAP)?));
         }
     }
     Ok(Group {
@@ -187,9 +235,12 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Group>> {
             if hidden {
                 continue; // temporaries of an interrupted build
             }
-            if p.is_dir() {
+            // The walk never follows a link to a directory: two links to `.` would make it
+            // endless.
+            let own = std::fs::symlink_metadata(&p)?.file_type();
+            if own.is_dir() {
                 dirs.push(p);
-            } else if is_tarball(&p) {
+            } else if is_tarball(&p) && !own.is_symlink() {
                 groups.push(read_tarball(&p)?);
             }
         }
@@ -213,7 +264,9 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<Group>> {
         let mut group = read_dir_group(&dir)?;
         for f in &only {
             if !group.files.iter().any(|(n, _)| n == f) {
-                group.files.push((f.clone(), std::fs::read(dir.join(f))?));
+                group
+                    .files
+                    .push((f.clone(), read_regular(&dir.join(f), OBJECT_CAP)?));
             }
         }
         group.only = Some(only);
@@ -292,6 +345,53 @@ mod tests {
 
     const CORE: &[u8] = include_bytes!("../../kc-verify/tests/data/mount.bpf.o");
     const LEGACY: &[u8] = include_bytes!("../../kc-verify/tests/data/rkc_mount.6.1.o");
+
+    /// What a hostile path gives `collect`: the error, or "ok".
+    fn collect_error(p: &Path) -> String {
+        match collect(&[p.to_path_buf()]) {
+            Ok(_) => "ok".into(),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    /// FIFOs (given, or named like a tarball in a directory), devices, link loops and a
+    /// sparse 2 GiB file: each is refused at once, none is read whole or waited on.
+    #[test]
+    fn hostile_paths_are_refused_without_reading_them() {
+        let d = tempfile::tempdir().unwrap();
+        let sh = crate::process::shell_in(d.path());
+        crate::process::output(xshell::cmd!(sh, "mkfifo pipe.o")).unwrap();
+        let e = collect_error(&d.path().join("pipe.o"));
+        assert!(e.contains("not a regular file"), "{e}");
+        let e = collect_error(Path::new("/dev/zero"));
+        assert!(e.contains("not a regular file"), "{e}");
+
+        let in_dir = d.path().join("cells");
+        std::fs::create_dir(&in_dir).unwrap();
+        std::fs::rename(d.path().join("pipe.o"), in_dir.join("x.tar")).unwrap();
+        let e = collect_error(&in_dir);
+        assert!(
+            e.contains("x.tar") && e.contains("not a regular file"),
+            "{e}"
+        );
+        std::fs::remove_file(in_dir.join("x.tar")).unwrap();
+
+        std::os::unix::fs::symlink(".", in_dir.join("a")).unwrap();
+        std::os::unix::fs::symlink(".", in_dir.join("b")).unwrap();
+        std::fs::write(in_dir.join("mount.bpf.o"), CORE).unwrap();
+        let groups = collect(&[in_dir.clone()]).unwrap();
+        assert_eq!(groups.len(), 1, "the links to . are not walked");
+
+        let sparse = in_dir.join("big.o");
+        std::fs::File::create(&sparse)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
+        let t = std::time::Instant::now();
+        let e = collect_error(&sparse);
+        assert!(e.contains("over the") && e.contains("refusing"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
 
     fn run_on(files: &[(&str, &[u8])]) -> Vec<ObjectResult> {
         let dir = tempfile::tempdir().unwrap();
