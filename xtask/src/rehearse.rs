@@ -37,6 +37,9 @@ pub struct RehearseOptions {
     pub only: Vec<String>,
 }
 
+/// The repository the release rehearsal publishes to (on the stand-in API).
+const REHEARSAL_REPO: &str = "rehearsal/kernel-collector";
+
 /// Lines of a failed step's output the error carries.
 const TAIL: usize = 30;
 
@@ -390,6 +393,9 @@ fn rehearse_release(
     extra.extend([
         "--env".into(),
         format!("GITHUB_API_URL={}", api.url()),
+        // act takes the repository from the checkout's git remote, which may be a path.
+        "--env".into(),
+        format!("GITHUB_REPOSITORY={REHEARSAL_REPO}"),
         "-s".into(),
         "KC_SIGNING_KEY".into(),
         "-s".into(),
@@ -437,6 +443,9 @@ fn check_published(api: &FakeGithub, tag: &str, pubkey: &str, dir: &Path) -> Res
             releases.len()
         );
     };
+    if r.repo != REHEARSAL_REPO {
+        bail!("the release went to {}, not {REHEARSAL_REPO}", r.repo);
+    }
     if r.tag != tag || !r.draft {
         bail!(
             "the release published is {} (draft: {}), expected a draft of {tag}",
