@@ -347,90 +347,52 @@ fn impatient() -> kc_install::download::Limits {
     }
 }
 
-/// A server that trickles the tarball is given up on by rate, not after its whole body.
-#[test]
-fn a_trickling_server_is_given_up_on() {
+/// Installs v1.0.0 over the v0.9.0 prefix from a server whose `file` answers with `route`
+/// (the others are served as they are); returns the refusal, after checking that the previous
+/// install is untouched.
+fn refusal(file: &str, route: impl Fn(Vec<u8>) -> Route) -> String {
     let (dir, kp) = installed_prefix();
     let r = make_release(&kp, "v1.0.0", good_members());
-    let srv = serve(&r, |n, b| {
-        if n.ends_with(".tar.xz") {
-            Route::ok(b).trickle(std::time::Duration::from_millis(100))
-        } else {
-            Route::ok(b)
-        }
-    });
+    let srv = serve(&r, |n, b| if n == file { route(b) } else { Route::ok(b) });
     let o = Options {
         limits: impatient(),
         ..options(&srv, &r, dir.path(), "v1.0.0")
     };
-    let t = std::time::Instant::now();
     let e = format!("{:#}", install(&o).unwrap_err());
-    assert!(e.contains("bytes/s") && e.contains("giving up"), "{e}");
-    assert!(
-        t.elapsed() < std::time::Duration::from_secs(15),
-        "{:?}",
-        t.elapsed()
-    );
     assert_untouched(dir.path());
+    e
+}
+
+/// A server that trickles the tarball is given up on by rate, not after its whole body.
+#[test]
+fn a_trickling_server_is_given_up_on() {
+    let t = std::time::Instant::now();
+    let tarball = release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0");
+    let e = refusal(&tarball, |b| {
+        Route::ok(b).trickle(std::time::Duration::from_millis(100))
+    });
+    assert!(e.contains("bytes/s") && e.contains("giving up"), "{e}");
+    let took = t.elapsed();
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
 }
 
 /// An HTML page where a file should be, and a redirect loop, are named as such.
 #[test]
 fn an_html_page_and_a_redirect_loop_say_so() {
-    let (dir, kp) = installed_prefix();
-    let r = make_release(&kp, "v1.0.0", good_members());
-    let html = serve(&r, |n, b| {
-        if n == "sha256sums.txt" {
-            Route::ok(b"<!DOCTYPE html><html><body>Sign in</body></html>".to_vec())
-        } else {
-            Route::ok(b)
-        }
-    });
-    let o = Options {
-        limits: impatient(),
-        ..options(&html, &r, dir.path(), "v1.0.0")
-    };
-    let e = format!("{:#}", install(&o).unwrap_err());
+    let page = b"<!DOCTYPE html><html><body>Sign in</body></html>".to_vec();
+    let e = refusal("sha256sums.txt", |_| Route::ok(page.clone()));
     assert!(e.contains("HTML page instead of sha256sums.txt"), "{e}");
-    let looping = serve(&r, |n, b| {
-        if n == "sha256sums.txt" {
-            Route::redirect("/rel/sha256sums.txt")
-        } else {
-            Route::ok(b)
-        }
-    });
-    let o = Options {
-        limits: impatient(),
-        ..options(&looping, &r, dir.path(), "v1.0.0")
-    };
-    let e = format!("{:#}", install(&o).unwrap_err());
+    let e = refusal("sha256sums.txt", |_| Route::redirect("/rel/sha256sums.txt"));
     assert!(e.contains("redirect loop"), "{e}");
-    assert_untouched(dir.path());
 }
 
 /// A body larger than any release file is cut off at the cap and refused, not read whole.
 #[test]
 fn an_oversized_signature_is_refused() {
-    let (dir, kp) = installed_prefix();
-    let r = make_release(&kp, "v1.0.0", good_members());
-    let srv = serve(&r, |n, b| {
-        if n == "sha256sums.txt.minisig" {
-            Route::ok(vec![
-                b'x';
-                (kc_install::download::SMALL_FILE_CAP + 1) as usize
-            ])
-        } else {
-            Route::ok(b)
-        }
-    });
-    let o = Options {
-        limits: impatient(),
-        ..options(&srv, &r, dir.path(), "v1.0.0")
-    };
-    let e = format!("{:#}", install(&o).unwrap_err());
+    let cap = kc_install::download::SMALL_FILE_CAP as usize;
+    let e = refusal("sha256sums.txt.minisig", |_| Route::ok(vec![b'x'; cap + 1]));
     assert!(
         e.contains("refusing it") && e.contains("sha256sums.txt.minisig"),
         "{e}"
     );
-    assert_untouched(dir.path());
 }
