@@ -251,26 +251,45 @@ pub fn check_release_dir(dir: &Path, pubkey: &str) -> Result<ReleaseCheck, Relea
 
 /// Reads a release tarball in memory and checks its files against its manifest.
 pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
-    let mut files = BTreeMap::new();
-    let mut tar_bytes = Vec::new();
-    xz2::read::XzDecoder::new(xz)
-        .read_to_end(&mut tar_bytes)
-        .map_err(|e| bad(name, format!("not valid xz: {e}")))?;
-    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Streamed once, bounded: a small tarball of zeros cannot make us hold gigabytes.
+    let stream = xz2::read::XzDecoder::new(xz).take(TARBALL_DECOMPRESSED_CAP);
+    let mut archive = tar::Archive::new(stream);
     for entry in archive
         .entries()
         .map_err(|e| bad(name, format!("not a tar archive: {e}")))?
     {
-        let mut e = entry.map_err(|e| bad(name, format!("corrupt tar stream: {e}")))?;
-        let member = e
+        let mut e = entry.map_err(|e| bad(name, format!("corrupt tar stream (or over {TARBALL_DECOMPRESSED_CAP} bytes decompressed): {e}")))?;
+        let raw = e
             .path()
             .map_err(|e| bad(name, e.to_string()))?
             .to_string_lossy()
             .into_owned();
+        let member = member_name(&raw)
+            .ok_or_else(|| bad(name, format!("member {raw:?} is not a plain relative path")))?;
+        // A release holds regular files only: a link must not stand in for a listed file.
+        let kind = e.header().entry_type();
+        if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
+            return Err(bad(
+                name,
+                format!("member {raw} is a {kind:?}, not a regular file"),
+            ));
+        }
+        if e.size() > TARBALL_DECOMPRESSED_CAP {
+            return Err(bad(
+                name,
+                format!("member {raw} is {} bytes: too large", e.size()),
+            ));
+        }
         let mut bytes = Vec::new();
         e.read_to_end(&mut bytes)
             .map_err(|e| bad(name, format!("member {member} is cut: {e}")))?;
-        files.insert(member, bytes);
+        if files.insert(member.clone(), bytes).is_some() {
+            return Err(bad(
+                name,
+                format!("two members are {member} (one as {raw:?}): refusing the ambiguity"),
+            ));
+        }
     }
     let manifest_bytes = files
         .remove(MANIFEST)
@@ -301,6 +320,22 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
         ));
     }
     Ok(manifest)
+}
+
+/// What a release tarball may decompress to at most (a release is about 1 MiB).
+pub const TARBALL_DECOMPRESSED_CAP: u64 = 256 << 20;
+
+/// A member's name as extraction will see it (`./x` is `x`), or `None` when it is not a
+/// plain relative path (absolute, `..`, empty).
+fn member_name(raw: &str) -> Option<String> {
+    let parts: Vec<&str> = raw
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if raw.starts_with('/') || parts.is_empty() || parts.contains(&"..") {
+        return None;
+    }
+    Some(parts.join("/"))
 }
 
 #[cfg(test)]
@@ -356,5 +391,94 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("f.tar.xz.minisig"), "{e}");
+    }
+
+    /// A tarball of raw members: (name, type, data); a manifest listing `listed` is added.
+    fn tarball(members: &[(&str, tar::EntryType, &[u8])], listed: &[(&str, &[u8])]) -> Vec<u8> {
+        let manifest = Manifest {
+            tag: "v1.0.0".into(),
+            libc: Libc::Glibc,
+            kind: "legacy".into(),
+            source_commit: String::new(),
+            source_date_epoch: 0,
+            toolchain: BTreeMap::new(),
+            collectors: vec![],
+            buckets: vec![],
+            files: listed
+                .iter()
+                .map(|(n, b)| ManifestFile {
+                    name: n.to_string(),
+                    size: b.len() as u64,
+                    sha256: sha256_hex(b),
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut all: Vec<(&str, tar::EntryType, &[u8])> = members.to_vec();
+        all.push((MANIFEST, tar::EntryType::Regular, &json));
+        for (name, kind, data) in all {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(kind);
+            h.set_size(if kind == tar::EntryType::Regular {
+                data.len() as u64
+            } else {
+                0
+            });
+            if kind == tar::EntryType::Symlink {
+                h.set_link_name("elsewhere").unwrap();
+            }
+            h.set_mode(0o644);
+            h.set_cksum();
+            let body: &[u8] = if kind == tar::EntryType::Regular {
+                data
+            } else {
+                &[]
+            };
+            b.append(&h, body).unwrap();
+        }
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        std::io::Write::write_all(&mut xz, &b.into_inner().unwrap()).unwrap();
+        xz.finish().unwrap()
+    }
+
+    #[test]
+    fn members_that_alias_or_link_are_refused() {
+        use tar::EntryType::{Regular, Symlink};
+        let good = tarball(&[("x.o", Regular, b"obj")], &[("x.o", b"obj")]);
+        check_tarball("t", &good).unwrap();
+        let dot = tarball(&[("./x.o", Regular, b"obj")], &[("x.o", b"obj")]);
+        check_tarball("t", &dot).unwrap();
+        let twice = tarball(
+            &[("x.o", Regular, b"obj"), ("./x.o", Regular, b"bad")],
+            &[("x.o", b"obj")],
+        );
+        let e = check_tarball("t", &twice).unwrap_err().to_string();
+        assert!(e.contains("two members are x.o"), "{e}");
+        let link = tarball(&[("x.o", Symlink, b"")], &[("x.o", b"")]);
+        let e = check_tarball("t", &link).unwrap_err().to_string();
+        assert!(e.contains("x.o is a Symlink, not a regular file"), "{e}");
+        let up = tarball(&[("../x.o", Regular, b"obj")], &[("x.o", b"obj")]);
+        let e = check_tarball("t", &up).unwrap_err().to_string();
+        assert!(e.contains("not a plain relative path"), "{e}");
+    }
+
+    /// 300 MiB of zeros in a few hundred KiB: refused once the cap is passed, never held.
+    #[test]
+    fn a_decompression_bomb_is_cut_at_the_cap() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_path("zeros.o").unwrap();
+        h.set_size(300 << 20);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, std::io::repeat(0).take(300 << 20)).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        std::io::Write::write_all(&mut xz, &b.into_inner().unwrap()).unwrap();
+        let bomb = xz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let e = check_tarball("bomb.tar.xz", &bomb).unwrap_err().to_string();
+        assert!(e.contains("too large") || e.contains("decompressed"), "{e}");
     }
 }

@@ -193,7 +193,12 @@ fn unpack_stream<R: Read>(
             }
         }
         let out = dest.join(&rel);
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        // 0755 or 0644, whatever the archive says: never world-writable, never setuid.
+        let mode = if entry.header().mode().unwrap_or(0o644) & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 buf.clear();

@@ -160,12 +160,10 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     let staging = tempfile::Builder::new()
         .prefix(prefix::STAGING_PREFIX)
         .tempdir_in(&releases)?;
-    let mut tar_bytes = Vec::new();
-    xz2::read::XzDecoder::new(&tarball[..])
-        .read_to_end(&mut tar_bytes)
-        .with_context(|| format!("{name}: not valid xz"))?;
+    // Streamed from the compressed bytes, bounded like the check above.
+    let stream = xz2::read::XzDecoder::new(&tarball[..]).take(release::TARBALL_DECOMPRESSED_CAP);
     let keep_member = |p: &Path| keep.iter().any(|k| p == Path::new(k));
-    kc_common::unpack::unpack_tar(&name, &tar_bytes[..], staging.path(), &keep_member)?;
+    kc_common::unpack::unpack_tar(&name, stream, staging.path(), &keep_member)?;
     for f in &keep {
         if !staging.path().join(f).is_file() {
             bail!("{name}: {f} is missing after extraction");
