@@ -325,6 +325,16 @@ fn write_release(release: &Packaged, out: &Path, tag: &str, require_signature: b
         atomic::write(&out.join(name), bytes)
             .with_context(|| format!("writing {}", out.join(name).display()))?;
     }
+    // The directory holds this release only: an older tag's files (or a stale signature of an
+    // unsigned re-package) are not left to be published with it.
+    for e in std::fs::read_dir(out)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_file() && !release.files.contains_key(&name) {
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing the stale {}", e.path().display()))?;
+            eprintln!("  removed the stale {name}");
+        }
+    }
     for name in release.files.keys() {
         let size = release.files[name].len();
         eprintln!("  {:>10} {}", size, out.join(name).display());
@@ -488,6 +498,28 @@ mod release_tests {
             e.contains("does not name") && e.contains("of v1.2.3"),
             "{e}"
         );
+    }
+
+    /// Packaging a tag removes another tag's files from the release directory.
+    #[test]
+    fn a_new_tag_leaves_no_older_files() {
+        let (sk, _) = key();
+        let d = tempfile::tempdir().unwrap();
+        let c = cells(d.path());
+        let out = d.path().join("release");
+        let old = build_release("v1.2.3", &c, Some(&sk)).unwrap();
+        write_release(&old, &out, "v1.2.3", false).unwrap();
+        let new = build_release("v1.2.4", &c, Some(&sk)).unwrap();
+        write_release(&new, &out, "v1.2.4", false).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = new.files.keys().cloned().collect();
+        want.sort();
+        assert_eq!(names, want);
+        assert!(names.iter().all(|n| !n.contains("v1.2.3")));
     }
 
     #[test]
