@@ -423,12 +423,15 @@ fn check_docker() -> Result<()> {
     Ok(())
 }
 
-/// The release workflow itself, end to end under act. Not from inside a rehearsal: the test
-/// job of ci.yml runs `cargo xtask test`, and a rehearsal does not rehearse itself.
+/// The release workflow itself, end to end under act. Not from inside a workflow: the test
+/// job of ci.yml runs `cargo xtask test`; under act a rehearsal does not rehearse itself, and
+/// on GitHub the release workflow runs for real.
 fn check_rehearsal() -> Result<()> {
-    if std::env::var_os("ACT").is_some() {
-        eprintln!("e2e: skipped: already inside an act rehearsal");
-        return Ok(());
+    for inside in ["ACT", "GITHUB_ACTIONS"] {
+        if std::env::var_os(inside).is_some_and(|v| !v.is_empty()) {
+            eprintln!("e2e: skipped: running inside a workflow ({inside} is set)");
+            return Ok(());
+        }
     }
     crate::rehearse::run(crate::rehearse::RehearseOptions {
         workflow: crate::workflows::WorkflowName::Release,
