@@ -467,7 +467,7 @@ fn check_published(api: &FakeGithub, tag: &str, pubkey: &str, dir: &Path) -> Res
     let check = release::check_release_dir(dir, pubkey)
         .with_context(|| format!("checking the release as downloaded into {}", dir.display()))?;
     eprintln!(
-        "rehearse: the stand-in API received the {} files of {tag}; {} signed files verify, with {} tarball members against their manifests",
+        "rehearse: the stand-in API received the {} files of {tag}; signatures, checksums and the {} listed files verify, with {} tarball members against their manifests",
         r.assets.len(),
         check.files.len(),
         check.tarball_members

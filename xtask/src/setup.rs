@@ -122,6 +122,12 @@ const PIP_TOOLS: &[(&str, &str, &str, &[Role])] = &[
     ),
 ];
 
+/// The role as `--for` spells it.
+fn role_name(role: Role) -> String {
+    role.to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
+}
+
 fn wanted(roles: &[Role], role: Role) -> bool {
     role == Role::All || roles.contains(&role)
 }
@@ -215,7 +221,10 @@ fn pip_tools(role: Role, check: bool) -> Result<()> {
 pub fn run(o: SetupOptions) -> Result<()> {
     let missing = missing_packages(o.role);
     if missing.is_empty() {
-        eprintln!("setup: every package {:?} needs is installed", o.role);
+        eprintln!(
+            "setup: every package `--for {}` needs is installed",
+            role_name(o.role)
+        );
         return pip_tools(o.role, o.check);
     }
     let why: Vec<String> = missing
@@ -224,9 +233,9 @@ pub fn run(o: SetupOptions) -> Result<()> {
         .collect();
     if o.check {
         bail!(
-            "missing packages: {}; run `cargo xtask setup --for {:?}`",
+            "missing packages: {}; run `cargo xtask setup --for {}`",
             why.join(", "),
-            o.role
+            role_name(o.role)
         );
     }
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
