@@ -323,7 +323,7 @@ mod tests {
             assert!(bad.parse::<Bucket>().is_err(), "{bad}");
         }
         // Ordering is numeric, not lexical.
-        let mut b = vec!["6.12".parse::<Bucket>().unwrap(), "6.2".parse().unwrap()];
+        let mut b = ["6.12".parse::<Bucket>().unwrap(), "6.2".parse().unwrap()];
         b.sort();
         assert_eq!(b[0].to_string(), "6.2");
     }

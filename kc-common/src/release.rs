@@ -249,12 +249,18 @@ pub fn check_release_dir(dir: &Path, pubkey: &str) -> Result<ReleaseCheck, Relea
     Ok(check)
 }
 
-/// Reads a release tarball in memory and checks its files against its manifest.
+/// Checks a release tarball's members against its manifest, streaming: each member is hashed
+/// as it passes and none is held, so memory stays flat whatever the tarball claims. Once the
+/// manifest has been read (`package` writes it first), every later member must have exactly
+/// the size the manifest declares, checked from its header before a byte of it is read; the
+/// whole stream is bounded by [`TARBALL_DECOMPRESSED_CAP`] whatever the order.
 pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    // Streamed once, bounded: a small tarball of zeros cannot make us hold gigabytes.
     let stream = xz2::read::XzDecoder::new(xz).take(TARBALL_DECOMPRESSED_CAP);
     let mut archive = tar::Archive::new(stream);
+    let mut manifest: Option<Manifest> = None;
+    let mut declared: BTreeMap<&str, u64> = BTreeMap::new();
+    // Member name -> (size, sha256) of every member but the manifest.
+    let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for entry in archive
         .entries()
         .map_err(|e| bad(name, format!("not a tar archive: {e}")))?
@@ -275,36 +281,79 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
                 format!("member {raw} is a {kind:?}, not a regular file"),
             ));
         }
-        if e.size() > TARBALL_DECOMPRESSED_CAP {
-            return Err(bad(
-                name,
-                format!("member {raw} is {} bytes: too large", e.size()),
-            ));
-        }
-        let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes)
-            .map_err(|e| bad(name, format!("member {member} is cut: {e}")))?;
-        if files.insert(member.clone(), bytes).is_some() {
-            return Err(bad(
+        let twice = || {
+            bad(
                 name,
                 format!("two members are {member} (one as {raw:?}): refusing the ambiguity"),
+            )
+        };
+        if member == MANIFEST {
+            if manifest.is_some() {
+                return Err(twice());
+            }
+            if e.size() > MANIFEST_CAP {
+                return Err(bad(
+                    name,
+                    format!(
+                        "manifest.json is {} bytes: too large for a manifest",
+                        e.size()
+                    ),
+                ));
+            }
+            let mut bytes = Vec::new();
+            (&mut e)
+                .take(MANIFEST_CAP)
+                .read_to_end(&mut bytes)
+                .map_err(|e| bad(name, format!("manifest.json is cut: {e}")))?;
+            let m: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| bad(name, format!("manifest.json is malformed: {e}")))?;
+            manifest = Some(m);
+            declared = manifest
+                .as_ref()
+                .map(|m| m.files.iter().map(|f| (f.name.as_str(), f.size)).collect())
+                .unwrap_or_default();
+            continue;
+        }
+        if seen.contains_key(&member) {
+            return Err(twice());
+        }
+        let size = e.size();
+        if manifest.is_some() {
+            match declared.get(member.as_str()) {
+                None => {
+                    return Err(bad(
+                        name,
+                        format!("{member} is in the tarball but not in its manifest"),
+                    ))
+                }
+                Some(&want) if want != size => {
+                    return Err(bad(
+                        name,
+                        format!("member {member} is {size} bytes but its manifest declares {want}: refused before reading it"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        } else if size > TARBALL_DECOMPRESSED_CAP {
+            return Err(bad(
+                name,
+                format!("member {raw} is {size} bytes: too large"),
             ));
         }
+        let digest =
+            hash_stream(&mut e).map_err(|e| bad(name, format!("member {member} is cut: {e}")))?;
+        seen.insert(member, digest);
     }
-    let manifest_bytes = files
-        .remove(MANIFEST)
-        .ok_or_else(|| bad(name, "has no manifest.json"))?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| bad(name, format!("manifest.json is malformed: {e}")))?;
+    let manifest = manifest.ok_or_else(|| bad(name, "has no manifest.json"))?;
     for f in &manifest.files {
-        match files.remove(&f.name) {
+        match seen.remove(&f.name) {
             None => {
                 return Err(bad(
                     name,
                     format!("{} is in its manifest but not in the tarball", f.name),
                 ))
             }
-            Some(b) if sha256_hex(&b) != f.sha256 || b.len() as u64 != f.size => {
+            Some((size, sha)) if sha != f.sha256 || size != f.size => {
                 return Err(bad(
                     name,
                     format!("{} does not match its manifest entry", f.name),
@@ -313,7 +362,7 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
             Some(_) => {}
         }
     }
-    if let Some(extra) = files.keys().next() {
+    if let Some(extra) = seen.keys().next() {
         return Err(bad(
             name,
             format!("{extra} is in the tarball but not in its manifest"),
@@ -321,6 +370,25 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
     }
     Ok(manifest)
 }
+
+/// The size and SHA256 of what `r` yields, read in small pieces.
+fn hash_stream(r: &mut impl Read) -> std::io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match r.read(&mut buf)? {
+            0 => return Ok((total, hex::encode(hasher.finalize()))),
+            n => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+        }
+    }
+}
+
+/// What `manifest.json` may weigh: it lists a few hundred files.
+const MANIFEST_CAP: u64 = 1 << 20;
 
 /// What a release tarball may decompress to at most (a release is about 1 MiB).
 pub const TARBALL_DECOMPRESSED_CAP: u64 = 256 << 20;
@@ -395,6 +463,15 @@ mod tests {
 
     /// A tarball of raw members: (name, type, data); a manifest listing `listed` is added.
     fn tarball(members: &[(&str, tar::EntryType, &[u8])], listed: &[(&str, &[u8])]) -> Vec<u8> {
+        tarball_ordered(members, listed, false)
+    }
+
+    /// The same, with the manifest first (as `package` writes it) or last.
+    fn tarball_ordered(
+        members: &[(&str, tar::EntryType, &[u8])],
+        listed: &[(&str, &[u8])],
+        manifest_first: bool,
+    ) -> Vec<u8> {
         let manifest = Manifest {
             tag: "v1.0.0".into(),
             libc: Libc::Glibc,
@@ -416,7 +493,8 @@ mod tests {
         let json = serde_json::to_vec(&manifest).unwrap();
         let mut b = tar::Builder::new(Vec::new());
         let mut all: Vec<(&str, tar::EntryType, &[u8])> = members.to_vec();
-        all.push((MANIFEST, tar::EntryType::Regular, &json));
+        let at = if manifest_first { 0 } else { all.len() };
+        all.insert(at, (MANIFEST, tar::EntryType::Regular, &json));
         for (name, kind, data) in all {
             let mut h = tar::Header::new_old();
             h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
@@ -480,5 +558,36 @@ mod tests {
         assert!(bomb.len() < 1 << 20);
         let e = check_tarball("bomb.tar.xz", &bomb).unwrap_err().to_string();
         assert!(e.contains("too large") || e.contains("decompressed"), "{e}");
+    }
+
+    /// With the manifest first, a member is held to the size the manifest declares before a
+    /// byte of it is read: a bomb behind a small declaration never decompresses.
+    #[test]
+    fn after_the_manifest_members_are_bounded_by_its_sizes() {
+        use tar::EntryType::Regular;
+        let good = tarball_ordered(&[("x.o", Regular, b"obj")], &[("x.o", b"obj")], true);
+        check_tarball("t", &good).unwrap();
+        let big = vec![0u8; 4096];
+        let grown = tarball_ordered(&[("x.o", Regular, &big)], &[("x.o", b"obj")], true);
+        let e = check_tarball("t", &grown).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "member x.o is 4096 bytes but its manifest declares 3: refused before reading it"
+            ),
+            "{e}"
+        );
+        let unlisted = tarball_ordered(
+            &[("x.o", Regular, b"obj"), ("y.o", Regular, b"obj")],
+            &[("x.o", b"obj")],
+            true,
+        );
+        let e = check_tarball("t", &unlisted).unwrap_err().to_string();
+        assert!(
+            e.contains("y.o is in the tarball but not in its manifest"),
+            "{e}"
+        );
+        let changed = tarball_ordered(&[("x.o", Regular, b"jbo")], &[("x.o", b"obj")], true);
+        let e = check_tarball("t", &changed).unwrap_err().to_string();
+        assert!(e.contains("x.o does not match its manifest entry"), "{e}");
     }
 }

@@ -63,8 +63,12 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
     };
     let mut all = members;
     all.push(("manifest.json", serde_json::to_vec(&manifest).unwrap()));
+    signed_release(kp, tag, tar_xz(&all))
+}
+
+/// A release of `tag` whose legacy tarball is `tarball`, signed by `kp`.
+fn signed_release(kp: &minisign::KeyPair, tag: &str, tarball: Vec<u8>) -> Release {
     let name = release::legacy_tarball(kc_common::Libc::Glibc, tag);
-    let tarball = tar_xz(&all);
     let sums = release::format_sums(&[(name.clone(), release::sha256_hex(&tarball))]).into_bytes();
     Release {
         files: vec![
@@ -399,4 +403,59 @@ fn an_oversized_signature_is_refused() {
         e.contains("refusing it") && e.contains("sha256sums.txt.minisig"),
         "{e}"
     );
+}
+
+/// A signed tarball (the signer's key, so every signature holds) whose manifest declares a
+/// 3-byte member that inflates to 2 GiB is refused at that member's header, before a byte of it
+/// is decompressed; the previous install is untouched.
+#[test]
+fn a_decompression_bomb_is_refused_at_its_header() {
+    let (dir, kp) = installed_prefix();
+    let manifest = Manifest {
+        tag: "v1.0.0".into(),
+        libc: kc_common::Libc::Glibc,
+        kind: "legacy".into(),
+        source_commit: "0".repeat(40),
+        source_date_epoch: 0,
+        toolchain: Default::default(),
+        collectors: vec![],
+        buckets: vec!["6.1".into()],
+        files: vec![ManifestFile {
+            name: "rkc_mount.6.1.o".into(),
+            size: 3,
+            sha256: release::sha256_hex(b"r61"),
+        }],
+    };
+    let json = serde_json::to_vec(&manifest).unwrap();
+    let mut tar = Vec::new();
+    for (name, size) in [
+        ("manifest.json", json.len() as u64),
+        ("rkc_mount.6.1.o", 2 << 30),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.extend_from_slice(h.as_bytes());
+        if name == "manifest.json" {
+            tar.extend_from_slice(&json);
+            tar.resize(tar.len().next_multiple_of(512), 0);
+        }
+    }
+    // The bomb's first MiB of zeros: the refusal must come before it matters.
+    tar.resize(tar.len() + (1 << 20), 0);
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&tar).unwrap();
+    let r = signed_release(&kp, "v1.0.0", xz.finish().unwrap());
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let e = format!(
+        "{:#}",
+        install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap_err()
+    );
+    assert!(
+        e.contains("member rkc_mount.6.1.o is 2147483648 bytes but its manifest declares 3"),
+        "{e}"
+    );
+    assert_untouched(dir.path());
 }

@@ -158,7 +158,7 @@ impl Report {
 /// Verifies one object. Never panics on malformed input: every defect is a [`Problem`].
 pub fn verify(file_name: &str, data: &[u8]) -> Report {
     // The `object` crate reads ELF structures in place and needs them 8-byte aligned.
-    if (data.as_ptr() as usize) % 8 != 0 {
+    if !(data.as_ptr() as usize).is_multiple_of(8) {
         let mut words = vec![0u64; data.len().div_ceil(8)];
         // SAFETY: `words` owns at least `data.len()` initialized bytes, u8 has no alignment.
         let bytes =

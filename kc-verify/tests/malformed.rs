@@ -122,7 +122,8 @@ fn a_license_that_is_not_gpl_compatible() {
 /// section's file offset.
 #[test]
 fn fuzz_regressions() {
-    for data in [&include_bytes!("data/fuzz-reloc-offset-overflow.o")[..]] {
+    {
+        let data = &include_bytes!("data/fuzz-reloc-offset-overflow.o")[..];
         let _ = kc_verify::verify("rkc_fuzz.6.1.o", data);
         let _ = kc_verify::verify("fuzz.bpf.o", data);
     }

@@ -225,7 +225,7 @@ pub fn build_release(
                     })
                     .collect(),
             };
-            let mut entries: Vec<tarball::Entry> = files
+            let entries: Vec<tarball::Entry> = files
                 .into_iter()
                 .map(|(n, b)| tarball::Entry {
                     executable: n == cell::LOADER || n.ends_with(".sh"),
@@ -233,12 +233,16 @@ pub fn build_release(
                     bytes: b,
                 })
                 .collect();
-            entries.push(tarball::Entry {
+            // The manifest first: the installer holds every later member to its entry.
+            let manifest = tarball::Entry {
                 name: release::MANIFEST.into(),
                 bytes: serde_json::to_vec_pretty(&manifest)?,
                 executable: false,
-            });
-            pending.push((name, tarball::to_bytes(entries, mtime)?));
+            };
+            pending.push((
+                name,
+                tarball::to_bytes_led_by(Some(manifest), entries, mtime)?,
+            ));
         }
     }
     // Compress the tarballs in parallel: xz at its extreme preset is most of the work.
@@ -456,9 +460,11 @@ mod release_tests {
         process::output(cmd!(sh, "sha256sum -c sha256sums.txt")).unwrap();
         let listing =
             process::read(cmd!(sh, "tar -tJf kernel-collector-glibc-v1.2.3.tar.xz")).unwrap();
-        assert!(
-            listing.contains("rkc_mount.6.1.o") && listing.contains("manifest.json"),
-            "{listing}"
+        assert!(listing.contains("rkc_mount.6.1.o"), "{listing}");
+        assert_eq!(
+            listing.lines().next(),
+            Some("manifest.json"),
+            "the manifest leads"
         );
     }
 

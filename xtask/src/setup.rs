@@ -46,6 +46,21 @@ const PACKAGES: &[Package] = &[
         &[],
     ),
     pkg("xz-utils", "the fetch benchmark's baseline", &[]),
+    pkg(
+        "gpgv",
+        "checking the mirror's signed Release files (kernels lock)",
+        &[],
+    ),
+    pkg(
+        "debian-archive-keyring",
+        "the keys the mirror's Release files must be signed with (kernels lock)",
+        &[],
+    ),
+    pkg(
+        "gnupg",
+        "signing the loopback mirror's Release files in tests",
+        &[],
+    ),
     pkg("clang", "compiling the collectors", HOST_BUILD),
     pkg(
         "llvm",

@@ -31,8 +31,24 @@ pub fn parse_source_date_epoch(v: &str) -> Result<u64> {
     })
 }
 
-pub fn to_bytes(mut entries: Vec<Entry>, mtime: u64) -> Result<Vec<u8>> {
+pub fn to_bytes(entries: Vec<Entry>, mtime: u64) -> Result<Vec<u8>> {
+    to_bytes_led_by(None, entries, mtime)
+}
+
+/// The archive with `first` ahead of the sorted rest: a reader that streams it meets the index
+/// (a release's manifest) before the files it describes, and can hold each to its entry.
+pub fn to_bytes_led_by(
+    first: Option<Entry>,
+    mut entries: Vec<Entry>,
+    mtime: u64,
+) -> Result<Vec<u8>> {
     entries.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(f) = first {
+        if entries.iter().any(|e| e.name == f.name) {
+            bail!("two entries named {}", f.name);
+        }
+        entries.insert(0, f);
+    }
     if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
         bail!("two entries named {}", w[0].name);
     }
@@ -72,6 +88,29 @@ mod tests {
                 executable: n.ends_with("loader"),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_leading_entry_comes_first_and_the_rest_sorted() {
+        let first = Entry {
+            name: "z.json".into(),
+            bytes: b"{}".to_vec(),
+            executable: false,
+        };
+        let tar = to_bytes_led_by(Some(first), entries(&["b.o", "a.o"]), 0).unwrap();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["z.json", "a.o", "b.o"]);
+        let dup = Entry {
+            name: "a.o".into(),
+            bytes: vec![],
+            executable: false,
+        };
+        assert!(to_bytes_led_by(Some(dup), entries(&["a.o"]), 0).is_err());
     }
 
     #[test]

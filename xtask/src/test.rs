@@ -12,6 +12,7 @@ use xshell::cmd;
 use crate::cli::LibcChoice;
 use crate::compile::{self, cell, Backend, BuildOptions};
 use crate::debian::mirror::Mirror;
+use crate::debian::signature::ArchiveKeyring;
 use crate::kernels::{self, fetch::Fetcher, spec::Lock};
 use crate::{host, paths, process, setup};
 
@@ -91,7 +92,12 @@ fn check_lock() -> Result<()> {
 fn check_live_lock() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let scratch = dir.path().join("kernels.lock");
-    let out = kernels::lock::run(&Mirror::discover()?, &paths::kernels_toml(), &scratch)?;
+    let out = kernels::lock::run(
+        &Mirror::discover()?,
+        &ArchiveKeyring::discover()?,
+        &paths::kernels_toml(),
+        &scratch,
+    )?;
     let committed = Lock::load(&paths::kernels_lock())?;
     for k in &out.lock.kernel {
         if committed.kernel(k.series).map(|c| &c.release) != Some(&k.release) {

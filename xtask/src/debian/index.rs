@@ -260,39 +260,3 @@ SHA256: 00
         assert_eq!(d[2].exact_version.as_deref(), Some("7.2.12-1~bpo13+1"));
     }
 }
-
-/// The `SHA256:` section of a suite's `Release` file: path → (size, sha256).
-pub fn release_checksums(text: &str) -> BTreeMap<String, (u64, String)> {
-    let mut out = BTreeMap::new();
-    let mut in_sha256 = false;
-    for line in text.lines() {
-        if !line.starts_with(' ') {
-            in_sha256 = line.trim_end() == "SHA256:";
-            continue;
-        }
-        if !in_sha256 {
-            continue;
-        }
-        let mut w = line.split_whitespace();
-        if let (Some(sha), Some(size), Some(path)) = (w.next(), w.next(), w.next()) {
-            if let Ok(size) = size.parse() {
-                out.insert(path.to_string(), (size, sha.to_ascii_lowercase()));
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod release_tests {
-    #[test]
-    fn release_sha256_section() {
-        let text = "Origin: Debian\nMD5Sum:\n 0123 10 main/binary-amd64/Packages.xz\nSHA256:\n abcd 8790396 main/binary-amd64/Packages.xz\n ef01 300 main/binary-amd64/Packages.gz\n";
-        let c = super::release_checksums(text);
-        assert_eq!(
-            c["main/binary-amd64/Packages.xz"],
-            (8790396, "abcd".to_string())
-        );
-        assert_eq!(c.len(), 2);
-    }
-}

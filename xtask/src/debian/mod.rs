@@ -1,6 +1,9 @@
-//! Debian archive formats: versions, `Packages` indexes, mirrors, `.deb` files.
+//! Debian archive formats: versions, `Packages` indexes, signed `Release` files, mirrors,
+//! `.deb` files.
 
 pub mod deb;
 pub mod index;
 pub mod mirror;
+pub mod release;
+pub mod signature;
 pub mod version;

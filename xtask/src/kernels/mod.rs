@@ -11,6 +11,7 @@ use kc_common::Bucket;
 use serde::Serialize;
 
 use crate::debian::mirror::Mirror;
+use crate::debian::signature::ArchiveKeyring;
 use crate::paths;
 use fetch::Fetcher;
 use spec::{Lock, LockedKernel, Matrix, Role};
@@ -81,7 +82,12 @@ fn run_lock(o: LockOptions) -> Result<()> {
         return Ok(());
     }
     let mirror = Mirror::discover()?;
-    let out = lock::run(&mirror, &paths::kernels_toml(), &paths::kernels_lock())?;
+    let out = lock::run(
+        &mirror,
+        &ArchiveKeyring::discover()?,
+        &paths::kernels_toml(),
+        &paths::kernels_lock(),
+    )?;
     for k in &out.lock.kernel {
         eprintln!(
             "  {:<5} {:<7} {:<18} {}",
