@@ -255,7 +255,7 @@ pub fn check_release_dir(dir: &Path, pubkey: &str) -> Result<ReleaseCheck, Relea
 /// the size the manifest declares, checked from its header before a byte of it is read; the
 /// whole stream is bounded by [`TARBALL_DECOMPRESSED_CAP`] whatever the order.
 pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
-    let stream = xz2::read::XzDecoder::new(xz).take(TARBALL_DECOMPRESSED_CAP);
+    let stream = decompressed(xz);
     let mut archive = tar::Archive::new(stream);
     let mut manifest: Option<Manifest> = None;
     let mut declared: BTreeMap<&str, u64> = BTreeMap::new();
@@ -265,7 +265,7 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
         .entries()
         .map_err(|e| bad(name, format!("not a tar archive: {e}")))?
     {
-        let mut e = entry.map_err(|e| bad(name, format!("corrupt tar stream (or over {TARBALL_DECOMPRESSED_CAP} bytes decompressed): {e}")))?;
+        let mut e = entry.map_err(|e| bad(name, format!("corrupt tar stream: {e}")))?;
         let raw = e
             .path()
             .map_err(|e| bad(name, e.to_string()))?
@@ -304,7 +304,7 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
             (&mut e)
                 .take(MANIFEST_CAP)
                 .read_to_end(&mut bytes)
-                .map_err(|e| bad(name, format!("manifest.json is cut: {e}")))?;
+                .map_err(|e| bad(name, format!("manifest.json: {e}")))?;
             let m: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| bad(name, format!("manifest.json is malformed: {e}")))?;
             manifest = Some(m);
@@ -340,8 +340,7 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
                 format!("member {raw} is {size} bytes: too large"),
             ));
         }
-        let digest =
-            hash_stream(&mut e).map_err(|e| bad(name, format!("member {member} is cut: {e}")))?;
+        let digest = hash_stream(&mut e).map_err(|e| bad(name, format!("member {member}: {e}")))?;
         seen.insert(member, digest);
     }
     let manifest = manifest.ok_or_else(|| bad(name, "has no manifest.json"))?;
@@ -392,6 +391,40 @@ const MANIFEST_CAP: u64 = 1 << 20;
 
 /// What a release tarball may decompress to at most (a release is about 1 MiB).
 pub const TARBALL_DECOMPRESSED_CAP: u64 = 256 << 20;
+
+/// A release tarball's decompressed stream, which fails with a plain error (not an early end
+/// of file, which tar would report as a cut archive) once it passes
+/// [`TARBALL_DECOMPRESSED_CAP`].
+pub fn decompressed(xz: &[u8]) -> impl Read + Send + '_ {
+    Capped {
+        inner: xz2::read::XzDecoder::new(xz),
+        left: TARBALL_DECOMPRESSED_CAP,
+    }
+}
+
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One more byte tells a stream that ends exactly at the cap from one that goes on.
+            return match self.inner.read(&mut [0u8])? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(format!(
+                    "it decompresses to more than {} MiB, far more than a release: a decompression bomb or not a release",
+                    TARBALL_DECOMPRESSED_CAP >> 20
+                ))),
+            };
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
 
 /// A member's name as extraction will see it (`./x` is `x`), or `None` when it is not a
 /// plain relative path (absolute, `..`, empty).
@@ -542,22 +575,42 @@ mod tests {
         assert!(e.contains("not a plain relative path"), "{e}");
     }
 
-    /// 300 MiB of zeros in a few hundred KiB: refused once the cap is passed, never held.
+    /// 3 x 100 MiB of zeros in a few hundred KiB, each member under the cap but not all of
+    /// them: refused once the stream passes the cap, never held.
     #[test]
     fn a_decompression_bomb_is_cut_at_the_cap() {
         let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_path("zeros.o").unwrap();
-        h.set_size(300 << 20);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append(&h, std::io::repeat(0).take(300 << 20)).unwrap();
+        for i in 0..3 {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(format!("zeros{i}.o")).unwrap();
+            h.set_size(100 << 20);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, std::io::repeat(0).take(100 << 20)).unwrap();
+        }
         let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
         std::io::Write::write_all(&mut xz, &b.into_inner().unwrap()).unwrap();
         let bomb = xz.finish().unwrap();
         assert!(bomb.len() < 1 << 20);
         let e = check_tarball("bomb.tar.xz", &bomb).unwrap_err().to_string();
-        assert!(e.contains("too large") || e.contains("decompressed"), "{e}");
+        assert!(
+            e.contains("member zeros2.o: it decompresses to more than 256 MiB"),
+            "{e}"
+        );
+        // A single member that says it is larger than the cap is refused from its header.
+        let mut h = tar::Header::new_gnu();
+        h.set_path("huge.o").unwrap();
+        h.set_size(1 << 40);
+        h.set_cksum();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        std::io::Write::write_all(&mut xz, h.as_bytes()).unwrap();
+        let e = check_tarball("bomb.tar.xz", &xz.finish().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("member huge.o is 1099511627776 bytes: too large"),
+            "{e}"
+        );
     }
 
     /// With the manifest first, a member is held to the size the manifest declares before a

@@ -12,7 +12,7 @@ use kc_common::retry::{Attempt, Backoff, Failure};
 /// What a download may cost.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// The whole file, from connecting to its last byte.
+    /// The whole file, from connecting to its last byte, retries included.
     pub deadline: Duration,
     /// Slower than `low_speed` bytes/s over `low_speed_window` is given up on.
     pub low_speed: u64,
@@ -56,10 +56,19 @@ pub fn fetch(from: &str, name: &str, cap: u64, limits: &Limits) -> Result<Vec<u8
     let url = format!("{}/{name}", from.trim_end_matches('/'));
     let client = reqwest::blocking::Client::builder()
         .connect_timeout(limits.connect)
-        .timeout(limits.deadline)
         .build()?;
-    let fetched = Backoff::new(3, Duration::from_millis(600))
-        .run(|_| one_try(&client, &url, name, cap, limits));
+    // One deadline for the file: a silent server costs it once, not once per retry.
+    let deadline = std::time::Instant::now() + limits.deadline;
+    let fetched = Backoff::new(3, Duration::from_millis(600)).run(|_| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(Attempt::Fatal(anyhow::anyhow!(
+                "{url}: no complete answer within {} s: giving up",
+                limits.deadline.as_secs()
+            )));
+        }
+        one_try(&client, &url, name, cap, limits, left)
+    });
     match fetched {
         Ok(body) => Ok(body),
         Err(Failure::Fatal(e)) => Err(e.context("the previous install is untouched")),
@@ -75,15 +84,19 @@ fn one_try(
     name: &str,
     cap: u64,
     limits: &Limits,
+    time_left: Duration,
 ) -> Result<Vec<u8>, Try> {
     let fatal = |m: String| Attempt::Fatal(anyhow::anyhow!(m));
-    let mut resp = client.get(url).send().map_err(|e| {
+    let mut resp = client.get(url).timeout(time_left).send().map_err(|e| {
         if e.is_redirect() {
             fatal(format!(
                 "{url}: a redirect loop (or over 10 redirects): check the release URL"
             ))
         } else if e.is_timeout() {
-            Attempt::Retry(format!("no answer within {} s", limits.deadline.as_secs()))
+            fatal(format!(
+                "{url}: no answer within {} s: the server is silent; giving up",
+                limits.deadline.as_secs()
+            ))
         } else {
             Attempt::Retry(e.to_string())
         }

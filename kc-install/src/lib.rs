@@ -10,7 +10,6 @@
 //!
 //! Everything before step 5 happens in a staging directory that is removed on failure.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -161,7 +160,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         .prefix(prefix::STAGING_PREFIX)
         .tempdir_in(&releases)?;
     // Streamed from the compressed bytes, bounded like the check above.
-    let stream = xz2::read::XzDecoder::new(&tarball[..]).take(release::TARBALL_DECOMPRESSED_CAP);
+    let stream = release::decompressed(&tarball);
     let keep_member = |p: &Path| keep.iter().any(|k| p == Path::new(k));
     kc_common::unpack::unpack_tar(&name, stream, staging.path(), &keep_member)?;
     for f in &keep {

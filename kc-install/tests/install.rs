@@ -384,6 +384,35 @@ fn a_trickling_server_is_given_up_on() {
     assert!(took < std::time::Duration::from_secs(15), "{took:?}");
 }
 
+/// A server that accepts and never answers costs the file's deadline once, not once per retry.
+#[test]
+fn a_silent_server_costs_one_deadline() {
+    let t = std::time::Instant::now();
+    let (dir, kp) = installed_prefix();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |_, _| Route::silent(std::time::Duration::from_secs(30)));
+    let o = Options {
+        limits: kc_install::download::Limits {
+            deadline: std::time::Duration::from_secs(2),
+            ..impatient()
+        },
+        ..options(&srv, &r, dir.path(), "v1.0.0")
+    };
+    let e = format!("{:#}", install(&o).unwrap_err());
+    assert!(
+        e.contains("no answer within 2 s: the server is silent"),
+        "{e}"
+    );
+    assert_untouched(dir.path());
+    let asked = srv.requests().len();
+    assert_eq!(asked, 1, "a silent server is not asked again");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
 /// An HTML page where a file should be, and a redirect loop, are named as such.
 #[test]
 fn an_html_page_and_a_redirect_loop_say_so() {

@@ -1,6 +1,7 @@
 //! A tiny HTTP/1.1 server on 127.0.0.1 for tests: fixed routes, optional `Range` support, a
 //! connection cut midway on the first request (retry and resume), and hostile servers: one
-//! that trickles its body, one that redirects, one that answers with an HTML page.
+//! that trickles its body, one that never answers, one that redirects, one that answers with
+//! an HTML page.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -22,6 +23,8 @@ pub struct Route {
     /// Answers 302 to this location.
     redirect: Option<String>,
     content_type: Option<String>,
+    /// Reads the request and never answers (the connection stays open this long).
+    silent: Option<std::time::Duration>,
 }
 
 impl Route {
@@ -36,6 +39,14 @@ impl Route {
             trickle: None,
             redirect: None,
             content_type: None,
+            silent: None,
+        }
+    }
+    /// Accepts the request and says nothing for `hold`, then closes (a hung server).
+    pub fn silent(hold: std::time::Duration) -> Self {
+        Self {
+            silent: Some(hold),
+            ..Self::ok(Vec::new())
         }
     }
     /// The body goes out one byte per `gap` (a server that never quite stops).
@@ -149,6 +160,10 @@ fn serve(stream: TcpStream, routes: &HashMap<String, Route>, log: &Mutex<Vec<Req
             let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
             continue;
         };
+        if let Some(hold) = route.silent {
+            thread::sleep(hold);
+            return;
+        }
         if let Some(to) = &route.redirect {
             let _ = write!(
                 stream,
