@@ -5,8 +5,8 @@
 //!    tag), the tarball's checksum, and the tarball against its manifest;
 //! 3. extract it safely (no `..`, no absolute paths, no links leaving the target, no devices);
 //! 4. keep the objects of the bucket the kernel selects, the loader and the manifest;
-//! 5. move them into `<prefix>/releases/<tag>-<libc>` and switch `<prefix>/current` to it with a
-//!    rename, so the previous install stays whole until the new one is complete.
+//! 5. move them into `<prefix>/releases/<tag>-<libc>-<bucket>` and switch `<prefix>/current` to
+//!    it with a rename, so the previous install stays whole until the new one is complete.
 //!
 //! Everything before step 5 happens in a staging directory that is removed on failure.
 
@@ -83,18 +83,35 @@ pub fn install(o: &Options) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// Where a release's objects for one bucket live: the bucket is part of the name, so a kernel
+/// upgrade to another bucket installs beside the current one instead of over it.
+fn release_dir(o: &Options, bucket: Bucket) -> PathBuf {
+    o.prefix
+        .join("releases")
+        .join(format!("{}-{}-{bucket}", o.tag, o.libc))
+}
+
+/// The complete release `current` points at, when it is this tag and libc and holds the bucket
+/// this kernel selects from it (by its own installed manifest).
+fn already_installed(o: &Options) -> Option<PathBuf> {
+    let current = prefix::current_target(&o.prefix)?;
+    if !current.join(COMPLETE).is_file() {
+        return None;
+    }
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(current.join(release::MANIFEST)).ok()?).ok()?;
+    if manifest.tag != o.tag || manifest.libc != o.libc {
+        return None;
+    }
+    let (bucket, _) = selected(&manifest, &o.kernel).ok()?;
+    (current == release_dir(o, bucket)).then_some(current)
+}
+
 fn install_locked(o: &Options) -> Result<Outcome> {
     let name = release::legacy_tarball(o.libc, &o.tag);
-    let target = o
-        .prefix
-        .join("releases")
-        .join(format!("{}-{}", o.tag, o.libc));
     let current = o.prefix.join("current");
-    if target.join(COMPLETE).is_file()
-        && std::fs::read_link(&current).ok().as_deref()
-            == Some(target.strip_prefix(&o.prefix).unwrap_or(&target))
-    {
-        return Ok(Outcome::AlreadyInstalled(target));
+    if let Some(dir) = already_installed(o) {
+        return Ok(Outcome::AlreadyInstalled(dir));
     }
     // 1-2: fetch and verify.
     let sums = fetch(&o.from, release::SUMS_FILE, SMALL_FILE_CAP, &o.limits)?;
@@ -151,6 +168,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         );
     }
     let (bucket, keep) = selected(&manifest, &o.kernel)?;
+    let target = release_dir(o, bucket);
 
     // 3-4: extract into staging, keep what this kernel uses.
     let releases = o.prefix.join("releases");

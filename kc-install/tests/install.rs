@@ -140,9 +140,9 @@ fn installed_prefix() -> (tempfile::TempDir, minisign::KeyPair) {
 }
 
 fn assert_untouched(prefix: &Path) {
-    assert_eq!(current(prefix), "releases/v0.9.0-glibc");
+    assert_eq!(current(prefix), "releases/v0.9.0-glibc-6.1");
     assert!(prefix
-        .join("releases/v0.9.0-glibc/rkc_mount.6.1.o")
+        .join("releases/v0.9.0-glibc-6.1/rkc_mount.6.1.o")
         .is_file());
     let names: Vec<String> = std::fs::read_dir(prefix.join("releases"))
         .unwrap()
@@ -151,7 +151,7 @@ fn assert_untouched(prefix: &Path) {
         .collect();
     assert_eq!(
         names,
-        ["v0.9.0-glibc"],
+        ["v0.9.0-glibc-6.1"],
         "no staging or partial release left behind"
     );
 }
@@ -167,20 +167,54 @@ fn installs_the_kernels_bucket_and_a_rerun_does_nothing() {
         matches!(&out, Outcome::Installed { bucket, files: 5, .. } if bucket == "6.1"),
         "{out:?}"
     );
-    let d = dir.path().join("releases/v1.0.0-glibc");
+    let d = dir.path().join("releases/v1.0.0-glibc-6.1");
     assert_eq!(std::fs::read(d.join("rkc_mount.6.1.o")).unwrap(), b"r61");
     assert!(
         !d.join("pkc_mount.5.10.o").exists(),
         "only the selected bucket is installed"
     );
     assert!(d.join("kc-loader").is_file() && d.join("manifest.json").is_file());
-    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc");
+    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc-6.1");
     let before = srv.requests().len();
     assert!(matches!(
         install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap(),
         Outcome::AlreadyInstalled(_)
     ));
     assert_eq!(srv.requests().len(), before, "a re-run downloads nothing");
+}
+
+/// The same tag for a kernel that selects another bucket is not "already installed": the
+/// other bucket's objects are installed beside the current ones and `current` follows.
+#[test]
+fn a_kernel_upgrade_to_another_bucket_installs_its_objects() {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |_, b| Route::ok(b));
+    install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap();
+    let older_kernel = Options {
+        kernel: "5.10.0-46-cloud-amd64".into(),
+        ..options(&srv, &r, dir.path(), "v1.0.0")
+    };
+    let out = install(&older_kernel).unwrap();
+    assert!(
+        matches!(&out, Outcome::Installed { bucket, .. } if bucket == "5.10"),
+        "{out:?}"
+    );
+    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc-5.10");
+    let d = dir.path().join("releases/v1.0.0-glibc-5.10");
+    assert_eq!(std::fs::read(d.join("rkc_mount.5.10.o")).unwrap(), b"r510");
+    assert!(matches!(
+        install(&older_kernel).unwrap(),
+        Outcome::AlreadyInstalled(_)
+    ));
+    // And back: the 6.1 objects are still there, and current returns to them.
+    let out = install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap();
+    assert!(
+        matches!(&out, Outcome::Installed { bucket, .. } if bucket == "6.1"),
+        "{out:?}"
+    );
+    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc-6.1");
 }
 
 #[test]
@@ -341,8 +375,12 @@ fn leftovers_are_cleaned_and_old_releases_pruned() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["v1.0.0-glibc", "v1.1.0-glibc"], "v0.9.0 was pruned");
-    assert_eq!(current(dir.path()), "releases/v1.1.0-glibc");
+    assert_eq!(
+        left,
+        ["v1.0.0-glibc-6.1", "v1.1.0-glibc-6.1"],
+        "v0.9.0 was pruned"
+    );
+    assert_eq!(current(dir.path()), "releases/v1.1.0-glibc-6.1");
 }
 
 /// Limits that make the hostile-server tests quick.
