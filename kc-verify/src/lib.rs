@@ -3,6 +3,7 @@
 //! target; it never panics on malformed input.
 
 pub mod btf;
+pub mod btf_kernel;
 pub mod object;
 
 pub use object::{verify, ObjectKind, Problem, Report};

@@ -6,6 +6,7 @@ use object::{Endianness, Object, ObjectSection, ObjectSymbol, RelocationTarget, 
 use serde::Serialize;
 
 use crate::btf::{self, Btf, Kind};
+use crate::btf_kernel;
 
 pub const EM_BPF: u16 = 247;
 const SHF_EXECINSTR: u64 = 0x4;
@@ -157,16 +158,21 @@ impl Report {
 
 /// Verifies one object. Never panics on malformed input: every defect is a [`Problem`].
 pub fn verify(file_name: &str, data: &[u8]) -> Report {
-    // The `object` crate reads ELF structures in place and needs them 8-byte aligned.
-    if !(data.as_ptr() as usize).is_multiple_of(8) {
-        let mut words = vec![0u64; data.len().div_ceil(8)];
-        // SAFETY: `words` owns at least `data.len()` initialized bytes, u8 has no alignment.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, data.len()) };
-        bytes.copy_from_slice(data);
-        return verify_aligned(file_name, bytes);
+    with_aligned(data, |d| verify_aligned(file_name, d))
+}
+
+/// Runs `f` on `data`, copied to an 8-byte-aligned buffer if it is not: the `object` crate
+/// reads ELF structures in place and needs that alignment.
+fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if (data.as_ptr() as usize).is_multiple_of(8) {
+        return f(data);
     }
-    verify_aligned(file_name, data)
+    let mut words = vec![0u64; data.len().div_ceil(8)];
+    // SAFETY: `words` owns at least `data.len()` initialized bytes, u8 has no alignment.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, data.len()) };
+    bytes.copy_from_slice(data);
+    f(bytes)
 }
 
 fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
@@ -347,6 +353,17 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
             }
         },
     };
+    if let (Some(_), Some((_, _, off, d, _))) = (&btf, find(".BTF")) {
+        // Judged as the kernel will receive it: after libbpf's open-time fix-ups.
+        match btf_kernel::libbpf_fixup(d, &ElfFacts(&elf)) {
+            Err(e) => r.problem(".BTF", *off, format!("libbpf cannot open it: {e}")),
+            Ok(loaded) => {
+                if let Err(f) = btf_kernel::check(&loaded) {
+                    r.problem(".BTF", *off, format!("the kernel would refuse it: {f}"));
+                }
+            }
+        }
+    }
     if let Some(b) = &btf {
         r.btf_types = b.types.len();
         if let Some((_, _, off, d, _)) = find(".BTF.ext") {
@@ -518,4 +535,36 @@ mod tests {
         short.truncate(30);
         assert!(verify("a.o", &short).problems[0].message.contains("cut"));
     }
+}
+
+/// The ELF facts libbpf's open reads to fix up `.BTF`.
+struct ElfFacts<'a, 'd>(&'a ElfFile64<'d, Endianness>);
+
+impl btf_kernel::ElfLayout for ElfFacts<'_, '_> {
+    fn section_size(&self, name: &str) -> Option<u64> {
+        self.0.section_by_name(name).map(|s| s.size())
+    }
+    fn data_symbol(&self, name: &str) -> Option<(u64, bool)> {
+        self.0
+            .symbols()
+            .filter(|s| s.kind() == object::SymbolKind::Data && (s.is_global() || s.is_weak()))
+            .find(|s| s.name() == Ok(name))
+            .map(|s| {
+                // STV_INTERNAL (1) and STV_HIDDEN (2) make libbpf mark the VAR static.
+                let hidden = matches!(s.flags(), object::SymbolFlags::Elf { st_other, .. } if matches!(st_other & 3, 1 | 2));
+                (s.address(), hidden)
+            })
+    }
+}
+
+/// An object's `.BTF` as the kernel receives it (after libbpf's open-time fix-ups).
+pub fn btf_as_loaded(data: &[u8]) -> Result<Vec<u8>, String> {
+    with_aligned(data, btf_as_loaded_aligned)
+}
+
+fn btf_as_loaded_aligned(data: &[u8]) -> Result<Vec<u8>, String> {
+    let elf = ElfFile64::<Endianness>::parse(data).map_err(|e| format!("malformed ELF: {e}"))?;
+    let btf = elf.section_by_name(".BTF").ok_or("no .BTF section")?;
+    let raw = btf.data().map_err(|e| e.to_string())?;
+    btf_kernel::libbpf_fixup(raw, &ElfFacts(&elf))
 }

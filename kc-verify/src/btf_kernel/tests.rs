@@ -1,0 +1,181 @@
+//! One case per rule family, on BTF built by hand; the differential test
+//! (`tests/differential.rs`) holds the whole against the running kernel.
+
+use super::*;
+
+/// A BTF of `types` (each: name offset, kind, vlen, kflag, size/type, trailing words) over
+/// `strings`.
+fn btf(strings: &[u8], types: &[(u32, u8, u16, bool, u32, &[u32])]) -> Vec<u8> {
+    let mut t = Vec::new();
+    for &(name, kind, vlen, kflag, st, extra) in types {
+        let info = ((kflag as u32) << 31) | ((kind as u32) << 24) | vlen as u32;
+        for w in [name, info, st].iter().chain(extra) {
+            t.extend(w.to_le_bytes());
+        }
+    }
+    let mut b = vec![0x9f, 0xeb, 1, 0];
+    for v in [
+        24u32,
+        0,
+        t.len() as u32,
+        t.len() as u32,
+        strings.len() as u32,
+    ] {
+        b.extend(v.to_le_bytes());
+    }
+    b.extend(t);
+    b.extend(strings);
+    b
+}
+
+const S: &[u8] = b"\0int\0s\0a\0f\0v\0.bss\0";
+const INT_32: (u32, u8, u16, bool, u32, &[u32]) = (1, INT, 0, false, 4, &[32]);
+
+fn rule(data: &[u8]) -> String {
+    check(data).unwrap_err().to_string()
+}
+
+#[test]
+fn a_well_formed_btf_passes() {
+    let good = btf(
+        S,
+        &[
+            INT_32,                                 // [1] int
+            (5, STRUCT, 1, false, 4, &[7, 1, 0]),   // [2] struct s { int a; }
+            (0, PTR, 0, false, 2, &[]),             // [3] s *
+            (0, FUNC_PROTO, 1, false, 1, &[7, 3]),  // [4] int (s *a)
+            (9, FUNC, 1, false, 4, &[]),            // [5] f
+            (11, VAR, 0, false, 1, &[1]),           // [6] v
+            (13, DATASEC, 1, false, 4, &[6, 0, 4]), // [7] .bss
+        ],
+    );
+    check(&good).unwrap();
+}
+
+#[test]
+fn header_rules() {
+    let good = btf(S, &[INT_32]);
+    let mut flags = good.clone();
+    flags[3] = 1;
+    assert!(rule(&flags).contains("Unsupported flags"));
+    let mut longer = good.clone();
+    longer[4] = 28; // a 28-byte header whose extra word is not zero
+    longer.splice(24..24, [1, 0, 0, 0]);
+    assert!(rule(&longer).contains("Unsupported btf_header"));
+    let mut gap = good.clone();
+    gap.splice(24 + 16..24 + 16, [0, 0, 0, 0]); // four bytes between types and strings
+    assert!(
+        rule(&gap).contains("Unsupported section found") || rule(&gap).contains("String section")
+    );
+}
+
+#[test]
+fn loops_are_detected() {
+    // [1] const -> [2] ptr -> [1]: a pointer loop through a modifier.
+    let ptr_loop = btf(
+        S,
+        &[(0, CONST, 0, false, 2, &[]), (0, PTR, 0, false, 1, &[])],
+    );
+    assert!(rule(&ptr_loop).contains("Loop detected"));
+    // [1] typedef a -> [1].
+    let typedef_loop = btf(S, &[(7, TYPEDEF, 0, false, 1, &[])]);
+    assert!(rule(&typedef_loop).contains("Loop detected"));
+    // struct s { struct s a; } is a loop; struct s { struct s *a; } is not.
+    let nested = btf(S, &[(5, STRUCT, 1, false, 4, &[7, 1, 0])]);
+    assert!(rule(&nested).contains("Loop detected"));
+    let linked = btf(
+        S,
+        &[
+            (5, STRUCT, 1, false, 8, &[7, 2, 0]),
+            (0, PTR, 0, false, 1, &[]),
+        ],
+    );
+    check(&linked).unwrap();
+}
+
+#[test]
+fn int_and_member_rules() {
+    let too_wide = btf(S, &[(1, INT, 0, false, 4, &[64])]);
+    assert!(rule(&too_wide).contains("nr_bits exceeds type_size"));
+    let encoding = btf(S, &[(1, INT, 0, false, 4, &[(3 << 24) | 32])]);
+    assert!(rule(&encoding).contains("Unsupported encoding"));
+    let outside = btf(S, &[INT_32, (5, STRUCT, 1, false, 4, &[7, 1, 64])]);
+    assert!(rule(&outside).contains("Member bits_offset exceeds its struct size"));
+    let overlong = btf(S, &[INT_32, (5, STRUCT, 1, false, 4, &[7, 1, 8])]);
+    assert!(
+        rule(&overlong).contains("member #0: Member exceeds struct_size"),
+        "{}",
+        rule(&overlong)
+    );
+}
+
+#[test]
+fn func_var_and_datasec_rules() {
+    let extern_func = btf(
+        S,
+        &[
+            INT_32,
+            (0, FUNC_PROTO, 0, false, 1, &[]),
+            (9, FUNC, 2, false, 2, &[]),
+        ],
+    );
+    assert!(rule(&extern_func).contains("Invalid func linkage"));
+    let unnamed_arg = btf(
+        S,
+        &[
+            INT_32,
+            (0, FUNC_PROTO, 1, false, 1, &[0, 1]),
+            (9, FUNC, 0, false, 2, &[]),
+        ],
+    );
+    assert!(rule(&unnamed_arg).contains("Invalid arg#1"));
+    let void_var = btf(S, &[(11, VAR, 0, false, 0, &[1])]);
+    assert!(rule(&void_var).contains("Invalid type_id"));
+    let extern_var = btf(S, &[INT_32, (11, VAR, 0, false, 1, &[2])]);
+    assert!(rule(&extern_var).contains("Linkage not supported"));
+    let past_end = btf(
+        S,
+        &[
+            INT_32,
+            (11, VAR, 0, false, 1, &[1]),
+            (13, DATASEC, 1, false, 4, &[2, 4, 4]),
+        ],
+    );
+    assert!(rule(&past_end).contains("Invalid offset"));
+    let small = btf(
+        S,
+        &[
+            INT_32,
+            (11, VAR, 0, false, 1, &[1]),
+            (13, DATASEC, 1, false, 4, &[2, 0, 2]),
+        ],
+    );
+    assert!(rule(&small).contains("Invalid size"));
+}
+
+#[test]
+fn findings_name_the_type_its_kind_and_the_rule() {
+    let f = check(&btf(S, &[(1, INT, 0, true, 4, &[32])])).unwrap_err();
+    assert_eq!(
+        f.to_string(),
+        "BTF type [1] INT int: Invalid btf_info kind_flag"
+    );
+}
+
+/// The running kernel's own BTF is BTF the kernel accepts: so must we.
+#[test]
+fn the_running_kernels_btf_passes() {
+    let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+        eprintln!("skipped: this kernel exposes no /sys/kernel/btf/vmlinux");
+        return;
+    };
+    check(&data).unwrap();
+}
+
+#[test]
+fn every_truncation_is_a_finding_not_a_panic() {
+    let good = btf(S, &[INT_32, (5, STRUCT, 1, false, 4, &[7, 1, 0])]);
+    for cut in 0..good.len() {
+        assert!(check(&good[..cut]).is_err(), "cut at {cut}");
+    }
+}
