@@ -124,6 +124,10 @@ pub struct Type {
     pub refs: Vec<u32>,
     /// For DATASEC: (var type id) of each entry.
     pub members: Vec<(u32, u32)>,
+    /// For STRUCT and UNION: each member's name offset (their types are in `refs`).
+    pub member_names: Vec<u32>,
+    /// For VAR: its linkage (0 static, 1 global, 2 extern).
+    pub linkage: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +232,7 @@ impl<'a> Btf<'a> {
             }
             let mut refs = Vec::new();
             let mut members = Vec::new();
+            let mut member_names = Vec::new();
             let item = |i: usize, o: usize| {
                 u32_at(type_data, off + 12 + fixed + i * per_item + o)
                     .expect("bounds checked above")
@@ -254,6 +259,7 @@ impl<'a> Btf<'a> {
                 match kind {
                     Kind::Struct | Kind::Union => {
                         names.push((item(i, 0), at + 12 + i * 12));
+                        member_names.push(item(i, 0));
                         refs.push(item(i, 4));
                     }
                     Kind::Enum | Kind::Enum64 => names.push((item(i, 0), at + 12 + i * per_item)),
@@ -281,6 +287,12 @@ impl<'a> Btf<'a> {
                 offset: at,
                 refs,
                 members,
+                member_names,
+                linkage: if kind == Kind::Var {
+                    u32_at(type_data, off + 12).expect("bounds checked above")
+                } else {
+                    0
+                },
             });
             off += len;
         }
@@ -360,6 +372,15 @@ pub fn parse_ext(data: &[u8], btf: &Btf) -> Result<BtfExt, BtfError> {
     }
     if data[2] != 1 {
         return err(2, "BTF.ext version is not 1");
+    }
+    if data[3] != 0 {
+        return err(
+            3,
+            format!(
+                "BTF.ext flags {:#x}: no flags exist (libbpf refuses it)",
+                data[3]
+            ),
+        );
     }
     let hdr_len = u32_at(data, 4)? as usize;
     if hdr_len < 24 {

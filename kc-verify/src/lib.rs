@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod btf_kernel;
+pub mod libbpf;
 pub mod object;
 
 pub use object::{verify, ObjectKind, Problem, Report};

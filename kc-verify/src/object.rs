@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::btf::{self, Btf, Kind};
 use crate::btf_kernel;
+use crate::libbpf::{self, ElfFacts};
 
 pub const EM_BPF: u16 = 247;
 const SHF_EXECINSTR: u64 = 0x4;
@@ -163,6 +164,11 @@ pub fn verify(file_name: &str, data: &[u8]) -> Report {
 
 /// Runs `f` on `data`, copied to an 8-byte-aligned buffer if it is not: the `object` crate
 /// reads ELF structures in place and needs that alignment.
+/// An object's `.BTF` as the kernel receives it (after libbpf's open-time fix-ups).
+pub fn btf_as_loaded(data: &[u8]) -> Result<Vec<u8>, String> {
+    with_aligned(data, libbpf::btf_as_loaded_aligned)
+}
+
 fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
     if (data.as_ptr() as usize).is_multiple_of(8) {
         return f(data);
@@ -353,14 +359,16 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
             }
         },
     };
+    // Judged as the kernel will receive it: after libbpf's open-time fix-ups.
+    let mut loaded = None;
     if let (Some(_), Some((_, _, off, d, _))) = (&btf, find(".BTF")) {
-        // Judged as the kernel will receive it: after libbpf's open-time fix-ups.
         match btf_kernel::libbpf_fixup(d, &ElfFacts(&elf)) {
             Err(e) => r.problem(".BTF", *off, format!("libbpf cannot open it: {e}")),
-            Ok(loaded) => {
-                if let Err(f) = btf_kernel::check(&loaded) {
+            Ok(fixed) => {
+                if let Err(f) = btf_kernel::check(&fixed) {
                     r.problem(".BTF", *off, format!("the kernel would refuse it: {f}"));
                 }
+                loaded = Some(fixed);
             }
         }
     }
@@ -376,6 +384,48 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
                 Err(e) => r.problem(".BTF.ext", off + e.offset as u64, e.message),
             }
         }
+    }
+
+    // What libbpf's open refuses. Indexed by section index: the null section 0 included.
+    let null = libbpf::Sec {
+        name: String::new(),
+        kind: 0,
+        flags: 0,
+        link: 0,
+        info: 0,
+        entsize: 0,
+        data: &[],
+        size: 0,
+        file_offset: 0,
+    };
+    let secs: Vec<libbpf::Sec> = std::iter::once(null)
+        .chain(elf.sections().filter(|s| s.index().0 != 0).map(|s| {
+            let h = s.elf_section_header();
+            libbpf::Sec {
+                name: s.name().unwrap_or("?").to_string(),
+                kind: h.sh_type(endian),
+                flags: h.sh_flags(endian),
+                link: h.sh_link(endian),
+                info: h.sh_info(endian),
+                entsize: h.sh_entsize(endian),
+                data: s.data().unwrap_or(&[]),
+                size: s.size(),
+                file_offset: s.file_range().map_or(0, |(o, _)| o),
+            }
+        }))
+        .collect();
+    let e_type = headers.e_type(endian);
+    // Map definitions are read from the BTF libbpf fixed up (a hidden map symbol makes its
+    // VAR static there, which libbpf then refuses).
+    let loaded_btf = loaded.as_deref().and_then(|d| Btf::parse(d).ok());
+    for (section, offset, message) in
+        libbpf::open_refusals(&data[..16], e_type, &secs, loaded_btf.as_ref())
+    {
+        r.problem(
+            &section,
+            offset,
+            format!("libbpf cannot open it: {message}"),
+        );
     }
 
     // Maps: every symbol of `.maps` must be a VAR of BTF's `.maps` DATASEC.
@@ -535,36 +585,4 @@ mod tests {
         short.truncate(30);
         assert!(verify("a.o", &short).problems[0].message.contains("cut"));
     }
-}
-
-/// The ELF facts libbpf's open reads to fix up `.BTF`.
-struct ElfFacts<'a, 'd>(&'a ElfFile64<'d, Endianness>);
-
-impl btf_kernel::ElfLayout for ElfFacts<'_, '_> {
-    fn section_size(&self, name: &str) -> Option<u64> {
-        self.0.section_by_name(name).map(|s| s.size())
-    }
-    fn data_symbol(&self, name: &str) -> Option<(u64, bool)> {
-        self.0
-            .symbols()
-            .filter(|s| s.kind() == object::SymbolKind::Data && (s.is_global() || s.is_weak()))
-            .find(|s| s.name() == Ok(name))
-            .map(|s| {
-                // STV_INTERNAL (1) and STV_HIDDEN (2) make libbpf mark the VAR static.
-                let hidden = matches!(s.flags(), object::SymbolFlags::Elf { st_other, .. } if matches!(st_other & 3, 1 | 2));
-                (s.address(), hidden)
-            })
-    }
-}
-
-/// An object's `.BTF` as the kernel receives it (after libbpf's open-time fix-ups).
-pub fn btf_as_loaded(data: &[u8]) -> Result<Vec<u8>, String> {
-    with_aligned(data, btf_as_loaded_aligned)
-}
-
-fn btf_as_loaded_aligned(data: &[u8]) -> Result<Vec<u8>, String> {
-    let elf = ElfFile64::<Endianness>::parse(data).map_err(|e| format!("malformed ELF: {e}"))?;
-    let btf = elf.section_by_name(".BTF").ok_or("no .BTF section")?;
-    let raw = btf.data().map_err(|e| e.to_string())?;
-    btf_kernel::libbpf_fixup(raw, &ElfFacts(&elf))
 }

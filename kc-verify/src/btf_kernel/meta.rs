@@ -287,7 +287,7 @@ impl Env<'_> {
             }
             DECL_TAG => {
                 let n = need(4)?;
-                if !self.string(name).is_some_and(|s| !s.is_empty()) {
+                if self.string(name).is_none_or(|s| s.is_empty()) {
                     return bad("Invalid value");
                 }
                 if vlen != 0 {

@@ -281,7 +281,7 @@ impl<'a> Env<'a> {
         {
             return Err(header_finding("Invalid string section"));
         }
-        if h.type_off % 4 != 0 {
+        if !h.type_off.is_multiple_of(4) {
             return Err(header_finding("Unaligned type_off"));
         }
         if h.type_len == 0 {

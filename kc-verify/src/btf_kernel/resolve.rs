@@ -106,7 +106,9 @@ impl Env<'_> {
     fn int_regular(&self, id: u32) -> bool {
         let data = self.extra(id, 0);
         let bits = data & 0xff;
-        bits % 8 == 0 && (data >> 16) & 0xff == 0 && [1, 2, 4, 8, 16].contains(&bits.div_ceil(8))
+        bits.is_multiple_of(8)
+            && (data >> 16) & 0xff == 0
+            && [1, 2, 4, 8, 16].contains(&bits.div_ceil(8))
     }
 
     pub(super) fn check_all_types(&mut self) -> Result<(), Finding> {
@@ -473,7 +475,7 @@ impl Env<'_> {
             FLOAT => {
                 let size = self.size_or_type(m_type);
                 let align_bits = size.min(PTR_SIZE) as u64 * 8;
-                if align_bits == 0 || off as u64 % align_bits != 0 {
+                if align_bits == 0 || !(off as u64).is_multiple_of(align_bits) {
                     return bad("Member is not properly aligned");
                 }
                 if (off / 8) as u64 + size as u64 > struct_size as u64 {

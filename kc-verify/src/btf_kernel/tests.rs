@@ -3,9 +3,11 @@
 
 use super::*;
 
-/// A BTF of `types` (each: name offset, kind, vlen, kflag, size/type, trailing words) over
-/// `strings`.
-fn btf(strings: &[u8], types: &[(u32, u8, u16, bool, u32, &[u32])]) -> Vec<u8> {
+/// A type record: name offset, kind, vlen, kflag, size/type, trailing words.
+type Record<'a> = (u32, u8, u16, bool, u32, &'a [u32]);
+
+/// A BTF of `types` over `strings`.
+fn btf(strings: &[u8], types: &[Record]) -> Vec<u8> {
     let mut t = Vec::new();
     for &(name, kind, vlen, kflag, st, extra) in types {
         let info = ((kflag as u32) << 31) | ((kind as u32) << 24) | vlen as u32;
@@ -29,7 +31,7 @@ fn btf(strings: &[u8], types: &[(u32, u8, u16, bool, u32, &[u32])]) -> Vec<u8> {
 }
 
 const S: &[u8] = b"\0int\0s\0a\0f\0v\0.bss\0";
-const INT_32: (u32, u8, u16, bool, u32, &[u32]) = (1, INT, 0, false, 4, &[32]);
+const INT_32: Record = (1, INT, 0, false, 4, &[32]);
 
 fn rule(data: &[u8]) -> String {
     check(data).unwrap_err().to_string()
