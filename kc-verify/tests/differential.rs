@@ -285,7 +285,8 @@ fn bases() -> Vec<(Base, usize)> {
         include_bytes!("data/mount.bpf.o").to_vec(),
     )];
     // The CO-RE objects of the last build, when there is one.
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/kc-ebpf-co-re-glibc");
+    let built =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/cells/kc-ebpf-co-re-glibc");
     if let Ok(dir) = std::fs::read_dir(&built) {
         let mut found: Vec<PathBuf> = dir
             .flatten()
@@ -293,7 +294,7 @@ fn bases() -> Vec<(Base, usize)> {
             .filter(|p| p.to_string_lossy().ends_with(".bpf.o"))
             .collect();
         found.sort();
-        for p in found.into_iter().take(4) {
+        for p in found {
             objects.push((
                 p.file_name().unwrap().to_string_lossy().into_owned(),
                 std::fs::read(&p).unwrap(),

@@ -14,6 +14,9 @@ pub struct VerifyBench {
     /// Where the objects are
     #[arg(long, default_value = "artifacts/cells")]
     pub dir: std::path::PathBuf,
+    /// Rounds of each side; the median is reported
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -33,14 +36,20 @@ pub fn run(o: VerifyBench) -> Result<()> {
     } else {
         crate::paths::project_root().join(&o.dir)
     };
+    let rounds = o.rounds.max(1);
     // Ours: read, parse and check every object (what `cargo xtask verify` does).
-    let t = Instant::now();
-    let groups = crate::verify::collect(std::slice::from_ref(&dir))?;
-    let results: Vec<_> = groups
-        .iter()
-        .flat_map(crate::verify::verify_group)
-        .collect();
-    let ours = t.elapsed().as_secs_f64();
+    let mut results = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let groups = crate::verify::collect(std::slice::from_ref(&dir))?;
+        results = groups
+            .iter()
+            .flat_map(crate::verify::verify_group)
+            .collect();
+        ours.push(t.elapsed().as_secs_f64());
+    }
+    let ours = super::median(ours);
     if results.is_empty() {
         bail!(
             "no objects under {}; run `cargo xtask build` first",
@@ -50,19 +59,24 @@ pub fn run(o: VerifyBench) -> Result<()> {
     // Baseline: one `bpftool btf dump file X` per object.
     let bpftool = crate::compile::toolchain::Toolchain::detect()?.bpftool;
     let sh = process::shell();
-    let t = Instant::now();
     let mut counts = Vec::new();
-    for r in &results {
-        let file = &r.file;
-        let out = process::output(cmd!(sh, "{bpftool} btf dump file {file}"))?;
-        counts.push(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.starts_with('['))
-                .count(),
-        );
+    let mut theirs = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        counts.clear();
+        for r in &results {
+            let file = &r.file;
+            let out = process::output(cmd!(sh, "{bpftool} btf dump file {file}"))?;
+            counts.push(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with('['))
+                    .count(),
+            );
+        }
+        theirs.push(t.elapsed().as_secs_f64());
     }
-    let theirs = t.elapsed().as_secs_f64();
+    let theirs = super::median(theirs);
     let mismatches: Vec<String> = results
         .iter()
         .zip(&counts)
@@ -80,16 +94,16 @@ pub fn run(o: VerifyBench) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "bench verify: {} objects under {}",
+            "bench verify: {} objects under {}, median of {rounds} rounds",
             report.objects,
             dir.display()
         );
         println!(
-            "  ours (ELF, BTF, BTF.ext, maps, relocations, cell rules)  {:>8.3} s",
+            "  ours (ELF, libbpf open rules, kernel BTF rules, BTF.ext, cell rules) {:>8.3} s",
             report.ours_s
         );
         println!(
-            "  bpftool btf dump file, one per object                   {:>8.3} s",
+            "  bpftool btf dump file, one per object                                {:>8.3} s",
             report.bpftool_s
         );
         println!(
