@@ -255,6 +255,43 @@ pub fn check_release_dir(dir: &Path, pubkey: &str) -> Result<ReleaseCheck, Relea
 /// the size the manifest declares, checked from its header before a byte of it is read; the
 /// whole stream is bounded by [`TARBALL_DECOMPRESSED_CAP`] whatever the order.
 pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
+    check_and_extract(name, xz, None)
+}
+
+/// Where [`check_and_extract`] writes what it checks, and which members.
+pub struct Extract<'a> {
+    /// A fresh directory (the caller's staging area): on an error it holds debris to discard.
+    pub dest: &'a Path,
+    /// Whether to keep a member, decided from the manifest.
+    pub keep: &'a dyn Fn(&Manifest, &str) -> bool,
+}
+
+/// [`check_tarball`], writing the kept members into `extract.dest` in the same single pass
+/// (files 0644 or 0755, never anything else). A tarball whose manifest comes last (releases
+/// from before it came first) is checked first and extracted in a second pass: nothing is
+/// written before the manifest says what to keep.
+pub fn check_and_extract(
+    name: &str,
+    xz: &[u8],
+    extract: Option<&Extract>,
+) -> Result<Manifest, ReleaseError> {
+    let (manifest, came_first) = check_pass(name, xz, extract, None)?;
+    if extract.is_some() && !came_first {
+        check_pass(name, xz, extract, Some(&manifest))?;
+    }
+    Ok(manifest)
+}
+
+/// One pass over the tarball; `known` is the manifest a first pass found at the end. Returns
+/// the manifest and whether it was the first member.
+fn check_pass(
+    name: &str,
+    xz: &[u8],
+    extract: Option<&Extract>,
+    known: Option<&Manifest>,
+) -> Result<(Manifest, bool), ReleaseError> {
+    let mut came_first = false;
+    let mut members = 0usize;
     let stream = decompressed(xz);
     let mut archive = tar::Archive::new(stream);
     let mut manifest: Option<Manifest> = None;
@@ -273,6 +310,7 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
             .into_owned();
         let member = member_name(&raw)
             .ok_or_else(|| bad(name, format!("member {raw:?} is not a plain relative path")))?;
+        members += 1;
         // A release holds regular files only: a link must not stand in for a listed file.
         let kind = e.header().entry_type();
         if !matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
@@ -307,6 +345,16 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
                 .map_err(|e| bad(name, format!("manifest.json: {e}")))?;
             let m: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| bad(name, format!("manifest.json is malformed: {e}")))?;
+            came_first = members == 1;
+            // A second pass has written it already.
+            if let Some(x) = extract.filter(|x| known.is_none() && (x.keep)(&m, MANIFEST)) {
+                new_member_file(x.dest, MANIFEST, false)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+                    .map_err(|e| ReleaseError::Io {
+                        file: format!("{name}: {MANIFEST}"),
+                        source: e,
+                    })?;
+            }
             manifest = Some(m);
             declared = manifest
                 .as_ref()
@@ -340,7 +388,23 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
                 format!("member {raw} is {size} bytes: too large"),
             ));
         }
-        let digest = hash_stream(&mut e).map_err(|e| bad(name, format!("member {member}: {e}")))?;
+        let write_to = match (extract, manifest.as_ref().or(known)) {
+            (Some(x), Some(m)) if (x.keep)(m, &member) => Some(x.dest),
+            _ => None,
+        };
+        let executable = e.header().mode().unwrap_or(0o644) & 0o111 != 0;
+        let mut out =
+            match write_to {
+                Some(dest) => Some(new_member_file(dest, &member, executable).map_err(|e| {
+                    ReleaseError::Io {
+                        file: format!("{name}: {member}"),
+                        source: e,
+                    }
+                })?),
+                None => None,
+            };
+        let digest = hash_stream(&mut e, out.as_mut())
+            .map_err(|e| bad(name, format!("member {member}: {e}")))?;
         seen.insert(member, digest);
     }
     let manifest = manifest.ok_or_else(|| bad(name, "has no manifest.json"))?;
@@ -367,11 +431,33 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
             format!("{extra} is in the tarball but not in its manifest"),
         ));
     }
-    Ok(manifest)
+    Ok((manifest, came_first))
 }
 
-/// The size and SHA256 of what `r` yields, read in small pieces.
-fn hash_stream(r: &mut impl Read) -> std::io::Result<(u64, String)> {
+/// A new file for `member` under `dest` (its directories made), never following or replacing
+/// anything: members are plain relative paths, each met once.
+fn new_member_file(dest: &Path, member: &str, executable: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dest.join(member);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mode = if executable { 0o755 } else { 0o644 };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    // Whatever the umask: the loader must stay executable, nothing else may be.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    Ok(file)
+}
+
+/// The size and SHA256 of what `r` yields, read in small pieces, copied to `out` if given.
+fn hash_stream(
+    r: &mut impl Read,
+    mut out: Option<&mut std::fs::File>,
+) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = [0u8; 64 * 1024];
     let mut total = 0u64;
@@ -380,6 +466,9 @@ fn hash_stream(r: &mut impl Read) -> std::io::Result<(u64, String)> {
             0 => return Ok((total, hex::encode(hasher.finalize()))),
             n => {
                 hasher.update(&buf[..n]);
+                if let Some(f) = out.as_mut() {
+                    std::io::Write::write_all(f, &buf[..n])?;
+                }
                 total += n as u64;
             }
         }
@@ -642,5 +731,62 @@ mod tests {
         let changed = tarball_ordered(&[("x.o", Regular, b"jbo")], &[("x.o", b"obj")], true);
         let e = check_tarball("t", &changed).unwrap_err().to_string();
         assert!(e.contains("x.o does not match its manifest entry"), "{e}");
+    }
+
+    /// One pass writes exactly the kept members, in either member order, with modes 0644 or
+    /// 0755; the manifest is kept when asked for.
+    #[test]
+    fn extraction_keeps_what_the_manifest_selects_in_one_pass() {
+        use std::os::unix::fs::PermissionsExt;
+        use tar::EntryType::Regular;
+        let members: &[(&str, tar::EntryType, &[u8])] =
+            &[("a.o", Regular, b"aaa"), ("b.o", Regular, b"bbbb")];
+        let listed: &[(&str, &[u8])] = &[("a.o", b"aaa"), ("b.o", b"bbbb")];
+        for manifest_first in [true, false] {
+            let xz = tarball_ordered(members, listed, manifest_first);
+            let dir = tempfile::tempdir().unwrap();
+            let keep = |m: &Manifest, f: &str| m.tag == "v1.0.0" && (f == "b.o" || f == MANIFEST);
+            let m = check_and_extract(
+                "t",
+                &xz,
+                Some(&Extract {
+                    dest: dir.path(),
+                    keep: &keep,
+                }),
+            )
+            .unwrap();
+            assert_eq!(m.files.len(), 2);
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            assert_eq!(
+                names,
+                ["b.o", "manifest.json"],
+                "manifest first: {manifest_first}"
+            );
+            assert_eq!(std::fs::read(dir.path().join("b.o")).unwrap(), b"bbbb");
+            let mode = std::fs::metadata(dir.path().join("b.o"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o7777, 0o644);
+        }
+        // A refusal is still a refusal when extracting.
+        let changed = tarball_ordered(&[("a.o", Regular, b"aab")], &[("a.o", b"aaa")], true);
+        let dir = tempfile::tempdir().unwrap();
+        let keep = |_: &Manifest, _: &str| true;
+        let e = check_and_extract(
+            "t",
+            &changed,
+            Some(&Extract {
+                dest: dir.path(),
+                keep: &keep,
+            }),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("a.o does not match its manifest entry"), "{e}");
     }
 }

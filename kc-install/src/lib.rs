@@ -10,7 +10,7 @@
 //!
 //! Everything before step 5 happens in a staging directory that is removed on failure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -157,7 +157,25 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         &String::from_utf8_lossy(&sig),
         Some(&o.tag),
     )?;
-    let manifest = release::check_tarball(&name, &tarball)?;
+    // 2-4: one pass over the tarball checks every member against the manifest and writes
+    // the ones this kernel uses into a staging directory, removed on any refusal.
+    let releases = o.prefix.join("releases");
+    std::fs::create_dir_all(&releases)
+        .with_context(|| format!("creating {}", releases.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(prefix::STAGING_PREFIX)
+        .tempdir_in(&releases)?;
+    let keep_member = |m: &Manifest, f: &str| {
+        selected(m, &o.kernel).is_ok_and(|(_, keep)| keep.iter().any(|k| k == f))
+    };
+    let manifest = release::check_and_extract(
+        &name,
+        &tarball,
+        Some(&release::Extract {
+            dest: staging.path(),
+            keep: &keep_member,
+        }),
+    )?;
     if manifest.tag != o.tag || manifest.libc != o.libc {
         bail!(
             "{name}: its manifest is for {} {}, not {} {}",
@@ -169,18 +187,6 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     }
     let (bucket, keep) = selected(&manifest, &o.kernel)?;
     let target = release_dir(o, bucket);
-
-    // 3-4: extract into staging, keep what this kernel uses.
-    let releases = o.prefix.join("releases");
-    std::fs::create_dir_all(&releases)
-        .with_context(|| format!("creating {}", releases.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(prefix::STAGING_PREFIX)
-        .tempdir_in(&releases)?;
-    // Streamed from the compressed bytes, bounded like the check above.
-    let stream = release::decompressed(&tarball);
-    let keep_member = |p: &Path| keep.iter().any(|k| p == Path::new(k));
-    kc_common::unpack::unpack_tar(&name, stream, staging.path(), &keep_member)?;
     for f in &keep {
         if !staging.path().join(f).is_file() {
             bail!("{name}: {f} is missing after extraction");
