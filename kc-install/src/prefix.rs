@@ -87,7 +87,7 @@ pub fn prune(prefix: &Path, keep: usize, _held: &PrefixLock) -> Result<Vec<PathB
             })
             .unwrap_or_default();
     // Newest first; the current release first of all.
-    releases.sort_by(|a, b| b.0.cmp(&a.0));
+    releases.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     releases.sort_by_key(|(_, p)| Some(p) != current.as_ref());
     let mut removed = Vec::new();
     for (_, p) in releases.into_iter().skip(keep.max(1)) {
