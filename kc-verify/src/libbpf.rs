@@ -126,6 +126,30 @@ pub fn open_refusals(ident: &[u8], e_type: u16, secs: &[Sec], btf: Option<&Btf>)
             return out;
         }
     }
+    // libbpf takes the last section of each of these names: a second one is ambiguous at
+    // best (relocations against the first then fail).
+    for special in [".maps", ".BTF", ".BTF.ext", "license", "version", ".text"] {
+        let same: Vec<&Sec> = secs
+            .iter()
+            .filter(|s| s.name == special && !ignored(s))
+            .collect();
+        if let [_, second, ..] = same.as_slice() {
+            out.push((
+                second.name.clone(),
+                second.file_offset,
+                format!("more than one section named {special}"),
+            ));
+            return out;
+        }
+    }
+    if let Some(sec) = secs.iter().find(|s| s.name == "maps" && !ignored(s)) {
+        out.push((
+            sec.name.clone(),
+            sec.file_offset,
+            "legacy map definitions in 'maps' section are not supported by libbpf v1.0+".into(),
+        ));
+        return out;
+    }
     let symtabs: Vec<usize> = (0..secs.len())
         .filter(|&i| secs[i].kind == SHT_SYMTAB)
         .collect();
@@ -462,9 +486,41 @@ fn maps_refusal(btf: &Btf) -> Option<String> {
             {
                 return Some(format!("map '{map}': attr '{field}': expected ARRAY"));
             }
+            if matches!(field, "key" | "value") && !sized(btf, ptr.size_or_type, 0) {
+                return Some(format!(
+                    "map '{map}': can't determine {field} size for type [{}]",
+                    ptr.size_or_type
+                ));
+            }
         }
     }
     None
+}
+
+/// Whether type `id` has a size (libbpf's `btf__resolve_size` succeeds): not void, FWD, FUNC
+/// or FUNC_PROTO, through modifiers and arrays.
+fn sized(btf: &Btf, id: u32, depth: usize) -> bool {
+    match btf.get(id) {
+        _ if depth > 32 => false,
+        None => false,
+        Some(t) => match t.kind {
+            Kind::Int
+            | Kind::Ptr
+            | Kind::Struct
+            | Kind::Union
+            | Kind::Enum
+            | Kind::Enum64
+            | Kind::Float => true,
+            Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag => {
+                sized(btf, t.size_or_type, depth + 1)
+            }
+            Kind::Array => t
+                .refs
+                .first()
+                .is_some_and(|&elem| sized(btf, elem, depth + 1)),
+            _ => false,
+        },
+    }
 }
 
 /// The ELF facts libbpf's open reads to fix up `.BTF`.
@@ -475,14 +531,18 @@ impl btf_kernel::ElfLayout for ElfFacts<'_, '_> {
         self.0.section_by_name(name).map(|s| s.size())
     }
     fn data_symbol(&self, name: &str) -> Option<(u64, bool)> {
+        // libbpf's find_elf_var_sym: a global or weak STT_OBJECT of that name.
+        let raw = |s: &object::read::elf::ElfSymbol64<'_, '_, Endianness>| match s.flags() {
+            object::SymbolFlags::Elf { st_info, st_other } => (st_info, st_other),
+            _ => (0, 0),
+        };
         self.0
             .symbols()
-            .filter(|s| s.kind() == object::SymbolKind::Data && (s.is_global() || s.is_weak()))
+            .filter(|s| raw(s).0 & 0xf == 1 && matches!(raw(s).0 >> 4, 1 | 2))
             .find(|s| s.name() == Ok(name))
             .map(|s| {
                 // STV_INTERNAL (1) and STV_HIDDEN (2) make libbpf mark the VAR static.
-                let hidden = matches!(s.flags(), object::SymbolFlags::Elf { st_other, .. } if matches!(st_other & 3, 1 | 2));
-                (s.address(), hidden)
+                (s.address(), matches!(raw(&s).1 & 3, 1 | 2))
             })
     }
 }

@@ -295,22 +295,43 @@ fn what_libbpf_refuses_verify_refuses_needs_libbpf() {
     let _ = std::fs::remove_dir_all(out_dir());
     std::fs::create_dir_all(&work).unwrap();
     let Some(helper) = helper(&work) else { return };
-    let mutants_per_base: usize = std::env::var("KC_DIFF_MUTANTS")
+    let mutants: usize = std::env::var("KC_DIFF_MUTANTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(800);
+        .unwrap_or(1600);
     let seed: u64 = std::env::var("KC_DIFF_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x6c69_6262_7066);
-    let bases: [(&str, &[u8]); 2] = [
-        ("mount.bpf.o", include_bytes!("data/mount.bpf.o")),
-        ("rkc_mount.6.1.o", include_bytes!("data/rkc_mount.6.1.o")),
+    let mut bases: Vec<(String, Vec<u8>)> = vec![
+        (
+            "mount.bpf.o".into(),
+            include_bytes!("data/mount.bpf.o").to_vec(),
+        ),
+        (
+            "rkc_mount.6.1.o".into(),
+            include_bytes!("data/rkc_mount.6.1.o").to_vec(),
+        ),
     ];
+    // The objects of the last build, when there is one: CO-RE and one bucket's legacy pair.
+    let cells = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../artifacts/cells");
+    for cell in ["kc-ebpf-co-re-glibc", "kc-ebpf-6.1-glibc"] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(cells.join(cell))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        found.retain(|p| p.extension().is_some_and(|e| e == "o"));
+        found.sort();
+        for p in found {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            bases.push((name, std::fs::read(&p).unwrap()));
+        }
+    }
+    let mutants_per_base = (mutants / bases.len()).max(1);
     let (mut total, mut refused, mut stricter, mut crashed) = (0, 0, 0, 0);
     let mut misses = Vec::new();
     let mut stricter_reasons = std::collections::BTreeMap::new();
-    for (name, base) in bases {
+    for (name, base) in &bases {
+        let (name, base) = (name.as_str(), base.as_slice());
         let mut rng = Rng(seed ^ base.len() as u64);
         let mutants: Vec<(Vec<u8>, String)> = (0..mutants_per_base)
             .map(|_| mutate(base, &mut rng))
