@@ -3,9 +3,10 @@
  * kc-loader: loads kernel-collector objects into the running kernel, attaches their
  * programs, optionally lets the host work, and prints what each object counted.
  *
- *   kc-loader [--run SECS] [--exec CMD] [--json] [--no-attach] [--strict] [--embedded] [OBJECTS...]
+ *   kc-loader [--run SECS] [--json] [--no-attach] [--strict] [--embedded] [OBJECTS...] [-- CMD ARGS...]
  *
- * --exec CMD runs CMD (split on spaces, no shell) as the workload once everything is attached.
+ * What follows `--` is run as the workload once everything is attached: its own argv, as given
+ * (no shell, no splitting), found on PATH.
  * Any .o can be given (legacy or CO-RE); --embedded loads the CO-RE objects compiled into this
  * binary from their skeletons. Exit status: 0 when every object loaded and attached, 1 when
  * one did not, 2 on bad usage.
@@ -402,60 +403,60 @@ static void print_table(struct object_result *rs, int n, const char *kernel)
 	}
 }
 
-/* Runs CMD (words split on spaces, no shell: the load-test guests have none) and waits. */
-static int run_workload(const char *cmd)
+/* Runs the workload argv (NULL-terminated) and waits; its exit status, or -1. */
+static int run_workload(char **cmd)
 {
-	char *copy = strdup(cmd), *argv[32], *save = NULL;
-	int argc = 0, status = 0;
-	pid_t pid;
+	int status = 0;
+	pid_t pid = fork();
 
-	if (!copy)
-		return -1;
-	for (char *w = strtok_r(copy, " ", &save); w && argc < 31; w = strtok_r(NULL, " ", &save))
-		argv[argc++] = w;
-	argv[argc] = NULL;
-	if (argc == 0) {
-		free(copy);
-		return -1;
-	}
-	pid = fork();
 	if (pid == 0) {
-		execvp(argv[0], argv);
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "kc-loader: cannot run %s: %s\n", cmd[0], strerror(errno));
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) < 0)
-		status = -1;
-	free(copy);
+		return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: kc-loader [--run SECS] [--exec CMD] [--json] [--no-attach] [--strict] [--verbose] "
-		     "[--embedded] [OBJECTS...]\n");
+	fprintf(out, "usage: kc-loader [--run SECS] [--json] [--no-attach] [--strict] [--verbose] "
+		     "[--embedded] [OBJECTS...] [-- CMD ARGS...]\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option long_opts[] = {
-		{ "run", required_argument, NULL, 'r' },    { "exec", required_argument, NULL, 'e' },
-		{ "json", no_argument, NULL, 'j' },         { "no-attach", no_argument, NULL, 'n' },
+		{ "run", required_argument, NULL, 'r' },    { "json", no_argument, NULL, 'j' },
+		{ "no-attach", no_argument, NULL, 'n' },
 		{ "strict", no_argument, NULL, 's' },       { "embedded", no_argument, NULL, 'E' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int run_secs = 0, json = 0, attach = 1, strict = 0, embedded = 0, opt, n = 0, failed = 0, total;
-	const char *exec_cmd = NULL;
+	char **workload = NULL;
 	struct object_result *results;
 	struct utsname uts;
 
-	while ((opt = getopt_long(argc, argv, "r:e:jnsEvh", long_opts, NULL)) != -1) {
+	/* Everything after the first `--` is the workload's argv, untouched by getopt. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			argv[i] = NULL;
+			workload = &argv[i + 1];
+			argc = i;
+			break;
+		}
+	}
+	if (workload && !workload[0]) {
+		fprintf(stderr, "kc-loader: nothing to run after --\n");
+		usage(stderr);
+		return 2;
+	}
+	while ((opt = getopt_long(argc, argv, "r:jnsEvh", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'r':
 			run_secs = atoi(optarg);
-			break;
-		case 'e':
-			exec_cmd = optarg;
 			break;
 		case 'j':
 			json = 1;
@@ -504,8 +505,8 @@ int main(int argc, char **argv)
 		snprintf(results[n].name, sizeof(results[n].name), "%s.bpf.o", kc_embedded[i].name);
 		run_object(&results[n], NULL, bytes, size, attach, strict);
 	}
-	if (exec_cmd && run_workload(exec_cmd) != 0)
-		fprintf(stderr, "kc-loader: the workload `%s` failed\n", exec_cmd);
+	if (workload && run_workload(workload) != 0)
+		fprintf(stderr, "kc-loader: the workload %s failed\n", workload[0]);
 	if (run_secs > 0)
 		sleep(run_secs);
 	for (int i = 0; i < n; i++) {

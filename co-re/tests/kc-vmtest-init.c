@@ -275,10 +275,8 @@ int main(int argc, char **argv)
 	swap_on();
 	args[n++] = "/kc-loader";
 	args[n++] = "--json";
-	args[n++] = "--exec";
-	args[n++] = "/init workload";
 	d = opendir("/objects");
-	while (d && (e = readdir(d)) && n < MAX_OBJECTS + 4) {
+	while (d && (e = readdir(d)) && n < MAX_OBJECTS + 2) {
 		if (e->d_name[0] == '.')
 			continue;
 		if (asprintf(&args[n], "/objects/%s", e->d_name) < 0)
@@ -287,7 +285,11 @@ int main(int argc, char **argv)
 	}
 	if (d)
 		closedir(d);
-	qsort(args + 4, n - 4, sizeof(char *), cmp);
+	qsort(args + 2, n - 2, sizeof(char *), cmp);
+	/* The workload: this init again, as its own process, after everything attached. */
+	args[n++] = "--";
+	args[n++] = "/init";
+	args[n++] = "workload";
 	args[n] = NULL;
 	printf("\nKC-VMTEST-BEGIN\n");
 	fflush(stdout);
