@@ -6,8 +6,11 @@
 //!
 //! Needs root (bpf(2)); `KC_DIFF_SEED` and `KC_DIFF_MUTANTS` change the run.
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::Rng;
 use kc_verify::btf::{Btf, Kind};
 use kc_verify::btf_kernel;
 
@@ -66,24 +69,6 @@ fn kernel_log(data: &[u8]) -> String {
         String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(6)..].join("\n")
-}
-
-/// xorshift64*: the same seed gives the same mutants.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
 }
 
 /// A valid BTF and where its parts are.
@@ -274,11 +259,11 @@ impl Base {
     }
 }
 
+/// The run's seed, and the BTF to mutate with how many mutants of each.
+const SEED: u64 = 0x6b63_5f62_7466;
+
 fn bases() -> Vec<(Base, usize)> {
-    let mutants = std::env::var("KC_DIFF_MUTANTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1500);
+    let (_, mutants) = common::knobs(SEED, 1500);
     let mut out = Vec::new();
     let mut objects = vec![(
         "mount.bpf.o".to_string(),
@@ -321,10 +306,7 @@ fn btf_verdicts_match_the_running_kernel_needs_root() {
         eprintln!("skipped: loading BTF into the kernel needs root");
         return;
     }
-    let seed = std::env::var("KC_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x6b63_5f62_7466u64);
+    let (seed, _) = common::knobs(SEED, 1500);
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/btf-differential");
     let _ = std::fs::remove_dir_all(&out_dir);
     let (mut total, mut rejected, mut disagreements) = (0, 0, Vec::new());

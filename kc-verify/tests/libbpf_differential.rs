@@ -7,6 +7,9 @@
 //!
 //! Needs a C compiler and libbpf's headers (`cargo xtask setup` installs both).
 
+mod common;
+use common::Rng;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -113,20 +116,6 @@ fn libbpf_says(helper: &Path, file: &Path) -> String {
     let text = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 fn le(d: &[u8], at: usize, n: usize) -> u64 {
@@ -295,14 +284,7 @@ fn what_libbpf_refuses_verify_refuses_needs_libbpf() {
     let _ = std::fs::remove_dir_all(out_dir());
     std::fs::create_dir_all(&work).unwrap();
     let Some(helper) = helper(&work) else { return };
-    let mutants: usize = std::env::var("KC_DIFF_MUTANTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1600);
-    let seed: u64 = std::env::var("KC_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x6c69_6262_7066);
+    let (seed, mutants) = common::knobs(0x6c69_6262_7066, 1600);
     let mut bases: Vec<(String, Vec<u8>)> = vec![
         (
             "mount.bpf.o".into(),
