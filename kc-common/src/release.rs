@@ -262,8 +262,8 @@ pub fn check_tarball(name: &str, xz: &[u8]) -> Result<Manifest, ReleaseError> {
 pub struct Extract<'a> {
     /// A fresh directory (the caller's staging area): on an error it holds debris to discard.
     pub dest: &'a Path,
-    /// Whether to keep a member, decided from the manifest.
-    pub keep: &'a dyn Fn(&Manifest, &str) -> bool,
+    /// The members to keep, decided once from the manifest.
+    pub select: &'a dyn Fn(&Manifest) -> std::collections::BTreeSet<String>,
 }
 
 /// [`check_tarball`], writing the kept members into `extract.dest` in the same single pass
@@ -292,6 +292,8 @@ fn check_pass(
 ) -> Result<(Manifest, bool), ReleaseError> {
     let mut came_first = false;
     let mut members = 0usize;
+    // What to write, once a manifest (this pass's or the first pass's) has said.
+    let mut kept = known.and_then(|m| extract.map(|x| (x.select)(m)));
     let stream = decompressed(xz);
     let mut archive = tar::Archive::new(stream);
     let mut manifest: Option<Manifest> = None;
@@ -346,8 +348,10 @@ fn check_pass(
             let m: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| bad(name, format!("manifest.json is malformed: {e}")))?;
             came_first = members == 1;
+            kept = extract.map(|x| (x.select)(&m));
             // A second pass has written it already.
-            if let Some(x) = extract.filter(|x| known.is_none() && (x.keep)(&m, MANIFEST)) {
+            let keep_manifest = kept.as_ref().is_some_and(|k| k.contains(MANIFEST));
+            if let Some(x) = extract.filter(|_| known.is_none() && keep_manifest) {
                 new_member_file(x.dest, MANIFEST, false)
                     .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
                     .map_err(|e| ReleaseError::Io {
@@ -388,8 +392,8 @@ fn check_pass(
                 format!("member {raw} is {size} bytes: too large"),
             ));
         }
-        let write_to = match (extract, manifest.as_ref().or(known)) {
-            (Some(x), Some(m)) if (x.keep)(m, &member) => Some(x.dest),
+        let write_to = match (extract, &kept) {
+            (Some(x), Some(k)) if k.contains(&member) => Some(x.dest),
             _ => None,
         };
         let executable = e.header().mode().unwrap_or(0o644) & 0o111 != 0;
@@ -745,13 +749,19 @@ mod tests {
         for manifest_first in [true, false] {
             let xz = tarball_ordered(members, listed, manifest_first);
             let dir = tempfile::tempdir().unwrap();
-            let keep = |m: &Manifest, f: &str| m.tag == "v1.0.0" && (f == "b.o" || f == MANIFEST);
+            let keep = |m: &Manifest| {
+                let mut k = std::collections::BTreeSet::new();
+                if m.tag == "v1.0.0" {
+                    k.extend(["b.o".to_string(), MANIFEST.to_string()]);
+                }
+                k
+            };
             let m = check_and_extract(
                 "t",
                 &xz,
                 Some(&Extract {
                     dest: dir.path(),
-                    keep: &keep,
+                    select: &keep,
                 }),
             )
             .unwrap();
@@ -776,13 +786,13 @@ mod tests {
         // A refusal is still a refusal when extracting.
         let changed = tarball_ordered(&[("a.o", Regular, b"aab")], &[("a.o", b"aaa")], true);
         let dir = tempfile::tempdir().unwrap();
-        let keep = |_: &Manifest, _: &str| true;
+        let keep = |m: &Manifest| m.files.iter().map(|f| f.name.clone()).collect();
         let e = check_and_extract(
             "t",
             &changed,
             Some(&Extract {
                 dest: dir.path(),
-                keep: &keep,
+                select: &keep,
             }),
         )
         .unwrap_err()

@@ -165,15 +165,19 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     let staging = tempfile::Builder::new()
         .prefix(prefix::STAGING_PREFIX)
         .tempdir_in(&releases)?;
-    let keep_member = |m: &Manifest, f: &str| {
-        selected(m, &o.kernel).is_ok_and(|(_, keep)| keep.iter().any(|k| k == f))
+    // A manifest that selects nothing for this kernel is refused by `selected` below.
+    let select = |m: &Manifest| {
+        selected(m, &o.kernel).map_or_else(
+            |_| Default::default(),
+            |(_, keep)| keep.into_iter().collect(),
+        )
     };
     let manifest = release::check_and_extract(
         &name,
         &tarball,
         Some(&release::Extract {
             dest: staging.path(),
-            keep: &keep_member,
+            select: &select,
         }),
     )?;
     if manifest.tag != o.tag || manifest.libc != o.libc {

@@ -41,9 +41,9 @@ fn sign(kp: &minisign::KeyPair, tag: &str, name: &str, data: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A release of `tag` whose tarball holds `members` (plus its manifest), signed by `kp`.
-fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>) -> Release {
-    let manifest = Manifest {
+/// The glibc legacy manifest of `tag` for buckets 5.10 and 6.1, listing `files`.
+fn manifest(tag: &str, files: Vec<ManifestFile>) -> Manifest {
+    Manifest {
         tag: tag.into(),
         libc: kc_common::Libc::Glibc,
         kind: "legacy".into(),
@@ -52,7 +52,15 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
         toolchain: Default::default(),
         collectors: vec![],
         buckets: vec!["5.10".into(), "6.1".into()],
-        files: members
+        files,
+    }
+}
+
+/// A release of `tag` whose tarball holds `members` (plus its manifest), signed by `kp`.
+fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>) -> Release {
+    let manifest = manifest(
+        tag,
+        members
             .iter()
             .map(|(n, b)| ManifestFile {
                 name: n.to_string(),
@@ -60,7 +68,7 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
                 sha256: release::sha256_hex(b),
             })
             .collect(),
-    };
+    );
     let mut all = members;
     all.push(("manifest.json", serde_json::to_vec(&manifest).unwrap()));
     signed_release(kp, tag, tar_xz(&all))
@@ -478,21 +486,14 @@ fn an_oversized_signature_is_refused() {
 #[test]
 fn a_decompression_bomb_is_refused_at_its_header() {
     let (dir, kp) = installed_prefix();
-    let manifest = Manifest {
-        tag: "v1.0.0".into(),
-        libc: kc_common::Libc::Glibc,
-        kind: "legacy".into(),
-        source_commit: "0".repeat(40),
-        source_date_epoch: 0,
-        toolchain: Default::default(),
-        collectors: vec![],
-        buckets: vec!["6.1".into()],
-        files: vec![ManifestFile {
+    let manifest = manifest(
+        "v1.0.0",
+        vec![ManifestFile {
             name: "rkc_mount.6.1.o".into(),
             size: 3,
             sha256: release::sha256_hex(b"r61"),
         }],
-    };
+    );
     let json = serde_json::to_vec(&manifest).unwrap();
     let mut tar = Vec::new();
     for (name, size) in [

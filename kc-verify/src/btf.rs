@@ -500,25 +500,18 @@ pub fn parse_ext(data: &[u8], btf: &Btf) -> Result<BtfExt, BtfError> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A small BTF: int, a struct using it, a pointer, FUNC_PROTO, FUNC, VAR and a DATASEC.
-    pub fn sample() -> Vec<u8> {
-        let strings = b"\0int\0s\0a\0f\0v\0.maps\0";
+    /// A type record: name offset, kind, vlen, kflag, size/type, trailing words.
+    pub type Record<'a> = (u32, u8, u16, bool, u32, &'a [u32]);
+
+    /// A BTF of `types` over `strings`, with a 24-byte header.
+    pub fn build(strings: &[u8], types: &[Record]) -> Vec<u8> {
         let mut t = Vec::new();
-        let mut rec = |name: u32, kind: u32, vlen: u32, st: u32, extra: &[u32]| {
-            t.extend(name.to_le_bytes());
-            t.extend(((kind << 24) | vlen).to_le_bytes());
-            t.extend(st.to_le_bytes());
-            for e in extra {
-                t.extend(e.to_le_bytes());
+        for &(name, kind, vlen, kflag, st, extra) in types {
+            let info = ((kflag as u32) << 31) | ((kind as u32) << 24) | vlen as u32;
+            for w in [name, info, st].iter().chain(extra) {
+                t.extend(w.to_le_bytes());
             }
-        };
-        rec(1, 1, 0, 4, &[32]); // [1] int
-        rec(5, 4, 1, 4, &[7, 1, 0]); // [2] struct s { int a; }
-        rec(0, 2, 0, 2, &[]); // [3] ptr -> s
-        rec(0, 13, 1, 1, &[7, 3]); // [4] func_proto int (s *a)
-        rec(9, 12, 0, 4, &[]); // [5] func f
-        rec(11, 14, 0, 1, &[1]); // [6] var v
-        rec(13, 15, 1, 0, &[6, 0, 4]); // [7] datasec .maps
+        }
         let mut b = Vec::new();
         b.extend(BTF_MAGIC.to_le_bytes());
         b.extend([1, 0]);
@@ -531,9 +524,25 @@ pub(crate) mod tests {
         ] {
             b.extend(v.to_le_bytes());
         }
-        b.extend(&t);
+        b.extend(t);
         b.extend(strings);
         b
+    }
+
+    /// A small BTF: int, a struct using it, a pointer, FUNC_PROTO, FUNC, VAR and a DATASEC.
+    pub fn sample() -> Vec<u8> {
+        build(
+            b"\0int\0s\0a\0f\0v\0.maps\0",
+            &[
+                (1, 1, 0, false, 4, &[32]),        // [1] int
+                (5, 4, 1, false, 4, &[7, 1, 0]),   // [2] struct s { int a; }
+                (0, 2, 0, false, 2, &[]),          // [3] ptr -> s
+                (0, 13, 1, false, 1, &[7, 3]),     // [4] func_proto int (s *a)
+                (9, 12, 0, false, 4, &[]),         // [5] func f
+                (11, 14, 0, false, 1, &[1]),       // [6] var v
+                (13, 15, 1, false, 0, &[6, 0, 4]), // [7] datasec .maps
+            ],
+        )
     }
 
     #[test]

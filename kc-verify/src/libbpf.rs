@@ -112,6 +112,15 @@ pub fn open_refusals(ident: &[u8], e_type: u16, secs: &[Sec], btf: Option<&Btf>)
             out.push((sec.name.clone(), sec.file_offset, format!("failed to get section data: {} bytes is not a whole number of {entry}-byte entries for its type {}", sec.size, sec.kind)));
             return out;
         }
+        // libbpf reads symbols and relocations by sh_entsize: it must be the entry's size.
+        if matches!(sec.kind, SHT_SYMTAB | SHT_REL) && sec.entsize != entry {
+            out.push((
+                sec.name.clone(),
+                sec.file_offset,
+                format!("entries of {} bytes, not {entry} (sh_entsize)", sec.entsize),
+            ));
+            return out;
+        }
     }
     for sec in secs
         .iter()
@@ -172,17 +181,6 @@ pub fn open_refusals(ident: &[u8], e_type: u16, secs: &[Sec], btf: Option<&Btf>)
             return out;
         }
     };
-    if symtab.entsize != 24 {
-        out.push((
-            symtab.name.clone(),
-            symtab.file_offset,
-            format!(
-                "symbol entries of {} bytes, not 24 (sh_entsize)",
-                symtab.entsize
-            ),
-        ));
-        return out;
-    }
     let strtab = secs
         .get(symtab.link as usize)
         .filter(|s| symtab.link != 0 && s.kind == SHT_STRTAB);
@@ -261,17 +259,6 @@ pub fn open_refusals(ident: &[u8], e_type: u16, secs: &[Sec], btf: Option<&Btf>)
     // Relocations of program sections.
     for rel in secs.iter().filter(|s| s.kind == SHT_REL) {
         let target = rel.info as usize;
-        if rel.entsize != 16 {
-            out.push((
-                rel.name.clone(),
-                rel.file_offset,
-                format!(
-                    "relocation entries of {} bytes, not 16 (sh_entsize)",
-                    rel.entsize
-                ),
-            ));
-            continue;
-        }
         if target >= shnum {
             out.push((
                 rel.name.clone(),

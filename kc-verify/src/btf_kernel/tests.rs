@@ -3,32 +3,7 @@
 
 use super::*;
 
-/// A type record: name offset, kind, vlen, kflag, size/type, trailing words.
-type Record<'a> = (u32, u8, u16, bool, u32, &'a [u32]);
-
-/// A BTF of `types` over `strings`.
-fn btf(strings: &[u8], types: &[Record]) -> Vec<u8> {
-    let mut t = Vec::new();
-    for &(name, kind, vlen, kflag, st, extra) in types {
-        let info = ((kflag as u32) << 31) | ((kind as u32) << 24) | vlen as u32;
-        for w in [name, info, st].iter().chain(extra) {
-            t.extend(w.to_le_bytes());
-        }
-    }
-    let mut b = vec![0x9f, 0xeb, 1, 0];
-    for v in [
-        24u32,
-        0,
-        t.len() as u32,
-        t.len() as u32,
-        strings.len() as u32,
-    ] {
-        b.extend(v.to_le_bytes());
-    }
-    b.extend(t);
-    b.extend(strings);
-    b
-}
+use crate::btf::tests::{build as btf, Record};
 
 const S: &[u8] = b"\0int\0s\0a\0f\0v\0.bss\0";
 const INT_32: Record = (1, INT, 0, false, 4, &[32]);

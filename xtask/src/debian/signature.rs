@@ -45,7 +45,7 @@ pub enum SignatureError {
     Rejected { name: String, detail: String },
     #[error(transparent)]
     Tool(#[from] process::ToolError),
-    #[error("{0}")]
+    #[error("writing the files gpgv checks to a temporary directory (is TMPDIR writable?): {0}")]
     Io(#[from] std::io::Error),
 }
 
