@@ -16,8 +16,149 @@
 #define KC_RETURN_MODE 1
 #endif
 
-/* Program names `<group>__<variant>` are alternatives for kernels that renamed a function:
- * the loader attaches the first variant (in source order) whose target the kernel has. */
+/*
+ * Attach families. Each event a collector observes is written once, as a handler, and reached
+ * through up to three families of programs that share the collector's maps:
+ *   trampoline  fentry/fexit on the kernel function, or tp_btf on a tracepoint (CO-RE only)
+ *   probe       kprobe/kretprobe on the kernel function
+ *   tracepoint  a stable tracepoint (classic or raw) that observes the same event
+ * A program's name says which: `<event>__<family>[_<role>][__<variant>]`, e.g.
+ * `kc_vfs_read__probe_ret` or `kc_cachestat_dirty__tracepoint__folio`. The loader picks one
+ * family per event at run time (kc-loader --attach); programs of the other families are not
+ * loaded. `<variant>`s of one `<event>__<family>[_<role>]` are alternatives for kernels that
+ * renamed a function or tracepoint: the first (in source order) that the kernel has is used.
+ */
+#if KC_CORE
+#define KC_IF_TRAMPOLINE(...) __VA_ARGS__
+#else
+#define KC_IF_TRAMPOLINE(...)
+#endif
+#if KC_RETURN_MODE
+#define KC_IF_RETURN(...) __VA_ARGS__
+#else
+#define KC_IF_RETURN(...)
+#endif
+
+/* Entry of kernel function `fn` (its arguments `args...`), as `ev` in the trampoline and probe
+ * families; `body` is an expression over the arguments. */
+#define KC_FUNC_ENTRY(ev, fn, body, args...)                                          \
+	KC_IF_TRAMPOLINE(SEC("fentry/" #fn) int BPF_PROG(ev##__trampoline, ##args) \
+			 { body; return 0; })                                       \
+	SEC("kprobe/" #fn) int BPF_KPROBE(ev##__probe, ##args) { body; return 0; }
+
+/* The same for a renamed function: `variant` names this kernel function's generation. */
+#define KC_FUNC_ENTRY_V(ev, variant, fn, body, args...)                                         \
+	KC_IF_TRAMPOLINE(SEC("fentry/" #fn) int BPF_PROG(ev##__trampoline__##variant, ##args) \
+			 { body; return 0; })                                                  \
+	SEC("kprobe/" #fn) int BPF_KPROBE(ev##__probe__##variant, ##args) { body; return 0; }
+
+/* Return of kernel function `fn` returning `rtype`: `body` sees `ret`. fexit needs every
+ * argument before the return value, so `args...` is the whole parameter list. The type
+ * matters: an int return read as long would turn -1 into 4294967295. */
+#define KC_FUNC_RETURN(ev, fn, rtype, body, args...)                                         \
+	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" #fn) int BPF_PROG(ev##__trampoline_ret,    \
+								      ##args, rtype ret)      \
+				      { body; return 0; })                                 \
+		     SEC("kretprobe/" #fn) int BPF_KRETPROBE(ev##__probe_ret, rtype ret) \
+		     { body; return 0; })
+
+#if KC_CORE
+extern int LINUX_KERNEL_VERSION __kconfig;
+
+/* Slot `n` of a trampoline program's context (arguments, then an fexit's return value) when
+ * `n` depends on the kernel (a function or tracepoint that gained an argument): read as
+ * memory, because the verifier allows only constant offsets into the context itself and
+ * refuses any past this kernel's argument count. */
+static __always_inline __u64 kc_ctx_arg(unsigned long long *ctx, int n)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), ctx + n);
+	return v;
+}
+#endif
+
+/* KC_FUNC_RETURN for a function whose argument count depends on the kernel: `nargs` is an
+ * expression (of LINUX_KERNEL_VERSION) giving it. */
+#define KC_FUNC_RETURN_N(ev, fn, rtype, body, nargs)                                           \
+	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" #fn) int ev##__trampoline_ret(               \
+					      unsigned long long *ctx)                        \
+				      {                                                       \
+					      rtype ret = (rtype)kc_ctx_arg(ctx, nargs);    \
+					      body;                                           \
+					      return 0;                                       \
+				      })                                                      \
+		     SEC("kretprobe/" #fn) int BPF_KRETPROBE(ev##__probe_ret, rtype ret)   \
+		     { body; return 0; })
+
+/* The kernel function behind a system call: x86-64's and arm64's syscall wrappers take the
+ * user registers, and nothing else. */
+#if defined(__TARGET_ARCH_x86)
+#define KC_SYSCALL_FN(call) "__x64_sys_" #call
+#elif defined(__TARGET_ARCH_arm64)
+#define KC_SYSCALL_FN(call) "__arm64_sys_" #call
+#endif
+
+/* A system call `call` as `ev` in all three families: the syscall wrapper (trampoline, probe)
+ * and the syscall's tracepoints. `enter` runs on entry, `exit` (return mode) sees `ret`. */
+#define KC_SYSCALL(ev, call, enter, exit)                                                     \
+	KC_IF_TRAMPOLINE(SEC("fentry/" KC_SYSCALL_FN(call)) int BPF_PROG(ev##__trampoline,     \
+									 struct pt_regs *regs) \
+			 { enter; return 0; })                                              \
+	SEC("kprobe/" KC_SYSCALL_FN(call)) int BPF_KPROBE(ev##__probe) { enter; return 0; }   \
+	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint(void *ctx)          \
+	{                                                                                     \
+		enter;                                                                        \
+		return 0;                                                                     \
+	}                                                                                     \
+	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" KC_SYSCALL_FN(call)) int BPF_PROG(          \
+					      ev##__trampoline_ret, struct pt_regs *regs, long ret) \
+				      { exit; return 0; })                                  \
+		     SEC("kretprobe/" KC_SYSCALL_FN(call)) int BPF_KRETPROBE(ev##__probe_ret,  \
+									    long ret)          \
+		     { exit; return 0; }                                                      \
+		     SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret(       \
+			     struct trace_event_raw_sys_exit *ctx)                               \
+		     {                                                                        \
+			     long ret = KC_READ(ctx, ret);                                       \
+			     exit;                                                               \
+			     return 0;                                                           \
+		     })
+
+/* Syscall tracepoints that stand for a kernel function in the tracepoint family: `role` names
+ * the syscall among the event's others; `enter` sees `args` (the syscall's arguments). */
+#define KC_SYSCALL_TP(ev, call, enter, exit)                                                 \
+	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint_##call(               \
+		struct trace_event_raw_sys_enter *ctx)                                          \
+	{                                                                                    \
+		unsigned long args[6];                                                       \
+		bpf_probe_read_kernel(args, sizeof(args), ctx->args);                        \
+		(void)args;                                                                  \
+		enter;                                                                       \
+		return 0;                                                                    \
+	}                                                                                    \
+	KC_IF_RETURN(SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret_##call( \
+			     struct trace_event_raw_sys_exit *ctx)                                \
+		     {                                                                         \
+			     long ret = KC_READ(ctx, ret);                                        \
+			     exit;                                                                \
+			     return 0;                                                            \
+		     })
+
+/* A tracepoint event with nothing to read but the current task: tp_btf (trampoline family)
+ * and the classic tracepoint (tracepoint family). */
+#define KC_TP_COUNT(ev, category, name, body)                                                \
+	KC_IF_TRAMPOLINE(SEC("tp_btf/" #name) int BPF_PROG(ev##__trampoline) { body; return 0; }) \
+	SEC("tracepoint/" #category "/" #name) int ev##__tracepoint(void *ctx) { body; return 0; }
+
+#define KC_TP_COUNT_V(ev, variant, category, name, body)                        \
+	KC_IF_TRAMPOLINE(SEC("tp_btf/" #name) int BPF_PROG(ev##__trampoline__##variant) \
+			 { body; return 0; })                                     \
+	SEC("tracepoint/" #category "/" #name) int ev##__tracepoint__##variant(void *ctx) \
+	{                                                                         \
+		body;                                                             \
+		return 0;                                                         \
+	}
 
 #define KC_COUNTERS(name, n)                             \
 	struct {                                         \

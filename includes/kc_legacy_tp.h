@@ -84,4 +84,37 @@ struct trace_event_raw_mark_victim {
 	int pid;
 };
 
+struct trace_event_raw_mm_vmscan_write_folio {
+	struct kc_trace_entry ent;
+	unsigned long pfn;
+	int reclaim_flags;
+};
+
+/* Before 6.2: the same record under the event's old name. */
+struct trace_event_raw_mm_vmscan_writepage {
+	struct kc_trace_entry ent;
+	unsigned long pfn;
+	int reclaim_flags;
+};
+
+struct trace_event_raw_sock_msg_length {
+	struct kc_trace_entry ent;
+	void *sk;
+	__u16 family;
+	__u16 protocol;
+	int ret;
+	int flags;
+};
+
+struct trace_event_raw_inet_sock_set_state {
+	struct kc_trace_entry ent;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 protocol;
+};
+
 #endif

@@ -3,17 +3,21 @@
  * kc-loader: loads kernel-collector objects into the running kernel, attaches their
  * programs, optionally lets the host work, and prints what each object counted.
  *
- *   kc-loader [--run SECS] [--json] [--no-attach] [--strict] [--embedded] [OBJECTS...] [-- CMD ARGS...]
+ *   kc-loader [--attach auto|trampoline|probe|tracepoint] [--run SECS] [--json] [--no-attach] [--strict] [--embedded] [OBJECTS...] [-- CMD ARGS...]
  *
  * What follows `--` is run as the workload once everything is attached: its own argv, as given
  * (no shell, no splitting), found on PATH.
  * Any .o can be given (legacy or CO-RE); --embedded loads the CO-RE objects compiled into this
- * binary from their skeletons. Exit status: 0 when every object loaded and attached, 1 when
- * one did not, 2 on bad usage.
+ * binary from their skeletons.
  *
- * Programs named `<group>__<variant>` are alternatives for a kernel function that was renamed:
- * the first variant whose target this kernel has is used, the others are not loaded. Any other
- * program whose target is missing is skipped and reported (a failure with --strict).
+ * Each event a collector observes comes in attach families (trampoline, probe, tracepoint; see
+ * includes/kc_bpf.h). --attach picks one family for every event, or (auto, the default) the
+ * cheapest family that this kernel loads and attaches, event by event: programs whose targets
+ * the kernel lacks, or whose kind it refuses, are never loaded (bpf_program__set_autoload); a
+ * family that still fails to load or attach is dropped for that event and the object loaded
+ * again. The report says, per event, the family used and why the others were passed over.
+ * Exit status: 0 when every object loaded and attached (an event that no family can observe
+ * here is reported, and fails only with --strict), 1 otherwise, 2 on bad usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,10 +34,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "kc_attach.h"
 #include "kc_embedded.h"
 #include "kc_skeletons.h"
 
-#define MAX_PROGS 64
+#define MAX_PROGS 128
+#define MAX_EVENTS 32
 #define MAX_MAPS 32
 #define LOG_TAIL 2048
 
@@ -42,6 +48,20 @@ struct prog_result {
 	char target[128];
 	const char *state; /* "attached", "loaded", "skipped", "failed" */
 	char detail[160];
+	int event;	   /* index in events, -1: outside any family (always loaded when it can be) */
+	int family;
+	char group[128];   /* its alternatives share this */
+	int target_ok;	   /* the kernel has its target and can attach its kind there */
+	char why[160];	   /* why not, when not */
+	int chosen;	   /* the variant its group uses */
+};
+
+struct event_result {
+	char name[64];
+	int family;		       /* the family chosen, -1: none observes it */
+	unsigned present;	       /* bit f: the object has family f's programs for it */
+	int banned[KC_N_FAMILIES];     /* failed to load or attach here */
+	char why[KC_N_FAMILIES][200]; /* why each family was passed over */
 };
 
 struct map_result {
@@ -52,11 +72,17 @@ struct map_result {
 
 struct object_result {
 	char name[256];
-	const char *status; /* "ok", "failed" */
+	const char *path;	/* or: */
+	const void *mem;
+	size_t mem_size;
+	int mode;		/* --attach: a family or KC_ATTACH_AUTO */
+	int strict;
+	const char *status;	/* "ok", "partial" (an event no family observes), "failed" */
 	char error[256];
 	char log_tail[LOG_TAIL];
-	int nprogs, nmaps;
+	int nprogs, nmaps, nevents;
 	struct prog_result progs[MAX_PROGS];
+	struct event_result events[MAX_EVENTS];
 	struct map_result maps[MAX_MAPS];
 	struct bpf_link *links[MAX_PROGS];
 	struct bpf_object *obj; /* kept open until the counters are read */
@@ -84,155 +110,128 @@ static int capture_log(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
-static const char *tracefs_root(void)
+/* Is `group` (of event e, family f) already seen among the first `upto` programs? */
+static int group_seen(struct object_result *r, int upto, const char *group)
 {
-	static const char *roots[] = { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" };
-	char path[256];
-
-	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
-		snprintf(path, sizeof(path), "%s/events", roots[i]);
-		if (access(path, F_OK) == 0)
-			return roots[i];
-	}
-	/* Not mounted (minimal systems, initramfs): mount it, libbpf needs it for tracepoints. */
-	if (mount("tracefs", roots[0], "tracefs", 0, NULL) == 0)
-		return roots[0];
-	return roots[0];
+	for (int i = 0; i < upto; i++)
+		if (strcmp(r->progs[i].group, group) == 0)
+			return 1;
+	return 0;
 }
 
-static char *kallsyms;
-static size_t kallsyms_len;
-
-static void load_kallsyms(void)
+/* Whether family `f` can observe event `e`: each of its groups (entry, return, one per
+ * syscall...) needs a program whose target this kernel has; the first such variant is
+ * marked chosen. Fills the event's reason when it cannot. */
+static int family_fits(struct object_result *r, int e, int f)
 {
-	FILE *f = fopen("/proc/kallsyms", "r");
-	char line[512];
-	size_t cap = 1 << 20;
+	struct event_result *ev = &r->events[e];
 
-	if (!f)
-		return;
-	kallsyms = malloc(cap);
-	if (!kallsyms) {
-		fclose(f);
-		return;
-	}
-	kallsyms[kallsyms_len++] = '\n';
-	while (fgets(line, sizeof(line), f)) {
-		char name[256];
-		size_t n;
+	for (int i = 0; i < r->nprogs; i++)
+		if (r->progs[i].event == e && r->progs[i].family == f)
+			r->progs[i].chosen = 0;
+	for (int i = 0; i < r->nprogs; i++) {
+		struct prog_result *p = &r->progs[i];
+		int found = -1;
 
-		if (sscanf(line, "%*s %*s %255s", name) != 1)
+		if (p->event != e || p->family != f || group_seen(r, i, p->group))
 			continue;
-		n = strlen(name);
-		if (kallsyms_len + n + 2 > cap) {
-			char *bigger = realloc(kallsyms, cap * 2);
-
-			if (!bigger)
-				break;
-			kallsyms = bigger;
-			cap *= 2;
+		for (int j = i; j < r->nprogs && found < 0; j++)
+			if (strcmp(r->progs[j].group, p->group) == 0 && r->progs[j].target_ok)
+				found = j;
+		if (found < 0) {
+			snprintf(ev->why[f], sizeof(ev->why[f]), "%s", p->why);
+			return 0;
 		}
-		memcpy(kallsyms + kallsyms_len, name, n);
-		kallsyms_len += n;
-		kallsyms[kallsyms_len++] = '\n';
+		r->progs[found].chosen = 1;
 	}
-	kallsyms[kallsyms_len] = '\0';
-	fclose(f);
-}
-
-static int has_symbol(const char *sym)
-{
-	char needle[260];
-
-	if (!kallsyms)
-		return 1; /* cannot tell: let the attach decide */
-	snprintf(needle, sizeof(needle), "\n%s\n", sym);
-	return strstr(kallsyms, needle) != NULL;
-}
-
-/* Does the kernel have what this program attaches to? Fills `target`. */
-static int target_exists(struct bpf_program *prog, char *target, size_t size)
-{
-	const char *sec = bpf_program__section_name(prog);
-	const char *fn = NULL;
-	char path[512];
-
-	if (strncmp(sec, "kprobe/", 7) == 0)
-		fn = sec + 7;
-	else if (strncmp(sec, "kretprobe/", 10) == 0)
-		fn = sec + 10;
-	if (fn) {
-		snprintf(target, size, "%s", fn);
-		return has_symbol(fn);
-	}
-	if (strncmp(sec, "tracepoint/", 11) == 0) {
-		snprintf(target, size, "%s", sec + 11);
-		snprintf(path, sizeof(path), "%s/events/%s", tracefs_root(), sec + 11);
-		return access(path, F_OK) == 0;
-	}
-	snprintf(target, size, "%s", sec);
 	return 1;
 }
 
-/* Decides which programs load: alternatives and programs whose target is missing do not. */
-static void select_programs(struct bpf_object *obj, struct object_result *r, int strict)
+/* Picks each event's family (the first of `--attach`'s order that fits and was not found
+ * failing) and which programs load: set_autoload before the load. */
+static void choose(struct bpf_object *obj, struct object_result *r)
 {
 	struct bpf_program *prog;
-	char chosen[MAX_PROGS][64];
-	int nchosen = 0;
+	int i = 0;
+
+	for (int e = 0; e < r->nevents; e++) {
+		struct event_result *ev = &r->events[e];
+
+		ev->family = -1;
+		for (int f = 0; f < KC_N_FAMILIES; f++) {
+			if (ev->banned[f])
+				continue;
+			ev->why[f][0] = '\0';
+			if (r->mode != KC_ATTACH_AUTO && f != r->mode)
+				snprintf(ev->why[f], sizeof(ev->why[f]), "not asked for (--attach %s)",
+					 kc_family_name(r->mode));
+			else if (!(ev->present & (1u << f)))
+				snprintf(ev->why[f], sizeof(ev->why[f]), "the collector has no %s program for this event",
+					 kc_family_name(f));
+			else if (ev->family >= 0)
+				snprintf(ev->why[f], sizeof(ev->why[f]), "%s fits, and costs less",
+					 kc_family_name(ev->family));
+			else if (family_fits(r, e, f))
+				ev->family = f;
+		}
+	}
+	bpf_object__for_each_program(prog, obj) {
+		struct prog_result *p = &r->progs[i++];
+		int load;
+
+		if (i > r->nprogs)
+			break;
+		load = p->event < 0 ? p->target_ok : r->events[p->event].family == p->family && p->chosen;
+		bpf_program__set_autoload(prog, load);
+		p->state = load ? "loaded" : "skipped";
+		p->detail[0] = '\0';
+		if (load)
+			continue;
+		if (p->event < 0 || r->events[p->event].family == p->family)
+			snprintf(p->detail, sizeof(p->detail), "%s", p->target_ok ? "another variant is used" : p->why);
+		else if (r->events[p->event].family >= 0)
+			snprintf(p->detail, sizeof(p->detail), "the event uses %s",
+				 kc_family_name(r->events[p->event].family));
+		else
+			snprintf(p->detail, sizeof(p->detail), "no family observes the event");
+		if (p->event < 0 && !p->target_ok && r->strict)
+			p->state = "failed";
+	}
+}
+
+/* Reads the programs of a freshly opened object: names, events, and targets. */
+static void describe(struct bpf_object *obj, struct object_result *r)
+{
+	struct bpf_program *prog;
 
 	bpf_object__for_each_program(prog, obj) {
 		struct prog_result *p;
-		const char *name = bpf_program__name(prog);
-		const char *sep = strstr(name, "__");
-		char group[64] = "";
-		int exists;
+		struct kc_program_name pn;
+		const char *sec = bpf_program__section_name(prog);
+		int e;
 
 		if (r->nprogs >= MAX_PROGS)
 			break;
 		p = &r->progs[r->nprogs++];
-		snprintf(p->name, sizeof(p->name), "%s", name);
-		exists = target_exists(prog, p->target, sizeof(p->target));
-		p->state = "loaded";
-		if (sep)
-			snprintf(group, sizeof(group), "%.*s", (int)(sep - name), name);
-		if (sep) {
-			int taken = 0;
-
-			for (int i = 0; i < nchosen; i++)
-				taken |= strcmp(chosen[i], group) == 0;
-			if (taken || !exists) {
-				bpf_program__set_autoload(prog, false);
-				p->state = "skipped";
-				snprintf(p->detail, sizeof(p->detail), taken ? "another variant of %s is used" : "kernel has no %s",
-					 taken ? group : p->target);
-				continue;
-			}
-			snprintf(chosen[nchosen++], sizeof(chosen[0]), "%s", group);
-		} else if (!exists) {
-			char target[sizeof(p->target)];
-
-			memcpy(target, p->target, sizeof(target));
-			bpf_program__set_autoload(prog, false);
-			p->state = strict ? "failed" : "skipped";
-			snprintf(p->detail, sizeof(p->detail), "kernel has no %s", target);
-		}
-	}
-	/* A group none of whose variants exists. */
-	for (int i = 0; i < r->nprogs; i++) {
-		const char *sep = strstr(r->progs[i].name, "__");
-		int found = 0;
-
-		if (!sep)
+		snprintf(p->name, sizeof(p->name), "%s", bpf_program__name(prog));
+		snprintf(p->group, sizeof(p->group), "%s", bpf_program__name(prog));
+		p->target_ok = kc_target_check(sec, p->target, sizeof(p->target), p->why, sizeof(p->why)) == 0;
+		p->event = -1;
+		if (kc_parse_program_name(p->name, &pn) != 0 || pn.family != kc_section_family(sec))
 			continue;
-		for (int j = 0; j < nchosen; j++)
-			found |= strncmp(chosen[j], r->progs[i].name, sep - r->progs[i].name) == 0 &&
-				 chosen[j][sep - r->progs[i].name] == '\0';
-		if (!found && strict)
-			r->progs[i].state = "failed";
+		snprintf(p->group, sizeof(p->group), "%s", pn.group);
+		p->family = pn.family;
+		for (e = 0; e < r->nevents && strcmp(r->events[e].name, pn.event) != 0; e++)
+			;
+		if (e == r->nevents) {
+			if (r->nevents >= MAX_EVENTS)
+				continue;
+			snprintf(r->events[r->nevents++].name, sizeof(r->events[0].name), "%s", pn.event);
+		}
+		p->event = e;
+		r->events[e].present |= 1u << pn.family;
 	}
 }
-
 static void read_maps(struct bpf_object *obj, struct object_result *r)
 {
 	struct bpf_map *map;
@@ -272,59 +271,163 @@ static void read_maps(struct bpf_object *obj, struct object_result *r)
 	}
 }
 
-static void run_object(struct object_result *r, const char *path, const void *mem, size_t mem_size, int attach,
-		       int strict)
+static struct bpf_object *open_object(struct object_result *r)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = r->name);
-	struct bpf_object *obj;
-	struct bpf_program *prog;
-	int err, i = 0;
 
-	log_len = 0;
-	log_buf[0] = '\0';
-	r->status = "failed";
-	obj = mem ? bpf_object__open_mem(mem, mem_size, &opts) : bpf_object__open_file(path, NULL);
-	if (!obj) {
-		snprintf(r->error, sizeof(r->error), "open: %s", strerror(errno));
-		goto out_log;
+	return r->mem ? bpf_object__open_mem(r->mem, r->mem_size, &opts) : bpf_object__open_file(r->path, NULL);
+}
+
+/* The log's last line: the verifier's verdict, usually. */
+static void last_log_line(char *out, size_t n)
+{
+	size_t end = log_len;
+	size_t start;
+
+	while (end > 0 && (log_buf[end - 1] == '\n' || log_buf[end - 1] == ' '))
+		end--;
+	start = end;
+	while (start > 0 && log_buf[start - 1] != '\n')
+		start--;
+	snprintf(out, n, "%.*s", (int)(end - start), log_buf + start);
+}
+
+/* After a load failed: loads each event's chosen programs alone, and bans the family of each
+ * event that fails so. Returns how many were banned. */
+static int ban_failing_loads(struct object_result *r)
+{
+	int banned = 0;
+
+	for (int e = 0; e < r->nevents; e++) {
+		struct event_result *ev = &r->events[e];
+		struct bpf_object *obj;
+		struct bpf_program *prog;
+		int i = 0, err;
+		char line[96];
+
+		if (ev->family < 0)
+			continue;
+		obj = open_object(r);
+		if (!obj)
+			return banned;
+		bpf_object__for_each_program(prog, obj) {
+			struct prog_result *p = &r->progs[i++];
+
+			if (i > r->nprogs)
+				break;
+			bpf_program__set_autoload(prog, p->event == e && p->family == ev->family && p->chosen);
+		}
+		log_len = 0;
+		err = bpf_object__load(obj);
+		bpf_object__close(obj);
+		if (!err)
+			continue;
+		last_log_line(line, sizeof(line));
+		snprintf(ev->why[ev->family], sizeof(ev->why[0]), "load: %s (%s)", strerror(-err), line);
+		ev->banned[ev->family] = 1;
+		banned++;
 	}
-	select_programs(obj, r, strict);
-	err = bpf_object__load(obj);
-	if (err) {
-		snprintf(r->error, sizeof(r->error), "load: %s (the verifier log tail follows)", strerror(-err));
-		goto out_close;
+	return banned;
+}
+
+static void detach_all(struct object_result *r)
+{
+	for (int i = 0; i < r->nprogs; i++) {
+		bpf_link__destroy(r->links[i]);
+		r->links[i] = NULL;
 	}
+}
+
+/* Attaches what loaded; a family that fails to attach is banned for its event. Returns how
+ * many were banned. */
+static int attach_all(struct bpf_object *obj, struct object_result *r)
+{
+	struct bpf_program *prog;
+	int i = 0, banned = 0;
+
 	bpf_object__for_each_program(prog, obj) {
 		struct prog_result *p = &r->progs[i];
 
 		if (i >= r->nprogs)
 			break;
 		i++;
-		if (!bpf_program__autoload(prog) || !attach)
+		if (!bpf_program__autoload(prog))
 			continue;
 		r->links[i - 1] = bpf_program__attach(prog);
-		if (!r->links[i - 1]) {
-			p->state = "failed";
-			snprintf(p->detail, sizeof(p->detail), "attach: %s", strerror(errno));
-		} else {
+		if (r->links[i - 1]) {
 			p->state = "attached";
+			continue;
+		}
+		p->state = "failed";
+		snprintf(p->detail, sizeof(p->detail), "attach: %s", strerror(errno));
+		if (p->event >= 0) {
+			struct event_result *ev = &r->events[p->event];
+
+			snprintf(ev->why[p->family], sizeof(ev->why[0]), "%s: attach: %s", p->name, strerror(errno));
+			ev->banned[p->family] = 1;
+			banned++;
 		}
 	}
+	return banned;
+}
+
+static void run_object(struct object_result *r, int attach)
+{
+	struct bpf_object *obj;
+	int err;
+
+	log_len = 0;
+	log_buf[0] = '\0';
+	r->status = "failed";
+	obj = open_object(r);
+	if (!obj) {
+		snprintf(r->error, sizeof(r->error), "open: %s", strerror(errno));
+		goto out_log;
+	}
+	describe(obj, r);
+	/* Each round bans at least one (event, family) or ends: bounded by their number. */
+	for (int round = 0; round <= r->nevents * KC_N_FAMILIES; round++) {
+		if (!obj)
+			obj = open_object(r);
+		if (!obj) {
+			snprintf(r->error, sizeof(r->error), "open: %s", strerror(errno));
+			goto out_log;
+		}
+		choose(obj, r);
+		log_len = 0;
+		err = bpf_object__load(obj);
+		if (err) {
+			bpf_object__close(obj);
+			obj = NULL;
+			if (ban_failing_loads(r) > 0)
+				continue;
+			snprintf(r->error, sizeof(r->error), "load: %s (the verifier log tail follows)", strerror(-err));
+			goto out_log;
+		}
+		if (attach && attach_all(obj, r) > 0) {
+			detach_all(r);
+			bpf_object__close(obj);
+			obj = NULL;
+			continue;
+		}
+		break;
+	}
 	r->status = "ok";
-	for (i = 0; i < r->nprogs; i++)
+	for (int e = 0; e < r->nevents; e++)
+		if (r->events[e].family < 0)
+			r->status = r->strict ? "failed" : "partial";
+	for (int i = 0; i < r->nprogs; i++)
 		if (strcmp(r->progs[i].state, "failed") == 0)
 			r->status = "failed";
-	if (strcmp(r->status, "failed") == 0)
-		snprintf(r->error, sizeof(r->error), "some programs failed");
+	if (strcmp(r->status, "ok") != 0)
+		snprintf(r->error, sizeof(r->error), "%s", strcmp(r->status, "partial") == 0 ?
+			 "some events cannot be observed on this kernel" : "some programs or events failed");
 	/* Kept open: counters are read after the workload. */
 	r->obj = obj;
 	return;
-out_close:
-	bpf_object__close(obj);
 out_log:
 	snprintf(r->log_tail, sizeof(r->log_tail), "%s", log_len > LOG_TAIL - 1 ? log_buf + log_len - (LOG_TAIL - 1) : log_buf);
 }
-
 static void json_string(const char *s)
 {
 	putchar('"');
@@ -353,8 +456,30 @@ static void print_json(struct object_result *rs, int n, const char *kernel)
 
 		printf("%s\n  {\"object\": ", i ? "," : "");
 		json_string(r->name);
-		printf(", \"status\": \"%s\", \"error\": ", r->status);
+		printf(", \"attach\": \"%s\", \"status\": \"%s\", \"error\": ", kc_family_name(r->mode), r->status);
 		json_string(r->error);
+		printf(", \"events\": [");
+		for (int j = 0; j < r->nevents; j++) {
+			struct event_result *ev = &r->events[j];
+			int first = 1;
+
+			printf("%s{\"event\": ", j ? ", " : "");
+			json_string(ev->name);
+			if (ev->family >= 0)
+				printf(", \"family\": \"%s\"", kc_family_name(ev->family));
+			else
+				printf(", \"family\": null");
+			printf(", \"passed_over\": {");
+			for (int f = 0; f < KC_N_FAMILIES; f++) {
+				if (f == ev->family)
+					continue;
+				printf("%s\"%s\": ", first ? "" : ", ", kc_family_name(f));
+				json_string(ev->why[f]);
+				first = 0;
+			}
+			printf("}}");
+		}
+		printf("]");
 		printf(", \"log_tail\": ");
 		json_string(r->log_tail);
 		printf(", \"programs\": [");
@@ -395,8 +520,17 @@ static void print_table(struct object_result *rs, int n, const char *kernel)
 		printf("\n");
 		if (r->error[0])
 			printf("  error: %s\n", r->error);
+		for (int j = 0; j < r->nevents; j++) {
+			struct event_result *ev = &r->events[j];
+
+			printf("  %-32s %-10s", ev->name, ev->family >= 0 ? kc_family_name(ev->family) : "NONE");
+			for (int f = 0; f < KC_N_FAMILIES; f++)
+				if (f != ev->family && ev->why[f][0])
+					printf("  %s: %s;", kc_family_name(f), ev->why[f]);
+			printf("\n");
+		}
 		for (int j = 0; j < r->nprogs; j++)
-			if (r->progs[j].detail[0])
+			if (strcmp(r->progs[j].state, "failed") == 0)
 				printf("  %s %s: %s\n", r->progs[j].name, r->progs[j].state, r->progs[j].detail);
 		if (r->log_tail[0])
 			printf("  log tail:\n%s\n", r->log_tail);
@@ -421,20 +555,22 @@ static int run_workload(char **cmd)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: kc-loader [--run SECS] [--json] [--no-attach] [--strict] [--verbose] "
-		     "[--embedded] [OBJECTS...] [-- CMD ARGS...]\n");
+	fprintf(out, "usage: kc-loader [--attach auto|trampoline|probe|tracepoint] [--run SECS] [--json] "
+		     "[--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] [-- CMD ARGS...]\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option long_opts[] = {
 		{ "run", required_argument, NULL, 'r' },    { "json", no_argument, NULL, 'j' },
+		{ "attach", required_argument, NULL, 'a' },
 		{ "no-attach", no_argument, NULL, 'n' },
 		{ "strict", no_argument, NULL, 's' },       { "embedded", no_argument, NULL, 'E' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int run_secs = 0, json = 0, attach = 1, strict = 0, embedded = 0, opt, n = 0, failed = 0, total;
+	int mode = KC_ATTACH_AUTO;
 	char **workload = NULL;
 	struct object_result *results;
 	struct utsname uts;
@@ -453,8 +589,16 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	while ((opt = getopt_long(argc, argv, "r:jnsEvh", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "a:r:jnsEvh", long_opts, NULL)) != -1) {
 		switch (opt) {
+		case 'a':
+			mode = kc_attach_parse(optarg);
+			if (mode < KC_ATTACH_AUTO) {
+				fprintf(stderr, "kc-loader: --attach %s: expected auto, trampoline, probe or tracepoint\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'r':
 			run_secs = atoi(optarg);
 			break;
@@ -488,7 +632,6 @@ int main(int argc, char **argv)
 	}
 	uname(&uts);
 	libbpf_set_print(capture_log);
-	load_kallsyms();
 	results = calloc(total, sizeof(*results));
 	if (!results)
 		return 1;
@@ -496,14 +639,21 @@ int main(int argc, char **argv)
 		const char *base = strrchr(argv[i], '/');
 
 		snprintf(results[n].name, sizeof(results[n].name), "%s", base ? base + 1 : argv[i]);
-		run_object(&results[n], argv[i], NULL, 0, attach, strict);
+		results[n].path = argv[i];
+		results[n].mode = mode;
+		results[n].strict = strict;
+		run_object(&results[n], attach);
 	}
 	for (size_t i = 0; embedded && i < KC_N_EMBEDDED; i++, n++) {
 		size_t size;
 		const void *bytes = kc_embedded[i].elf_bytes(&size);
 
 		snprintf(results[n].name, sizeof(results[n].name), "%s.bpf.o", kc_embedded[i].name);
-		run_object(&results[n], NULL, bytes, size, attach, strict);
+		results[n].mem = bytes;
+		results[n].mem_size = size;
+		results[n].mode = mode;
+		results[n].strict = strict;
+		run_object(&results[n], attach);
 	}
 	if (workload && run_workload(workload) != 0)
 		fprintf(stderr, "kc-loader: the workload %s failed\n", workload[0]);
@@ -512,7 +662,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		if (results[i].obj)
 			read_maps(results[i].obj, &results[i]);
-		failed += strcmp(results[i].status, "ok") != 0;
+		failed += strcmp(results[i].status, "failed") == 0;
 	}
 	if (json)
 		print_json(results, n, uts.release);

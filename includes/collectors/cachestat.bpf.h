@@ -3,55 +3,36 @@
  * 5.16 moved the page cache to folios and renamed the functions and the tracepoint; newer
  * kernels keep the old names as wrappers. Both variants are built, newest first: the loader
  * attaches the first one the running kernel has (see kc_bpf.h), so an object built for one
- * bucket also works on the later kernels that select that bucket. */
+ * bucket also works on the later kernels that select that bucket.
+ * Families: the functions (trampoline, probe); tracepoints where the kernel has one:
+ *   access        none: no tracepoint fires on a page cache access
+ *   add           filemap/mm_filemap_add_to_page_cache
+ *   dirty         writeback/writeback_dirty_{folio,page} (tp_btf as the trampoline)
+ *   buffer_dirty  block/block_dirty_buffer, which mark_buffer_dirty fires */
 
 KC_COUNTERS(cachestat_counters, KC_CACHESTAT_END);
 
-SEC("kprobe/folio_mark_accessed")
-int BPF_KPROBE(kc_cachestat_access__folio)
+#define KC_CACHESTAT(counter) kc_add(&cachestat_counters, counter, 1)
+
+KC_FUNC_ENTRY_V(kc_cachestat_access, folio, folio_mark_accessed, KC_CACHESTAT(KC_CACHESTAT_ACCESS))
+KC_FUNC_ENTRY_V(kc_cachestat_access, page, mark_page_accessed, KC_CACHESTAT(KC_CACHESTAT_ACCESS))
+
+KC_FUNC_ENTRY_V(kc_cachestat_add, folio, filemap_add_folio, KC_CACHESTAT(KC_CACHESTAT_ADD))
+KC_FUNC_ENTRY_V(kc_cachestat_add, page, add_to_page_cache_lru, KC_CACHESTAT(KC_CACHESTAT_ADD))
+SEC("tracepoint/filemap/mm_filemap_add_to_page_cache")
+int kc_cachestat_add__tracepoint(void *ctx)
 {
-	kc_add(&cachestat_counters, KC_CACHESTAT_ACCESS, 1);
+	KC_CACHESTAT(KC_CACHESTAT_ADD);
 	return 0;
 }
 
-SEC("kprobe/filemap_add_folio")
-int BPF_KPROBE(kc_cachestat_add__folio)
-{
-	kc_add(&cachestat_counters, KC_CACHESTAT_ADD, 1);
-	return 0;
-}
+KC_TP_COUNT_V(kc_cachestat_dirty, folio, writeback, writeback_dirty_folio, KC_CACHESTAT(KC_CACHESTAT_DIRTY))
+KC_TP_COUNT_V(kc_cachestat_dirty, page, writeback, writeback_dirty_page, KC_CACHESTAT(KC_CACHESTAT_DIRTY))
 
-SEC("kprobe/mark_page_accessed")
-int BPF_KPROBE(kc_cachestat_access__page)
+KC_FUNC_ENTRY(kc_cachestat_buffer_dirty, mark_buffer_dirty, KC_CACHESTAT(KC_CACHESTAT_BUFFER_DIRTY))
+SEC("tracepoint/block/block_dirty_buffer")
+int kc_cachestat_buffer_dirty__tracepoint(void *ctx)
 {
-	kc_add(&cachestat_counters, KC_CACHESTAT_ACCESS, 1);
-	return 0;
-}
-
-SEC("kprobe/add_to_page_cache_lru")
-int BPF_KPROBE(kc_cachestat_add__page)
-{
-	kc_add(&cachestat_counters, KC_CACHESTAT_ADD, 1);
-	return 0;
-}
-
-SEC("tracepoint/writeback/writeback_dirty_folio")
-int kc_cachestat_dirty__folio(void *ctx)
-{
-	kc_add(&cachestat_counters, KC_CACHESTAT_DIRTY, 1);
-	return 0;
-}
-
-SEC("tracepoint/writeback/writeback_dirty_page")
-int kc_cachestat_dirty__page(void *ctx)
-{
-	kc_add(&cachestat_counters, KC_CACHESTAT_DIRTY, 1);
-	return 0;
-}
-
-SEC("kprobe/mark_buffer_dirty")
-int BPF_KPROBE(kc_cachestat_buffer_dirty)
-{
-	kc_add(&cachestat_counters, KC_CACHESTAT_BUFFER_DIRTY, 1);
+	KC_CACHESTAT(KC_CACHESTAT_BUFFER_DIRTY);
 	return 0;
 }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* disk: block requests issued and completed, bytes and errors per the block layer's
- * tracepoints; return mode adds a latency histogram per device (issue to completion). */
+ * tracepoints; return mode adds a latency histogram per device (issue to completion).
+ * Families: block/block_rq_{issue,complete} as tp_btf (trampoline: the request itself) or
+ * classic (tracepoint: the record). Both key a request by (device, sector). */
 
 KC_COUNTERS(disk_counters, KC_DISK_END);
 
@@ -14,17 +16,26 @@ KC_START_MAP(disk_starts, struct kc_disk_request);
 KC_HIST_MAP(disk_latency);
 #endif
 
-SEC("tracepoint/block/block_rq_issue")
-int kc_disk_issue(struct trace_event_raw_block_rq *ctx)
+static __always_inline void kc_disk_on_issue(struct kc_disk_request *req, __u32 bytes)
 {
 	kc_add(&disk_counters, KC_DISK_ISSUE, 1);
-	kc_add(&disk_counters, KC_DISK_BYTES, KC_READ(ctx, bytes));
+	kc_add(&disk_counters, KC_DISK_BYTES, bytes);
 #if KC_RETURN_MODE
-	struct kc_disk_request req = { .dev = KC_READ(ctx, dev), .sector = KC_READ(ctx, sector) };
-
-	kc_start(&disk_starts, &req);
+	kc_start(&disk_starts, req);
 #endif
-	return 0;
+}
+
+static __always_inline void kc_disk_on_complete(struct kc_disk_request *req, int error)
+{
+	kc_add(&disk_counters, KC_DISK_COMPLETE, 1);
+	if (error)
+		kc_add(&disk_counters, KC_DISK_ERROR, 1);
+#if KC_RETURN_MODE
+	__u64 ns = kc_elapsed(&disk_starts, req);
+
+	if (ns)
+		kc_hist_add(&disk_latency, req->dev, ns);
+#endif
 }
 
 #if KC_CORE
@@ -34,7 +45,56 @@ struct trace_event_raw_block_rq_complete___old {
 	sector_t sector;
 	int error;
 } __attribute__((preserve_access_index));
+
+/* Before 5.16 a request named its disk itself; later through its queue. */
+struct request___old {
+	struct gendisk *rq_disk;
+} __attribute__((preserve_access_index));
+
+/* The request as the classic record describes it: dev_t as the kernel encodes it (MKDEV). */
+static __always_inline void kc_disk_describe(struct request *rq, struct kc_disk_request *req)
+{
+	struct gendisk *disk;
+
+	if (bpf_core_field_exists(rq->q->disk))
+		disk = BPF_CORE_READ(rq, q, disk);
+	else
+		disk = BPF_CORE_READ((struct request___old *)rq, rq_disk);
+	req->dev = disk ? ((__u64)BPF_CORE_READ(disk, major) << 20) | BPF_CORE_READ(disk, first_minor) : 0;
+	req->sector = BPF_CORE_READ(rq, __sector);
+}
+
+/* 5.11 dropped block_rq_issue's first argument, the queue. */
+SEC("tp_btf/block_rq_issue")
+int kc_disk_issue__trampoline(unsigned long long *ctx)
+{
+	struct request *rq = (void *)kc_ctx_arg(ctx, LINUX_KERNEL_VERSION < KERNEL_VERSION(5, 11, 0));
+	struct kc_disk_request req = {};
+
+	kc_disk_describe(rq, &req);
+	kc_disk_on_issue(&req, BPF_CORE_READ(rq, __data_len));
+	return 0;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(kc_disk_complete__trampoline, struct request *rq, int error)
+{
+	struct kc_disk_request req = {};
+
+	kc_disk_describe(rq, &req);
+	kc_disk_on_complete(&req, error);
+	return 0;
+}
 #endif
+
+SEC("tracepoint/block/block_rq_issue")
+int kc_disk_issue__tracepoint(struct trace_event_raw_block_rq *ctx)
+{
+	struct kc_disk_request req = { .dev = KC_READ(ctx, dev), .sector = KC_READ(ctx, sector) };
+
+	kc_disk_on_issue(&req, KC_READ(ctx, bytes));
+	return 0;
+}
 
 /* Reads the completion record (device, sector, error) whatever the kernel names it. */
 static __always_inline int kc_disk_completion(void *ctx, struct kc_disk_request *req)
@@ -56,18 +116,11 @@ static __always_inline int kc_disk_completion(void *ctx, struct kc_disk_request 
 }
 
 SEC("tracepoint/block/block_rq_complete")
-int kc_disk_complete(void *ctx)
+int kc_disk_complete__tracepoint(void *ctx)
 {
 	struct kc_disk_request req = {};
+	int error = kc_disk_completion(ctx, &req);
 
-	kc_add(&disk_counters, KC_DISK_COMPLETE, 1);
-	if (kc_disk_completion(ctx, &req))
-		kc_add(&disk_counters, KC_DISK_ERROR, 1);
-#if KC_RETURN_MODE
-	__u64 ns = kc_elapsed(&disk_starts, &req);
-
-	if (ns)
-		kc_hist_add(&disk_latency, req.dev, ns);
-#endif
+	kc_disk_on_complete(&req, error);
 	return 0;
 }

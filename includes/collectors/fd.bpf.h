@@ -1,37 +1,26 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* fd: file descriptors opened (open, openat, openat2 all go through do_sys_openat2) and
- * closed (the close syscall: the kernel functions behind it changed in 5.11 and 6.8). */
+ * closed. Families: do_sys_openat2 (trampoline, probe) or the open syscalls' tracepoints;
+ * close is the close syscall itself in every family (the kernel functions behind it changed
+ * in 5.11 and 6.8). */
 
 KC_COUNTERS(fd_counters, KC_FD_END);
 
-SEC("kprobe/do_sys_openat2")
-int BPF_KPROBE(kc_fd_open)
-{
-	kc_add(&fd_counters, KC_FD_OPEN, 1);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int kc_fd_close(void *ctx)
-{
-	kc_add(&fd_counters, KC_FD_CLOSE, 1);
-	return 0;
-}
-
-#if KC_RETURN_MODE
-SEC("kretprobe/do_sys_openat2")
-int BPF_KRETPROBE(kc_fd_open_ret, long ret)
+static __always_inline void kc_fd_error(long ret, __u32 errors)
 {
 	if (ret < 0)
-		kc_add(&fd_counters, KC_FD_OPEN_ERROR, 1);
-	return 0;
+		kc_add(&fd_counters, errors, 1);
 }
 
-SEC("tracepoint/syscalls/sys_exit_close")
-int kc_fd_close_ret(struct trace_event_raw_sys_exit *ctx)
-{
-	if (KC_READ(ctx, ret) < 0)
-		kc_add(&fd_counters, KC_FD_CLOSE_ERROR, 1);
-	return 0;
-}
-#endif
+#define KC_FD_OPEN_TP(call) \
+	KC_SYSCALL_TP(kc_fd_open, call, kc_add(&fd_counters, KC_FD_OPEN, 1), kc_fd_error(ret, KC_FD_OPEN_ERROR))
+
+KC_FUNC_ENTRY(kc_fd_open, do_sys_openat2, kc_add(&fd_counters, KC_FD_OPEN, 1))
+KC_FUNC_RETURN(kc_fd_open, do_sys_openat2, long, kc_fd_error(ret, KC_FD_OPEN_ERROR), int dfd, void *filename,
+	       void *how)
+KC_FD_OPEN_TP(open)
+KC_FD_OPEN_TP(openat)
+KC_FD_OPEN_TP(openat2)
+KC_FD_OPEN_TP(creat)
+
+KC_SYSCALL(kc_fd_close, close, kc_add(&fd_counters, KC_FD_CLOSE, 1), kc_fd_error(ret, KC_FD_CLOSE_ERROR))

@@ -1,36 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* mount: mount and umount calls; return mode counts their errors. */
+/* mount: mount and umount calls; return mode counts their errors. Each is an event in every
+ * family: its syscall wrapper (trampoline, probe) and its tracepoints. */
 
 KC_COUNTERS(mount_counters, KC_MOUNT_END);
 
-SEC("tracepoint/syscalls/sys_enter_mount")
-int kc_mount_mount(void *ctx)
+static __always_inline void kc_mount_error(long ret, __u32 errors)
 {
-	kc_add(&mount_counters, KC_MOUNT_MOUNT, 1);
-	return 0;
+	if (ret < 0)
+		kc_add(&mount_counters, errors, 1);
 }
 
-SEC("tracepoint/syscalls/sys_enter_umount")
-int kc_mount_umount(void *ctx)
-{
-	kc_add(&mount_counters, KC_MOUNT_UMOUNT, 1);
-	return 0;
-}
-
-#if KC_RETURN_MODE
-SEC("tracepoint/syscalls/sys_exit_mount")
-int kc_mount_mount_ret(struct trace_event_raw_sys_exit *ctx)
-{
-	if (KC_READ(ctx, ret) < 0)
-		kc_add(&mount_counters, KC_MOUNT_MOUNT_ERROR, 1);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_umount")
-int kc_mount_umount_ret(struct trace_event_raw_sys_exit *ctx)
-{
-	if (KC_READ(ctx, ret) < 0)
-		kc_add(&mount_counters, KC_MOUNT_UMOUNT_ERROR, 1);
-	return 0;
-}
-#endif
+KC_SYSCALL(kc_mount_mount, mount, kc_add(&mount_counters, KC_MOUNT_MOUNT, 1),
+	   kc_mount_error(ret, KC_MOUNT_MOUNT_ERROR))
+KC_SYSCALL(kc_mount_umount, umount, kc_add(&mount_counters, KC_MOUNT_UMOUNT, 1),
+	   kc_mount_error(ret, KC_MOUNT_UMOUNT_ERROR))

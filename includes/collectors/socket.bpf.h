@@ -1,86 +1,139 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* socket: TCP and UDP calls and bytes, TCP connects per address family, closes and
- * retransmits; return mode counts send/receive errors and UDP bytes received. */
+ * retransmits; return mode counts send/receive errors and UDP bytes received.
+ * Families: the tcp_* and udp_* functions (trampoline, probe); tracepoints (tracepoint):
+ *   sends, receives  sock/sock_{send,recv}_length by protocol (6.3 and later): bytes are those
+ *                    transferred, and a failed send counts as an error, not as a call
+ *   connect, close   sock/inet_sock_set_state into SYN_SENT, into CLOSE
+ *   retransmit       tcp/tcp_retransmit_skb */
 
 KC_COUNTERS(socket_counters, KC_SOCKET_END);
 
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#define KC_IPPROTO_TCP 6
+#define KC_IPPROTO_UDP 17
+#define KC_TCP_SYN_SENT 2
+#define KC_TCP_CLOSE 7
 
-SEC("kprobe/tcp_sendmsg")
-int BPF_KPROBE(kc_socket_tcp_sendmsg, struct sock *sk, void *msg, unsigned long size)
+#define KC_SOCKET(counter, n) kc_add(&socket_counters, counter, n)
+
+static __always_inline void kc_socket_error(long ret)
 {
-	kc_add(&socket_counters, KC_SOCKET_TCP_SEND, 1);
-	kc_add(&socket_counters, KC_SOCKET_TCP_SEND_BYTES, size);
-	return 0;
+	if (ret < 0)
+		KC_SOCKET(KC_SOCKET_ERROR, 1);
 }
+
+static __always_inline void kc_socket_send(__u32 calls, __u32 bytes, long size)
+{
+	KC_SOCKET(calls, 1);
+	KC_SOCKET(bytes, size);
+}
+
+static __always_inline void kc_socket_tcp_received(int copied)
+{
+	if (copied > 0)
+		kc_socket_send(KC_SOCKET_TCP_RECV, KC_SOCKET_TCP_RECV_BYTES, copied);
+}
+
+static __always_inline void kc_socket_udp_received(long ret)
+{
+	if (ret < 0)
+		KC_SOCKET(KC_SOCKET_ERROR, 1);
+	else
+		KC_SOCKET(KC_SOCKET_UDP_RECV_BYTES, ret);
+}
+
+static __always_inline void kc_socket_connect(__u16 family)
+{
+	KC_SOCKET(family == AF_INET ? KC_SOCKET_TCP_CONNECT_V4 : KC_SOCKET_TCP_CONNECT_V6, 1);
+}
+
+KC_FUNC_ENTRY(kc_socket_tcp_send, tcp_sendmsg, kc_socket_send(KC_SOCKET_TCP_SEND, KC_SOCKET_TCP_SEND_BYTES, size),
+	      struct sock *sk, void *msg, unsigned long size)
+KC_FUNC_RETURN(kc_socket_tcp_send, tcp_sendmsg, int, kc_socket_error(ret), struct sock *sk, void *msg,
+	       unsigned long size)
 
 /* Called once a receive has copied `copied` bytes to user space. */
-SEC("kprobe/tcp_cleanup_rbuf")
-int BPF_KPROBE(kc_socket_tcp_cleanup_rbuf, struct sock *sk, int copied)
+KC_FUNC_ENTRY(kc_socket_tcp_recv, tcp_cleanup_rbuf, kc_socket_tcp_received(copied), struct sock *sk, int copied)
+KC_FUNC_ENTRY(kc_socket_tcp_connect, tcp_connect, kc_socket_connect(KC_READ(sk, __sk_common.skc_family)),
+	      struct sock *sk)
+KC_FUNC_ENTRY(kc_socket_tcp_close, tcp_close, KC_SOCKET(KC_SOCKET_TCP_CLOSE, 1))
+KC_FUNC_ENTRY(kc_socket_tcp_retransmit, tcp_retransmit_skb, KC_SOCKET(KC_SOCKET_TCP_RETRANSMIT, 1))
+KC_FUNC_ENTRY(kc_socket_udp_send, udp_sendmsg, kc_socket_send(KC_SOCKET_UDP_SEND, KC_SOCKET_UDP_SEND_BYTES, len),
+	      struct sock *sk, void *msg, unsigned long len)
+KC_FUNC_ENTRY(kc_socket_udp_recv, udp_recvmsg, KC_SOCKET(KC_SOCKET_UDP_RECV, 1))
+/* 5.19 dropped udp_recvmsg's `noblock` argument. */
+KC_FUNC_RETURN_N(kc_socket_udp_recv, udp_recvmsg, int, kc_socket_udp_received(ret),
+		 LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 19, 0) ? 5 : 6)
+
+SEC("tracepoint/sock/sock_send_length")
+int kc_socket_tcp_send__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
 {
-	if (copied <= 0)
+	int ret = KC_READ(ctx, ret);
+
+	if (KC_READ(ctx, protocol) != KC_IPPROTO_TCP)
 		return 0;
-	kc_add(&socket_counters, KC_SOCKET_TCP_RECV, 1);
-	kc_add(&socket_counters, KC_SOCKET_TCP_RECV_BYTES, copied);
-	return 0;
-}
-
-SEC("kprobe/tcp_connect")
-int BPF_KPROBE(kc_socket_tcp_connect, struct sock *sk)
-{
-	__u16 family = KC_READ(sk, __sk_common.skc_family);
-
-	kc_add(&socket_counters, family == AF_INET ? KC_SOCKET_TCP_CONNECT_V4 : KC_SOCKET_TCP_CONNECT_V6, 1);
-	return 0;
-}
-
-SEC("kprobe/tcp_close")
-int BPF_KPROBE(kc_socket_tcp_close)
-{
-	kc_add(&socket_counters, KC_SOCKET_TCP_CLOSE, 1);
-	return 0;
-}
-
-SEC("kprobe/tcp_retransmit_skb")
-int BPF_KPROBE(kc_socket_tcp_retransmit)
-{
-	kc_add(&socket_counters, KC_SOCKET_TCP_RETRANSMIT, 1);
-	return 0;
-}
-
-SEC("kprobe/udp_sendmsg")
-int BPF_KPROBE(kc_socket_udp_sendmsg, struct sock *sk, void *msg, unsigned long len)
-{
-	kc_add(&socket_counters, KC_SOCKET_UDP_SEND, 1);
-	kc_add(&socket_counters, KC_SOCKET_UDP_SEND_BYTES, len);
-	return 0;
-}
-
-SEC("kprobe/udp_recvmsg")
-int BPF_KPROBE(kc_socket_udp_recvmsg)
-{
-	kc_add(&socket_counters, KC_SOCKET_UDP_RECV, 1);
-	return 0;
-}
-
-#if KC_RETURN_MODE
-SEC("kretprobe/udp_recvmsg")
-int BPF_KRETPROBE(kc_socket_udp_recvmsg_ret, long ret)
-{
 	if (ret < 0)
-		kc_add(&socket_counters, KC_SOCKET_ERROR, 1);
+		KC_SOCKET(KC_SOCKET_ERROR, KC_RETURN_MODE);
 	else
-		kc_add(&socket_counters, KC_SOCKET_UDP_RECV_BYTES, ret);
+		kc_socket_send(KC_SOCKET_TCP_SEND, KC_SOCKET_TCP_SEND_BYTES, ret);
 	return 0;
 }
 
-SEC("kretprobe/tcp_sendmsg")
-int BPF_KRETPROBE(kc_socket_tcp_sendmsg_ret, long ret)
+SEC("tracepoint/sock/sock_recv_length")
+int kc_socket_tcp_recv__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
 {
-	if (ret < 0)
-		kc_add(&socket_counters, KC_SOCKET_ERROR, 1);
+	if (KC_READ(ctx, protocol) == KC_IPPROTO_TCP)
+		kc_socket_tcp_received(KC_READ(ctx, ret));
 	return 0;
 }
-#endif
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int kc_socket_tcp_connect__tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (KC_READ(ctx, protocol) == KC_IPPROTO_TCP && KC_READ(ctx, newstate) == KC_TCP_SYN_SENT)
+		kc_socket_connect(KC_READ(ctx, family));
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int kc_socket_tcp_close__tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (KC_READ(ctx, protocol) == KC_IPPROTO_TCP && KC_READ(ctx, newstate) == KC_TCP_CLOSE)
+		KC_SOCKET(KC_SOCKET_TCP_CLOSE, 1);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int kc_socket_tcp_retransmit__tracepoint(void *ctx)
+{
+	KC_SOCKET(KC_SOCKET_TCP_RETRANSMIT, 1);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int kc_socket_udp_send__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
+{
+	int ret = KC_READ(ctx, ret);
+
+	if (KC_READ(ctx, protocol) != KC_IPPROTO_UDP)
+		return 0;
+	if (ret < 0)
+		KC_SOCKET(KC_SOCKET_ERROR, KC_RETURN_MODE);
+	else
+		kc_socket_send(KC_SOCKET_UDP_SEND, KC_SOCKET_UDP_SEND_BYTES, ret);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_recv_length")
+int kc_socket_udp_recv__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
+{
+	if (KC_READ(ctx, protocol) != KC_IPPROTO_UDP)
+		return 0;
+	KC_SOCKET(KC_SOCKET_UDP_RECV, 1);
+	if (KC_RETURN_MODE)
+		kc_socket_udp_received(KC_READ(ctx, ret));
+	return 0;
+}

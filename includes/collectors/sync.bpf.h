@@ -1,29 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* sync: the syscalls that flush data to storage; return mode counts their errors. */
+/* sync: the syscalls that flush data to storage; return mode counts their errors. Each is an
+ * event in every family: its syscall wrapper (trampoline, probe) and its tracepoints. */
 
 KC_COUNTERS(sync_counters, KC_SYNC_END);
 
-#if KC_RETURN_MODE
-#define KC_SYNC_EXIT(call)                                         \
-	SEC("tracepoint/syscalls/sys_exit_" #call)                 \
-	int kc_sync_##call##_ret(struct trace_event_raw_sys_exit *ctx) \
-	{                                                          \
-		if (KC_READ(ctx, ret) < 0)                         \
-			kc_add(&sync_counters, KC_SYNC_ERROR, 1);  \
-		return 0;                                          \
-	}
-#else
-#define KC_SYNC_EXIT(call)
-#endif
+static __always_inline void kc_sync_error(long ret)
+{
+	if (ret < 0)
+		kc_add(&sync_counters, KC_SYNC_ERROR, 1);
+}
 
-#define KC_SYNC(call, counter)                      \
-	SEC("tracepoint/syscalls/sys_enter_" #call) \
-	int kc_sync_##call(void *ctx)               \
-	{                                           \
-		kc_add(&sync_counters, counter, 1); \
-		return 0;                           \
-	}                                           \
-	KC_SYNC_EXIT(call)
+#define KC_SYNC(call, counter) \
+	KC_SYSCALL(kc_sync_##call, call, kc_add(&sync_counters, counter, 1), kc_sync_error(ret))
 
 KC_SYNC(sync, KC_SYNC_SYNC)
 KC_SYNC(fsync, KC_SYNC_FSYNC)

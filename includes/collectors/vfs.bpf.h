@@ -1,50 +1,28 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* vfs: calls, bytes and errors of read, write, open, create, unlink and fsync. Entry mode
- * counts calls and requested bytes; return mode counts transferred bytes and errors. */
+ * counts calls and requested bytes; return mode counts transferred bytes and errors.
+ * Families (see kc_bpf.h): the vfs_* functions (trampoline, probe); the system calls that
+ * reach them from user space (tracepoint):
+ *   read   read, pread64            write  write, pwrite64
+ *   open   open, openat, openat2, creat (their errors include failed path lookups)
+ *   create creat, and open/openat with O_CREAT: calls that may create a file
+ *   unlink unlink, unlinkat without AT_REMOVEDIR (errors: of unlinkat with it too)
+ *   fsync  fsync, fdatasync */
 
 KC_COUNTERS(vfs_counters, KC_VFS_END);
 
-#define KC_VFS_ENTRY(func, counter)                 \
-	SEC("kprobe/" #func)                        \
-	int BPF_KPROBE(kc_vfs_##func)               \
-	{                                           \
-		kc_add(&vfs_counters, counter, 1);  \
-		return 0;                           \
-	}
+#define KC_O_CREAT 0100
+#define KC_AT_REMOVEDIR 0x200
+/* 5.12 gave vfs_create and vfs_unlink a first argument, the mount's idmap (user namespace). */
+#define KC_VFS_IDMAP_ARG (LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 12, 0))
 
-#define KC_VFS_RETURN(func, error_counter)                    \
-	SEC("kretprobe/" #func)                               \
-	int BPF_KRETPROBE(kc_vfs_##func##_ret, long ret)      \
-	{                                                     \
-		if (ret < 0)                                  \
-			kc_add(&vfs_counters, error_counter, 1); \
-		return 0;                                     \
-	}
-
-SEC("kprobe/vfs_read")
-int BPF_KPROBE(kc_vfs_vfs_read, void *file, void *buf, unsigned long count)
+static __always_inline void kc_vfs_call(__u32 calls, __u32 bytes, unsigned long count)
 {
-	kc_add(&vfs_counters, KC_VFS_READ, 1);
+	kc_add(&vfs_counters, calls, 1);
 	if (!KC_RETURN_MODE)
-		kc_add(&vfs_counters, KC_VFS_READ_BYTES, count);
-	return 0;
+		kc_add(&vfs_counters, bytes, count);
 }
 
-SEC("kprobe/vfs_write")
-int BPF_KPROBE(kc_vfs_vfs_write, void *file, void *buf, unsigned long count)
-{
-	kc_add(&vfs_counters, KC_VFS_WRITE, 1);
-	if (!KC_RETURN_MODE)
-		kc_add(&vfs_counters, KC_VFS_WRITE_BYTES, count);
-	return 0;
-}
-
-KC_VFS_ENTRY(vfs_open, KC_VFS_OPEN)
-KC_VFS_ENTRY(vfs_create, KC_VFS_CREATE)
-KC_VFS_ENTRY(vfs_unlink, KC_VFS_UNLINK)
-KC_VFS_ENTRY(vfs_fsync_range, KC_VFS_FSYNC)
-
-#if KC_RETURN_MODE
 static __always_inline void kc_vfs_transfer(long ret, __u32 bytes, __u32 errors)
 {
 	if (ret < 0)
@@ -53,22 +31,86 @@ static __always_inline void kc_vfs_transfer(long ret, __u32 bytes, __u32 errors)
 		kc_add(&vfs_counters, bytes, ret);
 }
 
-SEC("kretprobe/vfs_read")
-int BPF_KRETPROBE(kc_vfs_vfs_read_ret, long ret)
+static __always_inline void kc_vfs_error(long ret, __u32 errors)
 {
-	kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR);
-	return 0;
+	if (ret < 0)
+		kc_add(&vfs_counters, errors, 1);
 }
 
-SEC("kretprobe/vfs_write")
-int BPF_KRETPROBE(kc_vfs_vfs_write_ret, long ret)
-{
-	kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR);
-	return 0;
-}
+KC_FUNC_ENTRY(kc_vfs_read, vfs_read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, count), void *file, void *buf,
+	      unsigned long count)
+KC_FUNC_RETURN(kc_vfs_read, vfs_read, long, kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR), void *file,
+	       void *buf, unsigned long count, void *pos)
+KC_SYSCALL_TP(kc_vfs_read, read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, args[2]),
+	      kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR))
+KC_SYSCALL_TP(kc_vfs_read, pread64, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, args[2]),
+	      kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR))
 
-KC_VFS_RETURN(vfs_open, KC_VFS_OPEN_ERROR)
-KC_VFS_RETURN(vfs_create, KC_VFS_CREATE_ERROR)
-KC_VFS_RETURN(vfs_unlink, KC_VFS_UNLINK_ERROR)
-KC_VFS_RETURN(vfs_fsync_range, KC_VFS_FSYNC_ERROR)
+KC_FUNC_ENTRY(kc_vfs_write, vfs_write, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, count), void *file,
+	      const void *buf, unsigned long count)
+KC_FUNC_RETURN(kc_vfs_write, vfs_write, long, kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR),
+	       void *file, const void *buf, unsigned long count, void *pos)
+KC_SYSCALL_TP(kc_vfs_write, write, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, args[2]),
+	      kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR))
+KC_SYSCALL_TP(kc_vfs_write, pwrite64, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, args[2]),
+	      kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR))
+
+#define KC_VFS_OPEN_TP(call)                                                               \
+	KC_SYSCALL_TP(kc_vfs_open, call, kc_add(&vfs_counters, KC_VFS_OPEN, 1), \
+		      kc_vfs_error(ret, KC_VFS_OPEN_ERROR))
+KC_FUNC_ENTRY(kc_vfs_open, vfs_open, kc_add(&vfs_counters, KC_VFS_OPEN, 1))
+KC_FUNC_RETURN(kc_vfs_open, vfs_open, int, kc_vfs_error(ret, KC_VFS_OPEN_ERROR), void *path, void *file)
+KC_VFS_OPEN_TP(open)
+KC_VFS_OPEN_TP(openat)
+KC_VFS_OPEN_TP(openat2)
+KC_VFS_OPEN_TP(creat)
+
+/* open(path, flags) and openat(dirfd, path, flags) with O_CREAT (argument 1 or 2): the exit
+ * record has no flags, so the entry marks the thread for it. */
+#if KC_RETURN_MODE
+KC_START_MAP(vfs_create_starts, __u32);
 #endif
+
+static __always_inline void kc_vfs_create_call(int creates)
+{
+	if (!creates)
+		return;
+	kc_add(&vfs_counters, KC_VFS_CREATE, 1);
+#if KC_RETURN_MODE
+	__u32 tid = bpf_get_current_pid_tgid();
+
+	kc_start(&vfs_create_starts, &tid);
+#endif
+}
+
+static __always_inline void kc_vfs_create_ret(long ret)
+{
+#if KC_RETURN_MODE
+	__u32 tid = bpf_get_current_pid_tgid();
+
+	if (kc_elapsed(&vfs_create_starts, &tid))
+		kc_vfs_error(ret, KC_VFS_CREATE_ERROR);
+#endif
+}
+
+#define KC_VFS_CREATE_TP(call, creates) \
+	KC_SYSCALL_TP(kc_vfs_create, call, kc_vfs_create_call(creates), kc_vfs_create_ret(ret))
+KC_FUNC_ENTRY(kc_vfs_create, vfs_create, kc_add(&vfs_counters, KC_VFS_CREATE, 1))
+KC_FUNC_RETURN_N(kc_vfs_create, vfs_create, int, kc_vfs_error(ret, KC_VFS_CREATE_ERROR), KC_VFS_IDMAP_ARG + 4)
+KC_VFS_CREATE_TP(creat, 1)
+KC_VFS_CREATE_TP(open, args[1] & KC_O_CREAT)
+KC_VFS_CREATE_TP(openat, args[2] & KC_O_CREAT)
+
+KC_FUNC_ENTRY(kc_vfs_unlink, vfs_unlink, kc_add(&vfs_counters, KC_VFS_UNLINK, 1))
+KC_FUNC_RETURN_N(kc_vfs_unlink, vfs_unlink, int, kc_vfs_error(ret, KC_VFS_UNLINK_ERROR), KC_VFS_IDMAP_ARG + 3)
+KC_SYSCALL_TP(kc_vfs_unlink, unlink, kc_add(&vfs_counters, KC_VFS_UNLINK, 1),
+	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
+KC_SYSCALL_TP(kc_vfs_unlink, unlinkat, if (!(args[2] & KC_AT_REMOVEDIR)) kc_add(&vfs_counters, KC_VFS_UNLINK, 1),
+	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
+
+KC_FUNC_ENTRY(kc_vfs_fsync, vfs_fsync_range, kc_add(&vfs_counters, KC_VFS_FSYNC, 1))
+KC_FUNC_RETURN(kc_vfs_fsync, vfs_fsync_range, int, kc_vfs_error(ret, KC_VFS_FSYNC_ERROR), void *file, long long start,
+	       long long end, int datasync)
+KC_SYSCALL_TP(kc_vfs_fsync, fsync, kc_add(&vfs_counters, KC_VFS_FSYNC, 1), kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))
+KC_SYSCALL_TP(kc_vfs_fsync, fdatasync, kc_add(&vfs_counters, KC_VFS_FSYNC, 1),
+	      kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))

@@ -466,13 +466,29 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
         r.maps = names;
     }
 
-    // Relocations: every target must be a symbol this object defines.
+    // Relocations: every target must be a symbol this object defines, or an extern its BTF
+    // declares in `.kconfig` or `.ksyms` (libbpf resolves those at load).
+    let externs: Vec<&str> = btf
+        .as_ref()
+        .map(|b| {
+            [".kconfig", ".ksyms"]
+                .iter()
+                .filter_map(|s| b.datasec(s))
+                .flat_map(|sec| sec.members.iter())
+                .filter_map(|&(id, _)| b.get(id).map(|t| b.name(t)))
+                .collect()
+        })
+        .unwrap_or_default();
     for section in elf.sections() {
         let name = section.name().unwrap_or("?").to_string();
         for (offset, rel) in section.relocations() {
             if let RelocationTarget::Symbol(idx) = rel.target() {
                 match elf.symbol_by_index(idx) {
-                    Ok(sym) if sym.is_undefined() && !sym.name().unwrap_or("").is_empty() => {
+                    Ok(sym)
+                        if sym.is_undefined()
+                            && !sym.name().unwrap_or("").is_empty()
+                            && !externs.contains(&sym.name().unwrap_or("")) =>
+                    {
                         let at = section
                             .file_range()
                             .map_or(0, |(o, _)| o)

@@ -16,7 +16,72 @@ pub trait ElfLayout {
 }
 
 const VAR_STATIC: u32 = 0;
+const VAR_ALLOCATED: u32 = 1;
 const VAR_EXTERN: u32 = 2;
+
+/// Size and alignment of a `.kconfig` extern's type (libbpf's `find_kcfg_type`: integers,
+/// bools, tristate enums and char arrays), or why libbpf refuses it.
+fn kcfg_layout(btf: &Btf, data: &[u8], mut id: u32) -> Result<(u32, u32), String> {
+    for _ in 0..32 {
+        let t = btf
+            .get(id)
+            .ok_or_else(|| format!("type #{id} does not exist"))?;
+        match t.kind {
+            Kind::Typedef | Kind::Const | Kind::Volatile | Kind::Restrict | Kind::TypeTag => {
+                id = t.size_or_type;
+            }
+            Kind::Int | Kind::Enum | Kind::Enum64
+                if t.size_or_type.is_power_of_two() && t.size_or_type <= 8 =>
+            {
+                return Ok((t.size_or_type, t.size_or_type));
+            }
+            Kind::Array => {
+                let nelems = get(data, t.offset + 12 + 8);
+                return Ok((nelems, 1));
+            }
+            _ => {
+                return Err(format!(
+                    "type #{id} ({:?}) cannot hold a Kconfig value",
+                    t.kind
+                ))
+            }
+        }
+    }
+    Err(format!("type #{id}: a chain of modifiers too long"))
+}
+
+/// libbpf's `bpf_object__collect_externs` for `.kconfig`: the externs sorted by alignment
+/// (largest first), size and name, each at the next offset its alignment allows; the section
+/// sized to their end, each variable made an allocated global.
+fn layout_kconfig(btf: &Btf, sec: &crate::btf::Type, out: &mut [u8]) -> Result<(), String> {
+    let mut externs = Vec::new();
+    for (i, &(var_id, _)) in sec.members.iter().enumerate() {
+        let var = btf
+            .get(var_id)
+            .filter(|t| t.kind == Kind::Var)
+            .ok_or_else(|| format!("DATASEC .kconfig: entry #{i} is not a VAR"))?;
+        let (size, align) = kcfg_layout(btf, out, var.size_or_type)
+            .map_err(|e| format!("extern (kcfg) '{}' type is unsupported: {e}", btf.name(var)))?;
+        externs.push((i, var, size, align));
+    }
+    let mut order: Vec<usize> = (0..externs.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&externs[a], &externs[b]);
+        y.3.cmp(&x.3)
+            .then(x.2.cmp(&y.2))
+            .then(btf.name(x.1).cmp(btf.name(y.1)))
+    });
+    let mut off = 0u32;
+    for k in order {
+        let (i, var, size, align) = externs[k];
+        let at = off.div_ceil(align.max(1)) * align.max(1);
+        put(out, sec.offset + 12 + 12 * i + 4, at);
+        put(out, var.offset + 12, VAR_ALLOCATED);
+        off = at + size;
+    }
+    put(out, sec.offset + 8, off);
+    Ok(())
+}
 
 fn put(data: &mut [u8], at: usize, v: u32) {
     data[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -32,8 +97,10 @@ pub fn libbpf_fixup(data: &[u8], elf: &dyn ElfLayout) -> Result<Vec<u8>, String>
     let mut out = data.to_vec();
     for sec in btf.types.iter().filter(|t| t.kind == Kind::Datasec) {
         let name = btf.name(sec);
-        // Extern sections (.kconfig, .ksyms) are laid out by libbpf itself, already sized.
-        if sec.size_or_type == 0 {
+        // Extern sections are laid out from the externs, not from the ELF.
+        if name == ".kconfig" {
+            layout_kconfig(&btf, sec, &mut out)?;
+        } else if sec.size_or_type == 0 {
             let size = elf
                 .section_size(name)
                 .filter(|&s| s != 0)

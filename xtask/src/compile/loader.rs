@@ -58,6 +58,7 @@ pub fn cc_args(
     args.extend(link.cflags.iter().cloned());
     args.extend([
         root.join("co-re/loader/kc-loader.c").display().to_string(),
+        root.join("co-re/loader/kc_attach.c").display().to_string(),
         "-o".into(),
         out.display().to_string(),
     ]);

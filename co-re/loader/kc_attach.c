@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Attach families: names, and the running kernel's answers about targets. See kc_attach.h. */
+#include <errno.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <linux/bpf.h>
+#include <linux/btf.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "kc_attach.h"
+
+static const char *const family_names[KC_N_FAMILIES] = { "trampoline", "probe", "tracepoint" };
+
+const char *kc_family_name(int family)
+{
+	return family >= 0 && family < KC_N_FAMILIES ? family_names[family] : "auto";
+}
+
+int kc_attach_parse(const char *s)
+{
+	if (strcmp(s, "auto") == 0)
+		return KC_ATTACH_AUTO;
+	for (int f = 0; f < KC_N_FAMILIES; f++)
+		if (strcmp(s, family_names[f]) == 0)
+			return f;
+	return -2;
+}
+
+int kc_parse_program_name(const char *name, struct kc_program_name *out)
+{
+	const char *sep = strstr(name, "__"), *fam, *variant;
+	size_t len;
+
+	if (!sep || (size_t)(sep - name) >= sizeof(out->event))
+		return -1;
+	fam = sep + 2;
+	len = strcspn(fam, "_");
+	out->family = -1;
+	for (int f = 0; f < KC_N_FAMILIES; f++)
+		if (strlen(family_names[f]) == len && strncmp(fam, family_names[f], len) == 0)
+			out->family = f;
+	if (out->family < 0)
+		return -1;
+	variant = strstr(fam, "__");
+	snprintf(out->event, sizeof(out->event), "%.*s", (int)(sep - name), name);
+	snprintf(out->group, sizeof(out->group), "%.*s", (int)(variant ? (size_t)(variant - name) : strlen(name)),
+		 name);
+	return 0;
+}
+
+static int has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int kc_section_family(const char *sec)
+{
+	static const struct {
+		const char *prefix;
+		int family;
+	} kinds[] = {
+		{ "fentry/", KC_TRAMPOLINE },	 { "fexit/", KC_TRAMPOLINE },	 { "tp_btf/", KC_TRAMPOLINE },
+		{ "kprobe/", KC_PROBE },	 { "kretprobe/", KC_PROBE },	 { "ksyscall/", KC_PROBE },
+		{ "kretsyscall/", KC_PROBE },	 { "tracepoint/", KC_TRACEPOINT }, { "tp/", KC_TRACEPOINT },
+		{ "raw_tp/", KC_TRACEPOINT },	 { "raw_tracepoint/", KC_TRACEPOINT },
+	};
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (has_prefix(sec, kinds[i].prefix))
+			return kinds[i].family;
+	return -1;
+}
+
+const char *kc_tracefs_root(void)
+{
+	static const char *roots[] = { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" };
+	char path[256];
+
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		snprintf(path, sizeof(path), "%s/events", roots[i]);
+		if (access(path, F_OK) == 0)
+			return roots[i];
+	}
+	/* Not mounted (minimal systems, initramfs): mount it, libbpf needs it for tracepoints. */
+	mount("tracefs", roots[0], "tracefs", 0, NULL);
+	return roots[0];
+}
+
+/* A file's names, one per line, as "\nname\n...": `column` is the name's field (0-based). */
+static char *load_names(const char *path, int column)
+{
+	FILE *f = fopen(path, "r");
+	char line[512], *names;
+	size_t cap = 1 << 20, len = 0;
+
+	if (!f)
+		return NULL;
+	names = malloc(cap);
+	if (!names) {
+		fclose(f);
+		return NULL;
+	}
+	names[len++] = '\n';
+	while (fgets(line, sizeof(line), f)) {
+		char *tok = strtok(line, " \t\n");
+		size_t n;
+
+		for (int c = 0; tok && c < column; c++)
+			tok = strtok(NULL, " \t\n");
+		if (!tok)
+			continue;
+		n = strlen(tok);
+		if (len + n + 2 > cap) {
+			char *bigger = realloc(names, cap * 2);
+
+			if (!bigger)
+				break;
+			names = bigger;
+			cap *= 2;
+		}
+		memcpy(names + len, tok, n);
+		len += n;
+		names[len++] = '\n';
+	}
+	names[len] = '\0';
+	fclose(f);
+	return names;
+}
+
+static int listed(const char *names, const char *sym)
+{
+	char needle[260];
+
+	snprintf(needle, sizeof(needle), "\n%s\n", sym);
+	return strstr(names, needle) != NULL;
+}
+
+static int probe_check(const char *fn, char *why, size_t n)
+{
+	static char *kallsyms, *blacklist;
+	static int loaded, kprobes;
+	char path[256];
+
+	if (!loaded) {
+		loaded = 1;
+		kallsyms = load_names("/proc/kallsyms", 2);
+		blacklist = load_names("/sys/kernel/debug/kprobes/blacklist", 1);
+		snprintf(path, sizeof(path), "%s/kprobe_events", kc_tracefs_root());
+		kprobes = access("/sys/bus/event_source/devices/kprobe/type", F_OK) == 0 || access(path, F_OK) == 0;
+	}
+	if (!kprobes) {
+		snprintf(why, n, "this kernel has no kprobes (no kprobe PMU, no kprobe_events)");
+		return -1;
+	}
+	if (kallsyms && !listed(kallsyms, fn)) {
+		snprintf(why, n, "kernel has no function %s", fn);
+		return -1;
+	}
+	if (blacklist && listed(blacklist, fn)) {
+		snprintf(why, n, "%s is on the kprobe blacklist", fn);
+		return -1;
+	}
+	return 0;
+}
+
+/* Loads a two-instruction program of `type` at BTF id `btf_id` and attaches it, as ours would. */
+static int trial_trampoline(enum bpf_attach_type type, int btf_id, char *why, size_t n)
+{
+	struct bpf_insn insns[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = type, .attach_btf_id = btf_id);
+	int prog, link;
+
+	prog = bpf_prog_load(BPF_PROG_TYPE_TRACING, "kc_trial", "GPL", insns, 2, &opts);
+	if (prog < 0) {
+		snprintf(why, n, "a test program does not load there: %s", strerror(errno));
+		return -1;
+	}
+	link = bpf_raw_tracepoint_open(NULL, prog);
+	if (link < 0) {
+		snprintf(why, n, "a test program does not attach there: %s", strerror(errno));
+		close(prog);
+		return -1;
+	}
+	close(link);
+	close(prog);
+	return 0;
+}
+
+static int trampoline_check(const char *sec, const char *name, char *why, size_t n)
+{
+	static struct btf *vmlinux;
+	static int loaded;
+	char type_name[160];
+	enum bpf_attach_type type;
+	int kind, id;
+
+	if (!loaded) {
+		loaded = 1;
+		vmlinux = btf__load_vmlinux_btf();
+		if (!vmlinux)
+			vmlinux = NULL;
+	}
+	if (!vmlinux) {
+		snprintf(why, n, "this kernel has no BTF (/sys/kernel/btf/vmlinux)");
+		return -1;
+	}
+	if (has_prefix(sec, "tp_btf/")) {
+		snprintf(type_name, sizeof(type_name), "btf_trace_%s", name);
+		kind = BTF_KIND_TYPEDEF;
+		type = BPF_TRACE_RAW_TP;
+	} else {
+		snprintf(type_name, sizeof(type_name), "%s", name);
+		kind = BTF_KIND_FUNC;
+		type = has_prefix(sec, "fexit/") ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY;
+	}
+	id = btf__find_by_name_kind(vmlinux, type_name, kind);
+	if (id < 0) {
+		snprintf(why, n, "kernel BTF has no %s %s", kind == BTF_KIND_FUNC ? "function" : "tracepoint", name);
+		return -1;
+	}
+	return trial_trampoline(type, id, why, n);
+}
+
+static int tracepoint_check(const char *sec, const char *name, char *why, size_t n)
+{
+	char path[512];
+	int found;
+
+	if (has_prefix(sec, "tracepoint/") || has_prefix(sec, "tp/")) {
+		snprintf(path, sizeof(path), "%s/events/%s", kc_tracefs_root(), name);
+		found = access(path, F_OK) == 0;
+	} else {
+		glob_t g;
+
+		/* A raw tracepoint is named without its category. */
+		snprintf(path, sizeof(path), "%s/events/*/%s", kc_tracefs_root(), name);
+		found = glob(path, 0, NULL, &g) == 0;
+		globfree(&g);
+	}
+	if (!found)
+		snprintf(why, n, "kernel has no tracepoint %s", name);
+	return found ? 0 : -1;
+}
+
+struct cached_check {
+	char sec[128];
+	int result;
+	char why[160];
+};
+
+int kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size)
+{
+	static struct cached_check cache[512];
+	static int ncache;
+	const char *slash = strchr(sec, '/');
+	const char *name = slash ? slash + 1 : sec;
+	int family = kc_section_family(sec), result = 0;
+
+	snprintf(target, target_size, "%s", name);
+	why[0] = '\0';
+	for (int i = 0; i < ncache; i++) {
+		if (strcmp(cache[i].sec, sec) == 0) {
+			snprintf(why, why_size, "%s", cache[i].why);
+			return cache[i].result;
+		}
+	}
+	if (family == KC_TRAMPOLINE)
+		result = trampoline_check(sec, name, why, why_size);
+	else if (family == KC_PROBE)
+		result = probe_check(name, why, why_size);
+	else if (family == KC_TRACEPOINT)
+		result = tracepoint_check(sec, name, why, why_size);
+	if (ncache < (int)(sizeof(cache) / sizeof(cache[0]))) {
+		snprintf(cache[ncache].sec, sizeof(cache[ncache].sec), "%s", sec);
+		cache[ncache].result = result;
+		snprintf(cache[ncache].why, sizeof(cache[ncache].why), "%s", why);
+		ncache++;
+	}
+	return result;
+}

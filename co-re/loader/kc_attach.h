@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Attach families (see includes/kc_bpf.h): parsing program names, and asking the running
+ * kernel whether a program's target exists and whether its family loads and attaches there. */
+#ifndef KC_ATTACH_H
+#define KC_ATTACH_H
+
+#include <stddef.h>
+
+/* In the order `--attach auto` prefers them: cheapest first (see `cargo xtask bench overhead`). */
+enum kc_family {
+	KC_TRAMPOLINE,
+	KC_PROBE,
+	KC_TRACEPOINT,
+	KC_N_FAMILIES,
+};
+
+/* `--attach`: one family, or auto (-1). */
+#define KC_ATTACH_AUTO (-1)
+
+const char *kc_family_name(int family);
+/* KC_ATTACH_AUTO or a family for "auto", "trampoline", "probe", "tracepoint"; -2 otherwise. */
+int kc_attach_parse(const char *s);
+
+/* A program's name `<event>__<family>[_<role>][__<variant>]`: its event, family and the group
+ * of alternatives it belongs to (the name without `__<variant>`). Returns 0 when the name
+ * follows the convention, -1 when it is a program outside any family. */
+struct kc_program_name {
+	char event[64];
+	int family;
+	char group[128];
+};
+int kc_parse_program_name(const char *name, struct kc_program_name *out);
+
+/* The family a section's program type belongs to, or -1. */
+int kc_section_family(const char *sec);
+
+/* Whether this kernel has the target of a program in section `sec` and can attach a program
+ * of that kind there: 0 yes; -1 no, with the reason in `why`. Fills `target`. Trampolines
+ * are judged by loading and attaching a two-instruction program to the target, the way the
+ * kernel would judge ours; probes by kallsyms, the kprobe blacklist and the kprobe PMU;
+ * tracepoints by tracefs. Results are cached per section. */
+int kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size);
+
+/* tracefs' mount point, mounting it when needed. */
+const char *kc_tracefs_root(void);
+
+#endif
