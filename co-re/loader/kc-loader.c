@@ -52,6 +52,7 @@ struct prog_result {
 	int family;
 	char group[128];   /* its alternatives share this */
 	int target_ok;	   /* the kernel has its target and can attach its kind there */
+	enum kc_why target_why;
 	char why[160];	   /* why not, when not */
 	int chosen;	   /* the variant its group uses */
 };
@@ -61,7 +62,8 @@ struct event_result {
 	int family;		       /* the family chosen, -1: none observes it */
 	unsigned present;	       /* bit f: the object has family f's programs for it */
 	int banned[KC_N_FAMILIES];     /* failed to load or attach here */
-	char why[KC_N_FAMILIES][200]; /* why each family was passed over */
+	enum kc_why kind[KC_N_FAMILIES]; /* why each family was passed over */
+	char why[KC_N_FAMILIES][200];	 /* the same, in words */
 };
 
 struct map_result {
@@ -139,6 +141,7 @@ static int family_fits(struct object_result *r, int e, int f)
 			if (strcmp(r->progs[j].group, p->group) == 0 && r->progs[j].target_ok)
 				found = j;
 		if (found < 0) {
+			ev->kind[f] = p->target_why;
 			snprintf(ev->why[f], sizeof(ev->why[f]), "%s", p->why);
 			return 0;
 		}
@@ -162,17 +165,22 @@ static void choose(struct bpf_object *obj, struct object_result *r)
 			if (ev->banned[f])
 				continue;
 			ev->why[f][0] = '\0';
-			if (r->mode != KC_ATTACH_AUTO && f != r->mode)
+			ev->kind[f] = KC_WHY_NONE;
+			if (r->mode != KC_ATTACH_AUTO && f != r->mode) {
+				ev->kind[f] = KC_WHY_NOT_ASKED;
 				snprintf(ev->why[f], sizeof(ev->why[f]), "not asked for (--attach %s)",
 					 kc_family_name(r->mode));
-			else if (!(ev->present & (1u << f)))
+			} else if (!(ev->present & (1u << f))) {
+				ev->kind[f] = KC_WHY_NO_PROGRAM;
 				snprintf(ev->why[f], sizeof(ev->why[f]), "the collector has no %s program for this event",
 					 kc_family_name(f));
-			else if (ev->family >= 0)
+			} else if (ev->family >= 0) {
+				ev->kind[f] = KC_WHY_COSTLIER;
 				snprintf(ev->why[f], sizeof(ev->why[f]), "%s fits, and costs less",
 					 kc_family_name(ev->family));
-			else if (family_fits(r, e, f))
+			} else if (family_fits(r, e, f)) {
 				ev->family = f;
+			}
 		}
 	}
 	bpf_object__for_each_program(prog, obj) {
@@ -215,7 +223,8 @@ static void describe(struct bpf_object *obj, struct object_result *r)
 		p = &r->progs[r->nprogs++];
 		snprintf(p->name, sizeof(p->name), "%s", bpf_program__name(prog));
 		snprintf(p->group, sizeof(p->group), "%s", bpf_program__name(prog));
-		p->target_ok = kc_target_check(sec, p->target, sizeof(p->target), p->why, sizeof(p->why)) == 0;
+		p->target_why = kc_target_check(sec, p->target, sizeof(p->target), p->why, sizeof(p->why));
+		p->target_ok = p->target_why == KC_WHY_NONE;
 		p->event = -1;
 		if (kc_parse_program_name(p->name, &pn) != 0 || pn.family != kc_section_family(sec))
 			continue;
@@ -324,6 +333,7 @@ static int ban_failing_loads(struct object_result *r)
 			continue;
 		last_log_line(line, sizeof(line));
 		snprintf(ev->why[ev->family], sizeof(ev->why[0]), "load: %s (%s)", strerror(-err), line);
+		ev->kind[ev->family] = KC_WHY_FAILED;
 		ev->banned[ev->family] = 1;
 		banned++;
 	}
@@ -364,6 +374,7 @@ static int attach_all(struct bpf_object *obj, struct object_result *r)
 			struct event_result *ev = &r->events[p->event];
 
 			snprintf(ev->why[p->family], sizeof(ev->why[0]), "%s: attach: %s", p->name, strerror(errno));
+			ev->kind[p->family] = KC_WHY_FAILED;
 			ev->banned[p->family] = 1;
 			banned++;
 		}
@@ -473,8 +484,10 @@ static void print_json(struct object_result *rs, int n, const char *kernel)
 			for (int f = 0; f < KC_N_FAMILIES; f++) {
 				if (f == ev->family)
 					continue;
-				printf("%s\"%s\": ", first ? "" : ", ", kc_family_name(f));
+				printf("%s\"%s\": {\"kind\": \"%s\", \"why\": ", first ? "" : ", ", kc_family_name(f),
+				       kc_why_name(ev->kind[f]));
 				json_string(ev->why[f]);
+				printf("}");
 				first = 0;
 			}
 			printf("}}");

@@ -19,6 +19,13 @@
 
 static const char *const family_names[KC_N_FAMILIES] = { "trampoline", "probe", "tracepoint" };
 
+const char *kc_why_name(enum kc_why why)
+{
+	static const char *const names[] = { "used", "not-asked", "costlier", "no-program", "absent", "refused", "failed" };
+
+	return why < sizeof(names) / sizeof(names[0]) ? names[why] : "?";
+}
+
 const char *kc_family_name(int family)
 {
 	return family >= 0 && family < KC_N_FAMILIES ? family_names[family] : "auto";
@@ -143,7 +150,7 @@ static int listed(const char *names, const char *sym)
 	return strstr(names, needle) != NULL;
 }
 
-static int probe_check(const char *fn, char *why, size_t n)
+static enum kc_why probe_check(const char *fn, char *why, size_t n)
 {
 	static char *kallsyms, *blacklist;
 	static int loaded, kprobes;
@@ -158,21 +165,21 @@ static int probe_check(const char *fn, char *why, size_t n)
 	}
 	if (!kprobes) {
 		snprintf(why, n, "this kernel has no kprobes (no kprobe PMU, no kprobe_events)");
-		return -1;
+		return KC_WHY_REFUSED;
 	}
 	if (kallsyms && !listed(kallsyms, fn)) {
 		snprintf(why, n, "kernel has no function %s", fn);
-		return -1;
+		return KC_WHY_ABSENT;
 	}
 	if (blacklist && listed(blacklist, fn)) {
 		snprintf(why, n, "%s is on the kprobe blacklist", fn);
-		return -1;
+		return KC_WHY_REFUSED;
 	}
-	return 0;
+	return KC_WHY_NONE;
 }
 
 /* Loads a two-instruction program of `type` at BTF id `btf_id` and attaches it, as ours would. */
-static int trial_trampoline(enum bpf_attach_type type, int btf_id, char *why, size_t n)
+static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_id, char *why, size_t n)
 {
 	struct bpf_insn insns[] = {
 		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
@@ -184,20 +191,20 @@ static int trial_trampoline(enum bpf_attach_type type, int btf_id, char *why, si
 	prog = bpf_prog_load(BPF_PROG_TYPE_TRACING, "kc_trial", "GPL", insns, 2, &opts);
 	if (prog < 0) {
 		snprintf(why, n, "a test program does not load there: %s", strerror(errno));
-		return -1;
+		return KC_WHY_REFUSED;
 	}
 	link = bpf_raw_tracepoint_open(NULL, prog);
 	if (link < 0) {
 		snprintf(why, n, "a test program does not attach there: %s", strerror(errno));
 		close(prog);
-		return -1;
+		return KC_WHY_REFUSED;
 	}
 	close(link);
 	close(prog);
-	return 0;
+	return KC_WHY_NONE;
 }
 
-static int trampoline_check(const char *sec, const char *name, char *why, size_t n)
+static enum kc_why trampoline_check(const char *sec, const char *name, char *why, size_t n)
 {
 	static struct btf *vmlinux;
 	static int loaded;
@@ -213,7 +220,7 @@ static int trampoline_check(const char *sec, const char *name, char *why, size_t
 	}
 	if (!vmlinux) {
 		snprintf(why, n, "this kernel has no BTF (/sys/kernel/btf/vmlinux)");
-		return -1;
+		return KC_WHY_REFUSED;
 	}
 	if (has_prefix(sec, "tp_btf/")) {
 		snprintf(type_name, sizeof(type_name), "btf_trace_%s", name);
@@ -227,12 +234,12 @@ static int trampoline_check(const char *sec, const char *name, char *why, size_t
 	id = btf__find_by_name_kind(vmlinux, type_name, kind);
 	if (id < 0) {
 		snprintf(why, n, "kernel BTF has no %s %s", kind == BTF_KIND_FUNC ? "function" : "tracepoint", name);
-		return -1;
+		return KC_WHY_ABSENT;
 	}
 	return trial_trampoline(type, id, why, n);
 }
 
-static int tracepoint_check(const char *sec, const char *name, char *why, size_t n)
+static enum kc_why tracepoint_check(const char *sec, const char *name, char *why, size_t n)
 {
 	char path[512];
 	int found;
@@ -250,22 +257,23 @@ static int tracepoint_check(const char *sec, const char *name, char *why, size_t
 	}
 	if (!found)
 		snprintf(why, n, "kernel has no tracepoint %s", name);
-	return found ? 0 : -1;
+	return found ? KC_WHY_NONE : KC_WHY_ABSENT;
 }
 
 struct cached_check {
 	char sec[128];
-	int result;
+	enum kc_why result;
 	char why[160];
 };
 
-int kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size)
+enum kc_why kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size)
 {
 	static struct cached_check cache[512];
 	static int ncache;
 	const char *slash = strchr(sec, '/');
 	const char *name = slash ? slash + 1 : sec;
-	int family = kc_section_family(sec), result = 0;
+	int family = kc_section_family(sec);
+	enum kc_why result = KC_WHY_NONE;
 
 	snprintf(target, target_size, "%s", name);
 	why[0] = '\0';

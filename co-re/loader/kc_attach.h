@@ -34,12 +34,25 @@ int kc_parse_program_name(const char *name, struct kc_program_name *out);
 /* The family a section's program type belongs to, or -1. */
 int kc_section_family(const char *sec);
 
+/* Why a family was passed over for an event, as the report's `kind` says it. */
+enum kc_why {
+	KC_WHY_NONE,	   /* it was not: the family is used */
+	KC_WHY_NOT_ASKED,  /* --attach named another family */
+	KC_WHY_COSTLIER,   /* a cheaper family fits */
+	KC_WHY_NO_PROGRAM, /* the collector has no program of this family for the event */
+	KC_WHY_ABSENT,	   /* the kernel lacks the target (function, tracepoint) */
+	KC_WHY_REFUSED,	   /* the kernel cannot attach this kind (no kprobes, no BTF, EPERM) */
+	KC_WHY_FAILED,	   /* our program failed to load or attach */
+};
+const char *kc_why_name(enum kc_why why);
+
 /* Whether this kernel has the target of a program in section `sec` and can attach a program
- * of that kind there: 0 yes; -1 no, with the reason in `why`. Fills `target`. Trampolines
+ * of that kind there: KC_WHY_NONE yes; else why not (KC_WHY_ABSENT, KC_WHY_REFUSED), in words
+ * in `why`. Fills `target`. Trampolines
  * are judged by loading and attaching a two-instruction program to the target, the way the
  * kernel would judge ours; probes by kallsyms, the kprobe blacklist and the kprobe PMU;
  * tracepoints by tracefs. Results are cached per section. */
-int kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size);
+enum kc_why kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size);
 
 /* tracefs' mount point, mounting it when needed. */
 const char *kc_tracefs_root(void);

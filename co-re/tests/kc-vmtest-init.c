@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * kc-vmtest-init: PID 1 of the load-test guests (`cargo xtask vmtest`). It mounts what the
- * loader needs, runs `/kc-loader --json` on every object under /objects with itself as the
- * workload, prints the report between markers on the console, and powers the guest off.
+ * loader needs, runs `/kc-loader --json --attach MODE` on every object under /objects with
+ * itself as the workload, once per attach mode (each family forced, then auto), prints each
+ * report between markers on the console, and powers the guest off.
  *
  *   /init            as PID 1
  *   /init workload   the workload kc-loader runs while the objects are attached
@@ -257,13 +258,46 @@ static int cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Runs kc-loader with `--attach mode` on the objects (legacy ones only where they have programs
+ * of that family), with this init as the workload; its report goes between markers. */
+static void run_loader(const char *mode, char **objects, int nobjects)
+{
+	char *args[MAX_OBJECTS + 12];
+	int n = 0, status = 0;
+	pid_t pid;
+
+	args[n++] = "/kc-loader";
+	args[n++] = "--json";
+	args[n++] = "--attach";
+	args[n++] = (char *)mode;
+	for (int i = 0; i < nobjects; i++)
+		if (strcmp(mode, "trampoline") != 0 || strstr(objects[i], ".bpf.o"))
+			args[n++] = objects[i];
+	/* The workload: this init again, as its own process, after everything attached. */
+	args[n++] = "--";
+	args[n++] = "/init";
+	args[n++] = "workload";
+	args[n] = NULL;
+	printf("\nKC-VMTEST-BEGIN %s\n", mode);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		execv(args[0], args);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	printf("\nKC-VMTEST-END %s status=%d\n", mode, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
-	char *args[MAX_OBJECTS + 8];
-	int n = 0, status = 0;
+	/* Every family forced in turn, then the loader's own choice. */
+	static const char *modes[] = { "trampoline", "probe", "tracepoint", "auto" };
+	char *objects[MAX_OBJECTS];
+	int n = 0;
 	struct dirent *e;
 	DIR *d;
-	pid_t pid;
 
 	if (argc > 1 && strcmp(argv[1], "workload") == 0)
 		return workload();
@@ -273,33 +307,20 @@ int main(int argc, char **argv)
 	mount_all();
 	loopback_up();
 	swap_on();
-	args[n++] = "/kc-loader";
-	args[n++] = "--json";
 	d = opendir("/objects");
-	while (d && (e = readdir(d)) && n < MAX_OBJECTS + 2) {
+	while (d && (e = readdir(d)) && n < MAX_OBJECTS) {
 		if (e->d_name[0] == '.')
 			continue;
-		if (asprintf(&args[n], "/objects/%s", e->d_name) < 0)
+		if (asprintf(&objects[n], "/objects/%s", e->d_name) < 0)
 			break;
 		n++;
 	}
 	if (d)
 		closedir(d);
-	qsort(args + 2, n - 2, sizeof(char *), cmp);
-	/* The workload: this init again, as its own process, after everything attached. */
-	args[n++] = "--";
-	args[n++] = "/init";
-	args[n++] = "workload";
-	args[n] = NULL;
-	printf("\nKC-VMTEST-BEGIN\n");
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		execv(args[0], args);
-		_exit(127);
-	}
-	waitpid(pid, &status, 0);
-	printf("\nKC-VMTEST-END status=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	qsort(objects, n, sizeof(char *), cmp);
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++)
+		run_loader(modes[m], objects, n);
+	printf("\nKC-VMTEST-DONE\n");
 	fflush(stdout);
 	sync();
 	reboot(RB_POWER_OFF);

@@ -1,5 +1,6 @@
 //! Logic shared by the `xtask` pipeline and the downstream installer.
 
+pub mod attach;
 pub mod host;
 pub mod kernel;
 pub mod names;
@@ -8,5 +9,6 @@ pub mod release;
 pub mod retry;
 pub mod unpack;
 
+pub use attach::{AttachFamily, AttachMode, PassedOver};
 pub use kernel::{select_bucket, Bucket, BucketError, KernelVersion, VersionError};
 pub use names::{Arch, CellId, CellKind, Libc};

@@ -1,7 +1,8 @@
 //! `cargo xtask vmtest`: boots each kernel of the matrix under qemu with an initramfs that
 //! holds a static loader, the objects that kernel selects (its bucket's legacy objects and
-//! every CO-RE object) and a workload, and reports per (kernel, object) whether it loaded,
-//! attached and counted.
+//! every CO-RE object) and a workload, runs the loader once per attach mode (each family
+//! forced, then auto) in that one boot, and reports per (kernel, object, mode) whether it
+//! loaded, attached what the kernel has, and counted.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kc_common::{select_bucket, Bucket, KernelVersion};
+use kc_common::{select_bucket, AttachMode, Bucket, KernelVersion};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -68,20 +69,14 @@ impl Accel {
     }
 }
 
+mod judge;
+
+pub use judge::ObjectOutcome;
+
 const BEGIN: &str = "KC-VMTEST-BEGIN";
 const END: &str = "KC-VMTEST-END";
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ObjectOutcome {
-    pub object: String,
-    pub collector: String,
-    /// `legacy` or `co-re`.
-    pub kind: String,
-    /// `ok`, `failed`, or `skipped: reason`
-    pub verdict: String,
-    pub detail: String,
-    pub counted: u64,
-}
+/// Printed once every attach mode has reported.
+const DONE: &str = "KC-VMTEST-DONE";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelOutcome {
@@ -91,6 +86,8 @@ pub struct KernelOutcome {
     pub seconds: f64,
     /// `reported`, `timeout`, `no report` (the guest died or never ran the loader)
     pub boot: String,
+    /// The attach modes whose loader run reported.
+    pub modes: Vec<String>,
     pub objects: Vec<ObjectOutcome>,
     pub log: PathBuf,
 }
@@ -155,106 +152,6 @@ fn objects_for(cells: &Path, libc: Libc, bucket: Option<Bucket>) -> Result<Vec<P
     }
     out.sort();
     Ok(out)
-}
-
-fn collector_of(object: &str) -> (String, String) {
-    match kc_verify::ObjectKind::from_file_name(object) {
-        kc_verify::ObjectKind::Legacy { collector, .. } => (collector, "legacy".into()),
-        kc_verify::ObjectKind::CoRe { collector } => (collector, "co-re".into()),
-        kc_verify::ObjectKind::Other => (object.to_string(), "?".into()),
-    }
-}
-
-/// Judges the loader's JSON report against what each collector is expected to do (pure).
-pub fn judge(
-    report: &serde_json::Value,
-    collectors: &[Collector],
-    kernel: &KernelVersion,
-) -> Vec<ObjectOutcome> {
-    let empty = Vec::new();
-    let objects = report["objects"].as_array().unwrap_or(&empty);
-    objects
-        .iter()
-        .map(|o| {
-            let object = o["object"].as_str().unwrap_or("?").to_string();
-            let (collector, kind) = collector_of(&object);
-            let counted: u64 = o["maps"]
-                .as_array()
-                .map(|m| m.iter().filter_map(|m| m["sum"].as_u64()).sum())
-                .unwrap_or(0);
-            let c = collectors.iter().find(|c| c.name == collector);
-            let failed_programs: Vec<String> = o["programs"]
-                .as_array()
-                .map(|p| {
-                    p.iter()
-                        .filter(|p| p["state"] == "failed")
-                        .map(|p| {
-                            format!(
-                                "{}: {}",
-                                p["name"].as_str().unwrap_or("?"),
-                                p["detail"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let (verdict, detail) = if let Some(reason) = c.and_then(|c| c.unsupported_on(kernel)) {
-                (format!("skipped: {reason}"), String::new())
-            } else if o["status"] != "ok" {
-                let tail: String = o["log_tail"]
-                    .as_str()
-                    .unwrap_or("")
-                    .lines()
-                    .rev()
-                    .take(6)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join(" | ");
-                (
-                    "failed".into(),
-                    format!(
-                        "{} {} {}",
-                        o["error"].as_str().unwrap_or(""),
-                        failed_programs.join("; "),
-                        tail
-                    ),
-                )
-            } else if counted == 0 {
-                match c.and_then(|c| c.vmtest_no_count.clone()) {
-                    Some(why) => (
-                        "ok".into(),
-                        format!("attached; counting not exercised: {why}"),
-                    ),
-                    None => (
-                        "failed".into(),
-                        "loaded and attached, but counted nothing during the workload".into(),
-                    ),
-                }
-            } else {
-                ("ok".into(), String::new())
-            };
-            ObjectOutcome {
-                object,
-                collector,
-                kind,
-                verdict,
-                detail,
-                counted,
-            }
-        })
-        .collect()
-}
-
-/// Finds the loader's report between the markers in the console output.
-pub fn extract_report(console: &str) -> Option<serde_json::Value> {
-    let start = console.find(BEGIN)? + BEGIN.len();
-    let end = console[start..].find(END)? + start;
-    let body = &console[start..end];
-    let json_start = body.find('{')?;
-    let json_end = body.rfind('}')? + 1;
-    serde_json::from_str(&body[json_start..json_end]).ok()
 }
 
 /// Boots `vmlinuz` (the kernel `release`) with the initramfs; returns how it ended, the
@@ -329,7 +226,7 @@ fn boot(
     };
     let console = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
     std::fs::write(log, &console).with_context(|| format!("writing {}", log.display()))?;
-    let how = match (status, console.contains(END)) {
+    let how = match (status, console.contains(DONE)) {
         (None, _) => format!("timeout after {} s", timeout.as_secs()),
         (Some(_), true) => "reported".into(),
         (Some(s), false) => {
@@ -466,15 +363,19 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                     accel,
                 ) {
                     Ok((how, console, seconds)) => {
-                        let objects = extract_report(&console)
-                            .map(|r| judge(&r, &collectors, version))
-                            .unwrap_or_default();
+                        let reports = judge::extract_reports(&console);
+                        let modes = reports.iter().map(|(m, _)| m.to_string()).collect();
+                        let objects = reports
+                            .iter()
+                            .flat_map(|(m, r)| judge::judge(r, *m, &collectors, version))
+                            .collect();
                         results.lock().expect("results").push(KernelOutcome {
                             series: k.series.to_string(),
                             release: k.release.clone(),
                             bucket: bucket.map(|b| b.to_string()),
                             seconds,
                             boot: how,
+                            modes,
                             objects,
                             log,
                         });
@@ -499,8 +400,11 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
     results
         .iter()
         .map(|r| {
-            usize::from(r.boot != "reported" || r.objects.is_empty())
-                + r.objects.iter().filter(|o| o.verdict == "failed").count()
+            usize::from(
+                r.boot != "reported"
+                    || r.objects.is_empty()
+                    || r.modes.len() != AttachMode::ALL.len(),
+            ) + r.objects.iter().filter(|o| o.verdict == "failed").count()
         })
         .sum()
 }
@@ -542,94 +446,19 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
         );
         return Ok(failures);
     }
-    let mut header = format!("{:<10}", "collector");
-    for r in results {
-        header.push_str(&format!(" {:>9}", r.series));
-    }
-    for kind in ["co-re", "legacy"] {
-        println!("\n{kind} objects (ok = loaded, attached, counted; att = attached, counting not exercised; skip = declared unsupported; FAIL; - = not run)");
-        println!("{header}");
-        for c in collectors {
-            let mut line = format!("{:<10}", c.name);
-            for r in results {
-                let mine: Vec<&ObjectOutcome> = r
-                    .objects
-                    .iter()
-                    .filter(|o| o.collector == c.name && o.kind == kind)
-                    .collect();
-                let cell = if mine.is_empty() {
-                    "-"
-                } else if mine.iter().any(|o| o.verdict == "failed") {
-                    "FAIL"
-                } else if mine.iter().all(|o| o.verdict.starts_with("skipped")) {
-                    "skip"
-                } else if mine.iter().any(|o| !o.detail.is_empty()) {
-                    "att"
-                } else {
-                    "ok"
-                };
-                line.push_str(&format!(" {cell:>9}"));
-            }
-            println!("{line}");
-        }
-    }
+    print!("{}", judge::table(results, collectors));
     println!();
     for r in results {
         println!(
             "{:<6} {:<28} {:>6.1} s  {}",
             r.series, r.release, r.seconds, r.boot
         );
-        for o in r
-            .objects
-            .iter()
-            .filter(|o| o.verdict != "ok" || !o.detail.is_empty())
-        {
-            println!("    {:<24} {} {}", o.object, o.verdict, o.detail);
+        for o in r.objects.iter().filter(|o| o.verdict == "failed") {
+            println!(
+                "    {:<24} {:<10} {} {}",
+                o.object, o.attach, o.verdict, o.detail
+            );
         }
     }
     Ok(failures)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn collectors() -> Vec<Collector> {
-        collectors::parse(
-            "[[collector]]\nname = \"vfs\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\n\
-             [[collector]]\nname = \"swap\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\nvmtest_no_count = \"no swap device in the test VM\"\n\
-             [[collector]]\nname = \"new\"\ndescription = \"d\"\nmin_kernel = \"6.12\"\n",
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn report_between_markers() {
-        let console = "noise\nKC-VMTEST-BEGIN\n{\"kernel\": \"6.1.0\", \"objects\": []}\nKC-VMTEST-END status=0\n";
-        assert_eq!(extract_report(console).unwrap()["kernel"], "6.1.0");
-        assert!(extract_report("KC-VMTEST-BEGIN\n{\"kernel\": ").is_none());
-        assert!(extract_report("nothing").is_none());
-    }
-
-    #[test]
-    fn verdicts() {
-        let report = serde_json::json!({"objects": [
-            {"object": "vfs.bpf.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 12}], "programs": []},
-            {"object": "rkc_vfs.6.1.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 0}], "programs": []},
-            {"object": "swap.bpf.o", "status": "ok", "maps": [{"name": "swap_counters", "sum": 0}], "programs": []},
-            {"object": "new.bpf.o", "status": "failed", "error": "load", "log_tail": "", "maps": [], "programs": []},
-            {"object": "pkc_vfs.6.1.o", "status": "failed", "error": "load: Invalid argument", "log_tail": "R1 invalid mem access", "maps": [], "programs": []}
-        ]});
-        let v = judge(&report, &collectors(), &KernelVersion::new(6, 1, 0));
-        assert_eq!(v[0].verdict, "ok");
-        assert_eq!(v[1].verdict, "failed", "attached but counted nothing");
-        assert_eq!(v[2].verdict, "ok");
-        assert!(v[2].detail.contains("no swap device"));
-        assert!(
-            v[3].verdict.starts_with("skipped: needs kernel 6.12"),
-            "{}",
-            v[3].verdict
-        );
-        assert!(v[4].verdict == "failed" && v[4].detail.contains("R1 invalid mem access"));
-    }
 }

@@ -1,0 +1,144 @@
+//! Attach families and modes: how a collector's programs reach the kernel (see
+//! `includes/kc_bpf.h`), and what `kc-loader --attach` takes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One way to attach a collector's event; the loader's program names carry it
+/// (`<event>__<family>[_<role>][__<variant>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachFamily {
+    /// fentry/fexit, or tp_btf on a tracepoint: BPF trampolines (CO-RE objects only).
+    Trampoline,
+    /// kprobe/kretprobe.
+    Probe,
+    /// A stable tracepoint, classic or raw, that observes the same event.
+    Tracepoint,
+}
+
+impl AttachFamily {
+    /// In the order `auto` prefers them.
+    pub const ALL: [AttachFamily; 3] = [
+        AttachFamily::Trampoline,
+        AttachFamily::Probe,
+        AttachFamily::Tracepoint,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttachFamily::Trampoline => "trampoline",
+            AttachFamily::Probe => "probe",
+            AttachFamily::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// `kc-loader --attach`: one family for every event, or the cheapest that fits, per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AttachMode {
+    Only(AttachFamily),
+    Auto,
+}
+
+impl AttachMode {
+    /// Every family forced in turn, then auto: what vmtest runs in each guest.
+    pub const ALL: [AttachMode; 4] = [
+        AttachMode::Only(AttachFamily::Trampoline),
+        AttachMode::Only(AttachFamily::Probe),
+        AttachMode::Only(AttachFamily::Tracepoint),
+        AttachMode::Auto,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Only(f) => f.as_str(),
+            AttachMode::Auto => "auto",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("attach mode {0:?}: use auto, trampoline, probe or tracepoint")]
+pub struct AttachModeError(String);
+
+impl fmt::Display for AttachFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for AttachMode {
+    type Err = AttachModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AttachMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| AttachModeError(s.to_string()))
+    }
+}
+
+impl FromStr for AttachFamily {
+    type Err = AttachModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse()? {
+            AttachMode::Only(f) => Ok(f),
+            AttachMode::Auto => Err(AttachModeError(s.to_string())),
+        }
+    }
+}
+
+/// Why the loader passed a family over for an event (its report's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PassedOver {
+    /// `--attach` named another family.
+    NotAsked,
+    /// A cheaper family fits.
+    Costlier,
+    /// The collector has no program of this family for the event (declared in its header).
+    NoProgram,
+    /// The kernel lacks the target (function, tracepoint).
+    Absent,
+    /// The kernel cannot attach this kind there (no kprobes, no BTF, refused).
+    Refused,
+    /// Our program failed to load or attach.
+    Failed,
+}
+
+impl PassedOver {
+    /// A family that cannot exist for this event on this kernel, as opposed to one that
+    /// should have worked.
+    pub fn cannot_exist(self) -> bool {
+        matches!(self, PassedOver::NoProgram | PassedOver::Absent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for m in AttachMode::ALL {
+            assert_eq!(m.to_string().parse::<AttachMode>().unwrap(), m);
+        }
+        for f in AttachFamily::ALL {
+            assert_eq!(f.to_string().parse::<AttachFamily>().unwrap(), f);
+        }
+        assert!("kprobe".parse::<AttachMode>().is_err());
+        assert!("auto".parse::<AttachFamily>().is_err());
+        let k: PassedOver = serde_json::from_str("\"no-program\"").unwrap();
+        assert!(k.cannot_exist());
+        let k: PassedOver = serde_json::from_str("\"refused\"").unwrap();
+        assert!(!k.cannot_exist());
+    }
+}

@@ -1,0 +1,307 @@
+//! Judging the guests' reports (pure): per (kernel, object, attach mode) whether it loaded,
+//! attached what this kernel can attach, and counted; and the kernel x collector table.
+
+use kc_common::{AttachMode, KernelVersion, PassedOver};
+use serde::Serialize;
+
+use super::{KernelOutcome, BEGIN, END};
+use crate::collectors::Collector;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectOutcome {
+    pub object: String,
+    pub collector: String,
+    /// `legacy` or `co-re`.
+    pub kind: String,
+    /// The `--attach` mode of the loader run.
+    pub attach: String,
+    /// `ok`, `failed`, or `skipped: reason`
+    pub verdict: String,
+    pub detail: String,
+    pub counted: u64,
+}
+
+fn collector_of(object: &str) -> (String, String) {
+    match kc_verify::ObjectKind::from_file_name(object) {
+        kc_verify::ObjectKind::Legacy { collector, .. } => (collector, "legacy".into()),
+        kc_verify::ObjectKind::CoRe { collector } => (collector, "co-re".into()),
+        kc_verify::ObjectKind::Other => (object.to_string(), "?".into()),
+    }
+}
+
+/// Events no family observed, each with why: `Ok` when every family that was tried cannot
+/// exist for it on this kernel (the collector declares none, or the kernel lacks the target),
+/// `Err` when one should have worked (refused, failed). Also how many events were observed.
+fn unobserved(o: &serde_json::Value) -> (usize, Vec<Result<String, String>>) {
+    let empty = Vec::new();
+    let events = o["events"].as_array().unwrap_or(&empty);
+    let mut observed = 0;
+    let mut missing = Vec::new();
+    for e in events {
+        if !e["family"].is_null() {
+            observed += 1;
+            continue;
+        }
+        let name = e["event"].as_str().unwrap_or("?");
+        let mut fine = true;
+        let mut why = Vec::new();
+        if let Some(over) = e["passed_over"].as_object() {
+            for (family, p) in over {
+                let kind: Option<PassedOver> = serde_json::from_value(p["kind"].clone()).ok();
+                if kind == Some(PassedOver::NotAsked) {
+                    continue;
+                }
+                fine &= kind.is_some_and(PassedOver::cannot_exist);
+                why.push(format!("{family}: {}", p["why"].as_str().unwrap_or("?")));
+            }
+        }
+        let line = format!("{name} ({})", why.join("; "));
+        missing.push(if fine { Ok(line) } else { Err(line) });
+    }
+    (observed, missing)
+}
+
+fn log_tail(o: &serde_json::Value) -> String {
+    let lines: Vec<&str> = o["log_tail"].as_str().unwrap_or("").lines().collect();
+    lines[lines.len().saturating_sub(6)..].join(" | ")
+}
+
+/// Judges one loader report (one `--attach` mode) against what each collector is expected to do.
+pub fn judge(
+    report: &serde_json::Value,
+    mode: AttachMode,
+    collectors: &[Collector],
+    kernel: &KernelVersion,
+) -> Vec<ObjectOutcome> {
+    let empty = Vec::new();
+    let objects = report["objects"].as_array().unwrap_or(&empty);
+    objects
+        .iter()
+        .map(|o| {
+            let object = o["object"].as_str().unwrap_or("?").to_string();
+            let (collector, kind) = collector_of(&object);
+            let counted: u64 = o["maps"]
+                .as_array()
+                .map(|m| m.iter().filter_map(|m| m["sum"].as_u64()).sum())
+                .unwrap_or(0);
+            let c = collectors.iter().find(|c| c.name == collector);
+            let failed_programs: Vec<String> = o["programs"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .filter(|p| p["state"] == "failed")
+                        .map(|p| {
+                            format!(
+                                "{}: {}",
+                                p["name"].as_str().unwrap_or("?"),
+                                p["detail"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (observed, missing) = unobserved(o);
+            let wrong: Vec<&String> = missing.iter().filter_map(|m| m.as_ref().err()).collect();
+            let skipped: Vec<&String> = missing.iter().filter_map(|m| m.as_ref().ok()).collect();
+            let (verdict, detail) = if let Some(reason) = c.and_then(|c| c.unsupported_on(kernel)) {
+                (format!("skipped: {reason}"), String::new())
+            } else if o["status"] == "failed" {
+                let detail = format!(
+                    "{} {} {}",
+                    o["error"].as_str().unwrap_or(""),
+                    failed_programs.join("; "),
+                    log_tail(o)
+                );
+                ("failed".into(), detail)
+            } else if !wrong.is_empty() {
+                let events: Vec<&str> = wrong.iter().map(|s| s.as_str()).collect();
+                (
+                    "failed".into(),
+                    format!(
+                        "events not observed though they could be: {}",
+                        events.join(", ")
+                    ),
+                )
+            } else if observed == 0 {
+                let events: Vec<&str> = skipped.iter().map(|s| s.as_str()).collect();
+                (
+                    format!(
+                        "skipped: no event can be observed so: {}",
+                        events.join(", ")
+                    ),
+                    String::new(),
+                )
+            } else if counted == 0 {
+                match c.and_then(|c| c.vmtest_no_count.clone()) {
+                    Some(why) => (
+                        "ok".into(),
+                        format!("attached; counting not exercised: {why}"),
+                    ),
+                    None => (
+                        "failed".into(),
+                        "loaded and attached, but counted nothing during the workload".into(),
+                    ),
+                }
+            } else {
+                ("ok".into(), String::new())
+            };
+            ObjectOutcome {
+                object,
+                collector,
+                kind,
+                attach: mode.to_string(),
+                verdict,
+                detail,
+                counted,
+            }
+        })
+        .collect()
+}
+
+/// The loader's reports between the markers in the console output, by attach mode.
+pub fn extract_reports(console: &str) -> Vec<(AttachMode, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut rest = console;
+    while let Some(at) = rest.find(BEGIN) {
+        let after = &rest[at + BEGIN.len()..];
+        let Some(end) = after.find(END) else { break };
+        let body = &after[..end];
+        rest = &after[end..];
+        let (mode_word, json) = body.split_once('\n').unwrap_or(("", body));
+        let Ok(mode) = mode_word.trim().parse::<AttachMode>() else {
+            continue;
+        };
+        let (Some(s), Some(e)) = (json.find('{'), json.rfind('}')) else {
+            continue;
+        };
+        if let Ok(v) = serde_json::from_str(&json[s..=e]) {
+            out.push((mode, v));
+        }
+    }
+    out
+}
+
+/// One character per attach mode (trampoline, probe, tracepoint, auto) for a table cell.
+fn mode_char(mine: &[&ObjectOutcome], mode: AttachMode) -> char {
+    let runs: Vec<&&ObjectOutcome> = mine.iter().filter(|o| o.attach == mode.as_str()).collect();
+    if runs.is_empty() {
+        '.'
+    } else if runs.iter().any(|o| o.verdict == "failed") {
+        'F'
+    } else if runs.iter().all(|o| o.verdict.starts_with("skipped")) {
+        's'
+    } else if runs.iter().any(|o| !o.detail.is_empty()) {
+        'a'
+    } else {
+        'o'
+    }
+}
+
+/// The kernel x collector table, one cell per (kernel, collector): a character per mode.
+pub fn table(results: &[KernelOutcome], collectors: &[Collector]) -> String {
+    let mut out = String::new();
+    let mut header = format!("{:<10}", "collector");
+    for r in results {
+        header.push_str(&format!(" {:>7}", r.series));
+    }
+    for kind in ["co-re", "legacy"] {
+        out.push_str(&format!(
+            "\n{kind} objects, one character per --attach mode (trampoline, probe, tracepoint, auto): \
+             o = loaded, attached what this kernel has, counted; a = attached, counting not exercised; \
+             s = skipped (declared unsupported, or no event has that family here); F = failed; . = not run\n{header}\n"
+        ));
+        for c in collectors {
+            let mut line = format!("{:<10}", c.name);
+            for r in results {
+                let mine: Vec<&ObjectOutcome> = r
+                    .objects
+                    .iter()
+                    .filter(|o| o.collector == c.name && o.kind == kind)
+                    .collect();
+                let cell: String = AttachMode::ALL
+                    .iter()
+                    .map(|&m| mode_char(&mine, m))
+                    .collect();
+                line.push_str(&format!(" {cell:>7}"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors;
+    use kc_common::AttachFamily;
+
+    fn collectors() -> Vec<Collector> {
+        collectors::parse(
+            "[[collector]]\nname = \"vfs\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\n\
+             [[collector]]\nname = \"swap\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\nvmtest_no_count = \"no swap device in the test VM\"\n\
+             [[collector]]\nname = \"new\"\ndescription = \"d\"\nmin_kernel = \"6.12\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn reports_between_markers_by_mode() {
+        let console = "noise\nKC-VMTEST-BEGIN probe\n{\"kernel\": \"6.1.0\", \"objects\": []}\nKC-VMTEST-END probe status=0\n\
+                       KC-VMTEST-BEGIN auto\n{\"kernel\": \"6.1.1\"}\nKC-VMTEST-END auto status=0\nKC-VMTEST-BEGIN tracepoint\n{\"kern";
+        let r = extract_reports(console);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].0, AttachMode::Only(AttachFamily::Probe));
+        assert_eq!(r[1].1["kernel"], "6.1.1");
+        assert!(extract_reports("nothing").is_empty());
+    }
+
+    fn event(name: &str, family: Option<&str>, kind: &str) -> serde_json::Value {
+        serde_json::json!({"event": name, "family": family, "passed_over": {"probe": {"kind": kind, "why": "because"}}})
+    }
+
+    #[test]
+    fn verdicts() {
+        let report = serde_json::json!({"objects": [
+            {"object": "vfs.bpf.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 12}], "programs": [], "events": [event("a", Some("probe"), "costlier")]},
+            {"object": "rkc_vfs.6.1.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 0}], "programs": []},
+            {"object": "swap.bpf.o", "status": "ok", "maps": [{"name": "swap_counters", "sum": 0}], "programs": [], "events": [event("a", Some("probe"), "costlier")]},
+            {"object": "new.bpf.o", "status": "failed", "error": "load", "log_tail": "", "maps": [], "programs": []},
+            {"object": "pkc_vfs.6.1.o", "status": "failed", "error": "load: Invalid argument", "log_tail": "R1 invalid mem access", "maps": [], "programs": []},
+            {"object": "vfs.bpf.o", "status": "partial", "maps": [{"sum": 3}], "programs": [], "events": [event("a", Some("probe"), "x"), event("b", None, "absent")]},
+            {"object": "vfs.bpf.o", "status": "partial", "maps": [{"sum": 3}], "programs": [], "events": [event("a", Some("probe"), "x"), event("b", None, "refused")]},
+            {"object": "vfs.bpf.o", "status": "partial", "maps": [], "programs": [], "events": [event("b", None, "no-program")]}
+        ]});
+        let v = judge(
+            &report,
+            AttachMode::Auto,
+            &collectors(),
+            &KernelVersion::new(6, 1, 0),
+        );
+        assert_eq!(v[0].verdict, "ok");
+        assert_eq!(v[1].verdict, "failed", "attached but counted nothing");
+        assert_eq!(v[2].verdict, "ok");
+        assert!(v[2].detail.contains("no swap device"));
+        assert!(
+            v[3].verdict.starts_with("skipped: needs kernel 6.12"),
+            "{}",
+            v[3].verdict
+        );
+        assert!(v[4].verdict == "failed" && v[4].detail.contains("R1 invalid mem access"));
+        assert_eq!(
+            v[5].verdict, "ok",
+            "an event whose target this kernel lacks is a declared skip"
+        );
+        assert!(
+            v[6].verdict == "failed" && v[6].detail.contains("b (probe: because)"),
+            "{:?}",
+            v[6]
+        );
+        assert!(
+            v[7].verdict.starts_with("skipped: no event"),
+            "{}",
+            v[7].verdict
+        );
+    }
+}
