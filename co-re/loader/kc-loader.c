@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -51,8 +52,9 @@ struct prog_result {
 	int event;	   /* index in events, -1: outside any family (always loaded when it can be) */
 	int family;
 	char group[128];   /* its alternatives share this */
+	char section[128];
 	int target_ok;	   /* the kernel has its target and can attach its kind there */
-	enum kc_why target_why;
+	int target_why;	   /* enum kc_why, or -1: not asked yet */
 	char why[160];	   /* why not, when not */
 	int chosen;	   /* the variant its group uses */
 };
@@ -88,6 +90,7 @@ struct object_result {
 	struct map_result maps[MAX_MAPS];
 	struct bpf_link *links[MAX_PROGS];
 	struct bpf_object *obj; /* kept open until the counters are read */
+	double ms_choose, ms_load, ms_attach; /* where its time went */
 };
 
 static char log_buf[1 << 16];
@@ -110,6 +113,16 @@ static int capture_log(enum libbpf_print_level level, const char *fmt, va_list a
 	if (n > 0)
 		log_len += (size_t)n < sizeof(log_buf) - log_len ? (size_t)n : sizeof(log_buf) - log_len - 1;
 	return 0;
+}
+
+/* Asks the kernel (once) whether a program's target exists and its kind attaches there. */
+static int target_ok(struct prog_result *p)
+{
+	if (p->target_why < 0) {
+		p->target_why = kc_target_check(p->section, p->target, sizeof(p->target), p->why, sizeof(p->why));
+		p->target_ok = p->target_why == KC_WHY_NONE;
+	}
+	return p->target_ok;
 }
 
 /* Is `group` (of event e, family f) already seen among the first `upto` programs? */
@@ -138,7 +151,7 @@ static int family_fits(struct object_result *r, int e, int f)
 		if (p->event != e || p->family != f || group_seen(r, i, p->group))
 			continue;
 		for (int j = i; j < r->nprogs && found < 0; j++)
-			if (strcmp(r->progs[j].group, p->group) == 0 && r->progs[j].target_ok)
+			if (strcmp(r->progs[j].group, p->group) == 0 && target_ok(&r->progs[j]))
 				found = j;
 		if (found < 0) {
 			ev->kind[f] = p->target_why;
@@ -189,14 +202,15 @@ static void choose(struct bpf_object *obj, struct object_result *r)
 
 		if (i > r->nprogs)
 			break;
-		load = p->event < 0 ? p->target_ok : r->events[p->event].family == p->family && p->chosen;
+		load = p->event < 0 ? target_ok(p) : r->events[p->event].family == p->family && p->chosen;
 		bpf_program__set_autoload(prog, load);
 		p->state = load ? "loaded" : "skipped";
 		p->detail[0] = '\0';
 		if (load)
 			continue;
 		if (p->event < 0 || r->events[p->event].family == p->family)
-			snprintf(p->detail, sizeof(p->detail), "%s", p->target_ok ? "another variant is used" : p->why);
+			snprintf(p->detail, sizeof(p->detail), "%s",
+				 p->target_why <= KC_WHY_NONE ? "another variant is used" : p->why);
 		else if (r->events[p->event].family >= 0)
 			snprintf(p->detail, sizeof(p->detail), "the event uses %s",
 				 kc_family_name(r->events[p->event].family));
@@ -223,8 +237,9 @@ static void describe(struct bpf_object *obj, struct object_result *r)
 		p = &r->progs[r->nprogs++];
 		snprintf(p->name, sizeof(p->name), "%s", bpf_program__name(prog));
 		snprintf(p->group, sizeof(p->group), "%s", bpf_program__name(prog));
-		p->target_why = kc_target_check(sec, p->target, sizeof(p->target), p->why, sizeof(p->why));
-		p->target_ok = p->target_why == KC_WHY_NONE;
+		snprintf(p->section, sizeof(p->section), "%s", sec);
+		snprintf(p->target, sizeof(p->target), "%s", strchr(sec, '/') ? strchr(sec, '/') + 1 : sec);
+		p->target_why = -1; /* asked of the kernel when a family needs it: see target_ok() */
 		p->event = -1;
 		if (kc_parse_program_name(p->name, &pn) != 0 || pn.family != kc_section_family(sec))
 			continue;
@@ -382,8 +397,17 @@ static int attach_all(struct bpf_object *obj, struct object_result *r)
 	return banned;
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static void run_object(struct object_result *r, int attach)
 {
+	double t = now_ms();
 	struct bpf_object *obj;
 	int err;
 
@@ -405,8 +429,12 @@ static void run_object(struct object_result *r, int attach)
 			goto out_log;
 		}
 		choose(obj, r);
+		r->ms_choose += now_ms() - t;
+		t = now_ms();
 		log_len = 0;
 		err = bpf_object__load(obj);
+		r->ms_load += now_ms() - t;
+		t = now_ms();
 		if (err) {
 			bpf_object__close(obj);
 			obj = NULL;
@@ -419,8 +447,11 @@ static void run_object(struct object_result *r, int attach)
 			detach_all(r);
 			bpf_object__close(obj);
 			obj = NULL;
+			r->ms_attach += now_ms() - t;
+			t = now_ms();
 			continue;
 		}
+		r->ms_attach += now_ms() - t;
 		break;
 	}
 	r->status = "ok";
@@ -493,6 +524,8 @@ static void print_json(struct object_result *rs, int n, const char *kernel)
 			printf("}}");
 		}
 		printf("]");
+		printf(", \"ms\": {\"choose\": %.1f, \"load\": %.1f, \"attach\": %.1f}", r->ms_choose, r->ms_load,
+		       r->ms_attach);
 		printf(", \"log_tail\": ");
 		json_string(r->log_tail);
 		printf(", \"programs\": [");

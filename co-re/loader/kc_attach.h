@@ -48,10 +48,10 @@ const char *kc_why_name(enum kc_why why);
 
 /* Whether this kernel has the target of a program in section `sec` and can attach a program
  * of that kind there: KC_WHY_NONE yes; else why not (KC_WHY_ABSENT, KC_WHY_REFUSED), in words
- * in `why`. Fills `target`. Trampolines
- * are judged by loading and attaching a two-instruction program to the target, the way the
- * kernel would judge ours; probes by kallsyms, the kprobe blacklist and the kprobe PMU;
- * tracepoints by tracefs. Results are cached per section. */
+ * in `why`. Fills `target`. Trampolines are judged by kernel BTF and by loading a
+ * two-instruction program at the target; probes by kallsyms, the kprobe blacklist and the
+ * kprobe PMU; tracepoints by tracefs. Results are cached per section. What still fails to
+ * load or attach is the caller's to drop (kc-loader retries without it). */
 enum kc_why kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size);
 
 /* tracefs' mount point, mounting it when needed. */

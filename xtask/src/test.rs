@@ -55,7 +55,7 @@ pub fn run(o: TestOptions) -> Result<()> {
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
         ("build of every cell, then a no-op rebuild", check_build),
-        ("kc-loader loads every CO-RE and host-bucket legacy object on the host kernel (needs root)", check_host_load),
+        ("kc-loader --attach auto attaches every CO-RE and host-bucket legacy object on the host kernel (needs root)", check_host_load),
         ("verify every built object", check_verify),
         ("docker backend: every cell of both libcs in containers (no network); glibc byte-identical to the host's, musl loader static (needs docker)", check_docker),
         ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
@@ -179,8 +179,11 @@ fn check_build() -> Result<()> {
     Ok(())
 }
 
-/// Loads (without attaching: the build machine's kernel has no kprobe events) every CO-RE
-/// object the loader embeds, and the legacy objects of the bucket the host kernel selects.
+/// Runs the loader as an agent would on this host's kernel (`--attach auto`): every CO-RE
+/// object the loader embeds and the legacy objects of the bucket the host selects must load
+/// and attach, each event by the cheapest family this kernel takes; the only events left
+/// unobserved are those no family can reach here (the kernel refuses trampolines and has no
+/// kprobes, and no tracepoint fires on them), each reported with the reasons.
 fn check_host_load() -> Result<()> {
     if !host::is_root() {
         eprintln!(
@@ -198,7 +201,7 @@ fn check_host_load() -> Result<()> {
     let objects = &legacy;
     let out = process::capture(cmd!(
         sh,
-        "{loader} --no-attach --json --embedded {objects...}"
+        "{loader} --attach auto --json --embedded {objects...} -- true"
     ))?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
@@ -209,26 +212,47 @@ fn check_host_load() -> Result<()> {
     let objects = report["objects"]
         .as_array()
         .context("no objects in the loader's report")?;
-    let failed: Vec<String> = objects
-        .iter()
-        .filter(|o| o["status"] != "ok")
-        .map(|o| {
-            format!(
-                "{}: {} {}",
-                o["object"],
+    let mut failed = Vec::new();
+    let mut families = std::collections::BTreeMap::<String, usize>::new();
+    let mut unobserved = std::collections::BTreeSet::new();
+    for o in objects {
+        let name = o["object"].as_str().unwrap_or("?");
+        if o["status"] == "failed" {
+            failed.push(format!(
+                "{name}: {} {}",
                 o["error"],
                 o["log_tail"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+            ));
+        }
+        let (observed, missing) = crate::vmtest::unobserved_events(o);
+        if observed == 0 {
+            failed.push(format!("{name}: attached no event"));
+        }
+        for e in o["events"].as_array().into_iter().flatten() {
+            if let Some(f) = e["family"].as_str() {
+                *families.entry(f.to_string()).or_default() += 1;
+            }
+        }
+        for m in missing {
+            // "refused" is this host's truth (no kprobes, trampolines refused); "failed" is ours.
+            if m.has(kc_common::PassedOver::Failed) {
+                failed.push(format!("{name}: {}", m.line()));
+            } else {
+                unobserved.insert(m.line());
+            }
+        }
+    }
     eprintln!(
-        "e2e: host kernel {release} (bucket {bucket}): {} objects loaded, {} failed",
+        "e2e: host kernel {release} (bucket {bucket}), --attach auto: {} objects attached, {} failed; events by family: {families:?}",
         objects.len() - failed.len(),
         failed.len()
     );
+    for line in &unobserved {
+        eprintln!("e2e:   no family observes {line}");
+    }
     ensure!(
         failed.is_empty() && out.status.success(),
-        "objects failed to load:\n{}",
+        "objects failed on the host kernel:\n{}",
         failed.join("\n")
     );
     let n_core = crate::collectors::load_from(&paths::project_root())?.len();

@@ -29,34 +29,63 @@ fn collector_of(object: &str) -> (String, String) {
     }
 }
 
-/// Events no family observed, each with why: `Ok` when every family that was tried cannot
-/// exist for it on this kernel (the collector declares none, or the kernel lacks the target),
-/// `Err` when one should have worked (refused, failed). Also how many events were observed.
-fn unobserved(o: &serde_json::Value) -> (usize, Vec<Result<String, String>>) {
-    let empty = Vec::new();
-    let events = o["events"].as_array().unwrap_or(&empty);
+/// An event that no family observed, and why each family was passed over.
+#[derive(Debug, Clone)]
+pub struct Unobserved {
+    pub event: String,
+    pub reasons: Vec<(String, Option<PassedOver>, String)>,
+}
+
+impl Unobserved {
+    /// Every family tried cannot exist for it on this kernel: the collector declares none,
+    /// or the kernel lacks the target.
+    pub fn cannot_exist(&self) -> bool {
+        self.reasons
+            .iter()
+            .all(|(_, k, _)| k.is_some_and(PassedOver::cannot_exist))
+    }
+
+    pub fn has(&self, kind: PassedOver) -> bool {
+        self.reasons.iter().any(|(_, k, _)| *k == Some(kind))
+    }
+
+    pub fn line(&self) -> String {
+        let why: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(f, _, w)| format!("{f}: {w}"))
+            .collect();
+        format!("{} ({})", self.event, why.join("; "))
+    }
+}
+
+/// How many events of a loader report's object were observed, and those that were not.
+pub fn unobserved(o: &serde_json::Value) -> (usize, Vec<Unobserved>) {
     let mut observed = 0;
     let mut missing = Vec::new();
-    for e in events {
+    for e in o["events"].as_array().into_iter().flatten() {
         if !e["family"].is_null() {
             observed += 1;
             continue;
         }
-        let name = e["event"].as_str().unwrap_or("?");
-        let mut fine = true;
-        let mut why = Vec::new();
-        if let Some(over) = e["passed_over"].as_object() {
-            for (family, p) in over {
+        let reasons = e["passed_over"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(family, p)| {
                 let kind: Option<PassedOver> = serde_json::from_value(p["kind"].clone()).ok();
-                if kind == Some(PassedOver::NotAsked) {
-                    continue;
-                }
-                fine &= kind.is_some_and(PassedOver::cannot_exist);
-                why.push(format!("{family}: {}", p["why"].as_str().unwrap_or("?")));
-            }
-        }
-        let line = format!("{name} ({})", why.join("; "));
-        missing.push(if fine { Ok(line) } else { Err(line) });
+                (
+                    family.clone(),
+                    kind,
+                    p["why"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .filter(|(_, k, _)| *k != Some(PassedOver::NotAsked))
+            .collect();
+        missing.push(Unobserved {
+            event: e["event"].as_str().unwrap_or("?").to_string(),
+            reasons,
+        });
     }
     (observed, missing)
 }
@@ -101,8 +130,16 @@ pub fn judge(
                 })
                 .unwrap_or_default();
             let (observed, missing) = unobserved(o);
-            let wrong: Vec<&String> = missing.iter().filter_map(|m| m.as_ref().err()).collect();
-            let skipped: Vec<&String> = missing.iter().filter_map(|m| m.as_ref().ok()).collect();
+            let wrong: Vec<String> = missing
+                .iter()
+                .filter(|m| !m.cannot_exist())
+                .map(Unobserved::line)
+                .collect();
+            let skipped: Vec<String> = missing
+                .iter()
+                .filter(|m| m.cannot_exist())
+                .map(Unobserved::line)
+                .collect();
             let (verdict, detail) = if let Some(reason) = c.and_then(|c| c.unsupported_on(kernel)) {
                 (format!("skipped: {reason}"), String::new())
             } else if o["status"] == "failed" {
@@ -122,7 +159,7 @@ pub fn judge(
                         events.join(", ")
                     ),
                 )
-            } else if observed == 0 {
+            } else if observed == 0 && !skipped.is_empty() {
                 let events: Vec<&str> = skipped.iter().map(|s| s.as_str()).collect();
                 (
                     format!(
