@@ -346,6 +346,84 @@ static void run_loader(const char *mode, char **objects, int nobjects)
 	fflush(stdout);
 }
 
+/* Runs argv with stdout to `out` (or inherited when NULL) and waits; its exit status. */
+static int run_to(char **argv, const char *out)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (out) {
+			int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+			if (fd < 0 || dup2(fd, 1) < 0)
+				_exit(126);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void print_file(const char *path)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, n, stdout);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* `cargo xtask bench overhead` in a guest: /bench-plan holds "ROUNDS" then lines
+ * "COLLECTOR OP N"; each round runs each line's workload alone (mode none) and under the
+ * collector in each attach mode, printing "KC-BENCH round collector mode ns"; the first
+ * round also prints each loader report, for the family each event got. */
+static void bench(void)
+{
+	static const char *modes[] = { "none", "trampoline", "probe", "tracepoint", "auto" };
+	char collector[64][32], op[64][32], n[64][16], object[96];
+	int rounds = 0, lines = 0;
+	FILE *plan = fopen("/bench-plan", "r");
+
+	if (!plan || fscanf(plan, "%d", &rounds) != 1)
+		return;
+	while (lines < 64 && fscanf(plan, "%31s %31s %15s", collector[lines], op[lines], n[lines]) == 3)
+		lines++;
+	fclose(plan);
+	for (int r = 0; r < rounds; r++) {
+		for (int l = 0; l < lines; l++) {
+			for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+				char *workload[] = { "/kc-bench-workload", op[l], n[l], "/tmp/kc-bench-ns", NULL };
+				char *loader[] = { "/kc-loader", "--json", "--attach", (char *)modes[m], object, "--",
+						   workload[0], op[l], n[l], workload[3], NULL };
+				int status;
+				FILE *f;
+				double ns = -1;
+
+				snprintf(object, sizeof(object), "/objects/%.31s.bpf.o", collector[l]);
+				unlink("/tmp/kc-bench-ns");
+				status = m == 0 ? run_to(workload, NULL) : run_to(loader, "/tmp/kc-bench-report");
+				f = fopen("/tmp/kc-bench-ns", "r");
+				if (f && fscanf(f, "%lf", &ns) != 1)
+					ns = -1;
+				if (f)
+					fclose(f);
+				printf("KC-BENCH %d %s %s %.1f %d\n", r, collector[l], modes[m], ns, status);
+				if (r == 0 && m > 0) {
+					printf("KC-BENCH-REPORT %s %s\n", collector[l], modes[m]);
+					print_file("/tmp/kc-bench-report");
+					printf("\nKC-BENCH-REPORT-END\n");
+				}
+				fflush(stdout);
+			}
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	/* Every family forced in turn, then the loader's own choice. */
@@ -362,6 +440,12 @@ int main(int argc, char **argv)
 
 	mount_all();
 	loopback_up();
+	if (access("/bench-plan", F_OK) == 0) {
+		bench();
+		printf("\nKC-VMTEST-DONE\n");
+		fflush(stdout);
+		reboot(RB_POWER_OFF);
+	}
 	swap_on();
 	d = opendir("/objects");
 	while (d && (e = readdir(d)) && n < MAX_OBJECTS) {

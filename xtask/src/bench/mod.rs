@@ -4,6 +4,7 @@ mod build;
 mod docker;
 mod fetch;
 mod install;
+mod overhead;
 mod package;
 mod verify;
 mod vmtest;
@@ -29,6 +30,9 @@ pub enum Command {
     /// The full matrix (every bucket x both libcs) in our two images, cold and warm, vs one
     /// image per (kernel, libc) with the kernel baked in, built from scratch
     Docker(docker::DockerBench),
+    /// ns each collector adds per event of a workload that hits its main event: no program vs
+    /// each attach family vs auto, on this host and in a guest
+    Overhead(overhead::OverheadBench),
 }
 
 pub fn run(c: Command) -> Result<()> {
@@ -40,6 +44,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Vmtest(o) => vmtest::run(o),
         Command::Install(o) => install::run(o),
         Command::Docker(o) => docker::run(o),
+        Command::Overhead(o) => overhead::run(o),
     }
 }
 

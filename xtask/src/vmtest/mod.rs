@@ -60,7 +60,7 @@ pub enum Accel {
 
 impl Accel {
     /// qemu's name (`-accel`); `auto` is resolved by a probe before any boot.
-    fn qemu_name(self) -> &'static str {
+    pub(crate) fn qemu_name(self) -> &'static str {
         match self {
             Accel::Auto => "auto",
             Accel::Kvm => "kvm",
@@ -92,24 +92,46 @@ pub struct KernelOutcome {
     pub log: PathBuf,
 }
 
-fn work_dir() -> PathBuf {
+pub(crate) fn work_dir() -> PathBuf {
     paths::project_root().join("target/kc-build/vmtest")
 }
 
-/// The static loader (the release's recipe, without embedded objects: the guests load
-/// objects from files) and init, compiled once per source and toolchain.
-fn static_binaries(tc: &Toolchain) -> Result<(PathBuf, PathBuf)> {
+/// What a guest runs: the static loader (the release's recipe, without embedded objects: the
+/// guests load objects from files), init, and the benchmark workload.
+pub(crate) struct GuestBinaries {
+    pub loader: PathBuf,
+    pub init: PathBuf,
+    pub workload: PathBuf,
+}
+
+/// Compiles the guest binaries, once per source and toolchain.
+pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
     let root = paths::project_root();
-    let init_src = root.join("co-re/tests/kc-vmtest-init.c");
+    let sources = [
+        ("init", root.join("co-re/tests/kc-vmtest-init.c")),
+        (
+            "kc-bench-workload",
+            root.join("co-re/tests/kc-bench-workload.c"),
+        ),
+    ];
     let mut h = Sha256::new();
     crate::compile::plan::hash_tree(&mut h, &root.join("co-re/loader"))?;
     crate::compile::plan::hash_tree(&mut h, &root.join("includes"))?;
-    h.update(std::fs::read(&init_src)?);
+    for (_, src) in &sources {
+        h.update(std::fs::read(src)?);
+    }
     h.update(&tc.fingerprint);
     let dir = work_dir().join(format!("bin-{}", &hex::encode(h.finalize())[..16]));
-    let (loader, init) = (dir.join("kc-loader"), dir.join("init"));
-    if loader.is_file() && init.is_file() {
-        return Ok((loader, init));
+    let bins = GuestBinaries {
+        loader: dir.join("kc-loader"),
+        init: dir.join("init"),
+        workload: dir.join("kc-bench-workload"),
+    };
+    if [&bins.loader, &bins.init, &bins.workload]
+        .iter()
+        .all(|p| p.is_file())
+    {
+        return Ok(bins);
     }
     let staged = atomic::StagedDir::beside(&dir)?;
     let link = LoaderToolchain::static_glibc(tc);
@@ -124,14 +146,16 @@ fn static_binaries(tc: &Toolchain) -> Result<(PathBuf, PathBuf)> {
     .context("compiling vmtest's static kc-loader")?;
     let sh = process::shell_in(&root);
     let cc = &tc.cc;
-    let out = staged.path().join("init");
-    process::output(cmd!(
-        sh,
-        "{cc} -O2 -Wall -Wextra -Werror -static {init_src} -o {out}"
-    ))
-    .context("compiling vmtest's init")?;
+    for (name, src) in &sources {
+        let out = staged.path().join(name);
+        process::output(cmd!(
+            sh,
+            "{cc} -O2 -Wall -Wextra -Werror -static {src} -o {out}"
+        ))
+        .with_context(|| format!("compiling the guests' {name}"))?;
+    }
     staged.publish()?;
-    Ok((loader, init))
+    Ok(bins)
 }
 
 /// The objects a kernel runs: every CO-RE object, and the legacy objects of its bucket.
@@ -156,7 +180,7 @@ fn objects_for(cells: &Path, libc: Libc, bucket: Option<Bucket>) -> Result<Vec<P
 
 /// Boots `vmlinuz` (the kernel `release`) with the initramfs; returns how it ended, the
 /// console, and the seconds it took.
-fn boot(
+pub(crate) fn boot(
     release: &str,
     vmlinuz: &Path,
     initramfs: &Path,
@@ -269,7 +293,11 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
     let tc = Toolchain::detect()?;
-    let (host_loader, init) = static_binaries(&tc)?;
+    let GuestBinaries {
+        loader: host_loader,
+        init,
+        ..
+    } = static_binaries(&tc)?;
     let cells = paths::project_root().join("artifacts/cells");
     let loader = if libc == Libc::Musl {
         // The release's own loader runs in the guest: it must need nothing from the initramfs.
@@ -413,7 +441,7 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
 
 /// KVM when /dev/kvm opens and a guest boots to its report with it within a short timeout
 /// (nested virtualization can make KVM guests hang); TCG otherwise.
-fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> Accel {
+pub(crate) fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> Accel {
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kc-bench-workload: runs one system operation N times and writes the nanoseconds per
+ * operation to OUT (`cargo xtask bench overhead` runs it with and without collectors).
+ *
+ *   kc-bench-workload OP N OUT
+ *
+ * OP: read (1 byte from /dev/zero), open (open and close /dev/null), fork (vfork, exit, wait),
+ * fsync (of a 1-byte file in /dev/shm), udp (a 1-byte datagram to a loopback socket, and
+ * its receipt), umount (of a path that is not a mount point: the error path), pagecache (a
+ * 1-byte pread of a cached file page). It runs on the last CPU only: a migration in the
+ * middle of a run costs more than some of the differences measured.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+/* A child that exits at once; kept out of main so vfork cannot clobber main's variables. */
+static __attribute__((noinline)) pid_t spawn(void)
+{
+	pid_t pid = vfork();
+
+	if (pid == 0)
+		_exit(0);
+	return pid;
+}
+
+static int fail(const char *what)
+{
+	perror(what);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(addr);
+	char c = 'k', path[] = "/dev/shm/kc-bench-XXXXXX";
+	int fd = -1, peer = -1;
+	long n;
+	double t;
+	cpu_set_t cpus;
+	FILE *out;
+
+	if (argc != 4 || (n = atol(argv[2])) <= 0) {
+		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache N OUT\n");
+		return 2;
+	}
+	if (strcmp(argv[1], "read") == 0 && (fd = open("/dev/zero", O_RDONLY)) < 0)
+		return fail("/dev/zero");
+	if (strcmp(argv[1], "fsync") == 0 || strcmp(argv[1], "pagecache") == 0) {
+		/* pagecache wants a page-cache file: /dev/shm is shmem, /var/tmp a disk file system. */
+		if (strcmp(argv[1], "pagecache") == 0)
+			memcpy(path, "/var/tmp/kc-bench-XXXXXX", sizeof(path));
+		if ((fd = mkstemp(path)) < 0 || write(fd, &c, 1) != 1)
+			return fail(path);
+		unlink(path);
+	}
+	if (strcmp(argv[1], "udp") == 0) {
+		peer = socket(AF_INET, SOCK_DGRAM, 0);
+		fd = socket(AF_INET, SOCK_DGRAM, 0);
+		if (bind(peer, (struct sockaddr *)&addr, sizeof(addr)) || getsockname(peer, (struct sockaddr *)&addr, &len))
+			return fail("udp socket");
+	}
+	CPU_ZERO(&cpus);
+	CPU_SET(sysconf(_SC_NPROCESSORS_ONLN) - 1, &cpus);
+	sched_setaffinity(0, sizeof(cpus), &cpus);
+	t = now_ns();
+	for (long i = 0; i < n; i++) {
+		if (strcmp(argv[1], "read") == 0) {
+			if (read(fd, &c, 1) != 1)
+				return fail("read");
+		} else if (strcmp(argv[1], "open") == 0) {
+			int f = open("/dev/null", O_RDONLY);
+
+			if (f < 0)
+				return fail("open");
+			close(f);
+		} else if (strcmp(argv[1], "fork") == 0) {
+			pid_t pid = spawn();
+
+			if (pid < 0 || waitpid(pid, NULL, 0) < 0)
+				return fail("fork");
+		} else if (strcmp(argv[1], "fsync") == 0) {
+			if (fsync(fd))
+				return fail("fsync");
+		} else if (strcmp(argv[1], "udp") == 0) {
+			if (sendto(fd, &c, 1, 0, (struct sockaddr *)&addr, sizeof(addr)) != 1 || recv(peer, &c, 1, 0) != 1)
+				return fail("udp");
+		} else if (strcmp(argv[1], "umount") == 0) {
+			umount("/kc-bench-not-a-mount-point");
+		} else if (strcmp(argv[1], "pagecache") == 0) {
+			if (pread(fd, &c, 1, 0) != 1)
+				return fail("pread");
+		} else {
+			fprintf(stderr, "kc-bench-workload: unknown operation %s\n", argv[1]);
+			return 2;
+		}
+	}
+	t = (now_ns() - t) / n;
+	out = fopen(argv[3], "w");
+	if (!out || fprintf(out, "%.1f\n", t) < 0 || fclose(out))
+		return fail(argv[3]);
+	return 0;
+}
