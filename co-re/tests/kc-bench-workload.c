@@ -6,9 +6,9 @@
  *   kc-bench-workload OP N OUT
  *
  * OP: read (1 byte from /dev/zero), open (open and close /dev/null), fork (vfork, exit, wait),
- * fsync (of a 1-byte file in /dev/shm), udp (a 1-byte datagram to a loopback socket, and
- * its receipt), umount (of a path that is not a mount point: the error path), pagecache (a
- * 1-byte pread of a cached file page). It runs on the last CPU only: a migration in the
+ * fsync (of a 1-byte file in /dev/shm, else /tmp), udp (a 1-byte datagram to a loopback
+ * socket, and its receipt), umount (of a path that is not a mount point: the error path),
+ * pagecache (a 1-byte pread of a cached page of $KC_BENCH_FILE, else of a file in /var/tmp). It runs on the last CPU only: a migration in the
  * middle of a run costs more than some of the differences measured.
  */
 #define _GNU_SOURCE
@@ -66,13 +66,26 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "read") == 0 && (fd = open("/dev/zero", O_RDONLY)) < 0)
 		return fail("/dev/zero");
-	if (strcmp(argv[1], "fsync") == 0 || strcmp(argv[1], "pagecache") == 0) {
-		/* pagecache wants a page-cache file: /dev/shm is shmem, /var/tmp a disk file system. */
-		if (strcmp(argv[1], "pagecache") == 0)
-			memcpy(path, "/var/tmp/kc-bench-XXXXXX", sizeof(path));
+	if (strcmp(argv[1], "fsync") == 0) {
+		if (access("/dev/shm", W_OK) != 0)
+			memcpy(path, "/tmp/kc-bench-XXXXXX", sizeof("/tmp/kc-bench-XXXXXX"));
 		if ((fd = mkstemp(path)) < 0 || write(fd, &c, 1) != 1)
 			return fail(path);
 		unlink(path);
+	}
+	if (strcmp(argv[1], "pagecache") == 0) {
+		/* A page-cache file: a disk file system's, or a block device's (not shmem's). */
+		const char *file = getenv("KC_BENCH_FILE");
+
+		if (file) {
+			if ((fd = open(file, O_RDONLY)) < 0)
+				return fail(file);
+		} else {
+			memcpy(path, "/var/tmp/kc-bench-XXXXXX", sizeof(path));
+			if ((fd = mkstemp(path)) < 0 || write(fd, &c, 1) != 1)
+				return fail(path);
+			unlink(path);
+		}
 	}
 	if (strcmp(argv[1], "udp") == 0) {
 		peer = socket(AF_INET, SOCK_DGRAM, 0);

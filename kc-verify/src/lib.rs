@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod btf_kernel;
+pub mod families;
 pub mod libbpf;
 pub mod object;
 

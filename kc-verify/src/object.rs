@@ -347,6 +347,26 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
     if r.programs.is_empty() {
         r.problem("(programs)", 0, "no program section");
     }
+    // Program names and their sections agree on the attach family.
+    for sym in elf
+        .symbols()
+        .filter(|s| s.kind() == object::SymbolKind::Text)
+    {
+        let Some(section) = sym
+            .section_index()
+            .and_then(|i| elf.section_by_index(i).ok())
+            .and_then(|s| s.name().ok().map(str::to_string))
+        else {
+            continue;
+        };
+        if section == ".text" {
+            continue;
+        }
+        if let Some(problem) = crate::families::name_problem(sym.name().unwrap_or(""), &section) {
+            let at = find(&section).map_or(0, |s| s.2);
+            r.problem(&section, at, problem);
+        }
+    }
 
     // BTF and BTF.ext.
     let btf = match find(".BTF") {

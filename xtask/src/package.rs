@@ -82,13 +82,13 @@ fn config_checker() -> String {
          elif [ -r /proc/config.gz ]; then cfg=$(gzip -dc /proc/config.gz)\nelse echo \"no kernel config found for $rel\" >&2; exit 2; fi\nmissing=0\n",
     );
     for (key, needed, why) in check_kernel::REQUIREMENTS {
-        let who = if *needed == check_kernel::Needed::CoRe {
-            "CO-RE"
-        } else {
-            "all"
+        let (who, fails) = match needed {
+            check_kernel::Needed::CoRe => ("CO-RE", " missing=1;"),
+            check_kernel::Needed::All => ("all", " missing=1;"),
+            check_kernel::Needed::Family => ("optional", ""),
         };
         s.push_str(&format!(
-            "if printf '%s\\n' \"$cfg\" | grep -qx '{key}=y'; then echo 'yes {key}'; else echo 'NO  {key} ({who}: {why})'; missing=1; fi\n"
+            "if printf '%s\\n' \"$cfg\" | grep -qx '{key}=y'; then echo 'yes {key}'; else echo 'NO  {key} ({who}: {why})';{fails} fi\n"
         ));
     }
     s.push_str("exit $missing\n");
