@@ -160,13 +160,92 @@ static __always_inline __u64 kc_ctx_arg(unsigned long long *ctx, int n)
 		return 0;                                                         \
 	}
 
-#define KC_COUNTERS(name, n)                             \
-	struct {                                         \
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); \
-		__type(key, __u32);                      \
-		__type(value, __u64);                    \
-		__uint(max_entries, n);                  \
-	} name SEC(".maps")
+/* Default size of a per-application table; kc-loader --table-size changes it before load. */
+#define KC_APPS_ENTRIES 4096
+
+/* A collector's machine totals: `<name>_counters`, one per-CPU struct kc_<type>_counters, and
+ * kc_<name>_count(index, n) to add to it. */
+#define KC_TOTALS(name, set)                                      \
+	struct {                                                   \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);           \
+		__type(key, __u32);                                \
+		__type(value, struct kc_##set##_counters);        \
+		__uint(max_entries, 1);                            \
+	} name##_counters SEC(".maps");                            \
+	static __always_inline void kc_##name##_count(__u32 idx, __u64 n) \
+	{                                                          \
+		kc_add(&name##_counters, idx, n);                  \
+	}
+
+/* Totals, and the same counters per application: `<name>_apps` (LRU hash: a full table
+ * forgets its least recent entry, and the agent removes those of processes that exited) keyed
+ * by tgid or cgroup id as `<name>_ctrl` says. kc_<name>_count_for(key, ...) counts for another
+ * process than the current one (the OOM killer's victim). */
+#define KC_COLLECTOR(name, set)                                                  \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                          \
+		__type(key, __u32);                                               \
+		__type(value, struct kc_##set##_counters);                       \
+		__uint(max_entries, 1);                                           \
+	} name##_counters SEC(".maps");                                           \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);                              \
+		__type(key, __u64);                                               \
+		__type(value, struct kc_##set##_counters);                       \
+		__uint(max_entries, KC_APPS_ENTRIES);                             \
+	} name##_apps SEC(".maps");                                               \
+	struct {                                                                  \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                 \
+		__type(key, __u32);                                               \
+		__type(value, struct kc_ctrl);                                    \
+		__uint(max_entries, 1);                                           \
+	} name##_ctrl SEC(".maps");                                               \
+	static __always_inline void kc_##name##_count_for(__u32 tgid, __u32 idx, __u64 n) \
+	{                                                                         \
+		struct kc_##set##_counters zero = {};                            \
+		__u64 *v;                                                         \
+                                                                                  \
+		kc_add(&name##_counters, idx, n);                                 \
+		v = kc_app(&name##_apps, &name##_ctrl, tgid, &zero);              \
+		if (v)                                                            \
+			__sync_fetch_and_add(&v[idx], n);                         \
+	}                                                                         \
+	static __always_inline void kc_##name##_count(__u32 idx, __u64 n)        \
+	{                                                                         \
+		kc_##name##_count_for(bpf_get_current_pid_tgid() >> 32, idx, n);  \
+	}
+
+static __always_inline void kc_add(void *counters, __u32 idx, __u64 n)
+{
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(counters, &zero);
+
+	if (v)
+		v[idx] += n; /* per-CPU: no atomics needed */
+}
+
+/* The application's entry in an apps table (created zeroed from `zero`), or NULL when the
+ * control map says not to group. */
+static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *zero)
+{
+	__u32 first = 0;
+	struct kc_ctrl *c = bpf_map_lookup_elem(ctrl, &first);
+	__u64 key, *v;
+	long err;
+
+	if (!c || c->group_by == KC_GROUP_NONE)
+		return NULL;
+	key = c->group_by == KC_GROUP_CGROUP ? bpf_get_current_cgroup_id() : tgid;
+	v = bpf_map_lookup_elem(apps, &key);
+	if (v)
+		return v;
+	err = bpf_map_update_elem(apps, &key, zero, BPF_NOEXIST);
+	if (!err)
+		__sync_fetch_and_add(&c->insertions, 1);
+	else if (err != -17 /* EEXIST: another CPU added it */)
+		__sync_fetch_and_add(&c->failures, 1);
+	return bpf_map_lookup_elem(apps, &key);
+}
 
 /* Entry timestamps (or any u64) keyed by thread, for latency in return mode. */
 #define KC_START_MAP(name, key_type)             \
@@ -184,14 +263,6 @@ static __always_inline __u64 kc_ctx_arg(unsigned long long *ctx, int n)
 		__type(value, __u64);                   \
 		__uint(max_entries, 4096);              \
 	} name SEC(".maps")
-
-static __always_inline void kc_add(void *counters, __u32 idx, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(counters, &idx);
-
-	if (v)
-		*v += n; /* per-CPU: no atomics needed */
-}
 
 /* floor(log2(v)) without loops (the verifier of older kernels rejects bounded loops). */
 static __always_inline __u32 kc_log2(__u32 v)

@@ -1,64 +1,76 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Counter indexes of each collector's `*_counters` per-CPU array. User space (the loader)
- * and the BPF programs agree on them through this header. */
+/* Each collector's counters, listed once as X(COLLECTOR, INDEX, name). The list makes the enum
+ * the programs index with (KC_<COLLECTOR>_<INDEX>) and the struct its maps hold
+ * (struct kc_<collector>_counters, one __u64 per counter): that struct's BTF names every
+ * counter for user space, so the loader and an agent's skeleton need no copy of the names. */
 #ifndef KC_COLLECTORS_H
 #define KC_COLLECTORS_H
 
-enum kc_process_counter {
-	KC_PROCESS_FORK, KC_PROCESS_EXEC, KC_PROCESS_EXIT, KC_PROCESS_RELEASE,
-	KC_PROCESS_CLONE_CALL, KC_PROCESS_CLONE_ERROR, KC_PROCESS_END,
-};
+#define KC_PROCESS_COUNTERS(X)                                                              \
+	X(PROCESS, FORK, fork) X(PROCESS, EXEC, exec) X(PROCESS, EXIT, exit)                \
+	X(PROCESS, RELEASE, release) X(PROCESS, CLONE_CALL, clone_call)                     \
+	X(PROCESS, CLONE_ERROR, clone_error)
 
-enum kc_vfs_counter {
-	KC_VFS_READ, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR,
-	KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR,
-	KC_VFS_OPEN, KC_VFS_OPEN_ERROR,
-	KC_VFS_CREATE, KC_VFS_CREATE_ERROR,
-	KC_VFS_UNLINK, KC_VFS_UNLINK_ERROR,
-	KC_VFS_FSYNC, KC_VFS_FSYNC_ERROR,
-	KC_VFS_END,
-};
+#define KC_VFS_COUNTERS(X)                                                                  \
+	X(VFS, READ, read) X(VFS, READ_BYTES, read_bytes) X(VFS, READ_ERROR, read_error)    \
+	X(VFS, WRITE, write) X(VFS, WRITE_BYTES, write_bytes) X(VFS, WRITE_ERROR, write_error) \
+	X(VFS, OPEN, open) X(VFS, OPEN_ERROR, open_error) X(VFS, CREATE, create)            \
+	X(VFS, CREATE_ERROR, create_error) X(VFS, UNLINK, unlink)                           \
+	X(VFS, UNLINK_ERROR, unlink_error) X(VFS, FSYNC, fsync) X(VFS, FSYNC_ERROR, fsync_error)
 
-enum kc_cachestat_counter {
-	KC_CACHESTAT_ACCESS, KC_CACHESTAT_ADD, KC_CACHESTAT_DIRTY, KC_CACHESTAT_BUFFER_DIRTY,
-	KC_CACHESTAT_END,
-};
+#define KC_CACHESTAT_COUNTERS(X)                                                            \
+	X(CACHESTAT, ACCESS, access) X(CACHESTAT, ADD, add) X(CACHESTAT, DIRTY, dirty)      \
+	X(CACHESTAT, BUFFER_DIRTY, buffer_dirty)
 
-enum kc_disk_counter {
-	KC_DISK_ISSUE, KC_DISK_COMPLETE, KC_DISK_ERROR, KC_DISK_BYTES, KC_DISK_END,
-};
+#define KC_DISK_COUNTERS(X)                                                                 \
+	X(DISK, ISSUE, issue) X(DISK, COMPLETE, complete) X(DISK, ERROR, error) X(DISK, BYTES, bytes)
 
-enum kc_fd_counter {
-	KC_FD_OPEN, KC_FD_OPEN_ERROR, KC_FD_CLOSE, KC_FD_CLOSE_ERROR, KC_FD_END,
-};
+#define KC_FD_COUNTERS(X)                                                                   \
+	X(FD, OPEN, open) X(FD, OPEN_ERROR, open_error) X(FD, CLOSE, close) X(FD, CLOSE_ERROR, close_error)
 
-enum kc_sync_counter {
-	KC_SYNC_SYNC, KC_SYNC_FSYNC, KC_SYNC_FDATASYNC, KC_SYNC_SYNCFS, KC_SYNC_MSYNC,
-	KC_SYNC_SYNC_FILE_RANGE, KC_SYNC_ERROR, KC_SYNC_END,
-};
+#define KC_SYNC_COUNTERS(X)                                                                 \
+	X(SYNC, SYNC, sync) X(SYNC, FSYNC, fsync) X(SYNC, FDATASYNC, fdatasync)             \
+	X(SYNC, SYNCFS, syncfs) X(SYNC, MSYNC, msync) X(SYNC, SYNC_FILE_RANGE, sync_file_range) \
+	X(SYNC, ERROR, error)
 
-enum kc_swap_counter {
-	KC_SWAP_READ, KC_SWAP_WRITE, KC_SWAP_END,
-};
+#define KC_SWAP_COUNTERS(X) X(SWAP, READ, read) X(SWAP, WRITE, write)
 
-enum kc_oomkill_counter {
-	KC_OOMKILL_KILL, KC_OOMKILL_VICTIM, KC_OOMKILL_END,
-};
+#define KC_OOMKILL_COUNTERS(X) X(OOMKILL, KILL, kill) X(OOMKILL, VICTIM, victim)
 
-enum kc_mount_counter {
-	KC_MOUNT_MOUNT, KC_MOUNT_UMOUNT, KC_MOUNT_MOUNT_ERROR, KC_MOUNT_UMOUNT_ERROR, KC_MOUNT_END,
-};
+#define KC_MOUNT_COUNTERS(X)                                                                \
+	X(MOUNT, MOUNT, mount) X(MOUNT, UMOUNT, umount) X(MOUNT, MOUNT_ERROR, mount_error)  \
+	X(MOUNT, UMOUNT_ERROR, umount_error)
 
-enum kc_irq_counter {
-	KC_IRQ_ENTRY, KC_IRQ_EXIT, KC_IRQ_END,
-};
+/* hardirq and softirq. */
+#define KC_IRQ_COUNTERS(X) X(IRQ, ENTRY, entry) X(IRQ, EXIT, exit)
 
-enum kc_socket_counter {
-	KC_SOCKET_TCP_SEND, KC_SOCKET_TCP_SEND_BYTES, KC_SOCKET_TCP_RECV, KC_SOCKET_TCP_RECV_BYTES,
-	KC_SOCKET_TCP_CONNECT_V4, KC_SOCKET_TCP_CONNECT_V6, KC_SOCKET_TCP_CLOSE,
-	KC_SOCKET_TCP_RETRANSMIT, KC_SOCKET_UDP_SEND, KC_SOCKET_UDP_SEND_BYTES,
-	KC_SOCKET_UDP_RECV, KC_SOCKET_UDP_RECV_BYTES, KC_SOCKET_ERROR,
-	KC_SOCKET_END,
-};
+#define KC_SOCKET_COUNTERS(X)                                                               \
+	X(SOCKET, TCP_SEND, tcp_send) X(SOCKET, TCP_SEND_BYTES, tcp_send_bytes)             \
+	X(SOCKET, TCP_RECV, tcp_recv) X(SOCKET, TCP_RECV_BYTES, tcp_recv_bytes)             \
+	X(SOCKET, TCP_CONNECT_V4, tcp_connect_v4) X(SOCKET, TCP_CONNECT_V6, tcp_connect_v6) \
+	X(SOCKET, TCP_CLOSE, tcp_close) X(SOCKET, TCP_RETRANSMIT, tcp_retransmit)           \
+	X(SOCKET, UDP_SEND, udp_send) X(SOCKET, UDP_SEND_BYTES, udp_send_bytes)             \
+	X(SOCKET, UDP_RECV, udp_recv) X(SOCKET, UDP_RECV_BYTES, udp_recv_bytes)             \
+	X(SOCKET, ERROR, error)
+
+#define KC_COUNTER_INDEX(c, i, name) KC_##c##_##i,
+#define KC_COUNTER_FIELD(c, i, name) __u64 name;
+#define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
+	enum kc_##lower##_counter { KC_##UPPER##_COUNTERS(KC_COUNTER_INDEX) KC_##UPPER##_END }; \
+	struct kc_##lower##_counters {                                     \
+		KC_##UPPER##_COUNTERS(KC_COUNTER_FIELD)                    \
+	};
+
+KC_DEFINE_COUNTERS(process, PROCESS)
+KC_DEFINE_COUNTERS(vfs, VFS)
+KC_DEFINE_COUNTERS(cachestat, CACHESTAT)
+KC_DEFINE_COUNTERS(disk, DISK)
+KC_DEFINE_COUNTERS(fd, FD)
+KC_DEFINE_COUNTERS(sync, SYNC)
+KC_DEFINE_COUNTERS(swap, SWAP)
+KC_DEFINE_COUNTERS(oomkill, OOMKILL)
+KC_DEFINE_COUNTERS(mount, MOUNT)
+KC_DEFINE_COUNTERS(irq, IRQ)
+KC_DEFINE_COUNTERS(socket, SOCKET)
 
 #endif

@@ -12,13 +12,20 @@ struct kc_hist {
 	__u64 slots[KC_HIST_SLOTS];
 };
 
-/* Per-process task counters, keyed by tgid (process collector). */
-struct kc_task_stat {
-	__u64 forks;
-	__u64 execs;
-	__u64 exits;
-	__u64 releases;
-	__u64 fork_errors;
+/* How the per-application tables (`<collector>_apps`) group: the control map's group_by. */
+enum kc_group_by {
+	KC_GROUP_NONE,	  /* no per-application data: the programs skip the table */
+	KC_GROUP_PROCESS, /* keyed by process (tgid) */
+	KC_GROUP_CGROUP,  /* keyed by cgroup id (bpf_get_current_cgroup_id) */
+};
+
+/* A collector's control map (`<collector>_ctrl`, one entry). The agent writes group_by after
+ * load (kc-loader --group-by); the programs count what they did to the apps table, so that an
+ * agent sees it running full: evictions = insertions - entries - entries the agent removed. */
+struct kc_ctrl {
+	__u64 group_by;	  /* enum kc_group_by; 0 (none) until the agent says otherwise */
+	__u64 insertions; /* entries the programs added */
+	__u64 failures;	  /* entries they could not add */
 };
 
 /* Latency histogram keyed by a small id (IRQ number, softirq vector, block device). */

@@ -35,7 +35,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <linux/types.h>
+
 #include "kc_attach.h"
+#include "kc_common.h"
+#include "kc_maps.h"
 #include "kc_embedded.h"
 #include "kc_skeletons.h"
 
@@ -80,6 +84,9 @@ struct object_result {
 	const void *mem;
 	size_t mem_size;
 	int mode;		/* --attach: a family or KC_ATTACH_AUTO */
+	const struct kc_app_options *apps;
+	char *counters_json;	/* what its maps hold (kc_maps_report) */
+	char *counters_text;
 	int strict;
 	const char *status;	/* "ok", "partial" (an event no family observes), "failed" */
 	char error[256];
@@ -285,8 +292,8 @@ static void read_maps(struct bpf_object *obj, struct object_result *r)
 			if (bpf_map_lookup_elem(fd, key, value) != 0)
 				continue;
 			m->entries++;
-			/* Start-time maps hold timestamps, not counts. */
-			if (strstr(m->name, "_starts"))
+			/* Start-time maps hold timestamps, control maps their own bookkeeping. */
+			if (strstr(m->name, "_starts") || strstr(m->name, "_ctrl"))
 				continue;
 			for (size_t i = 0; i < total / 8; i++)
 				m->sum += value[i];
@@ -429,6 +436,7 @@ static void run_object(struct object_result *r, int attach)
 			goto out_log;
 		}
 		choose(obj, r);
+		kc_maps_prepare(obj, r->apps);
 		r->ms_choose += now_ms() - t;
 		t = now_ms();
 		log_len = 0;
@@ -453,6 +461,12 @@ static void run_object(struct object_result *r, int attach)
 		}
 		r->ms_attach += now_ms() - t;
 		break;
+	}
+	err = kc_maps_control(obj, r->apps);
+	if (err) {
+		snprintf(r->error, sizeof(r->error), "writing the control maps: %s", strerror(-err));
+		bpf_object__close(obj);
+		goto out_log;
 	}
 	r->status = "ok";
 	for (int e = 0; e < r->nevents; e++)
@@ -538,7 +552,10 @@ static void print_json(struct object_result *rs, int n, const char *kernel)
 			json_string(r->progs[j].detail);
 			printf("}");
 		}
-		printf("], \"maps\": [");
+		if (r->counters_json)
+			printf("], %s, \"maps\": [", r->counters_json);
+		else
+			printf("], \"maps\": [");
 		for (int j = 0; j < r->nmaps; j++) {
 			printf("%s{\"name\": ", j ? ", " : "");
 			json_string(r->maps[j].name);
@@ -566,6 +583,8 @@ static void print_table(struct object_result *rs, int n, const char *kernel)
 		printf("\n");
 		if (r->error[0])
 			printf("  error: %s\n", r->error);
+		if (r->counters_text)
+			printf("%s", r->counters_text);
 		for (int j = 0; j < r->nevents; j++) {
 			struct event_result *ev = &r->events[j];
 
@@ -601,8 +620,9 @@ static int run_workload(char **cmd)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: kc-loader [--attach auto|trampoline|probe|tracepoint] [--run SECS] [--json] "
-		     "[--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] [-- CMD ARGS...]\n");
+	fprintf(out, "usage: kc-loader [--attach auto|trampoline|probe|tracepoint] [--group-by none|process|cgroup] "
+		     "[--table-size N] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
+		     "[OBJECTS...] [-- CMD ARGS...]\n");
 }
 
 int main(int argc, char **argv)
@@ -610,6 +630,7 @@ int main(int argc, char **argv)
 	static const struct option long_opts[] = {
 		{ "run", required_argument, NULL, 'r' },    { "json", no_argument, NULL, 'j' },
 		{ "attach", required_argument, NULL, 'a' },
+		{ "group-by", required_argument, NULL, 'g' }, { "table-size", required_argument, NULL, 't' },
 		{ "no-attach", no_argument, NULL, 'n' },
 		{ "strict", no_argument, NULL, 's' },       { "embedded", no_argument, NULL, 'E' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
@@ -617,6 +638,7 @@ int main(int argc, char **argv)
 	};
 	int run_secs = 0, json = 0, attach = 1, strict = 0, embedded = 0, opt, n = 0, failed = 0, total;
 	int mode = KC_ATTACH_AUTO;
+	struct kc_app_options apps = { .group_by = KC_GROUP_PROCESS };
 	char **workload = NULL;
 	struct object_result *results;
 	struct utsname uts;
@@ -635,8 +657,26 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	while ((opt = getopt_long(argc, argv, "a:r:jnsEvh", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "a:g:t:r:jnsEvh", long_opts, NULL)) != -1) {
 		switch (opt) {
+		case 'g':
+			apps.group_by = kc_group_by_parse(optarg);
+			if (apps.group_by < 0) {
+				fprintf(stderr, "kc-loader: --group-by %s: expected none, process or cgroup\n", optarg);
+				return 2;
+			}
+			break;
+		case 't': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (*end || n == 0 || n > (1u << 24)) {
+				fprintf(stderr, "kc-loader: --table-size %s: expected 1 to %u rows\n", optarg, 1u << 24);
+				return 2;
+			}
+			apps.table_size = n;
+			break;
+		}
 		case 'a':
 			mode = kc_attach_parse(optarg);
 			if (mode < KC_ATTACH_AUTO) {
@@ -687,6 +727,7 @@ int main(int argc, char **argv)
 		snprintf(results[n].name, sizeof(results[n].name), "%s", base ? base + 1 : argv[i]);
 		results[n].path = argv[i];
 		results[n].mode = mode;
+		results[n].apps = &apps;
 		results[n].strict = strict;
 		run_object(&results[n], attach);
 	}
@@ -698,6 +739,7 @@ int main(int argc, char **argv)
 		results[n].mem = bytes;
 		results[n].mem_size = size;
 		results[n].mode = mode;
+		results[n].apps = &apps;
 		results[n].strict = strict;
 		run_object(&results[n], attach);
 	}
@@ -706,8 +748,10 @@ int main(int argc, char **argv)
 	if (run_secs > 0)
 		sleep(run_secs);
 	for (int i = 0; i < n; i++) {
-		if (results[i].obj)
+		if (results[i].obj) {
 			read_maps(results[i].obj, &results[i]);
+			kc_maps_report(results[i].obj, &apps, &results[i].counters_json, &results[i].counters_text);
+		}
 		failed += strcmp(results[i].status, "failed") == 0;
 	}
 	if (json)

@@ -10,9 +10,9 @@
  *   dirty         writeback/writeback_dirty_{folio,page} (tp_btf as the trampoline)
  *   buffer_dirty  block/block_dirty_buffer, which mark_buffer_dirty fires */
 
-KC_COUNTERS(cachestat_counters, KC_CACHESTAT_END);
+KC_COLLECTOR(cachestat, cachestat)
 
-#define KC_CACHESTAT(counter) kc_add(&cachestat_counters, counter, 1)
+#define KC_CACHESTAT(counter) kc_cachestat_count(counter, 1)
 
 KC_FUNC_ENTRY_V(kc_cachestat_access, folio, folio_mark_accessed, KC_CACHESTAT(KC_CACHESTAT_ACCESS))
 KC_FUNC_ENTRY_V(kc_cachestat_access, page, mark_page_accessed, KC_CACHESTAT(KC_CACHESTAT_ACCESS))

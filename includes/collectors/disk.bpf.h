@@ -4,7 +4,7 @@
  * Families: block/block_rq_{issue,complete} as tp_btf (trampoline: the request itself) or
  * classic (tracepoint: the record). Both key a request by (device, sector). */
 
-KC_COUNTERS(disk_counters, KC_DISK_END);
+KC_TOTALS(disk, disk)
 
 struct kc_disk_request {
 	__u64 dev;
@@ -18,8 +18,8 @@ KC_HIST_MAP(disk_latency);
 
 static __always_inline void kc_disk_on_issue(struct kc_disk_request *req, __u32 bytes)
 {
-	kc_add(&disk_counters, KC_DISK_ISSUE, 1);
-	kc_add(&disk_counters, KC_DISK_BYTES, bytes);
+	kc_disk_count(KC_DISK_ISSUE, 1);
+	kc_disk_count(KC_DISK_BYTES, bytes);
 #if KC_RETURN_MODE
 	kc_start(&disk_starts, req);
 #endif
@@ -27,9 +27,9 @@ static __always_inline void kc_disk_on_issue(struct kc_disk_request *req, __u32 
 
 static __always_inline void kc_disk_on_complete(struct kc_disk_request *req, int error)
 {
-	kc_add(&disk_counters, KC_DISK_COMPLETE, 1);
+	kc_disk_count(KC_DISK_COMPLETE, 1);
 	if (error)
-		kc_add(&disk_counters, KC_DISK_ERROR, 1);
+		kc_disk_count(KC_DISK_ERROR, 1);
 #if KC_RETURN_MODE
 	__u64 ns = kc_elapsed(&disk_starts, req);
 

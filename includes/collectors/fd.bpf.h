@@ -4,18 +4,18 @@
  * close is the close syscall itself in every family (the kernel functions behind it changed
  * in 5.11 and 6.8). */
 
-KC_COUNTERS(fd_counters, KC_FD_END);
+KC_COLLECTOR(fd, fd)
 
 static __always_inline void kc_fd_error(long ret, __u32 errors)
 {
 	if (ret < 0)
-		kc_add(&fd_counters, errors, 1);
+		kc_fd_count(errors, 1);
 }
 
 #define KC_FD_OPEN_TP(call) \
-	KC_SYSCALL_TP(kc_fd_open, call, kc_add(&fd_counters, KC_FD_OPEN, 1), kc_fd_error(ret, KC_FD_OPEN_ERROR))
+	KC_SYSCALL_TP(kc_fd_open, call, kc_fd_count(KC_FD_OPEN, 1), kc_fd_error(ret, KC_FD_OPEN_ERROR))
 
-KC_FUNC_ENTRY(kc_fd_open, do_sys_openat2, kc_add(&fd_counters, KC_FD_OPEN, 1))
+KC_FUNC_ENTRY(kc_fd_open, do_sys_openat2, kc_fd_count(KC_FD_OPEN, 1))
 KC_FUNC_RETURN(kc_fd_open, do_sys_openat2, long, kc_fd_error(ret, KC_FD_OPEN_ERROR), int dfd, void *filename,
 	       void *how)
 KC_FD_OPEN_TP(open)
@@ -23,4 +23,4 @@ KC_FD_OPEN_TP(openat)
 KC_FD_OPEN_TP(openat2)
 KC_FD_OPEN_TP(creat)
 
-KC_SYSCALL(kc_fd_close, close, kc_add(&fd_counters, KC_FD_CLOSE, 1), kc_fd_error(ret, KC_FD_CLOSE_ERROR))
+KC_SYSCALL(kc_fd_close, close, kc_fd_count(KC_FD_CLOSE, 1), kc_fd_error(ret, KC_FD_CLOSE_ERROR))

@@ -2,7 +2,7 @@
 /* hardirq: interrupt handlers run, and in return mode their latency per IRQ number.
  * Families: irq/irq_handler_{entry,exit} as tp_btf (trampoline) or classic (tracepoint). */
 
-KC_COUNTERS(hardirq_counters, KC_IRQ_END);
+KC_TOTALS(hardirq, irq)
 
 #if KC_RETURN_MODE
 KC_START_MAP(hardirq_starts, __u64);
@@ -17,7 +17,7 @@ static __always_inline __u64 kc_irq_key(__u32 irq)
 
 static __always_inline void kc_hardirq_on_entry(__u32 irq)
 {
-	kc_add(&hardirq_counters, KC_IRQ_ENTRY, 1);
+	kc_hardirq_count(KC_IRQ_ENTRY, 1);
 #if KC_RETURN_MODE
 	__u64 key = kc_irq_key(irq);
 
@@ -31,7 +31,7 @@ static __always_inline void kc_hardirq_on_exit(__u32 irq)
 	__u64 key = kc_irq_key(irq);
 	__u64 ns = kc_elapsed(&hardirq_starts, &key);
 
-	kc_add(&hardirq_counters, KC_IRQ_EXIT, 1);
+	kc_hardirq_count(KC_IRQ_EXIT, 1);
 	if (ns)
 		kc_hist_add(&hardirq_latency, irq, ns);
 #endif

@@ -7,7 +7,7 @@
  *   connect, close   sock/inet_sock_set_state into SYN_SENT, into CLOSE
  *   retransmit       tcp/tcp_retransmit_skb */
 
-KC_COUNTERS(socket_counters, KC_SOCKET_END);
+KC_COLLECTOR(socket, socket)
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -17,7 +17,7 @@ KC_COUNTERS(socket_counters, KC_SOCKET_END);
 #define KC_TCP_SYN_SENT 2
 #define KC_TCP_CLOSE 7
 
-#define KC_SOCKET(counter, n) kc_add(&socket_counters, counter, n)
+#define KC_SOCKET(counter, n) kc_socket_count(counter, n)
 
 static __always_inline void kc_socket_error(long ret)
 {

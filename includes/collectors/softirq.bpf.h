@@ -2,7 +2,7 @@
 /* softirq: softirqs run, and in return mode their latency per vector (NET_RX, TIMER, ...).
  * Families: irq/softirq_{entry,exit} as tp_btf (trampoline) or classic (tracepoint). */
 
-KC_COUNTERS(softirq_counters, KC_IRQ_END);
+KC_TOTALS(softirq, irq)
 
 #if KC_RETURN_MODE
 KC_START_MAP(softirq_starts, __u64);
@@ -16,7 +16,7 @@ static __always_inline __u64 kc_softirq_key(__u32 vec)
 
 static __always_inline void kc_softirq_on_entry(__u32 vec)
 {
-	kc_add(&softirq_counters, KC_IRQ_ENTRY, 1);
+	kc_softirq_count(KC_IRQ_ENTRY, 1);
 #if KC_RETURN_MODE
 	__u64 key = kc_softirq_key(vec);
 
@@ -30,7 +30,7 @@ static __always_inline void kc_softirq_on_exit(__u32 vec)
 	__u64 key = kc_softirq_key(vec);
 	__u64 ns = kc_elapsed(&softirq_starts, &key);
 
-	kc_add(&softirq_counters, KC_IRQ_EXIT, 1);
+	kc_softirq_count(KC_IRQ_EXIT, 1);
 	if (ns)
 		kc_hist_add(&softirq_latency, vec, ns);
 #endif

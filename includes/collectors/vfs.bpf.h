@@ -9,7 +9,7 @@
  *   unlink unlink, unlinkat without AT_REMOVEDIR (errors: of unlinkat with it too)
  *   fsync  fsync, fdatasync */
 
-KC_COUNTERS(vfs_counters, KC_VFS_END);
+KC_COLLECTOR(vfs, vfs)
 
 #define KC_O_CREAT 0100
 #define KC_AT_REMOVEDIR 0x200
@@ -18,23 +18,23 @@ KC_COUNTERS(vfs_counters, KC_VFS_END);
 
 static __always_inline void kc_vfs_call(__u32 calls, __u32 bytes, unsigned long count)
 {
-	kc_add(&vfs_counters, calls, 1);
+	kc_vfs_count(calls, 1);
 	if (!KC_RETURN_MODE)
-		kc_add(&vfs_counters, bytes, count);
+		kc_vfs_count(bytes, count);
 }
 
 static __always_inline void kc_vfs_transfer(long ret, __u32 bytes, __u32 errors)
 {
 	if (ret < 0)
-		kc_add(&vfs_counters, errors, 1);
+		kc_vfs_count(errors, 1);
 	else
-		kc_add(&vfs_counters, bytes, ret);
+		kc_vfs_count(bytes, ret);
 }
 
 static __always_inline void kc_vfs_error(long ret, __u32 errors)
 {
 	if (ret < 0)
-		kc_add(&vfs_counters, errors, 1);
+		kc_vfs_count(errors, 1);
 }
 
 KC_FUNC_ENTRY(kc_vfs_read, vfs_read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, count), void *file, void *buf,
@@ -56,9 +56,9 @@ KC_SYSCALL_TP(kc_vfs_write, pwrite64, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYT
 	      kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR))
 
 #define KC_VFS_OPEN_TP(call)                                                               \
-	KC_SYSCALL_TP(kc_vfs_open, call, kc_add(&vfs_counters, KC_VFS_OPEN, 1), \
+	KC_SYSCALL_TP(kc_vfs_open, call, kc_vfs_count(KC_VFS_OPEN, 1), \
 		      kc_vfs_error(ret, KC_VFS_OPEN_ERROR))
-KC_FUNC_ENTRY(kc_vfs_open, vfs_open, kc_add(&vfs_counters, KC_VFS_OPEN, 1))
+KC_FUNC_ENTRY(kc_vfs_open, vfs_open, kc_vfs_count(KC_VFS_OPEN, 1))
 KC_FUNC_RETURN(kc_vfs_open, vfs_open, int, kc_vfs_error(ret, KC_VFS_OPEN_ERROR), void *path, void *file)
 KC_VFS_OPEN_TP(open)
 KC_VFS_OPEN_TP(openat)
@@ -75,7 +75,7 @@ static __always_inline void kc_vfs_create_call(int creates)
 {
 	if (!creates)
 		return;
-	kc_add(&vfs_counters, KC_VFS_CREATE, 1);
+	kc_vfs_count(KC_VFS_CREATE, 1);
 #if KC_RETURN_MODE
 	__u32 tid = bpf_get_current_pid_tgid();
 
@@ -95,22 +95,22 @@ static __always_inline void kc_vfs_create_ret(long ret)
 
 #define KC_VFS_CREATE_TP(call, creates) \
 	KC_SYSCALL_TP(kc_vfs_create, call, kc_vfs_create_call(creates), kc_vfs_create_ret(ret))
-KC_FUNC_ENTRY(kc_vfs_create, vfs_create, kc_add(&vfs_counters, KC_VFS_CREATE, 1))
+KC_FUNC_ENTRY(kc_vfs_create, vfs_create, kc_vfs_count(KC_VFS_CREATE, 1))
 KC_FUNC_RETURN_N(kc_vfs_create, vfs_create, int, kc_vfs_error(ret, KC_VFS_CREATE_ERROR), KC_VFS_IDMAP_ARG + 4)
 KC_VFS_CREATE_TP(creat, 1)
 KC_VFS_CREATE_TP(open, args[1] & KC_O_CREAT)
 KC_VFS_CREATE_TP(openat, args[2] & KC_O_CREAT)
 
-KC_FUNC_ENTRY(kc_vfs_unlink, vfs_unlink, kc_add(&vfs_counters, KC_VFS_UNLINK, 1))
+KC_FUNC_ENTRY(kc_vfs_unlink, vfs_unlink, kc_vfs_count(KC_VFS_UNLINK, 1))
 KC_FUNC_RETURN_N(kc_vfs_unlink, vfs_unlink, int, kc_vfs_error(ret, KC_VFS_UNLINK_ERROR), KC_VFS_IDMAP_ARG + 3)
-KC_SYSCALL_TP(kc_vfs_unlink, unlink, kc_add(&vfs_counters, KC_VFS_UNLINK, 1),
+KC_SYSCALL_TP(kc_vfs_unlink, unlink, kc_vfs_count(KC_VFS_UNLINK, 1),
 	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
-KC_SYSCALL_TP(kc_vfs_unlink, unlinkat, if (!(args[2] & KC_AT_REMOVEDIR)) kc_add(&vfs_counters, KC_VFS_UNLINK, 1),
+KC_SYSCALL_TP(kc_vfs_unlink, unlinkat, if (!(args[2] & KC_AT_REMOVEDIR)) kc_vfs_count(KC_VFS_UNLINK, 1),
 	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
 
-KC_FUNC_ENTRY(kc_vfs_fsync, vfs_fsync_range, kc_add(&vfs_counters, KC_VFS_FSYNC, 1))
+KC_FUNC_ENTRY(kc_vfs_fsync, vfs_fsync_range, kc_vfs_count(KC_VFS_FSYNC, 1))
 KC_FUNC_RETURN(kc_vfs_fsync, vfs_fsync_range, int, kc_vfs_error(ret, KC_VFS_FSYNC_ERROR), void *file, long long start,
 	       long long end, int datasync)
-KC_SYSCALL_TP(kc_vfs_fsync, fsync, kc_add(&vfs_counters, KC_VFS_FSYNC, 1), kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))
-KC_SYSCALL_TP(kc_vfs_fsync, fdatasync, kc_add(&vfs_counters, KC_VFS_FSYNC, 1),
+KC_SYSCALL_TP(kc_vfs_fsync, fsync, kc_vfs_count(KC_VFS_FSYNC, 1), kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))
+KC_SYSCALL_TP(kc_vfs_fsync, fdatasync, kc_vfs_count(KC_VFS_FSYNC, 1),
 	      kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Reading a collector's maps by name and BTF. See kc_maps.h. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/types.h>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "kc_common.h"
+#include "kc_maps.h"
+
+#define MAX_COUNTERS 32
+
+static const char *const group_names[] = { "none", "process", "cgroup" };
+
+const char *kc_group_by_name(int group_by)
+{
+	return group_by >= 0 && group_by <= KC_GROUP_CGROUP ? group_names[group_by] : "?";
+}
+
+int kc_group_by_parse(const char *s)
+{
+	for (int i = 0; i <= KC_GROUP_CGROUP; i++)
+		if (strcmp(s, group_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj)
+		if (o->table_size && has_suffix(bpf_map__name(map), "_apps"))
+			bpf_map__set_max_entries(map, o->table_size);
+}
+
+int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj) {
+		struct kc_ctrl ctrl = { .group_by = o->group_by };
+		__u32 key = 0;
+
+		if (has_suffix(bpf_map__name(map), "_ctrl") &&
+		    bpf_map_update_elem(bpf_map__fd(map), &key, &ctrl, BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+/* A growing string. */
+struct buf {
+	char *s;
+	size_t len, cap;
+};
+
+static void put(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (b->s && b->len + n < b->cap) {
+			b->len += n;
+			return;
+		}
+		b->cap = (b->cap + n + 1) * 2;
+		b->s = realloc(b->s, b->cap);
+		if (!b->s)
+			return;
+	}
+}
+
+/* The member names of the map's value struct: all __u64, in order. Returns their number. */
+static int counter_names(const struct bpf_object *obj, const struct bpf_map *map, const char *names[MAX_COUNTERS])
+{
+	const struct btf *btf = bpf_object__btf(obj);
+	const struct btf_type *t;
+	const struct btf_member *m;
+	int n;
+
+	if (!btf)
+		return 0;
+	t = btf__type_by_id(btf, bpf_map__btf_value_type_id(map));
+	if (!t || !btf_is_struct(t))
+		return 0;
+	n = btf_vlen(t) < MAX_COUNTERS ? btf_vlen(t) : MAX_COUNTERS;
+	m = btf_members(t);
+	for (int i = 0; i < n; i++)
+		names[i] = btf__name_by_offset(btf, m[i].name_off);
+	return n;
+}
+
+static void counters_json(struct buf *b, const char *names[], int n, const unsigned long long *v)
+{
+	put(b, "{");
+	for (int i = 0; i < n; i++)
+		put(b, "%s\"%s\": %llu", i ? ", " : "", names[i], v[i]);
+	put(b, "}");
+}
+
+static int ncpus(void)
+{
+	int n = libbpf_num_possible_cpus();
+
+	return n > 0 ? n : 1;
+}
+
+/* The totals: per-CPU values of key 0, summed per counter. */
+static int read_totals(struct bpf_map *map, int n, unsigned long long *out)
+{
+	int cpus = ncpus();
+	size_t vsize = bpf_map__value_size(map);
+	unsigned long long *v = calloc(cpus, (vsize + 7) / 8 * 8);
+	__u32 key = 0;
+
+	if (!v)
+		return -1;
+	if (bpf_map_lookup_elem(bpf_map__fd(map), &key, v)) {
+		free(v);
+		return -1;
+	}
+	for (int c = 0; c < cpus; c++)
+		for (int i = 0; i < n; i++)
+			out[i] += v[c * ((vsize + 7) / 8) + i];
+	free(v);
+	return 0;
+}
+
+struct ctrl_state {
+	struct kc_ctrl ctrl;
+	unsigned long long removed;
+};
+
+/* The rows of an apps table, then the removal of those of processes that exited: their last
+ * figures are reported once, and the table keeps only the living. */
+static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const char *names[], int n, int group_by,
+		      struct ctrl_state *cs)
+{
+	int fd = bpf_map__fd(map), first = 1, rows = 0, ngone = 0;
+	__u64 key, next, *gone = calloc(bpf_map__max_entries(map), sizeof(__u64));
+	unsigned long long v[MAX_COUNTERS];
+
+	put(j, ", \"%s\": [", group_by == KC_GROUP_CGROUP ? "per_cgroup" : "per_process");
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		int exited = 0;
+
+		first = 0;
+		key = next;
+		memset(v, 0, sizeof(v));
+		if (bpf_map_lookup_elem(fd, &key, v))
+			continue;
+		if (group_by == KC_GROUP_PROCESS && kill((pid_t)key, 0) && errno == ESRCH) {
+			exited = 1;
+			if (gone && ngone < (int)bpf_map__max_entries(map))
+				gone[ngone++] = key;
+		}
+		put(j, "%s{\"%s\": %llu, \"exited\": %s, \"counters\": ", rows ? ", " : "",
+		    group_by == KC_GROUP_CGROUP ? "cgroup" : "tgid", (unsigned long long)key, exited ? "true" : "false");
+		counters_json(j, names, n, v);
+		put(j, "}");
+		rows++;
+	}
+	/* Deleted after the walk: deleting during it would restart it. */
+	for (int i = 0; i < ngone; i++)
+		cs->removed += bpf_map_delete_elem(fd, &gone[i]) == 0;
+	free(gone);
+	put(j, "], \"apps\": {\"group_by\": \"%s\", \"table_size\": %u, \"rows\": %d, \"insertions\": %llu, "
+	       "\"failures\": %llu, \"removed_exited\": %llu}",
+	    kc_group_by_name(group_by), bpf_map__max_entries(map), rows, (unsigned long long)cs->ctrl.insertions,
+	    (unsigned long long)cs->ctrl.failures, cs->removed);
+	put(t, "  per %s: %d rows of %u (insertions %llu, failures %llu, %llu of exited processes removed)\n",
+	    group_by == KC_GROUP_CGROUP ? "cgroup" : "process", rows, bpf_map__max_entries(map),
+	    (unsigned long long)cs->ctrl.insertions, (unsigned long long)cs->ctrl.failures, cs->removed);
+}
+
+/* A latency histogram: per-CPU counts keyed by {id, slot}, as {"id": [slot counts]}. */
+static void read_histogram(struct buf *j, struct bpf_map *map)
+{
+	int fd = bpf_map__fd(map), first = 1, cpus = ncpus(), ids = 0;
+	struct kc_hist_key key, next;
+	unsigned long long *v = calloc(cpus, 8);
+	struct {
+		__u32 id;
+		unsigned long long slots[KC_HIST_SLOTS];
+	} h[64];
+
+	if (!v)
+		return;
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		int k;
+
+		first = 0;
+		key = next;
+		if (bpf_map_lookup_elem(fd, &key, v) || key.slot >= KC_HIST_SLOTS)
+			continue;
+		for (k = 0; k < ids && h[k].id != key.id; k++)
+			;
+		if (k == ids) {
+			if (ids == 64)
+				continue;
+			memset(&h[ids], 0, sizeof(h[0]));
+			h[ids++].id = key.id;
+		}
+		for (int c = 0; c < cpus; c++)
+			h[k].slots[key.slot] += v[c];
+	}
+	free(v);
+	put(j, "\"%s\": {", bpf_map__name(map));
+	for (int k = 0; k < ids; k++) {
+		put(j, "%s\"%u\": [", k ? ", " : "", h[k].id);
+		for (int s = 0; s < KC_HIST_SLOTS; s++)
+			put(j, "%s%llu", s ? ", " : "", h[k].slots[s]);
+		put(j, "]");
+	}
+	put(j, "}");
+}
+
+/* Bytes of a map's entries at its size: keys and values, each value per CPU where it is. */
+static unsigned long long map_bytes(const struct bpf_map *map)
+{
+	enum bpf_map_type type = bpf_map__type(map);
+	int percpu = type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
+		     type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+	unsigned long long value = (bpf_map__value_size(map) + 7) / 8 * 8;
+
+	return (unsigned long long)bpf_map__max_entries(map) *
+	       (bpf_map__key_size(map) + value * (percpu ? ncpus() : 1));
+}
+
+void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, char **json, char **text)
+{
+	struct buf j = { 0 }, t = { 0 };
+	struct bpf_map *map, *apps = NULL;
+	const char *names[MAX_COUNTERS];
+	int n = 0, hists = 0;
+	unsigned long long totals[MAX_COUNTERS] = { 0 }, memory = 0;
+	struct ctrl_state cs = { 0 };
+
+	put(&j, "\"counters\": ");
+	bpf_object__for_each_map(map, obj) {
+		const char *name = bpf_map__name(map);
+		__u32 key = 0;
+
+		if (bpf_map__is_internal(map))
+			continue;
+		memory += map_bytes(map);
+		if (has_suffix(name, "_counters") && !n && (n = counter_names(obj, map, names)) > 0)
+			read_totals(map, n, totals);
+		else if (has_suffix(name, "_apps"))
+			apps = map;
+		else if (has_suffix(name, "_ctrl"))
+			bpf_map_lookup_elem(bpf_map__fd(map), &key, &cs.ctrl);
+	}
+	counters_json(&j, names, n, totals);
+	put(&t, "  counters:");
+	for (int i = 0; i < n; i++)
+		put(&t, " %s=%llu", names[i], totals[i]);
+	put(&t, "\n");
+	if (apps && o->group_by != KC_GROUP_NONE)
+		read_apps(&j, &t, apps, names, n, o->group_by, &cs);
+	put(&j, ", \"histograms\": {");
+	bpf_object__for_each_map(map, obj)
+		if (has_suffix(bpf_map__name(map), "_latency")) {
+			put(&j, hists++ ? ", " : "");
+			read_histogram(&j, map);
+		}
+	put(&j, "}, \"memory_bytes\": %llu", memory);
+	put(&t, "  map memory: %llu bytes\n", memory);
+	*json = j.s;
+	*text = t.s;
+}

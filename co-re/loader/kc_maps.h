@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* What a loaded collector's maps hold, by their names (includes/kc_bpf.h): `<c>_counters`
+ * (totals), `<c>_apps` (per application) and `<c>_ctrl` (its control), `<c>_latency`
+ * (histograms). Counter names come from the object's own BTF. */
+#ifndef KC_MAPS_H
+#define KC_MAPS_H
+
+#include <stdio.h>
+
+#include <bpf/libbpf.h>
+
+/* --group-by: the values of enum kc_group_by; --table-size 0 keeps the object's own size. */
+struct kc_app_options {
+	int group_by;
+	unsigned int table_size;
+};
+
+const char *kc_group_by_name(int group_by);
+/* enum kc_group_by for "none", "process", "cgroup"; -1 otherwise. */
+int kc_group_by_parse(const char *s);
+
+/* Before load: sizes each apps table. */
+void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o);
+/* After load: writes each control map. 0, or -errno. */
+int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o);
+/* After the workload: the object's counters, rows, control and histograms as JSON members
+ * (`"counters": {...}, ...` without braces) into `json`, and a human summary into `text`
+ * (both malloc'd); rows of processes that exited are removed from the tables first. */
+void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, char **json, char **text);
+
+#endif
