@@ -50,12 +50,13 @@ pub fn run(o: TestOptions) -> Result<()> {
     if o.unit_only {
         return Ok(());
     }
-    let checks: [(&str, fn() -> Result<()>); 10] = [
+    let checks: [(&str, fn() -> Result<()>); 11] = [
         ("lock covers the matrix", check_lock),
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
         ("build of every cell, then a no-op rebuild", check_build),
         ("kc-loader --attach auto attaches every CO-RE and host-bucket legacy object on the host kernel (needs root)", check_host_load),
+        ("kc-loader per-application tables: bounded by --table-size, rows of exited processes reported once then removed, grouped by cgroup or not at all (needs root)", check_app_tables),
         ("verify every built object", check_verify),
         ("docker backend: every cell of both libcs in containers (no network); glibc byte-identical to the host's, musl loader static (needs docker)", check_docker),
         ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
@@ -469,6 +470,81 @@ fn check_rehearsal() -> Result<()> {
         concurrent_jobs: 2,
         only: vec![],
     })
+}
+
+/// The process collector on this host with a workload of 24 short-lived processes: with
+/// `--table-size 4` its table never holds more than 4 rows though the programs inserted at
+/// least 24; every row of an exited process is reported once and removed; `--group-by cgroup`
+/// keys rows by cgroup id, `--group-by none` keeps no rows at all.
+fn check_app_tables() -> Result<()> {
+    if !host::is_root() {
+        eprintln!(
+            "e2e: skipped: loading BPF programs needs root (uid {})",
+            host::uid_gid().0
+        );
+        return Ok(());
+    }
+    let cell = cell_dir(CellId::core(host::host_libc()));
+    let (loader, object) = (cell.join(cell::LOADER), cell.join("process.bpf.o"));
+    let sh = process::shell();
+    let run = |group_by: &str| -> Result<serde_json::Value> {
+        let out = process::capture(cmd!(
+            sh,
+            "{loader} --json --group-by {group_by} --table-size 4 {object} -- sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24; do /bin/true; done'"
+        ))?;
+        ensure!(
+            out.status.success(),
+            "kc-loader failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(report["objects"][0].clone())
+    };
+    let o = run("process")?;
+    let rows = o["per_process"].as_array().context("no per_process rows")?;
+    let apps = &o["apps"];
+    let exited = rows.iter().filter(|r| r["exited"] == true).count() as u64;
+    ensure!(
+        rows.len() <= 4 && apps["table_size"] == 4,
+        "the table holds {} rows, past its size 4",
+        rows.len()
+    );
+    ensure!(
+        apps["insertions"].as_u64().unwrap_or(0) >= 24,
+        "24 processes exec'd but the programs inserted {} rows",
+        apps["insertions"]
+    );
+    ensure!(
+        apps["removed_exited"].as_u64() == Some(exited),
+        "{exited} rows of exited processes were reported but {} removed",
+        apps["removed_exited"]
+    );
+    ensure!(
+        o["counters"]["exec"].as_u64().unwrap_or(0) >= 24,
+        "the totals missed execs: {}",
+        o["counters"]
+    );
+    let o = run("cgroup")?;
+    let cgroups = o["per_cgroup"].as_array().context("no per_cgroup rows")?;
+    ensure!(
+        !cgroups.is_empty()
+            && cgroups
+                .iter()
+                .all(|r| r["cgroup"].as_u64().unwrap_or(0) > 0),
+        "per-cgroup rows without cgroup ids: {cgroups:?}"
+    );
+    let o = run("none")?;
+    ensure!(
+        o.get("per_process").is_none() && o["apps"].is_null(),
+        "--group-by none still reported rows"
+    );
+    eprintln!(
+        "e2e: --table-size 4: {} rows after {} insertions, {exited} exited removed; by cgroup: {} rows",
+        rows.len(),
+        apps["insertions"],
+        cgroups.len()
+    );
+    Ok(())
 }
 
 /// The bucket the running kernel selects.
