@@ -502,10 +502,11 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
-static void print_json(struct object_result *rs, int n, const char *kernel)
+static void print_json(struct object_result *rs, int n, const char *kernel, pid_t workload_pid)
 {
 	printf("{\"kernel\": ");
 	json_string(kernel);
+	printf(", \"workload_pid\": %d", (int)workload_pid);
 	printf(", \"objects\": [");
 	for (int i = 0; i < n; i++) {
 		struct object_result *r = &rs[i];
@@ -602,12 +603,14 @@ static void print_table(struct object_result *rs, int n, const char *kernel)
 	}
 }
 
-/* Runs the workload argv (NULL-terminated) and waits; its exit status, or -1. */
-static int run_workload(char **cmd)
+/* Runs the workload argv (NULL-terminated) and waits; its exit status, or -1. Its pid goes
+ * in `pid`: its row is the one that proves what it did. */
+static int run_workload(char **cmd, pid_t *workload_pid)
 {
 	int status = 0;
 	pid_t pid = fork();
 
+	*workload_pid = pid;
 	if (pid == 0) {
 		execvp(cmd[0], cmd);
 		fprintf(stderr, "kc-loader: cannot run %s: %s\n", cmd[0], strerror(errno));
@@ -638,6 +641,7 @@ int main(int argc, char **argv)
 	};
 	int run_secs = 0, json = 0, attach = 1, strict = 0, embedded = 0, opt, n = 0, failed = 0, total;
 	int mode = KC_ATTACH_AUTO;
+	pid_t workload_pid = 0;
 	struct kc_app_options apps = { .group_by = KC_GROUP_PROCESS };
 	char **workload = NULL;
 	struct object_result *results;
@@ -743,7 +747,7 @@ int main(int argc, char **argv)
 		results[n].strict = strict;
 		run_object(&results[n], attach);
 	}
-	if (workload && run_workload(workload) != 0)
+	if (workload && run_workload(workload, &workload_pid) != 0)
 		fprintf(stderr, "kc-loader: the workload %s failed\n", workload[0]);
 	if (run_secs > 0)
 		sleep(run_secs);
@@ -755,7 +759,7 @@ int main(int argc, char **argv)
 		failed += strcmp(results[i].status, "failed") == 0;
 	}
 	if (json)
-		print_json(results, n, uts.release);
+		print_json(results, n, uts.release, workload_pid);
 	else
 		print_table(results, n, uts.release);
 	return failed ? 1 : 0;

@@ -156,3 +156,53 @@ fn every_truncation_is_a_finding_not_a_panic() {
         assert!(check(&good[..cut]).is_err(), "cut at {cut}");
     }
 }
+
+/// An ELF with no sections and no symbols: only externs can be laid out against it.
+struct NoElf;
+
+impl ElfLayout for NoElf {
+    fn section_size(&self, _: &str) -> Option<u64> {
+        None
+    }
+    fn data_symbol(&self, _: &str) -> Option<(u64, bool)> {
+        None
+    }
+}
+
+#[test]
+fn kconfig_externs_are_laid_out_as_libbpf_does() {
+    // extern char c __kconfig; extern int LINUX_KERNEL_VERSION __kconfig; extern u64 big __kconfig;
+    let strings = b"\0int\0char\0u64\0c\0LINUX_KERNEL_VERSION\0big\0.kconfig\0";
+    let types: &[Record] = &[
+        (1, 1, 0, false, 4, &[(1 << 24) | 32]), // [1] int, signed
+        (5, 1, 0, false, 1, &[8]),              // [2] char
+        (10, 1, 0, false, 8, &[64]),            // [3] u64
+        (14, 14, 0, false, 2, &[2]),            // [4] var c, extern
+        (16, 14, 0, false, 1, &[2]),            // [5] var LINUX_KERNEL_VERSION, extern
+        (37, 14, 0, false, 3, &[2]),            // [6] var big, extern
+        (41, 15, 3, false, 0, &[4, 0, 1, 5, 0, 4, 6, 0, 8]), // [7] datasec .kconfig, size 0
+    ];
+    let data = btf(strings, types);
+    let out = libbpf_fixup(&data, &NoElf).expect("a .kconfig section needs no ELF section");
+    let fixed = crate::btf::Btf::parse(&out).unwrap();
+    let sec = fixed.datasec(".kconfig").unwrap();
+    // Alignment first (big: 8, LINUX_KERNEL_VERSION: 4, c: 1), sorted by offset.
+    let by_offset: Vec<(&str, u32)> = sec
+        .members
+        .iter()
+        .map(|&(id, off)| (fixed.name(fixed.get(id).unwrap()), off))
+        .collect();
+    assert_eq!(
+        by_offset,
+        [("big", 0), ("LINUX_KERNEL_VERSION", 8), ("c", 12)]
+    );
+    assert_eq!(sec.size_or_type, 13);
+    for id in [4, 5, 6] {
+        assert_eq!(
+            fixed.get(id).unwrap().linkage,
+            1,
+            "externs become allocated globals"
+        );
+    }
+    check(&out).expect("the kernel's rules accept the laid-out section");
+}
