@@ -52,19 +52,7 @@
 			 { body; return 0; })                                                  \
 	SEC("kprobe/" #fn) int BPF_KPROBE(ev##__probe__##variant, ##args) { body; return 0; }
 
-/* Return of kernel function `fn` returning `rtype`: `body` sees `ret`. fexit needs every
- * argument before the return value, so `args...` is the whole parameter list. The type
- * matters: an int return read as long would turn -1 into 4294967295. */
-#define KC_FUNC_RETURN(ev, fn, rtype, body, args...)                                         \
-	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" #fn) int BPF_PROG(ev##__trampoline_ret,    \
-								      ##args, rtype ret)      \
-				      { body; return 0; })                                 \
-		     SEC("kretprobe/" #fn) int BPF_KRETPROBE(ev##__probe_ret, rtype ret) \
-		     { body; return 0; })
-
 #if KC_CORE
-extern int LINUX_KERNEL_VERSION __kconfig;
-
 /* Slot `n` of a trampoline program's context (arguments, then an fexit's return value) when
  * `n` depends on the kernel (a function or tracepoint that gained an argument): read as
  * memory, because the verifier allows only constant offsets into the context itself and
@@ -76,15 +64,31 @@ static __always_inline __u64 kc_ctx_arg(unsigned long long *ctx, int n)
 	bpf_probe_read_kernel(&v, sizeof(v), ctx + n);
 	return v;
 }
+
+/* An fexit program's return value: bpf_get_func_ret where the kernel has it (5.17), which
+ * needs no argument count; else the slot after `nargs` arguments (the count before 5.17). The
+ * branch not taken is a CO-RE constant, so the verifier never sees it. */
+static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
+{
+	__u64 ret = 0;
+
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_func_ret))
+		bpf_get_func_ret(ctx, &ret);
+	else
+		ret = kc_ctx_arg(ctx, nargs);
+	return ret;
+}
 #endif
 
-/* KC_FUNC_RETURN for a function whose argument count depends on the kernel: `nargs` is an
- * expression (of LINUX_KERNEL_VERSION) giving it. */
-#define KC_FUNC_RETURN_N(ev, fn, rtype, body, nargs)                                           \
+/* Return of kernel function `fn` returning `rtype`: `body` sees `ret`. `nargs` is its argument
+ * count on kernels before 5.17 (a constant, or an expression of CO-RE checks). The type
+ * matters: an int read as long would turn -1 into 4294967295, so an int function's return is
+ * read as int even where an older kernel's returned long (fds and sizes fit). */
+#define KC_FUNC_RETURN(ev, fn, rtype, body, nargs)                                             \
 	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" #fn) int ev##__trampoline_ret(               \
 					      unsigned long long *ctx)                        \
 				      {                                                       \
-					      rtype ret = (rtype)kc_ctx_arg(ctx, nargs);    \
+					      rtype ret = (rtype)kc_fexit_ret(ctx, nargs);    \
 					      body;                                           \
 					      return 0;                                       \
 				      })                                                      \
@@ -100,30 +104,33 @@ static __always_inline __u64 kc_ctx_arg(unsigned long long *ctx, int n)
 #endif
 
 /* A system call `call` as `ev` in all three families: the syscall wrapper (trampoline, probe)
- * and the syscall's tracepoints. `enter` runs on entry, `exit` (return mode) sees `ret`. */
-#define KC_SYSCALL(ev, call, enter, exit)                                                     \
-	KC_IF_TRAMPOLINE(SEC("fentry/" KC_SYSCALL_FN(call)) int BPF_PROG(ev##__trampoline,     \
+ * and the syscall's tracepoints. `enter` runs on entry, `exit` (return mode) sees `ret`.
+ * `role` (empty, or `_<name>`) tells apart the calls of an event that several make. */
+#define KC_SYSCALL_AS(ev, role, call, enter, exit)                                            \
+	KC_IF_TRAMPOLINE(SEC("fentry/" KC_SYSCALL_FN(call)) int BPF_PROG(ev##__trampoline##role, \
 									 struct pt_regs *regs) \
 			 { enter; return 0; })                                              \
-	SEC("kprobe/" KC_SYSCALL_FN(call)) int BPF_KPROBE(ev##__probe) { enter; return 0; }   \
-	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint(void *ctx)          \
+	SEC("kprobe/" KC_SYSCALL_FN(call)) int BPF_KPROBE(ev##__probe##role) { enter; return 0; } \
+	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint##role(void *ctx)    \
 	{                                                                                     \
 		enter;                                                                        \
 		return 0;                                                                     \
 	}                                                                                     \
 	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" KC_SYSCALL_FN(call)) int BPF_PROG(          \
-					      ev##__trampoline_ret, struct pt_regs *regs, long ret) \
+					      ev##__trampoline_ret##role, struct pt_regs *regs, long ret) \
 				      { exit; return 0; })                                  \
-		     SEC("kretprobe/" KC_SYSCALL_FN(call)) int BPF_KRETPROBE(ev##__probe_ret,  \
+		     SEC("kretprobe/" KC_SYSCALL_FN(call)) int BPF_KRETPROBE(ev##__probe_ret##role, \
 									    long ret)          \
 		     { exit; return 0; }                                                      \
-		     SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret(       \
+		     SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret##role( \
 			     struct trace_event_raw_sys_exit *ctx)                               \
 		     {                                                                        \
 			     long ret = KC_READ(ctx, ret);                                       \
 			     exit;                                                               \
 			     return 0;                                                           \
 		     })
+
+#define KC_SYSCALL(ev, call, enter, exit) KC_SYSCALL_AS(ev, , call, enter, exit)
 
 /* Syscall tracepoints that stand for a kernel function in the tracepoint family: `role` names
  * the syscall among the event's others; `enter` sees `args` (the syscall's arguments). */

@@ -106,6 +106,9 @@ static void file_io(void)
 	open("/tmp/does-not-exist", O_RDONLY); /* an error to count */
 	close(-1);
 	unlink("/tmp/kc-file");
+	/* vfs_create: an open's create goes to the file system directly, a mknod through it. */
+	if (mknod("/tmp/kc-node", S_IFREG | 0644, 0) == 0)
+		unlink("/tmp/kc-node");
 }
 
 /* Processes: fork, exec, exit. */
@@ -146,9 +149,9 @@ static void sockets(void)
 	cli = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(cli, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
 		conn = accept(srv, NULL, NULL);
-		if (write(cli, buf, sizeof(buf)) > 0 && read(conn, buf, sizeof(buf)) > 0 && write(conn, buf, 16) > 0 &&
-		    read(cli, buf, sizeof(buf)) > 0)
-			say("tcp round trip done");
+		if (write(cli, buf, sizeof(buf)) != sizeof(buf) || read(conn, buf, sizeof(buf)) != sizeof(buf) ||
+		    write(conn, buf, 16) != 16 || read(cli, buf, sizeof(buf)) != 16)
+			say("the tcp round trip fell short");
 		close(conn);
 	}
 	close(cli);
@@ -158,9 +161,9 @@ static void sockets(void)
 	u2 = socket(AF_INET, SOCK_DGRAM, 0);
 	addr.sin_port = 0;
 	len = sizeof(addr);
-	if (bind(u1, (struct sockaddr *)&addr, sizeof(addr)) == 0 && getsockname(u1, (struct sockaddr *)&addr, &len) == 0 &&
-	    sendto(u2, buf, 64, 0, (struct sockaddr *)&addr, sizeof(addr)) > 0 && recv(u1, buf, sizeof(buf), 0) > 0)
-		say("udp round trip done");
+	if (bind(u1, (struct sockaddr *)&addr, sizeof(addr)) || getsockname(u1, (struct sockaddr *)&addr, &len) ||
+	    sendto(u2, buf, 64, 0, (struct sockaddr *)&addr, sizeof(addr)) != 64 || recv(u1, buf, sizeof(buf), 0) != 64)
+		say("the udp round trip fell short");
 	close(u1);
 	close(u2);
 }
@@ -291,17 +294,16 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* What each counter must count of this, in its own process row, is in counters.toml: it
+ * writes nothing to the console unless something fell short. */
 static int workload(void)
 {
-	double t = now_ms();
-
 	block_io();
 	file_io();
 	processes();
 	mounts();
 	sockets();
 	oom();
-	fprintf(stderr, "kc-vmtest: workload took %.0f ms\n", now_ms() - t);
 	return 0;
 }
 

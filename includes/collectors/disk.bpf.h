@@ -64,11 +64,11 @@ static __always_inline void kc_disk_describe(struct request *rq, struct kc_disk_
 	req->sector = BPF_CORE_READ(rq, __sector);
 }
 
-/* 5.11 dropped block_rq_issue's first argument, the queue. */
+/* The request alone: the queue argument went before 5.10 on Debian's kernels (the oldest this
+ * collector supports). */
 SEC("tp_btf/block_rq_issue")
-int kc_disk_issue__trampoline(unsigned long long *ctx)
+int BPF_PROG(kc_disk_issue__trampoline, struct request *rq)
 {
-	struct request *rq = (void *)kc_ctx_arg(ctx, LINUX_KERNEL_VERSION < KERNEL_VERSION(5, 11, 0));
 	struct kc_disk_request req = {};
 
 	kc_disk_describe(rq, &req);

@@ -16,8 +16,7 @@ static __always_inline void kc_fd_error(long ret, __u32 errors)
 	KC_SYSCALL_TP(kc_fd_open, call, kc_fd_count(KC_FD_OPEN, 1), kc_fd_error(ret, KC_FD_OPEN_ERROR))
 
 KC_FUNC_ENTRY(kc_fd_open, do_sys_openat2, kc_fd_count(KC_FD_OPEN, 1))
-KC_FUNC_RETURN(kc_fd_open, do_sys_openat2, long, kc_fd_error(ret, KC_FD_OPEN_ERROR), int dfd, void *filename,
-	       void *how)
+KC_FUNC_RETURN(kc_fd_open, do_sys_openat2, int, kc_fd_error(ret, KC_FD_OPEN_ERROR), 3)
 KC_FD_OPEN_TP(open)
 KC_FD_OPEN_TP(openat)
 KC_FD_OPEN_TP(openat2)

@@ -49,7 +49,7 @@ int BPF_PROG(kc_process_release__tracepoint, struct task_struct *task)
 
 #if KC_RETURN_MODE
 KC_FUNC_ENTRY(kc_process_clone, kernel_clone, kc_process_count(KC_PROCESS_CLONE_CALL, 1))
-KC_FUNC_RETURN(kc_process_clone, kernel_clone, long, kc_process_on_clone_ret(ret), void *args)
+KC_FUNC_RETURN(kc_process_clone, kernel_clone, long, kc_process_on_clone_ret(ret), 1)
 #define KC_PROCESS_CLONE_TP(call)                                                      \
 	KC_SYSCALL_TP(kc_process_clone, call, kc_process_count(KC_PROCESS_CLONE_CALL, 1), \
 		      kc_process_on_clone_ret(ret))

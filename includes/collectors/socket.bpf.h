@@ -52,8 +52,7 @@ static __always_inline void kc_socket_connect(__u16 family)
 
 KC_FUNC_ENTRY(kc_socket_tcp_send, tcp_sendmsg, kc_socket_send(KC_SOCKET_TCP_SEND, KC_SOCKET_TCP_SEND_BYTES, size),
 	      struct sock *sk, void *msg, unsigned long size)
-KC_FUNC_RETURN(kc_socket_tcp_send, tcp_sendmsg, int, kc_socket_error(ret), struct sock *sk, void *msg,
-	       unsigned long size)
+KC_FUNC_RETURN(kc_socket_tcp_send, tcp_sendmsg, int, kc_socket_error(ret), 3)
 
 /* Called once a receive has copied `copied` bytes to user space. */
 KC_FUNC_ENTRY(kc_socket_tcp_recv, tcp_cleanup_rbuf, kc_socket_tcp_received(copied), struct sock *sk, int copied)
@@ -64,9 +63,8 @@ KC_FUNC_ENTRY(kc_socket_tcp_retransmit, tcp_retransmit_skb, KC_SOCKET(KC_SOCKET_
 KC_FUNC_ENTRY(kc_socket_udp_send, udp_sendmsg, kc_socket_send(KC_SOCKET_UDP_SEND, KC_SOCKET_UDP_SEND_BYTES, len),
 	      struct sock *sk, void *msg, unsigned long len)
 KC_FUNC_ENTRY(kc_socket_udp_recv, udp_recvmsg, KC_SOCKET(KC_SOCKET_UDP_RECV, 1))
-/* 5.19 dropped udp_recvmsg's `noblock` argument. */
-KC_FUNC_RETURN_N(kc_socket_udp_recv, udp_recvmsg, int, kc_socket_udp_received(ret),
-		 LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 19, 0) ? 5 : 6)
+/* 6 arguments before 5.19 (it dropped `noblock`); from 5.17 on, the return comes by helper. */
+KC_FUNC_RETURN(kc_socket_udp_recv, udp_recvmsg, int, kc_socket_udp_received(ret), 6)
 
 SEC("tracepoint/sock/sock_send_length")
 int kc_socket_tcp_send__tracepoint(struct trace_event_raw_sock_msg_length *ctx)

@@ -7,14 +7,20 @@
  *   open   open, openat, openat2, creat (their errors include failed path lookups)
  *   create creat, and open/openat with O_CREAT: calls that may create a file
  *   unlink unlink, unlinkat without AT_REMOVEDIR (errors: of unlinkat with it too)
- *   fsync  fsync, fdatasync */
+ *   fsync  fsync, fdatasync, in every family (see below) */
 
 KC_COLLECTOR(vfs, vfs)
 
 #define KC_O_CREAT 0100
 #define KC_AT_REMOVEDIR 0x200
-/* 5.12 gave vfs_create and vfs_unlink a first argument, the mount's idmap (user namespace). */
-#define KC_VFS_IDMAP_ARG (LINUX_KERNEL_VERSION >= KERNEL_VERSION(5, 12, 0))
+/* 5.12 gave vfs_create and vfs_unlink a first argument, the mount's user namespace (an idmap
+ * from 6.3, when the return comes by helper anyway): a vfsmount field of the same commit tells. */
+#if KC_CORE
+struct vfsmount___userns {
+	void *mnt_userns;
+} __attribute__((preserve_access_index));
+#define KC_VFS_IDMAP_ARG bpf_core_field_exists(struct vfsmount___userns, mnt_userns)
+#endif
 
 static __always_inline void kc_vfs_call(__u32 calls, __u32 bytes, unsigned long count)
 {
@@ -39,8 +45,7 @@ static __always_inline void kc_vfs_error(long ret, __u32 errors)
 
 KC_FUNC_ENTRY(kc_vfs_read, vfs_read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, count), void *file, void *buf,
 	      unsigned long count)
-KC_FUNC_RETURN(kc_vfs_read, vfs_read, long, kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR), void *file,
-	       void *buf, unsigned long count, void *pos)
+KC_FUNC_RETURN(kc_vfs_read, vfs_read, long, kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR), 4)
 KC_SYSCALL_TP(kc_vfs_read, read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, args[2]),
 	      kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR))
 KC_SYSCALL_TP(kc_vfs_read, pread64, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, args[2]),
@@ -48,8 +53,7 @@ KC_SYSCALL_TP(kc_vfs_read, pread64, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, 
 
 KC_FUNC_ENTRY(kc_vfs_write, vfs_write, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, count), void *file,
 	      const void *buf, unsigned long count)
-KC_FUNC_RETURN(kc_vfs_write, vfs_write, long, kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR),
-	       void *file, const void *buf, unsigned long count, void *pos)
+KC_FUNC_RETURN(kc_vfs_write, vfs_write, long, kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR), 4)
 KC_SYSCALL_TP(kc_vfs_write, write, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, args[2]),
 	      kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR))
 KC_SYSCALL_TP(kc_vfs_write, pwrite64, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, args[2]),
@@ -59,7 +63,7 @@ KC_SYSCALL_TP(kc_vfs_write, pwrite64, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYT
 	KC_SYSCALL_TP(kc_vfs_open, call, kc_vfs_count(KC_VFS_OPEN, 1), \
 		      kc_vfs_error(ret, KC_VFS_OPEN_ERROR))
 KC_FUNC_ENTRY(kc_vfs_open, vfs_open, kc_vfs_count(KC_VFS_OPEN, 1))
-KC_FUNC_RETURN(kc_vfs_open, vfs_open, int, kc_vfs_error(ret, KC_VFS_OPEN_ERROR), void *path, void *file)
+KC_FUNC_RETURN(kc_vfs_open, vfs_open, int, kc_vfs_error(ret, KC_VFS_OPEN_ERROR), 2)
 KC_VFS_OPEN_TP(open)
 KC_VFS_OPEN_TP(openat)
 KC_VFS_OPEN_TP(openat2)
@@ -96,21 +100,20 @@ static __always_inline void kc_vfs_create_ret(long ret)
 #define KC_VFS_CREATE_TP(call, creates) \
 	KC_SYSCALL_TP(kc_vfs_create, call, kc_vfs_create_call(creates), kc_vfs_create_ret(ret))
 KC_FUNC_ENTRY(kc_vfs_create, vfs_create, kc_vfs_count(KC_VFS_CREATE, 1))
-KC_FUNC_RETURN_N(kc_vfs_create, vfs_create, int, kc_vfs_error(ret, KC_VFS_CREATE_ERROR), KC_VFS_IDMAP_ARG + 4)
+KC_FUNC_RETURN(kc_vfs_create, vfs_create, int, kc_vfs_error(ret, KC_VFS_CREATE_ERROR), KC_VFS_IDMAP_ARG + 4)
 KC_VFS_CREATE_TP(creat, 1)
 KC_VFS_CREATE_TP(open, args[1] & KC_O_CREAT)
 KC_VFS_CREATE_TP(openat, args[2] & KC_O_CREAT)
 
 KC_FUNC_ENTRY(kc_vfs_unlink, vfs_unlink, kc_vfs_count(KC_VFS_UNLINK, 1))
-KC_FUNC_RETURN_N(kc_vfs_unlink, vfs_unlink, int, kc_vfs_error(ret, KC_VFS_UNLINK_ERROR), KC_VFS_IDMAP_ARG + 3)
+KC_FUNC_RETURN(kc_vfs_unlink, vfs_unlink, int, kc_vfs_error(ret, KC_VFS_UNLINK_ERROR), KC_VFS_IDMAP_ARG + 3)
 KC_SYSCALL_TP(kc_vfs_unlink, unlink, kc_vfs_count(KC_VFS_UNLINK, 1),
 	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
 KC_SYSCALL_TP(kc_vfs_unlink, unlinkat, if (!(args[2] & KC_AT_REMOVEDIR)) kc_vfs_count(KC_VFS_UNLINK, 1),
 	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
 
-KC_FUNC_ENTRY(kc_vfs_fsync, vfs_fsync_range, kc_vfs_count(KC_VFS_FSYNC, 1))
-KC_FUNC_RETURN(kc_vfs_fsync, vfs_fsync_range, int, kc_vfs_error(ret, KC_VFS_FSYNC_ERROR), void *file, long long start,
-	       long long end, int datasync)
-KC_SYSCALL_TP(kc_vfs_fsync, fsync, kc_vfs_count(KC_VFS_FSYNC, 1), kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))
-KC_SYSCALL_TP(kc_vfs_fsync, fdatasync, kc_vfs_count(KC_VFS_FSYNC, 1),
+/* In every family the system calls themselves: vfs_fsync is inlined into them, and 7.x inlines
+ * vfs_fsync_range into vfs_fsync, so no kernel function sees each call on every kernel. */
+KC_SYSCALL_AS(kc_vfs_fsync, _fsync, fsync, kc_vfs_count(KC_VFS_FSYNC, 1), kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))
+KC_SYSCALL_AS(kc_vfs_fsync, _fdatasync, fdatasync, kc_vfs_count(KC_VFS_FSYNC, 1),
 	      kc_vfs_error(ret, KC_VFS_FSYNC_ERROR))

@@ -100,8 +100,10 @@ pub fn judge(
     report: &serde_json::Value,
     mode: AttachMode,
     collectors: &[Collector],
+    counters: &super::expect::Table,
     kernel: &KernelVersion,
 ) -> Vec<ObjectOutcome> {
+    let workload_pid = report["workload_pid"].as_u64().unwrap_or(0);
     let empty = Vec::new();
     let objects = report["objects"].as_array().unwrap_or(&empty);
     objects
@@ -109,6 +111,12 @@ pub fn judge(
         .map(|o| {
             let object = o["object"].as_str().unwrap_or("?").to_string();
             let (collector, kind) = collector_of(&object);
+            let entry_mode = matches!(
+                kc_verify::ObjectKind::from_file_name(&object),
+                kc_verify::ObjectKind::Legacy { mode: 'p', .. }
+            );
+            let wrong_counts =
+                super::expect::judge(counters, &collector, o, workload_pid, entry_mode);
             let counted: u64 = o["maps"]
                 .as_array()
                 .map(|m| m.iter().filter_map(|m| m["sum"].as_u64()).sum())
@@ -179,6 +187,11 @@ pub fn judge(
                         "loaded and attached, but counted nothing during the workload".into(),
                     ),
                 }
+            } else if !wrong_counts.is_empty() {
+                (
+                    "failed".into(),
+                    format!("wrong counts: {}", wrong_counts.join("; ")),
+                )
             } else {
                 ("ok".into(), String::new())
             };
@@ -310,10 +323,13 @@ mod tests {
             {"object": "vfs.bpf.o", "status": "partial", "maps": [{"sum": 3}], "programs": [], "events": [event("a", Some("probe"), "x"), event("b", None, "refused")]},
             {"object": "vfs.bpf.o", "status": "partial", "maps": [], "programs": [], "events": [event("b", None, "no-program")]}
         ]});
+        let counters: crate::vmtest::expect::Table =
+            toml::from_str("[vfs]\n[swap]\n[new]\n").unwrap();
         let v = judge(
             &report,
             AttachMode::Auto,
             &collectors(),
+            &counters,
             &KernelVersion::new(6, 1, 0),
         );
         assert_eq!(v[0].verdict, "ok");

@@ -69,6 +69,7 @@ impl Accel {
     }
 }
 
+mod expect;
 mod judge;
 
 pub use judge::{unobserved as unobserved_events, ObjectOutcome};
@@ -292,6 +293,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     };
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
+    let counters = expect::load(&paths::project_root())?;
     let tc = Toolchain::detect()?;
     let GuestBinaries {
         loader: host_loader,
@@ -397,7 +399,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                         let modes = reports.iter().map(|(m, _)| m.to_string()).collect();
                         let objects = reports
                             .iter()
-                            .flat_map(|(m, r)| judge::judge(r, *m, &collectors, version))
+                            .flat_map(|(m, r)| judge::judge(r, *m, &collectors, &counters, version))
                             .collect();
                         results.lock().expect("results").push(KernelOutcome {
                             series: k.series.to_string(),

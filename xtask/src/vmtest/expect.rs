@@ -1,0 +1,227 @@
+//! `counters.toml`: what the vmtest workload must make every counter count, and the judge of
+//! one loader report against it (pure).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// One counter's expectation (see the file's header).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub row: Option<u64>,
+    pub row_min: Option<u64>,
+    pub total: Option<u64>,
+    pub total_min: Option<u64>,
+    pub none: Option<String>,
+    pub entry_mode: Option<u64>,
+    pub event: Option<String>,
+    pub trampoline: Option<u64>,
+    pub probe: Option<u64>,
+    pub tracepoint: Option<u64>,
+}
+
+/// Collector → counter → expectation.
+pub type Table = BTreeMap<String, BTreeMap<String, Expect>>;
+
+pub fn load(root: &Path) -> Result<Table> {
+    let path = root.join("counters.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The event that feeds `counter`: the named one, else the longest event name (after
+/// `kc_<collector>_`) that prefixes the counter's.
+fn event_of<'a>(
+    collector: &str,
+    counter: &str,
+    e: &Expect,
+    events: &'a [serde_json::Value],
+) -> Option<&'a serde_json::Value> {
+    if let Some(name) = &e.event {
+        return events.iter().find(|ev| ev["event"] == name.as_str());
+    }
+    let prefix = format!("kc_{collector}_");
+    events
+        .iter()
+        .filter(|ev| {
+            ev["event"]
+                .as_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|short| counter.starts_with(short))
+        })
+        .max_by_key(|ev| ev["event"].as_str().map_or(0, str::len))
+}
+
+/// Every wrong count of one object's report: "counter: expected X, got Y" lines.
+/// `entry_mode`: the object is a `p` object. `workload_pid`: its row is the workload's.
+pub fn judge(
+    table: &Table,
+    collector: &str,
+    object: &serde_json::Value,
+    workload_pid: u64,
+    entry_mode: bool,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let Some(expect) = table.get(collector) else {
+        return vec![format!("{collector} has no table in counters.toml")];
+    };
+    let empty = Vec::new();
+    let events = object["events"].as_array().unwrap_or(&empty);
+    let totals = object["counters"].as_object().cloned().unwrap_or_default();
+    let row = object["per_process"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter()
+                .find(|r| r["tgid"].as_u64() == Some(workload_pid))
+        })
+        .map(|r| r["counters"].clone());
+    for (name, total) in &totals {
+        let Some(e) = expect.get(name) else {
+            wrong.push(format!("{name}: no expectation in counters.toml"));
+            continue;
+        };
+        if e.none.is_some() {
+            continue;
+        }
+        // Not judged where no family observes its event in this run.
+        let event = event_of(collector, name, e, events);
+        let family = match event {
+            Some(ev) if ev["family"].is_null() => continue,
+            Some(ev) => ev["family"].as_str().map(str::to_string),
+            None if events.is_empty() => None,
+            None => {
+                // The object has no program for it (return-mode events of a `p` object).
+                if total.as_u64() != Some(0) {
+                    wrong.push(format!(
+                        "{name}: no event of this object feeds it, yet it counted {total}"
+                    ));
+                }
+                continue;
+            }
+        };
+        let by_family = match family.as_deref() {
+            Some("trampoline") => e.trampoline,
+            Some("probe") => e.probe,
+            Some("tracepoint") => e.tracepoint,
+            _ => None,
+        };
+        let exact = if entry_mode {
+            e.entry_mode.or(by_family).or(e.row)
+        } else {
+            by_family.or(e.row)
+        };
+        let got_row = row.as_ref().and_then(|r| r[name].as_u64()).unwrap_or(0);
+        let got_total = total.as_u64().unwrap_or(0);
+        if let Some(want) = exact {
+            if got_row != want {
+                let how = if row.is_none() {
+                    " (the workload has no row)"
+                } else {
+                    ""
+                };
+                wrong.push(format!(
+                    "{name}: expected {want} in the workload's row, got {got_row}{how}"
+                ));
+            }
+        }
+        if let Some(min) = e.row_min.filter(|_| !entry_mode || e.entry_mode.is_none()) {
+            if got_row < min {
+                wrong.push(format!(
+                    "{name}: expected at least {min} in the workload's row, got {got_row}"
+                ));
+            }
+        }
+        if let Some(want) = e.total {
+            if got_total != want {
+                wrong.push(format!(
+                    "{name}: expected {want} in the totals, got {got_total}"
+                ));
+            }
+        }
+        if let Some(min) = e
+            .total_min
+            .filter(|_| !(entry_mode && e.entry_mode == Some(0)))
+        {
+            if got_total < min {
+                wrong.push(format!(
+                    "{name}: expected at least {min} in the totals, got {got_total}"
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        toml::from_str(
+            "[vfs]\nopen = { row = 6, tracepoint = 7 }\nopen_error = { row = 0, tracepoint = 1, entry_mode = 0 }\n\
+             read = { row_min = 2, total_min = 3 }\nfsync = { none = \"not here\" }\n",
+        )
+        .unwrap()
+    }
+
+    fn report(family: &str, open: u64, open_error: u64, read: u64) -> serde_json::Value {
+        serde_json::json!({
+            "events": [
+                {"event": "kc_vfs_open", "family": family},
+                {"event": "kc_vfs_read", "family": family},
+                {"event": "kc_vfs_fsync", "family": null}
+            ],
+            "counters": {"open": open, "open_error": open_error, "read": read + 1, "fsync": 9},
+            "per_process": [
+                {"tgid": 7, "counters": {"open": open, "open_error": open_error, "read": read, "fsync": 1}},
+                {"tgid": 8, "counters": {"open": 100}}
+            ]
+        })
+    }
+
+    #[test]
+    fn counts_by_family_mode_and_row() {
+        let t = table();
+        assert!(judge(&t, "vfs", &report("probe", 6, 0, 2), 7, false).is_empty());
+        assert!(judge(&t, "vfs", &report("tracepoint", 7, 1, 2), 7, false).is_empty());
+        assert!(
+            judge(&t, "vfs", &report("tracepoint", 7, 0, 2), 7, true).is_empty(),
+            "p objects count no errors"
+        );
+        let wrong = judge(&t, "vfs", &report("probe", 7, 0, 1), 7, false);
+        assert_eq!(wrong.len(), 3, "{wrong:?}");
+        assert!(
+            wrong[0].starts_with("open: expected 6 in the workload's row, got 7"),
+            "{wrong:?}"
+        );
+        assert!(wrong
+            .iter()
+            .any(|w| w.starts_with("read: expected at least 2")));
+        assert!(wrong
+            .iter()
+            .any(|w| w.starts_with("read: expected at least 3 in the totals")));
+        let wrong = judge(&t, "vfs", &report("probe", 6, 0, 2), 99, false);
+        assert!(wrong[0].contains("the workload has no row"), "{wrong:?}");
+    }
+
+    #[test]
+    fn a_counter_without_expectation_fails() {
+        let mut r = report("probe", 6, 0, 2);
+        r["counters"]["new_counter"] = 1.into();
+        let wrong = judge(&table(), "vfs", &r, 7, false);
+        assert_eq!(wrong, ["new_counter: no expectation in counters.toml"]);
+    }
+
+    #[test]
+    fn the_repository_table_parses_and_covers_every_collector() {
+        let root = crate::paths::project_root();
+        let t = load(&root).unwrap();
+        for c in crate::collectors::load_from(&root).unwrap() {
+            assert!(t.contains_key(&c.name), "counters.toml has no [{}]", c.name);
+        }
+    }
+}
