@@ -4,6 +4,8 @@
  * Families: block/block_rq_{issue,complete} as tp_btf (trampoline: the request itself) or
  * classic (tracepoint: the record). Both key a request by (device, sector). */
 
+/* Totals only, no per-application table: these events run in interrupt context, where the
+ * current task is whichever was interrupted. */
 KC_TOTALS(disk, disk)
 
 struct kc_disk_request {

@@ -2,6 +2,8 @@
 /* hardirq: interrupt handlers run, and in return mode their latency per IRQ number.
  * Families: irq/irq_handler_{entry,exit} as tp_btf (trampoline) or classic (tracepoint). */
 
+/* Totals only, no per-application table: these events run in interrupt context, where the
+ * current task is whichever was interrupted. */
 KC_TOTALS(hardirq, irq)
 
 #if KC_RETURN_MODE

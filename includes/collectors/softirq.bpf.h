@@ -2,6 +2,8 @@
 /* softirq: softirqs run, and in return mode their latency per vector (NET_RX, TIMER, ...).
  * Families: irq/softirq_{entry,exit} as tp_btf (trampoline) or classic (tracepoint). */
 
+/* Totals only, no per-application table: these events run in interrupt context, where the
+ * current task is whichever was interrupted. */
 KC_TOTALS(softirq, irq)
 
 #if KC_RETURN_MODE

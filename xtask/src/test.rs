@@ -56,7 +56,7 @@ pub fn run(o: TestOptions) -> Result<()> {
         ("fetch of the oldest bucket, cold then warm", check_fetch),
         ("build of every cell, then a no-op rebuild", check_build),
         ("kc-loader --attach auto attaches every CO-RE and host-bucket legacy object on the host kernel (needs root)", check_host_load),
-        ("kc-loader per-application tables: bounded by --table-size, rows of exited processes reported once then removed, grouped by cgroup or not at all (needs root)", check_app_tables),
+        ("per-application tables: bounded by --table-size, rows of exited processes reported once then removed, grouped by cgroup or not at all; an agent on the skeleton and shipped headers reads them (needs root)", check_app_tables),
         ("verify every built object", check_verify),
         ("docker backend: every cell of both libcs in containers (no network); glibc byte-identical to the host's, musl loader static (needs docker)", check_docker),
         ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
@@ -544,6 +544,33 @@ fn check_app_tables() -> Result<()> {
         apps["insertions"],
         cgroups.len()
     );
+    agent_reads_the_tables(&cell)
+}
+
+/// An agent built against the cell's skeleton and shipped headers only (no code generation)
+/// reads its own row and the totals: 1000 one-byte reads are 1000 in its row.
+fn agent_reads_the_tables(cell: &Path) -> Result<()> {
+    let root = paths::project_root();
+    let src = root.join("co-re/tests/kc-agent-example.c");
+    let dir = tempfile::tempdir()?;
+    let bin = dir.path().join("kc-agent-example");
+    let cc = crate::compile::toolchain::Toolchain::detect()?.cc;
+    let sh = process::shell();
+    process::output(cmd!(
+        sh,
+        "{cc} -O2 -Wall -Wextra -Werror -I{cell} {src} -o {bin} -lbpf -lelf -lz"
+    ))
+    .context("building the example agent against the cell's skeleton and headers")?;
+    let out = process::read(cmd!(sh, "{bin}"))?;
+    let field = |k: &str| -> Option<u64> {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(k)?.parse().ok())
+    };
+    ensure!(
+        field("row=") == Some(1000) && field("total=").is_some_and(|t| t >= 1000),
+        "the example agent read {out:?}; expected row=1000 and a total of at least 1000"
+    );
+    eprintln!("e2e: an agent on the skeleton and shipped headers alone: {out}");
     Ok(())
 }
 

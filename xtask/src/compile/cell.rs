@@ -15,6 +15,9 @@ use crate::tarball;
 /// Written into each cell: the libc and the tools that built it (the release manifest reads it).
 pub const BUILD_INFO: &str = "build-info.json";
 
+/// The headers a CO-RE cell ships with its skeletons: the layouts of what the maps hold.
+pub const SHARED_HEADERS: [&str; 2] = ["kc_common.h", "kc_collectors.h"];
+
 /// The one executable a cell may hold.
 pub const LOADER: &str = "kc-loader";
 

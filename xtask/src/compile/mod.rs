@@ -384,6 +384,14 @@ fn assemble(
                 entries.push(cell::entry(out.clone(), bytes));
             }
         }
+        if kind == CellKind::CoRe {
+            // What an agent compiles against beside the skeletons: the counter structs, the
+            // control map and the histogram key the maps hold.
+            for header in cell::SHARED_HEADERS {
+                let bytes = std::fs::read(project.root.join("includes").join(header))?;
+                entries.push(cell::entry(header.to_string(), bytes));
+            }
+        }
         entries.push(cell::entry(
             BUILD_INFO.into(),
             serde_json::to_vec_pretty(&serde_json::json!({

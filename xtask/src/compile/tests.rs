@@ -70,8 +70,8 @@ pub(crate) fn break_mount_collector(root: &Path) {
     let body = root.join("includes/collectors/mount.bpf.h");
     let text = fs::read_to_string(&body).unwrap();
     let broken = text.replace(
-        "kc_add(&mount_counters, KC_MOUNT_MOUNT, 1)",
-        "kc_add(&mount_counters, KC_MOUNT_MOUNT, undeclared_thing)",
+        "kc_mount_count(KC_MOUNT_MOUNT, 1)",
+        "kc_mount_count(KC_MOUNT_MOUNT, undeclared_thing)",
     );
     assert_ne!(
         broken, text,
@@ -191,6 +191,8 @@ fn core_build_is_cached_and_reproducible_needs_toolchain() {
         [
             "build-info.json",
             "kc-loader",
+            "kc_collectors.h",
+            "kc_common.h",
             "mount.bpf.o",
             "mount.skel.h",
             "process.bpf.o",
