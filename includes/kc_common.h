@@ -21,7 +21,8 @@ enum kc_group_by {
 
 /* A collector's control map (`<collector>_ctrl`, one entry). The agent writes group_by after
  * load (kc-loader --group-by); the programs count what they did to the apps table, so that an
- * agent sees it running full: evictions = insertions - entries - entries the agent removed. */
+ * agent sees it running full: an LRU table evicts silently, and the evictions are
+ * insertions - rows present - rows the agent removed (kc-loader reports them as `evicted`). */
 struct kc_ctrl {
 	__u64 group_by;	  /* enum kc_group_by; 0 (none) until the agent says otherwise */
 	__u64 insertions; /* entries the programs added */

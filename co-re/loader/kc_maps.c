@@ -149,7 +149,7 @@ static int read_totals(struct bpf_map *map, int n, unsigned long long *out)
 
 struct ctrl_state {
 	struct kc_ctrl ctrl;
-	unsigned long long removed;
+	unsigned long long removed; /* rows of exited processes this collection removed */
 };
 
 /* The rows of an apps table, then the removal of those of processes that exited: their last
@@ -158,6 +158,7 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const c
 		      struct ctrl_state *cs)
 {
 	int fd = bpf_map__fd(map), first = 1, rows = 0, ngone = 0;
+	unsigned long long evicted;
 	__u64 key, next, *gone = calloc(bpf_map__max_entries(map), sizeof(__u64));
 	unsigned long long v[MAX_COUNTERS];
 
@@ -185,13 +186,17 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const c
 	for (int i = 0; i < ngone; i++)
 		cs->removed += bpf_map_delete_elem(fd, &gone[i]) == 0;
 	free(gone);
+	/* Every row the programs inserted is still here, was removed by an agent, or was evicted
+	 * by the LRU to make room. This loader collects once, and removes only after this walk:
+	 * the evictions are what is not here. */
+	evicted = cs->ctrl.insertions > (__u64)rows ? cs->ctrl.insertions - rows : 0;
 	put(j, "], \"apps\": {\"group_by\": \"%s\", \"table_size\": %u, \"rows\": %d, \"insertions\": %llu, "
-	       "\"failures\": %llu, \"removed_exited\": %llu}",
+	       "\"evicted\": %llu, \"failures\": %llu, \"removed_exited\": %llu}",
 	    kc_group_by_name(group_by), bpf_map__max_entries(map), rows, (unsigned long long)cs->ctrl.insertions,
-	    (unsigned long long)cs->ctrl.failures, cs->removed);
-	put(t, "  per %s: %d rows of %u (insertions %llu, failures %llu, %llu of exited processes removed)\n",
+	    evicted, (unsigned long long)cs->ctrl.failures, cs->removed);
+	put(t, "  per %s: %d rows of %u (insertions %llu, evicted %llu, failures %llu, %llu of exited processes removed)\n",
 	    group_by == KC_GROUP_CGROUP ? "cgroup" : "process", rows, bpf_map__max_entries(map),
-	    (unsigned long long)cs->ctrl.insertions, (unsigned long long)cs->ctrl.failures, cs->removed);
+	    (unsigned long long)cs->ctrl.insertions, evicted, (unsigned long long)cs->ctrl.failures, cs->removed);
 }
 
 /* A latency histogram: per-CPU counts keyed by {id, slot}, as {"id": [slot counts]}. */

@@ -515,6 +515,11 @@ fn check_app_tables() -> Result<()> {
         apps["insertions"]
     );
     ensure!(
+        apps["evicted"].as_u64().unwrap_or(0) >= 20,
+        "24 rows through a table of 4, yet only {} evictions reported",
+        apps["evicted"]
+    );
+    ensure!(
         apps["removed_exited"].as_u64() == Some(exited),
         "{exited} rows of exited processes were reported but {} removed",
         apps["removed_exited"]
