@@ -40,17 +40,16 @@
 #endif
 
 /* Entry of kernel function `fn` (its arguments `args...`), as `ev` in the trampoline and probe
- * families; `body` is an expression over the arguments. */
-#define KC_FUNC_ENTRY(ev, fn, body, args...)                                          \
-	KC_IF_TRAMPOLINE(SEC("fentry/" #fn) int BPF_PROG(ev##__trampoline, ##args) \
-			 { body; return 0; })                                       \
-	SEC("kprobe/" #fn) int BPF_KPROBE(ev##__probe, ##args) { body; return 0; }
+ * families; `body` is an expression over the arguments. `suffix` (empty, or `__<variant>` for
+ * a renamed function's generation) ends the programs' names. */
+#define KC_FUNC_ENTRY_AS(ev, suffix, fn, body, args...)                                     \
+	KC_IF_TRAMPOLINE(SEC("fentry/" #fn) int BPF_PROG(ev##__trampoline##suffix, ##args) \
+			 { body; return 0; })                                               \
+	SEC("kprobe/" #fn) int BPF_KPROBE(ev##__probe##suffix, ##args) { body; return 0; }
 
-/* The same for a renamed function: `variant` names this kernel function's generation. */
-#define KC_FUNC_ENTRY_V(ev, variant, fn, body, args...)                                         \
-	KC_IF_TRAMPOLINE(SEC("fentry/" #fn) int BPF_PROG(ev##__trampoline__##variant, ##args) \
-			 { body; return 0; })                                                  \
-	SEC("kprobe/" #fn) int BPF_KPROBE(ev##__probe__##variant, ##args) { body; return 0; }
+#define KC_FUNC_ENTRY(ev, fn, body, args...) KC_FUNC_ENTRY_AS(ev, , fn, body, ##args)
+#define KC_FUNC_ENTRY_V(ev, variant, fn, body, args...) \
+	KC_FUNC_ENTRY_AS(ev, __##variant, fn, body, ##args)
 
 #if KC_CORE
 /* Slot `n` of a trampoline program's context (arguments, then an fexit's return value) when
@@ -103,6 +102,24 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_SYSCALL_FN(call) "__arm64_sys_" #call
 #endif
 
+/* A system call's tracepoints as `ev##__tracepoint##role` (entry: `enter` sees the record
+ * `ctx`, its arguments in ctx->args) and `ev##__tracepoint_ret##role` (return mode: `exit`
+ * sees `ret`). The record is read in place: a tracepoint's context is its record. */
+#define KC_SYSCALL_TRACEPOINTS(ev, role, call, enter, exit)                                   \
+	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint##role(               \
+		struct trace_event_raw_sys_enter *ctx)                                          \
+	{                                                                                     \
+		enter;                                                                        \
+		return 0;                                                                     \
+	}                                                                                     \
+	KC_IF_RETURN(SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret##role( \
+			     struct trace_event_raw_sys_exit *ctx)                                 \
+		     {                                                                          \
+			     long ret = ctx->ret;                                                  \
+			     exit;                                                                 \
+			     return 0;                                                             \
+		     })
+
 /* A system call `call` as `ev` in all three families: the syscall wrapper (trampoline, probe)
  * and the syscall's tracepoints. `enter` runs on entry, `exit` (return mode) sees `ret`.
  * `role` (empty, or `_<name>`) tells apart the calls of an event that several make. */
@@ -111,77 +128,56 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 									 struct pt_regs *regs) \
 			 { enter; return 0; })                                              \
 	SEC("kprobe/" KC_SYSCALL_FN(call)) int BPF_KPROBE(ev##__probe##role) { enter; return 0; } \
-	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint##role(void *ctx)    \
-	{                                                                                     \
-		enter;                                                                        \
-		return 0;                                                                     \
-	}                                                                                     \
 	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" KC_SYSCALL_FN(call)) int BPF_PROG(          \
 					      ev##__trampoline_ret##role, struct pt_regs *regs, long ret) \
 				      { exit; return 0; })                                  \
 		     SEC("kretprobe/" KC_SYSCALL_FN(call)) int BPF_KRETPROBE(ev##__probe_ret##role, \
 									    long ret)          \
-		     { exit; return 0; }                                                      \
-		     SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret##role( \
-			     struct trace_event_raw_sys_exit *ctx)                               \
-		     {                                                                        \
-			     long ret = KC_READ(ctx, ret);                                       \
-			     exit;                                                               \
-			     return 0;                                                           \
-		     })
+		     { exit; return 0; })                                                     \
+	KC_SYSCALL_TRACEPOINTS(ev, role, call, enter, exit)
 
 #define KC_SYSCALL(ev, call, enter, exit) KC_SYSCALL_AS(ev, , call, enter, exit)
 
-/* Syscall tracepoints that stand for a kernel function in the tracepoint family: `role` names
- * the syscall among the event's others; `enter` sees `args` (the syscall's arguments). */
-#define KC_SYSCALL_TP(ev, call, enter, exit)                                                 \
-	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint_##call(               \
-		struct trace_event_raw_sys_enter *ctx)                                          \
-	{                                                                                    \
-		unsigned long args[6];                                                       \
-		bpf_probe_read_kernel(args, sizeof(args), ctx->args);                        \
-		(void)args;                                                                  \
-		enter;                                                                       \
-		return 0;                                                                    \
-	}                                                                                    \
-	KC_IF_RETURN(SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret_##call( \
-			     struct trace_event_raw_sys_exit *ctx)                                \
-		     {                                                                         \
-			     long ret = KC_READ(ctx, ret);                                        \
-			     exit;                                                                \
-			     return 0;                                                            \
-		     })
+/* A system call's tracepoints standing for a kernel function in the tracepoint family, one
+ * of the event's several calls. */
+#define KC_SYSCALL_TP(ev, call, enter, exit) KC_SYSCALL_TRACEPOINTS(ev, _##call, call, enter, exit)
+
+/* The system calls that open a file by path, for a macro `M(call)`. */
+#define KC_OPEN_SYSCALLS(M) M(open) M(openat) M(openat2) M(creat)
 
 /* A tracepoint event with nothing to read but the current task: tp_btf (trampoline family)
- * and the classic tracepoint (tracepoint family). */
-#define KC_TP_COUNT(ev, category, name, body)                                                \
-	KC_IF_TRAMPOLINE(SEC("tp_btf/" #name) int BPF_PROG(ev##__trampoline) { body; return 0; }) \
-	SEC("tracepoint/" #category "/" #name) int ev##__tracepoint(void *ctx) { body; return 0; }
-
-#define KC_TP_COUNT_V(ev, variant, category, name, body)                        \
-	KC_IF_TRAMPOLINE(SEC("tp_btf/" #name) int BPF_PROG(ev##__trampoline__##variant) \
-			 { body; return 0; })                                     \
-	SEC("tracepoint/" #category "/" #name) int ev##__tracepoint__##variant(void *ctx) \
-	{                                                                         \
-		body;                                                             \
-		return 0;                                                         \
+ * and the classic tracepoint (tracepoint family); `suffix` as for KC_FUNC_ENTRY_AS. */
+#define KC_TP_COUNT_AS(ev, suffix, category, name, body)                            \
+	KC_IF_TRAMPOLINE(SEC("tp_btf/" #name) int BPF_PROG(ev##__trampoline##suffix) \
+			 { body; return 0; })                                         \
+	SEC("tracepoint/" #category "/" #name) int ev##__tracepoint##suffix(void *ctx) \
+	{                                                                             \
+		body;                                                                 \
+		return 0;                                                             \
 	}
+
+#define KC_TP_COUNT(ev, category, name, body) KC_TP_COUNT_AS(ev, , category, name, body)
+#define KC_TP_COUNT_V(ev, variant, category, name, body) \
+	KC_TP_COUNT_AS(ev, __##variant, category, name, body)
 
 /* Default size of a per-application table; kc-loader --table-size changes it before load. */
 #define KC_APPS_ENTRIES 4096
 
-/* A collector's machine totals: `<name>_counters`, one per-CPU struct kc_<type>_counters, and
- * kc_<name>_count(index, n) to add to it. */
-#define KC_TOTALS(name, set)                                      \
-	struct {                                                   \
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);           \
-		__type(key, __u32);                                \
-		__type(value, struct kc_##set##_counters);        \
-		__uint(max_entries, 1);                            \
-	} name##_counters SEC(".maps");                            \
+/* A collector's machine totals: `<name>_counters`, one per-CPU struct kc_<set>_counters. */
+#define KC_TOTALS_MAP(name, set)                            \
+	struct {                                            \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);    \
+		__type(key, __u32);                         \
+		__type(value, struct kc_##set##_counters);  \
+		__uint(max_entries, 1);                     \
+	} name##_counters SEC(".maps")
+
+/* Totals only, and kc_<name>_count(index, n) to add to them. */
+#define KC_TOTALS(name, set)                                              \
+	KC_TOTALS_MAP(name, set);                                         \
 	static __always_inline void kc_##name##_count(__u32 idx, __u64 n) \
-	{                                                          \
-		kc_add(&name##_counters, idx, n);                  \
+	{                                                                 \
+		kc_add(&name##_counters, idx, n);                         \
 	}
 
 /* Totals, and the same counters per application: `<name>_apps` (LRU hash: a full table
@@ -189,12 +185,7 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
  * by tgid or cgroup id as `<name>_ctrl` says. kc_<name>_count_for(key, ...) counts for another
  * process than the current one (the OOM killer's victim). */
 #define KC_COLLECTOR(name, set)                                                  \
-	struct {                                                                  \
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                          \
-		__type(key, __u32);                                               \
-		__type(value, struct kc_##set##_counters);                       \
-		__uint(max_entries, 1);                                           \
-	} name##_counters SEC(".maps");                                           \
+	KC_TOTALS_MAP(name, set);                                                 \
 	struct {                                                                  \
 		__uint(type, BPF_MAP_TYPE_LRU_HASH);                              \
 		__type(key, __u64);                                               \
@@ -270,6 +261,32 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 		__type(value, __u64);                   \
 		__uint(max_entries, 4096);              \
 	} name SEC(".maps")
+
+/* Handlers that do not nest on a CPU for one id (IRQ number, softirq vector), as a collector
+ * `name` with totals only (interrupt context: the current task is whichever was interrupted):
+ * kc_<name>_enter(id) and kc_<name>_leave(id) count entries and exits, and in return mode
+ * put each handler's latency in `<name>_latency` by id, timed from `<name>_starts` keyed by
+ * (cpu, id). */
+#define KC_HANDLER_COLLECTOR(name)                                                    \
+	KC_TOTALS(name, irq)                                                          \
+	KC_IF_RETURN(KC_START_MAP(name##_starts, __u64); KC_HIST_MAP(name##_latency);) \
+	static __always_inline __u64 kc_##name##_key(__u32 id)                        \
+	{                                                                             \
+		return ((__u64)bpf_get_smp_processor_id() << 32) | id;                \
+	}                                                                             \
+	static __always_inline void kc_##name##_enter(__u32 id)                       \
+	{                                                                             \
+		kc_##name##_count(KC_IRQ_ENTRY, 1);                                   \
+		KC_IF_RETURN(__u64 key = kc_##name##_key(id);                         \
+			     kc_start(&name##_starts, &key);)                         \
+	}                                                                             \
+	static __always_inline void kc_##name##_leave(__u32 id)                       \
+	{                                                                             \
+		KC_IF_RETURN(__u64 key = kc_##name##_key(id);                         \
+			     __u64 ns = kc_elapsed(&name##_starts, &key);             \
+			     kc_##name##_count(KC_IRQ_EXIT, 1);                       \
+			     if (ns) kc_hist_add(&name##_latency, id, ns);)           \
+	}
 
 /* floor(log2(v)) without loops (the verifier of older kernels rejects bounded loops). */
 static __always_inline __u32 kc_log2(__u32 v)

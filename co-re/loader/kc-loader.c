@@ -25,8 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,64 +39,8 @@
 #include "kc_common.h"
 #include "kc_maps.h"
 #include "kc_embedded.h"
+#include "kc_loader.h"
 #include "kc_skeletons.h"
-
-#define MAX_PROGS 128
-#define MAX_EVENTS 32
-#define MAX_MAPS 32
-#define LOG_TAIL 2048
-
-struct prog_result {
-	char name[64];
-	char target[128];
-	const char *state; /* "attached", "loaded", "skipped", "failed" */
-	char detail[160];
-	int event;	   /* index in events, -1: outside any family (always loaded when it can be) */
-	int family;
-	char group[128];   /* its alternatives share this */
-	char section[128];
-	int target_ok;	   /* the kernel has its target and can attach its kind there */
-	int target_why;	   /* enum kc_why, or -1: not asked yet */
-	char why[160];	   /* why not, when not */
-	int chosen;	   /* the variant its group uses */
-};
-
-struct event_result {
-	char name[64];
-	int family;		       /* the family chosen, -1: none observes it */
-	unsigned present;	       /* bit f: the object has family f's programs for it */
-	int banned[KC_N_FAMILIES];     /* failed to load or attach here */
-	enum kc_why kind[KC_N_FAMILIES]; /* why each family was passed over */
-	char why[KC_N_FAMILIES][200];	 /* the same, in words */
-};
-
-struct map_result {
-	char name[64];
-	unsigned long long entries;
-	unsigned long long sum;
-};
-
-struct object_result {
-	char name[256];
-	const char *path;	/* or: */
-	const void *mem;
-	size_t mem_size;
-	int mode;		/* --attach: a family or KC_ATTACH_AUTO */
-	const struct kc_app_options *apps;
-	char *counters_json;	/* what its maps hold (kc_maps_report) */
-	char *counters_text;
-	int strict;
-	const char *status;	/* "ok", "partial" (an event no family observes), "failed" */
-	char error[256];
-	char log_tail[LOG_TAIL];
-	int nprogs, nmaps, nevents;
-	struct prog_result progs[MAX_PROGS];
-	struct event_result events[MAX_EVENTS];
-	struct map_result maps[MAX_MAPS];
-	struct bpf_link *links[MAX_PROGS];
-	struct bpf_object *obj; /* kept open until the counters are read */
-	double ms_choose, ms_load, ms_attach; /* where its time went */
-};
 
 static char log_buf[1 << 16];
 static size_t log_len;
@@ -263,45 +205,6 @@ static void describe(struct bpf_object *obj, struct object_result *r)
 		r->events[e].present |= 1u << pn.family;
 	}
 }
-static void read_maps(struct bpf_object *obj, struct object_result *r)
-{
-	struct bpf_map *map;
-	int ncpus = libbpf_num_possible_cpus();
-
-	bpf_object__for_each_map(map, obj) {
-		struct map_result *m;
-		enum bpf_map_type type = bpf_map__type(map);
-		int percpu = type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
-			     type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
-		size_t vsize = (bpf_map__value_size(map) + 7) / 8 * 8;
-		size_t total = percpu ? vsize * (ncpus > 0 ? ncpus : 1) : vsize;
-		unsigned char key[64], next[64];
-		unsigned long long *value;
-		int fd = bpf_map__fd(map), first = 1;
-
-		if (bpf_map__is_internal(map) || r->nmaps >= MAX_MAPS || fd < 0 || bpf_map__key_size(map) > sizeof(key))
-			continue;
-		m = &r->maps[r->nmaps++];
-		snprintf(m->name, sizeof(m->name), "%s", bpf_map__name(map));
-		value = calloc(1, total);
-		if (!value)
-			continue;
-		while (bpf_map_get_next_key(fd, first ? NULL : key, next) == 0) {
-			first = 0;
-			memcpy(key, next, bpf_map__key_size(map));
-			if (bpf_map_lookup_elem(fd, key, value) != 0)
-				continue;
-			m->entries++;
-			/* Start-time maps hold timestamps, control maps their own bookkeeping. */
-			if (strstr(m->name, "_starts") || strstr(m->name, "_ctrl"))
-				continue;
-			for (size_t i = 0; i < total / 8; i++)
-				m->sum += value[i];
-		}
-		free(value);
-	}
-}
-
 static struct bpf_object *open_object(struct object_result *r)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = r->name);
@@ -462,6 +365,11 @@ static void run_object(struct object_result *r, int attach)
 		r->ms_attach += now_ms() - t;
 		break;
 	}
+	if (!obj) {
+		/* Unreachable while each retry bans a family: the bound says so. */
+		snprintf(r->error, sizeof(r->error), "gave up after retrying every family of every event");
+		goto out_log;
+	}
 	err = kc_maps_control(obj, r->apps);
 	if (err) {
 		snprintf(r->error, sizeof(r->error), "writing the control maps: %s", strerror(-err));
@@ -484,125 +392,6 @@ static void run_object(struct object_result *r, int attach)
 out_log:
 	snprintf(r->log_tail, sizeof(r->log_tail), "%s", log_len > LOG_TAIL - 1 ? log_buf + log_len - (LOG_TAIL - 1) : log_buf);
 }
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c == '\n')
-			printf("\\n");
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
-static void print_json(struct object_result *rs, int n, const char *kernel, pid_t workload_pid)
-{
-	printf("{\"kernel\": ");
-	json_string(kernel);
-	printf(", \"workload_pid\": %d", (int)workload_pid);
-	printf(", \"objects\": [");
-	for (int i = 0; i < n; i++) {
-		struct object_result *r = &rs[i];
-
-		printf("%s\n  {\"object\": ", i ? "," : "");
-		json_string(r->name);
-		printf(", \"attach\": \"%s\", \"status\": \"%s\", \"error\": ", kc_family_name(r->mode), r->status);
-		json_string(r->error);
-		printf(", \"events\": [");
-		for (int j = 0; j < r->nevents; j++) {
-			struct event_result *ev = &r->events[j];
-			int first = 1;
-
-			printf("%s{\"event\": ", j ? ", " : "");
-			json_string(ev->name);
-			if (ev->family >= 0)
-				printf(", \"family\": \"%s\"", kc_family_name(ev->family));
-			else
-				printf(", \"family\": null");
-			printf(", \"passed_over\": {");
-			for (int f = 0; f < KC_N_FAMILIES; f++) {
-				if (f == ev->family)
-					continue;
-				printf("%s\"%s\": {\"kind\": \"%s\", \"why\": ", first ? "" : ", ", kc_family_name(f),
-				       kc_why_name(ev->kind[f]));
-				json_string(ev->why[f]);
-				printf("}");
-				first = 0;
-			}
-			printf("}}");
-		}
-		printf("]");
-		printf(", \"ms\": {\"choose\": %.1f, \"load\": %.1f, \"attach\": %.1f}", r->ms_choose, r->ms_load,
-		       r->ms_attach);
-		printf(", \"log_tail\": ");
-		json_string(r->log_tail);
-		printf(", \"programs\": [");
-		for (int j = 0; j < r->nprogs; j++) {
-			printf("%s{\"name\": ", j ? ", " : "");
-			json_string(r->progs[j].name);
-			printf(", \"target\": ");
-			json_string(r->progs[j].target);
-			printf(", \"state\": \"%s\", \"detail\": ", r->progs[j].state);
-			json_string(r->progs[j].detail);
-			printf("}");
-		}
-		if (r->counters_json)
-			printf("], %s, \"maps\": [", r->counters_json);
-		else
-			printf("], \"maps\": [");
-		for (int j = 0; j < r->nmaps; j++) {
-			printf("%s{\"name\": ", j ? ", " : "");
-			json_string(r->maps[j].name);
-			printf(", \"entries\": %llu, \"sum\": %llu}", r->maps[j].entries, r->maps[j].sum);
-		}
-		printf("]}");
-	}
-	printf("\n]}\n");
-}
-
-static void print_table(struct object_result *rs, int n, const char *kernel)
-{
-	printf("kernel %s\n", kernel);
-	for (int i = 0; i < n; i++) {
-		struct object_result *r = &rs[i];
-		int attached = 0, skipped = 0;
-
-		for (int j = 0; j < r->nprogs; j++) {
-			attached += strcmp(r->progs[j].state, "attached") == 0 || strcmp(r->progs[j].state, "loaded") == 0;
-			skipped += strcmp(r->progs[j].state, "skipped") == 0;
-		}
-		printf("%-28s %-6s programs %d/%d (%d skipped)", r->name, r->status, attached, r->nprogs, skipped);
-		for (int j = 0; j < r->nmaps; j++)
-			printf(" %s=%llu", r->maps[j].name, r->maps[j].sum);
-		printf("\n");
-		if (r->error[0])
-			printf("  error: %s\n", r->error);
-		if (r->counters_text)
-			printf("%s", r->counters_text);
-		for (int j = 0; j < r->nevents; j++) {
-			struct event_result *ev = &r->events[j];
-
-			printf("  %-32s %-10s", ev->name, ev->family >= 0 ? kc_family_name(ev->family) : "NONE");
-			for (int f = 0; f < KC_N_FAMILIES; f++)
-				if (f != ev->family && ev->why[f][0])
-					printf("  %s: %s;", kc_family_name(f), ev->why[f]);
-			printf("\n");
-		}
-		for (int j = 0; j < r->nprogs; j++)
-			if (strcmp(r->progs[j].state, "failed") == 0)
-				printf("  %s %s: %s\n", r->progs[j].name, r->progs[j].state, r->progs[j].detail);
-		if (r->log_tail[0])
-			printf("  log tail:\n%s\n", r->log_tail);
-	}
-}
-
 /* Runs the workload argv (NULL-terminated) and waits; its exit status, or -1. Its pid goes
  * in `pid`: its row is the one that proves what it did. */
 static int run_workload(char **cmd, pid_t *workload_pid)
@@ -753,14 +542,13 @@ int main(int argc, char **argv)
 		sleep(run_secs);
 	for (int i = 0; i < n; i++) {
 		if (results[i].obj) {
-			read_maps(results[i].obj, &results[i]);
 			kc_maps_report(results[i].obj, &apps, &results[i].counters_json, &results[i].counters_text);
 		}
 		failed += strcmp(results[i].status, "failed") == 0;
 	}
 	if (json)
-		print_json(results, n, uts.release, workload_pid);
+		kc_print_json(results, n, uts.release, workload_pid);
 	else
-		print_table(results, n, uts.release);
+		kc_print_table(results, n, uts.release);
 	return failed ? 1 : 0;
 }

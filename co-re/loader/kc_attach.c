@@ -89,16 +89,22 @@ int kc_section_family(const char *sec)
 const char *kc_tracefs_root(void)
 {
 	static const char *roots[] = { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" };
+	static const char *root;
 	char path[256];
 
-	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+	if (root)
+		return root;
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]) && !root; i++) {
 		snprintf(path, sizeof(path), "%s/events", roots[i]);
 		if (access(path, F_OK) == 0)
-			return roots[i];
+			root = roots[i];
 	}
-	/* Not mounted (minimal systems, initramfs): mount it, libbpf needs it for tracepoints. */
-	mount("tracefs", roots[0], "tracefs", 0, NULL);
-	return roots[0];
+	if (!root) {
+		/* Not mounted (minimal systems, initramfs): mount it, libbpf needs it for tracepoints. */
+		mount("tracefs", roots[0], "tracefs", 0, NULL);
+		root = roots[0];
+	}
+	return root;
 }
 
 /* A file's names (field `column`, 0-based, of each line), sorted for bsearch: kallsyms has
@@ -213,8 +219,6 @@ static enum kc_why trampoline_check(const char *sec, const char *name, char *why
 	if (!loaded) {
 		loaded = 1;
 		vmlinux = btf__load_vmlinux_btf();
-		if (!vmlinux)
-			vmlinux = NULL;
 	}
 	if (!vmlinux) {
 		snprintf(why, n, "this kernel has no BTF (/sys/kernel/btf/vmlinux)");

@@ -312,42 +312,6 @@ static int cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Runs kc-loader with `--attach mode` on the objects, with this init as the workload; its
- * report goes between markers. Legacy objects have no trampolines, and on these kernels auto
- * gives them probes: they run in the tracepoint and auto modes only. */
-static void run_loader(const char *mode, char **objects, int nobjects)
-{
-	char *args[MAX_OBJECTS + 12];
-	int n = 0, status = 0;
-	pid_t pid;
-
-	args[n++] = "/kc-loader";
-	args[n++] = "--json";
-	args[n++] = "--attach";
-	args[n++] = (char *)mode;
-	for (int i = 0; i < nobjects; i++)
-		if (strstr(objects[i], ".bpf.o") || strcmp(mode, "tracepoint") == 0 || strcmp(mode, "auto") == 0)
-			args[n++] = objects[i];
-	/* The workload: this init again, as its own process, after everything attached. */
-	args[n++] = "--";
-	args[n++] = "/init";
-	args[n++] = "workload";
-	args[n] = NULL;
-	double t = now_ms();
-
-	printf("\nKC-VMTEST-BEGIN %s\n", mode);
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		execv(args[0], args);
-		_exit(127);
-	}
-	waitpid(pid, &status, 0);
-	printf("\nKC-VMTEST-END %s status=%d\n", mode, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-	fprintf(stderr, "kc-vmtest: --attach %s took %.0f ms\n", mode, now_ms() - t);
-	fflush(stdout);
-}
-
 /* Runs argv with stdout to `out` (or inherited when NULL) and waits; its exit status. */
 static int run_to(char **argv, const char *out)
 {
@@ -366,6 +330,36 @@ static int run_to(char **argv, const char *out)
 	}
 	waitpid(pid, &status, 0);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Runs kc-loader with `--attach mode` on the objects, with this init as the workload; its
+ * report goes between markers. Legacy objects have no trampolines, and on these kernels auto
+ * gives them probes: they run in the tracepoint and auto modes only. */
+static void run_loader(const char *mode, char **objects, int nobjects)
+{
+	char *args[MAX_OBJECTS + 12];
+	int n = 0, status;
+
+	args[n++] = "/kc-loader";
+	args[n++] = "--json";
+	args[n++] = "--attach";
+	args[n++] = (char *)mode;
+	for (int i = 0; i < nobjects; i++)
+		if (strstr(objects[i], ".bpf.o") || strcmp(mode, "tracepoint") == 0 || strcmp(mode, "auto") == 0)
+			args[n++] = objects[i];
+	/* The workload: this init again, as its own process, after everything attached. */
+	args[n++] = "--";
+	args[n++] = "/init";
+	args[n++] = "workload";
+	args[n] = NULL;
+	double t = now_ms();
+
+	printf("\nKC-VMTEST-BEGIN %s\n", mode);
+	fflush(stdout);
+	status = run_to(args, NULL);
+	printf("\nKC-VMTEST-END %s status=%d\n", mode, status);
+	fprintf(stderr, "kc-vmtest: --attach %s took %.0f ms\n", mode, now_ms() - t);
+	fflush(stdout);
 }
 
 static void print_file(const char *path)

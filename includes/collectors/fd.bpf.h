@@ -17,9 +17,6 @@ static __always_inline void kc_fd_error(long ret, __u32 errors)
 
 KC_FUNC_ENTRY(kc_fd_open, do_sys_openat2, kc_fd_count(KC_FD_OPEN, 1))
 KC_FUNC_RETURN(kc_fd_open, do_sys_openat2, int, kc_fd_error(ret, KC_FD_OPEN_ERROR), 3)
-KC_FD_OPEN_TP(open)
-KC_FD_OPEN_TP(openat)
-KC_FD_OPEN_TP(openat2)
-KC_FD_OPEN_TP(creat)
+KC_OPEN_SYSCALLS(KC_FD_OPEN_TP)
 
 KC_SYSCALL(kc_fd_close, close, kc_fd_count(KC_FD_CLOSE, 1), kc_fd_error(ret, KC_FD_CLOSE_ERROR))

@@ -66,17 +66,24 @@ KC_FUNC_ENTRY(kc_socket_udp_recv, udp_recvmsg, KC_SOCKET(KC_SOCKET_UDP_RECV, 1))
 /* 6 arguments before 5.19 (it dropped `noblock`); from 5.17 on, the return comes by helper. */
 KC_FUNC_RETURN(kc_socket_udp_recv, udp_recvmsg, int, kc_socket_udp_received(ret), 6)
 
-SEC("tracepoint/sock/sock_send_length")
-int kc_socket_tcp_send__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
+/* A send of `protocol` as sock_send_length reports it: the bytes sent, or an error. */
+static __always_inline void kc_socket_sent(struct trace_event_raw_sock_msg_length *ctx, __u16 protocol,
+					   __u32 calls, __u32 bytes)
 {
 	int ret = KC_READ(ctx, ret);
 
-	if (KC_READ(ctx, protocol) != KC_IPPROTO_TCP)
-		return 0;
+	if (KC_READ(ctx, protocol) != protocol)
+		return;
 	if (ret < 0)
 		KC_SOCKET(KC_SOCKET_ERROR, KC_RETURN_MODE);
 	else
-		kc_socket_send(KC_SOCKET_TCP_SEND, KC_SOCKET_TCP_SEND_BYTES, ret);
+		kc_socket_send(calls, bytes, ret);
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int kc_socket_tcp_send__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
+{
+	kc_socket_sent(ctx, KC_IPPROTO_TCP, KC_SOCKET_TCP_SEND, KC_SOCKET_TCP_SEND_BYTES);
 	return 0;
 }
 
@@ -114,14 +121,7 @@ int kc_socket_tcp_retransmit__tracepoint(void *ctx)
 SEC("tracepoint/sock/sock_send_length")
 int kc_socket_udp_send__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
 {
-	int ret = KC_READ(ctx, ret);
-
-	if (KC_READ(ctx, protocol) != KC_IPPROTO_UDP)
-		return 0;
-	if (ret < 0)
-		KC_SOCKET(KC_SOCKET_ERROR, KC_RETURN_MODE);
-	else
-		kc_socket_send(KC_SOCKET_UDP_SEND, KC_SOCKET_UDP_SEND_BYTES, ret);
+	kc_socket_sent(ctx, KC_IPPROTO_UDP, KC_SOCKET_UDP_SEND, KC_SOCKET_UDP_SEND_BYTES);
 	return 0;
 }
 

@@ -46,28 +46,24 @@ static __always_inline void kc_vfs_error(long ret, __u32 errors)
 KC_FUNC_ENTRY(kc_vfs_read, vfs_read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, count), void *file, void *buf,
 	      unsigned long count)
 KC_FUNC_RETURN(kc_vfs_read, vfs_read, long, kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR), 4)
-KC_SYSCALL_TP(kc_vfs_read, read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, args[2]),
-	      kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR))
-KC_SYSCALL_TP(kc_vfs_read, pread64, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, args[2]),
-	      kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR))
+/* read and pread64 (write and pwrite64): the count is their third argument. */
+#define KC_VFS_TRANSFER_TP(ev, call, CALLS, BYTES, ERRORS)                                   \
+	KC_SYSCALL_TP(ev, call, kc_vfs_call(CALLS, BYTES, ctx->args[2]), kc_vfs_transfer(ret, BYTES, ERRORS))
+KC_VFS_TRANSFER_TP(kc_vfs_read, read, KC_VFS_READ, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR)
+KC_VFS_TRANSFER_TP(kc_vfs_read, pread64, KC_VFS_READ, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR)
 
 KC_FUNC_ENTRY(kc_vfs_write, vfs_write, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, count), void *file,
 	      const void *buf, unsigned long count)
 KC_FUNC_RETURN(kc_vfs_write, vfs_write, long, kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR), 4)
-KC_SYSCALL_TP(kc_vfs_write, write, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, args[2]),
-	      kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR))
-KC_SYSCALL_TP(kc_vfs_write, pwrite64, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, args[2]),
-	      kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR))
+KC_VFS_TRANSFER_TP(kc_vfs_write, write, KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR)
+KC_VFS_TRANSFER_TP(kc_vfs_write, pwrite64, KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR)
 
 #define KC_VFS_OPEN_TP(call)                                                               \
 	KC_SYSCALL_TP(kc_vfs_open, call, kc_vfs_count(KC_VFS_OPEN, 1), \
 		      kc_vfs_error(ret, KC_VFS_OPEN_ERROR))
 KC_FUNC_ENTRY(kc_vfs_open, vfs_open, kc_vfs_count(KC_VFS_OPEN, 1))
 KC_FUNC_RETURN(kc_vfs_open, vfs_open, int, kc_vfs_error(ret, KC_VFS_OPEN_ERROR), 2)
-KC_VFS_OPEN_TP(open)
-KC_VFS_OPEN_TP(openat)
-KC_VFS_OPEN_TP(openat2)
-KC_VFS_OPEN_TP(creat)
+KC_OPEN_SYSCALLS(KC_VFS_OPEN_TP)
 
 /* open(path, flags) and openat(dirfd, path, flags) with O_CREAT (argument 1 or 2): the exit
  * record has no flags, so the entry marks the thread for it. */
@@ -102,14 +98,14 @@ static __always_inline void kc_vfs_create_ret(long ret)
 KC_FUNC_ENTRY(kc_vfs_create, vfs_create, kc_vfs_count(KC_VFS_CREATE, 1))
 KC_FUNC_RETURN(kc_vfs_create, vfs_create, int, kc_vfs_error(ret, KC_VFS_CREATE_ERROR), KC_VFS_IDMAP_ARG + 4)
 KC_VFS_CREATE_TP(creat, 1)
-KC_VFS_CREATE_TP(open, args[1] & KC_O_CREAT)
-KC_VFS_CREATE_TP(openat, args[2] & KC_O_CREAT)
+KC_VFS_CREATE_TP(open, ctx->args[1] & KC_O_CREAT)
+KC_VFS_CREATE_TP(openat, ctx->args[2] & KC_O_CREAT)
 
 KC_FUNC_ENTRY(kc_vfs_unlink, vfs_unlink, kc_vfs_count(KC_VFS_UNLINK, 1))
 KC_FUNC_RETURN(kc_vfs_unlink, vfs_unlink, int, kc_vfs_error(ret, KC_VFS_UNLINK_ERROR), KC_VFS_IDMAP_ARG + 3)
 KC_SYSCALL_TP(kc_vfs_unlink, unlink, kc_vfs_count(KC_VFS_UNLINK, 1),
 	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
-KC_SYSCALL_TP(kc_vfs_unlink, unlinkat, if (!(args[2] & KC_AT_REMOVEDIR)) kc_vfs_count(KC_VFS_UNLINK, 1),
+KC_SYSCALL_TP(kc_vfs_unlink, unlinkat, if (!(ctx->args[2] & KC_AT_REMOVEDIR)) kc_vfs_count(KC_VFS_UNLINK, 1),
 	      kc_vfs_error(ret, KC_VFS_UNLINK_ERROR))
 
 /* In every family the system calls themselves: vfs_fsync is inlined into them, and 7.x inlines

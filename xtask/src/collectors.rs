@@ -18,9 +18,6 @@ pub struct Collector {
     /// Kernel series where the collector cannot work, each with the reason (vmtest: skipped).
     #[serde(default)]
     pub unsupported: Vec<Unsupported>,
-    /// Why vmtest's guests cannot make this collector count (it must still load and attach).
-    #[serde(default)]
-    pub vmtest_no_count: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

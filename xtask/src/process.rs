@@ -94,6 +94,21 @@ pub fn output(cmd: Cmd<'_>) -> Result<Output, ToolError> {
     }
 }
 
+/// Runs `cmd`, a tool that reports in JSON on stdout (kc-loader --json), whatever its exit
+/// status: the report and the status. No JSON is an error with the tool's output tail.
+pub fn json(cmd: Cmd<'_>) -> Result<(serde_json::Value, std::process::ExitStatus), ToolError> {
+    let (program, command) = describe(&cmd);
+    let out = capture(cmd)?;
+    serde_json::from_slice(&out.stdout)
+        .map(|v| (v, out.status))
+        .map_err(|e| ToolError {
+            program,
+            command,
+            status: format!("{}, and printed no JSON report ({e})", out.status),
+            tail: tail_of(&out),
+        })
+}
+
 /// Runs `cmd` and returns its stdout, trimmed.
 pub fn read(cmd: Cmd<'_>) -> Result<String, ToolError> {
     output(cmd).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())

@@ -200,16 +200,10 @@ fn check_host_load() -> Result<()> {
     let legacy = object_files(&cell_dir(CellId::bucket(bucket, libc)))?;
     let sh = process::shell();
     let objects = &legacy;
-    let out = process::capture(cmd!(
+    let (report, status) = process::json(cmd!(
         sh,
         "{loader} --attach auto --json --embedded {objects...} -- true"
     ))?;
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "kc-loader printed no JSON: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
     let objects = report["objects"]
         .as_array()
         .context("no objects in the loader's report")?;
@@ -252,7 +246,7 @@ fn check_host_load() -> Result<()> {
         eprintln!("e2e:   no family observes {line}");
     }
     ensure!(
-        failed.is_empty() && out.status.success(),
+        failed.is_empty() && status.success(),
         "objects failed on the host kernel:\n{}",
         failed.join("\n")
     );
@@ -488,16 +482,15 @@ fn check_app_tables() -> Result<()> {
     let (loader, object) = (cell.join(cell::LOADER), cell.join("process.bpf.o"));
     let sh = process::shell();
     let run = |group_by: &str| -> Result<serde_json::Value> {
-        let out = process::capture(cmd!(
+        let (report, status) = process::json(cmd!(
             sh,
             "{loader} --json --group-by {group_by} --table-size 4 {object} -- sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24; do /bin/true; done'"
         ))?;
         ensure!(
-            out.status.success(),
-            "kc-loader failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            status.success(),
+            "kc-loader --group-by {group_by} failed ({status}): {}",
+            report["objects"][0]["error"]
         );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         Ok(report["objects"][0].clone())
     };
     let o = run("process")?;

@@ -132,6 +132,8 @@ struct CaseReport {
     auto_family: Option<String>,
     /// auto's added cost over the cheapest forced family's that attaches.
     auto_vs_cheapest: Option<f64>,
+    /// auto_vs_cheapest over 1.2, and auto's excess over twice the noise.
+    auto_too_costly: bool,
     /// The run-to-run spread of auto's and the cheapest family's figures (sum of their median
     /// absolute deviations): a difference inside twice this is noise, not cost.
     noise_ns: f64,
@@ -144,20 +146,6 @@ fn mad(v: &[f64]) -> f64 {
     }
     let m = super::median(v.to_vec());
     super::median(v.iter().map(|x| (x - m).abs()).collect())
-}
-
-impl CaseReport {
-    /// auto costs more than 1.2x the cheapest family, by more than the noise.
-    fn auto_too_costly(&self) -> bool {
-        let cheapest = kc_common::AttachFamily::ALL
-            .iter()
-            .filter_map(|f| self.added_ns[f.as_str()])
-            .fold(f64::INFINITY, f64::min);
-        match (self.added_ns["auto"], self.auto_vs_cheapest) {
-            (Some(auto), Some(ratio)) => ratio > 1.2 && auto - cheapest > 2.0 * self.noise_ns,
-            _ => false,
-        }
-    }
 }
 
 /// The family of `event` in a loader report, or why none.
@@ -204,29 +192,28 @@ fn summarize(results: &BTreeMap<(usize, &'static str), Measured>) -> Vec<CaseRep
                     r.family.as_ref().and(median(m.as_str())).map(|v| v - base),
                 );
             }
-            let cheapest_family = kc_common::AttachFamily::ALL
+            let cheapest = kc_common::AttachFamily::ALL
                 .iter()
-                .filter(|f| added[f.as_str()].is_some())
-                .min_by(|a, b| {
-                    added[a.as_str()]
-                        .unwrap_or_default()
-                        .total_cmp(&added[b.as_str()].unwrap_or_default())
-                });
-            let cheapest = cheapest_family
-                .and_then(|f| added[f.as_str()])
-                .unwrap_or(f64::INFINITY);
+                .filter_map(|f| Some((f.as_str(), added[f.as_str()]?)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
             let spread = |m: &str| results.get(&(i, m)).map_or(0.0, |r| mad(&r.ns));
-            let noise_ns = spread("auto") + cheapest_family.map_or(0.0, |f| spread(f.as_str()));
+            let noise_ns = spread("auto") + cheapest.map_or(0.0, |(f, _)| spread(f));
             let auto = added["auto"];
+            let auto_vs_cheapest = auto
+                .zip(cheapest)
+                .map(|(a, (_, c))| a.max(1.0) / c.max(1.0));
+            // More than 1.2x the cheapest family, by more than the noise.
+            let auto_too_costly = auto.zip(cheapest).is_some_and(|(a, (_, c))| {
+                auto_vs_cheapest.unwrap_or(0.0) > 1.2 && a - c > 2.0 * noise_ns
+            });
             CaseReport {
                 collector: c.collector.into(),
                 event: c.event.into(),
                 op: c.op.into(),
                 base_ns: base,
                 auto_family: results[&(i, "auto")].family.clone(),
-                auto_vs_cheapest: auto
-                    .filter(|_| cheapest.is_finite())
-                    .map(|a| a.max(1.0) / cheapest.max(1.0)),
+                auto_vs_cheapest,
+                auto_too_costly,
                 noise_ns,
                 added_ns: added,
             }
@@ -267,15 +254,11 @@ fn on_host(rounds: usize, workload: &Path) -> Result<Vec<CaseReport>> {
                     Some(mode) => {
                         let (object, mode) =
                             (cell.join(format!("{}.bpf.o", c.collector)), mode.as_str());
-                        let o = process::capture(cmd!(
+                        let (report, _) = process::json(cmd!(
                             sh,
                             "{loader} --json --attach {mode} {object} -- {workload} {op} {n} {out}"
                         ))?;
                         if round == 0 {
-                            let report: serde_json::Value = serde_json::from_slice(&o.stdout)
-                                .with_context(|| {
-                                    format!("kc-loader --attach {mode} {}: no JSON", c.collector)
-                                })?;
                             (entry.family, entry.why_not) = event_family(&report, c.event);
                         }
                     }
@@ -496,7 +479,7 @@ pub fn run(o: OverheadBench) -> Result<()> {
     let over: Vec<String> = host_rows
         .iter()
         .chain(guest.iter().flat_map(|(_, r)| r))
-        .filter(|r| r.auto_too_costly())
+        .filter(|r| r.auto_too_costly)
         .map(|r| {
             format!(
                 "{} ({:.2})",

@@ -60,6 +60,7 @@ pub fn cc_args(
         root.join("co-re/loader/kc-loader.c").display().to_string(),
         root.join("co-re/loader/kc_attach.c").display().to_string(),
         root.join("co-re/loader/kc_maps.c").display().to_string(),
+        root.join("co-re/loader/kc_output.c").display().to_string(),
         "-o".into(),
         out.display().to_string(),
     ]);

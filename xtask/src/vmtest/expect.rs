@@ -67,11 +67,15 @@ pub fn judge(
 ) -> Vec<String> {
     let mut wrong = Vec::new();
     let Some(expect) = table.get(collector) else {
-        return vec![format!("{collector} has no table in counters.toml")];
+        return vec![format!(
+            "{collector} has no table: add [{collector}] to counters.toml"
+        )];
     };
     let empty = Vec::new();
     let events = object["events"].as_array().unwrap_or(&empty);
-    let totals = object["counters"].as_object().cloned().unwrap_or_default();
+    let Some(totals) = object["counters"].as_object() else {
+        return vec!["the report has no counters (the loader read none of its maps)".into()];
+    };
     let row = object["per_process"]
         .as_array()
         .and_then(|rows| {
@@ -79,9 +83,9 @@ pub fn judge(
                 .find(|r| r["tgid"].as_u64() == Some(workload_pid))
         })
         .map(|r| r["counters"].clone());
-    for (name, total) in &totals {
+    for (name, total) in totals {
         let Some(e) = expect.get(name) else {
-            wrong.push(format!("{name}: no expectation in counters.toml"));
+            wrong.push(format!("{name}: no expectation: add one to counters.toml"));
             continue;
         };
         if e.none.is_some() {
@@ -213,7 +217,10 @@ mod tests {
         let mut r = report("probe", 6, 0, 2);
         r["counters"]["new_counter"] = 1.into();
         let wrong = judge(&table(), "vfs", &r, 7, false);
-        assert_eq!(wrong, ["new_counter: no expectation in counters.toml"]);
+        assert_eq!(
+            wrong,
+            ["new_counter: no expectation: add one to counters.toml"]
+        );
     }
 
     #[test]

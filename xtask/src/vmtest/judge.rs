@@ -117,9 +117,9 @@ pub fn judge(
             );
             let wrong_counts =
                 super::expect::judge(counters, &collector, o, workload_pid, entry_mode);
-            let counted: u64 = o["maps"]
-                .as_array()
-                .map(|m| m.iter().filter_map(|m| m["sum"].as_u64()).sum())
+            let counted: u64 = o["counters"]
+                .as_object()
+                .map(|c| c.values().filter_map(serde_json::Value::as_u64).sum())
                 .unwrap_or(0);
             let c = collectors.iter().find(|c| c.name == collector);
             let failed_programs: Vec<String> = o["programs"]
@@ -176,17 +176,6 @@ pub fn judge(
                     ),
                     String::new(),
                 )
-            } else if counted == 0 {
-                match c.and_then(|c| c.vmtest_no_count.clone()) {
-                    Some(why) => (
-                        "ok".into(),
-                        format!("attached; counting not exercised: {why}"),
-                    ),
-                    None => (
-                        "failed".into(),
-                        "loaded and attached, but counted nothing during the workload".into(),
-                    ),
-                }
             } else if !wrong_counts.is_empty() {
                 (
                     "failed".into(),
@@ -240,8 +229,6 @@ fn mode_char(mine: &[&ObjectOutcome], mode: AttachMode) -> char {
         'F'
     } else if runs.iter().all(|o| o.verdict.starts_with("skipped")) {
         's'
-    } else if runs.iter().any(|o| !o.detail.is_empty()) {
-        'a'
     } else {
         'o'
     }
@@ -257,7 +244,7 @@ pub fn table(results: &[KernelOutcome], collectors: &[Collector]) -> String {
     for kind in ["co-re", "legacy"] {
         out.push_str(&format!(
             "\n{kind} objects, one character per --attach mode (trampoline, probe, tracepoint, auto): \
-             o = loaded, attached what this kernel has, counted; a = attached, counting not exercised; \
+             o = loaded, attached what this kernel has, counted what counters.toml says; \
              s = skipped (declared unsupported, or no event has that family here); F = failed; . = not run\n{header}\n"
         ));
         for c in collectors {
@@ -290,7 +277,7 @@ mod tests {
     fn collectors() -> Vec<Collector> {
         collectors::parse(
             "[[collector]]\nname = \"vfs\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\n\
-             [[collector]]\nname = \"swap\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\nvmtest_no_count = \"no swap device in the test VM\"\n\
+             [[collector]]\nname = \"swap\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\n\
              [[collector]]\nname = \"new\"\ndescription = \"d\"\nmin_kernel = \"6.12\"\n",
         )
         .unwrap()
@@ -313,18 +300,20 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let report = serde_json::json!({"objects": [
-            {"object": "vfs.bpf.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 12}], "programs": [], "events": [event("a", Some("probe"), "costlier")]},
-            {"object": "rkc_vfs.6.1.o", "status": "ok", "maps": [{"name": "vfs_counters", "sum": 0}], "programs": []},
-            {"object": "swap.bpf.o", "status": "ok", "maps": [{"name": "swap_counters", "sum": 0}], "programs": [], "events": [event("a", Some("probe"), "costlier")]},
-            {"object": "new.bpf.o", "status": "failed", "error": "load", "log_tail": "", "maps": [], "programs": []},
-            {"object": "pkc_vfs.6.1.o", "status": "failed", "error": "load: Invalid argument", "log_tail": "R1 invalid mem access", "maps": [], "programs": []},
-            {"object": "vfs.bpf.o", "status": "partial", "maps": [{"sum": 3}], "programs": [], "events": [event("a", Some("probe"), "x"), event("b", None, "absent")]},
-            {"object": "vfs.bpf.o", "status": "partial", "maps": [{"sum": 3}], "programs": [], "events": [event("a", Some("probe"), "x"), event("b", None, "refused")]},
-            {"object": "vfs.bpf.o", "status": "partial", "maps": [], "programs": [], "events": [event("b", None, "no-program")]}
+        let report = serde_json::json!({"workload_pid": 7, "objects": [
+            {"object": "vfs.bpf.o", "status": "ok", "counters": {"read": 12}, "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]},
+            {"object": "rkc_vfs.6.1.o", "status": "ok", "counters": {"read": 0}, "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]},
+            {"object": "swap.bpf.o", "status": "ok", "counters": {"read": 0}, "programs": [], "events": [event("kc_swap_read", Some("probe"), "costlier")]},
+            {"object": "new.bpf.o", "status": "failed", "error": "load", "log_tail": "", "programs": []},
+            {"object": "pkc_vfs.6.1.o", "status": "failed", "error": "load: Invalid argument", "log_tail": "R1 invalid mem access", "programs": []},
+            {"object": "vfs.bpf.o", "status": "partial", "counters": {"read": 12}, "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [], "events": [event("kc_vfs_read", Some("probe"), "x"), event("kc_vfs_write", None, "absent")]},
+            {"object": "vfs.bpf.o", "status": "partial", "counters": {"read": 12}, "programs": [], "events": [event("kc_vfs_read", Some("probe"), "x"), event("b", None, "refused")]},
+            {"object": "vfs.bpf.o", "status": "partial", "counters": {}, "programs": [], "events": [event("b", None, "no-program")]},
+            {"object": "vfs.bpf.o", "status": "ok", "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]}
         ]});
         let counters: crate::vmtest::expect::Table =
-            toml::from_str("[vfs]\n[swap]\n[new]\n").unwrap();
+            toml::from_str("[vfs]\nread = { row = 12 }\n[swap]\nread = { total = 0 }\n[new]\n")
+                .unwrap();
         let v = judge(
             &report,
             AttachMode::Auto,
@@ -333,9 +322,15 @@ mod tests {
             &KernelVersion::new(6, 1, 0),
         );
         assert_eq!(v[0].verdict, "ok");
-        assert_eq!(v[1].verdict, "failed", "attached but counted nothing");
-        assert_eq!(v[2].verdict, "ok");
-        assert!(v[2].detail.contains("no swap device"));
+        assert!(
+            v[1].verdict == "failed"
+                && v[1]
+                    .detail
+                    .contains("read: expected 12 in the workload's row, got 0"),
+            "counted nothing: {:?}",
+            v[1]
+        );
+        assert_eq!(v[2].verdict, "ok", "a counter expected to stay 0");
         assert!(
             v[3].verdict.starts_with("skipped: needs kernel 6.12"),
             "{}",
@@ -355,6 +350,11 @@ mod tests {
             v[7].verdict.starts_with("skipped: no event"),
             "{}",
             v[7].verdict
+        );
+        assert!(
+            v[8].verdict == "failed" && v[8].detail.contains("the report has no counters"),
+            "{:?}",
+            v[8]
         );
     }
 }
