@@ -47,6 +47,23 @@ pub fn is_static_executable(bytes: &[u8]) -> Result<bool, String> {
     }))
 }
 
+/// Where a kernel exposes its own BTF.
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Whether `path` holds BTF (its magic, 0xeb9f, in either byte order): `Err` says why not.
+/// CO-RE objects need the running kernel's BTF to relocate against.
+pub fn btf_status(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut magic = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| format!("no BTF at {} ({e})", path.display()))?;
+    match magic {
+        [0x9f, 0xeb] | [0xeb, 0x9f] => Ok(()),
+        _ => Err(format!("{} is not BTF (no 0xeb9f magic)", path.display())),
+    }
+}
+
 /// The libc whose dynamic loader an interpreter path names.
 pub fn libc_of_interpreter(interp: &str) -> Libc {
     let file = interp.rsplit('/').next().unwrap_or(interp);
@@ -103,6 +120,13 @@ mod tests {
         assert!(is_static_executable(b"\x7fELF").is_err());
         // The test binary runs on the host's libc.
         assert_eq!(host_libc(), libc_of_interpreter(&interp));
+        // This host exposes its BTF; a missing or foreign file says so.
+        btf_status(Path::new(KERNEL_BTF)).unwrap();
+        let e = btf_status(Path::new("/nonexistent")).unwrap_err();
+        assert!(e.starts_with("no BTF at /nonexistent"), "{e}");
+        assert!(btf_status(Path::new("/bin/sh"))
+            .unwrap_err()
+            .contains("is not BTF"));
         // Programs that cannot be read say nothing.
         assert_eq!(host_libc_from(&[Path::new("/nonexistent")]), Libc::Glibc);
     }

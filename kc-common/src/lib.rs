@@ -7,6 +7,7 @@ pub mod names;
 pub mod rate;
 pub mod release;
 pub mod retry;
+pub mod select;
 pub mod unpack;
 
 pub use attach::{AttachFamily, AttachMode, PassedOver};

@@ -192,6 +192,18 @@ pub fn legacy_object(collector: &str, bucket: Bucket, return_mode: bool) -> Stri
     format!("{mode}kc_{collector}.{bucket}.o")
 }
 
+/// The collector, bucket and mode (`true`: return) of a legacy object's file name.
+pub fn parse_legacy_object(name: &str) -> Option<(String, Bucket, bool)> {
+    let stem = name.strip_suffix(".o")?;
+    let return_mode = match stem.as_bytes().first()? {
+        b'r' => true,
+        b'p' => false,
+        _ => return None,
+    };
+    let (collector, bucket) = stem[1..].strip_prefix("kc_")?.split_once('.')?;
+    Some((collector.to_string(), bucket.parse().ok()?, return_mode))
+}
+
 /// A CO-RE object: `<collector>.bpf.o`.
 pub fn core_object(collector: &str) -> String {
     format!("{collector}.bpf.o")
@@ -253,6 +265,23 @@ mod tests {
         assert_eq!(legacy_object("vfs", b, true), "rkc_vfs.5.10.o");
         assert_eq!(legacy_object("vfs", b, false), "pkc_vfs.5.10.o");
         assert_eq!(core_object("fd"), "fd.bpf.o");
+        assert_eq!(
+            parse_legacy_object("rkc_vfs.5.10.o"),
+            Some(("vfs".into(), b, true))
+        );
+        assert_eq!(
+            parse_legacy_object(&legacy_object("mount", b, false)),
+            Some(("mount".into(), b, false))
+        );
+        for bad in [
+            "vfs.bpf.o",
+            "xkc_vfs.5.10.o",
+            "rkc_vfs.o",
+            "rkc_vfs.5.10.1.o",
+            "kc-loader",
+        ] {
+            assert_eq!(parse_legacy_object(bad), None, "{bad}");
+        }
         assert_eq!(skeleton("fd"), "fd.skel.h");
         assert_eq!(
             legacy_tarball(Libc::Musl, "v1.2.3"),

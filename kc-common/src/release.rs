@@ -13,6 +13,13 @@ use thiserror::Error;
 pub const SUMS_FILE: &str = "sha256sums.txt";
 pub const MANIFEST: &str = "manifest.json";
 pub const SIG_SUFFIX: &str = ".minisig";
+/// Where an installed release keeps each tarball's members: `<release>/legacy/` (every
+/// bucket's objects, the loader, `kc-select`, the kernel checker) and `<release>/co-re/` (the
+/// CO-RE objects, skeletons and their headers), each with its own manifest.
+pub const LEGACY_DIR: &str = "legacy";
+pub const CORE_DIR: &str = "co-re";
+/// `kc-select`, the selection rule as a program (in the legacy tarball).
+pub const SELECT_TOOL: &str = "kc-select";
 
 use crate::names::Libc;
 pub use crate::names::{core_tarball, legacy_tarball};

@@ -1,20 +1,27 @@
 //! Installs a kernel-collector release on a host:
 //!
-//! 1. fetch `sha256sums.txt`, the libc's tarball and their `.minisig` (URL or directory);
-//! 2. verify both signatures against the pinned public key (trusted comments name file and
-//!    tag), the tarball's checksum, and the tarball against its manifest;
-//! 3. extract it safely (no `..`, no absolute paths, no links leaving the target, no devices);
-//! 4. keep the objects of the bucket the kernel selects, the loader and the manifest;
-//! 5. move them into `<prefix>/releases/<tag>-<libc>-<bucket>` and switch `<prefix>/current` to
-//!    it with a rename, so the previous install stays whole until the new one is complete.
+//! 1. fetch `sha256sums.txt`, the libc's two tarballs (legacy and CO-RE) and their `.minisig`
+//!    (URL or directory);
+//! 2. verify every signature against the pinned public key (trusted comments name file and
+//!    tag), each tarball's checksum, and each tarball against its manifest;
+//! 3. extract them safely (no `..`, no absolute paths, no links leaving the target, no devices)
+//!    into `legacy/` (every bucket's objects, the loader, `kc-select`, the kernel checker) and
+//!    `co-re/` (the CO-RE objects, skeletons and headers): the objects for every kernel the
+//!    host may boot, chosen at run time by `kc-select` (kc-common's rule). `--only-bucket`
+//!    keeps the legacy objects of the running kernel's bucket only, and no CO-RE;
+//! 4. move them into `<prefix>/releases/<tag>-<libc>` (`-<bucket>` when lean) and switch
+//!    `<prefix>/current` to it with a rename, so the previous install stays whole until the new
+//!    one is complete.
 //!
-//! Everything before step 5 happens in a staging directory that is removed on failure.
+//! Everything before step 4 happens in a staging directory that is removed on failure.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use kc_common::release::{self, Manifest};
+use kc_common::release::{self, Manifest, CORE_DIR, LEGACY_DIR};
+use kc_common::select::{self, Kernel, LegacyMode, Offer, Selection, Trial};
 use kc_common::{select_bucket, Bucket, KernelVersion, Libc};
 
 pub struct Options {
@@ -25,8 +32,10 @@ pub struct Options {
     pub pubkey: String,
     pub prefix: PathBuf,
     pub libc: Libc,
-    /// The kernel release to install for.
+    /// The kernel release the lean install (`only_bucket`) selects its bucket for.
     pub kernel: String,
+    /// Install the legacy objects of `kernel`'s bucket only (no CO-RE, no other bucket).
+    pub only_bucket: bool,
     /// Complete releases kept in `<prefix>/releases` (the current one included).
     pub keep: usize,
     /// What each download may cost.
@@ -38,7 +47,8 @@ pub enum Outcome {
     AlreadyInstalled(PathBuf),
     Installed {
         dir: PathBuf,
-        bucket: String,
+        /// The one bucket a lean install kept.
+        bucket: Option<String>,
         files: usize,
     },
 }
@@ -53,8 +63,8 @@ use prefix::COMPLETE;
 /// How long an install waits for another one on the same prefix.
 const LOCK_WAIT: Duration = Duration::from_secs(300);
 
-/// The files of the release that this kernel uses: its bucket's objects, the loader, the
-/// checker and the manifest.
+/// The legacy tarball's files a lean install keeps for this kernel: its bucket's objects, the
+/// loader, `kc-select`, the checker and the manifest.
 pub fn selected(manifest: &Manifest, kernel: &str) -> Result<(Bucket, Vec<String>)> {
     let version = KernelVersion::parse(kernel)?;
     let buckets: Vec<Bucket> = manifest
@@ -74,6 +84,23 @@ pub fn selected(manifest: &Manifest, kernel: &str) -> Result<(Bucket, Vec<String
     Ok((bucket, files))
 }
 
+/// What the rule will choose on `kernel` from an installed release, without asking the kernel
+/// (CO-RE on BTF alone): what the installer reports. `kc-select` asks the kernel.
+pub fn predict(dir: &Path, kernel: &str, btf: &Path) -> Result<Vec<Selection>> {
+    let offer = Offer::installed(dir, LegacyMode::default()).map_err(anyhow::Error::msg)?;
+    let kernel = Kernel {
+        version: KernelVersion::parse(kernel)?,
+        release: kernel.to_string(),
+        btf: kc_common::host::btf_status(btf),
+    };
+    Ok(select::choose(
+        &kernel,
+        &offer,
+        LegacyMode::default(),
+        &|_| Trial::NotTried,
+    ))
+}
+
 pub fn install(o: &Options) -> Result<Outcome> {
     // One installer at a time: a second one waits, then finds the work done.
     let held = prefix::lock(&o.prefix, LOCK_WAIT)?;
@@ -83,37 +110,78 @@ pub fn install(o: &Options) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// Where a release's objects for one bucket live: the bucket is part of the name, so a kernel
-/// upgrade to another bucket installs beside the current one instead of over it.
-fn release_dir(o: &Options, bucket: Bucket) -> PathBuf {
-    o.prefix
-        .join("releases")
-        .join(format!("{}-{}-{bucket}", o.tag, o.libc))
+/// Where a release lives: `<tag>-<libc>`, or `<tag>-<libc>-<bucket>` for a lean install (the
+/// bucket is part of the name, so a kernel upgrade to another bucket installs beside it).
+fn release_dir(o: &Options, bucket: Option<Bucket>) -> PathBuf {
+    let name = match bucket {
+        Some(b) => format!("{}-{}-{b}", o.tag, o.libc),
+        None => format!("{}-{}", o.tag, o.libc),
+    };
+    o.prefix.join("releases").join(name)
 }
 
-/// The complete release `current` points at, when it is this tag and libc and holds the bucket
-/// this kernel selects from it (by its own installed manifest).
+/// The complete release `current` points at, when it is this tag and libc and the install
+/// asked for (a lean one: holding the bucket this kernel selects, by its installed manifest).
 fn already_installed(o: &Options) -> Option<PathBuf> {
     let current = prefix::current_target(&o.prefix)?;
     if !current.join(COMPLETE).is_file() {
         return None;
     }
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(current.join(release::MANIFEST)).ok()?).ok()?;
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(current.join(LEGACY_DIR).join(release::MANIFEST)).ok()?,
+    )
+    .ok()?;
     if manifest.tag != o.tag || manifest.libc != o.libc {
         return None;
     }
-    let (bucket, _) = selected(&manifest, &o.kernel).ok()?;
+    let bucket = if o.only_bucket {
+        Some(selected(&manifest, &o.kernel).ok()?.0)
+    } else {
+        None
+    };
     (current == release_dir(o, bucket)).then_some(current)
 }
 
+/// Fetches `name` and checks it against `sha256sums.txt` (already verified) and its own
+/// signature.
+fn fetch_verified(o: &Options, listed: &[(String, String)], name: &str) -> Result<Vec<u8>> {
+    let want = listed
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, h)| h.clone())
+        .with_context(|| {
+            format!(
+                "the release {} has no {name} (is {} the right libc? a release without CO-RE objects installs with --only-bucket)",
+                o.tag, o.libc
+            )
+        })?;
+    let tarball = fetch(&o.from, name, TARBALL_CAP, &o.limits)?;
+    let got = release::sha256_hex(&tarball);
+    if got != want {
+        bail!("{name}: SHA256 mismatch: sha256sums.txt says {want}, the download is {got}; nothing was installed");
+    }
+    let sig = fetch(
+        &o.from,
+        &format!("{name}{}", release::SIG_SUFFIX),
+        SMALL_FILE_CAP,
+        &o.limits,
+    )?;
+    release::verify_signature(
+        &o.pubkey,
+        name,
+        &tarball,
+        &String::from_utf8_lossy(&sig),
+        Some(&o.tag),
+    )?;
+    Ok(tarball)
+}
+
 fn install_locked(o: &Options) -> Result<Outcome> {
-    let name = release::legacy_tarball(o.libc, &o.tag);
     let current = o.prefix.join("current");
     if let Some(dir) = already_installed(o) {
         return Ok(Outcome::AlreadyInstalled(dir));
     }
-    // 1-2: fetch and verify.
+    // 1-2: the signed list of checksums first.
     let sums = fetch(&o.from, release::SUMS_FILE, SMALL_FILE_CAP, &o.limits)?;
     let sums_sig = fetch(
         &o.from,
@@ -129,79 +197,80 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         Some(&o.tag),
     )?;
     let listed = release::parse_sums(&String::from_utf8_lossy(&sums))?;
-    let want = listed
-        .iter()
-        .find(|(n, _)| n == &name)
-        .map(|(_, h)| h.clone())
-        .with_context(|| {
-            format!(
-                "the release {} has no {name} (is {} the right libc?)",
-                o.tag, o.libc
-            )
-        })?;
-    let tarball = fetch(&o.from, &name, TARBALL_CAP, &o.limits)?;
-    let got = release::sha256_hex(&tarball);
-    if got != want {
-        bail!("{name}: SHA256 mismatch: sha256sums.txt says {want}, the download is {got}; nothing was installed");
-    }
-    let sig = fetch(
-        &o.from,
-        &format!("{name}{}", release::SIG_SUFFIX),
-        SMALL_FILE_CAP,
-        &o.limits,
-    )?;
-    release::verify_signature(
-        &o.pubkey,
-        &name,
-        &tarball,
-        &String::from_utf8_lossy(&sig),
-        Some(&o.tag),
-    )?;
-    // 2-4: one pass over the tarball checks every member against the manifest and writes
-    // the ones this kernel uses into a staging directory, removed on any refusal.
     let releases = o.prefix.join("releases");
     std::fs::create_dir_all(&releases)
         .with_context(|| format!("creating {}", releases.display()))?;
     let staging = tempfile::Builder::new()
         .prefix(prefix::STAGING_PREFIX)
         .tempdir_in(&releases)?;
-    // A manifest that selects nothing for this kernel is refused by `selected` below.
-    let select = |m: &Manifest| {
-        selected(m, &o.kernel).map_or_else(
-            |_| Default::default(),
-            |(_, keep)| keep.into_iter().collect(),
-        )
-    };
-    let manifest = release::check_and_extract(
-        &name,
-        &tarball,
-        Some(&release::Extract {
-            dest: staging.path(),
-            select: &select,
-        }),
-    )?;
-    if manifest.tag != o.tag || manifest.libc != o.libc {
-        bail!(
-            "{name}: its manifest is for {} {}, not {} {}",
-            manifest.tag,
-            manifest.libc,
-            o.tag,
-            o.libc
-        );
+    let mut parts = vec![(
+        LEGACY_DIR,
+        release::legacy_tarball(o.libc, &o.tag),
+        "legacy",
+    )];
+    if !o.only_bucket {
+        parts.push((CORE_DIR, release::core_tarball(o.libc, &o.tag), "co-re"));
     }
-    let (bucket, keep) = selected(&manifest, &o.kernel)?;
-    let target = release_dir(o, bucket);
-    for f in &keep {
-        if !staging.path().join(f).is_file() {
-            bail!("{name}: {f} is missing after extraction");
+    let mut files = 0;
+    let mut bucket = None;
+    for (sub, name, kind) in parts {
+        let tarball = fetch_verified(o, &listed, &name)?;
+        // 2-3: one pass over the tarball checks every member against the manifest and writes
+        // the ones kept into the staging directory, removed on any refusal.
+        let dest = staging.path().join(sub);
+        std::fs::create_dir(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        let lean = o.only_bucket && sub == LEGACY_DIR;
+        // A manifest that selects nothing for this kernel is refused by `selected` below.
+        let select = |m: &Manifest| -> BTreeSet<String> {
+            if lean {
+                selected(m, &o.kernel)
+                    .map_or_else(|_| Default::default(), |(_, k)| k.into_iter().collect())
+            } else {
+                m.files
+                    .iter()
+                    .map(|f| f.name.clone())
+                    .chain([release::MANIFEST.to_string()])
+                    .collect()
+            }
+        };
+        let manifest = release::check_and_extract(
+            &name,
+            &tarball,
+            Some(&release::Extract {
+                dest: &dest,
+                select: &select,
+            }),
+        )?;
+        if manifest.tag != o.tag || manifest.libc != o.libc || manifest.kind != kind {
+            bail!(
+                "{name}: its manifest is for {} {} {}, not {} {} {kind}",
+                manifest.tag,
+                manifest.libc,
+                manifest.kind,
+                o.tag,
+                o.libc
+            );
+        }
+        if lean {
+            bucket = Some(selected(&manifest, &o.kernel)?.0);
+        }
+        for f in select(&manifest) {
+            if !dest.join(&f).is_file() {
+                bail!("{name}: {f} is missing after extraction");
+            }
+            files += 1;
         }
     }
+    let target = release_dir(o, bucket);
     std::fs::write(
         staging.path().join(COMPLETE),
-        format!("{} {} bucket {bucket}\n", o.tag, o.libc),
+        match bucket {
+            Some(b) => format!("{} {} bucket {b}\n", o.tag, o.libc),
+            None => format!("{} {} every bucket and CO-RE\n", o.tag, o.libc),
+        },
     )?;
 
-    // 5: move into place, then switch `current` atomically.
+    // 4: move into place, then switch `current` atomically.
     let staged = staging.keep();
     if target.exists() {
         // An earlier attempt of the same tag, or its complete install that `current` has left
@@ -223,7 +292,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     std::fs::rename(&link, &current).with_context(|| format!("switching {}", current.display()))?;
     Ok(Outcome::Installed {
         dir: target,
-        bucket: bucket.to_string(),
-        files: keep.len(),
+        bucket: bucket.map(|b| b.to_string()),
+        files,
     })
 }

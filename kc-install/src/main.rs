@@ -1,12 +1,14 @@
 //! `kc-install`: downloads a kernel-collector release, verifies it against a pinned public key,
-//! and installs the objects the running kernel selects. See the library for the steps.
+//! and installs the objects of every kernel the host may boot (CO-RE and every bucket), or
+//! with `--only-bucket` the running kernel's bucket alone. See the library for the steps;
+//! `kc-select` (installed with the release) chooses among them at run time.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use kc_common::Libc;
-use kc_install::{install, Options, Outcome};
+use kc_install::{install, predict, Options, Outcome};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,9 +32,14 @@ struct Cli {
     /// glibc or musl; default: detected
     #[arg(long)]
     libc: Option<Libc>,
-    /// Kernel release to install for; default: the running kernel's
+    /// Kernel release whose bucket --only-bucket keeps, and for which the install reports the
+    /// choice; default: the running kernel's
     #[arg(long)]
     kernel: Option<String>,
+    /// Install the legacy objects of the kernel's bucket only (no CO-RE, no other bucket): a
+    /// kernel upgrade to another bucket then needs a reinstall
+    #[arg(long)]
+    only_bucket: bool,
     /// Complete releases to keep under <prefix>/releases, the current one included
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     keep: u16,
@@ -64,21 +71,52 @@ fn run() -> Result<()> {
         prefix: cli.prefix,
         libc,
         kernel,
+        only_bucket: cli.only_bucket,
         keep: usize::from(cli.keep),
         limits: Default::default(),
     };
-    match install(&o)? {
+    let dir = match install(&o)? {
         Outcome::AlreadyInstalled(dir) => {
-            println!("{} is already installed in {}", o.tag, dir.display())
+            println!("{} is already installed in {}", o.tag, dir.display());
+            dir
         }
         Outcome::Installed { dir, bucket, files } => {
+            let what = bucket.map_or_else(
+                || "CO-RE and every bucket".to_string(),
+                |b| format!("bucket {b} only"),
+            );
             println!(
-                "installed {} ({} files, bucket {bucket}) in {}",
+                "installed {} ({files} files: {what}) in {}",
                 o.tag,
-                files,
                 dir.display()
-            )
+            );
+            dir
         }
+    };
+    // What this kernel will load, by the rule kc-select applies (which also asks the kernel).
+    let btf = std::path::Path::new(kc_common::host::KERNEL_BTF);
+    let choice = predict(&dir, &o.kernel, btf)?;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for s in &choice {
+        let key = match (&s.kind, &s.bucket) {
+            (k, Some(b)) => format!("{k} {b}"),
+            (k, None) => k.to_string(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "kernel {}: {} (kc-select prints the objects)",
+        o.kernel,
+        summary.join(", ")
+    );
+    for s in choice.iter().filter(|s| s.object.is_none()) {
+        eprintln!(
+            "kc-install: warning: nothing serves {} on kernel {}: {}",
+            s.collector,
+            o.kernel,
+            s.passed_over.join("; ")
+        );
     }
     Ok(())
 }

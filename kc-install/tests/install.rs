@@ -41,26 +41,26 @@ fn sign(kp: &minisign::KeyPair, tag: &str, name: &str, data: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The glibc legacy manifest of `tag` for buckets 5.10 and 6.1, listing `files`.
-fn manifest(tag: &str, files: Vec<ManifestFile>) -> Manifest {
+/// The glibc manifest of `tag` of `kind` (legacy: buckets 5.10 and 6.1), listing `members`.
+fn manifest_of(tag: &str, kind: &str, members: &[(&str, Vec<u8>)]) -> Manifest {
     Manifest {
         tag: tag.into(),
         libc: kc_common::Libc::Glibc,
-        kind: "legacy".into(),
+        kind: kind.into(),
         source_commit: "0".repeat(40),
         source_date_epoch: 0,
         toolchain: Default::default(),
-        collectors: vec![],
-        buckets: vec!["5.10".into(), "6.1".into()],
-        files,
-    }
-}
-
-/// A release of `tag` whose tarball holds `members` (plus its manifest), signed by `kp`.
-fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>) -> Release {
-    let manifest = manifest(
-        tag,
-        members
+        collectors: vec![release::ManifestCollector {
+            name: "mount".into(),
+            description: "mounts".into(),
+            min_kernel: "5.10".into(),
+        }],
+        buckets: if kind == "legacy" {
+            vec!["5.10".into(), "6.1".into()]
+        } else {
+            vec![]
+        },
+        files: members
             .iter()
             .map(|(n, b)| ManifestFile {
                 name: n.to_string(),
@@ -68,26 +68,58 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
                 sha256: release::sha256_hex(b),
             })
             .collect(),
-    );
-    let mut all = members;
-    all.push(("manifest.json", serde_json::to_vec(&manifest).unwrap()));
-    signed_release(kp, tag, tar_xz(&all))
+    }
 }
 
-/// A release of `tag` whose legacy tarball is `tarball`, signed by `kp`.
-fn signed_release(kp: &minisign::KeyPair, tag: &str, tarball: Vec<u8>) -> Release {
-    let name = release::legacy_tarball(kc_common::Libc::Glibc, tag);
-    let sums = release::format_sums(&[(name.clone(), release::sha256_hex(&tarball))]).into_bytes();
-    Release {
-        files: vec![
-            (format!("{name}.minisig"), sign(kp, tag, &name, &tarball)),
-            (name, tarball),
+/// A tarball of `kind` holding `members` and its manifest (first, as `package` writes it).
+fn tarball_of(tag: &str, kind: &str, members: Vec<(&str, Vec<u8>)>) -> Vec<u8> {
+    let m = manifest_of(tag, kind, &members);
+    let mut all = vec![("manifest.json", serde_json::to_vec(&m).unwrap())];
+    all.extend(members);
+    tar_xz(&all)
+}
+
+/// A release of `tag` whose legacy tarball holds `members` (plus its manifest) and whose CO-RE
+/// tarball holds [`core_members`], signed by `kp`.
+fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>) -> Release {
+    signed_release(
+        kp,
+        tag,
+        &[
             (
-                "sha256sums.txt.minisig".into(),
-                sign(kp, tag, "sha256sums.txt", &sums),
+                release::legacy_tarball(kc_common::Libc::Glibc, tag),
+                tarball_of(tag, "legacy", members),
             ),
-            ("sha256sums.txt".into(), sums),
+            (
+                release::core_tarball(kc_common::Libc::Glibc, tag),
+                tarball_of(tag, "co-re", core_members()),
+            ),
         ],
+    )
+}
+
+/// A release of `tag` made of `tarballs` (name, bytes), signed by `kp`.
+fn signed_release(kp: &minisign::KeyPair, tag: &str, tarballs: &[(String, Vec<u8>)]) -> Release {
+    let sums = release::format_sums(
+        &tarballs
+            .iter()
+            .map(|(n, b)| (n.clone(), release::sha256_hex(b)))
+            .collect::<Vec<_>>(),
+    )
+    .into_bytes();
+    let mut files = vec![
+        (
+            "sha256sums.txt.minisig".into(),
+            sign(kp, tag, "sha256sums.txt", &sums),
+        ),
+        ("sha256sums.txt".into(), sums),
+    ];
+    for (name, tarball) in tarballs {
+        files.push((format!("{name}.minisig"), sign(kp, tag, name, tarball)));
+        files.push((name.clone(), tarball.clone()));
+    }
+    Release {
+        files,
         pubkey: kp.pk.to_box().unwrap().to_string(),
     }
 }
@@ -99,7 +131,16 @@ fn good_members() -> Vec<(&'static str, Vec<u8>)> {
         ("pkc_mount.5.10.o", b"p510".to_vec()),
         ("rkc_mount.5.10.o", b"r510".to_vec()),
         ("kc-loader", b"loader".to_vec()),
+        ("kc-select", b"select".to_vec()),
         ("kc-check-kernel.sh", b"#!/bin/sh\n".to_vec()),
+    ]
+}
+
+fn core_members() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("mount.bpf.o", b"core".to_vec()),
+        ("mount.skel.h", b"/* skeleton */".to_vec()),
+        ("kc-loader", b"loader".to_vec()),
     ]
 }
 
@@ -125,6 +166,7 @@ fn options(srv: &TestServer, r: &Release, prefix: &Path, tag: &str) -> Options {
         prefix: prefix.to_path_buf(),
         libc: kc_common::Libc::Glibc,
         kernel: "6.1.0-50-cloud-amd64".into(),
+        only_bucket: false,
         keep: 2,
         limits: Default::default(),
     }
@@ -148,9 +190,9 @@ fn installed_prefix() -> (tempfile::TempDir, minisign::KeyPair) {
 }
 
 fn assert_untouched(prefix: &Path) {
-    assert_eq!(current(prefix), "releases/v0.9.0-glibc-6.1");
+    assert_eq!(current(prefix), "releases/v0.9.0-glibc");
     assert!(prefix
-        .join("releases/v0.9.0-glibc-6.1/rkc_mount.6.1.o")
+        .join("releases/v0.9.0-glibc/legacy/rkc_mount.6.1.o")
         .is_file());
     let names: Vec<String> = std::fs::read_dir(prefix.join("releases"))
         .unwrap()
@@ -159,30 +201,55 @@ fn assert_untouched(prefix: &Path) {
         .collect();
     assert_eq!(
         names,
-        ["v0.9.0-glibc-6.1"],
+        ["v0.9.0-glibc"],
         "no staging or partial release left behind"
     );
 }
 
+/// The objects the rule chooses on `kernel` from the installed release (BTF at `btf`).
+fn chosen(prefix: &Path, kernel: &str, btf: &str) -> Vec<Option<String>> {
+    kc_install::predict(&prefix.join("current"), kernel, Path::new(btf))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.object)
+        .collect()
+}
+
 #[test]
-fn installs_the_kernels_bucket_and_a_rerun_does_nothing() {
+fn installs_co_re_and_every_bucket_and_a_rerun_does_nothing() {
     let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let r = make_release(&kp, "v1.0.0", good_members());
     let srv = serve(&r, |_, b| Route::ok(b));
     let out = install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap();
     assert!(
-        matches!(&out, Outcome::Installed { bucket, files: 5, .. } if bucket == "6.1"),
+        matches!(
+            &out,
+            Outcome::Installed {
+                bucket: None,
+                files: 12,
+                ..
+            }
+        ),
         "{out:?}"
     );
-    let d = dir.path().join("releases/v1.0.0-glibc-6.1");
-    assert_eq!(std::fs::read(d.join("rkc_mount.6.1.o")).unwrap(), b"r61");
-    assert!(
-        !d.join("pkc_mount.5.10.o").exists(),
-        "only the selected bucket is installed"
-    );
-    assert!(d.join("kc-loader").is_file() && d.join("manifest.json").is_file());
-    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc-6.1");
+    let d = dir.path().join("releases/v1.0.0-glibc");
+    for (f, bytes) in [
+        ("legacy/rkc_mount.6.1.o", &b"r61"[..]),
+        ("legacy/pkc_mount.5.10.o", b"p510"),
+        ("co-re/mount.bpf.o", b"core"),
+        ("co-re/mount.skel.h", b"/* skeleton */"),
+    ] {
+        assert_eq!(std::fs::read(d.join(f)).unwrap(), bytes, "{f}");
+    }
+    for f in [
+        "legacy/kc-select",
+        "legacy/manifest.json",
+        "co-re/manifest.json",
+    ] {
+        assert!(d.join(f).is_file(), "{f}");
+    }
+    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc");
     let before = srv.requests().len();
     assert!(matches!(
         install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap(),
@@ -191,38 +258,94 @@ fn installs_the_kernels_bucket_and_a_rerun_does_nothing() {
     assert_eq!(srv.requests().len(), before, "a re-run downloads nothing");
 }
 
-/// The same tag for a kernel that selects another bucket is not "already installed": the
-/// other bucket's objects are installed beside the current ones and `current` follows.
+/// Another kernel, of another bucket or without BTF, is served by what is installed: no
+/// reinstall, no download; the rule picks its objects.
 #[test]
-fn a_kernel_upgrade_to_another_bucket_installs_its_objects() {
+fn a_kernel_upgrade_needs_no_reinstall() {
     let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let r = make_release(&kp, "v1.0.0", good_members());
     let srv = serve(&r, |_, b| Route::ok(b));
     install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap();
+    let before = srv.requests().len();
     let older_kernel = Options {
         kernel: "5.10.0-46-cloud-amd64".into(),
         ..options(&srv, &r, dir.path(), "v1.0.0")
     };
-    let out = install(&older_kernel).unwrap();
-    assert!(
-        matches!(&out, Outcome::Installed { bucket, .. } if bucket == "5.10"),
-        "{out:?}"
-    );
-    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc-5.10");
-    let d = dir.path().join("releases/v1.0.0-glibc-5.10");
-    assert_eq!(std::fs::read(d.join("rkc_mount.5.10.o")).unwrap(), b"r510");
     assert!(matches!(
         install(&older_kernel).unwrap(),
         Outcome::AlreadyInstalled(_)
     ));
-    // And back: the 6.1 objects are still there, and current returns to them.
-    let out = install(&options(&srv, &r, dir.path(), "v1.0.0")).unwrap();
+    assert_eq!(srv.requests().len(), before);
+    let p = dir.path();
+    assert_eq!(
+        chosen(p, "5.10.0-46-cloud-amd64", "/nonexistent"),
+        [Some("legacy/rkc_mount.5.10.o".into())]
+    );
+    assert_eq!(
+        chosen(p, "6.12.1", "/nonexistent"),
+        [Some("legacy/rkc_mount.6.1.o".into())]
+    );
+    assert_eq!(
+        chosen(p, "6.12.1", kc_common::host::KERNEL_BTF),
+        [Some("co-re/mount.bpf.o".into())]
+    );
+    assert_eq!(chosen(p, "5.4.0", "/nonexistent"), [None]);
+}
+
+/// `--only-bucket`: the kernel's bucket alone; a kernel upgrade to another bucket installs its
+/// objects beside the current ones and `current` follows.
+#[test]
+fn only_bucket_keeps_the_kernels_bucket_and_an_upgrade_installs_beside_it() {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let lean = |kernel: &str| Options {
+        kernel: kernel.into(),
+        only_bucket: true,
+        ..options(&srv, &r, dir.path(), "v1.0.0")
+    };
+    let out = install(&lean("6.1.0-50-cloud-amd64")).unwrap();
     assert!(
-        matches!(&out, Outcome::Installed { bucket, .. } if bucket == "6.1"),
+        matches!(&out, Outcome::Installed { bucket: Some(b), files: 6, .. } if b == "6.1"),
         "{out:?}"
     );
+    let d = dir.path().join("releases/v1.0.0-glibc-6.1");
+    assert_eq!(
+        std::fs::read(d.join("legacy/rkc_mount.6.1.o")).unwrap(),
+        b"r61"
+    );
+    assert!(!d.join("legacy/pkc_mount.5.10.o").exists() && !d.join("co-re").exists());
+    assert!(
+        requested(&srv).iter().all(|p| !p.contains("co-re")),
+        "the CO-RE tarball is not downloaded"
+    );
+    // Even with BTF the lean install serves by the bucket: no CO-RE was installed.
+    assert_eq!(
+        chosen(dir.path(), "6.1.0", kc_common::host::KERNEL_BTF),
+        [Some("legacy/rkc_mount.6.1.o".into())]
+    );
+    let out = install(&lean("5.10.0-46-cloud-amd64")).unwrap();
+    assert!(
+        matches!(&out, Outcome::Installed { bucket: Some(b), .. } if b == "5.10"),
+        "{out:?}"
+    );
+    assert_eq!(current(dir.path()), "releases/v1.0.0-glibc-5.10");
+    assert!(matches!(
+        install(&lean("5.10.0-46-cloud-amd64")).unwrap(),
+        Outcome::AlreadyInstalled(_)
+    ));
+    // And back: the 6.1 objects are still there, and current returns to them.
+    install(&lean("6.1.0-50-cloud-amd64")).unwrap();
     assert_eq!(current(dir.path()), "releases/v1.0.0-glibc-6.1");
+    // A lean install refuses a kernel older than every bucket.
+    let e = format!("{:#}", install(&lean("4.19.0")).unwrap_err());
+    assert!(e.contains("older than the oldest bucket"), "{e}");
+}
+
+fn requested(srv: &TestServer) -> Vec<String> {
+    srv.requests().into_iter().map(|r| r.path).collect()
 }
 
 #[test]
@@ -235,44 +358,89 @@ fn a_local_directory_works_too() {
     for (n, b) in &r.files {
         std::fs::write(src.join(n), b).unwrap();
     }
-    let mut o = Options {
+    let o = Options {
         from: src.display().to_string(),
         tag: "v1.0.0".into(),
         pubkey: r.pubkey.clone(),
         prefix: dir.path().join("p"),
         libc: kc_common::Libc::Glibc,
-        kernel: "5.15.0-1-amd64".into(),
+        kernel: "4.19.0".into(),
+        only_bucket: false,
         keep: 2,
         limits: Default::default(),
     };
-    assert!(matches!(install(&o).unwrap(), Outcome::Installed { bucket, .. } if bucket == "5.10"));
-    o.kernel = "4.19.0".into();
-    o.tag = "v1.0.0".into();
-    std::fs::remove_file(dir.path().join("p/current")).unwrap();
-    let e = format!("{:#}", install(&o).unwrap_err());
-    assert!(e.contains("older than the oldest bucket"), "{e}");
+    // A kernel older than every bucket still gets the release: the next kernel may use it.
+    assert!(matches!(
+        install(&o).unwrap(),
+        Outcome::Installed { bucket: None, .. }
+    ));
+    assert_eq!(
+        chosen(&dir.path().join("p"), "4.19.0", "/nonexistent"),
+        [None]
+    );
+}
+
+/// A release without its CO-RE tarball, or with the two tarballs' manifests swapped, installs
+/// nothing and says why.
+#[test]
+fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
+    let (prefix, kp) = installed_prefix();
+    let legacy = (
+        release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0"),
+        tarball_of("v1.0.0", "legacy", good_members()),
+    );
+    let r = signed_release(&kp, "v1.0.0", &[legacy.clone()]);
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let e = format!(
+        "{:#}",
+        install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
+    );
+    assert!(
+        e.contains("has no kernel-collector-co-re-glibc-v1.0.0.tar.xz")
+            && e.contains("--only-bucket"),
+        "{e}"
+    );
+    assert_untouched(prefix.path());
+    let swapped = (
+        release::core_tarball(kc_common::Libc::Glibc, "v1.0.0"),
+        tarball_of("v1.0.0", "legacy", good_members()),
+    );
+    let r = signed_release(&kp, "v1.0.0", &[legacy, swapped]);
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let e = format!(
+        "{:#}",
+        install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
+    );
+    assert!(
+        e.contains("its manifest is for v1.0.0 glibc legacy, not v1.0.0 glibc co-re"),
+        "{e}"
+    );
+    assert_untouched(prefix.path());
 }
 
 #[test]
 fn a_tampered_tarball_is_refused() {
     let (prefix, kp) = installed_prefix();
     let r = make_release(&kp, "v1.0.0", good_members());
-    let srv = serve(&r, |n, mut b| {
-        if n.ends_with(".tar.xz") {
-            let mid = b.len() / 2;
-            b[mid] ^= 0x55;
-        }
-        Route::ok(b)
-    });
-    let e = format!(
-        "{:#}",
-        install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
-    );
-    assert!(
-        e.contains("SHA256 mismatch") && e.contains("kernel-collector-glibc-v1.0.0.tar.xz"),
-        "{e}"
-    );
-    assert_untouched(prefix.path());
+    for which in [
+        "kernel-collector-glibc-v1.0.0.tar.xz",
+        "kernel-collector-co-re-glibc-v1.0.0.tar.xz",
+    ] {
+        let srv = serve(&r, |n, mut b| {
+            if n == which {
+                let mid = b.len() / 2;
+                b[mid] ^= 0x55;
+            }
+            Route::ok(b)
+        });
+        let e = format!(
+            "{:#}",
+            install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
+        );
+        assert!(e.contains("SHA256 mismatch") && e.contains(which), "{e}");
+        // The CO-RE tarball comes second: the legacy one was extracted, and is gone again.
+        assert_untouched(prefix.path());
+    }
 }
 
 #[test]
@@ -356,7 +524,7 @@ fn two_installs_at_once_leave_a_complete_current() {
             "{outcomes:?}"
         );
         let cur = dir.path().join(current(dir.path()));
-        assert!(cur.join(".complete").is_file() && cur.join("rkc_mount.6.1.o").is_file());
+        assert!(cur.join(".complete").is_file() && cur.join("legacy/rkc_mount.6.1.o").is_file());
     }
 }
 
@@ -383,12 +551,8 @@ fn leftovers_are_cleaned_and_old_releases_pruned() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(
-        left,
-        ["v1.0.0-glibc-6.1", "v1.1.0-glibc-6.1"],
-        "v0.9.0 was pruned"
-    );
-    assert_eq!(current(dir.path()), "releases/v1.1.0-glibc-6.1");
+    assert_eq!(left, ["v1.0.0-glibc", "v1.1.0-glibc"], "v0.9.0 was pruned");
+    assert_eq!(current(dir.path()), "releases/v1.1.0-glibc");
 }
 
 /// Limits that make the hostile-server tests quick.
@@ -486,14 +650,14 @@ fn an_oversized_signature_is_refused() {
 #[test]
 fn a_decompression_bomb_is_refused_at_its_header() {
     let (dir, kp) = installed_prefix();
-    let manifest = manifest(
-        "v1.0.0",
-        vec![ManifestFile {
+    let manifest = Manifest {
+        files: vec![ManifestFile {
             name: "rkc_mount.6.1.o".into(),
             size: 3,
             sha256: release::sha256_hex(b"r61"),
         }],
-    );
+        ..manifest_of("v1.0.0", "legacy", &[])
+    };
     let json = serde_json::to_vec(&manifest).unwrap();
     let mut tar = Vec::new();
     for (name, size) in [
@@ -515,7 +679,14 @@ fn a_decompression_bomb_is_refused_at_its_header() {
     tar.resize(tar.len() + (1 << 20), 0);
     let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
     xz.write_all(&tar).unwrap();
-    let r = signed_release(&kp, "v1.0.0", xz.finish().unwrap());
+    let r = signed_release(
+        &kp,
+        "v1.0.0",
+        &[(
+            release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0"),
+            xz.finish().unwrap(),
+        )],
+    );
     let srv = serve(&r, |_, b| Route::ok(b));
     let e = format!(
         "{:#}",
