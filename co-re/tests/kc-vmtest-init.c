@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * kc-vmtest-init: PID 1 of the load-test guests (`cargo xtask vmtest`). It mounts what the
- * loader needs, runs `/kc-loader --json --attach MODE` on every object under /objects with
- * itself as the workload, once per attach mode (each family forced, then auto), prints each
- * report between markers on the console, and powers the guest off.
+ * loader needs, asks the installed release's kc-select which objects to load (with this
+ * kernel's BTF, and as for a kernel without it, in each legacy mode), runs
+ * `/kc-loader --json --attach MODE` on every object chosen with itself as the workload, once
+ * per attach mode (each family forced, then auto), prints each report between markers on the
+ * console, and powers the guest off.
  *
  *   /init            as PID 1
  *   /init workload   the workload kc-loader runs while the objects are attached
@@ -32,6 +34,8 @@
 #include <unistd.h>
 
 #define MAX_OBJECTS 128
+/* Where kc-install put the release (vmtest installs it into the initramfs). */
+#define KC_CURRENT "/usr/libexec/kernel-collector/current"
 
 static void say(const char *msg)
 {
@@ -374,6 +378,56 @@ static void print_file(const char *path)
 		close(fd);
 }
 
+/* Runs the release's kc-select with `extra` arguments (and the guest's static loader to ask
+ * the kernel), prints its JSON report between markers for the host to judge, and adds each
+ * object it chose to `objects` (once). Returns the new count. */
+static int select_objects(const char *label, char **extra, char **objects, int n)
+{
+	static char report[1 << 16];
+	char *args[16] = { KC_CURRENT "/legacy/kc-select", "--json", "--loader", "/kc-loader" };
+	int a = 4, status, fd;
+	ssize_t len = 0, got;
+	char *p, *end;
+
+	for (; *extra && a < 15; extra++)
+		args[a++] = *extra;
+	args[a] = NULL;
+	double t = now_ms();
+
+	status = run_to(args, "/tmp/kc-select.json");
+	fprintf(stderr, "kc-vmtest: kc-select (%s) took %.0f ms\n", label, now_ms() - t);
+	printf("\nKC-VMTEST-SELECT-BEGIN %s\n", label);
+	print_file("/tmp/kc-select.json");
+	printf("\nKC-VMTEST-SELECT-END %s status=%d\n", label, status);
+	fflush(stdout);
+	fd = open("/tmp/kc-select.json", O_RDONLY);
+	while (fd >= 0 && len < (ssize_t)sizeof(report) - 1 && (got = read(fd, report + len, sizeof(report) - 1 - len)) > 0)
+		len += got;
+	if (fd >= 0)
+		close(fd);
+	report[len] = '\0';
+	/* Each choice is `"object": "<path under the release>"` (null when nothing fits). */
+	for (p = report; n < MAX_OBJECTS && (p = strstr(p, "\"object\": \"")); p = end + 1) {
+		int seen = 0;
+		char *path;
+
+		p += strlen("\"object\": \"");
+		end = strchr(p, '"');
+		if (!end)
+			break;
+		*end = '\0';
+		if (asprintf(&path, KC_CURRENT "/%s", p) < 0)
+			break;
+		for (int i = 0; i < n; i++)
+			seen |= strcmp(objects[i], path) == 0;
+		if (seen)
+			free(path);
+		else
+			objects[n++] = path;
+	}
+	return n;
+}
+
 /* `cargo xtask bench overhead` in a guest: /bench-plan holds "ROUNDS" then lines
  * "COLLECTOR OP N"; each round runs each line's workload alone (mode none) and under the
  * collector in each attach mode, printing "KC-BENCH round collector mode ns"; the first
@@ -426,10 +480,11 @@ int main(int argc, char **argv)
 {
 	/* Every family forced in turn, then the loader's own choice. */
 	static const char *modes[] = { "trampoline", "probe", "tracepoint", "auto" };
+	static char *with_btf[] = { NULL };
+	static char *entry[] = { "--btf", "/nonexistent", "--legacy-mode", "entry", NULL };
+	static char *ret[] = { "--btf", "/nonexistent", "--legacy-mode", "return", NULL };
 	char *objects[MAX_OBJECTS];
 	int n = 0;
-	struct dirent *e;
-	DIR *d;
 
 	if (argc > 1 && strcmp(argv[1], "workload") == 0)
 		return workload();
@@ -445,16 +500,11 @@ int main(int argc, char **argv)
 		reboot(RB_POWER_OFF);
 	}
 	swap_on();
-	d = opendir("/objects");
-	while (d && (e = readdir(d)) && n < MAX_OBJECTS) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (asprintf(&objects[n], "/objects/%s", e->d_name) < 0)
-			break;
-		n++;
-	}
-	if (d)
-		closedir(d);
+	/* The objects a host with this kernel would load (CO-RE), and those it would fall back to
+	 * without BTF (the bucket's legacy objects, both modes): each one runs in every mode. */
+	n = select_objects("btf", with_btf, objects, n);
+	n = select_objects("no-btf-entry", entry, objects, n);
+	n = select_objects("no-btf-return", ret, objects, n);
 	qsort(objects, n, sizeof(char *), cmp);
 	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++)
 		run_loader(modes[m], objects, n);

@@ -57,7 +57,7 @@ pub fn btf_status(path: &Path) -> Result<(), String> {
     let mut magic = [0u8; 2];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| format!("no BTF at {} ({e})", path.display()))?;
+        .map_err(|e| format!("no BTF at {}: {e}", path.display()))?;
     match magic {
         [0x9f, 0xeb] | [0xeb, 0x9f] => Ok(()),
         _ => Err(format!("{} is not BTF (no 0xeb9f magic)", path.display())),

@@ -252,7 +252,7 @@ pub fn text(r: &Report) -> String {
             format!("  ({})", x.passed_over.join("; "))
         };
         let untried = if x.kind == Kind::CoRe && !x.tried {
-            "  (not tried: --no-trial)"
+            "  (predicted: the kernel was not asked)"
         } else {
             ""
         };

@@ -1,5 +1,5 @@
-//! `cargo xtask check-kernel`: does a kernel have what the collectors need, and which bucket
-//! does it select?
+//! `cargo xtask check-kernel`: does a kernel have what the collectors need, and which object
+//! serves each collector there (kc-common's rule, as `kc-select` applies it)?
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use kc_common::select::{self, Kernel, LegacyMode, Offer, Trial};
 use kc_common::{select_bucket, KernelVersion};
 use serde::Serialize;
 
@@ -23,6 +24,14 @@ pub struct CheckKernelOptions {
     /// Kernel release to judge (as `uname -r` prints it); default: the running kernel's
     #[arg(long)]
     pub release: Option<String>,
+    /// An installed release (`<prefix>/current`): choose from it as `kc-select` does, asking the
+    /// running kernel whether each CO-RE object loads. Default: predict from the build matrix
+    /// (collectors.toml, the lock's buckets) on BTF alone
+    #[arg(long)]
+    pub installed: Option<PathBuf>,
+    /// Which legacy object the choice names: entry or return
+    #[arg(long, default_value_t = LegacyMode::default())]
+    pub legacy_mode: LegacyMode,
     #[arg(long)]
     pub json: bool,
 }
@@ -179,19 +188,71 @@ fn read_config(path: &Path) -> Result<String> {
     }
 }
 
-/// BTF starts with the magic 0xeb9f (little endian on x86).
-fn is_btf(path: &Path) -> bool {
-    std::fs::read(path)
-        .map(|b| b.starts_with(&[0x9f, 0xeb]))
-        .unwrap_or(false)
+/// What the build matrix offers: every collector's CO-RE object, and its legacy objects in
+/// each bucket from its minimum kernel on.
+fn matrix_offer(
+    collectors: &[crate::collectors::Collector],
+    buckets: &[kc_common::Bucket],
+) -> Offer {
+    let mut offer = Offer::default();
+    for c in collectors {
+        offer.collectors.insert(c.name.clone(), c.min_kernel);
+        offer.core.insert(c.name.clone());
+        offer.legacy.insert(
+            c.name.clone(),
+            buckets
+                .iter()
+                .copied()
+                .filter(|b| *b >= c.min_kernel)
+                .collect(),
+        );
+    }
+    offer
+}
+
+/// The choice per collector: from an installed release as kc-select makes it, or predicted
+/// from the build matrix.
+fn selection(
+    o: &CheckKernelOptions,
+    release: &str,
+    btf: &Path,
+    buckets: &[kc_common::Bucket],
+) -> Result<kc_select::Report> {
+    if let Some(dir) = &o.installed {
+        return kc_select::run(&kc_select::Options {
+            release: dir.clone(),
+            kernel: Some(release.to_string()),
+            btf: btf.to_path_buf(),
+            mode: o.legacy_mode,
+            loader: None,
+            trial: true,
+        });
+    }
+    let kernel = Kernel {
+        release: release.to_string(),
+        version: KernelVersion::parse(release)?,
+        btf: kc_common::host::btf_status(btf),
+    };
+    let offer = matrix_offer(
+        &crate::collectors::load_from(&crate::paths::project_root())?,
+        buckets,
+    );
+    Ok(kc_select::Report {
+        selections: select::choose(&kernel, &offer, o.legacy_mode, &|_| Trial::NotTried),
+        kernel: kernel.release,
+        btf: kernel.btf.is_ok(),
+        btf_missing: kernel.btf.err(),
+        release: std::path::Path::new(kc_select::DEFAULT_PREFIX).join("current"),
+        legacy_mode: o.legacy_mode,
+    })
 }
 
 pub fn run(o: CheckKernelOptions) -> Result<()> {
-    let release = match o.release {
+    let release = match o.release.clone() {
         Some(r) => r,
         None => crate::paths::running_kernel_release()?,
     };
-    let config_path = match o.config {
+    let config_path = match o.config.clone() {
         Some(p) => p,
         None => [PathBuf::from(format!("/boot/config-{release}")), PathBuf::from("/proc/config.gz")]
             .into_iter()
@@ -205,15 +266,19 @@ pub fn run(o: CheckKernelOptions) -> Result<()> {
             config_path.display()
         );
     }
-    let btf = is_btf(
-        &o.btf
-            .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux")),
-    );
+    let btf_path = o
+        .btf
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(kc_common::host::KERNEL_BTF));
+    let btf = kc_common::host::btf_status(&btf_path).is_ok();
     let (_, lock) = kernels::load_checked_lock()?;
     let buckets = lock.buckets();
     let v = judge(&release, &config, btf, &buckets)?;
+    let chosen = selection(&o, &release, &btf_path, &buckets)?;
     if o.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        let mut json = serde_json::to_value(&v)?;
+        json["selection"] = serde_json::to_value(&chosen)?;
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!("kernel {} (config {})", v.release, config_path.display());
         for c in &v.checks {
@@ -250,6 +315,15 @@ pub fn run(o: CheckKernelOptions) -> Result<()> {
             "CO-RE objects: {}",
             if v.core { "supported" } else { "NOT supported" }
         );
+        println!(
+            "objects per collector ({}):",
+            if o.installed.is_some() {
+                "from the installed release, as kc-select chooses them"
+            } else {
+                "predicted from the build matrix on BTF alone; --installed DIR asks the kernel"
+            }
+        );
+        print!("{}", kc_select::text(&chosen));
     }
     if !(v.legacy || v.core) {
         bail!(
@@ -274,6 +348,32 @@ mod tests {
 
     fn buckets() -> Vec<kc_common::Bucket> {
         vec!["5.10".parse().unwrap(), "6.1".parse().unwrap()]
+    }
+
+    #[test]
+    fn the_matrix_offers_each_collector_from_its_minimum_kernel() {
+        let c: Vec<crate::collectors::Collector> = crate::collectors::parse(
+            "[[collector]]\nname = \"vfs\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\n\
+             [[collector]]\nname = \"new\"\ndescription = \"d\"\nmin_kernel = \"6.1\"\n",
+        )
+        .unwrap();
+        let offer = matrix_offer(&c, &buckets());
+        assert_eq!(offer.legacy["vfs"].len(), 2);
+        assert_eq!(
+            offer.legacy["new"]
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>(),
+            ["6.1"]
+        );
+        let kernel = Kernel {
+            release: "5.15.0".into(),
+            version: KernelVersion::parse("5.15.0").unwrap(),
+            btf: Err("no BTF".into()),
+        };
+        let s = select::choose(&kernel, &offer, LegacyMode::Entry, &|_| Trial::NotTried);
+        assert_eq!(s[0].kind, select::Kind::None, "{:?}", s[0]);
+        assert_eq!(s[1].object.as_deref(), Some("legacy/pkc_vfs.5.10.o"));
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! newc cpio archives, the format the kernel unpacks as an initramfs.
 
-/// One member: a directory or a regular file.
+/// One member: a directory, a regular file or a symbolic link.
 pub enum Member<'a> {
     Dir(&'a str),
+    Symlink {
+        name: &'a str,
+        target: &'a str,
+    },
     File {
         name: &'a str,
         data: &'a [u8],
@@ -49,6 +53,12 @@ pub fn newc(members: &[Member]) -> Vec<u8> {
         let ino = i as u32 + 1;
         match m {
             Member::Dir(name) => header(&mut out, ino, 0o040755, 0, name),
+            // A link's body is its target.
+            Member::Symlink { name, target } => {
+                header(&mut out, ino, 0o120777, target.len(), name);
+                out.extend_from_slice(target.as_bytes());
+                pad4(&mut out);
+            }
             Member::File {
                 name,
                 data,
@@ -113,12 +123,22 @@ mod tests {
                 data: b"12345",
                 executable: false,
             },
+            Member::Symlink {
+                name: "current",
+                target: "objects",
+            },
         ]);
         let sh = crate::process::shell();
-        let out = crate::process::output(xshell::cmd!(sh, "cpio -t --quiet").stdin(&a)).unwrap();
+        let out = crate::process::output(xshell::cmd!(sh, "cpio -tv --quiet").stdin(&a)).unwrap();
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let names: Vec<String> = listing
+            .lines()
+            .map(|l| l.split_whitespace().skip(8).collect::<Vec<_>>().join(" "))
+            .collect();
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "objects\nobjects/x.o\n"
+            names,
+            ["objects", "objects/x.o", "current -> objects"],
+            "{listing}"
         );
     }
 }

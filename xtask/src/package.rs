@@ -91,7 +91,12 @@ fn config_checker() -> String {
             "if printf '%s\\n' \"$cfg\" | grep -qx '{key}=y'; then echo 'yes {key}'; else echo 'NO  {key} ({who}: {why})';{fails} fi\n"
         ));
     }
-    s.push_str("exit $missing\n");
+    // The choice of objects comes from kc-select beside this script: the rule is not copied.
+    s.push_str(&format!(
+        "here=$(dirname \"$0\")\nif [ -x \"$here/{t}\" ]; then echo 'objects this kernel loads ({t}):'; \"$here/{t}\" || missing=1\n\
+         else echo 'no {t} beside this script: install the release with kc-install to see which objects this kernel loads'; fi\nexit $missing\n",
+        t = release::SELECT_TOOL
+    ));
     s
 }
 
@@ -154,6 +159,8 @@ pub fn build_release(
             failures.join("\n")
         );
     }
+    // One static kc-select serves both libcs.
+    let (select_tool, select_rustc) = crate::compile::select_tool::build()?;
     let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
     for &libc in &libcs {
         let core_id = CellId::core(libc);
@@ -165,11 +172,12 @@ pub fn build_release(
         let loader = core
             .get(cell::LOADER)
             .with_context(|| format!("{core_id}: no {}", cell::LOADER))?;
-        let toolchain: BTreeMap<String, String> = core
+        let mut toolchain: BTreeMap<String, String> = core
             .get(BUILD_INFO)
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| serde_json::from_value(v["toolchain"].clone()).ok())
             .unwrap_or_default();
+        toolchain.insert(release::SELECT_TOOL.into(), select_rustc.clone());
         // In the cells' (name) order.
         let buckets: Vec<(Bucket, &BTreeMap<String, Vec<u8>>)> = cells
             .iter()
@@ -187,6 +195,7 @@ pub fn build_release(
         }
         legacy.insert(cell::LOADER.into(), loader.clone());
         legacy.insert("kc-check-kernel.sh".into(), config_checker().into_bytes());
+        legacy.insert(release::SELECT_TOOL.into(), select_tool.clone());
         let bucket_names: Vec<String> = buckets.iter().map(|(b, _)| b.to_string()).collect();
         let core_files: BTreeMap<String, Vec<u8>> = core
             .iter()
@@ -228,7 +237,9 @@ pub fn build_release(
             let entries: Vec<tarball::Entry> = files
                 .into_iter()
                 .map(|(n, b)| tarball::Entry {
-                    executable: n == cell::LOADER || n.ends_with(".sh"),
+                    executable: n == cell::LOADER
+                        || n == release::SELECT_TOOL
+                        || n.ends_with(".sh"),
                     name: n,
                     bytes: b,
                 })

@@ -1,5 +1,6 @@
-//! `cargo xtask bench install`: kc-install vs curl + minisign + sha256sum + tar, both from
-//! the project's loopback server.
+//! `cargo xtask bench install`: kc-install (the whole release for this libc: CO-RE and every
+//! bucket; and the lean `--only-bucket`) vs curl + minisign + sha256sum + tar of the same two
+//! tarballs, all from the project's loopback server.
 
 use std::time::Instant;
 
@@ -41,44 +42,51 @@ pub fn run(o: InstallBench) -> Result<()> {
     let libc = host::host_libc();
     let kernel = crate::paths::running_kernel_release()?;
     let tarball = kc_common::release::legacy_tarball(libc, "v0.0.0-bench");
+    let core = kc_common::release::core_tarball(libc, "v0.0.0-bench");
     let sh = process::shell();
-    let (ours, shell) = {
-        let (mut ours, mut shell) = (Vec::new(), Vec::new());
+    let install = |prefix, only_bucket| -> Result<f64> {
+        let t = Instant::now();
+        kc_install::install(&kc_install::Options {
+            from: base.clone(),
+            tag: "v0.0.0-bench".into(),
+            pubkey: pk.clone(),
+            prefix,
+            libc,
+            kernel: kernel.clone(),
+            only_bucket,
+            keep: 2,
+            limits: Default::default(),
+        })?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let (ours, lean, shell) = {
+        let (mut ours, mut lean, mut shell) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..o.runs {
-            let prefix = scratch.path().join(format!("ours{i}"));
-            let t = Instant::now();
-            kc_install::install(&kc_install::Options {
-                from: base.clone(),
-                tag: "v0.0.0-bench".into(),
-                pubkey: pk.clone(),
-                prefix,
-                libc,
-                kernel: kernel.clone(),
-                keep: 2,
-                limits: Default::default(),
-            })?;
-            ours.push(t.elapsed().as_secs_f64());
+            ours.push(install(scratch.path().join(format!("ours{i}")), false)?);
+            lean.push(install(scratch.path().join(format!("lean{i}")), true)?);
             let dir = scratch.path().join(format!("shell{i}"));
             std::fs::create_dir_all(dir.join("out"))?;
             let script = format!(
-                "set -e; cd {dir}; for f in sha256sums.txt sha256sums.txt.minisig {t} {t}.minisig; do curl -fsSO {base}/$f; done; \
-                 minisign -qVm sha256sums.txt -p {pk}; minisign -qVm {t} -p {pk}; sha256sum --quiet -c --ignore-missing sha256sums.txt; \
-                 tar -xJf {t} -C out",
+                "set -e; cd {dir}; for f in sha256sums.txt sha256sums.txt.minisig {t} {t}.minisig {c} {c}.minisig; do curl -fsSO {base}/$f; done; \
+                 minisign -qVm sha256sums.txt -p {pk}; minisign -qVm {t} -p {pk}; minisign -qVm {c} -p {pk}; sha256sum --quiet -c --ignore-missing sha256sums.txt; \
+                 mkdir out/legacy out/co-re; tar -xJf {t} -C out/legacy; tar -xJf {c} -C out/co-re",
                 dir = dir.display(),
                 t = tarball,
+                c = core,
                 pk = pub_file.display()
             );
             let t = Instant::now();
             process::output(cmd!(sh, "sh -c {script}"))?;
             shell.push(t.elapsed().as_secs_f64());
         }
-        (ours, shell)
+        (ours, lean, shell)
     };
     println!(
-        "bench install: {} from 127.0.0.1, {} runs each (median)",
-        tarball, o.runs
+        "bench install: {tarball} and {core} from 127.0.0.1, {} runs each (median)",
+        o.runs
     );
-    println!("  kc-install (download, verify signatures + checksum + manifest, select bucket, atomic switch) {:>7.3} s", median(ours));
-    println!("  curl + minisign -V + sha256sum -c + tar -x (all files, no selection)                       {:>7.3} s", median(shell));
+    println!("  kc-install (download, verify signatures + checksums + manifests, extract both, atomic switch) {:>7.3} s", median(ours));
+    println!("  kc-install --only-bucket (the legacy tarball, this kernel's bucket)                         {:>7.3} s", median(lean));
+    println!("  curl + minisign -V + sha256sum -c + tar -x (both tarballs, all files)                         {:>7.3} s", median(shell));
     Ok(())
 }

@@ -15,6 +15,7 @@ mod job;
 pub mod loader;
 pub mod plan;
 mod pool;
+pub mod select_tool;
 pub mod toolchain;
 
 use std::collections::BTreeMap;

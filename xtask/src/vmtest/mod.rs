@@ -1,8 +1,11 @@
 //! `cargo xtask vmtest`: boots each kernel of the matrix under qemu with an initramfs that
-//! holds a static loader, the objects that kernel selects (its bucket's legacy objects and
-//! every CO-RE object) and a workload, runs the loader once per attach mode (each family
-//! forced, then auto) in that one boot, and reports per (kernel, object, mode) whether it
-//! loaded, attached what the kernel has, and counted.
+//! holds a static loader, the release installed by kc-install (CO-RE and every bucket;
+//! [`installed`]) and a workload. In the guest the release's own kc-select chooses the objects
+//! (with the kernel's BTF, and as for a kernel without it: every CO-RE object and the legacy
+//! objects of the kernel's bucket); the loader runs them once per attach mode (each family
+//! forced, then auto) in that one boot. Reported per (kernel, object, mode): whether it loaded,
+//! attached what the kernel has, and counted; and per kernel whether the choice followed the
+//! rule.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -70,6 +73,7 @@ impl Accel {
 }
 
 mod expect;
+pub mod installed;
 mod judge;
 
 pub use judge::{unobserved as unobserved_events, ObjectOutcome};
@@ -90,6 +94,8 @@ pub struct KernelOutcome {
     /// The attach modes whose loader run reported.
     pub modes: Vec<String>,
     pub objects: Vec<ObjectOutcome>,
+    /// Where kc-select's choices broke the rule (empty: they followed it).
+    pub selection: Vec<String>,
     pub log: PathBuf,
 }
 
@@ -157,26 +163,6 @@ pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
     }
     staged.publish()?;
     Ok(bins)
-}
-
-/// The objects a kernel runs: every CO-RE object, and the legacy objects of its bucket.
-fn objects_for(cells: &Path, libc: Libc, bucket: Option<Bucket>) -> Result<Vec<PathBuf>> {
-    let mut dirs = vec![cells.join(CellId::core(libc).to_string())];
-    if let Some(b) = bucket {
-        dirs.push(cells.join(CellId::bucket(b, libc).to_string()));
-    }
-    let mut out = Vec::new();
-    for d in dirs {
-        let rd = std::fs::read_dir(&d)
-            .with_context(|| format!("reading {} (run `cargo xtask build` first)", d.display()))?;
-        out.extend(
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "o")),
-        );
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// Boots `vmlinuz` (the kernel `release`) with the initramfs; returns how it ended, the
@@ -323,6 +309,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         host_loader
     };
     std::fs::create_dir_all(work_dir())?;
+    let release = installed::install(libc)?;
     // Images first, one at a time (downloads), then boots in parallel.
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let mut plans = Vec::new();
@@ -330,17 +317,6 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         let vmlinuz = fetcher.image(k)?;
         let version = KernelVersion::parse(&k.kernel_version)?;
         let bucket = select_bucket(&version, &buckets).ok();
-        let objects = objects_for(&cells, libc, bucket)?;
-        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-        for p in &objects {
-            files.push((
-                format!(
-                    "objects/{}",
-                    p.file_name().unwrap_or_default().to_string_lossy()
-                ),
-                std::fs::read(p)?,
-            ));
-        }
         let loader_bytes = std::fs::read(&loader)?;
         let init_bytes = std::fs::read(&init)?;
         let mut members = vec![
@@ -354,13 +330,8 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                 data: &loader_bytes,
                 executable: true,
             },
-            Member::Dir("objects"),
         ];
-        members.extend(files.iter().map(|(n, d)| Member::File {
-            name: n,
-            data: d,
-            executable: false,
-        }));
+        members.extend(release.iter().map(installed::Node::member));
         let initramfs = work_dir().join(format!("{}.cpio", k.release));
         atomic::write(&initramfs, &cpio::newc(&members))?;
         plans.push((*k, vmlinuz, initramfs, bucket, version));
@@ -409,6 +380,12 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                             boot: how,
                             modes,
                             objects,
+                            selection: installed::judge_selection(
+                                &console,
+                                version,
+                                &buckets,
+                                collectors.len(),
+                            ),
                             log,
                         });
                     }
@@ -437,6 +414,7 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
                     || r.objects.is_empty()
                     || r.modes.len() != AttachMode::ALL.len(),
             ) + r.objects.iter().filter(|o| o.verdict == "failed").count()
+                + r.selection.len()
         })
         .sum()
 }
@@ -490,6 +468,9 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
                 "    {:<24} {:<10} {} {}",
                 o.object, o.attach, o.verdict, o.detail
             );
+        }
+        for p in &r.selection {
+            println!("    {p}");
         }
     }
     Ok(failures)

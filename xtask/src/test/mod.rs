@@ -16,6 +16,8 @@ use crate::debian::signature::ArchiveKeyring;
 use crate::kernels::{self, fetch::Fetcher, spec::Lock};
 use crate::{host, paths, process, setup};
 
+mod select;
+
 /// Every cell of the host's libc, with the host's tools.
 fn all_cells() -> BuildOptions {
     BuildOptions::everything(Backend::Host, None)
@@ -60,7 +62,7 @@ pub fn run(o: TestOptions) -> Result<()> {
         ("verify every built object", check_verify),
         ("docker backend: every cell of both libcs in containers (no network); glibc byte-identical to the host's, musl loader static (needs docker)", check_docker),
         ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
-        ("package, sign and check a release of the built cells", check_package),
+        ("package, sign and check a release of the built cells; kc-install installs CO-RE and every bucket, and the release's kc-select, check-kernel and kc-check-kernel.sh choose the same loadable objects, with BTF and without (needs root)", check_package),
         ("release.yml rehearsed under act: cells, vmtest, package, publish to the stand-in API, check-release (needs act)", check_rehearsal),
     ];
     let (mut passed, mut failed) = (0, 0);
@@ -300,10 +302,12 @@ fn check_package() -> Result<()> {
         prefix: prefix.path().to_path_buf(),
         libc: host::host_libc(),
         kernel: release,
+        only_bucket: false,
         keep: 2,
         limits: Default::default(),
     })?;
     eprintln!("e2e: kc-install: {installed:?}");
+    select::check_installed_release(prefix.path())?;
     eprintln!("e2e: release of {} files, {} bytes, reproducible and verified by minisign, sha256sum and tar", a.files.len(), a.files.values().map(Vec::len).sum::<usize>());
     Ok(())
 }
