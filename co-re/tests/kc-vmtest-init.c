@@ -384,7 +384,7 @@ static void print_file(const char *path)
 static int select_objects(const char *label, char **extra, char **objects, int n)
 {
 	static char report[1 << 16];
-	char *args[16] = { KC_CURRENT "/legacy/kc-select", "--json", "--loader", "/kc-loader" };
+	char *args[16] = { KC_CURRENT "/kc-select", "--json", "--loader", "/kc-loader" };
 	int a = 4, status, fd;
 	ssize_t len = 0, got;
 	char *p, *end;

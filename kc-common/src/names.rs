@@ -186,6 +186,12 @@ pub fn core_tarball(libc: Libc, tag: &str) -> String {
     format!("kernel-collector-co-re-{libc}-{tag}.tar.xz")
 }
 
+/// `kc-select-<arch>`: the static `kc-select` both libcs share, a release file of its own
+/// (uncompressed: inside a tarball, decompressing it would cost more than all the objects).
+pub fn select_tool_file(arch: Arch) -> String {
+    format!("kc-select-{arch}")
+}
+
 /// A legacy object: `{p|r}kc_<collector>.<bucket>.o` (`r`: entry and return probes).
 pub fn legacy_object(collector: &str, bucket: Bucket, return_mode: bool) -> String {
     let mode = if return_mode { 'r' } else { 'p' };
@@ -265,6 +271,7 @@ mod tests {
         assert_eq!(legacy_object("vfs", b, true), "rkc_vfs.5.10.o");
         assert_eq!(legacy_object("vfs", b, false), "pkc_vfs.5.10.o");
         assert_eq!(core_object("fd"), "fd.bpf.o");
+        assert_eq!(select_tool_file(Arch::Amd64), "kc-select-amd64");
         assert_eq!(
             parse_legacy_object("rkc_vfs.5.10.o"),
             Some(("vfs".into(), b, true))

@@ -14,12 +14,14 @@ pub const SUMS_FILE: &str = "sha256sums.txt";
 pub const MANIFEST: &str = "manifest.json";
 pub const SIG_SUFFIX: &str = ".minisig";
 /// Where an installed release keeps each tarball's members: `<release>/legacy/` (every
-/// bucket's objects, the loader, `kc-select`, the kernel checker) and `<release>/co-re/` (the
-/// CO-RE objects, skeletons and their headers), each with its own manifest.
+/// bucket's objects, the loader, the kernel checker) and `<release>/co-re/` (the CO-RE
+/// objects, skeletons and their headers), each with its own manifest; `<release>/kc-select`
+/// beside them.
 pub const LEGACY_DIR: &str = "legacy";
 pub const CORE_DIR: &str = "co-re";
-/// `kc-select`, the selection rule as a program (in the legacy tarball).
+/// `kc-select`, the selection rule as a program, as installed.
 pub const SELECT_TOOL: &str = "kc-select";
+pub use crate::names::select_tool_file;
 
 use crate::names::Libc;
 pub use crate::names::{core_tarball, legacy_tarball};

@@ -1,14 +1,15 @@
 //! Installs a kernel-collector release on a host:
 //!
-//! 1. fetch `sha256sums.txt`, the libc's two tarballs (legacy and CO-RE) and their `.minisig`
-//!    (URL or directory);
+//! 1. fetch `sha256sums.txt`, the libc's two tarballs (legacy and CO-RE), `kc-select-<arch>` and
+//!    their `.minisig` (URL or directory; the three at once);
 //! 2. verify every signature against the pinned public key (trusted comments name file and
 //!    tag), each tarball's checksum, and each tarball against its manifest;
 //! 3. extract them safely (no `..`, no absolute paths, no links leaving the target, no devices)
-//!    into `legacy/` (every bucket's objects, the loader, `kc-select`, the kernel checker) and
-//!    `co-re/` (the CO-RE objects, skeletons and headers): the objects for every kernel the
-//!    host may boot, chosen at run time by `kc-select` (kc-common's rule). `--only-bucket`
-//!    keeps the legacy objects of the running kernel's bucket only, and no CO-RE;
+//!    into `legacy/` (every bucket's objects, the loader, the kernel checker) and `co-re/` (the
+//!    CO-RE objects, skeletons and headers), with the release's static `kc-select` beside
+//!    them: the objects for every kernel the host may boot, chosen at run time by `kc-select`
+//!    (kc-common's rule). `--only-bucket` keeps the legacy objects of the running kernel's
+//!    bucket only, and no CO-RE;
 //! 4. move them into `<prefix>/releases/<tag>-<libc>` (`-<bucket>` when lean) and switch
 //!    `<prefix>/current` to it with a rename, so the previous install stays whole until the new
 //!    one is complete.
@@ -22,7 +23,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use kc_common::release::{self, Manifest, CORE_DIR, LEGACY_DIR};
 use kc_common::select::{self, Kernel, LegacyMode, Offer, Selection, Trial};
-use kc_common::{select_bucket, Bucket, KernelVersion, Libc};
+use kc_common::{select_bucket, Arch, Bucket, KernelVersion, Libc};
 
 pub struct Options {
     /// Base URL or directory of the release.
@@ -142,9 +143,14 @@ fn already_installed(o: &Options) -> Option<PathBuf> {
     (current == release_dir(o, bucket)).then_some(current)
 }
 
-/// Fetches `name` and checks it against `sha256sums.txt` (already verified) and its own
-/// signature.
-fn fetch_verified(o: &Options, listed: &[(String, String)], name: &str) -> Result<Vec<u8>> {
+/// Fetches `name` (at most `cap` bytes) and checks it against `sha256sums.txt` (already
+/// verified) and its own signature.
+fn fetch_verified(
+    o: &Options,
+    listed: &[(String, String)],
+    name: &str,
+    cap: u64,
+) -> Result<Vec<u8>> {
     let want = listed
         .iter()
         .find(|(n, _)| n == name)
@@ -155,7 +161,7 @@ fn fetch_verified(o: &Options, listed: &[(String, String)], name: &str) -> Resul
                 o.tag, o.libc
             )
         })?;
-    let tarball = fetch(&o.from, name, TARBALL_CAP, &o.limits)?;
+    let tarball = fetch(&o.from, name, cap, &o.limits)?;
     let got = release::sha256_hex(&tarball);
     if got != want {
         bail!("{name}: SHA256 mismatch: sha256sums.txt says {want}, the download is {got}; nothing was installed");
@@ -174,6 +180,85 @@ fn fetch_verified(o: &Options, listed: &[(String, String)], name: &str) -> Resul
         Some(&o.tag),
     )?;
     Ok(tarball)
+}
+
+/// What kc-select may weigh (it is about 1.5 MiB).
+const TOOL_CAP: u64 = 32 << 20;
+
+fn write_executable(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    // Whatever the umask.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(())
+}
+
+/// Fetches and checks tarball `name` (of `kind`), and extracts into `dest` (created) the
+/// members kept: every one, or for a lean legacy install the kernel's bucket's. Returns how
+/// many files it wrote and, when lean, the bucket.
+fn install_tarball(
+    o: &Options,
+    listed: &[(String, String)],
+    name: &str,
+    kind: &str,
+    dest: &Path,
+) -> Result<(usize, Option<Bucket>)> {
+    let tarball = fetch_verified(o, listed, name, TARBALL_CAP)?;
+    // One pass over the tarball checks every member against the manifest and writes the ones
+    // kept into the staging directory, removed on any refusal.
+    std::fs::create_dir(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let lean = o.only_bucket && kind == "legacy";
+    // A manifest that selects nothing for this kernel is refused by `selected` below.
+    let select = |m: &Manifest| -> BTreeSet<String> {
+        if lean {
+            selected(m, &o.kernel)
+                .map_or_else(|_| Default::default(), |(_, k)| k.into_iter().collect())
+        } else {
+            m.files
+                .iter()
+                .map(|f| f.name.clone())
+                .chain([release::MANIFEST.to_string()])
+                .collect()
+        }
+    };
+    let manifest = release::check_and_extract(
+        name,
+        &tarball,
+        Some(&release::Extract {
+            dest,
+            select: &select,
+        }),
+    )?;
+    if manifest.tag != o.tag || manifest.libc != o.libc || manifest.kind != kind {
+        bail!(
+            "{name}: its manifest is for {} {} {}, not {} {} {kind}",
+            manifest.tag,
+            manifest.libc,
+            manifest.kind,
+            o.tag,
+            o.libc
+        );
+    }
+    let bucket = if lean {
+        Some(selected(&manifest, &o.kernel)?.0)
+    } else {
+        None
+    };
+    let kept = select(&manifest);
+    for f in &kept {
+        if !dest.join(f).is_file() {
+            bail!("{name}: {f} is missing after extraction");
+        }
+    }
+    Ok((kept.len(), bucket))
 }
 
 fn install_locked(o: &Options) -> Result<Outcome> {
@@ -211,56 +296,33 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     if !o.only_bucket {
         parts.push((CORE_DIR, release::core_tarball(o.libc, &o.tag), "co-re"));
     }
-    let mut files = 0;
+    // 2-3: the tarballs and kc-select at once (each one's download, checks and extraction are
+    // independent); the first refusal, in that order, is the one reported.
+    let tool = release::select_tool_file(Arch::Amd64);
+    let (results, tool_result) = std::thread::scope(|s| {
+        let jobs: Vec<_> = parts
+            .iter()
+            .map(|(sub, name, kind)| {
+                let (listed, dest) = (&listed, staging.path().join(sub));
+                s.spawn(move || install_tarball(o, listed, name, kind, &dest))
+            })
+            .collect();
+        let tool_result = fetch_verified(o, &listed, &tool, TOOL_CAP)
+            .and_then(|bytes| write_executable(&staging.path().join(release::SELECT_TOOL), &bytes));
+        let results: Vec<Result<(usize, Option<Bucket>)>> = jobs
+            .into_iter()
+            .map(|j| j.join().expect("an install thread panicked"))
+            .collect();
+        (results, tool_result)
+    });
+    let mut files = 1;
     let mut bucket = None;
-    for (sub, name, kind) in parts {
-        let tarball = fetch_verified(o, &listed, &name)?;
-        // 2-3: one pass over the tarball checks every member against the manifest and writes
-        // the ones kept into the staging directory, removed on any refusal.
-        let dest = staging.path().join(sub);
-        std::fs::create_dir(&dest).with_context(|| format!("creating {}", dest.display()))?;
-        let lean = o.only_bucket && sub == LEGACY_DIR;
-        // A manifest that selects nothing for this kernel is refused by `selected` below.
-        let select = |m: &Manifest| -> BTreeSet<String> {
-            if lean {
-                selected(m, &o.kernel)
-                    .map_or_else(|_| Default::default(), |(_, k)| k.into_iter().collect())
-            } else {
-                m.files
-                    .iter()
-                    .map(|f| f.name.clone())
-                    .chain([release::MANIFEST.to_string()])
-                    .collect()
-            }
-        };
-        let manifest = release::check_and_extract(
-            &name,
-            &tarball,
-            Some(&release::Extract {
-                dest: &dest,
-                select: &select,
-            }),
-        )?;
-        if manifest.tag != o.tag || manifest.libc != o.libc || manifest.kind != kind {
-            bail!(
-                "{name}: its manifest is for {} {} {}, not {} {} {kind}",
-                manifest.tag,
-                manifest.libc,
-                manifest.kind,
-                o.tag,
-                o.libc
-            );
-        }
-        if lean {
-            bucket = Some(selected(&manifest, &o.kernel)?.0);
-        }
-        for f in select(&manifest) {
-            if !dest.join(&f).is_file() {
-                bail!("{name}: {f} is missing after extraction");
-            }
-            files += 1;
-        }
+    for r in results {
+        let (n, b) = r?;
+        files += n;
+        bucket = bucket.or(b);
     }
+    tool_result?;
     let target = release_dir(o, bucket);
     std::fs::write(
         staging.path().join(COMPLETE),

@@ -79,13 +79,22 @@ fn tarball_of(tag: &str, kind: &str, members: Vec<(&str, Vec<u8>)>) -> Vec<u8> {
     tar_xz(&all)
 }
 
-/// A release of `tag` whose legacy tarball holds `members` (plus its manifest) and whose CO-RE
-/// tarball holds [`core_members`], signed by `kp`.
+/// The release's kc-select (a file of its own).
+fn select_tool() -> (String, Vec<u8>) {
+    (
+        release::select_tool_file(kc_common::Arch::Amd64),
+        b"\x7fELF kc-select".to_vec(),
+    )
+}
+
+/// A release of `tag` whose legacy tarball holds `members` (plus its manifest), whose CO-RE
+/// tarball holds [`core_members`], with its kc-select, signed by `kp`.
 fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>) -> Release {
     signed_release(
         kp,
         tag,
         &[
+            select_tool(),
             (
                 release::legacy_tarball(kc_common::Libc::Glibc, tag),
                 tarball_of(tag, "legacy", members),
@@ -98,7 +107,7 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
     )
 }
 
-/// A release of `tag` made of `tarballs` (name, bytes), signed by `kp`.
+/// A release of `tag` made of `tarballs` (name, bytes: any release file), signed by `kp`.
 fn signed_release(kp: &minisign::KeyPair, tag: &str, tarballs: &[(String, Vec<u8>)]) -> Release {
     let sums = release::format_sums(
         &tarballs
@@ -131,7 +140,6 @@ fn good_members() -> Vec<(&'static str, Vec<u8>)> {
         ("pkc_mount.5.10.o", b"p510".to_vec()),
         ("rkc_mount.5.10.o", b"r510".to_vec()),
         ("kc-loader", b"loader".to_vec()),
-        ("kc-select", b"select".to_vec()),
         ("kc-check-kernel.sh", b"#!/bin/sh\n".to_vec()),
     ]
 }
@@ -242,13 +250,16 @@ fn installs_co_re_and_every_bucket_and_a_rerun_does_nothing() {
     ] {
         assert_eq!(std::fs::read(d.join(f)).unwrap(), bytes, "{f}");
     }
-    for f in [
-        "legacy/kc-select",
-        "legacy/manifest.json",
-        "co-re/manifest.json",
-    ] {
+    for f in ["legacy/manifest.json", "co-re/manifest.json"] {
         assert!(d.join(f).is_file(), "{f}");
     }
+    use std::os::unix::fs::PermissionsExt;
+    let tool = std::fs::metadata(d.join("kc-select")).unwrap();
+    assert_eq!(
+        tool.permissions().mode() & 0o777,
+        0o755,
+        "kc-select is installed executable"
+    );
     assert_eq!(current(dir.path()), "releases/v1.0.0-glibc");
     let before = srv.requests().len();
     assert!(matches!(
@@ -389,7 +400,7 @@ fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
         release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0"),
         tarball_of("v1.0.0", "legacy", good_members()),
     );
-    let r = signed_release(&kp, "v1.0.0", &[legacy.clone()]);
+    let r = signed_release(&kp, "v1.0.0", &[legacy.clone(), select_tool()]);
     let srv = serve(&r, |_, b| Route::ok(b));
     let e = format!(
         "{:#}",
@@ -405,7 +416,7 @@ fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
         release::core_tarball(kc_common::Libc::Glibc, "v1.0.0"),
         tarball_of("v1.0.0", "legacy", good_members()),
     );
-    let r = signed_release(&kp, "v1.0.0", &[legacy, swapped]);
+    let r = signed_release(&kp, "v1.0.0", &[legacy, swapped, select_tool()]);
     let srv = serve(&r, |_, b| Route::ok(b));
     let e = format!(
         "{:#}",

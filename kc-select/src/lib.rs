@@ -59,12 +59,11 @@ impl Report {
     }
 }
 
-/// The release a `kc-select` executable belongs to (it lives in `<release>/legacy/`), or the
-/// prefix's current one.
+/// The release a `kc-select` executable belongs to (it lives in `<release>/`, beside
+/// `legacy/`), or the prefix's current one.
 pub fn default_release(exe: Option<&Path>) -> PathBuf {
     exe.and_then(Path::parent)
-        .filter(|d| d.ends_with(LEGACY_DIR) && d.join(MANIFEST).is_file())
-        .and_then(Path::parent)
+        .filter(|d| d.join(LEGACY_DIR).join(MANIFEST).is_file())
         .map_or_else(
             || Path::new(DEFAULT_PREFIX).join("current"),
             Path::to_path_buf,
@@ -293,7 +292,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let legacy = d.path().join("releases/v1-glibc").join(LEGACY_DIR);
         std::fs::create_dir_all(&legacy).unwrap();
-        let exe = legacy.join("kc-select");
+        let exe = d.path().join("releases/v1-glibc/kc-select");
         assert_eq!(
             default_release(Some(&exe)),
             Path::new(DEFAULT_PREFIX).join("current"),

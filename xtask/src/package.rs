@@ -91,10 +91,11 @@ fn config_checker() -> String {
             "if printf '%s\\n' \"$cfg\" | grep -qx '{key}=y'; then echo 'yes {key}'; else echo 'NO  {key} ({who}: {why})';{fails} fi\n"
         ));
     }
-    // The choice of objects comes from kc-select beside this script: the rule is not copied.
+    // The choice of objects comes from the release's kc-select (this script is in legacy/):
+    // the rule is not copied.
     s.push_str(&format!(
-        "here=$(dirname \"$0\")\nif [ -x \"$here/{t}\" ]; then echo 'objects this kernel loads ({t}):'; \"$here/{t}\" || missing=1\n\
-         else echo 'no {t} beside this script: install the release with kc-install to see which objects this kernel loads'; fi\nexit $missing\n",
+        "here=$(dirname \"$0\")/..\nif [ -x \"$here/{t}\" ]; then echo 'objects this kernel loads ({t}):'; \"$here/{t}\" || missing=1\n\
+         else echo 'no {t} in the release above this script: install the release with kc-install to see which objects this kernel loads'; fi\nexit $missing\n",
         t = release::SELECT_TOOL
     ));
     s
@@ -195,7 +196,6 @@ pub fn build_release(
         }
         legacy.insert(cell::LOADER.into(), loader.clone());
         legacy.insert("kc-check-kernel.sh".into(), config_checker().into_bytes());
-        legacy.insert(release::SELECT_TOOL.into(), select_tool.clone());
         let bucket_names: Vec<String> = buckets.iter().map(|(b, _)| b.to_string()).collect();
         let core_files: BTreeMap<String, Vec<u8>> = core
             .iter()
@@ -237,9 +237,7 @@ pub fn build_release(
             let entries: Vec<tarball::Entry> = files
                 .into_iter()
                 .map(|(n, b)| tarball::Entry {
-                    executable: n == cell::LOADER
-                        || n == release::SELECT_TOOL
-                        || n.ends_with(".sh"),
+                    executable: n == cell::LOADER || n.ends_with(".sh"),
                     name: n,
                     bytes: b,
                 })
@@ -272,6 +270,10 @@ pub fn build_release(
         let (name, bytes) = c?;
         out.insert(name, bytes);
     }
+    out.insert(
+        release::select_tool_file(kc_common::Arch::Amd64),
+        select_tool,
+    );
     let sums: Vec<(String, String)> = out
         .iter()
         .map(|(n, b)| (n.clone(), release::sha256_hex(b)))

@@ -10,8 +10,18 @@ use xshell::cmd;
 
 use crate::{host, paths, process};
 
-/// Builds it (cargo skips an unchanged build) and returns its bytes and the rustc that built it.
+/// Builds it (cargo skips an unchanged build) and returns its bytes and the rustc that built
+/// it; once per process.
 pub fn build() -> Result<(Vec<u8>, String)> {
+    static BUILT: std::sync::OnceLock<(Vec<u8>, String)> = std::sync::OnceLock::new();
+    if let Some(b) = BUILT.get() {
+        return Ok(b.clone());
+    }
+    let built = build_now()?;
+    Ok(BUILT.get_or_init(|| built).clone())
+}
+
+fn build_now() -> Result<(Vec<u8>, String)> {
     let root = paths::project_root();
     let sh = process::shell_in(&root);
     let verbose = process::read(cmd!(sh, "rustc -vV"))?;
@@ -32,7 +42,10 @@ pub fn build() -> Result<(Vec<u8>, String)> {
         root.display(),
         cargo_home.display()
     );
-    let target_dir = paths::project_root().join("target/kc-build/kc-select");
+    // Beside the workspace's builds (CI shares CARGO_TARGET_DIR between jobs).
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), PathBuf::from)
+        .join("kc-build/kc-select");
     let _env = sh.push_env("RUSTFLAGS", flags);
     process::output(cmd!(
         sh,

@@ -29,7 +29,7 @@ fn choices(report: &serde_json::Value) -> Result<Vec<(String, Kind, Option<Strin
 
 pub fn check_installed_release(prefix: &Path) -> Result<()> {
     let current = prefix.join("current");
-    let select = current.join(LEGACY_DIR).join(SELECT_TOOL);
+    let select = current.join(SELECT_TOOL);
     let loader = current.join(LEGACY_DIR).join(kc_select::LOADER);
     let sh = process::shell();
     let xtask = std::env::current_exe()?;
