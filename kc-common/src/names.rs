@@ -186,10 +186,16 @@ pub fn core_tarball(libc: Libc, tag: &str) -> String {
     format!("kernel-collector-co-re-{libc}-{tag}.tar.xz")
 }
 
-/// `kc-select-<arch>`: the static `kc-select` both libcs share, a release file of its own
-/// (uncompressed: inside a tarball, decompressing it would cost more than all the objects).
-pub fn select_tool_file(arch: Arch) -> String {
-    format!("kc-select-{arch}")
+/// `kc-select-<arch>-<tag>`: the static `kc-select` both libcs share, a release file of its
+/// own (uncompressed: inside a tarball, decompressing it would cost more than all the objects).
+pub fn select_tool_file(arch: Arch, tag: &str) -> String {
+    format!("kc-select-{arch}-{tag}")
+}
+
+/// Whether a release file's name says it belongs to `tag` (every one but `sha256sums.txt` and
+/// the signatures carries it last).
+pub fn is_file_of(name: &str, tag: &str) -> bool {
+    name.ends_with(&format!("-{tag}.tar.xz")) || name.ends_with(&format!("-{tag}"))
 }
 
 /// A legacy object: `{p|r}kc_<collector>.<bucket>.o` (`r`: entry and return probes).
@@ -271,7 +277,14 @@ mod tests {
         assert_eq!(legacy_object("vfs", b, true), "rkc_vfs.5.10.o");
         assert_eq!(legacy_object("vfs", b, false), "pkc_vfs.5.10.o");
         assert_eq!(core_object("fd"), "fd.bpf.o");
-        assert_eq!(select_tool_file(Arch::Amd64), "kc-select-amd64");
+        assert_eq!(
+            select_tool_file(Arch::Amd64, "v1.2.3"),
+            "kc-select-amd64-v1.2.3"
+        );
+        assert!(is_file_of("kc-select-amd64-v1.2.3", "v1.2.3"));
+        assert!(is_file_of(&core_tarball(Libc::Musl, "v1.2.3"), "v1.2.3"));
+        assert!(!is_file_of(&core_tarball(Libc::Musl, "v1.2.3"), "v1.2"));
+        assert!(!is_file_of("kc-select-amd64-v1.2.3", "v1.2"));
         assert_eq!(
             parse_legacy_object("rkc_vfs.5.10.o"),
             Some(("vfs".into(), b, true))

@@ -21,7 +21,7 @@ pub const LEGACY_DIR: &str = "legacy";
 pub const CORE_DIR: &str = "co-re";
 /// `kc-select`, the selection rule as a program, as installed.
 pub const SELECT_TOOL: &str = "kc-select";
-pub use crate::names::select_tool_file;
+pub use crate::names::{is_file_of, select_tool_file};
 
 use crate::names::Libc;
 pub use crate::names::{core_tarball, legacy_tarball};

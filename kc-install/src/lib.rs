@@ -298,7 +298,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     }
     // 2-3: the tarballs and kc-select at once (each one's download, checks and extraction are
     // independent); the first refusal, in that order, is the one reported.
-    let tool = release::select_tool_file(Arch::Amd64);
+    let tool = release::select_tool_file(Arch::Amd64, &o.tag);
     let (results, tool_result) = std::thread::scope(|s| {
         let jobs: Vec<_> = parts
             .iter()

@@ -80,9 +80,9 @@ fn tarball_of(tag: &str, kind: &str, members: Vec<(&str, Vec<u8>)>) -> Vec<u8> {
 }
 
 /// The release's kc-select (a file of its own).
-fn select_tool() -> (String, Vec<u8>) {
+fn select_tool(tag: &str) -> (String, Vec<u8>) {
     (
-        release::select_tool_file(kc_common::Arch::Amd64),
+        release::select_tool_file(kc_common::Arch::Amd64, tag),
         b"\x7fELF kc-select".to_vec(),
     )
 }
@@ -94,7 +94,7 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
         kp,
         tag,
         &[
-            select_tool(),
+            select_tool(tag),
             (
                 release::legacy_tarball(kc_common::Libc::Glibc, tag),
                 tarball_of(tag, "legacy", members),
@@ -400,7 +400,7 @@ fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
         release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0"),
         tarball_of("v1.0.0", "legacy", good_members()),
     );
-    let r = signed_release(&kp, "v1.0.0", &[legacy.clone(), select_tool()]);
+    let r = signed_release(&kp, "v1.0.0", &[legacy.clone(), select_tool("v1.0.0")]);
     let srv = serve(&r, |_, b| Route::ok(b));
     let e = format!(
         "{:#}",
@@ -416,7 +416,7 @@ fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
         release::core_tarball(kc_common::Libc::Glibc, "v1.0.0"),
         tarball_of("v1.0.0", "legacy", good_members()),
     );
-    let r = signed_release(&kp, "v1.0.0", &[legacy, swapped, select_tool()]);
+    let r = signed_release(&kp, "v1.0.0", &[legacy, swapped, select_tool("v1.0.0")]);
     let srv = serve(&r, |_, b| Route::ok(b));
     let e = format!(
         "{:#}",

@@ -271,7 +271,7 @@ pub fn build_release(
         out.insert(name, bytes);
     }
     out.insert(
-        release::select_tool_file(kc_common::Arch::Amd64),
+        release::select_tool_file(kc_common::Arch::Amd64, tag),
         select_tool,
     );
     let sums: Vec<(String, String)> = out

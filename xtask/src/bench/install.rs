@@ -43,7 +43,7 @@ pub fn run(o: InstallBench) -> Result<()> {
     let kernel = crate::paths::running_kernel_release()?;
     let tarball = kc_common::release::legacy_tarball(libc, "v0.0.0-bench");
     let core = kc_common::release::core_tarball(libc, "v0.0.0-bench");
-    let tool = kc_common::release::select_tool_file(kc_common::Arch::Amd64);
+    let tool = kc_common::release::select_tool_file(kc_common::Arch::Amd64, "v0.0.0-bench");
     let sh = process::shell();
     let install = |prefix, only_bucket| -> Result<f64> {
         let t = Instant::now();

@@ -84,7 +84,7 @@ pub fn release_files(dir: &Path, tag: &str) -> Result<Vec<PathBuf>> {
     let listed = parse_sums(&text)?;
     let mut names = vec![SUMS_FILE.to_string()];
     for (name, _) in listed {
-        if !name.ends_with(&format!("-{tag}.tar.xz")) {
+        if !kc_common::release::is_file_of(&name, tag) {
             bail!(
                 "{} lists {name}, which is not a file of {tag}: package {tag} again",
                 sums_path.display()
