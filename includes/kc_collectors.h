@@ -53,6 +53,13 @@
 	X(SOCKET, UDP_RECV, udp_recv) X(SOCKET, UDP_RECV_BYTES, udp_recv_bytes)             \
 	X(SOCKET, ERROR, error)
 
+#define KC_SHM_COUNTERS(X)                                                                  \
+	X(SHM, SHMGET, shmget) X(SHM, SHMGET_ERROR, shmget_error) X(SHM, SHMAT, shmat)      \
+	X(SHM, SHMAT_ERROR, shmat_error) X(SHM, SHMDT, shmdt) X(SHM, SHMDT_ERROR, shmdt_error) \
+	X(SHM, SHMCTL, shmctl) X(SHM, SHMCTL_ERROR, shmctl_error)
+
+#define KC_DC_COUNTERS(X) X(DC, REFERENCE, reference) X(DC, SLOW, slow) X(DC, MISS, miss)
+
 #define KC_COUNTER_INDEX(c, i, name) KC_##c##_##i,
 #define KC_COUNTER_FIELD(c, i, name) __u64 name;
 #define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
@@ -72,5 +79,7 @@ KC_DEFINE_COUNTERS(oomkill, OOMKILL)
 KC_DEFINE_COUNTERS(mount, MOUNT)
 KC_DEFINE_COUNTERS(irq, IRQ)
 KC_DEFINE_COUNTERS(socket, SOCKET)
+KC_DEFINE_COUNTERS(shm, SHM)
+KC_DEFINE_COUNTERS(dc, DC)
 
 #endif

@@ -8,8 +8,10 @@
  * OP: read (1 byte from /dev/zero), open (open and close /dev/null), fork (vfork, exit, wait),
  * fsync (of a 1-byte file in /dev/shm, else /tmp), udp (a 1-byte datagram to a loopback
  * socket, and its receipt), umount (of a path that is not a mount point: the error path),
- * pagecache (a 1-byte pread of a cached page of $KC_BENCH_FILE, else of a file in /var/tmp). It runs on the last CPU only: a migration in the
- * middle of a run costs more than some of the differences measured.
+ * pagecache (a 1-byte pread of a cached page of $KC_BENCH_FILE, else of a file in /var/tmp),
+ * shmctl (IPC_STAT of a System V shared memory segment), stat (of /dev: one dcache lookup).
+ * It runs on the last CPU only: a migration in the middle of a run costs more than some of
+ * the differences measured.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,7 +65,7 @@ int main(int argc, char **argv)
 	FILE *out;
 
 	if (argc != 4 || (n = atol(argv[2])) <= 0) {
-		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache N OUT\n");
+		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat N OUT\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "read") == 0 && (fd = open("/dev/zero", O_RDONLY)) < 0)
@@ -93,6 +97,8 @@ int main(int argc, char **argv)
 		if (bind(peer, (struct sockaddr *)&addr, sizeof(addr)) || getsockname(peer, (struct sockaddr *)&addr, &len))
 			return fail("udp socket");
 	}
+	if (strcmp(argv[1], "shmctl") == 0 && (fd = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600)) < 0)
+		return fail("shmget");
 	CPU_ZERO(&cpus);
 	CPU_SET(sysconf(_SC_NPROCESSORS_ONLN) - 1, &cpus);
 	sched_setaffinity(0, sizeof(cpus), &cpus);
@@ -123,12 +129,25 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[1], "pagecache") == 0) {
 			if (pread(fd, &c, 1, 0) != 1)
 				return fail("pread");
+		} else if (strcmp(argv[1], "shmctl") == 0) {
+			struct shmid_ds ds;
+
+			if (shmctl(fd, IPC_STAT, &ds))
+				return fail("shmctl");
+		} else if (strcmp(argv[1], "stat") == 0) {
+			struct stat st;
+
+			/* One component: one lock-free dcache lookup. */
+			if (stat("/dev", &st))
+				return fail("stat");
 		} else {
 			fprintf(stderr, "kc-bench-workload: unknown operation %s\n", argv[1]);
 			return 2;
 		}
 	}
 	t = (now_ns() - t) / n;
+	if (strcmp(argv[1], "shmctl") == 0)
+		shmctl(fd, IPC_RMID, NULL);
 	out = fopen(argv[3], "w");
 	if (!out || fprintf(out, "%.1f\n", t) < 0 || fclose(out))
 		return fail(argv[3]);

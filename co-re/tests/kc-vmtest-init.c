@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
@@ -136,6 +137,23 @@ static void mounts(void)
 	if (mount("tmpfs", "/mnt", "tmpfs", 0, "size=1m") == 0)
 		umount("/mnt");
 	umount("/not-a-mount-point"); /* an error to count */
+}
+
+/* System V shared memory: one segment made, attached, detached and removed; then each call
+ * once with what it must refuse (no such key, no such id, no attachment there). */
+static void shm(void)
+{
+	struct shmid_ds ds;
+	int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+	void *at = id >= 0 ? shmat(id, NULL, 0) : (void *)-1;
+
+	if (at != (void *)-1)
+		shmdt(at);
+	shmctl(id, IPC_RMID, NULL);
+	shmget(0x4b43, 4096, 0);
+	shmat(-1, NULL, 0);
+	shmdt((void *)4096);
+	shmctl(-1, IPC_STAT, &ds);
 }
 
 /* Sockets: a TCP and a UDP round trip on loopback. */
@@ -306,6 +324,7 @@ static int workload(void)
 	file_io();
 	processes();
 	mounts();
+	shm();
 	sockets();
 	oom();
 	return 0;

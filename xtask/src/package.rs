@@ -431,7 +431,7 @@ mod release_tests {
         let a = build_release("v1.2.3", &cells(d.path()), Some(&sk)).unwrap();
         let b = build_release("v1.2.3", &cells(d.path()), Some(&sk)).unwrap();
         assert_eq!(a.files, b.files);
-        assert_eq!(a.files.len(), 6, "{:?}", a.files.keys().collect::<Vec<_>>());
+        assert_eq!(a.files.len(), 8, "{:?}", a.files.keys().collect::<Vec<_>>());
         let out = d.path().join("release");
         write_release(&a, &out, "v1.2.3", false).unwrap();
         let check = kc_common::release::check_release_dir(&out, &pk).unwrap();

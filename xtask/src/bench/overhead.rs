@@ -86,6 +86,18 @@ const CASES: &[Case] = &[
         op: "pagecache",
         n: 200_000,
     },
+    Case {
+        collector: "shm",
+        event: "kc_shm_shmctl",
+        op: "shmctl",
+        n: 200_000,
+    },
+    Case {
+        collector: "dc",
+        event: "kc_dc_reference",
+        op: "stat",
+        n: 200_000,
+    },
 ];
 
 /// Collectors no case covers, and why.

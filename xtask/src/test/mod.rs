@@ -222,8 +222,10 @@ fn check_host_load() -> Result<()> {
             ));
         }
         let (observed, missing) = crate::vmtest::unobserved_events(o);
-        if observed == 0 {
-            failed.push(format!("{name}: attached no event"));
+        // An object this kernel can observe nothing of (dc: kernel functions only, and neither
+        // trampolines nor kprobes here) is reported below, event by event, with the reasons.
+        if observed == 0 && missing.is_empty() {
+            failed.push(format!("{name}: reports no event"));
         }
         for e in o["events"].as_array().into_iter().flatten() {
             if let Some(f) = e["family"].as_str() {
