@@ -60,6 +60,8 @@
 
 #define KC_DC_COUNTERS(X) X(DC, REFERENCE, reference) X(DC, SLOW, slow) X(DC, MISS, miss)
 
+#define KC_SIGNAL_COUNTERS(X) X(SIGNAL, GENERATE, generate) X(SIGNAL, DELIVER, deliver)
+
 #define KC_COUNTER_INDEX(c, i, name) KC_##c##_##i,
 #define KC_COUNTER_FIELD(c, i, name) __u64 name;
 #define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
@@ -81,5 +83,6 @@ KC_DEFINE_COUNTERS(irq, IRQ)
 KC_DEFINE_COUNTERS(socket, SOCKET)
 KC_DEFINE_COUNTERS(shm, SHM)
 KC_DEFINE_COUNTERS(dc, DC)
+KC_DEFINE_COUNTERS(signal, SIGNAL)
 
 #endif

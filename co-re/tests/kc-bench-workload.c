@@ -9,7 +9,8 @@
  * fsync (of a 1-byte file in /dev/shm, else /tmp), udp (a 1-byte datagram to a loopback
  * socket, and its receipt), umount (of a path that is not a mount point: the error path),
  * pagecache (a 1-byte pread of a cached page of $KC_BENCH_FILE, else of a file in /var/tmp),
- * shmctl (IPC_STAT of a System V shared memory segment), stat (of /dev: one dcache lookup).
+ * shmctl (IPC_STAT of a System V shared memory segment), stat (of /dev: one dcache lookup),
+ * signal (a SIGUSR1 raised and handled).
  * It runs on the last CPU only: a migration in the middle of a run costs more than some of
  * the differences measured.
  */
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,11 @@ static __attribute__((noinline)) pid_t spawn(void)
 	return pid;
 }
 
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
 static int fail(const char *what)
 {
 	perror(what);
@@ -65,7 +72,7 @@ int main(int argc, char **argv)
 	FILE *out;
 
 	if (argc != 4 || (n = atol(argv[2])) <= 0) {
-		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat N OUT\n");
+		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat|signal N OUT\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "read") == 0 && (fd = open("/dev/zero", O_RDONLY)) < 0)
@@ -99,6 +106,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "shmctl") == 0 && (fd = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600)) < 0)
 		return fail("shmget");
+	if (strcmp(argv[1], "signal") == 0)
+		signal(SIGUSR1, on_usr1);
 	CPU_ZERO(&cpus);
 	CPU_SET(sysconf(_SC_NPROCESSORS_ONLN) - 1, &cpus);
 	sched_setaffinity(0, sizeof(cpus), &cpus);
@@ -134,6 +143,9 @@ int main(int argc, char **argv)
 
 			if (shmctl(fd, IPC_STAT, &ds))
 				return fail("shmctl");
+		} else if (strcmp(argv[1], "signal") == 0) {
+			if (raise(SIGUSR1))
+				return fail("raise");
 		} else if (strcmp(argv[1], "stat") == 0) {
 			struct stat st;
 

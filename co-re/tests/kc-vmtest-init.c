@@ -156,6 +156,19 @@ static void shm(void)
 	shmctl(-1, IPC_STAT, &ds);
 }
 
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/* Signals: three SIGUSR1s raised and handled. */
+static void signals(void)
+{
+	signal(SIGUSR1, on_usr1);
+	for (int i = 0; i < 3; i++)
+		raise(SIGUSR1);
+}
+
 /* Sockets: a TCP and a UDP round trip on loopback. */
 static void sockets(void)
 {
@@ -325,6 +338,7 @@ static int workload(void)
 	processes();
 	mounts();
 	shm();
+	signals();
 	sockets();
 	oom();
 	return 0;

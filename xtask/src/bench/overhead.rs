@@ -93,6 +93,12 @@ const CASES: &[Case] = &[
         n: 200_000,
     },
     Case {
+        collector: "signal",
+        event: "kc_signal_generate",
+        op: "signal",
+        n: 200_000,
+    },
+    Case {
         collector: "dc",
         event: "kc_dc_reference",
         op: "stat",
