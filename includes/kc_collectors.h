@@ -62,6 +62,8 @@
 
 #define KC_SIGNAL_COUNTERS(X) X(SIGNAL, GENERATE, generate) X(SIGNAL, DELIVER, deliver)
 
+#define KC_PAGEFAULT_COUNTERS(X) X(PAGEFAULT, FAULT, fault) X(PAGEFAULT, MAJOR, major) X(PAGEFAULT, ERROR, error)
+
 #define KC_COUNTER_INDEX(c, i, name) KC_##c##_##i,
 #define KC_COUNTER_FIELD(c, i, name) __u64 name;
 #define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
@@ -84,5 +86,6 @@ KC_DEFINE_COUNTERS(socket, SOCKET)
 KC_DEFINE_COUNTERS(shm, SHM)
 KC_DEFINE_COUNTERS(dc, DC)
 KC_DEFINE_COUNTERS(signal, SIGNAL)
+KC_DEFINE_COUNTERS(pagefault, PAGEFAULT)
 
 #endif

@@ -156,6 +156,32 @@ static void shm(void)
 	shmctl(-1, IPC_STAT, &ds);
 }
 
+/* Page faults: 64 anonymous pages touched, and one page of the NVMe drive mapped after its
+ * page cache was dropped (read from the device: a major fault). */
+static void page_faults(void)
+{
+	char *anon = mmap(NULL, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = open("/dev/nvme1n1", O_RDONLY);
+	volatile char *dev;
+
+	if (anon != MAP_FAILED) {
+		for (int i = 0; i < 64; i++)
+			anon[i * 4096] = 1;
+		munmap(anon, 64 * 4096);
+	}
+	if (fd < 0) {
+		say("no /dev/nvme1n1: no major fault");
+		return;
+	}
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	dev = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	if (dev != MAP_FAILED) {
+		(void)dev[0];
+		munmap((void *)dev, 4096);
+	}
+	close(fd);
+}
+
 static void on_usr1(int sig)
 {
 	(void)sig;
@@ -339,6 +365,7 @@ static int workload(void)
 	mounts();
 	shm();
 	signals();
+	page_faults();
 	sockets();
 	oom();
 	return 0;

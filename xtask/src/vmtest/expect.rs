@@ -132,7 +132,9 @@ pub fn judge(
                 ));
             }
         }
-        if let Some(min) = e.row_min.filter(|_| !entry_mode || e.entry_mode.is_none()) {
+        // An exact value for this object's mode or this family replaces the bound.
+        let overridden = (entry_mode && e.entry_mode.is_some()) || by_family.is_some();
+        if let Some(min) = e.row_min.filter(|_| !overridden) {
             if got_row < min {
                 wrong.push(format!(
                     "{name}: expected at least {min} in the workload's row, got {got_row}"
@@ -208,6 +210,19 @@ mod tests {
         assert!(wrong
             .iter()
             .any(|w| w.starts_with("read: expected at least 3 in the totals")));
+        // A family's exact value replaces the row's bound (pagefault's major: no result in
+        // the tracepoint family).
+        let exact: Table = toml::from_str(
+            "[vfs]\nopen = { row = 7 }\nopen_error = { row = 1 }\nread = { row_min = 2, tracepoint = 0 }\n\
+             fsync = { none = \"not here\" }\n",
+        )
+        .unwrap();
+        assert!(judge(&exact, "vfs", &report("tracepoint", 7, 1, 0), 7, false).is_empty());
+        let wrong = judge(&exact, "vfs", &report("probe", 7, 1, 0), 7, false);
+        assert!(
+            wrong[0].starts_with("read: expected at least 2"),
+            "{wrong:?}"
+        );
         let wrong = judge(&t, "vfs", &report("probe", 6, 0, 2), 99, false);
         assert!(wrong[0].contains("the workload has no row"), "{wrong:?}");
     }
