@@ -422,6 +422,9 @@ fn rehearse_release(
 /// The files a release of `tag` consists of.
 pub fn expected_release_files(tag: &str) -> Vec<String> {
     let mut files = vec![release::SUMS_FILE.to_string()];
+    for arch in kc_common::Arch::ALL {
+        files.push(names::select_tool_file(arch, tag));
+    }
     for libc in Libc::ALL {
         files.push(names::legacy_tarball(libc, tag));
         files.push(names::core_tarball(libc, tag));
@@ -533,10 +536,14 @@ mod tests {
     }
 
     #[test]
-    fn a_release_is_every_libcs_tarballs_signed() {
+    fn a_release_is_every_libcs_tarballs_and_kc_select_signed() {
         let f = expected_release_files("v1.0.0");
-        assert_eq!(f.len(), 2 * (1 + 2 * Libc::ALL.len()));
+        assert_eq!(
+            f.len(),
+            2 * (1 + kc_common::Arch::ALL.len() + 2 * Libc::ALL.len())
+        );
         assert!(f.contains(&"kernel-collector-co-re-musl-v1.0.0.tar.xz.minisig".to_string()));
+        assert!(f.contains(&"kc-select-amd64-v1.0.0.minisig".to_string()));
     }
 }
 

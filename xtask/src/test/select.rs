@@ -31,8 +31,9 @@ pub fn check_installed_release(prefix: &Path) -> Result<()> {
     let current = prefix.join("current");
     let select = current.join(SELECT_TOOL);
     let loader = current.join(LEGACY_DIR).join(kc_select::LOADER);
-    let sh = process::shell();
-    let xtask = std::env::current_exe()?;
+    let sh = process::shell_in(&paths::project_root());
+    // This binary, even after `cargo test` of the workspace replaced the file on disk.
+    let xtask = "/proc/self/exe";
     let release = paths::running_kernel_release()?;
     let (_, lock) = kernels::load_checked_lock()?;
     let bucket = select_bucket(&KernelVersion::parse(&release)?, &lock.buckets())?.to_string();
