@@ -315,7 +315,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
             .collect();
         (results, tool_result)
     });
-    let mut files = 1;
+    let mut files = 1; // kc-select
     let mut bucket = None;
     for r in results {
         let (n, b) = r?;

@@ -119,16 +119,10 @@ const END: &str = "KC-VMTEST-SELECT-END";
 
 /// The kc-select reports between the markers in the console, by label.
 pub fn extract(console: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = console;
-    while let Some(at) = rest.find(BEGIN) {
-        let after = &rest[at + BEGIN.len()..];
-        let Some(end) = after.find(END) else { break };
-        let (label, body) = after[..end].split_once('\n').unwrap_or(("", ""));
-        out.push((label.trim().to_string(), body.to_string()));
-        rest = &after[end + END.len()..];
-    }
-    out
+    super::judge::between(console, BEGIN, END)
+        .into_iter()
+        .map(|(label, body)| (label.trim().to_string(), body.to_string()))
+        .collect()
 }
 
 /// What is wrong with the guest's choices (empty: the rule held): with BTF every collector is

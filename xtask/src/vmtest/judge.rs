@@ -199,23 +199,30 @@ pub fn judge(
 
 /// The loader's reports between the markers in the console output, by attach mode.
 pub fn extract_reports(console: &str) -> Vec<(AttachMode, serde_json::Value)> {
+    between(console, BEGIN, END)
+        .into_iter()
+        .filter_map(|(mode_word, json)| {
+            let mode = mode_word.trim().parse::<AttachMode>().ok()?;
+            let (s, e) = (json.find('{')?, json.rfind('}')?);
+            Some((mode, serde_json::from_str(&json[s..=e]).ok()?))
+        })
+        .collect()
+}
+
+/// Each (label, body) that the guest printed as `begin label\nbody end`, in order; a block
+/// cut off by the end of the console is left out.
+pub(super) fn between<'a>(console: &'a str, begin: &str, end: &str) -> Vec<(&'a str, &'a str)> {
     let mut out = Vec::new();
     let mut rest = console;
-    while let Some(at) = rest.find(BEGIN) {
-        let after = &rest[at + BEGIN.len()..];
-        let Some(end) = after.find(END) else { break };
-        let body = &after[..end];
-        rest = &after[end..];
-        let (mode_word, json) = body.split_once('\n').unwrap_or(("", body));
-        let Ok(mode) = mode_word.trim().parse::<AttachMode>() else {
-            continue;
-        };
-        let (Some(s), Some(e)) = (json.find('{'), json.rfind('}')) else {
-            continue;
-        };
-        if let Ok(v) = serde_json::from_str(&json[s..=e]) {
-            out.push((mode, v));
-        }
+    while let Some(at) = rest.find(begin) {
+        let after = &rest[at + begin.len()..];
+        let Some(stop) = after.find(end) else { break };
+        out.push(
+            after[..stop]
+                .split_once('\n')
+                .unwrap_or(("", &after[..stop])),
+        );
+        rest = &after[stop + end.len()..];
     }
     out
 }
