@@ -10,7 +10,8 @@
  * socket, and its receipt), umount (of a path that is not a mount point: the error path),
  * pagecache (a 1-byte pread of a cached page of $KC_BENCH_FILE, else of a file in /var/tmp),
  * shmctl (IPC_STAT of a System V shared memory segment), stat (of /dev: one dcache lookup),
- * signal (a SIGUSR1 raised and handled).
+ * signal (a SIGUSR1 raised and handled), fault (an anonymous page mapped, touched: one page
+ * fault, and unmapped).
  * It runs on the last CPU only: a migration in the middle of a run costs more than some of
  * the differences measured.
  */
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -72,7 +74,7 @@ int main(int argc, char **argv)
 	FILE *out;
 
 	if (argc != 4 || (n = atol(argv[2])) <= 0) {
-		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat|signal N OUT\n");
+		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat|signal|fault N OUT\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "read") == 0 && (fd = open("/dev/zero", O_RDONLY)) < 0)
@@ -143,6 +145,13 @@ int main(int argc, char **argv)
 
 			if (shmctl(fd, IPC_STAT, &ds))
 				return fail("shmctl");
+		} else if (strcmp(argv[1], "fault") == 0) {
+			char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (page == MAP_FAILED)
+				return fail("mmap");
+			page[0] = 1;
+			munmap(page, 4096);
 		} else if (strcmp(argv[1], "signal") == 0) {
 			if (raise(SIGUSR1))
 				return fail("raise");

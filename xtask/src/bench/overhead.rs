@@ -99,6 +99,12 @@ const CASES: &[Case] = &[
         n: 200_000,
     },
     Case {
+        collector: "pagefault",
+        event: "kc_pagefault_fault",
+        op: "fault",
+        n: 100_000,
+    },
+    Case {
         collector: "dc",
         event: "kc_dc_reference",
         op: "stat",
