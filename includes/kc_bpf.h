@@ -211,6 +211,12 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 	static __always_inline void kc_##name##_count(__u32 idx, __u64 n)        \
 	{                                                                         \
 		kc_##name##_count_for(bpf_get_current_pid_tgid() >> 32, idx, n);  \
+	}                                                                         \
+	/* A call's error counter, when its return value `ret` is an error. */   \
+	static __always_inline void kc_##name##_error(long ret, __u32 idx)       \
+	{                                                                         \
+		if (ret < 0)                                                      \
+			kc_##name##_count(idx, 1);                                \
 	}
 
 static __always_inline void kc_add(void *counters, __u32 idx, __u64 n)

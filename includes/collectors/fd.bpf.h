@@ -6,12 +6,6 @@
 
 KC_COLLECTOR(fd, fd)
 
-static __always_inline void kc_fd_error(long ret, __u32 errors)
-{
-	if (ret < 0)
-		kc_fd_count(errors, 1);
-}
-
 #define KC_FD_OPEN_TP(call) \
 	KC_SYSCALL_TP(kc_fd_open, call, kc_fd_count(KC_FD_OPEN, 1), kc_fd_error(ret, KC_FD_OPEN_ERROR))
 

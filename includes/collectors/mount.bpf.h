@@ -4,12 +4,6 @@
 
 KC_COLLECTOR(mount, mount)
 
-static __always_inline void kc_mount_error(long ret, __u32 errors)
-{
-	if (ret < 0)
-		kc_mount_count(errors, 1);
-}
-
 KC_SYSCALL(kc_mount_mount, mount, kc_mount_count(KC_MOUNT_MOUNT, 1),
 	   kc_mount_error(ret, KC_MOUNT_MOUNT_ERROR))
 KC_SYSCALL(kc_mount_umount, umount, kc_mount_count(KC_MOUNT_UMOUNT, 1),

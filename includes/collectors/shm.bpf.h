@@ -5,12 +5,6 @@
 
 KC_COLLECTOR(shm, shm)
 
-static __always_inline void kc_shm_error(long ret, __u32 errors)
-{
-	if (ret < 0)
-		kc_shm_count(errors, 1);
-}
-
 KC_SYSCALL(kc_shm_shmget, shmget, kc_shm_count(KC_SHM_SHMGET, 1),
 	   kc_shm_error(ret, KC_SHM_SHMGET_ERROR))
 KC_SYSCALL(kc_shm_shmat, shmat, kc_shm_count(KC_SHM_SHMAT, 1),

@@ -19,12 +19,6 @@ KC_COLLECTOR(socket, socket)
 
 #define KC_SOCKET(counter, n) kc_socket_count(counter, n)
 
-static __always_inline void kc_socket_error(long ret)
-{
-	if (ret < 0)
-		KC_SOCKET(KC_SOCKET_ERROR, 1);
-}
-
 static __always_inline void kc_socket_send(__u32 calls, __u32 bytes, long size)
 {
 	KC_SOCKET(calls, 1);
@@ -52,7 +46,7 @@ static __always_inline void kc_socket_connect(__u16 family)
 
 KC_FUNC_ENTRY(kc_socket_tcp_send, tcp_sendmsg, kc_socket_send(KC_SOCKET_TCP_SEND, KC_SOCKET_TCP_SEND_BYTES, size),
 	      struct sock *sk, void *msg, unsigned long size)
-KC_FUNC_RETURN(kc_socket_tcp_send, tcp_sendmsg, int, kc_socket_error(ret), 3)
+KC_FUNC_RETURN(kc_socket_tcp_send, tcp_sendmsg, int, kc_socket_error(ret, KC_SOCKET_ERROR), 3)
 
 /* Called once a receive has copied `copied` bytes to user space. */
 KC_FUNC_ENTRY(kc_socket_tcp_recv, tcp_cleanup_rbuf, kc_socket_tcp_received(copied), struct sock *sk, int copied)

@@ -4,14 +4,8 @@
 
 KC_COLLECTOR(sync, sync)
 
-static __always_inline void kc_sync_error(long ret)
-{
-	if (ret < 0)
-		kc_sync_count(KC_SYNC_ERROR, 1);
-}
-
 #define KC_SYNC(call, counter) \
-	KC_SYSCALL(kc_sync_##call, call, kc_sync_count(counter, 1), kc_sync_error(ret))
+	KC_SYSCALL(kc_sync_##call, call, kc_sync_count(counter, 1), kc_sync_error(ret, KC_SYNC_ERROR))
 
 KC_SYNC(sync, KC_SYNC_SYNC)
 KC_SYNC(fsync, KC_SYNC_FSYNC)

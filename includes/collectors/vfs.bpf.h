@@ -37,12 +37,6 @@ static __always_inline void kc_vfs_transfer(long ret, __u32 bytes, __u32 errors)
 		kc_vfs_count(bytes, ret);
 }
 
-static __always_inline void kc_vfs_error(long ret, __u32 errors)
-{
-	if (ret < 0)
-		kc_vfs_count(errors, 1);
-}
-
 KC_FUNC_ENTRY(kc_vfs_read, vfs_read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, count), void *file, void *buf,
 	      unsigned long count)
 KC_FUNC_RETURN(kc_vfs_read, vfs_read, long, kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR), 4)

@@ -449,7 +449,11 @@ fn check_pass(
 
 /// A new file for `member` under `dest` (its directories made), never following or replacing
 /// anything: members are plain relative paths, each met once.
-fn new_member_file(dest: &Path, member: &str, executable: bool) -> std::io::Result<std::fs::File> {
+pub fn new_member_file(
+    dest: &Path,
+    member: &str,
+    executable: bool,
+) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dest.join(member);
     if let Some(parent) = path.parent() {

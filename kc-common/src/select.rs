@@ -67,6 +67,17 @@ pub struct Kernel {
     pub btf: Result<(), String>,
 }
 
+impl Kernel {
+    /// The kernel `release` names, with its BTF at `btf` (or why not).
+    pub fn probe(release: &str, btf: &Path) -> Result<Kernel, crate::kernel::VersionError> {
+        Ok(Kernel {
+            release: release.to_string(),
+            version: KernelVersion::parse(release)?,
+            btf: crate::host::btf_status(btf),
+        })
+    }
+}
+
 /// What a release offers: the collectors, which have a CO-RE object, and the buckets that
 /// carry each collector's legacy object (of the mode asked for).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

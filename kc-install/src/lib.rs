@@ -89,11 +89,7 @@ pub fn selected(manifest: &Manifest, kernel: &str) -> Result<(Bucket, Vec<String
 /// (CO-RE on BTF alone): what the installer reports. `kc-select` asks the kernel.
 pub fn predict(dir: &Path, kernel: &str, btf: &Path) -> Result<Vec<Selection>> {
     let offer = Offer::installed(dir, LegacyMode::default()).map_err(anyhow::Error::msg)?;
-    let kernel = Kernel {
-        version: KernelVersion::parse(kernel)?,
-        release: kernel.to_string(),
-        btf: kc_common::host::btf_status(btf),
-    };
+    let kernel = Kernel::probe(kernel, btf)?;
     Ok(select::choose(
         &kernel,
         &offer,
@@ -185,20 +181,12 @@ fn fetch_verified(
 /// What kc-select may weigh (it is about 1.5 MiB).
 const TOOL_CAP: u64 = 32 << 20;
 
-fn write_executable(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o755)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    // Whatever the umask.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    Ok(())
+/// Writes the release's kc-select, executable, into the staging directory.
+fn write_select_tool(staging: &Path, bytes: &[u8]) -> Result<()> {
+    let path = staging.join(release::SELECT_TOOL);
+    release::new_member_file(staging, release::SELECT_TOOL, true)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Fetches and checks tarball `name` (of `kind`), and extracts into `dest` (created) the
@@ -308,7 +296,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
             })
             .collect();
         let tool_result = fetch_verified(o, &listed, &tool, TOOL_CAP)
-            .and_then(|bytes| write_executable(&staging.path().join(release::SELECT_TOOL), &bytes));
+            .and_then(|bytes| write_select_tool(staging.path(), &bytes));
         let results: Vec<Result<(usize, Option<Bucket>)>> = jobs
             .into_iter()
             .map(|j| j.join().expect("an install thread panicked"))

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use kc_common::release::{CORE_DIR, LEGACY_DIR, MANIFEST};
 use kc_common::select::{self, Kernel, Kind, LegacyMode, Offer, Selection, Trial};
-use kc_common::{host, KernelVersion};
 use serde::Serialize;
 
 /// Where kc-install puts releases; `current` points at the installed one.
@@ -78,11 +77,7 @@ pub fn run(o: &Options) -> Result<Report> {
             .trim()
             .to_string(),
     };
-    let kernel = Kernel {
-        version: KernelVersion::parse(&release)?,
-        release,
-        btf: host::btf_status(&o.btf),
-    };
+    let kernel = Kernel::probe(&release, &o.btf)?;
     let offer = Offer::installed(&o.release, o.mode).map_err(anyhow::Error::msg)?;
     let trials = if o.trial && kernel.btf.is_ok() && !offer.core.is_empty() {
         let loader = o
@@ -102,17 +97,27 @@ pub fn run(o: &Options) -> Result<Report> {
     } else {
         BTreeMap::new()
     };
-    let selections = select::choose(&kernel, &offer, o.mode, &|c| {
+    Ok(report(kernel, o.release.clone(), &offer, o.mode, &|c| {
         trials.get(c).cloned().unwrap_or(Trial::NotTried)
-    });
-    Ok(Report {
+    }))
+}
+
+/// The rule's choices on `kernel` from what `offer`s, as a report on the release at `release`.
+pub fn report(
+    kernel: Kernel,
+    release: PathBuf,
+    offer: &Offer,
+    mode: LegacyMode,
+    trial: &dyn Fn(&str) -> Trial,
+) -> Report {
+    Report {
+        selections: select::choose(&kernel, offer, mode, trial),
         kernel: kernel.release,
         btf: kernel.btf.is_ok(),
         btf_missing: kernel.btf.err(),
-        release: o.release.clone(),
-        legacy_mode: o.mode,
-        selections,
-    })
+        release,
+        legacy_mode: mode,
+    }
 }
 
 /// Loads (never attaches) every object with `loader --no-attach --json` and reads, per
@@ -131,18 +136,9 @@ pub fn trial(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("running {} to ask the kernel", loader.display()))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = (&mut stdout).take(REPORT_CAP).read_to_end(&mut b);
-        b
-    });
-    let err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = (&mut stderr).take(REPORT_CAP).read_to_end(&mut b);
-        b
-    });
+    // Both pipes drained at once (bounded): a loader blocked on a full one never ends.
+    let out = drain(child.stdout.take().expect("piped"));
+    let err = drain(child.stderr.take().expect("piped"));
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait()? {
@@ -196,6 +192,14 @@ pub fn trial(
         bail!("the kernel refused every object to this user (Operation not permitted): run kc-select as root (or with CAP_BPF and CAP_PERFMON), or pass --no-trial to choose from BTF alone");
     }
     Ok(trials)
+}
+
+fn drain(pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = pipe.take(REPORT_CAP).read_to_end(&mut b);
+        b
+    })
 }
 
 /// Collector -> trial, from a loader report.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kc_common::select::{self, Kernel, LegacyMode, Offer, Trial};
+use kc_common::select::{Kernel, LegacyMode, Offer, Trial};
 use kc_common::{select_bucket, KernelVersion};
 use serde::Serialize;
 
@@ -228,23 +228,17 @@ fn selection(
             trial: true,
         });
     }
-    let kernel = Kernel {
-        release: release.to_string(),
-        version: KernelVersion::parse(release)?,
-        btf: kc_common::host::btf_status(btf),
-    };
     let offer = matrix_offer(
         &crate::collectors::load_from(&crate::paths::project_root())?,
         buckets,
     );
-    Ok(kc_select::Report {
-        selections: select::choose(&kernel, &offer, o.legacy_mode, &|_| Trial::NotTried),
-        kernel: kernel.release,
-        btf: kernel.btf.is_ok(),
-        btf_missing: kernel.btf.err(),
-        release: std::path::Path::new(kc_select::DEFAULT_PREFIX).join("current"),
-        legacy_mode: o.legacy_mode,
-    })
+    Ok(kc_select::report(
+        Kernel::probe(release, btf)?,
+        std::path::Path::new(kc_select::DEFAULT_PREFIX).join("current"),
+        &offer,
+        o.legacy_mode,
+        &|_| Trial::NotTried,
+    ))
 }
 
 pub fn run(o: CheckKernelOptions) -> Result<()> {
@@ -337,6 +331,7 @@ pub fn run(o: CheckKernelOptions) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kc_common::select;
 
     fn full_config() -> String {
         REQUIREMENTS
