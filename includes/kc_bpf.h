@@ -268,6 +268,29 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 		__uint(max_entries, 4096);              \
 	} name SEC(".maps")
 
+/* Counts per device (`<name>_devices`, keyed by a dev_t as the kernel encodes it): the
+ * loader reports them by major:minor. */
+#define KC_DEVICE_MAP(name)                             \
+	struct {                                        \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH); \
+		__type(key, __u32);                     \
+		__type(value, __u64);                   \
+		__uint(max_entries, 1024);              \
+	} name SEC(".maps")
+
+static __always_inline void kc_device_add(void *devices, __u32 dev, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(devices, &dev);
+
+	/* A new device's first count; when another CPU added it meanwhile, add to ours. */
+	if (!v && !bpf_map_update_elem(devices, &dev, &n, BPF_NOEXIST))
+		return;
+	if (!v)
+		v = bpf_map_lookup_elem(devices, &dev);
+	if (v)
+		*v += n; /* per-CPU: no atomics needed */
+}
+
 /* Handlers that do not nest on a CPU for one id (IRQ number, softirq vector), as a collector
  * `name` with totals only (interrupt context: the current task is whichever was interrupted):
  * kc_<name>_enter(id) and kc_<name>_leave(id) count entries and exits, and in return mode

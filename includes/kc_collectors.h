@@ -64,6 +64,16 @@
 
 #define KC_PAGEFAULT_COUNTERS(X) X(PAGEFAULT, FAULT, fault) X(PAGEFAULT, MAJOR, major) X(PAGEFAULT, ERROR, error)
 
+#define KC_MDFLUSH_COUNTERS(X) X(MDFLUSH, FLUSH, flush)
+
+/* Per file system, in the order of filesystem_latency's ids. */
+#define KC_FILESYSTEM_OPS(X, FS, fs)                                                           \
+	X(FILESYSTEM, FS##_READ, fs##_read) X(FILESYSTEM, FS##_WRITE, fs##_write)                \
+	X(FILESYSTEM, FS##_OPEN, fs##_open) X(FILESYSTEM, FS##_FSYNC, fs##_fsync)
+#define KC_FILESYSTEM_COUNTERS(X)                                                              \
+	KC_FILESYSTEM_OPS(X, EXT4, ext4) KC_FILESYSTEM_OPS(X, XFS, xfs)                          \
+	KC_FILESYSTEM_OPS(X, BTRFS, btrfs) KC_FILESYSTEM_OPS(X, NFS, nfs)
+
 #define KC_COUNTER_INDEX(c, i, name) KC_##c##_##i,
 #define KC_COUNTER_FIELD(c, i, name) __u64 name;
 #define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
@@ -87,5 +97,7 @@ KC_DEFINE_COUNTERS(shm, SHM)
 KC_DEFINE_COUNTERS(dc, DC)
 KC_DEFINE_COUNTERS(signal, SIGNAL)
 KC_DEFINE_COUNTERS(pagefault, PAGEFAULT)
+KC_DEFINE_COUNTERS(mdflush, MDFLUSH)
+KC_DEFINE_COUNTERS(filesystem, FILESYSTEM)
 
 #endif

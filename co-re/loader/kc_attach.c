@@ -191,13 +191,14 @@ static enum kc_why probe_check(const char *fn, char *why, size_t n)
  * fentry_can_attach does: the kernel says whether it takes a trampoline program there (EPERM
  * where trampolines are refused, EINVAL where the function cannot be traced). Attaching is
  * left to the real program: each trampoline attach rewrites kernel text, slow to do twice. */
-static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_id, char *why, size_t n)
+static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_obj_fd, int btf_id, char *why, size_t n)
 {
 	struct bpf_insn insns[] = {
 		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
 		{ .code = BPF_JMP | BPF_EXIT },
 	};
-	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = type, .attach_btf_id = btf_id);
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = type, .attach_btf_id = btf_id,
+		    .attach_btf_obj_fd = btf_obj_fd);
 	int prog = bpf_prog_load(BPF_PROG_TYPE_TRACING, "kc_trial", "GPL", insns, 2, &opts);
 
 	if (prog < 0) {
@@ -208,8 +209,42 @@ static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_id, char 
 	return KC_WHY_NONE;
 }
 
+/* The BTF of each loaded module (5.11 on), split on the kernel's: functions of modules (MD,
+ * the file systems) are trampoline targets too, named by the module's BTF object. */
+struct module_btf {
+	struct btf *btf;
+	int fd;
+};
+
+static int load_module_btfs(struct btf *vmlinux, struct module_btf *out, int max)
+{
+	__u32 id = 0;
+	int n = 0;
+
+	while (n < max && bpf_btf_get_next_id(id, &id) == 0) {
+		struct bpf_btf_info info = { 0 };
+		__u32 len = sizeof(info);
+		char name[64] = "";
+		int fd = bpf_btf_get_fd_by_id(id);
+
+		info.name = (unsigned long)name;
+		info.name_len = sizeof(name);
+		if (fd < 0)
+			continue;
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) || !info.kernel_btf || strcmp(name, "vmlinux") == 0 ||
+		    !(out[n].btf = btf__load_from_kernel_by_id_split(id, vmlinux))) {
+			close(fd);
+			continue;
+		}
+		out[n++].fd = fd;
+	}
+	return n;
+}
+
 static enum kc_why trampoline_check(const char *sec, const char *name, char *why, size_t n)
 {
+	static struct module_btf modules[256];
+	static int nmodules;
 	static struct btf *vmlinux;
 	static int loaded;
 	char type_name[160];
@@ -219,6 +254,8 @@ static enum kc_why trampoline_check(const char *sec, const char *name, char *why
 	if (!loaded) {
 		loaded = 1;
 		vmlinux = btf__load_vmlinux_btf();
+		if (vmlinux)
+			nmodules = load_module_btfs(vmlinux, modules, sizeof(modules) / sizeof(modules[0]));
 	}
 	if (!vmlinux) {
 		snprintf(why, n, "this kernel has no BTF (/sys/kernel/btf/vmlinux)");
@@ -234,11 +271,17 @@ static enum kc_why trampoline_check(const char *sec, const char *name, char *why
 		type = has_prefix(sec, "fexit/") ? BPF_TRACE_FEXIT : BPF_TRACE_FENTRY;
 	}
 	id = btf__find_by_name_kind(vmlinux, type_name, kind);
-	if (id < 0) {
-		snprintf(why, n, "kernel BTF has no %s %s", kind == BTF_KIND_FUNC ? "function" : "tracepoint", name);
-		return KC_WHY_ABSENT;
+	if (id >= 0)
+		return trial_trampoline(type, 0, id, why, n);
+	/* A split BTF's lookup also searches the kernel's, where the name is not. */
+	for (int i = 0; i < nmodules; i++) {
+		id = btf__find_by_name_kind(modules[i].btf, type_name, kind);
+		if (id >= 0)
+			return trial_trampoline(type, modules[i].fd, id, why, n);
 	}
-	return trial_trampoline(type, id, why, n);
+	snprintf(why, n, "kernel BTF (and %d modules' BTF) has no %s %s", nmodules,
+		 kind == BTF_KIND_FUNC ? "function" : "tracepoint", name);
+	return KC_WHY_ABSENT;
 }
 
 static enum kc_why tracepoint_check(const char *sec, const char *name, char *why, size_t n)

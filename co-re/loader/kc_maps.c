@@ -241,6 +241,35 @@ static void read_histogram(struct buf *j, struct bpf_map *map)
 	put(j, "}");
 }
 
+/* Counts per device: per-CPU counts keyed by a kernel dev_t, as {"major:minor": count}. */
+static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map)
+{
+	int fd = bpf_map__fd(map), first = 1, cpus = ncpus(), k = 0;
+	unsigned long long *v = calloc(cpus, 8);
+	__u32 key, next;
+
+	if (!v)
+		return;
+	put(j, "\"%s\": {", bpf_map__name(map));
+	put(t, "  %s:", bpf_map__name(map));
+	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
+		unsigned long long sum = 0;
+
+		first = 0;
+		key = next;
+		if (bpf_map_lookup_elem(fd, &key, v))
+			continue;
+		for (int c = 0; c < cpus; c++)
+			sum += v[c];
+		/* The kernel's dev_t: 12 bits of major above 20 of minor. */
+		put(j, "%s\"%u:%u\": %llu", k++ ? ", " : "", key >> 20, key & 0xfffff, sum);
+		put(t, " %u:%u=%llu", key >> 20, key & 0xfffff, sum);
+	}
+	free(v);
+	put(j, "}");
+	put(t, "\n");
+}
+
 /* Bytes of a map's entries at its size: keys and values, each value per CPU where it is. */
 static unsigned long long map_bytes(const struct bpf_map *map)
 {
@@ -258,7 +287,7 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, char
 	struct buf j = { 0 }, t = { 0 };
 	struct bpf_map *map, *apps = NULL;
 	const char *names[MAX_COUNTERS];
-	int n = 0, hists = 0;
+	int n = 0, hists = 0, devices = 0;
 	unsigned long long totals[MAX_COUNTERS] = { 0 }, memory = 0;
 	struct ctrl_state cs = { 0 };
 
@@ -289,6 +318,12 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, char
 		if (has_suffix(bpf_map__name(map), "_latency")) {
 			put(&j, hists++ ? ", " : "");
 			read_histogram(&j, map);
+		}
+	put(&j, "}, \"devices\": {");
+	bpf_object__for_each_map(map, obj)
+		if (has_suffix(bpf_map__name(map), "_devices")) {
+			put(&j, devices++ ? ", " : "");
+			read_devices(&j, &t, map);
 		}
 	put(&j, "}, \"memory_bytes\": %llu", memory);
 	put(&t, "  map memory: %llu bytes\n", memory);

@@ -15,6 +15,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/major.h>
+#include <linux/raid/md_p.h>
+#include <linux/raid/md_u.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -30,6 +33,7 @@
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,6 +82,131 @@ static void loopback_up(void)
 		ioctl(fd, SIOCSIFFLAGS, &ifr);
 	}
 	close(fd);
+}
+
+/* The modules vmtest put in /modules (MD, file systems), named so that name order loads
+ * each after what it depends on. */
+static void load_modules(void)
+{
+	struct dirent **names;
+	int n = scandir("/modules", &names, NULL, alphasort);
+
+	for (int i = 0; i < n; i++) {
+		char path[300];
+		int fd;
+
+		snprintf(path, sizeof(path), "/modules/%s", names[i]->d_name);
+		free(names[i]);
+		if (path[9] == '.')
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) && errno != EEXIST))
+			fprintf(stderr, "kc-vmtest: loading %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (n >= 0)
+		free(names);
+}
+
+/* RAID1 over the third and fourth NVMe drives as /dev/md0, without a superblock and marked
+ * clean (what `mdadm --build --assume-clean` does): no resync I/O under the counters. */
+static void md_assemble(void)
+{
+	static const char *const members[] = { "/dev/nvme2n1", "/dev/nvme3n1" };
+	mdu_array_info_t array = {
+		.major_version = 0, .minor_version = 90, .level = 1, .raid_disks = 2,
+		.md_minor = 0, .not_persistent = 1, .state = 1 << MD_SB_CLEAN,
+	};
+	int fd;
+
+	mknod("/dev/md0", S_IFBLK | 0600, makedev(MD_MAJOR, 0));
+	fd = open("/dev/md0", O_RDWR);
+	if (fd < 0 || ioctl(fd, SET_ARRAY_INFO, &array))
+		goto fail;
+	for (int i = 0; i < 2; i++) {
+		mdu_disk_info_t disk = { .number = i, .raid_disk = i,
+					 .state = (1 << MD_DISK_ACTIVE) | (1 << MD_DISK_SYNC) };
+		struct stat st;
+
+		if (stat(members[i], &st))
+			goto fail;
+		disk.major = major(st.st_rdev);
+		disk.minor = minor(st.st_rdev);
+		if (ioctl(fd, ADD_NEW_DISK, &disk))
+			goto fail;
+	}
+	if (ioctl(fd, RUN_ARRAY, NULL))
+		goto fail;
+	close(fd);
+	return;
+fail:
+	fprintf(stderr, "kc-vmtest: assembling /dev/md0: %s\n", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* The file systems the host formatted on the fifth to seventh NVMe drives. */
+static const char *const filesystems[] = { "ext4", "xfs", "btrfs" };
+#define FIRST_FS_DRIVE 4
+
+static void mount_filesystems(void)
+{
+	mkdir("/fs", 0755);
+	for (int i = 0; i < 3; i++) {
+		char dev[32], dir[32];
+
+		snprintf(dev, sizeof(dev), "/dev/nvme%dn1", FIRST_FS_DRIVE + i);
+		snprintf(dir, sizeof(dir), "/fs/%s", filesystems[i]);
+		mkdir(dir, 0755);
+		if (mount(dev, dir, filesystems[i], 0, NULL))
+			fprintf(stderr, "kc-vmtest: mounting %s on %s: %s\n", filesystems[i], dev, strerror(errno));
+	}
+}
+
+static char page_buf[4096];
+
+/* What the storage child does: one flush of the MD device, and on each file system a file
+ * created, written, fsynced, closed, opened again and read. */
+static void storage_io(void)
+{
+	int fd = open("/dev/md0", O_RDWR);
+
+	if (fd >= 0) {
+		if (pwrite(fd, page_buf, sizeof(page_buf), 0) < 0 || fsync(fd))
+			say("writing /dev/md0 failed");
+		close(fd);
+	}
+	for (int i = 0; i < 3; i++) {
+		char path[48];
+
+		snprintf(path, sizeof(path), "/fs/%s/kc-file", filesystems[i]);
+		fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
+		if (fd < 0)
+			continue; /* not mounted: the kernel lacks it */
+		if (write(fd, page_buf, sizeof(page_buf)) < 0 || fsync(fd))
+			fprintf(stderr, "kc-vmtest: writing %s: %s\n", path, strerror(errno));
+		close(fd);
+		fd = open(path, O_RDONLY);
+		if (fd >= 0) {
+			if (read(fd, page_buf, sizeof(page_buf)) < 0)
+				fprintf(stderr, "kc-vmtest: reading %s: %s\n", path, strerror(errno));
+			close(fd);
+		}
+	}
+}
+
+/* In a child: its calls stay out of the workload's own row. */
+static void storage(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		storage_io();
+		_exit(0);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
 }
 
 /* Files: create, write, read, fsync and friends, unlink. */
@@ -229,8 +358,6 @@ static void sockets(void)
 	close(u2);
 }
 
-static char page_buf[4096];
-
 /* Block I/O that bypasses the page cache, on the second NVMe drive qemu provides. */
 static void block_io(void)
 {
@@ -367,6 +494,7 @@ static int workload(void)
 	signals();
 	page_faults();
 	sockets();
+	storage();
 	oom();
 	return 0;
 }
@@ -560,6 +688,9 @@ int main(int argc, char **argv)
 		reboot(RB_POWER_OFF);
 	}
 	swap_on();
+	load_modules();
+	md_assemble();
+	mount_filesystems();
 	/* The objects a host with this kernel would load (CO-RE), and those it would fall back to
 	 * without BTF (the bucket's legacy objects, both modes): each one runs in every mode. */
 	n = select_objects("btf", with_btf, objects, n);

@@ -102,6 +102,21 @@ const PACKAGES: &[Package] = &[
     ),
     pkg("cpio", "cross-checking the initramfs writer", &[]),
     pkg(
+        "e2fsprogs",
+        "formatting vmtest's ext4 drive (mkfs.ext4)",
+        &[Vmtest],
+    ),
+    pkg(
+        "xfsprogs",
+        "formatting vmtest's xfs drive (mkfs.xfs)",
+        &[Vmtest],
+    ),
+    pkg(
+        "btrfs-progs",
+        "formatting vmtest's btrfs drive (mkfs.btrfs)",
+        &[Vmtest],
+    ),
+    pkg(
         "shellcheck",
         "actionlint's checks of the workflows' run: scripts",
         &[Lint],

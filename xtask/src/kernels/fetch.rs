@@ -246,28 +246,47 @@ impl Fetcher {
         )
     }
 
-    /// The unpacked `vmlinuz` of a kernel (for load tests).
+    /// The unpacked `vmlinuz` of a kernel (for load tests). Beside it, `modules/` holds the
+    /// modules vmtest may load ([`MODULE_TREES`], paths as under `lib/modules/<release>/`),
+    /// from the image package or, since the 7.x split, its `linux-modules-*` package; empty
+    /// when the archive carries none for this kernel.
     pub fn image(&mut self, k: &LockedKernel) -> Result<PathBuf> {
         let image = k
             .package(Role::Image)
             .ok_or_else(|| anyhow!("series {}: no image locked", k.series))?;
         let dir = self.image_dir(k).expect("the image package is locked");
         let vmlinuz = dir.join("vmlinuz");
-        if vmlinuz.is_file() {
+        if vmlinuz.is_file() && dir.join("modules").is_dir() {
             return Ok(vmlinuz);
         }
-        let deb_path = self.deb(&k.suite, image)?;
+        let mut debs = vec![self.deb(&k.suite, image)?];
+        if let Some(modules) = k.package(Role::Modules) {
+            debs.push(self.deb(&k.suite, modules)?);
+        }
         let tmp = StagedDir::beside(&dir)?;
         // Up to 6.x the kernel is /boot/vmlinuz-<release>; the 7.x packaging split moved it
-        // to /usr/lib/modules/<release>/vmlinuz.
-        let modules_dir = Path::new("usr/lib/modules").join(&k.release);
-        deb::extract_data(&deb_path, tmp.path(), &|p| {
-            p.starts_with("boot") || p == modules_dir.join("vmlinuz")
-        })?;
+        // to /usr/lib/modules/<release>/vmlinuz. Modules are under /lib/modules/<release>
+        // before the /usr merge, /usr/lib/modules/<release> after it.
+        let release = Path::new(&k.release);
+        let keep = |p: &Path| {
+            p.starts_with("boot")
+                || module_path(p, release).is_some_and(|m| {
+                    m == Path::new("vmlinuz") || m == Path::new(MODULES_BUILTIN) || wanted_module(m)
+                })
+        };
+        for deb_path in &debs {
+            deb::extract_data(deb_path, tmp.path(), &keep)?;
+        }
+        let modules = ["lib/modules", "usr/lib/modules"]
+            .iter()
+            .map(|d| tmp.path().join(d).join(release))
+            .find(|d| d.is_dir());
         let boot = tmp.path().join("boot");
         let kernel = [
             boot.join(format!("vmlinuz-{}", k.release)),
-            tmp.path().join(&modules_dir).join("vmlinuz"),
+            modules
+                .as_ref()
+                .map_or_else(PathBuf::new, |m| m.join("vmlinuz")),
         ]
         .into_iter()
         .find(|p| p.is_file())
@@ -283,9 +302,15 @@ impl Fetcher {
         if config.is_file() {
             fs::rename(&config, tmp.path().join("config"))?;
         }
-        let _ = fs::remove_dir_all(&boot);
-        let _ = fs::remove_dir_all(tmp.path().join("usr"));
-        tmp.publish()?;
+        match modules {
+            Some(m) => fs::rename(&m, tmp.path().join("modules"))?,
+            None => fs::create_dir(tmp.path().join("modules"))?,
+        }
+        for d in ["boot", "lib", "usr"] {
+            let _ = fs::remove_dir_all(tmp.path().join(d));
+        }
+        // An image unpacked before modules were kept is replaced.
+        tmp.replace()?;
         if !vmlinuz.is_file() {
             bail!("could not place {}", vmlinuz.display());
         }
@@ -295,14 +320,40 @@ impl Fetcher {
     /// Is this kernel's header tree / image already in the cache? (For `kernels list`.)
     pub fn cached(&self, k: &LockedKernel, role: Role) -> bool {
         match role {
-            Role::Image => self
+            Role::Image | Role::Modules => self
                 .image_dir(k)
-                .is_some_and(|d| d.join("vmlinuz").is_file()),
+                .is_some_and(|d| d.join("vmlinuz").is_file() && d.join("modules").is_dir()),
             _ => self
                 .headers_dir(k)
                 .is_ok_and(|d| d.join(TREE_MANIFEST).is_file()),
         }
     }
+}
+
+/// The list of built-in modules beside a kernel's modules.
+pub const MODULES_BUILTIN: &str = "modules.builtin";
+
+/// The module trees vmtest may need: MD, the file systems, and what those depend on (the
+/// library, crypto and checksum modules, the RPC layer behind NFS).
+pub const MODULE_TREES: [&str; 7] = [
+    "kernel/drivers/md",
+    "kernel/fs",
+    "kernel/lib",
+    "kernel/crypto",
+    "kernel/arch",
+    "kernel/net/sunrpc",
+    "kernel/net/dns_resolver",
+];
+
+/// `p` (a path in an image or modules package) relative to `lib/modules/<release>/`.
+fn module_path<'a>(p: &'a Path, release: &Path) -> Option<&'a Path> {
+    ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .find_map(|d| p.strip_prefix(Path::new(d).join(release)).ok())
+}
+
+fn wanted_module(m: &Path) -> bool {
+    MODULE_TREES.iter().any(|t| m.starts_with(t))
 }
 
 /// `include/<dir>/` trees no collector reads (device-tree constants, sound, graphics, media,

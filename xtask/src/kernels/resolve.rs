@@ -23,9 +23,14 @@ pub fn index_by_name(packages: Vec<Package>) -> SuiteIndex {
 
 /// Only these names matter to the lock.
 pub fn wanted_package(name: &str) -> bool {
-    ["linux-headers-", "linux-image-", "linux-binary-"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    [
+        "linux-headers-",
+        "linux-image-",
+        "linux-binary-",
+        "linux-modules-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// `linux-headers-6.1.0-50-cloud-amd64` → `6.1.0-50` when it belongs to `series`.
@@ -61,9 +66,15 @@ fn locked(role: Role, p: &Package) -> LockedPackage {
     }
 }
 
-/// The package that carries the kernel binary for `abi`: `linux-image-<abi>-<flavour>`
-/// (or `-unsigned`), or, since the 7.x packaging split, the `linux-binary-*` it depends on.
-fn image_for(idx: &SuiteIndex, abi: &str, flavour: &str, version: &str) -> Option<LockedPackage> {
+/// The packages that carry the kernel binary for `abi` and its modules:
+/// `linux-image-<abi>-<flavour>` (or `-unsigned`) alone, or, since the 7.x packaging split,
+/// the `linux-binary-*` and `linux-modules-*` it depends on.
+fn image_for(
+    idx: &SuiteIndex,
+    abi: &str,
+    flavour: &str,
+    version: &str,
+) -> Option<Vec<LockedPackage>> {
     for name in [
         format!("linux-image-{abi}-{flavour}"),
         format!("linux-image-{abi}-{flavour}-unsigned"),
@@ -71,16 +82,17 @@ fn image_for(idx: &SuiteIndex, abi: &str, flavour: &str, version: &str) -> Optio
         let Some(image) = find(idx, &name, version) else {
             continue;
         };
-        let binary = image
-            .depends
-            .iter()
-            .find(|d| d.name.starts_with("linux-binary-"));
-        return match binary {
-            Some(dep) => {
-                let v = dep.exact_version.as_deref().unwrap_or(version);
-                find(idx, &dep.name, v).map(|b| locked(Role::Image, b))
+        let split_part = |prefix: &str, role: Role| {
+            let dep = image.depends.iter().find(|d| d.name.starts_with(prefix))?;
+            let v = dep.exact_version.as_deref().unwrap_or(version);
+            Some(find(idx, &dep.name, v).map(|p| locked(role, p)))
+        };
+        return match split_part("linux-binary-", Role::Image) {
+            None => Some(vec![locked(Role::Image, image)]),
+            Some(binary) => {
+                let modules = split_part("linux-modules-", Role::Modules).flatten();
+                Some(binary.into_iter().chain(modules).collect())
             }
-            None => Some(locked(Role::Image, image)),
         };
     }
     None
@@ -147,7 +159,7 @@ fn resolve_one(
                     ));
                     continue;
                 };
-                packages.push(image);
+                packages.extend(image);
                 candidates.push(Candidate {
                     suite,
                     abi: abi.to_string(),
@@ -279,9 +291,13 @@ mod tests {
             stanza(
                 &format!("linux-image-{abi}-cloud-amd64"),
                 v,
-                &format!("dracut | initramfs-tools, linux-binary-{abi}-cloud-amd64 (= {v})"),
+                &format!(
+                    "dracut | initramfs-tools, linux-binary-{abi}-cloud-amd64 (= {v}), \
+                     linux-modules-{abi}-cloud-amd64 (= {v})"
+                ),
             ),
             stanza(&format!("linux-binary-{abi}-cloud-amd64"), v, ""),
+            stanza(&format!("linux-modules-{abi}-cloud-amd64"), v, ""),
             stanza(
                 "linux-image-6.16.12+deb13-cloud-amd64",
                 "6.16.12-1~bpo13+1",
@@ -342,6 +358,10 @@ mod tests {
         assert_eq!(
             lock.kernel[1].package(Role::Image).unwrap().name,
             "linux-binary-7.2.12+deb13-cloud-amd64"
+        );
+        assert_eq!(
+            lock.kernel[1].package(Role::Modules).unwrap().name,
+            "linux-modules-7.2.12+deb13-cloud-amd64"
         );
     }
 

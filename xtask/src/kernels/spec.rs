@@ -81,8 +81,12 @@ pub enum Role {
     Headers,
     /// The flavour-independent headers the flavour package depends on.
     HeadersCommon,
-    /// The package that carries `/boot/vmlinuz-<release>`.
+    /// The package that carries `/boot/vmlinuz-<release>` (and, before the 7.x packaging
+    /// split, its modules).
     Image,
+    /// Since the split, the package that carries the image's modules (`linux-modules-*`):
+    /// vmtest loads the MD and file system modules from it.
+    Modules,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

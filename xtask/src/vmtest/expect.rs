@@ -21,10 +21,38 @@ pub struct Expect {
     pub trampoline: Option<u64>,
     pub probe: Option<u64>,
     pub tracepoint: Option<u64>,
+    /// The module the counter's event lives in (vmtest loads it in the guest; where the
+    /// kernel's packages lack it, the counter is not judged).
+    pub module: Option<String>,
+    /// The device (`major:minor`) whose entry in the collector's `_devices` map must hold
+    /// the whole total.
+    pub device: Option<String>,
+    /// In return mode, the id of the collector's `_latency` histogram that holds one sample
+    /// per count.
+    pub latency: Option<u64>,
 }
 
 /// Collector → counter → expectation.
 pub type Table = BTreeMap<String, BTreeMap<String, Expect>>;
+
+/// The modules counters name: vmtest puts them (and what they depend on) in every guest.
+pub fn modules(table: &Table) -> Vec<String> {
+    let mut m: Vec<String> = table
+        .values()
+        .flat_map(|c| c.values().filter_map(|e| e.module.clone()))
+        .collect();
+    m.sort();
+    m.dedup();
+    m
+}
+
+/// What one loader run of one object was: whose row is the workload's, whether the object is
+/// a `p` object, and which modules this kernel could not load (name → why).
+pub struct Run<'a> {
+    pub workload_pid: u64,
+    pub entry_mode: bool,
+    pub absent_modules: &'a BTreeMap<String, String>,
+}
 
 pub fn load(root: &Path) -> Result<Table> {
     let path = root.join("counters.toml");
@@ -57,14 +85,12 @@ fn event_of<'a>(
 }
 
 /// Every wrong count of one object's report: "counter: expected X, got Y" lines.
-/// `entry_mode`: the object is a `p` object. `workload_pid`: its row is the workload's.
-pub fn judge(
-    table: &Table,
-    collector: &str,
-    object: &serde_json::Value,
-    workload_pid: u64,
-    entry_mode: bool,
-) -> Vec<String> {
+pub fn judge(table: &Table, collector: &str, object: &serde_json::Value, run: &Run) -> Vec<String> {
+    let Run {
+        workload_pid,
+        entry_mode,
+        absent_modules,
+    } = *run;
     let mut wrong = Vec::new();
     let Some(expect) = table.get(collector) else {
         return vec![format!(
@@ -88,7 +114,11 @@ pub fn judge(
             wrong.push(format!("{name}: no expectation: add one to counters.toml"));
             continue;
         };
-        if e.none.is_some() {
+        if e.none.is_some()
+            || e.module
+                .as_ref()
+                .is_some_and(|m| absent_modules.contains_key(m))
+        {
             continue;
         }
         // Not judged where no family observes its event in this run.
@@ -158,13 +188,48 @@ pub fn judge(
                 ));
             }
         }
+        if let Some(dev) = &e.device {
+            let got = sum_of(&object["devices"], |m| m[dev].as_u64().unwrap_or(0));
+            if got != got_total {
+                wrong.push(format!(
+                    "{name}: device {dev} holds {got} of the total {got_total}"
+                ));
+            }
+        }
+        if let Some(id) = e.latency.filter(|_| !entry_mode) {
+            let got = sum_of(&object["histograms"], |m| {
+                m[id.to_string()]
+                    .as_array()
+                    .map_or(0, |slots| slots.iter().filter_map(|v| v.as_u64()).sum())
+            });
+            if got != got_total {
+                wrong.push(format!(
+                    "{name}: latency histogram {id} holds {got} samples for {got_total} calls"
+                ));
+            }
+        }
     }
     wrong
+}
+
+/// `per_map` summed over the maps of a report's `devices` or `histograms`.
+fn sum_of(maps: &serde_json::Value, per_map: impl Fn(&serde_json::Value) -> u64) -> u64 {
+    maps.as_object()
+        .map_or(0, |maps| maps.values().map(per_map).sum())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(workload_pid: u64, entry_mode: bool) -> Run<'static> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        Run {
+            workload_pid,
+            entry_mode,
+            absent_modules: &NONE,
+        }
+    }
 
     fn table() -> Table {
         toml::from_str(
@@ -192,13 +257,13 @@ mod tests {
     #[test]
     fn counts_by_family_mode_and_row() {
         let t = table();
-        assert!(judge(&t, "vfs", &report("probe", 6, 0, 2), 7, false).is_empty());
-        assert!(judge(&t, "vfs", &report("tracepoint", 7, 1, 2), 7, false).is_empty());
+        assert!(judge(&t, "vfs", &report("probe", 6, 0, 2), &run(7, false)).is_empty());
+        assert!(judge(&t, "vfs", &report("tracepoint", 7, 1, 2), &run(7, false)).is_empty());
         assert!(
-            judge(&t, "vfs", &report("tracepoint", 7, 0, 2), 7, true).is_empty(),
+            judge(&t, "vfs", &report("tracepoint", 7, 0, 2), &run(7, true)).is_empty(),
             "p objects count no errors"
         );
-        let wrong = judge(&t, "vfs", &report("probe", 7, 0, 1), 7, false);
+        let wrong = judge(&t, "vfs", &report("probe", 7, 0, 1), &run(7, false));
         assert_eq!(wrong.len(), 3, "{wrong:?}");
         assert!(
             wrong[0].starts_with("open: expected 6 in the workload's row, got 7"),
@@ -217,13 +282,19 @@ mod tests {
              fsync = { none = \"not here\" }\n",
         )
         .unwrap();
-        assert!(judge(&exact, "vfs", &report("tracepoint", 7, 1, 0), 7, false).is_empty());
-        let wrong = judge(&exact, "vfs", &report("probe", 7, 1, 0), 7, false);
+        assert!(judge(
+            &exact,
+            "vfs",
+            &report("tracepoint", 7, 1, 0),
+            &run(7, false)
+        )
+        .is_empty());
+        let wrong = judge(&exact, "vfs", &report("probe", 7, 1, 0), &run(7, false));
         assert!(
             wrong[0].starts_with("read: expected at least 2"),
             "{wrong:?}"
         );
-        let wrong = judge(&t, "vfs", &report("probe", 6, 0, 2), 99, false);
+        let wrong = judge(&t, "vfs", &report("probe", 6, 0, 2), &run(99, false));
         assert!(wrong[0].contains("the workload has no row"), "{wrong:?}");
     }
 
@@ -231,11 +302,47 @@ mod tests {
     fn a_counter_without_expectation_fails() {
         let mut r = report("probe", 6, 0, 2);
         r["counters"]["new_counter"] = 1.into();
-        let wrong = judge(&table(), "vfs", &r, 7, false);
+        let wrong = judge(&table(), "vfs", &r, &run(7, false));
         assert_eq!(
             wrong,
             ["new_counter: no expectation: add one to counters.toml"]
         );
+    }
+
+    #[test]
+    fn devices_latency_and_absent_modules() {
+        let t: Table = toml::from_str(
+            "[md]\nflush = { total_min = 1, device = \"9:0\", module = \"raid1\" }\n\
+             read = { total = 2, latency = 4 }\n",
+        )
+        .unwrap();
+        let report = |dev: u64, slots: [u64; 2]| {
+            serde_json::json!({
+                "events": [{"event": "kc_md_flush", "family": "probe"},
+                           {"event": "kc_md_read", "family": "probe"}],
+                "counters": {"flush": 3, "read": 2},
+                "devices": {"md_devices": {"9:0": dev, "8:0": 5}},
+                "histograms": {"md_latency": {"4": [slots[0], slots[1]], "5": [7]}}
+            })
+        };
+        assert!(judge(&t, "md", &report(3, [1, 1]), &run(0, false)).is_empty());
+        let wrong = judge(&t, "md", &report(2, [2, 1]), &run(0, false));
+        assert_eq!(
+            wrong,
+            [
+                "flush: device 9:0 holds 2 of the total 3",
+                "read: latency histogram 4 holds 3 samples for 2 calls"
+            ]
+        );
+        // p objects keep no histograms; a kernel without the module is not judged on it.
+        let absent = BTreeMap::from([("raid1".to_string(), "not packaged".to_string())]);
+        let run = Run {
+            workload_pid: 0,
+            entry_mode: true,
+            absent_modules: &absent,
+        };
+        assert!(judge(&t, "md", &report(0, [0, 0]), &run).is_empty());
+        assert_eq!(modules(&t), ["raid1"]);
     }
 
     #[test]

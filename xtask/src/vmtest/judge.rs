@@ -102,6 +102,7 @@ pub fn judge(
     collectors: &[Collector],
     counters: &super::expect::Table,
     kernel: &KernelVersion,
+    absent_modules: &std::collections::BTreeMap<String, String>,
 ) -> Vec<ObjectOutcome> {
     let workload_pid = report["workload_pid"].as_u64().unwrap_or(0);
     let empty = Vec::new();
@@ -115,8 +116,12 @@ pub fn judge(
                 kc_verify::ObjectKind::from_file_name(&object),
                 kc_verify::ObjectKind::Legacy { mode: 'p', .. }
             );
-            let wrong_counts =
-                super::expect::judge(counters, &collector, o, workload_pid, entry_mode);
+            let run = super::expect::Run {
+                workload_pid,
+                entry_mode,
+                absent_modules,
+            };
+            let wrong_counts = super::expect::judge(counters, &collector, o, &run);
             let counted: u64 = o["counters"]
                 .as_object()
                 .map(|c| c.values().filter_map(serde_json::Value::as_u64).sum())
@@ -327,6 +332,7 @@ mod tests {
             &collectors(),
             &counters,
             &KernelVersion::new(6, 1, 0),
+            &Default::default(),
         );
         assert_eq!(v[0].verdict, "ok");
         assert!(

@@ -75,6 +75,7 @@ impl Accel {
 mod expect;
 pub mod installed;
 mod judge;
+mod modules;
 
 pub use judge::{unobserved as unobserved_events, ObjectOutcome};
 
@@ -96,6 +97,9 @@ pub struct KernelOutcome {
     pub objects: Vec<ObjectOutcome>,
     /// Where kc-select's choices broke the rule (empty: they followed it).
     pub selection: Vec<String>,
+    /// Modules counters.toml names that this kernel's packages lack (name → why): their
+    /// counters are not judged here.
+    pub absent_modules: std::collections::BTreeMap<String, String>,
     pub log: PathBuf,
 }
 
@@ -165,6 +169,50 @@ pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
     Ok(bins)
 }
 
+/// The guests' NVMe drives (the cloud kernels build NVMe in), `/dev/nvme<i>n1` in this
+/// order: MiB, and the file system the host puts on it. Swap; block I/O; the two members of
+/// the MD RAID1; ext4, xfs (300 MiB: mkfs.xfs's least) and btrfs for the filesystem
+/// collector (formatting them here keeps mkfs out of the initramfs).
+const DRIVES: [(u64, Option<&str>); 7] = [
+    (48, None),
+    (8, None),
+    (8, None),
+    (8, None),
+    (16, Some("ext4")),
+    (300, Some("xfs")),
+    (128, Some("btrfs")),
+];
+
+fn drive_image(log: &Path, i: usize) -> PathBuf {
+    log.with_extension(format!("nvme{i}.img"))
+}
+
+/// Creates the drive images beside `log` (sparse; formatted where [`DRIVES`] says); qemu's
+/// `-drive`/`-device` arguments for them.
+fn make_drives(log: &Path) -> Result<Vec<String>> {
+    let sh = process::shell_in(&work_dir());
+    let mut args = Vec::new();
+    for (i, (mib, fs)) in DRIVES.iter().enumerate() {
+        let img = drive_image(log, i);
+        let _ = std::fs::remove_file(&img);
+        std::fs::File::create(&img)?.set_len(mib << 20)?;
+        if let Some(fs) = fs {
+            // -F/-f: the target is a file, not a device; -q: only errors.
+            let force = if *fs == "ext4" { "-F" } else { "-f" };
+            process::output(cmd!(sh, "mkfs.{fs} {force} -q {img}")).with_context(|| {
+                format!("formatting vmtest's {fs} drive (run `cargo xtask setup`)")
+            })?;
+        }
+        args.extend([
+            "-drive".to_string(),
+            format!("file={},if=none,id=d{i},format=raw", img.display()),
+            "-device".to_string(),
+            format!("nvme,drive=d{i},serial=kc{i}"),
+        ]);
+    }
+    Ok(args)
+}
+
 /// Boots `vmlinuz` (the kernel `release`) with the initramfs; returns how it ended, the
 /// console, and the seconds it took.
 pub(crate) fn boot(
@@ -177,14 +225,7 @@ pub(crate) fn boot(
 ) -> Result<(String, String, f64)> {
     let t = Instant::now();
     let cpu = if accel == Accel::Kvm { "host" } else { "max" };
-    // Two NVMe drives (the cloud kernels build NVMe in): swap, and a disk for block I/O.
-    let mut drives = Vec::new();
-    for (i, mb) in [(0, 48u64), (1, 8)] {
-        let img = log.with_extension(format!("nvme{i}.img"));
-        std::fs::File::create(&img)?.set_len(mb << 20)?;
-        drives.push(format!("file={},if=none,id=d{i},format=raw", img.display()));
-        drives.push(format!("nvme,drive=d{i},serial=kc{i}"));
-    }
+    let drives = make_drives(log)?;
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
@@ -201,10 +242,7 @@ pub(crate) fn boot(
             "-serial",
             "stdio",
         ])
-        .args([
-            "-drive", &drives[0], "-device", &drives[1], "-drive", &drives[2], "-device",
-            &drives[3],
-        ])
+        .args(&drives)
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
@@ -238,6 +276,9 @@ pub(crate) fn boot(
         std::thread::sleep(Duration::from_millis(200));
     };
     let console = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
+    for (i, _) in DRIVES.iter().enumerate() {
+        let _ = std::fs::remove_file(drive_image(log, i));
+    }
     std::fs::write(log, &console).with_context(|| format!("writing {}", log.display()))?;
     let how = match (status, console.contains(DONE)) {
         (None, _) => format!("timeout after {} s", timeout.as_secs()),
@@ -280,6 +321,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
     let counters = expect::load(&paths::project_root())?;
+    let wanted_modules = expect::modules(&counters);
     let tc = Toolchain::detect()?;
     let GuestBinaries {
         loader: host_loader,
@@ -332,9 +374,30 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
             },
         ];
         members.extend(release.iter().map(installed::Node::member));
+        // Loaded by init in name order: the index keeps dependencies first.
+        let modules = modules::resolve(
+            &vmlinuz.with_file_name("modules"),
+            &k.release,
+            &wanted_modules,
+        )?;
+        let module_names: Vec<String> = (modules.load.iter().enumerate())
+            .map(|(i, m)| format!("modules/{i:02}-{}.ko", m.name))
+            .collect();
+        members.push(Member::Dir("modules"));
+        members.extend(
+            modules
+                .load
+                .iter()
+                .zip(&module_names)
+                .map(|(m, name)| Member::File {
+                    name,
+                    data: &m.bytes,
+                    executable: false,
+                }),
+        );
         let initramfs = work_dir().join(format!("{}.cpio", k.release));
         atomic::write(&initramfs, &cpio::newc(&members))?;
-        plans.push((*k, vmlinuz, initramfs, bucket, version));
+        plans.push((*k, vmlinuz, initramfs, bucket, version, modules.absent));
     }
     let accel = match o.accel {
         Accel::Auto => probe_kvm(&plans[0].1, &plans[0].2),
@@ -350,7 +413,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         for _ in 0..o.jobs.max(1).min(plans.len().max(1)) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((k, vmlinuz, initramfs, bucket, version)) = plans.get(i) else {
+                let Some((k, vmlinuz, initramfs, bucket, version, absent)) = plans.get(i) else {
                     break;
                 };
                 let log = work_dir().join(format!("{}.log", k.release));
@@ -370,7 +433,9 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                         let modes = reports.iter().map(|(m, _)| m.to_string()).collect();
                         let objects = reports
                             .iter()
-                            .flat_map(|(m, r)| judge::judge(r, *m, &collectors, &counters, version))
+                            .flat_map(|(m, r)| {
+                                judge::judge(r, *m, &collectors, &counters, version, absent)
+                            })
                             .collect();
                         results.lock().expect("results").push(KernelOutcome {
                             series: k.series.to_string(),
@@ -386,6 +451,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                                 &buckets,
                                 collectors.len(),
                             ),
+                            absent_modules: absent.clone(),
                             log,
                         });
                     }
@@ -471,6 +537,9 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
         }
         for p in &r.selection {
             println!("    {p}");
+        }
+        for (m, why) in &r.absent_modules {
+            println!("    module {m} absent ({why}): its counters were not judged");
         }
     }
     Ok(failures)
