@@ -66,6 +66,12 @@
 
 #define KC_MDFLUSH_COUNTERS(X) X(MDFLUSH, FLUSH, flush)
 
+#define KC_SCHEDLAT_COUNTERS(X) X(SCHEDLAT, WAKEUP, wakeup) X(SCHEDLAT, SWITCH_IN, switch_in) X(SCHEDLAT, QUEUED, queued)
+
+#define KC_NETDEV_COUNTERS(X)                                                                \
+	X(NETDEV, XMIT, xmit) X(NETDEV, XMIT_BYTES, xmit_bytes) X(NETDEV, XMIT_ERROR, xmit_error) \
+	X(NETDEV, RECEIVE, receive) X(NETDEV, RECEIVE_BYTES, receive_bytes)
+
 /* Per file system, in the order of filesystem_latency's ids. */
 #define KC_FILESYSTEM_OPS(X, FS, fs)                                                           \
 	X(FILESYSTEM, FS##_READ, fs##_read) X(FILESYSTEM, FS##_WRITE, fs##_write)                \
@@ -99,5 +105,7 @@ KC_DEFINE_COUNTERS(signal, SIGNAL)
 KC_DEFINE_COUNTERS(pagefault, PAGEFAULT)
 KC_DEFINE_COUNTERS(mdflush, MDFLUSH)
 KC_DEFINE_COUNTERS(filesystem, FILESYSTEM)
+KC_DEFINE_COUNTERS(schedlat, SCHEDLAT)
+KC_DEFINE_COUNTERS(netdev, NETDEV)
 
 #endif

@@ -117,4 +117,38 @@ struct trace_event_raw_inet_sock_set_state {
 	__u16 protocol;
 };
 
+struct trace_event_raw_sched_wakeup_template {
+	struct kc_trace_entry ent;
+	char comm[16];
+	pid_t pid;
+	int prio;
+	int target_cpu;
+};
+
+struct trace_event_raw_sched_switch {
+	struct kc_trace_entry ent;
+	char prev_comm[16];
+	pid_t prev_pid;
+	int prev_prio;
+	long prev_state;
+	char next_comm[16];
+	pid_t next_pid;
+	int next_prio;
+};
+
+struct trace_event_raw_net_dev_xmit {
+	struct kc_trace_entry ent;
+	void *skbaddr;
+	unsigned int len;
+	int rc;
+	__u32 __data_loc_name;
+};
+
+struct trace_event_raw_net_dev_template {
+	struct kc_trace_entry ent;
+	void *skbaddr;
+	unsigned int len;
+	__u32 __data_loc_name;
+};
+
 #endif

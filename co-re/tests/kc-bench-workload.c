@@ -11,7 +11,8 @@
  * pagecache (a 1-byte pread of a cached page of $KC_BENCH_FILE, else of a file in /var/tmp),
  * shmctl (IPC_STAT of a System V shared memory segment), stat (of /dev: one dcache lookup),
  * signal (a SIGUSR1 raised and handled), fault (an anonymous page mapped, touched: one page
- * fault, and unmapped).
+ * fault, and unmapped), fsread (a 1-byte pread of a file on a disk file system), wake (a byte
+ * to a child and back through pipes: two wakeups and two switches).
  * It runs on the last CPU only: a migration in the middle of a run costs more than some of
  * the differences measured.
  */
@@ -74,7 +75,7 @@ int main(int argc, char **argv)
 	FILE *out;
 
 	if (argc != 4 || (n = atol(argv[2])) <= 0) {
-		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat|signal|fault N OUT\n");
+		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat|signal|fault|fsread|wake N OUT\n");
 		return 2;
 	}
 	if (strcmp(argv[1], "read") == 0 && (fd = open("/dev/zero", O_RDONLY)) < 0)
@@ -105,6 +106,29 @@ int main(int argc, char **argv)
 		fd = socket(AF_INET, SOCK_DGRAM, 0);
 		if (bind(peer, (struct sockaddr *)&addr, sizeof(addr)) || getsockname(peer, (struct sockaddr *)&addr, &len))
 			return fail("udp socket");
+	}
+	if (strcmp(argv[1], "fsread") == 0) {
+		/* A file on a disk file system: KC_BENCH_FS_DIR (the guests' ext4), else /var/tmp. */
+		const char *dir = getenv("KC_BENCH_FS_DIR");
+
+		snprintf(path, sizeof(path), "%s/kc-bench-XXXXXX", dir ? dir : "/var/tmp");
+		if ((fd = mkstemp(path)) < 0 || write(fd, &c, 1) != 1)
+			return fail(path);
+		unlink(path);
+	}
+	if (strcmp(argv[1], "wake") == 0) {
+		/* A child that echoes each byte back: every iteration wakes it, and then us. */
+		int to[2], from[2];
+
+		if (pipe(to) || pipe(from))
+			return fail("pipe");
+		if (fork() == 0) {
+			while (read(to[0], &c, 1) == 1 && write(from[1], &c, 1) == 1)
+				;
+			_exit(0);
+		}
+		fd = to[1];
+		peer = from[0];
 	}
 	if (strcmp(argv[1], "shmctl") == 0 && (fd = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600)) < 0)
 		return fail("shmget");
@@ -155,6 +179,12 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[1], "signal") == 0) {
 			if (raise(SIGUSR1))
 				return fail("raise");
+		} else if (strcmp(argv[1], "fsread") == 0) {
+			if (pread(fd, &c, 1, 0) != 1)
+				return fail("pread");
+		} else if (strcmp(argv[1], "wake") == 0) {
+			if (write(fd, &c, 1) != 1 || read(peer, &c, 1) != 1)
+				return fail("wake");
 		} else if (strcmp(argv[1], "stat") == 0) {
 			struct stat st;
 

@@ -631,6 +631,8 @@ static void bench(void)
 		return;
 	/* The pagecache case reads a block device's page cache: /tmp is shmem here. */
 	setenv("KC_BENCH_FILE", "/dev/nvme1n1", 1);
+	mount_filesystems();
+	setenv("KC_BENCH_FS_DIR", "/fs/ext4", 1);
 	while (lines < 64 && fscanf(plan, "%31s %31s %15s", collector[lines], op[lines], n[lines]) == 3)
 		lines++;
 	fclose(plan);

@@ -110,6 +110,24 @@ const CASES: &[Case] = &[
         op: "stat",
         n: 200_000,
     },
+    Case {
+        collector: "filesystem",
+        event: "kc_filesystem_ext4_read",
+        op: "fsread",
+        n: 200_000,
+    },
+    Case {
+        collector: "schedlat",
+        event: "kc_schedlat_switch",
+        op: "wake",
+        n: 20_000,
+    },
+    Case {
+        collector: "netdev",
+        event: "kc_netdev_xmit",
+        op: "udp",
+        n: 50_000,
+    },
 ];
 
 /// Collectors no case covers, and why.
@@ -121,6 +139,10 @@ const UNCOVERED: &[(&str, &str)] = &[
     (
         "swap, oomkill",
         "an event costs a swap-out or a killed process: too slow to repeat thousands of times",
+    ),
+    (
+        "mdflush",
+        "an event is a flush of every member disk of an MD array: a device's cost, not a probe's",
     ),
 ];
 
