@@ -84,6 +84,78 @@ static void loopback_up(void)
 	close(fd);
 }
 
+/* The NVMe drives vmtest attaches, by role: qemu gives drive i the serial "kc<i>"
+ * (xtask/src/vmtest/mod.rs, DRIVES). Controllers probe asynchronously, so names follow no
+ * order and the last may appear after init starts: each is found by its serial. */
+enum drive { SWAP_DRIVE, BLOCK_DRIVE, MD_DRIVE_0, MD_DRIVE_1, EXT4_DRIVE, XFS_DRIVE, BTRFS_DRIVE, DRIVES };
+static char drive_paths[DRIVES][32];
+
+static int find_drives(void)
+{
+	int found = 0;
+	DIR *d = opendir("/sys/block");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[300], serial[32] = "";
+		int fd, n, i;
+
+		if (strncmp(e->d_name, "nvme", 4))
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/device/serial", e->d_name);
+		fd = open(path, O_RDONLY);
+		n = fd >= 0 ? read(fd, serial, sizeof(serial) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (n > 0 && sscanf(serial, "kc%d", &i) == 1 && i >= 0 && i < DRIVES) {
+			snprintf(drive_paths[i], sizeof(drive_paths[i]), "/dev/%.24s", e->d_name);
+			found++;
+		}
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* PID 1 waits for the drives and hands their names to the processes it starts in
+ * KC_DRIVES ("path:path:..."): the workload must not count its own lookups. */
+static void wait_for_drives(void)
+{
+	char list[DRIVES * 32] = "";
+
+	for (int tries = 0; find_drives() < DRIVES; tries++) {
+		if (tries == 100) {
+			say("not every NVMe drive appeared within 10 s");
+			break;
+		}
+		usleep(100 * 1000);
+	}
+	for (int i = 0; i < DRIVES; i++) {
+		strcat(list, drive_paths[i]);
+		strcat(list, ":");
+	}
+	setenv("KC_DRIVES", list, 1);
+}
+
+static void import_drives(void)
+{
+	const char *list = getenv("KC_DRIVES");
+
+	for (int i = 0; list && i < DRIVES; i++) {
+		const char *end = strchr(list, ':');
+
+		if (!end)
+			break;
+		snprintf(drive_paths[i], sizeof(drive_paths[i]), "%.*s", (int)(end - list), list);
+		list = end + 1;
+	}
+}
+
+static const char *drive(enum drive i)
+{
+	return drive_paths[i][0] ? drive_paths[i] : "/dev/kc-drive-missing";
+}
+
 /* The modules vmtest put in /modules (MD, file systems), named so that name order loads
  * each after what it depends on. */
 static void load_modules(void)
@@ -113,7 +185,7 @@ static void load_modules(void)
  * clean (what `mdadm --build --assume-clean` does): no resync I/O under the counters. */
 static void md_assemble(void)
 {
-	static const char *const members[] = { "/dev/nvme2n1", "/dev/nvme3n1" };
+	const char *members[] = { drive(MD_DRIVE_0), drive(MD_DRIVE_1) };
 	mdu_array_info_t array = {
 		.major_version = 0, .minor_version = 90, .level = 1, .raid_disks = 2,
 		.md_minor = 0, .not_persistent = 1, .state = 1 << MD_SB_CLEAN,
@@ -146,17 +218,16 @@ fail:
 		close(fd);
 }
 
-/* The file systems the host formatted on the fifth to seventh NVMe drives. */
+/* The file systems the host formatted on their drives. */
 static const char *const filesystems[] = { "ext4", "xfs", "btrfs" };
-#define FIRST_FS_DRIVE 4
 
 static void mount_filesystems(void)
 {
 	mkdir("/fs", 0755);
 	for (int i = 0; i < 3; i++) {
-		char dev[32], dir[32];
+		const char *dev = drive(EXT4_DRIVE + i);
+		char dir[32];
 
-		snprintf(dev, sizeof(dev), "/dev/nvme%dn1", FIRST_FS_DRIVE + i);
 		snprintf(dir, sizeof(dir), "/fs/%s", filesystems[i]);
 		mkdir(dir, 0755);
 		if (mount(dev, dir, filesystems[i], 0, NULL))
@@ -290,7 +361,7 @@ static void shm(void)
 static void page_faults(void)
 {
 	char *anon = mmap(NULL, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	int fd = open("/dev/nvme1n1", O_RDONLY);
+	int fd = open(drive(BLOCK_DRIVE), O_RDONLY);
 	volatile char *dev;
 
 	if (anon != MAP_FAILED) {
@@ -299,7 +370,7 @@ static void page_faults(void)
 		munmap(anon, 64 * 4096);
 	}
 	if (fd < 0) {
-		say("no /dev/nvme1n1: no major fault");
+		say("no block I/O drive: no major fault");
 		return;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -362,10 +433,10 @@ static void sockets(void)
 static void block_io(void)
 {
 	void *buf;
-	int fd = open("/dev/nvme1n1", O_RDWR | O_DIRECT);
+	int fd = open(drive(BLOCK_DRIVE), O_RDWR | O_DIRECT);
 
 	if (fd < 0 || posix_memalign(&buf, 4096, 65536)) {
-		say("no /dev/nvme1n1: block I/O skipped");
+		say("no block I/O drive: block I/O skipped");
 		return;
 	}
 	memset(buf, 'b', 65536);
@@ -377,7 +448,7 @@ static void block_io(void)
 	close(fd);
 	free(buf);
 	/* And through the page cache (adds, dirtied pages and buffers, then writeback). */
-	fd = open("/dev/nvme1n1", O_RDWR);
+	fd = open(drive(BLOCK_DRIVE), O_RDWR);
 	if (fd < 0)
 		return;
 	memset(page_buf, 'p', sizeof(page_buf));
@@ -396,11 +467,11 @@ static void swap_on(void)
 {
 	char page[4096] = { 0 };
 	unsigned int *info = (unsigned int *)(page + 1024);
-	int fd = open("/dev/nvme0n1", O_RDWR);
+	int fd = open(drive(SWAP_DRIVE), O_RDWR);
 	off_t size;
 
 	if (fd < 0) {
-		say("no /dev/nvme0n1: swap skipped");
+		say("no swap drive: swap skipped");
 		return;
 	}
 	size = lseek(fd, 0, SEEK_END);
@@ -411,7 +482,7 @@ static void swap_on(void)
 		say("writing the swap header failed");
 	fsync(fd);
 	close(fd);
-	if (swapon("/dev/nvme0n1", 0))
+	if (swapon(drive(SWAP_DRIVE), 0))
 		fprintf(stderr, "kc-vmtest: swapon: %s\n", strerror(errno));
 }
 
@@ -630,7 +701,7 @@ static void bench(void)
 	if (!plan || fscanf(plan, "%d", &rounds) != 1)
 		return;
 	/* The pagecache case reads a block device's page cache: /tmp is shmem here. */
-	setenv("KC_BENCH_FILE", "/dev/nvme1n1", 1);
+	setenv("KC_BENCH_FILE", drive(BLOCK_DRIVE), 1);
 	mount_filesystems();
 	setenv("KC_BENCH_FS_DIR", "/fs/ext4", 1);
 	while (lines < 64 && fscanf(plan, "%31s %31s %15s", collector[lines], op[lines], n[lines]) == 3)
@@ -666,6 +737,18 @@ static void bench(void)
 	}
 }
 
+/* Swap, the modules, the MD array and the file systems, once per boot. */
+static void prepare_storage(void)
+{
+	double t = now_ms();
+
+	swap_on();
+	load_modules();
+	md_assemble();
+	mount_filesystems();
+	fprintf(stderr, "kc-vmtest: storage and modules took %.0f ms\n", now_ms() - t);
+}
+
 int main(int argc, char **argv)
 {
 	/* Every family forced in turn, then the loader's own choice. */
@@ -676,23 +759,24 @@ int main(int argc, char **argv)
 	char *objects[MAX_OBJECTS];
 	int n = 0;
 
-	if (argc > 1 && strcmp(argv[1], "workload") == 0)
+	if (argc > 1 && strcmp(argv[1], "workload") == 0) {
+		import_drives();
 		return workload();
+	}
 	if (argc > 1)
 		return 0; /* "noop": a process to fork and exec */
 
 	mount_all();
 	loopback_up();
+	wait_for_drives();
 	if (access("/bench-plan", F_OK) == 0) {
 		bench();
 		printf("\nKC-VMTEST-DONE\n");
 		fflush(stdout);
 		reboot(RB_POWER_OFF);
 	}
-	swap_on();
-	load_modules();
-	md_assemble();
-	mount_filesystems();
+	fprintf(stderr, "kc-vmtest: init started %.0f ms after boot\n", now_ms());
+	prepare_storage();
 	/* The objects a host with this kernel would load (CO-RE), and those it would fall back to
 	 * without BTF (the bucket's legacy objects, both modes): each one runs in every mode. */
 	n = select_objects("btf", with_btf, objects, n);

@@ -39,14 +39,32 @@ fn module_name(file: &str) -> Option<String> {
         .map(normalize)
 }
 
-/// The `depends=` of a module's `.modinfo` section (NUL-separated `key=value` strings).
+/// The values of `key` in a module's `.modinfo` section (NUL-separated `key=value` strings).
+fn modinfo_values<'a>(modinfo: &'a [u8], key: &'a str) -> impl Iterator<Item = String> + 'a {
+    modinfo.split(|&b| b == 0).filter_map(move |kv| {
+        let v = kv.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+/// A module's hard dependencies (`depends=a,b`).
 pub fn modinfo_depends(modinfo: &[u8]) -> Vec<String> {
-    modinfo
-        .split(|&b| b == 0)
-        .filter_map(|kv| kv.strip_prefix(b"depends="))
-        .flat_map(|deps| deps.split(|&b| b == b','))
+    modinfo_values(modinfo, "depends")
+        .flat_map(|deps| deps.split(',').map(normalize).collect::<Vec<_>>())
         .filter(|d| !d.is_empty())
-        .map(|d| normalize(&String::from_utf8_lossy(d)))
+        .collect()
+}
+
+/// A module's soft dependencies (`softdep=pre: a b post: c`): names or aliases it works
+/// without but should have (btrfs asks for `crypto-crc32c` this way).
+pub fn modinfo_softdeps(modinfo: &[u8]) -> Vec<String> {
+    modinfo_values(modinfo, "softdep")
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter(|w| !w.ends_with(':'))
+                .map(normalize)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -74,15 +92,18 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn depends_of(bytes: &[u8], path: &Path) -> Result<Vec<String>> {
+fn modinfo_of(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
     use object::{Object, ObjectSection};
     let elf =
         object::File::parse(bytes).with_context(|| format!("{} is not ELF", path.display()))?;
     let modinfo = elf
         .section_by_name(".modinfo")
         .with_context(|| format!("{} has no .modinfo", path.display()))?;
-    Ok(modinfo_depends(modinfo.data()?))
+    Ok(modinfo.data()?.to_vec())
 }
+
+/// Where aliases that soft dependencies name are looked for: the crypto and library modules.
+const ALIAS_TREES: [&str; 3] = ["crypto", "arch", "lib"];
 
 fn walk(dir: &Path, found: &mut BTreeMap<String, PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -97,17 +118,92 @@ fn walk(dir: &Path, found: &mut BTreeMap<String, PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// One kernel's modules: files by module name, the built-in ones, and (read when a soft
+/// dependency first needs it) the aliases of the crypto and library modules.
+struct Tree {
+    files: BTreeMap<String, PathBuf>,
+    builtin: BTreeSet<String>,
+    aliases: Option<BTreeMap<String, String>>,
+}
+
+impl Tree {
+    fn read(modules_dir: &Path) -> Result<Self> {
+        let mut files = BTreeMap::new();
+        if modules_dir.join("kernel").is_dir() {
+            walk(&modules_dir.join("kernel"), &mut files)?;
+        }
+        let builtin = std::fs::read_to_string(modules_dir.join(MODULES_BUILTIN))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| module_name(l.rsplit('/').next()?))
+            .collect();
+        Ok(Tree {
+            files,
+            builtin,
+            aliases: None,
+        })
+    }
+
+    /// The module a soft dependency names, by file name or alias.
+    fn soft_target(&mut self, name: &str) -> Option<String> {
+        if self.files.contains_key(name) || self.builtin.contains(name) {
+            return Some(name.to_string());
+        }
+        let files = &self.files;
+        let aliases = self.aliases.get_or_insert_with(|| {
+            let mut a = BTreeMap::new();
+            for (module, path) in files {
+                let in_tree = ALIAS_TREES.iter().any(|t| {
+                    path.components()
+                        .any(|c| c.as_os_str() == std::ffi::OsStr::new(t))
+                });
+                let info = in_tree
+                    .then(|| read_module(path).and_then(|b| modinfo_of(&b, path)).ok())
+                    .flatten();
+                for alias in info.iter().flat_map(|i| modinfo_values(i, "alias")) {
+                    a.entry(normalize(&alias)).or_insert_with(|| module.clone());
+                }
+            }
+            a
+        });
+        aliases.get(name).cloned()
+    }
+
+    /// `name` after everything it depends on, into `order`.
+    fn visit(
+        &mut self,
+        name: &str,
+        done: &mut BTreeSet<String>,
+        order: &mut Vec<GuestModule>,
+    ) -> Result<(), String> {
+        if self.builtin.contains(name) || !done.insert(name.to_string()) {
+            return Ok(());
+        }
+        let path = self.files.get(name).cloned().ok_or_else(|| {
+            format!("module {name} is not among this kernel's modules (or outside MODULE_TREES)")
+        })?;
+        let bytes = read_module(&path).map_err(|e| format!("{e:#}"))?;
+        let info = modinfo_of(&bytes, &path).map_err(|e| format!("{e:#}"))?;
+        for dep in modinfo_depends(&info) {
+            self.visit(&dep, done, order)?;
+        }
+        // Soft: one this kernel lacks is left out, as modprobe does.
+        for soft in modinfo_softdeps(&info) {
+            if let Some(target) = self.soft_target(&soft) {
+                let _ = self.visit(&target, done, order);
+            }
+        }
+        order.push(GuestModule {
+            name: name.to_string(),
+            bytes,
+        });
+        Ok(())
+    }
+}
+
 /// Resolves `wanted` against `modules_dir` (a kernel's unpacked `modules/`).
 pub fn resolve(modules_dir: &Path, release: &str, wanted: &[String]) -> Result<Resolved> {
-    let mut files = BTreeMap::new();
-    if modules_dir.join("kernel").is_dir() {
-        walk(&modules_dir.join("kernel"), &mut files)?;
-    }
-    let builtin: BTreeSet<String> = std::fs::read_to_string(modules_dir.join(MODULES_BUILTIN))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| module_name(l.rsplit('/').next()?))
-        .collect();
+    let mut tree = Tree::read(modules_dir)?;
     let mut out = Resolved {
         load: Vec::new(),
         absent: BTreeMap::new(),
@@ -115,10 +211,10 @@ pub fn resolve(modules_dir: &Path, release: &str, wanted: &[String]) -> Result<R
     let mut done = BTreeSet::new();
     for name in wanted {
         let name = normalize(name);
-        if builtin.contains(&name) {
+        if tree.builtin.contains(&name) {
             continue;
         }
-        if files.is_empty() {
+        if tree.files.is_empty() {
             out.absent.insert(
                 name,
                 format!("the archive carries no modules for {release}"),
@@ -127,37 +223,13 @@ pub fn resolve(modules_dir: &Path, release: &str, wanted: &[String]) -> Result<R
         }
         // Depth first, each module after what it depends on.
         let mut order = Vec::new();
-        if let Err(why) = visit(&name, &files, &builtin, &mut done, &mut order) {
+        if let Err(why) = tree.visit(&name, &mut done, &mut order) {
             out.absent.insert(name, why);
             continue;
         }
         out.load.extend(order);
     }
     Ok(out)
-}
-
-fn visit(
-    name: &str,
-    files: &BTreeMap<String, PathBuf>,
-    builtin: &BTreeSet<String>,
-    done: &mut BTreeSet<String>,
-    order: &mut Vec<GuestModule>,
-) -> Result<(), String> {
-    if builtin.contains(name) || !done.insert(name.to_string()) {
-        return Ok(());
-    }
-    let path = files.get(name).ok_or_else(|| {
-        format!("module {name} is not among this kernel's modules (or outside MODULE_TREES)")
-    })?;
-    let bytes = read_module(path).map_err(|e| format!("{e:#}"))?;
-    for dep in depends_of(&bytes, path).map_err(|e| format!("{e:#}"))? {
-        visit(&dep, files, builtin, done, order)?;
-    }
-    order.push(GuestModule {
-        name: name.to_string(),
-        bytes,
-    });
-    Ok(())
 }
 
 #[cfg(test)]
@@ -169,6 +241,12 @@ mod tests {
         let info = b"license=GPL\0depends=md-mod,libcrc32c\0intree=Y\0name=raid1\0";
         assert_eq!(modinfo_depends(info), ["md_mod", "libcrc32c"]);
         assert!(modinfo_depends(b"depends=\0name=md_mod\0").is_empty());
+        let btrfs =
+            b"softdep=pre: crypto-crc32c\0softdep=pre: blake2b-256 post: xxhash64\0depends=xor\0";
+        assert_eq!(
+            modinfo_softdeps(btrfs),
+            ["crypto_crc32c", "blake2b_256", "xxhash64"]
+        );
     }
 
     #[test]
