@@ -283,9 +283,15 @@ fn on_host(rounds: usize, workload: &Path) -> Result<Vec<CaseReport>> {
     let out = scratch.path().join("ns");
     let sh = process::shell();
     let mut results: BTreeMap<(usize, &'static str), Measured> = BTreeMap::new();
+    let bar = indicatif::ProgressBar::new((rounds * CASES.len() * modes().len()) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("host {bar:30} {pos}/{len} {msg}")
+            .expect("progress template"),
+    );
     for round in 0..rounds {
         for (i, c) in CASES.iter().enumerate() {
             let (op, n) = (c.op, c.n.to_string());
+            bar.set_message(format!("round {} {}", round + 1, c.collector));
             // Each round starts at another mode, so that drift does not favour one.
             let mut order = modes();
             let start = round % order.len();
@@ -309,6 +315,7 @@ fn on_host(rounds: usize, workload: &Path) -> Result<Vec<CaseReport>> {
                         }
                     }
                 }
+                bar.inc(1);
                 let ns: f64 = std::fs::read_to_string(&out)
                     .with_context(|| format!("the {op} workload left no figure"))?
                     .trim()
@@ -317,6 +324,7 @@ fn on_host(rounds: usize, workload: &Path) -> Result<Vec<CaseReport>> {
             }
         }
     }
+    bar.finish_and_clear();
     Ok(summarize(&results))
 }
 
@@ -388,6 +396,14 @@ fn in_guest(
     atomic::write(&initramfs, &cpio::newc(&members))?;
     let accel = vmtest::probe_kvm(&vmlinuz, &initramfs);
     let log = vmtest::work_dir().join(format!("bench-{}.log", k.release));
+    // One boot runs everything; under TCG that takes tens of minutes and prints nothing.
+    eprintln!(
+        "bench overhead: guest {} ({}): {} cases x {} modes x {rounds} rounds in one boot",
+        k.release,
+        accel.qemu_name(),
+        CASES.len(),
+        modes().len()
+    );
     let (how, console, _) = vmtest::boot(
         &k.release,
         &vmlinuz,
