@@ -123,10 +123,16 @@ int main(int argc, char **argv)
 		if (pipe(to) || pipe(from))
 			return fail("pipe");
 		if (fork() == 0) {
+			/* Only its own ends open: our exit is its end of file, and it exits too
+			 * (holding our stdout, it would keep kc-loader's reader waiting). */
+			close(to[1]);
+			close(from[0]);
 			while (read(to[0], &c, 1) == 1 && write(from[1], &c, 1) == 1)
 				;
 			_exit(0);
 		}
+		close(to[0]);
+		close(from[1]);
 		fd = to[1];
 		peer = from[0];
 	}
