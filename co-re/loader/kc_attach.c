@@ -244,7 +244,7 @@ static int load_module_btfs(struct btf *vmlinux, struct module_btf *out, int max
 static enum kc_why trampoline_check(const char *sec, const char *name, char *why, size_t n)
 {
 	static struct module_btf modules[256];
-	static int nmodules;
+	static int nmodules, modules_loaded;
 	static struct btf *vmlinux;
 	static int loaded;
 	char type_name[160];
@@ -254,8 +254,6 @@ static enum kc_why trampoline_check(const char *sec, const char *name, char *why
 	if (!loaded) {
 		loaded = 1;
 		vmlinux = btf__load_vmlinux_btf();
-		if (vmlinux)
-			nmodules = load_module_btfs(vmlinux, modules, sizeof(modules) / sizeof(modules[0]));
 	}
 	if (!vmlinux) {
 		snprintf(why, n, "this kernel has no BTF (/sys/kernel/btf/vmlinux)");
@@ -273,7 +271,12 @@ static enum kc_why trampoline_check(const char *sec, const char *name, char *why
 	id = btf__find_by_name_kind(vmlinux, type_name, kind);
 	if (id >= 0)
 		return trial_trampoline(type, 0, id, why, n);
-	/* A split BTF's lookup also searches the kernel's, where the name is not. */
+	/* Read once, when a first name is not the kernel's: most objects never need them. A
+	 * split BTF's lookup also searches the kernel's, where the name is not. */
+	if (!modules_loaded) {
+		modules_loaded = 1;
+		nmodules = load_module_btfs(vmlinux, modules, sizeof(modules) / sizeof(modules[0]));
+	}
 	for (int i = 0; i < nmodules; i++) {
 		id = btf__find_by_name_kind(modules[i].btf, type_name, kind);
 		if (id >= 0)

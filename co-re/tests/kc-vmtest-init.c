@@ -167,9 +167,11 @@ static void load_modules(void)
 		char path[300];
 		int fd;
 
+		int hidden = names[i]->d_name[0] == '.'; /* ".", ".." */
+
 		snprintf(path, sizeof(path), "/modules/%s", names[i]->d_name);
 		free(names[i]);
-		if (path[9] == '.')
+		if (hidden)
 			continue;
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) && errno != EEXIST))

@@ -187,11 +187,28 @@ fn drive_image(log: &Path, i: usize) -> PathBuf {
     log.with_extension(format!("nvme{i}.img"))
 }
 
-/// Creates the drive images beside `log` (sparse; formatted where [`DRIVES`] says); qemu's
-/// `-drive`/`-device` arguments for them.
-fn make_drives(log: &Path) -> Result<Vec<String>> {
+/// A guest's drive images, removed when the guest is done with them (however it ended).
+struct Drives {
+    log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Drop for Drives {
+    fn drop(&mut self) {
+        for i in 0..DRIVES.len() {
+            let _ = std::fs::remove_file(drive_image(&self.log, i));
+        }
+    }
+}
+
+/// Creates the drive images beside `log` (sparse; formatted where [`DRIVES`] says), with
+/// qemu's `-drive`/`-device` arguments for them.
+fn make_drives(log: &Path) -> Result<Drives> {
     let sh = process::shell_in(&work_dir());
-    let mut args = Vec::new();
+    let mut drives = Drives {
+        log: log.to_path_buf(),
+        args: Vec::new(),
+    };
     for (i, (mib, fs)) in DRIVES.iter().enumerate() {
         let img = drive_image(log, i);
         let _ = std::fs::remove_file(&img);
@@ -203,14 +220,14 @@ fn make_drives(log: &Path) -> Result<Vec<String>> {
                 format!("formatting vmtest's {fs} drive (run `cargo xtask setup`)")
             })?;
         }
-        args.extend([
+        drives.args.extend([
             "-drive".to_string(),
             format!("file={},if=none,id=d{i},format=raw", img.display()),
             "-device".to_string(),
             format!("nvme,drive=d{i},serial=kc{i}"),
         ]);
     }
-    Ok(args)
+    Ok(drives)
 }
 
 /// Boots `vmlinuz` (the kernel `release`) with the initramfs; returns how it ended, the
@@ -242,7 +259,7 @@ pub(crate) fn boot(
             "-serial",
             "stdio",
         ])
-        .args(&drives)
+        .args(&drives.args)
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
@@ -276,9 +293,7 @@ pub(crate) fn boot(
         std::thread::sleep(Duration::from_millis(200));
     };
     let console = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
-    for (i, _) in DRIVES.iter().enumerate() {
-        let _ = std::fs::remove_file(drive_image(log, i));
-    }
+    drop(drives);
     std::fs::write(log, &console).with_context(|| format!("writing {}", log.display()))?;
     let how = match (status, console.contains(DONE)) {
         (None, _) => format!("timeout after {} s", timeout.as_secs()),

@@ -179,6 +179,21 @@ impl Tree {
         if self.builtin.contains(name) || !done.insert(name.to_string()) {
             return Ok(());
         }
+        // A module that cannot be loaded is not done: a later hard dependency on it must fail
+        // too, not pass as already loaded.
+        let loaded = self.visit_unmarked(name, done, order);
+        if loaded.is_err() {
+            done.remove(name);
+        }
+        loaded
+    }
+
+    fn visit_unmarked(
+        &mut self,
+        name: &str,
+        done: &mut BTreeSet<String>,
+        order: &mut Vec<GuestModule>,
+    ) -> Result<(), String> {
         let path = self.files.get(name).cloned().ok_or_else(|| {
             format!("module {name} is not among this kernel's modules (or outside MODULE_TREES)")
         })?;
