@@ -1,6 +1,7 @@
 //! `cargo xtask bench build`: one bucket built our way (headers package, parallel, cached)
 //! vs upstream's (full kernel source, `make prepare`), medians of rounds from scratch.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -64,8 +65,17 @@ pub fn run(o: BuildBench) -> Result<()> {
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut rounds = Vec::new();
+    // Every round's trees stay until the last round is measured: deleting a gigabyte of
+    // source on a disk mounted with `discard` slows every file creation for seconds after
+    // (5000 creates: 0.4 s, right after such a delete 4.5 s here), which would time the
+    // previous round's clean-up instead of the next round's build.
+    let mut scratches = Vec::new();
     for round in 1..=o.runs.max(1) {
-        let r = build_bench_round(o.bucket, threads)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("kc-bench-build-")
+            .tempdir_in(crate::paths::project_root().join("target"))?;
+        let r = build_bench_round(o.bucket, threads, scratch.path())?;
+        scratches.push(scratch);
         eprintln!(
             "bench build: round {round}: ours {:.2} s, upstream {:.2} s, {:.1}x",
             r.ours_cold_s, r.upstream_total_s, r.speedup_cold
@@ -108,10 +118,7 @@ pub fn run(o: BuildBench) -> Result<()> {
 }
 
 /// One round: our cold build and upstream's, each in a fresh scratch directory.
-fn build_bench_round(bucket: Bucket, threads: usize) -> Result<BuildBenchReport> {
-    let scratch = tempfile::Builder::new()
-        .prefix("kc-bench-build-")
-        .tempdir_in(crate::paths::project_root().join("target"))?;
+fn build_bench_round(bucket: Bucket, threads: usize, scratch: &Path) -> Result<BuildBenchReport> {
     let root = crate::paths::project_root();
     let opts = BuildOptions {
         buckets: vec![bucket],
@@ -122,9 +129,9 @@ fn build_bench_round(bucket: Bucket, threads: usize) -> Result<BuildBenchReport>
     // Ours: empty kernel cache and compile cache.
     let ours = Project {
         root: root.clone(),
-        artifacts: scratch.path().join("ours/artifacts"),
-        work: scratch.path().join("ours/work"),
-        kernel_cache: scratch.path().join("ours/cache"),
+        artifacts: scratch.join("ours/artifacts"),
+        work: scratch.join("ours/work"),
+        kernel_cache: scratch.join("ours/cache"),
     };
     // Cold: the build downloads and unpacks the headers itself (while the toolchain is
     // probed), then compiles; the report says when the trees were ready. Each side starts
@@ -143,7 +150,7 @@ fn build_bench_round(bucket: Bucket, threads: usize) -> Result<BuildBenchReport>
     let ours_noop = t.elapsed().as_secs_f64();
 
     // Upstream's: the full source tree of the same series, prepared, then the same compiles.
-    let src_dir = scratch.path().join("upstream");
+    let src_dir = scratch.join("upstream");
     std::fs::create_dir_all(&src_dir)?;
     let pkg = format!("linux-source-{}", bucket);
     flush_page_cache_writes()?;
@@ -177,9 +184,9 @@ fn build_bench_round(bucket: Bucket, threads: usize) -> Result<BuildBenchReport>
     let prepare = t.elapsed().as_secs_f64();
     let upstream = Project {
         root: root.clone(),
-        artifacts: scratch.path().join("up/artifacts"),
-        work: scratch.path().join("up/work"),
-        kernel_cache: scratch.path().join("up/cache"),
+        artifacts: scratch.join("up/artifacts"),
+        work: scratch.join("up/work"),
+        kernel_cache: scratch.join("up/cache"),
     };
     let tree = crate::kernels::fetch::HeaderTree {
         series: bucket.to_string(),

@@ -93,16 +93,16 @@ pub fn run_job(env: &Env, job: &Job) -> Result<Outcome, String> {
             pch,
         } => {
             let src = root.join("kernel").join(format!("{}_kern.c", job.what));
-            let ll = t.join("out.ll");
+            let bitcode = t.join("out.bc");
             let what = toolchain::LegacyOutput::Ir {
                 return_mode: *return_mode,
                 pch: Some(pch),
             };
-            let args = toolchain::legacy_clang_args(env.inputs, tree, what, &src, &ll);
+            let args = toolchain::legacy_clang_args(env.inputs, tree, what, &src, &bitcode);
             run_tool(env, &tc.clang, &args).map_err(|e| with_skipped_dir_hint(&e))?;
             let out = t.join(&job.outputs[0]);
-            run_tool(env, &tc.llc, &toolchain::llc_args(&ll, &out))?;
-            let _ = fs::remove_file(ll);
+            run_tool(env, &tc.llc, &toolchain::llc_args(&bitcode, &out))?;
+            let _ = fs::remove_file(bitcode);
             if !env.debug {
                 return Ok(Outcome::Unstripped(Unstripped {
                     staged,

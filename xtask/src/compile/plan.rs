@@ -261,7 +261,7 @@ pub fn legacy_jobs(
                 tree,
                 what,
                 Path::new("src.c"),
-                Path::new("out.ll"),
+                Path::new("out.bc"),
             )
             .join(" ");
             let key = key_of(&[
