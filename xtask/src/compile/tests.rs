@@ -241,3 +241,67 @@ fn a_broken_collector_fails_by_name_and_keeps_previous_artifacts_needs_toolchain
     assert!(!r.cells[0].ok);
     assert_core_cell_kept(&p, &before);
 }
+
+/// A header tree unpacked again (same bytes, new mtimes) keeps the cached precompiled headers
+/// usable: a later compile that loads them succeeds instead of clang's "has been modified
+/// since the precompiled header was built".
+#[test]
+fn a_header_tree_with_new_mtimes_keeps_its_cached_pch_needs_toolchain_and_mirror() {
+    if !toolchain_or_skip(
+        "a_header_tree_with_new_mtimes_keeps_its_cached_pch_needs_toolchain_and_mirror",
+    ) {
+        return;
+    }
+    let (d, mut p) = scratch_project(&["process"]);
+    // Its own header trees (their mtimes are changed below), from the shared cache's debs.
+    let shared_debs = p.kernel_cache.join("debs");
+    p.kernel_cache = d.path().join("cache");
+    let (_, lock) = kernels::load_checked_lock().unwrap();
+    let bucket = lock.buckets()[0];
+    let k = lock.kernel(bucket).unwrap();
+    fs::create_dir_all(p.kernel_cache.join("debs")).unwrap();
+    for pkg in &k.package {
+        let name = format!("{}.deb", pkg.sha256);
+        let _ = fs::copy(
+            shared_debs.join(&name),
+            p.kernel_cache.join("debs").join(&name),
+        );
+    }
+    let opts = BuildOptions {
+        buckets: vec![bucket],
+        core: false,
+        ..core_only()
+    };
+    let r = build(&p, &opts).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    // What a second unpack of the same packages changes: every header's mtime.
+    let tree = kernels::fetch::Fetcher::new(p.kernel_cache.clone())
+        .headers(k)
+        .unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    for dir in [&tree.common_dir, &tree.flavour_dir] {
+        touch_tree(dir, later);
+    }
+    let src = p.root.join("kernel/process_kern.c");
+    let text = fs::read_to_string(&src).unwrap();
+    fs::write(&src, format!("{text}\n/* changed: compile again */\n")).unwrap();
+    let r = build(&p, &opts).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(r.compiled, 2, "p and r compiled again, the PCH reused");
+}
+
+fn touch_tree(dir: &Path, when: std::time::SystemTime) {
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let ty = e.file_type().unwrap();
+        if ty.is_dir() {
+            touch_tree(&e.path(), when);
+        } else if ty.is_file() {
+            fs::File::options()
+                .write(true)
+                .open(e.path())
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+    }
+}

@@ -356,7 +356,12 @@ pub fn legacy_clang_args(
     a.push("-idirafter".into());
     a.push(inputs.libbpf_parent.display().to_string());
     match what {
-        LegacyOutput::Pch => a.extend(["-x".into(), "c-header".into()]),
+        // No header mtimes in the PCH: its cache key already names the tree's content, and
+        // a tree unpacked again (same bytes, new mtimes) must not fail every compile that
+        // loads a cached PCH with "has been modified since the precompiled header".
+        LegacyOutput::Pch => {
+            a.extend(["-Xclang", "-fno-pch-timestamp", "-x", "c-header"].map(String::from))
+        }
         LegacyOutput::Ir { return_mode, pch } => {
             // Bitcode, not text IR: llc reads it in less time, and the object is the same.
             a.splice(0..0, ["-c".to_string(), "-emit-llvm".to_string()]);
