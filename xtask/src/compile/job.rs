@@ -96,7 +96,7 @@ pub fn run_job(env: &Env, job: &Job) -> Result<Outcome, String> {
             let bitcode = t.join("out.bc");
             let what = toolchain::LegacyOutput::Ir {
                 return_mode: *return_mode,
-                pch: Some(pch),
+                pch: pch.as_deref(),
             };
             let args = toolchain::legacy_clang_args(env.inputs, tree, what, &src, &bitcode);
             run_tool(env, &tc.clang, &args).map_err(|e| with_skipped_dir_hint(&e))?;

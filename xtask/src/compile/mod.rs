@@ -31,6 +31,7 @@ use crate::collectors;
 use crate::kernels::{self, fetch::Fetcher, fetch::HeaderTree};
 use crate::{host, tarball};
 pub use cell::BUILD_INFO;
+pub use plan::Precompiled;
 pub use plan::Project;
 use plan::{Common, Job};
 use pool::JobResult;
@@ -261,7 +262,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
                 .collect::<Result<Vec<_>>>()?;
             Ok((trees, started.elapsed().as_secs_f64()))
         });
-        let tc = Toolchain::detect();
+        let tc = Toolchain::detect_cached(&project.work.join("toolchain-probes.json"));
         (tc, fetching.join().expect("fetch thread"))
     });
     let tc = tc?;
@@ -284,7 +285,8 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     let mut pchs = Vec::new();
     let mut jobs = Vec::new();
     for (k, tree) in buckets.iter().zip(&trees) {
-        let (bucket_pchs, objects) = plan::legacy_jobs(&common, tree, k.series, &collectors)?;
+        let (bucket_pchs, objects) =
+            plan::legacy_jobs(&common, tree, k.series, &collectors, Precompiled::Layers)?;
         pchs.extend(bucket_pchs);
         jobs.extend(objects);
     }
@@ -437,6 +439,7 @@ pub fn compile_legacy_tree(
     tree: &HeaderTree,
     bucket: Bucket,
     threads: usize,
+    precompiled: Precompiled,
 ) -> Result<usize> {
     let tc = Toolchain::detect()?;
     let collectors = collectors::load_from(&project.root)?;
@@ -448,7 +451,7 @@ pub fn compile_legacy_tree(
         includes_hash: "bench".into(),
         debug: false,
     };
-    let (pchs, jobs) = plan::legacy_jobs(&common, tree, bucket, &collectors)?;
+    let (pchs, jobs) = plan::legacy_jobs(&common, tree, bucket, &collectors, precompiled)?;
     let env = pool::Env {
         project,
         tc: &tc,

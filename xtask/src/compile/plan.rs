@@ -122,7 +122,8 @@ pub enum JobKind {
     Legacy {
         tree: HeaderTree,
         return_mode: bool,
-        pch: PathBuf,
+        /// None: the compile parses the kernel headers itself (upstream's way, for `bench`).
+        pch: Option<PathBuf>,
     },
     Core,
     Loader {
@@ -177,6 +178,14 @@ pub fn includes_hash(root: &Path) -> Result<String> {
 pub const PCH_BASE: &str = "kc_legacy_kernel";
 pub const PCH_NET: &str = "kc_legacy_net";
 
+/// Whether a bucket's compiles load precompiled kernel headers: ours always do; `bench
+/// build` also compiles each object parsing the headers itself, as upstream's Makefile does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precompiled {
+    Layers,
+    None,
+}
+
 /// The PCH layer a legacy source asks for through its includes.
 pub fn pch_layer(src: &[u8]) -> &'static str {
     let text = String::from_utf8_lossy(src);
@@ -198,6 +207,7 @@ pub fn legacy_jobs(
     tree: &HeaderTree,
     bucket: Bucket,
     collectors: &[Collector],
+    precompiled: Precompiled,
 ) -> Result<(Vec<Job>, Vec<Job>)> {
     let tree_id = tree.flavour_dir.display().to_string(); // holds the tree's content key
     let mut sources = Vec::new();
@@ -212,7 +222,9 @@ pub fn legacy_jobs(
     }
     let mut pchs: Vec<Job> = Vec::new();
     for layer in [PCH_BASE, PCH_NET] {
-        if layer != PCH_BASE && !sources.iter().any(|(_, l, _)| *l == layer) {
+        if precompiled == Precompiled::None
+            || layer != PCH_BASE && !sources.iter().any(|(_, l, _)| *l == layer)
+        {
             continue;
         }
         let args = toolchain::legacy_clang_args(
@@ -245,11 +257,9 @@ pub fn legacy_jobs(
     }
     let mut jobs = Vec::new();
     for (col, layer, src) in &sources {
-        let pch = pchs
-            .iter()
-            .find(|p| p.outputs[0] == format!("{layer}.pch"))
-            .expect("every layer in use has a job");
-        let pch_path = c.project.cache_path(&pch.key).join(&pch.outputs[0]);
+        let pch = pchs.iter().find(|p| p.outputs[0] == format!("{layer}.pch"));
+        let pch_key = pch.map_or("none".to_string(), |p| p.key.clone());
+        let pch_path = pch.map(|p| c.project.cache_path(&p.key).join(&p.outputs[0]));
         for return_mode in [false, true] {
             let out = names::legacy_object(&col.name, bucket, return_mode);
             let what = toolchain::LegacyOutput::Ir {
@@ -270,7 +280,7 @@ pub fn legacy_jobs(
                 args.as_bytes(),
                 src,
                 c.includes_hash.as_bytes(),
-                pch.key.as_bytes(),
+                pch_key.as_bytes(),
                 c.tc.fingerprint.as_bytes(),
                 c.debug_part(),
             ]);
@@ -284,7 +294,7 @@ pub fn legacy_jobs(
                 },
                 outputs: vec![out],
                 key,
-                deps: vec![pch.key.clone()],
+                deps: pch.map(|p| p.key.clone()).into_iter().collect(),
             });
         }
     }

@@ -48,8 +48,107 @@ fn version_line(tool: &Path) -> Result<String> {
         .to_string())
 }
 
+/// A tool to ask, what to call its answer, and how to ask.
+type Probe<'a> = (&'a str, &'a Path, &'a [&'a str]);
+
+/// Asks every tool at once: each takes a tenth of a second to answer (loading LLVM).
+fn run_probes(tools: &[Probe]) -> Result<Vec<Vec<u8>>> {
+    std::thread::scope(|s| {
+        let running: Vec<_> = tools
+            .iter()
+            .map(|(_, tool, args)| {
+                s.spawn(move || {
+                    let sh = process::shell();
+                    let args = *args;
+                    process::capture(cmd!(sh, "{tool} {args...}")).map(|o| o.stdout)
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .zip(tools)
+            .map(
+                |(r, (name, tool, _))| match r.join().expect("version thread") {
+                    Ok(stdout) => Ok(stdout),
+                    // Informative only: a host without dpkg still builds.
+                    Err(_) if *name == "libbpf-dev" => Ok(Vec::new()),
+                    Err(e) => Err(anyhow::Error::new(e)
+                        .context(format!("asking {} for its version", tool.display()))),
+                },
+            )
+            .collect()
+    })
+}
+
+/// What the tools' answers depend on, read without running them: each binary (symlinks
+/// resolved) by path, size, mtime and inode, and dpkg's database (libbpf-dev's version). An
+/// upgraded or replaced tool changes it; None when something cannot be read (then ask).
+fn probe_key(binaries: &[&Path]) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Sha256::new();
+    for b in binaries {
+        let real = std::fs::canonicalize(b).ok()?;
+        let m = std::fs::metadata(&real).ok()?;
+        h.update(real.as_os_str().as_encoded_bytes());
+        h.update(format!(
+            "\0{} {} {} {}\0",
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ino()
+        ));
+    }
+    let dpkg = std::fs::metadata("/var/lib/dpkg/status").ok();
+    h.update(format!(
+        "{:?}",
+        dpkg.map(|m| (m.mtime(), m.mtime_nsec(), m.len()))
+    ));
+    Some(hex::encode(h.finalize()))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedProbes {
+    key: String,
+    outputs: Vec<String>,
+}
+
+fn read_probes(file: &Path, key: &str, count: usize) -> Option<Vec<Vec<u8>>> {
+    let c: CachedProbes = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    (c.key == key && c.outputs.len() == count)
+        .then(|| c.outputs.into_iter().map(String::into_bytes).collect())
+}
+
+/// Best effort: a cache that cannot be written only means asking again next time.
+fn write_probes(file: &Path, key: &str, outputs: &[Vec<u8>]) {
+    let Ok(outputs) = outputs
+        .iter()
+        .map(|o| String::from_utf8(o.clone()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    let c = CachedProbes {
+        key: key.to_string(),
+        outputs,
+    };
+    if let Ok(json) = serde_json::to_vec(&c) {
+        let _ = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")));
+        let _ = crate::atomic::write(file, &json);
+    }
+}
+
 impl Toolchain {
     pub fn detect() -> Result<Self> {
+        Self::detect_with(None)
+    }
+
+    /// [`Toolchain::detect`], remembering the tools' answers in `probe_cache` for as long as
+    /// the binaries stay the same: a no-op rebuild then runs no tool at all.
+    pub fn detect_cached(probe_cache: &Path) -> Result<Self> {
+        Self::detect_with(Some(probe_cache))
+    }
+
+    fn detect_with(probe_cache: Option<&Path>) -> Result<Self> {
         let need = |name: &str, pkg: &str| {
             find(name).with_context(|| {
                 format!("{name} is not installed (Debian package {pkg}); run `cargo xtask setup`")
@@ -60,9 +159,7 @@ impl Toolchain {
         let llvm_strip = need("llvm-strip", "llvm")?;
         let bpftool = need("bpftool", "bpftool")?;
         let cc = need("cc", "gcc")?;
-        // Each tool takes a tenth of a second to say its version (loading LLVM): ask them all
-        // at once.
-        let tools: [(&str, &Path, &[&str]); 6] = [
+        let tools: [Probe; 6] = [
             ("clang", &clang, &["--version"]),
             ("llc", &llc, &["--version"]),
             ("bpftool", &bpftool, &["version"]),
@@ -74,33 +171,20 @@ impl Toolchain {
                 &["-W", "-f=${Version}", "libbpf-dev"],
             ),
         ];
-        let outputs: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let running: Vec<_> = tools
-                .iter()
-                .map(|(_, tool, args)| {
-                    s.spawn(move || {
-                        let sh = process::shell();
-                        {
-                            let args = *args;
-                            process::capture(cmd!(sh, "{tool} {args...}")).map(|o| o.stdout)
-                        }
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .zip(&tools)
-                .map(
-                    |(r, (name, tool, _))| match r.join().expect("version thread") {
-                        Ok(stdout) => Ok(stdout),
-                        // Informative only: a host without dpkg still builds.
-                        Err(_) if *name == "libbpf-dev" => Ok(Vec::new()),
-                        Err(e) => Err(anyhow::Error::new(e)
-                            .context(format!("asking {} for its version", tool.display()))),
-                    },
-                )
-                .collect::<Result<_>>()
-        })?;
+        let probe_key = probe_cache.and_then(|_| probe_key(&[&clang, &llc, &bpftool, &cc]));
+        let cached = probe_cache
+            .zip(probe_key.as_deref())
+            .and_then(|(file, key)| read_probes(file, key, tools.len()));
+        let outputs = match cached {
+            Some(outputs) => outputs,
+            None => {
+                let outputs = run_probes(&tools)?;
+                if let Some((file, key)) = probe_cache.zip(probe_key.as_deref()) {
+                    write_probes(file, key, &outputs);
+                }
+                outputs
+            }
+        };
         let out = |name: &str| -> &[u8] {
             let i = tools
                 .iter()
@@ -425,6 +509,34 @@ pub fn core_clang_args(inputs: &Inputs, src: &Path, out: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tools' remembered answers hold only for the binaries that gave them.
+    #[test]
+    fn remembered_probes_follow_the_binaries() {
+        let d = tempfile::tempdir().unwrap();
+        let tool = d.path().join("clang");
+        std::fs::write(&tool, b"one").unwrap();
+        let link = d.path().join("cc");
+        std::os::unix::fs::symlink(&tool, &link).unwrap();
+        let key = probe_key(&[&link]).unwrap();
+        assert_eq!(probe_key(&[&tool]), Some(key.clone()), "symlinks resolved");
+        let file = d.path().join("probes.json");
+        let outputs = vec![b"clang version 14\n".to_vec(), Vec::new()];
+        write_probes(&file, &key, &outputs);
+        assert_eq!(read_probes(&file, &key, 2), Some(outputs));
+        assert_eq!(read_probes(&file, &key, 3), None, "another set of probes");
+        std::fs::write(&tool, b"upgraded").unwrap();
+        let upgraded = probe_key(&[&link]).unwrap();
+        assert_ne!(upgraded, key);
+        assert_eq!(read_probes(&file, &upgraded, 2), None);
+        assert_eq!(probe_key(&[&d.path().join("gone")]), None);
+        std::fs::write(&file, b"{not json").unwrap();
+        assert_eq!(
+            read_probes(&file, &key, 2),
+            None,
+            "a corrupt cache is asked past"
+        );
+    }
 
     fn inputs() -> Inputs {
         Inputs {
