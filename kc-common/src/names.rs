@@ -13,7 +13,7 @@ use crate::kernel::Bucket;
 pub enum NameError {
     #[error("libc {0:?}: use glibc or musl")]
     Libc(String),
-    #[error("architecture {0:?}: use amd64")]
+    #[error("architecture {0:?}: use amd64 or arm64")]
     Arch(String),
     #[error("cell {input:?}: expected kc-ebpf-<bucket>-<libc> or kc-ebpf-co-re-<libc>, e.g. kc-ebpf-6.1-glibc")]
     Cell { input: String },
@@ -55,18 +55,26 @@ impl FromStr for Libc {
 }
 
 /// A CPU architecture, in Debian's spelling (what package names and `binary-<arch>` use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    #[default]
     Amd64,
+    Arm64,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 1] = [Arch::Amd64];
+    pub const ALL: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
+    /// What a release carries: arm64 joins when its objects and loader are built and proven
+    /// in its guests (until then the lock pins its kernels and headers only).
+    pub const RELEASED: [Arch; 1] = [Arch::Amd64];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
         }
     }
 
@@ -74,6 +82,7 @@ impl Arch {
     pub const fn kernel_arch(self) -> &'static str {
         match self {
             Arch::Amd64 => "x86",
+            Arch::Arm64 => "arm64",
         }
     }
 }

@@ -15,6 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use kc_common::Arch;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -156,7 +157,7 @@ impl Fetcher {
         let debs = [self.deb(&k.suite, common)?, self.deb(&k.suite, headers)?];
         let tmp = StagedDir::beside(&dir)?;
         // Both packages at once: the -common one is most of the work, on its own cores.
-        let keep = keep_header_member;
+        let keep = |p: &Path| keep_header_member(k.arch, p);
         std::thread::scope(|s| -> Result<()> {
             let jobs: Vec<_> = debs
                 .iter()
@@ -376,18 +377,18 @@ pub const SKIPPED_INCLUDE_DIRS: &[&str] = &[
 ];
 
 /// Which members of the headers packages a tree needs: `usr/src/`, without what no C compile
-/// of ours reads: the other architectures' `arch/<arch>/` (the matrix is x86-64 only),
+/// of ours reads: the other architectures' `arch/<arch>/` (only `arch`'s own is kept),
 /// kbuild's per-option dependency stamps `include/config/*` (but `auto.conf`), and
 /// [`SKIPPED_INCLUDE_DIRS`]. Together that is over half of the files a cold fetch would
 /// otherwise write (the compiles of a bucket read about 700 of them).
-pub fn keep_header_member(path: &Path) -> bool {
+pub fn keep_header_member(arch: Arch, path: &Path) -> bool {
     let mut c = path.components().map(|c| c.as_os_str());
     if c.next() != Some("usr".as_ref()) || c.next() != Some("src".as_ref()) {
         return false;
     }
     let _package_dir = c.next();
     match (c.next(), c.next(), c.next()) {
-        (Some(arch), Some(name), Some(_)) if arch == "arch" => name == "x86",
+        (Some(dir), Some(name), Some(_)) if dir == "arch" => name == arch.kernel_arch(),
         (Some(include), Some(sub), Some(file)) if include == "include" => {
             (sub != "config" || file == "auto.conf")
                 && !SKIPPED_INCLUDE_DIRS.iter().any(|d| sub == *d)
@@ -597,6 +598,7 @@ mod tests {
     fn kernel(h: &[u8], c: &[u8]) -> LockedKernel {
         LockedKernel {
             series: "1.0".parse().unwrap(),
+            arch: kc_common::Arch::Amd64,
             bucket: true,
             suite: "test".into(),
             abi: "1.0.0-1".into(),
@@ -692,7 +694,7 @@ mod tests {
 
     #[test]
     fn header_members_kept() {
-        let keep = |p: &str| keep_header_member(Path::new(p));
+        let keep = |p: &str| keep_header_member(Arch::Amd64, Path::new(p));
         assert!(keep(
             "usr/src/linux-headers-6.1.0-50-common/include/linux/sched.h"
         ));
@@ -717,6 +719,14 @@ mod tests {
         ));
         assert!(!keep("lib/modules/6.1.0-50-cloud-amd64/build"));
         assert!(!keep("usr/share/doc/x"));
+        // An arm64 tree keeps arm64's directory and no other.
+        let arm64 = |p: &str| keep_header_member(Arch::Arm64, Path::new(p));
+        assert!(arm64(
+            "usr/src/linux-headers-6.1.0-50-common/arch/arm64/include/asm/ptrace.h"
+        ));
+        assert!(!arm64(
+            "usr/src/linux-headers-6.1.0-50-common/arch/x86/include/asm/ptrace.h"
+        ));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::resolve::{self, SuiteIndex};
-use super::spec::{Lock, Matrix};
+use kc_common::Arch;
+
+use super::spec::{Lock, Matrix, LOCK_VERSION};
 use crate::atomic;
 use crate::debian::index;
 use crate::debian::mirror::Mirror;
@@ -60,20 +62,19 @@ pub fn fetch_signed_release(
     Ok((release, verified.signers))
 }
 
-/// Downloads and checks one suite's `main/binary-amd64/Packages` index (xz, else gz)
+/// Downloads and checks one suite's `main/binary-<arch>/Packages` index (xz, else gz)
 /// against the sizes and hashes its signed `Release` file lists.
 pub fn fetch_suite_index(
     dl: &Downloader,
     mirror: &Mirror,
     suite: &str,
     release: &Release,
+    arch: Arch,
 ) -> Result<SuiteIndex> {
     let sums = &release.sha256;
     let mut last_err = None;
-    for (ext, name) in [
-        ("xz", "main/binary-amd64/Packages.xz"),
-        ("gz", "main/binary-amd64/Packages.gz"),
-    ] {
+    for ext in ["xz", "gz"] {
+        let name = &format!("main/binary-{arch}/Packages.{ext}");
         let Some((size, sha)) = sums.get(name) else {
             continue;
         };
@@ -100,7 +101,7 @@ pub fn fetch_suite_index(
     match last_err {
         Some(e) => Err(e.context(format!("suite {suite}: downloading its Packages index"))),
         None => {
-            bail!("suite {suite}: its Release file lists no main/binary-amd64/Packages.{{xz,gz}}")
+            bail!("suite {suite}: its Release file lists no main/binary-{arch}/Packages.{{xz,gz}}")
         }
     }
 }
@@ -128,35 +129,70 @@ pub struct LockOutcome {
 
 /// Resolves the matrix at `matrix_path` from `mirror`, every suite's index vouched for by a
 /// signature from `keyring`, and writes the lock to `lock_path` (only when its text changes;
-/// any refusal leaves it as it was).
+/// any refusal leaves it as it was). `only`: resolve these architectures and keep the other
+/// architectures' pins as the lock has them (empty: every architecture).
 pub fn run(
     mirror: &Mirror,
     keyring: &ArchiveKeyring,
     matrix_path: &Path,
     lock_path: &Path,
+    only: &[Arch],
 ) -> Result<LockOutcome> {
     let matrix = Matrix::load(matrix_path)?;
-    let mut suites: Vec<String> = matrix
-        .kernel
+    let arches: Vec<Arch> = matrix
+        .arches()
+        .into_iter()
+        .filter(|a| only.is_empty() || only.contains(a))
+        .collect();
+    if let Some(a) = only.iter().find(|a| !arches.contains(a)) {
+        bail!(
+            "{a} is not in {}: add an [arch.{a}] table",
+            matrix_path.display()
+        );
+    }
+    // Resolving some architectures keeps the others' pins as they are.
+    let mut lock = if only.is_empty() {
+        Lock {
+            lock_version: LOCK_VERSION,
+            flavour: matrix.flavour.clone(),
+            kernel: Vec::new(),
+            arch: BTreeMap::new(),
+        }
+    } else {
+        Lock::load(lock_path).context("keeping the other architectures' pins")?
+    };
+    let mut suites: Vec<(String, Arch)> = arches
         .iter()
-        .flat_map(|k| k.suites.clone())
+        .filter_map(|a| matrix.for_arch(*a))
+        .zip(&arches)
+        .flat_map(|(m, a)| {
+            m.kernel
+                .iter()
+                .flat_map(|k| k.suites.clone())
+                .map(|s| (s, *a))
+                .collect::<Vec<_>>()
+        })
         .collect();
     suites.sort();
     suites.dedup();
     let dl = &Downloader::new();
     let now = unix_now();
-    // One thread per suite: the indexes are large and the mirror is the bottleneck.
-    let results: Vec<(String, Result<SuiteIndex>)> = std::thread::scope(|s| {
+    // One thread per suite and architecture: the indexes are large and the mirror is the
+    // bottleneck.
+    let results: Vec<((String, Arch), Result<SuiteIndex>)> = std::thread::scope(|s| {
         let handles: Vec<_> = suites
             .iter()
-            .map(|suite| {
+            .map(|(suite, arch)| {
                 (
-                    suite.clone(),
+                    (suite.clone(), *arch),
                     s.spawn(move || -> Result<SuiteIndex> {
                         let (release, signers) =
                             fetch_signed_release(dl, mirror, suite, keyring, now)?;
-                        eprintln!("  {suite}: Release signed by {}", signers.join(", "));
-                        fetch_suite_index(dl, mirror, suite, &release)
+                        eprintln!(
+                            "  {suite} ({arch}): Release signed by {}",
+                            signers.join(", ")
+                        );
+                        fetch_suite_index(dl, mirror, suite, &release, *arch)
                     }),
                 )
             })
@@ -166,11 +202,16 @@ pub fn run(
             .map(|(n, h)| (n, h.join().expect("index thread panicked")))
             .collect()
     });
-    let mut indexes = BTreeMap::new();
-    for (suite, r) in results {
-        indexes.insert(suite, r?);
+    let mut indexes: BTreeMap<Arch, BTreeMap<String, SuiteIndex>> = BTreeMap::new();
+    for ((suite, arch), r) in results {
+        indexes.entry(arch).or_default().insert(suite, r?);
     }
-    let lock = resolve::resolve(&matrix, &indexes)?;
+    for arch in &arches {
+        let m = matrix.for_arch(*arch).expect("one of the matrix's");
+        let resolved = resolve::resolve(&m, &indexes.remove(arch).unwrap_or_default(), *arch)
+            .with_context(|| format!("resolving the {arch} kernels"))?;
+        lock.replace_arch(*arch, resolved);
+    }
     let text = lock.to_toml();
     let path = lock_path;
     let changed = std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str());
@@ -262,7 +303,7 @@ mod tests {
         let (_server, mirror) = mirror(&[("bookworm", files)]);
         let dl = Downloader::new();
         let (release, _) = fetch_signed_release(&dl, &mirror, "bookworm", keyring, now())?;
-        fetch_suite_index(&dl, &mirror, "bookworm", &release)
+        fetch_suite_index(&dl, &mirror, "bookworm", &release, Arch::Amd64)
     }
 
     fn gpg_or_skip() -> Option<(TestKey, ArchiveKeyring)> {
@@ -437,9 +478,15 @@ mod tests {
         let lock = dir.path().join("kernels.lock");
         let before = std::fs::read(crate::paths::kernels_lock()).unwrap();
         std::fs::write(&lock, &before).unwrap();
-        let e = run(&mirror, &keyring, &crate::paths::kernels_toml(), &lock)
-            .err()
-            .unwrap();
+        let e = run(
+            &mirror,
+            &keyring,
+            &crate::paths::kernels_toml(),
+            &lock,
+            &[Arch::Amd64],
+        )
+        .err()
+        .unwrap();
         assert!(format!("{e:#}").contains("BAD signature"), "{e:#}");
         assert_eq!(std::fs::read(&lock).unwrap(), before);
         let left: Vec<_> = std::fs::read_dir(dir.path())

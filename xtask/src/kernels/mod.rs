@@ -7,7 +7,7 @@ pub mod spec;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use kc_common::Bucket;
+use kc_common::{Arch, Bucket};
 use serde::Serialize;
 
 use crate::debian::mirror::Mirror;
@@ -31,6 +31,10 @@ pub struct LockOptions {
     /// Only check that kernels.lock covers kernels.toml (no network); fail if it does not
     #[arg(long)]
     pub check: bool,
+    /// Resolve only these architectures (repeatable), keeping the others' pins as they are;
+    /// default: every architecture of kernels.toml
+    #[arg(long = "arch", value_name = "ARCH")]
+    pub arches: Vec<Arch>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +48,9 @@ pub struct FetchOptions {
     /// Also fetch the bootable kernel images (for `vmtest`)
     #[arg(long)]
     pub images: bool,
+    /// The architecture whose kernels to fetch
+    #[arg(long, default_value = "amd64")]
+    pub arch: Arch,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -75,9 +82,14 @@ pub fn load_checked_lock() -> Result<(Matrix, Lock)> {
 fn run_lock(o: LockOptions) -> Result<()> {
     if o.check {
         let (_, lock) = load_checked_lock()?;
+        let counts: Vec<String> = lock
+            .arches()
+            .iter()
+            .map(|a| format!("{a} {}", lock.kernels(*a).len()))
+            .collect();
         eprintln!(
             "kernels.lock covers kernels.toml ({} kernels)",
-            lock.kernel.len()
+            counts.join(", ")
         );
         return Ok(());
     }
@@ -87,38 +99,66 @@ fn run_lock(o: LockOptions) -> Result<()> {
         &ArchiveKeyring::discover()?,
         &paths::kernels_toml(),
         &paths::kernels_lock(),
+        &o.arches,
     )?;
-    for k in &out.lock.kernel {
+    for k in out
+        .lock
+        .arches()
+        .into_iter()
+        .flat_map(|a| out.lock.kernels(a))
+    {
         eprintln!(
-            "  {:<5} {:<7} {:<18} {}",
+            "  {:<5} {:<5} {:<7} {:<18} {}",
             k.series,
+            k.arch,
             if k.bucket { "bucket" } else { "boot" },
             k.suite,
             k.release
         );
     }
+    let arches = out.lock.arches();
     eprintln!(
-        "kernels.lock {} ({} kernels)",
+        "kernels.lock {} ({} kernels: {})",
         if out.changed { "written" } else { "unchanged" },
-        out.lock.kernel.len()
+        arches
+            .iter()
+            .map(|a| out.lock.kernels(*a).len())
+            .sum::<usize>(),
+        arches
+            .iter()
+            .map(|a| format!("{a} {}", out.lock.kernels(*a).len()))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
 
-/// The entries a fetch selects.
+/// The amd64 entries a fetch selects.
 pub fn select<'a>(lock: &'a Lock, buckets: &[Bucket], all: bool) -> Result<Vec<&'a LockedKernel>> {
+    select_arch(lock, Arch::Amd64, buckets, all)
+}
+
+/// The entries of one architecture a fetch selects: the named series, else every bucket (with
+/// `all`, every entry).
+pub fn select_arch<'a>(
+    lock: &'a Lock,
+    arch: Arch,
+    buckets: &[Bucket],
+    all: bool,
+) -> Result<Vec<&'a LockedKernel>> {
+    let kernels = lock.kernels(arch);
     if !buckets.is_empty() {
         return buckets
             .iter()
             .map(|b| {
-                lock.kernel(*b).ok_or_else(|| {
-                    let known: Vec<String> = lock.kernel.iter().map(|k| k.series.to_string()).collect();
-                    anyhow::anyhow!("series {b} is not in the kernel matrix (known: {}); add it to kernels.toml and run `cargo xtask kernels lock`", known.join(", "))
+                kernels.iter().find(|k| k.series == *b).ok_or_else(|| {
+                    let known: Vec<String> = kernels.iter().map(|k| k.series.to_string()).collect();
+                    anyhow::anyhow!("series {b} is not in the {arch} kernel matrix (known: {}); add it to kernels.toml and run `cargo xtask kernels lock`", known.join(", "))
                 })
             })
             .collect();
     }
-    Ok(lock.kernel.iter().filter(|k| all || k.bucket).collect())
+    Ok(kernels.iter().filter(|k| all || k.bucket).collect())
 }
 
 #[derive(Debug, Serialize)]
@@ -131,7 +171,7 @@ struct Fetched {
 
 fn run_fetch(o: FetchOptions) -> Result<()> {
     let (_, lock) = load_checked_lock()?;
-    let selected = select(&lock, &o.buckets, o.all)?;
+    let selected = select_arch(&lock, o.arch, &o.buckets, o.all)?;
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let mut out = Vec::new();
     for k in selected {
@@ -181,6 +221,7 @@ fn run_fetch(o: FetchOptions) -> Result<()> {
 #[derive(Debug, Serialize)]
 struct Listed {
     series: String,
+    arch: Arch,
     bucket: bool,
     suite: String,
     release: String,
@@ -198,10 +239,12 @@ fn run_list(o: ListOptions) -> Result<()> {
     let check = lock.check_against(&m);
     let fetcher = Fetcher::new(paths::cache_dir());
     let rows: Vec<Listed> = lock
-        .kernel
-        .iter()
+        .arches()
+        .into_iter()
+        .flat_map(|a| lock.kernels(a))
         .map(|k| Listed {
             series: k.series.to_string(),
+            arch: k.arch,
             bucket: k.bucket,
             suite: k.suite.clone(),
             release: k.release.clone(),
@@ -214,8 +257,8 @@ fn run_list(o: ListOptions) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}",
-            "SERIES", "KIND", "SUITE", "RELEASE", "KERNEL", "HEADERS", "IMAGE"
+            "{:<6} {:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}",
+            "SERIES", "ARCH", "KIND", "SUITE", "RELEASE", "KERNEL", "HEADERS", "IMAGE"
         );
         let yes = |b: bool, applies: bool| {
             if !applies {
@@ -228,8 +271,9 @@ fn run_list(o: ListOptions) -> Result<()> {
         };
         for r in &rows {
             println!(
-                "{:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}",
+                "{:<6} {:<6} {:<7} {:<18} {:<28} {:<9} {:<8} {:<6}",
                 r.series,
+                r.arch,
                 if r.bucket { "bucket" } else { "boot" },
                 r.suite,
                 r.release,

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use kc_common::KernelVersion;
+use kc_common::{Arch, KernelVersion};
 
 use super::spec::{Lock, LockedKernel, LockedPackage, Matrix, MatrixKernel, Role, LOCK_VERSION};
 use crate::debian::index::Package;
@@ -109,6 +109,7 @@ fn resolve_one(
     entry: &MatrixKernel,
     flavour: &str,
     suites: &BTreeMap<String, SuiteIndex>,
+    arch: Arch,
 ) -> Result<LockedKernel, String> {
     let series = entry.series.to_string();
     let mut candidates: Vec<Candidate> = Vec::new();
@@ -200,6 +201,7 @@ fn resolve_one(
     }
     Ok(LockedKernel {
         series: entry.series,
+        arch,
         bucket: entry.bucket,
         suite: best.suite.to_string(),
         release: format!("{}-{flavour}", best.abi),
@@ -209,12 +211,13 @@ fn resolve_one(
     })
 }
 
-/// Resolves every entry; all failures are reported together.
-pub fn resolve(m: &Matrix, suites: &BTreeMap<String, SuiteIndex>) -> Result<Lock> {
+/// Resolves every entry of a one-architecture matrix (its flavour names the packages) from
+/// that architecture's indexes; all failures are reported together.
+pub fn resolve(m: &Matrix, suites: &BTreeMap<String, SuiteIndex>, arch: Arch) -> Result<Lock> {
     let mut kernels = Vec::new();
     let mut errors = Vec::new();
     for entry in &m.kernel {
-        match resolve_one(entry, &m.flavour, suites) {
+        match resolve_one(entry, &m.flavour, suites, arch) {
             Ok(k) => kernels.push(k),
             Err(e) => errors.push(format!("series {}: {e}", entry.series)),
         }
@@ -231,6 +234,7 @@ pub fn resolve(m: &Matrix, suites: &BTreeMap<String, SuiteIndex>) -> Result<Lock
         lock_version: LOCK_VERSION,
         flavour: m.flavour.clone(),
         kernel: kernels,
+        arch: BTreeMap::new(),
     })
 }
 
@@ -325,7 +329,7 @@ mod tests {
     #[test]
     fn resolves_newest_headers_with_common_and_image() {
         let m = matrix("[[kernel]]\nseries = \"6.1\"\nsuites = [\"bookworm\"]\nbucket = true\n");
-        let lock = resolve(&m, &suites()).unwrap();
+        let lock = resolve(&m, &suites(), Arch::Amd64).unwrap();
         let k = &lock.kernel[0];
         assert_eq!(
             (
@@ -348,7 +352,7 @@ mod tests {
     #[test]
     fn split_packaging_locks_the_binary_package() {
         let m = matrix("[[kernel]]\nseries = \"7.2\"\nsuites = [\"trixie-backports\"]\nbucket = true\n[[kernel]]\nseries = \"6.16\"\nsuites = [\"trixie-backports\"]\n");
-        let lock = resolve(&m, &suites()).unwrap();
+        let lock = resolve(&m, &suites(), Arch::Amd64).unwrap();
         assert_eq!(lock.kernel[0].series.to_string(), "6.16");
         assert_eq!(
             lock.kernel[0].abi, "6.16.12+deb13",
@@ -368,8 +372,8 @@ mod tests {
     #[test]
     fn resolution_is_deterministic() {
         let m = matrix("[[kernel]]\nseries = \"7.2\"\nsuites = [\"trixie-backports\"]\nbucket = true\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"bookworm\"]\nbucket = true\n");
-        let a = resolve(&m, &suites()).unwrap().to_toml();
-        let b = resolve(&m, &suites()).unwrap().to_toml();
+        let a = resolve(&m, &suites(), Arch::Amd64).unwrap().to_toml();
+        let b = resolve(&m, &suites(), Arch::Amd64).unwrap().to_toml();
         assert_eq!(a, b);
         assert_eq!(
             Lock::parse(&a).unwrap().to_toml(),
@@ -381,7 +385,7 @@ mod tests {
     #[test]
     fn unresolvable_entries_are_all_reported() {
         let m = matrix("[[kernel]]\nseries = \"5.10\"\nsuites = [\"bookworm\"]\nbucket = true\n[[kernel]]\nseries = \"9.9\"\nsuites = [\"trixie-backports\"]\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"nosuchsuite\"]\n");
-        let err = resolve(&m, &suites()).unwrap_err().to_string();
+        let err = resolve(&m, &suites(), Arch::Amd64).unwrap_err().to_string();
         assert!(
             err.contains("series 5.10: no linux-headers-5.10.*-cloud-amd64"),
             "{err}"
@@ -402,7 +406,7 @@ mod tests {
             stanza("linux-image-6.1.0-9-cloud-amd64", v, ""),
         ]);
         let m = matrix("[[kernel]]\nseries = \"6.1\"\nsuites = [\"s\"]\nbucket = true\n");
-        let err = resolve(&m, &BTreeMap::from([("s".to_string(), idx)]))
+        let err = resolve(&m, &BTreeMap::from([("s".to_string(), idx)]), Arch::Amd64)
             .unwrap_err()
             .to_string();
         assert!(err.contains("-common headers are not in s"), "{err}");

@@ -100,11 +100,18 @@ fn check_live_lock() -> Result<()> {
         &ArchiveKeyring::discover()?,
         &paths::kernels_toml(),
         &scratch,
+        &[],
     )?;
     let committed = Lock::load(&paths::kernels_lock())?;
-    for k in &out.lock.kernel {
-        if committed.kernel(k.series).map(|c| &c.release) != Some(&k.release) {
-            eprintln!("e2e: note: the mirror now offers {} for {}; `cargo xtask kernels lock` would move to it", k.release, k.series);
+    for arch in out.lock.arches() {
+        for k in out.lock.kernels(arch) {
+            let pinned = committed
+                .kernels(arch)
+                .iter()
+                .find(|c| c.series == k.series);
+            if pinned.map(|c| &c.release) != Some(&k.release) {
+                eprintln!("e2e: note: the mirror now offers {} for {} ({arch}); `cargo xtask kernels lock` would move to it", k.release, k.series);
+            }
         }
     }
     Ok(())
