@@ -15,7 +15,7 @@ pub enum NameError {
     Libc(String),
     #[error("architecture {0:?}: use amd64 or arm64")]
     Arch(String),
-    #[error("cell {input:?}: expected kc-ebpf-<bucket>-<libc> or kc-ebpf-co-re-<libc>, e.g. kc-ebpf-6.1-glibc")]
+    #[error("cell {input:?}: expected kc-ebpf-<bucket>[-<arch>]-<libc> or kc-ebpf-co-re[-<arch>]-<libc>, e.g. kc-ebpf-6.1-glibc or kc-ebpf-6.1-arm64-glibc")]
     Cell { input: String },
 }
 
@@ -119,20 +119,32 @@ impl fmt::Display for CellKind {
     }
 }
 
-/// One build cell: what one (bucket or CO-RE, libc) build produces. Its name,
-/// `kc-ebpf-<bucket>-<libc>` or `kc-ebpf-co-re-<libc>`, names its directory under
-/// `artifacts/cells/` and its tarball `artifacts/<name>.tar`.
+/// One build cell: what one (bucket or CO-RE, architecture, libc) build produces. Its name,
+/// `kc-ebpf-<bucket>-<libc>` or `kc-ebpf-co-re-<libc>` for amd64 (the names before arm64
+/// came), `kc-ebpf-<bucket>-<arch>-<libc>` for another architecture, names its directory
+/// under `artifacts/cells/` and its tarball `artifacts/<name>.tar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CellId {
     pub kind: CellKind,
     pub libc: Libc,
+    pub arch: Arch,
 }
 
 const CELL_PREFIX: &str = "kc-ebpf-";
 
 impl CellId {
+    /// An amd64 cell ([`CellId::on`] gives another architecture's).
     pub const fn new(kind: CellKind, libc: Libc) -> Self {
-        Self { kind, libc }
+        Self {
+            kind,
+            libc,
+            arch: Arch::Amd64,
+        }
+    }
+
+    /// The same cell for `arch`.
+    pub const fn on(self, arch: Arch) -> Self {
+        Self { arch, ..self }
     }
 
     pub const fn bucket(bucket: Bucket, libc: Libc) -> Self {
@@ -163,7 +175,10 @@ impl CellId {
 
 impl fmt::Display for CellId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&format!("{CELL_PREFIX}{}-{}", self.kind, self.libc))
+        match self.arch {
+            Arch::Amd64 => f.pad(&format!("{CELL_PREFIX}{}-{}", self.kind, self.libc)),
+            arch => f.pad(&format!("{CELL_PREFIX}{}-{arch}-{}", self.kind, self.libc)),
+        }
     }
 }
 
@@ -176,12 +191,20 @@ impl FromStr for CellId {
         let rest = s.strip_prefix(CELL_PREFIX).ok_or_else(bad)?;
         let (kind, libc) = rest.rsplit_once('-').ok_or_else(bad)?;
         let libc: Libc = libc.parse().map_err(|_| bad())?;
+        // amd64 is unnamed; `-amd64` spelled out would be a second name for the same cell.
+        let (kind, arch) = match kind.rsplit_once('-') {
+            Some((k, a)) if a != "re" => match a.parse::<Arch>() {
+                Ok(Arch::Amd64) | Err(_) => return Err(bad()),
+                Ok(arch) => (k, arch),
+            },
+            _ => (kind, Arch::Amd64),
+        };
         let kind = if kind == "co-re" {
             CellKind::CoRe
         } else {
             CellKind::Bucket(kind.parse().map_err(|_| bad())?)
         };
-        Ok(Self { kind, libc })
+        Ok(Self { kind, libc, arch })
     }
 }
 
@@ -259,6 +282,14 @@ mod tests {
         let cases = [
             (CellId::bucket(b, Libc::Glibc), "kc-ebpf-6.12-glibc"),
             (CellId::core(Libc::Musl), "kc-ebpf-co-re-musl"),
+            (
+                CellId::bucket(b, Libc::Musl).on(Arch::Arm64),
+                "kc-ebpf-6.12-arm64-musl",
+            ),
+            (
+                CellId::core(Libc::Glibc).on(Arch::Arm64),
+                "kc-ebpf-co-re-arm64-glibc",
+            ),
         ];
         for (id, name) in cases {
             assert_eq!(id.to_string(), name);
@@ -275,6 +306,9 @@ mod tests {
             "kc-ebpf-six-glibc",
             "kc-ebpf--glibc",
             "kc-ebpf-6.1.2-glibc",
+            "kc-ebpf-6.1-amd64-glibc",
+            "kc-ebpf-6.1-riscv64-glibc",
+            "kc-ebpf-arm64-glibc",
         ] {
             assert!(bad.parse::<CellId>().is_err(), "{bad}");
         }

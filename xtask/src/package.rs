@@ -120,7 +120,16 @@ pub fn build_release(
 ) -> Result<Packaged> {
     check_tag(tag)?;
     let mtime = tarball::source_date_epoch()?;
-    let cells = cell::read_all(cells_dir)?;
+    let mut cells = cell::read_all(cells_dir)?;
+    // A release is amd64's until the others are built and proven end to end: their cells
+    // stay out, so no other architecture's objects reach an amd64 host.
+    cells.retain(|(id, _)| {
+        let released = kc_common::Arch::RELEASED.contains(&id.arch);
+        if !released {
+            eprintln!("package: {id} left out: {} is not released yet", id.arch);
+        }
+        released
+    });
     let collectors = collectors::load_from(&paths::project_root())?;
     let manifest_collectors: Vec<ManifestCollector> = collectors
         .iter()
@@ -422,6 +431,25 @@ mod release_tests {
         let out = dir.join("release");
         write_release(&r, &out, "v1.2.3", false).unwrap();
         out
+    }
+
+    /// An arm64 cell beside the amd64 ones changes no byte of the release.
+    #[test]
+    fn another_architectures_cells_stay_out_of_the_release() {
+        let (sk, _) = key();
+        let d = tempfile::tempdir().unwrap();
+        let plain = build_release("v1.2.3", &cells(d.path()), Some(&sk)).unwrap();
+        let arm64 = d.path().join("cells/kc-ebpf-6.1-arm64-glibc");
+        std::fs::create_dir_all(&arm64).unwrap();
+        std::fs::write(arm64.join("pkc_mount.6.1.o"), LEGACY).unwrap();
+        let with_arm64 = build_release("v1.2.3", &d.path().join("cells"), Some(&sk)).unwrap();
+        let names = |r: &Packaged| r.files.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&with_arm64), names(&plain));
+        for (name, bytes) in &plain.files {
+            if !name.ends_with(".minisig") {
+                assert_eq!(&with_arm64.files[name], bytes, "{name}");
+            }
+        }
     }
 
     #[test]

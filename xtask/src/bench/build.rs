@@ -194,6 +194,7 @@ fn build_bench_round(bucket: Bucket, threads: usize, scratch: &Path) -> Result<B
     let prepare = t.elapsed().as_secs_f64();
     let tree = crate::kernels::fetch::HeaderTree {
         series: bucket.to_string(),
+        arch: kc_common::Arch::Amd64,
         release: pkg.clone(),
         kernel_version: bucket.to_string(),
         flavour_dir: tree_dir.clone(),

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use kc_common::{Bucket, CellId, CellKind, Libc};
+use kc_common::{Arch, Bucket, CellId, CellKind, Libc};
 use serde::Serialize;
 
 use crate::cli::LibcChoice;
@@ -65,6 +65,9 @@ pub struct BuildOptions {
     /// Keep DWARF debug info in the objects (BTF is always kept)
     #[arg(long)]
     pub debug: bool,
+    /// The architecture of the cells (arm64: its buckets' legacy objects, host backend)
+    #[arg(long, default_value = "amd64")]
+    pub arch: Arch,
     /// Parallel compiles (default: every core)
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -84,6 +87,7 @@ impl BuildOptions {
             all: false,
             core: false,
             debug: false,
+            arch: Arch::Amd64,
             jobs: None,
             json: false,
         }
@@ -99,7 +103,7 @@ impl BuildOptions {
     }
 
     pub fn wants_core(&self) -> bool {
-        self.everything_asked() || self.core
+        (self.everything_asked() && self.arch == Arch::Amd64) || self.core
     }
 
     /// The buckets asked for, from the checked lock.
@@ -109,7 +113,9 @@ impl BuildOptions {
         }
         let (_, lock) = kernels::load_checked_lock()?;
         Ok(if self.everything_asked() || self.all {
-            lock.buckets()
+            lock.for_arch(self.arch)
+                .map(|l| l.buckets())
+                .unwrap_or_default()
         } else {
             self.buckets.clone()
         })
@@ -159,7 +165,18 @@ fn choose_backend(o: &BuildOptions) -> Backend {
 }
 
 pub fn run(o: BuildOptions) -> Result<()> {
-    if choose_backend(&o) == Backend::Docker {
+    if o.arch != Arch::Amd64 {
+        if o.core {
+            bail!("CO-RE objects and the loader are built for amd64 only so far: build {}'s buckets (--bucket or --all)", o.arch);
+        }
+        if o.backend == Some(Backend::Docker) {
+            bail!(
+                "{} cells build with the host's tools so far: use --backend host",
+                o.arch
+            );
+        }
+    }
+    if o.arch == Arch::Amd64 && choose_backend(&o) == Backend::Docker {
         let libcs = o.libc.unwrap_or(LibcChoice::All).libcs();
         let report = docker::run(&o, &libcs)?;
         if o.json {
@@ -246,7 +263,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     };
     let buckets = match &lock {
         None => Vec::new(),
-        Some(lock) => kernels::select(lock, &o.bucket_list()?, false)?,
+        Some(lock) => kernels::select_arch(lock, o.arch, &o.bucket_list()?, false)?,
     };
     if let Some(k) = buckets.iter().find(|k| !k.bucket) {
         bail!("series {} is a boot-only kernel in kernels.toml, not a bucket: it has no headers to build against", k.series);
@@ -330,6 +347,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         &tc,
         link.as_ref(),
         libc,
+        o.arch,
         &jobs,
         &results,
         &mut report,
@@ -352,6 +370,7 @@ fn assemble(
     tc: &Toolchain,
     link: Option<&LoaderToolchain>,
     libc: Libc,
+    arch: Arch,
     jobs: &[Job],
     results: &[JobResult],
     report: &mut BuildReport,
@@ -362,7 +381,7 @@ fn assemble(
     }
     let mtime = tarball::source_date_epoch()?;
     for (kind, items) in by_cell {
-        let id = CellId::new(kind, libc);
+        let id = CellId::new(kind, libc).on(arch);
         let mut cr = CellReport {
             cell: id.to_string(),
             ok: true,

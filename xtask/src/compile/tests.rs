@@ -7,6 +7,7 @@ use super::job::with_skipped_dir_hint;
 use super::plan::{pch_layer, PCH_BASE, PCH_NET};
 use super::*;
 use crate::paths;
+use kc_common::names;
 
 /// A scratch copy of the checkout's sources with only some collectors.
 pub(crate) fn scratch_project(collectors: &[&str]) -> (tempfile::TempDir, Project) {
@@ -88,6 +89,7 @@ pub(crate) fn core_only() -> BuildOptions {
         all: false,
         core: true,
         debug: false,
+        arch: kc_common::Arch::Amd64,
         jobs: Some(2),
         json: false,
     }
@@ -303,5 +305,49 @@ fn touch_tree(dir: &Path, when: std::time::SystemTime) {
                 .set_modified(when)
                 .unwrap();
         }
+    }
+}
+
+/// An arm64 bucket's objects are compiled against arm64's headers: their `struct pt_regs`
+/// (what every probe program reads its arguments from) is arm64's, in a cell named for arm64;
+/// the amd64 cell of the same bucket keeps x86's.
+#[test]
+fn arm64_cells_read_arm64_registers_needs_toolchain_and_mirror() {
+    if !toolchain_or_skip("arm64_cells_read_arm64_registers_needs_toolchain_and_mirror") {
+        return;
+    }
+    let (_d, p) = scratch_project(&["process"]);
+    let (_, lock) = kernels::load_checked_lock().unwrap();
+    let bucket = lock.kernels(Arch::Arm64)[0].series;
+    let bpftool = Toolchain::detect().unwrap().bpftool;
+    for (arch, cell, register) in [
+        (Arch::Amd64, format!("kc-ebpf-{bucket}-glibc"), "'r15'"),
+        (
+            Arch::Arm64,
+            format!("kc-ebpf-{bucket}-arm64-glibc"),
+            "'orig_x0'",
+        ),
+    ] {
+        let opts = BuildOptions {
+            buckets: vec![bucket],
+            core: false,
+            arch,
+            ..core_only()
+        };
+        let r = build(&p, &opts).unwrap();
+        assert!(r.failures.is_empty(), "{arch}: {:?}", r.failures);
+        let object = p
+            .artifacts
+            .join("cells")
+            .join(&cell)
+            .join(names::legacy_object("process", bucket, false));
+        let sh = crate::process::shell();
+        let btf =
+            crate::process::read(xshell::cmd!(sh, "{bpftool} btf dump file {object}")).unwrap();
+        let pt_regs = btf
+            .split("\n[")
+            .find(|t| t.contains("STRUCT 'pt_regs'"))
+            .unwrap_or_else(|| panic!("{arch}: no struct pt_regs in {}", object.display()));
+        assert!(pt_regs.contains(register), "{arch}: {pt_regs}");
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use kc_common::Libc;
+use kc_common::{Arch, Libc};
 use sha2::{Digest, Sha256};
 use xshell::cmd;
 
@@ -395,6 +395,7 @@ pub fn legacy_clang_args(
     let f = &tree.flavour_dir;
     let c = &tree.common_dir;
     let tree_root = f.parent().and_then(Path::parent).and_then(Path::parent);
+    let arch = tree.arch.kernel_arch();
     let mut a: Vec<String> = [
         "-g",
         "-O2",
@@ -402,31 +403,47 @@ pub fn legacy_clang_args(
         "-Werror",
         "-D__KERNEL__",
         "-D__BPF_TRACING__",
-        "-D__ASM_SYSREG_H",
-        "-D__TARGET_ARCH_x86",
-        // What the kernel's own Makefile defines for every compile unit.
-        "-DCC_USING_FENTRY",
-        "-DKBUILD_MODNAME=\"kc\"",
-        // 6.19+ headers embed tagged structs anonymously, which needs Microsoft extensions.
-        "-fms-extensions",
-        "-fno-stack-protector",
-        "-fno-asynchronous-unwind-tables",
-        "-nostdinc",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    match tree.arch {
+        // The headers' inline assembly is the host's (x86-64): the IR is made for it.
+        Arch::Amd64 => a.extend(["-D__ASM_SYSREG_H".into(), "-D__TARGET_ARCH_x86".into()]),
+        // arm64's headers need their own target for the IR (type sizes, `__aarch64__`, its
+        // inline assembly) and its sysreg.h, which amd64's compiles keep out.
+        Arch::Arm64 => a.extend([
+            "--target=aarch64-linux-gnu".into(),
+            "-D__TARGET_ARCH_arm64".into(),
+        ]),
+    }
+    // What the kernel's own Makefile defines for every compile unit (x86 builds with
+    // -mfentry; arm64 patches its entries another way).
+    if tree.arch == Arch::Amd64 {
+        a.push("-DCC_USING_FENTRY".into());
+    }
+    a.extend(
+        [
+            "-DKBUILD_MODNAME=\"kc\"",
+            // 6.19+ headers embed tagged structs anonymously, which needs Microsoft extensions.
+            "-fms-extensions",
+            "-fno-stack-protector",
+            "-fno-asynchronous-unwind-tables",
+            "-nostdinc",
+        ]
+        .map(String::from),
+    );
     a.extend(prefix_maps(inputs, tree_root));
     a.push("-isystem".into());
     a.push(inputs.resource_include.display().to_string());
     // The kernel's include order; -isystem keeps the kernel's own warnings out of -Wall.
     for dir in [
-        f.join("arch/x86/include/generated"),
-        c.join("arch/x86/include"),
+        f.join(format!("arch/{arch}/include/generated")),
+        c.join(format!("arch/{arch}/include")),
         f.join("include"),
         c.join("include"),
-        c.join("arch/x86/include/uapi"),
-        f.join("arch/x86/include/generated/uapi"),
+        c.join(format!("arch/{arch}/include/uapi")),
+        f.join(format!("arch/{arch}/include/generated/uapi")),
         c.join("include/uapi"),
         f.join("include/generated/uapi"),
     ] {
@@ -549,6 +566,7 @@ mod tests {
     fn tree() -> HeaderTree {
         HeaderTree {
             series: "6.1".into(),
+            arch: kc_common::Arch::Amd64,
             release: "6.1.0-50-cloud-amd64".into(),
             kernel_version: "6.1.176".into(),
             flavour_dir: "/cache/t/usr/src/linux-headers-6.1.0-50-cloud-amd64".into(),

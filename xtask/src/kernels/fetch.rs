@@ -44,6 +44,9 @@ pub struct Fetcher {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeaderTree {
     pub series: String,
+    /// Whose `arch/` the tree holds (trees cached before arm64 came are amd64's).
+    #[serde(default)]
+    pub arch: Arch,
     pub release: String,
     pub kernel_version: String,
     /// `usr/src/linux-headers-<release>`: generated headers and `.config`.
@@ -152,7 +155,11 @@ impl Fetcher {
             let stored: HeaderTree = serde_json::from_str(&text).with_context(|| {
                 format!("{} is corrupt; delete {}", TREE_MANIFEST, dir.display())
             })?;
-            return Ok(stored.placed_in(&dir));
+            // The packages (part of the directory's key) are the lock entry's architecture's.
+            return Ok(HeaderTree {
+                arch: k.arch,
+                ..stored.placed_in(&dir)
+            });
         }
         let debs = [self.deb(&k.suite, common)?, self.deb(&k.suite, headers)?];
         let tmp = StagedDir::beside(&dir)?;
@@ -174,6 +181,7 @@ impl Fetcher {
         let common_name = format!("linux-headers-{}-common", k.abi);
         let mut tree = HeaderTree {
             series: k.series.to_string(),
+            arch: k.arch,
             release: k.release.clone(),
             kernel_version: k.kernel_version.clone(),
             flavour_dir: dir
@@ -512,6 +520,7 @@ mod tests {
         let old = Path::new("/old/cache/headers/x");
         let tree = HeaderTree {
             series: "6.1".into(),
+            arch: kc_common::Arch::Amd64,
             release: "r".into(),
             kernel_version: "6.1.1".into(),
             flavour_dir: old.join("usr/src/linux-headers-r"),
