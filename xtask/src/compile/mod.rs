@@ -346,8 +346,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         project,
         &tc,
         link.as_ref(),
-        libc,
-        o.arch,
+        |kind| CellId::new(kind, libc).on(o.arch),
         &jobs,
         &results,
         &mut report,
@@ -369,8 +368,8 @@ fn assemble(
     project: &Project,
     tc: &Toolchain,
     link: Option<&LoaderToolchain>,
-    libc: Libc,
-    arch: Arch,
+    // The cell of a kind of job: this build's libc and architecture.
+    cell: impl Fn(CellKind) -> CellId,
     jobs: &[Job],
     results: &[JobResult],
     report: &mut BuildReport,
@@ -381,7 +380,7 @@ fn assemble(
     }
     let mtime = tarball::source_date_epoch()?;
     for (kind, items) in by_cell {
-        let id = CellId::new(kind, libc).on(arch);
+        let id = cell(kind);
         let mut cr = CellReport {
             cell: id.to_string(),
             ok: true,
@@ -417,7 +416,7 @@ fn assemble(
         entries.push(cell::entry(
             BUILD_INFO.into(),
             serde_json::to_vec_pretty(&serde_json::json!({
-                "libc": libc,
+                "libc": id.libc,
                 "toolchain": tc.versions,
                 // The loader's own toolchain, in the cell that holds the loader.
                 "loader": match (kind, link) {
