@@ -110,13 +110,13 @@ pub fn run_job(env: &Env, job: &Job) -> Result<Outcome, String> {
                 }));
             }
         }
-        JobKind::Core => {
+        JobKind::Core { arch } => {
             let src = root.join("co-re").join(format!("{}.bpf.c", job.what));
             let full = t.join("full.o");
             run_tool(
                 env,
                 &tc.clang,
-                &toolchain::core_clang_args(env.inputs, &src, &full),
+                &toolchain::core_clang_args(env.inputs, *arch, &src, &full),
             )?;
             let obj = t.join(&job.outputs[0]);
             if env.debug {

@@ -166,9 +166,6 @@ fn choose_backend(o: &BuildOptions) -> Backend {
 
 pub fn run(o: BuildOptions) -> Result<()> {
     if o.arch != Arch::Amd64 {
-        if o.core {
-            bail!("CO-RE objects and the loader are built for amd64 only so far: build {}'s buckets (--bucket or --all)", o.arch);
-        }
         if o.backend == Some(Backend::Docker) {
             bail!(
                 "{} cells build with the host's tools so far: use --backend host",
@@ -284,8 +281,9 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     });
     let tc = tc?;
     let (trees, fetch_seconds) = trees?;
-    // Known before anything compiles, so a missing musl toolchain fails at once.
-    let link = if with_core {
+    // Known before anything compiles, so a missing musl toolchain fails at once. The loader
+    // is amd64's alone so far: another architecture's CO-RE cell holds objects and skeletons.
+    let link = if with_core && o.arch == Arch::Amd64 {
         Some(LoaderToolchain::detect(libc, &tc)?)
     } else {
         None
@@ -308,7 +306,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
         jobs.extend(objects);
     }
     if with_core {
-        jobs.extend(plan::core_jobs(&common, &collectors)?);
+        jobs.extend(plan::core_jobs(&common, &collectors, o.arch)?);
     }
     let env = pool::Env {
         project,

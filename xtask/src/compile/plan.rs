@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use kc_common::{names, Bucket, CellKind};
+use kc_common::{names, Arch, Bucket, CellKind};
 use sha2::{Digest, Sha256};
 
 use super::toolchain::{self, Inputs, LoaderToolchain, Toolchain};
@@ -125,7 +125,9 @@ pub enum JobKind {
         /// None: the compile parses the kernel headers itself (upstream's way, for `bench`).
         pch: Option<PathBuf>,
     },
-    Core,
+    Core {
+        arch: Arch,
+    },
     Loader {
         skeletons: Vec<(String, PathBuf)>,
         link: LoaderToolchain,
@@ -302,14 +304,18 @@ pub fn legacy_jobs(
 }
 
 /// One CO-RE compile (object and skeleton) per collector.
-pub fn core_jobs(c: &Common, collectors: &[Collector]) -> Result<Vec<Job>> {
+pub fn core_jobs(c: &Common, collectors: &[Collector], arch: Arch) -> Result<Vec<Job>> {
     let root = &c.project.root;
-    let vmlinux = fs::read(root.join("co-re/vmlinux.h")).context(
-        "co-re/vmlinux.h is missing; run `cargo xtask vmlinux --btf /sys/kernel/btf/vmlinux`",
-    )?;
+    let header = toolchain::vmlinux_header(arch);
+    let vmlinux = fs::read(root.join(&header)).with_context(|| {
+        format!(
+            "{} is missing; run `cargo xtask vmlinux --arch {arch}`",
+            header.display()
+        )
+    })?;
     let vmlinux_hash = hex::encode(Sha256::digest(&vmlinux));
-    let args =
-        toolchain::core_clang_args(c.inputs, Path::new("src.c"), Path::new("out.o")).join(" ");
+    let args = toolchain::core_clang_args(c.inputs, arch, Path::new("src.c"), Path::new("out.o"))
+        .join(" ");
     let mut jobs = Vec::new();
     for col in collectors {
         let src = fs::read(root.join("co-re").join(format!("{}.bpf.c", col.name)))?;
@@ -326,7 +332,7 @@ pub fn core_jobs(c: &Common, collectors: &[Collector]) -> Result<Vec<Job>> {
         jobs.push(Job {
             cell: CellKind::CoRe,
             what: col.name.clone(),
-            kind: JobKind::Core,
+            kind: JobKind::Core { arch },
             outputs: vec![names::core_object(&col.name), names::skeleton(&col.name)],
             key,
             deps: vec![],

@@ -351,3 +351,28 @@ fn arm64_cells_read_arm64_registers_needs_toolchain_and_mirror() {
         assert!(pt_regs.contains(register), "{arch}: {pt_regs}");
     }
 }
+
+/// arm64's CO-RE cell: every collector against arm64's vmlinux.h (its `struct pt_regs` in the
+/// objects' BTF), objects and skeletons, no loader yet (the loader is amd64's alone so far).
+#[test]
+fn arm64_core_cell_is_built_against_arm64_types_needs_toolchain() {
+    if !toolchain_or_skip("arm64_core_cell_is_built_against_arm64_types_needs_toolchain") {
+        return;
+    }
+    let (_d, p) = scratch_project(&["process"]);
+    let opts = BuildOptions {
+        arch: Arch::Arm64,
+        ..core_only()
+    };
+    let r = build(&p, &opts).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    let cell = p.artifacts.join("cells/kc-ebpf-co-re-arm64-glibc");
+    assert!(cell.join("process.skel.h").is_file());
+    assert!(!cell.join("kc-loader").exists(), "no arm64 loader yet");
+    let bpftool = Toolchain::detect().unwrap().bpftool;
+    let object = cell.join(names::core_object("process"));
+    let sh = crate::process::shell();
+    let btf = crate::process::read(xshell::cmd!(sh, "{bpftool} btf dump file {object}")).unwrap();
+    assert!(btf.contains("STRUCT 'user_pt_regs'"), "arm64's registers");
+    assert!(!btf.contains("'r15'"), "no x86 register");
+}

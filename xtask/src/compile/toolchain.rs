@@ -491,25 +491,43 @@ pub fn llc_args(ir: &Path, out: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The `vmlinux.h` CO-RE objects of `arch` compile against, under the checkout: written by
+/// `cargo xtask vmlinux` from a kernel's BTF.
+pub fn vmlinux_header(arch: Arch) -> PathBuf {
+    match arch {
+        Arch::Amd64 => PathBuf::from("co-re/vmlinux.h"),
+        other => Path::new("co-re").join(other.as_str()).join("vmlinux.h"),
+    }
+}
+
 /// clang arguments for a CO-RE collector: BPF target, vmlinux.h, BTF (`-g`).
-pub fn core_clang_args(inputs: &Inputs, src: &Path, out: &Path) -> Vec<String> {
+pub fn core_clang_args(inputs: &Inputs, arch: Arch, src: &Path, out: &Path) -> Vec<String> {
+    let target_arch = format!("-D__TARGET_ARCH_{}", arch.kernel_arch());
     let mut a: Vec<String> = [
-        "-g",
-        "-O2",
-        "-Wall",
-        "-Werror",
-        "-target",
-        "bpf",
-        "-mcpu=v2",
-        "-D__TARGET_ARCH_x86",
-        "-nostdinc",
+        "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", "-mcpu=v2",
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain([
+        target_arch,
+        // vmlinux.h of 6.19+ kernels embeds tagged structs anonymously (as their headers
+        // do: see the legacy flags), which clang accepts as a Microsoft extension.
+        "-fms-extensions".into(),
+        "-Wno-microsoft-anon-tag".into(),
+        "-nostdinc".into(),
+    ])
     .collect();
     a.extend(prefix_maps(inputs, None));
     a.push("-isystem".into());
     a.push(inputs.resource_include.display().to_string());
+    // The architecture's vmlinux.h: amd64's is `co-re/vmlinux.h`, found in `co-re/`; another
+    // architecture's directory comes first so that its own is found instead.
+    if arch != Arch::Amd64 {
+        a.push(format!(
+            "-I{}",
+            inputs.project.join("co-re").join(arch.as_str()).display()
+        ));
+    }
     a.push(format!("-I{}", inputs.project.join("co-re").display()));
     a.push(format!("-I{}", inputs.project.join("includes").display()));
     a.push("-idirafter".into());
@@ -639,10 +657,22 @@ mod tests {
     fn core_args() {
         let a = core_clang_args(
             &inputs(),
+            Arch::Amd64,
             Path::new("/src/co-re/vfs.bpf.c"),
             Path::new("/o/vfs.bpf.o"),
         );
         assert!(a.windows(2).any(|w| w[0] == "-target" && w[1] == "bpf"));
         assert!(a.contains(&"-I/src/co-re".to_string()) && a.contains(&"-Werror".to_string()));
+        assert!(a.contains(&"-D__TARGET_ARCH_x86".to_string()));
+        // arm64's own vmlinux.h is found before amd64's.
+        let a = core_clang_args(
+            &inputs(),
+            Arch::Arm64,
+            Path::new("/src/co-re/vfs.bpf.c"),
+            Path::new("/o/vfs.bpf.o"),
+        );
+        let pos = |s: &str| a.iter().position(|x| x == s).unwrap();
+        assert!(pos("-I/src/co-re/arm64") < pos("-I/src/co-re"));
+        assert!(a.contains(&"-D__TARGET_ARCH_arm64".to_string()));
     }
 }
