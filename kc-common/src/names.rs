@@ -78,6 +78,16 @@ impl Arch {
         }
     }
 
+    /// The architecture of a machine by the name its kernel gives it (`uname -m`, Rust's
+    /// `std::env::consts::ARCH`): `x86_64`, `aarch64`.
+    pub fn of_machine(machine: &str) -> Result<Arch, NameError> {
+        match machine {
+            "x86_64" => Ok(Arch::Amd64),
+            "aarch64" | "arm64" => Ok(Arch::Arm64),
+            other => Err(NameError::Arch(other.to_string())),
+        }
+    }
+
     /// The `__TARGET_ARCH_<x>` that libbpf's `bpf_tracing.h` and the kernel's `arch/<x>` use.
     pub const fn kernel_arch(self) -> &'static str {
         match self {
@@ -274,6 +284,17 @@ mod tests {
         assert_eq!(serde_json::to_string(&Libc::Musl).unwrap(), "\"musl\"");
         assert_eq!("amd64".parse::<Arch>(), Ok(Arch::Amd64));
         assert!("x86_64".parse::<Arch>().is_err());
+    }
+
+    #[test]
+    fn machines_name_their_architecture() {
+        assert_eq!(Arch::of_machine("x86_64"), Ok(Arch::Amd64));
+        assert_eq!(Arch::of_machine("aarch64"), Ok(Arch::Arm64));
+        assert!(Arch::of_machine("riscv64").is_err());
+        assert!(
+            Arch::of_machine(std::env::consts::ARCH).is_ok(),
+            "the build host's"
+        );
     }
 
     #[test]

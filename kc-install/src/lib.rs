@@ -33,6 +33,8 @@ pub struct Options {
     pub pubkey: String,
     pub prefix: PathBuf,
     pub libc: Libc,
+    /// The host's architecture: only a release's objects for it are installed.
+    pub arch: Arch,
     /// The kernel release the lean install (`only_bucket`) selects its bucket for.
     pub kernel: String,
     /// Install the legacy objects of `kernel`'s bucket only (no CO-RE, no other bucket).
@@ -99,6 +101,17 @@ pub fn predict(dir: &Path, kernel: &str, btf: &Path) -> Result<Vec<Selection>> {
 }
 
 pub fn install(o: &Options) -> Result<Outcome> {
+    // Before anything is fetched or the prefix touched: a release carries objects of the
+    // architectures it names, and another architecture's kernel must never be handed them.
+    if !Arch::RELEASED.contains(&o.arch) {
+        let carried: Vec<&str> = Arch::RELEASED.iter().map(|a| a.as_str()).collect();
+        bail!(
+            "this host is {}, and kernel-collector releases carry objects for {} only: nothing was installed (run the collectors' {} build on this host's architecture when it is released)",
+            o.arch,
+            carried.join(", "),
+            o.arch
+        );
+    }
     // One installer at a time: a second one waits, then finds the work done.
     let held = prefix::lock(&o.prefix, LOCK_WAIT)?;
     prefix::remove_leftovers(&o.prefix, &held)?;
@@ -286,7 +299,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     }
     // 2-3: the tarballs and kc-select at once (each one's download, checks and extraction are
     // independent); the first refusal, in that order, is the one reported.
-    let tool = release::select_tool_file(Arch::Amd64, &o.tag);
+    let tool = release::select_tool_file(o.arch, &o.tag);
     let (results, tool_result) = std::thread::scope(|s| {
         let jobs: Vec<_> = parts
             .iter()

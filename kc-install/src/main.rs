@@ -70,6 +70,7 @@ fn run() -> Result<()> {
         pubkey,
         prefix: cli.prefix,
         libc,
+        arch: kc_common::Arch::of_machine(std::env::consts::ARCH)?,
         kernel,
         only_bucket: cli.only_bucket,
         keep: usize::from(cli.keep),

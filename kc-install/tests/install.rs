@@ -173,6 +173,7 @@ fn options(srv: &TestServer, r: &Release, prefix: &Path, tag: &str) -> Options {
         pubkey: r.pubkey.clone(),
         prefix: prefix.to_path_buf(),
         libc: kc_common::Libc::Glibc,
+        arch: kc_common::Arch::Amd64,
         kernel: "6.1.0-50-cloud-amd64".into(),
         only_bucket: false,
         keep: 2,
@@ -375,6 +376,7 @@ fn a_local_directory_works_too() {
         pubkey: r.pubkey.clone(),
         prefix: dir.path().join("p"),
         libc: kc_common::Libc::Glibc,
+        arch: kc_common::Arch::Amd64,
         kernel: "4.19.0".into(),
         only_bucket: false,
         keep: 2,
@@ -425,6 +427,33 @@ fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
     assert!(
         e.contains("its manifest is for v1.0.0 glibc legacy, not v1.0.0 glibc co-re"),
         "{e}"
+    );
+    assert_untouched(prefix.path());
+}
+
+/// An arm64 host is never handed a release's (amd64) objects: refused before anything is
+/// fetched, the installed release left as it was.
+#[test]
+fn an_arm64_host_is_refused_amd64_objects() {
+    let (prefix, kp) = installed_prefix();
+    let r = make_release(&kp, "v1.0.0", good_members());
+    let srv = serve(&r, |_, b| Route::ok(b));
+    let o = Options {
+        arch: kc_common::Arch::Arm64,
+        kernel: "6.1.0-50-cloud-arm64".into(),
+        ..options(&srv, &r, prefix.path(), "v1.0.0")
+    };
+    let e = format!("{:#}", install(&o).unwrap_err());
+    assert!(
+        e.contains("this host is arm64")
+            && e.contains("for amd64 only")
+            && e.contains("nothing was installed"),
+        "{e}"
+    );
+    assert!(
+        requested(&srv).is_empty(),
+        "nothing fetched: {:?}",
+        requested(&srv)
     );
     assert_untouched(prefix.path());
 }

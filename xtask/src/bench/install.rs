@@ -53,6 +53,7 @@ pub fn run(o: InstallBench) -> Result<()> {
             pubkey: pk.clone(),
             prefix,
             libc,
+            arch: kc_common::Arch::of_machine(std::env::consts::ARCH)?,
             kernel: kernel.clone(),
             only_bucket,
             keep: 2,

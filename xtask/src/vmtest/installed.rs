@@ -57,6 +57,8 @@ pub fn install(libc: Libc) -> Result<Vec<Node>> {
         pubkey: pk,
         prefix: prefix.clone(),
         libc,
+        // The guests' (vmtest boots amd64 kernels).
+        arch: kc_common::Arch::Amd64,
         // Only a lean install reads it.
         kernel: paths::running_kernel_release()?,
         only_bucket: false,
