@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::names::Libc;
+use crate::names::{Arch, Libc};
 
 /// The program interpreter (`PT_INTERP`) an ELF executable asks for, or `None` for a static
 /// executable. Errors when the bytes are not an ELF file.
@@ -80,6 +80,11 @@ pub fn libc_of_interpreter(interp: &str) -> Libc {
 /// glibc is assumed.
 pub fn host_libc() -> Libc {
     host_libc_from(&[Path::new("/bin/sh"), Path::new("/usr/bin/env")])
+}
+
+/// The architecture this program runs on (it is built for its host).
+pub fn host_arch() -> Result<Arch, crate::names::NameError> {
+    Arch::of_machine(std::env::consts::ARCH)
 }
 
 fn host_libc_from(programs: &[&Path]) -> Libc {

@@ -106,10 +106,11 @@ pub fn install(o: &Options) -> Result<Outcome> {
     if !Arch::RELEASED.contains(&o.arch) {
         let carried: Vec<&str> = Arch::RELEASED.iter().map(|a| a.as_str()).collect();
         bail!(
-            "this host is {}, and kernel-collector releases carry objects for {} only: nothing was installed (run the collectors' {} build on this host's architecture when it is released)",
+            "this host is {}, and kernel-collector releases carry objects for {} only: nothing was installed. Install on an {} host, or with a release whose files include {}",
             o.arch,
             carried.join(", "),
-            o.arch
+            carried.join(" or "),
+            release::select_tool_file(o.arch, &o.tag)
         );
     }
     // One installer at a time: a second one waits, then finds the work done.

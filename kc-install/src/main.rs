@@ -70,7 +70,7 @@ fn run() -> Result<()> {
         pubkey,
         prefix: cli.prefix,
         libc,
-        arch: kc_common::Arch::of_machine(std::env::consts::ARCH)?,
+        arch: kc_common::host::host_arch()?,
         kernel,
         only_bucket: cli.only_bucket,
         keep: usize::from(cli.keep),

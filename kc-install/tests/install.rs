@@ -447,7 +447,8 @@ fn an_arm64_host_is_refused_amd64_objects() {
     assert!(
         e.contains("this host is arm64")
             && e.contains("for amd64 only")
-            && e.contains("nothing was installed"),
+            && e.contains("nothing was installed")
+            && e.contains("kc-select-arm64-v1.0.0"),
         "{e}"
     );
     assert!(

@@ -53,7 +53,7 @@ pub fn run(o: InstallBench) -> Result<()> {
             pubkey: pk.clone(),
             prefix,
             libc,
-            arch: kc_common::Arch::of_machine(std::env::consts::ARCH)?,
+            arch: kc_common::host::host_arch()?,
             kernel: kernel.clone(),
             only_bucket,
             keep: 2,

@@ -165,15 +165,15 @@ fn choose_backend(o: &BuildOptions) -> Backend {
 }
 
 pub fn run(o: BuildOptions) -> Result<()> {
-    if o.arch != Arch::Amd64 {
-        if o.backend == Some(Backend::Docker) {
-            bail!(
-                "{} cells build with the host's tools so far: use --backend host",
-                o.arch
-            );
+    // Another architecture's cells build with the host's tools only (the images make amd64's).
+    let backend = match (o.arch, o.backend) {
+        (Arch::Amd64, _) => choose_backend(&o),
+        (arch, Some(Backend::Docker)) => {
+            bail!("{arch} cells build with the host's tools so far: use --backend host")
         }
-    }
-    if o.arch == Arch::Amd64 && choose_backend(&o) == Backend::Docker {
+        (_, _) => Backend::Host,
+    };
+    if backend == Backend::Docker {
         let libcs = o.libc.unwrap_or(LibcChoice::All).libcs();
         let report = docker::run(&o, &libcs)?;
         if o.json {

@@ -139,12 +139,14 @@ pub fn run(
     only: &[Arch],
 ) -> Result<LockOutcome> {
     let matrix = Matrix::load(matrix_path)?;
-    let arches: Vec<Arch> = matrix
+    // Each architecture's own matrix (its flavour, its series, its suites), made once.
+    let arches: Vec<(Arch, Matrix)> = matrix
         .arches()
         .into_iter()
         .filter(|a| only.is_empty() || only.contains(a))
+        .map(|a| (a, matrix.for_arch(a).expect("one of the matrix's")))
         .collect();
-    if let Some(a) = only.iter().find(|a| !arches.contains(a)) {
+    if let Some(a) = only.iter().find(|a| !arches.iter().any(|(b, _)| b == *a)) {
         bail!(
             "{a} is not in {}: add an [arch.{a}] table",
             matrix_path.display()
@@ -163,14 +165,10 @@ pub fn run(
     };
     let mut suites: Vec<(String, Arch)> = arches
         .iter()
-        .filter_map(|a| matrix.for_arch(*a))
-        .zip(&arches)
-        .flat_map(|(m, a)| {
+        .flat_map(|(a, m)| {
             m.kernel
                 .iter()
-                .flat_map(|k| k.suites.clone())
-                .map(|s| (s, *a))
-                .collect::<Vec<_>>()
+                .flat_map(|k| k.suites.iter().map(|s| (s.clone(), *a)))
         })
         .collect();
     suites.sort();
@@ -206,9 +204,8 @@ pub fn run(
     for ((suite, arch), r) in results {
         indexes.entry(arch).or_default().insert(suite, r?);
     }
-    for arch in &arches {
-        let m = matrix.for_arch(*arch).expect("one of the matrix's");
-        let resolved = resolve::resolve(&m, &indexes.remove(arch).unwrap_or_default(), *arch)
+    for (arch, m) in &arches {
+        let resolved = resolve::resolve(m, &indexes.remove(arch).unwrap_or_default(), *arch)
             .with_context(|| format!("resolving the {arch} kernels"))?;
         lock.replace_arch(*arch, resolved);
     }

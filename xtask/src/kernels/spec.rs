@@ -63,12 +63,13 @@ impl Matrix {
             if let Some(s) = a.series.iter().find(|s| !seen.contains(s)) {
                 bail!("[arch.{arch}] lists series {s}, which has no [[kernel]] entry");
             }
-            if let Some((s, _)) = a
-                .suites
-                .iter()
-                .find(|(s, v)| v.is_empty() || !a.series.contains(s))
-            {
-                bail!("[arch.{arch}.suites] gives series {s} no suite, or a series [arch.{arch}] does not list");
+            for (s, suites) in &a.suites {
+                if !a.series.contains(s) {
+                    bail!("[arch.{arch}.suites] names series {s}, which [arch.{arch}] series does not list: add it there or drop the line");
+                }
+                if suites.is_empty() {
+                    bail!("[arch.{arch}.suites] gives series {s} no suite: list one, or drop the line to use the [[kernel]] entry's");
+                }
             }
         }
         Ok(m)
@@ -76,9 +77,7 @@ impl Matrix {
 
     /// The architectures the matrix covers: amd64, then each `[arch.<arch>]`.
     pub fn arches(&self) -> Vec<Arch> {
-        std::iter::once(Arch::Amd64)
-            .chain(self.arch.keys().copied())
-            .collect()
+        amd64_then(self.arch.keys())
     }
 
     /// The matrix of one architecture alone, with that architecture's flavour.
@@ -112,6 +111,13 @@ impl Matrix {
         Self::parse(&text)
             .with_context(|| format!("{} is not a valid kernel matrix", path.display()))
     }
+}
+
+/// amd64 (the top level of both files), then each `[arch.<arch>]` table's architecture.
+fn amd64_then<'a>(tables: impl Iterator<Item = &'a Arch>) -> Vec<Arch> {
+    std::iter::once(Arch::Amd64)
+        .chain(tables.copied())
+        .collect()
 }
 
 pub const LOCK_VERSION: u32 = 1;
@@ -226,9 +232,7 @@ impl Lock {
 
     /// The architectures pinned: amd64, then each `[arch.<arch>]`.
     pub fn arches(&self) -> Vec<Arch> {
-        std::iter::once(Arch::Amd64)
-            .chain(self.arch.keys().copied())
-            .collect()
+        amd64_then(self.arch.keys())
     }
 
     /// One architecture's kernels (none for an architecture the lock does not pin).
@@ -534,6 +538,7 @@ mod tests {
             ("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\nbukket = true\n", "unknown field"),
             ("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\n[arch.arm64]\nflavour = \"y\"\nseries = [\"6.2\"]\n", "lists series 6.2, which has no [[kernel]] entry"),
             ("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\n[arch.arm64]\nflavour = \"y\"\nseries = [\"6.1\"]\n[arch.arm64.suites]\n\"6.1\" = []\n", "gives series 6.1 no suite"),
+            ("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\n[[kernel]]\nseries = \"7.3\"\nsuites = [\"a\"]\n[arch.arm64]\nflavour = \"y\"\nseries = [\"6.1\"]\n[arch.arm64.suites]\n\"7.3\" = [\"b\"]\n", "names series 7.3, which [arch.arm64] series does not list"),
             ("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\n[arch.amd64]\nflavour = \"y\"\nseries = []\n", "amd64 is the top level"),
             ("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\n[arch.riscv64]\nflavour = \"y\"\nseries = []\n", "riscv64"),
         ] {

@@ -310,7 +310,7 @@ fn check_package() -> Result<()> {
         pubkey: pk.clone(),
         prefix: prefix.path().to_path_buf(),
         libc: host::host_libc(),
-        arch: kc_common::Arch::of_machine(std::env::consts::ARCH)?,
+        arch: kc_common::host::host_arch()?,
         kernel: release,
         only_bucket: false,
         keep: 2,
