@@ -47,6 +47,18 @@ pub fn is_static_executable(bytes: &[u8]) -> Result<bool, String> {
     }))
 }
 
+/// The architecture an ELF executable is built for (its `e_machine`).
+pub fn executable_arch(bytes: &[u8]) -> Result<Arch, String> {
+    use object::read::elf::{ElfFile64, FileHeader};
+    let elf = ElfFile64::<object::Endianness>::parse(bytes)
+        .map_err(|e| format!("not an ELF64 file: {e}"))?;
+    match elf.elf_header().e_machine(elf.endian()) {
+        object::elf::EM_X86_64 => Ok(Arch::Amd64),
+        object::elf::EM_AARCH64 => Ok(Arch::Arm64),
+        other => Err(format!("ELF machine {other} is neither x86-64 nor AArch64")),
+    }
+}
+
 /// Where a kernel exposes its own BTF.
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -123,6 +135,8 @@ mod tests {
         assert!(!is_static_executable(&sh).unwrap());
         assert!(interpreter(b"#!/bin/sh\n").is_err());
         assert!(is_static_executable(b"\x7fELF").is_err());
+        assert_eq!(executable_arch(&sh).ok(), host_arch().ok());
+        assert!(executable_arch(b"\x7fELF").is_err());
         // The test binary runs on the host's libc.
         assert_eq!(host_libc(), libc_of_interpreter(&interp));
         // This host exposes its BTF; a missing or foreign file says so.

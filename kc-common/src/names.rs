@@ -78,6 +78,11 @@ impl Arch {
         }
     }
 
+    /// amd64: the architecture whose names and manifests leave it unsaid.
+    pub fn is_amd64(&self) -> bool {
+        *self == Arch::Amd64
+    }
+
     /// The architecture of a machine by the name its kernel gives it (`uname -m`, Rust's
     /// `std::env::consts::ARCH`): `x86_64`, `aarch64`.
     pub fn of_machine(machine: &str) -> Result<Arch, NameError> {
@@ -218,14 +223,25 @@ impl FromStr for CellId {
     }
 }
 
-/// `kernel-collector-<libc>-<tag>.tar.xz`: every bucket's legacy objects and the loader.
-pub fn legacy_tarball(libc: Libc, tag: &str) -> String {
-    format!("kernel-collector-{libc}-{tag}.tar.xz")
+/// `<arch>-` in a release file's name: empty for amd64, whose names came first and stay
+/// what earlier installers ask for.
+fn arch_part(arch: Arch) -> String {
+    match arch {
+        Arch::Amd64 => String::new(),
+        other => format!("{other}-"),
+    }
 }
 
-/// `kernel-collector-co-re-<libc>-<tag>.tar.xz`: CO-RE objects, skeletons and the loader.
-pub fn core_tarball(libc: Libc, tag: &str) -> String {
-    format!("kernel-collector-co-re-{libc}-{tag}.tar.xz")
+/// `kernel-collector-[<arch>-]<libc>-<tag>.tar.xz`: every bucket's legacy objects and the
+/// loader.
+pub fn legacy_tarball(arch: Arch, libc: Libc, tag: &str) -> String {
+    format!("kernel-collector-{}{libc}-{tag}.tar.xz", arch_part(arch))
+}
+
+/// `kernel-collector-co-re-[<arch>-]<libc>-<tag>.tar.xz`: CO-RE objects, skeletons and the
+/// loader.
+pub fn core_tarball(arch: Arch, libc: Libc, tag: &str) -> String {
+    format!("kernel-collector-co-re-{}{libc}-{tag}.tar.xz", arch_part(arch))
 }
 
 /// `kc-select-<arch>-<tag>`: the static `kc-select` both libcs share, a release file of its
@@ -343,8 +359,8 @@ mod tests {
             "kc-select-amd64-v1.2.3"
         );
         assert!(is_file_of("kc-select-amd64-v1.2.3", "v1.2.3"));
-        assert!(is_file_of(&core_tarball(Libc::Musl, "v1.2.3"), "v1.2.3"));
-        assert!(!is_file_of(&core_tarball(Libc::Musl, "v1.2.3"), "v1.2"));
+        assert!(is_file_of(&core_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"), "v1.2.3"));
+        assert!(!is_file_of(&core_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"), "v1.2"));
         assert!(!is_file_of("kc-select-amd64-v1.2.3", "v1.2"));
         assert_eq!(
             parse_legacy_object("rkc_vfs.5.10.o"),
@@ -365,12 +381,20 @@ mod tests {
         }
         assert_eq!(skeleton("fd"), "fd.skel.h");
         assert_eq!(
-            legacy_tarball(Libc::Musl, "v1.2.3"),
+            legacy_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"),
             "kernel-collector-musl-v1.2.3.tar.xz"
         );
         assert_eq!(
-            core_tarball(Libc::Glibc, "v1.2.3"),
+            core_tarball(Arch::Amd64, Libc::Glibc, "v1.2.3"),
             "kernel-collector-co-re-glibc-v1.2.3.tar.xz"
+        );
+        assert_eq!(
+            legacy_tarball(Arch::Arm64, Libc::Musl, "v1.2.3"),
+            "kernel-collector-arm64-musl-v1.2.3.tar.xz"
+        );
+        assert_eq!(
+            core_tarball(Arch::Arm64, Libc::Glibc, "v1.2.3"),
+            "kernel-collector-co-re-arm64-glibc-v1.2.3.tar.xz"
         );
     }
 }

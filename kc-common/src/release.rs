@@ -23,7 +23,7 @@ pub const CORE_DIR: &str = "co-re";
 pub const SELECT_TOOL: &str = "kc-select";
 pub use crate::names::{is_file_of, select_tool_file};
 
-use crate::names::Libc;
+use crate::names::{Arch, Libc};
 pub use crate::names::{core_tarball, legacy_tarball};
 
 /// The trusted comment of a release file's signature: what the signature vouches for.
@@ -68,6 +68,9 @@ pub struct ManifestCollector {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub tag: String,
+    /// Absent for amd64: its manifests came before the field and read as they did.
+    #[serde(default, skip_serializing_if = "Arch::is_amd64")]
+    pub arch: Arch,
     pub libc: Libc,
     /// `legacy` or `co-re`.
     pub kind: String,

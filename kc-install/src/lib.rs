@@ -101,18 +101,6 @@ pub fn predict(dir: &Path, kernel: &str, btf: &Path) -> Result<Vec<Selection>> {
 }
 
 pub fn install(o: &Options) -> Result<Outcome> {
-    // Before anything is fetched or the prefix touched: a release carries objects of the
-    // architectures it names, and another architecture's kernel must never be handed them.
-    if !Arch::RELEASED.contains(&o.arch) {
-        let carried: Vec<&str> = Arch::RELEASED.iter().map(|a| a.as_str()).collect();
-        bail!(
-            "this host is {}, and kernel-collector releases carry objects for {} only: nothing was installed. Install on an {} host, or with a release whose files include {}",
-            o.arch,
-            carried.join(", "),
-            carried.join(" or "),
-            release::select_tool_file(o.arch, &o.tag)
-        );
-    }
     // One installer at a time: a second one waits, then finds the work done.
     let held = prefix::lock(&o.prefix, LOCK_WAIT)?;
     prefix::remove_leftovers(&o.prefix, &held)?;
@@ -142,7 +130,7 @@ fn already_installed(o: &Options) -> Option<PathBuf> {
         &std::fs::read(current.join(LEGACY_DIR).join(release::MANIFEST)).ok()?,
     )
     .ok()?;
-    if manifest.tag != o.tag || manifest.libc != o.libc {
+    if manifest.tag != o.tag || manifest.libc != o.libc || manifest.arch != o.arch {
         return None;
     }
     let bucket = if o.only_bucket {
@@ -239,13 +227,19 @@ fn install_tarball(
             select: &select,
         }),
     )?;
-    if manifest.tag != o.tag || manifest.libc != o.libc || manifest.kind != kind {
+    if manifest.tag != o.tag
+        || manifest.libc != o.libc
+        || manifest.kind != kind
+        || manifest.arch != o.arch
+    {
         bail!(
-            "{name}: its manifest is for {} {} {}, not {} {} {kind}",
+            "{name}: its manifest is for {} {} {} {}, not {} {} {} {kind}",
             manifest.tag,
+            manifest.arch,
             manifest.libc,
             manifest.kind,
             o.tag,
+            o.arch,
             o.libc
         );
     }
@@ -284,6 +278,24 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         Some(&o.tag),
     )?;
     let listed = release::parse_sums(&String::from_utf8_lossy(&sums))?;
+    // Before anything else is fetched or the prefix touched: a release carries objects of
+    // the architectures its files name, and another architecture's kernel must never be
+    // handed them.
+    let tool = release::select_tool_file(o.arch, &o.tag);
+    if !listed.iter().any(|(name, _)| *name == tool) {
+        let carried: Vec<String> = Arch::ALL
+            .iter()
+            .filter(|a| listed.iter().any(|(n, _)| *n == release::select_tool_file(**a, &o.tag)))
+            .map(|a| a.to_string())
+            .collect();
+        bail!(
+            "this host is {}, and the release {} carries objects for {} only: nothing was installed. Install on an {} host, or with a release whose files include {tool}",
+            o.arch,
+            o.tag,
+            carried.join(", "),
+            carried.join(" or "),
+        );
+    }
     let releases = o.prefix.join("releases");
     std::fs::create_dir_all(&releases)
         .with_context(|| format!("creating {}", releases.display()))?;
@@ -292,15 +304,14 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         .tempdir_in(&releases)?;
     let mut parts = vec![(
         LEGACY_DIR,
-        release::legacy_tarball(o.libc, &o.tag),
+        release::legacy_tarball(o.arch, o.libc, &o.tag),
         "legacy",
     )];
     if !o.only_bucket {
-        parts.push((CORE_DIR, release::core_tarball(o.libc, &o.tag), "co-re"));
+        parts.push((CORE_DIR, release::core_tarball(o.arch, o.libc, &o.tag), "co-re"));
     }
     // 2-3: the tarballs and kc-select at once (each one's download, checks and extraction are
     // independent); the first refusal, in that order, is the one reported.
-    let tool = release::select_tool_file(o.arch, &o.tag);
     let (results, tool_result) = std::thread::scope(|s| {
         let jobs: Vec<_> = parts
             .iter()

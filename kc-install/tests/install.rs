@@ -96,11 +96,11 @@ fn make_release(kp: &minisign::KeyPair, tag: &str, members: Vec<(&str, Vec<u8>)>
         &[
             select_tool(tag),
             (
-                release::legacy_tarball(kc_common::Libc::Glibc, tag),
+                release::legacy_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, tag),
                 tarball_of(tag, "legacy", members),
             ),
             (
-                release::core_tarball(kc_common::Libc::Glibc, tag),
+                release::core_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, tag),
                 tarball_of(tag, "co-re", core_members()),
             ),
         ],
@@ -399,7 +399,7 @@ fn a_local_directory_works_too() {
 fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
     let (prefix, kp) = installed_prefix();
     let legacy = (
-        release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0"),
+        release::legacy_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, "v1.0.0"),
         tarball_of("v1.0.0", "legacy", good_members()),
     );
     let r = signed_release(&kp, "v1.0.0", &[legacy.clone(), select_tool("v1.0.0")]);
@@ -415,7 +415,7 @@ fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
     );
     assert_untouched(prefix.path());
     let swapped = (
-        release::core_tarball(kc_common::Libc::Glibc, "v1.0.0"),
+        release::core_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, "v1.0.0"),
         tarball_of("v1.0.0", "legacy", good_members()),
     );
     let r = signed_release(&kp, "v1.0.0", &[legacy, swapped, select_tool("v1.0.0")]);
@@ -626,7 +626,7 @@ fn refusal(file: &str, route: impl Fn(Vec<u8>) -> Route) -> String {
 #[test]
 fn a_trickling_server_is_given_up_on() {
     let t = std::time::Instant::now();
-    let tarball = release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0");
+    let tarball = release::legacy_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, "v1.0.0");
     let e = refusal(&tarball, |b| {
         Route::ok(b).trickle(std::time::Duration::from_millis(100))
     });
@@ -724,7 +724,7 @@ fn a_decompression_bomb_is_refused_at_its_header() {
         &kp,
         "v1.0.0",
         &[(
-            release::legacy_tarball(kc_common::Libc::Glibc, "v1.0.0"),
+            release::legacy_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, "v1.0.0"),
             xz.finish().unwrap(),
         )],
     );

@@ -83,6 +83,7 @@ pub fn run(o: DistOptions) -> Result<()> {
                     timeout: 240,
                     accel: crate::vmtest::Accel::Auto,
                     libc: Some(LibcChoice::from(libc)),
+                    arch: kc_common::Arch::Amd64,
                     json: false,
                 })?;
             }

@@ -2,7 +2,7 @@
 
 use xshell::cmd;
 
-pub use kc_common::host::{host_libc, is_static_executable};
+pub use kc_common::host::{executable_arch, host_arch, host_libc, is_static_executable};
 
 use crate::process;
 
@@ -42,6 +42,18 @@ pub fn missing_packages<'a>(packages: impl IntoIterator<Item = &'a str>) -> Vec<
                 .map_or(true, |s| !s.contains("install ok installed"))
         })
         .collect()
+}
+
+/// Lets dpkg install `arch`'s packages beside the host's (multiarch); apt's next update
+/// fetches that architecture's indexes.
+pub fn add_foreign_arch(arch: &str) -> Result<(), process::ToolError> {
+    let sh = process::shell();
+    let known = process::read(cmd!(sh, "dpkg --print-foreign-architectures"))?;
+    if known.lines().any(|l| l.trim() == arch) {
+        return Ok(());
+    }
+    eprintln!("setup: adding the dpkg architecture {arch} (multiarch libraries)");
+    process::output(cmd!(sh, "dpkg --add-architecture {arch}")).map(|_| ())
 }
 
 /// Installs Debian packages with apt (as root), refreshing the indexes first when asked.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kc_common::release::{self, Manifest, ManifestCollector, ManifestFile};
-use kc_common::{Bucket, CellId, Libc};
+use kc_common::{Arch, Bucket, CellId, Libc};
 use xshell::cmd;
 
 use crate::compile::cell::{self, BUILD_INFO};
@@ -112,23 +112,24 @@ pub struct Packaged {
     pub signed: bool,
 }
 
-/// Builds the whole release in memory.
+/// Builds the whole release of `arches` in memory (`package` releases [`Arch::RELEASED`]).
 pub fn build_release(
     tag: &str,
     cells_dir: &Path,
     key: Option<&minisign::SecretKey>,
+    arches: &[Arch],
 ) -> Result<Packaged> {
     check_tag(tag)?;
     let mtime = tarball::source_date_epoch()?;
     let mut cells = cell::read_all(cells_dir)?;
-    // A release is amd64's until the others are built and proven end to end: their cells
-    // stay out, so no other architecture's objects reach an amd64 host.
+    // Another architecture's cells stay out: its objects reach no host of its own until it
+    // is released, and never a host of another.
     cells.retain(|(id, _)| {
-        let released = kc_common::Arch::RELEASED.contains(&id.arch);
-        if !released {
-            eprintln!("package: {id} left out: {} is not released yet", id.arch);
+        let wanted = arches.contains(&id.arch);
+        if !wanted {
+            eprintln!("package: {id} left out: {} is not in this release", id.arch);
         }
-        released
+        wanted
     });
     let collectors = collectors::load_from(&paths::project_root())?;
     let manifest_collectors: Vec<ManifestCollector> = collectors
@@ -140,17 +141,20 @@ pub fn build_release(
         })
         .collect();
     let commit = source_commit();
-    let libcs: BTreeSet<Libc> = cells
+    // Each architecture's CO-RE cells name the libcs it is released for.
+    let targets: BTreeSet<(Arch, Libc)> = cells
         .iter()
         .filter(|(id, _)| id.is_core())
-        .map(|(id, _)| id.libc)
+        .map(|(id, _)| (id.arch, id.libc))
         .collect();
-    if libcs.is_empty() {
-        bail!(
-            "no CO-RE cell ({}) under {}: run `cargo xtask build`",
-            CellId::core(Libc::Glibc),
-            cells_dir.display()
-        );
+    for &arch in arches {
+        if !targets.iter().any(|(a, _)| *a == arch) {
+            bail!(
+                "no CO-RE cell ({}) under {}: run `cargo xtask build --arch {arch}`",
+                CellId::core(Libc::Glibc).on(arch),
+                cells_dir.display()
+            );
+        }
     }
     // Only objects that pass verification are packaged.
     let failures: Vec<String> = cells
@@ -169,11 +173,13 @@ pub fn build_release(
             failures.join("\n")
         );
     }
-    // One static kc-select serves both libcs.
-    let (select_tool, select_rustc) = crate::compile::select_tool::build()?;
     let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
-    for &libc in &libcs {
-        let core_id = CellId::core(libc);
+    let mut out = BTreeMap::new();
+    for &(arch, libc) in &targets {
+        // One static kc-select per architecture serves both libcs.
+        let (select_tool, select_rustc) = crate::compile::select_tool::build(arch)?;
+        out.insert(release::select_tool_file(arch, tag), select_tool);
+        let core_id = CellId::core(libc).on(arch);
         let core = &cells
             .iter()
             .find(|(id, _)| *id == core_id)
@@ -191,11 +197,11 @@ pub fn build_release(
         // In the cells' (name) order.
         let buckets: Vec<(Bucket, &BTreeMap<String, Vec<u8>>)> = cells
             .iter()
-            .filter(|(id, _)| id.libc == libc)
+            .filter(|(id, _)| id.libc == libc && id.arch == arch)
             .filter_map(|(id, files)| Some((id.bucket_of()?, files)))
             .collect();
         if buckets.is_empty() {
-            bail!("no bucket cell for {libc} under {}", cells_dir.display());
+            bail!("no {arch} bucket cell for {libc} under {}", cells_dir.display());
         }
         let mut legacy: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (_, files) in &buckets {
@@ -214,19 +220,20 @@ pub fn build_release(
         for (kind, name, files, bucket_list) in [
             (
                 "legacy",
-                release::legacy_tarball(libc, tag),
+                release::legacy_tarball(arch, libc, tag),
                 legacy,
                 bucket_names.clone(),
             ),
             (
                 "co-re",
-                release::core_tarball(libc, tag),
+                release::core_tarball(arch, libc, tag),
                 core_files,
                 Vec::new(),
             ),
         ] {
             let manifest = Manifest {
                 tag: tag.to_string(),
+                arch,
                 libc,
                 kind: kind.to_string(),
                 source_commit: commit.clone(),
@@ -274,15 +281,10 @@ pub fn build_release(
             .map(|h| h.join().expect("compression thread panicked"))
             .collect()
     });
-    let mut out = BTreeMap::new();
     for c in compressed {
         let (name, bytes) = c?;
         out.insert(name, bytes);
     }
-    out.insert(
-        release::select_tool_file(kc_common::Arch::Amd64, tag),
-        select_tool,
-    );
     let sums: Vec<(String, String)> = out
         .iter()
         .map(|(n, b)| (n.clone(), release::sha256_hex(b)))
@@ -325,7 +327,7 @@ pub fn package(o: PackageOptions) -> Result<()> {
     if key.is_none() && o.require_signature {
         bail!("--require-signature: no signing key (set KC_SIGNING_KEY to the secret key, or pass --key FILE)");
     }
-    let release = build_release(&o.tag, &in_root(&o.cells), key.as_ref())?;
+    let release = build_release(&o.tag, &in_root(&o.cells), key.as_ref(), &Arch::RELEASED)?;
     write_release(&release, &in_root(&o.out), &o.tag, o.require_signature)
 }
 
@@ -427,7 +429,7 @@ mod release_tests {
     }
 
     fn released(dir: &Path, sk: &minisign::SecretKey) -> PathBuf {
-        let r = build_release("v1.2.3", &cells(dir), Some(sk)).unwrap();
+        let r = build_release("v1.2.3", &cells(dir), Some(sk), &Arch::RELEASED).unwrap();
         let out = dir.join("release");
         write_release(&r, &out, "v1.2.3", false).unwrap();
         out
@@ -438,11 +440,11 @@ mod release_tests {
     fn another_architectures_cells_stay_out_of_the_release() {
         let (sk, _) = key();
         let d = tempfile::tempdir().unwrap();
-        let plain = build_release("v1.2.3", &cells(d.path()), Some(&sk)).unwrap();
+        let plain = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
         let arm64 = d.path().join("cells/kc-ebpf-6.1-arm64-glibc");
         std::fs::create_dir_all(&arm64).unwrap();
         std::fs::write(arm64.join("pkc_mount.6.1.o"), LEGACY).unwrap();
-        let with_arm64 = build_release("v1.2.3", &d.path().join("cells"), Some(&sk)).unwrap();
+        let with_arm64 = build_release("v1.2.3", &d.path().join("cells"), Some(&sk), &Arch::RELEASED).unwrap();
         let names = |r: &Packaged| r.files.keys().cloned().collect::<Vec<_>>();
         assert_eq!(names(&with_arm64), names(&plain));
         for (name, bytes) in &plain.files {
@@ -456,8 +458,8 @@ mod release_tests {
     fn two_packages_are_identical_and_check() {
         let (sk, pk) = key();
         let d = tempfile::tempdir().unwrap();
-        let a = build_release("v1.2.3", &cells(d.path()), Some(&sk)).unwrap();
-        let b = build_release("v1.2.3", &cells(d.path()), Some(&sk)).unwrap();
+        let a = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
+        let b = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
         assert_eq!(a.files, b.files);
         assert_eq!(a.files.len(), 8, "{:?}", a.files.keys().collect::<Vec<_>>());
         let out = d.path().join("release");
@@ -554,9 +556,9 @@ mod release_tests {
         let d = tempfile::tempdir().unwrap();
         let c = cells(d.path());
         let out = d.path().join("release");
-        let old = build_release("v1.2.3", &c, Some(&sk)).unwrap();
+        let old = build_release("v1.2.3", &c, Some(&sk), &Arch::RELEASED).unwrap();
         write_release(&old, &out, "v1.2.3", false).unwrap();
-        let new = build_release("v1.2.4", &c, Some(&sk)).unwrap();
+        let new = build_release("v1.2.4", &c, Some(&sk), &Arch::RELEASED).unwrap();
         write_release(&new, &out, "v1.2.4", false).unwrap();
         let mut names: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
@@ -638,7 +640,7 @@ mod release_tests {
     fn a_failed_package_leaves_no_partial_file() {
         let (sk, _) = key();
         let d = tempfile::tempdir().unwrap();
-        let r = build_release("v1.2.3", &cells(d.path()), Some(&sk)).unwrap();
+        let r = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
         let out = d.path().join("release");
         // A directory where sha256sums.txt must go makes the write fail midway.
         std::fs::create_dir_all(out.join("sha256sums.txt")).unwrap();
@@ -661,7 +663,7 @@ mod release_tests {
         let d = tempfile::tempdir().unwrap();
         let c = cells(d.path());
         std::fs::write(c.join("kc-ebpf-6.1-glibc/pkc_mount.6.1.o"), b"").unwrap();
-        let e = format!("{:#}", build_release("v1.2.3", &c, None).err().unwrap());
+        let e = format!("{:#}", build_release("v1.2.3", &c, None, &Arch::RELEASED).err().unwrap());
         assert!(
             e.contains("pkc_mount.6.1.o") && e.contains("nothing was packaged"),
             "{e}"

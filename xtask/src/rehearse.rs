@@ -424,10 +424,10 @@ pub fn expected_release_files(tag: &str) -> Vec<String> {
     let mut files = vec![release::SUMS_FILE.to_string()];
     for arch in kc_common::Arch::RELEASED {
         files.push(names::select_tool_file(arch, tag));
-    }
-    for libc in Libc::ALL {
-        files.push(names::legacy_tarball(libc, tag));
-        files.push(names::core_tarball(libc, tag));
+        for libc in Libc::ALL {
+            files.push(names::legacy_tarball(arch, libc, tag));
+            files.push(names::core_tarball(arch, libc, tag));
+        }
     }
     let sigs: Vec<String> = files
         .iter()

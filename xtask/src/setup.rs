@@ -100,6 +100,37 @@ const PACKAGES: &[Package] = &[
         "booting the matrix's kernels in vmtest",
         &[Vmtest],
     ),
+    pkg(
+        "qemu-system-arm",
+        "booting the arm64 kernels in vmtest (qemu-system-aarch64)",
+        &[Vmtest],
+    ),
+    pkg(
+        "gcc-aarch64-linux-gnu",
+        "cross-compiling vmtest's arm64 loader, init and workload, and the arm64 kc-select",
+        HOST_BUILD,
+    ),
+    pkg(
+        "libc6-dev-arm64-cross",
+        "the static arm64 binaries of vmtest and kc-select",
+        HOST_BUILD,
+    ),
+    // Multiarch: the arm64 builds of the loader's libraries, next to the host's.
+    pkg(
+        "libbpf-dev:arm64",
+        "linking vmtest's static arm64 loader",
+        HOST_BUILD,
+    ),
+    pkg(
+        "libelf-dev:arm64",
+        "linking vmtest's static arm64 loader",
+        HOST_BUILD,
+    ),
+    pkg(
+        "zlib1g-dev:arm64",
+        "linking vmtest's static arm64 loader",
+        HOST_BUILD,
+    ),
     pkg("cpio", "cross-checking the initramfs writer", &[]),
     pkg(
         "e2fsprogs",
@@ -248,7 +279,43 @@ fn pip_tools(role: Role, check: bool) -> Result<()> {
     Ok(())
 }
 
+/// The architectures of multiarch package names (`libbpf-dev:arm64`): dpkg must know them
+/// before apt can install such a package.
+fn foreign_arches<'a>(packages: &[&'a str]) -> Vec<&'a str> {
+    let mut arches: Vec<&str> = packages
+        .iter()
+        .filter_map(|p| p.split_once(':').map(|(_, arch)| arch))
+        .collect();
+    arches.sort_unstable();
+    arches.dedup();
+    arches
+}
+
+/// Rust targets from rustup: (target, why, roles besides `all`).
+const RUST_TARGETS: &[(&str, &str, &[Role])] = &[(
+    "aarch64-unknown-linux-gnu",
+    "the arm64 kc-select of releases and vmtest",
+    HOST_BUILD,
+)];
+
+fn rust_targets(role: Role, check: bool) -> Result<()> {
+    let sh = process::shell();
+    let installed = process::read(cmd!(sh, "rustup target list --installed"))?;
+    for (target, why, roles) in RUST_TARGETS {
+        if !wanted(roles, role) || installed.lines().any(|l| l.trim() == *target) {
+            continue;
+        }
+        if check {
+            bail!("the Rust target {target} is missing ({why}); run `cargo xtask setup`");
+        }
+        eprintln!("setup: adding the Rust target {target} ({why})");
+        process::output(cmd!(sh, "rustup target add {target}"))?;
+    }
+    Ok(())
+}
+
 pub fn run(o: SetupOptions) -> Result<()> {
+    rust_targets(o.role, o.check)?;
     let missing = missing_packages(o.role);
     if missing.is_empty() {
         eprintln!(
@@ -291,6 +358,9 @@ pub fn run(o: SetupOptions) -> Result<()> {
         );
     }
     if !install.is_empty() {
+        for arch in foreign_arches(&install) {
+            host::add_foreign_arch(arch)?;
+        }
         eprintln!("setup: installing {}", install.join(" "));
         host::apt_install(&install, true)?;
     }
@@ -327,6 +397,15 @@ mod tests {
         if here.contains("ID=debian") {
             assert_eq!(distro_of(&here), Some(Distro::Debian));
         }
+    }
+
+    #[test]
+    fn multiarch_packages_name_their_architecture() {
+        assert_eq!(
+            foreign_arches(&["clang", "zlib1g-dev:arm64", "libbpf-dev:arm64"]),
+            ["arm64"]
+        );
+        assert!(foreign_arches(&["clang", "gcc"]).is_empty());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct InstallBench {
 pub fn run(o: InstallBench) -> Result<()> {
     let (sk, pk) = crate::signing::throwaway_keypair()?;
     let cells = crate::paths::project_root().join("artifacts/cells");
-    let release = crate::package::build_release("v0.0.0-bench", &cells, Some(&sk))?;
+    let release = crate::package::build_release("v0.0.0-bench", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
     let scratch = tempfile::tempdir()?;
     let pub_file = scratch.path().join("release.pub");
     std::fs::write(&pub_file, &pk)?;
@@ -41,8 +41,8 @@ pub fn run(o: InstallBench) -> Result<()> {
     let base = server.url("").trim_end_matches('/').to_string();
     let libc = host::host_libc();
     let kernel = crate::paths::running_kernel_release()?;
-    let tarball = kc_common::release::legacy_tarball(libc, "v0.0.0-bench");
-    let core = kc_common::release::core_tarball(libc, "v0.0.0-bench");
+    let tarball = kc_common::release::legacy_tarball(kc_common::Arch::Amd64, libc, "v0.0.0-bench");
+    let core = kc_common::release::core_tarball(kc_common::Arch::Amd64, libc, "v0.0.0-bench");
     let tool = kc_common::release::select_tool_file(kc_common::Arch::Amd64, "v0.0.0-bench");
     let sh = process::shell();
     let install = |prefix, only_bucket| -> Result<f64> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kc_common::{AttachMode, Bucket, CellId, KernelVersion};
+use kc_common::{Arch, AttachMode, Bucket, CellId, KernelVersion};
 use serde::Serialize;
 use xshell::cmd;
 
@@ -394,7 +394,7 @@ fn in_guest(
     std::fs::create_dir_all(vmtest::work_dir())?;
     let initramfs = vmtest::work_dir().join(format!("bench-{}.cpio", k.release));
     atomic::write(&initramfs, &cpio::newc(&members))?;
-    let accel = vmtest::probe_kvm(&vmlinuz, &initramfs);
+    let accel = vmtest::probe_kvm(Arch::Amd64, &vmlinuz, &initramfs);
     let log = vmtest::work_dir().join(format!("bench-{}.log", k.release));
     // One boot runs everything; under TCG that takes tens of minutes and prints nothing.
     eprintln!(
@@ -406,6 +406,7 @@ fn in_guest(
     );
     let (how, console, _) = vmtest::boot(
         &k.release,
+        Arch::Amd64,
         &vmlinuz,
         &initramfs,
         Duration::from_secs(1800),
@@ -511,7 +512,7 @@ pub fn run(o: OverheadBench) -> Result<()> {
         bail!("bench overhead loads BPF programs: run it as root");
     }
     let rounds = o.rounds.max(1);
-    let bins = vmtest::static_binaries(&Toolchain::detect()?)?;
+    let bins = vmtest::static_binaries(&Toolchain::detect()?, Arch::Amd64)?;
     let release = paths::running_kernel_release()?;
     let host_rows = on_host(rounds, &bins.workload)?;
     let guest = if o.no_guest {

@@ -22,6 +22,7 @@ pub fn run(o: VmtestBench) -> Result<()> {
         timeout: 240,
         accel: Accel::Auto,
         libc: None,
+        arch: kc_common::Arch::Amd64,
         json: true,
     };
     let libc = host::host_libc();

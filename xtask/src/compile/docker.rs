@@ -18,7 +18,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use kc_common::{CellId, CellKind, Libc};
+use kc_common::{Arch, CellId, CellKind, Libc};
 
 use super::{cell, BuildOptions, Project};
 use crate::{atomic, host, image, kernels, tarball};
@@ -338,10 +338,10 @@ pub fn cells(o: &BuildOptions, libc: Libc) -> Result<Vec<DockerCell>> {
     let mut ids: Vec<CellId> = o
         .bucket_list()?
         .into_iter()
-        .map(|b| CellId::bucket(b, libc))
+        .map(|b| CellId::bucket(b, libc).on(o.arch))
         .collect();
     if o.wants_core() {
-        ids.push(CellId::core(libc));
+        ids.push(CellId::core(libc).on(o.arch));
     }
     Ok(ids
         .into_iter()
@@ -351,6 +351,9 @@ pub fn cells(o: &BuildOptions, libc: Libc) -> Result<Vec<DockerCell>> {
                 CellKind::CoRe => vec!["--core".into()],
             };
             args.extend(["--libc".into(), libc.to_string()]);
+            if o.arch != Arch::Amd64 {
+                args.extend(["--arch".into(), o.arch.to_string()]);
+            }
             if o.debug {
                 args.push("--debug".into());
             }

@@ -96,9 +96,20 @@ pub fn compile(
         let _ = fs::remove_file(scratch.join(names::skeleton(name)));
     }
     let _ = fs::remove_file(scratch.join("kc_skeletons.h"));
+    let bytes = fs::read(out)?;
+    // A cross compiler that fell back to the host's libraries, or the host's compiler
+    // standing in for a missing cross one, must not hand one architecture's hosts another's.
+    let made_for = host::executable_arch(&bytes).map_err(anyhow::Error::msg)?;
+    if made_for != link.arch {
+        bail!(
+            "the {} {} kc-loader came out as an {made_for} executable ({} made it)",
+            link.arch,
+            link.libc,
+            link.cc.display()
+        );
+    }
     if link.is_static() {
         // The static loader is the one that runs anywhere: prove it needs no loader.
-        let bytes = fs::read(out)?;
         if !host::is_static_executable(&bytes).map_err(anyhow::Error::msg)? {
             bail!(
                 "the {} kc-loader came out dynamically linked: {} must hold only static libraries (lib*.a, no lib*.so)",

@@ -65,7 +65,7 @@ pub struct BuildOptions {
     /// Keep DWARF debug info in the objects (BTF is always kept)
     #[arg(long)]
     pub debug: bool,
-    /// The architecture of the cells (arm64: its buckets' legacy objects, host backend)
+    /// The architecture of the cells (another than the host's: its loader is cross-compiled)
     #[arg(long, default_value = "amd64")]
     pub arch: Arch,
     /// Parallel compiles (default: every core)
@@ -103,7 +103,7 @@ impl BuildOptions {
     }
 
     pub fn wants_core(&self) -> bool {
-        (self.everything_asked() && self.arch == Arch::Amd64) || self.core
+        self.everything_asked() || self.core
     }
 
     /// The buckets asked for, from the checked lock.
@@ -165,14 +165,7 @@ fn choose_backend(o: &BuildOptions) -> Backend {
 }
 
 pub fn run(o: BuildOptions) -> Result<()> {
-    // Another architecture's cells build with the host's tools only (the images make amd64's).
-    let backend = match (o.arch, o.backend) {
-        (Arch::Amd64, _) => choose_backend(&o),
-        (arch, Some(Backend::Docker)) => {
-            bail!("{arch} cells build with the host's tools so far: use --backend host")
-        }
-        (_, _) => Backend::Host,
-    };
+    let backend = choose_backend(&o);
     if backend == Backend::Docker {
         let libcs = o.libc.unwrap_or(LibcChoice::All).libcs();
         let report = docker::run(&o, &libcs)?;
@@ -281,10 +274,9 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     });
     let tc = tc?;
     let (trees, fetch_seconds) = trees?;
-    // Known before anything compiles, so a missing musl toolchain fails at once. The loader
-    // is amd64's alone so far: another architecture's CO-RE cell holds objects and skeletons.
-    let link = if with_core && o.arch == Arch::Amd64 {
-        Some(LoaderToolchain::detect(libc, &tc)?)
+    // Known before anything compiles, so a missing musl or cross toolchain fails at once.
+    let link = if with_core {
+        Some(LoaderToolchain::detect(libc, o.arch, &tc)?)
     } else {
         None
     };

@@ -1,36 +1,70 @@
-//! The `kc-select` that releases carry: the workspace's `kc-select` crate built for this
-//! machine's architecture with glibc linked in statically, so one binary serves glibc and musl
-//! hosts and an initramfs alike. Source paths are remapped: the bytes do not depend on where
-//! the tree or the crate cache sit.
+//! The `kc-select` that releases carry: the workspace's `kc-select` crate built for each
+//! architecture with glibc linked in statically, so one binary serves glibc and musl hosts and
+//! an initramfs alike (another architecture's is cross-linked with Debian's cross gcc). Source
+//! paths are remapped: the bytes do not depend on where the tree or the crate cache sit.
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use anyhow::{bail, Context, Result};
+use kc_common::Arch;
 use xshell::cmd;
 
+use super::toolchain::gnu_triple;
 use crate::{host, paths, process};
 
-/// Builds it (cargo skips an unchanged build) and returns its bytes and the rustc that built
-/// it; once per process.
-pub fn build() -> Result<(Vec<u8>, String)> {
-    static BUILT: std::sync::OnceLock<(Vec<u8>, String)> = std::sync::OnceLock::new();
-    if let Some(b) = BUILT.get() {
-        return Ok(b.clone());
+/// Rust's target for `arch`'s static glibc executables.
+const fn rust_target(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "x86_64-unknown-linux-gnu",
+        Arch::Arm64 => "aarch64-unknown-linux-gnu",
     }
-    let built = build_now()?;
-    Ok(BUILT.get_or_init(|| built).clone())
 }
 
-fn build_now() -> Result<(Vec<u8>, String)> {
+/// Builds `arch`'s (cargo skips an unchanged build) and returns its bytes and the rustc that
+/// built it; once per process and architecture.
+pub fn build(arch: Arch) -> Result<(Vec<u8>, String)> {
+    static BUILT: Mutex<BTreeMap<Arch, (Vec<u8>, String)>> = Mutex::new(BTreeMap::new());
+    if let Some(b) = BUILT.lock().expect("kc-select builds").get(&arch) {
+        return Ok(b.clone());
+    }
+    let built = build_now(arch)?;
+    BUILT
+        .lock()
+        .expect("kc-select builds")
+        .insert(arch, built.clone());
+    Ok(built)
+}
+
+fn build_now(arch: Arch) -> Result<(Vec<u8>, String)> {
     let root = paths::project_root();
     let sh = process::shell_in(&root);
     let verbose = process::read(cmd!(sh, "rustc -vV"))?;
-    let triple = verbose
+    let host_triple = verbose
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
         .context("`rustc -vV` names no host triple")?
         .to_string();
     let version = verbose.lines().next().unwrap_or_default().to_string();
+    let triple = if host::host_arch().ok() == Some(arch) {
+        host_triple
+    } else {
+        // rustup's standard library for the target, Debian's cross gcc as the linker.
+        let target = rust_target(arch);
+        let installed = process::read(cmd!(sh, "rustup target list --installed")).unwrap_or_default();
+        if !installed.lines().any(|l| l.trim() == target) {
+            bail!("the Rust target {target} is not installed (the {arch} kc-select): run `cargo xtask setup`");
+        }
+        let linker = format!("{}-gcc", gnu_triple(arch));
+        if !process::exists(&linker) {
+            bail!("{linker} is not installed (links the {arch} kc-select): run `cargo xtask setup`");
+        }
+        let var = format!("CARGO_TARGET_{}_LINKER", target.to_uppercase().replace('-', "_"));
+        sh.set_var(var, linker);
+        target.to_string()
+    };
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
@@ -54,6 +88,9 @@ fn build_now() -> Result<(Vec<u8>, String)> {
     .context("building the release's static kc-select")?;
     let bin = target_dir.join(&triple).join("release-tool/kc-select");
     let bytes = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
+    if host::executable_arch(&bytes).map_err(anyhow::Error::msg)? != arch {
+        bail!("{} is not an {arch} executable", bin.display());
+    }
     if !host::is_static_executable(&bytes).map_err(anyhow::Error::msg)? {
         bail!(
             "{} is dynamically linked: the release needs it static",

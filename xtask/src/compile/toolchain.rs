@@ -243,58 +243,118 @@ impl Toolchain {
     }
 }
 
-/// Where the musl image installs zlib, libelf and libbpf built with `musl-gcc`.
+/// Where the musl image installs zlib, libelf and libbpf built with `musl-gcc` (amd64's).
 pub const MUSL_PREFIX: &str = "/opt/kc-musl";
 
-/// How `kc-loader` is compiled and linked for one libc: glibc links the system's libbpf
-/// dynamically; musl links libbpf, libelf and zlib built with `musl-gcc`, fully static.
+/// Where the musl image installs `arch`'s static zlib, libelf and libbpf (`KC_MUSL_PREFIX`
+/// overrides amd64's).
+pub fn musl_prefix(arch: Arch) -> PathBuf {
+    match arch {
+        Arch::Amd64 => std::env::var_os("KC_MUSL_PREFIX")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(MUSL_PREFIX), PathBuf::from),
+        other => PathBuf::from(format!("{MUSL_PREFIX}-{other}")),
+    }
+}
+
+/// The GNU triple of Debian's compilers for `arch` (`<triple>-gcc`, `/usr/lib/<triple>`).
+pub const fn gnu_triple(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "x86_64-linux-gnu",
+        Arch::Arm64 => "aarch64-linux-gnu",
+    }
+}
+
+/// musl's triple for `arch`: Debian's `musl-dev:<arch>` puts its `musl-gcc.specs` under
+/// `/usr/lib/<triple>/`.
+const fn musl_triple(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Amd64 => "x86_64-linux-musl",
+        Arch::Arm64 => "aarch64-linux-musl",
+    }
+}
+
+/// The C compiler that makes `arch`'s executables: the host's own for its architecture,
+/// else Debian's cross compiler (`gcc-<triple>`).
+pub fn c_compiler(arch: Arch, tc: &Toolchain) -> Result<PathBuf> {
+    if kc_common::host::host_arch().ok() == Some(arch) {
+        return Ok(tc.cc.clone());
+    }
+    let name = format!("{}-gcc", gnu_triple(arch));
+    find(&name).with_context(|| {
+        format!(
+            "{name} is not installed: {arch} binaries are cross-compiled with Debian's gcc-{} \
+             and libc6-dev-{arch}-cross (`cargo xtask setup`), or built in the images (`--backend docker`)",
+            gnu_triple(arch)
+        )
+    })
+}
+
+/// How `kc-loader` is compiled and linked for one libc and architecture: glibc links the
+/// system's libbpf dynamically; musl links libbpf, libelf and zlib built with musl's
+/// compiler, fully static. Another architecture's loader is cross-compiled against that
+/// architecture's multiarch libraries.
 #[derive(Debug, Clone)]
 pub struct LoaderToolchain {
     pub libc: Libc,
+    pub arch: Arch,
     pub cc: PathBuf,
     /// Include paths, before the source.
     pub cflags: Vec<String>,
     /// Libraries, after the source.
     pub ldflags: Vec<String>,
-    /// The compiler's version and the libraries' bytes: part of the loader's cache key.
+    /// The compiler's version and the libraries' bytes: part of the loader's cache key
+    /// (empty for the host's own glibc toolchain, which the BPF toolchain's key covers).
     pub fingerprint: String,
     /// Recorded in each cell's build-info next to the BPF toolchain's.
     pub versions: std::collections::BTreeMap<String, String>,
 }
 
 impl LoaderToolchain {
-    pub fn detect(libc: Libc, tc: &Toolchain) -> Result<Self> {
+    pub fn detect(libc: Libc, arch: Arch, tc: &Toolchain) -> Result<Self> {
         match libc {
-            Libc::Glibc => Ok(Self {
-                libc,
-                cc: tc.cc.clone(),
-                cflags: vec![],
-                ldflags: Self::libs(),
-                fingerprint: String::new(),
-                versions: Default::default(),
-            }),
-            Libc::Musl => {
-                let prefix = std::env::var_os("KC_MUSL_PREFIX")
-                    .filter(|v| !v.is_empty())
-                    .map_or_else(|| PathBuf::from(MUSL_PREFIX), PathBuf::from);
-                Self::musl(&prefix, Self::libs())
-            }
+            Libc::Glibc => Self::glibc(arch, tc, false),
+            Libc::Musl => Self::musl(arch, &musl_prefix(arch), Self::libs()),
         }
     }
 
-    /// The host's glibc toolchain linking statically: vmtest's loader, which runs in an
-    /// initramfs without a libc.
-    pub fn static_glibc(tc: &Toolchain) -> Self {
-        let mut ldflags = vec!["-static".to_string()];
+    /// A glibc toolchain linking statically: vmtest's loader, which runs in an initramfs
+    /// without a libc.
+    pub fn static_glibc(arch: Arch, tc: &Toolchain) -> Result<Self> {
+        Self::glibc(arch, tc, true)
+    }
+
+    fn glibc(arch: Arch, tc: &Toolchain, link_static: bool) -> Result<Self> {
+        let cc = c_compiler(arch, tc)?;
+        let mut ldflags = Vec::new();
+        if link_static {
+            ldflags.push("-static".to_string());
+        }
         ldflags.extend(Self::libs());
-        Self {
+        let (fingerprint, versions) = if cc == tc.cc {
+            (String::new(), Default::default())
+        } else {
+            // The cross compiler and its architecture's libbpf are not in the BPF toolchain's.
+            let cc_version = version_line(&cc)?;
+            let mut h = Sha256::new();
+            h.update(arch.as_str());
+            h.update(&cc_version);
+            for lib in ["libbpf.so", "libbpf.a"] {
+                let p = Path::new("/usr/lib").join(gnu_triple(arch)).join(lib);
+                h.update(std::fs::read(&p).unwrap_or_default());
+            }
+            let versions = [(format!("{arch}-gcc"), cc_version)].into_iter().collect();
+            (hex::encode(h.finalize()), versions)
+        };
+        Ok(Self {
             libc: Libc::Glibc,
-            cc: tc.cc.clone(),
+            arch,
+            cc,
             cflags: vec![],
             ldflags,
-            fingerprint: String::new(),
-            versions: Default::default(),
-        }
+            fingerprint,
+            versions,
+        })
     }
 
     fn libs() -> Vec<String> {
@@ -306,19 +366,36 @@ impl LoaderToolchain {
         self.ldflags.iter().any(|f| f == "-static")
     }
 
-    fn musl(prefix: &Path, libs: Vec<String>) -> Result<Self> {
+    fn musl(arch: Arch, prefix: &Path, libs: Vec<String>) -> Result<Self> {
         let hint = "the musl build image has them: build with `--backend docker --libc musl`";
-        let cc = find("musl-gcc").with_context(|| {
-            format!("musl-gcc is not installed (Debian package musl-tools); {hint}")
-        })?;
+        // amd64's musl-gcc is a wrapper around the host's gcc with musl's specs; another
+        // architecture's is that architecture's cross gcc with its musl specs.
+        let (cc, mut cflags) = if arch == Arch::Amd64 {
+            let cc = find("musl-gcc").with_context(|| {
+                format!("musl-gcc is not installed (Debian package musl-tools); {hint}")
+            })?;
+            (cc, vec![])
+        } else {
+            let name = format!("{}-gcc", gnu_triple(arch));
+            let cc = find(&name)
+                .with_context(|| format!("{name} is not installed (gcc-{}); {hint}", gnu_triple(arch)))?;
+            let specs = Path::new("/usr/lib").join(musl_triple(arch)).join("musl-gcc.specs");
+            if !specs.is_file() {
+                bail!("{} is missing (Debian package musl-dev:{arch}); {hint}", specs.display());
+            }
+            (cc, vec![format!("-specs={}", specs.display())])
+        };
         let mut h = Sha256::new();
         let cc_version = version_line(&cc)?;
         h.update(&cc_version);
+        if arch != Arch::Amd64 {
+            h.update(arch.as_str());
+        }
         for lib in ["libbpf.a", "libelf.a", "libz.a"] {
             let p = prefix.join("lib").join(lib);
             let bytes = std::fs::read(&p).with_context(|| {
                 format!(
-                    "{} is missing: the static musl loader needs libbpf, libelf and zlib built with musl-gcc under {} (KC_MUSL_PREFIX); {hint}",
+                    "{} is missing: the static musl loader needs libbpf, libelf and zlib built with musl's compiler under {}; {hint}",
                     p.display(),
                     prefix.display()
                 )
@@ -342,10 +419,12 @@ impl LoaderToolchain {
             format!("-L{}", prefix.join("lib").display()),
         ];
         ldflags.extend(libs);
+        cflags.push(format!("-I{}", prefix.join("include").display()));
         Ok(Self {
             libc: Libc::Musl,
+            arch,
             cc,
-            cflags: vec![format!("-I{}", prefix.join("include").display())],
+            cflags,
             ldflags,
             fingerprint: hex::encode(h.finalize()),
             versions,

@@ -283,8 +283,8 @@ fn check_verify() -> Result<()> {
 fn check_package() -> Result<()> {
     let (sk, pk) = crate::signing::throwaway_keypair()?;
     let cells = paths::project_root().join("artifacts/cells");
-    let a = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk))?;
-    let b = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk))?;
+    let a = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
+    let b = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
     ensure!(a.files == b.files, "two packages of the same cells differ");
     let dir = tempfile::tempdir()?;
     for (name, bytes) in &a.files {
@@ -341,6 +341,7 @@ fn check_vmtest() -> Result<()> {
         } else {
             host::host_libc()
         })),
+        arch: kc_common::Arch::Amd64,
         json: false,
     })
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kc_common::select::{Kind, LegacyMode, Selection};
-use kc_common::{select_bucket, Bucket, KernelVersion, Libc};
+use kc_common::{select_bucket, Arch, Bucket, KernelVersion, Libc};
 
 use crate::cpio::Member;
 use crate::{package, paths, signing};
@@ -38,12 +38,13 @@ impl Node {
     }
 }
 
-/// Packages `libc`'s cells, installs them with kc-install (CO-RE and every bucket) and returns
+/// Packages `libc`'s cells of `arch`, installs them with kc-install (CO-RE and every bucket) and returns
 /// the prefix's tree under [`GUEST_PREFIX`], parents first.
-pub fn install(libc: Libc) -> Result<Vec<Node>> {
+pub fn install(libc: Libc, arch: Arch) -> Result<Vec<Node>> {
     let (sk, pk) = signing::throwaway_keypair()?;
     let cells = paths::project_root().join("artifacts/cells");
-    let release = package::build_release(TAG, &cells, Some(&sk))?;
+    // The guests' architecture alone: its kc-select, loader and objects.
+    let release = package::build_release(TAG, &cells, Some(&sk), &[arch])?;
     let scratch = tempfile::tempdir()?;
     let from = scratch.path().join("release");
     std::fs::create_dir(&from)?;
@@ -57,8 +58,7 @@ pub fn install(libc: Libc) -> Result<Vec<Node>> {
         pubkey: pk,
         prefix: prefix.clone(),
         libc,
-        // The guests' (vmtest boots amd64 kernels).
-        arch: kc_common::Arch::Amd64,
+        arch,
         // Only a lean install reads it.
         kernel: paths::running_kernel_release()?,
         only_bucket: false,

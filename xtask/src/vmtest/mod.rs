@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kc_common::{select_bucket, AttachMode, Bucket, KernelVersion};
+use kc_common::{select_bucket, Arch, AttachMode, Bucket, KernelVersion};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -49,6 +49,9 @@ pub struct VmtestOptions {
     /// static kc-loader, as released), or each in turn. Default: the host's libc
     #[arg(long, value_enum)]
     pub libc: Option<LibcChoice>,
+    /// The architecture of the kernels, cells and guest binaries (arm64: qemu-system-aarch64)
+    #[arg(long, default_value = "amd64")]
+    pub arch: Arch,
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
@@ -115,8 +118,8 @@ pub(crate) struct GuestBinaries {
     pub workload: PathBuf,
 }
 
-/// Compiles the guest binaries, once per source and toolchain.
-pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
+/// Compiles `arch`'s guest binaries, once per source and toolchain.
+pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinaries> {
     let root = paths::project_root();
     let sources = [
         ("init", root.join("co-re/tests/kc-vmtest-init.c")),
@@ -132,6 +135,12 @@ pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
         h.update(std::fs::read(src)?);
     }
     h.update(&tc.fingerprint);
+    let link = LoaderToolchain::static_glibc(arch, tc)?;
+    // amd64's key is as before the architecture came (its cached binaries stay valid).
+    if arch != Arch::Amd64 {
+        h.update(arch.as_str());
+        h.update(&link.fingerprint);
+    }
     let dir = work_dir().join(format!("bin-{}", &hex::encode(h.finalize())[..16]));
     let bins = GuestBinaries {
         loader: dir.join("kc-loader"),
@@ -145,7 +154,6 @@ pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
         return Ok(bins);
     }
     let staged = atomic::StagedDir::beside(&dir)?;
-    let link = LoaderToolchain::static_glibc(tc);
     loader::compile(
         &root,
         &link,
@@ -156,7 +164,7 @@ pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
     )
     .context("compiling vmtest's static kc-loader")?;
     let sh = process::shell_in(&root);
-    let cc = &tc.cc;
+    let cc = &link.cc;
     for (name, src) in &sources {
         let out = staged.path().join(name);
         process::output(cmd!(
@@ -164,6 +172,10 @@ pub(crate) fn static_binaries(tc: &Toolchain) -> Result<GuestBinaries> {
             "{cc} -O2 -Wall -Wextra -Werror -static {src} -o {out}"
         ))
         .with_context(|| format!("compiling the guests' {name}"))?;
+        let made_for = host::executable_arch(&std::fs::read(&out)?).map_err(anyhow::Error::msg)?;
+        if made_for != arch {
+            bail!("the guests' {name} came out as an {made_for} executable, not {arch} ({} made it)", cc.display());
+        }
     }
     staged.publish()?;
     Ok(bins)
@@ -230,10 +242,43 @@ fn make_drives(log: &Path) -> Result<Drives> {
     Ok(drives)
 }
 
-/// Boots `vmlinuz` (the kernel `release`) with the initramfs; returns how it ended, the
-/// console, and the seconds it took.
+/// How qemu emulates one architecture's guest: its program, machine and console.
+struct Machine {
+    qemu: &'static str,
+    args: Vec<&'static str>,
+    console: &'static str,
+}
+
+fn machine(arch: Arch, accel: Accel) -> Machine {
+    let kvm = accel == Accel::Kvm;
+    match arch {
+        Arch::Amd64 => Machine {
+            qemu: "qemu-system-x86_64",
+            args: vec!["-cpu", if kvm { "host" } else { "max" }],
+            console: "ttyS0",
+        },
+        // The `virt` board (PL011 UART, PCIe for the NVMe drives) boots a Debian arm64
+        // `Image` directly. Under TCG `-cpu max` emulates pointer authentication with the
+        // architected QARMA cipher, the slowest part of a boot: the implementation-defined
+        // one is as good for a test and much cheaper to emulate.
+        Arch::Arm64 => Machine {
+            qemu: "qemu-system-aarch64",
+            args: vec![
+                "-M",
+                "virt",
+                "-cpu",
+                if kvm { "host" } else { "max,pauth-impdef=on" },
+            ],
+            console: "ttyAMA0",
+        },
+    }
+}
+
+/// Boots `vmlinuz` (the kernel `release`, of `arch`) with the initramfs; returns how it
+/// ended, the console, and the seconds it took.
 pub(crate) fn boot(
     release: &str,
+    arch: Arch,
     vmlinuz: &Path,
     initramfs: &Path,
     timeout: Duration,
@@ -241,14 +286,18 @@ pub(crate) fn boot(
     accel: Accel,
 ) -> Result<(String, String, f64)> {
     let t = Instant::now();
-    let cpu = if accel == Accel::Kvm { "host" } else { "max" };
+    let m = machine(arch, accel);
     let drives = make_drives(log)?;
-    let mut child = Command::new("qemu-system-x86_64")
+    // Expedited RCU grace periods: detaching a tracepoint or probe waits for one, and under
+    // emulation a normal one costs tens of milliseconds.
+    let append = format!(
+        "console={} quiet loglevel=1 panic=-1 rdinit=/init rcupdate.rcu_expedited=1",
+        m.console
+    );
+    let mut child = Command::new(m.qemu)
+        .args(["-accel", accel.qemu_name()])
+        .args(&m.args)
         .args([
-            "-accel",
-            accel.qemu_name(),
-            "-cpu",
-            cpu,
             "-m",
             "512M",
             "-smp",
@@ -264,17 +313,13 @@ pub(crate) fn boot(
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args([
-            "-append",
-            // Expedited RCU grace periods: detaching a tracepoint or probe waits for one, and
-            // under emulation a normal one costs tens of milliseconds.
-            "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init rcupdate.rcu_expedited=1",
-        ])
+        .arg("-append")
+        .arg(append)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("starting qemu-system-x86_64 (run `cargo xtask setup`)")?;
+        .with_context(|| format!("starting {} (run `cargo xtask setup`)", m.qemu))?;
     let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut s = Vec::new();
@@ -327,12 +372,12 @@ pub fn run(o: VmtestOptions) -> Result<()> {
 
 /// Boots the selected kernels with `libc`'s cells and judges each object; reports nothing.
 pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec<Collector>)> {
-    let (_, lock) = kernels::load_checked_lock()?;
-    let kernels: Vec<&LockedKernel> = if o.kernels.is_empty() {
-        lock.kernel.iter().collect()
-    } else {
-        kernels::select(&lock, &o.kernels, false)?
-    };
+    let (_, whole) = kernels::load_checked_lock()?;
+    let arch = o.arch;
+    let lock = whole
+        .for_arch(arch)
+        .with_context(|| format!("kernels.lock pins no {arch} kernels (`cargo xtask kernels lock --arch {arch}`)"))?;
+    let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &o.kernels, true)?;
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
     let counters = expect::load(&paths::project_root())?;
@@ -342,19 +387,22 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         loader: host_loader,
         init,
         ..
-    } = static_binaries(&tc)?;
+    } = static_binaries(&tc, arch)?;
     let cells = paths::project_root().join("artifacts/cells");
     let loader = if libc == Libc::Musl {
         // The release's own loader runs in the guest: it must need nothing from the initramfs.
         let l = cells
-            .join(CellId::core(libc).to_string())
+            .join(CellId::core(libc).on(arch).to_string())
             .join(cell::LOADER);
         let bytes = std::fs::read(&l).with_context(|| {
             format!(
-                "reading {} (build it: `cargo xtask build --backend docker --libc musl`)",
+                "reading {} (build it: `cargo xtask build --backend docker --libc musl --arch {arch}`)",
                 l.display()
             )
         })?;
+        if host::executable_arch(&bytes).map_err(anyhow::Error::msg)? != arch {
+            bail!("{} is not an {arch} executable", l.display());
+        }
         if !host::is_static_executable(&bytes).map_err(anyhow::Error::msg)? {
             bail!(
                 "{} is dynamically linked; it cannot run in the initramfs",
@@ -366,7 +414,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         host_loader
     };
     std::fs::create_dir_all(work_dir())?;
-    let release = installed::install(libc)?;
+    let release = installed::install(libc, arch)?;
     // Images first, one at a time (downloads), then boots in parallel.
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let mut plans = Vec::new();
@@ -415,7 +463,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         plans.push((*k, vmlinuz, initramfs, bucket, version, modules.absent));
     }
     let accel = match o.accel {
-        Accel::Auto => probe_kvm(&plans[0].1, &plans[0].2),
+        Accel::Auto => probe_kvm(arch, &plans[0].1, &plans[0].2),
         chosen => chosen,
     };
     if !o.json {
@@ -437,6 +485,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                 }
                 match boot(
                     &k.release,
+                    arch,
                     vmlinuz,
                     initramfs,
                     Duration::from_secs(o.timeout),
@@ -502,8 +551,10 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
 
 /// KVM when /dev/kvm opens and a guest boots to its report with it within a short timeout
 /// (nested virtualization can make KVM guests hang); TCG otherwise.
-pub(crate) fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> Accel {
-    if std::fs::OpenOptions::new()
+pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
+    // KVM runs the host's own architecture only.
+    if kc_common::host::host_arch().ok() != Some(arch)
+        || std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
@@ -514,6 +565,7 @@ pub(crate) fn probe_kvm(vmlinuz: &Path, initramfs: &Path) -> Accel {
     let log = work_dir().join("kvm-probe.log");
     match boot(
         "the KVM probe",
+        arch,
         vmlinuz,
         initramfs,
         Duration::from_secs(20),
