@@ -187,12 +187,19 @@ static enum kc_why probe_check(const char *fn, char *why, size_t n)
 	return KC_WHY_NONE;
 }
 
+/* The kernel's ENOTSUPP (not in the UAPI headers): what attaching a trampoline returns where
+ * the architecture's JIT has none (arm64 before 6.0), though such programs load. */
+#define KC_ENOTSUPP 524
+
 /* Loads a two-instruction program of `type` at BTF id `btf_id`, as libbpf-tools'
  * fentry_can_attach does: the kernel says whether it takes a trampoline program there (EPERM
  * where trampolines are refused, EINVAL where the function cannot be traced). Attaching is
- * left to the real program: each trampoline attach rewrites kernel text, slow to do twice. */
+ * left to the real program (each trampoline attach rewrites kernel text, slow to do twice),
+ * except once per run: a kernel whose JIT makes no trampolines loads the program and refuses
+ * every attach, which only an attach shows. */
 static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_obj_fd, int btf_id, char *why, size_t n)
 {
+	static int attaches = -1; /* unknown, then 0 or 1 */
 	struct bpf_insn insns[] = {
 		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
 		{ .code = BPF_JMP | BPF_EXIT },
@@ -205,7 +212,18 @@ static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_obj_fd, i
 		snprintf(why, n, "a test program does not load there: %s", strerror(errno));
 		return KC_WHY_REFUSED;
 	}
+	if (attaches < 0) {
+		int link = bpf_raw_tracepoint_open(NULL, prog);
+
+		attaches = link >= 0 || errno != KC_ENOTSUPP;
+		if (link >= 0)
+			close(link);
+	}
 	close(prog);
+	if (!attaches) {
+		snprintf(why, n, "this kernel attaches no trampolines (ENOTSUPP: its JIT makes none)");
+		return KC_WHY_REFUSED;
+	}
 	return KC_WHY_NONE;
 }
 

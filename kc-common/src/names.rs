@@ -241,7 +241,10 @@ pub fn legacy_tarball(arch: Arch, libc: Libc, tag: &str) -> String {
 /// `kernel-collector-co-re-[<arch>-]<libc>-<tag>.tar.xz`: CO-RE objects, skeletons and the
 /// loader.
 pub fn core_tarball(arch: Arch, libc: Libc, tag: &str) -> String {
-    format!("kernel-collector-co-re-{}{libc}-{tag}.tar.xz", arch_part(arch))
+    format!(
+        "kernel-collector-co-re-{}{libc}-{tag}.tar.xz",
+        arch_part(arch)
+    )
 }
 
 /// `kc-select-<arch>-<tag>`: the static `kc-select` both libcs share, a release file of its
@@ -359,8 +362,14 @@ mod tests {
             "kc-select-amd64-v1.2.3"
         );
         assert!(is_file_of("kc-select-amd64-v1.2.3", "v1.2.3"));
-        assert!(is_file_of(&core_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"), "v1.2.3"));
-        assert!(!is_file_of(&core_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"), "v1.2"));
+        assert!(is_file_of(
+            &core_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"),
+            "v1.2.3"
+        ));
+        assert!(!is_file_of(
+            &core_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"),
+            "v1.2"
+        ));
         assert!(!is_file_of("kc-select-amd64-v1.2.3", "v1.2"));
         assert_eq!(
             parse_legacy_object("rkc_vfs.5.10.o"),

@@ -23,8 +23,8 @@ pub const CORE_DIR: &str = "co-re";
 pub const SELECT_TOOL: &str = "kc-select";
 pub use crate::names::{is_file_of, select_tool_file};
 
-use crate::names::{Arch, Libc};
 pub use crate::names::{core_tarball, legacy_tarball};
+use crate::names::{Arch, Libc};
 
 /// The trusted comment of a release file's signature: what the signature vouches for.
 pub fn trusted_comment(tag: &str, file: &str) -> String {
@@ -616,6 +616,7 @@ mod tests {
     ) -> Vec<u8> {
         let manifest = Manifest {
             tag: "v1.0.0".into(),
+            arch: Arch::Amd64,
             libc: Libc::Glibc,
             kind: "legacy".into(),
             source_commit: String::new(),

@@ -285,9 +285,19 @@ fn install_locked(o: &Options) -> Result<Outcome> {
     if !listed.iter().any(|(name, _)| *name == tool) {
         let carried: Vec<String> = Arch::ALL
             .iter()
-            .filter(|a| listed.iter().any(|(n, _)| *n == release::select_tool_file(**a, &o.tag)))
+            .filter(|a| {
+                listed
+                    .iter()
+                    .any(|(n, _)| *n == release::select_tool_file(**a, &o.tag))
+            })
             .map(|a| a.to_string())
             .collect();
+        if carried.is_empty() {
+            bail!(
+                "the release {} lists no kc-select for any architecture (its sha256sums.txt lacks {tool}): nothing was installed. Is it a kernel-collector release?",
+                o.tag
+            );
+        }
         bail!(
             "this host is {}, and the release {} carries objects for {} only: nothing was installed. Install on an {} host, or with a release whose files include {tool}",
             o.arch,
@@ -308,7 +318,11 @@ fn install_locked(o: &Options) -> Result<Outcome> {
         "legacy",
     )];
     if !o.only_bucket {
-        parts.push((CORE_DIR, release::core_tarball(o.arch, o.libc, &o.tag), "co-re"));
+        parts.push((
+            CORE_DIR,
+            release::core_tarball(o.arch, o.libc, &o.tag),
+            "co-re",
+        ));
     }
     // 2-3: the tarballs and kc-select at once (each one's download, checks and extraction are
     // independent); the first refusal, in that order, is the one reported.

@@ -41,10 +41,12 @@ fn sign(kp: &minisign::KeyPair, tag: &str, name: &str, data: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The glibc manifest of `tag` of `kind` (legacy: buckets 5.10 and 6.1), listing `members`.
+/// The amd64 glibc manifest of `tag` of `kind` (legacy: buckets 5.10 and 6.1), listing
+/// `members`.
 fn manifest_of(tag: &str, kind: &str, members: &[(&str, Vec<u8>)]) -> Manifest {
     Manifest {
         tag: tag.into(),
+        arch: kc_common::Arch::Amd64,
         libc: kc_common::Libc::Glibc,
         kind: kind.into(),
         source_commit: "0".repeat(40),
@@ -73,7 +75,20 @@ fn manifest_of(tag: &str, kind: &str, members: &[(&str, Vec<u8>)]) -> Manifest {
 
 /// A tarball of `kind` holding `members` and its manifest (first, as `package` writes it).
 fn tarball_of(tag: &str, kind: &str, members: Vec<(&str, Vec<u8>)>) -> Vec<u8> {
-    let m = manifest_of(tag, kind, &members);
+    tarball_for(kc_common::Arch::Amd64, tag, kind, members)
+}
+
+/// [`tarball_of`] whose manifest names `arch`.
+fn tarball_for(
+    arch: kc_common::Arch,
+    tag: &str,
+    kind: &str,
+    members: Vec<(&str, Vec<u8>)>,
+) -> Vec<u8> {
+    let m = Manifest {
+        arch,
+        ..manifest_of(tag, kind, &members)
+    };
     let mut all = vec![("manifest.json", serde_json::to_vec(&m).unwrap())];
     all.extend(members);
     tar_xz(&all)
@@ -425,7 +440,7 @@ fn a_missing_or_mislabelled_co_re_tarball_is_refused() {
         install(&options(&srv, &r, prefix.path(), "v1.0.0")).unwrap_err()
     );
     assert!(
-        e.contains("its manifest is for v1.0.0 glibc legacy, not v1.0.0 glibc co-re"),
+        e.contains("its manifest is for v1.0.0 amd64 glibc legacy, not v1.0.0 amd64 glibc co-re"),
         "{e}"
     );
     assert_untouched(prefix.path());
@@ -446,17 +461,75 @@ fn an_arm64_host_is_refused_amd64_objects() {
     let e = format!("{:#}", install(&o).unwrap_err());
     assert!(
         e.contains("this host is arm64")
-            && e.contains("for amd64 only")
+            && e.contains("carries objects for amd64 only")
             && e.contains("nothing was installed")
             && e.contains("kc-select-arm64-v1.0.0"),
         "{e}"
     );
-    assert!(
-        requested(&srv).is_empty(),
-        "nothing fetched: {:?}",
-        requested(&srv)
+    // The signed list of files tells: no object was fetched.
+    assert_eq!(
+        requested(&srv),
+        ["/rel/sha256sums.txt", "/rel/sha256sums.txt.minisig"]
     );
     assert_untouched(prefix.path());
+}
+
+/// An arm64 release (its files named for arm64) whose tarballs' manifests are `manifest_arch`'s.
+fn arm64_release(kp: &minisign::KeyPair, tag: &str, manifest_arch: kc_common::Arch) -> Release {
+    let arm64 = kc_common::Arch::Arm64;
+    signed_release(
+        kp,
+        tag,
+        &[
+            (
+                release::select_tool_file(arm64, tag),
+                b"\x7fELF kc-select".to_vec(),
+            ),
+            (
+                release::legacy_tarball(arm64, kc_common::Libc::Glibc, tag),
+                tarball_for(manifest_arch, tag, "legacy", good_members()),
+            ),
+            (
+                release::core_tarball(arm64, kc_common::Libc::Glibc, tag),
+                tarball_for(manifest_arch, tag, "co-re", core_members()),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn an_arm64_host_installs_the_arm64_files_and_refuses_amd64_ones_under_arm64_names() {
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let arm64 = |srv: &TestServer, r: &Release, prefix: &Path| Options {
+        arch: kc_common::Arch::Arm64,
+        kernel: "6.1.0-50-cloud-arm64".into(),
+        ..options(srv, r, prefix, "v1.0.0")
+    };
+    // amd64 objects signed under arm64's names: the manifests say what they are.
+    let (prefix, _) = installed_prefix();
+    let mislabelled = arm64_release(&kp, "v1.0.0", kc_common::Arch::Amd64);
+    let srv = serve(&mislabelled, |_, b| Route::ok(b));
+    let e = format!(
+        "{:#}",
+        install(&arm64(&srv, &mislabelled, prefix.path())).unwrap_err()
+    );
+    assert!(
+        e.contains("manifest is for v1.0.0 amd64 glibc") && e.contains("not v1.0.0 arm64 glibc"),
+        "{e}"
+    );
+    assert_untouched(prefix.path());
+    // The real thing installs.
+    let dir = tempfile::tempdir().unwrap();
+    let good = arm64_release(&kp, "v1.0.0", kc_common::Arch::Arm64);
+    let srv = serve(&good, |_, b| Route::ok(b));
+    install(&arm64(&srv, &good, dir.path())).unwrap();
+    assert!(dir
+        .path()
+        .join("releases/v1.0.0-glibc/legacy/rkc_mount.6.1.o")
+        .is_file());
+    assert!(requested(&srv)
+        .iter()
+        .any(|p| p.ends_with("kernel-collector-co-re-arm64-glibc-v1.0.0.tar.xz")));
 }
 
 #[test]
@@ -723,10 +796,13 @@ fn a_decompression_bomb_is_refused_at_its_header() {
     let r = signed_release(
         &kp,
         "v1.0.0",
-        &[(
-            release::legacy_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, "v1.0.0"),
-            xz.finish().unwrap(),
-        )],
+        &[
+            (
+                release::legacy_tarball(kc_common::Arch::Amd64, kc_common::Libc::Glibc, "v1.0.0"),
+                xz.finish().unwrap(),
+            ),
+            select_tool("v1.0.0"),
+        ],
     );
     let srv = serve(&r, |_, b| Route::ok(b));
     let e = format!(

@@ -201,7 +201,10 @@ pub fn build_release(
             .filter_map(|(id, files)| Some((id.bucket_of()?, files)))
             .collect();
         if buckets.is_empty() {
-            bail!("no {arch} bucket cell for {libc} under {}", cells_dir.display());
+            bail!(
+                "no {arch} bucket cell for {libc} under {}",
+                cells_dir.display()
+            );
         }
         let mut legacy: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (_, files) in &buckets {
@@ -440,11 +443,22 @@ mod release_tests {
     fn another_architectures_cells_stay_out_of_the_release() {
         let (sk, _) = key();
         let d = tempfile::tempdir().unwrap();
-        let plain = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
+        let amd64 = [Arch::Amd64];
+        let plain = build_release("v1.2.3", &cells(d.path()), Some(&sk), &amd64).unwrap();
         let arm64 = d.path().join("cells/kc-ebpf-6.1-arm64-glibc");
         std::fs::create_dir_all(&arm64).unwrap();
         std::fs::write(arm64.join("pkc_mount.6.1.o"), LEGACY).unwrap();
-        let with_arm64 = build_release("v1.2.3", &d.path().join("cells"), Some(&sk), &Arch::RELEASED).unwrap();
+        let with_arm64 =
+            build_release("v1.2.3", &d.path().join("cells"), Some(&sk), &amd64).unwrap();
+        // An arm64 release without arm64's CO-RE cell is refused, not made of amd64's.
+        let e = build_release("v1.2.3", &d.path().join("cells"), Some(&sk), &[Arch::Arm64])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("no CO-RE cell (kc-ebpf-co-re-arm64-glibc)") && e.contains("--arch arm64"),
+            "{e}"
+        );
         let names = |r: &Packaged| r.files.keys().cloned().collect::<Vec<_>>();
         assert_eq!(names(&with_arm64), names(&plain));
         for (name, bytes) in &plain.files {
@@ -663,7 +677,12 @@ mod release_tests {
         let d = tempfile::tempdir().unwrap();
         let c = cells(d.path());
         std::fs::write(c.join("kc-ebpf-6.1-glibc/pkc_mount.6.1.o"), b"").unwrap();
-        let e = format!("{:#}", build_release("v1.2.3", &c, None, &Arch::RELEASED).err().unwrap());
+        let e = format!(
+            "{:#}",
+            build_release("v1.2.3", &c, None, &Arch::RELEASED)
+                .err()
+                .unwrap()
+        );
         assert!(
             e.contains("pkc_mount.6.1.o") && e.contains("nothing was packaged"),
             "{e}"

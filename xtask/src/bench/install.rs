@@ -22,7 +22,12 @@ pub struct InstallBench {
 pub fn run(o: InstallBench) -> Result<()> {
     let (sk, pk) = crate::signing::throwaway_keypair()?;
     let cells = crate::paths::project_root().join("artifacts/cells");
-    let release = crate::package::build_release("v0.0.0-bench", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
+    let release = crate::package::build_release(
+        "v0.0.0-bench",
+        &cells,
+        Some(&sk),
+        &kc_common::Arch::RELEASED,
+    )?;
     let scratch = tempfile::tempdir()?;
     let pub_file = scratch.path().join("release.pub");
     std::fs::write(&pub_file, &pk)?;

@@ -31,7 +31,8 @@ pub fn run(o: PackageBench) -> Result<()> {
     // packaging's.
     crate::compile::select_tool::build(kc_common::Arch::Amd64)?;
     let t = Instant::now();
-    let release = crate::package::build_release("v0.0.0-bench", &cells, None, &kc_common::Arch::RELEASED)?;
+    let release =
+        crate::package::build_release("v0.0.0-bench", &cells, None, &kc_common::Arch::RELEASED)?;
     let ours = t.elapsed().as_secs_f64();
     let tarballs: Vec<(&String, &Vec<u8>)> = release
         .files

@@ -441,7 +441,7 @@ pub(crate) fn run_project(
     if !buckets.is_empty() {
         let (_, lock) = kernels::load_checked_lock()?;
         let mut fetcher = kernels::fetch::Fetcher::new(project.kernel_cache.clone());
-        for k in kernels::select(&lock, &buckets, false)? {
+        for k in kernels::select_arch(&lock, o.arch, &buckets, false)? {
             fetcher.headers(k)?;
         }
     }

@@ -53,15 +53,21 @@ fn build_now(arch: Arch) -> Result<(Vec<u8>, String)> {
     } else {
         // rustup's standard library for the target, Debian's cross gcc as the linker.
         let target = rust_target(arch);
-        let installed = process::read(cmd!(sh, "rustup target list --installed")).unwrap_or_default();
+        let installed =
+            process::read(cmd!(sh, "rustup target list --installed")).unwrap_or_default();
         if !installed.lines().any(|l| l.trim() == target) {
             bail!("the Rust target {target} is not installed (the {arch} kc-select): run `cargo xtask setup`");
         }
         let linker = format!("{}-gcc", gnu_triple(arch));
         if !process::exists(&linker) {
-            bail!("{linker} is not installed (links the {arch} kc-select): run `cargo xtask setup`");
+            bail!(
+                "{linker} is not installed (links the {arch} kc-select): run `cargo xtask setup`"
+            );
         }
-        let var = format!("CARGO_TARGET_{}_LINKER", target.to_uppercase().replace('-', "_"));
+        let var = format!(
+            "CARGO_TARGET_{}_LINKER",
+            target.to_uppercase().replace('-', "_")
+        );
         sh.set_var(var, linker);
         target.to_string()
     };

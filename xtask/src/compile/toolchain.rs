@@ -377,11 +377,17 @@ impl LoaderToolchain {
             (cc, vec![])
         } else {
             let name = format!("{}-gcc", gnu_triple(arch));
-            let cc = find(&name)
-                .with_context(|| format!("{name} is not installed (gcc-{}); {hint}", gnu_triple(arch)))?;
-            let specs = Path::new("/usr/lib").join(musl_triple(arch)).join("musl-gcc.specs");
+            let cc = find(&name).with_context(|| {
+                format!("{name} is not installed (gcc-{}); {hint}", gnu_triple(arch))
+            })?;
+            let specs = Path::new("/usr/lib")
+                .join(musl_triple(arch))
+                .join("musl-gcc.specs");
             if !specs.is_file() {
-                bail!("{} is missing (Debian package musl-dev:{arch}); {hint}", specs.display());
+                bail!(
+                    "{} is missing (Debian package musl-dev:{arch}); {hint}",
+                    specs.display()
+                );
             }
             (cc, vec![format!("-specs={}", specs.display())])
         };

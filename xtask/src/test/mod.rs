@@ -16,6 +16,7 @@ use crate::debian::signature::ArchiveKeyring;
 use crate::kernels::{self, fetch::Fetcher, spec::Lock};
 use crate::{host, paths, process, setup};
 
+mod arm64;
 mod select;
 
 /// Every cell of the host's libc, with the host's tools.
@@ -52,7 +53,7 @@ pub fn run(o: TestOptions) -> Result<()> {
     if o.unit_only {
         return Ok(());
     }
-    let checks: [(&str, fn() -> Result<()>); 11] = [
+    let checks: [(&str, fn() -> Result<()>); 12] = [
         ("lock covers the matrix", check_lock),
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
@@ -62,6 +63,7 @@ pub fn run(o: TestOptions) -> Result<()> {
         ("verify every built object", check_verify),
         ("docker backend: every cell of both libcs in containers (no network); glibc byte-identical to the host's, musl loader static (needs docker)", check_docker),
         ("vmtest: oldest, middle and newest kernels load, attach and count every object", check_vmtest),
+        ("arm64: every cell of both libcs cross-built in the images (loaders aarch64, musl static, objects alike); the oldest and newest arm64 kernels load, attach and count every object under qemu-system-aarch64", arm64::check_arm64),
         ("package, sign and check a release of the built cells; kc-install installs CO-RE and every bucket, and the release's kc-select, check-kernel and kc-check-kernel.sh choose the same loadable objects, with BTF and without (needs root)", check_package),
         ("release.yml rehearsed under act: cells, vmtest, package, publish to the stand-in API, check-release (needs act)", check_rehearsal),
     ];
@@ -283,8 +285,10 @@ fn check_verify() -> Result<()> {
 fn check_package() -> Result<()> {
     let (sk, pk) = crate::signing::throwaway_keypair()?;
     let cells = paths::project_root().join("artifacts/cells");
-    let a = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
-    let b = crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
+    let a =
+        crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
+    let b =
+        crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
     ensure!(a.files == b.files, "two packages of the same cells differ");
     let dir = tempfile::tempdir()?;
     for (name, bytes) in &a.files {

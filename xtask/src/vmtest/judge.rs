@@ -1,7 +1,7 @@
 //! Judging the guests' reports (pure): per (kernel, object, attach mode) whether it loaded,
 //! attached what this kernel can attach, and counted; and the kernel x collector table.
 
-use kc_common::{AttachMode, KernelVersion, PassedOver};
+use kc_common::{Arch, AttachFamily, AttachMode, KernelVersion, PassedOver};
 use serde::Serialize;
 
 use super::{KernelOutcome, BEGIN, END};
@@ -38,11 +38,15 @@ pub struct Unobserved {
 
 impl Unobserved {
     /// Every family tried cannot exist for it on this kernel: the collector declares none,
-    /// or the kernel lacks the target.
-    pub fn cannot_exist(&self) -> bool {
-        self.reasons
-            .iter()
-            .all(|(_, k, _)| k.is_some_and(PassedOver::cannot_exist))
+    /// the kernel lacks the target, or the kernel refused a family it `lacks` altogether.
+    pub fn cannot_exist_without(&self, lacks: &[AttachFamily]) -> bool {
+        self.reasons.iter().all(|(family, k, _)| {
+            k.is_some_and(PassedOver::cannot_exist)
+                || (*k == Some(PassedOver::Refused)
+                    && family
+                        .parse()
+                        .is_ok_and(|f: AttachFamily| lacks.contains(&f)))
+        })
     }
 
     pub fn has(&self, kind: PassedOver) -> bool {
@@ -56,6 +60,19 @@ impl Unobserved {
             .map(|(f, _, w)| format!("{f}: {w}"))
             .collect();
         format!("{} ({})", self.event, why.join("; "))
+    }
+}
+
+/// The attach families a kernel of `arch` cannot attach at all, by when its architecture
+/// gained them: there the kernel's refusal is the expected answer, elsewhere a failure.
+pub fn families_lacking(arch: Arch, kernel: &KernelVersion) -> Vec<AttachFamily> {
+    match arch {
+        // arm64's BPF JIT makes trampolines from 6.0: before, fentry programs load but every
+        // attach returns ENOTSUPP.
+        Arch::Arm64 if kernel.code() < KernelVersion::new(6, 0, 0).code() => {
+            vec![AttachFamily::Trampoline]
+        }
+        _ => vec![],
     }
 }
 
@@ -102,8 +119,10 @@ pub fn judge(
     collectors: &[Collector],
     counters: &super::expect::Table,
     kernel: &KernelVersion,
+    arch: Arch,
     absent_modules: &std::collections::BTreeMap<String, String>,
 ) -> Vec<ObjectOutcome> {
+    let lacks = families_lacking(arch, kernel);
     let workload_pid = report["workload_pid"].as_u64().unwrap_or(0);
     let empty = Vec::new();
     let objects = report["objects"].as_array().unwrap_or(&empty);
@@ -145,12 +164,12 @@ pub fn judge(
             let (observed, missing) = unobserved(o);
             let wrong: Vec<String> = missing
                 .iter()
-                .filter(|m| !m.cannot_exist())
+                .filter(|m| !m.cannot_exist_without(&lacks))
                 .map(Unobserved::line)
                 .collect();
             let skipped: Vec<String> = missing
                 .iter()
-                .filter(|m| m.cannot_exist())
+                .filter(|m| m.cannot_exist_without(&lacks))
                 .map(Unobserved::line)
                 .collect();
             let (verdict, detail) = if let Some(reason) = c.and_then(|c| c.unsupported_on(kernel)) {
@@ -284,7 +303,6 @@ pub fn table(results: &[KernelOutcome], collectors: &[Collector]) -> String {
 mod tests {
     use super::*;
     use crate::collectors;
-    use kc_common::AttachFamily;
 
     fn collectors() -> Vec<Collector> {
         collectors::parse(
@@ -332,6 +350,7 @@ mod tests {
             &collectors(),
             &counters,
             &KernelVersion::new(6, 1, 0),
+            Arch::Amd64,
             &Default::default(),
         );
         assert_eq!(v[0].verdict, "ok");
@@ -369,5 +388,40 @@ mod tests {
             "{:?}",
             v[8]
         );
+    }
+
+    /// A trampoline the kernel refuses: expected on arm64 before 6.0 (its JIT made none), a
+    /// failure wherever the kernel has them.
+    #[test]
+    fn a_refused_trampoline_is_a_skip_only_where_the_kernel_has_none() {
+        let refused = serde_json::json!({"workload_pid": 7, "objects": [
+            {"object": "vfs.bpf.o", "status": "partial", "counters": {}, "programs": [],
+             "events": [{"event": "kc_vfs_read", "family": null, "passed_over": {
+                "trampoline": {"kind": "refused", "why": "this kernel attaches no trampolines"}}}]}
+        ]});
+        let counters: crate::vmtest::expect::Table = toml::from_str("[vfs]\n").unwrap();
+        let verdict = |arch, kernel| {
+            judge(
+                &refused,
+                AttachMode::Only(AttachFamily::Trampoline),
+                &collectors(),
+                &counters,
+                &kernel,
+                arch,
+                &Default::default(),
+            )[0]
+            .verdict
+            .clone()
+        };
+        let old = KernelVersion::new(5, 10, 0);
+        let new = KernelVersion::new(6, 1, 0);
+        assert!(verdict(Arch::Arm64, old).starts_with("skipped: no event"));
+        assert_eq!(verdict(Arch::Arm64, new), "failed");
+        assert_eq!(verdict(Arch::Amd64, old), "failed");
+        assert_eq!(
+            families_lacking(Arch::Arm64, &old),
+            [AttachFamily::Trampoline]
+        );
+        assert!(families_lacking(Arch::Amd64, &old).is_empty());
     }
 }

@@ -174,7 +174,10 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
         .with_context(|| format!("compiling the guests' {name}"))?;
         let made_for = host::executable_arch(&std::fs::read(&out)?).map_err(anyhow::Error::msg)?;
         if made_for != arch {
-            bail!("the guests' {name} came out as an {made_for} executable, not {arch} ({} made it)", cc.display());
+            bail!(
+                "the guests' {name} came out as an {made_for} executable, not {arch} ({} made it)",
+                cc.display()
+            );
         }
     }
     staged.publish()?;
@@ -374,9 +377,9 @@ pub fn run(o: VmtestOptions) -> Result<()> {
 pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec<Collector>)> {
     let (_, whole) = kernels::load_checked_lock()?;
     let arch = o.arch;
-    let lock = whole
-        .for_arch(arch)
-        .with_context(|| format!("kernels.lock pins no {arch} kernels (`cargo xtask kernels lock --arch {arch}`)"))?;
+    let lock = whole.for_arch(arch).with_context(|| {
+        format!("kernels.lock pins no {arch} kernels (`cargo xtask kernels lock --arch {arch}`)")
+    })?;
     let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &o.kernels, true)?;
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
@@ -400,15 +403,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                 l.display()
             )
         })?;
-        if host::executable_arch(&bytes).map_err(anyhow::Error::msg)? != arch {
-            bail!("{} is not an {arch} executable", l.display());
-        }
-        if !host::is_static_executable(&bytes).map_err(anyhow::Error::msg)? {
-            bail!(
-                "{} is dynamically linked; it cannot run in the initramfs",
-                l.display()
-            );
-        }
+        guest_executable(&l.display().to_string(), &bytes, arch, true)?;
         l
     } else {
         host_loader
@@ -437,6 +432,21 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
             },
         ];
         members.extend(release.iter().map(installed::Node::member));
+        // Nothing in an initramfs runs on another architecture's kernel: every executable
+        // in it is checked, the ones init starts without a libc for being static too.
+        for m in &members {
+            if let Member::File {
+                name,
+                data,
+                executable: true,
+            } = m
+            {
+                if data.starts_with(b"\x7fELF") {
+                    let started_bare = ["init", "kc-loader"].contains(name);
+                    guest_executable(name, data, arch, started_bare)?;
+                }
+            }
+        }
         // Loaded by init in name order: the index keeps dependencies first.
         let modules = modules::resolve(
             &vmlinuz.with_file_name("modules"),
@@ -498,7 +508,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                         let objects = reports
                             .iter()
                             .flat_map(|(m, r)| {
-                                judge::judge(r, *m, &collectors, &counters, version, absent)
+                                judge::judge(r, *m, &collectors, &counters, version, arch, absent)
                             })
                             .collect();
                         results.lock().expect("results").push(KernelOutcome {
@@ -534,6 +544,21 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     Ok((results, collectors))
 }
 
+/// Refuses an executable for an `arch` guest that is another architecture's, or dynamically
+/// linked where `must_be_static` (the initramfs has no libc).
+fn guest_executable(name: &str, bytes: &[u8], arch: Arch, must_be_static: bool) -> Result<()> {
+    let made_for = host::executable_arch(bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    if made_for != arch {
+        bail!(
+            "{name} is an {made_for} executable, and the guest is {arch}: it would not run there"
+        );
+    }
+    if must_be_static && !host::is_static_executable(bytes).map_err(anyhow::Error::msg)? {
+        bail!("{name} is dynamically linked; it cannot run in the initramfs");
+    }
+    Ok(())
+}
+
 /// How many (kernel, object) checks failed, counting a kernel that never reported as one.
 pub fn failures(results: &[KernelOutcome]) -> usize {
     results
@@ -555,10 +580,10 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
     // KVM runs the host's own architecture only.
     if kc_common::host::host_arch().ok() != Some(arch)
         || std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
     {
         return Accel::Tcg;
     }
@@ -610,4 +635,36 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
         }
     }
     Ok(failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This host's own programs are amd64's and dynamic: an arm64 guest gets none of them.
+    #[test]
+    fn an_arm64_guest_is_never_handed_another_architectures_executable() {
+        let sh = std::fs::read("/bin/sh").unwrap();
+        let host = host::host_arch().unwrap();
+        let other = if host == Arch::Amd64 {
+            Arch::Arm64
+        } else {
+            Arch::Amd64
+        };
+        let e = guest_executable("kc-loader", &sh, other, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "is an {host} executable, and the guest is {other}"
+            )),
+            "{e}"
+        );
+        let e = guest_executable("init", &sh, host, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dynamically linked"), "{e}");
+        guest_executable("kc-select", &sh, host, false).unwrap();
+        assert!(guest_executable("x", b"#!/bin/sh\n", host, false).is_err());
+    }
 }

@@ -1,0 +1,105 @@
+//! The second architecture end to end: arm64's cells of both libcs cross-built in the images
+//! (where Docker answers; else the host's libc with the host's cross toolchain), their loaders
+//! checked for their ELF machine and the musl one for being static, then the oldest and
+//! newest arm64 kernels booted under qemu-system-aarch64 with the release installed from them.
+
+use anyhow::{ensure, Context, Result};
+use kc_common::{Arch, CellId, Libc};
+
+use super::cell_dir;
+use crate::cli::LibcChoice;
+use crate::compile::{self, cell, Backend, BuildOptions, Project};
+use crate::{host, kernels};
+
+pub fn check_arm64() -> Result<()> {
+    let arch = Arch::Arm64;
+    let docker = crate::image::daemon_answers();
+    let libcs = if docker {
+        let opts = BuildOptions {
+            jobs: Some(2),
+            arch,
+            ..BuildOptions::everything(Backend::Docker, Some(LibcChoice::All))
+        };
+        compile::docker::run(&opts, &Libc::ALL)?;
+        Libc::ALL.to_vec()
+    } else {
+        eprintln!("e2e: no Docker daemon answers: arm64's cells of the host's libc, with the host's cross toolchain");
+        let opts = BuildOptions {
+            jobs: Some(2),
+            arch,
+            ..BuildOptions::everything(Backend::Host, None)
+        };
+        let report = compile::build(&Project::checkout(), &opts)?;
+        ensure!(
+            report.failures.is_empty(),
+            "arm64 build failures:\n{}",
+            report.failures.join("\n")
+        );
+        vec![host::host_libc()]
+    };
+    for &libc in &libcs {
+        let loader = cell_dir(CellId::core(libc).on(arch)).join(cell::LOADER);
+        let bytes =
+            std::fs::read(&loader).with_context(|| format!("reading {}", loader.display()))?;
+        let machine = host::executable_arch(&bytes).map_err(anyhow::Error::msg)?;
+        ensure!(
+            machine == arch,
+            "{} is an {machine} executable",
+            loader.display()
+        );
+        let is_static = host::is_static_executable(&bytes).map_err(anyhow::Error::msg)?;
+        ensure!(
+            is_static == (libc == Libc::Musl),
+            "{}: static {is_static}, expected a {} link",
+            loader.display(),
+            if libc == Libc::Musl {
+                "static"
+            } else {
+                "dynamic"
+            }
+        );
+    }
+    if docker {
+        // The BPF objects do not depend on the loader's libc.
+        let (_, lock) = kernels::load_checked_lock()?;
+        let buckets = lock.for_arch(arch).map(|l| l.buckets()).unwrap_or_default();
+        for kind in buckets
+            .into_iter()
+            .map(kc_common::CellKind::Bucket)
+            .chain([kc_common::CellKind::CoRe])
+        {
+            let glibc = cell::read_dir(&cell_dir(CellId::new(kind, Libc::Glibc).on(arch)))?;
+            let musl = cell::read_dir(&cell_dir(CellId::new(kind, Libc::Musl).on(arch)))?;
+            for (file, bytes) in glibc
+                .iter()
+                .filter(|(f, _)| f.ends_with(".o") || f.ends_with(".skel.h"))
+            {
+                ensure!(
+                    musl.get(file) == Some(bytes),
+                    "{file} differs between the arm64 glibc and musl cells of {kind}"
+                );
+            }
+        }
+    }
+    // The oldest and newest arm64 kernels, with the release's static musl loader where the
+    // images built it.
+    let (_, lock) = kernels::load_checked_lock()?;
+    let series: Vec<kc_common::Bucket> = lock.kernels(arch).iter().map(|k| k.series).collect();
+    let (oldest, newest) = (
+        *series.iter().min().context("no arm64 kernels locked")?,
+        *series.iter().max().context("no arm64 kernels locked")?,
+    );
+    crate::vmtest::run(crate::vmtest::VmtestOptions {
+        kernels: vec![oldest, newest],
+        jobs: 2,
+        timeout: 400,
+        accel: crate::vmtest::Accel::Auto,
+        libc: Some(LibcChoice::from(if docker {
+            Libc::Musl
+        } else {
+            host::host_libc()
+        })),
+        arch,
+        json: false,
+    })
+}
