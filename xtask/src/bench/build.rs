@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kc_common::Bucket;
+use kc_common::{Arch, Bucket};
 use serde::Serialize;
 use xshell::cmd;
 
@@ -127,37 +127,48 @@ pub fn run(o: BuildBench) -> Result<()> {
     Ok(())
 }
 
-/// One round: our cold build and upstream's, each in a fresh scratch directory.
-fn build_bench_round(bucket: Bucket, threads: usize, scratch: &Path) -> Result<BuildBenchReport> {
-    let root = crate::paths::project_root();
+/// A cold build of one bucket of `arch` our way, in `dir` (empty kernel cache and compile
+/// cache): its seconds, the report, and the seconds of the no-op rebuild that follows.
+pub(super) fn cold_bucket_build(
+    dir: &Path,
+    bucket: Bucket,
+    arch: Arch,
+    threads: usize,
+) -> Result<(f64, compile::BuildReport, f64)> {
     let opts = BuildOptions {
         buckets: vec![bucket],
         jobs: Some(threads),
+        arch,
         ..BuildOptions::everything(Backend::Host, None)
     };
-
-    // Ours: empty kernel cache and compile cache.
-    let ours = Project {
-        root: root.clone(),
-        artifacts: scratch.join("ours/artifacts"),
-        work: scratch.join("ours/work"),
-        kernel_cache: scratch.join("ours/cache"),
+    let project = Project {
+        root: crate::paths::project_root(),
+        artifacts: dir.join("artifacts"),
+        work: dir.join("work"),
+        kernel_cache: dir.join("cache"),
     };
     // Cold: the build downloads and unpacks the headers itself (while the toolchain is
-    // probed), then compiles; the report says when the trees were ready. Each side starts
+    // probed), then compiles; the report says when the trees were ready. Each build starts
     // with no dirty pages left by anything before it (an earlier run's gigabyte of source).
     flush_page_cache_writes()?;
     let t = Instant::now();
-    let r = compile::build(&ours, &opts)?;
-    let ours_cold = t.elapsed().as_secs_f64();
-    let ours_fetch = r.fetch_seconds;
+    let r = compile::build(&project, &opts)?;
+    let cold = t.elapsed().as_secs_f64();
     if !r.failures.is_empty() {
-        bail!("our build failed: {}", r.failures.join("\n"));
+        bail!("our {arch} build failed: {}", r.failures.join("\n"));
     }
-    let objects = r.compiled;
     let t = Instant::now();
-    compile::build(&ours, &opts)?;
-    let ours_noop = t.elapsed().as_secs_f64();
+    compile::build(&project, &opts)?;
+    Ok((cold, r, t.elapsed().as_secs_f64()))
+}
+
+/// One round: our cold build and upstream's, each in a fresh scratch directory.
+fn build_bench_round(bucket: Bucket, threads: usize, scratch: &Path) -> Result<BuildBenchReport> {
+    let root = crate::paths::project_root();
+    let (ours_cold, r, ours_noop) =
+        cold_bucket_build(&scratch.join("ours"), bucket, Arch::Amd64, threads)?;
+    let ours_fetch = r.fetch_seconds;
+    let objects = r.compiled;
 
     // Upstream's: the full source tree of the same series, prepared, then the same compiles.
     let src_dir = scratch.join("upstream");
@@ -194,7 +205,7 @@ fn build_bench_round(bucket: Bucket, threads: usize, scratch: &Path) -> Result<B
     let prepare = t.elapsed().as_secs_f64();
     let tree = crate::kernels::fetch::HeaderTree {
         series: bucket.to_string(),
-        arch: kc_common::Arch::Amd64,
+        arch: Arch::Amd64,
         release: pkg.clone(),
         kernel_version: bucket.to_string(),
         flavour_dir: tree_dir.clone(),

@@ -1,5 +1,6 @@
 //! `cargo xtask bench ...`: each benchmark runs ours and its baseline side by side in one run.
 
+mod arch_build;
 mod build;
 mod docker;
 mod fetch;
@@ -27,6 +28,8 @@ pub enum Command {
     /// One bucket built our way (headers package, parallel, cached) vs upstream's (full kernel
     /// source, `make defconfig scripts prepare`, then the same compiles); and a no-op rebuild
     Build(build::BuildBench),
+    /// The cold build of one bucket for arm64 next to the same bucket for amd64
+    ArchBuild(arch_build::ArchBuildBench),
     /// The full matrix (every bucket x both libcs) in our two images, cold and warm, vs one
     /// image per (kernel, libc) with the kernel baked in, built from scratch
     Docker(docker::DockerBench),
@@ -39,6 +42,7 @@ pub fn run(c: Command) -> Result<()> {
     match c {
         Command::Fetch(o) => fetch::run(o),
         Command::Build(o) => build::run(o),
+        Command::ArchBuild(o) => arch_build::run(o),
         Command::Verify(o) => verify::run(o),
         Command::Package(o) => package::run(o),
         Command::Vmtest(o) => vmtest::run(o),
