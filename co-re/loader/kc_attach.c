@@ -187,16 +187,17 @@ static enum kc_why probe_check(const char *fn, char *why, size_t n)
 	return KC_WHY_NONE;
 }
 
-/* The kernel's ENOTSUPP (not in the UAPI headers): what attaching a trampoline returns where
- * the architecture's JIT has none (arm64 before 6.0), though such programs load. */
+/* The kernel's ENOTSUPP (not in the UAPI headers): what attaching a trampoline to a kernel
+ * function returns where the architecture cannot enter one (arm64 before 6.4: no ftrace direct
+ * calls), though such programs load. */
 #define KC_ENOTSUPP 524
 
 /* Loads a two-instruction program of `type` at BTF id `btf_id`, as libbpf-tools'
  * fentry_can_attach does: the kernel says whether it takes a trampoline program there (EPERM
  * where trampolines are refused, EINVAL where the function cannot be traced). Attaching is
  * left to the real program (each trampoline attach rewrites kernel text, slow to do twice),
- * except once per run: a kernel whose JIT makes no trampolines loads the program and refuses
- * every attach, which only an attach shows. */
+ * except once per run: a kernel that cannot enter trampolines from its functions loads the
+ * program and refuses every attach, which only an attach shows. */
 static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_obj_fd, int btf_id, char *why, size_t n)
 {
 	static int attaches = -1; /* unknown, then 0 or 1 */
@@ -221,7 +222,7 @@ static enum kc_why trial_trampoline(enum bpf_attach_type type, int btf_obj_fd, i
 	}
 	close(prog);
 	if (!attaches) {
-		snprintf(why, n, "this kernel attaches no trampolines (ENOTSUPP: its JIT makes none)");
+		snprintf(why, n, "this kernel attaches no trampolines to its functions (ENOTSUPP)");
 		return KC_WHY_REFUSED;
 	}
 	return KC_WHY_NONE;
