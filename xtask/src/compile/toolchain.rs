@@ -314,7 +314,7 @@ impl LoaderToolchain {
     pub fn detect(libc: Libc, arch: Arch, tc: &Toolchain) -> Result<Self> {
         match libc {
             Libc::Glibc => Self::glibc(arch, tc, false),
-            Libc::Musl => Self::musl(arch, &musl_prefix(arch), Self::libs()),
+            Libc::Musl => Self::musl(arch, tc, &musl_prefix(arch), Self::libs()),
         }
     }
 
@@ -341,7 +341,14 @@ impl LoaderToolchain {
             h.update(&cc_version);
             for lib in ["libbpf.so", "libbpf.a"] {
                 let p = Path::new("/usr/lib").join(gnu_triple(arch)).join(lib);
-                h.update(std::fs::read(&p).unwrap_or_default());
+                let bytes = std::fs::read(&p).with_context(|| {
+                    format!(
+                        "{} is missing: the {arch} loader links {arch}'s libbpf (libbpf-dev:{arch}, \
+                         with libelf-dev:{arch} and zlib1g-dev:{arch}: `cargo xtask setup`), or build in the images (`--backend docker`)",
+                        p.display()
+                    )
+                })?;
+                h.update(bytes);
             }
             let versions = [(format!("{arch}-gcc"), cc_version)].into_iter().collect();
             (hex::encode(h.finalize()), versions)
@@ -366,7 +373,7 @@ impl LoaderToolchain {
         self.ldflags.iter().any(|f| f == "-static")
     }
 
-    fn musl(arch: Arch, prefix: &Path, libs: Vec<String>) -> Result<Self> {
+    fn musl(arch: Arch, tc: &Toolchain, prefix: &Path, libs: Vec<String>) -> Result<Self> {
         let hint = "the musl build image has them: build with `--backend docker --libc musl`";
         // amd64's musl-gcc is a wrapper around the host's gcc with musl's specs; another
         // architecture's is that architecture's cross gcc with its musl specs.
@@ -376,10 +383,7 @@ impl LoaderToolchain {
             })?;
             (cc, vec![])
         } else {
-            let name = format!("{}-gcc", gnu_triple(arch));
-            let cc = find(&name).with_context(|| {
-                format!("{name} is not installed (gcc-{}); {hint}", gnu_triple(arch))
-            })?;
+            let cc = c_compiler(arch, tc)?;
             let specs = Path::new("/usr/lib")
                 .join(musl_triple(arch))
                 .join("musl-gcc.specs");
