@@ -353,7 +353,7 @@ fn arm64_cells_read_arm64_registers_needs_toolchain_and_mirror() {
 }
 
 /// arm64's CO-RE cell: every collector against arm64's vmlinux.h (its `struct pt_regs` in the
-/// objects' BTF), objects and skeletons, no loader yet (the loader is amd64's alone so far).
+/// objects' BTF), objects, skeletons, and a loader cross-compiled for arm64.
 #[test]
 fn arm64_core_cell_is_built_against_arm64_types_needs_toolchain() {
     if !toolchain_or_skip("arm64_core_cell_is_built_against_arm64_types_needs_toolchain") {
@@ -368,7 +368,12 @@ fn arm64_core_cell_is_built_against_arm64_types_needs_toolchain() {
     assert!(r.failures.is_empty(), "{:?}", r.failures);
     let cell = p.artifacts.join("cells/kc-ebpf-co-re-arm64-glibc");
     assert!(cell.join("process.skel.h").is_file());
-    assert!(!cell.join("kc-loader").exists(), "no arm64 loader yet");
+    let loader = std::fs::read(cell.join("kc-loader")).unwrap();
+    assert_eq!(
+        crate::host::executable_arch(&loader),
+        Ok(Arch::Arm64),
+        "an arm64 loader"
+    );
     let bpftool = Toolchain::detect().unwrap().bpftool;
     let object = cell.join(names::core_object("process"));
     let sh = crate::process::shell();
