@@ -299,6 +299,20 @@ const RUST_TARGETS: &[(&str, &str, &[Role])] = &[(
 )];
 
 fn rust_targets(role: Role, check: bool) -> Result<()> {
+    let wanted_targets: Vec<&str> = RUST_TARGETS
+        .iter()
+        .filter(|(_, _, roles)| wanted(roles, role))
+        .map(|(t, _, _)| *t)
+        .collect();
+    if wanted_targets.is_empty() {
+        return Ok(());
+    }
+    if !process::exists("rustup") {
+        bail!(
+            "rustup is not installed, and the Rust targets {} come from it: install Rust with rustup, or add their standard libraries yourself",
+            wanted_targets.join(", ")
+        );
+    }
     let sh = process::shell();
     let installed = process::read(cmd!(sh, "rustup target list --installed"))?;
     for (target, why, roles) in RUST_TARGETS {

@@ -359,13 +359,14 @@ pub fn run(o: VmtestOptions) -> Result<()> {
         .map_or_else(|| vec![host::host_libc()], LibcChoice::libcs);
     for libc in libcs {
         if !o.json {
-            eprintln!("vmtest: the {libc} cells");
+            eprintln!("vmtest: the {} {libc} cells", o.arch);
         }
         let (results, collectors) = execute(&o, libc)?;
         let failures = report(&results, &collectors, o.json)?;
         if failures > 0 {
             bail!(
-                "{failures} kernel/object checks of the {libc} cells failed (logs under {})",
+                "{failures} kernel/object checks of the {} {libc} cells failed (logs under {})",
+                o.arch,
                 work_dir().display()
             );
         }
