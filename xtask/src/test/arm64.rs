@@ -68,17 +68,13 @@ pub fn check_arm64() -> Result<()> {
             .map(kc_common::CellKind::Bucket)
             .chain([kc_common::CellKind::CoRe])
         {
-            let glibc = cell::read_dir(&cell_dir(CellId::new(kind, Libc::Glibc).on(arch)))?;
-            let musl = cell::read_dir(&cell_dir(CellId::new(kind, Libc::Musl).on(arch)))?;
-            for (file, bytes) in glibc
-                .iter()
-                .filter(|(f, _)| f.ends_with(".o") || f.ends_with(".skel.h"))
-            {
-                ensure!(
-                    musl.get(file) == Some(bytes),
-                    "{file} differs between the arm64 glibc and musl cells of {kind}"
-                );
-            }
+            let (glibc_id, musl_id) = (
+                CellId::new(kind, Libc::Glibc).on(arch),
+                CellId::new(kind, Libc::Musl).on(arch),
+            );
+            let glibc = cell::read_dir(&cell_dir(glibc_id))?;
+            let musl = cell::read_dir(&cell_dir(musl_id))?;
+            super::same_bpf_files(glibc_id, &glibc, musl_id, &musl)?;
         }
     }
     // The oldest and newest arm64 kernels, with the release's static musl loader where the

@@ -24,6 +24,26 @@ fn all_cells() -> BuildOptions {
     BuildOptions::everything(Backend::Host, None)
 }
 
+/// The BPF objects and skeletons of cell `a` are in cell `b` byte for byte (they do not
+/// depend on the loader's libc).
+fn same_bpf_files(
+    a_id: CellId,
+    a: &std::collections::BTreeMap<String, Vec<u8>>,
+    b_id: CellId,
+    b: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<()> {
+    for (file, bytes) in a
+        .iter()
+        .filter(|(f, _)| f.ends_with(".o") || f.ends_with(".skel.h"))
+    {
+        ensure!(
+            b.get(file) == Some(bytes),
+            "{file} differs between {a_id} and {b_id}"
+        );
+    }
+    Ok(())
+}
+
 /// A cell's directory under `artifacts/cells/`.
 fn cell_dir(id: CellId) -> PathBuf {
     paths::project_root()
@@ -392,15 +412,7 @@ fn check_docker() -> Result<()> {
         );
         let musl_id = CellId::new(id.kind, Libc::Musl);
         let musl = cell::read_dir(&cell_dir(musl_id))?;
-        for (file, bytes) in glibc
-            .iter()
-            .filter(|(f, _)| f.ends_with(".o") || f.ends_with(".skel.h"))
-        {
-            ensure!(
-                musl.get(file) == Some(bytes),
-                "{file} differs between {id} and {musl_id}"
-            );
-        }
+        same_bpf_files(*id, &glibc, musl_id, &musl)?;
         let info: serde_json::Value = serde_json::from_slice(
             musl.get(compile::BUILD_INFO)
                 .with_context(|| format!("cell {musl_id} has no {}", compile::BUILD_INFO))?,
