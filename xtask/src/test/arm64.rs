@@ -13,6 +13,7 @@ use crate::{host, kernels};
 
 pub fn check_arm64() -> Result<()> {
     let arch = Arch::Arm64;
+    let (_, lock) = kernels::load_checked_lock()?;
     let docker = crate::image::daemon_answers();
     let libcs = if docker {
         let opts = BuildOptions {
@@ -61,7 +62,6 @@ pub fn check_arm64() -> Result<()> {
     }
     if docker {
         // The BPF objects do not depend on the loader's libc.
-        let (_, lock) = kernels::load_checked_lock()?;
         let buckets = lock.for_arch(arch).map(|l| l.buckets()).unwrap_or_default();
         for kind in buckets
             .into_iter()
@@ -79,23 +79,10 @@ pub fn check_arm64() -> Result<()> {
     }
     // The oldest and newest arm64 kernels, with the release's static musl loader where the
     // images built it.
-    let (_, lock) = kernels::load_checked_lock()?;
     let series: Vec<kc_common::Bucket> = lock.kernels(arch).iter().map(|k| k.series).collect();
     let (oldest, newest) = (
         *series.iter().min().context("no arm64 kernels locked")?,
         *series.iter().max().context("no arm64 kernels locked")?,
     );
-    crate::vmtest::run(crate::vmtest::VmtestOptions {
-        kernels: vec![oldest, newest],
-        jobs: 2,
-        timeout: 400,
-        accel: crate::vmtest::Accel::Auto,
-        libc: Some(LibcChoice::from(if docker {
-            Libc::Musl
-        } else {
-            host::host_libc()
-        })),
-        arch,
-        json: false,
-    })
+    super::vmtest_spanning(arch, vec![oldest, newest], 400)
 }

@@ -354,18 +354,28 @@ fn check_vmtest() -> Result<()> {
         .iter()
         .map(|s| s.parse())
         .collect::<Result<Vec<_>, _>>()?;
-    let docker = crate::image::daemon_answers();
+    vmtest_spanning(kc_common::Arch::Amd64, kernels, 240)
+}
+
+/// vmtest of `arch`'s `kernels`, two guests at a time, with the musl cells' own static loader
+/// when Docker built them (else the host's libc and a loader compiled here).
+fn vmtest_spanning(
+    arch: kc_common::Arch,
+    kernels: Vec<kc_common::Bucket>,
+    timeout: u64,
+) -> Result<()> {
+    let libc = if crate::image::daemon_answers() {
+        Libc::Musl
+    } else {
+        host::host_libc()
+    };
     crate::vmtest::run(crate::vmtest::VmtestOptions {
         kernels,
         jobs: 2,
-        timeout: 240,
+        timeout,
         accel: crate::vmtest::Accel::Auto,
-        libc: Some(LibcChoice::from(if docker {
-            Libc::Musl
-        } else {
-            host::host_libc()
-        })),
-        arch: kc_common::Arch::Amd64,
+        libc: Some(LibcChoice::from(libc)),
+        arch,
         json: false,
     })
 }
