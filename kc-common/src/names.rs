@@ -67,9 +67,8 @@ pub enum Arch {
 
 impl Arch {
     pub const ALL: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
-    /// What a release carries: arm64 joins when its objects and loader are built and proven
-    /// in its guests (until then the lock pins its kernels and headers only).
-    pub const RELEASED: [Arch; 1] = [Arch::Amd64];
+    /// What a release carries (and the CD matrix builds and boots).
+    pub const RELEASED: [Arch; 2] = [Arch::Amd64, Arch::Arm64];
 
     pub const fn as_str(self) -> &'static str {
         match self {

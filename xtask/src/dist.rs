@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use kc_common::{CellId, Libc};
+use kc_common::{Arch, CellId, Libc};
 
 use crate::cli::LibcChoice;
 use crate::compile::{self, BuildOptions};
@@ -41,37 +41,52 @@ pub fn run(o: DistOptions) -> Result<()> {
         role: setup::Role::All,
     })?;
     let (_, lock) = kernels::load_checked_lock()?;
-    // Docker (both libcs) when a daemon answers, else the host's libc with the host's tools.
-    compile::run(BuildOptions {
-        backend: None,
-        ..BuildOptions::everything(compile::Backend::Host, o.libc)
-    })?;
+    // Docker (both libcs) when a daemon answers, else the host's libc with the host's tools;
+    // every released architecture (another than the host's with its cross toolchain).
+    for arch in Arch::RELEASED {
+        compile::run(BuildOptions {
+            backend: None,
+            arch,
+            ..BuildOptions::everything(compile::Backend::Host, o.libc)
+        })?;
+    }
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let started = Instant::now();
-    for k in &lock.kernel {
+    let kernels: Vec<_> = Arch::RELEASED
+        .iter()
+        .flat_map(|&a| lock.kernels(a))
+        .collect();
+    for k in &kernels {
         if k.bucket {
             let tree = fetcher.headers(k)?;
             eprintln!(
-                "dist: headers {:<5} {}",
+                "dist: headers {} {:<5} {}",
+                k.arch,
                 k.series.to_string(),
                 tree.flavour_dir.display()
             );
         }
         if !o.no_images {
             let v = fetcher.image(k)?;
-            eprintln!("dist: image   {:<5} {}", k.series.to_string(), v.display());
+            eprintln!(
+                "dist: image   {} {:<5} {}",
+                k.arch,
+                k.series.to_string(),
+                v.display()
+            );
         }
     }
     eprintln!(
         "dist: {} kernels ready in {:.1} s ({:.1} MiB downloaded)",
-        lock.kernel.len(),
+        kernels.len(),
         started.elapsed().as_secs_f64(),
         fetcher.downloaded_bytes as f64 / 1048576.0
     );
     if o.vmtest {
-        // Every libc that was built: each boots with its own loader.
-        for libc in o.libc.map_or(Libc::ALL.to_vec(), LibcChoice::libcs) {
-            let core = CellId::core(libc).to_string();
+        // The release's vmtest runs, of the libcs that were built.
+        let libcs = o.libc.map_or(Libc::ALL.to_vec(), LibcChoice::libcs);
+        for run in crate::matrix::vmtest_runs(&Arch::RELEASED, &libcs) {
+            let core = CellId::core(run.libc).on(run.arch).to_string();
             if paths::project_root()
                 .join("artifacts/cells")
                 .join(core)
@@ -80,10 +95,10 @@ pub fn run(o: DistOptions) -> Result<()> {
                 crate::vmtest::run(crate::vmtest::VmtestOptions {
                     kernels: vec![],
                     jobs: 2,
-                    timeout: 240,
+                    timeout: crate::vmtest::DEFAULT_TIMEOUT,
                     accel: crate::vmtest::Accel::Auto,
-                    libc: Some(LibcChoice::from(libc)),
-                    arch: kc_common::Arch::Amd64,
+                    libc: Some(LibcChoice::from(run.libc)),
+                    arch: run.arch,
                     json: false,
                 })?;
             }

@@ -131,11 +131,13 @@ mod tests {
     /// workflow would put there (a matrix cell of `cargo xtask matrix`, a tag).
     fn safe_value(expression: &str) -> Option<String> {
         let m = kernels::spec::Matrix::load(&paths::kernels_toml()).ok()?;
-        let cell = matrix::cells(&m, &kc_common::Libc::ALL)
+        let cell = matrix::cells(&m, &kc_common::Arch::RELEASED, &kc_common::Libc::ALL)
+            .ok()?
             .into_iter()
-            .next()?;
+            .last()?;
         match expression.trim() {
             "${{ matrix.bucket }}" => Some(cell.bucket.to_string()),
+            "${{ matrix.arch }}" => Some(cell.arch.to_string()),
             "${{ matrix.libc }}" => Some(cell.libc.to_string()),
             "${{ github.ref_name }}" => Some("v1.2.3".into()),
             _ => None,

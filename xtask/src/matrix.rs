@@ -1,10 +1,11 @@
-//! `cargo xtask matrix`: the CI build cells (every bucket for each libc), in the shape GitHub
-//! Actions' `strategy.matrix` takes through `fromJSON`. (The kernel matrix itself is
-//! `kernels.toml`, read by `kernels::spec`.)
+//! `cargo xtask matrix`: the CD's jobs, in the shape GitHub Actions' `strategy.matrix` takes
+//! through `fromJSON`: the build cells (every released architecture's buckets for each libc)
+//! and the release's vmtest runs. (The kernel matrix itself is `kernels.toml`, read by
+//! `kernels::spec`.)
 
-use anyhow::Result;
-use clap::Args;
-use kc_common::{Bucket, Libc};
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use kc_common::{Arch, Bucket, Libc};
 use serde::Serialize;
 
 use crate::cli::LibcChoice;
@@ -13,44 +14,104 @@ use crate::paths;
 
 #[derive(Debug, Args)]
 pub struct MatrixOptions {
-    /// Print `{"include": [{"bucket": ..., "libc": ...}, ...]}`
+    /// Print `{"include": [...]}` for `strategy.matrix`
     #[arg(long)]
     pub json: bool,
-    /// The cells of this libc, or of all
+    /// The jobs of this libc, or of all
     #[arg(long, value_enum, default_value = "all")]
     pub libc: LibcChoice,
+    /// Which jobs: the build cells, or the release's vmtest runs
+    #[arg(long, value_enum, default_value = "cells")]
+    pub of: Jobs,
 }
 
-/// One CI cell job: a bucket's legacy objects (and the CO-RE cell) for a libc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Jobs {
+    /// One per (bucket, architecture, libc); each also builds its architecture's CO-RE cell
+    Cells,
+    /// One per (architecture, libc) the release boots every kernel with
+    Vmtest,
+}
+
+/// One CI cell job: a bucket's legacy objects (and the CO-RE cell) for an architecture and libc.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Cell {
     pub bucket: Bucket,
+    pub arch: Arch,
     pub libc: Libc,
 }
 
-pub fn cells(m: &Matrix, libcs: &[Libc]) -> Vec<Cell> {
+/// One vmtest job of the release: every kernel of `arch`, with `libc`'s loader.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VmtestRun {
+    pub arch: Arch,
+    pub libc: Libc,
+}
+
+pub fn cells(m: &Matrix, arches: &[Arch], libcs: &[Libc]) -> Result<Vec<Cell>> {
     let mut out = Vec::new();
-    for k in m.kernel.iter().filter(|k| k.bucket) {
+    for &arch in arches {
+        let am = m.for_arch(arch).with_context(|| {
+            format!("kernels.toml has no [arch.{arch}] table, and {arch} is released")
+        })?;
+        for k in am.kernel.iter().filter(|k| k.bucket) {
+            for &libc in libcs {
+                out.push(Cell {
+                    bucket: k.series,
+                    arch,
+                    libc,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The release boots every kernel of each architecture. GitHub's runners are amd64 with KVM:
+/// there every libc's loader boots. Another architecture is emulated (TCG, each boot a few
+/// minutes), so it boots with the loader it ships static, musl's; `package` refuses cells
+/// whose BPF objects differ between libcs, so that boot proves glibc's objects too.
+pub fn vmtest_runs(arches: &[Arch], libcs: &[Libc]) -> Vec<VmtestRun> {
+    let mut out = Vec::new();
+    for &arch in arches {
         for &libc in libcs {
-            out.push(Cell {
-                bucket: k.series,
-                libc,
-            });
+            if arch == Arch::Amd64 || libc == Libc::Musl {
+                out.push(VmtestRun { arch, libc });
+            }
         }
     }
     out
 }
 
 pub fn run(o: MatrixOptions) -> Result<()> {
-    let cells = cells(&Matrix::load(&paths::kernels_toml())?, &o.libc.libcs());
+    let libcs = o.libc.libcs();
+    let lines: Vec<serde_json::Value> = match o.of {
+        Jobs::Cells => {
+            let m = Matrix::load(&paths::kernels_toml())?;
+            cells(&m, &Arch::RELEASED, &libcs)?
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?
+        }
+        Jobs::Vmtest => vmtest_runs(&Arch::RELEASED, &libcs)
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?,
+    };
     if o.json {
         println!(
             "{}",
-            serde_json::to_string(&serde_json::json!({ "include": cells }))?
+            serde_json::to_string(&serde_json::json!({ "include": lines }))?
         );
     } else {
-        for c in &cells {
-            println!("{:<6} {}", c.bucket, c.libc);
+        for l in &lines {
+            let fields: Vec<String> = l
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, v)| v.as_str().unwrap_or_default().to_string())
+                .collect();
+            println!("{}", fields.join(" "));
         }
     }
     Ok(())
@@ -60,16 +121,33 @@ pub fn run(o: MatrixOptions) -> Result<()> {
 mod tests {
     use super::*;
 
+    const TWO_ARCHES: &str = "flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\nbucket = true\n[[kernel]]\nseries = \"6.16\"\nsuites = [\"a\"]\n[[kernel]]\nseries = \"7.3\"\nsuites = [\"a\"]\nbucket = true\n[arch.arm64]\nflavour = \"y\"\nseries = [\"7.3\"]\n";
+
     #[test]
-    fn every_bucket_times_every_libc() {
-        let m = Matrix::parse("flavour = \"x\"\n[[kernel]]\nseries = \"6.1\"\nsuites = [\"a\"]\nbucket = true\n[[kernel]]\nseries = \"6.16\"\nsuites = [\"a\"]\n").unwrap();
-        let c = cells(&m, &LibcChoice::All.libcs());
+    fn every_bucket_of_every_architecture_times_every_libc() {
+        let m = Matrix::parse(TWO_ARCHES).unwrap();
+        let c = cells(&m, &Arch::ALL, &LibcChoice::All.libcs()).unwrap();
         let json = serde_json::to_string(&serde_json::json!({ "include": c })).unwrap();
         assert_eq!(
             json,
-            r#"{"include":[{"bucket":"6.1","libc":"glibc"},{"bucket":"6.1","libc":"musl"}]}"#
+            r#"{"include":[{"arch":"amd64","bucket":"6.1","libc":"glibc"},{"arch":"amd64","bucket":"6.1","libc":"musl"},{"arch":"amd64","bucket":"7.3","libc":"glibc"},{"arch":"amd64","bucket":"7.3","libc":"musl"},{"arch":"arm64","bucket":"7.3","libc":"glibc"},{"arch":"arm64","bucket":"7.3","libc":"musl"}]}"#
         );
-        assert_eq!(cells(&m, &LibcChoice::Musl.libcs()).len(), 1);
+        assert_eq!(cells(&m, &[Arch::Arm64], &[Libc::Musl]).unwrap().len(), 1);
+        // A released architecture the matrix does not cover is an error, not an empty list.
+        let amd64_only = Matrix::parse(TWO_ARCHES.split("[arch.arm64]").next().unwrap()).unwrap();
+        let e = cells(&amd64_only, &Arch::ALL, &[Libc::Musl]).unwrap_err();
+        assert!(e.to_string().contains("no [arch.arm64] table"), "{e}");
+    }
+
+    #[test]
+    fn the_release_boots_amd64_with_both_loaders_and_arm64_with_the_static_one() {
+        let runs = vmtest_runs(&Arch::ALL, &Libc::ALL);
+        let json = serde_json::to_string(&serde_json::json!({ "include": runs })).unwrap();
+        assert_eq!(
+            json,
+            r#"{"include":[{"arch":"amd64","libc":"glibc"},{"arch":"amd64","libc":"musl"},{"arch":"arm64","libc":"musl"}]}"#
+        );
+        assert!(vmtest_runs(&[Arch::Arm64], &[Libc::Glibc]).is_empty());
     }
 
     /// What both workflows run to fill their matrix.
@@ -82,10 +160,22 @@ mod tests {
             o: MatrixOptions,
         }
         let cli = Cli::try_parse_from(["matrix", "--json", "--libc", "all"]).unwrap();
-        assert!(cli.o.json && cli.o.libc == LibcChoice::All);
+        assert!(cli.o.json && cli.o.libc == LibcChoice::All && cli.o.of == Jobs::Cells);
+        let cli = Cli::try_parse_from(["matrix", "--json", "--of", "vmtest"]).unwrap();
+        assert_eq!(cli.o.of, Jobs::Vmtest);
         let m = Matrix::load(&paths::kernels_toml()).unwrap();
-        let all = cells(&m, &cli.o.libc.libcs());
-        let buckets = m.kernel.iter().filter(|k| k.bucket).count();
+        let all = cells(&m, &Arch::RELEASED, &LibcChoice::All.libcs()).unwrap();
+        let buckets: usize = Arch::RELEASED
+            .iter()
+            .map(|&a| {
+                m.for_arch(a)
+                    .unwrap()
+                    .kernel
+                    .iter()
+                    .filter(|k| k.bucket)
+                    .count()
+            })
+            .sum();
         assert_eq!(all.len(), buckets * Libc::ALL.len());
     }
 }

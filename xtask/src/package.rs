@@ -173,6 +173,13 @@ pub fn build_release(
             failures.join("\n")
         );
     }
+    let disagreements = cell::libc_disagreements(&cells);
+    if !disagreements.is_empty() {
+        bail!(
+            "the BPF objects and skeletons must be the same bytes for every libc (the libc builds only the loader); rebuild the cells from one checkout; nothing was packaged:\n{}",
+            disagreements.join("\n")
+        );
+    }
     let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
     let mut out = BTreeMap::new();
     for &(arch, libc) in &targets {
@@ -427,12 +434,15 @@ mod release_tests {
         cells
     }
 
+    /// The fixtures are amd64 cells.
+    const AMD64: [Arch; 1] = [Arch::Amd64];
+
     fn key() -> (minisign::SecretKey, String) {
         crate::signing::throwaway_keypair().unwrap()
     }
 
     fn released(dir: &Path, sk: &minisign::SecretKey) -> PathBuf {
-        let r = build_release("v1.2.3", &cells(dir), Some(sk), &Arch::RELEASED).unwrap();
+        let r = build_release("v1.2.3", &cells(dir), Some(sk), &AMD64).unwrap();
         let out = dir.join("release");
         write_release(&r, &out, "v1.2.3", false).unwrap();
         out
@@ -472,8 +482,8 @@ mod release_tests {
     fn two_packages_are_identical_and_check() {
         let (sk, pk) = key();
         let d = tempfile::tempdir().unwrap();
-        let a = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
-        let b = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
+        let a = build_release("v1.2.3", &cells(d.path()), Some(&sk), &AMD64).unwrap();
+        let b = build_release("v1.2.3", &cells(d.path()), Some(&sk), &AMD64).unwrap();
         assert_eq!(a.files, b.files);
         assert_eq!(a.files.len(), 8, "{:?}", a.files.keys().collect::<Vec<_>>());
         let out = d.path().join("release");
@@ -570,9 +580,9 @@ mod release_tests {
         let d = tempfile::tempdir().unwrap();
         let c = cells(d.path());
         let out = d.path().join("release");
-        let old = build_release("v1.2.3", &c, Some(&sk), &Arch::RELEASED).unwrap();
+        let old = build_release("v1.2.3", &c, Some(&sk), &AMD64).unwrap();
         write_release(&old, &out, "v1.2.3", false).unwrap();
-        let new = build_release("v1.2.4", &c, Some(&sk), &Arch::RELEASED).unwrap();
+        let new = build_release("v1.2.4", &c, Some(&sk), &AMD64).unwrap();
         write_release(&new, &out, "v1.2.4", false).unwrap();
         let mut names: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
@@ -654,7 +664,7 @@ mod release_tests {
     fn a_failed_package_leaves_no_partial_file() {
         let (sk, _) = key();
         let d = tempfile::tempdir().unwrap();
-        let r = build_release("v1.2.3", &cells(d.path()), Some(&sk), &Arch::RELEASED).unwrap();
+        let r = build_release("v1.2.3", &cells(d.path()), Some(&sk), &AMD64).unwrap();
         let out = d.path().join("release");
         // A directory where sha256sums.txt must go makes the write fail midway.
         std::fs::create_dir_all(out.join("sha256sums.txt")).unwrap();
@@ -673,15 +683,35 @@ mod release_tests {
     }
 
     #[test]
+    fn objects_that_differ_between_libcs_are_not_packaged() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cells(d.path());
+        let musl = c.join("kc-ebpf-co-re-musl");
+        std::fs::create_dir_all(&musl).unwrap();
+        for f in ["mount.bpf.o", "kc-loader"] {
+            std::fs::copy(c.join("kc-ebpf-co-re-glibc").join(f), musl.join(f)).unwrap();
+        }
+        std::fs::write(musl.join("mount.skel.h"), b"/* another skeleton */").unwrap();
+        std::fs::write(musl.join(BUILD_INFO), br#"{"libc":"musl"}"#).unwrap();
+        let e = format!(
+            "{:#}",
+            build_release("v1.2.3", &c, None, &AMD64).err().unwrap()
+        );
+        assert!(
+            e.contains("mount.skel.h differs between kc-ebpf-co-re-glibc and kc-ebpf-co-re-musl")
+                && e.contains("nothing was packaged"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_failing_object_is_not_packaged() {
         let d = tempfile::tempdir().unwrap();
         let c = cells(d.path());
         std::fs::write(c.join("kc-ebpf-6.1-glibc/pkc_mount.6.1.o"), b"").unwrap();
         let e = format!(
             "{:#}",
-            build_release("v1.2.3", &c, None, &Arch::RELEASED)
-                .err()
-                .unwrap()
+            build_release("v1.2.3", &c, None, &AMD64).err().unwrap()
         );
         assert!(
             e.contains("pkc_mount.6.1.o") && e.contains("nothing was packaged"),

@@ -20,9 +20,11 @@ pub enum Role {
     Vmtest,
     /// Lint the workflows (actionlint with shellcheck, zizmor)
     Lint,
+    /// Package the release (`package`: a static kc-select for every released architecture)
+    Release,
 }
 
-use Role::{Cell, Lint, Vmtest};
+use Role::{Cell, Lint, Release, Vmtest};
 
 /// A package, why the pipeline needs it, and which roles need it besides `all`.
 struct Package {
@@ -37,9 +39,15 @@ const fn pkg(name: &'static str, why: &'static str, roles: &'static [Role]) -> P
 
 /// The host build toolchain: CO-RE and legacy compiles, and vmtest's static loader.
 const HOST_BUILD: &[Role] = &[Vmtest];
+/// What links the static kc-select of each released architecture, too.
+const HOST_BUILD_AND_RELEASE: &[Role] = &[Vmtest, Release];
 
 const PACKAGES: &[Package] = &[
-    pkg("ca-certificates", "HTTPS mirrors", &[Cell, Vmtest, Lint]),
+    pkg(
+        "ca-certificates",
+        "HTTPS mirrors",
+        &[Cell, Vmtest, Lint, Release],
+    ),
     pkg(
         "dpkg-dev",
         "the fetch benchmark's `dpkg-deb -x` baseline",
@@ -89,11 +97,15 @@ const PACKAGES: &[Package] = &[
         "checking release signatures with the reference tool",
         &[],
     ),
-    pkg("gcc", "compiling kc-loader and the vmtest init", HOST_BUILD),
+    pkg(
+        "gcc",
+        "compiling kc-loader and the vmtest init; linking kc-select",
+        HOST_BUILD_AND_RELEASE,
+    ),
     pkg(
         "libc6-dev",
-        "the static kc-loader and init of vmtest",
-        HOST_BUILD,
+        "the static kc-loader and init of vmtest, and kc-select",
+        HOST_BUILD_AND_RELEASE,
     ),
     pkg(
         "qemu-system-x86",
@@ -108,12 +120,12 @@ const PACKAGES: &[Package] = &[
     pkg(
         "gcc-aarch64-linux-gnu",
         "cross-compiling vmtest's arm64 loader, init and workload, and the arm64 kc-select",
-        HOST_BUILD,
+        HOST_BUILD_AND_RELEASE,
     ),
     pkg(
         "libc6-dev-arm64-cross",
         "the static arm64 binaries of vmtest and kc-select",
-        HOST_BUILD,
+        HOST_BUILD_AND_RELEASE,
     ),
     // Multiarch: the arm64 builds of the loader's libraries, next to the host's.
     pkg(
@@ -295,7 +307,7 @@ fn foreign_arches<'a>(packages: &[&'a str]) -> Vec<&'a str> {
 const RUST_TARGETS: &[(&str, &str, &[Role])] = &[(
     "aarch64-unknown-linux-gnu",
     "the arm64 kc-select of releases and vmtest",
-    HOST_BUILD,
+    HOST_BUILD_AND_RELEASE,
 )];
 
 fn rust_targets(role: Role, check: bool) -> Result<()> {
@@ -447,6 +459,23 @@ mod tests {
             .map(|p| p.name)
             .collect();
         assert!(vm.contains(&"qemu-system-x86") && vm.contains(&"clang"));
+        // The release job links kc-select for every released architecture, and boots nothing.
+        let release: Vec<&str> = PACKAGES
+            .iter()
+            .filter(|p| wanted(p.roles, Role::Release))
+            .map(|p| p.name)
+            .collect();
+        assert!(
+            release.contains(&"gcc-aarch64-linux-gnu")
+                && release.contains(&"libc6-dev-arm64-cross")
+        );
+        assert!(!release.contains(&"qemu-system-arm") && !release.contains(&"clang"));
+        assert!(
+            RUST_TARGETS
+                .iter()
+                .any(|(t, _, roles)| *t == "aarch64-unknown-linux-gnu"
+                    && wanted(roles, Role::Release))
+        );
         assert_eq!(
             PACKAGES
                 .iter()

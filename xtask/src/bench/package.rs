@@ -29,7 +29,9 @@ pub fn run(o: PackageBench) -> Result<()> {
     // Ours: the whole release in memory (tarballs, manifests, checksums), unsigned.
     // kc-select is compiled (or found up to date) before the clock starts: cargo's work is not
     // packaging's.
-    crate::compile::select_tool::build(kc_common::Arch::Amd64)?;
+    for arch in kc_common::Arch::RELEASED {
+        crate::compile::select_tool::build(arch)?;
+    }
     let t = Instant::now();
     let release =
         crate::package::build_release("v0.0.0-bench", &cells, None, &kc_common::Arch::RELEASED)?;

@@ -19,7 +19,7 @@ pub fn run(o: VmtestBench) -> Result<()> {
     let opts = |jobs| crate::vmtest::VmtestOptions {
         kernels: vec![],
         jobs,
-        timeout: 240,
+        timeout: crate::vmtest::DEFAULT_TIMEOUT,
         accel: Accel::Auto,
         libc: None,
         arch: kc_common::Arch::Amd64,

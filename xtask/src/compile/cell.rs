@@ -88,6 +88,42 @@ pub fn verify(id: CellId, files: &[tarball::Entry]) -> Vec<String> {
         .collect()
 }
 
+/// A file the cell's libc has no part in: a BPF object or its skeleton (the loader is the
+/// only file linked against a libc).
+fn is_libc_independent(name: &str) -> bool {
+    name.ends_with(".o") || name.ends_with(".skel.h")
+}
+
+/// Where cells of the same kind and architecture but different libcs disagree on a file
+/// their libc has no part in, one line each. A release boots only one libc's loader on an
+/// emulated architecture, which proves the other's objects only when they are these bytes.
+pub fn libc_disagreements(cells: &[(CellId, BTreeMap<String, Vec<u8>>)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, (a_id, a)) in cells.iter().enumerate() {
+        // Each cell against the first one of its kind and architecture.
+        let Some((b_id, b)) = cells[..i]
+            .iter()
+            .find(|(b, _)| b.kind == a_id.kind && b.arch == a_id.arch)
+        else {
+            continue;
+        };
+        let names: std::collections::BTreeSet<&String> = a
+            .keys()
+            .chain(b.keys())
+            .filter(|n| is_libc_independent(n))
+            .collect();
+        for name in names {
+            match (b.get(name), a.get(name)) {
+                (Some(x), Some(y)) if x == y => {}
+                (Some(_), Some(_)) => out.push(format!("{name} differs between {b_id} and {a_id}")),
+                (Some(_), None) => out.push(format!("{name} is in {b_id} but not in {a_id}")),
+                (None, _) => out.push(format!("{name} is in {a_id} but not in {b_id}")),
+            }
+        }
+    }
+    out
+}
+
 /// Writes a cell's directory and tarball under `artifacts`, each replacing the previous one
 /// whole. Returns the tarball's path.
 pub fn write(
@@ -114,6 +150,41 @@ pub fn write_dir(dir: &Path, entries: &[tarball::Entry]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_of_two_libcs_must_carry_the_same_bpf_files() {
+        let cell = |id: &str, files: &[(&str, &[u8])]| {
+            let files = files
+                .iter()
+                .map(|(n, b)| (n.to_string(), b.to_vec()))
+                .collect();
+            (id.parse::<CellId>().unwrap(), files)
+        };
+        let glibc = cell(
+            "kc-ebpf-6.1-glibc",
+            &[("pkc_a.6.1.o", b"a"), ("kc-loader", b"glibc")],
+        );
+        let musl = cell(
+            "kc-ebpf-6.1-musl",
+            &[("pkc_a.6.1.o", b"a"), ("kc-loader", b"musl")],
+        );
+        // Another kind or architecture is not compared.
+        let arm64 = cell("kc-ebpf-6.1-arm64-musl", &[("pkc_a.6.1.o", b"other")]);
+        let core = cell("kc-ebpf-co-re-musl", &[("a.bpf.o", b"c")]);
+        let agree = [glibc.clone(), musl, arm64, core];
+        assert!(libc_disagreements(&agree).is_empty());
+        let musl = cell(
+            "kc-ebpf-6.1-musl",
+            &[("pkc_a.6.1.o", b"b"), ("pkc_b.6.1.o", b"b")],
+        );
+        assert_eq!(
+            libc_disagreements(&[glibc, musl]),
+            [
+                "pkc_a.6.1.o differs between kc-ebpf-6.1-glibc and kc-ebpf-6.1-musl",
+                "pkc_b.6.1.o is in kc-ebpf-6.1-musl but not in kc-ebpf-6.1-glibc"
+            ]
+        );
+    }
 
     #[test]
     fn cells_round_trip_and_stray_directories_are_named() {

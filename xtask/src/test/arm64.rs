@@ -62,20 +62,7 @@ pub fn check_arm64() -> Result<()> {
     }
     if docker {
         // The BPF objects do not depend on the loader's libc.
-        let buckets = lock.for_arch(arch).map(|l| l.buckets()).unwrap_or_default();
-        for kind in buckets
-            .into_iter()
-            .map(kc_common::CellKind::Bucket)
-            .chain([kc_common::CellKind::CoRe])
-        {
-            let (glibc_id, musl_id) = (
-                CellId::new(kind, Libc::Glibc).on(arch),
-                CellId::new(kind, Libc::Musl).on(arch),
-            );
-            let glibc = cell::read_dir(&cell_dir(glibc_id))?;
-            let musl = cell::read_dir(&cell_dir(musl_id))?;
-            super::same_bpf_files(glibc_id, &glibc, musl_id, &musl)?;
-        }
+        super::libcs_agree()?;
     }
     // The oldest and newest arm64 kernels, with the release's static musl loader where the
     // images built it.

@@ -39,8 +39,10 @@ pub struct VmtestOptions {
     /// Guests booted at once
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
-    /// Seconds a guest may take before it is killed and reported as hung
-    #[arg(long, default_value_t = 240)]
+    /// Seconds a guest may take before it is killed and reported as hung. A whole run takes
+    /// 1-3 min alone under TCG, and longer where several guests or jobs share the cores (the
+    /// release rehearsal runs two vmtest jobs of two guests each on one machine)
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT)]
     pub timeout: u64,
     /// qemu accelerator (auto: KVM when a quick probe boots a guest with it)
     #[arg(long, value_enum, default_value = "auto")]
@@ -56,6 +58,9 @@ pub struct VmtestOptions {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `--timeout`'s default, in seconds.
+pub const DEFAULT_TIMEOUT: u64 = 600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
