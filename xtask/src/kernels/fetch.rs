@@ -113,32 +113,35 @@ impl Fetcher {
 
     /// The verified `.deb` of `pkg`, downloading it unless the cache has it.
     pub fn deb(&mut self, suite: &str, pkg: &LockedPackage) -> Result<PathBuf> {
-        let path = self.deb_path(pkg);
-        if fs::metadata(&path).is_ok_and(|m| m.len() == pkg.size) {
-            return Ok(path);
+        Ok(self.debs(suite, &[pkg])?.remove(0))
+    }
+
+    /// The verified `.deb`s of `pkgs`, in order; those the cache lacks are downloaded at
+    /// once (a bucket's two headers packages: the small one's round trips hide under the
+    /// large one's transfer).
+    pub fn debs(&mut self, suite: &str, pkgs: &[&LockedPackage]) -> Result<Vec<PathBuf>> {
+        let missing: Vec<&LockedPackage> = pkgs
+            .iter()
+            .copied()
+            .filter(|p| !fs::metadata(self.deb_path(p)).is_ok_and(|m| m.len() == p.size))
+            .collect();
+        if !missing.is_empty() {
+            let mirror = self.mirror()?.clone();
+            let dl = self.downloader.get_or_init(Downloader::new);
+            let cache = &self.cache;
+            std::thread::scope(|s| -> Result<()> {
+                let jobs: Vec<_> = missing
+                    .iter()
+                    .map(|p| s.spawn(|| download_deb(dl, &mirror, cache, suite, p)))
+                    .collect();
+                for j in jobs {
+                    j.join().expect("download thread panicked")?;
+                }
+                Ok(())
+            })?;
+            self.downloaded_bytes += missing.iter().map(|p| p.size).sum::<u64>();
         }
-        let url = self.mirror()?.url(suite, &pkg.filename);
-        let dl = self.downloader.get_or_init(Downloader::new);
-        let expected = Expected {
-            size: pkg.size,
-            sha256: pkg.sha256.clone(),
-        };
-        match dl.fetch_file(&url, &path, &expected, &pkg.name) {
-            Ok(()) => {
-                self.downloaded_bytes += pkg.size;
-                Ok(path)
-            }
-            Err(DownloadError::NotFound { url }) => bail!(
-                "{} {} is no longer on the mirror ({url}): the archive has superseded the locked ABI. \
-                 Run `cargo xtask kernels lock` to pin what the suite offers now, then fetch again.",
-                pkg.name,
-                pkg.version
-            ),
-            Err(e) => Err(anyhow!(e).context(format!(
-                "downloading {} {} (check the mirror: KC_DEBIAN_MIRROR, else the apt sources; a re-run resumes the download)",
-                pkg.name, pkg.version
-            ))),
-        }
+        Ok(pkgs.iter().map(|p| self.deb_path(p)).collect())
     }
 
     /// The header tree of a bucket: from the cache, else downloaded, unpacked and patched.
@@ -161,7 +164,7 @@ impl Fetcher {
                 ..stored.placed_in(&dir)
             });
         }
-        let debs = [self.deb(&k.suite, common)?, self.deb(&k.suite, headers)?];
+        let debs = self.debs(&k.suite, &[common, headers])?;
         let tmp = StagedDir::beside(&dir)?;
         // Both packages at once: the -common one is most of the work, on its own cores.
         let keep = |p: &Path| keep_header_member(k.arch, p);
@@ -268,10 +271,10 @@ impl Fetcher {
         if vmlinuz.is_file() && dir.join("modules").is_dir() {
             return Ok(vmlinuz);
         }
-        let mut debs = vec![self.deb(&k.suite, image)?];
-        if let Some(modules) = k.package(Role::Modules) {
-            debs.push(self.deb(&k.suite, modules)?);
-        }
+        let pkgs: Vec<&LockedPackage> = std::iter::once(image)
+            .chain(k.package(Role::Modules))
+            .collect();
+        let debs = self.debs(&k.suite, &pkgs)?;
         let tmp = StagedDir::beside(&dir)?;
         // Up to 6.x the kernel is /boot/vmlinuz-<release>; the 7.x packaging split moved it
         // to /usr/lib/modules/<release>/vmlinuz. Modules are under /lib/modules/<release>
@@ -353,6 +356,35 @@ pub const MODULE_TREES: [&str; 7] = [
     "kernel/net/sunrpc",
     "kernel/net/dns_resolver",
 ];
+
+/// Downloads and verifies one package into the cache's `debs/`.
+fn download_deb(
+    dl: &Downloader,
+    mirror: &Mirror,
+    cache: &Path,
+    suite: &str,
+    pkg: &LockedPackage,
+) -> Result<()> {
+    let url = mirror.url(suite, &pkg.filename);
+    let expected = Expected {
+        size: pkg.size,
+        sha256: pkg.sha256.clone(),
+    };
+    let path = cache.join("debs").join(format!("{}.deb", pkg.sha256));
+    match dl.fetch_file(&url, &path, &expected, &pkg.name) {
+        Ok(()) => Ok(()),
+        Err(DownloadError::NotFound { url }) => bail!(
+            "{} {} is no longer on the mirror ({url}): the archive has superseded the locked ABI. \
+             Run `cargo xtask kernels lock` to pin what the suite offers now, then fetch again.",
+            pkg.name,
+            pkg.version
+        ),
+        Err(e) => Err(anyhow!(e).context(format!(
+            "downloading {} {} (check the mirror: KC_DEBIAN_MIRROR, else the apt sources; a re-run resumes the download)",
+            pkg.name, pkg.version
+        ))),
+    }
+}
 
 /// `p` (a path in an image or modules package) relative to `lib/modules/<release>/`.
 fn module_path<'a>(p: &'a Path, release: &Path) -> Option<&'a Path> {
@@ -798,7 +830,12 @@ mod tests {
             err.contains(&wrong) && err.contains(&sha256_bytes(&c)),
             "names expected and actual: {err}"
         );
-        assert_eq!(s.cache_files(), Vec::<String>::new());
+        // The other package, downloaded beside it, may stay: whole, and named by its hash.
+        let verified = format!("debs/{}.deb", sha256_bytes(&h));
+        for f in s.cache_files() {
+            assert_eq!(f, verified, "only verified packages stay in the cache");
+            assert_eq!(std::fs::read(s.cache.path().join(&f)).unwrap(), h);
+        }
     }
 
     #[test]
