@@ -474,7 +474,9 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                     executable: false,
                 }),
         );
-        let initramfs = work_dir().join(format!("{}.cpio", k.release));
+        // Named by libc too: the release's vmtest jobs of one architecture may run at once
+        // in one checkout (act), each booting the same kernels with its own loader.
+        let initramfs = work_dir().join(format!("{}-{libc}.cpio", k.release));
         atomic::write(&initramfs, &cpio::newc(&members))?;
         plans.push((*k, vmlinuz, initramfs, bucket, version, modules.absent));
     }
@@ -495,7 +497,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                 let Some((k, vmlinuz, initramfs, bucket, version, absent)) = plans.get(i) else {
                     break;
                 };
-                let log = work_dir().join(format!("{}.log", k.release));
+                let log = initramfs.with_extension("log");
                 if !o.json {
                     eprintln!("vmtest: booting {} ({})", k.release, k.series);
                 }
@@ -593,7 +595,7 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
     {
         return Accel::Tcg;
     }
-    let log = work_dir().join("kvm-probe.log");
+    let log = initramfs.with_extension("kvm-probe.log");
     match boot(
         "the KVM probe",
         arch,
