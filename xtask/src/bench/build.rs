@@ -37,6 +37,8 @@ const SOURCE_BUILD_PACKAGES: &[&str] = &[
     "libssl-dev",
     "libelf-dev",
     "dpkg-dev",
+    // `make headers_install` copies the tree with it.
+    "rsync",
 ];
 
 #[derive(Debug, Clone, Serialize)]
