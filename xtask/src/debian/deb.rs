@@ -3,7 +3,6 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc;
 
 use kc_common::unpack::{unpack_tar, UnpackError, UnpackStats};
 use thiserror::Error;
@@ -123,10 +122,20 @@ pub fn extract_data(
             });
         }
         if let Some(compression) = member.name.strip_prefix("data.tar") {
-            let body = (&mut r).take(member.size);
+            let mut body = (&mut r).take(member.size);
             let archive = format!("{file_name}:{}", member.name);
+            if compression == ".xz" {
+                // In memory (its size was checked against the file's above), so that its
+                // blocks decode on every core at once.
+                let mut data = Vec::with_capacity(member.size as usize);
+                body.read_to_end(&mut data).map_err(io_err)?;
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                return std::thread::scope(|s| {
+                    let decoder = super::xz::decoder(s, &data, threads);
+                    Ok(unpack_tar(&archive, decoder, dest, keep)?)
+                });
+            }
             let decoder: Box<dyn Read + Send> = match compression {
-                ".xz" => Box::new(xz2::read::XzDecoder::new_multi_decoder(body)),
                 ".zst" => Box::new(zstd::stream::read::Decoder::new(body).map_err(io_err)?),
                 ".gz" => Box::new(flate2::read::GzDecoder::new(body)),
                 "" => Box::new(body),
@@ -137,70 +146,13 @@ pub fn extract_data(
                     })
                 }
             };
-            // Decompression on its own thread, ahead of the file writes.
-            return std::thread::scope(|s| {
-                let ahead = ReadAhead::spawn(s, decoder);
-                Ok(unpack_tar(&archive, ahead, dest, keep)?)
-            });
+            return Ok(unpack_tar(&archive, decoder, dest, keep)?);
         }
         // Skip this member and its padding to an even offset.
         let skip = member.size + (member.size % 2);
         io::copy(&mut (&mut r).take(skip), &mut io::sink()).map_err(io_err)?;
         offset = data_start + skip;
         seen.push(member.name);
-    }
-}
-
-/// A reader whose source is read on another thread, a few chunks ahead of the consumer: an
-/// xz stream decompresses on one core while the tar's files are written from another.
-struct ReadAhead {
-    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
-    current: io::Cursor<Vec<u8>>,
-}
-
-impl ReadAhead {
-    const CHUNK: usize = 256 << 10;
-    /// Chunks decoded ahead of the consumer (bounds the memory held: 2 MiB).
-    const DEPTH: usize = 8;
-
-    fn spawn<'s>(scope: &'s std::thread::Scope<'s, '_>, mut source: impl Read + Send + 's) -> Self {
-        let (tx, rx) = mpsc::sync_channel(Self::DEPTH);
-        scope.spawn(move || loop {
-            let mut buf = vec![0u8; Self::CHUNK];
-            let chunk = match read_fully(&mut source, &mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Ok(buf)
-                }
-                Err(e) => Err(e),
-            };
-            let failed = chunk.is_err();
-            // A consumer that stopped (an error of its own) drops the receiver: stop too.
-            if tx.send(chunk).is_err() || failed {
-                return;
-            }
-        });
-        Self {
-            chunks: rx,
-            current: io::Cursor::new(Vec::new()),
-        }
-    }
-}
-
-impl Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let n = self.current.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                return Ok(n);
-            }
-            match self.chunks.recv() {
-                Ok(chunk) => self.current = io::Cursor::new(chunk?),
-                // The source is exhausted.
-                Err(mpsc::RecvError) => return Ok(0),
-            }
-        }
     }
 }
 
@@ -242,52 +194,6 @@ pub fn build_deb(members: &[(&str, &[u8])]) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::io::Write;
-
-    /// A source that yields `good` bytes, then fails.
-    struct Failing {
-        good: io::Cursor<Vec<u8>>,
-    }
-
-    impl Read for Failing {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            match self.good.read(buf)? {
-                0 => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "corrupt xz block",
-                )),
-                n => Ok(n),
-            }
-        }
-    }
-
-    #[test]
-    fn reading_ahead_gives_the_same_bytes_and_the_sources_error() {
-        let bytes: Vec<u8> = (0..(3 * ReadAhead::CHUNK + 123)).map(|i| i as u8).collect();
-        std::thread::scope(|s| {
-            let mut got = Vec::new();
-            ReadAhead::spawn(s, io::Cursor::new(bytes.clone()))
-                .read_to_end(&mut got)
-                .unwrap();
-            assert_eq!(got, bytes);
-            let mut got = Vec::new();
-            let e = ReadAhead::spawn(
-                s,
-                Failing {
-                    good: io::Cursor::new(bytes.clone()),
-                },
-            )
-            .read_to_end(&mut got)
-            .unwrap_err();
-            assert_eq!(e.to_string(), "corrupt xz block");
-            // A consumer that stops early does not leave the reading thread blocked: the
-            // scope ends.
-            let mut first = [0u8; 10];
-            ReadAhead::spawn(s, io::repeat(7).take(100 * ReadAhead::CHUNK as u64))
-                .read_exact(&mut first)
-                .unwrap();
-            assert_eq!(first, [7; 10]);
-        });
-    }
 
     fn data_tar_xz(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());

@@ -7,3 +7,4 @@ pub mod mirror;
 pub mod release;
 pub mod signature;
 pub mod version;
+pub mod xz;
