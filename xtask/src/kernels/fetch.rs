@@ -108,7 +108,7 @@ impl Fetcher {
     }
 
     pub fn deb_path(&self, pkg: &LockedPackage) -> PathBuf {
-        self.cache.join("debs").join(format!("{}.deb", pkg.sha256))
+        deb_path_in(&self.cache, pkg)
     }
 
     /// The verified `.deb` of `pkg`, downloading it unless the cache has it.
@@ -357,6 +357,11 @@ pub const MODULE_TREES: [&str; 7] = [
     "kernel/net/dns_resolver",
 ];
 
+/// Where `cache` keeps the verified `.deb` of `pkg`: named by its SHA256.
+fn deb_path_in(cache: &Path, pkg: &LockedPackage) -> PathBuf {
+    cache.join("debs").join(format!("{}.deb", pkg.sha256))
+}
+
 /// Downloads and verifies one package into the cache's `debs/`.
 fn download_deb(
     dl: &Downloader,
@@ -370,8 +375,7 @@ fn download_deb(
         size: pkg.size,
         sha256: pkg.sha256.clone(),
     };
-    let path = cache.join("debs").join(format!("{}.deb", pkg.sha256));
-    match dl.fetch_file(&url, &path, &expected, &pkg.name) {
+    match dl.fetch_file(&url, &deb_path_in(cache, pkg), &expected, &pkg.name) {
         Ok(()) => Ok(()),
         Err(DownloadError::NotFound { url }) => bail!(
             "{} {} is no longer on the mirror ({url}): the archive has superseded the locked ABI. \
