@@ -331,11 +331,18 @@ mod tests {
 
     #[test]
     fn a_loader_that_hangs_is_killed_at_the_bound() {
-        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let hang = d.path().join("kc-loader");
-        std::fs::write(&hang, "#!/bin/sh\nexec sleep 30\n").unwrap();
-        std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Written by a child process: a file this process held open for writing could be
+        // inherited by another test thread's fork, and exec would then fail with ETXTBSY.
+        let written = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("printf '#!/bin/sh\\nexec sleep 30\\n' > \"$1\" && chmod 755 \"$1\"")
+            .arg("sh")
+            .arg(&hang)
+            .status()
+            .unwrap();
+        assert!(written.success());
         let t = Instant::now();
         let e = trial(&hang, &[], Duration::from_millis(300)).unwrap_err();
         assert!(
