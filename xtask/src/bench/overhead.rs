@@ -409,7 +409,7 @@ fn in_guest(
         Arch::Amd64,
         &vmlinuz,
         &initramfs,
-        Duration::from_secs(1800),
+        vmtest::Deadline::of_cpu(Duration::from_secs(1800)),
         &log,
         accel,
     )?;

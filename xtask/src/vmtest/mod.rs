@@ -39,9 +39,9 @@ pub struct VmtestOptions {
     /// Guests booted at once
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
-    /// Seconds a guest may take before it is killed and reported as hung. A whole run takes
-    /// 1-3 min alone under TCG, and longer where several guests or jobs share the cores (the
-    /// release rehearsal runs two vmtest jobs of two guests each on one machine)
+    /// Seconds of processor time a guest may use before it is killed and reported as hung
+    /// (a whole run takes 1-3 min under TCG, however many guests share the cores); a guest
+    /// is also killed after four times this in real time
     #[arg(long, default_value_t = DEFAULT_TIMEOUT)]
     pub timeout: u64,
     /// qemu accelerator (auto: KVM when a quick probe boots a guest with it)
@@ -60,7 +60,7 @@ pub struct VmtestOptions {
 }
 
 /// `--timeout`'s default, in seconds.
-pub const DEFAULT_TIMEOUT: u64 = 600;
+pub const DEFAULT_TIMEOUT: u64 = 300;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accel {
@@ -282,6 +282,50 @@ fn machine(arch: Arch, accel: Accel) -> Machine {
     }
 }
 
+/// How long a guest may run before it is killed as hung: `cpu` of processor time (what an
+/// emulated guest needs is processor time, whatever else shares the cores: the release
+/// rehearsal boots six guests beside the cell builds on two cores), and `wall` of real time
+/// (a guest hung idle uses none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline {
+    pub cpu: Duration,
+    pub wall: Duration,
+}
+
+impl Deadline {
+    /// `--timeout`: that much processor time, and four times it in real time.
+    pub fn of_cpu(cpu: Duration) -> Self {
+        Self { cpu, wall: cpu * 4 }
+    }
+
+    /// What ran out, if anything, after `wall` of real time and `cpu` of the guest's time.
+    fn passed(&self, wall: Duration, cpu: Option<Duration>) -> Option<String> {
+        if cpu.is_some_and(|c| c > self.cpu) {
+            Some(format!("{} s of processor time", self.cpu.as_secs()))
+        } else if wall > self.wall {
+            Some(format!("{} s", self.wall.as_secs()))
+        } else {
+            None
+        }
+    }
+}
+
+/// The processor time (user and system, all threads) process `pid` has used, from
+/// `/proc/<pid>/stat`; `None` where it cannot be read.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_of_stat(&stat)
+}
+
+/// utime and stime, fields 14 and 15 of a `stat` line, in the kernel's USER_HZ (100) ticks.
+/// The command name (field 2) may hold spaces and parentheses: count from its last `)`.
+fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Boots `vmlinuz` (the kernel `release`, of `arch`) with the initramfs; returns how it
 /// ended, the console, and the seconds it took.
 pub(crate) fn boot(
@@ -289,7 +333,7 @@ pub(crate) fn boot(
     arch: Arch,
     vmlinuz: &Path,
     initramfs: &Path,
-    timeout: Duration,
+    deadline: Deadline,
     log: &Path,
     accel: Accel,
 ) -> Result<(String, String, f64)> {
@@ -336,12 +380,12 @@ pub(crate) fn boot(
     });
     let status = loop {
         if let Some(s) = child.try_wait()? {
-            break Some(s);
+            break Ok(s);
         }
-        if t.elapsed() > timeout {
+        if let Some(what) = deadline.passed(t.elapsed(), cpu_time(child.id())) {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            break Err(what);
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -349,9 +393,12 @@ pub(crate) fn boot(
     drop(drives);
     std::fs::write(log, &console).with_context(|| format!("writing {}", log.display()))?;
     let how = match (status, console.contains(DONE)) {
-        (None, _) => format!("timeout after {} s", timeout.as_secs()),
-        (Some(_), true) => "reported".into(),
-        (Some(s), false) => {
+        (Err(what), _) => format!(
+            "timeout after {what} ({:.0} s in all)",
+            t.elapsed().as_secs_f64()
+        ),
+        (Ok(_), true) => "reported".into(),
+        (Ok(s), false) => {
             format!("no report ({s}); kernel {release} died or never ran the loader")
         }
     };
@@ -474,8 +521,8 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                     executable: false,
                 }),
         );
-        // Named by libc too: the release's vmtest jobs of one architecture may run at once
-        // in one checkout (act), each booting the same kernels with its own loader.
+        // Named by libc too: two vmtest runs of one checkout (`--libc glibc` and `--libc
+        // musl` started at once) boot the same kernels, each with its own loader.
         let initramfs = work_dir().join(format!("{}-{libc}.cpio", k.release));
         atomic::write(&initramfs, &cpio::newc(&members))?;
         plans.push((*k, vmlinuz, initramfs, bucket, version, modules.absent));
@@ -506,7 +553,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                     arch,
                     vmlinuz,
                     initramfs,
-                    Duration::from_secs(o.timeout),
+                    Deadline::of_cpu(Duration::from_secs(o.timeout)),
                     &log,
                     accel,
                 ) {
@@ -601,7 +648,12 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
         arch,
         vmlinuz,
         initramfs,
-        Duration::from_secs(20),
+        // A KVM guest boots in seconds; one that hangs (nested virtualization) is given up
+        // on quickly, whether it spins or sleeps.
+        Deadline {
+            cpu: Duration::from_secs(20),
+            wall: Duration::from_secs(20),
+        },
         &log,
         Accel::Kvm,
     ) {
@@ -648,6 +700,33 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guest_is_hung_when_it_used_its_processor_time_or_four_times_it_in_real_time() {
+        let d = Deadline::of_cpu(Duration::from_secs(300));
+        let s = Duration::from_secs;
+        // Six guests on two cores: 900 s of real time, but only 290 s of processor time.
+        assert_eq!(d.passed(s(900), Some(s(290))), None);
+        assert_eq!(
+            d.passed(s(400), Some(s(301))).as_deref(),
+            Some("300 s of processor time")
+        );
+        // Hung idle, or its time unreadable: the real-time bound.
+        assert_eq!(d.passed(s(1201), Some(s(3))).as_deref(), Some("1200 s"));
+        assert_eq!(d.passed(s(1201), None).as_deref(), Some("1200 s"));
+        assert_eq!(d.passed(s(1199), None), None);
+    }
+
+    #[test]
+    fn processor_time_is_read_after_the_command_name() {
+        // A command name with a space and a parenthesis; utime 1234, stime 66 ticks.
+        let stat =
+            "4242 (qemu (x) a) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 66 0 0 20 0 3 0 100 0 0";
+        assert_eq!(cpu_time_of_stat(stat), Some(Duration::from_secs(13)));
+        assert_eq!(cpu_time_of_stat("garbage"), None);
+        // This process's own line reads.
+        assert!(cpu_time(std::process::id()).is_some());
+    }
 
     /// This host's own programs are amd64's and dynamic: an arm64 guest gets none of them.
     #[test]
