@@ -520,7 +520,7 @@ static void oom(void)
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		char *first = NULL;
+		char *first;
 		char self[16];
 
 		snprintf(self, sizeof(self), "%d", getpid());
@@ -528,6 +528,19 @@ static void oom(void)
 			_exit(3);
 		if (write_file("/proc/self/oom_score_adj", "1000"))
 			_exit(1);
+		first = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (first == MAP_FAILED)
+			_exit(2);
+		for (size_t i = 0; i < (4 << 20); i += 4096)
+			first[i] = 1;
+		/* Pushed out to swap and read back at once: swap-ins that do not depend on how
+		 * reclaim ages the pages below (it may keep the often-touched ones in memory). */
+		if (madvise(first, 4 << 20, MADV_PAGEOUT) == 0) {
+			volatile char sum = 0;
+
+			for (size_t i = 0; i < (4 << 20); i += 4096)
+				sum += first[i];
+		}
 		for (int chunk = 0;; chunk++) {
 			char *p = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			volatile char sum = 0;
@@ -536,9 +549,7 @@ static void oom(void)
 				_exit(2);
 			for (size_t i = 0; i < (4 << 20); i += 4096)
 				p[i] = 1;
-			if (!first)
-				first = p;
-			else if (chunk % 2 == 0)
+			if (chunk % 2 == 0)
 				for (size_t i = 0; i < (4 << 20); i += 4096)
 					sum += first[i]; /* swapped out by now: swap it back in */
 		}
