@@ -512,6 +512,28 @@ static const char *small_memcg(void)
 	return "/sys/fs/cgroup/kc-oom/cgroup.procs";
 }
 
+/* Pages [p, p + len) out to swap for real. MADV_PAGEOUT starts the write-out; a page whose
+ * write is still in flight stays in the swap cache, and touching it then reads no swap. So
+ * page out again until mincore (which counts the swap cache) finds none of them resident. */
+static void page_out(char *p, size_t len)
+{
+	unsigned char resident[(4 << 20) / 4096];
+
+	if (len > sizeof(resident) * 4096)
+		return;
+	for (int tries = 0; tries < 100; tries++) {
+		int any = 0;
+
+		if (madvise(p, len, MADV_PAGEOUT) || mincore(p, len, resident))
+			return;
+		for (size_t i = 0; i < len / 4096; i++)
+			any |= resident[i] & 1;
+		if (!any)
+			return;
+		usleep(20000);
+	}
+}
+
 /* The OOM killer: a child that asks to be the victim and allocates until it is killed. Past
  * its memory its pages go to swap; touching the first ones again brings them back. */
 static void oom(void)
@@ -520,7 +542,7 @@ static void oom(void)
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		char *first;
+		char *first = NULL;
 		char self[16];
 
 		snprintf(self, sizeof(self), "%d", getpid());
@@ -528,18 +550,21 @@ static void oom(void)
 			_exit(3);
 		if (write_file("/proc/self/oom_score_adj", "1000"))
 			_exit(1);
-		first = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (first == MAP_FAILED)
-			_exit(2);
-		for (size_t i = 0; i < (4 << 20); i += 4096)
-			first[i] = 1;
-		/* Pushed out to swap and read back at once: swap-ins that do not depend on how
-		 * reclaim ages the pages below (it may keep the often-touched ones in memory). */
-		if (madvise(first, 4 << 20, MADV_PAGEOUT) == 0) {
+		/* A chunk out to swap and read back at once, then let go: swap-ins that do not
+		 * depend on how reclaim ages the pages below. Where the kernel does not page it
+		 * out (seen on 6.12), the loop's own swap-ins remain. */
+		{
+			char *out = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			volatile char sum = 0;
 
+			if (out == MAP_FAILED)
+				_exit(2);
 			for (size_t i = 0; i < (4 << 20); i += 4096)
-				sum += first[i];
+				out[i] = 1;
+			page_out(out, 4 << 20);
+			for (size_t i = 0; i < (4 << 20); i += 4096)
+				sum += out[i];
+			munmap(out, 4 << 20);
 		}
 		for (int chunk = 0;; chunk++) {
 			char *p = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -549,7 +574,9 @@ static void oom(void)
 				_exit(2);
 			for (size_t i = 0; i < (4 << 20); i += 4096)
 				p[i] = 1;
-			if (chunk % 2 == 0)
+			if (!first)
+				first = p;
+			else if (chunk % 2 == 0)
 				for (size_t i = 0; i < (4 << 20); i += 4096)
 					sum += first[i]; /* swapped out by now: swap it back in */
 		}
