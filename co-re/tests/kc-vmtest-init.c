@@ -498,91 +498,157 @@ static int write_file(const char *path, const char *text)
 	return ok ? 0 : -1;
 }
 
-/* A memory cgroup small enough that its OOM comes in a few megabytes: 24 MiB of memory and
- * 8 MiB of swap. Returns its cgroup.procs, or NULL (then the OOM is the whole guest's). */
-static const char *small_memcg(void)
+/* The OOM child's memory cgroup, one per workload run: a killed child's swap can stay
+ * charged to its cgroup (swap cache nobody maps), and a later run in the same cgroup would
+ * then find its swap allowance spent and page nothing out. */
+static char oom_memcg[64];
+
+/* Writes `text` to the file `name` of the OOM child's cgroup. */
+static int write_memcg(const char *name, const char *text)
 {
-	mkdir("/sys/fs/cgroup/kc-oom", 0755);
-	if (write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
-	    write_file("/sys/fs/cgroup/kc-oom/memory.max", "24M")) {
-		say("no memory cgroup: the OOM fills the guest");
-		return NULL;
-	}
-	write_file("/sys/fs/cgroup/kc-oom/memory.swap.max", "8M");
-	return "/sys/fs/cgroup/kc-oom/cgroup.procs";
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/%s", oom_memcg, name);
+	return write_file(path, text);
 }
 
-/* Pages [p, p + len) out to swap for real. MADV_PAGEOUT starts the write-out; a page whose
- * write is still in flight stays in the swap cache, and touching it then reads no swap. So
- * page out again until mincore (which counts the swap cache) finds none of them resident. */
-static void page_out(char *p, size_t len)
+/* A memory cgroup small enough that its OOM comes in a few megabytes: 24 MiB of memory and
+ * 8 MiB of swap. Returns whether it is there (else the OOM is the whole guest's). */
+static int small_memcg(void)
 {
-	unsigned char resident[(4 << 20) / 4096];
+	snprintf(oom_memcg, sizeof(oom_memcg), "/sys/fs/cgroup/kc-oom-%d", getpid());
+	mkdir(oom_memcg, 0755);
+	if (write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory") ||
+	    write_memcg("memory.max", "24M")) {
+		say("no memory cgroup: the OOM fills the guest");
+		return 0;
+	}
+	write_memcg("memory.swap.max", "8M");
+	return 1;
+}
 
-	if (len > sizeof(resident) * 4096)
+/* A number the OOM child's cgroup shows in file `name`; -1 where it cannot be read. */
+static long memcg_value(const char *name)
+{
+	char path[128];
+	long value = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", oom_memcg, name);
+	f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%ld", &value) != 1)
+			value = -1;
+		fclose(f);
+	}
+	return value;
+}
+
+/* Makes the OOM cgroup reclaim `bytes`: memory.reclaim (5.19), else memory.high lowered by
+ * that much below what it holds and raised again (a write to memory.high reclaims down to
+ * it before it returns; it never kills). */
+static void memcg_reclaim(long bytes)
+{
+	char text[32];
+	long current;
+
+	snprintf(text, sizeof(text), "%ld", bytes);
+	if (!write_memcg("memory.reclaim", text) || errno != ENOENT)
 		return;
-	for (int tries = 0; tries < 100; tries++) {
-		int any = 0;
+	current = memcg_value("memory.current");
+	if (current > bytes) {
+		snprintf(text, sizeof(text), "%ld", current - bytes);
+		write_memcg("memory.high", text);
+		write_memcg("memory.high", "max");
+	}
+}
 
-		if (madvise(p, len, MADV_PAGEOUT) || mincore(p, len, resident))
+#define CHUNK (4 << 20)
+
+/* CHUNK bytes of anonymous memory, every page written; exits the child where there is none. */
+static char *touched_chunk(void)
+{
+	char *p = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		_exit(2);
+	for (size_t i = 0; i < CHUNK; i += 4096)
+		p[i] = 1;
+	return p;
+}
+
+/* Reads every page of a chunk: a page out in swap is swapped in. */
+static void read_chunk(const char *p)
+{
+	volatile char sum = 0;
+
+	for (size_t i = 0; i < CHUNK; i += 4096)
+		sum += p[i];
+}
+
+/* Pages a chunk out to swap for real. MADV_PAGEOUT unmaps its pages and starts their write;
+ * they stay in the swap cache (reading them back then reads no swap) until reclaim drops
+ * them once written, and MADV_PAGEOUT does not look at them again. So the cgroup reclaims
+ * until mincore (which counts the swap cache) finds none of them resident. Says so where
+ * some stay. */
+static void page_out(char *p)
+{
+	unsigned char resident[CHUNK / 4096];
+	size_t left = 0;
+
+	madvise(p, CHUNK, MADV_PAGEOUT);
+	for (int tries = 0; tries < 200; tries++) {
+		if (mincore(p, CHUNK, resident))
 			return;
-		for (size_t i = 0; i < len / 4096; i++)
-			any |= resident[i] & 1;
-		if (!any)
+		left = 0;
+		for (size_t i = 0; i < sizeof(resident); i++)
+			left += resident[i] & 1;
+		if (!left)
 			return;
+		madvise(p, CHUNK, MADV_PAGEOUT); /* pages still mapped, if any */
+		memcg_reclaim(CHUNK);
 		usleep(20000);
 	}
+	fprintf(stderr, "kc-vmtest: page-out left %zu of %zu pages resident (cgroup: %ld bytes, %ld in swap)\n",
+		left, sizeof(resident), memcg_value("memory.current"), memcg_value("memory.swap.current"));
 }
 
-/* The OOM killer: a child that asks to be the victim and allocates until it is killed. Past
- * its memory its pages go to swap; touching the first ones again brings them back. */
+/* The OOM killer: a child that asks to be the victim and allocates until it is killed. It
+ * first pages a chunk out to swap and reads it back (the swap-ins the swap collector must
+ * count, whatever reclaim does below); past its memory the loop's pages go to swap too, and
+ * touching the first ones again brings them back. */
 static void oom(void)
 {
-	const char *procs = small_memcg();
+	int memcg = small_memcg();
 	pid_t pid = fork();
 
 	if (pid == 0) {
 		char *first = NULL;
 		char self[16];
+		char *out;
 
 		snprintf(self, sizeof(self), "%d", getpid());
-		if (procs && write_file(procs, self))
+		if (memcg && write_memcg("cgroup.procs", self))
 			_exit(3);
 		if (write_file("/proc/self/oom_score_adj", "1000"))
 			_exit(1);
-		/* A chunk out to swap and read back at once, then let go: swap-ins that do not
-		 * depend on how reclaim ages the pages below. Where the kernel does not page it
-		 * out (seen on 6.12), the loop's own swap-ins remain. */
-		{
-			char *out = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			volatile char sum = 0;
-
-			if (out == MAP_FAILED)
-				_exit(2);
-			for (size_t i = 0; i < (4 << 20); i += 4096)
-				out[i] = 1;
-			page_out(out, 4 << 20);
-			for (size_t i = 0; i < (4 << 20); i += 4096)
-				sum += out[i];
-			munmap(out, 4 << 20);
-		}
+		out = touched_chunk();
+		page_out(out);
+		read_chunk(out);
+		munmap(out, CHUNK);
 		for (int chunk = 0;; chunk++) {
-			char *p = mmap(NULL, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			volatile char sum = 0;
+			char *p = touched_chunk();
 
-			if (p == MAP_FAILED)
-				_exit(2);
-			for (size_t i = 0; i < (4 << 20); i += 4096)
-				p[i] = 1;
 			if (!first)
 				first = p;
 			else if (chunk % 2 == 0)
-				for (size_t i = 0; i < (4 << 20); i += 4096)
-					sum += first[i]; /* swapped out by now: swap it back in */
+				read_chunk(first);
 		}
 	}
 	if (pid > 0)
 		waitpid(pid, NULL, 0);
+	if (memcg)
+		rmdir(oom_memcg);
 }
 
 static double now_ms(void)

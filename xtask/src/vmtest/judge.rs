@@ -234,6 +234,20 @@ pub fn extract_reports(console: &str) -> Vec<(AttachMode, serde_json::Value)> {
         .collect()
 }
 
+/// The last `n` lines of a guest's console that say something (a guest that never reported:
+/// where it died, for the reader of a CI log that is gone with its runner).
+pub fn console_tail(console: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = console
+        .lines()
+        .map(|l| l.trim_end_matches('\r').trim_end())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.chars().filter(|c| !c.is_control()).collect())
+        .collect()
+}
+
 /// Each (label, body) that the guest printed as `begin label\nbody end`, in order; a block
 /// cut off by the end of the console is left out.
 pub(super) fn between<'a>(console: &'a str, begin: &str, end: &str) -> Vec<(&'a str, &'a str)> {
@@ -312,6 +326,21 @@ mod tests {
              [[collector]]\nname = \"new\"\ndescription = \"d\"\nmin_kernel = \"6.12\"\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_silent_guest_shows_the_last_lines_it_printed() {
+        let console =
+            "early\r\n\n[    2.1] Kernel panic - not syncing: VFS\r\n\x1b[0m---[ end ]---\r\n\n";
+        assert_eq!(
+            console_tail(console, 2),
+            [
+                "[    2.1] Kernel panic - not syncing: VFS",
+                "[0m---[ end ]---"
+            ]
+        );
+        assert_eq!(console_tail(console, 10).len(), 3);
+        assert!(console_tail("", 5).is_empty());
     }
 
     #[test]

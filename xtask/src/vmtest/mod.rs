@@ -7,11 +7,9 @@
 //! attached what the kernel has, and counted; and per kernel whether the choice followed the
 //! rule.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -84,6 +82,9 @@ mod expect;
 pub mod installed;
 mod judge;
 mod modules;
+mod qemu;
+
+pub(crate) use qemu::{boot, probe_kvm, Deadline};
 
 pub use judge::{unobserved as unobserved_events, ObjectOutcome};
 
@@ -91,8 +92,8 @@ const BEGIN: &str = "KC-VMTEST-BEGIN";
 const END: &str = "KC-VMTEST-END";
 /// Printed once every attach mode has reported.
 const DONE: &str = "KC-VMTEST-DONE";
-/// How long a guest that printed [`DONE`] may take to power off before it is stopped.
-const POWER_OFF_GRACE: Duration = Duration::from_secs(30);
+/// How many lines of a silent guest's console the report shows.
+const CONSOLE_TAIL: usize = 20;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelOutcome {
@@ -111,6 +112,8 @@ pub struct KernelOutcome {
     /// counters are not judged here.
     pub absent_modules: std::collections::BTreeMap<String, String>,
     pub log: PathBuf,
+    /// Where the guest did not report: the last lines of its console.
+    pub console_tail: Vec<String>,
 }
 
 pub(crate) fn work_dir() -> PathBuf {
@@ -189,245 +192,6 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
     }
     staged.publish()?;
     Ok(bins)
-}
-
-/// The guests' NVMe drives (the cloud kernels build NVMe in), `/dev/nvme<i>n1` in this
-/// order: MiB, and the file system the host puts on it. Swap; block I/O; the two members of
-/// the MD RAID1; ext4, xfs (300 MiB: mkfs.xfs's least) and btrfs for the filesystem
-/// collector (formatting them here keeps mkfs out of the initramfs).
-const DRIVES: [(u64, Option<&str>); 7] = [
-    (48, None),
-    (8, None),
-    (8, None),
-    (8, None),
-    (16, Some("ext4")),
-    (300, Some("xfs")),
-    (128, Some("btrfs")),
-];
-
-fn drive_image(log: &Path, i: usize) -> PathBuf {
-    log.with_extension(format!("nvme{i}.img"))
-}
-
-/// A guest's drive images, removed when the guest is done with them (however it ended).
-struct Drives {
-    log: PathBuf,
-    args: Vec<String>,
-}
-
-impl Drop for Drives {
-    fn drop(&mut self) {
-        for i in 0..DRIVES.len() {
-            let _ = std::fs::remove_file(drive_image(&self.log, i));
-        }
-    }
-}
-
-/// Creates the drive images beside `log` (sparse; formatted where [`DRIVES`] says), with
-/// qemu's `-drive`/`-device` arguments for them.
-fn make_drives(log: &Path) -> Result<Drives> {
-    let sh = process::shell_in(&work_dir());
-    let mut drives = Drives {
-        log: log.to_path_buf(),
-        args: Vec::new(),
-    };
-    for (i, (mib, fs)) in DRIVES.iter().enumerate() {
-        let img = drive_image(log, i);
-        let _ = std::fs::remove_file(&img);
-        std::fs::File::create(&img)?.set_len(mib << 20)?;
-        if let Some(fs) = fs {
-            // -F/-f: the target is a file, not a device; -q: only errors.
-            let force = if *fs == "ext4" { "-F" } else { "-f" };
-            process::output(cmd!(sh, "mkfs.{fs} {force} -q {img}")).with_context(|| {
-                format!("formatting vmtest's {fs} drive (run `cargo xtask setup`)")
-            })?;
-        }
-        drives.args.extend([
-            "-drive".to_string(),
-            format!("file={},if=none,id=d{i},format=raw", img.display()),
-            "-device".to_string(),
-            format!("nvme,drive=d{i},serial=kc{i}"),
-        ]);
-    }
-    Ok(drives)
-}
-
-/// How qemu emulates one architecture's guest: its program, machine and console.
-struct Machine {
-    qemu: &'static str,
-    args: Vec<&'static str>,
-    console: &'static str,
-}
-
-fn machine(arch: Arch, accel: Accel) -> Machine {
-    let kvm = accel == Accel::Kvm;
-    match arch {
-        Arch::Amd64 => Machine {
-            qemu: "qemu-system-x86_64",
-            args: vec!["-cpu", if kvm { "host" } else { "max" }],
-            console: "ttyS0",
-        },
-        // The `virt` board (PL011 UART, PCIe for the NVMe drives) boots a Debian arm64
-        // `Image` directly. Under TCG, `-cpu max` would compute pointer authentication with
-        // the architected QARMA cipher; qemu's implementation-defined one checks the same
-        // instructions and is far cheaper to emulate (6.1's boot to init: 20.5 s, 12.7 s).
-        Arch::Arm64 => Machine {
-            qemu: "qemu-system-aarch64",
-            args: vec![
-                "-M",
-                "virt",
-                "-cpu",
-                if kvm { "host" } else { "max,pauth-impdef=on" },
-            ],
-            console: "ttyAMA0",
-        },
-    }
-}
-
-/// How long a guest may run before it is killed as hung: `cpu` of processor time (what an
-/// emulated guest needs is processor time, whatever else shares the cores: the release
-/// rehearsal boots six guests beside the cell builds on two cores), and `wall` of real time
-/// (a guest hung idle uses none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Deadline {
-    pub cpu: Duration,
-    pub wall: Duration,
-}
-
-impl Deadline {
-    /// `--timeout`: that much processor time, and four times it in real time.
-    pub fn of_cpu(cpu: Duration) -> Self {
-        Self { cpu, wall: cpu * 4 }
-    }
-
-    /// What ran out, if anything, after `wall` of real time and `cpu` of the guest's time.
-    fn passed(&self, wall: Duration, cpu: Option<Duration>) -> Option<String> {
-        if cpu.is_some_and(|c| c > self.cpu) {
-            Some(format!("{} s of processor time", self.cpu.as_secs()))
-        } else if wall > self.wall {
-            Some(format!("{} s", self.wall.as_secs()))
-        } else {
-            None
-        }
-    }
-}
-
-/// The processor time (user and system, all threads) process `pid` has used, from
-/// `/proc/<pid>/stat`; `None` where it cannot be read.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    cpu_time_of_stat(&stat)
-}
-
-/// utime and stime, fields 14 and 15 of a `stat` line, in the kernel's USER_HZ (100) ticks.
-/// The command name (field 2) may hold spaces and parentheses: count from its last `)`.
-fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
-
-/// Boots `vmlinuz` (the kernel `release`, of `arch`) with the initramfs; returns how it
-/// ended, the console, and the seconds it took.
-pub(crate) fn boot(
-    release: &str,
-    arch: Arch,
-    vmlinuz: &Path,
-    initramfs: &Path,
-    deadline: Deadline,
-    log: &Path,
-    accel: Accel,
-) -> Result<(String, String, f64)> {
-    let t = Instant::now();
-    let m = machine(arch, accel);
-    let drives = make_drives(log)?;
-    // Expedited RCU grace periods: detaching a tracepoint or probe waits for one, and under
-    // emulation a normal one costs tens of milliseconds.
-    let append = format!(
-        "console={} quiet loglevel=1 panic=-1 rdinit=/init rcupdate.rcu_expedited=1",
-        m.console
-    );
-    let mut child = Command::new(m.qemu)
-        .args(["-accel", accel.qemu_name()])
-        .args(&m.args)
-        .args([
-            "-m",
-            "512M",
-            "-smp",
-            "1",
-            "-nographic",
-            "-no-reboot",
-            "-nodefaults",
-            "-serial",
-            "stdio",
-        ])
-        .args(&drives.args)
-        .arg("-kernel")
-        .arg(vmlinuz)
-        .arg("-initrd")
-        .arg(initramfs)
-        .arg("-append")
-        .arg(append)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {} (run `cargo xtask setup`)", m.qemu))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    // When the guest printed its last report: from then on only its power-off is left.
-    let reported: Arc<OnceLock<Instant>> = Arc::default();
-    let reader = {
-        let reported = reported.clone();
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let mut chunk = [0u8; 8192];
-            while let Ok(n @ 1..) = stdout.read(&mut chunk) {
-                s.extend_from_slice(&chunk[..n]);
-                let tail = &s[s.len().saturating_sub(n + DONE.len())..];
-                if tail.windows(DONE.len()).any(|w| w == DONE.as_bytes()) {
-                    let _ = reported.set(Instant::now());
-                }
-            }
-            s
-        })
-    };
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break Ok(Some(s));
-        }
-        // A guest that reported but does not power off (seen once, on 6.19 under heavy
-        // load) has done everything asked of it.
-        if reported
-            .get()
-            .is_some_and(|t| t.elapsed() > POWER_OFF_GRACE)
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Ok(None);
-        }
-        if let Some(what) = deadline.passed(t.elapsed(), cpu_time(child.id())) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Err(what);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let console = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
-    drop(drives);
-    std::fs::write(log, &console).with_context(|| format!("writing {}", log.display()))?;
-    let how = match (status, console.contains(DONE)) {
-        (Err(what), _) => format!(
-            "timeout after {what} ({:.0} s in all)",
-            t.elapsed().as_secs_f64()
-        ),
-        (Ok(_), true) => "reported".into(),
-        (Ok(Some(s)), false) => {
-            format!("no report ({s}); kernel {release} died or never ran the loader")
-        }
-        (Ok(None), false) => format!("no report; kernel {release} never ran the loader"),
-    };
-    Ok((how, console, t.elapsed().as_secs_f64()))
 }
 
 pub fn run(o: VmtestOptions) -> Result<()> {
@@ -596,7 +360,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                             release: k.release.clone(),
                             bucket: bucket.map(|b| b.to_string()),
                             seconds,
-                            boot: how,
+                            boot: how.clone(),
                             modes,
                             objects,
                             selection: installed::judge_selection(
@@ -607,6 +371,11 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                             ),
                             absent_modules: absent.clone(),
                             log,
+                            console_tail: if how == "reported" {
+                                Vec::new()
+                            } else {
+                                judge::console_tail(&console, CONSOLE_TAIL)
+                            },
                         });
                     }
                     Err(e) => {
@@ -654,39 +423,6 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
         .sum()
 }
 
-/// KVM when /dev/kvm opens and a guest boots to its report with it within a short timeout
-/// (nested virtualization can make KVM guests hang); TCG otherwise.
-pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
-    // KVM runs the host's own architecture only.
-    if kc_common::host::host_arch().ok() != Some(arch)
-        || std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_err()
-    {
-        return Accel::Tcg;
-    }
-    let log = initramfs.with_extension("kvm-probe.log");
-    match boot(
-        "the KVM probe",
-        arch,
-        vmlinuz,
-        initramfs,
-        // A KVM guest boots in seconds; one that hangs (nested virtualization) is given up
-        // on quickly, whether it spins or sleeps.
-        Deadline {
-            cpu: Duration::from_secs(20),
-            wall: Duration::from_secs(20),
-        },
-        &log,
-        Accel::Kvm,
-    ) {
-        Ok((how, _, _)) if how == "reported" => Accel::Kvm,
-        _ => Accel::Tcg,
-    }
-}
-
 /// Prints the kernel x collector table (or JSON) and returns how many checks failed.
 pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -> Result<usize> {
     let failures = failures(results);
@@ -715,6 +451,9 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
         for p in &r.selection {
             println!("    {p}");
         }
+        for line in &r.console_tail {
+            println!("    | {line}");
+        }
         for (m, why) in &r.absent_modules {
             println!("    module {m} absent ({why}): its counters were not judged");
         }
@@ -725,33 +464,6 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_guest_is_hung_when_it_used_its_processor_time_or_four_times_it_in_real_time() {
-        let d = Deadline::of_cpu(Duration::from_secs(300));
-        let s = Duration::from_secs;
-        // Six guests on two cores: 900 s of real time, but only 290 s of processor time.
-        assert_eq!(d.passed(s(900), Some(s(290))), None);
-        assert_eq!(
-            d.passed(s(400), Some(s(301))).as_deref(),
-            Some("300 s of processor time")
-        );
-        // Hung idle, or its time unreadable: the real-time bound.
-        assert_eq!(d.passed(s(1201), Some(s(3))).as_deref(), Some("1200 s"));
-        assert_eq!(d.passed(s(1201), None).as_deref(), Some("1200 s"));
-        assert_eq!(d.passed(s(1199), None), None);
-    }
-
-    #[test]
-    fn processor_time_is_read_after_the_command_name() {
-        // A command name with a space and a parenthesis; utime 1234, stime 66 ticks.
-        let stat =
-            "4242 (qemu (x) a) S 1 4242 4242 0 -1 4194560 100 0 0 0 1234 66 0 0 20 0 3 0 100 0 0";
-        assert_eq!(cpu_time_of_stat(stat), Some(Duration::from_secs(13)));
-        assert_eq!(cpu_time_of_stat("garbage"), None);
-        // This process's own line reads.
-        assert!(cpu_time(std::process::id()).is_some());
-    }
 
     /// This host's own programs are amd64's and dynamic: an arm64 guest gets none of them.
     #[test]
