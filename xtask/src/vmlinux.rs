@@ -9,7 +9,8 @@ use clap::Args;
 use kc_common::Arch;
 use xshell::cmd;
 
-use crate::compile::toolchain::{vmlinux_header, Toolchain};
+use crate::compile::flags::vmlinux_header;
+use crate::compile::toolchain::Toolchain;
 use crate::kernels::{self, fetch::Fetcher};
 use crate::{atomic, paths, process};
 

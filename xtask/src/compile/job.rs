@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use xshell::cmd;
 
+use super::flags;
 use super::loader;
 use super::plan::{Job, JobKind};
 use super::pool::Env;
-use super::toolchain;
 use crate::atomic::StagedDir;
 use crate::process;
 
@@ -78,10 +78,10 @@ pub fn run_job(env: &Env, job: &Job) -> Result<Outcome, String> {
     match &job.kind {
         JobKind::Pch { tree, header } => {
             let h = root.join("includes").join(format!("{header}.h"));
-            let args = toolchain::legacy_clang_args(
+            let args = flags::legacy_clang_args(
                 env.inputs,
                 tree,
-                toolchain::LegacyOutput::Pch,
+                flags::LegacyOutput::Pch,
                 &h,
                 &t.join(&job.outputs[0]),
             );
@@ -94,14 +94,14 @@ pub fn run_job(env: &Env, job: &Job) -> Result<Outcome, String> {
         } => {
             let src = root.join("kernel").join(format!("{}_kern.c", job.what));
             let bitcode = t.join("out.bc");
-            let what = toolchain::LegacyOutput::Ir {
+            let what = flags::LegacyOutput::Ir {
                 return_mode: *return_mode,
                 pch: pch.as_deref(),
             };
-            let args = toolchain::legacy_clang_args(env.inputs, tree, what, &src, &bitcode);
+            let args = flags::legacy_clang_args(env.inputs, tree, what, &src, &bitcode);
             run_tool(env, &tc.clang, &args).map_err(|e| with_skipped_dir_hint(&e))?;
             let out = t.join(&job.outputs[0]);
-            run_tool(env, &tc.llc, &toolchain::llc_args(&bitcode, &out))?;
+            run_tool(env, &tc.llc, &flags::llc_args(&bitcode, &out))?;
             let _ = fs::remove_file(bitcode);
             if !env.debug {
                 return Ok(Outcome::Unstripped(Unstripped {
@@ -116,7 +116,7 @@ pub fn run_job(env: &Env, job: &Job) -> Result<Outcome, String> {
             run_tool(
                 env,
                 &tc.clang,
-                &toolchain::core_clang_args(env.inputs, *arch, &src, &full),
+                &flags::core_clang_args(env.inputs, *arch, &src, &full),
             )?;
             let obj = t.join(&job.outputs[0]);
             if env.debug {

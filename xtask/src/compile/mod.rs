@@ -11,6 +11,7 @@
 
 pub mod cell;
 pub mod docker;
+pub mod flags;
 mod job;
 pub mod loader;
 pub mod plan;

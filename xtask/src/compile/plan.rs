@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use kc_common::{names, Arch, Bucket, CellKind};
 use sha2::{Digest, Sha256};
 
-use super::toolchain::{self, Inputs, LoaderToolchain, Toolchain};
+use super::flags::{self, Inputs};
+use super::toolchain::{LoaderToolchain, Toolchain};
 use crate::collectors::Collector;
 use crate::kernels::fetch::HeaderTree;
 use crate::paths;
@@ -229,10 +230,10 @@ pub fn legacy_jobs(
         {
             continue;
         }
-        let args = toolchain::legacy_clang_args(
+        let args = flags::legacy_clang_args(
             c.inputs,
             tree,
-            toolchain::LegacyOutput::Pch,
+            flags::LegacyOutput::Pch,
             Path::new("h"),
             Path::new("pch"),
         )
@@ -264,11 +265,11 @@ pub fn legacy_jobs(
         let pch_path = pch.map(|p| c.project.cache_path(&p.key).join(&p.outputs[0]));
         for return_mode in [false, true] {
             let out = names::legacy_object(&col.name, bucket, return_mode);
-            let what = toolchain::LegacyOutput::Ir {
+            let what = flags::LegacyOutput::Ir {
                 return_mode,
                 pch: None,
             };
-            let args = toolchain::legacy_clang_args(
+            let args = flags::legacy_clang_args(
                 c.inputs,
                 tree,
                 what,
@@ -306,7 +307,7 @@ pub fn legacy_jobs(
 /// One CO-RE compile (object and skeleton) per collector.
 pub fn core_jobs(c: &Common, collectors: &[Collector], arch: Arch) -> Result<Vec<Job>> {
     let root = &c.project.root;
-    let header = toolchain::vmlinux_header(arch);
+    let header = flags::vmlinux_header(arch);
     let vmlinux = fs::read(root.join(&header)).with_context(|| {
         format!(
             "{} is missing; run `cargo xtask vmlinux --arch {arch}`",
@@ -314,8 +315,8 @@ pub fn core_jobs(c: &Common, collectors: &[Collector], arch: Arch) -> Result<Vec
         )
     })?;
     let vmlinux_hash = hex::encode(Sha256::digest(&vmlinux));
-    let args = toolchain::core_clang_args(c.inputs, arch, Path::new("src.c"), Path::new("out.o"))
-        .join(" ");
+    let args =
+        flags::core_clang_args(c.inputs, arch, Path::new("src.c"), Path::new("out.o")).join(" ");
     let mut jobs = Vec::new();
     for col in collectors {
         let src = fs::read(root.join("co-re").join(format!("{}.bpf.c", col.name)))?;

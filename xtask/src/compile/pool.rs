@@ -7,9 +7,10 @@ use std::sync::{Condvar, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::flags::Inputs;
 use super::job::{run_job, Outcome, Unstripped};
 use super::plan::{Job, Project};
-use super::toolchain::{Inputs, Toolchain};
+use super::toolchain::Toolchain;
 use crate::process;
 
 /// Per job: `Ok(true)` cached, `Ok(false)` compiled, `Err(message)` failed (the message
