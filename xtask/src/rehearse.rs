@@ -32,7 +32,8 @@ pub struct RehearseOptions {
     /// Jobs act runs at once
     #[arg(long, default_value_t = 2)]
     pub concurrent_jobs: usize,
-    /// Run only these jobs (act's -j; repeatable); default: the whole workflow
+    /// Run these jobs and the jobs they need (act's -j; repeatable); default: the whole
+    /// workflow
     #[arg(long = "job")]
     pub only: Vec<String>,
 }
