@@ -413,7 +413,7 @@ fn in_guest(
         &log,
         accel,
     )?;
-    if how != "reported" {
+    if how != vmtest::BootEnd::Reported {
         bail!(
             "the benchmark guest ({}) {how}; its console is in {}",
             k.release,

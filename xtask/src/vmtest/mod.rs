@@ -84,7 +84,7 @@ mod judge;
 mod modules;
 mod qemu;
 
-pub(crate) use qemu::{boot, probe_kvm, Deadline};
+pub(crate) use qemu::{boot, probe_kvm, BootEnd, Deadline};
 
 pub use judge::{unobserved as unobserved_events, ObjectOutcome};
 
@@ -101,8 +101,8 @@ pub struct KernelOutcome {
     pub release: String,
     pub bucket: Option<String>,
     pub seconds: f64,
-    /// `reported`, `timeout`, `no report` (the guest died or never ran the loader)
-    pub boot: String,
+    /// How the boot ended (in JSON: `reported`, `timeout after ...`, `no report ...`).
+    pub boot: BootEnd,
     /// The attach modes whose loader run reported.
     pub modes: Vec<String>,
     pub objects: Vec<ObjectOutcome>,
@@ -371,7 +371,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                             ),
                             absent_modules: absent.clone(),
                             log,
-                            console_tail: if how == "reported" {
+                            console_tail: if how == BootEnd::Reported {
                                 Vec::new()
                             } else {
                                 judge::console_tail(&console, CONSOLE_TAIL)
@@ -414,7 +414,7 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
         .iter()
         .map(|r| {
             usize::from(
-                r.boot != "reported"
+                r.boot != BootEnd::Reported
                     || r.objects.is_empty()
                     || r.modes.len() != AttachMode::ALL.len(),
             ) + r.objects.iter().filter(|o| o.verdict == "failed").count()

@@ -162,6 +162,50 @@ fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// How a guest's boot ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BootEnd {
+    /// It printed its last report (and powered off, or was stopped after the grace).
+    Reported,
+    /// It was killed hung, having used `what` (processor or real time), `seconds` in all.
+    Timeout { what: String, seconds: f64 },
+    /// It ended without its report (qemu's exit `status`): the kernel `release` died or
+    /// never ran the loader.
+    Silent {
+        release: String,
+        status: Option<String>,
+    },
+}
+
+impl std::fmt::Display for BootEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootEnd::Reported => f.write_str("reported"),
+            BootEnd::Timeout { what, seconds } => {
+                write!(f, "timeout after {what} ({seconds:.0} s in all)")
+            }
+            BootEnd::Silent {
+                release,
+                status: Some(s),
+            } => write!(
+                f,
+                "no report ({s}); kernel {release} died or never ran the loader"
+            ),
+            BootEnd::Silent {
+                release,
+                status: None,
+            } => write!(f, "no report; kernel {release} never ran the loader"),
+        }
+    }
+}
+
+/// In JSON as it reads in the table.
+impl serde::Serialize for BootEnd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Boots `vmlinuz` (the kernel `release`, of `arch`) with the initramfs; returns how it
 /// ended, the console, and the seconds it took.
 pub(crate) fn boot(
@@ -172,7 +216,7 @@ pub(crate) fn boot(
     deadline: Deadline,
     log: &Path,
     accel: Accel,
-) -> Result<(String, String, f64)> {
+) -> Result<(BootEnd, String, f64)> {
     let t = Instant::now();
     let m = machine(arch, accel);
     let drives = make_drives(log)?;
@@ -267,15 +311,15 @@ pub(crate) fn boot(
     drop(drives);
     std::fs::write(log, &console).with_context(|| format!("writing {}", log.display()))?;
     let how = match (status, console.contains(DONE)) {
-        (Err(what), _) => format!(
-            "timeout after {what} ({:.0} s in all)",
-            t.elapsed().as_secs_f64()
-        ),
-        (Ok(_), true) => "reported".into(),
-        (Ok(Some(s)), false) => {
-            format!("no report ({s}); kernel {release} died or never ran the loader")
-        }
-        (Ok(None), false) => format!("no report; kernel {release} never ran the loader"),
+        (Err(what), _) => BootEnd::Timeout {
+            what,
+            seconds: t.elapsed().as_secs_f64(),
+        },
+        (Ok(_), true) => BootEnd::Reported,
+        (Ok(status), false) => BootEnd::Silent {
+            release: release.to_string(),
+            status: status.map(|s| s.to_string()),
+        },
     };
     Ok((how, console, t.elapsed().as_secs_f64()))
 }
@@ -308,7 +352,7 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
         &log,
         Accel::Kvm,
     ) {
-        Ok((how, _, _)) if how == "reported" => Accel::Kvm,
+        Ok((BootEnd::Reported, _, _)) => Accel::Kvm,
         _ => Accel::Tcg,
     }
 }
@@ -316,6 +360,31 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn how_a_boot_ended_reads_the_same_in_the_table_and_in_json() {
+        let died = BootEnd::Silent {
+            release: "6.16.12".into(),
+            status: Some("exit status: 0".into()),
+        };
+        assert_eq!(
+            died.to_string(),
+            "no report (exit status: 0); kernel 6.16.12 died or never ran the loader"
+        );
+        assert_eq!(
+            serde_json::to_value(&died).unwrap(),
+            serde_json::json!(died.to_string())
+        );
+        let hung = BootEnd::Timeout {
+            what: "300 s of processor time".into(),
+            seconds: 412.4,
+        };
+        assert_eq!(
+            hung.to_string(),
+            "timeout after 300 s of processor time (412 s in all)"
+        );
+        assert_eq!(serde_json::to_value(BootEnd::Reported).unwrap(), "reported");
+    }
 
     #[test]
     fn a_guest_is_hung_when_it_used_its_processor_time_or_four_times_it_in_real_time() {
