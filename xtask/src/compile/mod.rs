@@ -10,6 +10,7 @@
 //! The docker backend ([`docker`]) runs this same build, one cell per container.
 
 pub mod cell;
+pub mod container;
 pub mod docker;
 pub mod flags;
 mod job;

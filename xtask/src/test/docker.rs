@@ -98,7 +98,7 @@ pub fn check_docker() -> Result<()> {
     let d = rt.block_on(crate::image::docker())?;
     for libc in Libc::ALL {
         let tag = rt.block_on(crate::image::ensure_image(&d, libc))?;
-        let netdev = rt.block_on(compile::docker::run_isolated(
+        let netdev = rt.block_on(compile::container::run_isolated(
             &d,
             &tag,
             &["cat", "/proc/net/dev"],
