@@ -503,13 +503,19 @@ static int write_file(const char *path, const char *text)
  * then find its swap allowance spent and page nothing out. */
 static char oom_memcg[64];
 
+/* The path of the file `name` of the OOM child's cgroup, in `path`. */
+static const char *memcg_file(char path[128], const char *name)
+{
+	snprintf(path, 128, "%s/%s", oom_memcg, name);
+	return path;
+}
+
 /* Writes `text` to the file `name` of the OOM child's cgroup. */
 static int write_memcg(const char *name, const char *text)
 {
 	char path[128];
 
-	snprintf(path, sizeof(path), "%s/%s", oom_memcg, name);
-	return write_file(path, text);
+	return write_file(memcg_file(path, name), text);
 }
 
 /* A memory cgroup small enough that its OOM comes in a few megabytes: 24 MiB of memory and
@@ -534,8 +540,7 @@ static long memcg_value(const char *name)
 	long value = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/%s", oom_memcg, name);
-	f = fopen(path, "r");
+	f = fopen(memcg_file(path, name), "r");
 	if (f) {
 		if (fscanf(f, "%ld", &value) != 1)
 			value = -1;

@@ -162,6 +162,9 @@ fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// How much of qemu's own stderr a guest's log keeps (its end).
+const QEMU_STDERR_KEPT: usize = 64 << 10;
+
 /// How a guest's boot ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BootEnd {
@@ -261,7 +264,14 @@ pub(crate) fn boot(
         let mut stderr = child.stderr.take().expect("piped");
         std::thread::spawn(move || {
             let mut s = Vec::new();
-            let _ = stderr.read_to_end(&mut s);
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+                s.extend_from_slice(&chunk[..n]);
+                // Its last words are what matter; a qemu that repeats itself keeps no more.
+                if s.len() > QEMU_STDERR_KEPT {
+                    s.drain(..s.len() - QEMU_STDERR_KEPT);
+                }
+            }
             s
         })
     };
