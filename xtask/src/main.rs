@@ -3,6 +3,7 @@
 
 mod atomic;
 mod bench;
+mod bpf_codegen;
 mod check_kernel;
 mod cli;
 mod collectors;
@@ -88,6 +89,9 @@ enum Command {
     /// Benchmarks, each side by side with its baseline in one run
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Lower legacy bitcode to BPF objects through libLLVM (the build runs it)
+    #[command(hide = true)]
+    BpfCodegen(bpf_codegen::BpfCodegenOptions),
 }
 
 fn main() {
@@ -119,6 +123,7 @@ fn run(command: Command) -> Result<()> {
         Command::Dist(o) => dist::run(o),
         Command::Test(o) => test::run(o),
         Command::Bench(c) => bench::run(c),
+        Command::BpfCodegen(o) => bpf_codegen::run(o),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Context, Result};
+
 /// The checkout's root (the workspace that holds `xtask/`): the one `cargo xtask` runs in
 /// (cargo sets `CARGO_MANIFEST_DIR` for the process it runs), else the checkout the current
 /// directory is (the workflows run the built binary from the checkout's root), else the one
@@ -53,4 +55,27 @@ pub fn running_kernel_release() -> anyhow::Result<String> {
         .context("reading the running kernel's release")?
         .trim()
         .to_string())
+}
+
+/// This xtask binary, which a cell's container and the bitcode lowering (`bpf-codegen`) run.
+/// Under `cargo test` the running binary is the test harness
+/// (`target/<profile>/deps/xtask-<hash>`); the xtask binary is beside `deps/`.
+///
+/// Outside tests this is `/proc/self/exe`, which still reads as this binary after a `cargo
+/// build` replaced the file on disk (as `cargo test` of the workspace can do meanwhile).
+pub fn xtask_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let in_deps = exe.parent().is_some_and(|d| d.ends_with("deps"));
+    if !in_deps {
+        return Ok(PathBuf::from("/proc/self/exe"));
+    }
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("xtask"))
+        .context("locating the xtask binary")?;
+    if !bin.is_file() {
+        bail!("{} is missing: run `cargo build -p xtask`", bin.display());
+    }
+    Ok(bin)
 }

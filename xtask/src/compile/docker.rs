@@ -30,33 +30,11 @@ pub struct DockerCell {
     pub args: Vec<String>,
 }
 
-/// This xtask binary, which a cell's container runs. Under `cargo test` the running binary is
-/// the test harness (`target/<profile>/deps/xtask-<hash>`); the xtask binary is beside `deps/`.
-///
-/// Outside tests this is `/proc/self/exe`, which still reads as this binary after a `cargo
-/// build` replaced the file on disk (as `cargo test` of the workspace can do meanwhile).
-fn xtask_exe() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the xtask binary")?;
-    let in_deps = exe.parent().is_some_and(|d| d.ends_with("deps"));
-    if !in_deps {
-        return Ok(PathBuf::from("/proc/self/exe"));
-    }
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("xtask"))
-        .context("locating the xtask binary")?;
-    if !bin.is_file() {
-        bail!("{} is missing: run `cargo build -p xtask`", bin.display());
-    }
-    Ok(bin)
-}
-
 /// A copy of this xtask binary for containers to run: a `cargo build` that replaces the
 /// binary while cells run must not pull it from under them. Kept (by size and mtime) for the
 /// next run; older copies are removed.
 pub(crate) fn staged_xtask(project: &Project) -> Result<PathBuf> {
-    let exe = xtask_exe()?;
+    let exe = crate::paths::xtask_exe()?;
     let name = format!("xtask.{}", &xtask_fingerprint()?[..16]);
     let dir = project.work.join("docker");
     let staged = dir.join(&name);
@@ -248,7 +226,7 @@ fn inputs_key(project: &Project) -> Result<Vec<u8>> {
 
 /// This xtask binary's size and mtime, hashed: which build of it the containers run.
 fn xtask_fingerprint() -> Result<String> {
-    let exe = xtask_exe()?;
+    let exe = crate::paths::xtask_exe()?;
     let meta = std::fs::metadata(&exe).with_context(|| format!("reading {}", exe.display()))?;
     let mut h = Sha256::new();
     h.update(meta.len().to_le_bytes());

@@ -17,23 +17,31 @@ use crate::process;
 pub enum Outcome {
     Cached,
     Built,
-    /// A legacy object compiled with its DWARF still in; published once stripped (the pool
-    /// strips them in batches).
-    Unstripped(Unstripped),
+    /// A legacy collector compiled to bitcode: the pool lowers these to BPF objects together
+    /// (`bpf-codegen`), strips them unless `--debug`, and publishes them.
+    Bitcode(Bitcode),
 }
 
-/// A compiled legacy object waiting for `llvm-strip -g`.
-pub struct Unstripped {
+/// A legacy job's staged bitcode and the object it is to be lowered to, beside it.
+pub struct Bitcode {
     staged: StagedDir,
+    bitcode: PathBuf,
     object: PathBuf,
 }
 
-impl Unstripped {
+impl Bitcode {
+    /// The (bitcode, object) pair `bpf-codegen` takes.
+    pub fn pair(&self) -> (PathBuf, PathBuf) {
+        (self.bitcode.clone(), self.object.clone())
+    }
+
     pub fn object(&self) -> &Path {
         &self.object
     }
 
+    /// Publishes the object (without the bitcode) under the job's key.
     pub fn publish(self) -> anyhow::Result<()> {
+        let _ = fs::remove_file(&self.bitcode);
         self.staged.publish().map(|_| ())
     }
 }
@@ -100,15 +108,17 @@ pub fn run_job(env: &Env, job: &Job) -> Result<Outcome, String> {
             };
             let args = flags::legacy_clang_args(env.inputs, tree, what, &src, &bitcode);
             run_tool(env, &tc.clang, &args).map_err(|e| with_skipped_dir_hint(&e))?;
-            let out = t.join(&job.outputs[0]);
-            run_tool(env, &tc.llc, &flags::llc_args(&bitcode, &out))?;
-            let _ = fs::remove_file(bitcode);
-            if !env.debug {
-                return Ok(Outcome::Unstripped(Unstripped {
-                    staged,
-                    object: out,
-                }));
+            let object = t.join(&job.outputs[0]);
+            if pch.is_none() {
+                // Upstream's way (the baseline of `bench build`): llc per object, as its
+                // Makefile runs it. Ours is lowered with the other jobs' bitcode.
+                run_tool(env, &tc.llc, &flags::llc_args(&bitcode, &object))?;
             }
+            return Ok(Outcome::Bitcode(Bitcode {
+                staged,
+                bitcode,
+                object,
+            }));
         }
         JobKind::Core { arch } => {
             let src = root.join("co-re").join(format!("{}.bpf.c", job.what));

@@ -1,6 +1,6 @@
 //! The job pool: runs jobs on N threads in list order as their dependencies finish, settles
-//! the jobs whose dependency failed with that failure, and strips freshly compiled legacy
-//! objects in batches once the pool is done.
+//! the jobs whose dependency failed with that failure, and, once the pool is done, lowers the
+//! legacy collectors' bitcode to BPF objects and strips them, in batches.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -8,10 +8,10 @@ use std::sync::{Condvar, Mutex};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::flags::Inputs;
-use super::job::{run_job, Outcome, Unstripped};
+use super::job::{run_job, Bitcode, Outcome};
 use super::plan::{Job, Project};
 use super::toolchain::Toolchain;
-use crate::process;
+use crate::{bpf_codegen, process};
 
 /// Per job: `Ok(true)` cached, `Ok(false)` compiled, `Err(message)` failed (the message
 /// carries the tool's own output).
@@ -47,8 +47,8 @@ pub fn run(env: &Env, jobs: &[&Job], threads: usize) -> Vec<JobResult> {
         results: jobs.iter().map(|_| None).collect(),
     });
     let changed = Condvar::new();
-    // Objects compiled with their DWARF still in, stripped together once the pool is done.
-    let deferred: Mutex<Vec<(usize, Unstripped)>> = Mutex::new(Vec::new());
+    // Legacy bitcode, lowered, stripped and published together once the pool is done.
+    let deferred: Mutex<Vec<(usize, Bitcode)>> = Mutex::new(Vec::new());
     let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("progress template"),
@@ -75,8 +75,8 @@ pub fn run(env: &Env, jobs: &[&Job], threads: usize) -> Vec<JobResult> {
                 let r = run_job(env, job).map(|outcome| match outcome {
                     Outcome::Cached => true,
                     Outcome::Built => false,
-                    Outcome::Unstripped(u) => {
-                        deferred.lock().expect("deferred lock").push((i, u));
+                    Outcome::Bitcode(b) => {
+                        deferred.lock().expect("deferred lock").push((i, b));
                         false
                     }
                 });
@@ -93,11 +93,13 @@ pub fn run(env: &Env, jobs: &[&Job], threads: usize) -> Vec<JobResult> {
         .into_iter()
         .map(|r| r.expect("every job ran"))
         .collect();
-    strip_and_publish(
+    let lowered = lower(
         env,
         deferred.into_inner().expect("deferred lock"),
         &mut results,
+        threads,
     );
+    strip_and_publish(env, lowered, &mut results);
     results
 }
 
@@ -150,25 +152,80 @@ impl State {
     }
 }
 
-/// Strips the DWARF of every freshly compiled legacy object with one `llvm-strip` per batch
+/// Pairs of bitcode and object one `bpf-codegen` run takes at most (its command line).
+const LOWER_BATCH: usize = 128;
+
+/// Lowers every job's bitcode to its object, `threads` helper processes at once (each loads
+/// libLLVM once for its whole batch); returns the jobs whose object was written. A job whose
+/// object is missing fails with its batch's error.
+fn lower(
+    env: &Env,
+    pending: Vec<(usize, Bitcode)>,
+    results: &mut [JobResult],
+    threads: usize,
+) -> Vec<(usize, Bitcode)> {
+    // Objects llc already wrote (upstream's way, for `bench build`) need no lowering.
+    let (mut done, todo): (Vec<_>, Vec<_>) =
+        pending.into_iter().partition(|(_, b)| b.object().is_file());
+    if todo.is_empty() {
+        return done;
+    }
+    let threads = threads.max(1);
+    let size = todo.len().div_ceil(threads).min(LOWER_BATCH);
+    let batches: Vec<&[(usize, Bitcode)]> = todo.chunks(size).collect();
+    let next = Mutex::new(0..batches.len());
+    let errors: Mutex<Vec<Option<String>>> = Mutex::new(vec![None; batches.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(batches.len()) {
+            s.spawn(|| loop {
+                let Some(b) = next.lock().expect("batch lock").next() else {
+                    return;
+                };
+                let pairs: Vec<_> = batches[b].iter().map(|(_, bc)| bc.pair()).collect();
+                let lowered =
+                    bpf_codegen::lower_batch(&env.tc.libllvm, &env.inputs.project, &pairs);
+                errors.lock().expect("batch lock")[b] = lowered.err();
+            });
+        }
+    });
+    let errors = errors.into_inner().expect("batch lock");
+    for (n, (job, bitcode)) in todo.into_iter().enumerate() {
+        if bitcode.object().is_file() {
+            done.push((job, bitcode));
+        } else {
+            results[job] = Err(errors[n / size]
+                .clone()
+                .unwrap_or_else(|| "bpf-codegen succeeded but wrote no object".into()));
+        }
+    }
+    done
+}
+
+/// Strips the DWARF of every lowered object (unless `--debug`) with one `llvm-strip` per batch
 /// (a process per object cost as much as a tenth of a cold bucket), then publishes each
 /// job's output; a failure fails the jobs of its batch.
-fn strip_and_publish(env: &Env, pending: Vec<(usize, Unstripped)>, results: &mut [JobResult]) {
+fn strip_and_publish(env: &Env, pending: Vec<(usize, Bitcode)>, results: &mut [JobResult]) {
     let mut pending = pending;
     while !pending.is_empty() {
         let rest = pending.split_off(pending.len().min(64));
         let batch = std::mem::replace(&mut pending, rest);
-        let files: Vec<String> = batch
-            .iter()
-            .map(|(_, u)| u.object().display().to_string())
-            .collect();
-        let sh = process::shell_in(&env.inputs.project);
-        let strip = &env.tc.llvm_strip;
-        let stripped = process::output(xshell::cmd!(sh, "{strip} -g {files...}"));
-        for (job, u) in batch {
+        let stripped = if env.debug {
+            Ok(())
+        } else {
+            let files: Vec<String> = batch
+                .iter()
+                .map(|(_, b)| b.object().display().to_string())
+                .collect();
+            let sh = process::shell_in(&env.inputs.project);
+            let strip = &env.tc.llvm_strip;
+            process::output(xshell::cmd!(sh, "{strip} -g {files...}"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        for (job, b) in batch {
             let published = match &stripped {
-                Ok(_) => u.publish().map_err(|e| format!("{e:#}")),
-                Err(e) => Err(e.to_string()),
+                Ok(()) => b.publish().map_err(|e| format!("{e:#}")),
+                Err(e) => Err(e.clone()),
             };
             if let Err(e) = published {
                 results[job] = Err(e);

@@ -12,7 +12,11 @@ use crate::process;
 #[derive(Debug, Clone)]
 pub struct Toolchain {
     pub clang: PathBuf,
+    /// Runs only as upstream's baseline in `bench build`; it names the libLLVM whose BPF
+    /// backend lowers our legacy bitcode (`bpf-codegen`).
     pub llc: PathBuf,
+    /// The libLLVM `llc` links (its `DT_NEEDED` name).
+    pub libllvm: String,
     pub llvm_strip: PathBuf,
     pub bpftool: PathBuf,
     pub cc: PathBuf,
@@ -228,9 +232,11 @@ impl Toolchain {
             h.update(p.file_name().unwrap_or_default().as_encoded_bytes());
             h.update(std::fs::read(&p)?);
         }
+        let libllvm = crate::bpf_codegen::libllvm_of(&llc)?;
         Ok(Self {
             clang,
             llc,
+            libllvm,
             llvm_strip,
             bpftool,
             cc,
