@@ -53,7 +53,10 @@ pub fn run(o: BpfCodegenOptions) -> Result<()> {
         match llvm.lower(bitcode, &o.cpu) {
             Ok(bytes) => crate::atomic::write(object, &bytes)?,
             Err(e) => {
-                eprintln!("{}: {e}", bitcode.display());
+                // One line per module, which `failure_of` finds again.
+                let reason: Vec<&str> =
+                    e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                eprintln!("{}: {}", bitcode.display(), reason.join(" | "));
                 failed += 1;
             }
         }
@@ -83,6 +86,16 @@ pub fn lower_batch(
     ))
     .map(|_| ())
     .map_err(|e| e.to_string())
+}
+
+/// What a failed [`lower_batch`] said about one module of the batch, when it named it (a
+/// fatal LLVM error ends the helper without naming anything).
+pub fn failure_of(batch_error: &str, bitcode: &Path) -> Option<String> {
+    let prefix = format!("{}: ", bitcode.display());
+    batch_error
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|reason| format!("lowering to BPF failed: {reason}"))
 }
 
 /// The libLLVM an `llc` binary links (its `DT_NEEDED` entry), for [`Llvm::load`].
@@ -428,13 +441,29 @@ char _license[] __attribute__((section("license"), used)) = "GPL";
         let pairs = [(d.join("junk.bc"), d.join("junk.o"))];
         let e = lower_batch(&tc.libllvm, d, &pairs).unwrap_err();
         assert!(e.contains("bpf-codegen"), "{e}");
-        assert!(e.contains("junk.bc: it is not valid bitcode"), "{e}");
+        let told = failure_of(&e, &d.join("junk.bc")).unwrap();
+        assert!(
+            told.starts_with("lowering to BPF failed: it is not valid bitcode; "),
+            "{told}"
+        );
         assert!(!d.join("junk.o").exists());
         assert_eq!(
             std::fs::read_dir(d).unwrap().count(),
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn a_batch_failure_is_told_per_module() {
+        let out = "xtask failed (exit status: 1): `xtask bpf-codegen ...`\n\
+                   /w/a/out.bc: too many args | ; ./kernel/x.c:8:30\n\
+                   error: 1 of 2 modules did not lower";
+        assert_eq!(
+            failure_of(out, Path::new("/w/a/out.bc")).as_deref(),
+            Some("lowering to BPF failed: too many args | ; ./kernel/x.c:8:30")
+        );
+        assert_eq!(failure_of(out, Path::new("/w/b/out.bc")), None);
     }
 
     #[test]

@@ -193,8 +193,10 @@ fn lower(
         if bitcode.object().is_file() {
             done.push((job, bitcode));
         } else {
-            results[job] = Err(errors[n / size]
-                .clone()
+            let batch_error = errors[n / size].as_deref();
+            let own = batch_error.and_then(|e| bpf_codegen::failure_of(e, &bitcode.pair().0));
+            results[job] = Err(own
+                .or_else(|| batch_error.map(str::to_string))
                 .unwrap_or_else(|| "bpf-codegen succeeded but wrote no object".into()));
         }
     }

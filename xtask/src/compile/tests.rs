@@ -381,3 +381,62 @@ fn arm64_core_cell_is_built_against_arm64_types_needs_toolchain() {
     assert!(btf.contains("STRUCT 'user_pt_regs'"), "arm64's registers");
     assert!(!btf.contains("'r15'"), "no x86 register");
 }
+
+/// A collector whose bitcode the BPF backend refuses (a call with six arguments) fails by
+/// name with the backend's reason, when its bitcode is lowered with the others'; the other
+/// collectors of the bucket are built, and the cell keeps its previous artifacts.
+#[test]
+fn a_collector_the_bpf_backend_refuses_fails_by_name_needs_toolchain_and_mirror() {
+    if !toolchain_or_skip(
+        "a_collector_the_bpf_backend_refuses_fails_by_name_needs_toolchain_and_mirror",
+    ) {
+        return;
+    }
+    let (_d, p) = scratch_project(&["process", "mount"]);
+    let (_, lock) = kernels::load_checked_lock().unwrap();
+    let bucket = lock.buckets()[0];
+    let opts = BuildOptions {
+        buckets: vec![bucket],
+        core: false,
+        ..core_only()
+    };
+    build(&p, &opts).unwrap();
+    let tar = p.artifacts.join(format!("kc-ebpf-{bucket}-glibc.tar"));
+    let before = fs::read(&tar).unwrap();
+    let src = p.root.join("kernel/mount_kern.c");
+    let mut text = fs::read_to_string(&src).unwrap();
+    // Not static, and fed from the context, so that no pass removes or folds the arguments.
+    text.push_str(
+        "noinline int kc_six(long a, long b, long c, long d, long e, long f)\n\
+         { return a + b + c + d + e + f; }\n\
+         SEC(\"kprobe/kc_refused\") int kc_refused(struct pt_regs *ctx)\n\
+         { long x = (long)ctx; return kc_six(x, x + 1, x + 2, x + 3, x + 4, x + 5); }\n",
+    );
+    fs::write(&src, text).unwrap();
+    // Every object rebuilt (a shared header changed), on one worker: all four modules are
+    // lowered by one helper, which goes on past the refused ones.
+    let shared = p.root.join("includes/kc_legacy.h");
+    let mut header = fs::read_to_string(&shared).unwrap();
+    header.push_str("/* changed */\n");
+    fs::write(&shared, header).unwrap();
+    let one_worker = BuildOptions {
+        jobs: Some(1),
+        ..opts
+    };
+    let r = build(&p, &one_worker).unwrap();
+    assert_eq!(r.failures.len(), 2, "mount p and r fail: {:?}", r.failures);
+    assert!(
+        r.failures.iter().all(|f| f.starts_with(&format!(
+            "kc-ebpf-{bucket}-glibc: mount: lowering to BPF failed: "
+        )) && f.contains("too many args")
+            && f.lines().count() == 1),
+        "{:?}",
+        r.failures
+    );
+    assert_eq!(r.compiled, 2, "process p and r were built: {r:?}");
+    assert_eq!(
+        fs::read(&tar).unwrap(),
+        before,
+        "the previous tarball is intact"
+    );
+}
