@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use xshell::cmd;
 
+use crate::compile::flags::LEGACY_CPU;
 use crate::process;
 
 #[derive(Debug, Args)]
@@ -32,9 +33,6 @@ pub struct BpfCodegenOptions {
     #[arg(required = true, num_args = 2..)]
     pub files: Vec<PathBuf>,
 }
-
-/// The BPF CPU of legacy objects: v2 has the conditional jumps that 4.x verifiers accept.
-pub const LEGACY_CPU: &str = "v2";
 
 /// Lowers every pair; objects are written whole (temp file, then rename) so that an object
 /// that exists is complete. Fails if any pair failed; LLVM itself may end the process on a

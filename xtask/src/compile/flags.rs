@@ -133,16 +133,24 @@ pub fn legacy_clang_args(
     a
 }
 
+/// The BPF CPU of legacy objects: v2 has the conditional jumps that 4.x verifiers accept.
+pub const LEGACY_CPU: &str = "v2";
+
+/// `llc`'s arguments for a legacy object, as upstream's Makefile runs it (`bench build`'s
+/// baseline; our build lowers with `bpf-codegen`, to the same bytes).
 pub fn llc_args(ir: &Path, out: &Path) -> Vec<String> {
-    ["-march=bpf", "-mcpu=v2", "-filetype=obj"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            ir.display().to_string(),
-            "-o".into(),
-            out.display().to_string(),
-        ])
-        .collect()
+    [
+        "-march=bpf".to_string(),
+        format!("-mcpu={LEGACY_CPU}"),
+        "-filetype=obj".to_string(),
+    ]
+    .into_iter()
+    .chain([
+        ir.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+    ])
+    .collect()
 }
 
 /// The `vmlinux.h` CO-RE objects of `arch` compile against, under the checkout: written by
