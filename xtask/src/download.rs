@@ -223,6 +223,14 @@ impl Downloader {
         if let Some(dir) = dest.parent() {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
+        // Two processes may fetch the same file into a shared cache (CI jobs on one machine):
+        // their `.partial` is one file. One downloads; the other waits here, then finds it.
+        let lock = lock_path(dest);
+        let _held = DestLock::acquire(&lock).map_err(io_err(&lock))?;
+        if fs::metadata(dest).is_ok_and(|m| m.len() == expected.size) {
+            // Only a verified download is ever renamed to `dest`.
+            return Ok(());
+        }
         let bar = ProgressBar::new(expected.size).with_message(label.to_string());
         bar.set_style(
             ProgressStyle::with_template(
@@ -323,6 +331,53 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+fn lock_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    dest.with_file_name(name)
+}
+
+/// An exclusive lock on `<dest>.lock`, removed when released. A waiter that was given the
+/// lock of a file its holder removed opens the path again: a lock on a removed file guards
+/// nothing.
+struct DestLock {
+    path: PathBuf,
+    _file: File,
+}
+
+impl DestLock {
+    fn acquire(path: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)?;
+            file.lock()?;
+            let held = file.metadata()?;
+            match fs::metadata(path) {
+                Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                    return Ok(DestLock {
+                        path: path.to_path_buf(),
+                        _file: file,
+                    })
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for DestLock {
+    fn drop(&mut self) {
+        // Removed while still held; the lock goes with the descriptor right after.
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 pub fn partial_path(dest: &Path) -> PathBuf {
@@ -461,6 +516,37 @@ mod tests {
         let data = body(100_000);
         let srv = TestServer::start(vec![("/idx", Route::ok(data.clone()).cut_first_after(10))]);
         assert_eq!(dl().fetch_bytes(&srv.url("/idx")).unwrap(), data);
+    }
+
+    /// Processes that fetch the same file into one cache at once: one downloads, the others
+    /// wait for it and take its file (before, their writes mixed in one `.partial`).
+    #[test]
+    fn concurrent_fetches_of_one_file_download_it_once() {
+        // About two seconds at a byte a millisecond: the other fetches start meanwhile.
+        let data = body(2_000);
+        let srv = TestServer::start(vec![(
+            "/f.deb",
+            Route::ok(data.clone()).trickle(Duration::from_millis(1)),
+        )]);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.deb");
+        std::thread::scope(|s| {
+            let fetches: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| dl().fetch_file(&srv.url("/f.deb"), &dest, &expected(&data), "f"))
+                })
+                .collect();
+            for f in fetches {
+                f.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(fs::read(&dest).unwrap(), data);
+        assert_eq!(srv.requests().len(), 1, "{:?}", srv.requests());
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["f.deb"], "no .partial or .lock left");
     }
 
     /// A mirror that trickles is given up on after one window per attempt, not waited for:
