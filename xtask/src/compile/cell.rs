@@ -31,7 +31,7 @@ pub fn entry(name: String, bytes: Vec<u8>) -> tarball::Entry {
 }
 
 /// The files of a cell directory, by name.
-pub fn read_dir(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+pub fn read_dir(dir: &Path) -> Result<CellFiles> {
     let mut files = BTreeMap::new();
     for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
@@ -43,8 +43,11 @@ pub fn read_dir(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     Ok(files)
 }
 
+/// A cell's files: name -> bytes.
+pub type CellFiles = BTreeMap<String, Vec<u8>>;
+
 /// The cells under `artifacts/cells/` (directories whose names parse as cells), sorted by name.
-pub fn read_all(cells_dir: &Path) -> Result<Vec<(CellId, BTreeMap<String, Vec<u8>>)>> {
+pub fn read_all(cells_dir: &Path) -> Result<Vec<(CellId, CellFiles)>> {
     let mut found: Vec<(String, CellId)> = Vec::new();
     for e in fs::read_dir(cells_dir)
         .with_context(|| {

@@ -119,12 +119,12 @@ impl State {
     /// are settled with that failure on the way.
     fn next_ready(&mut self, jobs: &[&Job], deps: &[Vec<usize>], bar: &ProgressBar) -> Next {
         let mut waiting = false;
-        'jobs: for i in 0..jobs.len() {
+        'jobs: for (i, job_deps) in deps.iter().enumerate() {
             if self.started[i] {
                 continue;
             }
             let mut ready = true;
-            for &d in &deps[i] {
+            for &d in job_deps {
                 match &self.results[d] {
                     None => ready = false,
                     Some(Err(e)) => {

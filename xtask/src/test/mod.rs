@@ -51,6 +51,9 @@ pub struct TestOptions {
     pub e2e_only: bool,
 }
 
+/// An end-to-end check: what it proves, and the check.
+type Check = (&'static str, fn() -> Result<()>);
+
 pub fn run(o: TestOptions) -> Result<()> {
     setup::run(setup::SetupOptions {
         check: false,
@@ -63,7 +66,7 @@ pub fn run(o: TestOptions) -> Result<()> {
     if o.unit_only {
         return Ok(());
     }
-    let checks: [(&str, fn() -> Result<()>); 12] = [
+    let checks: [Check; 12] = [
         ("lock covers the matrix", check_lock),
         ("live mirror resolves the matrix", check_live_lock),
         ("fetch of the oldest bucket, cold then warm", check_fetch),
