@@ -1,7 +1,7 @@
 //! The build against the real toolchain (and, for legacy cells, the mirror's headers).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::job::with_skipped_dir_hint;
 use super::plan::{pch_layer, PCH_BASE, PCH_NET};
@@ -125,16 +125,19 @@ fn the_pch_layer_follows_the_sources_includes() {
     }
 }
 
-/// A header layer that fails to precompile fails exactly the collectors that use it, by
-/// name and with clang's message; the cell keeps its previous artifacts.
-#[test]
-fn a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror() {
-    if !toolchain_or_skip(
-        "a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror",
-    ) {
-        return;
-    }
-    let (_d, p) = scratch_project(&["process", "socket"]);
+/// A scratch project of `collectors`, built once for the lock's first bucket (legacy objects
+/// only): what a test then breaks and rebuilds, and the tarball a failed rebuild must keep.
+struct BuiltBucket {
+    _dir: tempfile::TempDir,
+    p: Project,
+    bucket: kc_common::Bucket,
+    opts: BuildOptions,
+    tar: PathBuf,
+    before: Vec<u8>,
+}
+
+fn built_first_bucket(collectors: &[&str]) -> BuiltBucket {
+    let (_dir, p) = scratch_project(collectors);
     let (_, lock) = kernels::load_checked_lock().unwrap();
     let bucket = lock.buckets()[0];
     let opts = BuildOptions {
@@ -145,6 +148,33 @@ fn a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror() 
     build(&p, &opts).unwrap();
     let tar = p.artifacts.join(format!("kc-ebpf-{bucket}-glibc.tar"));
     let before = fs::read(&tar).unwrap();
+    BuiltBucket {
+        _dir,
+        p,
+        bucket,
+        opts,
+        tar,
+        before,
+    }
+}
+
+/// A header layer that fails to precompile fails exactly the collectors that use it, by
+/// name and with clang's message; the cell keeps its previous artifacts.
+#[test]
+fn a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror() {
+    if !toolchain_or_skip(
+        "a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror",
+    ) {
+        return;
+    }
+    let BuiltBucket {
+        _dir,
+        p,
+        opts,
+        tar,
+        before,
+        ..
+    } = built_first_bucket(&["process", "socket"]);
     let net = p.root.join("includes/kc_legacy_net.h");
     let text = fs::read_to_string(&net).unwrap();
     fs::write(
@@ -392,17 +422,14 @@ fn a_collector_the_bpf_backend_refuses_fails_by_name_needs_toolchain_and_mirror(
     ) {
         return;
     }
-    let (_d, p) = scratch_project(&["process", "mount"]);
-    let (_, lock) = kernels::load_checked_lock().unwrap();
-    let bucket = lock.buckets()[0];
-    let opts = BuildOptions {
-        buckets: vec![bucket],
-        core: false,
-        ..core_only()
-    };
-    build(&p, &opts).unwrap();
-    let tar = p.artifacts.join(format!("kc-ebpf-{bucket}-glibc.tar"));
-    let before = fs::read(&tar).unwrap();
+    let BuiltBucket {
+        _dir,
+        p,
+        bucket,
+        opts,
+        tar,
+        before,
+    } = built_first_bucket(&["process", "mount"]);
     let src = p.root.join("kernel/mount_kern.c");
     let mut text = fs::read_to_string(&src).unwrap();
     // Not static, and fed from the context, so that no pass removes or folds the arguments.
