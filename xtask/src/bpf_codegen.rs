@@ -103,7 +103,8 @@ pub fn libllvm_of(llc: &Path) -> Result<String> {
         .with_context(|| format!("reading the dynamic section of {}", llc.display()))?
         .with_context(|| {
             format!(
-                "{} links no libLLVM (a static llc?): the build lowers bitcode through libLLVM's C API",
+                "{} links no libLLVM (a static llc?): the build lowers bitcode through libLLVM's C API; \
+                 put Debian's llvm (`cargo xtask setup`) first on PATH",
                 llc.display()
             )
         })

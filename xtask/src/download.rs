@@ -333,10 +333,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn lock_path(dest: &Path) -> PathBuf {
+/// `dest` with `suffix` added to its file name: its partial download, its lock.
+fn beside(dest: &Path, suffix: &str) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
+    name.push(suffix);
     dest.with_file_name(name)
+}
+
+fn lock_path(dest: &Path) -> PathBuf {
+    beside(dest, ".lock")
 }
 
 /// An exclusive lock on `<dest>.lock`, removed when released. A waiter that was given the
@@ -381,9 +386,7 @@ impl Drop for DestLock {
 }
 
 pub fn partial_path(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    dest.with_file_name(name)
+    beside(dest, ".partial")
 }
 
 pub fn sha256_file(path: &Path) -> io::Result<String> {

@@ -35,6 +35,10 @@ impl Bitcode {
         (self.bitcode.clone(), self.object.clone())
     }
 
+    pub fn bitcode(&self) -> &Path {
+        &self.bitcode
+    }
+
     pub fn object(&self) -> &Path {
         &self.object
     }

@@ -194,7 +194,7 @@ fn lower(
             done.push((job, bitcode));
         } else {
             let batch_error = errors[n / size].as_deref();
-            let own = batch_error.and_then(|e| bpf_codegen::failure_of(e, &bitcode.pair().0));
+            let own = batch_error.and_then(|e| bpf_codegen::failure_of(e, bitcode.bitcode()));
             results[job] = Err(own
                 .or_else(|| batch_error.map(str::to_string))
                 .unwrap_or_else(|| "bpf-codegen succeeded but wrote no object".into()));
