@@ -68,8 +68,8 @@ struct LogLine {
 pub struct Outcome {
     /// job -> (result, seconds from its first to its last line)
     pub jobs: BTreeMap<String, (String, f64)>,
-    /// (job, step, the tail of its output)
-    pub failed_steps: Vec<(String, String, String)>,
+    /// (job, step) of each failed step, in the order they failed
+    pub failed_steps: Vec<(String, String)>,
     tails: BTreeMap<(String, String), Vec<String>>,
     started: BTreeMap<String, Instant>,
 }
@@ -99,15 +99,11 @@ impl Outcome {
         let known = self
             .failed_steps
             .iter()
-            .any(|(j, s, _)| *j == l.job && *s == l.step);
+            .any(|(j, s)| *j == l.job && *s == l.step);
         if l.step_result == "failure" && !known {
-            let tail = self
-                .tails
-                .get(&(l.job.clone(), l.step.clone()))
-                .map(|t| t.join("\n"))
-                .unwrap_or_default();
-            self.failed_steps
-                .push((l.job.clone(), l.step.clone(), tail));
+            // The tail is read when the error is written: act may log a step's last output
+            // (an `::error::` command, stderr) after the line that says the step failed.
+            self.failed_steps.push((l.job.clone(), l.step.clone()));
             return Some(format!("rehearse: {} / {}: FAILED", l.job, l.step));
         }
         if !l.job_result.is_empty() {
@@ -148,18 +144,17 @@ impl Outcome {
             return None;
         }
         let mut s = format!("{} jobs failed: {failed:?}", failed.len());
-        for (job, step, tail) in &self.failed_steps {
+        for (job, step) in &self.failed_steps {
+            let tail = self.tail(job, step);
             s.push_str(&format!("\n\njob `{job}`, step `{step}`:\n{tail}"));
         }
         // A job that failed before any step (setting up its actions) says why outside them.
         for job in failed {
-            if !self.failed_steps.iter().any(|(j, _, _)| j == job) {
-                let why = self
-                    .tails
-                    .get(&(job.clone(), String::new()))
-                    .or_else(|| self.tails.get(&(job.clone(), "Set up job".to_string())))
-                    .map(|t| t.join("\n"))
-                    .unwrap_or_default();
+            if !self.failed_steps.iter().any(|(j, _)| j == job) {
+                let mut why = self.tail(job, "");
+                if why.is_empty() {
+                    why = self.tail(job, "Set up job");
+                }
                 s.push_str(&format!("\n\njob `{job}`, before its steps:\n{why}"));
             }
         }
@@ -168,8 +163,13 @@ impl Outcome {
 
     /// act's own output that belongs to no job (why it could not start).
     pub fn unattributed(&self) -> String {
+        self.tail("", "")
+    }
+
+    /// The last lines a job's step printed ("" for none), as far as they are known now.
+    fn tail(&self, job: &str, step: &str) -> String {
         self.tails
-            .get(&(String::new(), String::new()))
+            .get(&(job.to_string(), step.to_string()))
             .map(|t| t.join("\n"))
             .unwrap_or_default()
     }
@@ -524,6 +524,35 @@ mod tests {
         assert!(f.contains("job `R/cell`, step `Build`"), "{f}");
         assert!(f.contains("compiling\nerror: no such verb"), "{f}");
         assert!(!f.contains("R/matrix`"), "{f}");
+    }
+
+    /// act logs a step's `::error::` line from its own reader, so it may come after the line
+    /// that says the step failed; the error still carries it.
+    #[test]
+    fn output_logged_after_the_failure_line_is_in_the_error() {
+        let t = Instant::now();
+        let mut o = Outcome::default();
+        o.take(
+            &line("R/use", "Fetch", r#""msg":"x","stepResult":"failure""#),
+            t,
+        );
+        o.take(
+            &line(
+                "R/use",
+                "Fetch",
+                r#""msg":"no artifact matches cell-*","raw_output":true"#,
+            ),
+            t,
+        );
+        o.take(
+            &line("R/use", "", r#""msg":"done","jobResult":"failure""#),
+            t,
+        );
+        let f = o.failure().unwrap();
+        assert!(
+            f.contains("job `R/use`, step `Fetch`:\nno artifact matches cell-*"),
+            "{f}"
+        );
     }
 
     #[test]
