@@ -379,7 +379,7 @@ mod tests {
         std::os::unix::fs::symlink(".", in_dir.join("a")).unwrap();
         std::os::unix::fs::symlink(".", in_dir.join("b")).unwrap();
         std::fs::write(in_dir.join("mount.bpf.o"), CORE).unwrap();
-        let groups = collect(&[in_dir.clone()]).unwrap();
+        let groups = collect(std::slice::from_ref(&in_dir)).unwrap();
         assert_eq!(groups.len(), 1, "the links to . are not walked");
 
         let sparse = in_dir.join("big.o");
@@ -485,7 +485,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let results: Vec<_> = collect(&[tar.clone()])
+        let results: Vec<_> = collect(std::slice::from_ref(&tar))
             .unwrap()
             .iter()
             .flat_map(verify_group)
