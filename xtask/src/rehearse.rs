@@ -536,12 +536,9 @@ mod tests {
             &line("R/use", "Fetch", r#""msg":"x","stepResult":"failure""#),
             t,
         );
+        // As act 0.2.89 logs an `::error::` workflow command.
         o.take(
-            &line(
-                "R/use",
-                "Fetch",
-                r#""msg":"no artifact matches cell-*","raw_output":true"#,
-            ),
+            r#"{"job":"R/use","step":"Fetch","level":"error","command":"error","msg":"  ❗  ::error::no artifact matches cell-*\n"}"#,
             t,
         );
         o.take(
@@ -550,7 +547,7 @@ mod tests {
         );
         let f = o.failure().unwrap();
         assert!(
-            f.contains("job `R/use`, step `Fetch`:\nno artifact matches cell-*"),
+            f.contains("job `R/use`, step `Fetch`:\n  ❗  ::error::no artifact matches cell-*"),
             "{f}"
         );
     }
