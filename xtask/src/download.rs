@@ -227,8 +227,7 @@ impl Downloader {
         // their `.partial` is one file. One downloads; the other waits here, then finds it.
         let lock = lock_path(dest);
         let _held = DestLock::acquire(&lock).map_err(io_err(&lock))?;
-        if fs::metadata(dest).is_ok_and(|m| m.len() == expected.size) {
-            // Only a verified download is ever renamed to `dest`.
+        if is_fetched(dest, expected.size) {
             return Ok(());
         }
         let bar = ProgressBar::new(expected.size).with_message(label.to_string());
@@ -383,6 +382,12 @@ impl Drop for DestLock {
         // Removed while still held; the lock goes with the descriptor right after.
         let _ = fs::remove_file(&self.path);
     }
+}
+
+/// Is `dest` a finished download of `size` bytes? Only a verified download is ever renamed
+/// to its final name, so its size is enough.
+pub fn is_fetched(dest: &Path, size: u64) -> bool {
+    fs::metadata(dest).is_ok_and(|m| m.len() == size)
 }
 
 pub fn partial_path(dest: &Path) -> PathBuf {

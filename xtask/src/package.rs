@@ -202,7 +202,7 @@ pub fn build_release(
             .unwrap_or_default();
         toolchain.insert(release::SELECT_TOOL.into(), select_rustc.clone());
         // In the cells' (name) order.
-        let buckets: Vec<(Bucket, &BTreeMap<String, Vec<u8>>)> = cells
+        let buckets: Vec<(Bucket, &cell::CellFiles)> = cells
             .iter()
             .filter(|(id, _)| id.libc == libc && id.arch == arch)
             .filter_map(|(id, files)| Some((id.bucket_of()?, files)))

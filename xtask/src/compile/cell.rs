@@ -100,7 +100,7 @@ fn is_libc_independent(name: &str) -> bool {
 /// Where cells of the same kind and architecture but different libcs disagree on a file
 /// their libc has no part in, one line each. A release boots only one libc's loader on an
 /// emulated architecture, which proves the other's objects only when they are these bytes.
-pub fn libc_disagreements(cells: &[(CellId, BTreeMap<String, Vec<u8>>)]) -> Vec<String> {
+pub fn libc_disagreements(cells: &[(CellId, CellFiles)]) -> Vec<String> {
     let mut out = Vec::new();
     for (i, (a_id, a)) in cells.iter().enumerate() {
         // Each cell against the first one of its kind and architecture.

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use super::spec::{LockedKernel, LockedPackage, Role};
 use crate::atomic::StagedDir;
 use crate::debian::{deb, mirror::Mirror};
-use crate::download::{DownloadError, Downloader, Expected};
+use crate::download::{self, DownloadError, Downloader, Expected};
 use crate::patch;
 use crate::paths;
 
@@ -123,7 +123,7 @@ impl Fetcher {
         let missing: Vec<&LockedPackage> = pkgs
             .iter()
             .copied()
-            .filter(|p| !fs::metadata(self.deb_path(p)).is_ok_and(|m| m.len() == p.size))
+            .filter(|p| !download::is_fetched(&self.deb_path(p), p.size))
             .collect();
         if !missing.is_empty() {
             let mirror = self.mirror()?.clone();
