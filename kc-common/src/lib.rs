@@ -8,6 +8,7 @@ pub mod rate;
 pub mod release;
 pub mod retry;
 pub mod select;
+pub mod skip;
 pub mod unpack;
 
 pub use attach::{AttachFamily, AttachMode, PassedOver};

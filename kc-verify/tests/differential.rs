@@ -303,7 +303,10 @@ fn bases() -> Vec<(Base, usize)> {
 fn btf_verdicts_match_the_running_kernel_needs_root() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: loading BTF into the kernel needs root");
+        kc_common::skip::skip(
+            "btf_verdicts_match_the_running_kernel_needs_root",
+            "loading BTF into the kernel needs root",
+        );
         return;
     }
     let (seed, _) = common::knobs(SEED, 1500);

@@ -69,11 +69,17 @@ fn helper(dir: &Path) -> Option<PathBuf> {
     {
         Ok(o) if o.status.success() => Some(bin),
         Ok(o) => {
-            eprintln!("skipped: cannot build against libbpf (install libbpf-dev: `cargo xtask setup`):\n{}", String::from_utf8_lossy(&o.stderr));
+            kc_common::skip::skip(
+                "libbpf differential",
+                &format!(
+                    "cannot build against libbpf (install libbpf-dev: `cargo xtask setup`): {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            );
             None
         }
         Err(e) => {
-            eprintln!("skipped: no C compiler (cc): {e}");
+            kc_common::skip::skip("libbpf differential", &format!("no C compiler (cc): {e}"));
             None
         }
     }

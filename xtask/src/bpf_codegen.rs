@@ -390,7 +390,7 @@ char _license[] __attribute__((section("license"), used)) = "GPL";
         match crate::compile::toolchain::Toolchain::detect() {
             Ok(tc) => Some(tc),
             Err(e) => {
-                eprintln!("skipping {test}: {e:#}");
+                kc_common::skip::skip(test, &format!("{e:#}"));
                 None
             }
         }

@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn dpkg_knows_its_own_package_and_not_a_made_up_one() {
         if !process::exists("dpkg-query") {
-            eprintln!("skipping: no dpkg on this host");
+            kc_common::skip::skip(
+                "dpkg_knows_its_own_package_and_not_a_made_up_one",
+                "no dpkg on this host",
+            );
             return;
         }
         assert_eq!(

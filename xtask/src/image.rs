@@ -331,7 +331,10 @@ mod tests {
     fn images_build_then_are_reused_needs_docker() {
         let rt = rt();
         let Ok(d) = rt.block_on(docker()) else {
-            eprintln!("skipping: no Docker daemon answers on this machine");
+            kc_common::skip::skip(
+                "images_build_then_are_reused_needs_docker",
+                "no Docker daemon answers on this machine",
+            );
             return;
         };
         for libc in Libc::ALL {
@@ -352,7 +355,10 @@ mod tests {
     fn a_pull_without_a_registry_fails_with_a_reason_needs_docker() {
         let rt = rt();
         let Ok(d) = rt.block_on(docker()) else {
-            eprintln!("skipping: no Docker daemon answers on this machine");
+            kc_common::skip::skip(
+                "a_pull_without_a_registry_fails_with_a_reason_needs_docker",
+                "no Docker daemon answers on this machine",
+            );
             return;
         };
         let t = std::time::Instant::now();
@@ -368,7 +374,10 @@ mod tests {
     fn a_failing_image_build_shows_its_last_lines_needs_docker() {
         let rt = rt();
         let Ok(d) = rt.block_on(docker()) else {
-            eprintln!("skipping: no Docker daemon answers on this machine");
+            kc_common::skip::skip(
+                "a_failing_image_build_shows_its_last_lines_needs_docker",
+                "no Docker daemon answers on this machine",
+            );
             return;
         };
         let dockerfile = b"ARG BASE\nFROM ${BASE}\nRUN echo kc-step-about-to-fail && exit 3\n";

@@ -36,6 +36,10 @@ pub struct RehearseOptions {
     /// workflow
     #[arg(long = "job")]
     pub only: Vec<String>,
+    /// The kernels each vmtest job boots (repeatable; the workflow's `KC_VMTEST_KERNELS`
+    /// variable); default: every kernel, as on GitHub
+    #[arg(long = "vmtest-kernel", value_name = "SERIES")]
+    pub vmtest_kernels: Vec<kc_common::Bucket>,
 }
 
 /// The repository the release rehearsal publishes to (on the stand-in API).
@@ -196,9 +200,34 @@ fn github_reachable() -> bool {
 /// local copies (`<owner>-<name>@<ref>` under the actions directory). act prepares every
 /// action of a job before its first step, skipped ones too, so each needs one.
 fn local_actions(wf: &Workflow) -> Result<Vec<String>> {
-    let offline = !github_reachable();
+    let (maps, missing) = resolve_actions(wf, github_reachable())?;
+    if let Some(uses) = missing.first() {
+        bail!("{}", offline_reason(uses));
+    }
+    Ok(maps)
+}
+
+/// Why an action cannot be had, and how to provide it.
+fn offline_reason(uses: &str) -> String {
+    format!(
+        "{uses} is needed and GitHub cannot be reached: put a copy of it at <dir>/{} and set KC_ACTIONS_DIR=<dir> (default <dir>: ../shared/actions beside the checkout)",
+        uses.replacen('/', "-", 1)
+    )
+}
+
+/// Why the workflow cannot be rehearsed on this machine (GitHub unreachable and a pinned
+/// action without a local copy), or `None` when it can.
+pub fn cannot_run_offline(workflow: &Path) -> Result<Option<String>> {
+    let wf = Workflow::load(workflow)?;
+    let (_, missing) = resolve_actions(&wf, github_reachable())?;
+    Ok(missing.first().map(|uses| offline_reason(uses)))
+}
+
+/// The `--local-repository` mappings, and the actions that have neither a stand-in nor a
+/// local copy (a problem only when GitHub cannot be reached).
+fn resolve_actions(wf: &Workflow, online: bool) -> Result<(Vec<String>, Vec<String>)> {
     let dir = actions_dir();
-    let mut maps = Vec::new();
+    let (mut maps, mut missing) = (Vec::new(), Vec::new());
     for uses in wf.actions() {
         let (repo, _) = uses
             .split_once('@')
@@ -218,14 +247,11 @@ fn local_actions(wf: &Workflow) -> Result<Vec<String>> {
         let copy = dir.as_ref().map(|d| d.join(uses.replacen('/', "-", 1)));
         match copy {
             Some(c) if c.is_dir() => maps.push(format!("{uses}={}", c.display())),
-            _ if !offline => {}
-            _ => bail!(
-                "{uses} is needed and GitHub cannot be reached: put a copy of it at <dir>/{} and set KC_ACTIONS_DIR=<dir>",
-                uses.replacen('/', "-", 1)
-            ),
+            _ if online => {}
+            _ => missing.push(uses.to_string()),
         }
     }
-    Ok(maps)
+    Ok((maps, missing))
 }
 
 fn free_port() -> Result<u16> {
@@ -348,6 +374,13 @@ pub fn run(o: RehearseOptions) -> Result<()> {
     ];
     for j in &o.only {
         extra.extend(["-j".into(), j.clone()]);
+    }
+    if !o.vmtest_kernels.is_empty() {
+        let series: Vec<String> = o.vmtest_kernels.iter().map(|b| b.to_string()).collect();
+        extra.extend([
+            "--var".into(),
+            format!("{}={}", crate::vmtest::KERNELS_VAR, series.join(",")),
+        ]);
     }
     let outcome = match o.workflow {
         WorkflowName::Ci => {
@@ -610,7 +643,10 @@ mod act_tests {
     #[test]
     fn a_job_that_downloads_what_nobody_uploaded_fails_by_name_needs_act() {
         if !process::exists("act") {
-            eprintln!("skipping: act is not installed (`cargo xtask setup` installs it)");
+            kc_common::skip::skip(
+                "a_job_that_downloads_what_nobody_uploaded_fails_by_name_needs_act",
+                "act is not installed (`cargo xtask setup` installs it)",
+            );
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -143,7 +143,10 @@ fn findings_name_the_type_its_kind_and_the_rule() {
 #[test]
 fn the_running_kernels_btf_passes() {
     let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else {
-        eprintln!("skipped: this kernel exposes no /sys/kernel/btf/vmlinux");
+        kc_common::skip::skip(
+            "the_running_kernels_btf_passes",
+            "this kernel exposes no /sys/kernel/btf/vmlinux",
+        );
         return;
     };
     check(&data).unwrap();

@@ -402,7 +402,10 @@ mod tests {
     #[test]
     fn a_failing_cell_names_itself_and_keeps_previous_artifacts_needs_docker() {
         if !image::daemon_answers() {
-            eprintln!("skipping: no Docker daemon answers on this machine");
+            kc_common::skip::skip(
+                "a_failing_cell_names_itself_and_keeps_previous_artifacts_needs_docker",
+                "no Docker daemon answers on this machine",
+            );
             return;
         }
         // The containers run the xtask binary, not this test harness: make it current.

@@ -202,7 +202,7 @@ fn toolchain_or_skip(test: &str) -> bool {
     match Toolchain::detect() {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("skipping {test}: {e:#}");
+            kc_common::skip::skip(test, &format!("{e:#}"));
             false
         }
     }

@@ -305,7 +305,10 @@ mod tests {
 
     fn gpg_or_skip() -> Option<(TestKey, ArchiveKeyring)> {
         if !crate::process::exists("gpg") {
-            eprintln!("skipped: gpg is not installed (`cargo xtask setup` installs gnupg)");
+            kc_common::skip::skip(
+                "kernels::lock tests",
+                "gpg is not installed (`cargo xtask setup` installs gnupg)",
+            );
             return None;
         }
         let key = TestKey::generate();

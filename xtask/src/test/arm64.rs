@@ -6,12 +6,12 @@
 use anyhow::{ensure, Context, Result};
 use kc_common::{Arch, CellId, Libc};
 
-use super::cell_dir;
+use super::{cell_dir, Verdict};
 use crate::cli::LibcChoice;
 use crate::compile::{self, cell, Backend, BuildOptions, Project};
 use crate::{host, kernels};
 
-pub fn check_arm64() -> Result<()> {
+pub fn arm64() -> Result<Verdict> {
     let arch = Arch::Arm64;
     let (_, lock) = kernels::load_checked_lock()?;
     let docker = crate::image::daemon_answers();
@@ -71,5 +71,6 @@ pub fn check_arm64() -> Result<()> {
         *series.iter().min().context("no arm64 kernels locked")?,
         *series.iter().max().context("no arm64 kernels locked")?,
     );
-    super::vmtest_spanning(arch, vec![oldest, newest], 400)
+    super::vm::spanning(arch, vec![oldest, newest], 400)?;
+    Ok(Verdict::Passed)
 }

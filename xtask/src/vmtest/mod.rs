@@ -31,7 +31,8 @@ use crate::{atomic, host, paths, process};
 
 #[derive(Debug, Args)]
 pub struct VmtestOptions {
-    /// Boot these series only (repeatable); default: every kernel of the matrix
+    /// Boot these series only (repeatable); default: the series `KC_VMTEST_KERNELS` lists
+    /// (comma-separated: how a workflow's variable chooses), else every kernel of the matrix
     #[arg(long = "kernel", value_name = "SERIES")]
     pub kernels: Vec<Bucket>,
     /// Guests booted at once
@@ -55,6 +56,24 @@ pub struct VmtestOptions {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// The environment variable that chooses the kernels when no `--kernel` is given (the release
+/// workflow's vmtest job sets it from a repository variable; the rehearsal boots fewer).
+pub const KERNELS_VAR: &str = "KC_VMTEST_KERNELS";
+
+/// The series a comma-separated `KC_VMTEST_KERNELS` names; unset or empty: none (every kernel).
+fn series_from_env(value: Option<&str>) -> Result<Vec<Bucket>> {
+    value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("{KERNELS_VAR}={value:?}: {s:?} is not a kernel series"))
+        })
+        .collect()
 }
 
 /// `--timeout`'s default, in seconds.
@@ -222,7 +241,12 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     let lock = whole.for_arch(arch).with_context(|| {
         format!("kernels.lock pins no {arch} kernels (`cargo xtask kernels lock --arch {arch}`)")
     })?;
-    let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &o.kernels, true)?;
+    let chosen = if o.kernels.is_empty() {
+        series_from_env(std::env::var(KERNELS_VAR).ok().as_deref())?
+    } else {
+        o.kernels.clone()
+    };
+    let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &chosen, true)?;
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
     let counters = expect::load(&paths::project_root())?;
@@ -464,6 +488,19 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_variable_lists_series_and_empty_means_every_kernel() {
+        assert!(series_from_env(None).unwrap().is_empty());
+        assert!(series_from_env(Some("")).unwrap().is_empty());
+        let got = series_from_env(Some("7.3, 5.10")).unwrap();
+        assert_eq!(got, vec!["7.3".parse().unwrap(), "5.10".parse().unwrap()]);
+        let e = format!("{:#}", series_from_env(Some("7.3,seven")).unwrap_err());
+        assert!(
+            e.contains("KC_VMTEST_KERNELS") && e.contains("\"seven\""),
+            "{e}"
+        );
+    }
 
     /// This host's own programs are amd64's and dynamic: an arm64 guest gets none of them.
     #[test]

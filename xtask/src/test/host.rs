@@ -1,0 +1,225 @@
+//! The collectors on this host's kernel, as an agent runs them: every object attached by
+//! `--attach auto`, and the per-application tables read through the shipped headers.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use kc_common::CellId;
+use xshell::cmd;
+
+use super::{cell_dir, Verdict};
+use crate::compile::cell;
+use crate::{host, kernels, paths, process};
+
+/// Runs the loader as an agent would on this host's kernel (`--attach auto`): every CO-RE
+/// object the loader embeds and the legacy objects of the bucket the host selects must load
+/// and attach, each event by the cheapest family this kernel takes; the only events left
+/// unobserved are those no family can reach here (the kernel refuses trampolines and has no
+/// kprobes, and no tracepoint fires on them), each reported with the reasons.
+pub fn host_load() -> Result<Verdict> {
+    if let Some(skip) = needs_root() {
+        return Ok(skip);
+    }
+    let release = crate::paths::running_kernel_release()?;
+    let bucket = host_bucket()?;
+    let libc = host::host_libc();
+    let loader = cell_dir(CellId::core(libc)).join(cell::LOADER);
+    let legacy = object_files(&cell_dir(CellId::bucket(bucket, libc)))?;
+    let sh = process::shell();
+    let objects = &legacy;
+    let (report, status) = process::json(cmd!(
+        sh,
+        "{loader} --attach auto --json --embedded {objects...} -- true"
+    ))?;
+    let objects = report["objects"]
+        .as_array()
+        .context("no objects in the loader's report")?;
+    let mut failed = Vec::new();
+    let mut families = std::collections::BTreeMap::<String, usize>::new();
+    let mut unobserved = std::collections::BTreeSet::new();
+    for o in objects {
+        let name = o["object"].as_str().unwrap_or("?");
+        if o["status"] == "failed" {
+            failed.push(format!(
+                "{name}: {} {}",
+                o["error"],
+                o["log_tail"].as_str().unwrap_or("")
+            ));
+        }
+        let (observed, missing) = crate::vmtest::unobserved_events(o);
+        // An object this kernel can observe nothing of (dc: kernel functions only, and neither
+        // trampolines nor kprobes here) is reported below, event by event, with the reasons.
+        if observed == 0 && missing.is_empty() {
+            failed.push(format!("{name}: reports no event"));
+        }
+        for e in o["events"].as_array().into_iter().flatten() {
+            if let Some(f) = e["family"].as_str() {
+                *families.entry(f.to_string()).or_default() += 1;
+            }
+        }
+        for m in missing {
+            // "refused" is this host's truth (no kprobes, trampolines refused); "failed" is ours.
+            if m.has(kc_common::PassedOver::Failed) {
+                failed.push(format!("{name}: {}", m.line()));
+            } else {
+                unobserved.insert(m.line());
+            }
+        }
+    }
+    eprintln!(
+        "e2e: host kernel {release} (bucket {bucket}), --attach auto: {} objects attached, {} failed; events by family: {families:?}",
+        objects.len() - failed.len(),
+        failed.len()
+    );
+    for line in &unobserved {
+        eprintln!("e2e:   no family observes {line}");
+    }
+    ensure!(
+        failed.is_empty() && status.success(),
+        "objects failed on the host kernel:\n{}",
+        failed.join("\n")
+    );
+    let n_core = crate::collectors::load_from(&paths::project_root())?.len();
+    ensure!(
+        objects.len() == n_core + legacy.len(),
+        "expected {n_core} CO-RE and {} legacy objects, got {}",
+        legacy.len(),
+        objects.len()
+    );
+    Ok(Verdict::Passed)
+}
+
+/// The process collector on this host with a workload of 24 short-lived processes: with
+/// `--table-size 4` its table never holds more than 4 rows though the programs inserted at
+/// least 24; every row of an exited process is reported once and removed; `--group-by cgroup`
+/// keys rows by cgroup id, `--group-by none` keeps no rows at all.
+pub fn app_tables() -> Result<Verdict> {
+    if let Some(skip) = needs_root() {
+        return Ok(skip);
+    }
+    let cell = cell_dir(CellId::core(host::host_libc()));
+    let (loader, object) = (cell.join(cell::LOADER), cell.join("process.bpf.o"));
+    let sh = process::shell();
+    let run = |group_by: &str| -> Result<serde_json::Value> {
+        let (report, status) = process::json(cmd!(
+            sh,
+            "{loader} --json --group-by {group_by} --table-size 4 {object} -- sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24; do /bin/true; done'"
+        ))?;
+        ensure!(
+            status.success(),
+            "kc-loader --group-by {group_by} failed ({status}): {}",
+            report["objects"][0]["error"]
+        );
+        Ok(report["objects"][0].clone())
+    };
+    let o = run("process")?;
+    let rows = o["per_process"].as_array().context("no per_process rows")?;
+    let apps = &o["apps"];
+    let exited = rows.iter().filter(|r| r["exited"] == true).count() as u64;
+    ensure!(
+        rows.len() <= 4 && apps["table_size"] == 4,
+        "the table holds {} rows, past its size 4",
+        rows.len()
+    );
+    ensure!(
+        apps["insertions"].as_u64().unwrap_or(0) >= 24,
+        "24 processes exec'd but the programs inserted {} rows",
+        apps["insertions"]
+    );
+    ensure!(
+        apps["evicted"].as_u64().unwrap_or(0) >= 20,
+        "24 rows through a table of 4, yet only {} evictions reported",
+        apps["evicted"]
+    );
+    ensure!(
+        apps["removed_exited"].as_u64() == Some(exited),
+        "{exited} rows of exited processes were reported but {} removed",
+        apps["removed_exited"]
+    );
+    ensure!(
+        o["counters"]["exec"].as_u64().unwrap_or(0) >= 24,
+        "the totals missed execs: {}",
+        o["counters"]
+    );
+    let o = run("cgroup")?;
+    let cgroups = o["per_cgroup"].as_array().context("no per_cgroup rows")?;
+    ensure!(
+        !cgroups.is_empty()
+            && cgroups
+                .iter()
+                .all(|r| r["cgroup"].as_u64().unwrap_or(0) > 0),
+        "per-cgroup rows without cgroup ids: {cgroups:?}"
+    );
+    let o = run("none")?;
+    ensure!(
+        o.get("per_process").is_none() && o["apps"].is_null(),
+        "--group-by none still reported rows"
+    );
+    eprintln!(
+        "e2e: --table-size 4: {} rows after {} insertions, {exited} exited removed; by cgroup: {} rows",
+        rows.len(),
+        apps["insertions"],
+        cgroups.len()
+    );
+    agent_reads_the_tables(&cell)?;
+    Ok(Verdict::Passed)
+}
+
+/// An agent built against the cell's skeleton and shipped headers only (no code generation)
+/// reads its own row and the totals: 1000 one-byte reads are 1000 in its row.
+fn agent_reads_the_tables(cell: &Path) -> Result<()> {
+    let root = paths::project_root();
+    let src = root.join("co-re/tests/kc-agent-example.c");
+    let dir = tempfile::tempdir()?;
+    let bin = dir.path().join("kc-agent-example");
+    let cc = crate::compile::toolchain::Toolchain::detect()?.cc;
+    let sh = process::shell();
+    process::output(cmd!(
+        sh,
+        "{cc} -O2 -Wall -Wextra -Werror -I{cell} {src} -o {bin} -lbpf -lelf -lz"
+    ))
+    .context("building the example agent against the cell's skeleton and headers")?;
+    let out = process::read(cmd!(sh, "{bin}"))?;
+    let field = |k: &str| -> Option<u64> {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(k)?.parse().ok())
+    };
+    ensure!(
+        field("row=") == Some(1000) && field("total=").is_some_and(|t| t >= 1000),
+        "the example agent read {out:?}; expected row=1000 and a total of at least 1000"
+    );
+    eprintln!("e2e: an agent on the skeleton and shipped headers alone: {out}");
+    Ok(())
+}
+
+/// The bucket the running kernel selects.
+pub fn host_bucket() -> Result<kc_common::Bucket> {
+    let release = crate::paths::running_kernel_release()?;
+    let (_, lock) = kernels::load_checked_lock()?;
+    Ok(kc_common::select_bucket(
+        &kc_common::KernelVersion::parse(&release)?,
+        &lock.buckets(),
+    )?)
+}
+
+/// The `.o` files of a cell directory, sorted.
+pub fn object_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Skipped, with the reason, where this process cannot load BPF programs.
+pub fn needs_root() -> Option<Verdict> {
+    (!host::is_root()).then(|| {
+        Verdict::Skipped(format!(
+            "loading BPF programs needs root (this is uid {})",
+            host::uid_gid().0
+        ))
+    })
+}

@@ -1,0 +1,70 @@
+//! The kernels under qemu (the whole amd64 matrix; arm64 in `arm64.rs`) and the release
+//! workflow under act.
+
+use anyhow::Result;
+use kc_common::Libc;
+
+use super::Verdict;
+use crate::cli::LibcChoice;
+use crate::host;
+
+/// The whole amd64 matrix: every kernel, object, attach family and selection, with the musl
+/// cells' own static loader when Docker built them (else the host's libc and a loader
+/// compiled here).
+pub fn vmtest() -> Result<Verdict> {
+    spanning(kc_common::Arch::Amd64, Vec::new(), 240)?;
+    Ok(Verdict::Passed)
+}
+
+/// vmtest of `arch`'s `kernels` (empty: all), two guests at a time, with the musl cells' own
+/// static loader when Docker built them (else the host's libc and a loader compiled here).
+pub fn spanning(
+    arch: kc_common::Arch,
+    kernels: Vec<kc_common::Bucket>,
+    timeout: u64,
+) -> Result<()> {
+    let libc = if crate::image::daemon_answers() {
+        Libc::Musl
+    } else {
+        host::host_libc()
+    };
+    crate::vmtest::run(crate::vmtest::VmtestOptions {
+        kernels,
+        jobs: 2,
+        timeout,
+        accel: crate::vmtest::Accel::Auto,
+        libc: Some(LibcChoice::from(libc)),
+        arch,
+        json: false,
+    })
+}
+
+/// The kernel each of the rehearsal's vmtest jobs boots: the rehearsal proves the workflow's
+/// plumbing (jobs, outputs, artifacts, secrets, publish); the kernels are proven by `vmtest`
+/// and `arm64` in the same run, and on GitHub the job boots every kernel.
+const REHEARSAL_KERNEL: &str = "7.3";
+
+/// The release workflow itself, end to end under act. Not from inside a workflow (ci.yml's
+/// test job excludes it): under act a rehearsal does not rehearse itself, and on GitHub the
+/// release workflow runs for real.
+pub fn rehearsal() -> Result<Verdict> {
+    for inside in ["ACT", "GITHUB_ACTIONS"] {
+        if std::env::var_os(inside).is_some_and(|v| !v.is_empty()) {
+            anyhow::bail!(
+                "the release rehearsal cannot run inside a workflow ({inside} is set): leave it out with `--exclude rehearsal`, as ci.yml does"
+            );
+        }
+    }
+    let workflow = crate::workflows::WorkflowName::Release;
+    if let Some(why) = crate::rehearse::cannot_run_offline(&workflow.file())? {
+        return Ok(Verdict::Skipped(why));
+    }
+    crate::rehearse::run(crate::rehearse::RehearseOptions {
+        workflow,
+        tag: "v0.0.0-rehearsal".into(),
+        concurrent_jobs: 2,
+        only: vec![],
+        vmtest_kernels: vec![REHEARSAL_KERNEL.parse()?],
+    })?;
+    Ok(Verdict::Passed)
+}
