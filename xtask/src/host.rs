@@ -27,6 +27,14 @@ pub fn uid_gid() -> (u32, u32) {
 }
 
 /// Whether we run as root (loading BPF programs, debootstrap, apt).
+/// This boot of the host's kernel (empty where /proc does not say).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 pub fn is_root() -> bool {
     uid_gid().0 == 0
 }

@@ -178,8 +178,10 @@ struct CaseReport {
     auto_family: Option<String>,
     /// auto's added cost over the cheapest forced family's that attaches.
     auto_vs_cheapest: Option<f64>,
-    /// auto_vs_cheapest over 1.2, and auto's excess over twice the noise.
+    /// See [`auto_too_costly`].
     auto_too_costly: bool,
+    /// The cheapest forced family that observes the event, and its added ns.
+    cheapest: Option<(String, f64)>,
     /// The run-to-run spread of auto's and the cheapest family's figures (sum of their median
     /// absolute deviations): a difference inside twice this is noise, not cost.
     noise_ns: f64,
@@ -218,6 +220,32 @@ fn event_family(report: &serde_json::Value, event: &str) -> (Option<String>, Str
     }
 }
 
+/// Whether auto's added ns exceed 1.2x the cheapest forced family's beyond the noise: by
+/// more than twice the summed spreads of the two.
+fn auto_too_costly(auto_ns: f64, cheapest_ns: f64, noise_ns: f64) -> bool {
+    auto_ns - 1.2 * cheapest_ns.max(0.0) > 2.0 * noise_ns
+}
+
+/// The error line of a case whose auto costs too much.
+fn too_costly_line(r: &CaseReport) -> String {
+    let auto = r
+        .added_ns
+        .get("auto")
+        .copied()
+        .flatten()
+        .unwrap_or(f64::NAN);
+    let (family, cheapest) = r.cheapest.clone().unwrap_or(("?".into(), f64::NAN));
+    format!(
+        "{} {} ({}): auto +{auto:.0} ns ({}) vs {family} +{cheapest:.0} ns, {:.2}x, noise ±{:.0} ns",
+        r.collector,
+        r.event,
+        r.op,
+        r.auto_family.as_deref().unwrap_or("no family"),
+        r.auto_vs_cheapest.unwrap_or_default(),
+        r.noise_ns
+    )
+}
+
 fn summarize(results: &BTreeMap<(usize, &'static str), Measured>) -> Vec<CaseReport> {
     CASES
         .iter()
@@ -248,10 +276,9 @@ fn summarize(results: &BTreeMap<(usize, &'static str), Measured>) -> Vec<CaseRep
             let auto_vs_cheapest = auto
                 .zip(cheapest)
                 .map(|(a, (_, c))| a.max(1.0) / c.max(1.0));
-            // More than 1.2x the cheapest family, by more than the noise.
-            let auto_too_costly = auto.zip(cheapest).is_some_and(|(a, (_, c))| {
-                auto_vs_cheapest.unwrap_or(0.0) > 1.2 && a - c > 2.0 * noise_ns
-            });
+            let auto_too_costly = auto
+                .zip(cheapest)
+                .is_some_and(|(a, (_, c))| auto_too_costly(a, c, noise_ns));
             CaseReport {
                 collector: c.collector.into(),
                 event: c.event.into(),
@@ -260,6 +287,7 @@ fn summarize(results: &BTreeMap<(usize, &'static str), Measured>) -> Vec<CaseRep
                 auto_family: results[&(i, "auto")].family.clone(),
                 auto_vs_cheapest,
                 auto_too_costly,
+                cheapest: cheapest.map(|(f, ns)| (f.to_string(), ns)),
                 noise_ns,
                 added_ns: added,
             }
@@ -539,23 +567,59 @@ pub fn run(o: OverheadBench) -> Result<()> {
             println!("not measured: {which}: {why}");
         }
     }
-    let over: Vec<String> = host_rows
-        .iter()
-        .chain(guest.iter().flat_map(|(_, r)| r))
-        .filter(|r| r.auto_too_costly)
-        .map(|r| {
-            format!(
-                "{} ({:.2})",
-                r.collector,
-                r.auto_vs_cheapest.unwrap_or_default()
-            )
-        })
+    let over: Vec<String> = (host_rows.iter().map(|r| ("host", r)))
+        .chain(
+            guest
+                .iter()
+                .flat_map(|(_, rows)| rows.iter().map(|r| ("guest", r))),
+        )
+        .filter(|(_, r)| r.auto_too_costly)
+        .map(|(at, r)| format!("{at}: {}", too_costly_line(r)))
         .collect();
     if !over.is_empty() {
-        eprintln!(
-            "bench overhead: auto costs more than 1.2x the cheapest family for {}",
-            over.join(", ")
+        bail!(
+            "auto costs more than 1.2x the cheapest family beyond the noise:\n{}",
+            over.join("\n")
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_fails_only_past_one_point_two_beyond_the_noise() {
+        // The host's fd row of the issue: tracepoint +216, auto +572, noise 87.
+        assert!(auto_too_costly(572.0, 216.0, 87.0));
+        // Within 1.2x: fine, however quiet the run.
+        assert!(!auto_too_costly(250.0, 216.0, 0.0));
+        // Over 1.2x, but the excess is inside the noise.
+        assert!(!auto_too_costly(300.0, 216.0, 25.0));
+        assert!(auto_too_costly(300.0, 216.0, 10.0));
+        // A free family (0 or less added) still leaves auto only the noise.
+        assert!(!auto_too_costly(15.0, -3.0, 10.0));
+        assert!(auto_too_costly(40.0, -3.0, 10.0));
+    }
+
+    #[test]
+    fn the_failure_names_collector_event_and_figures() {
+        let r = CaseReport {
+            collector: "fd".into(),
+            event: "kc_fd_open".into(),
+            op: "open".into(),
+            base_ns: 3339.0,
+            added_ns: [("auto".to_string(), Some(572.0))].into(),
+            auto_family: Some("tracepoint".into()),
+            auto_vs_cheapest: Some(2.65),
+            auto_too_costly: true,
+            cheapest: Some(("tracepoint".into(), 216.0)),
+            noise_ns: 87.0,
+        };
+        assert_eq!(
+            too_costly_line(&r),
+            "fd kc_fd_open (open): auto +572 ns (tracepoint) vs tracepoint +216 ns, 2.65x, noise ±87 ns"
+        );
+    }
 }

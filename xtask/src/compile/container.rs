@@ -34,16 +34,9 @@ const OWNER_LABEL: &str = "org.kernel-collector.owner";
 /// The label naming a container's cell.
 const CELL_LABEL: &str = "org.kernel-collector.cell";
 
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 /// This process, as the owner label names it.
 fn owner() -> String {
-    format!("{}/{}", boot_id(), std::process::id())
+    format!("{}/{}", crate::host::boot_id(), std::process::id())
 }
 
 /// Whether the process an owner label names still runs (a label of another boot: no).
@@ -51,7 +44,7 @@ fn owner_alive(label: &str) -> bool {
     let Some((boot, pid)) = label.rsplit_once('/') else {
         return false;
     };
-    boot == boot_id() && std::path::Path::new("/proc").join(pid).exists()
+    boot == crate::host::boot_id() && std::path::Path::new("/proc").join(pid).exists()
 }
 
 /// Removes the containers whose owner is gone (a build killed with SIGKILL); returns how many.
@@ -170,7 +163,7 @@ mod tests {
                     .insert(OWNER_LABEL.to_string(), owner);
                 c
             };
-            let dead = format!("{}/{}", boot_id(), u32::MAX - 1);
+            let dead = format!("{}/{}", crate::host::boot_id(), u32::MAX - 1);
             let orphan = d
                 .create_container::<String, String>(None, make(dead))
                 .await
