@@ -30,6 +30,26 @@ impl From<Libc> for LibcChoice {
     }
 }
 
+/// The series a comma-separated environment variable `var` lists (how a workflow's variable
+/// narrows a matrix); unset or empty: none, which the caller takes as "all".
+pub fn series_from_env(var: &str) -> anyhow::Result<Vec<kc_common::Bucket>> {
+    parse_series_list(var, std::env::var(var).ok().as_deref())
+}
+
+fn parse_series_list(var: &str, value: Option<&str>) -> anyhow::Result<Vec<kc_common::Bucket>> {
+    use anyhow::Context;
+    value
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("{var}={value:?}: {s:?} is not a kernel series"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +63,18 @@ mod tests {
             assert_eq!(v.get_name(), libc.as_str());
         }
         assert_eq!(LibcChoice::All.libcs(), Libc::ALL);
+    }
+
+    #[test]
+    fn a_variable_lists_series_and_empty_means_all() {
+        assert!(parse_series_list("V", None).unwrap().is_empty());
+        assert!(parse_series_list("V", Some("")).unwrap().is_empty());
+        let got = parse_series_list("V", Some("7.3, 5.10")).unwrap();
+        assert_eq!(got, vec!["7.3".parse().unwrap(), "5.10".parse().unwrap()]);
+        let e = format!(
+            "{:#}",
+            parse_series_list("V", Some("7.3,seven")).unwrap_err()
+        );
+        assert!(e.contains("V=") && e.contains("\"seven\""), "{e}");
     }
 }

@@ -23,7 +23,15 @@ pub struct MatrixOptions {
     /// Which jobs: the build cells, or the release's vmtest runs
     #[arg(long, value_enum, default_value = "cells")]
     pub of: Jobs,
+    /// The cells of these buckets only (repeatable); default: the buckets `KC_CELL_BUCKETS`
+    /// lists (comma-separated: how a workflow's variable narrows it), else every bucket
+    #[arg(long = "bucket", value_name = "SERIES")]
+    pub buckets: Vec<Bucket>,
 }
+
+/// The environment variable that narrows the cells when no `--bucket` is given (the release
+/// workflow's matrix job sets it from a repository variable; the rehearsal builds fewer).
+pub const BUCKETS_VAR: &str = "KC_CELL_BUCKETS";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Jobs {
@@ -48,13 +56,22 @@ pub struct VmtestRun {
     pub libc: Libc,
 }
 
-pub fn cells(m: &Matrix, arches: &[Arch], libcs: &[Libc]) -> Result<Vec<Cell>> {
+/// The cells of every bucket of `arches` for `libcs`; only those of `only` where it names any
+/// (each must be a bucket of every architecture).
+pub fn cells(m: &Matrix, arches: &[Arch], libcs: &[Libc], only: &[Bucket]) -> Result<Vec<Cell>> {
     let mut out = Vec::new();
     for &arch in arches {
         let am = m.for_arch(arch).with_context(|| {
             format!("kernels.toml has no [arch.{arch}] table, and {arch} is released")
         })?;
-        for k in am.kernel.iter().filter(|k| k.bucket) {
+        for b in only {
+            if !am.kernel.iter().any(|k| k.bucket && k.series == *b) {
+                anyhow::bail!("{b} is not a bucket of {arch} in kernels.toml");
+            }
+        }
+        let chosen =
+            |k: &&crate::kernels::spec::MatrixKernel| only.is_empty() || only.contains(&k.series);
+        for k in am.kernel.iter().filter(|k| k.bucket).filter(chosen) {
             for &libc in libcs {
                 out.push(Cell {
                     bucket: k.series,
@@ -88,7 +105,12 @@ pub fn run(o: MatrixOptions) -> Result<()> {
     let lines: Vec<serde_json::Value> = match o.of {
         Jobs::Cells => {
             let m = Matrix::load(&paths::kernels_toml())?;
-            cells(&m, &Arch::RELEASED, &libcs)?
+            let only = if o.buckets.is_empty() {
+                crate::cli::series_from_env(BUCKETS_VAR)?
+            } else {
+                o.buckets.clone()
+            };
+            cells(&m, &Arch::RELEASED, &libcs, &only)?
                 .iter()
                 .map(serde_json::to_value)
                 .collect::<Result<_, _>>()?
@@ -126,17 +148,30 @@ mod tests {
     #[test]
     fn every_bucket_of_every_architecture_times_every_libc() {
         let m = Matrix::parse(TWO_ARCHES).unwrap();
-        let c = cells(&m, &Arch::ALL, &LibcChoice::All.libcs()).unwrap();
+        let c = cells(&m, &Arch::ALL, &LibcChoice::All.libcs(), &[]).unwrap();
         let json = serde_json::to_string(&serde_json::json!({ "include": c })).unwrap();
         assert_eq!(
             json,
             r#"{"include":[{"arch":"amd64","bucket":"6.1","libc":"glibc"},{"arch":"amd64","bucket":"6.1","libc":"musl"},{"arch":"amd64","bucket":"7.3","libc":"glibc"},{"arch":"amd64","bucket":"7.3","libc":"musl"},{"arch":"arm64","bucket":"7.3","libc":"glibc"},{"arch":"arm64","bucket":"7.3","libc":"musl"}]}"#
         );
-        assert_eq!(cells(&m, &[Arch::Arm64], &[Libc::Musl]).unwrap().len(), 1);
+        assert_eq!(
+            cells(&m, &[Arch::Arm64], &[Libc::Musl], &[]).unwrap().len(),
+            1
+        );
         // A released architecture the matrix does not cover is an error, not an empty list.
         let amd64_only = Matrix::parse(TWO_ARCHES.split("[arch.arm64]").next().unwrap()).unwrap();
-        let e = cells(&amd64_only, &Arch::ALL, &[Libc::Musl]).unwrap_err();
+        let e = cells(&amd64_only, &Arch::ALL, &[Libc::Musl], &[]).unwrap_err();
         assert!(e.to_string().contains("no [arch.arm64] table"), "{e}");
+        // Narrowed to one bucket: that bucket's cells of every architecture and libc.
+        let seven: Bucket = "7.3".parse().unwrap();
+        let c = cells(&m, &Arch::ALL, &Libc::ALL, &[seven]).unwrap();
+        assert_eq!(c.len(), 4);
+        assert!(c.iter().all(|c| c.bucket == seven));
+        let e = cells(&m, &Arch::ALL, &Libc::ALL, &["6.16".parse().unwrap()]).unwrap_err();
+        assert!(
+            e.to_string().contains("6.16 is not a bucket of amd64"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -164,7 +199,7 @@ mod tests {
         let cli = Cli::try_parse_from(["matrix", "--json", "--of", "vmtest"]).unwrap();
         assert_eq!(cli.o.of, Jobs::Vmtest);
         let m = Matrix::load(&paths::kernels_toml()).unwrap();
-        let all = cells(&m, &Arch::RELEASED, &LibcChoice::All.libcs()).unwrap();
+        let all = cells(&m, &Arch::RELEASED, &LibcChoice::All.libcs(), &[]).unwrap();
         let buckets: usize = Arch::RELEASED
             .iter()
             .map(|&a| {

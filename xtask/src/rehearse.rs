@@ -40,6 +40,10 @@ pub struct RehearseOptions {
     /// variable); default: every kernel, as on GitHub
     #[arg(long = "vmtest-kernel", value_name = "SERIES")]
     pub vmtest_kernels: Vec<kc_common::Bucket>,
+    /// The buckets whose cells the cell jobs build (repeatable; the workflow's
+    /// `KC_CELL_BUCKETS` variable); default: every bucket, as on GitHub
+    #[arg(long = "cell-bucket", value_name = "SERIES")]
+    pub cell_buckets: Vec<kc_common::Bucket>,
 }
 
 /// The repository the release rehearsal publishes to (on the stand-in API).
@@ -375,12 +379,14 @@ pub fn run(o: RehearseOptions) -> Result<()> {
     for j in &o.only {
         extra.extend(["-j".into(), j.clone()]);
     }
-    if !o.vmtest_kernels.is_empty() {
-        let series: Vec<String> = o.vmtest_kernels.iter().map(|b| b.to_string()).collect();
-        extra.extend([
-            "--var".into(),
-            format!("{}={}", crate::vmtest::KERNELS_VAR, series.join(",")),
-        ]);
+    for (var, series) in [
+        (crate::vmtest::KERNELS_VAR, &o.vmtest_kernels),
+        (crate::matrix::BUCKETS_VAR, &o.cell_buckets),
+    ] {
+        if !series.is_empty() {
+            let list: Vec<String> = series.iter().map(|b| b.to_string()).collect();
+            extra.extend(["--var".into(), format!("{var}={}", list.join(","))]);
+        }
     }
     let outcome = match o.workflow {
         WorkflowName::Ci => {

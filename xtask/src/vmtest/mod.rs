@@ -62,20 +62,6 @@ pub struct VmtestOptions {
 /// workflow's vmtest job sets it from a repository variable; the rehearsal boots fewer).
 pub const KERNELS_VAR: &str = "KC_VMTEST_KERNELS";
 
-/// The series a comma-separated `KC_VMTEST_KERNELS` names; unset or empty: none (every kernel).
-fn series_from_env(value: Option<&str>) -> Result<Vec<Bucket>> {
-    value
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse()
-                .with_context(|| format!("{KERNELS_VAR}={value:?}: {s:?} is not a kernel series"))
-        })
-        .collect()
-}
-
 /// `--timeout`'s default, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 300;
 
@@ -242,7 +228,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         format!("kernels.lock pins no {arch} kernels (`cargo xtask kernels lock --arch {arch}`)")
     })?;
     let chosen = if o.kernels.is_empty() {
-        series_from_env(std::env::var(KERNELS_VAR).ok().as_deref())?
+        crate::cli::series_from_env(KERNELS_VAR)?
     } else {
         o.kernels.clone()
     };
@@ -488,19 +474,6 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_variable_lists_series_and_empty_means_every_kernel() {
-        assert!(series_from_env(None).unwrap().is_empty());
-        assert!(series_from_env(Some("")).unwrap().is_empty());
-        let got = series_from_env(Some("7.3, 5.10")).unwrap();
-        assert_eq!(got, vec!["7.3".parse().unwrap(), "5.10".parse().unwrap()]);
-        let e = format!("{:#}", series_from_env(Some("7.3,seven")).unwrap_err());
-        assert!(
-            e.contains("KC_VMTEST_KERNELS") && e.contains("\"seven\""),
-            "{e}"
-        );
-    }
 
     /// This host's own programs are amd64's and dynamic: an arm64 guest gets none of them.
     #[test]
