@@ -45,7 +45,12 @@ fn parse_series_list(var: &str, value: Option<&str>) -> anyhow::Result<Vec<kc_co
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse()
-                .with_context(|| format!("{var}={value:?}: {s:?} is not a kernel series"))
+                .with_context(|| {
+                    format!(
+                        "{var}={:?}: {s:?} is not a kernel series; list series of kernels.toml, comma-separated (e.g. 5.10,7.3), or unset it for all",
+                        value.unwrap_or("")
+                    )
+                })
         })
         .collect()
 }

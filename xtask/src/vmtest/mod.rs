@@ -199,6 +199,18 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
     Ok(bins)
 }
 
+impl VmtestOptions {
+    /// The command line's options, with `KC_VMTEST_KERNELS` standing in for `--kernel` when
+    /// none is given. Only the `vmtest` verb reads the variable: the suite's and `dist`'s
+    /// "every kernel" is never narrowed by a variable left in the environment.
+    pub fn with_kernels_from_env(mut self) -> Result<Self> {
+        if self.kernels.is_empty() {
+            self.kernels = crate::cli::series_from_env(KERNELS_VAR)?;
+        }
+        Ok(self)
+    }
+}
+
 pub fn run(o: VmtestOptions) -> Result<()> {
     let libcs = o
         .libc
@@ -227,12 +239,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     let lock = whole.for_arch(arch).with_context(|| {
         format!("kernels.lock pins no {arch} kernels (`cargo xtask kernels lock --arch {arch}`)")
     })?;
-    let chosen = if o.kernels.is_empty() {
-        crate::cli::series_from_env(KERNELS_VAR)?
-    } else {
-        o.kernels.clone()
-    };
-    let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &chosen, true)?;
+    let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &o.kernels, true)?;
     let buckets = lock.buckets();
     let collectors = collectors::load_from(&paths::project_root())?;
     let counters = expect::load(&paths::project_root())?;
