@@ -3,7 +3,13 @@
  * kc-loader: loads kernel-collector objects into the running kernel, attaches their
  * programs, optionally lets the host work, and prints what each object counted.
  *
- *   kc-loader [--attach auto|trampoline|probe|tracepoint] [--run SECS] [--json] [--no-attach] [--strict] [--embedded] [OBJECTS...] [-- CMD ARGS...]
+ *   kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] [--run SECS]
+ *             [--json] [--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] [-- CMD ARGS...]
+ *
+ * MODE is auto, trampoline, probe or tracepoint. Several modes (e.g. `--attach
+ * trampoline,probe,tracepoint,auto`) are one pass each over objects loaded once: each pass
+ * attaches its choice, runs the workload, detaches, reports (one JSON document or table per
+ * pass, in order) and empties the maps for the next; the verifier sees each program once.
  *
  * What follows `--` is run as the workload once everything is attached: its own argv, as given
  * (no shell, no splitting), found on PATH.
@@ -43,356 +49,15 @@
 #include "kc_loader.h"
 #include "kc_skeletons.h"
 
-static char log_buf[1 << 16];
-static size_t log_len;
-static int verbose;
+/* What every pass does, from the command line. */
+struct options {
+	int attach;	/* 0: --no-attach */
+	int json;
+	int run_secs;
+	char **workload; /* argv after `--`, or NULL */
+	struct kc_app_options apps;
+};
 
-/* libbpf's messages (the verifier log among them) are kept for the failing object's report. */
-static int capture_log(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	int n;
-
-	if (level == LIBBPF_DEBUG && !verbose)
-		return 0;
-	if (log_len >= sizeof(log_buf) - 1) {
-		/* Keep the tail: drop the older half. */
-		memmove(log_buf, log_buf + sizeof(log_buf) / 2, sizeof(log_buf) / 2);
-		log_len = sizeof(log_buf) / 2 - 1;
-	}
-	n = vsnprintf(log_buf + log_len, sizeof(log_buf) - log_len, fmt, args);
-	if (n > 0)
-		log_len += (size_t)n < sizeof(log_buf) - log_len ? (size_t)n : sizeof(log_buf) - log_len - 1;
-	return 0;
-}
-
-/* Asks the kernel (once) whether a program's target exists and its kind attaches there. */
-static int target_ok(struct prog_result *p)
-{
-	if (p->target_why < 0) {
-		p->target_why = kc_target_check(p->section, p->target, sizeof(p->target), p->why, sizeof(p->why));
-		p->target_ok = p->target_why == KC_WHY_NONE;
-	}
-	return p->target_ok;
-}
-
-/* Is `group` (of event e, family f) already seen among the first `upto` programs? */
-static int group_seen(struct object_result *r, int upto, const char *group)
-{
-	for (int i = 0; i < upto; i++)
-		if (strcmp(r->progs[i].group, group) == 0)
-			return 1;
-	return 0;
-}
-
-/* Whether family `f` can observe event `e`: each of its groups (entry, return, one per
- * syscall...) needs a program whose target this kernel has; the first such variant is
- * marked chosen. Fills the event's reason when it cannot. */
-static int family_fits(struct object_result *r, int e, int f)
-{
-	struct event_result *ev = &r->events[e];
-
-	for (int i = 0; i < r->nprogs; i++)
-		if (r->progs[i].event == e && r->progs[i].family == f)
-			r->progs[i].chosen = 0;
-	for (int i = 0; i < r->nprogs; i++) {
-		struct prog_result *p = &r->progs[i];
-		int found = -1;
-
-		if (p->event != e || p->family != f || group_seen(r, i, p->group))
-			continue;
-		for (int j = i; j < r->nprogs && found < 0; j++)
-			if (strcmp(r->progs[j].group, p->group) == 0 && target_ok(&r->progs[j]))
-				found = j;
-		if (found < 0) {
-			ev->kind[f] = p->target_why;
-			snprintf(ev->why[f], sizeof(ev->why[f]), "%s", p->why);
-			return 0;
-		}
-		r->progs[found].chosen = 1;
-	}
-	return 1;
-}
-
-/* Picks each event's family (the first of `--attach`'s order that fits and was not found
- * failing) and which programs load: set_autoload before the load. */
-static void choose(struct bpf_object *obj, struct object_result *r)
-{
-	struct bpf_program *prog;
-	int i = 0;
-
-	for (int e = 0; e < r->nevents; e++) {
-		struct event_result *ev = &r->events[e];
-
-		ev->family = -1;
-		for (int f = 0; f < KC_N_FAMILIES; f++) {
-			if (ev->banned[f])
-				continue;
-			ev->why[f][0] = '\0';
-			ev->kind[f] = KC_WHY_NONE;
-			if (r->mode != KC_ATTACH_AUTO && f != r->mode) {
-				ev->kind[f] = KC_WHY_NOT_ASKED;
-				snprintf(ev->why[f], sizeof(ev->why[f]), "not asked for (--attach %s)",
-					 kc_family_name(r->mode));
-			} else if (!(ev->present & (1u << f))) {
-				ev->kind[f] = KC_WHY_NO_PROGRAM;
-				snprintf(ev->why[f], sizeof(ev->why[f]), "the collector has no %s program for this event",
-					 kc_family_name(f));
-			} else if (ev->family >= 0) {
-				ev->kind[f] = KC_WHY_COSTLIER;
-				snprintf(ev->why[f], sizeof(ev->why[f]), "%s fits, and costs less",
-					 kc_family_name(ev->family));
-			} else if (family_fits(r, e, f)) {
-				ev->family = f;
-			}
-		}
-	}
-	bpf_object__for_each_program(prog, obj) {
-		struct prog_result *p = &r->progs[i++];
-		int load;
-
-		if (i > r->nprogs)
-			break;
-		load = p->event < 0 ? target_ok(p) : r->events[p->event].family == p->family && p->chosen;
-		bpf_program__set_autoload(prog, load);
-		p->state = load ? "loaded" : "skipped";
-		p->detail[0] = '\0';
-		if (load)
-			continue;
-		if (p->event < 0 || r->events[p->event].family == p->family)
-			snprintf(p->detail, sizeof(p->detail), "%s",
-				 p->target_why <= KC_WHY_NONE ? "another variant is used" : p->why);
-		else if (r->events[p->event].family >= 0)
-			snprintf(p->detail, sizeof(p->detail), "the event uses %s",
-				 kc_family_name(r->events[p->event].family));
-		else
-			snprintf(p->detail, sizeof(p->detail), "no family observes the event");
-		if (p->event < 0 && !p->target_ok && r->strict)
-			p->state = "failed";
-	}
-}
-
-/* Reads the programs of a freshly opened object: names, events, and targets. */
-static void describe(struct bpf_object *obj, struct object_result *r)
-{
-	struct bpf_program *prog;
-
-	bpf_object__for_each_program(prog, obj) {
-		struct prog_result *p;
-		struct kc_program_name pn;
-		const char *sec = bpf_program__section_name(prog);
-		int e;
-
-		if (r->nprogs >= MAX_PROGS)
-			break;
-		p = &r->progs[r->nprogs++];
-		snprintf(p->name, sizeof(p->name), "%s", bpf_program__name(prog));
-		snprintf(p->group, sizeof(p->group), "%s", bpf_program__name(prog));
-		snprintf(p->section, sizeof(p->section), "%s", sec);
-		snprintf(p->target, sizeof(p->target), "%s", strchr(sec, '/') ? strchr(sec, '/') + 1 : sec);
-		p->target_why = -1; /* asked of the kernel when a family needs it: see target_ok() */
-		p->event = -1;
-		if (kc_parse_program_name(p->name, &pn) != 0 || pn.family != kc_section_family(sec))
-			continue;
-		snprintf(p->group, sizeof(p->group), "%s", pn.group);
-		p->family = pn.family;
-		for (e = 0; e < r->nevents && strcmp(r->events[e].name, pn.event) != 0; e++)
-			;
-		if (e == r->nevents) {
-			if (r->nevents >= MAX_EVENTS)
-				continue;
-			snprintf(r->events[r->nevents++].name, sizeof(r->events[0].name), "%s", pn.event);
-		}
-		p->event = e;
-		r->events[e].present |= 1u << pn.family;
-	}
-}
-static struct bpf_object *open_object(struct object_result *r)
-{
-	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = r->name);
-
-	return r->mem ? bpf_object__open_mem(r->mem, r->mem_size, &opts) : bpf_object__open_file(r->path, NULL);
-}
-
-/* The log's last line: the verifier's verdict, usually. */
-static void last_log_line(char *out, size_t n)
-{
-	size_t end = log_len;
-	size_t start;
-
-	while (end > 0 && (log_buf[end - 1] == '\n' || log_buf[end - 1] == ' '))
-		end--;
-	start = end;
-	while (start > 0 && log_buf[start - 1] != '\n')
-		start--;
-	snprintf(out, n, "%.*s", (int)(end - start), log_buf + start);
-}
-
-/* After a load failed: loads each event's chosen programs alone, and bans the family of each
- * event that fails so. Returns how many were banned. */
-static int ban_failing_loads(struct object_result *r)
-{
-	int banned = 0;
-
-	for (int e = 0; e < r->nevents; e++) {
-		struct event_result *ev = &r->events[e];
-		struct bpf_object *obj;
-		struct bpf_program *prog;
-		int i = 0, err;
-		char line[96];
-
-		if (ev->family < 0)
-			continue;
-		obj = open_object(r);
-		if (!obj)
-			return banned;
-		bpf_object__for_each_program(prog, obj) {
-			struct prog_result *p = &r->progs[i++];
-
-			if (i > r->nprogs)
-				break;
-			bpf_program__set_autoload(prog, p->event == e && p->family == ev->family && p->chosen);
-		}
-		log_len = 0;
-		err = bpf_object__load(obj);
-		bpf_object__close(obj);
-		if (!err)
-			continue;
-		last_log_line(line, sizeof(line));
-		snprintf(ev->why[ev->family], sizeof(ev->why[0]), "load: %s (%s)", strerror(-err), line);
-		ev->kind[ev->family] = KC_WHY_FAILED;
-		ev->banned[ev->family] = 1;
-		banned++;
-	}
-	return banned;
-}
-
-static void detach_all(struct object_result *r)
-{
-	for (int i = 0; i < r->nprogs; i++) {
-		bpf_link__destroy(r->links[i]);
-		r->links[i] = NULL;
-	}
-}
-
-/* Attaches what loaded; a family that fails to attach is banned for its event. Returns how
- * many were banned. */
-static int attach_all(struct bpf_object *obj, struct object_result *r)
-{
-	struct bpf_program *prog;
-	int i = 0, banned = 0;
-
-	bpf_object__for_each_program(prog, obj) {
-		struct prog_result *p = &r->progs[i];
-
-		if (i >= r->nprogs)
-			break;
-		i++;
-		if (!bpf_program__autoload(prog))
-			continue;
-		r->links[i - 1] = bpf_program__attach(prog);
-		if (r->links[i - 1]) {
-			p->state = "attached";
-			continue;
-		}
-		p->state = "failed";
-		snprintf(p->detail, sizeof(p->detail), "attach: %s", strerror(errno));
-		if (p->event >= 0) {
-			struct event_result *ev = &r->events[p->event];
-
-			snprintf(ev->why[p->family], sizeof(ev->why[0]), "%s: attach: %s", p->name, strerror(errno));
-			ev->kind[p->family] = KC_WHY_FAILED;
-			ev->banned[p->family] = 1;
-			banned++;
-		}
-	}
-	return banned;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static void run_object(struct object_result *r, int attach)
-{
-	double t = now_ms();
-	struct bpf_object *obj;
-	int err;
-
-	log_len = 0;
-	log_buf[0] = '\0';
-	r->status = "failed";
-	obj = open_object(r);
-	if (!obj) {
-		snprintf(r->error, sizeof(r->error), "open: %s", strerror(errno));
-		goto out_log;
-	}
-	describe(obj, r);
-	/* Each round bans at least one (event, family) or ends: bounded by their number. */
-	for (int round = 0; round <= r->nevents * KC_N_FAMILIES; round++) {
-		if (!obj)
-			obj = open_object(r);
-		if (!obj) {
-			snprintf(r->error, sizeof(r->error), "open: %s", strerror(errno));
-			goto out_log;
-		}
-		choose(obj, r);
-		kc_maps_prepare(obj, r->apps);
-		r->ms_choose += now_ms() - t;
-		t = now_ms();
-		log_len = 0;
-		err = bpf_object__load(obj);
-		r->ms_load += now_ms() - t;
-		t = now_ms();
-		if (err) {
-			bpf_object__close(obj);
-			obj = NULL;
-			if (ban_failing_loads(r) > 0)
-				continue;
-			snprintf(r->error, sizeof(r->error), "load: %s (the verifier log tail follows)", strerror(-err));
-			goto out_log;
-		}
-		if (attach && attach_all(obj, r) > 0) {
-			detach_all(r);
-			bpf_object__close(obj);
-			obj = NULL;
-			r->ms_attach += now_ms() - t;
-			t = now_ms();
-			continue;
-		}
-		r->ms_attach += now_ms() - t;
-		break;
-	}
-	if (!obj) {
-		/* Unreachable while each retry bans a family: the bound says so. */
-		snprintf(r->error, sizeof(r->error), "gave up after retrying every family of every event");
-		goto out_log;
-	}
-	err = kc_maps_control(obj, r->apps);
-	if (err) {
-		snprintf(r->error, sizeof(r->error), "writing the control maps: %s", strerror(-err));
-		bpf_object__close(obj);
-		goto out_log;
-	}
-	r->status = "ok";
-	for (int e = 0; e < r->nevents; e++)
-		if (r->events[e].family < 0)
-			r->status = r->strict ? "failed" : "partial";
-	for (int i = 0; i < r->nprogs; i++)
-		if (strcmp(r->progs[i].state, "failed") == 0)
-			r->status = "failed";
-	if (strcmp(r->status, "ok") != 0)
-		snprintf(r->error, sizeof(r->error), "%s", strcmp(r->status, "partial") == 0 ?
-			 "some events cannot be observed on this kernel" : "some programs or events failed");
-	/* Kept open: counters are read after the workload. */
-	r->obj = obj;
-	return;
-out_log:
-	snprintf(r->log_tail, sizeof(r->log_tail), "%s", log_len > LOG_TAIL - 1 ? log_buf + log_len - (LOG_TAIL - 1) : log_buf);
-}
 /* Runs the workload argv (NULL-terminated) and waits; its exit status, or -1. Its pid goes
  * in `pid`: its row is the one that proves what it did. */
 static int run_workload(char **cmd, pid_t *workload_pid)
@@ -413,9 +78,52 @@ static int run_workload(char **cmd, pid_t *workload_pid)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: kc-loader [--attach auto|trampoline|probe|tracepoint] [--group-by none|process|cgroup] "
-		     "[--table-size N] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
-		     "[OBJECTS...] [-- CMD ARGS...]\n");
+	fprintf(out, "usage: kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] "
+		     "[--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] "
+		     "[-- CMD ARGS...]\n"
+		     "  MODE: auto (the default), trampoline, probe or tracepoint; several: one pass each\n");
+}
+
+/* `--attach`'s comma-separated modes into `modes`: their number, or -1 (said on stderr). */
+static int parse_modes(const char *arg, int modes[MAX_MODES])
+{
+	char word[32];
+	int n = 0;
+
+	for (const char *p = arg;; p++) {
+		size_t len = strcspn(p, ",");
+		int mode;
+
+		snprintf(word, sizeof(word), "%.*s", (int)len, p);
+		mode = kc_attach_parse(word);
+		if (mode < KC_ATTACH_AUTO) {
+			fprintf(stderr, "kc-loader: --attach %s: \"%s\" is none of auto, trampoline, probe, tracepoint\n",
+				arg, word);
+			return -1;
+		}
+		for (int i = 0; i < n; i++)
+			if (modes[i] == mode) {
+				fprintf(stderr, "kc-loader: --attach %s: %s twice\n", arg, word);
+				return -1;
+			}
+		modes[n++] = mode;
+		p += len;
+		if (!*p)
+			return n;
+		if (n == MAX_MODES) {
+			fprintf(stderr, "kc-loader: --attach %s: at most %d modes\n", arg, MAX_MODES);
+			return -1;
+		}
+	}
+}
+
+/* `--run`'s seconds: 0 to a day, or -1. */
+static int parse_seconds(const char *arg)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	return *arg && !*end && n <= 86400 ? (int)n : -1;
 }
 
 /* Every program link, map and BTF object is a descriptor: a release's objects together hold
@@ -430,6 +138,54 @@ static void raise_fd_limit(void)
 	}
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* One pass: attach each object for `mode`, run the workload, detach, report. Returns how
+ * many objects failed. */
+static int run_pass(struct object_result *rs, int n, int mode, const struct options *o, const char *kernel)
+{
+	struct kc_pass pass = { .kernel = kernel, .mode = mode };
+	double t = now_ms();
+	int failed = 0;
+
+	for (int i = 0; i < n; i++)
+		kc_object_attach(&rs[i], mode, o->attach);
+	pass.ms_attach = now_ms() - t;
+	t = now_ms();
+	if (o->workload && run_workload(o->workload, &pass.workload_pid) != 0)
+		fprintf(stderr, "kc-loader: the workload %s failed\n", o->workload[0]);
+	if (o->run_secs > 0)
+		sleep(o->run_secs);
+	pass.ms_workload = now_ms() - t;
+	t = now_ms();
+	/* Detached before anything is read: the counters, per-application rows and histograms of
+	 * a report are one frozen moment (reading them would otherwise count scheduling too). */
+	kc_objects_detach(rs, n);
+	pass.ms_detach = now_ms() - t;
+	t = now_ms();
+	for (int i = 0; i < n; i++) {
+		free(rs[i].counters_json);
+		free(rs[i].counters_text);
+		rs[i].counters_json = rs[i].counters_text = NULL;
+		if (rs[i].obj && !rs[i].load_failed)
+			kc_maps_report(rs[i].obj, &o->apps, &rs[i].counters_json, &rs[i].counters_text);
+		failed += rs[i].status == KC_OBJECT_FAILED;
+	}
+	pass.ms_read = now_ms() - t;
+	if (o->json)
+		kc_print_json(rs, n, &pass);
+	else
+		kc_print_table(rs, n, &pass);
+	fflush(stdout);
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option long_opts[] = {
@@ -441,11 +197,9 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int run_secs = 0, json = 0, attach = 1, strict = 0, embedded = 0, opt, n = 0, failed = 0, total;
-	int mode = KC_ATTACH_AUTO;
-	pid_t workload_pid = 0;
-	struct kc_app_options apps = { .group_by = KC_GROUP_PROCESS };
-	char **workload = NULL;
+	struct options o = { .attach = 1, .apps = { .group_by = KC_GROUP_PROCESS } };
+	int modes[MAX_MODES] = { KC_ATTACH_AUTO }, nmodes = 1;
+	int strict = 0, embedded = 0, verbose = 0, opt, n = 0, failed = 0, total;
 	struct object_result *results;
 	struct utsname uts;
 
@@ -453,12 +207,12 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0) {
 			argv[i] = NULL;
-			workload = &argv[i + 1];
+			o.workload = &argv[i + 1];
 			argc = i;
 			break;
 		}
 	}
-	if (workload && !workload[0]) {
+	if (o.workload && !o.workload[0]) {
 		fprintf(stderr, "kc-loader: nothing to run after --\n");
 		usage(stderr);
 		return 2;
@@ -466,39 +220,40 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "a:g:t:r:jnsEvh", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
-			apps.group_by = kc_group_by_parse(optarg);
-			if (apps.group_by < 0) {
+			o.apps.group_by = kc_group_by_parse(optarg);
+			if (o.apps.group_by < 0) {
 				fprintf(stderr, "kc-loader: --group-by %s: expected none, process or cgroup\n", optarg);
 				return 2;
 			}
 			break;
 		case 't': {
 			char *end;
-			unsigned long n = strtoul(optarg, &end, 10);
+			unsigned long rows = strtoul(optarg, &end, 10);
 
-			if (*end || n == 0 || n > (1u << 24)) {
+			if (*end || rows == 0 || rows > (1u << 24)) {
 				fprintf(stderr, "kc-loader: --table-size %s: expected 1 to %u rows\n", optarg, 1u << 24);
 				return 2;
 			}
-			apps.table_size = n;
+			o.apps.table_size = rows;
 			break;
 		}
 		case 'a':
-			mode = kc_attach_parse(optarg);
-			if (mode < KC_ATTACH_AUTO) {
-				fprintf(stderr, "kc-loader: --attach %s: expected auto, trampoline, probe or tracepoint\n",
-					optarg);
+			nmodes = parse_modes(optarg, modes);
+			if (nmodes < 0)
+				return 2;
+			break;
+		case 'r':
+			o.run_secs = parse_seconds(optarg);
+			if (o.run_secs < 0) {
+				fprintf(stderr, "kc-loader: --run %s: expected whole seconds, 0 to 86400\n", optarg);
 				return 2;
 			}
 			break;
-		case 'r':
-			run_secs = atoi(optarg);
-			break;
 		case 'j':
-			json = 1;
+			o.json = 1;
 			break;
 		case 'n':
-			attach = 0;
+			o.attach = 0;
 			break;
 		case 's':
 			strict = 1;
@@ -517,6 +272,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (!o.attach && nmodes > 1) {
+		fprintf(stderr, "kc-loader: --no-attach takes one --attach mode: passes differ only in what attaches\n");
+		return 2;
+	}
 	total = (argc - optind) + (embedded ? (int)KC_N_EMBEDDED : 0);
 	raise_fd_limit();
 	if (total == 0) {
@@ -524,7 +283,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	uname(&uts);
-	libbpf_set_print(capture_log);
+	kc_object_capture_log(verbose);
 	results = calloc(total, sizeof(*results));
 	if (!results)
 		return 1;
@@ -533,40 +292,31 @@ int main(int argc, char **argv)
 
 		snprintf(results[n].name, sizeof(results[n].name), "%s", base ? base + 1 : argv[i]);
 		results[n].path = argv[i];
-		results[n].mode = mode;
-		results[n].apps = &apps;
-		results[n].strict = strict;
-		run_object(&results[n], attach);
 	}
 	for (size_t i = 0; embedded && i < KC_N_EMBEDDED; i++, n++) {
-		size_t size;
-		const void *bytes = kc_embedded[i].elf_bytes(&size);
-
 		snprintf(results[n].name, sizeof(results[n].name), "%s.bpf.o", kc_embedded[i].name);
-		results[n].mem = bytes;
-		results[n].mem_size = size;
-		results[n].mode = mode;
-		results[n].apps = &apps;
-		results[n].strict = strict;
-		run_object(&results[n], attach);
+		results[n].mem = kc_embedded[i].elf_bytes(&results[n].mem_size);
 	}
-	if (workload && run_workload(workload, &workload_pid) != 0)
-		fprintf(stderr, "kc-loader: the workload %s failed\n", workload[0]);
-	if (run_secs > 0)
-		sleep(run_secs);
-	/* Detached before anything is read: the counters, per-application rows and histograms of
-	 * a report are one frozen moment (reading them would otherwise count scheduling too). */
-	for (int i = 0; i < n; i++)
-		detach_all(&results[i]);
 	for (int i = 0; i < n; i++) {
-		if (results[i].obj) {
-			kc_maps_report(results[i].obj, &apps, &results[i].counters_json, &results[i].counters_text);
-		}
-		failed += strcmp(results[i].status, "failed") == 0;
+		memcpy(results[i].modes, modes, sizeof(modes));
+		results[i].nmodes = nmodes;
+		results[i].apps = &o.apps;
+		results[i].strict = strict;
+		kc_object_load(&results[i]);
 	}
-	if (json)
-		kc_print_json(results, n, uts.release, workload_pid);
-	else
-		kc_print_table(results, n, uts.release);
+	for (int m = 0; m < nmodes; m++) {
+		/* The next pass starts from empty maps, as though just loaded. */
+		for (int i = 0; m > 0 && i < n; i++) {
+			int err = results[i].obj && !results[i].load_failed ? kc_maps_reset(results[i].obj, &o.apps) : 0;
+
+			if (err) {
+				/* Its next counts would add to this pass's: it cannot take part. */
+				snprintf(results[i].error, sizeof(results[i].error), "emptying the maps: %s", strerror(-err));
+				results[i].load_failed = 1;
+				results[i].status = KC_OBJECT_FAILED;
+			}
+		}
+		failed += run_pass(results, n, modes[m], &o, uts.release);
+	}
 	return failed ? 1 : 0;
 }

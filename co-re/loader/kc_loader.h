@@ -13,12 +13,31 @@
 
 #define MAX_PROGS 128
 #define MAX_EVENTS 32
+#define MAX_MODES 4
 #define LOG_TAIL 2048
+
+/* A program's state, as the report's "state" says it (kc_prog_state_name). */
+enum kc_prog_state {
+	KC_PROG_SKIPPED,  /* not part of this mode's choice: "detail" says why */
+	KC_PROG_LOADED,	  /* loaded, not attached (--no-attach) */
+	KC_PROG_ATTACHED,
+	KC_PROG_FAILED,
+};
+
+/* An object's status, as the report's "status" says it (kc_object_status_name). */
+enum kc_object_status {
+	KC_OBJECT_OK,
+	KC_OBJECT_PARTIAL, /* an event that no family can observe on this kernel */
+	KC_OBJECT_FAILED,
+};
+
+const char *kc_prog_state_name(enum kc_prog_state s);
+const char *kc_object_status_name(enum kc_object_status s);
 
 struct prog_result {
 	char name[64];
 	char target[128];
-	const char *state; /* "attached", "loaded", "skipped", "failed" */
+	enum kc_prog_state state;
 	char detail[160];
 	int event;	   /* index in events, -1: outside any family (always loaded when it can be) */
 	int family;
@@ -34,6 +53,8 @@ struct event_result {
 	char name[64];
 	int family;		       /* the family chosen, -1: none observes it */
 	unsigned present;	       /* bit f: the object has family f's programs for it */
+	unsigned load;		       /* bit f: family f is in the load set (what some mode chooses) */
+	unsigned loaded;	       /* bit f: family f's chosen programs are loaded */
 	int banned[KC_N_FAMILIES];     /* failed to load or attach here */
 	enum kc_why kind[KC_N_FAMILIES]; /* why each family was passed over */
 	char why[KC_N_FAMILIES][200];	 /* the same, in words */
@@ -44,12 +65,15 @@ struct object_result {
 	const char *path;	/* or: */
 	const void *mem;
 	size_t mem_size;
-	int mode;		/* --attach: a family or KC_ATTACH_AUTO */
+	int modes[MAX_MODES];	/* --attach: each a family or KC_ATTACH_AUTO; loaded for all */
+	int nmodes;
+	int mode;		/* the one attached now */
 	const struct kc_app_options *apps;
 	char *counters_json;	/* what its maps hold (kc_maps_report) */
 	char *counters_text;
 	int strict;
-	const char *status;	/* "ok", "partial" (an event no family observes), "failed" */
+	enum kc_object_status status;
+	int load_failed;	/* no mode can attach it: error and log_tail say why */
 	char error[256];
 	char log_tail[LOG_TAIL];
 	int nprogs, nevents;
@@ -60,8 +84,31 @@ struct object_result {
 	double ms_choose, ms_load, ms_attach; /* where its time went */
 };
 
-/* The report of `n` objects: JSON (`--json`) or a table for people. */
-void kc_print_json(struct object_result *rs, int n, const char *kernel, pid_t workload_pid);
-void kc_print_table(struct object_result *rs, int n, const char *kernel);
+/* libbpf's messages go to a buffer whose tail a failing object's report keeps; `debug`
+ * keeps its debug messages too. */
+void kc_object_capture_log(int debug);
+/* Opens and loads the object: for each event, the family each of `modes` chooses (a family
+ * the verifier refuses is banned for the event and the rest loaded again). 0, or -1 with
+ * `error` and `log_tail` filled. */
+int kc_object_load(struct object_result *r);
+/* Chooses each event's family for `mode` among what loaded, and (when `attach`) attaches
+ * them; a family that fails to attach is banned for its event and the next one tried
+ * (loading it when it is not). Sets `status`. 0, or -1 when the object failed. */
+int kc_object_attach(struct object_result *r, int mode, int attach);
+void kc_object_detach(struct object_result *r);
+/* Detaches every object's links at once, from several threads (see kc_object.c). */
+void kc_objects_detach(struct object_result *rs, int n);
+
+/* One pass over the objects: its mode, its workload, and where its time went. */
+struct kc_pass {
+	const char *kernel;
+	int mode;
+	pid_t workload_pid;
+	double ms_attach, ms_workload, ms_detach, ms_read;
+};
+
+/* The report of `n` objects after a pass: JSON (`--json`) or a table for people. */
+void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass);
+void kc_print_table(struct object_result *rs, int n, const struct kc_pass *pass);
 
 #endif

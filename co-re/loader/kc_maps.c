@@ -63,6 +63,39 @@ int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o)
 	return 0;
 }
 
+int kc_maps_reset(struct bpf_object *obj, const struct kc_app_options *o)
+{
+	struct bpf_map *map;
+	int cpus = libbpf_num_possible_cpus();
+
+	bpf_object__for_each_map(map, obj) {
+		enum bpf_map_type type = bpf_map__type(map);
+		int fd = bpf_map__fd(map), err = 0;
+		void *key, *value;
+
+		if (bpf_map__is_internal(map))
+			continue;
+		key = calloc(1, bpf_map__key_size(map));
+		/* A per-CPU value is one 8-byte aligned slot per possible CPU. */
+		value = calloc(cpus > 0 ? cpus : 1, (bpf_map__value_size(map) + 7) / 8 * 8);
+		if (!key || !value) {
+			err = -ENOMEM;
+		} else if (type == BPF_MAP_TYPE_ARRAY || type == BPF_MAP_TYPE_PERCPU_ARRAY) {
+			for (__u32 k = 0; k < bpf_map__max_entries(map) && !err; k++)
+				err = bpf_map_update_elem(fd, &k, value, BPF_ANY) ? -errno : 0;
+		} else {
+			/* Each deletion can reorder the walk: start it again from the first key. */
+			while (!err && bpf_map_get_next_key(fd, NULL, key) == 0)
+				err = bpf_map_delete_elem(fd, key) ? -errno : 0;
+		}
+		free(key);
+		free(value);
+		if (err)
+			return err;
+	}
+	return kc_maps_control(obj, o);
+}
+
 /* A growing string. */
 struct buf {
 	char *s;

@@ -23,6 +23,9 @@ int kc_group_by_parse(const char *s);
 void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o);
 /* After load: writes each control map. 0, or -errno. */
 int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o);
+/* Between two runs of one loaded object: every array value zero, every hash empty, the
+ * control maps written again, as though just loaded. 0, or -errno. */
+int kc_maps_reset(struct bpf_object *obj, const struct kc_app_options *o);
 /* After the workload: the object's counters, rows, control and histograms as JSON members
  * (`"counters": {...}, ...` without braces) into `json`, and a human summary into `text`
  * (both malloc'd); rows of processes that exited are removed from the tables first. */

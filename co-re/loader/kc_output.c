@@ -5,6 +5,20 @@
 
 #include "kc_loader.h"
 
+const char *kc_prog_state_name(enum kc_prog_state s)
+{
+	static const char *const names[] = { "skipped", "loaded", "attached", "failed" };
+
+	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+const char *kc_object_status_name(enum kc_object_status s)
+{
+	static const char *const names[] = { "ok", "partial", "failed" };
+
+	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
 static void json_string(const char *s)
 {
 	putchar('"');
@@ -23,18 +37,22 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
-void kc_print_json(struct object_result *rs, int n, const char *kernel, pid_t workload_pid)
+void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 {
 	printf("{\"kernel\": ");
-	json_string(kernel);
-	printf(", \"workload_pid\": %d", (int)workload_pid);
+	json_string(pass->kernel);
+	printf(", \"attach\": \"%s\"", kc_family_name(pass->mode));
+	printf(", \"workload_pid\": %d", (int)pass->workload_pid);
+	printf(", \"ms\": {\"attach\": %.1f, \"workload\": %.1f, \"detach\": %.1f, \"read\": %.1f}", pass->ms_attach,
+	       pass->ms_workload, pass->ms_detach, pass->ms_read);
 	printf(", \"objects\": [");
 	for (int i = 0; i < n; i++) {
 		struct object_result *r = &rs[i];
 
 		printf("%s\n  {\"object\": ", i ? "," : "");
 		json_string(r->name);
-		printf(", \"attach\": \"%s\", \"status\": \"%s\", \"error\": ", kc_family_name(r->mode), r->status);
+		printf(", \"attach\": \"%s\", \"status\": \"%s\", \"error\": ", kc_family_name(r->mode),
+		       kc_object_status_name(r->status));
 		json_string(r->error);
 		printf(", \"events\": [");
 		for (int j = 0; j < r->nevents; j++) {
@@ -70,7 +88,7 @@ void kc_print_json(struct object_result *rs, int n, const char *kernel, pid_t wo
 			json_string(r->progs[j].name);
 			printf(", \"target\": ");
 			json_string(r->progs[j].target);
-			printf(", \"state\": \"%s\", \"detail\": ", r->progs[j].state);
+			printf(", \"state\": \"%s\", \"detail\": ", kc_prog_state_name(r->progs[j].state));
 			json_string(r->progs[j].detail);
 			printf("}");
 		}
@@ -79,18 +97,20 @@ void kc_print_json(struct object_result *rs, int n, const char *kernel, pid_t wo
 	printf("\n]}\n");
 }
 
-void kc_print_table(struct object_result *rs, int n, const char *kernel)
+void kc_print_table(struct object_result *rs, int n, const struct kc_pass *pass)
 {
-	printf("kernel %s\n", kernel);
+	printf("kernel %s, --attach %s: attach %.0f ms, workload %.0f ms, detach %.0f ms\n", pass->kernel,
+	       kc_family_name(pass->mode), pass->ms_attach, pass->ms_workload, pass->ms_detach);
 	for (int i = 0; i < n; i++) {
 		struct object_result *r = &rs[i];
 		int attached = 0, skipped = 0;
 
 		for (int j = 0; j < r->nprogs; j++) {
-			attached += strcmp(r->progs[j].state, "attached") == 0 || strcmp(r->progs[j].state, "loaded") == 0;
-			skipped += strcmp(r->progs[j].state, "skipped") == 0;
+			attached += r->progs[j].state == KC_PROG_ATTACHED || r->progs[j].state == KC_PROG_LOADED;
+			skipped += r->progs[j].state == KC_PROG_SKIPPED;
 		}
-		printf("%-28s %-6s programs %d/%d (%d skipped)\n", r->name, r->status, attached, r->nprogs, skipped);
+		printf("%-28s %-6s programs %d/%d (%d skipped)\n", r->name, kc_object_status_name(r->status), attached,
+		       r->nprogs, skipped);
 		if (r->error[0])
 			printf("  error: %s\n", r->error);
 		if (r->counters_text)
@@ -105,8 +125,8 @@ void kc_print_table(struct object_result *rs, int n, const char *kernel)
 			printf("\n");
 		}
 		for (int j = 0; j < r->nprogs; j++)
-			if (strcmp(r->progs[j].state, "failed") == 0)
-				printf("  %s %s: %s\n", r->progs[j].name, r->progs[j].state, r->progs[j].detail);
+			if (r->progs[j].state == KC_PROG_FAILED)
+				printf("  %s failed: %s\n", r->progs[j].name, r->progs[j].detail);
 		if (r->log_tail[0])
 			printf("  log tail:\n%s\n", r->log_tail);
 	}

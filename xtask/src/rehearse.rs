@@ -80,6 +80,8 @@ pub struct Outcome {
     pub failed_steps: Vec<(String, String)>,
     tails: BTreeMap<(String, String), Vec<String>>,
     started: BTreeMap<String, Instant>,
+    /// (job, step) -> when its main part started: each step's time is printed as it ends
+    step_started: BTreeMap<(String, String), Instant>,
 }
 
 impl Outcome {
@@ -96,6 +98,8 @@ impl Outcome {
             self.started.entry(l.job.clone()).or_insert(now);
         }
         if l.msg.starts_with("⭐ Run Main") && !l.step.is_empty() {
+            self.step_started
+                .insert((l.job.clone(), l.step.clone()), now);
             return Some(format!("rehearse: {} / {}", l.job, l.step));
         }
         if l.raw_output || l.level == "error" || l.msg.contains("failed to fetch") {
@@ -113,6 +117,15 @@ impl Outcome {
             // (an `::error::` command, stderr) after the line that says the step failed.
             self.failed_steps.push((l.job.clone(), l.step.clone()));
             return Some(format!("rehearse: {} / {}: FAILED", l.job, l.step));
+        }
+        if l.step_result == "success" {
+            if let Some(t) = self.step_started.remove(&(l.job.clone(), l.step.clone())) {
+                let secs = now.duration_since(t).as_secs_f64();
+                return Some(format!(
+                    "rehearse: {} / {}: ok ({secs:.0} s)",
+                    l.job, l.step
+                ));
+            }
         }
         if !l.job_result.is_empty() {
             let secs = self
@@ -589,6 +602,19 @@ mod tests {
             f.contains("job `R/use`, step `Fetch`:\n  ❗  ::error::no artifact matches cell-*"),
             "{f}"
         );
+    }
+
+    #[test]
+    fn each_step_that_ends_says_how_long_it_took() {
+        let t = Instant::now();
+        let mut o = Outcome::default();
+        let p = o.take(&line("R/cell", "Build", r#""msg":"⭐ Run Main Build""#), t);
+        assert_eq!(p.as_deref(), Some("rehearse: R/cell / Build"));
+        let p = o.take(
+            &line("R/cell", "Build", r#""msg":"x","stepResult":"success""#),
+            t + std::time::Duration::from_secs(42),
+        );
+        assert_eq!(p.as_deref(), Some("rehearse: R/cell / Build: ok (42 s)"));
     }
 
     #[test]

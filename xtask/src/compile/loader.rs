@@ -50,6 +50,8 @@ pub fn cc_args(
         "-Wall".into(),
         "-Wextra".into(),
         "-Werror".into(),
+        // kc_objects_detach closes links from several threads.
+        "-pthread".into(),
         format!("-ffile-prefix-map={}=.", root.display()),
         format!("-ffile-prefix-map={}=.", scratch.display()),
         format!("-I{}", scratch.display()),
@@ -60,6 +62,7 @@ pub fn cc_args(
         root.join("co-re/loader/kc-loader.c").display().to_string(),
         root.join("co-re/loader/kc_attach.c").display().to_string(),
         root.join("co-re/loader/kc_maps.c").display().to_string(),
+        root.join("co-re/loader/kc_object.c").display().to_string(),
         root.join("co-re/loader/kc_output.c").display().to_string(),
         "-o".into(),
         out.display().to_string(),

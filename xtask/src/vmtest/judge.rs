@@ -129,6 +129,7 @@ pub fn judge(
     let objects = report["objects"].as_array().unwrap_or(&empty);
     objects
         .iter()
+        .filter(|o| !not_applicable(o, mode))
         .map(|o| {
             let object = o["object"].as_str().unwrap_or("?").to_string();
             let (collector, kind) = collector_of(&object);
@@ -222,16 +223,35 @@ pub fn judge(
         .collect()
 }
 
-/// The loader's reports between the markers in the console output, by attach mode.
+/// The loader's reports between the markers in the console output: one JSON document per
+/// pass (`--attach trampoline,probe,tracepoint,auto`), each naming its mode in `attach`. A
+/// document cut short ends the list.
 pub fn extract_reports(console: &str) -> Vec<(AttachMode, serde_json::Value)> {
     between(console, BEGIN, END)
         .into_iter()
-        .filter_map(|(mode_word, json)| {
-            let mode = mode_word.trim().parse::<AttachMode>().ok()?;
-            let (s, e) = (json.find('{')?, json.rfind('}')?);
-            Some((mode, serde_json::from_str(&json[s..=e]).ok()?))
+        .flat_map(|(_, body)| {
+            let json = body.find('{').map_or("", |s| &body[s..]);
+            serde_json::Deserializer::from_str(json)
+                .into_iter::<serde_json::Value>()
+                .map_while(Result::ok)
+                .filter_map(|doc| Some((doc["attach"].as_str()?.parse().ok()?, doc)))
+                .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// An object run in a forced family it has no program of at all (a legacy object has no
+/// trampolines): not a run of that object, and not judged.
+fn not_applicable(o: &serde_json::Value, mode: AttachMode) -> bool {
+    let AttachMode::Only(family) = mode else {
+        return false;
+    };
+    let events = o["events"].as_array().map_or(&[][..], Vec::as_slice);
+    !events.is_empty()
+        && events.iter().all(|e| {
+            serde_json::from_value::<PassedOver>(e["passed_over"][family.as_str()]["kind"].clone())
+                .is_ok_and(|k| k == PassedOver::NoProgram)
+        })
 }
 
 /// The last `n` lines of a guest's console that say something (a guest that never reported:
@@ -344,14 +364,34 @@ mod tests {
     }
 
     #[test]
-    fn reports_between_markers_by_mode() {
-        let console = "noise\nKC-VMTEST-BEGIN probe\n{\"kernel\": \"6.1.0\", \"objects\": []}\nKC-VMTEST-END probe status=0\n\
-                       KC-VMTEST-BEGIN auto\n{\"kernel\": \"6.1.1\"}\nKC-VMTEST-END auto status=0\nKC-VMTEST-BEGIN tracepoint\n{\"kern";
+    fn each_pass_is_a_report_of_its_mode() {
+        let console = "noise\nKC-VMTEST-BEGIN passes\n{\"kernel\": \"6.1.0\", \"attach\": \"probe\", \"objects\": []}\n\
+                       {\"kernel\": \"6.1.1\", \"attach\": \"auto\"}\n{\"kernel\": \"6.1.2\", \"attach\": \"sideways\"}\n\
+                       {\"kernel\": \"6.1.3\", \"attach\": \"tracepoint\"}\nKC-VMTEST-END passes status=0\n";
         let r = extract_reports(console);
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[0].0, AttachMode::Only(AttachFamily::Probe));
+        let modes: Vec<String> = r.iter().map(|(m, _)| m.to_string()).collect();
+        assert_eq!(modes, ["probe", "auto", "tracepoint"]);
         assert_eq!(r[1].1["kernel"], "6.1.1");
+        // A guest that died in its second pass: the first is judged, the rest is missing.
+        let cut = "KC-VMTEST-BEGIN passes\n{\"attach\": \"trampoline\"}\n{\"attach\": \"pro\nKC-VMTEST-END passes status=139";
+        assert_eq!(extract_reports(cut).len(), 1);
         assert!(extract_reports("nothing").is_empty());
+    }
+
+    #[test]
+    fn an_object_without_programs_of_the_forced_family_is_not_judged_in_its_pass() {
+        let legacy = serde_json::json!({"object": "pkc_vfs.6.1.o", "status": "partial", "events": [
+            {"event": "kc_vfs_read", "family": null, "passed_over": {"trampoline": {"kind": "no-program", "why": ""}}}]});
+        let trampoline = AttachMode::Only(AttachFamily::Trampoline);
+        assert!(not_applicable(&legacy, trampoline));
+        assert!(!not_applicable(&legacy, AttachMode::Auto));
+        assert!(!not_applicable(
+            &legacy,
+            AttachMode::Only(AttachFamily::Probe)
+        ));
+        // A failed object reports no events: judged (and failed), never dropped.
+        let failed = serde_json::json!({"object": "vfs.bpf.o", "status": "failed", "events": []});
+        assert!(!not_applicable(&failed, trampoline));
     }
 
     fn event(name: &str, family: Option<&str>, kind: &str) -> serde_json::Value {
