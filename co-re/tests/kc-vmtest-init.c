@@ -746,19 +746,44 @@ static void print_file(const char *path)
 		close(fd);
 }
 
+/* The collectors this run is narrowed to: /collectors, one name per line, when vmtest was
+ * given --collector; none: every collector of the release. */
+#define MAX_COLLECTORS 32
+static char *collectors[MAX_COLLECTORS];
+static int ncollectors;
+
+static void read_collectors(void)
+{
+	char line[64];
+	FILE *f = fopen("/collectors", "r");
+
+	while (f && ncollectors < MAX_COLLECTORS && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0])
+			collectors[ncollectors++] = strdup(line);
+	}
+	if (f)
+		fclose(f);
+}
+
 /* Runs the release's kc-select with `extra` arguments (and the guest's static loader to ask
  * the kernel), prints its JSON report between markers for the host to judge, and adds each
  * object it chose to `objects` (once). Returns the new count. */
 static int select_objects(const char *label, char **extra, char **objects, int n)
 {
 	static char report[1 << 16];
-	char *args[16] = { KC_CURRENT "/kc-select", "--json", "--loader", "/kc-loader" };
+	char *args[16 + 2 * MAX_COLLECTORS] = { KC_CURRENT "/kc-select", "--json", "--loader", "/kc-loader" };
 	int a = 4, status, fd;
 	ssize_t len = 0, got;
 	char *p, *end;
 
 	for (; *extra && a < 15; extra++)
 		args[a++] = *extra;
+	/* A narrowed run (`vmtest --collector`): kc-select chooses, and trial-loads, these alone. */
+	for (int c = 0; c < ncollectors; c++) {
+		args[a++] = "--collector";
+		args[a++] = collectors[c];
+	}
 	args[a] = NULL;
 	double t = now_ms();
 
@@ -884,6 +909,7 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "kc-vmtest: init started %.0f ms after boot\n", now_ms());
 	prepare_storage();
+	read_collectors();
 	/* The objects a host with this kernel would load (CO-RE), and those it would fall back to
 	 * without BTF (the bucket's legacy objects, both modes): each one runs in every mode. */
 	n = select_objects("btf", with_btf, objects, n);

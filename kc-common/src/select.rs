@@ -138,6 +138,26 @@ impl Offer {
         }
         Ok(offer)
     }
+
+    /// The offer narrowed to `names` (an agent that runs some collectors chooses, and asks
+    /// the kernel, for those alone); empty: all of it. A name the release does not offer is
+    /// an error that lists the ones it does.
+    pub fn only(mut self, names: &[String]) -> Result<Offer, String> {
+        if names.is_empty() {
+            return Ok(self);
+        }
+        if let Some(unknown) = names.iter().find(|n| !self.collectors.contains_key(*n)) {
+            let offered: Vec<&str> = self.collectors.keys().map(String::as_str).collect();
+            return Err(format!(
+                "the release offers no collector {unknown:?}; it offers {}",
+                offered.join(", ")
+            ));
+        }
+        self.collectors.retain(|c, _| names.contains(c));
+        self.core.retain(|c| names.contains(c));
+        self.legacy.retain(|c, _| names.contains(c));
+        Ok(self)
+    }
 }
 
 /// What the kernel said when the collector's CO-RE object was loaded (not attached) there.
@@ -294,6 +314,27 @@ mod tests {
             .into_iter()
             .map(|s| (s.kind, s.object))
             .collect()
+    }
+
+    #[test]
+    fn an_offer_narrowed_to_some_collectors_keeps_theirs_and_refuses_unknown_names() {
+        let offer = Offer {
+            collectors: [("vfs", "5.10"), ("swap", "6.1")]
+                .map(|(c, b)| (c.to_string(), b.parse().unwrap()))
+                .into(),
+            core: ["vfs".to_string(), "swap".to_string()].into(),
+            legacy: [("vfs".to_string(), ["5.10".parse().unwrap()].into())].into(),
+        };
+        let vfs = offer.clone().only(&["vfs".into()]).unwrap();
+        assert_eq!(vfs.collectors.keys().collect::<Vec<_>>(), ["vfs"]);
+        assert_eq!(vfs.core.iter().collect::<Vec<_>>(), ["vfs"]);
+        assert_eq!(vfs.legacy.len(), 1);
+        assert_eq!(offer.clone().only(&[]).unwrap(), offer);
+        let e = offer.only(&["vsf".into()]).unwrap_err();
+        assert!(
+            e.contains("no collector \"vsf\"; it offers swap, vfs"),
+            "{e}"
+        );
     }
 
     #[test]

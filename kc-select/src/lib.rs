@@ -34,6 +34,8 @@ pub struct Options {
     pub loader: Option<PathBuf>,
     /// Ask the kernel whether each CO-RE object loads (else predict from BTF alone).
     pub trial: bool,
+    /// Choose for these collectors alone (empty: every collector the release offers).
+    pub collectors: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,7 +80,9 @@ pub fn run(o: &Options) -> Result<Report> {
             .to_string(),
     };
     let kernel = Kernel::probe(&release, &o.btf)?;
-    let offer = Offer::installed(&o.release, o.mode).map_err(anyhow::Error::msg)?;
+    let offer = Offer::installed(&o.release, o.mode)
+        .and_then(|offer| offer.only(&o.collectors))
+        .map_err(anyhow::Error::msg)?;
     let trials = if o.trial && kernel.btf.is_ok() && !offer.core.is_empty() {
         let loader = o
             .loader

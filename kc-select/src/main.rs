@@ -38,6 +38,10 @@ struct Cli {
     /// Do not ask the kernel: choose CO-RE on BTF alone
     #[arg(long)]
     no_trial: bool,
+    /// Choose for this collector only (repeatable; default: every collector the release
+    /// offers): the trial loads these objects alone
+    #[arg(long = "collector", value_name = "NAME")]
+    collectors: Vec<String>,
     /// Print the chosen objects' paths only, one per line
     #[arg(long, conflicts_with = "json")]
     paths: bool,
@@ -64,6 +68,7 @@ fn main_() -> Result<()> {
         mode: cli.legacy_mode,
         loader: cli.loader,
         trial: !cli.no_trial,
+        collectors: cli.collectors,
     };
     let report = run(&o)?;
     if cli.json {

@@ -226,6 +226,7 @@ fn selection(
             mode: o.legacy_mode,
             loader: None,
             trial: true,
+            collectors: Vec::new(),
         });
     }
     let offer = matrix_offer(

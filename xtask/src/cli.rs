@@ -36,13 +36,20 @@ pub fn series_from_env(var: &str) -> anyhow::Result<Vec<kc_common::Bucket>> {
     parse_series_list(var, std::env::var(var).ok().as_deref())
 }
 
+/// The names a comma-separated variable lists (unset or empty: none).
+pub fn list_from_env(var: &str) -> Vec<String> {
+    split_list(std::env::var(var).ok().as_deref().unwrap_or(""))
+        .map(String::from)
+        .collect()
+}
+
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
 fn parse_series_list(var: &str, value: Option<&str>) -> anyhow::Result<Vec<kc_common::Bucket>> {
     use anyhow::Context;
-    value
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    split_list(value.unwrap_or(""))
         .map(|s| {
             s.parse()
                 .with_context(|| {

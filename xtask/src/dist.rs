@@ -100,6 +100,7 @@ pub fn run(o: DistOptions) -> Result<()> {
             }
             crate::vmtest::run(crate::vmtest::VmtestOptions {
                 kernels: vec![],
+                collectors: vec![],
                 jobs: 2,
                 timeout: crate::vmtest::DEFAULT_TIMEOUT,
                 accel: crate::vmtest::Accel::Auto,

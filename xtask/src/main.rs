@@ -110,7 +110,7 @@ fn run(command: Command) -> Result<()> {
         Command::Build(o) => compile::run(o),
         Command::Verify(o) => verify::run(o),
         Command::Fuzz(o) => fuzz::run(o),
-        Command::Vmtest(o) => vmtest::run(o.with_kernels_from_env()?),
+        Command::Vmtest(o) => vmtest::run(o.with_narrowing_from_env()?),
         Command::Matrix(o) => matrix::run(o),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => signing::keygen(o),

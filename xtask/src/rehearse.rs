@@ -44,6 +44,10 @@ pub struct RehearseOptions {
     /// `KC_CELL_BUCKETS` variable); default: every bucket, as on GitHub
     #[arg(long = "cell-bucket", value_name = "SERIES")]
     pub cell_buckets: Vec<kc_common::Bucket>,
+    /// The collectors each vmtest job loads and judges (repeatable; the workflow's
+    /// `KC_VMTEST_COLLECTORS` variable); default: every collector, as on GitHub
+    #[arg(long = "vmtest-collector", value_name = "NAME")]
+    pub vmtest_collectors: Vec<String>,
 }
 
 /// The repository the release rehearsal publishes to (on the stand-in API).
@@ -392,12 +396,14 @@ pub fn run(o: RehearseOptions) -> Result<()> {
     for j in &o.only {
         extra.extend(["-j".into(), j.clone()]);
     }
-    for (var, series) in [
-        (crate::vmtest::KERNELS_VAR, &o.vmtest_kernels),
-        (crate::matrix::BUCKETS_VAR, &o.cell_buckets),
+    let names = |series: &[kc_common::Bucket]| series.iter().map(|b| b.to_string()).collect();
+    for (var, list) in [
+        (crate::vmtest::KERNELS_VAR, names(&o.vmtest_kernels)),
+        (crate::matrix::BUCKETS_VAR, names(&o.cell_buckets)),
+        (crate::vmtest::COLLECTORS_VAR, o.vmtest_collectors.clone()),
     ] {
-        if !series.is_empty() {
-            let list: Vec<String> = series.iter().map(|b| b.to_string()).collect();
+        let list: Vec<String> = list;
+        if !list.is_empty() {
             extra.extend(["--var".into(), format!("{var}={}", list.join(","))]);
         }
     }

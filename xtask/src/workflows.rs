@@ -113,8 +113,9 @@ impl Workflow {
 }
 
 #[cfg(test)]
-/// The arguments of xtask on a shell line: after `cargo xtask` or after the built binary
-/// (`".../debug/xtask"`, as the root steps run it), up to the end of the command.
+/// The arguments of xtask on a shell line: after `cargo xtask`, the built binary
+/// (`".../debug/xtask"`) or the release jobs' copy of it (`xtask-bin/xtask`), up to the end
+/// of the command.
 pub fn xtask_words(line: &str) -> Option<Vec<String>> {
     let words: Vec<String> = line
         .split_whitespace()
@@ -124,7 +125,11 @@ pub fn xtask_words(line: &str) -> Option<Vec<String>> {
         let after_cargo = w == "xtask"
             && i > 0
             && (words[i - 1].ends_with("cargo") || words[i - 1].ends_with("cargo)"));
-        after_cargo || w.ends_with("/debug/xtask")
+        // The binary is the command when only sudo and its options come before it (not
+        // `cp .../debug/xtask xtask-bin/`, not `chmod +x xtask-bin/xtask`).
+        let runs_binary = (w.ends_with("/debug/xtask") || w.ends_with("xtask-bin/xtask"))
+            && words[..i].iter().all(|b| b == "sudo" || b.starts_with('-'));
+        after_cargo || runs_binary
     })?;
     let mut args = Vec::new();
     for w in &words[at + 1..] {
@@ -165,6 +170,15 @@ mod tests {
                 r#"sudo --preserve-env=PATH "$(command -v cargo)" xtask image --libc "$LIBC""#
             ),
             Some(vec!["image".into(), "--libc".into(), "$LIBC".into()])
+        );
+        assert_eq!(
+            xtask_words(r#"sudo --preserve-env=PATH xtask-bin/xtask vmtest --arch "$ARCH""#),
+            Some(vec!["vmtest".into(), "--arch".into(), "$ARCH".into()])
+        );
+        assert_eq!(xtask_words("chmod +x xtask-bin/xtask"), None);
+        assert_eq!(
+            xtask_words(r#"cp "${CARGO_TARGET_DIR:-target}/debug/xtask" xtask-bin/"#),
+            None
         );
         assert_eq!(xtask_words("cargo fmt --all -- --check"), None);
         assert_eq!(xtask_words("echo xtask is a word"), None);

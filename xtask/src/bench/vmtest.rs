@@ -18,6 +18,7 @@ pub struct VmtestBench {
 pub fn run(o: VmtestBench) -> Result<()> {
     let opts = |jobs| crate::vmtest::VmtestOptions {
         kernels: vec![],
+        collectors: vec![],
         jobs,
         timeout: crate::vmtest::DEFAULT_TIMEOUT,
         accel: Accel::Auto,

@@ -154,7 +154,7 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "rehearsal",
         after: &[],
-        proves: "release.yml rehearsed under act (one bucket's cells, one kernel per vmtest job): cells, vmtest, package, publish to the stand-in API, check-release (needs act, and GitHub or copies of the pinned actions)",
+        proves: "release.yml rehearsed under act (one bucket's cells, one kernel and one collector per vmtest job): cells, vmtest, package, publish to the stand-in API, check-release (needs act, and GitHub or copies of the pinned actions)",
         run: vm::rehearsal,
     },
 ];

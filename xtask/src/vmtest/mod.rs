@@ -35,6 +35,11 @@ pub struct VmtestOptions {
     /// (comma-separated: how a workflow's variable chooses), else every kernel of the matrix
     #[arg(long = "kernel", value_name = "SERIES")]
     pub kernels: Vec<Bucket>,
+    /// Load and judge these collectors only (repeatable): the guest's kc-select chooses for
+    /// them alone. Default: the collectors `KC_VMTEST_COLLECTORS` lists (comma-separated),
+    /// else every collector
+    #[arg(long = "collector", value_name = "NAME")]
+    pub collectors: Vec<String>,
     /// Guests booted at once
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
@@ -61,6 +66,9 @@ pub struct VmtestOptions {
 /// The environment variable that chooses the kernels when no `--kernel` is given (the release
 /// workflow's vmtest job sets it from a repository variable; the rehearsal boots fewer).
 pub const KERNELS_VAR: &str = "KC_VMTEST_KERNELS";
+/// The environment variable that chooses the collectors when no `--collector` is given (the
+/// release workflow's vmtest job sets it from a repository variable; the rehearsal loads one).
+pub const COLLECTORS_VAR: &str = "KC_VMTEST_COLLECTORS";
 
 /// `--timeout`'s default, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 300;
@@ -200,12 +208,16 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
 }
 
 impl VmtestOptions {
-    /// The command line's options, with `KC_VMTEST_KERNELS` standing in for `--kernel` when
-    /// none is given. Only the `vmtest` verb reads the variable: the suite's and `dist`'s
-    /// "every kernel" is never narrowed by a variable left in the environment.
-    pub fn with_kernels_from_env(mut self) -> Result<Self> {
+    /// The command line's options, with `KC_VMTEST_KERNELS` and `KC_VMTEST_COLLECTORS`
+    /// standing in for `--kernel` and `--collector` when none is given. Only the `vmtest` verb
+    /// reads them: the suite's and `dist`'s "every kernel" is never narrowed by a variable
+    /// left in the environment.
+    pub fn with_narrowing_from_env(mut self) -> Result<Self> {
         if self.kernels.is_empty() {
             self.kernels = crate::cli::series_from_env(KERNELS_VAR)?;
+        }
+        if self.collectors.is_empty() {
+            self.collectors = crate::cli::list_from_env(COLLECTORS_VAR);
         }
         Ok(self)
     }
@@ -241,7 +253,10 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     })?;
     let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &o.kernels, true)?;
     let buckets = lock.buckets();
-    let collectors = collectors::load_from(&paths::project_root())?;
+    let collectors = narrow(
+        collectors::load_from(&paths::project_root())?,
+        &o.collectors,
+    )?;
     let counters = expect::load(&paths::project_root())?;
     let wanted_modules = expect::modules(&counters);
     let tc = Toolchain::detect()?;
@@ -269,6 +284,8 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     };
     std::fs::create_dir_all(work_dir())?;
     let release = installed::install(libc, arch)?;
+    // Read by init: what its kc-select chooses for (see read_collectors there).
+    let narrowed_to: String = collectors.iter().map(|c| format!("{}\n", c.name)).collect();
     // Images first, one at a time (downloads), then boots in parallel.
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let mut plans = Vec::new();
@@ -291,6 +308,13 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
             },
         ];
         members.extend(release.iter().map(installed::Node::member));
+        if !o.collectors.is_empty() {
+            members.push(Member::File {
+                name: "collectors",
+                data: narrowed_to.as_bytes(),
+                executable: false,
+            });
+        }
         // Nothing in an initramfs runs on another architecture's kernel: every executable
         // in it is checked, the ones init starts without a libc for being static too.
         for m in &members {
@@ -410,6 +434,21 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     Ok((results, collectors))
 }
 
+/// The collectors of `names` (all when empty); an unknown name is an error listing them.
+fn narrow(mut all: Vec<Collector>, names: &[String]) -> Result<Vec<Collector>> {
+    if let Some(unknown) = names.iter().find(|n| !all.iter().any(|c| &c.name == *n)) {
+        let known: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+        bail!(
+            "--collector {unknown}: no such collector in collectors.toml (it has {})",
+            known.join(", ")
+        );
+    }
+    if !names.is_empty() {
+        all.retain(|c| names.contains(&c.name));
+    }
+    Ok(all)
+}
+
 /// Refuses an executable for an `arch` guest that is another architecture's, or dynamically
 /// linked where `must_be_static` (the initramfs has no libc).
 fn guest_executable(name: &str, bytes: &[u8], arch: Arch, must_be_static: bool) -> Result<()> {
@@ -483,6 +522,16 @@ mod tests {
     use super::*;
 
     /// This host's own programs are amd64's and dynamic: an arm64 guest gets none of them.
+    #[test]
+    fn a_run_narrowed_to_collectors_keeps_them_and_refuses_unknown_names() {
+        let all = crate::collectors::load_from(&paths::project_root()).unwrap();
+        let vfs = narrow(all.clone(), &["vfs".into()]).unwrap();
+        assert_eq!(vfs.len(), 1);
+        assert_eq!(narrow(all.clone(), &[]).unwrap().len(), all.len());
+        let e = narrow(all, &["vsf".into()]).unwrap_err().to_string();
+        assert!(e.contains("--collector vsf: no such collector"), "{e}");
+    }
+
     #[test]
     fn an_arm64_guest_is_never_handed_another_architectures_executable() {
         let sh = std::fs::read("/bin/sh").unwrap();
