@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Attach families: names, and the running kernel's answers about targets. See kc_attach.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,54 +108,106 @@ const char *kc_tracefs_root(void)
 	return root;
 }
 
-/* A file's names (field `column`, 0-based, of each line), sorted for bsearch: kallsyms has
- * some 200,000, and a linear search per program is seconds under emulation. */
+/* A file's names (field `column`, 0-based, of each line) in a hash set. kallsyms has some
+ * 200,000: read whole in large chunks and indexed in place, with no copy of each name and no
+ * sort (under emulation, a strdup and qsort of them cost seconds). */
 struct name_set {
-	char **names;
-	size_t n;
+	char *text;	    /* the file, its names cut out in place */
+	const char **slots; /* open addressing: a power of two, at most half full */
+	size_t mask;
 	int loaded;
 };
 
-static int cmp_names(const void *a, const void *b)
+static size_t hash_name(const char *s)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	size_t h = 14695981039346656037ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* The whole of a file whose size stat does not tell (procfs, debugfs), NUL-terminated. */
+static char *read_whole(const char *path)
+{
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap), *bigger;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t got;
+
+	if (fd < 0 || !buf)
+		goto fail;
+	while ((got = read(fd, buf + len, cap - 1 - len)) > 0) {
+		len += (size_t)got;
+		if (len == cap - 1) {
+			bigger = realloc(buf, cap * 2);
+			if (!bigger)
+				goto fail;
+			buf = bigger;
+			cap *= 2;
+		}
+	}
+	if (got < 0)
+		goto fail;
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return NULL;
+}
+
+static const char **slot_of(const struct name_set *set, const char *name)
+{
+	size_t i = hash_name(name) & set->mask;
+
+	while (set->slots[i] && strcmp(set->slots[i], name) != 0)
+		i = (i + 1) & set->mask;
+	return &set->slots[i];
 }
 
 static void load_names(struct name_set *set, const char *path, int column)
 {
-	FILE *f = fopen(path, "r");
-	char line[512];
-	size_t cap = 0;
+	size_t lines = 0, size = 2;
+	char *line, *next;
 
-	set->loaded = f != NULL;
-	if (!f)
+	set->text = read_whole(path);
+	if (!set->text)
 		return;
-	while (fgets(line, sizeof(line), f)) {
-		char *tok = strtok(line, " \t\n");
-
-		for (int c = 0; tok && c < column; c++)
-			tok = strtok(NULL, " \t\n");
-		if (!tok)
-			continue;
-		if (set->n == cap) {
-			char **bigger = realloc(set->names, (cap ? cap * 2 : 4096) * sizeof(char *));
-
-			if (!bigger)
-				break;
-			set->names = bigger;
-			cap = cap ? cap * 2 : 4096;
-		}
-		set->names[set->n] = strdup(tok);
-		if (set->names[set->n])
-			set->n++;
+	for (const char *c = set->text; *c; c++)
+		lines += *c == '\n';
+	while (size < 2 * (lines + 1))
+		size *= 2;
+	set->slots = calloc(size, sizeof(*set->slots));
+	if (!set->slots) {
+		free(set->text);
+		return;
 	}
-	fclose(f);
-	qsort(set->names, set->n, sizeof(char *), cmp_names);
+	set->mask = size - 1;
+	for (line = set->text; *line; line = next) {
+		char *tok = line, *end;
+
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = '\0';
+		for (int c = 0; c < column && *tok; c++) {
+			tok += strcspn(tok, " \t");
+			tok += strspn(tok, " \t");
+		}
+		end = tok + strcspn(tok, " \t");
+		if (end == tok)
+			continue;
+		*end = '\0';
+		*slot_of(set, tok) = tok;
+	}
+	set->loaded = 1;
 }
 
 static int listed(const struct name_set *set, const char *name)
 {
-	return bsearch(&name, set->names, set->n, sizeof(char *), cmp_names) != NULL;
+	return *slot_of(set, name) != NULL;
 }
 
 static enum kc_why probe_check(const char *fn, char *why, size_t n)

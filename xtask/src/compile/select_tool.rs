@@ -76,10 +76,12 @@ fn build_now(arch: Arch) -> Result<(Vec<u8>, String)> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .context("neither CARGO_HOME nor HOME is set")?;
     // With --target the flags reach the binary only, not build scripts or proc macros; a
-    // plain static executable (not static-pie) needs no loader and no self-relocation.
+    // plain static executable (not static-pie) needs no loader and no self-relocation. The
+    // workspace's own sources reach rustc by relative paths, so the checkout's path is in
+    // neither the binary nor these flags: checkouts elsewhere (a CD's jobs) share the
+    // dependencies' builds and make the same bytes.
     let flags = format!(
-        "-C target-feature=+crt-static -C relocation-model=static --remap-path-prefix={}=/kc --remap-path-prefix={}=/cargo",
-        root.display(),
+        "-C target-feature=+crt-static -C relocation-model=static --remap-path-prefix={}=/cargo",
         cargo_home.display()
     );
     // Beside the workspace's builds (CI shares CARGO_TARGET_DIR between jobs).

@@ -129,6 +129,15 @@ pub fn package() -> Result<Verdict> {
     let b =
         crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
     ensure!(a.files == b.files, "two packages of the same cells differ");
+    // Built elsewhere (another checkout, a CD job), the release is the same bytes: no file
+    // carries where this checkout is.
+    let root = paths::project_root().display().to_string();
+    for (name, bytes) in &a.files {
+        ensure!(
+            !bytes.windows(root.len()).any(|w| w == root.as_bytes()),
+            "{name} contains this checkout's path {root}: a build elsewhere would differ"
+        );
+    }
     let dir = tempfile::tempdir()?;
     for (name, bytes) in &a.files {
         std::fs::write(dir.path().join(name), bytes)?;
