@@ -224,20 +224,35 @@ pub fn judge(
 }
 
 /// The loader's reports between the markers in the console output: one JSON document per
-/// pass (`--attach trampoline,probe,tracepoint,auto`), each naming its mode in `attach`. A
-/// document cut short ends the list.
+/// pass (`--attach trampoline,probe,tracepoint,auto`), each naming its mode in `attach`. The
+/// console carries other lines between them (the workload's own warnings on stderr, kernel
+/// messages): each document starts on a line of its own, and a document cut short is left out.
 pub fn extract_reports(console: &str) -> Vec<(AttachMode, serde_json::Value)> {
     between(console, BEGIN, END)
         .into_iter()
-        .flat_map(|(_, body)| {
-            let json = body.find('{').map_or("", |s| &body[s..]);
-            serde_json::Deserializer::from_str(json)
-                .into_iter::<serde_json::Value>()
-                .map_while(Result::ok)
-                .filter_map(|doc| Some((doc["attach"].as_str()?.parse().ok()?, doc)))
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|(_, body)| documents(body))
+        .filter_map(|doc| Some((doc["attach"].as_str()?.parse().ok()?, doc)))
         .collect()
+}
+
+/// The JSON documents in `text` that start at the beginning of a line, in order.
+fn documents(text: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < text.len() {
+        let line_end = text[at..].find('\n').map_or(text.len(), |n| at + n + 1);
+        if text[at..].trim_start_matches([' ', '\r']).starts_with('{') {
+            let mut stream =
+                serde_json::Deserializer::from_str(&text[at..]).into_iter::<serde_json::Value>();
+            if let Some(Ok(doc)) = stream.next() {
+                out.push(doc);
+                at += stream.byte_offset();
+                continue;
+            }
+        }
+        at = line_end;
+    }
+    out
 }
 
 /// An object run in a forced family it has no program of at all (a legacy object has no
@@ -372,6 +387,14 @@ mod tests {
         let modes: Vec<String> = r.iter().map(|(m, _)| m.to_string()).collect();
         assert_eq!(modes, ["probe", "auto", "tracepoint"]);
         assert_eq!(r[1].1["kernel"], "6.1.1");
+        // The workload's warnings land between documents on the console.
+        let noisy = "KC-VMTEST-BEGIN passes\n{\"attach\": \"trampoline\"}\nkc-vmtest: page-out left 516 of 1024 pages {resident}\r\n\
+                     {\"attach\": \"probe\"}\n[   12.5] a kernel message\n{\"attach\": \"auto\"}\nKC-VMTEST-END passes status=0";
+        let modes: Vec<String> = extract_reports(noisy)
+            .iter()
+            .map(|(m, _)| m.to_string())
+            .collect();
+        assert_eq!(modes, ["trampoline", "probe", "auto"]);
         // A guest that died in its second pass: the first is judged, the rest is missing.
         let cut = "KC-VMTEST-BEGIN passes\n{\"attach\": \"trampoline\"}\n{\"attach\": \"pro\nKC-VMTEST-END passes status=139";
         assert_eq!(extract_reports(cut).len(), 1);
