@@ -138,37 +138,29 @@ static void raise_fd_limit(void)
 	}
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* One pass: attach each object for `mode`, run the workload, detach, report. Returns how
  * many objects failed. */
 static int run_pass(struct object_result *rs, int n, int mode, const struct options *o, const char *kernel)
 {
 	struct kc_pass pass = { .kernel = kernel, .mode = mode };
-	double t = now_ms();
+	double t = kc_now_ms();
 	int failed = 0;
 
 	for (int i = 0; i < n; i++)
 		kc_object_attach(&rs[i], mode, o->attach);
-	pass.ms_attach = now_ms() - t;
-	t = now_ms();
+	pass.ms_attach = kc_now_ms() - t;
+	t = kc_now_ms();
 	if (o->workload && run_workload(o->workload, &pass.workload_pid) != 0)
 		fprintf(stderr, "kc-loader: the workload %s failed\n", o->workload[0]);
 	if (o->run_secs > 0)
 		sleep(o->run_secs);
-	pass.ms_workload = now_ms() - t;
-	t = now_ms();
+	pass.ms_workload = kc_now_ms() - t;
+	t = kc_now_ms();
 	/* Detached before anything is read: the counters, per-application rows and histograms of
 	 * a report are one frozen moment (reading them would otherwise count scheduling too). */
 	kc_objects_detach(rs, n);
-	pass.ms_detach = now_ms() - t;
-	t = now_ms();
+	pass.ms_detach = kc_now_ms() - t;
+	t = kc_now_ms();
 	for (int i = 0; i < n; i++) {
 		free(rs[i].counters_json);
 		free(rs[i].counters_text);
@@ -177,7 +169,7 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 			kc_maps_report(rs[i].obj, &o->apps, &rs[i].counters_json, &rs[i].counters_text);
 		failed += rs[i].status == KC_OBJECT_FAILED;
 	}
-	pass.ms_read = now_ms() - t;
+	pass.ms_read = kc_now_ms() - t;
 	if (o->json)
 		kc_print_json(rs, n, &pass);
 	else

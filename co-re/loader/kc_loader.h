@@ -84,6 +84,8 @@ struct object_result {
 	double ms_choose, ms_load, ms_attach; /* where its time went */
 };
 
+/* CLOCK_MONOTONIC in milliseconds: where a report's time went. */
+double kc_now_ms(void);
 /* libbpf's messages go to a buffer whose tail a failing object's report keeps; `debug`
  * keeps its debug messages too. */
 void kc_object_capture_log(int debug);

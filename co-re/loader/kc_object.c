@@ -41,7 +41,7 @@ void kc_object_capture_log(int debug)
 	libbpf_set_print(capture_log);
 }
 
-static double now_ms(void)
+double kc_now_ms(void)
 {
 	struct timespec ts;
 
@@ -306,7 +306,7 @@ static void fail(struct object_result *r, const char *fmt, ...)
  * verifier refuses is banned for its event and the rest loaded again. */
 static int load(struct object_result *r)
 {
-	double t = now_ms();
+	double t = kc_now_ms();
 	int err;
 
 	bpf_object__close(r->obj);
@@ -322,12 +322,12 @@ static int load(struct object_result *r)
 			describe(r->obj, r);
 		set_autoload(r->obj, r, r->modes, r->nmodes);
 		kc_maps_prepare(r->obj, r->apps);
-		r->ms_choose += now_ms() - t;
-		t = now_ms();
+		r->ms_choose += kc_now_ms() - t;
+		t = kc_now_ms();
 		log_len = 0;
 		err = bpf_object__load(r->obj);
-		r->ms_load += now_ms() - t;
-		t = now_ms();
+		r->ms_load += kc_now_ms() - t;
+		t = kc_now_ms();
 		if (!err) {
 			err = kc_maps_control(r->obj, r->apps);
 			if (err) {
@@ -480,7 +480,7 @@ static void settle(struct object_result *r)
 
 int kc_object_attach(struct object_result *r, int mode, int attach)
 {
-	double t = now_ms();
+	double t = kc_now_ms();
 
 	r->mode = mode;
 	r->ms_attach = 0;
@@ -488,19 +488,22 @@ int kc_object_attach(struct object_result *r, int mode, int attach)
 		return -1;
 	for (int round = 0; round <= r->nevents * KC_N_FAMILIES; round++) {
 		choose(r, mode);
-		/* A family dropped at attach leaves a costlier one that may not be loaded yet. */
-		if (!choice_loaded(r) && load(r) != 0)
-			return -1;
-		choose(r, mode);
+		/* A family dropped at attach leaves a costlier one that may not be loaded yet; the
+		 * reload chooses for every mode, so this one chooses again after it. */
+		if (!choice_loaded(r)) {
+			if (load(r) != 0)
+				return -1;
+			choose(r, mode);
+		}
 		mark_states(r);
 		if (!attach || attach_choice(r) == 0) {
-			r->ms_attach += now_ms() - t;
+			r->ms_attach += kc_now_ms() - t;
 			settle(r);
 			return 0;
 		}
 		kc_object_detach(r);
 	}
-	r->ms_attach += now_ms() - t;
+	r->ms_attach += kc_now_ms() - t;
 	fail(r, "gave up after retrying every family of every event");
 	return -1;
 }

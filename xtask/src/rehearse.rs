@@ -423,13 +423,14 @@ pub fn run(o: RehearseOptions) -> Result<()> {
     for j in &o.only {
         extra.extend(["-j".into(), j.clone()]);
     }
-    let names = |series: &[kc_common::Bucket]| series.iter().map(|b| b.to_string()).collect();
+    let names = |series: &[kc_common::Bucket]| -> Vec<String> {
+        series.iter().map(|b| b.to_string()).collect()
+    };
     for (var, list) in [
         (crate::vmtest::KERNELS_VAR, names(&o.vmtest_kernels)),
         (crate::matrix::BUCKETS_VAR, names(&o.cell_buckets)),
         (crate::vmtest::COLLECTORS_VAR, o.vmtest_collectors.clone()),
     ] {
-        let list: Vec<String> = list;
         if !list.is_empty() {
             extra.extend(["--var".into(), format!("{var}={}", list.join(","))]);
         }
