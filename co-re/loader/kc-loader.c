@@ -10,6 +10,10 @@
  * trampoline,probe,tracepoint,auto`) are one pass each over objects loaded once: each pass
  * attaches its choice, runs the workload, detaches, reports (one JSON document or table per
  * pass, in order) and empties the maps for the next; the verifier sees each program once.
+ * Where auto is one of them, an object whose forced family's pass would attach exactly what
+ * auto's attaches (every event the same family: a legacy object's probes, a CO-RE object
+ * whose events all take trampolines) sits that pass out, reported there as "as-auto" with
+ * no counters: auto's pass counts it.
  *
  * What follows `--` is run as the workload once everything is attached: its own argv, as given
  * (no shell, no splitting), found on PATH.
@@ -53,6 +57,7 @@
 struct options {
 	int attach;	/* 0: --no-attach */
 	int json;
+	int with_auto;	/* one of the passes is auto's */
 	int run_secs;
 	char **workload; /* argv after `--`, or NULL */
 	struct kc_app_options apps;
@@ -81,7 +86,8 @@ static void usage(FILE *out)
 	fprintf(out, "usage: kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] "
 		     "[--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] "
 		     "[-- CMD ARGS...]\n"
-		     "  MODE: auto (the default), trampoline, probe or tracepoint; several: one pass each\n");
+		     "  MODE: auto (the default), trampoline, probe or tracepoint; several: one pass each\n"
+		     "  (an object whose forced pass would attach what auto's does sits it out: \"as-auto\")\n");
 }
 
 /* `--attach`'s comma-separated modes into `modes`: their number, or -1 (said on stderr). */
@@ -146,8 +152,12 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	double t = kc_now_ms();
 	int failed = 0;
 
-	for (int i = 0; i < n; i++)
-		kc_object_attach(&rs[i], mode, o->attach);
+	for (int i = 0; i < n; i++) {
+		if (mode != KC_ATTACH_AUTO && o->with_auto && kc_object_same_choice(&rs[i], mode, KC_ATTACH_AUTO))
+			kc_object_sit_out(&rs[i], mode);
+		else
+			kc_object_attach(&rs[i], mode, o->attach);
+	}
 	pass.ms_attach = kc_now_ms() - t;
 	t = kc_now_ms();
 	if (o->workload && run_workload(o->workload, &pass.workload_pid) != 0)
@@ -165,7 +175,7 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 		free(rs[i].counters_json);
 		free(rs[i].counters_text);
 		rs[i].counters_json = rs[i].counters_text = NULL;
-		if (rs[i].obj && !rs[i].load_failed)
+		if (rs[i].obj && !rs[i].load_failed && rs[i].status != KC_OBJECT_AS_AUTO)
 			kc_maps_report(rs[i].obj, &o->apps, &rs[i].counters_json, &rs[i].counters_text);
 		failed += rs[i].status == KC_OBJECT_FAILED;
 	}
@@ -264,6 +274,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	for (int m = 0; m < nmodes; m++)
+		o.with_auto |= nmodes > 1 && modes[m] == KC_ATTACH_AUTO;
 	if (!o.attach && nmodes > 1) {
 		fprintf(stderr, "kc-loader: --no-attach takes one --attach mode: passes differ only in what attaches\n");
 		return 2;

@@ -29,6 +29,9 @@ enum kc_object_status {
 	KC_OBJECT_OK,
 	KC_OBJECT_PARTIAL, /* an event that no family can observe on this kernel */
 	KC_OBJECT_FAILED,
+	/* A forced family's pass that would attach exactly what the run's auto pass attaches:
+	 * the object sits it out, and the auto pass reports its counts (no counters here). */
+	KC_OBJECT_AS_AUTO,
 };
 
 const char *kc_prog_state_name(enum kc_prog_state s);
@@ -98,6 +101,10 @@ int kc_object_load(struct object_result *r);
  * (loading it when it is not). Sets `status`. 0, or -1 when the object failed. */
 int kc_object_attach(struct object_result *r, int mode, int attach);
 void kc_object_detach(struct object_result *r);
+/* Whether `mode`'s choice is `other`'s, event by event, among what loaded. */
+int kc_object_same_choice(struct object_result *r, int mode, int other);
+/* The object takes no part in `mode`'s pass (KC_OBJECT_AS_AUTO): nothing attaches. */
+void kc_object_sit_out(struct object_result *r, int mode);
 /* Detaches every object's links at once, from several threads (see kc_object.c). */
 void kc_objects_detach(struct object_result *rs, int n);
 

@@ -478,6 +478,38 @@ static void settle(struct object_result *r)
 			 "some events cannot be observed on this kernel" : "some programs or events failed");
 }
 
+int kc_object_same_choice(struct object_result *r, int mode, int other)
+{
+	int family[MAX_EVENTS];
+
+	if (r->load_failed)
+		return 0;
+	choose(r, other);
+	for (int e = 0; e < r->nevents; e++)
+		family[e] = r->events[e].family;
+	choose(r, mode);
+	for (int e = 0; e < r->nevents; e++)
+		if (r->events[e].family != family[e])
+			return 0;
+	return 1;
+}
+
+void kc_object_sit_out(struct object_result *r, int mode)
+{
+	r->mode = mode;
+	r->ms_attach = 0;
+	choose(r, mode);
+	mark_states(r);
+	for (int i = 0; i < r->nprogs; i++)
+		if (r->progs[i].state == KC_PROG_LOADED) {
+			r->progs[i].state = KC_PROG_SKIPPED;
+			snprintf(r->progs[i].detail, sizeof(r->progs[i].detail),
+				 "the auto pass attaches the same programs");
+		}
+	r->status = KC_OBJECT_AS_AUTO;
+	snprintf(r->error, sizeof(r->error), "%s", "the auto pass attaches what this pass would: counted there");
+}
+
 int kc_object_attach(struct object_result *r, int mode, int attach)
 {
 	double t = kc_now_ms();

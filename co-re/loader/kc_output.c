@@ -14,7 +14,7 @@ const char *kc_prog_state_name(enum kc_prog_state s)
 
 const char *kc_object_status_name(enum kc_object_status s)
 {
-	static const char *const names[] = { "ok", "partial", "failed" };
+	static const char *const names[] = { "ok", "partial", "failed", "as-auto" };
 
 	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }

@@ -337,14 +337,9 @@ pub fn run_act(
     }
     args.extend(extra.iter().cloned());
     // Long-lived, its log read as it comes: std's Command, not the short-tool layer.
-    let mut act = Command::new("act");
-    // What `cargo run` told this process about itself is not the jobs' business: a runner on
-    // GitHub has none of it (an inherited CARGO_MANIFEST_DIR sends a job's xtask to this
-    // checkout instead of the job's own).
-    for var in set_by_cargo_run(std::env::vars_os().map(|(k, _)| k)) {
-        act.env_remove(var);
-    }
-    let mut child = act
+    // What `cargo run` told xtask about itself never reaches the jobs (`paths::forget_cargo_run`):
+    // a runner on GitHub has none of it.
+    let mut child = Command::new("act")
         .args(&args)
         .current_dir(workflow.ancestors().nth(3).unwrap_or(Path::new(".")))
         .envs(env.iter().map(|(k, v)| (*k, v)))
@@ -383,26 +378,6 @@ pub fn run_act(
         );
     }
     Ok(outcome)
-}
-
-/// The variables among `names` that `cargo run` sets for the program it runs (its manifest,
-/// package and binary), which a workflow's jobs must not inherit.
-fn set_by_cargo_run(names: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    names
-        .filter(|n| {
-            n.to_str().is_some_and(|n| {
-                matches!(
-                    n,
-                    "CARGO"
-                        | "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_CRATE_NAME"
-                        | "CARGO_BIN_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                ) || n.starts_with("CARGO_PKG_")
-            })
-        })
-        .collect()
 }
 
 pub fn run(o: RehearseOptions) -> Result<()> {
@@ -635,23 +610,6 @@ mod tests {
         assert!(
             f.contains("job `R/use`, step `Fetch`:\n  ❗  ::error::no artifact matches cell-*"),
             "{f}"
-        );
-    }
-
-    #[test]
-    fn what_cargo_run_set_is_not_passed_to_the_jobs() {
-        let names = [
-            "CARGO_MANIFEST_DIR",
-            "CARGO_PKG_VERSION",
-            "CARGO",
-            "CARGO_HOME",
-            "CARGO_TARGET_DIR",
-            "PATH",
-        ]
-        .map(std::ffi::OsString::from);
-        assert_eq!(
-            set_by_cargo_run(names.into_iter()),
-            ["CARGO_MANIFEST_DIR", "CARGO_PKG_VERSION", "CARGO"].map(std::ffi::OsString::from)
         );
     }
 

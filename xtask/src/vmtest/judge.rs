@@ -113,6 +113,65 @@ fn log_tail(o: &serde_json::Value) -> String {
     lines[lines.len().saturating_sub(6)..].join(" | ")
 }
 
+/// An object's status (and its verdict) in a forced family's pass that would have attached
+/// exactly what the auto pass attaches: it sat the pass out and the auto pass counted it.
+const AS_AUTO: &str = "as-auto";
+
+/// Judges every pass of one guest's loader run: each report on its own, then each object
+/// that sat a forced pass out (`as-auto`) against the auto pass, which must have used that
+/// pass's family for every event (else the forced family was never proven for it).
+pub fn judge_passes(
+    reports: &[(AttachMode, serde_json::Value)],
+    collectors: &[Collector],
+    counters: &super::expect::Table,
+    kernel: &KernelVersion,
+    arch: Arch,
+    absent_modules: &std::collections::BTreeMap<String, String>,
+) -> Vec<ObjectOutcome> {
+    let auto = reports
+        .iter()
+        .find(|(m, _)| *m == AttachMode::Auto)
+        .map(|(_, r)| r);
+    let mut outcomes = Vec::new();
+    for (mode, report) in reports {
+        let families = |r: &serde_json::Value, object: &str| -> Option<Vec<serde_json::Value>> {
+            let o = r["objects"]
+                .as_array()?
+                .iter()
+                .find(|o| o["object"] == object)?;
+            Some(
+                o["events"]
+                    .as_array()?
+                    .iter()
+                    .map(|e| e["family"].clone())
+                    .collect(),
+            )
+        };
+        for mut outcome in judge(
+            report,
+            *mode,
+            collectors,
+            counters,
+            kernel,
+            arch,
+            absent_modules,
+        ) {
+            if outcome.verdict == AS_AUTO {
+                let forced = families(report, &outcome.object);
+                let chose = auto.and_then(|a| families(a, &outcome.object));
+                if forced.is_none() || chose != forced {
+                    outcome.verdict = "failed".into();
+                    outcome.detail = format!(
+                        "sat the {mode} pass out as the auto pass would attach the same families ({forced:?}), but auto attached {chose:?}"
+                    );
+                }
+            }
+            outcomes.push(outcome);
+        }
+    }
+    outcomes
+}
+
 /// Judges one loader report (one `--attach` mode) against what each collector is expected to do.
 pub fn judge(
     report: &serde_json::Value,
@@ -133,6 +192,18 @@ pub fn judge(
         .map(|o| {
             let object = o["object"].as_str().unwrap_or("?").to_string();
             let (collector, kind) = collector_of(&object);
+            if o["status"] == AS_AUTO {
+                // Checked against the auto pass by `judge_passes`.
+                return ObjectOutcome {
+                    object,
+                    collector,
+                    kind,
+                    attach: mode.to_string(),
+                    verdict: AS_AUTO.into(),
+                    detail: String::new(),
+                    counted: 0,
+                };
+            }
             let entry_mode = matches!(
                 kc_verify::ObjectKind::from_file_name(&object),
                 kc_verify::ObjectKind::Legacy { mode: 'p', .. }
@@ -308,6 +379,8 @@ fn mode_char(mine: &[&ObjectOutcome], mode: AttachMode) -> char {
         '.'
     } else if runs.iter().any(|o| o.verdict == "failed") {
         'F'
+    } else if runs.iter().all(|o| o.verdict == AS_AUTO) {
+        '='
     } else if runs.iter().all(|o| o.verdict.starts_with("skipped")) {
         's'
     } else {
@@ -326,7 +399,8 @@ pub fn table(results: &[KernelOutcome], collectors: &[Collector]) -> String {
         out.push_str(&format!(
             "\n{kind} objects, one character per --attach mode (trampoline, probe, tracepoint, auto): \
              o = loaded, attached what this kernel has, counted what counters.toml says; \
-             s = skipped (declared unsupported, or no event has that family here); F = failed; . = not run\n{header}\n"
+             s = skipped (declared unsupported, or no event has that family here); \
+             = = the same programs as auto's pass, counted there; F = failed; . = not run\n{header}\n"
         ));
         for c in collectors {
             let mut line = format!("{:<10}", c.name);
@@ -516,5 +590,65 @@ mod tests {
             [AttachFamily::Trampoline]
         );
         assert!(families_lacking(Arch::Amd64, &old).is_empty());
+    }
+
+    /// An object that sat a forced pass out is proven by the auto pass only where auto used
+    /// that family for every event.
+    #[test]
+    fn an_object_that_sat_a_pass_out_is_held_to_the_auto_pass() {
+        let pass = |mode: &str, status: &str, family: &str| {
+            serde_json::json!({"attach": mode, "workload_pid": 7, "objects": [
+                {"object": "pkc_vfs.6.1.o", "status": status, "counters": {"read": 12},
+                 "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [],
+                 "events": [event("kc_vfs_read", Some(family), "costlier")]}]})
+        };
+        let counters: crate::vmtest::expect::Table =
+            toml::from_str("[vfs]\nread = { row = 12 }\n").unwrap();
+        let probe = AttachMode::Only(AttachFamily::Probe);
+        let verdicts = |reports: &[(AttachMode, serde_json::Value)]| -> Vec<(String, String)> {
+            judge_passes(
+                reports,
+                &collectors(),
+                &counters,
+                &KernelVersion::new(6, 1, 0),
+                Arch::Amd64,
+                &Default::default(),
+            )
+            .into_iter()
+            .map(|o| (o.attach, o.verdict))
+            .collect()
+        };
+        let same = [
+            (probe, pass("probe", "as-auto", "probe")),
+            (AttachMode::Auto, pass("auto", "ok", "probe")),
+        ];
+        assert_eq!(
+            verdicts(&same),
+            [
+                ("probe".into(), "as-auto".into()),
+                ("auto".into(), "ok".into())
+            ]
+        );
+        assert_eq!(
+            mode_char(
+                &[&judge_passes(
+                    &same,
+                    &collectors(),
+                    &counters,
+                    &KernelVersion::new(6, 1, 0),
+                    Arch::Amd64,
+                    &Default::default()
+                )[0]],
+                probe
+            ),
+            '='
+        );
+        let differed = [
+            (probe, pass("probe", "as-auto", "probe")),
+            (AttachMode::Auto, pass("auto", "ok", "tracepoint")),
+        ];
+        assert_eq!(verdicts(&differed)[0].1, "failed");
+        let no_auto = [(probe, pass("probe", "as-auto", "probe"))];
+        assert_eq!(verdicts(&no_auto)[0].1, "failed");
     }
 }

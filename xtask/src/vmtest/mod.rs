@@ -390,12 +390,14 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                     Ok((how, console, seconds)) => {
                         let reports = judge::extract_reports(&console);
                         let modes = reports.iter().map(|(m, _)| m.to_string()).collect();
-                        let objects = reports
-                            .iter()
-                            .flat_map(|(m, r)| {
-                                judge::judge(r, *m, &collectors, &counters, version, arch, absent)
-                            })
-                            .collect();
+                        let objects = judge::judge_passes(
+                            &reports,
+                            &collectors,
+                            &counters,
+                            version,
+                            arch,
+                            absent,
+                        );
                         results.lock().expect("results").push(KernelOutcome {
                             series: k.series.to_string(),
                             release: k.release.clone(),
