@@ -120,7 +120,12 @@ mod tests {
 
     #[test]
     fn what_cargo_run_set_is_told_from_what_the_user_set() {
-        for name in ["CARGO_MANIFEST_DIR", "CARGO_PKG_VERSION", "CARGO_PKG_NAME", "CARGO"] {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_VERSION",
+            "CARGO_PKG_NAME",
+            "CARGO",
+        ] {
             assert!(set_by_cargo_run(name), "{name}");
         }
         for name in ["CARGO_HOME", "CARGO_TARGET_DIR", "PATH", "CARGO_LOG"] {

@@ -66,16 +66,29 @@ pub fn tail_of(out: &Output) -> String {
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
+/// `cmd` without what `cargo run` or `cargo test` told this process about itself (see
+/// `paths::forget_cargo_run`; a test binary has it too, and a `cargo build` it runs would
+/// rebuild what watches it).
+fn without_cargo_run(cmd: Cmd<'_>) -> Cmd<'_> {
+    std::env::vars_os()
+        .filter(|(name, _)| name.to_str().is_some_and(crate::paths::set_by_cargo_run))
+        .fold(cmd, |cmd, (name, _)| cmd.env_remove(name))
+}
+
 /// Runs `cmd`, capturing its output, whatever its exit status; an error only when it could
 /// not start.
 pub fn capture(cmd: Cmd<'_>) -> Result<Output, ToolError> {
     let (program, command) = describe(&cmd);
-    cmd.quiet().ignore_status().output().map_err(|e| ToolError {
-        program,
-        command,
-        status: format!("could not start: {e}"),
-        tail: String::new(),
-    })
+    without_cargo_run(cmd)
+        .quiet()
+        .ignore_status()
+        .output()
+        .map_err(|e| ToolError {
+            program,
+            command,
+            status: format!("could not start: {e}"),
+            tail: String::new(),
+        })
 }
 
 /// Runs `cmd`, capturing its output; a nonzero exit is an error.
@@ -117,7 +130,7 @@ pub fn read(cmd: Cmd<'_>) -> Result<String, ToolError> {
 /// Runs `cmd` with its output on our terminal (long steps a user watches: `cargo test`).
 pub fn stream(cmd: Cmd<'_>) -> Result<(), ToolError> {
     let (program, command) = describe(&cmd);
-    let status = std::process::Command::from(cmd).status();
+    let status = std::process::Command::from(without_cargo_run(cmd)).status();
     match status {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(ToolError {
