@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Each collector's counters, listed once as X(COLLECTOR, INDEX, name). The list makes the enum
  * the programs index with (KC_<COLLECTOR>_<INDEX>) and the struct its maps hold
  * (struct kc_<collector>_counters, one __u64 per counter): that struct's BTF names every

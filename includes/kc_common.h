@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Shared by every collector, BPF side and user space: map layouts and counter indexes.
  * BPF code gets __u32/__u64 from the kernel headers (legacy) or vmlinux.h (CO-RE); user space
  * from <linux/types.h>. */

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The CO-RE objects kc-loader carries inside itself. `cargo xtask build` generates
  * kc_skeletons.h, which includes each collector's libbpf skeleton and defines

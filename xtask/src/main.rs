@@ -17,6 +17,9 @@ mod fuzz;
 mod host;
 mod image;
 mod kernels;
+// The licence table exists to hold the tree to it.
+#[cfg(test)]
+mod licences;
 mod matrix;
 mod package;
 mod patch;
