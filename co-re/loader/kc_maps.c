@@ -144,6 +144,26 @@ static int counter_names(const struct bpf_object *obj, const struct bpf_map *map
 	return n;
 }
 
+int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
+{
+	const struct btf *btf = bpf_object__btf(obj);
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj) {
+		const struct btf_type *t;
+
+		if (!btf || !has_suffix(bpf_map__name(map), "_counters"))
+			continue;
+		t = btf__type_by_id(btf, bpf_map__btf_value_type_id(map));
+		if (t && btf_is_struct(t) && btf_vlen(t) > MAX_COUNTERS) {
+			snprintf(why, n, "%s holds %u counters, more than %d: raise MAX_COUNTERS in co-re/loader/kc_maps.c",
+				 bpf_map__name(map), btf_vlen(t), MAX_COUNTERS);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void counters_json(struct buf *b, const char *names[], int n, const unsigned long long *v)
 {
 	put(b, "{");

@@ -21,6 +21,9 @@ int kc_group_by_parse(const char *s);
 
 /* Before load: sizes each apps table. */
 void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o);
+/* Whether the loader can read every map of the object (its counter structs fit): 0, or -1 with
+ * `why` saying which limit to raise. Checked before loading, never truncated silently. */
+int kc_maps_check(const struct bpf_object *obj, char *why, size_t n);
 /* After load: writes each control map. 0, or -errno. */
 int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o);
 /* Between two runs of one loaded object: every array value zero, every hash empty, the

@@ -160,7 +160,9 @@ static void mark_states(struct object_result *r)
 }
 
 /* Reads the programs of a freshly opened object: names, events, and targets. */
-static void describe(struct bpf_object *obj, struct object_result *r)
+static void fail(struct object_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int describe(struct bpf_object *obj, struct object_result *r)
 {
 	struct bpf_program *prog;
 
@@ -170,8 +172,11 @@ static void describe(struct bpf_object *obj, struct object_result *r)
 		const char *sec = bpf_program__section_name(prog);
 		int e;
 
-		if (r->nprogs >= MAX_PROGS)
-			break;
+		if (r->nprogs >= MAX_PROGS) {
+			fail(r, "more than %d programs: raise MAX_PROGS in co-re/loader/kc_loader.h (and kc-verify's)",
+			     MAX_PROGS);
+			return -1;
+		}
 		p = &r->progs[r->nprogs++];
 		snprintf(p->name, sizeof(p->name), "%s", bpf_program__name(prog));
 		snprintf(p->group, sizeof(p->group), "%s", bpf_program__name(prog));
@@ -186,13 +191,17 @@ static void describe(struct bpf_object *obj, struct object_result *r)
 		for (e = 0; e < r->nevents && strcmp(r->events[e].name, pn.event) != 0; e++)
 			;
 		if (e == r->nevents) {
-			if (r->nevents >= MAX_EVENTS)
-				continue;
+			if (r->nevents >= MAX_EVENTS) {
+				fail(r, "more than %d events: raise MAX_EVENTS in co-re/loader/kc_loader.h (and kc-verify's)",
+				     MAX_EVENTS);
+				return -1;
+			}
 			snprintf(r->events[r->nevents++].name, sizeof(r->events[0].name), "%s", pn.event);
 		}
 		p->event = e;
 		r->events[e].present |= 1u << pn.family;
 	}
+	return 0;
 }
 
 static struct bpf_object *open_object(struct object_result *r)
@@ -318,8 +327,16 @@ static int load(struct object_result *r)
 			fail(r, "open: %s", strerror(errno));
 			return -1;
 		}
-		if (!r->nprogs)
-			describe(r->obj, r);
+		if (!r->nprogs) {
+			char why[200];
+
+			if (describe(r->obj, r) != 0)
+				return -1;
+			if (kc_maps_check(r->obj, why, sizeof(why)) != 0) {
+				fail(r, "%s", why);
+				return -1;
+			}
+		}
 		set_autoload(r->obj, r, r->modes, r->nmodes);
 		kc_maps_prepare(r->obj, r->apps);
 		r->ms_choose += kc_now_ms() - t;

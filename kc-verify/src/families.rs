@@ -46,6 +46,33 @@ pub fn name_problem(name: &str, section: &str) -> Option<String> {
     }
 }
 
+/// kc-loader's limits (`MAX_PROGS` and `MAX_EVENTS` in `co-re/loader/kc_loader.h`).
+pub const LOADER_MAX_PROGRAMS: usize = 128;
+pub const LOADER_MAX_EVENTS: usize = 32;
+
+/// The event a program named `<event>__<family>...` observes, if it is named so.
+pub fn event_of(name: &str) -> Option<&str> {
+    let (event, rest) = name.split_once("__")?;
+    let token = rest.split('_').next().unwrap_or("");
+    (!event.is_empty() && FAMILIES.iter().any(|(f, _)| *f == token)).then_some(event)
+}
+
+/// What an object of `programs` programs observing `events` events exceeds of kc-loader.
+pub fn over_loader_limits(programs: usize, events: usize) -> Vec<String> {
+    let mut over = Vec::new();
+    if programs > LOADER_MAX_PROGRAMS {
+        over.push(format!(
+            "{programs} programs: kc-loader holds {LOADER_MAX_PROGRAMS} (MAX_PROGS in co-re/loader/kc_loader.h)"
+        ));
+    }
+    if events > LOADER_MAX_EVENTS {
+        over.push(format!(
+            "{events} events: kc-loader holds {LOADER_MAX_EVENTS} (MAX_EVENTS in co-re/loader/kc_loader.h)"
+        ));
+    }
+    over
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +107,33 @@ mod tests {
         assert!(name_problem("kc_x__tracepoint", "xdp")
             .unwrap()
             .contains("belongs to none"));
+    }
+
+    #[test]
+    fn the_loaders_limits_are_checked_and_are_the_loaders() {
+        assert_eq!(event_of("kc_vfs_read__probe_ret"), Some("kc_vfs_read"));
+        assert_eq!(event_of("kc_x__folio"), None);
+        assert_eq!(event_of("plain"), None);
+        assert!(over_loader_limits(128, 32).is_empty());
+        let over = over_loader_limits(129, 33);
+        assert!(
+            over[0].contains("129 programs") && over[1].contains("33 events"),
+            "{over:?}"
+        );
+        // The same numbers as the loader's own.
+        let header = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../co-re/loader/kc_loader.h"
+        ))
+        .unwrap();
+        let define = |name: &str| -> usize {
+            header
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("kc_loader.h defines no {name}"))
+        };
+        assert_eq!(define("MAX_PROGS"), LOADER_MAX_PROGRAMS);
+        assert_eq!(define("MAX_EVENTS"), LOADER_MAX_EVENTS);
     }
 }

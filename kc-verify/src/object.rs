@@ -347,7 +347,9 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
     if r.programs.is_empty() {
         r.problem("(programs)", 0, "no program section");
     }
-    // Program names and their sections agree on the attach family.
+    // Program names and their sections agree on the attach family; and kc-loader can hold
+    // them all (it refuses an object over its limits rather than drop programs).
+    let (mut programs, mut events) = (0, std::collections::BTreeSet::new());
     for sym in elf
         .symbols()
         .filter(|s| s.kind() == object::SymbolKind::Text)
@@ -362,10 +364,15 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
         if section == ".text" {
             continue;
         }
+        programs += 1;
+        events.extend(crate::families::event_of(sym.name().unwrap_or("")));
         if let Some(problem) = crate::families::name_problem(sym.name().unwrap_or(""), &section) {
             let at = find(&section).map_or(0, |s| s.2);
             r.problem(&section, at, problem);
         }
+    }
+    for problem in crate::families::over_loader_limits(programs, events.len()) {
+        r.problem("(programs)", 0, problem);
     }
 
     // BTF and BTF.ext.
