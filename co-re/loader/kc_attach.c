@@ -114,6 +114,7 @@ const char *kc_tracefs_root(void)
 struct name_set {
 	char *text;	    /* the file, its names cut out in place */
 	const char **slots; /* open addressing: a power of two, at most half full */
+	unsigned char *twice; /* per slot: the name is on more than one line */
 	size_t mask;
 	int loaded;
 };
@@ -172,6 +173,7 @@ static void load_names(struct name_set *set, const char *path, int column)
 {
 	size_t lines = 0, size = 2;
 	char *line, *next;
+	const char **slot;
 
 	set->text = read_whole(path);
 	if (!set->text)
@@ -181,7 +183,10 @@ static void load_names(struct name_set *set, const char *path, int column)
 	while (size < 2 * (lines + 1))
 		size *= 2;
 	set->slots = calloc(size, sizeof(*set->slots));
-	if (!set->slots) {
+	set->twice = calloc(size, 1);
+	if (!set->slots || !set->twice) {
+		free(set->slots);
+		free(set->twice);
 		free(set->text);
 		return;
 	}
@@ -200,7 +205,11 @@ static void load_names(struct name_set *set, const char *path, int column)
 		if (end == tok)
 			continue;
 		*end = '\0';
-		*slot_of(set, tok) = tok;
+		slot = slot_of(set, tok);
+		if (*slot)
+			set->twice[slot - set->slots] = 1; /* the first line keeps it, as the kernel's lookup */
+		else
+			*slot = tok;
 	}
 	set->loaded = 1;
 }
@@ -210,16 +219,35 @@ static int listed(const struct name_set *set, const char *name)
 	return *slot_of(set, name) != NULL;
 }
 
+static struct name_set kallsyms;
+static int kprobe_pmu;
+
+unsigned long long kc_kprobe_address(const char *fn)
+{
+	const char **slot, *line;
+
+	if (!kprobe_pmu || !kallsyms.loaded)
+		return 0;
+	slot = slot_of(&kallsyms, fn);
+	if (!*slot || kallsyms.twice[slot - kallsyms.slots])
+		return 0;
+	/* The name's line starts after the previous line's end (cut to a NUL) or the file's start. */
+	for (line = *slot; line > kallsyms.text && line[-1] != '\0'; line--)
+		;
+	return strtoull(line, NULL, 16); /* 0 where kptr_restrict hides it */
+}
+
 static enum kc_why probe_check(const char *fn, char *why, size_t n)
 {
-	static struct name_set kallsyms, blacklist;
+	static struct name_set blacklist;
 	static int checked, kprobes;
 	char path[256];
 
 	if (!checked) {
 		checked = 1;
 		snprintf(path, sizeof(path), "%s/kprobe_events", kc_tracefs_root());
-		kprobes = access("/sys/bus/event_source/devices/kprobe/type", F_OK) == 0 || access(path, F_OK) == 0;
+		kprobe_pmu = access("/sys/bus/event_source/devices/kprobe/type", F_OK) == 0;
+		kprobes = kprobe_pmu || access(path, F_OK) == 0;
 	}
 	if (!kprobes) {
 		snprintf(why, n, "this kernel has no kprobes (no kprobe PMU, no kprobe_events)");

@@ -54,6 +54,11 @@ const char *kc_why_name(enum kc_why why);
  * load or attach is the caller's to drop (kc-loader retries without it). */
 enum kc_why kc_target_check(const char *sec, char *target, size_t target_size, char *why, size_t why_size);
 
+/* The address of kernel function `fn` for a kprobe, once kc_target_check has looked at a
+ * probe: 0 when the kernel has no kprobe PMU, the name is not in kallsyms or is there twice,
+ * or kptr_restrict hides addresses (then attach by name). */
+unsigned long long kc_kprobe_address(const char *fn);
+
 /* tracefs' mount point, mounting it when needed. */
 const char *kc_tracefs_root(void);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include <bpf/libbpf.h>
@@ -436,6 +437,38 @@ void kc_objects_detach(struct object_result *rs, int n)
 	free(d.links);
 }
 
+/* Whether this kernel looks a kprobe's function up by a linear scan of every symbol: before
+ * 6.1 kallsyms_lookup_name did, two to four times per kprobe (~80 ms each on 5.10 under
+ * emulation, seconds for a release's kprobes); 6.1 made it a binary search. */
+static int kallsyms_lookup_is_linear(void)
+{
+	static int linear = -1;
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (linear < 0)
+		linear = uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+			 (major < 6 || (major == 6 && minor < 1));
+	return linear;
+}
+
+/* Attaches one program. Where the kernel's own lookup is linear, a kprobe goes by the address
+ * our kallsyms reading found for its function (the one line of that name); else, and whenever
+ * that is unknown, by name as libbpf does. */
+static struct bpf_link *attach_program(struct bpf_program *prog, const struct prog_result *p)
+{
+	int ret = strncmp(p->section, "kretprobe/", strlen("kretprobe/")) == 0;
+	unsigned long long addr;
+
+	if ((ret || strncmp(p->section, "kprobe/", strlen("kprobe/")) == 0) && kallsyms_lookup_is_linear() &&
+	    (addr = kc_kprobe_address(p->target)) != 0) {
+		LIBBPF_OPTS(bpf_kprobe_opts, opts, .retprobe = ret, .offset = addr);
+
+		return bpf_program__attach_kprobe_opts(prog, NULL, &opts);
+	}
+	return bpf_program__attach(prog);
+}
+
 /* Attaches the current choice; a family that fails to attach is banned for its event.
  * Returns how many were banned. */
 static int attach_choice(struct object_result *r)
@@ -451,7 +484,7 @@ static int attach_choice(struct object_result *r)
 		i++;
 		if (p->state != KC_PROG_LOADED)
 			continue;
-		r->links[i - 1] = bpf_program__attach(prog);
+		r->links[i - 1] = attach_program(prog, p);
 		if (r->links[i - 1]) {
 			p->state = KC_PROG_ATTACHED;
 			continue;
