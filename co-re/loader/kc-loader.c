@@ -152,12 +152,9 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	double t = kc_now_ms();
 	int failed = 0;
 
-	for (int i = 0; i < n; i++) {
-		if (mode != KC_ATTACH_AUTO && o->with_auto && kc_object_same_choice(&rs[i], mode, KC_ATTACH_AUTO))
-			kc_object_sit_out(&rs[i], mode);
-		else
+	for (int i = 0; i < n; i++)
+		if (mode == KC_ATTACH_AUTO || !o->with_auto || !kc_object_sit_out(&rs[i], mode, KC_ATTACH_AUTO))
 			kc_object_attach(&rs[i], mode, o->attach);
-	}
 	pass.ms_attach = kc_now_ms() - t;
 	t = kc_now_ms();
 	if (o->workload && run_workload(o->workload, &pass.workload_pid) != 0)

@@ -101,10 +101,9 @@ int kc_object_load(struct object_result *r);
  * (loading it when it is not). Sets `status`. 0, or -1 when the object failed. */
 int kc_object_attach(struct object_result *r, int mode, int attach);
 void kc_object_detach(struct object_result *r);
-/* Whether `mode`'s choice is `other`'s, event by event, among what loaded. */
-int kc_object_same_choice(struct object_result *r, int mode, int other);
-/* The object takes no part in `mode`'s pass (KC_OBJECT_AS_AUTO): nothing attaches. */
-void kc_object_sit_out(struct object_result *r, int mode);
+/* Where `mode`'s choice is `other`'s (the auto pass's), event by event, the object takes no
+ * part in `mode`'s pass (KC_OBJECT_AS_AUTO, nothing attaches) and 1 is returned; else 0. */
+int kc_object_sit_out(struct object_result *r, int mode, int other);
 /* Detaches every object's links at once, from several threads (see kc_object.c). */
 void kc_objects_detach(struct object_result *rs, int n);
 

@@ -124,39 +124,41 @@ static void put(struct buf *b, const char *fmt, ...)
 	}
 }
 
-/* The member names of the map's value struct: all __u64, in order. Returns their number. */
-static int counter_names(const struct bpf_object *obj, const struct bpf_map *map, const char *names[MAX_COUNTERS])
+/* The struct a map's values are (a `_counters` map: one __u64 member per counter), or NULL. */
+static const struct btf_type *value_struct(const struct bpf_object *obj, const struct bpf_map *map)
 {
 	const struct btf *btf = bpf_object__btf(obj);
-	const struct btf_type *t;
+	const struct btf_type *t = btf ? btf__type_by_id(btf, bpf_map__btf_value_type_id(map)) : NULL;
+
+	return t && btf_is_struct(t) ? t : NULL;
+}
+
+/* The member names of the map's value struct: all __u64, in order. Returns their number
+ * (kc_maps_check refused an object with more than MAX_COUNTERS). */
+static int counter_names(const struct bpf_object *obj, const struct bpf_map *map, const char *names[MAX_COUNTERS])
+{
+	const struct btf_type *t = value_struct(obj, map);
 	const struct btf_member *m;
 	int n;
 
-	if (!btf)
-		return 0;
-	t = btf__type_by_id(btf, bpf_map__btf_value_type_id(map));
-	if (!t || !btf_is_struct(t))
+	if (!t)
 		return 0;
 	n = btf_vlen(t) < MAX_COUNTERS ? btf_vlen(t) : MAX_COUNTERS;
 	m = btf_members(t);
 	for (int i = 0; i < n; i++)
-		names[i] = btf__name_by_offset(btf, m[i].name_off);
+		names[i] = btf__name_by_offset(bpf_object__btf(obj), m[i].name_off);
 	return n;
 }
 
 int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
 {
-	const struct btf *btf = bpf_object__btf(obj);
 	struct bpf_map *map;
 
 	bpf_object__for_each_map(map, obj) {
-		const struct btf_type *t;
+		const struct btf_type *t = has_suffix(bpf_map__name(map), "_counters") ? value_struct(obj, map) : NULL;
 
-		if (!btf || !has_suffix(bpf_map__name(map), "_counters"))
-			continue;
-		t = btf__type_by_id(btf, bpf_map__btf_value_type_id(map));
-		if (t && btf_is_struct(t) && btf_vlen(t) > MAX_COUNTERS) {
-			snprintf(why, n, "%s holds %u counters, more than %d: raise MAX_COUNTERS in co-re/loader/kc_maps.c",
+		if (t && btf_vlen(t) > MAX_COUNTERS) {
+			snprintf(why, n, "%s holds %u counters, more than %d: split the collector or raise MAX_COUNTERS in co-re/loader/kc_maps.c",
 				 bpf_map__name(map), btf_vlen(t), MAX_COUNTERS);
 			return -1;
 		}

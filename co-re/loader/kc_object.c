@@ -174,7 +174,7 @@ static int describe(struct bpf_object *obj, struct object_result *r)
 		int e;
 
 		if (r->nprogs >= MAX_PROGS) {
-			fail(r, "more than %d programs: raise MAX_PROGS in co-re/loader/kc_loader.h (and kc-verify's)",
+			fail(r, "more than %d programs: split the collector, or raise MAX_PROGS in co-re/loader/kc_loader.h and kc-verify/src/families.rs",
 			     MAX_PROGS);
 			return -1;
 		}
@@ -193,7 +193,7 @@ static int describe(struct bpf_object *obj, struct object_result *r)
 			;
 		if (e == r->nevents) {
 			if (r->nevents >= MAX_EVENTS) {
-				fail(r, "more than %d events: raise MAX_EVENTS in co-re/loader/kc_loader.h (and kc-verify's)",
+				fail(r, "more than %d events: split the collector, or raise MAX_EVENTS in co-re/loader/kc_loader.h and kc-verify/src/families.rs",
 				     MAX_EVENTS);
 				return -1;
 			}
@@ -528,7 +528,7 @@ static void settle(struct object_result *r)
 			 "some events cannot be observed on this kernel" : "some programs or events failed");
 }
 
-int kc_object_same_choice(struct object_result *r, int mode, int other)
+int kc_object_sit_out(struct object_result *r, int mode, int other)
 {
 	int family[MAX_EVENTS];
 
@@ -541,14 +541,8 @@ int kc_object_same_choice(struct object_result *r, int mode, int other)
 	for (int e = 0; e < r->nevents; e++)
 		if (r->events[e].family != family[e])
 			return 0;
-	return 1;
-}
-
-void kc_object_sit_out(struct object_result *r, int mode)
-{
 	r->mode = mode;
 	r->ms_attach = 0;
-	choose(r, mode);
 	mark_states(r);
 	for (int i = 0; i < r->nprogs; i++)
 		if (r->progs[i].state == KC_PROG_LOADED) {
@@ -557,7 +551,8 @@ void kc_object_sit_out(struct object_result *r, int mode)
 				 "the auto pass attaches the same programs");
 		}
 	r->status = KC_OBJECT_AS_AUTO;
-	snprintf(r->error, sizeof(r->error), "%s", "the auto pass attaches what this pass would: counted there");
+	snprintf(r->error, sizeof(r->error), "the auto pass attaches what this pass would: counted there");
+	return 1;
 }
 
 int kc_object_attach(struct object_result *r, int mode, int attach)

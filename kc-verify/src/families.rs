@@ -25,8 +25,7 @@ pub fn section_family(section: &str) -> Option<&'static str> {
 
 /// What is wrong with program `name` in `section`, if anything.
 pub fn name_problem(name: &str, section: &str) -> Option<String> {
-    let (event, rest) = name.split_once("__")?;
-    let token = rest.split('_').next().unwrap_or("");
+    let (event, token) = split_name(name)?;
     let Some((family, _)) = FAMILIES.iter().find(|(f, _)| *f == token) else {
         return Some(format!(
             "program {name}: `{token}` after `__` is not an attach family (trampoline, probe, tracepoint)"
@@ -50,10 +49,15 @@ pub fn name_problem(name: &str, section: &str) -> Option<String> {
 pub const LOADER_MAX_PROGRAMS: usize = 128;
 pub const LOADER_MAX_EVENTS: usize = 32;
 
+/// A program name's event and the word after its first `__` (its family, if named so).
+fn split_name(name: &str) -> Option<(&str, &str)> {
+    let (event, rest) = name.split_once("__")?;
+    Some((event, rest.split('_').next().unwrap_or("")))
+}
+
 /// The event a program named `<event>__<family>...` observes, if it is named so.
 pub fn event_of(name: &str) -> Option<&str> {
-    let (event, rest) = name.split_once("__")?;
-    let token = rest.split('_').next().unwrap_or("");
+    let (event, token) = split_name(name)?;
     (!event.is_empty() && FAMILIES.iter().any(|(f, _)| *f == token)).then_some(event)
 }
 
@@ -62,12 +66,12 @@ pub fn over_loader_limits(programs: usize, events: usize) -> Vec<String> {
     let mut over = Vec::new();
     if programs > LOADER_MAX_PROGRAMS {
         over.push(format!(
-            "{programs} programs: kc-loader holds {LOADER_MAX_PROGRAMS} (MAX_PROGS in co-re/loader/kc_loader.h)"
+            "{programs} programs, and kc-loader holds {LOADER_MAX_PROGRAMS}: split the collector, or raise MAX_PROGS in co-re/loader/kc_loader.h and LOADER_MAX_PROGRAMS in kc-verify/src/families.rs"
         ));
     }
     if events > LOADER_MAX_EVENTS {
         over.push(format!(
-            "{events} events: kc-loader holds {LOADER_MAX_EVENTS} (MAX_EVENTS in co-re/loader/kc_loader.h)"
+            "{events} events, and kc-loader holds {LOADER_MAX_EVENTS}: split the collector, or raise MAX_EVENTS in co-re/loader/kc_loader.h and LOADER_MAX_EVENTS in kc-verify/src/families.rs"
         ));
     }
     over

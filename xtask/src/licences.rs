@@ -14,6 +14,11 @@
 
 use crate::compile::cell::SHARED_HEADERS;
 
+/// The kernel's licence: the BPF programs, the loader and what is compiled with them.
+const KERNEL_SIDE: &str = "GPL-2.0";
+/// libbpf's: the headers an agent includes.
+const AGENT_HEADERS: &str = "(LGPL-2.1 OR BSD-2-Clause)";
+
 /// The SPDX expression the C file at `path` (relative to the checkout) must carry on its
 /// first line, or `None` for a generated file that carries none.
 pub fn c_licence(path: &str) -> Option<&'static str> {
@@ -22,9 +27,9 @@ pub fn c_licence(path: &str) -> Option<&'static str> {
         // bpftool's dump of a kernel's BTF: the kernel's own types (GPL-2.0), regenerated.
         None
     } else if path.starts_with("includes/") && SHARED_HEADERS.contains(&name) {
-        Some("(LGPL-2.1 OR BSD-2-Clause)")
+        Some(AGENT_HEADERS)
     } else {
-        Some("GPL-2.0")
+        Some(KERNEL_SIDE)
     }
 }
 
@@ -86,7 +91,7 @@ mod tests {
         let rust = workspace["workspace"]["package"]["license"]
             .as_str()
             .unwrap();
-        for expression in [rust, "GPL-2.0", "(LGPL-2.1 OR BSD-2-Clause)"] {
+        for expression in [rust, KERNEL_SIDE, AGENT_HEADERS] {
             for text in texts(expression) {
                 assert!(
                     root.join(&text).is_file(),

@@ -98,7 +98,7 @@ enum Command {
 }
 
 fn main() {
-    paths::forget_cargo_run();
+    process::forget_cargo_run();
     if let Err(e) = run(Cli::parse().command) {
         // The chain of contexts says what failed and what to do; a backtrace would bury it.
         eprintln!("error: {e:#}");

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 /// directory is (the workflows run the built binary from the checkout's root), else the one
 /// this binary was built in. Checkouts that share a target directory (the rehearsal's jobs)
 /// may run a binary built in another checkout of the same sources; each works in its own.
-/// Found once (see [`forget_cargo_run`]: what it is found from is then gone).
+/// Found once (see `process::forget_cargo_run`: what it is found from is then gone).
 pub fn project_root() -> PathBuf {
     static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(find_project_root).clone()
@@ -84,52 +84,4 @@ pub fn xtask_exe() -> Result<PathBuf> {
         bail!("{} is missing: run `cargo build -p xtask`", bin.display());
     }
     Ok(bin)
-}
-
-/// The variables `cargo run` sets for the program it runs (its manifest, package and binary,
-/// which describe xtask, not what xtask runs).
-pub fn set_by_cargo_run(name: &str) -> bool {
-    matches!(
-        name,
-        "CARGO"
-            | "CARGO_MANIFEST_DIR"
-            | "CARGO_MANIFEST_PATH"
-            | "CARGO_CRATE_NAME"
-            | "CARGO_BIN_NAME"
-            | "CARGO_PRIMARY_PACKAGE"
-    ) || name.starts_with("CARGO_PKG_")
-}
-
-/// Finds the checkout, then drops what `cargo run` told this process about itself, so that
-/// no child inherits it. A cargo that inherits `CARGO_PKG_NAME=xtask` or `CARGO_MANIFEST_DIR`
-/// re-runs every build script that watches them (ring's, through the cc crate) and rebuilds
-/// what depends on it, and a cargo without them (the rehearsal's jobs, the next `cargo
-/// xtask`) rebuilds it all again. Called first thing in `main`, before any thread starts.
-pub fn forget_cargo_run() {
-    project_root();
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(set_by_cargo_run) {
-            std::env::remove_var(name);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_cargo_run_set_is_told_from_what_the_user_set() {
-        for name in [
-            "CARGO_MANIFEST_DIR",
-            "CARGO_PKG_VERSION",
-            "CARGO_PKG_NAME",
-            "CARGO",
-        ] {
-            assert!(set_by_cargo_run(name), "{name}");
-        }
-        for name in ["CARGO_HOME", "CARGO_TARGET_DIR", "PATH", "CARGO_LOG"] {
-            assert!(!set_by_cargo_run(name), "{name}");
-        }
-    }
 }

@@ -66,12 +66,40 @@ pub fn tail_of(out: &Output) -> String {
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
+/// The variables `cargo run` sets for the program it runs (its manifest, package and binary,
+/// which describe xtask, not what xtask runs).
+pub fn set_by_cargo_run(name: &str) -> bool {
+    matches!(
+        name,
+        "CARGO"
+            | "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_BIN_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+    ) || name.starts_with("CARGO_PKG_")
+}
+
+/// Finds the checkout, then drops what `cargo run` told this process about itself, so that
+/// no child inherits it. A cargo that inherits `CARGO_PKG_NAME=xtask` or `CARGO_MANIFEST_DIR`
+/// re-runs every build script that watches them (ring's, through the cc crate) and rebuilds
+/// what depends on it, and a cargo without them (the rehearsal's jobs, the next `cargo
+/// xtask`) rebuilds it all again. Called first thing in `main`, before any thread starts.
+pub fn forget_cargo_run() {
+    crate::paths::project_root();
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            std::env::remove_var(name);
+        }
+    }
+}
+
 /// `cmd` without what `cargo run` or `cargo test` told this process about itself (see
-/// `paths::forget_cargo_run`; a test binary has it too, and a `cargo build` it runs would
+/// [`forget_cargo_run`]; a test binary has it too, and a `cargo build` it runs would
 /// rebuild what watches it).
 fn without_cargo_run(cmd: Cmd<'_>) -> Cmd<'_> {
     std::env::vars_os()
-        .filter(|(name, _)| name.to_str().is_some_and(crate::paths::set_by_cargo_run))
+        .filter(|(name, _)| name.to_str().is_some_and(set_by_cargo_run))
         .fold(cmd, |cmd, (name, _)| cmd.env_remove(name))
 }
 
@@ -193,5 +221,37 @@ mod tests {
         let sh = shell_in(dir.path());
         let pwd = read(cmd!(sh, "pwd")).unwrap();
         assert_eq!(Path::new(&pwd), dir.path().canonicalize().unwrap());
+    }
+
+    #[test]
+    fn what_cargo_run_set_is_told_from_what_the_user_set() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_VERSION",
+            "CARGO_PKG_NAME",
+            "CARGO",
+        ] {
+            assert!(set_by_cargo_run(name), "{name}");
+        }
+        for name in ["CARGO_HOME", "CARGO_TARGET_DIR", "PATH", "CARGO_LOG"] {
+            assert!(!set_by_cargo_run(name), "{name}");
+        }
+    }
+
+    /// A test binary has what `cargo test` set (as xtask has what `cargo run` set): the
+    /// commands it runs must not.
+    #[test]
+    fn a_command_inherits_nothing_cargo_set_for_this_process() {
+        assert!(
+            std::env::var_os("CARGO_MANIFEST_DIR").is_some(),
+            "cargo test sets it"
+        );
+        let sh = shell();
+        let seen = read(cmd!(
+            sh,
+            "sh -c 'echo ${CARGO_MANIFEST_DIR-unset} ${CARGO_PKG_NAME-unset} ${PATH:+path}'"
+        ))
+        .unwrap();
+        assert_eq!(seen, "unset unset path");
     }
 }

@@ -337,7 +337,7 @@ pub fn run_act(
     }
     args.extend(extra.iter().cloned());
     // Long-lived, its log read as it comes: std's Command, not the short-tool layer.
-    // What `cargo run` told xtask about itself never reaches the jobs (`paths::forget_cargo_run`):
+    // What `cargo run` told xtask about itself never reaches the jobs (`process::forget_cargo_run`):
     // a runner on GitHub has none of it.
     let mut child = Command::new("act")
         .args(&args)

@@ -117,16 +117,38 @@ fn log_tail(o: &serde_json::Value) -> String {
 /// exactly what the auto pass attaches: it sat the pass out and the auto pass counted it.
 const AS_AUTO: &str = "as-auto";
 
+/// What the reports of one guest are judged against: the collectors and `counters.toml`, the
+/// guest's kernel and architecture, and the modules its kernel could not load (name → why).
+pub struct Guest<'a> {
+    pub collectors: &'a [Collector],
+    pub counters: &'a super::expect::Table,
+    pub kernel: &'a KernelVersion,
+    pub arch: Arch,
+    pub absent_modules: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The family each event of `object` got in `report`, in order; `None` where the report has
+/// no such object.
+fn event_families(report: &serde_json::Value, object: &str) -> Option<Vec<serde_json::Value>> {
+    let o = report["objects"]
+        .as_array()?
+        .iter()
+        .find(|o| o["object"] == object)?;
+    Some(
+        o["events"]
+            .as_array()?
+            .iter()
+            .map(|e| e["family"].clone())
+            .collect(),
+    )
+}
+
 /// Judges every pass of one guest's loader run: each report on its own, then each object
 /// that sat a forced pass out (`as-auto`) against the auto pass, which must have used that
 /// pass's family for every event (else the forced family was never proven for it).
 pub fn judge_passes(
     reports: &[(AttachMode, serde_json::Value)],
-    collectors: &[Collector],
-    counters: &super::expect::Table,
-    kernel: &KernelVersion,
-    arch: Arch,
-    absent_modules: &std::collections::BTreeMap<String, String>,
+    guest: &Guest,
 ) -> Vec<ObjectOutcome> {
     let auto = reports
         .iter()
@@ -134,31 +156,10 @@ pub fn judge_passes(
         .map(|(_, r)| r);
     let mut outcomes = Vec::new();
     for (mode, report) in reports {
-        let families = |r: &serde_json::Value, object: &str| -> Option<Vec<serde_json::Value>> {
-            let o = r["objects"]
-                .as_array()?
-                .iter()
-                .find(|o| o["object"] == object)?;
-            Some(
-                o["events"]
-                    .as_array()?
-                    .iter()
-                    .map(|e| e["family"].clone())
-                    .collect(),
-            )
-        };
-        for mut outcome in judge(
-            report,
-            *mode,
-            collectors,
-            counters,
-            kernel,
-            arch,
-            absent_modules,
-        ) {
+        for mut outcome in judge(report, *mode, guest) {
             if outcome.verdict == AS_AUTO {
-                let forced = families(report, &outcome.object);
-                let chose = auto.and_then(|a| families(a, &outcome.object));
+                let forced = event_families(report, &outcome.object);
+                let chose = auto.and_then(|a| event_families(a, &outcome.object));
                 if forced.is_none() || chose != forced {
                     outcome.verdict = "failed".into();
                     outcome.detail = format!(
@@ -173,15 +174,14 @@ pub fn judge_passes(
 }
 
 /// Judges one loader report (one `--attach` mode) against what each collector is expected to do.
-pub fn judge(
-    report: &serde_json::Value,
-    mode: AttachMode,
-    collectors: &[Collector],
-    counters: &super::expect::Table,
-    kernel: &KernelVersion,
-    arch: Arch,
-    absent_modules: &std::collections::BTreeMap<String, String>,
-) -> Vec<ObjectOutcome> {
+pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec<ObjectOutcome> {
+    let Guest {
+        collectors,
+        counters,
+        kernel,
+        arch,
+        absent_modules,
+    } = *guest;
     let lacks = families_lacking(arch, kernel);
     let workload_pid = report["workload_pid"].as_u64().unwrap_or(0);
     let empty = Vec::new();
@@ -428,6 +428,24 @@ mod tests {
     use super::*;
     use crate::collectors;
 
+    static NO_ABSENT_MODULES: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
+
+    fn guest<'a>(
+        collectors: &'a [Collector],
+        counters: &'a crate::vmtest::expect::Table,
+        kernel: &'a KernelVersion,
+        arch: Arch,
+    ) -> Guest<'a> {
+        Guest {
+            collectors,
+            counters,
+            kernel,
+            arch,
+            absent_modules: &NO_ABSENT_MODULES,
+        }
+    }
+
     fn collectors() -> Vec<Collector> {
         collectors::parse(
             "[[collector]]\nname = \"vfs\"\ndescription = \"d\"\nmin_kernel = \"5.10\"\n\
@@ -511,14 +529,11 @@ mod tests {
         let counters: crate::vmtest::expect::Table =
             toml::from_str("[vfs]\nread = { row = 12 }\n[swap]\nread = { total = 0 }\n[new]\n")
                 .unwrap();
+        let (collectors, kernel) = (collectors(), KernelVersion::new(6, 1, 0));
         let v = judge(
             &report,
             AttachMode::Auto,
-            &collectors(),
-            &counters,
-            &KernelVersion::new(6, 1, 0),
-            Arch::Amd64,
-            &Default::default(),
+            &guest(&collectors, &counters, &kernel, Arch::Amd64),
         );
         assert_eq!(v[0].verdict, "ok");
         assert!(
@@ -567,15 +582,12 @@ mod tests {
                 "trampoline": {"kind": "refused", "why": "this kernel attaches no trampolines"}}}]}
         ]});
         let counters: crate::vmtest::expect::Table = toml::from_str("[vfs]\n").unwrap();
-        let verdict = |arch, kernel| {
+        let collectors = collectors();
+        let verdict = |arch, kernel: KernelVersion| {
             judge(
                 &refused,
                 AttachMode::Only(AttachFamily::Trampoline),
-                &collectors(),
-                &counters,
-                &kernel,
-                arch,
-                &Default::default(),
+                &guest(&collectors, &counters, &kernel, arch),
             )[0]
             .verdict
             .clone()
@@ -605,18 +617,13 @@ mod tests {
         let counters: crate::vmtest::expect::Table =
             toml::from_str("[vfs]\nread = { row = 12 }\n").unwrap();
         let probe = AttachMode::Only(AttachFamily::Probe);
+        let (collectors, kernel) = (collectors(), KernelVersion::new(6, 1, 0));
+        let guest = guest(&collectors, &counters, &kernel, Arch::Amd64);
         let verdicts = |reports: &[(AttachMode, serde_json::Value)]| -> Vec<(String, String)> {
-            judge_passes(
-                reports,
-                &collectors(),
-                &counters,
-                &KernelVersion::new(6, 1, 0),
-                Arch::Amd64,
-                &Default::default(),
-            )
-            .into_iter()
-            .map(|o| (o.attach, o.verdict))
-            .collect()
+            judge_passes(reports, &guest)
+                .into_iter()
+                .map(|o| (o.attach, o.verdict))
+                .collect()
         };
         let same = [
             (probe, pass("probe", "as-auto", "probe")),
@@ -629,20 +636,7 @@ mod tests {
                 ("auto".into(), "ok".into())
             ]
         );
-        assert_eq!(
-            mode_char(
-                &[&judge_passes(
-                    &same,
-                    &collectors(),
-                    &counters,
-                    &KernelVersion::new(6, 1, 0),
-                    Arch::Amd64,
-                    &Default::default()
-                )[0]],
-                probe
-            ),
-            '='
-        );
+        assert_eq!(mode_char(&[&judge_passes(&same, &guest)[0]], probe), '=');
         let differed = [
             (probe, pass("probe", "as-auto", "probe")),
             (AttachMode::Auto, pass("auto", "ok", "tracepoint")),

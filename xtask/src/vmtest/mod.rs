@@ -392,11 +392,13 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                         let modes = reports.iter().map(|(m, _)| m.to_string()).collect();
                         let objects = judge::judge_passes(
                             &reports,
-                            &collectors,
-                            &counters,
-                            version,
-                            arch,
-                            absent,
+                            &judge::Guest {
+                                collectors: &collectors,
+                                counters: &counters,
+                                kernel: version,
+                                arch,
+                                absent_modules: absent,
+                            },
                         );
                         results.lock().expect("results").push(KernelOutcome {
                             series: k.series.to_string(),
