@@ -138,12 +138,34 @@ pub async fn ensure_image(d: &Docker, libc: Libc) -> Result<String> {
     ensure_image_from(d, libc.as_str(), &dockerfile).await
 }
 
+/// Held while an image is looked for and made: a second maker (another test, another xtask)
+/// waits, then finds the first one's image, instead of building its own and moving the tag
+/// to it under the first one's feet (a build keyed by the image's id would then see it
+/// change between two runs).
+fn images_lock() -> Result<std::fs::File> {
+    let path = paths::cache_dir().join("images.lock");
+    std::fs::create_dir_all(paths::cache_dir())?;
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
 async fn ensure_image_from(d: &Docker, name: &str, dockerfile: &[u8]) -> Result<String> {
     let tag = image_tag(name, dockerfile);
     if exists(d, &tag).await {
         return Ok(tag);
     }
-    let base = ensure_base(d).await?;
+    let _lock = images_lock()?;
+    if exists(d, &tag).await {
+        return Ok(tag);
+    }
+    let base = base_under_lock(d).await?;
     build_image(
         d,
         name,
@@ -158,6 +180,16 @@ async fn ensure_image_from(d: &Docker, name: &str, dockerfile: &[u8]) -> Result<
 
 /// The locally bootstrapped Debian base every image starts from; made when missing.
 pub async fn ensure_base(d: &Docker) -> Result<String> {
+    let base = base_tag();
+    if exists(d, &base).await {
+        return Ok(base);
+    }
+    let _lock = images_lock()?;
+    base_under_lock(d).await
+}
+
+/// [`ensure_base`] for a caller that holds [`images_lock`].
+async fn base_under_lock(d: &Docker) -> Result<String> {
     let base = base_tag();
     if exists(d, &base).await {
         return Ok(base);
