@@ -5,7 +5,7 @@ mod build;
 mod docker;
 mod fetch;
 mod install;
-mod overhead;
+pub(crate) mod overhead;
 mod package;
 mod verify;
 mod vmtest;

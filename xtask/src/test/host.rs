@@ -215,6 +215,33 @@ pub fn object_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Skipped, with the reason, where this process cannot load BPF programs.
+/// `cargo xtask bench overhead --slowed-auto` on this host must fail, and say which case:
+/// the bench's verdict reaches its exit status through real measurements.
+pub fn bench_overhead_fails_a_slowed_auto() -> Result<Verdict> {
+    if let Some(skip) = needs_root() {
+        return Ok(skip);
+    }
+    let run = crate::bench::overhead::run(crate::bench::overhead::OverheadBench {
+        rounds: 3,
+        kernel: None,
+        no_guest: true,
+        collectors: Vec::new(),
+        slowed_auto: true,
+        json: false,
+    });
+    let error = match run {
+        Ok(()) => anyhow::bail!("bench overhead passed a netdev whose auto family runs 256 extra helper calls per packet"),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure!(
+        error.contains("auto costs more than 1.2x")
+            && error.contains("netdev kc_netdev_xmit (udp): auto"),
+        "bench overhead failed, but not on the slowed auto: {error}"
+    );
+    eprintln!("e2e: bench overhead --slowed-auto failed as it must: {error}");
+    Ok(Verdict::Passed)
+}
+
 pub fn needs_root() -> Option<Verdict> {
     (!host::is_root()).then(|| {
         Verdict::Skipped(format!(

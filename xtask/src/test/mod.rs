@@ -122,6 +122,12 @@ pub const CHECKS: &[Check] = &[
         run: host::app_tables,
     },
     Check {
+        name: "bench-overhead",
+        after: &["build"],
+        proves: "bench overhead fails on a costly auto: netdev built with one more program that only auto's family attaches makes it exit non-zero, naming the collector, event and figures (needs root)",
+        run: host::bench_overhead_fails_a_slowed_auto,
+    },
+    Check {
         name: "verify",
         after: &["build"],
         proves: "every built object passes the verifier",

@@ -1,0 +1,153 @@
+//! The cases in a guest of the matrix: every mode of every case in one boot (init reads the
+//! plan from the initramfs and prints each figure and report on the console).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use kc_common::{Arch, Bucket, KernelVersion};
+
+use super::{event_family, mode_name, modes, summarize, Case, CaseReport, Objects, Results};
+use crate::cpio::{self, Member};
+use crate::kernels::{self, fetch::Fetcher};
+use crate::{atomic, paths, vmtest};
+
+/// Runs every case in a guest of `series` (default: the newest kernel of the matrix).
+pub(super) fn run(
+    cases: &[&Case],
+    objects: &Objects,
+    rounds: usize,
+    series: Option<Bucket>,
+    bins: &vmtest::GuestBinaries,
+) -> Result<(String, Vec<CaseReport>)> {
+    let (_, lock) = kernels::load_checked_lock()?;
+    let k = match series {
+        Some(s) => kernels::select(&lock, &[s], false)?[0],
+        None => lock
+            .kernel
+            .iter()
+            .max_by_key(|k| KernelVersion::parse(&k.kernel_version).ok())
+            .context("the lock has no kernel")?,
+    };
+    let vmlinuz = Fetcher::new(paths::cache_dir()).image(k)?;
+    let mut plan = format!("{rounds}\n");
+    let mut files = Vec::new();
+    for c in cases {
+        plan.push_str(&format!("{} {} {}\n", c.collector, c.op, c.n / 10));
+        let path = objects.of(c.collector);
+        files.push((
+            format!("objects/{}.bpf.o", c.collector),
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        ));
+    }
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let (init, loader, workload) = (
+        read(&bins.init)?,
+        read(&bins.loader)?,
+        read(&bins.workload)?,
+    );
+    let mut members = vec![
+        Member::File {
+            name: "init",
+            data: &init,
+            executable: true,
+        },
+        Member::File {
+            name: "kc-loader",
+            data: &loader,
+            executable: true,
+        },
+        Member::File {
+            name: "kc-bench-workload",
+            data: &workload,
+            executable: true,
+        },
+        Member::File {
+            name: "bench-plan",
+            data: plan.as_bytes(),
+            executable: false,
+        },
+        Member::Dir("objects"),
+    ];
+    members.extend(files.iter().map(|(n, d)| Member::File {
+        name: n,
+        data: d,
+        executable: false,
+    }));
+    std::fs::create_dir_all(vmtest::work_dir())?;
+    let initramfs = vmtest::work_dir().join(format!("bench-{}.cpio", k.release));
+    atomic::write(&initramfs, &cpio::newc(&members))?;
+    let accel = vmtest::probe_kvm(Arch::Amd64, &vmlinuz, &initramfs);
+    let log = vmtest::work_dir().join(format!("bench-{}.log", k.release));
+    // One boot runs everything; under TCG that takes tens of minutes and prints nothing.
+    eprintln!(
+        "bench overhead: guest {} ({}): {} cases x {} modes x {rounds} rounds in one boot",
+        k.release,
+        accel.qemu_name(),
+        cases.len(),
+        modes().len()
+    );
+    let (how, console, _) = vmtest::boot(
+        &k.release,
+        Arch::Amd64,
+        &vmlinuz,
+        &initramfs,
+        vmtest::Deadline::of_cpu(Duration::from_secs(1800)),
+        &log,
+        accel,
+    )?;
+    if how != vmtest::BootEnd::Reported {
+        bail!(
+            "the benchmark guest ({}) {how}; its console is in {}",
+            k.release,
+            log.display()
+        );
+    }
+    let mut results = Results::new();
+    for line in console.lines().filter_map(|l| l.strip_prefix("KC-BENCH ")) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(i), Some(m)) = (
+            cases.iter().position(|c| Some(&c.collector) == f.get(1)),
+            modes()
+                .into_iter()
+                .find(|m| Some(&mode_name(*m)) == f.get(2)),
+        ) else {
+            continue;
+        };
+        let round: Option<usize> = f.first().and_then(|s| s.parse().ok());
+        let ns: f64 = f.get(3).and_then(|s| s.parse().ok()).unwrap_or(-1.0);
+        if let (Some(round), true) = (round, ns >= 0.0) {
+            results
+                .entry((i, mode_name(m)))
+                .or_default()
+                .ns
+                .insert(round, ns);
+        }
+    }
+    for chunk in console.split("KC-BENCH-REPORT ").skip(1) {
+        let (head, rest) = chunk.split_once('\n').unwrap_or((chunk, ""));
+        let body = rest.split("KC-BENCH-REPORT-END").next().unwrap_or("");
+        let mut words = head.split_whitespace();
+        let (Some(collector), Some(mode)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Some(i) = cases.iter().position(|c| c.collector == collector) else {
+            continue;
+        };
+        let Some(m) = modes().into_iter().flatten().find(|m| m.as_str() == mode) else {
+            continue;
+        };
+        let report: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
+        let e = results.entry((i, m.as_str())).or_default();
+        (e.family, e.why_not) = event_family(&report, cases[i].event);
+    }
+    for i in 0..cases.len() {
+        for m in modes() {
+            results.entry((i, mode_name(m))).or_default();
+        }
+    }
+    Ok((
+        format!("{} ({}, {})", k.release, k.series, accel.qemu_name()),
+        summarize(cases, &results),
+    ))
+}
