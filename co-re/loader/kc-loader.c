@@ -28,9 +28,15 @@
  * again. The report says, per event, the family used and why the others were passed over.
  * Exit status: 0 when every object loaded and attached (an event that no family can observe
  * here is reported, and fails only with --strict), 1 otherwise, 2 on bad usage.
+ *
+ * SIGINT, SIGTERM or SIGHUP end the collection early: the workload gets the same signal (a
+ * second one kills it), the pass detaches and reports what was counted until then
+ * ("stopped_by" names the signal), no further pass runs, and the exit status is 128 + the
+ * signal's number, as a shell reports a process the signal ended.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,22 +69,61 @@ struct options {
 	struct kc_app_options apps;
 };
 
+/* The signal that asked us to stop (SIGINT, SIGTERM, SIGHUP), or 0; how many came. */
+static volatile sig_atomic_t stop_signal, stop_count;
+
+static void on_stop(int sig)
+{
+	stop_signal = sig;
+	stop_count++;
+}
+
+/* Without SA_RESTART: a wait or sleep returns early, and the pass goes on to detach. */
+static void catch_stop_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
 /* Runs the workload argv (NULL-terminated) and waits; its exit status, or -1. Its pid goes
- * in `pid`: its row is the one that proves what it did. */
+ * in `pid`: its row is the one that proves what it did. A stop signal is passed on to it
+ * (the first as it came, then SIGKILL), and it is still waited for: no orphan is left. */
 static int run_workload(char **cmd, pid_t *workload_pid)
 {
-	int status = 0;
+	int status = 0, forwarded = 0;
 	pid_t pid = fork();
 
 	*workload_pid = pid;
 	if (pid == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
 		execvp(cmd[0], cmd);
 		fprintf(stderr, "kc-loader: cannot run %s: %s\n", cmd[0], strerror(errno));
 		_exit(127);
 	}
-	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+	if (pid < 0)
 		return -1;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			return -1;
+		if (stop_count > forwarded)
+			kill(pid, forwarded++ ? SIGKILL : stop_signal);
+	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* `--run`: sleeps `secs`, or until a stop signal. */
+static void run_for(int secs)
+{
+	struct timespec left = { .tv_sec = secs };
+
+	while (!stop_signal && nanosleep(&left, &left) < 0 && errno == EINTR)
+		;
 }
 
 static void usage(FILE *out)
@@ -157,10 +202,11 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 			kc_object_attach(&rs[i], mode, o->attach);
 	pass.ms_attach = kc_now_ms() - t;
 	t = kc_now_ms();
-	if (o->workload && run_workload(o->workload, &pass.workload_pid) != 0)
+	if (o->workload && !stop_signal && run_workload(o->workload, &pass.workload_pid) != 0 && !stop_signal)
 		fprintf(stderr, "kc-loader: the workload %s failed\n", o->workload[0]);
 	if (o->run_secs > 0)
-		sleep(o->run_secs);
+		run_for(o->run_secs);
+	pass.stopped_by = stop_signal;
 	pass.ms_workload = kc_now_ms() - t;
 	t = kc_now_ms();
 	/* Detached before anything is read: the counters, per-application rows and histograms of
@@ -284,6 +330,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	uname(&uts);
+	catch_stop_signals();
 	kc_object_capture_log(verbose);
 	results = calloc(total, sizeof(*results));
 	if (!results)
@@ -305,7 +352,7 @@ int main(int argc, char **argv)
 		results[i].strict = strict;
 		kc_object_load(&results[i]);
 	}
-	for (int m = 0; m < nmodes; m++) {
+	for (int m = 0; m < nmodes && !stop_signal; m++) {
 		/* The next pass starts from empty maps, as though just loaded. */
 		for (int i = 0; m > 0 && i < n; i++) {
 			int err = results[i].obj && !results[i].load_failed ? kc_maps_reset(results[i].obj, &o.apps) : 0;
@@ -318,6 +365,10 @@ int main(int argc, char **argv)
 			}
 		}
 		failed += run_pass(results, n, modes[m], &o, uts.release);
+	}
+	if (stop_signal) {
+		fprintf(stderr, "kc-loader: stopped by %s\n", kc_stop_signal_name(stop_signal));
+		return 128 + stop_signal;
 	}
 	return failed ? 1 : 0;
 }

@@ -112,8 +112,12 @@ struct kc_pass {
 	const char *kernel;
 	int mode;
 	pid_t workload_pid;
+	int stopped_by; /* the signal that ended the collection early, or 0 */
 	double ms_attach, ms_workload, ms_detach, ms_read;
 };
+
+/* "SIGINT", "SIGTERM" or "SIGHUP": the signals that stop a collection early. */
+const char *kc_stop_signal_name(int sig);
 
 /* The report of `n` objects after a pass: JSON (`--json`) or a table for people. */
 void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass);

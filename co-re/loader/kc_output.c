@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* kc-loader's report: JSON for programs, a table for people. See kc_loader.h. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,11 @@ const char *kc_object_status_name(enum kc_object_status s)
 	static const char *const names[] = { "ok", "partial", "failed", "as-auto" };
 
 	return s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+const char *kc_stop_signal_name(int sig)
+{
+	return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "?";
 }
 
 static void json_string(const char *s)
@@ -43,6 +49,10 @@ void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 	json_string(pass->kernel);
 	printf(", \"attach\": \"%s\"", kc_family_name(pass->mode));
 	printf(", \"workload_pid\": %d", (int)pass->workload_pid);
+	if (pass->stopped_by)
+		printf(", \"stopped_by\": \"%s\"", kc_stop_signal_name(pass->stopped_by));
+	else
+		printf(", \"stopped_by\": null");
 	printf(", \"ms\": {\"attach\": %.1f, \"workload\": %.1f, \"detach\": %.1f, \"read\": %.1f}", pass->ms_attach,
 	       pass->ms_workload, pass->ms_detach, pass->ms_read);
 	printf(", \"objects\": [");
@@ -99,8 +109,9 @@ void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 
 void kc_print_table(struct object_result *rs, int n, const struct kc_pass *pass)
 {
-	printf("kernel %s, --attach %s: attach %.0f ms, workload %.0f ms, detach %.0f ms\n", pass->kernel,
-	       kc_family_name(pass->mode), pass->ms_attach, pass->ms_workload, pass->ms_detach);
+	printf("kernel %s, --attach %s: attach %.0f ms, workload %.0f ms, detach %.0f ms%s%s\n", pass->kernel,
+	       kc_family_name(pass->mode), pass->ms_attach, pass->ms_workload, pass->ms_detach,
+	       pass->stopped_by ? ", stopped early by " : "", pass->stopped_by ? kc_stop_signal_name(pass->stopped_by) : "");
 	for (int i = 0; i < n; i++) {
 		struct object_result *r = &rs[i];
 		int attached = 0, skipped = 0;

@@ -87,11 +87,7 @@ pub fn run(o: DistOptions) -> Result<()> {
         let libcs = o.libc.map_or(Libc::ALL.to_vec(), LibcChoice::libcs);
         for run in crate::matrix::vmtest_runs(&Arch::RELEASED, &libcs) {
             let core = CellId::core(run.libc).on(run.arch);
-            if !paths::project_root()
-                .join("artifacts/cells")
-                .join(core.to_string())
-                .is_dir()
-            {
+            if !paths::cell_dir(core).is_dir() {
                 eprintln!(
                     "dist: no {core} cell was built (its libc needs Docker here): the {} kernels are not booted with the {} loader",
                     run.arch, run.libc
@@ -114,7 +110,7 @@ pub fn run(o: DistOptions) -> Result<()> {
         tag: o.tag,
         key: o.key,
         require_signature: o.require_signature,
-        cells: "artifacts/cells".into(),
-        out: "artifacts/release".into(),
+        cells: paths::CELLS.into(),
+        out: paths::RELEASE.into(),
     })
 }

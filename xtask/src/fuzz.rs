@@ -32,7 +32,7 @@ pub fn run(o: FuzzOptions) -> Result<()> {
     let corpus = root.join("fuzz/corpus/verify_object");
     std::fs::create_dir_all(&corpus)?;
     let mut seeded = 0;
-    for g in crate::verify::collect(&[root.join("artifacts/cells")]).unwrap_or_default() {
+    for g in crate::verify::collect(&[root.join(crate::paths::CELLS)]).unwrap_or_default() {
         for (name, bytes) in g.files.iter().filter(|(n, _)| n.ends_with(".o")) {
             std::fs::write(corpus.join(name), bytes)?;
             seeded += 1;

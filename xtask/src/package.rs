@@ -30,19 +30,11 @@ pub struct PackageOptions {
     #[arg(long)]
     pub require_signature: bool,
     /// Where the cells are
-    #[arg(long, default_value = "artifacts/cells")]
+    #[arg(long, default_value = paths::CELLS)]
     pub cells: PathBuf,
     /// Where the release goes
-    #[arg(long, default_value = "artifacts/release")]
+    #[arg(long, default_value = paths::RELEASE)]
     pub out: PathBuf,
-}
-
-pub fn in_root(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        paths::project_root().join(p)
-    }
 }
 
 /// `vMAJOR.MINOR.PATCH`, optionally with a `-suffix` of letters, digits and dots.
@@ -337,8 +329,18 @@ pub fn package(o: PackageOptions) -> Result<()> {
     if key.is_none() && o.require_signature {
         bail!("--require-signature: no signing key (set KC_SIGNING_KEY to the secret key, or pass --key FILE)");
     }
-    let release = build_release(&o.tag, &in_root(&o.cells), key.as_ref(), &Arch::RELEASED)?;
-    write_release(&release, &in_root(&o.out), &o.tag, o.require_signature)
+    let release = build_release(
+        &o.tag,
+        &paths::in_root(&o.cells),
+        key.as_ref(),
+        &Arch::RELEASED,
+    )?;
+    write_release(
+        &release,
+        &paths::in_root(&o.out),
+        &o.tag,
+        o.require_signature,
+    )
 }
 
 /// Writes the release files, each through a temporary name and a rename.

@@ -46,6 +46,31 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target/kc-cache"))
 }
 
+/// Where `cargo xtask build` writes the cells and `package` the release, under the checkout
+/// (the commands' defaults spell these).
+pub const CELLS: &str = "artifacts/cells";
+pub const RELEASE: &str = "artifacts/release";
+
+/// The directory of every built cell.
+pub fn cells_dir() -> PathBuf {
+    project_root().join(CELLS)
+}
+
+/// A path given on the command line: as is when absolute, else under the checkout (the
+/// commands' defaults are relative to it, wherever they are run from).
+pub fn in_root(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        project_root().join(p)
+    }
+}
+
+/// One built cell's directory.
+pub fn cell_dir(id: kc_common::CellId) -> PathBuf {
+    cells_dir().join(id.to_string())
+}
+
 pub fn kernels_toml() -> PathBuf {
     project_root().join("kernels.toml")
 }

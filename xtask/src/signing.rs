@@ -18,7 +18,6 @@ use ed25519_dalek::{Signer, SigningKey};
 use kc_common::release;
 
 use crate::atomic;
-use crate::package::in_root;
 
 #[derive(Debug, Args)]
 pub struct KeygenOptions {
@@ -119,7 +118,7 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn check_release(o: CheckReleaseOptions) -> Result<()> {
-    let pubkey = std::fs::read_to_string(in_root(&o.pubkey))
+    let pubkey = std::fs::read_to_string(crate::paths::in_root(&o.pubkey))
         .with_context(|| format!("reading the public key {}", o.pubkey.display()))?;
     let check = release::check_release_dir(&o.dir, &pubkey)?;
     println!(

@@ -21,7 +21,7 @@ pub struct InstallBench {
 
 pub fn run(o: InstallBench) -> Result<()> {
     let (sk, pk) = crate::signing::throwaway_keypair()?;
-    let cells = crate::paths::project_root().join("artifacts/cells");
+    let cells = crate::paths::cells_dir();
     let release = crate::package::build_release(
         "v0.0.0-bench",
         &cells,

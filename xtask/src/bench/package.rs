@@ -25,7 +25,7 @@ struct PackageBenchReport {
 }
 
 pub fn run(o: PackageBench) -> Result<()> {
-    let cells = crate::paths::project_root().join("artifacts/cells");
+    let cells = crate::paths::cells_dir();
     // Ours: the whole release in memory (tarballs, manifests, checksums), unsigned.
     // kc-select is compiled (or found up to date) before the clock starts: cargo's work is not
     // packaging's.

@@ -12,7 +12,7 @@ use crate::process;
 #[derive(Debug, Args)]
 pub struct VerifyBench {
     /// Where the objects are
-    #[arg(long, default_value = "artifacts/cells")]
+    #[arg(long, default_value = crate::paths::CELLS)]
     pub dir: std::path::PathBuf,
     /// Rounds of each side; the median is reported
     #[arg(long, default_value_t = 5)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kc_common::CellId;
@@ -127,6 +127,12 @@ pub fn libc_disagreements(cells: &[(CellId, CellFiles)]) -> Vec<String> {
     out
 }
 
+/// A cell's directory under an artifacts directory (`artifacts/` of the checkout, or a
+/// container's output): `<artifacts>/cells/<id>`.
+pub fn dir_in(artifacts: &Path, id: CellId) -> PathBuf {
+    artifacts.join("cells").join(id.to_string())
+}
+
 /// Writes a cell's directory and tarball under `artifacts`, each replacing the previous one
 /// whole. Returns the tarball's path.
 pub fn write(
@@ -135,7 +141,7 @@ pub fn write(
     entries: Vec<tarball::Entry>,
     mtime: u64,
 ) -> Result<std::path::PathBuf> {
-    write_dir(&artifacts.join("cells").join(id.to_string()), &entries)?;
+    write_dir(&dir_in(artifacts, id), &entries)?;
     let tar = artifacts.join(id.tarball());
     tarball::write(&tar, entries, mtime)?;
     Ok(tar)

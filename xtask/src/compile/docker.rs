@@ -161,7 +161,7 @@ pub(crate) async fn run_cell(
 
 /// Moves a cell's outputs into artifacts/, replacing the previous ones only now that they exist.
 fn publish_cell(from: &Path, artifacts: &Path, id: CellId) -> Result<()> {
-    let dir = from.join("cells").join(id.to_string());
+    let dir = cell::dir_in(from, id);
     let tar = from.join(id.tarball());
     if !dir.is_dir() || !tar.is_file() {
         bail!(
@@ -173,7 +173,7 @@ fn publish_cell(from: &Path, artifacts: &Path, id: CellId) -> Result<()> {
         .into_iter()
         .map(|(name, bytes)| cell::entry(name, bytes))
         .collect();
-    cell::write_dir(&artifacts.join("cells").join(id.to_string()), &entries)?;
+    cell::write_dir(&cell::dir_in(artifacts, id), &entries)?;
     atomic::copy(&tar, &artifacts.join(id.tarball()))
 }
 
@@ -315,7 +315,7 @@ pub(crate) fn run_project(
                 let stamp = stamp_path(project, &cell);
                 let unchanged = std::fs::read_to_string(&stamp).ok().is_some_and(|s| {
                     Some(s) == stamp_text(&key, &tar)
-                        && project.artifacts.join("cells").join(cell.id.to_string()).is_dir()
+                        && cell::dir_in(&project.artifacts, cell.id).is_dir()
                 });
                 if unchanged {
                     eprintln!("[{}] up to date", cell.id);

@@ -7,11 +7,21 @@ use std::path::{Path, PathBuf};
 use xshell::cmd;
 
 use super::flags;
+use super::flags::Inputs;
 use super::loader;
+use super::plan::Project;
 use super::plan::{Job, JobKind};
-use super::pool::Env;
+use super::toolchain::Toolchain;
 use crate::atomic::StagedDir;
 use crate::process;
+
+/// Everything a job needs besides itself.
+pub struct Env<'a> {
+    pub project: &'a Project,
+    pub tc: &'a Toolchain,
+    pub inputs: &'a Inputs,
+    pub debug: bool,
+}
 
 /// What a job did.
 pub enum Outcome {

@@ -302,7 +302,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
     if with_core {
         jobs.extend(plan::core_jobs(&common, &collectors, o.arch)?);
     }
-    let env = pool::Env {
+    let env = job::Env {
         project,
         tc: &tc,
         inputs: &inputs,
@@ -349,7 +349,7 @@ pub fn build(project: &Project, o: &BuildOptions) -> Result<BuildReport> {
 
 /// Runs `first` and `jobs` in one pool; returns the results of `jobs` (a job whose
 /// dependency among `first` failed fails with its error).
-fn run_after(env: &pool::Env, first: &[Job], jobs: &[Job], threads: usize) -> Vec<JobResult> {
+fn run_after(env: &job::Env, first: &[Job], jobs: &[Job], threads: usize) -> Vec<JobResult> {
     let all: Vec<&Job> = first.iter().chain(jobs).collect();
     let mut results = pool::run(env, &all, threads);
     results.split_off(first.len())
@@ -462,7 +462,7 @@ pub fn compile_legacy_tree(
         debug: false,
     };
     let (pchs, jobs) = plan::legacy_jobs(&common, tree, bucket, &collectors, precompiled)?;
-    let env = pool::Env {
+    let env = job::Env {
         project,
         tc: &tc,
         inputs: &inputs,

@@ -7,23 +7,13 @@ use std::sync::{Condvar, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::flags::Inputs;
-use super::job::{run_job, Bitcode, Outcome};
-use super::plan::{Job, Project};
-use super::toolchain::Toolchain;
+use super::job::{run_job, Bitcode, Env, Outcome};
+use super::plan::Job;
 use crate::{bpf_codegen, process};
 
 /// Per job: `Ok(true)` cached, `Ok(false)` compiled, `Err(message)` failed (the message
 /// carries the tool's own output).
 pub type JobResult = Result<bool, String>;
-
-/// Everything a job needs besides itself.
-pub struct Env<'a> {
-    pub project: &'a Project,
-    pub tc: &'a Toolchain,
-    pub inputs: &'a Inputs,
-    pub debug: bool,
-}
 
 /// Runs `jobs` on `threads` workers; results are in the jobs' order.
 pub fn run(env: &Env, jobs: &[&Job], threads: usize) -> Vec<JobResult> {

@@ -32,7 +32,7 @@ pub struct PublishOptions {
     #[arg(long)]
     pub api_url: Option<String>,
     /// The release files
-    #[arg(long, default_value = "artifacts/release")]
+    #[arg(long, default_value = crate::paths::RELEASE)]
     pub dir: PathBuf,
 }
 

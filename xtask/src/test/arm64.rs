@@ -6,9 +6,10 @@
 use anyhow::{ensure, Context, Result};
 use kc_common::{Arch, CellId, Libc};
 
-use super::{cell_dir, Verdict};
+use super::Verdict;
 use crate::cli::LibcChoice;
 use crate::compile::{self, cell, Backend, BuildOptions, Project};
+use crate::paths::cell_dir;
 use crate::{host, kernels};
 
 pub fn arm64() -> Result<Verdict> {

@@ -8,9 +8,10 @@ use xshell::cmd;
 use std::time::Instant;
 
 use super::host::{host_bucket, object_files};
-use super::{cell_dir, libcs_agree, Verdict};
+use super::{libcs_agree, Verdict};
 use crate::cli::LibcChoice;
 use crate::compile::{self, cell, Backend, BuildOptions};
+use crate::paths::cell_dir;
 use crate::{host, kernels, process};
 
 /// Builds every cell for both libcs in containers, then checks: each glibc cell is byte-identical

@@ -7,8 +7,9 @@ use anyhow::{ensure, Context, Result};
 use kc_common::CellId;
 use xshell::cmd;
 
-use super::{cell_dir, Verdict};
+use super::Verdict;
 use crate::compile::cell;
+use crate::paths::cell_dir;
 use crate::{host, kernels, paths, process};
 
 /// Runs the loader as an agent would on this host's kernel (`--attach auto`): every CO-RE
@@ -239,6 +240,115 @@ pub fn bench_overhead_fails_a_slowed_auto() -> Result<Verdict> {
         "bench overhead failed, but not on the slowed auto: {error}"
     );
     eprintln!("e2e: bench overhead --slowed-auto failed as it must: {error}");
+    Ok(Verdict::Passed)
+}
+
+/// An agent stops `kc-loader` with SIGTERM in the middle of a collection: the loader passes
+/// it to its workload (and waits for it: no orphan), detaches, prints the report of what it
+/// counted with `stopped_by`, exits 128 + 15; none of its programs stays in the kernel.
+pub fn loader_stops_on_sigterm() -> Result<Verdict> {
+    if let Some(skip) = needs_root() {
+        return Ok(skip);
+    }
+    let cell = cell_dir(CellId::core(host::host_libc()));
+    let scratch = tempfile::tempdir()?;
+    let marker = scratch.path().join("workload-pid");
+    // The workload says it started (attaching comes first), then waits as long as a collection.
+    let workload = format!("echo $$ > {}; exec sleep 600", marker.display());
+    let mut loader = std::process::Command::new(cell.join(cell::LOADER))
+        .args(["--json", "--attach", "auto"])
+        .arg(cell.join("process.bpf.o"))
+        .args(["--", "sh", "-c", &workload])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting kc-loader")?;
+    let pid = loader.id().to_string();
+    let started = std::time::Instant::now();
+    let workload_pid = loop {
+        if let Some(p) = std::fs::read_to_string(&marker)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+        {
+            break p.trim().to_string();
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) || loader.try_wait()?.is_some() {
+            let _ = loader.kill();
+            let out = loader.wait_with_output()?;
+            anyhow::bail!(
+                "kc-loader never started its workload:\n{}",
+                process::tail_of(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let sh = process::shell();
+    process::output(cmd!(sh, "kill -TERM {pid}"))?;
+    let stopping = std::time::Instant::now();
+    while loader.try_wait()?.is_none() {
+        if stopping.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = loader.kill();
+            anyhow::bail!("kc-loader still ran 60 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = loader.wait_with_output()?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "kc-loader's report after SIGTERM is not JSON:\n{}",
+            process::tail_of(&out)
+        )
+    })?;
+    ensure!(
+        out.status.code() == Some(128 + 15),
+        "kc-loader ended {} after SIGTERM, not with status 143:\n{}",
+        out.status,
+        process::tail_of(&out)
+    );
+    ensure!(
+        report["stopped_by"] == "SIGTERM" && report["objects"][0]["status"] == "ok",
+        "the report after SIGTERM says stopped_by {} and status {}",
+        report["stopped_by"],
+        report["objects"][0]["status"]
+    );
+    ensure!(
+        report["objects"][0]["counters"].is_object(),
+        "the report after SIGTERM has no counters: {report}"
+    );
+    ensure!(
+        !Path::new("/proc").join(&workload_pid).exists(),
+        "the workload (pid {workload_pid}) outlived kc-loader"
+    );
+    // The kernel frees a program once its last link and descriptor are gone, a moment later.
+    let ours = |names: &serde_json::Value| {
+        names
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str())
+            .filter(|n| n.starts_with("kc_process_"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let freed = std::time::Instant::now();
+    loop {
+        let left = ours(&serde_json::from_str(&process::read(cmd!(
+            sh,
+            "bpftool -j prog show"
+        ))?)?);
+        if left.is_empty() {
+            break;
+        }
+        ensure!(
+            freed.elapsed() < std::time::Duration::from_secs(30),
+            "30 s after kc-loader exited, the kernel still holds {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    eprintln!(
+        "e2e: kc-loader stopped by SIGTERM in {:.1} s: workload ended, report printed, nothing left attached",
+        stopping.elapsed().as_secs_f64()
+    );
     Ok(Verdict::Passed)
 }
 

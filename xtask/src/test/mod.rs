@@ -3,13 +3,11 @@
 //! (`cargo xtask test build vmtest`; `--list` names them); a check that cannot run here is
 //! reported as skipped with its reason, counted apart, and under `CI=true` fails the run.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Result};
 use clap::Args;
 use kc_common::skip::{in_ci, read_log, SKIP_LOG};
-use kc_common::CellId;
 use xshell::cmd;
 
 use crate::compile::{cell, Backend, BuildOptions};
@@ -30,17 +28,10 @@ fn all_cells() -> BuildOptions {
 /// Every cell under `artifacts/cells/` carries the BPF objects and skeletons of its other
 /// libc's cell byte for byte (they do not depend on the loader's libc).
 fn libcs_agree() -> Result<()> {
-    let cells = cell::read_all(&paths::project_root().join("artifacts/cells"))?;
+    let cells = cell::read_all(&paths::cells_dir())?;
     let disagreements = cell::libc_disagreements(&cells);
     ensure!(disagreements.is_empty(), "{}", disagreements.join("\n"));
     Ok(())
-}
-
-/// A cell's directory under `artifacts/cells/`.
-fn cell_dir(id: CellId) -> PathBuf {
-    paths::project_root()
-        .join("artifacts/cells")
-        .join(id.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +111,12 @@ pub const CHECKS: &[Check] = &[
         after: &["build"],
         proves: "per-application tables: bounded by --table-size, rows of exited processes reported once then removed, grouped by cgroup or not at all; an agent on the skeleton and shipped headers reads them (needs root)",
         run: host::app_tables,
+    },
+    Check {
+        name: "loader-stop",
+        after: &["build"],
+        proves: "kc-loader stopped by SIGTERM mid-collection passes it to its workload, detaches, reports what it counted (stopped_by) and exits 143; none of its programs stays in the kernel (needs root)",
+        run: host::loader_stops_on_sigterm,
     },
     Check {
         name: "bench-overhead",

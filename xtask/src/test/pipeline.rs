@@ -113,7 +113,7 @@ pub fn build() -> Result<Verdict> {
 
 pub fn verify() -> Result<Verdict> {
     crate::verify::run(crate::verify::VerifyOptions {
-        paths: vec![paths::project_root().join("artifacts/cells")],
+        paths: vec![paths::cells_dir()],
         json: false,
     })?;
     Ok(Verdict::Passed)
@@ -123,7 +123,7 @@ pub fn verify() -> Result<Verdict> {
 /// reference tools (`minisign -V`, `sha256sum -c`, `tar -tJf`); packaged twice, identical.
 pub fn package() -> Result<Verdict> {
     let (sk, pk) = crate::signing::throwaway_keypair()?;
-    let cells = paths::project_root().join("artifacts/cells");
+    let cells = paths::cells_dir();
     let a =
         crate::package::build_release("v0.0.0-e2e", &cells, Some(&sk), &kc_common::Arch::RELEASED)?;
     let b =

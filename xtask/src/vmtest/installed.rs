@@ -42,7 +42,7 @@ impl Node {
 /// the prefix's tree under [`GUEST_PREFIX`], parents first.
 pub fn install(libc: Libc, arch: Arch) -> Result<Vec<Node>> {
     let (sk, pk) = signing::throwaway_keypair()?;
-    let cells = paths::project_root().join("artifacts/cells");
+    let cells = paths::cells_dir();
     // The guests' architecture alone: its kc-select, loader and objects.
     let release = package::build_release(TAG, &cells, Some(&sk), &[arch])?;
     let scratch = tempfile::tempdir()?;

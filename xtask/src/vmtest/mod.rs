@@ -265,7 +265,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         init,
         ..
     } = static_binaries(&tc, arch)?;
-    let cells = paths::project_root().join("artifacts/cells");
+    let cells = paths::cells_dir();
     let loader = if libc == Libc::Musl {
         // The release's own loader runs in the guest: it must need nothing from the initramfs.
         let l = cells

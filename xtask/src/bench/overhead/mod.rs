@@ -185,9 +185,7 @@ struct Objects {
 impl Objects {
     fn release() -> Self {
         Self {
-            cell: paths::project_root()
-                .join("artifacts/cells")
-                .join(CellId::core(this_host::host_libc()).to_string()),
+            cell: paths::cell_dir(CellId::core(this_host::host_libc())),
             replaced: BTreeMap::new(),
         }
     }
@@ -238,10 +236,44 @@ struct CaseReport {
     /// Per round, auto's added ns minus 1.2x the cheapest family's (both against that
     /// round's baseline: drift between rounds cancels): the median over the rounds.
     excess_ns: Option<f64>,
-    /// The median absolute deviation of those per-round excesses.
+    /// The larger of two spreads: the median absolute deviation of the per-round excesses,
+    /// and that of one run's figure from its mode's median, pooled over the baseline, auto
+    /// and the cheapest family (five rounds' excesses can agree by chance; fifteen runs
+    /// rarely do).
     noise_ns: f64,
-    /// See [`auto_too_costly`].
+    /// See [`auto_too_costly`]; for a case measured twice, in both measurements.
     auto_too_costly: bool,
+    /// The first measurement's excess, when it looked too costly and the case was measured
+    /// again (the figures above are the second's).
+    first_excess_ns: Option<f64>,
+}
+
+/// Measures again, alone, every case of `rows` that looked too costly, and holds it too
+/// costly only when the second measurement agrees. This machine's noise comes in bursts (a
+/// neighbour's load for a minute): one burst can make any of 28 cases look costly, and the
+/// same burst rarely returns for the same case; a real cost always does.
+fn confirmed(
+    cases: &[&'static Case],
+    mut rows: Vec<CaseReport>,
+    measure: impl FnOnce(&[&'static Case]) -> Result<Vec<CaseReport>>,
+) -> Result<Vec<CaseReport>> {
+    let suspects: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].auto_too_costly)
+        .collect();
+    if suspects.is_empty() {
+        return Ok(rows);
+    }
+    let again: Vec<&'static Case> = suspects.iter().map(|&i| cases[i]).collect();
+    let names: Vec<&str> = again.iter().map(|c| c.collector).collect();
+    eprintln!(
+        "bench overhead: measuring {} again: auto looked too costly",
+        names.join(", ")
+    );
+    for (i, mut second) in suspects.into_iter().zip(measure(&again)?) {
+        second.first_excess_ns = rows[i].excess_ns;
+        rows[i] = second;
+    }
+    Ok(rows)
 }
 
 /// Median absolute deviation of a sample.
@@ -292,10 +324,33 @@ fn excess_by_round(
         .collect()
 }
 
+/// The run-to-run spread of several modes' figures: each run's distance from its mode's
+/// median, and the median of those distances. A machine that drifts between rounds counts as
+/// noise here, though the per-round excess cancels it: a verdict then needs a clearer excess.
+fn pooled_mad(modes: &[&BTreeMap<usize, f64>]) -> f64 {
+    let distances: Vec<f64> = modes
+        .iter()
+        .filter(|m| !m.is_empty())
+        .flat_map(|m| {
+            let center = super::median(m.values().copied().collect());
+            m.values().map(move |v| (v - center).abs())
+        })
+        .collect();
+    if distances.is_empty() {
+        0.0
+    } else {
+        super::median(distances)
+    }
+}
+
+/// How many times the noise an excess must be to fail the bench: each run judges 14 cases on
+/// the host and in a guest, and a false failure in any fails it.
+const NOISE_TIMES: f64 = 3.0;
+
 /// Whether auto costs more than 1.2x the cheapest family beyond the noise: its median excess
-/// over the rounds is above twice the excesses' median absolute deviation.
-fn auto_too_costly(excess: &[f64]) -> bool {
-    !excess.is_empty() && super::median(excess.to_vec()) > 2.0 * mad(excess)
+/// over the rounds is above [`NOISE_TIMES`] `noise_ns`.
+fn auto_too_costly(excess: &[f64], noise_ns: f64) -> bool {
+    !excess.is_empty() && super::median(excess.to_vec()) > NOISE_TIMES * noise_ns
 }
 
 /// The error line of a case whose auto costs too much.
@@ -308,13 +363,15 @@ fn too_costly_line(r: &CaseReport) -> String {
         .unwrap_or(f64::NAN);
     let (family, cheapest) = r.cheapest.clone().unwrap_or(("?".into(), f64::NAN));
     format!(
-        "{} {} ({}): auto +{auto:.0} ns ({}) vs {family} +{cheapest:.0} ns; auto exceeds 1.2x it by {:.0} ns per event (median of the rounds), noise ±{:.0} ns",
+        "{} {} ({}): auto +{auto:.0} ns ({}) vs {family} +{cheapest:.0} ns; auto exceeds 1.2x it by {:.0} ns per event (median of the rounds), noise ±{:.0} ns{}",
         r.collector,
         r.event,
         r.op,
         r.auto_family.as_deref().unwrap_or("no family"),
         r.excess_ns.unwrap_or(f64::NAN),
-        r.noise_ns
+        r.noise_ns,
+        r.first_excess_ns
+            .map_or(String::new(), |e| format!(" (measured twice: first {e:+.0} ns)"))
     )
 }
 
@@ -348,13 +405,15 @@ fn summarize(cases: &[&Case], results: &Results) -> Vec<CaseReport> {
                 .iter()
                 .filter_map(|f| Some((f.as_str(), added[f.as_str()]?)))
                 .min_by(|a, b| a.1.total_cmp(&b.1));
-            let excess = match (added["auto"], cheapest) {
+            let (excess, noise_ns) = match (added["auto"], cheapest) {
                 (Some(_), Some((f, _))) => {
-                    excess_by_round(&of("none").ns, &of("auto").ns, &of(f).ns)
+                    let (base, auto, cheap) = (&of("none").ns, &of("auto").ns, &of(f).ns);
+                    let excess = excess_by_round(base, auto, cheap);
+                    let noise = mad(&excess).max(pooled_mad(&[base, auto, cheap]));
+                    (excess, noise)
                 }
-                _ => Vec::new(),
+                _ => (Vec::new(), 0.0),
             };
-            let noise_ns = mad(&excess);
             let auto_vs_cheapest = added["auto"]
                 .zip(cheapest)
                 .filter(|(_, (_, c))| *c > 2.0 * noise_ns)
@@ -369,7 +428,8 @@ fn summarize(cases: &[&Case], results: &Results) -> Vec<CaseReport> {
                 cheapest: cheapest.map(|(f, ns)| (f.to_string(), ns)),
                 excess_ns: (!excess.is_empty()).then(|| super::median(excess.clone())),
                 noise_ns,
-                auto_too_costly: auto_too_costly(&excess),
+                auto_too_costly: auto_too_costly(&excess, noise_ns),
+                first_excess_ns: None,
                 added_ns: added,
             }
         })
@@ -421,7 +481,7 @@ fn print_table(title: &str, rows: &[CaseReport]) {
             )),
         );
     }
-    println!("(ratio: auto's added ns over the cheapest family's, where that is above the noise; excess: per round, auto's added ns minus 1.2x the cheapest family's, median ± median absolute deviation over the rounds, `!` when the median is beyond twice the deviation; n/a: no program of that family observes the event on this kernel)");
+    println!("(ratio: auto's added ns over the cheapest family's, where that is above the noise; excess: per round, auto's added ns minus 1.2x the cheapest family's, median ± the noise (the larger of the excesses' median absolute deviation and the modes' own run-to-run one), `!` when the median is beyond three times the noise; n/a: no program of that family observes the event on this kernel)");
 }
 
 pub fn run(o: OverheadBench) -> Result<()> {
@@ -441,11 +501,19 @@ pub fn run(o: OverheadBench) -> Result<()> {
     } else {
         select_cases(&o.collectors)?
     };
-    let host_rows = host::run(&cases, &objects, rounds, &bins.workload)?;
+    let host_rows = confirmed(
+        &cases,
+        host::run(&cases, &objects, rounds, &bins.workload)?,
+        |again| host::run(again, &objects, rounds, &bins.workload),
+    )?;
     let guest = if o.no_guest {
         None
     } else {
-        Some(guest::run(&cases, &objects, rounds, o.kernel, &bins)?)
+        let (kernel, rows) = guest::run(&cases, &objects, rounds, o.kernel, &bins)?;
+        let rows = confirmed(&cases, rows, |again| {
+            Ok(guest::run(again, &objects, rounds, o.kernel, &bins)?.1)
+        })?;
+        Some((kernel, rows))
     };
     if o.json {
         println!(
@@ -552,7 +620,7 @@ mod tests {
         )[0];
         assert!(!r.auto_too_costly, "{r:?}");
         assert_eq!(r.excess_ns, Some(10.0 - 0.2 * 200.0));
-        assert_eq!(r.noise_ns, 0.0);
+        assert_eq!(r.noise_ns, 300.0, "the drift itself is noise");
     }
 
     #[test]
@@ -584,11 +652,45 @@ mod tests {
             excess_ns: Some(312.8),
             noise_ns: 41.0,
             auto_too_costly: true,
+            first_excess_ns: Some(290.4),
         };
         assert_eq!(
             too_costly_line(&r),
-            "fd kc_fd_open (open): auto +572 ns (tracepoint) vs tracepoint +216 ns; auto exceeds 1.2x it by 313 ns per event (median of the rounds), noise ±41 ns"
+            "fd kc_fd_open (open): auto +572 ns (tracepoint) vs tracepoint +216 ns; auto exceeds 1.2x it by 313 ns per event (median of the rounds), noise ±41 ns (measured twice: first +290 ns)"
         );
+    }
+
+    #[test]
+    fn only_a_cost_measured_twice_fails() {
+        let cases = select_cases(&["vfs".into(), "fd".into(), "sync".into()]).unwrap();
+        let costly = results(&[
+            ("none", &[1000.0, 1000.0, 1000.0]),
+            ("tracepoint", &[1200.0, 1200.0, 1200.0]),
+            ("auto", &[1500.0, 1500.0, 1500.0]),
+        ]);
+        let fine = results(&[
+            ("none", &[1000.0, 1000.0, 1000.0]),
+            ("tracepoint", &[1200.0, 1200.0, 1200.0]),
+            ("auto", &[1200.0, 1200.0, 1200.0]),
+        ]);
+        let one = |r: &Results| summarize(&cases[..1], r).remove(0);
+        // vfs and sync looked costly, fd did not; measured again, vfs is fine and sync is not.
+        let first = vec![one(&costly), one(&fine), one(&costly)];
+        let mut asked = Vec::new();
+        let rows = confirmed(&cases, first, |again| {
+            asked = again.iter().map(|c| c.collector).collect();
+            Ok(vec![one(&fine), one(&costly)])
+        })
+        .unwrap();
+        assert_eq!(
+            asked,
+            ["vfs", "sync"],
+            "only the suspects are measured again"
+        );
+        let verdicts: Vec<bool> = rows.iter().map(|r| r.auto_too_costly).collect();
+        assert_eq!(verdicts, [false, false, true]);
+        assert_eq!(rows[2].first_excess_ns, Some(300.0 - 0.2 * 200.0));
+        assert_eq!(rows[1].first_excess_ns, None, "fd was measured once");
     }
 
     #[test]
