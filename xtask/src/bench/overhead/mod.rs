@@ -248,10 +248,11 @@ struct CaseReport {
     first_excess_ns: Option<f64>,
 }
 
-/// Measures again, alone, every case of `rows` that looked too costly, and holds it too
-/// costly only when the second measurement agrees. This machine's noise comes in bursts (a
-/// neighbour's load for a minute): one burst can make any of 28 cases look costly, and the
-/// same burst rarely returns for the same case; a real cost always does.
+/// Measures again (`measure`, later and longer) every case of `rows` that looked too costly,
+/// and holds it too costly only when the second measurement agrees. This machine's noise
+/// comes in bursts (a neighbour's load for a minute or two): one burst can make any of 28
+/// cases look costly, and rarely returns for the same case minutes later; a real cost always
+/// does.
 fn confirmed(
     cases: &[&'static Case],
     mut rows: Vec<CaseReport>,
@@ -501,19 +502,25 @@ pub fn run(o: OverheadBench) -> Result<()> {
     } else {
         select_cases(&o.collectors)?
     };
-    let host_rows = confirmed(
-        &cases,
-        host::run(&cases, &objects, rounds, &bins.workload)?,
-        |again| host::run(again, &objects, rounds, &bins.workload),
-    )?;
-    let guest = if o.no_guest {
+    // Suspects are measured again after everything else (the guest's minutes between the
+    // host's two measurements), with twice the rounds: a burst of noise has passed by then.
+    let host_first = host::run(&cases, &objects, rounds, &bins.workload)?;
+    let guest_first = if o.no_guest {
         None
     } else {
-        let (kernel, rows) = guest::run(&cases, &objects, rounds, o.kernel, &bins)?;
-        let rows = confirmed(&cases, rows, |again| {
-            Ok(guest::run(again, &objects, rounds, o.kernel, &bins)?.1)
-        })?;
-        Some((kernel, rows))
+        Some(guest::run(&cases, &objects, rounds, o.kernel, &bins)?)
+    };
+    let host_rows = confirmed(&cases, host_first, |again| {
+        host::run(again, &objects, 2 * rounds, &bins.workload)
+    })?;
+    let guest = match guest_first {
+        None => None,
+        Some((kernel, rows)) => Some((
+            kernel,
+            confirmed(&cases, rows, |again| {
+                Ok(guest::run(again, &objects, 2 * rounds, o.kernel, &bins)?.1)
+            })?,
+        )),
     };
     if o.json {
         println!(
