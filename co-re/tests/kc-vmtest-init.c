@@ -821,13 +821,37 @@ static int select_objects(const char *label, char **extra, char **objects, int n
 	return n;
 }
 
+/* Round `round`'s order of the bench's `n` modes, as indices: splitmix64 seeded by the round,
+ * then Fisher-Yates; the host side (round_order in xtask/src/bench/overhead/mod.rs) draws
+ * the same, so that no mode always follows the same other and pays for its after-effects. */
+static void round_order(int round, size_t *order, size_t n)
+{
+	unsigned long long state = (unsigned long long)round + 1;
+
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	for (size_t i = n - 1; i > 0; i--) {
+		unsigned long long z = (state += 0x9e3779b97f4a7c15ULL);
+		size_t j, t;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		z ^= z >> 31;
+		j = (size_t)(z % (i + 1));
+		t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+}
+
 /* `cargo xtask bench overhead` in a guest: /bench-plan holds "ROUNDS" then lines
  * "COLLECTOR OP N"; each round runs each line's workload alone (mode none) and under the
- * collector in each attach mode, printing "KC-BENCH round collector mode ns"; the first
- * round also prints each loader report, for the family each event got. */
+ * collector in each attach mode, in the round's order, printing "KC-BENCH round collector
+ * mode ns"; the first round also prints each loader report, for the family each event got. */
 static void bench(void)
 {
 	static const char *modes[] = { "none", "trampoline", "probe", "tracepoint", "auto" };
+	size_t order[sizeof(modes) / sizeof(modes[0])];
 	char collector[64][32], op[64][32], n[64][16], object[96];
 	int rounds = 0, lines = 0;
 	FILE *plan = fopen("/bench-plan", "r");
@@ -842,8 +866,10 @@ static void bench(void)
 		lines++;
 	fclose(plan);
 	for (int r = 0; r < rounds; r++) {
+		round_order(r, order, sizeof(modes) / sizeof(modes[0]));
 		for (int l = 0; l < lines; l++) {
-			for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+			for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
+				size_t m = order[k];
 				char *workload[] = { "/kc-bench-workload", op[l], n[l], "/tmp/kc-bench-ns", NULL };
 				char *loader[] = { "/kc-loader", "--json", "--attach", (char *)modes[m], object, "--",
 						   workload[0], op[l], n[l], workload[3], NULL };

@@ -5,12 +5,13 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
-use super::{event_family, mode_name, modes, summarize, Case, CaseReport, Objects, Results};
+use super::{
+    event_family, mode_name, modes, round_order, summarize, Case, CaseReport, Objects, Results,
+};
 use crate::compile::cell;
 use crate::process;
 
-/// Runs every case `rounds` times in each mode; each round starts at another mode, so that
-/// drift does not favour one.
+/// Runs every case `rounds` times in each mode, in each round's own order.
 pub(super) fn run(
     cases: &[&Case],
     objects: &Objects,
@@ -37,10 +38,7 @@ pub(super) fn run(
         for (i, c) in cases.iter().enumerate() {
             let (op, n) = (c.op, c.n.to_string());
             bar.set_message(format!("round {} {}", round + 1, c.collector));
-            let mut order = modes();
-            let start = round % order.len();
-            order.rotate_left(start);
-            for m in order {
+            for m in round_order(round) {
                 let _ = std::fs::remove_file(&out);
                 let entry = results.entry((i, mode_name(m))).or_default();
                 match m {

@@ -205,6 +205,24 @@ fn modes() -> Vec<Option<AttachMode>> {
         .collect()
 }
 
+/// The order of the modes in round `round`: a shuffle seeded by the round (splitmix64, then
+/// Fisher-Yates; the guest's init draws the same). A run leaves the machine in a state the next
+/// one pays for (page allocator, caches): in a fixed or rotated order each mode would nearly
+/// always follow the same other, and that other's after-effects would count as its cost.
+fn round_order(round: usize) -> Vec<Option<AttachMode>> {
+    let mut order = modes();
+    let mut state = round as u64 + 1;
+    for i in (1..order.len()).rev() {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        order.swap(i, (z % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
 fn mode_name(m: Option<AttachMode>) -> &'static str {
     m.map_or("none", AttachMode::as_str)
 }
@@ -665,6 +683,39 @@ mod tests {
             too_costly_line(&r),
             "fd kc_fd_open (open): auto +572 ns (tracepoint) vs tracepoint +216 ns; auto exceeds 1.2x it by 313 ns per event (median of the rounds), noise ±41 ns (measured twice: first +290 ns)"
         );
+    }
+
+    #[test]
+    fn each_round_has_its_own_order_of_every_mode() {
+        let orders: Vec<Vec<&str>> = (0..5)
+            .map(|r| round_order(r).into_iter().map(mode_name).collect())
+            .collect();
+        for o in &orders {
+            let mut sorted = o.clone();
+            sorted.sort();
+            assert_eq!(
+                sorted,
+                ["auto", "none", "probe", "tracepoint", "trampoline"]
+            );
+        }
+        // The guest's init (kc-vmtest-init.c) draws the same orders.
+        assert_eq!(
+            orders[0],
+            ["probe", "trampoline", "auto", "tracepoint", "none"]
+        );
+        assert_eq!(
+            orders[2],
+            ["probe", "auto", "none", "trampoline", "tracepoint"]
+        );
+        // Auto does not follow the same mode in every round.
+        let before_auto: std::collections::BTreeSet<Option<&str>> = orders
+            .iter()
+            .map(|o| {
+                let at = o.iter().position(|m| *m == "auto").unwrap();
+                at.checked_sub(1).map(|p| o[p])
+            })
+            .collect();
+        assert!(before_auto.len() >= 3, "{orders:?}");
     }
 
     #[test]
