@@ -297,11 +297,7 @@ fn confirmed(
 
 /// Median absolute deviation of a sample.
 fn mad(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let m = super::median(v.to_vec());
-    super::median(v.iter().map(|x| (x - m).abs()).collect())
+    pooled_mad(&[&v.iter().copied().enumerate().collect()])
 }
 
 /// The family of `event` in a loader report, or why none.
@@ -368,8 +364,8 @@ const NOISE_TIMES: f64 = 3.0;
 
 /// Whether auto costs more than 1.2x the cheapest family beyond the noise: its median excess
 /// over the rounds is above [`NOISE_TIMES`] `noise_ns`.
-fn auto_too_costly(excess: &[f64], noise_ns: f64) -> bool {
-    !excess.is_empty() && super::median(excess.to_vec()) > NOISE_TIMES * noise_ns
+fn auto_too_costly(excess_ns: Option<f64>, noise_ns: f64) -> bool {
+    excess_ns.is_some_and(|e| e > NOISE_TIMES * noise_ns)
 }
 
 /// The error line of a case whose auto costs too much.
@@ -424,14 +420,14 @@ fn summarize(cases: &[&Case], results: &Results) -> Vec<CaseReport> {
                 .iter()
                 .filter_map(|f| Some((f.as_str(), added[f.as_str()]?)))
                 .min_by(|a, b| a.1.total_cmp(&b.1));
-            let (excess, noise_ns) = match (added["auto"], cheapest) {
+            let (excess_ns, noise_ns) = match (added["auto"], cheapest) {
                 (Some(_), Some((f, _))) => {
                     let (base, auto, cheap) = (&of("none").ns, &of("auto").ns, &of(f).ns);
                     let excess = excess_by_round(base, auto, cheap);
                     let noise = mad(&excess).max(pooled_mad(&[base, auto, cheap]));
-                    (excess, noise)
+                    ((!excess.is_empty()).then(|| super::median(excess)), noise)
                 }
-                _ => (Vec::new(), 0.0),
+                _ => (None, 0.0),
             };
             let auto_vs_cheapest = added["auto"]
                 .zip(cheapest)
@@ -445,9 +441,9 @@ fn summarize(cases: &[&Case], results: &Results) -> Vec<CaseReport> {
                 auto_family: of("auto").family.clone(),
                 auto_vs_cheapest,
                 cheapest: cheapest.map(|(f, ns)| (f.to_string(), ns)),
-                excess_ns: (!excess.is_empty()).then(|| super::median(excess.clone())),
+                excess_ns,
                 noise_ns,
-                auto_too_costly: auto_too_costly(&excess, noise_ns),
+                auto_too_costly: auto_too_costly(excess_ns, noise_ns),
                 first_excess_ns: None,
                 added_ns: added,
             }
