@@ -108,11 +108,15 @@ static int run_workload(char **cmd, pid_t *workload_pid)
 	}
 	if (pid < 0)
 		return -1;
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			return -1;
+	/* Checked before each wait, not only after an interrupted one: a signal that came
+	 * between the fork and the first wait interrupts nothing. */
+	for (;;) {
 		if (stop_count > forwarded)
 			kill(pid, forwarded++ ? SIGKILL : stop_signal);
+		if (waitpid(pid, &status, 0) >= 0)
+			break;
+		if (errno != EINTR)
+			return -1;
 	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
