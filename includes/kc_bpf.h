@@ -8,13 +8,24 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
-#include "kc_common.h"
-#include "kc_collectors.h"
-
 /* 1: entry and return probes ('r' objects, and every CO-RE object); 0: entry only ('p'). */
 #ifndef KC_RETURN_MODE
 #define KC_RETURN_MODE 1
 #endif
+
+/* Where each counter comes from, as BTF declaration tags on its member of the counter struct
+ * (see kc_collectors.h): kc-loader and agents read them from the object. */
+#define KC_TAG(s) __attribute__((btf_decl_tag(s)))
+#define KC_FROM(ev) KC_TAG("kc_event:" #ev)
+#if KC_RETURN_MODE
+#define KC_RETURN_ONLY
+#else
+#define KC_RETURN_ONLY KC_TAG("kc_unobserved:an entry-only (p) object does not count it: it needs return mode")
+#endif
+#define KC_BLIND(family, why) KC_TAG("kc_blind:" #family ":" why)
+
+#include "kc_common.h"
+#include "kc_collectors.h"
 
 /*
  * Attach families. Each event a collector observes is written once, as a handler, and reached

@@ -1,87 +1,168 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Each collector's counters, listed once as X(COLLECTOR, INDEX, name). The list makes the enum
- * the programs index with (KC_<COLLECTOR>_<INDEX>) and the struct its maps hold
+/* Each collector's counters, listed once as X(COLLECTOR, INDEX, name, source). The list makes
+ * the enum the programs index with (KC_<COLLECTOR>_<INDEX>) and the struct its maps hold
  * (struct kc_<collector>_counters, one __u64 per counter): that struct's BTF names every
- * counter for user space, so the loader and an agent's skeleton need no copy of the names. */
+ * counter for user space, so the loader and an agent's skeleton need no copy of the names.
+ *
+ * `source` says where a counter's figure comes from, as BTF declaration tags on its member
+ * (kc_bpf.h turns them into tags in BPF objects; user space compiles them to nothing):
+ *   KC_FROM(ev)        the event kc_<collector>_<ev> feeds it (several: all of them do)
+ *   KC_RETURN_ONLY     only return mode counts it (r and CO-RE objects): a call's result, or
+ *                      an entry paired with its end
+ *   KC_BLIND(f, why)   family f observes the event but cannot know this counter
+ * In the object, the tags read "kc_event:<ev>", "kc_unobserved:<why>" (a `p` object's
+ * return-only counters) and "kc_blind:<family>:<why>". A counter is *unobserved* in a run when
+ * the object's own tag says so, when no family observes one of its events (the kernel lacks
+ * every target, or the object has no program for it), or when the family that does is blind
+ * to it: kc-loader then reports it as null with the reason (`"unobserved"`), never as 0. An
+ * agent reading the maps itself must do the same: a 0 in an unobserved counter's slot means
+ * nothing was looked at, not that nothing happened. `cargo xtask verify` checks every
+ * counter names an event its object has. */
 #ifndef KC_COLLECTORS_H
 #define KC_COLLECTORS_H
 
-#define KC_PROCESS_COUNTERS(X)                                                              \
-	X(PROCESS, FORK, fork) X(PROCESS, EXEC, exec) X(PROCESS, EXIT, exit)                \
-	X(PROCESS, RELEASE, release) X(PROCESS, CLONE_CALL, clone_call)                     \
-	X(PROCESS, CLONE_ERROR, clone_error)
+#ifndef KC_FROM
+#define KC_FROM(ev)
+#define KC_RETURN_ONLY
+#define KC_BLIND(family, why)
+#endif
 
+#define KC_PROCESS_COUNTERS(X)                                                              \
+	X(PROCESS, FORK, fork, KC_FROM(fork))                                               \
+	X(PROCESS, EXEC, exec, KC_FROM(exec))                                               \
+	X(PROCESS, EXIT, exit, KC_FROM(exit))                                               \
+	X(PROCESS, RELEASE, release, KC_FROM(release))                                      \
+	X(PROCESS, CLONE_CALL, clone_call, KC_FROM(clone) KC_RETURN_ONLY)                   \
+	X(PROCESS, CLONE_ERROR, clone_error, KC_FROM(clone) KC_RETURN_ONLY)
+
+/* Entry mode sees the bytes asked for, not those moved: bytes are return-only. */
 #define KC_VFS_COUNTERS(X)                                                                  \
-	X(VFS, READ, read) X(VFS, READ_BYTES, read_bytes) X(VFS, READ_ERROR, read_error)    \
-	X(VFS, WRITE, write) X(VFS, WRITE_BYTES, write_bytes) X(VFS, WRITE_ERROR, write_error) \
-	X(VFS, OPEN, open) X(VFS, OPEN_ERROR, open_error) X(VFS, CREATE, create)            \
-	X(VFS, CREATE_ERROR, create_error) X(VFS, UNLINK, unlink)                           \
-	X(VFS, UNLINK_ERROR, unlink_error) X(VFS, FSYNC, fsync) X(VFS, FSYNC_ERROR, fsync_error)
+	X(VFS, READ, read, KC_FROM(read))                                                   \
+	X(VFS, READ_BYTES, read_bytes, KC_FROM(read) KC_RETURN_ONLY)                        \
+	X(VFS, READ_ERROR, read_error, KC_FROM(read) KC_RETURN_ONLY)                        \
+	X(VFS, WRITE, write, KC_FROM(write))                                                \
+	X(VFS, WRITE_BYTES, write_bytes, KC_FROM(write) KC_RETURN_ONLY)                     \
+	X(VFS, WRITE_ERROR, write_error, KC_FROM(write) KC_RETURN_ONLY)                     \
+	X(VFS, OPEN, open, KC_FROM(open))                                                   \
+	X(VFS, OPEN_ERROR, open_error, KC_FROM(open) KC_RETURN_ONLY)                        \
+	X(VFS, CREATE, create, KC_FROM(create))                                             \
+	X(VFS, CREATE_ERROR, create_error, KC_FROM(create) KC_RETURN_ONLY)                  \
+	X(VFS, UNLINK, unlink, KC_FROM(unlink))                                             \
+	X(VFS, UNLINK_ERROR, unlink_error, KC_FROM(unlink) KC_RETURN_ONLY)                  \
+	X(VFS, FSYNC, fsync, KC_FROM(fsync))                                                \
+	X(VFS, FSYNC_ERROR, fsync_error, KC_FROM(fsync) KC_RETURN_ONLY)
 
 #define KC_CACHESTAT_COUNTERS(X)                                                            \
-	X(CACHESTAT, ACCESS, access) X(CACHESTAT, ADD, add) X(CACHESTAT, DIRTY, dirty)      \
-	X(CACHESTAT, BUFFER_DIRTY, buffer_dirty)
+	X(CACHESTAT, ACCESS, access, KC_FROM(access))                                       \
+	X(CACHESTAT, ADD, add, KC_FROM(add))                                                \
+	X(CACHESTAT, DIRTY, dirty, KC_FROM(dirty))                                          \
+	X(CACHESTAT, BUFFER_DIRTY, buffer_dirty, KC_FROM(buffer_dirty))
 
+/* A completion's error comes in its record or argument: entry mode sees it. */
 #define KC_DISK_COUNTERS(X)                                                                 \
-	X(DISK, ISSUE, issue) X(DISK, COMPLETE, complete) X(DISK, ERROR, error) X(DISK, BYTES, bytes)
+	X(DISK, ISSUE, issue, KC_FROM(issue))                                               \
+	X(DISK, COMPLETE, complete, KC_FROM(complete))                                      \
+	X(DISK, ERROR, error, KC_FROM(complete))                                            \
+	X(DISK, BYTES, bytes, KC_FROM(issue))
 
 #define KC_FD_COUNTERS(X)                                                                   \
-	X(FD, OPEN, open) X(FD, OPEN_ERROR, open_error) X(FD, CLOSE, close) X(FD, CLOSE_ERROR, close_error)
+	X(FD, OPEN, open, KC_FROM(open))                                                    \
+	X(FD, OPEN_ERROR, open_error, KC_FROM(open) KC_RETURN_ONLY)                         \
+	X(FD, CLOSE, close, KC_FROM(close))                                                 \
+	X(FD, CLOSE_ERROR, close_error, KC_FROM(close) KC_RETURN_ONLY)
 
 #define KC_SYNC_COUNTERS(X)                                                                 \
-	X(SYNC, SYNC, sync) X(SYNC, FSYNC, fsync) X(SYNC, FDATASYNC, fdatasync)             \
-	X(SYNC, SYNCFS, syncfs) X(SYNC, MSYNC, msync) X(SYNC, SYNC_FILE_RANGE, sync_file_range) \
-	X(SYNC, ERROR, error)
+	X(SYNC, SYNC, sync, KC_FROM(sync))                                                  \
+	X(SYNC, FSYNC, fsync, KC_FROM(fsync))                                               \
+	X(SYNC, FDATASYNC, fdatasync, KC_FROM(fdatasync))                                   \
+	X(SYNC, SYNCFS, syncfs, KC_FROM(syncfs))                                            \
+	X(SYNC, MSYNC, msync, KC_FROM(msync))                                               \
+	X(SYNC, SYNC_FILE_RANGE, sync_file_range, KC_FROM(sync_file_range))                 \
+	X(SYNC, ERROR, error,                                                               \
+	  KC_FROM(sync) KC_FROM(fsync) KC_FROM(fdatasync) KC_FROM(syncfs) KC_FROM(msync)    \
+		  KC_FROM(sync_file_range) KC_RETURN_ONLY)
 
-#define KC_SWAP_COUNTERS(X) X(SWAP, READ, read) X(SWAP, WRITE, write)
+#define KC_SWAP_COUNTERS(X) X(SWAP, READ, read, KC_FROM(read)) X(SWAP, WRITE, write, KC_FROM(write))
 
-#define KC_OOMKILL_COUNTERS(X) X(OOMKILL, KILL, kill) X(OOMKILL, VICTIM, victim)
+#define KC_OOMKILL_COUNTERS(X) X(OOMKILL, KILL, kill, KC_FROM(kill)) X(OOMKILL, VICTIM, victim, KC_FROM(victim))
 
 #define KC_MOUNT_COUNTERS(X)                                                                \
-	X(MOUNT, MOUNT, mount) X(MOUNT, UMOUNT, umount) X(MOUNT, MOUNT_ERROR, mount_error)  \
-	X(MOUNT, UMOUNT_ERROR, umount_error)
+	X(MOUNT, MOUNT, mount, KC_FROM(mount))                                              \
+	X(MOUNT, UMOUNT, umount, KC_FROM(umount))                                           \
+	X(MOUNT, MOUNT_ERROR, mount_error, KC_FROM(mount) KC_RETURN_ONLY)                   \
+	X(MOUNT, UMOUNT_ERROR, umount_error, KC_FROM(umount) KC_RETURN_ONLY)
 
 /* hardirq and softirq. */
-#define KC_IRQ_COUNTERS(X) X(IRQ, ENTRY, entry) X(IRQ, EXIT, exit)
+#define KC_IRQ_COUNTERS(X) X(IRQ, ENTRY, entry, KC_FROM(entry)) X(IRQ, EXIT, exit, KC_FROM(exit) KC_RETURN_ONLY)
 
+/* Send and receive bytes: those moved (tracepoints, receives) or asked for (sends through the
+ * functions, which are nearly always all sent). `error`: TCP sends and UDP receives that
+ * failed, and in the tracepoint family UDP sends too. */
 #define KC_SOCKET_COUNTERS(X)                                                               \
-	X(SOCKET, TCP_SEND, tcp_send) X(SOCKET, TCP_SEND_BYTES, tcp_send_bytes)             \
-	X(SOCKET, TCP_RECV, tcp_recv) X(SOCKET, TCP_RECV_BYTES, tcp_recv_bytes)             \
-	X(SOCKET, TCP_CONNECT_V4, tcp_connect_v4) X(SOCKET, TCP_CONNECT_V6, tcp_connect_v6) \
-	X(SOCKET, TCP_CLOSE, tcp_close) X(SOCKET, TCP_RETRANSMIT, tcp_retransmit)           \
-	X(SOCKET, UDP_SEND, udp_send) X(SOCKET, UDP_SEND_BYTES, udp_send_bytes)             \
-	X(SOCKET, UDP_RECV, udp_recv) X(SOCKET, UDP_RECV_BYTES, udp_recv_bytes)             \
-	X(SOCKET, ERROR, error)
+	X(SOCKET, TCP_SEND, tcp_send, KC_FROM(tcp_send))                                    \
+	X(SOCKET, TCP_SEND_BYTES, tcp_send_bytes, KC_FROM(tcp_send))                        \
+	X(SOCKET, TCP_RECV, tcp_recv, KC_FROM(tcp_recv))                                    \
+	X(SOCKET, TCP_RECV_BYTES, tcp_recv_bytes, KC_FROM(tcp_recv))                        \
+	X(SOCKET, TCP_CONNECT_V4, tcp_connect_v4, KC_FROM(tcp_connect))                     \
+	X(SOCKET, TCP_CONNECT_V6, tcp_connect_v6, KC_FROM(tcp_connect))                     \
+	X(SOCKET, TCP_CLOSE, tcp_close, KC_FROM(tcp_close))                                 \
+	X(SOCKET, TCP_RETRANSMIT, tcp_retransmit, KC_FROM(tcp_retransmit))                  \
+	X(SOCKET, UDP_SEND, udp_send, KC_FROM(udp_send))                                    \
+	X(SOCKET, UDP_SEND_BYTES, udp_send_bytes, KC_FROM(udp_send))                        \
+	X(SOCKET, UDP_RECV, udp_recv, KC_FROM(udp_recv))                                    \
+	X(SOCKET, UDP_RECV_BYTES, udp_recv_bytes, KC_FROM(udp_recv) KC_RETURN_ONLY)         \
+	X(SOCKET, ERROR, error, KC_FROM(tcp_send) KC_FROM(udp_recv) KC_RETURN_ONLY)
 
 #define KC_SHM_COUNTERS(X)                                                                  \
-	X(SHM, SHMGET, shmget) X(SHM, SHMGET_ERROR, shmget_error) X(SHM, SHMAT, shmat)      \
-	X(SHM, SHMAT_ERROR, shmat_error) X(SHM, SHMDT, shmdt) X(SHM, SHMDT_ERROR, shmdt_error) \
-	X(SHM, SHMCTL, shmctl) X(SHM, SHMCTL_ERROR, shmctl_error)
+	X(SHM, SHMGET, shmget, KC_FROM(shmget))                                             \
+	X(SHM, SHMGET_ERROR, shmget_error, KC_FROM(shmget) KC_RETURN_ONLY)                  \
+	X(SHM, SHMAT, shmat, KC_FROM(shmat))                                                \
+	X(SHM, SHMAT_ERROR, shmat_error, KC_FROM(shmat) KC_RETURN_ONLY)                     \
+	X(SHM, SHMDT, shmdt, KC_FROM(shmdt))                                                \
+	X(SHM, SHMDT_ERROR, shmdt_error, KC_FROM(shmdt) KC_RETURN_ONLY)                     \
+	X(SHM, SHMCTL, shmctl, KC_FROM(shmctl))                                             \
+	X(SHM, SHMCTL_ERROR, shmctl_error, KC_FROM(shmctl) KC_RETURN_ONLY)
 
-#define KC_DC_COUNTERS(X) X(DC, REFERENCE, reference) X(DC, SLOW, slow) X(DC, MISS, miss)
+#define KC_DC_COUNTERS(X)                                                                   \
+	X(DC, REFERENCE, reference, KC_FROM(reference))                                     \
+	X(DC, SLOW, slow, KC_FROM(slow))                                                    \
+	X(DC, MISS, miss, KC_FROM(slow) KC_RETURN_ONLY)
 
-#define KC_SIGNAL_COUNTERS(X) X(SIGNAL, GENERATE, generate) X(SIGNAL, DELIVER, deliver)
+#define KC_SIGNAL_COUNTERS(X)                                                               \
+	X(SIGNAL, GENERATE, generate, KC_FROM(generate)) X(SIGNAL, DELIVER, deliver, KC_FROM(deliver))
 
-#define KC_PAGEFAULT_COUNTERS(X) X(PAGEFAULT, FAULT, fault) X(PAGEFAULT, MAJOR, major) X(PAGEFAULT, ERROR, error)
+#define KC_PAGEFAULT_COUNTERS(X)                                                            \
+	X(PAGEFAULT, FAULT, fault, KC_FROM(fault) KC_RETURN_ONLY)                           \
+	X(PAGEFAULT, MAJOR, major, KC_FROM(fault) KC_RETURN_ONLY)                           \
+	X(PAGEFAULT, ERROR, error, KC_FROM(fault) KC_RETURN_ONLY)                           \
+	X(PAGEFAULT, EXCEPTION, exception, KC_FROM(exception))
 
-#define KC_MDFLUSH_COUNTERS(X) X(MDFLUSH, FLUSH, flush)
+#define KC_MDFLUSH_COUNTERS(X) X(MDFLUSH, FLUSH, flush, KC_FROM(flush))
 
-#define KC_SCHEDLAT_COUNTERS(X) X(SCHEDLAT, WAKEUP, wakeup) X(SCHEDLAT, SWITCH_IN, switch_in) X(SCHEDLAT, QUEUED, queued)
+#define KC_SCHEDLAT_COUNTERS(X)                                                             \
+	X(SCHEDLAT, WAKEUP, wakeup, KC_FROM(wakeup))                                        \
+	X(SCHEDLAT, SWITCH_IN, switch_in, KC_FROM(switch))                                  \
+	X(SCHEDLAT, QUEUED, queued, KC_FROM(switch) KC_RETURN_ONLY)
 
-#define KC_NETDEV_COUNTERS(X)                                                                \
-	X(NETDEV, XMIT, xmit) X(NETDEV, XMIT_BYTES, xmit_bytes) X(NETDEV, XMIT_ERROR, xmit_error) \
-	X(NETDEV, RECEIVE, receive) X(NETDEV, RECEIVE_BYTES, receive_bytes)
+#define KC_NETDEV_COUNTERS(X)                                                               \
+	X(NETDEV, XMIT, xmit, KC_FROM(xmit))                                                \
+	X(NETDEV, XMIT_BYTES, xmit_bytes, KC_FROM(xmit))                                    \
+	X(NETDEV, XMIT_ERROR, xmit_error, KC_FROM(xmit))                                    \
+	X(NETDEV, RECEIVE, receive, KC_FROM(receive))                                       \
+	X(NETDEV, RECEIVE_BYTES, receive_bytes, KC_FROM(receive))
 
 /* Per file system, in the order of filesystem_latency's ids. */
-#define KC_FILESYSTEM_OPS(X, FS, fs)                                                           \
-	X(FILESYSTEM, FS##_READ, fs##_read) X(FILESYSTEM, FS##_WRITE, fs##_write)                \
-	X(FILESYSTEM, FS##_OPEN, fs##_open) X(FILESYSTEM, FS##_FSYNC, fs##_fsync)
-#define KC_FILESYSTEM_COUNTERS(X)                                                              \
-	KC_FILESYSTEM_OPS(X, EXT4, ext4) KC_FILESYSTEM_OPS(X, XFS, xfs)                          \
+#define KC_FILESYSTEM_OPS(X, FS, fs)                                                        \
+	X(FILESYSTEM, FS##_READ, fs##_read, KC_FROM(fs##_read))                             \
+	X(FILESYSTEM, FS##_WRITE, fs##_write, KC_FROM(fs##_write))                          \
+	X(FILESYSTEM, FS##_OPEN, fs##_open, KC_FROM(fs##_open))                             \
+	X(FILESYSTEM, FS##_FSYNC, fs##_fsync, KC_FROM(fs##_fsync))
+#define KC_FILESYSTEM_COUNTERS(X)                                                           \
+	KC_FILESYSTEM_OPS(X, EXT4, ext4) KC_FILESYSTEM_OPS(X, XFS, xfs)                       \
 	KC_FILESYSTEM_OPS(X, BTRFS, btrfs) KC_FILESYSTEM_OPS(X, NFS, nfs)
 
-#define KC_COUNTER_INDEX(c, i, name) KC_##c##_##i,
-#define KC_COUNTER_FIELD(c, i, name) __u64 name;
+#define KC_COUNTER_INDEX(c, i, name, source) KC_##c##_##i,
+#define KC_COUNTER_FIELD(c, i, name, source) __u64 name source;
 #define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
 	enum kc_##lower##_counter { KC_##UPPER##_COUNTERS(KC_COUNTER_INDEX) KC_##UPPER##_END }; \
 	struct kc_##lower##_counters {                                     \

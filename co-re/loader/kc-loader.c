@@ -56,6 +56,7 @@
 #include "kc_common.h"
 #include "kc_maps.h"
 #include "kc_embedded.h"
+#include "kc_kernel.h"
 #include "kc_loader.h"
 #include "kc_skeletons.h"
 
@@ -90,14 +91,20 @@ static void catch_stop_signals(void)
 }
 
 /* Runs the workload argv (NULL-terminated) and waits; its exit status, or -1. Its pid goes
- * in `pid`: its row is the one that proves what it did. A stop signal is passed on to it
- * (the first as it came, then SIGKILL), and it is still waited for: no orphan is left. */
-static int run_workload(char **cmd, pid_t *workload_pid)
+ * in the pass: its row is the one that proves what it did. The kernel's figures for it are
+ * read once it exited and before it is reaped (its last ones), and the system's around it.
+ * A stop signal is passed on to it (the first as it came, then SIGKILL), and it is still
+ * waited for: no orphan is left. */
+static int run_workload(char **cmd, struct kc_pass *pass)
 {
 	int status = 0, forwarded = 0;
-	pid_t pid = fork();
+	struct kc_figures start;
+	siginfo_t info;
+	pid_t pid;
 
-	*workload_pid = pid;
+	kc_system_figures(&start);
+	pid = fork();
+	pass->workload_pid = pid;
 	if (pid == 0) {
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
@@ -113,11 +120,17 @@ static int run_workload(char **cmd, pid_t *workload_pid)
 	for (;;) {
 		if (stop_count > forwarded)
 			kill(pid, forwarded++ ? SIGKILL : stop_signal);
-		if (waitpid(pid, &status, 0) >= 0)
+		if (waitid(P_PID, pid, &info, WEXITED | WNOWAIT) == 0)
 			break;
 		if (errno != EINTR)
 			return -1;
 	}
+	kc_process_figures(pid, &pass->workload);
+	kc_system_figures(&pass->inner);
+	kc_figures_delta(&start, &pass->inner, &pass->inner);
+	pass->measured = 1;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -193,20 +206,34 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* What an object's maps hold after a pass, told against what the pass observed. */
+static void report_counters(struct object_result *r, const struct options *o)
+{
+	struct kc_event_family events[MAX_EVENTS];
+	struct kc_observed seen = { .events = events, .nevents = r->nevents, .attached = o->attach };
+
+	for (int j = 0; j < r->nevents; j++)
+		events[j] = (struct kc_event_family){ .name = r->events[j].name, .family = r->events[j].family };
+	kc_maps_report(r->obj, &o->apps, &seen, &r->counters_json, &r->counters_text);
+}
+
 /* One pass: attach each object for `mode`, run the workload, detach, report. Returns how
  * many objects failed. */
 static int run_pass(struct object_result *rs, int n, int mode, const struct options *o, const char *kernel)
 {
 	struct kc_pass pass = { .kernel = kernel, .mode = mode };
+	struct kc_figures before;
 	double t = kc_now_ms();
 	int failed = 0;
+
+	kc_system_figures(&before);
 
 	for (int i = 0; i < n; i++)
 		if (mode == KC_ATTACH_AUTO || !o->with_auto || !kc_object_sit_out(&rs[i], mode, KC_ATTACH_AUTO))
 			kc_object_attach(&rs[i], mode, o->attach);
 	pass.ms_attach = kc_now_ms() - t;
 	t = kc_now_ms();
-	if (o->workload && !stop_signal && run_workload(o->workload, &pass.workload_pid) != 0 && !stop_signal)
+	if (o->workload && !stop_signal && run_workload(o->workload, &pass) != 0 && !stop_signal)
 		fprintf(stderr, "kc-loader: the workload %s failed\n", o->workload[0]);
 	if (o->run_secs > 0)
 		run_for(o->run_secs);
@@ -216,6 +243,8 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	/* Detached before anything is read: the counters, per-application rows and histograms of
 	 * a report are one frozen moment (reading them would otherwise count scheduling too). */
 	kc_objects_detach(rs, n);
+	kc_system_figures(&pass.outer);
+	kc_figures_delta(&before, &pass.outer, &pass.outer);
 	pass.ms_detach = kc_now_ms() - t;
 	t = kc_now_ms();
 	for (int i = 0; i < n; i++) {
@@ -223,7 +252,7 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 		free(rs[i].counters_text);
 		rs[i].counters_json = rs[i].counters_text = NULL;
 		if (rs[i].obj && !rs[i].load_failed && rs[i].status != KC_OBJECT_AS_AUTO)
-			kc_maps_report(rs[i].obj, &o->apps, &rs[i].counters_json, &rs[i].counters_text);
+			report_counters(&rs[i], o);
 		failed += rs[i].status == KC_OBJECT_FAILED;
 	}
 	pass.ms_read = kc_now_ms() - t;

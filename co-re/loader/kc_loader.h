@@ -9,6 +9,7 @@
 #include <bpf/libbpf.h>
 
 #include "kc_attach.h"
+#include "kc_kernel.h"
 #include "kc_maps.h"
 
 #define MAX_PROGS 128
@@ -107,11 +108,16 @@ int kc_object_sit_out(struct object_result *r, int mode, int other);
 /* Detaches every object's links at once, from several threads (see kc_object.c). */
 void kc_objects_detach(struct object_result *rs, int n);
 
-/* One pass over the objects: its mode, its workload, and where its time went. */
+/* One pass over the objects: its mode, its workload, the kernel's own figures, and where its
+ * time went. */
 struct kc_pass {
 	const char *kernel;
 	int mode;
 	pid_t workload_pid;
+	int measured;		 /* a workload ran: `workload` and `inner` hold its figures */
+	struct kc_figures workload; /* the workload's own, as it exited */
+	struct kc_figures inner;    /* the system's over the workload's run */
+	struct kc_figures outer;    /* the system's from before attach to after detach */
 	int stopped_by; /* the signal that ended the collection early, or 0 */
 	double ms_attach, ms_workload, ms_detach, ms_read;
 };

@@ -15,7 +15,7 @@
 #include "kc_common.h"
 #include "kc_maps.h"
 
-#define MAX_COUNTERS 32
+#define MAX_COUNTERS KC_MAX_COUNTERS
 
 static const char *const group_names[] = { "none", "process", "cgroup" };
 
@@ -133,21 +133,34 @@ static const struct btf_type *value_struct(const struct bpf_object *obj, const s
 	return t && btf_is_struct(t) ? t : NULL;
 }
 
-/* The member names of the map's value struct: all __u64, in order. Returns their number
- * (kc_maps_check refused an object with more than MAX_COUNTERS). */
-static int counter_names(const struct bpf_object *obj, const struct bpf_map *map, const char *names[MAX_COUNTERS])
+/* A counter struct as read: its members' names (all __u64, in order) and, for each, why this
+ * pass did not observe it ("" when it did). */
+struct counters {
+	int n;
+	const char *names[MAX_COUNTERS];
+	char unobserved[MAX_COUNTERS][KC_WHY_UNOBSERVED];
+};
+
+/* The counter struct of `map` (`<collector>_counters`); n is 0 when it has none (kc_maps_check
+ * refused an object with more than MAX_COUNTERS). */
+static void read_counter_struct(const struct bpf_object *obj, const struct bpf_map *map, const struct kc_observed *seen,
+				struct counters *c)
 {
+	const struct btf *btf = bpf_object__btf(obj);
 	const struct btf_type *t = value_struct(obj, map);
 	const struct btf_member *m;
-	int n;
+	char collector[64];
 
+	c->n = 0;
 	if (!t)
-		return 0;
-	n = btf_vlen(t) < MAX_COUNTERS ? btf_vlen(t) : MAX_COUNTERS;
+		return;
+	c->n = btf_vlen(t) < MAX_COUNTERS ? btf_vlen(t) : MAX_COUNTERS;
 	m = btf_members(t);
-	for (int i = 0; i < n; i++)
-		names[i] = btf__name_by_offset(bpf_object__btf(obj), m[i].name_off);
-	return n;
+	for (int i = 0; i < c->n; i++)
+		c->names[i] = btf__name_by_offset(btf, m[i].name_off);
+	snprintf(collector, sizeof(collector), "%.*s", (int)(strlen(bpf_map__name(map)) - strlen("_counters")),
+		 bpf_map__name(map));
+	kc_observed_counters(btf, bpf_map__btf_value_type_id(map), collector, seen, c->n, c->unobserved);
 }
 
 int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
@@ -166,11 +179,32 @@ int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
 	return 0;
 }
 
-static void counters_json(struct buf *b, const char *names[], int n, const unsigned long long *v)
+/* {"name": value, ...}: null for a counter the pass did not observe. */
+static void counters_json(struct buf *b, const struct counters *c, const unsigned long long *v)
 {
 	put(b, "{");
-	for (int i = 0; i < n; i++)
-		put(b, "%s\"%s\": %llu", i ? ", " : "", names[i], v[i]);
+	for (int i = 0; i < c->n; i++) {
+		if (c->unobserved[i][0])
+			put(b, "%s\"%s\": null", i ? ", " : "", c->names[i]);
+		else
+			put(b, "%s\"%s\": %llu", i ? ", " : "", c->names[i], v[i]);
+	}
+	put(b, "}");
+}
+
+/* {"name": "why", ...} of the counters the pass did not observe. */
+static void unobserved_json(struct buf *b, const struct counters *c)
+{
+	int k = 0;
+
+	put(b, "{");
+	for (int i = 0; i < c->n; i++) {
+		if (!c->unobserved[i][0])
+			continue;
+		put(b, "%s\"%s\": \"", k++ ? ", " : "", c->names[i]);
+		/* Reasons are ours (tags, event names): no quote or backslash to escape. */
+		put(b, "%s\"", c->unobserved[i]);
+	}
 	put(b, "}");
 }
 
@@ -209,7 +243,7 @@ struct ctrl_state {
 
 /* The rows of an apps table, then the removal of those of processes that exited: their last
  * figures are reported once, and the table keeps only the living. */
-static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const char *names[], int n, int group_by,
+static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const struct counters *c, int group_by,
 		      struct ctrl_state *cs)
 {
 	int fd = bpf_map__fd(map), first = 1, rows = 0, ngone = 0;
@@ -233,7 +267,7 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const c
 		}
 		put(j, "%s{\"%s\": %llu, \"exited\": %s, \"counters\": ", rows ? ", " : "",
 		    group_by == KC_GROUP_CGROUP ? "cgroup" : "tgid", (unsigned long long)key, exited ? "true" : "false");
-		counters_json(j, names, n, v);
+		counters_json(j, c, v);
 		put(j, "}");
 		rows++;
 	}
@@ -337,12 +371,13 @@ static unsigned long long map_bytes(const struct bpf_map *map)
 	       (bpf_map__key_size(map) + value * (percpu ? ncpus() : 1));
 }
 
-void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, char **json, char **text)
+void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, const struct kc_observed *seen,
+		    char **json, char **text)
 {
 	struct buf j = { 0 }, t = { 0 };
 	struct bpf_map *map, *apps = NULL;
-	const char *names[MAX_COUNTERS];
-	int n = 0, hists = 0, devices = 0;
+	struct counters c = { 0 };
+	int hists = 0, devices = 0, found = 0;
 	unsigned long long totals[MAX_COUNTERS] = { 0 }, memory = 0;
 	struct ctrl_state cs = { 0 };
 
@@ -354,20 +389,33 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, char
 		if (bpf_map__is_internal(map))
 			continue;
 		memory += map_bytes(map);
-		if (has_suffix(name, "_counters") && !n && (n = counter_names(obj, map, names)) > 0)
-			read_totals(map, n, totals);
-		else if (has_suffix(name, "_apps"))
+		if (has_suffix(name, "_counters") && !found) {
+			read_counter_struct(obj, map, seen, &c);
+			found = c.n > 0;
+			if (found)
+				read_totals(map, c.n, totals);
+		} else if (has_suffix(name, "_apps")) {
 			apps = map;
-		else if (has_suffix(name, "_ctrl"))
+		} else if (has_suffix(name, "_ctrl")) {
 			bpf_map_lookup_elem(bpf_map__fd(map), &key, &cs.ctrl);
+		}
 	}
-	counters_json(&j, names, n, totals);
+	counters_json(&j, &c, totals);
+	put(&j, ", \"unobserved\": ");
+	unobserved_json(&j, &c);
 	put(&t, "  counters:");
-	for (int i = 0; i < n; i++)
-		put(&t, " %s=%llu", names[i], totals[i]);
+	for (int i = 0; i < c.n; i++) {
+		if (c.unobserved[i][0])
+			put(&t, " %s=-", c.names[i]);
+		else
+			put(&t, " %s=%llu", c.names[i], totals[i]);
+	}
 	put(&t, "\n");
+	for (int i = 0; i < c.n; i++)
+		if (c.unobserved[i][0])
+			put(&t, "  %s unobserved: %s\n", c.names[i], c.unobserved[i]);
 	if (apps && o->group_by != KC_GROUP_NONE)
-		read_apps(&j, &t, apps, names, n, o->group_by, &cs);
+		read_apps(&j, &t, apps, &c, o->group_by, &cs);
 	put(&j, ", \"histograms\": {");
 	bpf_object__for_each_map(map, obj)
 		if (has_suffix(bpf_map__name(map), "_latency")) {

@@ -9,6 +9,8 @@
 
 #include <bpf/libbpf.h>
 
+#include "kc_observed.h"
+
 /* --group-by: the values of enum kc_group_by; --table-size 0 keeps the object's own size. */
 struct kc_app_options {
 	int group_by;
@@ -30,8 +32,10 @@ int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o);
  * control maps written again, as though just loaded. 0, or -errno. */
 int kc_maps_reset(struct bpf_object *obj, const struct kc_app_options *o);
 /* After the workload: the object's counters, rows, control and histograms as JSON members
- * (`"counters": {...}, ...` without braces) into `json`, and a human summary into `text`
- * (both malloc'd); rows of processes that exited are removed from the tables first. */
-void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, char **json, char **text);
+ * (`"counters": {...}, "unobserved": {...}, ...` without braces) into `json`, and a human
+ * summary into `text` (both malloc'd); rows of processes that exited are removed from the
+ * tables first. */
+void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, const struct kc_observed *seen,
+		    char **json, char **text);
 
 #endif

@@ -55,6 +55,21 @@ void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 		printf(", \"stopped_by\": null");
 	printf(", \"ms\": {\"attach\": %.1f, \"workload\": %.1f, \"detach\": %.1f, \"read\": %.1f}", pass->ms_attach,
 	       pass->ms_workload, pass->ms_detach, pass->ms_read);
+	/* The kernel's own accounting: the workload's final figures, the system's deltas over its
+	 * run (inner) and from before attach to after detach (outer). */
+	printf(", \"kernel\": {\"workload\": ");
+	if (pass->measured)
+		kc_figures_json(stdout, &pass->workload);
+	else
+		printf("null");
+	printf(", \"inner\": ");
+	if (pass->measured)
+		kc_figures_json(stdout, &pass->inner);
+	else
+		printf("null");
+	printf(", \"outer\": ");
+	kc_figures_json(stdout, &pass->outer);
+	printf("}");
 	printf(", \"objects\": [");
 	for (int i = 0; i < n; i++) {
 		struct object_result *r = &rs[i];

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* vfs: calls, bytes and errors of read, write, open, create, unlink and fsync. Entry mode
- * counts calls and requested bytes; return mode counts transferred bytes and errors.
+ * counts calls; return mode counts transferred bytes and errors too (the bytes asked for are
+ * not those moved: entry mode leaves bytes unobserved).
  * Families (see kc_bpf.h): the vfs_* functions (trampoline, probe); the system calls that
  * reach them from user space (tracepoint):
  *   read   read, pread64            write  write, pwrite64
@@ -22,13 +23,6 @@ struct vfsmount___userns {
 #define KC_VFS_IDMAP_ARG bpf_core_field_exists(struct vfsmount___userns, mnt_userns)
 #endif
 
-static __always_inline void kc_vfs_call(__u32 calls, __u32 bytes, unsigned long count)
-{
-	kc_vfs_count(calls, 1);
-	if (!KC_RETURN_MODE)
-		kc_vfs_count(bytes, count);
-}
-
 static __always_inline void kc_vfs_transfer(long ret, __u32 bytes, __u32 errors)
 {
 	if (ret < 0)
@@ -37,17 +31,15 @@ static __always_inline void kc_vfs_transfer(long ret, __u32 bytes, __u32 errors)
 		kc_vfs_count(bytes, ret);
 }
 
-KC_FUNC_ENTRY(kc_vfs_read, vfs_read, kc_vfs_call(KC_VFS_READ, KC_VFS_READ_BYTES, count), void *file, void *buf,
-	      unsigned long count)
+KC_FUNC_ENTRY(kc_vfs_read, vfs_read, kc_vfs_count(KC_VFS_READ, 1))
 KC_FUNC_RETURN(kc_vfs_read, vfs_read, long, kc_vfs_transfer(ret, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR), 4)
-/* read and pread64 (write and pwrite64): the count is their third argument. */
-#define KC_VFS_TRANSFER_TP(ev, call, CALLS, BYTES, ERRORS)                                   \
-	KC_SYSCALL_TP(ev, call, kc_vfs_call(CALLS, BYTES, ctx->args[2]), kc_vfs_transfer(ret, BYTES, ERRORS))
+/* read and pread64 (write and pwrite64). */
+#define KC_VFS_TRANSFER_TP(ev, call, CALLS, BYTES, ERRORS) \
+	KC_SYSCALL_TP(ev, call, kc_vfs_count(CALLS, 1), kc_vfs_transfer(ret, BYTES, ERRORS))
 KC_VFS_TRANSFER_TP(kc_vfs_read, read, KC_VFS_READ, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR)
 KC_VFS_TRANSFER_TP(kc_vfs_read, pread64, KC_VFS_READ, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR)
 
-KC_FUNC_ENTRY(kc_vfs_write, vfs_write, kc_vfs_call(KC_VFS_WRITE, KC_VFS_WRITE_BYTES, count), void *file,
-	      const void *buf, unsigned long count)
+KC_FUNC_ENTRY(kc_vfs_write, vfs_write, kc_vfs_count(KC_VFS_WRITE, 1))
 KC_FUNC_RETURN(kc_vfs_write, vfs_write, long, kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR), 4)
 KC_VFS_TRANSFER_TP(kc_vfs_write, write, KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR)
 KC_VFS_TRANSFER_TP(kc_vfs_write, pwrite64, KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR)

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the kernel-collector pipeline. This file only parses the command line and
 //! dispatches; each workflow lives in its own module.
 
+mod accounting;
 mod atomic;
 mod bench;
 mod bpf_codegen;

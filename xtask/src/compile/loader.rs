@@ -61,8 +61,12 @@ pub fn cc_args(
     args.extend([
         root.join("co-re/loader/kc-loader.c").display().to_string(),
         root.join("co-re/loader/kc_attach.c").display().to_string(),
+        root.join("co-re/loader/kc_kernel.c").display().to_string(),
         root.join("co-re/loader/kc_maps.c").display().to_string(),
         root.join("co-re/loader/kc_object.c").display().to_string(),
+        root.join("co-re/loader/kc_observed.c")
+            .display()
+            .to_string(),
         root.join("co-re/loader/kc_output.c").display().to_string(),
         "-o".into(),
         out.display().to_string(),

@@ -18,6 +18,7 @@ pub mod loader;
 pub mod plan;
 mod pool;
 pub mod select_tool;
+pub mod test_object;
 pub mod toolchain;
 
 use std::collections::BTreeMap;

@@ -113,6 +113,18 @@ pub const CHECKS: &[Check] = &[
         run: host::app_tables,
     },
     Check {
+        name: "no-false-zeros",
+        after: &["build"],
+        proves: "every counter of every CO-RE object, each family forced on the host: a number only where a family observed its event and can see it, else null with a reason, in totals and rows (needs root)",
+        run: host::no_false_zeros,
+    },
+    Check {
+        name: "kernel-accounting",
+        after: &["build"],
+        proves: "on the host, --attach auto and a workload of its own: every counter with a kernel equivalent (kernel-accounting.toml) agrees with the kernel's own figures; a vfs that counts every read twice fails, naming counter, ours and the kernel's (needs root)",
+        run: host::kernel_accounting,
+    },
+    Check {
         name: "loader-stop",
         after: &["build"],
         proves: "kc-loader stopped by SIGTERM mid-collection passes it to its workload, detaches, reports what it counted (stopped_by) and exits 143; none of its programs stays in the kernel (needs root)",

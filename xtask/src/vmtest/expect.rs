@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use kc_common::attach::AttachFamily;
 use serde::Deserialize;
 
 /// One counter's expectation (see the file's header).
@@ -16,7 +17,10 @@ pub struct Expect {
     pub total: Option<u64>,
     pub total_min: Option<u64>,
     pub none: Option<String>,
-    pub entry_mode: Option<u64>,
+    /// Where nothing observes it, so that the report must say `null` with a reason: `"p"`
+    /// (entry-only objects) and the families blind to it.
+    #[serde(default)]
+    pub unobserved: Vec<Unseen>,
     pub event: Option<String>,
     pub trampoline: Option<u64>,
     pub probe: Option<u64>,
@@ -30,6 +34,28 @@ pub struct Expect {
     /// In return mode, the id of the collector's `_latency` histogram that holds one sample
     /// per count.
     pub latency: Option<u64>,
+}
+
+/// A run in which a counter is not observed: an entry-only object, or a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unseen {
+    /// `p` objects: entry probes only.
+    P,
+    Trampoline,
+    Probe,
+    Tracepoint,
+}
+
+impl Unseen {
+    fn family(self) -> Option<AttachFamily> {
+        match self {
+            Unseen::P => None,
+            Unseen::Trampoline => Some(AttachFamily::Trampoline),
+            Unseen::Probe => Some(AttachFamily::Probe),
+            Unseen::Tracepoint => Some(AttachFamily::Tracepoint),
+        }
+    }
 }
 
 /// Collector → counter → expectation.
@@ -84,7 +110,115 @@ fn event_of<'a>(
         .max_by_key(|ev| ev["event"].as_str().map_or(0, str::len))
 }
 
-/// Every wrong count of one object's report: "counter: expected X, got Y" lines.
+/// Why counters.toml says nothing observes `name` in this run (so the report must say null),
+/// or None when something must count it.
+fn expected_unobserved(
+    e: &Expect,
+    entry_mode: bool,
+    event: Option<&serde_json::Value>,
+    family: Option<AttachFamily>,
+) -> Option<String> {
+    if entry_mode && e.unobserved.contains(&Unseen::P) {
+        return Some("an entry-only (p) object does not count it".into());
+    }
+    let Some(ev) = event else {
+        return Some("the object has no program for its event".into());
+    };
+    let Some(family) = family else {
+        return Some(format!("no family observes {}", ev["event"]));
+    };
+    e.unobserved
+        .iter()
+        .any(|u| u.family() == Some(family))
+        .then(|| format!("the {family} family is blind to it"))
+}
+
+/// Whether the report observed counter `name` as counters.toml says it must: `Ok(true)` it
+/// has a number (the event's family, when known, in `family`), `Ok(false)` it is null with a
+/// reason in the totals and in every row, as it must be; `Err` says what is wrong. A 0 where
+/// nothing observes the counter is a false number; a null where something does is a lost one.
+fn observed(
+    name: &str,
+    e: &Expect,
+    object: &serde_json::Value,
+    entry_mode: bool,
+    event: Option<&serde_json::Value>,
+) -> Result<bool, String> {
+    let family = event.and_then(|ev| ev["family"].as_str()?.parse().ok());
+    let reason = object["unobserved"][name]
+        .as_str()
+        .filter(|r| !r.is_empty());
+    let rows = object["per_process"]
+        .as_array()
+        .or(object["per_cgroup"].as_array());
+    match (
+        expected_unobserved(e, entry_mode, event, family),
+        object["counters"][name].as_u64(),
+    ) {
+        (Some(why), Some(n)) => Err(format!(
+            "{name}: counted {n} where nothing observes it ({why}): the report must say null, not a number"
+        )),
+        (Some(_), None) if reason.is_none() => Err(format!(
+            "{name}: unobserved without a reason in the report's \"unobserved\""
+        )),
+        (Some(_), None) => match rows
+            .into_iter()
+            .flatten()
+            .find(|r| !r["counters"][name].is_null())
+        {
+            Some(r) => Err(format!(
+                "{name}: unobserved in the totals but {} in the row of {}",
+                r["counters"][name],
+                r.get("tgid").or(r.get("cgroup")).unwrap_or(&serde_json::Value::Null)
+            )),
+            None => Ok(false),
+        },
+        (None, None) => Err(format!(
+            "{name}: reported unobserved ({}) where {} must count it",
+            reason.unwrap_or("no reason given"),
+            family.map_or("this object".to_string(), |f| format!("the {f} family"))
+        )),
+        (None, Some(_)) => Ok(true),
+    }
+}
+
+/// Every counter of one object's report that is a number where nothing observes it or null
+/// where something does (see [`observed`]): what any report, on any kernel and workload, must
+/// get right. A counter counters.toml does not know is reported too.
+pub fn judge_observed(
+    table: &Table,
+    collector: &str,
+    object: &serde_json::Value,
+    entry_mode: bool,
+) -> Vec<String> {
+    let Some(expect) = table.get(collector) else {
+        return vec![format!(
+            "{collector} has no table: add [{collector}] to counters.toml"
+        )];
+    };
+    let empty = Vec::new();
+    let events = object["events"].as_array().unwrap_or(&empty);
+    let Some(totals) = object["counters"].as_object() else {
+        return vec!["the report has no counters (the loader read none of its maps)".into()];
+    };
+    totals
+        .keys()
+        .filter_map(|name| match expect.get(name) {
+            None => Some(format!("{name}: no expectation: add one to counters.toml")),
+            Some(e) => observed(
+                name,
+                e,
+                object,
+                entry_mode,
+                event_of(collector, name, e, events),
+            )
+            .err(),
+        })
+        .collect()
+}
+
+/// Every wrong count of one object's report: "counter: expected X, got Y" lines, and every
+/// counter observed where it must not be or unobserved where it must be.
 pub fn judge(table: &Table, collector: &str, object: &serde_json::Value, run: &Run) -> Vec<String> {
     let Run {
         workload_pid,
@@ -109,107 +243,103 @@ pub fn judge(table: &Table, collector: &str, object: &serde_json::Value, run: &R
                 .find(|r| r["tgid"].as_u64() == Some(workload_pid))
         })
         .map(|r| r["counters"].clone());
-    for (name, total) in totals {
+    for name in totals.keys() {
         let Some(e) = expect.get(name) else {
             wrong.push(format!("{name}: no expectation: add one to counters.toml"));
             continue;
         };
-        if e.none.is_some()
-            || e.module
-                .as_ref()
-                .is_some_and(|m| absent_modules.contains_key(m))
+        if e.module
+            .as_ref()
+            .is_some_and(|m| absent_modules.contains_key(m))
         {
             continue;
         }
-        // Not judged where no family observes its event in this run.
         let event = event_of(collector, name, e, events);
-        let family = match event {
-            Some(ev) if ev["family"].is_null() => continue,
-            Some(ev) => ev["family"].as_str().map(str::to_string),
-            None if events.is_empty() => None,
-            None => {
-                // The object has no program for it (return-mode events of a `p` object).
-                if total.as_u64() != Some(0) {
-                    wrong.push(format!(
-                        "{name}: no event of this object feeds it, yet it counted {total}"
-                    ));
-                }
-                continue;
+        match observed(name, e, object, entry_mode, event) {
+            Err(line) => wrong.push(line),
+            Ok(true) if e.none.is_none() => {
+                let family = event.and_then(|ev| ev["family"].as_str()?.parse().ok());
+                judge_counts(name, e, object, row.as_ref(), run, family, &mut wrong);
             }
-        };
-        let by_family = match family.as_deref() {
-            Some("trampoline") => e.trampoline,
-            Some("probe") => e.probe,
-            Some("tracepoint") => e.tracepoint,
-            _ => None,
-        };
-        let exact = if entry_mode {
-            e.entry_mode.or(by_family).or(e.row)
-        } else {
-            by_family.or(e.row)
-        };
-        let got_row = row.as_ref().and_then(|r| r[name].as_u64()).unwrap_or(0);
-        let got_total = total.as_u64().unwrap_or(0);
-        if let Some(want) = exact {
-            if got_row != want {
-                let how = if row.is_none() {
-                    " (the workload has no row)"
-                } else {
-                    ""
-                };
-                wrong.push(format!(
-                    "{name}: expected {want} in the workload's row, got {got_row}{how}"
-                ));
-            }
-        }
-        // An exact value for this object's mode or this family replaces the bound.
-        let overridden = (entry_mode && e.entry_mode.is_some()) || by_family.is_some();
-        if let Some(min) = e.row_min.filter(|_| !overridden) {
-            if got_row < min {
-                wrong.push(format!(
-                    "{name}: expected at least {min} in the workload's row, got {got_row}"
-                ));
-            }
-        }
-        if let Some(want) = e.total {
-            if got_total != want {
-                wrong.push(format!(
-                    "{name}: expected {want} in the totals, got {got_total}"
-                ));
-            }
-        }
-        if let Some(min) = e
-            .total_min
-            .filter(|_| !(entry_mode && e.entry_mode == Some(0)))
-        {
-            if got_total < min {
-                wrong.push(format!(
-                    "{name}: expected at least {min} in the totals, got {got_total}"
-                ));
-            }
-        }
-        if let Some(dev) = &e.device {
-            let got = sum_of(&object["devices"], |m| m[dev].as_u64().unwrap_or(0));
-            if got != got_total {
-                wrong.push(format!(
-                    "{name}: device {dev} holds {got} of the total {got_total}"
-                ));
-            }
-        }
-        if let Some(id) = e.latency.filter(|_| !entry_mode) {
-            let got = sum_of(&object["histograms"], |m| {
-                m[id.to_string()]
-                    .as_array()
-                    .map_or(0, |slots| slots.iter().filter_map(|v| v.as_u64()).sum())
-            });
-            if got != got_total {
-                wrong.push(format!(
-                    "{name}: latency histogram {id} holds {got} samples for {got_total} calls"
-                ));
-            }
+            Ok(_) => {}
         }
     }
     wrong
+}
+
+/// An observed counter's figures against its expectation.
+fn judge_counts(
+    name: &str,
+    e: &Expect,
+    object: &serde_json::Value,
+    row: Option<&serde_json::Value>,
+    run: &Run,
+    family: Option<AttachFamily>,
+    wrong: &mut Vec<String>,
+) {
+    let by_family = match family {
+        Some(AttachFamily::Trampoline) => e.trampoline,
+        Some(AttachFamily::Probe) => e.probe,
+        Some(AttachFamily::Tracepoint) => e.tracepoint,
+        None => None,
+    };
+    let exact = by_family.or(e.row);
+    let got_row = row.and_then(|r| r[name].as_u64()).unwrap_or(0);
+    let got_total = object["counters"][name].as_u64().unwrap_or(0);
+    if let Some(want) = exact {
+        if got_row != want {
+            let how = if row.is_none() {
+                " (the workload has no row)"
+            } else {
+                ""
+            };
+            wrong.push(format!(
+                "{name}: expected {want} in the workload's row, got {got_row}{how}"
+            ));
+        }
+    }
+    // An exact value for this family replaces the bound.
+    if let Some(min) = e.row_min.filter(|_| by_family.is_none()) {
+        if got_row < min {
+            wrong.push(format!(
+                "{name}: expected at least {min} in the workload's row, got {got_row}"
+            ));
+        }
+    }
+    if let Some(want) = e.total {
+        if got_total != want {
+            wrong.push(format!(
+                "{name}: expected {want} in the totals, got {got_total}"
+            ));
+        }
+    }
+    if let Some(min) = e.total_min {
+        if got_total < min {
+            wrong.push(format!(
+                "{name}: expected at least {min} in the totals, got {got_total}"
+            ));
+        }
+    }
+    if let Some(dev) = &e.device {
+        let got = sum_of(&object["devices"], |m| m[dev].as_u64().unwrap_or(0));
+        if got != got_total {
+            wrong.push(format!(
+                "{name}: device {dev} holds {got} of the total {got_total}"
+            ));
+        }
+    }
+    if let Some(id) = e.latency.filter(|_| !run.entry_mode) {
+        let got = sum_of(&object["histograms"], |m| {
+            m[id.to_string()]
+                .as_array()
+                .map_or(0, |slots| slots.iter().filter_map(|v| v.as_u64()).sum())
+        });
+        if got != got_total {
+            wrong.push(format!(
+                "{name}: latency histogram {id} holds {got} samples for {got_total} calls"
+            ));
+        }
+    }
 }
 
 /// `per_map` summed over the maps of a report's `devices` or `histograms`.
@@ -233,22 +363,28 @@ mod tests {
 
     fn table() -> Table {
         toml::from_str(
-            "[vfs]\nopen = { row = 6, tracepoint = 7 }\nopen_error = { row = 0, tracepoint = 1, entry_mode = 0 }\n\
+            "[vfs]\nopen = { row = 6, tracepoint = 7 }\nopen_error = { row = 0, tracepoint = 1, unobserved = [\"p\"] }\n\
              read = { row_min = 2, total_min = 3 }\nfsync = { none = \"not here\" }\n",
         )
         .unwrap()
     }
 
-    fn report(family: &str, open: u64, open_error: u64, read: u64) -> serde_json::Value {
+    /// A report as the loader writes it: `open_error` is null (with its reason) when `None`.
+    fn report(family: &str, open: u64, open_error: Option<u64>, read: u64) -> serde_json::Value {
+        let unobserved = match open_error {
+            None => serde_json::json!({"open_error": "an entry-only (p) object does not count it"}),
+            Some(_) => serde_json::json!({}),
+        };
         serde_json::json!({
             "events": [
                 {"event": "kc_vfs_open", "family": family},
                 {"event": "kc_vfs_read", "family": family},
                 {"event": "kc_vfs_fsync", "family": null}
             ],
-            "counters": {"open": open, "open_error": open_error, "read": read + 1, "fsync": 9},
+            "counters": {"open": open, "open_error": open_error, "read": read + 1, "fsync": null},
+            "unobserved": unobserved,
             "per_process": [
-                {"tgid": 7, "counters": {"open": open, "open_error": open_error, "read": read, "fsync": 1}},
+                {"tgid": 7, "counters": {"open": open, "open_error": open_error, "read": read, "fsync": null}},
                 {"tgid": 8, "counters": {"open": 100}}
             ]
         })
@@ -257,13 +393,21 @@ mod tests {
     #[test]
     fn counts_by_family_mode_and_row() {
         let t = table();
-        assert!(judge(&t, "vfs", &report("probe", 6, 0, 2), &run(7, false)).is_empty());
-        assert!(judge(&t, "vfs", &report("tracepoint", 7, 1, 2), &run(7, false)).is_empty());
+        let mut ok = report("probe", 6, Some(0), 2);
+        ok["unobserved"]["fsync"] = "no family observes kc_vfs_fsync".into();
+        assert!(judge(&t, "vfs", &ok, &run(7, false)).is_empty());
+        let mut ok = report("tracepoint", 7, Some(1), 2);
+        ok["unobserved"]["fsync"] = "no family".into();
+        assert!(judge(&t, "vfs", &ok, &run(7, false)).is_empty());
+        let mut p = report("tracepoint", 7, None, 2);
+        p["unobserved"]["fsync"] = "no family".into();
         assert!(
-            judge(&t, "vfs", &report("tracepoint", 7, 0, 2), &run(7, true)).is_empty(),
-            "p objects count no errors"
+            judge(&t, "vfs", &p, &run(7, true)).is_empty(),
+            "p objects count no errors: null, with a reason"
         );
-        let wrong = judge(&t, "vfs", &report("probe", 7, 0, 1), &run(7, false));
+        let mut bad = report("probe", 7, Some(0), 1);
+        bad["unobserved"]["fsync"] = "no family".into();
+        let wrong = judge(&t, "vfs", &bad, &run(7, false));
         assert_eq!(wrong.len(), 3, "{wrong:?}");
         assert!(
             wrong[0].starts_with("open: expected 6 in the workload's row, got 7"),
@@ -275,32 +419,69 @@ mod tests {
         assert!(wrong
             .iter()
             .any(|w| w.starts_with("read: expected at least 3 in the totals")));
-        // A family's exact value replaces the row's bound (pagefault's major: no result in
-        // the tracepoint family).
-        let exact: Table = toml::from_str(
-            "[vfs]\nopen = { row = 7 }\nopen_error = { row = 1 }\nread = { row_min = 2, tracepoint = 0 }\n\
-             fsync = { none = \"not here\" }\n",
-        )
-        .unwrap();
-        assert!(judge(
-            &exact,
-            "vfs",
-            &report("tracepoint", 7, 1, 0),
-            &run(7, false)
-        )
-        .is_empty());
-        let wrong = judge(&exact, "vfs", &report("probe", 7, 1, 0), &run(7, false));
-        assert!(
-            wrong[0].starts_with("read: expected at least 2"),
-            "{wrong:?}"
-        );
-        let wrong = judge(&t, "vfs", &report("probe", 6, 0, 2), &run(99, false));
+        let wrong = judge(&t, "vfs", &ok, &run(99, false));
         assert!(wrong[0].contains("the workload has no row"), "{wrong:?}");
     }
 
     #[test]
+    fn a_false_zero_fails_and_so_does_a_missing_number() {
+        let t: Table = toml::from_str(
+            "[vfs]\nopen = { row = 7 }\nopen_error = { row = 1, unobserved = [\"p\"] }\n\
+             read = { row_min = 2, unobserved = [\"tracepoint\"] }\nfsync = { none = \"not here\" }\n",
+        )
+        .unwrap();
+        // A blind family's 0, a p object's 0, an unobserved event's 0: false numbers.
+        let mut r = report("tracepoint", 7, Some(1), 0);
+        r["counters"]["fsync"] = 0.into();
+        let wrong = judge(&t, "vfs", &r, &run(7, false));
+        assert_eq!(wrong.len(), 2, "{wrong:?}");
+        assert!(
+            wrong[0].starts_with(
+                "fsync: counted 0 where nothing observes it (no family observes \"kc_vfs_fsync\")"
+            ),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong[1].starts_with(
+                "read: counted 1 where nothing observes it (the tracepoint family is blind to it)"
+            ),
+            "{wrong:?}"
+        );
+        let mut r = report("probe", 7, Some(0), 2);
+        r["counters"]["fsync"] = serde_json::Value::Null;
+        r["unobserved"]["fsync"] = "no family".into();
+        let wrong = judge(&t, "vfs", &r, &run(7, true));
+        assert_eq!(
+            wrong,
+            ["open_error: counted 0 where nothing observes it (an entry-only (p) object does not count it): the report must say null, not a number"]
+        );
+        // Null in the totals but a number in a row: the same false number, per process.
+        let mut r = report("probe", 7, Some(1), 2);
+        r["per_process"][1]["counters"]["fsync"] = 0.into();
+        r["unobserved"]["fsync"] = "no family".into();
+        assert_eq!(
+            judge_observed(&t, "vfs", &r, false),
+            ["fsync: unobserved in the totals but 0 in the row of 8"]
+        );
+        // Null where a family counts it, and null without a reason.
+        let mut r = report("probe", 7, Some(1), 2);
+        r["counters"]["read"] = serde_json::Value::Null;
+        r["unobserved"]["read"] = "blind".into();
+        r["counters"]["fsync"] = serde_json::Value::Null;
+        let wrong = judge(&t, "vfs", &r, &run(7, false));
+        assert_eq!(
+            wrong,
+            [
+                "fsync: unobserved without a reason in the report's \"unobserved\"",
+                "read: reported unobserved (blind) where the probe family must count it"
+            ]
+        );
+    }
+
+    #[test]
     fn a_counter_without_expectation_fails() {
-        let mut r = report("probe", 6, 0, 2);
+        let mut r = report("probe", 6, Some(0), 2);
+        r["unobserved"]["fsync"] = "no family".into();
         r["counters"]["new_counter"] = 1.into();
         let wrong = judge(&table(), "vfs", &r, &run(7, false));
         assert_eq!(

@@ -117,11 +117,13 @@ fn log_tail(o: &serde_json::Value) -> String {
 /// exactly what the auto pass attaches: it sat the pass out and the auto pass counted it.
 const AS_AUTO: &str = "as-auto";
 
-/// What the reports of one guest are judged against: the collectors and `counters.toml`, the
-/// guest's kernel and architecture, and the modules its kernel could not load (name → why).
+/// What the reports of one guest are judged against: the collectors, `counters.toml` and
+/// `kernel-accounting.toml`, the guest's kernel and architecture, and the modules its kernel
+/// could not load (name → why).
 pub struct Guest<'a> {
     pub collectors: &'a [Collector],
     pub counters: &'a super::expect::Table,
+    pub accounting: &'a crate::accounting::Table,
     pub kernel: &'a KernelVersion,
     pub arch: Arch,
     pub absent_modules: &'a std::collections::BTreeMap<String, String>,
@@ -178,6 +180,7 @@ pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec
     let Guest {
         collectors,
         counters,
+        accounting,
         kernel,
         arch,
         absent_modules,
@@ -213,7 +216,13 @@ pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec
                 entry_mode,
                 absent_modules,
             };
-            let wrong_counts = super::expect::judge(counters, &collector, o, &run);
+            let mut wrong_counts = super::expect::judge(counters, &collector, o, &run);
+            wrong_counts.extend(
+                crate::accounting::judge(accounting, &collector, o, report)
+                    .wrong
+                    .into_iter()
+                    .map(|w| format!("against the kernel: {w}")),
+            );
             let counted: u64 = o["counters"]
                 .as_object()
                 .map(|c| c.values().filter_map(serde_json::Value::as_u64).sum())
@@ -430,6 +439,12 @@ mod tests {
 
     static NO_ABSENT_MODULES: std::collections::BTreeMap<String, String> =
         std::collections::BTreeMap::new();
+    /// The repository's table: the made-up reports here carry no kernel figures, so it judges
+    /// nothing in them, but it knows every counter they name.
+    fn accounting() -> &'static crate::accounting::Table {
+        static TABLE: std::sync::OnceLock<crate::accounting::Table> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| crate::accounting::load(&crate::paths::project_root()).unwrap())
+    }
 
     fn guest<'a>(
         collectors: &'a [Collector],
@@ -440,6 +455,7 @@ mod tests {
         Guest {
             collectors,
             counters,
+            accounting: accounting(),
             kernel,
             arch,
             absent_modules: &NO_ABSENT_MODULES,

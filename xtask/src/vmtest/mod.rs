@@ -91,7 +91,7 @@ impl Accel {
     }
 }
 
-mod expect;
+pub(crate) mod expect;
 pub mod installed;
 mod judge;
 mod modules;
@@ -134,11 +134,13 @@ pub(crate) fn work_dir() -> PathBuf {
 }
 
 /// What a guest runs: the static loader (the release's recipe, without embedded objects: the
-/// guests load objects from files), init, and the benchmark workload.
+/// guests load objects from files), init, and the benchmark workload; and the host's workload
+/// for the kernel-accounting check.
 pub(crate) struct GuestBinaries {
     pub loader: PathBuf,
     pub init: PathBuf,
     pub workload: PathBuf,
+    pub accounting: PathBuf,
 }
 
 /// Compiles `arch`'s guest binaries, once per source and toolchain.
@@ -149,6 +151,10 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
         (
             "kc-bench-workload",
             root.join("co-re/tests/kc-bench-workload.c"),
+        ),
+        (
+            "kc-accounting-workload",
+            root.join("co-re/tests/kc-accounting-workload.c"),
         ),
     ];
     let mut h = Sha256::new();
@@ -169,8 +175,9 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
         loader: dir.join("kc-loader"),
         init: dir.join("init"),
         workload: dir.join("kc-bench-workload"),
+        accounting: dir.join("kc-accounting-workload"),
     };
-    if [&bins.loader, &bins.init, &bins.workload]
+    if [&bins.loader, &bins.init, &bins.workload, &bins.accounting]
         .iter()
         .all(|p| p.is_file())
     {
@@ -258,6 +265,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         &o.collectors,
     )?;
     let counters = expect::load(&paths::project_root())?;
+    let accounting = crate::accounting::load(&paths::project_root())?;
     let wanted_modules = expect::modules(&counters);
     let tc = Toolchain::detect()?;
     let GuestBinaries {
@@ -395,6 +403,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                             &judge::Guest {
                                 collectors: &collectors,
                                 counters: &counters,
+                                accounting: &accounting,
                                 kernel: version,
                                 arch,
                                 absent_modules: absent,

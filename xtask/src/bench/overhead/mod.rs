@@ -117,6 +117,12 @@ const CASES: &[Case] = &[
         n: 100_000,
     },
     Case {
+        collector: "pagefault",
+        event: "kc_pagefault_exception",
+        op: "fault",
+        n: 100_000,
+    },
+    Case {
         collector: "dc",
         event: "kc_dc_reference",
         op: "stat",

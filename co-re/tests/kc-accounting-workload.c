@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The host's workload for judging counters against the kernel's own accounting (`cargo xtask
+ * test kernel-accounting`): not vmtest's, so that the judge is proven on a second workload.
+ * Single-threaded (the kernel's figures are those of its main thread), in its own directory:
+ *
+ *   kc-accounting-workload DIR
+ *
+ * writes and reads back a file in DIR in pieces, forks children that exit at once, sends
+ * datagrams to itself and connects to itself over TCP on 127.0.0.1, and touches fresh
+ * anonymous pages. It prints nothing unless something fails (exit 1).
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PIECES 64
+#define PIECE 1000
+#define CHILDREN 5
+#define DATAGRAMS 20
+#define PAGES 300
+
+static void fail(const char *what)
+{
+	perror(what);
+	exit(1);
+}
+
+static void file_io(const char *dir)
+{
+	char path[4096], buf[PIECE];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/kc-accounting-file", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		fail("open");
+	memset(buf, 'k', sizeof(buf));
+	for (int i = 0; i < PIECES; i++)
+		if (write(fd, buf, sizeof(buf)) != sizeof(buf))
+			fail("write");
+	for (int i = 0; i < PIECES; i++)
+		if (pread(fd, buf, sizeof(buf), (off_t)i * PIECE) != sizeof(buf))
+			fail("pread");
+	/* Reads past the end: calls that move no bytes. */
+	for (int i = 0; i < 3; i++)
+		if (read(fd, buf, sizeof(buf)) != 0)
+			fail("read at the end");
+	close(fd);
+	unlink(path);
+}
+
+static void children(void)
+{
+	for (int i = 0; i < CHILDREN; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			fail("fork");
+		if (pid == 0)
+			_exit(0);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+static struct sockaddr_in loopback(int fd)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || getsockname(fd, (struct sockaddr *)&a, &len))
+		fail("bind");
+	return a;
+}
+
+static void datagrams(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in self = loopback(fd);
+	char buf[64] = "kc";
+
+	for (int i = 0; i < DATAGRAMS; i++) {
+		if (sendto(fd, buf, sizeof(buf), 0, (struct sockaddr *)&self, sizeof(self)) != sizeof(buf))
+			fail("sendto");
+		if (recv(fd, buf, sizeof(buf), 0) != sizeof(buf))
+			fail("recv");
+	}
+	close(fd);
+}
+
+static void connection(void)
+{
+	int server = socket(AF_INET, SOCK_STREAM, 0), client = socket(AF_INET, SOCK_STREAM, 0), peer;
+	struct sockaddr_in self = loopback(server);
+
+	if (listen(server, 1) || connect(client, (struct sockaddr *)&self, sizeof(self)))
+		fail("connect");
+	peer = accept(server, NULL, NULL);
+	if (peer < 0)
+		fail("accept");
+	close(peer);
+	close(client);
+	close(server);
+}
+
+static void faults(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, PAGES * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		fail("mmap");
+	for (long i = 0; i < PAGES; i++)
+		p[i * page] = 1;
+	munmap(p, PAGES * page);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: kc-accounting-workload DIR\n");
+		return 2;
+	}
+	file_io(argv[1]);
+	children();
+	datagrams();
+	connection();
+	faults();
+	return 0;
+}
