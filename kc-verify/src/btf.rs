@@ -128,6 +128,8 @@ pub struct Type {
     pub member_names: Vec<u32>,
     /// For VAR: its linkage (0 static, 1 global, 2 extern).
     pub linkage: u32,
+    /// For DECL_TAG: the member (or parameter) it tags, -1 for the type itself.
+    pub component_idx: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -292,6 +294,11 @@ impl<'a> Btf<'a> {
                     u32_at(type_data, off + 12).expect("bounds checked above")
                 } else {
                     0
+                },
+                component_idx: if kind == Kind::DeclTag {
+                    u32_at(type_data, off + 12).expect("bounds checked above") as i32
+                } else {
+                    -1
                 },
             });
             off += len;

@@ -7,5 +7,6 @@ pub mod btf_kernel;
 pub mod families;
 pub mod libbpf;
 pub mod object;
+pub mod sources;
 
 pub use object::{verify, ObjectKind, Problem, Report};

@@ -493,6 +493,18 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
         r.maps = names;
     }
 
+    // Every counter names the events that feed it, and this object has programs for them.
+    if let (Some(b), Some(collector)) = (
+        &btf,
+        r.maps.iter().find_map(|m| m.strip_suffix("_counters")),
+    ) {
+        let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+        for problem in crate::sources::problems(b, collector, &events) {
+            let at = find(".BTF").map_or(0, |s| s.2);
+            r.problem(".BTF", at, problem);
+        }
+    }
+
     // Relocations: every target must be a symbol this object defines, or an extern its BTF
     // declares in `.kconfig` or `.ksyms` (libbpf resolves those at load).
     let externs: Vec<&str> = btf
