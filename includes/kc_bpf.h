@@ -23,6 +23,11 @@
 #define KC_RETURN_ONLY KC_TAG("kc_unobserved:an entry-only (p) object does not count it: it needs return mode")
 #endif
 #define KC_BLIND(family, why) KC_TAG("kc_blind:" #family ":" why)
+#if defined(__TARGET_ARCH_x86)
+#define KC_X86_ONLY(why)
+#else
+#define KC_X86_ONLY(why) KC_TAG("kc_unobserved:" why)
+#endif
 
 #include "kc_common.h"
 #include "kc_collectors.h"

@@ -10,8 +10,9 @@
  *   KC_RETURN_ONLY     only return mode counts it (r and CO-RE objects): a call's result, or
  *                      an entry paired with its end
  *   KC_BLIND(f, why)   family f observes the event but cannot know this counter
+ *   KC_X86_ONLY(why)   only x86 has its event (elsewhere the object says why not)
  * In the object, the tags read "kc_event:<ev>", "kc_unobserved:<why>" (a `p` object's
- * return-only counters) and "kc_blind:<family>:<why>". A counter is *unobserved* in a run when
+ * return-only counters, another architecture's x86-only ones) and "kc_blind:<family>:<why>". A counter is *unobserved* in a run when
  * the object's own tag says so, when no family observes one of its events (the kernel lacks
  * every target, or the object has no program for it), or when the family that does is blind
  * to it: kc-loader then reports it as null with the reason (`"unobserved"`), never as 0. An
@@ -25,6 +26,7 @@
 #define KC_FROM(ev)
 #define KC_RETURN_ONLY
 #define KC_BLIND(family, why)
+#define KC_X86_ONLY(why)
 #endif
 
 #define KC_PROCESS_COUNTERS(X)                                                              \
@@ -135,7 +137,8 @@
 	X(PAGEFAULT, FAULT, fault, KC_FROM(fault) KC_RETURN_ONLY)                           \
 	X(PAGEFAULT, MAJOR, major, KC_FROM(fault) KC_RETURN_ONLY)                           \
 	X(PAGEFAULT, ERROR, error, KC_FROM(fault) KC_RETURN_ONLY)                           \
-	X(PAGEFAULT, EXCEPTION, exception, KC_FROM(exception))
+	X(PAGEFAULT, EXCEPTION, exception,                                                  \
+	  KC_FROM(exception) KC_X86_ONLY("exceptions/page_fault_user is x86's: this architecture has no page-fault tracepoint"))
 
 #define KC_MDFLUSH_COUNTERS(X) X(MDFLUSH, FLUSH, flush, KC_FROM(flush))
 

@@ -228,9 +228,11 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 
 	kc_system_figures(&before);
 
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		if (mode == KC_ATTACH_AUTO || !o->with_auto || !kc_object_sit_out(&rs[i], mode, KC_ATTACH_AUTO))
 			kc_object_attach(&rs[i], mode, o->attach);
+		rs[i].misses_before = kc_object_misses(&rs[i]);
+	}
 	pass.ms_attach = kc_now_ms() - t;
 	t = kc_now_ms();
 	if (o->workload && !stop_signal && run_workload(o->workload, &pass) != 0 && !stop_signal)
@@ -244,6 +246,8 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	 * a report are one frozen moment (reading them would otherwise count scheduling too). */
 	kc_objects_detach(rs, n);
 	kc_system_figures(&pass.outer);
+	for (int i = 0; i < n; i++)
+		rs[i].missed_runs = kc_object_misses(&rs[i]) - rs[i].misses_before;
 	kc_figures_delta(&before, &pass.outer, &pass.outer);
 	pass.ms_detach = kc_now_ms() - t;
 	t = kc_now_ms();

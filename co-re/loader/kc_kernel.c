@@ -82,6 +82,53 @@ static void netdev(struct kc_figures *f)
 	add(f, "net", "tx_bytes", tx_bytes);
 }
 
+/* Whether a /proc/interrupts line's label (before its colon) is an interrupt whose handler
+ * irq_handler_entry sees: a numbered line (device IRQs, arm64's timer), and on arm64 the IPIs
+ * too (interrupts with handlers since 5.9, listed by name). x86's own vectors (LOC, IPIs, NMI)
+ * run no such handler. */
+static int handled_line(const char *label, size_t len)
+{
+	size_t digits = strspn(label, "0123456789");
+
+#if defined(__aarch64__)
+	if (len > 3 && strncmp(label, "IPI", 3) == 0)
+		digits = 3 + strspn(label + 3, "0123456789");
+#endif
+	return digits > 0 && digits == len;
+}
+
+/* /proc/interrupts: the interrupts of the lines irq_handler_entry sees, summed over the CPUs. */
+static void interrupts(struct kc_figures *f)
+{
+	char line[4096];
+	int cpus = 0;
+	unsigned long long sum = 0;
+	FILE *in = fopen("/proc/interrupts", "r");
+
+	if (!in)
+		return;
+	if (fgets(line, sizeof(line), in))
+		for (char *p = line; (p = strstr(p, "CPU")); p += 3)
+			cpus++;
+	while (fgets(line, sizeof(line), in)) {
+		char *p = line + strspn(line, " "), *end, *colon = strchr(p, ':');
+
+		if (!colon || !handled_line(p, (size_t)(colon - p)))
+			continue;
+		p = colon + 1;
+		for (int c = 0; c < cpus; c++) {
+			unsigned long long n = strtoull(p, &end, 10);
+
+			if (end == p)
+				break;
+			sum += n;
+			p = end;
+		}
+	}
+	fclose(in);
+	add(f, "interrupts", "handled", sum);
+}
+
 void kc_system_figures(struct kc_figures *f)
 {
 	static const char *const stat[] = { "processes", "ctxt", "intr", "softirq", NULL };
@@ -98,6 +145,7 @@ void kc_system_figures(struct kc_figures *f)
 	snmp(f, "Udp", udp);
 	snmp(f, "Tcp", tcp);
 	netdev(f);
+	interrupts(f);
 }
 
 void kc_process_figures(pid_t pid, struct kc_figures *f)

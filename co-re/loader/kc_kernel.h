@@ -18,7 +18,8 @@ struct kc_figures {
 	unsigned long long values[KC_MAX_FIGURES];
 };
 
-/* The system-wide figures now: /proc/stat, /proc/vmstat, /proc/net/snmp, /proc/net/dev. */
+/* The system-wide figures now: /proc/stat, /proc/vmstat, /proc/net/snmp, /proc/net/dev,
+ * /proc/interrupts. */
 void kc_system_figures(struct kc_figures *f);
 /* The figures of process `pid`'s main thread: /proc/<pid>/task/<pid>/{io,stat,status} (I/O,
  * faults, context switches). The thread's own, because /proc/<pid>/io adds the I/O of every

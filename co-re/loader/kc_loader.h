@@ -86,7 +86,15 @@ struct object_result {
 	struct bpf_link *links[MAX_PROGS];
 	struct bpf_object *obj; /* kept open until the counters are read */
 	double ms_choose, ms_load, ms_attach; /* where its time went */
+	/* Runs of its programs the kernel skipped in this pass (recursion_misses: a program of
+	 * the same kind already running on that CPU, preempted or interrupted): its counts may be
+	 * low by up to this many. `misses_before` holds the programs' total at attach. */
+	unsigned long long missed_runs, misses_before;
 };
+
+/* The kernel's count of skipped runs of every loaded program of the object (recursion_misses,
+ * 5.12 on; 0 before). */
+unsigned long long kc_object_misses(const struct object_result *r);
 
 /* CLOCK_MONOTONIC in milliseconds: where a report's time went. */
 double kc_now_ms(void);

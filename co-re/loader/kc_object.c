@@ -10,6 +10,7 @@
 #include <sys/utsname.h>
 #include <time.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "kc_loader.h"
@@ -583,4 +584,23 @@ int kc_object_attach(struct object_result *r, int mode, int attach)
 	r->ms_attach += kc_now_ms() - t;
 	fail(r, "gave up after retrying every family of every event");
 	return -1;
+}
+
+unsigned long long kc_object_misses(const struct object_result *r)
+{
+	struct bpf_program *prog;
+	unsigned long long misses = 0;
+
+	if (!r->obj || r->load_failed)
+		return 0;
+	bpf_object__for_each_program(prog, r->obj) {
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+
+		memset(&info, 0, sizeof(info));
+		if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
+			misses += info.recursion_misses;
+	}
+	return misses;
 }

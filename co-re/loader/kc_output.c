@@ -105,6 +105,7 @@ void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 		printf("]");
 		printf(", \"ms\": {\"choose\": %.1f, \"load\": %.1f, \"attach\": %.1f}", r->ms_choose, r->ms_load,
 		       r->ms_attach);
+		printf(", \"missed_runs\": %llu", r->missed_runs);
 		printf(", \"log_tail\": ");
 		json_string(r->log_tail);
 		printf(", \"programs\": [");
@@ -141,6 +142,9 @@ void kc_print_table(struct object_result *rs, int n, const struct kc_pass *pass)
 			printf("  error: %s\n", r->error);
 		if (r->counters_text)
 			printf("%s", r->counters_text);
+		if (r->missed_runs)
+			printf("  missed runs: %llu (the kernel skipped its programs while one ran on that CPU: counts may be low by that many)\n",
+			       r->missed_runs);
 		for (int j = 0; j < r->nevents; j++) {
 			struct event_result *ev = &r->events[j];
 

@@ -344,9 +344,6 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
             ),
         );
     }
-    if r.programs.is_empty() {
-        r.problem("(programs)", 0, "no program section");
-    }
     // Program names and their sections agree on the attach family; and kc-loader can hold
     // them all (it refuses an object over its limits rather than drop programs).
     let (mut programs, mut events) = (0, std::collections::BTreeSet::new());
@@ -493,16 +490,27 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
         r.maps = names;
     }
 
-    // Every counter names the events that feed it, and this object has programs for them.
-    if let (Some(b), Some(collector)) = (
-        &btf,
-        r.maps.iter().find_map(|m| m.strip_suffix("_counters")),
-    ) {
+    // Every counter names the events that feed it, and this object has programs for them;
+    // an object without programs must say, counter by counter, why it observes nothing.
+    let collector = r
+        .maps
+        .iter()
+        .find_map(|m| m.strip_suffix("_counters"))
+        .map(str::to_string);
+    let collector = collector.as_deref();
+    if let (Some(b), Some(collector)) = (&btf, collector) {
         let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
         for problem in crate::sources::problems(b, collector, &events) {
             let at = find(".BTF").map_or(0, |s| s.2);
             r.problem(".BTF", at, problem);
         }
+    }
+    let says_why = match (&btf, collector) {
+        (Some(b), Some(c)) => crate::sources::observes_nothing(b, c),
+        _ => false,
+    };
+    if r.programs.is_empty() && !says_why {
+        r.problem("(programs)", 0, "no program section");
     }
 
     // Relocations: every target must be a symbol this object defines, or an extern its BTF

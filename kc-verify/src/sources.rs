@@ -8,22 +8,27 @@ use crate::btf::{Btf, Kind};
 const EVENT_TAG: &str = "kc_event:";
 const UNOBSERVED_TAG: &str = "kc_unobserved:";
 
-/// What is wrong with the counter structs of an object whose counters map is `<collector>_counters`
-/// and whose programs observe `events` (`kc_<collector>_<event>`).
-pub fn problems(btf: &Btf, collector: &str, events: &[String]) -> Vec<String> {
+/// One counter of the struct: its name and its tags.
+struct Counter<'a> {
+    name: &'a str,
+    tags: Vec<&'a str>,
+}
+
+/// The counter struct `<collector>_counters` holds, by name, and its members' tags.
+fn counters<'a>(btf: &'a Btf, collector: &str) -> Result<(String, Vec<Counter<'a>>), String> {
     let Some(set) = counter_set(btf, collector) else {
-        return vec![format!(
+        return Err(format!(
             "map {collector}_counters holds no struct kc_<set>_counters: kc-loader reads counter names from it"
-        )];
+        ));
     };
     let struct_name = format!("kc_{set}_counters");
-    let Some((id, counters)) = btf
+    let Some((id, t)) = btf
         .types
         .iter()
         .enumerate()
         .find(|(_, t)| t.kind == Kind::Struct && btf.name(t) == struct_name)
     else {
-        return vec![format!("no struct {struct_name} in the BTF")];
+        return Err(format!("no struct {struct_name} in the BTF"));
     };
     let id = id as u32 + 1;
     let tags: Vec<(i32, &str)> = btf
@@ -32,15 +37,44 @@ pub fn problems(btf: &Btf, collector: &str, events: &[String]) -> Vec<String> {
         .filter(|t| t.kind == Kind::DeclTag && t.refs.first() == Some(&id))
         .map(|t| (t.component_idx, btf.name(t)))
         .collect();
+    let members = t
+        .member_names
+        .iter()
+        .enumerate()
+        .map(|(i, off)| Counter {
+            name: btf.string(*off).unwrap_or("?"),
+            tags: tags
+                .iter()
+                .filter(|(c, _)| *c == i as i32)
+                .map(|(_, t)| *t)
+                .collect(),
+        })
+        .collect();
+    Ok((struct_name, members))
+}
+
+/// Whether this object observes none of its counters by its own tags: an object built with
+/// nothing to observe (an entry-only object of a collector whose events need return mode or
+/// another architecture), which kc-loader reports as such rather than as zeros.
+pub fn observes_nothing(btf: &Btf, collector: &str) -> bool {
+    counters(btf, collector).is_ok_and(|(_, members)| {
+        !members.is_empty()
+            && members
+                .iter()
+                .all(|c| c.tags.iter().any(|t| t.starts_with(UNOBSERVED_TAG)))
+    })
+}
+
+/// What is wrong with the counter struct of an object whose counters map is
+/// `<collector>_counters` and whose programs observe `events` (`kc_<collector>_<event>`).
+pub fn problems(btf: &Btf, collector: &str, events: &[String]) -> Vec<String> {
+    let (struct_name, members) = match counters(btf, collector) {
+        Ok(c) => c,
+        Err(e) => return vec![e],
+    };
     let mut problems = Vec::new();
-    for (i, name_off) in counters.member_names.iter().enumerate() {
-        let name = btf.string(*name_off).unwrap_or("?");
-        let mine: Vec<&str> = tags
-            .iter()
-            .filter(|(c, _)| *c == i as i32)
-            .map(|(_, t)| *t)
-            .collect();
-        let sources: Vec<&str> = mine
+    for Counter { name, tags } in &members {
+        let sources: Vec<&str> = tags
             .iter()
             .filter_map(|t| t.strip_prefix(EVENT_TAG))
             .collect();
@@ -49,8 +83,9 @@ pub fn problems(btf: &Btf, collector: &str, events: &[String]) -> Vec<String> {
                 "counter {name} of {struct_name} names no event: give it KC_FROM(event) in includes/kc_collectors.h"
             ));
         }
-        // A `p` object's return-only counters may name events it has no program for.
-        if mine.iter().any(|t| t.starts_with(UNOBSERVED_TAG)) {
+        // A counter its object says it does not observe (a `p` object's return-only ones)
+        // may name events it has no program for.
+        if tags.iter().any(|t| t.starts_with(UNOBSERVED_TAG)) {
             continue;
         }
         for event in sources {

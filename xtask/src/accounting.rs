@@ -30,6 +30,10 @@ pub struct Equivalent {
     /// we do not (`why` says what).
     #[serde(default)]
     pub kernel_more: u64,
+    /// A system total is judged against the outer window alone: the kernel counts, besides
+    /// ours, events no program can see (`why` says which).
+    #[serde(default)]
+    pub upper_only: bool,
 }
 
 /// One counter compared: ours, and the kernel's figure (workload) or window (system) as
@@ -72,6 +76,9 @@ fn validate(table: &Table) -> Result<()> {
             if forms.iter().filter(|f| **f).count() != 1 {
                 bail!("{collector}.{name}: give exactly one of workload, system, none");
             }
+            if e.upper_only && e.system.is_none() {
+                bail!("{collector}.{name}: upper_only bounds a system total only");
+            }
             if e.none.is_none() && e.why.as_deref().is_none_or(str::is_empty) {
                 bail!("{collector}.{name}: say why ours and the kernel's are the same count (why = \"...\")");
             }
@@ -112,6 +119,13 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
     };
     let kernel = &pass["kernel"];
     let workload_pid = pass["workload_pid"].as_u64();
+    // Runs the kernel skipped (a program already running on that CPU): ours may be low by so
+    // many, and the report says so.
+    let missed = object["missed_runs"].as_u64().unwrap_or(0);
+    let missed_note = match missed {
+        0 => String::new(),
+        m => format!(", {m} runs of its programs missed"),
+    };
     let row = object["per_process"]
         .as_array()
         .and_then(|rows| rows.iter().find(|r| r["tgid"].as_u64() == workload_pid))
@@ -140,13 +154,13 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
                 kernel_low: theirs,
                 kernel_high: theirs,
             });
-            if !(n..=n + e.kernel_more).contains(&theirs) {
+            if !(n..=n + e.kernel_more + missed).contains(&theirs) {
                 let slack = match e.kernel_more {
                     0 => String::new(),
                     m => format!(", at most {m} above ours"),
                 };
                 judged.wrong.push(format!(
-                    "{name}: ours {n} in the workload's row, the kernel's {} {theirs}{slack} ({why})",
+                    "{name}: ours {n} in the workload's row, the kernel's {} {theirs}{slack}{missed_note} ({why})",
                     figures.join(" + ")
                 ));
             }
@@ -165,9 +179,9 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
                 kernel_low: inner,
                 kernel_high: outer,
             });
-            if n < inner || n > outer {
+            if (n + missed < inner && !e.upper_only) || n > outer {
                 judged.wrong.push(format!(
-                    "{name}: ours {n} in the totals, the kernel's {} counted {inner} while the workload ran and {outer} from attach to detach ({why})",
+                    "{name}: ours {n} in the totals, the kernel's {} counted {inner} while the workload ran and {outer} from attach to detach{missed_note} ({why})",
                     figures.join(" + ")
                 ));
             }
@@ -258,6 +272,16 @@ mod tests {
             1,
             "never below ours"
         );
+        // Runs the kernel skipped widen the kernel's side by as many, and are named.
+        let mut low = report(40);
+        assert_eq!(judge(&t, "vfs", &low, &pass).wrong.len(), 1);
+        low["missed_runs"] = 2.into();
+        assert!(judge(&t, "vfs", &low, &pass).wrong.is_empty());
+        low["per_process"][0]["counters"]["read"] = 39.into();
+        assert_eq!(
+            judge(&t, "vfs", &low, &pass).wrong,
+            ["read: ours 39 in the workload's row, the kernel's io.syscr 50, at most 8 above ours, 2 runs of its programs missed (exec's own reads)"]
+        );
     }
 
     #[test]
@@ -282,6 +306,20 @@ mod tests {
         );
         assert_eq!(
             judge(&t, "process", &forks(10), &pass(0, 6, 9)).wrong.len(),
+            1
+        );
+        // Upper-bounded only: below the workload's window passes, above the outer one fails.
+        let mut upper = t.clone();
+        if let Some(fork) = upper.get_mut("process").and_then(|p| p.get_mut("fork")) {
+            fork.upper_only = true;
+        }
+        assert!(judge(&upper, "process", &forks(2), &pass(0, 6, 9))
+            .wrong
+            .is_empty());
+        assert_eq!(
+            judge(&upper, "process", &forks(10), &pass(0, 6, 9))
+                .wrong
+                .len(),
             1
         );
         // A counter the table lacks is reported.
