@@ -83,9 +83,10 @@ static void netdev(struct kc_figures *f)
 }
 
 /* Whether a /proc/interrupts line's label (before its colon) is an interrupt whose handler
- * irq_handler_entry sees: a numbered line (device IRQs, arm64's timer), and on arm64 the IPIs
- * too (interrupts with handlers since 5.9, listed by name). x86's own vectors (LOC, IPIs, NMI)
- * run no such handler. */
+ * irq_handler_entry may see: a numbered line (device IRQs, arm64's timer), and on arm64 the
+ * IPIs (interrupts with handlers since 5.9, listed by name, traced by some kernels only): an
+ * upper bound of what the tracepoint sees. x86's own vectors (LOC, IPIs, NMI) run no such
+ * handler. */
 static int handled_line(const char *label, size_t len)
 {
 	size_t digits = strspn(label, "0123456789");

@@ -350,12 +350,24 @@ impl<'a> Btf<'a> {
     }
 }
 
-/// Counts of a `.BTF.ext` section.
+/// Counts of a `.BTF.ext` section, and where each function's code comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BtfExt {
     pub func_info: usize,
     pub line_info: usize,
     pub core_relos: usize,
+    /// Each function (program or subprogram) and its first line, in record order.
+    pub functions: Vec<FuncSource>,
+}
+
+/// A function of an object and the source line of its first instruction (its line_info): for
+/// a program a macro writes, the line of the macro's call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FuncSource {
+    pub section: String,
+    pub name: String,
+    pub file: String,
+    pub line: u32,
 }
 
 /// (minimum record size, name) of the three `.BTF.ext` subsections.
@@ -406,6 +418,8 @@ pub fn parse_ext(data: &[u8], btf: &Btf) -> Result<BtfExt, BtfError> {
         );
     }
     let mut counts = [0usize; 3];
+    // (section, instruction offset) of each function, in func_info's order.
+    let mut functions: Vec<(u32, FuncSource)> = Vec::new();
     for (part, (min_rec, what)) in EXT_PARTS.iter().enumerate() {
         let field = 8 + part * 8;
         if field + 8 > hdr_len {
@@ -459,7 +473,14 @@ pub fn parse_ext(data: &[u8], btf: &Btf) -> Result<BtfExt, BtfError> {
                     0 => {
                         let id = u32_at(data, rec + 4)?;
                         match btf.get(id) {
-                            Some(t) if t.kind == Kind::Func => {}
+                            Some(t) if t.kind == Kind::Func => functions.push((
+                                u32_at(data, rec)?,
+                                FuncSource {
+                                    section: btf.string(sec_name).unwrap_or("").to_string(),
+                                    name: btf.name(t).to_string(),
+                                    ..FuncSource::default()
+                                },
+                            )),
                             _ => {
                                 return err(
                                     rec + 4,
@@ -470,11 +491,19 @@ pub fn parse_ext(data: &[u8], btf: &Btf) -> Result<BtfExt, BtfError> {
                     }
                     1 => {
                         let file = u32_at(data, rec + 4)?;
-                        if btf.string(file).is_none() {
+                        let Some(file) = btf.string(file) else {
                             return err(
                                 rec + 4,
                                 format!("line_info #{r}: file name offset {file} is not a string"),
                             );
+                        };
+                        let (insn, section) = (u32_at(data, rec)?, btf.string(sec_name));
+                        let line = u32_at(data, rec + 12)? >> 10;
+                        if let Some((_, f)) = functions.iter_mut().find(|(off, f)| {
+                            *off == insn && f.file.is_empty() && Some(f.section.as_str()) == section
+                        }) {
+                            f.file = file.to_string();
+                            f.line = line;
                         }
                     }
                     _ => {
@@ -497,6 +526,7 @@ pub fn parse_ext(data: &[u8], btf: &Btf) -> Result<BtfExt, BtfError> {
         }
     }
     Ok(BtfExt {
+        functions: functions.into_iter().map(|(_, f)| f).collect(),
         func_info: counts[0],
         line_info: counts[1],
         core_relos: counts[2],

@@ -144,6 +144,10 @@ pub struct Report {
     pub func_info: usize,
     pub line_info: usize,
     pub core_relos: usize,
+    /// Each function (programs and subprograms) with its first source line.
+    pub functions: Vec<crate::btf::FuncSource>,
+    /// Each counter of the collector's counter struct, with its source tags.
+    pub counters: Vec<crate::sources::CounterSource>,
     pub problems: Vec<Problem>,
 }
 
@@ -404,6 +408,7 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
                     r.func_info = ext.func_info;
                     r.line_info = ext.line_info;
                     r.core_relos = ext.core_relos;
+                    r.functions = ext.functions;
                 }
                 Err(e) => r.problem(".BTF.ext", off + e.offset as u64, e.message),
             }
@@ -504,6 +509,7 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
             let at = find(".BTF").map_or(0, |s| s.2);
             r.problem(".BTF", at, problem);
         }
+        r.counters = crate::sources::counter_sources(b, collector);
     }
     let says_why = match (&btf, collector) {
         (Some(b), Some(c)) => crate::sources::observes_nothing(b, c),

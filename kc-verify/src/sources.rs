@@ -8,6 +8,30 @@ use crate::btf::{Btf, Kind};
 const EVENT_TAG: &str = "kc_event:";
 const UNOBSERVED_TAG: &str = "kc_unobserved:";
 
+/// A counter of an object's counter struct and its source tags (`kc_event:...`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CounterSource {
+    pub name: String,
+    pub tags: Vec<String>,
+}
+
+/// The counters of the struct `<collector>_counters` holds, with their tags; empty when the
+/// object has none.
+pub fn counter_sources(btf: &Btf, collector: &str) -> Vec<CounterSource> {
+    counters(btf, collector).map_or_else(
+        |_| Vec::new(),
+        |(_, members)| {
+            members
+                .into_iter()
+                .map(|c| CounterSource {
+                    name: c.name.to_string(),
+                    tags: c.tags.iter().map(|t| t.to_string()).collect(),
+                })
+                .collect()
+        },
+    )
+}
+
 /// One counter of the struct: its name and its tags.
 struct Counter<'a> {
     name: &'a str,

@@ -22,6 +22,7 @@ mod kernels;
 #[cfg(test)]
 mod licences;
 mod matrix;
+mod names;
 mod package;
 mod patch;
 mod paths;
@@ -64,6 +65,8 @@ enum Command {
     Build(compile::BuildOptions),
     /// Verify objects (ELF, BTF, BTF.ext, programs, maps, CO-RE relocations) in files, directories or tarballs
     Verify(verify::VerifyOptions),
+    /// Every program, map and counter name of the objects, and the source line that makes it
+    Names(names::NamesOptions),
     /// The (bucket, libc) build cells, as GitHub Actions' strategy.matrix takes them
     Matrix(matrix::MatrixOptions),
     /// Package the cells into signed, reproducible release tarballs in artifacts/release
@@ -114,6 +117,7 @@ fn run(command: Command) -> Result<()> {
         Command::Image(o) => image::run(o),
         Command::Build(o) => compile::run(o),
         Command::Verify(o) => verify::run(o),
+        Command::Names(o) => names::run(o),
         Command::Fuzz(o) => fuzz::run(o),
         Command::Vmtest(o) => vmtest::run(o.with_narrowing_from_env()?),
         Command::Matrix(o) => matrix::run(o),
