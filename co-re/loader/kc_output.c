@@ -57,7 +57,7 @@ void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 	       pass->ms_workload, pass->ms_detach, pass->ms_read);
 	/* The kernel's own accounting: the workload's final figures, the system's deltas over its
 	 * run (inner) and from before attach to after detach (outer). */
-	printf(", \"kernel\": {\"workload\": ");
+	printf(", \"kernel_figures\": {\"workload\": ");
 	if (pass->measured)
 		kc_figures_json(stdout, &pass->workload);
 	else

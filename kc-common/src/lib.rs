@@ -6,6 +6,7 @@ pub mod kernel;
 pub mod names;
 pub mod rate;
 pub mod release;
+pub mod report;
 pub mod retry;
 pub mod select;
 pub mod skip;

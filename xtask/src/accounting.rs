@@ -117,7 +117,13 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
         ));
         return judged;
     };
-    let kernel = &pass["kernel"];
+    let kernel = &pass["kernel_figures"];
+    if !kernel.is_object() {
+        judged
+            .wrong
+            .push("the report has no kernel_figures: the loader is older than this judge".into());
+        return judged;
+    }
     let workload_pid = pass["workload_pid"].as_u64();
     // Runs the kernel skipped (a program already running on that CPU): ours may be low by so
     // many, and the report says so.
@@ -208,7 +214,7 @@ mod tests {
     fn pass(minflt: u64, inner: u64, outer: u64) -> Value {
         serde_json::json!({
             "workload_pid": 7,
-            "kernel": {
+            "kernel_figures": {
                 "workload": {"stat.minflt": minflt, "stat.majflt": 2},
                 "inner": {"stat.processes": inner},
                 "outer": {"stat.processes": outer}
@@ -248,7 +254,7 @@ mod tests {
                 .is_empty()
         );
         let mut p = pass(100, 0, 0);
-        p["kernel"]["workload"] = Value::Null;
+        p["kernel_figures"]["workload"] = Value::Null;
         let judged = judge(&t, "pagefault", &faults(999, 9.into()), &p);
         assert!(judged.wrong.is_empty() && judged.compared.is_empty());
     }
@@ -260,7 +266,7 @@ mod tests {
         )
         .unwrap();
         let report = |read: u64| serde_json::json!({"counters": {"read": read}, "per_process": [{"tgid": 7, "counters": {"read": read}}]});
-        let pass = serde_json::json!({"workload_pid": 7, "kernel": {"workload": {"io.syscr": 50}}});
+        let pass = serde_json::json!({"workload_pid": 7, "kernel_figures": {"workload": {"io.syscr": 50}}});
         assert!(judge(&t, "vfs", &report(42), &pass).wrong.is_empty());
         assert!(judge(&t, "vfs", &report(50), &pass).wrong.is_empty());
         assert_eq!(
@@ -281,6 +287,21 @@ mod tests {
         assert_eq!(
             judge(&t, "vfs", &low, &pass).wrong,
             ["read: ours 39 in the workload's row, the kernel's io.syscr 50, at most 8 above ours, 2 runs of its programs missed (exec's own reads)"]
+        );
+    }
+
+    #[test]
+    fn a_report_without_the_kernels_figures_fails() {
+        let t = table();
+        let wrong = judge(
+            &t,
+            "process",
+            &serde_json::json!({"counters": {"fork": 1}}),
+            &serde_json::json!({}),
+        );
+        assert_eq!(
+            wrong.wrong,
+            ["the report has no kernel_figures: the loader is older than this judge"]
         );
     }
 

@@ -107,6 +107,14 @@ pub fn no_false_zeros() -> Result<Verdict> {
         "{loader} --attach trampoline,probe,tracepoint --json --embedded -- sh -c 'cat /proc/self/status >/dev/null'"
     ))?;
     let text = String::from_utf8_lossy(&out.stdout);
+    // The C loader's output, held to the report's type (kc_common::report).
+    let typed = kc_common::report::parse_reports(&text)
+        .context("kc-loader's report does not match kc_common::report::LoaderReport")?;
+    ensure!(
+        typed.len() == 3,
+        "expected 3 typed reports, got {}",
+        typed.len()
+    );
     let mut wrong = Vec::new();
     let mut passes = Vec::new();
     for doc in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
@@ -175,6 +183,12 @@ pub fn kernel_accounting() -> Result<Verdict> {
         "{loader} --attach auto --json --embedded -- {workload} {dir}"
     ))?;
     ensure!(status.success(), "kc-loader failed ({status}) on the host");
+    let typed: kc_common::report::LoaderReport = serde_json::from_value(report.clone())
+        .context("kc-loader's report does not match kc_common::report::LoaderReport")?;
+    ensure!(
+        typed.kernel_figures.workload.is_some(),
+        "the report has no kernel figures for its workload"
+    );
     let mut compared = Vec::new();
     let mut wrong = Vec::new();
     for o in report["objects"].as_array().into_iter().flatten() {

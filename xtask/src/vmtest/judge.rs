@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let report = serde_json::json!({"workload_pid": 7, "objects": [
+        let report = serde_json::json!({"workload_pid": 7, "kernel_figures": {"outer": {}}, "objects": [
             {"object": "vfs.bpf.o", "status": "ok", "counters": {"read": 12}, "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]},
             {"object": "rkc_vfs.6.1.o", "status": "ok", "counters": {"read": 0}, "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]},
             {"object": "swap.bpf.o", "status": "ok", "counters": {"read": 0}, "programs": [], "events": [event("kc_swap_read", Some("probe"), "costlier")]},
@@ -592,7 +592,7 @@ mod tests {
     /// a failure wherever the kernel has them.
     #[test]
     fn a_refused_trampoline_is_a_skip_only_where_the_kernel_has_none() {
-        let refused = serde_json::json!({"workload_pid": 7, "objects": [
+        let refused = serde_json::json!({"workload_pid": 7, "kernel_figures": {"outer": {}}, "objects": [
             {"object": "vfs.bpf.o", "status": "partial", "counters": {}, "programs": [],
              "events": [{"event": "kc_vfs_read", "family": null, "passed_over": {
                 "trampoline": {"kind": "refused", "why": "this kernel attaches no trampolines"}}}]}
@@ -625,7 +625,7 @@ mod tests {
     #[test]
     fn an_object_that_sat_a_pass_out_is_held_to_the_auto_pass() {
         let pass = |mode: &str, status: &str, family: &str| {
-            serde_json::json!({"attach": mode, "workload_pid": 7, "objects": [
+            serde_json::json!({"attach": mode, "workload_pid": 7, "kernel_figures": {"outer": {}}, "objects": [
                 {"object": "pkc_vfs.6.1.o", "status": status, "counters": {"read": 12},
                  "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [],
                  "events": [event("kc_vfs_read", Some(family), "costlier")]}]})
