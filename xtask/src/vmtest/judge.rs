@@ -315,6 +315,19 @@ pub fn extract_reports(console: &str) -> Vec<(AttachMode, serde_json::Value)> {
         .collect()
 }
 
+/// Each report that does not parse as `kc_common::report::LoaderReport`: the C loader printed
+/// a field the type lacks, or lacks one the type has ("--attach MODE: why").
+pub fn malformed(reports: &[(AttachMode, serde_json::Value)]) -> Vec<String> {
+    reports
+        .iter()
+        .filter_map(|(mode, r)| {
+            serde_json::from_value::<kc_common::report::LoaderReport>(r.clone())
+                .err()
+                .map(|e| format!("--attach {mode}: the report does not match kc_common::report::LoaderReport: {e}"))
+        })
+        .collect()
+}
+
 /// The JSON documents in `text` that start at the beginning of a line, in order.
 fn documents(text: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
@@ -469,6 +482,18 @@ mod tests {
              [[collector]]\nname = \"new\"\ndescription = \"d\"\nmin_kernel = \"6.12\"\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_report_the_type_does_not_describe_is_malformed() {
+        let partial = serde_json::json!({"kernel": "6.1.1", "attach": "auto", "objects": []});
+        let lines = malformed(&[(AttachMode::Auto, partial)]);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with("--attach auto: the report does not match"),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("missing field"), "{lines:?}");
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub struct KernelOutcome {
     pub objects: Vec<ObjectOutcome>,
     /// Where kc-select's choices broke the rule (empty: they followed it).
     pub selection: Vec<String>,
+    /// Reports that do not match `kc_common::report::LoaderReport` (the C loader and the type
+    /// disagree), by mode.
+    pub malformed: Vec<String>,
     /// Modules counters.toml names that this kernel's packages lack (name → why): their
     /// counters are not judged here.
     pub absent_modules: std::collections::BTreeMap<String, String>,
@@ -424,6 +427,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                                 collectors.len(),
                             ),
                             absent_modules: absent.clone(),
+                            malformed: judge::malformed(&reports),
                             log,
                             console_tail: if how == BootEnd::Reported {
                                 Vec::new()
@@ -488,6 +492,7 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
                     || r.modes.len() != AttachMode::ALL.len(),
             ) + r.objects.iter().filter(|o| o.verdict == "failed").count()
                 + r.selection.len()
+                + r.malformed.len()
         })
         .sum()
 }
@@ -517,7 +522,7 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
                 o.object, o.attach, o.verdict, o.detail
             );
         }
-        for p in &r.selection {
+        for p in r.selection.iter().chain(&r.malformed) {
             println!("    {p}");
         }
         for line in &r.console_tail {
