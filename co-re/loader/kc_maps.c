@@ -124,6 +124,24 @@ static void put(struct buf *b, const char *fmt, ...)
 	}
 }
 
+/* `s` as a JSON string: counter names and reasons come from an object's BTF, which any object
+ * file brings. */
+static void put_string(struct buf *b, const char *s)
+{
+	put(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			put(b, "\\%c", c);
+		else if (c < 0x20)
+			put(b, "\\u%04x", c);
+		else
+			put(b, "%c", c);
+	}
+	put(b, "\"");
+}
+
 /* The struct a map's values are (a `_counters` map: one __u64 member per counter), or NULL. */
 static const struct btf_type *value_struct(const struct bpf_object *obj, const struct bpf_map *map)
 {
@@ -184,10 +202,12 @@ static void counters_json(struct buf *b, const struct counters *c, const unsigne
 {
 	put(b, "{");
 	for (int i = 0; i < c->n; i++) {
+		put(b, "%s", i ? ", " : "");
+		put_string(b, c->names[i]);
 		if (c->unobserved[i][0])
-			put(b, "%s\"%s\": null", i ? ", " : "", c->names[i]);
+			put(b, ": null");
 		else
-			put(b, "%s\"%s\": %llu", i ? ", " : "", c->names[i], v[i]);
+			put(b, ": %llu", v[i]);
 	}
 	put(b, "}");
 }
@@ -201,9 +221,10 @@ static void unobserved_json(struct buf *b, const struct counters *c)
 	for (int i = 0; i < c->n; i++) {
 		if (!c->unobserved[i][0])
 			continue;
-		put(b, "%s\"%s\": \"", k++ ? ", " : "", c->names[i]);
-		/* Reasons are ours (tags, event names): no quote or backslash to escape. */
-		put(b, "%s\"", c->unobserved[i]);
+		put(b, "%s", k++ ? ", " : "");
+		put_string(b, c->names[i]);
+		put(b, ": ");
+		put_string(b, c->unobserved[i]);
 	}
 	put(b, "}");
 }

@@ -502,19 +502,21 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
         .iter()
         .find_map(|m| m.strip_suffix("_counters"))
         .map(str::to_string);
-    let collector = collector.as_deref();
-    if let (Some(b), Some(collector)) = (&btf, collector) {
-        let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-        for problem in crate::sources::problems(b, collector, &events) {
-            let at = find(".BTF").map_or(0, |s| s.2);
-            r.problem(".BTF", at, problem);
+    let mut says_why = false;
+    if let (Some(b), Some(collector)) = (&btf, collector.as_deref()) {
+        let at = find(".BTF").map_or(0, |s| s.2);
+        match crate::sources::counters(b, collector) {
+            Err(problem) => r.problem(".BTF", at, problem),
+            Ok(set) => {
+                let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+                for problem in crate::sources::problems(&set, collector, &events) {
+                    r.problem(".BTF", at, problem);
+                }
+                says_why = crate::sources::observes_nothing(&set);
+                r.counters = set.counters;
+            }
         }
-        r.counters = crate::sources::counter_sources(b, collector);
     }
-    let says_why = match (&btf, collector) {
-        (Some(b), Some(c)) => crate::sources::observes_nothing(b, c),
-        _ => false,
-    };
     if r.programs.is_empty() && !says_why {
         r.problem("(programs)", 0, "no program section");
     }

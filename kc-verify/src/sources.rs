@@ -15,44 +15,35 @@ pub struct CounterSource {
     pub tags: Vec<String>,
 }
 
-/// The counters of the struct `<collector>_counters` holds, with their tags; empty when the
-/// object has none.
-pub fn counter_sources(btf: &Btf, collector: &str) -> Vec<CounterSource> {
-    counters(btf, collector).map_or_else(
-        |_| Vec::new(),
-        |(_, members)| {
-            members
-                .into_iter()
-                .map(|c| CounterSource {
-                    name: c.name.to_string(),
-                    tags: c.tags.iter().map(|t| t.to_string()).collect(),
-                })
-                .collect()
-        },
-    )
+impl CounterSource {
+    /// Its object says it does not observe it (a `p` object's return-only counters).
+    fn unobserved(&self) -> bool {
+        self.tags.iter().any(|t| t.starts_with(UNOBSERVED_TAG))
+    }
 }
 
-/// One counter of the struct: its name and its tags.
-struct Counter<'a> {
-    name: &'a str,
-    tags: Vec<&'a str>,
+/// An object's counter struct: its name and its members with their tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterStruct {
+    pub name: String,
+    pub counters: Vec<CounterSource>,
 }
 
 /// The counter struct `<collector>_counters` holds, by name, and its members' tags.
-fn counters<'a>(btf: &'a Btf, collector: &str) -> Result<(String, Vec<Counter<'a>>), String> {
+pub fn counters(btf: &Btf, collector: &str) -> Result<CounterStruct, String> {
     let Some(set) = counter_set(btf, collector) else {
         return Err(format!(
             "map {collector}_counters holds no struct kc_<set>_counters: kc-loader reads counter names from it"
         ));
     };
-    let struct_name = format!("kc_{set}_counters");
+    let name = format!("kc_{set}_counters");
     let Some((id, t)) = btf
         .types
         .iter()
         .enumerate()
-        .find(|(_, t)| t.kind == Kind::Struct && btf.name(t) == struct_name)
+        .find(|(_, t)| t.kind == Kind::Struct && btf.name(t) == name)
     else {
-        return Err(format!("no struct {struct_name} in the BTF"));
+        return Err(format!("no struct {name} in the BTF"));
     };
     let id = id as u32 + 1;
     let tags: Vec<(i32, &str)> = btf
@@ -61,62 +52,55 @@ fn counters<'a>(btf: &'a Btf, collector: &str) -> Result<(String, Vec<Counter<'a
         .filter(|t| t.kind == Kind::DeclTag && t.refs.first() == Some(&id))
         .map(|t| (t.component_idx, btf.name(t)))
         .collect();
-    let members = t
+    let counters = t
         .member_names
         .iter()
         .enumerate()
-        .map(|(i, off)| Counter {
-            name: btf.string(*off).unwrap_or("?"),
+        .map(|(i, off)| CounterSource {
+            name: btf.string(*off).unwrap_or("?").to_string(),
             tags: tags
                 .iter()
                 .filter(|(c, _)| *c == i as i32)
-                .map(|(_, t)| *t)
+                .map(|(_, t)| t.to_string())
                 .collect(),
         })
         .collect();
-    Ok((struct_name, members))
+    Ok(CounterStruct { name, counters })
 }
 
 /// Whether this object observes none of its counters by its own tags: an object built with
 /// nothing to observe (an entry-only object of a collector whose events need return mode or
 /// another architecture), which kc-loader reports as such rather than as zeros.
-pub fn observes_nothing(btf: &Btf, collector: &str) -> bool {
-    counters(btf, collector).is_ok_and(|(_, members)| {
-        !members.is_empty()
-            && members
-                .iter()
-                .all(|c| c.tags.iter().any(|t| t.starts_with(UNOBSERVED_TAG)))
-    })
+pub fn observes_nothing(s: &CounterStruct) -> bool {
+    !s.counters.is_empty() && s.counters.iter().all(CounterSource::unobserved)
 }
 
 /// What is wrong with the counter struct of an object whose counters map is
 /// `<collector>_counters` and whose programs observe `events` (`kc_<collector>_<event>`).
-pub fn problems(btf: &Btf, collector: &str, events: &[String]) -> Vec<String> {
-    let (struct_name, members) = match counters(btf, collector) {
-        Ok(c) => c,
-        Err(e) => return vec![e],
-    };
+pub fn problems(s: &CounterStruct, collector: &str, events: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
-    for Counter { name, tags } in &members {
-        let sources: Vec<&str> = tags
+    for c in &s.counters {
+        let sources: Vec<&str> = c
+            .tags
             .iter()
             .filter_map(|t| t.strip_prefix(EVENT_TAG))
             .collect();
         if sources.is_empty() {
             problems.push(format!(
-                "counter {name} of {struct_name} names no event: give it KC_FROM(event) in includes/kc_collectors.h"
+                "counter {} of {} names no event: give it KC_FROM(event) in includes/kc_collectors.h",
+                c.name, s.name
             ));
         }
-        // A counter its object says it does not observe (a `p` object's return-only ones)
-        // may name events it has no program for.
-        if tags.iter().any(|t| t.starts_with(UNOBSERVED_TAG)) {
+        // A counter its object says it does not observe may name events it has no program for.
+        if c.unobserved() {
             continue;
         }
         for event in sources {
             let full = format!("kc_{collector}_{event}");
             if !events.contains(&full) {
                 problems.push(format!(
-                    "counter {name} of {struct_name} is fed by {full}, which has no program in this object"
+                    "counter {} of {} is fed by {full}, which has no program in this object",
+                    c.name, s.name
                 ));
             }
         }
@@ -199,7 +183,7 @@ mod tests {
         let data = counters(tags);
         let btf = Btf::parse(&data).unwrap();
         let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-        problems(&btf, "vfs", &events)
+        super::counters(&btf, "vfs").map_or_else(|e| vec![e], |s| problems(&s, "vfs", &events))
     }
 
     #[test]
@@ -218,8 +202,8 @@ mod tests {
         let data = counters(&fine);
         let btf = Btf::parse(&data).unwrap();
         assert_eq!(
-            problems(&btf, "hardirq", &[]),
-            ["map hardirq_counters holds no struct kc_<set>_counters: kc-loader reads counter names from it"]
+            super::counters(&btf, "hardirq").unwrap_err(),
+            "map hardirq_counters holds no struct kc_<set>_counters: kc-loader reads counter names from it"
         );
         // A p object's return-only counter may name an event it has no program for.
         let p = [

@@ -121,7 +121,7 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
     if !kernel.is_object() {
         judged
             .wrong
-            .push("the report has no kernel_figures: the loader is older than this judge".into());
+            .push("the report has no kernel_figures: its kc-loader is older than this judge (rebuild it: cargo xtask build)".into());
         return judged;
     }
     let workload_pid = pass["workload_pid"].as_u64();
@@ -301,7 +301,7 @@ mod tests {
         );
         assert_eq!(
             wrong.wrong,
-            ["the report has no kernel_figures: the loader is older than this judge"]
+            ["the report has no kernel_figures: its kc-loader is older than this judge (rebuild it: cargo xtask build)"]
         );
     }
 

@@ -105,7 +105,7 @@ fn of_object(root: &Path, file: &str, r: &kc_verify::Report) -> Result<Vec<Name>
         // Written out where it is declared, else made by the collector's macro.
         let line = line_of(&header_text, |l| l.contains(map.as_str())).or_else(|| {
             line_of(&header_text, |l| {
-                l.starts_with("KC_") && l.contains("COLLECTOR(") || l.starts_with("KC_TOTALS(")
+                (l.starts_with("KC_") && l.contains("COLLECTOR(")) || l.starts_with("KC_TOTALS(")
             })
         });
         names.push(Name {

@@ -133,17 +133,24 @@ fn expected_unobserved(
         .then(|| format!("the {family} family is blind to it"))
 }
 
-/// Whether the report observed counter `name` as counters.toml says it must: `Ok(true)` it
-/// has a number (the event's family, when known, in `family`), `Ok(false)` it is null with a
-/// reason in the totals and in every row, as it must be; `Err` says what is wrong. A 0 where
-/// nothing observes the counter is a false number; a null where something does is a lost one.
+/// How a counter was observed, as counters.toml says it must be.
+enum Seen {
+    /// It has a number; its event's family, when known.
+    Counted(Option<AttachFamily>),
+    /// It is null with a reason, in the totals and in every row.
+    Unobserved,
+}
+
+/// Whether the report observed counter `name` as counters.toml says it must; `Err` says what
+/// is wrong. A 0 where nothing observes the counter is a false number; a null where something
+/// does is a lost one.
 fn observed(
     name: &str,
     e: &Expect,
     object: &serde_json::Value,
     entry_mode: bool,
     event: Option<&serde_json::Value>,
-) -> Result<bool, String> {
+) -> Result<Seen, String> {
     let family = event.and_then(|ev| ev["family"].as_str()?.parse().ok());
     let reason = object["unobserved"][name]
         .as_str()
@@ -171,15 +178,56 @@ fn observed(
                 r["counters"][name],
                 r.get("tgid").or(r.get("cgroup")).unwrap_or(&serde_json::Value::Null)
             )),
-            None => Ok(false),
+            None => Ok(Seen::Unobserved),
         },
         (None, None) => Err(format!(
             "{name}: reported unobserved ({}) where {} must count it",
             reason.unwrap_or("no reason given"),
             family.map_or("this object".to_string(), |f| format!("the {f} family"))
         )),
-        (None, Some(_)) => Ok(true),
+        (None, Some(_)) => Ok(Seen::Counted(family)),
     }
+}
+
+/// One counter of an object's report: its expectation (None: counters.toml lacks it) and the
+/// event that feeds it.
+struct Entry<'a> {
+    name: &'a str,
+    expect: Option<&'a Expect>,
+    event: Option<&'a serde_json::Value>,
+}
+
+/// Every counter of one object's report with its expectation and event; `Err` is the one line
+/// that stops the judging (no table for the collector, no counters in the report).
+fn entries<'a>(
+    table: &'a Table,
+    collector: &str,
+    object: &'a serde_json::Value,
+) -> Result<Vec<Entry<'a>>, String> {
+    let Some(expect) = table.get(collector) else {
+        return Err(format!(
+            "{collector} has no table: add [{collector}] to counters.toml"
+        ));
+    };
+    let events = object["events"].as_array().map_or(&[][..], Vec::as_slice);
+    let Some(totals) = object["counters"].as_object() else {
+        return Err("the report has no counters (the loader read none of its maps)".into());
+    };
+    Ok(totals
+        .keys()
+        .map(|name| {
+            let e = expect.get(name);
+            Entry {
+                name,
+                expect: e,
+                event: e.and_then(|e| event_of(collector, name, e, events)),
+            }
+        })
+        .collect())
+}
+
+fn no_expectation(name: &str) -> String {
+    format!("{name}: no expectation: add one to counters.toml")
 }
 
 /// Every counter of one object's report that is a number where nothing observes it or null
@@ -191,75 +239,48 @@ pub fn judge_observed(
     object: &serde_json::Value,
     entry_mode: bool,
 ) -> Vec<String> {
-    let Some(expect) = table.get(collector) else {
-        return vec![format!(
-            "{collector} has no table: add [{collector}] to counters.toml"
-        )];
-    };
-    let empty = Vec::new();
-    let events = object["events"].as_array().unwrap_or(&empty);
-    let Some(totals) = object["counters"].as_object() else {
-        return vec!["the report has no counters (the loader read none of its maps)".into()];
-    };
-    totals
-        .keys()
-        .filter_map(|name| match expect.get(name) {
-            None => Some(format!("{name}: no expectation: add one to counters.toml")),
-            Some(e) => observed(
-                name,
-                e,
-                object,
-                entry_mode,
-                event_of(collector, name, e, events),
-            )
-            .err(),
-        })
-        .collect()
+    match entries(table, collector, object) {
+        Err(line) => vec![line],
+        Ok(entries) => entries
+            .iter()
+            .filter_map(|c| match c.expect {
+                None => Some(no_expectation(c.name)),
+                Some(e) => observed(c.name, e, object, entry_mode, c.event).err(),
+            })
+            .collect(),
+    }
 }
 
 /// Every wrong count of one object's report: "counter: expected X, got Y" lines, and every
 /// counter observed where it must not be or unobserved where it must be.
 pub fn judge(table: &Table, collector: &str, object: &serde_json::Value, run: &Run) -> Vec<String> {
-    let Run {
-        workload_pid,
-        entry_mode,
-        absent_modules,
-    } = *run;
-    let mut wrong = Vec::new();
-    let Some(expect) = table.get(collector) else {
-        return vec![format!(
-            "{collector} has no table: add [{collector}] to counters.toml"
-        )];
-    };
-    let empty = Vec::new();
-    let events = object["events"].as_array().unwrap_or(&empty);
-    let Some(totals) = object["counters"].as_object() else {
-        return vec!["the report has no counters (the loader read none of its maps)".into()];
+    let entries = match entries(table, collector, object) {
+        Err(line) => return vec![line],
+        Ok(entries) => entries,
     };
     let row = object["per_process"]
         .as_array()
         .and_then(|rows| {
             rows.iter()
-                .find(|r| r["tgid"].as_u64() == Some(workload_pid))
+                .find(|r| r["tgid"].as_u64() == Some(run.workload_pid))
         })
-        .map(|r| r["counters"].clone());
-    for name in totals.keys() {
-        let Some(e) = expect.get(name) else {
-            wrong.push(format!("{name}: no expectation: add one to counters.toml"));
+        .map(|r| &r["counters"]);
+    let mut wrong = Vec::new();
+    for c in entries {
+        let Some(e) = c.expect else {
+            wrong.push(no_expectation(c.name));
             continue;
         };
         if e.module
             .as_ref()
-            .is_some_and(|m| absent_modules.contains_key(m))
+            .is_some_and(|m| run.absent_modules.contains_key(m))
         {
             continue;
         }
-        let event = event_of(collector, name, e, events);
-        match observed(name, e, object, entry_mode, event) {
+        match observed(c.name, e, object, run.entry_mode, c.event) {
             Err(line) => wrong.push(line),
-            Ok(true) if e.none.is_none() => {
-                let family = event.and_then(|ev| ev["family"].as_str()?.parse().ok());
-                judge_counts(name, e, object, row.as_ref(), run, family, &mut wrong);
+            Ok(Seen::Counted(family)) if e.none.is_none() => {
+                judge_counts(c.name, e, object, row, run, family, &mut wrong);
             }
             Ok(_) => {}
         }
