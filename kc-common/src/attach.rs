@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// One way to attach a collector's event; the loader's program names carry it
 /// (`<event>__<family>[_<role>][__<variant>]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AttachFamily {
     /// fentry/fexit, or tp_btf on a tracepoint: BPF trampolines (CO-RE objects only).
@@ -36,10 +37,12 @@ impl AttachFamily {
     }
 }
 
-/// `kc-loader --attach`: one family for every event, or the cheapest that fits, per event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// `kc-loader --attach`: one family for every event, or the cheapest that fits, per event
+/// (the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AttachMode {
     Only(AttachFamily),
+    #[default]
     Auto,
 }
 
@@ -96,8 +99,38 @@ impl FromStr for AttachFamily {
     }
 }
 
+// As the strings `--attach` takes, so that a report names its mode as its command line did.
+impl Serialize for AttachMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AttachMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for AttachMode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AttachMode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = AttachMode::ALL.iter().map(|m| m.as_str()).collect();
+        schemars::json_schema!({
+            "description": "`kc-loader --attach`: one family forced for every event, or `auto` (the cheapest that fits, per event).",
+            "type": "string",
+            "enum": names,
+        })
+    }
+}
+
 /// Why the loader passed a family over for an event (its report's `kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PassedOver {
     /// `--attach` named another family.
@@ -136,6 +169,12 @@ mod tests {
         }
         assert!("kprobe".parse::<AttachMode>().is_err());
         assert!("auto".parse::<AttachFamily>().is_err());
+        for m in AttachMode::ALL {
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{m}\""));
+            assert_eq!(serde_json::from_str::<AttachMode>(&json).unwrap(), m);
+        }
+        assert!(serde_json::from_str::<AttachMode>("\"kprobe\"").is_err());
         let k: PassedOver = serde_json::from_str("\"no-program\"").unwrap();
         assert!(k.cannot_exist());
         let k: PassedOver = serde_json::from_str("\"refused\"").unwrap();

@@ -1,23 +1,28 @@
 //! `kc-loader --json`: one report per pass, as a type. Every field the C loader prints
 //! (`co-re/loader/kc_output.c`, `kc_maps.c`) is here and nothing else is accepted: a field
-//! added, renamed or printed twice on one side and not the other fails to parse.
+//! added, renamed or printed twice on one side and not the other fails to parse. With the
+//! `schema` feature the type also describes itself as a JSON Schema, which the release ships
+//! (`loader-report.schema.json`) for agents written in other languages.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::attach::PassedOver;
+use crate::attach::{AttachFamily, AttachMode, PassedOver};
 
 /// One pass of the loader over its objects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoaderReport {
     /// The running kernel's release (`uname -r`).
     pub kernel: String,
-    /// The pass's `--attach` mode: `auto` or a family.
-    pub attach: String,
+    /// The pass's `--attach` mode.
+    pub attach: AttachMode,
     /// The workload's pid (0: none ran).
-    pub workload_pid: i64,
+    pub workload_pid: u32,
     /// The signal that ended the collection early.
     pub stopped_by: Option<StopSignal>,
     pub ms: PassTimes,
@@ -26,7 +31,20 @@ pub struct LoaderReport {
     pub objects: Vec<ObjectReport>,
 }
 
+impl LoaderReport {
+    /// The pass's report of `object` (its file name).
+    pub fn object(&self, object: &str) -> Option<&ObjectReport> {
+        self.objects.iter().find(|o| o.object == object)
+    }
+
+    /// The workload's pid, None where no workload ran.
+    pub fn workload(&self) -> Option<u32> {
+        (self.workload_pid != 0).then_some(self.workload_pid)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum StopSignal {
     #[serde(rename = "SIGINT")]
     Int,
@@ -36,7 +54,9 @@ pub enum StopSignal {
     Hup,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Milliseconds spent in each phase of the pass.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassTimes {
     pub attach: f64,
@@ -50,7 +70,8 @@ pub type Figures = BTreeMap<String, u64>;
 
 /// The workload's final figures, and the system's deltas over the workload's run (`inner`)
 /// and from before attach to after detach (`outer`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KernelFigures {
     pub workload: Option<Figures>,
@@ -58,20 +79,24 @@ pub struct KernelFigures {
     pub outer: Figures,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ObjectStatus {
     Ok,
     /// An event no family can observe on this kernel.
     Partial,
+    #[default]
     Failed,
     /// Sat a forced pass out: the auto pass counts it.
     AsAuto,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProgramState {
+    #[default]
     Skipped,
     Loaded,
     Attached,
@@ -79,11 +104,13 @@ pub enum ProgramState {
 }
 
 /// One object in one pass; its maps' contents where it took part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ObjectReport {
+    /// Its file name.
     pub object: String,
-    pub attach: String,
+    pub attach: AttachMode,
     pub status: ObjectStatus,
     pub error: String,
     pub events: Vec<EventReport>,
@@ -106,7 +133,49 @@ pub struct ObjectReport {
     pub memory_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl ObjectReport {
+    /// The total of `counter`: None where it is unobserved or the object has no such counter.
+    pub fn total(&self, counter: &str) -> Option<u64> {
+        self.counters.as_ref()?.get(counter).copied().flatten()
+    }
+
+    /// Why `counter` was not observed, where the report says.
+    pub fn unobserved_because(&self, counter: &str) -> Option<&str> {
+        self.unobserved
+            .as_ref()?
+            .get(counter)
+            .map(String::as_str)
+            .filter(|why| !why.is_empty())
+    }
+
+    /// The per-application rows, by process or by cgroup.
+    pub fn rows(&self) -> &[Row] {
+        self.per_process
+            .as_deref()
+            .or(self.per_cgroup.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The row of process `tgid`.
+    pub fn row_of(&self, tgid: u32) -> Option<&Row> {
+        self.per_process
+            .as_deref()?
+            .iter()
+            .find(|r| r.tgid == Some(tgid))
+    }
+
+    /// Every program that failed to load or attach, as "name: detail".
+    pub fn failed_programs(&self) -> Vec<String> {
+        self.programs
+            .iter()
+            .filter(|p| p.state == ProgramState::Failed)
+            .map(|p| format!("{}: {}", p.name, p.detail))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ObjectTimes {
     pub choose: f64,
@@ -115,15 +184,22 @@ pub struct ObjectTimes {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventReport {
     pub event: String,
     /// The family that observes it, or None.
-    pub family: Option<String>,
-    pub passed_over: BTreeMap<String, PassedOverReport>,
+    pub family: Option<AttachFamily>,
+    /// Every family not used for it, and why (the used one says `used`).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("propertyNames" = {"$ref": "#/$defs/AttachFamily"}))
+    )]
+    pub passed_over: BTreeMap<AttachFamily, PassedOverReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassedOverReport {
     pub kind: PassedOverKind,
@@ -132,19 +208,32 @@ pub struct PassedOverReport {
 
 /// A family's state for an event: passed over (and why), or `used` by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum PassedOverKind {
     Why(PassedOver),
     Used(Used),
 }
 
+impl PassedOverKind {
+    /// Why the family was passed over; None where it was used.
+    pub fn passed_over(self) -> Option<PassedOver> {
+        match self {
+            PassedOverKind::Why(why) => Some(why),
+            PassedOverKind::Used(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Used {
     Used,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProgramReport {
     pub name: String,
@@ -154,19 +243,78 @@ pub struct ProgramReport {
 }
 
 /// One application's row: keyed by process (`tgid`) or cgroup.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Row {
-    pub tgid: Option<u64>,
+    pub tgid: Option<u32>,
     pub cgroup: Option<u64>,
+    /// Its process had exited when the row was read (reported once, then removed).
     pub exited: bool,
     pub counters: BTreeMap<String, Option<u64>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl Row {
+    /// Its tgid or cgroup id, for a message.
+    pub fn key(&self) -> String {
+        match (self.tgid, self.cgroup) {
+            (Some(tgid), _) => tgid.to_string(),
+            (None, Some(cgroup)) => format!("cgroup {cgroup}"),
+            (None, None) => "?".into(),
+        }
+    }
+}
+
+/// `kc-loader --group-by`: what the per-application table is keyed by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// No table: totals only.
+    None,
+    #[default]
+    Process,
+    Cgroup,
+}
+
+impl GroupBy {
+    pub const ALL: [GroupBy; 3] = [GroupBy::None, GroupBy::Process, GroupBy::Cgroup];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::None => "none",
+            GroupBy::Process => "process",
+            GroupBy::Cgroup => "cgroup",
+        }
+    }
+}
+
+impl fmt::Display for GroupBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("group-by {0:?}: use none, process or cgroup")]
+pub struct GroupByError(String);
+
+impl FromStr for GroupBy {
+    type Err = GroupByError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        GroupBy::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| GroupByError(s.to_string()))
+    }
+}
+
+/// The per-application table's statistics over the pass.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AppsTable {
-    pub group_by: String,
+    pub group_by: GroupBy,
     pub table_size: u64,
     pub rows: u64,
     pub insertions: u64,
@@ -180,6 +328,15 @@ pub fn parse_reports(text: &str) -> Result<Vec<LoaderReport>, serde_json::Error>
     serde_json::Deserializer::from_str(text)
         .into_iter::<LoaderReport>()
         .collect()
+}
+
+/// The report's JSON Schema (draft 2020-12), as the release ships it.
+#[cfg(feature = "schema")]
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(LoaderReport);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
@@ -207,8 +364,17 @@ mod tests {
         assert_eq!(o.counters.as_ref().unwrap()["fault"], None);
         assert_eq!(o.counters.as_ref().unwrap()["exception"], Some(80));
         assert_eq!(
-            o.events[0].passed_over["trampoline"].kind,
+            o.events[0].passed_over[&AttachFamily::Trampoline].kind,
             PassedOverKind::Why(PassedOver::Refused)
+        );
+        assert_eq!(r.attach, AttachMode::Only(AttachFamily::Tracepoint));
+        assert_eq!(o.apps.as_ref().unwrap().group_by, GroupBy::Process);
+        assert_eq!(o.row_of(7).unwrap().counters["exception"], Some(80));
+        assert_eq!(o.total("exception"), Some(80));
+        assert_eq!(o.total("fault"), None);
+        assert_eq!(
+            o.unobserved_because("fault"),
+            Some("no family observes its event")
         );
         assert_eq!(r.kernel_figures.outer["stat.ctxt"], 12);
     }
@@ -218,7 +384,22 @@ mod tests {
         // The loader once printed "kernel" twice (its release, then its figures).
         let twice = PASS.replacen("\"kernel_figures\"", "\"kernel\"", 1);
         assert!(parse_reports(&twice).is_err());
+        let without = PASS.replacen("\"kernel_figures\"", "\"figures\"", 1);
+        assert!(
+            parse_reports(&without).is_err(),
+            "an old loader's report, without the kernel's figures"
+        );
         let unknown = PASS.replacen("\"missed_runs\"", "\"missed\"", 1);
         assert!(parse_reports(&unknown).is_err());
+        let family = PASS.replacen("\"trampoline\": {", "\"kprobe\": {", 1);
+        assert!(parse_reports(&family).is_err(), "a family the type lacks");
+    }
+
+    #[test]
+    fn group_by_names_round_trip() {
+        for g in GroupBy::ALL {
+            assert_eq!(g.to_string().parse::<GroupBy>().unwrap(), g);
+        }
+        assert!("thread".parse::<GroupBy>().is_err());
     }
 }

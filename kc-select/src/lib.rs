@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kc_common::release::{CORE_DIR, LEGACY_DIR, MANIFEST};
+use kc_common::report::{LoaderReport, ObjectStatus};
 use kc_common::select::{self, Kernel, Kind, LegacyMode, Offer, Selection, Trial};
 use serde::Serialize;
 
@@ -163,9 +164,9 @@ pub fn trial(
     let out = out.join().unwrap_or_default();
     let err = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
     let tail = |s: &str| s.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
-    let report: serde_json::Value = serde_json::from_slice(&out).with_context(|| {
+    let report: LoaderReport = serde_json::from_slice(&out).with_context(|| {
         format!(
-            "{} --no-attach --json ({status}) printed no report: {}",
+            "{} --no-attach --json ({status}) printed no report of its release's type (kc_common::report::LoaderReport): {}",
             loader.display(),
             tail(&err)
         )
@@ -207,23 +208,20 @@ fn drain(pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
 }
 
 /// Collector -> trial, from a loader report.
-fn parse_trials(report: &serde_json::Value) -> BTreeMap<String, Trial> {
-    report["objects"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn parse_trials(report: &LoaderReport) -> BTreeMap<String, Trial> {
+    report
+        .objects
+        .iter()
         .filter_map(|o| {
-            let name = o["object"].as_str()?;
-            let file = name.rsplit('/').next().unwrap_or(name);
+            let file = o.object.rsplit('/').next().unwrap_or(&o.object);
             let collector = file.strip_suffix(".bpf.o")?;
-            let trial = match o["status"].as_str() {
-                Some("ok" | "partial") => Trial::Loads,
-                _ => {
-                    let log = o["log_tail"].as_str().unwrap_or("");
-                    let last = log.lines().rev().find(|l| !l.trim().is_empty());
+            let trial = match o.status {
+                ObjectStatus::Ok | ObjectStatus::Partial => Trial::Loads,
+                ObjectStatus::Failed | ObjectStatus::AsAuto => {
+                    let last = o.log_tail.lines().rev().find(|l| !l.trim().is_empty());
                     Trial::Refused(match last {
-                        Some(l) => format!("{} ({})", o["error"].as_str().unwrap_or("?"), l.trim()),
-                        None => o["error"].as_str().unwrap_or("?").to_string(),
+                        Some(l) => format!("{} ({})", o.error, l.trim()),
+                        None => o.error.clone(),
                     })
                 }
             };
@@ -274,16 +272,31 @@ pub fn text(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kc_common::report::ObjectReport;
 
     #[test]
     fn a_loader_report_reads_as_trials() {
-        let report = serde_json::json!({"objects": [
-            {"object": "/r/co-re/vfs.bpf.o", "status": "ok"},
-            {"object": "cachestat.bpf.o", "status": "partial"},
-            {"object": "disk.bpf.o", "status": "failed", "error": "load: Invalid argument (the verifier log tail follows)",
-             "log_tail": "libbpf: prog 'x': failed to load\nR1 invalid mem access\n"},
-            {"object": "rkc_vfs.6.1.o", "status": "ok"}
-        ]});
+        let object = |object: &str, status, error: &str, log_tail: &str| ObjectReport {
+            object: object.into(),
+            status,
+            error: error.into(),
+            log_tail: log_tail.into(),
+            ..ObjectReport::default()
+        };
+        let report = LoaderReport {
+            objects: vec![
+                object("/r/co-re/vfs.bpf.o", ObjectStatus::Ok, "", ""),
+                object("cachestat.bpf.o", ObjectStatus::Partial, "", ""),
+                object(
+                    "disk.bpf.o",
+                    ObjectStatus::Failed,
+                    "load: Invalid argument (the verifier log tail follows)",
+                    "libbpf: prog 'x': failed to load\nR1 invalid mem access\n",
+                ),
+                object("rkc_vfs.6.1.o", ObjectStatus::Ok, "", ""),
+            ],
+            ..LoaderReport::default()
+        };
         let t = parse_trials(&report);
         assert_eq!(t.len(), 3, "legacy objects are not trials");
         assert_eq!(t["vfs"], Trial::Loads);

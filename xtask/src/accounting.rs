@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use kc_common::report::{Figures, LoaderReport, ObjectReport};
 use serde::Deserialize;
-use serde_json::Value;
 
 pub const FILE: &str = "kernel-accounting.toml";
 
@@ -90,26 +90,25 @@ fn validate(table: &Table) -> Result<()> {
 /// The sum of `figures` in a report's figure map, a figure this kernel lacks counting 0 (its
 /// kernel counts no such thing: swpout_zero before 6.12); None when it lacks them all or the
 /// map is null (not judged).
-fn figure(map: &Value, figures: &[String]) -> Option<u64> {
-    let present: Vec<u64> = figures
-        .iter()
-        .filter_map(|f| map[f.as_str()].as_u64())
-        .collect();
+fn figure(map: Option<&Figures>, figures: &[String]) -> Option<u64> {
+    let map = map?;
+    let present: Vec<u64> = figures.iter().filter_map(|f| map.get(f).copied()).collect();
     (!present.is_empty()).then(|| present.iter().sum())
 }
 
 /// Our figure: the named counters of `counters` summed; None when one is unobserved.
-fn ours(counters: &Value, name: &str, e: &Equivalent) -> Option<u64> {
+fn ours(counters: &BTreeMap<String, Option<u64>>, name: &str, e: &Equivalent) -> Option<u64> {
+    let one = |n: &str| counters.get(n).copied().flatten();
     match &e.sum {
-        Some(names) => names.iter().map(|n| counters[n.as_str()].as_u64()).sum(),
-        None => counters[name].as_u64(),
+        Some(names) => names.iter().map(|n| one(n)).sum(),
+        None => one(name),
     }
 }
 
 /// Every observed counter of one object in `pass` (a loader report) against the kernel: what
 /// disagrees, as "counter: ours N, the kernel's ..." lines. Counters the table lacks are listed
 /// as wrong too.
-pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Judged {
+pub fn judge(table: &Table, collector: &str, object: &ObjectReport, pass: &LoaderReport) -> Judged {
     let mut judged = Judged::default();
     let Some(equivalents) = table.get(collector) else {
         judged.wrong.push(format!(
@@ -117,38 +116,33 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
         ));
         return judged;
     };
-    let kernel = &pass["kernel_figures"];
-    if !kernel.is_object() {
-        judged
-            .wrong
-            .push("the report has no kernel_figures: its kc-loader is older than this judge (rebuild it: cargo xtask build)".into());
-        return judged;
-    }
-    let workload_pid = pass["workload_pid"].as_u64();
+    let kernel = &pass.kernel_figures;
     // Runs the kernel skipped (a program already running on that CPU): ours may be low by so
     // many, and the report says so.
-    let missed = object["missed_runs"].as_u64().unwrap_or(0);
+    let missed = object.missed_runs;
     let missed_note = match missed {
         0 => String::new(),
         m => format!(", {m} runs of its programs missed"),
     };
-    let row = object["per_process"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["tgid"].as_u64() == workload_pid))
-        .map(|r| &r["counters"]);
-    for (name, total) in object["counters"].as_object().into_iter().flatten() {
+    let row = pass
+        .workload()
+        .and_then(|pid| object.row_of(pid))
+        .map(|r| &r.counters);
+    let no_counters = BTreeMap::new();
+    let totals = object.counters.as_ref().unwrap_or(&no_counters);
+    for (name, total) in totals {
         let Some(e) = equivalents.get(name) else {
             judged.wrong.push(format!(
                 "{name}: not in {FILE}: add its kernel equivalent or why it has none"
             ));
             continue;
         };
-        if total.is_null() {
+        if total.is_none() {
             continue;
         }
         let why = e.why.as_deref().unwrap_or("");
         if let Some(figures) = &e.workload {
-            let (Some(row), Some(theirs)) = (row, figure(&kernel["workload"], figures)) else {
+            let (Some(row), Some(theirs)) = (row, figure(kernel.workload.as_ref(), figures)) else {
                 continue;
             };
             let Some(n) = ours(row, name, e) else {
@@ -172,13 +166,12 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
             }
         }
         if let Some(figures) = &e.system {
-            let (Some(outer), Some(n)) = (
-                figure(&kernel["outer"], figures),
-                ours(&object["counters"], name, e),
-            ) else {
+            let (Some(outer), Some(n)) =
+                (figure(Some(&kernel.outer), figures), ours(totals, name, e))
+            else {
                 continue;
             };
-            let inner = figure(&kernel["inner"], figures).unwrap_or(0);
+            let inner = figure(kernel.inner.as_ref(), figures).unwrap_or(0);
             judged.compared.push(Comparison {
                 counter: name.clone(),
                 ours: n,
@@ -199,6 +192,8 @@ pub fn judge(table: &Table, collector: &str, object: &Value, pass: &Value) -> Ju
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report_fixtures::{object, report};
+    use serde_json::{json, Value};
 
     fn table() -> Table {
         let t: Table = toml::from_str(
@@ -211,23 +206,23 @@ mod tests {
         t
     }
 
-    fn pass(minflt: u64, inner: u64, outer: u64) -> Value {
-        serde_json::json!({
+    fn pass(minflt: u64, inner: u64, outer: u64) -> LoaderReport {
+        report(json!({
             "workload_pid": 7,
             "kernel_figures": {
                 "workload": {"stat.minflt": minflt, "stat.majflt": 2},
                 "inner": {"stat.processes": inner},
                 "outer": {"stat.processes": outer}
             }
-        })
+        }))
     }
 
-    fn faults(fault: u64, major: Value) -> Value {
-        serde_json::json!({
+    fn faults(fault: u64, major: Value) -> ObjectReport {
+        object(json!({
             "counters": {"fault": fault + 10, "major": major, "error": 0},
             "per_process": [{"tgid": 7, "counters": {"fault": fault, "major": major, "error": 0}},
                             {"tgid": 8, "counters": {"fault": 1}}]
-        })
+        }))
     }
 
     #[test]
@@ -254,7 +249,7 @@ mod tests {
                 .is_empty()
         );
         let mut p = pass(100, 0, 0);
-        p["kernel_figures"]["workload"] = Value::Null;
+        p.kernel_figures.workload = None;
         let judged = judge(&t, "pagefault", &faults(999, 9.into()), &p);
         assert!(judged.wrong.is_empty() && judged.compared.is_empty());
     }
@@ -265,8 +260,14 @@ mod tests {
             "[vfs]\nread = { workload = [\"io.syscr\"], kernel_more = 8, why = \"exec's own reads\" }\n",
         )
         .unwrap();
-        let report = |read: u64| serde_json::json!({"counters": {"read": read}, "per_process": [{"tgid": 7, "counters": {"read": read}}]});
-        let pass = serde_json::json!({"workload_pid": 7, "kernel_figures": {"workload": {"io.syscr": 50}}});
+        let report = |read: u64| {
+            object(
+                json!({"counters": {"read": read}, "per_process": [{"tgid": 7, "counters": {"read": read}}]}),
+            )
+        };
+        let pass = crate::report_fixtures::report(
+            json!({"workload_pid": 7, "kernel_figures": {"workload": {"io.syscr": 50}}}),
+        );
         assert!(judge(&t, "vfs", &report(42), &pass).wrong.is_empty());
         assert!(judge(&t, "vfs", &report(50), &pass).wrong.is_empty());
         assert_eq!(
@@ -281,9 +282,11 @@ mod tests {
         // Runs the kernel skipped widen the kernel's side by as many, and are named.
         let mut low = report(40);
         assert_eq!(judge(&t, "vfs", &low, &pass).wrong.len(), 1);
-        low["missed_runs"] = 2.into();
+        low.missed_runs = 2;
         assert!(judge(&t, "vfs", &low, &pass).wrong.is_empty());
-        low["per_process"][0]["counters"]["read"] = 39.into();
+        low.per_process.as_mut().unwrap()[0]
+            .counters
+            .insert("read".into(), Some(39));
         assert_eq!(
             judge(&t, "vfs", &low, &pass).wrong,
             ["read: ours 39 in the workload's row, the kernel's io.syscr 50, at most 8 above ours, 2 runs of its programs missed (exec's own reads)"]
@@ -291,24 +294,9 @@ mod tests {
     }
 
     #[test]
-    fn a_report_without_the_kernels_figures_fails() {
-        let t = table();
-        let wrong = judge(
-            &t,
-            "process",
-            &serde_json::json!({"counters": {"fork": 1}}),
-            &serde_json::json!({}),
-        );
-        assert_eq!(
-            wrong.wrong,
-            ["the report has no kernel_figures: its kc-loader is older than this judge (rebuild it: cargo xtask build)"]
-        );
-    }
-
-    #[test]
     fn totals_must_lie_between_the_windows() {
         let t = table();
-        let forks = |n: u64| serde_json::json!({"counters": {"fork": n}});
+        let forks = |n: u64| object(json!({"counters": {"fork": n}}));
         assert!(judge(&t, "process", &forks(6), &pass(0, 6, 9))
             .wrong
             .is_empty());
@@ -347,7 +335,7 @@ mod tests {
         let wrong = judge(
             &t,
             "process",
-            &serde_json::json!({"counters": {"exec": 1}}),
+            &object(json!({"counters": {"exec": 1}})),
             &pass(0, 0, 0),
         )
         .wrong;

@@ -29,6 +29,9 @@ mod paths;
 mod process;
 mod publish;
 mod rehearse;
+#[cfg(test)]
+mod report_fixtures;
+mod schema;
 mod setup;
 mod signing;
 mod tarball;
@@ -67,6 +70,8 @@ enum Command {
     Verify(verify::VerifyOptions),
     /// Every program, map and counter name of the objects, and the source line that makes it
     Names(names::NamesOptions),
+    /// Write schema/loader-report.schema.json, the JSON Schema of kc-loader's report, from its Rust type
+    Schema(schema::SchemaOptions),
     /// The (bucket, libc) build cells, as GitHub Actions' strategy.matrix takes them
     Matrix(matrix::MatrixOptions),
     /// Package the cells into signed, reproducible release tarballs in artifacts/release
@@ -118,6 +123,7 @@ fn run(command: Command) -> Result<()> {
         Command::Build(o) => compile::run(o),
         Command::Verify(o) => verify::run(o),
         Command::Names(o) => names::run(o),
+        Command::Schema(o) => schema::run(o),
         Command::Fuzz(o) => fuzz::run(o),
         Command::Vmtest(o) => vmtest::run(o.with_narrowing_from_env()?),
         Command::Matrix(o) => matrix::run(o),

@@ -214,11 +214,18 @@ pub fn build_release(
         legacy.insert(cell::LOADER.into(), loader.clone());
         legacy.insert("kc-check-kernel.sh".into(), config_checker().into_bytes());
         let bucket_names: Vec<String> = buckets.iter().map(|(b, _)| b.to_string()).collect();
-        let core_files: BTreeMap<String, Vec<u8>> = core
+        let mut core_files: BTreeMap<String, Vec<u8>> = core
             .iter()
             .filter(|(n, _)| n.as_str() != BUILD_INFO)
             .map(|(n, b)| (n.clone(), b.clone()))
             .collect();
+        // What the loader in each tarball prints with --json, for agents in any language.
+        for files in [&mut legacy, &mut core_files] {
+            files.insert(
+                crate::schema::FILE.into(),
+                kc_common::report::json_schema().into_bytes(),
+            );
+        }
         for (kind, name, files, bucket_list) in [
             (
                 "legacy",

@@ -135,9 +135,12 @@ pub fn output(cmd: Cmd<'_>) -> Result<Output, ToolError> {
     }
 }
 
-/// Runs `cmd`, a tool that reports in JSON on stdout (kc-loader --json), whatever its exit
-/// status: the report and the status. No JSON is an error with the tool's output tail.
-pub fn json(cmd: Cmd<'_>) -> Result<(serde_json::Value, std::process::ExitStatus), ToolError> {
+/// Runs `cmd`, a tool that reports in JSON on stdout (kc-loader --json: a
+/// `kc_common::report::LoaderReport`), whatever its exit status: the report as `T`, and the
+/// status. No report of that type is an error with the tool's output tail.
+pub fn json<T: serde::de::DeserializeOwned>(
+    cmd: Cmd<'_>,
+) -> Result<(T, std::process::ExitStatus), ToolError> {
     let (program, command) = describe(&cmd);
     let out = capture(cmd)?;
     serde_json::from_slice(&out.stdout)
@@ -145,7 +148,11 @@ pub fn json(cmd: Cmd<'_>) -> Result<(serde_json::Value, std::process::ExitStatus
         .map_err(|e| ToolError {
             program,
             command,
-            status: format!("{}, and printed no JSON report ({e})", out.status),
+            status: format!(
+                "{}, and printed no report of the type {} ({e})",
+                out.status,
+                std::any::type_name::<T>()
+            ),
             tail: tail_of(&out),
         })
 }

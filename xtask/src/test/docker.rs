@@ -78,11 +78,13 @@ pub fn docker() -> Result<Verdict> {
     if root {
         let legacy = object_files(&cell_dir(CellId::bucket(host_bucket()?, Libc::Musl)))?;
         let sh = process::shell();
-        process::output(cmd!(
+        let out = process::output(cmd!(
             sh,
             "{loader} --no-attach --json --embedded {legacy...}"
         ))
         .context("the musl kc-loader failed on the host")?;
+        crate::schema::validate_reports(&String::from_utf8_lossy(&out.stdout))
+            .context("the musl kc-loader's report")?;
     }
     let t = Instant::now();
     let again = compile::docker::run(&opts, &Libc::ALL)?;

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
-use kc_common::CellId;
+use kc_common::report::{GroupBy, LoaderReport, ObjectReport, ObjectStatus, StopSignal};
+use kc_common::{AttachFamily, CellId};
 use xshell::cmd;
 
 use super::Verdict;
@@ -28,24 +29,18 @@ pub fn host_load() -> Result<Verdict> {
     let legacy = object_files(&cell_dir(CellId::bucket(bucket, libc)))?;
     let sh = process::shell();
     let objects = &legacy;
-    let (report, status) = process::json(cmd!(
+    let (report, status) = loader_report(cmd!(
         sh,
         "{loader} --attach auto --json --embedded {objects...} -- true"
     ))?;
-    let objects = report["objects"]
-        .as_array()
-        .context("no objects in the loader's report")?;
+    let objects = &report.objects;
     let mut failed = Vec::new();
-    let mut families = std::collections::BTreeMap::<String, usize>::new();
+    let mut families = std::collections::BTreeMap::<AttachFamily, usize>::new();
     let mut unobserved = std::collections::BTreeSet::new();
     for o in objects {
-        let name = o["object"].as_str().unwrap_or("?");
-        if o["status"] == "failed" {
-            failed.push(format!(
-                "{name}: {} {}",
-                o["error"],
-                o["log_tail"].as_str().unwrap_or("")
-            ));
+        let name = &o.object;
+        if o.status == ObjectStatus::Failed {
+            failed.push(format!("{name}: {:?} {}", o.error, o.log_tail));
         }
         let (observed, missing) = crate::vmtest::unobserved_events(o);
         // An object this kernel can observe nothing of (dc: kernel functions only, and neither
@@ -53,10 +48,8 @@ pub fn host_load() -> Result<Verdict> {
         if observed == 0 && missing.is_empty() {
             failed.push(format!("{name}: reports no event"));
         }
-        for e in o["events"].as_array().into_iter().flatten() {
-            if let Some(f) = e["family"].as_str() {
-                *families.entry(f.to_string()).or_default() += 1;
-            }
+        for f in o.events.iter().filter_map(|e| e.family) {
+            *families.entry(f).or_default() += 1;
         }
         for m in missing {
             // "refused" is this host's truth (no kprobes, trampolines refused); "failed" is ours.
@@ -107,40 +100,29 @@ pub fn no_false_zeros() -> Result<Verdict> {
         "{loader} --attach trampoline,probe,tracepoint --json --embedded -- sh -c 'cat /proc/self/status >/dev/null'"
     ))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    // The C loader's output, held to the report's type (kc_common::report).
-    let typed = kc_common::report::parse_reports(&text)
+    crate::schema::validate_reports(&text)?;
+    let reports = kc_common::report::parse_reports(&text)
         .context("kc-loader's report does not match kc_common::report::LoaderReport")?;
-    ensure!(
-        typed.len() == 3,
-        "expected 3 typed reports, got {}",
-        typed.len()
-    );
     let mut wrong = Vec::new();
     let mut passes = Vec::new();
-    for doc in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
-        let doc = doc.context("parsing kc-loader's reports")?;
+    for pass in &reports {
         let (mut numbers, mut nulls) = (0, 0);
-        for o in doc["objects"].as_array().into_iter().flatten() {
-            let object = o["object"].as_str().unwrap_or("?");
+        for o in &pass.objects {
+            let object = &o.object;
             let collector = object.trim_end_matches(".bpf.o");
             for line in crate::vmtest::expect::judge_observed(&table, collector, o, false) {
-                wrong.push(format!("--attach {}: {object}: {line}", doc["attach"]));
+                wrong.push(format!("--attach {}: {object}: {line}", pass.attach));
             }
-            for v in o["counters"]
-                .as_object()
-                .into_iter()
-                .flat_map(|c| c.values())
-            {
-                if v.is_null() {
-                    nulls += 1;
-                } else {
-                    numbers += 1;
+            for v in o.counters.iter().flat_map(|c| c.values()) {
+                match v {
+                    Some(_) => numbers += 1,
+                    None => nulls += 1,
                 }
             }
         }
         passes.push(format!(
             "{}: {numbers} counted, {nulls} unobserved",
-            doc["attach"]
+            pass.attach
         ));
     }
     eprintln!("e2e: every family forced: {}", passes.join("; "));
@@ -178,22 +160,19 @@ pub fn kernel_accounting() -> Result<Verdict> {
     let scratch = tempfile::tempdir()?;
     let dir = scratch.path();
     let sh = process::shell();
-    let (report, status) = process::json(cmd!(
+    let (report, status) = loader_report(cmd!(
         sh,
         "{loader} --attach auto --json --embedded -- {workload} {dir}"
     ))?;
     ensure!(status.success(), "kc-loader failed ({status}) on the host");
-    let typed: kc_common::report::LoaderReport = serde_json::from_value(report.clone())
-        .context("kc-loader's report does not match kc_common::report::LoaderReport")?;
     ensure!(
-        typed.kernel_figures.workload.is_some(),
+        report.kernel_figures.workload.is_some(),
         "the report has no kernel figures for its workload"
     );
     let mut compared = Vec::new();
     let mut wrong = Vec::new();
-    for o in report["objects"].as_array().into_iter().flatten() {
-        let object = o["object"].as_str().unwrap_or("?");
-        let collector = object.trim_end_matches(".bpf.o");
+    for o in &report.objects {
+        let collector = o.object.trim_end_matches(".bpf.o");
         let judged = crate::accounting::judge(&table, collector, o, &report);
         wrong.extend(judged.wrong.iter().map(|w| format!("{collector}: {w}")));
         wrong.extend(
@@ -231,11 +210,12 @@ pub fn kernel_accounting() -> Result<Verdict> {
         compared.len()
     );
     let doubled = crate::compile::test_object::build(&tc, "co-re/tests/vfs-doubled.bpf.c", dir)?;
-    let (report, _) = process::json(cmd!(
+    let (report, _) = loader_report(cmd!(
         sh,
         "{loader} --attach tracepoint --json {doubled} -- {workload} {dir}"
     ))?;
-    let judged = crate::accounting::judge(&table, "vfs", &report["objects"][0], &report);
+    let object = report.objects.first().context("no object in the report")?;
+    let judged = crate::accounting::judge(&table, "vfs", object, &report);
     ensure!(
         judged
             .wrong
@@ -263,65 +243,71 @@ pub fn app_tables() -> Result<Verdict> {
     let cell = cell_dir(CellId::core(host::host_libc()));
     let (loader, object) = (cell.join(cell::LOADER), cell.join("process.bpf.o"));
     let sh = process::shell();
-    let run = |group_by: &str| -> Result<serde_json::Value> {
-        let (report, status) = process::json(cmd!(
+    let run = |group_by: GroupBy| -> Result<ObjectReport> {
+        let group_by = group_by.as_str();
+        let (report, status) = loader_report(cmd!(
             sh,
             "{loader} --json --group-by {group_by} --table-size 4 {object} -- sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24; do /bin/true; done'"
         ))?;
+        let o = report
+            .objects
+            .into_iter()
+            .next()
+            .context("no object in the report")?;
         ensure!(
             status.success(),
             "kc-loader --group-by {group_by} failed ({status}): {}",
-            report["objects"][0]["error"]
+            o.error
         );
-        Ok(report["objects"][0].clone())
+        Ok(o)
     };
-    let o = run("process")?;
-    let rows = o["per_process"].as_array().context("no per_process rows")?;
-    let apps = &o["apps"];
-    let exited = rows.iter().filter(|r| r["exited"] == true).count() as u64;
+    let o = run(GroupBy::Process)?;
+    let rows = o.per_process.as_deref().context("no per_process rows")?;
+    let apps = o.apps.as_ref().context("no apps table statistics")?;
+    let exited = rows.iter().filter(|r| r.exited).count() as u64;
     ensure!(
-        rows.len() <= 4 && apps["table_size"] == 4,
+        rows.len() <= 4 && apps.table_size == 4,
         "the table holds {} rows, past its size 4",
         rows.len()
     );
     ensure!(
-        apps["insertions"].as_u64().unwrap_or(0) >= 24,
+        apps.insertions >= 24,
         "24 processes exec'd but the programs inserted {} rows",
-        apps["insertions"]
+        apps.insertions
     );
     ensure!(
-        apps["evicted"].as_u64().unwrap_or(0) >= 20,
+        apps.evicted >= 20,
         "24 rows through a table of 4, yet only {} evictions reported",
-        apps["evicted"]
+        apps.evicted
     );
     ensure!(
-        apps["removed_exited"].as_u64() == Some(exited),
+        apps.removed_exited == exited,
         "{exited} rows of exited processes were reported but {} removed",
-        apps["removed_exited"]
+        apps.removed_exited
     );
     ensure!(
-        o["counters"]["exec"].as_u64().unwrap_or(0) >= 24,
-        "the totals missed execs: {}",
-        o["counters"]
+        o.total("exec").unwrap_or(0) >= 24,
+        "the totals missed execs: {:?}",
+        o.counters
     );
-    let o = run("cgroup")?;
-    let cgroups = o["per_cgroup"].as_array().context("no per_cgroup rows")?;
+    let by_cgroup = run(GroupBy::Cgroup)?;
+    let cgroups = by_cgroup
+        .per_cgroup
+        .as_deref()
+        .context("no per_cgroup rows")?;
     ensure!(
-        !cgroups.is_empty()
-            && cgroups
-                .iter()
-                .all(|r| r["cgroup"].as_u64().unwrap_or(0) > 0),
+        !cgroups.is_empty() && cgroups.iter().all(|r| r.cgroup.unwrap_or(0) > 0),
         "per-cgroup rows without cgroup ids: {cgroups:?}"
     );
-    let o = run("none")?;
+    let none = run(GroupBy::None)?;
     ensure!(
-        o.get("per_process").is_none() && o["apps"].is_null(),
+        none.per_process.is_none() && none.apps.is_none(),
         "--group-by none still reported rows"
     );
     eprintln!(
         "e2e: --table-size 4: {} rows after {} insertions, {exited} exited removed; by cgroup: {} rows",
         rows.len(),
-        apps["insertions"],
+        apps.insertions,
         cgroups.len()
     );
     agent_reads_the_tables(&cell)?;
@@ -455,27 +441,30 @@ pub fn loader_stops_on_sigterm() -> Result<Verdict> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let out = loader.wait_with_output()?;
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "kc-loader's report after SIGTERM is not JSON:\n{}",
-            process::tail_of(&out)
-        )
-    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: LoaderReport = crate::schema::validate_reports(&text)
+        .and_then(|_| Ok(serde_json::from_str(&text)?))
+        .with_context(|| {
+            format!(
+                "kc-loader's report after SIGTERM is not a kc_common::report::LoaderReport:\n{}",
+                process::tail_of(&out)
+            )
+        })?;
     ensure!(
         out.status.code() == Some(128 + 15),
         "kc-loader ended {} after SIGTERM, not with status 143:\n{}",
         out.status,
         process::tail_of(&out)
     );
+    let status = report.objects.first().map(|o| o.status);
     ensure!(
-        report["stopped_by"] == "SIGTERM" && report["objects"][0]["status"] == "ok",
-        "the report after SIGTERM says stopped_by {} and status {}",
-        report["stopped_by"],
-        report["objects"][0]["status"]
+        report.stopped_by == Some(StopSignal::Term) && status == Some(ObjectStatus::Ok),
+        "the report after SIGTERM says stopped_by {:?} and status {status:?}",
+        report.stopped_by,
     );
     ensure!(
-        report["objects"][0]["counters"].is_object(),
-        "the report after SIGTERM has no counters: {report}"
+        report.objects[0].counters.is_some(),
+        "the report after SIGTERM has no counters: {report:?}"
     );
     ensure!(
         !Path::new("/proc").join(&workload_pid).exists(),
@@ -512,6 +501,24 @@ pub fn loader_stops_on_sigterm() -> Result<Verdict> {
         stopping.elapsed().as_secs_f64()
     );
     Ok(Verdict::Passed)
+}
+
+/// Runs kc-loader (`--json`, one pass) whatever its exit status: its report, held both to the
+/// shipped JSON Schema and to the Rust type, and its status.
+fn loader_report(cmd: xshell::Cmd<'_>) -> Result<(LoaderReport, std::process::ExitStatus)> {
+    let shown = cmd.to_string();
+    let out = process::capture(cmd)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let checked = crate::schema::validate_reports(&text)
+        .and_then(|_| Ok(serde_json::from_str::<LoaderReport>(&text)?));
+    let report = checked.with_context(|| {
+        format!(
+            "{shown} ({}) printed no valid report:\n{}",
+            out.status,
+            process::tail_of(&out)
+        )
+    })?;
+    Ok((report, out.status))
 }
 
 pub fn needs_root() -> Option<Verdict> {

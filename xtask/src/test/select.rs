@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use kc_common::release::{LEGACY_DIR, SELECT_TOOL};
+use kc_common::report::{LoaderReport, ObjectStatus};
 use kc_common::select::{Kind, Selection};
 use kc_common::{select_bucket, KernelVersion};
 use xshell::cmd;
@@ -65,19 +66,38 @@ pub fn check_installed_release(prefix: &Path) -> Result<()> {
             .all(|(_, k, b)| *k == Kind::Legacy && b.as_deref() == Some(bucket.as_str())),
         "without BTF every collector should fall back to bucket {bucket}: {fallback:?}"
     );
+    // The release ships its loader's report schema, generated from the report's type.
+    let schema_path = current.join(LEGACY_DIR).join(crate::schema::FILE);
+    let shipped_schema = std::fs::read_to_string(&schema_path)
+        .with_context(|| format!("the release has no {}", schema_path.display()))?;
+    ensure!(
+        shipped_schema == kc_common::report::json_schema(),
+        "{} is not the schema of kc_common::report::LoaderReport",
+        schema_path.display()
+    );
     // What was chosen loads and attaches (the release's loader; auto picks the families).
     for args in [&[][..], &["--btf", "/nonexistent"][..]] {
         let paths = process::read(cmd!(sh, "{select} --paths {args...}"))?;
         let objects: Vec<&str> = paths.lines().collect();
         let count = objects.len();
-        let (loaded, _) = process::json(cmd!(sh, "{loader} --json {objects...}"))
-            .context("loading the objects kc-select chose")?;
-        let refused: Vec<String> = loaded["objects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|o| !matches!(o["status"].as_str(), Some("ok" | "partial")))
-            .map(|o| format!("{}: {}", o["object"], o["error"]))
+        let out = process::capture(cmd!(sh, "{loader} --json {objects...}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The release's loader against the release's schema, as an agent would hold it.
+        crate::schema::validate_reports_against(&shipped_schema, &text)
+            .and_then(|_| Ok(serde_json::from_str::<LoaderReport>(&text)?))
+            .with_context(|| {
+                format!(
+                    "loading the objects kc-select chose ({}):\n{}",
+                    out.status,
+                    process::tail_of(&out)
+                )
+            })?;
+        let loaded: LoaderReport = serde_json::from_str(&text)?;
+        let refused: Vec<String> = loaded
+            .objects
+            .iter()
+            .filter(|o| !matches!(o.status, ObjectStatus::Ok | ObjectStatus::Partial))
+            .map(|o| format!("{}: {}", o.object, o.error))
             .collect();
         ensure!(
             refused.is_empty() && count == n,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kc_common::attach::AttachFamily;
+use kc_common::report::{EventReport, ObjectReport, Row};
 use serde::Deserialize;
 
 /// One counter's expectation (see the file's header).
@@ -75,7 +76,7 @@ pub fn modules(table: &Table) -> Vec<String> {
 /// What one loader run of one object was: whose row is the workload's, whether the object is
 /// a `p` object, and which modules this kernel could not load (name → why).
 pub struct Run<'a> {
-    pub workload_pid: u64,
+    pub workload_pid: Option<u32>,
     pub entry_mode: bool,
     pub absent_modules: &'a BTreeMap<String, String>,
 }
@@ -93,21 +94,20 @@ fn event_of<'a>(
     collector: &str,
     counter: &str,
     e: &Expect,
-    events: &'a [serde_json::Value],
-) -> Option<&'a serde_json::Value> {
+    events: &'a [EventReport],
+) -> Option<&'a EventReport> {
     if let Some(name) = &e.event {
-        return events.iter().find(|ev| ev["event"] == name.as_str());
+        return events.iter().find(|ev| ev.event == *name);
     }
     let prefix = format!("kc_{collector}_");
     events
         .iter()
         .filter(|ev| {
-            ev["event"]
-                .as_str()
-                .and_then(|n| n.strip_prefix(&prefix))
+            ev.event
+                .strip_prefix(&prefix)
                 .is_some_and(|short| counter.starts_with(short))
         })
-        .max_by_key(|ev| ev["event"].as_str().map_or(0, str::len))
+        .max_by_key(|ev| ev.event.len())
 }
 
 /// Why counters.toml says nothing observes `name` in this run (so the report must say null),
@@ -115,7 +115,7 @@ fn event_of<'a>(
 fn expected_unobserved(
     e: &Expect,
     entry_mode: bool,
-    event: Option<&serde_json::Value>,
+    event: Option<&EventReport>,
     family: Option<AttachFamily>,
 ) -> Option<String> {
     if entry_mode && e.unobserved.contains(&Unseen::P) {
@@ -125,7 +125,7 @@ fn expected_unobserved(
         return Some("the object has no program for its event".into());
     };
     let Some(family) = family else {
-        return Some(format!("no family observes {}", ev["event"]));
+        return Some(format!("no family observes {:?}", ev.event));
     };
     e.unobserved
         .iter()
@@ -147,20 +147,15 @@ enum Seen {
 fn observed(
     name: &str,
     e: &Expect,
-    object: &serde_json::Value,
+    object: &ObjectReport,
     entry_mode: bool,
-    event: Option<&serde_json::Value>,
+    event: Option<&EventReport>,
 ) -> Result<Seen, String> {
-    let family = event.and_then(|ev| ev["family"].as_str()?.parse().ok());
-    let reason = object["unobserved"][name]
-        .as_str()
-        .filter(|r| !r.is_empty());
-    let rows = object["per_process"]
-        .as_array()
-        .or(object["per_cgroup"].as_array());
+    let family = event.and_then(|ev| ev.family);
+    let reason = object.unobserved_because(name);
     match (
         expected_unobserved(e, entry_mode, event, family),
-        object["counters"][name].as_u64(),
+        object.total(name),
     ) {
         (Some(why), Some(n)) => Err(format!(
             "{name}: counted {n} where nothing observes it ({why}): the report must say null, not a number"
@@ -168,15 +163,14 @@ fn observed(
         (Some(_), None) if reason.is_none() => Err(format!(
             "{name}: unobserved without a reason in the report's \"unobserved\""
         )),
-        (Some(_), None) => match rows
-            .into_iter()
-            .flatten()
-            .find(|r| !r["counters"][name].is_null())
+        (Some(_), None) => match object
+            .rows()
+            .iter()
+            .find_map(|r| Some((r, r.counters.get(name).copied().flatten()?)))
         {
-            Some(r) => Err(format!(
-                "{name}: unobserved in the totals but {} in the row of {}",
-                r["counters"][name],
-                r.get("tgid").or(r.get("cgroup")).unwrap_or(&serde_json::Value::Null)
+            Some((r, n)) => Err(format!(
+                "{name}: unobserved in the totals but {n} in the row of {}",
+                r.key()
             )),
             None => Ok(Seen::Unobserved),
         },
@@ -194,7 +188,7 @@ fn observed(
 struct Entry<'a> {
     name: &'a str,
     expect: Option<&'a Expect>,
-    event: Option<&'a serde_json::Value>,
+    event: Option<&'a EventReport>,
 }
 
 /// Every counter of one object's report with its expectation and event; `Err` is the one line
@@ -202,15 +196,15 @@ struct Entry<'a> {
 fn entries<'a>(
     table: &'a Table,
     collector: &str,
-    object: &'a serde_json::Value,
+    object: &'a ObjectReport,
 ) -> Result<Vec<Entry<'a>>, String> {
     let Some(expect) = table.get(collector) else {
         return Err(format!(
             "{collector} has no table: add [{collector}] to counters.toml"
         ));
     };
-    let events = object["events"].as_array().map_or(&[][..], Vec::as_slice);
-    let Some(totals) = object["counters"].as_object() else {
+    let events = &object.events;
+    let Some(totals) = &object.counters else {
         return Err("the report has no counters (the loader read none of its maps)".into());
     };
     Ok(totals
@@ -236,7 +230,7 @@ fn no_expectation(name: &str) -> String {
 pub fn judge_observed(
     table: &Table,
     collector: &str,
-    object: &serde_json::Value,
+    object: &ObjectReport,
     entry_mode: bool,
 ) -> Vec<String> {
     match entries(table, collector, object) {
@@ -253,18 +247,12 @@ pub fn judge_observed(
 
 /// Every wrong count of one object's report: "counter: expected X, got Y" lines, and every
 /// counter observed where it must not be or unobserved where it must be.
-pub fn judge(table: &Table, collector: &str, object: &serde_json::Value, run: &Run) -> Vec<String> {
+pub fn judge(table: &Table, collector: &str, object: &ObjectReport, run: &Run) -> Vec<String> {
     let entries = match entries(table, collector, object) {
         Err(line) => return vec![line],
         Ok(entries) => entries,
     };
-    let row = object["per_process"]
-        .as_array()
-        .and_then(|rows| {
-            rows.iter()
-                .find(|r| r["tgid"].as_u64() == Some(run.workload_pid))
-        })
-        .map(|r| &r["counters"]);
+    let row = run.workload_pid.and_then(|pid| object.row_of(pid));
     let mut wrong = Vec::new();
     for c in entries {
         let Some(e) = c.expect else {
@@ -292,8 +280,8 @@ pub fn judge(table: &Table, collector: &str, object: &serde_json::Value, run: &R
 fn judge_counts(
     name: &str,
     e: &Expect,
-    object: &serde_json::Value,
-    row: Option<&serde_json::Value>,
+    object: &ObjectReport,
+    row: Option<&Row>,
     run: &Run,
     family: Option<AttachFamily>,
     wrong: &mut Vec<String>,
@@ -305,11 +293,13 @@ fn judge_counts(
         None => None,
     };
     let exact = by_family.or(e.row);
-    let got_row = row.and_then(|r| r[name].as_u64()).unwrap_or(0);
-    let got_total = object["counters"][name].as_u64().unwrap_or(0);
+    let got_row = row
+        .and_then(|r| r.counters.get(name).copied().flatten())
+        .unwrap_or(0);
+    let got_total = object.total(name).unwrap_or(0);
     // Runs the kernel skipped (a program already running on that CPU, preempted): a count may
     // be low by as many, never high.
-    let missed = object["missed_runs"].as_u64().unwrap_or(0);
+    let missed = object.missed_runs;
     if let Some(want) = exact {
         if !(want.saturating_sub(missed)..=want).contains(&got_row) {
             let how = if row.is_none() {
@@ -345,7 +335,12 @@ fn judge_counts(
         }
     }
     if let Some(dev) = &e.device {
-        let got = sum_of(&object["devices"], |m| m[dev].as_u64().unwrap_or(0));
+        let got: u64 = object
+            .devices
+            .iter()
+            .flat_map(|maps| maps.values())
+            .filter_map(|m| m.get(dev))
+            .sum();
         if got != got_total {
             wrong.push(format!(
                 "{name}: device {dev} holds {got} of the total {got_total}"
@@ -353,11 +348,14 @@ fn judge_counts(
         }
     }
     if let Some(id) = e.latency.filter(|_| !run.entry_mode) {
-        let got = sum_of(&object["histograms"], |m| {
-            m[id.to_string()]
-                .as_array()
-                .map_or(0, |slots| slots.iter().filter_map(|v| v.as_u64()).sum())
-        });
+        let id = id.to_string();
+        let got: u64 = object
+            .histograms
+            .iter()
+            .flat_map(|maps| maps.values())
+            .filter_map(|m| m.get(&id))
+            .flatten()
+            .sum();
         if got != got_total {
             wrong.push(format!(
                 "{name}: latency histogram {id} holds {got} samples for {got_total} calls"
@@ -366,17 +364,12 @@ fn judge_counts(
     }
 }
 
-/// `per_map` summed over the maps of a report's `devices` or `histograms`.
-fn sum_of(maps: &serde_json::Value, per_map: impl Fn(&serde_json::Value) -> u64) -> u64 {
-    maps.as_object()
-        .map_or(0, |maps| maps.values().map(per_map).sum())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report_fixtures::object;
 
-    fn run(workload_pid: u64, entry_mode: bool) -> Run<'static> {
+    fn run(workload_pid: Option<u32>, entry_mode: bool) -> Run<'static> {
         static NONE: BTreeMap<String, String> = BTreeMap::new();
         Run {
             workload_pid,
@@ -419,19 +412,19 @@ mod tests {
         let t = table();
         let mut ok = report("probe", 6, Some(0), 2);
         ok["unobserved"]["fsync"] = "no family observes kc_vfs_fsync".into();
-        assert!(judge(&t, "vfs", &ok, &run(7, false)).is_empty());
+        assert!(judge(&t, "vfs", &object(ok.clone()), &run(Some(7), false)).is_empty());
         let mut ok = report("tracepoint", 7, Some(1), 2);
         ok["unobserved"]["fsync"] = "no family".into();
-        assert!(judge(&t, "vfs", &ok, &run(7, false)).is_empty());
+        assert!(judge(&t, "vfs", &object(ok.clone()), &run(Some(7), false)).is_empty());
         let mut p = report("tracepoint", 7, None, 2);
         p["unobserved"]["fsync"] = "no family".into();
         assert!(
-            judge(&t, "vfs", &p, &run(7, true)).is_empty(),
+            judge(&t, "vfs", &object(p.clone()), &run(Some(7), true)).is_empty(),
             "p objects count no errors: null, with a reason"
         );
         let mut bad = report("probe", 7, Some(0), 1);
         bad["unobserved"]["fsync"] = "no family".into();
-        let wrong = judge(&t, "vfs", &bad, &run(7, false));
+        let wrong = judge(&t, "vfs", &object(bad.clone()), &run(Some(7), false));
         assert_eq!(wrong.len(), 3, "{wrong:?}");
         assert!(
             wrong[0].starts_with("open: expected 6 in the workload's row, got 7"),
@@ -443,14 +436,17 @@ mod tests {
         assert!(wrong
             .iter()
             .any(|w| w.starts_with("read: expected at least 3 in the totals")));
-        let wrong = judge(&t, "vfs", &ok, &run(99, false));
+        let wrong = judge(&t, "vfs", &object(ok.clone()), &run(Some(99), false));
         assert!(wrong[0].contains("the workload has no row"), "{wrong:?}");
         // A run the kernel skipped may leave a count low by one, never high.
         let mut missed = report("probe", 5, Some(0), 2);
         missed["unobserved"]["fsync"] = "no family".into();
-        assert_eq!(judge(&t, "vfs", &missed, &run(7, false)).len(), 1);
+        assert_eq!(
+            judge(&t, "vfs", &object(missed.clone()), &run(Some(7), false)).len(),
+            1
+        );
         missed["missed_runs"] = 1.into();
-        assert!(judge(&t, "vfs", &missed, &run(7, false)).is_empty());
+        assert!(judge(&t, "vfs", &object(missed.clone()), &run(Some(7), false)).is_empty());
     }
 
     #[test]
@@ -463,7 +459,7 @@ mod tests {
         // A blind family's 0, a p object's 0, an unobserved event's 0: false numbers.
         let mut r = report("tracepoint", 7, Some(1), 0);
         r["counters"]["fsync"] = 0.into();
-        let wrong = judge(&t, "vfs", &r, &run(7, false));
+        let wrong = judge(&t, "vfs", &object(r.clone()), &run(Some(7), false));
         assert_eq!(wrong.len(), 2, "{wrong:?}");
         assert!(
             wrong[0].starts_with(
@@ -480,7 +476,7 @@ mod tests {
         let mut r = report("probe", 7, Some(0), 2);
         r["counters"]["fsync"] = serde_json::Value::Null;
         r["unobserved"]["fsync"] = "no family".into();
-        let wrong = judge(&t, "vfs", &r, &run(7, true));
+        let wrong = judge(&t, "vfs", &object(r.clone()), &run(Some(7), true));
         assert_eq!(
             wrong,
             ["open_error: counted 0 where nothing observes it (an entry-only (p) object does not count it): the report must say null, not a number"]
@@ -490,7 +486,7 @@ mod tests {
         r["per_process"][1]["counters"]["fsync"] = 0.into();
         r["unobserved"]["fsync"] = "no family".into();
         assert_eq!(
-            judge_observed(&t, "vfs", &r, false),
+            judge_observed(&t, "vfs", &object(r.clone()), false),
             ["fsync: unobserved in the totals but 0 in the row of 8"]
         );
         // Null where a family counts it, and null without a reason.
@@ -498,7 +494,7 @@ mod tests {
         r["counters"]["read"] = serde_json::Value::Null;
         r["unobserved"]["read"] = "blind".into();
         r["counters"]["fsync"] = serde_json::Value::Null;
-        let wrong = judge(&t, "vfs", &r, &run(7, false));
+        let wrong = judge(&t, "vfs", &object(r.clone()), &run(Some(7), false));
         assert_eq!(
             wrong,
             [
@@ -513,7 +509,7 @@ mod tests {
         let mut r = report("probe", 6, Some(0), 2);
         r["unobserved"]["fsync"] = "no family".into();
         r["counters"]["new_counter"] = 1.into();
-        let wrong = judge(&table(), "vfs", &r, &run(7, false));
+        let wrong = judge(&table(), "vfs", &object(r.clone()), &run(Some(7), false));
         assert_eq!(
             wrong,
             ["new_counter: no expectation: add one to counters.toml"]
@@ -536,8 +532,8 @@ mod tests {
                 "histograms": {"md_latency": {"4": [slots[0], slots[1]], "5": [7]}}
             })
         };
-        assert!(judge(&t, "md", &report(3, [1, 1]), &run(0, false)).is_empty());
-        let wrong = judge(&t, "md", &report(2, [2, 1]), &run(0, false));
+        assert!(judge(&t, "md", &object(report(3, [1, 1])), &run(None, false)).is_empty());
+        let wrong = judge(&t, "md", &object(report(2, [2, 1])), &run(None, false));
         assert_eq!(
             wrong,
             [
@@ -548,11 +544,11 @@ mod tests {
         // p objects keep no histograms; a kernel without the module is not judged on it.
         let absent = BTreeMap::from([("raid1".to_string(), "not packaged".to_string())]);
         let run = Run {
-            workload_pid: 0,
+            workload_pid: None,
             entry_mode: true,
             absent_modules: &absent,
         };
-        assert!(judge(&t, "md", &report(0, [0, 0]), &run).is_empty());
+        assert!(judge(&t, "md", &object(report(0, [0, 0])), &run).is_empty());
         assert_eq!(modules(&t), ["raid1"]);
     }
 

@@ -1,6 +1,7 @@
 //! Judging the guests' reports (pure): per (kernel, object, attach mode) whether it loaded,
 //! attached what this kernel can attach, and counted; and the kernel x collector table.
 
+use kc_common::report::{LoaderReport, ObjectReport, ObjectStatus};
 use kc_common::{Arch, AttachFamily, AttachMode, KernelVersion, PassedOver};
 use serde::Serialize;
 
@@ -33,7 +34,7 @@ fn collector_of(object: &str) -> (String, String) {
 #[derive(Debug, Clone)]
 pub struct Unobserved {
     pub event: String,
-    pub reasons: Vec<(String, Option<PassedOver>, String)>,
+    pub reasons: Vec<(AttachFamily, Option<PassedOver>, String)>,
 }
 
 impl Unobserved {
@@ -42,10 +43,7 @@ impl Unobserved {
     pub fn cannot_exist_without(&self, lacks: &[AttachFamily]) -> bool {
         self.reasons.iter().all(|(family, k, _)| {
             k.is_some_and(PassedOver::cannot_exist)
-                || (*k == Some(PassedOver::Refused)
-                    && family
-                        .parse()
-                        .is_ok_and(|f: AttachFamily| lacks.contains(&f)))
+                || (*k == Some(PassedOver::Refused) && lacks.contains(family))
         })
     }
 
@@ -78,38 +76,25 @@ pub fn families_lacking(arch: Arch, kernel: &KernelVersion) -> Vec<AttachFamily>
 }
 
 /// How many events of a loader report's object were observed, and those that were not.
-pub fn unobserved(o: &serde_json::Value) -> (usize, Vec<Unobserved>) {
-    let mut observed = 0;
-    let mut missing = Vec::new();
-    for e in o["events"].as_array().into_iter().flatten() {
-        if !e["family"].is_null() {
-            observed += 1;
-            continue;
-        }
-        let reasons = e["passed_over"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(family, p)| {
-                let kind: Option<PassedOver> = serde_json::from_value(p["kind"].clone()).ok();
-                (
-                    family.clone(),
-                    kind,
-                    p["why"].as_str().unwrap_or("?").to_string(),
-                )
-            })
-            .filter(|(_, k, _)| *k != Some(PassedOver::NotAsked))
-            .collect();
-        missing.push(Unobserved {
-            event: e["event"].as_str().unwrap_or("?").to_string(),
-            reasons,
-        });
-    }
-    (observed, missing)
+pub fn unobserved(o: &ObjectReport) -> (usize, Vec<Unobserved>) {
+    let (observed, missing): (Vec<_>, Vec<_>) = o.events.iter().partition(|e| e.family.is_some());
+    let missing = missing
+        .into_iter()
+        .map(|e| Unobserved {
+            event: e.event.clone(),
+            reasons: e
+                .passed_over
+                .iter()
+                .map(|(family, p)| (*family, p.kind.passed_over(), p.why.clone()))
+                .filter(|(_, k, _)| *k != Some(PassedOver::NotAsked))
+                .collect(),
+        })
+        .collect();
+    (observed.len(), missing)
 }
 
-fn log_tail(o: &serde_json::Value) -> String {
-    let lines: Vec<&str> = o["log_tail"].as_str().unwrap_or("").lines().collect();
+fn log_tail(o: &ObjectReport) -> String {
+    let lines: Vec<&str> = o.log_tail.lines().collect();
     lines[lines.len().saturating_sub(6)..].join(" | ")
 }
 
@@ -131,16 +116,13 @@ pub struct Guest<'a> {
 
 /// The family each event of `object` got in `report`, in order; `None` where the report has
 /// no such object.
-fn event_families(report: &serde_json::Value, object: &str) -> Option<Vec<serde_json::Value>> {
-    let o = report["objects"]
-        .as_array()?
-        .iter()
-        .find(|o| o["object"] == object)?;
+fn event_families(report: &LoaderReport, object: &str) -> Option<Vec<Option<AttachFamily>>> {
     Some(
-        o["events"]
-            .as_array()?
+        report
+            .object(object)?
+            .events
             .iter()
-            .map(|e| e["family"].clone())
+            .map(|e| e.family)
             .collect(),
     )
 }
@@ -148,17 +130,12 @@ fn event_families(report: &serde_json::Value, object: &str) -> Option<Vec<serde_
 /// Judges every pass of one guest's loader run: each report on its own, then each object
 /// that sat a forced pass out (`as-auto`) against the auto pass, which must have used that
 /// pass's family for every event (else the forced family was never proven for it).
-pub fn judge_passes(
-    reports: &[(AttachMode, serde_json::Value)],
-    guest: &Guest,
-) -> Vec<ObjectOutcome> {
-    let auto = reports
-        .iter()
-        .find(|(m, _)| *m == AttachMode::Auto)
-        .map(|(_, r)| r);
+pub fn judge_passes(reports: &[LoaderReport], guest: &Guest) -> Vec<ObjectOutcome> {
+    let auto = reports.iter().find(|r| r.attach == AttachMode::Auto);
     let mut outcomes = Vec::new();
-    for (mode, report) in reports {
-        for mut outcome in judge(report, *mode, guest) {
+    for report in reports {
+        let mode = report.attach;
+        for mut outcome in judge(report, guest) {
             if outcome.verdict == AS_AUTO {
                 let forced = event_families(report, &outcome.object);
                 let chose = auto.and_then(|a| event_families(a, &outcome.object));
@@ -176,7 +153,7 @@ pub fn judge_passes(
 }
 
 /// Judges one loader report (one `--attach` mode) against what each collector is expected to do.
-pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec<ObjectOutcome> {
+pub fn judge(report: &LoaderReport, guest: &Guest) -> Vec<ObjectOutcome> {
     let Guest {
         collectors,
         counters,
@@ -186,16 +163,15 @@ pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec
         absent_modules,
     } = *guest;
     let lacks = families_lacking(arch, kernel);
-    let workload_pid = report["workload_pid"].as_u64().unwrap_or(0);
-    let empty = Vec::new();
-    let objects = report["objects"].as_array().unwrap_or(&empty);
-    objects
+    let mode = report.attach;
+    report
+        .objects
         .iter()
         .filter(|o| !not_applicable(o, mode))
         .map(|o| {
-            let object = o["object"].as_str().unwrap_or("?").to_string();
+            let object = o.object.clone();
             let (collector, kind) = collector_of(&object);
-            if o["status"] == AS_AUTO {
+            if o.status == ObjectStatus::AsAuto {
                 // Checked against the auto pass by `judge_passes`.
                 return ObjectOutcome {
                     object,
@@ -212,7 +188,7 @@ pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec
                 kc_verify::ObjectKind::Legacy { mode: 'p', .. }
             );
             let run = super::expect::Run {
-                workload_pid,
+                workload_pid: report.workload(),
                 entry_mode,
                 absent_modules,
             };
@@ -223,26 +199,8 @@ pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec
                     .into_iter()
                     .map(|w| format!("against the kernel: {w}")),
             );
-            let counted: u64 = o["counters"]
-                .as_object()
-                .map(|c| c.values().filter_map(serde_json::Value::as_u64).sum())
-                .unwrap_or(0);
+            let counted: u64 = o.counters.iter().flat_map(|c| c.values().flatten()).sum();
             let c = collectors.iter().find(|c| c.name == collector);
-            let failed_programs: Vec<String> = o["programs"]
-                .as_array()
-                .map(|p| {
-                    p.iter()
-                        .filter(|p| p["state"] == "failed")
-                        .map(|p| {
-                            format!(
-                                "{}: {}",
-                                p["name"].as_str().unwrap_or("?"),
-                                p["detail"].as_str().unwrap_or("")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
             let (observed, missing) = unobserved(o);
             let wrong: Vec<String> = missing
                 .iter()
@@ -256,11 +214,11 @@ pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec
                 .collect();
             let (verdict, detail) = if let Some(reason) = c.and_then(|c| c.unsupported_on(kernel)) {
                 (format!("skipped: {reason}"), String::new())
-            } else if o["status"] == "failed" {
+            } else if o.status == ObjectStatus::Failed {
                 let detail = format!(
                     "{} {} {}",
-                    o["error"].as_str().unwrap_or(""),
-                    failed_programs.join("; "),
+                    o.error,
+                    o.failed_programs().join("; "),
                     log_tail(o)
                 );
                 ("failed".into(), detail)
@@ -303,29 +261,40 @@ pub fn judge(report: &serde_json::Value, mode: AttachMode, guest: &Guest) -> Vec
         .collect()
 }
 
+/// The loader's reports in a guest's console, and those that are not reports.
+#[derive(Debug, Default)]
+pub struct Passes {
+    pub reports: Vec<LoaderReport>,
+    /// Each document that is not a `kc_common::report::LoaderReport`: the C loader printed a
+    /// field the type lacks, or lacks one the type has ("--attach MODE: why").
+    pub malformed: Vec<String>,
+}
+
 /// The loader's reports between the markers in the console output: one JSON document per
 /// pass (`--attach trampoline,probe,tracepoint,auto`), each naming its mode in `attach`. The
 /// console carries other lines between them (the workload's own warnings on stderr, kernel
 /// messages): each document starts on a line of its own, and a document cut short is left out.
-pub fn extract_reports(console: &str) -> Vec<(AttachMode, serde_json::Value)> {
-    between(console, BEGIN, END)
+pub fn extract_reports(console: &str) -> Passes {
+    let mut passes = Passes::default();
+    for doc in between(console, BEGIN, END)
         .into_iter()
         .flat_map(|(_, body)| documents(body))
-        .filter_map(|doc| Some((doc["attach"].as_str()?.parse().ok()?, doc)))
-        .collect()
-}
-
-/// Each report that does not parse as `kc_common::report::LoaderReport`: the C loader printed
-/// a field the type lacks, or lacks one the type has ("--attach MODE: why").
-pub fn malformed(reports: &[(AttachMode, serde_json::Value)]) -> Vec<String> {
-    reports
-        .iter()
-        .filter_map(|(mode, r)| {
-            serde_json::from_value::<kc_common::report::LoaderReport>(r.clone())
-                .err()
-                .map(|e| format!("--attach {mode}: the report does not match kc_common::report::LoaderReport: {e}"))
-        })
-        .collect()
+    {
+        let mode = doc["attach"].as_str().unwrap_or("?").to_string();
+        let invalid = crate::schema::problems(&doc);
+        match serde_json::from_value::<LoaderReport>(doc) {
+            Ok(report) if invalid.is_empty() => passes.reports.push(report),
+            Ok(_) => passes.malformed.push(format!(
+                "--attach {mode}: the report is not valid against {}: {}",
+                crate::schema::FILE,
+                invalid.join("; ")
+            )),
+            Err(e) => passes.malformed.push(format!(
+                "--attach {mode}: the report does not match kc_common::report::LoaderReport: {e}"
+            )),
+        }
+    }
+    passes
 }
 
 /// The JSON documents in `text` that start at the beginning of a line, in order.
@@ -350,15 +319,16 @@ fn documents(text: &str) -> Vec<serde_json::Value> {
 
 /// An object run in a forced family it has no program of at all (a legacy object has no
 /// trampolines): not a run of that object, and not judged.
-fn not_applicable(o: &serde_json::Value, mode: AttachMode) -> bool {
+fn not_applicable(o: &ObjectReport, mode: AttachMode) -> bool {
     let AttachMode::Only(family) = mode else {
         return false;
     };
-    let events = o["events"].as_array().map_or(&[][..], Vec::as_slice);
-    !events.is_empty()
-        && events.iter().all(|e| {
-            serde_json::from_value::<PassedOver>(e["passed_over"][family.as_str()]["kind"].clone())
-                .is_ok_and(|k| k == PassedOver::NoProgram)
+    !o.events.is_empty()
+        && o.events.iter().all(|e| {
+            e.passed_over
+                .get(&family)
+                .and_then(|p| p.kind.passed_over())
+                == Some(PassedOver::NoProgram)
         })
 }
 
@@ -449,6 +419,8 @@ pub fn table(results: &[KernelOutcome], collectors: &[Collector]) -> String {
 mod tests {
     use super::*;
     use crate::collectors;
+    use crate::report_fixtures::{object, report};
+    use serde_json::json;
 
     static NO_ABSENT_MODULES: std::collections::BTreeMap<String, String> =
         std::collections::BTreeMap::new();
@@ -485,18 +457,6 @@ mod tests {
     }
 
     #[test]
-    fn a_report_the_type_does_not_describe_is_malformed() {
-        let partial = serde_json::json!({"kernel": "6.1.1", "attach": "auto", "objects": []});
-        let lines = malformed(&[(AttachMode::Auto, partial)]);
-        assert_eq!(lines.len(), 1);
-        assert!(
-            lines[0].starts_with("--attach auto: the report does not match"),
-            "{lines:?}"
-        );
-        assert!(lines[0].contains("missing field"), "{lines:?}");
-    }
-
-    #[test]
     fn a_silent_guest_shows_the_last_lines_it_printed() {
         let console =
             "early\r\n\n[    2.1] Kernel panic - not syncing: VFS\r\n\x1b[0m---[ end ]---\r\n\n";
@@ -511,33 +471,69 @@ mod tests {
         assert!(console_tail("", 5).is_empty());
     }
 
+    /// A pass's report as the loader prints it, on a line of its own.
+    fn printed(mode: &str) -> String {
+        serde_json::to_string(&report(json!({"attach": mode}))).unwrap()
+    }
+
     #[test]
     fn each_pass_is_a_report_of_its_mode() {
-        let console = "noise\nKC-VMTEST-BEGIN passes\n{\"kernel\": \"6.1.0\", \"attach\": \"probe\", \"objects\": []}\n\
-                       {\"kernel\": \"6.1.1\", \"attach\": \"auto\"}\n{\"kernel\": \"6.1.2\", \"attach\": \"sideways\"}\n\
-                       {\"kernel\": \"6.1.3\", \"attach\": \"tracepoint\"}\nKC-VMTEST-END passes status=0\n";
-        let r = extract_reports(console);
-        let modes: Vec<String> = r.iter().map(|(m, _)| m.to_string()).collect();
-        assert_eq!(modes, ["probe", "auto", "tracepoint"]);
-        assert_eq!(r[1].1["kernel"], "6.1.1");
-        // The workload's warnings land between documents on the console.
-        let noisy = "KC-VMTEST-BEGIN passes\n{\"attach\": \"trampoline\"}\nkc-vmtest: page-out left 516 of 1024 pages {resident}\r\n\
-                     {\"attach\": \"probe\"}\n[   12.5] a kernel message\n{\"attach\": \"auto\"}\nKC-VMTEST-END passes status=0";
-        let modes: Vec<String> = extract_reports(noisy)
+        let (probe, auto, tracepoint) = (printed("probe"), printed("auto"), printed("tracepoint"));
+        let console = format!(
+            "noise\nKC-VMTEST-BEGIN passes\n{probe}\n{auto}\n{tracepoint}\nKC-VMTEST-END passes status=0\n"
+        );
+        let passes = extract_reports(&console);
+        let modes: Vec<String> = passes
+            .reports
             .iter()
-            .map(|(m, _)| m.to_string())
+            .map(|r| r.attach.to_string())
+            .collect();
+        assert_eq!(modes, ["probe", "auto", "tracepoint"]);
+        assert!(passes.malformed.is_empty());
+        // The workload's warnings land between documents on the console.
+        let trampoline = printed("trampoline");
+        let noisy = format!(
+            "KC-VMTEST-BEGIN passes\n{trampoline}\nkc-vmtest: page-out left 516 of 1024 pages {{resident}}\r\n\
+             {probe}\n[   12.5] a kernel message\n{auto}\nKC-VMTEST-END passes status=0"
+        );
+        let modes: Vec<String> = extract_reports(&noisy)
+            .reports
+            .iter()
+            .map(|r| r.attach.to_string())
             .collect();
         assert_eq!(modes, ["trampoline", "probe", "auto"]);
         // A guest that died in its second pass: the first is judged, the rest is missing.
-        let cut = "KC-VMTEST-BEGIN passes\n{\"attach\": \"trampoline\"}\n{\"attach\": \"pro\nKC-VMTEST-END passes status=139";
-        assert_eq!(extract_reports(cut).len(), 1);
-        assert!(extract_reports("nothing").is_empty());
+        let cut = format!(
+            "KC-VMTEST-BEGIN passes\n{trampoline}\n{}\nKC-VMTEST-END passes status=139",
+            &probe[..probe.len() / 2]
+        );
+        let passes = extract_reports(&cut);
+        assert_eq!((passes.reports.len(), passes.malformed.len()), (1, 0));
+        assert!(extract_reports("nothing").reports.is_empty());
+    }
+
+    #[test]
+    fn a_report_the_type_does_not_describe_is_malformed() {
+        let console = "KC-VMTEST-BEGIN passes\n{\"kernel\": \"6.1.1\", \"attach\": \"auto\", \"objects\": []}\n\
+                       {\"attach\": \"sideways\"}\nKC-VMTEST-END passes status=0";
+        let passes = extract_reports(console);
+        assert!(passes.reports.is_empty());
+        let lines = passes.malformed;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("--attach auto: the report does not match"),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains("missing field"), "{lines:?}");
+        assert!(lines[1].starts_with("--attach sideways: "), "{lines:?}");
     }
 
     #[test]
     fn an_object_without_programs_of_the_forced_family_is_not_judged_in_its_pass() {
-        let legacy = serde_json::json!({"object": "pkc_vfs.6.1.o", "status": "partial", "events": [
-            {"event": "kc_vfs_read", "family": null, "passed_over": {"trampoline": {"kind": "no-program", "why": ""}}}]});
+        let legacy = object(
+            json!({"object": "pkc_vfs.6.1.o", "status": "partial", "events": [
+            {"event": "kc_vfs_read", "family": null, "passed_over": {"trampoline": {"kind": "no-program", "why": ""}}}]}),
+        );
         let trampoline = AttachMode::Only(AttachFamily::Trampoline);
         assert!(not_applicable(&legacy, trampoline));
         assert!(!not_applicable(&legacy, AttachMode::Auto));
@@ -546,34 +542,33 @@ mod tests {
             AttachMode::Only(AttachFamily::Probe)
         ));
         // A failed object reports no events: judged (and failed), never dropped.
-        let failed = serde_json::json!({"object": "vfs.bpf.o", "status": "failed", "events": []});
+        let failed = object(json!({"object": "vfs.bpf.o", "status": "failed", "events": []}));
         assert!(!not_applicable(&failed, trampoline));
     }
 
     fn event(name: &str, family: Option<&str>, kind: &str) -> serde_json::Value {
-        serde_json::json!({"event": name, "family": family, "passed_over": {"probe": {"kind": kind, "why": "because"}}})
+        json!({"event": name, "family": family, "passed_over": {"probe": {"kind": kind, "why": "because"}}})
     }
 
     #[test]
     fn verdicts() {
-        let report = serde_json::json!({"workload_pid": 7, "kernel_figures": {"outer": {}}, "objects": [
+        let report = report(json!({"workload_pid": 7, "objects": [
             {"object": "vfs.bpf.o", "status": "ok", "counters": {"read": 12}, "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]},
             {"object": "rkc_vfs.6.1.o", "status": "ok", "counters": {"read": 0}, "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]},
             {"object": "swap.bpf.o", "status": "ok", "counters": {"read": 0}, "programs": [], "events": [event("kc_swap_read", Some("probe"), "costlier")]},
             {"object": "new.bpf.o", "status": "failed", "error": "load", "log_tail": "", "programs": []},
             {"object": "pkc_vfs.6.1.o", "status": "failed", "error": "load: Invalid argument", "log_tail": "R1 invalid mem access", "programs": []},
-            {"object": "vfs.bpf.o", "status": "partial", "counters": {"read": 12}, "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [], "events": [event("kc_vfs_read", Some("probe"), "x"), event("kc_vfs_write", None, "absent")]},
-            {"object": "vfs.bpf.o", "status": "partial", "counters": {"read": 12}, "programs": [], "events": [event("kc_vfs_read", Some("probe"), "x"), event("b", None, "refused")]},
+            {"object": "vfs.bpf.o", "status": "partial", "counters": {"read": 12}, "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [], "events": [event("kc_vfs_read", Some("probe"), "used"), event("kc_vfs_write", None, "absent")]},
+            {"object": "vfs.bpf.o", "status": "partial", "counters": {"read": 12}, "programs": [], "events": [event("kc_vfs_read", Some("probe"), "used"), event("b", None, "refused")]},
             {"object": "vfs.bpf.o", "status": "partial", "counters": {}, "programs": [], "events": [event("b", None, "no-program")]},
             {"object": "vfs.bpf.o", "status": "ok", "programs": [], "events": [event("kc_vfs_read", Some("probe"), "costlier")]}
-        ]});
+        ]}));
         let counters: crate::vmtest::expect::Table =
             toml::from_str("[vfs]\nread = { row = 12 }\n[swap]\nread = { total = 0 }\n[new]\n")
                 .unwrap();
         let (collectors, kernel) = (collectors(), KernelVersion::new(6, 1, 0));
         let v = judge(
             &report,
-            AttachMode::Auto,
             &guest(&collectors, &counters, &kernel, Arch::Amd64),
         );
         assert_eq!(v[0].verdict, "ok");
@@ -617,21 +612,19 @@ mod tests {
     /// a failure wherever the kernel has them.
     #[test]
     fn a_refused_trampoline_is_a_skip_only_where_the_kernel_has_none() {
-        let refused = serde_json::json!({"workload_pid": 7, "kernel_figures": {"outer": {}}, "objects": [
-            {"object": "vfs.bpf.o", "status": "partial", "counters": {}, "programs": [],
-             "events": [{"event": "kc_vfs_read", "family": null, "passed_over": {
-                "trampoline": {"kind": "refused", "why": "this kernel attaches no trampolines"}}}]}
-        ]});
+        let refused = report(
+            json!({"attach": "trampoline", "workload_pid": 7, "objects": [
+                {"object": "vfs.bpf.o", "status": "partial", "counters": {}, "programs": [],
+                 "events": [{"event": "kc_vfs_read", "family": null, "passed_over": {
+                    "trampoline": {"kind": "refused", "why": "this kernel attaches no trampolines"}}}]}
+            ]}),
+        );
         let counters: crate::vmtest::expect::Table = toml::from_str("[vfs]\n").unwrap();
         let collectors = collectors();
         let verdict = |arch, kernel: KernelVersion| {
-            judge(
-                &refused,
-                AttachMode::Only(AttachFamily::Trampoline),
-                &guest(&collectors, &counters, &kernel, arch),
-            )[0]
-            .verdict
-            .clone()
+            judge(&refused, &guest(&collectors, &counters, &kernel, arch))[0]
+                .verdict
+                .clone()
         };
         let old = KernelVersion::new(5, 10, 0);
         let new = KernelVersion::new(6, 4, 0);
@@ -650,25 +643,25 @@ mod tests {
     #[test]
     fn an_object_that_sat_a_pass_out_is_held_to_the_auto_pass() {
         let pass = |mode: &str, status: &str, family: &str| {
-            serde_json::json!({"attach": mode, "workload_pid": 7, "kernel_figures": {"outer": {}}, "objects": [
+            report(json!({"attach": mode, "workload_pid": 7, "objects": [
                 {"object": "pkc_vfs.6.1.o", "status": status, "counters": {"read": 12},
                  "per_process": [{"tgid": 7, "counters": {"read": 12}}], "programs": [],
-                 "events": [event("kc_vfs_read", Some(family), "costlier")]}]})
+                 "events": [event("kc_vfs_read", Some(family), "costlier")]}]}))
         };
         let counters: crate::vmtest::expect::Table =
             toml::from_str("[vfs]\nread = { row = 12 }\n").unwrap();
         let probe = AttachMode::Only(AttachFamily::Probe);
         let (collectors, kernel) = (collectors(), KernelVersion::new(6, 1, 0));
         let guest = guest(&collectors, &counters, &kernel, Arch::Amd64);
-        let verdicts = |reports: &[(AttachMode, serde_json::Value)]| -> Vec<(String, String)> {
+        let verdicts = |reports: &[LoaderReport]| -> Vec<(String, String)> {
             judge_passes(reports, &guest)
                 .into_iter()
                 .map(|o| (o.attach, o.verdict))
                 .collect()
         };
         let same = [
-            (probe, pass("probe", "as-auto", "probe")),
-            (AttachMode::Auto, pass("auto", "ok", "probe")),
+            pass("probe", "as-auto", "probe"),
+            pass("auto", "ok", "probe"),
         ];
         assert_eq!(
             verdicts(&same),
@@ -679,11 +672,11 @@ mod tests {
         );
         assert_eq!(mode_char(&[&judge_passes(&same, &guest)[0]], probe), '=');
         let differed = [
-            (probe, pass("probe", "as-auto", "probe")),
-            (AttachMode::Auto, pass("auto", "ok", "tracepoint")),
+            pass("probe", "as-auto", "probe"),
+            pass("auto", "ok", "tracepoint"),
         ];
         assert_eq!(verdicts(&differed)[0].1, "failed");
-        let no_auto = [(probe, pass("probe", "as-auto", "probe"))];
+        let no_auto = [pass("probe", "as-auto", "probe")];
         assert_eq!(verdicts(&no_auto)[0].1, "failed");
     }
 }

@@ -399,10 +399,14 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                     accel,
                 ) {
                     Ok((how, console, seconds)) => {
-                        let reports = judge::extract_reports(&console);
-                        let modes = reports.iter().map(|(m, _)| m.to_string()).collect();
+                        let passes = judge::extract_reports(&console);
+                        let modes = passes
+                            .reports
+                            .iter()
+                            .map(|r| r.attach.to_string())
+                            .collect();
                         let objects = judge::judge_passes(
-                            &reports,
+                            &passes.reports,
                             &judge::Guest {
                                 collectors: &collectors,
                                 counters: &counters,
@@ -427,7 +431,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                                 collectors.len(),
                             ),
                             absent_modules: absent.clone(),
-                            malformed: judge::malformed(&reports),
+                            malformed: passes.malformed,
                             log,
                             console_tail: if how == BootEnd::Reported {
                                 Vec::new()

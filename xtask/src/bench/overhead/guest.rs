@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use kc_common::report::LoaderReport;
 use kc_common::{Arch, Bucket, KernelVersion};
 
 use super::{event_family, mode_name, modes, summarize, Case, CaseReport, Objects, Results};
@@ -137,9 +138,14 @@ pub(super) fn run(
         let Some(m) = modes().into_iter().flatten().find(|m| m.as_str() == mode) else {
             continue;
         };
-        let report: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_default();
         let e = results.entry((i, m.as_str())).or_default();
-        (e.family, e.why_not) = event_family(&report, cases[i].event);
+        (e.family, e.why_not) = match serde_json::from_str::<LoaderReport>(body.trim()) {
+            Ok(report) => event_family(&report, cases[i].event),
+            Err(e) => (
+                None,
+                format!("the guest's report is not a LoaderReport: {e}"),
+            ),
+        };
     }
     for i in 0..cases.len() {
         for m in modes() {

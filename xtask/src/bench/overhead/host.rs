@@ -47,7 +47,7 @@ pub(super) fn run(
                     }
                     Some(mode) => {
                         let (object, mode) = (objects.of(c.collector), mode.as_str());
-                        let (report, _) = process::json(cmd!(
+                        let (report, _) = process::json::<kc_common::report::LoaderReport>(cmd!(
                             sh,
                             "{loader} --json --attach {mode} {object} -- {workload} {op} {n} {out}"
                         ))?;

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use kc_common::{Arch, AttachMode, Bucket, CellId};
+use kc_common::report::LoaderReport;
+use kc_common::{Arch, AttachMode, Bucket, CellId, PassedOver};
 use serde::Serialize;
 
 use crate::compile::toolchain::Toolchain;
@@ -307,22 +308,18 @@ fn mad(v: &[f64]) -> f64 {
 }
 
 /// The family of `event` in a loader report, or why none.
-fn event_family(report: &serde_json::Value, event: &str) -> (Option<String>, String) {
-    let events = report["objects"][0]["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    match events.iter().find(|e| e["event"] == event) {
+fn event_family(report: &LoaderReport, event: &str) -> (Option<String>, String) {
+    let events = report.objects.first().map_or(&[][..], |o| &o.events[..]);
+    match events.iter().find(|e| e.event == event) {
         None => (None, format!("the report has no event {event}")),
-        Some(e) => match e["family"].as_str() {
+        Some(e) => match e.family {
             Some(f) => (Some(f.to_string()), String::new()),
             None => {
-                let why: Vec<String> = e["passed_over"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, p)| p["kind"] != "not-asked")
-                    .map(|(f, p)| format!("{f}: {}", p["why"].as_str().unwrap_or("?")))
+                let why: Vec<String> = e
+                    .passed_over
+                    .iter()
+                    .filter(|(_, p)| p.kind.passed_over() != Some(PassedOver::NotAsked))
+                    .map(|(f, p)| format!("{f}: {}", p.why))
                     .collect();
                 (None, why.join("; "))
             }
