@@ -35,6 +35,23 @@ impl AttachFamily {
             AttachFamily::Tracepoint => "tracepoint",
         }
     }
+
+    /// The ELF section prefixes (libbpf's program types) of its programs, as kc-loader's
+    /// `kc_section_family` (co-re/loader/kc_attach.c) has them.
+    pub const fn section_prefixes(self) -> &'static [&'static str] {
+        match self {
+            AttachFamily::Trampoline => &["fentry/", "fexit/", "tp_btf/"],
+            AttachFamily::Probe => &["kprobe/", "kretprobe/", "ksyscall/", "kretsyscall/"],
+            AttachFamily::Tracepoint => &["tracepoint/", "tp/", "raw_tp/", "raw_tracepoint/"],
+        }
+    }
+
+    /// The family a program in `section` belongs to, if any.
+    pub fn of_section(section: &str) -> Option<AttachFamily> {
+        AttachFamily::ALL
+            .into_iter()
+            .find(|f| f.section_prefixes().iter().any(|p| section.starts_with(p)))
+    }
 }
 
 /// `kc-loader --attach`: one family for every event, or the cheapest that fits, per event
@@ -169,6 +186,15 @@ mod tests {
         }
         assert!("kprobe".parse::<AttachMode>().is_err());
         assert!("auto".parse::<AttachFamily>().is_err());
+        assert_eq!(
+            AttachFamily::of_section("kretprobe/vfs_read"),
+            Some(AttachFamily::Probe)
+        );
+        assert_eq!(
+            AttachFamily::of_section("tp_btf/sched_switch"),
+            Some(AttachFamily::Trampoline)
+        );
+        assert_eq!(AttachFamily::of_section("xdp"), None);
         for m in AttachMode::ALL {
             let json = serde_json::to_string(&m).unwrap();
             assert_eq!(json, format!("\"{m}\""));

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod host;
 pub mod kernel;
 pub mod names;
+pub mod plan;
 pub mod rate;
 pub mod release;
 pub mod report;

@@ -266,7 +266,9 @@ impl Row {
 }
 
 /// `kc-loader --group-by`: what the per-application table is keyed by.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
@@ -279,6 +281,15 @@ pub enum GroupBy {
 
 impl GroupBy {
     pub const ALL: [GroupBy; 3] = [GroupBy::None, GroupBy::Process, GroupBy::Cgroup];
+
+    /// Its value in the ctrl map (`enum kc_group_by` in includes/kc_common.h).
+    pub const fn value(self) -> u64 {
+        match self {
+            GroupBy::None => 0,
+            GroupBy::Process => 1,
+            GroupBy::Cgroup => 2,
+        }
+    }
 
     pub const fn as_str(self) -> &'static str {
         match self {

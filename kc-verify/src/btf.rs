@@ -130,6 +130,8 @@ pub struct Type {
     pub linkage: u32,
     /// For DECL_TAG: the member (or parameter) it tags, -1 for the type itself.
     pub component_idx: i32,
+    /// For ARRAY: its number of elements.
+    pub nelems: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +302,11 @@ impl<'a> Btf<'a> {
                 } else {
                     -1
                 },
+                nelems: if kind == Kind::Array {
+                    u32_at(type_data, off + 20).expect("bounds checked above")
+                } else {
+                    0
+                },
             });
             off += len;
         }
@@ -337,6 +344,62 @@ impl<'a> Btf<'a> {
     /// Type by id (1-based; 0 is void).
     pub fn get(&self, id: u32) -> Option<&Type> {
         id.checked_sub(1).and_then(|i| self.types.get(i as usize))
+    }
+
+    /// Type `id` with its typedefs and qualifiers looked through (at most 32 deep).
+    pub fn resolve(&self, mut id: u32) -> Option<(u32, &Type)> {
+        for _ in 0..32 {
+            let t = self.get(id)?;
+            match t.kind {
+                Kind::Typedef | Kind::Volatile | Kind::Const | Kind::Restrict | Kind::TypeTag => {
+                    id = t.size_or_type
+                }
+                _ => return Some((id, t)),
+            }
+        }
+        None
+    }
+
+    /// The size in bytes of type `id`, where it has one (not void, FUNC, FWD).
+    pub fn size_of(&self, id: u32) -> Option<u32> {
+        self.size_at(id, 0)
+    }
+
+    fn size_at(&self, id: u32, depth: usize) -> Option<u32> {
+        if depth > 32 {
+            return None;
+        }
+        let (_, t) = self.resolve(id)?;
+        match t.kind {
+            Kind::Int | Kind::Struct | Kind::Union | Kind::Enum | Kind::Enum64 | Kind::Float => {
+                Some(t.size_or_type)
+            }
+            Kind::Ptr => Some(8),
+            Kind::Array => self
+                .size_at(*t.refs.first()?, depth + 1)?
+                .checked_mul(t.nelems),
+            _ => None,
+        }
+    }
+
+    /// A type's name as C spells it where it has one (`struct kc_ctrl`, `__u32`), else its kind.
+    pub fn type_name(&self, id: u32) -> String {
+        let Some(t) = self.get(id) else {
+            return "void".into();
+        };
+        let name = self.name(t);
+        match t.kind {
+            Kind::Struct if !name.is_empty() => format!("struct {name}"),
+            Kind::Union if !name.is_empty() => format!("union {name}"),
+            Kind::Enum | Kind::Enum64 if !name.is_empty() => format!("enum {name}"),
+            Kind::Array => format!(
+                "{}[{}]",
+                self.type_name(t.refs.first().copied().unwrap_or(0)),
+                t.nelems
+            ),
+            _ if !name.is_empty() => name.to_string(),
+            k => format!("{k:?}").to_lowercase(),
+        }
     }
 
     pub fn datasec(&self, name: &str) -> Option<&Type> {

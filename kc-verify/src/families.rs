@@ -2,31 +2,21 @@
 //! `<event>__<family>[_<role>][__<variant>]` must sit in a section of that family, or the
 //! loader would treat it as a program outside any family and load it whatever `--attach` says.
 
-/// The families and the section prefixes of each, as kc-loader's `kc_section_family`.
-const FAMILIES: &[(&str, &[&str])] = &[
-    ("trampoline", &["fentry/", "fexit/", "tp_btf/"]),
-    (
-        "probe",
-        &["kprobe/", "kretprobe/", "ksyscall/", "kretsyscall/"],
-    ),
-    (
-        "tracepoint",
-        &["tracepoint/", "tp/", "raw_tp/", "raw_tracepoint/"],
-    ),
-];
+use kc_common::AttachFamily;
 
-/// The family a section belongs to, if any.
+/// The family a section belongs to, if any (`kc_common::AttachFamily::of_section`).
 pub fn section_family(section: &str) -> Option<&'static str> {
-    FAMILIES
-        .iter()
-        .find(|(_, prefixes)| prefixes.iter().any(|p| section.starts_with(p)))
-        .map(|(f, _)| *f)
+    AttachFamily::of_section(section).map(AttachFamily::as_str)
 }
 
 /// What is wrong with program `name` in `section`, if anything.
 pub fn name_problem(name: &str, section: &str) -> Option<String> {
     let (event, token) = split_name(name)?;
-    let Some((family, _)) = FAMILIES.iter().find(|(f, _)| *f == token) else {
+    let Some(family) = AttachFamily::ALL
+        .into_iter()
+        .find(|f| f.as_str() == token)
+        .map(AttachFamily::as_str)
+    else {
         return Some(format!(
             "program {name}: `{token}` after `__` is not an attach family (trampoline, probe, tracepoint)"
         ));
@@ -35,7 +25,7 @@ pub fn name_problem(name: &str, section: &str) -> Option<String> {
         return Some(format!("program {name}: no event before `__`"));
     }
     match section_family(section) {
-        Some(f) if f == *family => None,
+        Some(f) if f == family => None,
         Some(f) => Some(format!(
             "program {name} is named for the {family} family but its section {section} is {f}"
         )),
@@ -58,7 +48,7 @@ fn split_name(name: &str) -> Option<(&str, &str)> {
 /// The event a program named `<event>__<family>...` observes, if it is named so.
 pub fn event_of(name: &str) -> Option<&str> {
     let (event, token) = split_name(name)?;
-    (!event.is_empty() && FAMILIES.iter().any(|(f, _)| *f == token)).then_some(event)
+    (!event.is_empty() && AttachFamily::ALL.iter().any(|f| f.as_str() == token)).then_some(event)
 }
 
 /// What an object of `programs` programs observing `events` events exceeds of kc-loader.
@@ -111,6 +101,36 @@ mod tests {
         assert!(name_problem("kc_x__tracepoint", "xdp")
             .unwrap()
             .contains("belongs to none"));
+    }
+
+    /// kc-loader's C table of section prefixes is the Rust one.
+    #[test]
+    fn the_loaders_section_table_is_ours() {
+        let c = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../co-re/loader/kc_attach.c"
+        ))
+        .unwrap();
+        let mut theirs: Vec<(String, String)> = c
+            .split("{ \"")
+            .skip(1)
+            .filter_map(|entry| {
+                let (prefix, rest) = entry.split_once("\", KC_")?;
+                let family = rest.split_once(' ')?.0.trim_end_matches('}').to_lowercase();
+                Some((prefix.to_string(), family))
+            })
+            .collect();
+        let mut ours: Vec<(String, String)> = AttachFamily::ALL
+            .iter()
+            .flat_map(|f| {
+                f.section_prefixes()
+                    .iter()
+                    .map(move |p| (p.to_string(), f.as_str().to_string()))
+            })
+            .collect();
+        theirs.sort();
+        ours.sort();
+        assert_eq!(theirs, ours);
     }
 
     #[test]

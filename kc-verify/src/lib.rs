@@ -6,7 +6,9 @@ pub mod btf;
 pub mod btf_kernel;
 pub mod families;
 pub mod libbpf;
+pub mod maps;
 pub mod object;
+pub mod plan;
 pub mod sources;
 
 pub use object::{verify, ObjectKind, Problem, Report};

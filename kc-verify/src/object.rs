@@ -148,6 +148,8 @@ pub struct Report {
     pub functions: Vec<crate::btf::FuncSource>,
     /// Each counter of the collector's counter struct, with its source tags.
     pub counters: Vec<crate::sources::CounterSource>,
+    /// Each map's BTF definition.
+    pub map_defs: Vec<crate::maps::MapDef>,
     pub problems: Vec<Problem>,
 }
 
@@ -447,6 +449,9 @@ fn verify_aligned(file_name: &str, data: &[u8]) -> Report {
     // Map definitions are read from the BTF libbpf fixed up (a hidden map symbol makes its
     // VAR static there, which libbpf then refuses).
     let loaded_btf = loaded.as_deref().and_then(|d| Btf::parse(d).ok());
+    if let Some(b) = loaded_btf.as_ref().or(btf.as_ref()) {
+        r.map_defs = crate::maps::map_defs(b);
+    }
     for (section, offset, message) in
         libbpf::open_refusals(&data[..16], e_type, &secs, loaded_btf.as_ref())
     {

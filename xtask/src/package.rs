@@ -219,12 +219,17 @@ pub fn build_release(
             .filter(|(n, _)| n.as_str() != BUILD_INFO)
             .map(|(n, b)| (n.clone(), b.clone()))
             .collect();
-        // What the loader in each tarball prints with --json, for agents in any language.
+        // What the loader in each tarball prints with --json, and how to attach each object
+        // without it, for agents in any language.
         for files in [&mut legacy, &mut core_files] {
-            files.insert(
-                crate::schema::FILE.into(),
-                kc_common::report::json_schema().into_bytes(),
-            );
+            let plan =
+                crate::verify::attach_plan(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())))?;
+            let mut plan = serde_json::to_vec_pretty(&plan)?;
+            plan.push(b'\n');
+            files.insert(kc_common::plan::PLAN_FILE.into(), plan);
+            for (name, schema) in crate::schema::schemas() {
+                files.insert(name.into(), schema.into_bytes());
+            }
         }
         for (kind, name, files, bucket_list) in [
             (

@@ -1,7 +1,8 @@
-//! `cargo xtask schema`: the JSON Schema of `kc-loader --json`'s report, generated from its Rust
-//! type (`kc_common::report::LoaderReport`) into `schema/`, where agents in other languages
-//! find it; the release ships the same bytes. And the check that a report the C loader printed
-//! is valid against it (the host checks run it on every report they read).
+//! `cargo xtask schema`: the JSON Schemas of `kc-loader --json`'s report and of the release's
+//! attach plan, generated from their Rust types (`kc_common::report::LoaderReport`,
+//! `kc_common::plan::AttachPlan`) into `schema/`, where agents in other languages find them;
+//! the release ships the same bytes. And the check that a report the C loader printed is valid
+//! against its schema (the host checks and vmtest run it on every report they read).
 
 use std::path::{Path, PathBuf};
 
@@ -10,36 +11,48 @@ use clap::Args;
 
 use crate::{atomic, paths};
 
-/// The schema's file name, in `schema/` and in the release.
+/// The report schema's file name, in `schema/` and in the release.
 pub const FILE: &str = "loader-report.schema.json";
+/// The plan schema's file name, in `schema/` and in the release.
+pub const PLAN_FILE: &str = "attach-plan.schema.json";
+
+/// Each schema's file name and text, generated from its type.
+pub fn schemas() -> [(&'static str, String); 2] {
+    [
+        (FILE, kc_common::report::json_schema()),
+        (PLAN_FILE, kc_common::plan::json_schema()),
+    ]
+}
 
 #[derive(Debug, Args)]
 pub struct SchemaOptions {
-    /// Fail if the file in schema/ differs from the type, instead of writing it
+    /// Fail if a file in schema/ differs from its type, instead of writing it
     #[arg(long)]
     pub check: bool,
 }
 
-/// Where the repository keeps the schema.
-pub fn path(root: &Path) -> PathBuf {
-    root.join("schema").join(FILE)
+/// Where the repository keeps schema `file`.
+pub fn path(root: &Path, file: &str) -> PathBuf {
+    root.join("schema").join(file)
 }
 
 pub fn run(o: SchemaOptions) -> Result<()> {
-    let path = path(&paths::project_root());
-    let schema = kc_common::report::json_schema();
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    if current == schema {
-        eprintln!("schema: {} is up to date", path.display());
-    } else if o.check {
-        bail!(
-            "{} is not the schema of kc_common::report::LoaderReport: regenerate it with cargo xtask schema",
-            path.display()
-        );
-    } else {
-        atomic::write(&path, schema.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("schema: wrote {}", path.display());
+    let root = paths::project_root();
+    for (file, schema) in schemas() {
+        let path = path(&root, file);
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == schema {
+            eprintln!("schema: {} is up to date", path.display());
+        } else if o.check {
+            bail!(
+                "{} is not the schema of its type: regenerate it with cargo xtask schema",
+                path.display()
+            );
+        } else {
+            atomic::write(&path, schema.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("schema: wrote {}", path.display());
+        }
     }
     Ok(())
 }
@@ -112,14 +125,29 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn the_repositorys_schema_is_the_types() {
-        let path = path(&paths::project_root());
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == kc_common::report::json_schema(),
-            "{} is not the schema of kc_common::report::LoaderReport: run cargo xtask schema",
-            path.display()
-        );
+    fn the_repositorys_schemas_are_the_types() {
+        for (file, schema) in schemas() {
+            let path = path(&paths::project_root(), file);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == schema,
+                "{} is not the schema of its type: run cargo xtask schema",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn a_plan_is_valid_against_its_schema() {
+        let core = include_bytes!("../../kc-verify/tests/data/mount.bpf.o");
+        let plan = crate::verify::attach_plan([("mount.bpf.o", &core[..])]).unwrap();
+        let schema: serde_json::Value =
+            serde_json::from_str(&kc_common::plan::json_schema()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let mut doc = serde_json::to_value(&plan).unwrap();
+        assert!(problems_by(&validator, &doc).is_empty());
+        doc["objects"][0]["maps"][0]["role"] = "cache".into();
+        assert!(!problems_by(&validator, &doc).is_empty());
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use kc_common::plan::{AttachPlan, PLAN_FILE};
+use kc_common::report::GroupBy;
+use kc_common::AttachFamily;
 use kc_verify::{ObjectKind, Report};
 use serde::Serialize;
 
@@ -40,10 +43,79 @@ pub struct ObjectResult {
     pub errors: Vec<String>,
 }
 
+/// The attach plan of the objects among `files` (name, bytes), as a release ships it.
+pub fn attach_plan<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<AttachPlan> {
+    let objects = files
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".o"))
+        .map(|(n, b)| {
+            kc_verify::plan::plan_of(n, &kc_verify::verify(n, b)).map_err(anyhow::Error::msg)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(AttachPlan {
+        order: AttachFamily::ALL.to_vec(),
+        group_by: GroupBy::ALL.iter().map(|g| (*g, g.value())).collect(),
+        objects,
+    })
+}
+
+/// A group's attach plan, if it ships one: None without; `Err` says why it cannot be read.
+fn group_plan(g: &Group) -> Option<std::result::Result<AttachPlan, String>> {
+    let (_, bytes) = g.files.iter().find(|(n, _)| n == PLAN_FILE)?;
+    Some(
+        serde_json::from_slice(bytes)
+            .map_err(|e| format!("{PLAN_FILE} is not an attach plan: {e}")),
+    )
+}
+
+/// Where a group's plan and its objects disagree, beyond each object's own check: objects
+/// the plan names that the group lacks, the families' order, the ctrl values.
+fn plan_problems(plan: &AttachPlan, names: &BTreeSet<&str>) -> Vec<String> {
+    let mut wrong: Vec<String> = plan
+        .objects
+        .iter()
+        .filter(|o| !names.contains(o.object.as_str()))
+        .map(|o| format!("the plan names object {}, which is not here", o.object))
+        .collect();
+    if plan.order != AttachFamily::ALL {
+        wrong.push(format!(
+            "the plan's family order {:?} is not auto's {:?}",
+            plan.order,
+            AttachFamily::ALL
+        ));
+    }
+    if GroupBy::ALL
+        .iter()
+        .any(|g| plan.group_by.get(g) != Some(&g.value()))
+        || plan.group_by.len() != GroupBy::ALL.len()
+    {
+        wrong.push(format!(
+            "the plan's group_by values {:?} are not enum kc_group_by's",
+            plan.group_by
+        ));
+    }
+    wrong
+}
+
 /// Verifies the objects of a group and the rules that span it.
 pub fn verify_group(g: &Group) -> Vec<ObjectResult> {
     let names: BTreeSet<&str> = g.files.iter().map(|(n, _)| n.as_str()).collect();
+    let plan = group_plan(g);
     let mut out = Vec::new();
+    let plan_errors = match &plan {
+        Some(Ok(p)) => plan_problems(p, &names),
+        Some(Err(e)) => vec![e.clone()],
+        None => Vec::new(),
+    };
+    if !plan_errors.is_empty() {
+        out.push(ObjectResult {
+            file: format!("{}/{PLAN_FILE}", g.origin),
+            kind: ObjectKind::Other,
+            ok: false,
+            report: Report::default(),
+            errors: plan_errors,
+        });
+    }
     for (name, bytes) in &g.files {
         if !name.ends_with(".o") || g.only.as_ref().is_some_and(|o| !o.contains(name)) {
             continue;
@@ -74,6 +146,16 @@ pub fn verify_group(g: &Group) -> Vec<ObjectResult> {
             ObjectKind::Other => errors.push(
                 "the name is neither {p|r}kc_<collector>.<bucket>.o nor <collector>.bpf.o".into(),
             ),
+        }
+        if let Some(Ok(plan)) = &plan {
+            match plan.object(name) {
+                Some(p) => errors.extend(
+                    kc_verify::plan::check(p, name, &report)
+                        .into_iter()
+                        .map(|w| format!("{PLAN_FILE}: {w}")),
+                ),
+                None => errors.push(format!("{PLAN_FILE} has no plan for it")),
+            }
         }
         out.push(ObjectResult {
             file: format!("{}/{name}", g.origin),
@@ -186,7 +268,9 @@ fn read_dir_group(dir: &Path) -> Result<Group> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if !name.starts_with('.') && (name.ends_with(".o") || name.ends_with(".skel.h")) {
+        if !name.starts_with('.')
+            && (name.ends_with(".o") || name.ends_with(".skel.h") || name == PLAN_FILE)
+        {
             files.push((name, read_regular(&p, OBJECT_CAP)?));
         }
     }
@@ -345,6 +429,76 @@ mod tests {
 
     const CORE: &[u8] = include_bytes!("../../kc-verify/tests/data/mount.bpf.o");
     const LEGACY: &[u8] = include_bytes!("../../kc-verify/tests/data/rkc_mount.6.1.o");
+
+    fn with_plan(plan: &[u8]) -> Group {
+        Group {
+            origin: "release".into(),
+            files: vec![
+                ("mount.bpf.o".into(), CORE.to_vec()),
+                ("mount.skel.h".into(), b"/* skeleton */".to_vec()),
+                (PLAN_FILE.into(), plan.to_vec()),
+            ],
+            only: None,
+        }
+    }
+
+    fn errors(g: &Group) -> Vec<String> {
+        verify_group(g).into_iter().flat_map(|r| r.errors).collect()
+    }
+
+    #[test]
+    fn a_shipped_plan_is_held_to_its_objects() {
+        let plan = attach_plan([("mount.bpf.o", CORE)]).unwrap();
+        let good = serde_json::to_vec(&plan).unwrap();
+        assert!(
+            errors(&with_plan(&good)).is_empty(),
+            "{:?}",
+            errors(&with_plan(&good))
+        );
+
+        let mut renamed = plan.clone();
+        let program = &mut renamed.objects[0].events[0]
+            .families
+            .values_mut()
+            .next()
+            .unwrap()[0]
+            .alternatives[0]
+            .program;
+        *program = format!("{program}_renamed");
+        let wrong = errors(&with_plan(&serde_json::to_vec(&renamed).unwrap()));
+        assert!(
+            wrong.iter().any(
+                |w| w.starts_with("attach-plan.json: the plan names program ")
+                    && w.ends_with("_renamed, which the object lacks")
+            ),
+            "{wrong:?}"
+        );
+
+        let mut elsewhere = plan.clone();
+        let mut other = elsewhere.objects[0].clone();
+        other.object = "vfs.bpf.o".into();
+        elsewhere.objects.push(other);
+        elsewhere.order.reverse();
+        let wrong = errors(&with_plan(&serde_json::to_vec(&elsewhere).unwrap()));
+        assert_eq!(wrong.len(), 2, "{wrong:?}");
+        assert_eq!(
+            wrong[0],
+            "the plan names object vfs.bpf.o, which is not here"
+        );
+        assert!(wrong[1].starts_with("the plan's family order"), "{wrong:?}");
+
+        let mut without = plan;
+        without.objects.clear();
+        assert_eq!(
+            errors(&with_plan(&serde_json::to_vec(&without).unwrap())),
+            ["attach-plan.json has no plan for it"]
+        );
+        let wrong = errors(&with_plan(b"{\"order\": 1}"));
+        assert!(
+            wrong[0].starts_with("attach-plan.json is not an attach plan"),
+            "{wrong:?}"
+        );
+    }
 
     /// What a hostile path gives `collect`: the error, or "ok".
     fn collect_error(p: &Path) -> String {

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
-use kc_common::release::{LEGACY_DIR, SELECT_TOOL};
+use kc_common::release::{CORE_DIR, LEGACY_DIR, SELECT_TOOL};
 use kc_common::report::{LoaderReport, ObjectStatus};
 use kc_common::select::{Kind, Selection};
 use kc_common::{select_bucket, KernelVersion};
@@ -75,6 +75,31 @@ pub fn check_installed_release(prefix: &Path) -> Result<()> {
         "{} is not the schema of kc_common::report::LoaderReport",
         schema_path.display()
     );
+    // Each installed directory's attach plan names exactly what its objects hold.
+    for dir in [LEGACY_DIR, CORE_DIR] {
+        let dir = current.join(dir);
+        ensure!(
+            dir.join(kc_common::plan::PLAN_FILE).is_file(),
+            "the release installed no {} in {}",
+            kc_common::plan::PLAN_FILE,
+            dir.display()
+        );
+        let results: Vec<crate::verify::ObjectResult> =
+            crate::verify::collect(std::slice::from_ref(&dir))?
+                .iter()
+                .flat_map(crate::verify::verify_group)
+                .collect();
+        let wrong: Vec<String> = results
+            .iter()
+            .flat_map(|r| r.errors.iter().map(move |e| format!("{}: {e}", r.file)))
+            .collect();
+        ensure!(
+            wrong.is_empty() && !results.is_empty(),
+            "the installed {} does not verify against its plan:\n{}",
+            dir.display(),
+            wrong.join("\n")
+        );
+    }
     // What was chosen loads and attaches (the release's loader; auto picks the families).
     for args in [&[][..], &["--btf", "/nonexistent"][..]] {
         let paths = process::read(cmd!(sh, "{select} --paths {args...}"))?;
