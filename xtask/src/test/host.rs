@@ -505,7 +505,9 @@ pub fn loader_stops_on_sigterm() -> Result<Verdict> {
 
 /// Runs kc-loader (`--json`, one pass) whatever its exit status: its report, held both to the
 /// shipped JSON Schema and to the Rust type, and its status.
-fn loader_report(cmd: xshell::Cmd<'_>) -> Result<(LoaderReport, std::process::ExitStatus)> {
+pub(super) fn loader_report(
+    cmd: xshell::Cmd<'_>,
+) -> Result<(LoaderReport, std::process::ExitStatus)> {
     let shown = cmd.to_string();
     let out = process::capture(cmd)?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -13,6 +13,7 @@ use xshell::cmd;
 use crate::compile::{cell, Backend, BuildOptions};
 use crate::{paths, process, setup};
 
+mod agent;
 mod arm64;
 mod docker;
 mod host;
@@ -129,6 +130,12 @@ pub const CHECKS: &[Check] = &[
         after: &["build"],
         proves: "kc-loader stopped by SIGTERM mid-collection passes it to its workload, detaches, reports what it counted (stopped_by) and exits 143; none of its programs stays in the kernel (needs root)",
         run: host::loader_stops_on_sigterm,
+    },
+    Check {
+        name: "rust-agent",
+        after: &["build"],
+        proves: "kc-agent (the Rust consumer: aya and the attach plan) on the host, --attach auto, every CO-RE object: the same family per event, the same counters unobserved and the same workload figures as kc-loader (needs root)",
+        run: agent::rust_agent,
     },
     Check {
         name: "bench-overhead",

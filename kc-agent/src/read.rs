@@ -1,0 +1,231 @@
+//! An object's maps read by its plan into the report: the totals (per-CPU values summed),
+//! the per-application rows (those of exited processes reported once, then removed), the
+//! table's statistics from the ctrl map, histograms and per-device counts; each counter
+//! nobody observed is null, with why.
+
+use std::collections::BTreeMap;
+
+use kc_common::plan::{CounterPlan, MapPlan, MapRole};
+use kc_common::report::{AppsTable, GroupBy, Row};
+
+use crate::attach::{map_fd, Loaded};
+use crate::sys;
+
+/// Why `c` is not observed in this pass, or None where a family observed one of its events
+/// and is not blind to it.
+pub fn unobserved(c: &CounterPlan, loaded: &Loaded) -> Option<String> {
+    if let Some(why) = &c.unobserved {
+        return Some(why.clone());
+    }
+    let mut why = None;
+    for event in &c.events {
+        if !loaded.plan.events.iter().any(|e| &e.event == event) {
+            why.get_or_insert(format!("the object has no program for its event {event}"));
+            continue;
+        }
+        match loaded.families.get(event) {
+            None => {
+                why.get_or_insert(format!(
+                    "no family observes its event {event} on this kernel"
+                ));
+            }
+            Some(f) => match c.blind.get(f) {
+                Some(blind) => {
+                    why = Some(format!("the {f} family observes {event}, but {blind}"));
+                }
+                None => return None,
+            },
+        }
+    }
+    Some(why.unwrap_or_else(|| "it names no event".into()))
+}
+
+/// The counters' values in a value of the counter struct (u64 each, in order).
+fn u64s(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+}
+
+fn named(
+    counters: &[CounterPlan],
+    values: &[u64],
+    unobserved: &BTreeMap<String, String>,
+) -> BTreeMap<String, Option<u64>> {
+    counters
+        .iter()
+        .zip(values.iter().copied().chain(std::iter::repeat(0)))
+        .map(|(c, v)| {
+            (
+                c.name.clone(),
+                (!unobserved.contains_key(&c.name)).then_some(v),
+            )
+        })
+        .collect()
+}
+
+/// Fills the report of `loaded` from its maps.
+pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Result<()> {
+    let Some(ebpf) = &loaded.ebpf else {
+        return Ok(());
+    };
+    let plan = &loaded.plan;
+    let unobserved: BTreeMap<String, String> = plan
+        .counters
+        .iter()
+        .filter_map(|c| Some((c.name.clone(), self::unobserved(c, loaded)?)))
+        .collect();
+    let map = |role: MapRole| -> Option<(&MapPlan, &aya::maps::Map)> {
+        let m = plan.maps.iter().find(|m| m.role == role)?;
+        Some((m, ebpf.map(&m.name)?))
+    };
+    let n = plan.counters.len();
+    let mut report = std::mem::take(&mut loaded.report);
+    if let Some((m, totals)) = map(MapRole::Totals) {
+        let stride = (m.value_size.unwrap_or(0) as usize).div_ceil(8) * 8;
+        let mut value = vec![0u8; stride * cpus];
+        sys::lookup(map_fd(totals)?, &0u32.to_ne_bytes(), &mut value)?;
+        let mut sums = vec![0u64; n];
+        for cpu in value.chunks_exact(stride.max(8)) {
+            for (s, v) in sums.iter_mut().zip(u64s(cpu)) {
+                *s += v;
+            }
+        }
+        report.counters = Some(named(&plan.counters, &sums, &unobserved));
+        report.unobserved = Some(unobserved.clone());
+    }
+    if let (Some((m, apps)), Some((_, ctrl)), false) = (
+        map(MapRole::Apps),
+        map(MapRole::Ctrl),
+        group_by == GroupBy::None,
+    ) {
+        let fd = map_fd(apps)?;
+        let (mut rows, mut gone) = (Vec::new(), Vec::new());
+        let mut key = [0u8; 8];
+        let mut next = [0u8; 8];
+        let mut first = true;
+        let mut value = vec![0u8; m.value_size.unwrap_or(0) as usize];
+        while sys::next_key(fd, (!first).then_some(&key[..]), &mut next)? {
+            first = false;
+            key = next;
+            if sys::lookup(fd, &key, &mut value).is_err() {
+                continue;
+            }
+            let id = u64::from_ne_bytes(key);
+            let values: Vec<u64> = u64s(&value).collect();
+            // SAFETY: kill with signal 0 only asks whether the process exists.
+            let exited = group_by == GroupBy::Process
+                && unsafe { libc::kill(id as libc::pid_t, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if exited {
+                gone.push(key);
+            }
+            rows.push(Row {
+                tgid: (group_by == GroupBy::Process).then_some(id as u32),
+                cgroup: (group_by == GroupBy::Cgroup).then_some(id),
+                exited,
+                counters: named(&plan.counters, &values, &unobserved),
+            });
+        }
+        let removed = gone
+            .iter()
+            .filter(|k| sys::delete(fd, &k[..]).is_ok())
+            .count() as u64;
+        let mut ctrl_value = [0u8; 24];
+        sys::lookup(map_fd(ctrl)?, &0u32.to_ne_bytes(), &mut ctrl_value)?;
+        let ctrl: Vec<u64> = u64s(&ctrl_value).collect();
+        let (insertions, failures) = (ctrl[1], ctrl[2]);
+        report.apps = Some(AppsTable {
+            group_by,
+            table_size: u64::from(m.max_entries),
+            rows: rows.len() as u64,
+            insertions,
+            // Every row inserted is here, or was evicted to make room (removed only now).
+            evicted: insertions.saturating_sub(rows.len() as u64),
+            failures,
+            removed_exited: removed,
+        });
+        match group_by {
+            GroupBy::Cgroup => report.per_cgroup = Some(rows),
+            _ => report.per_process = Some(rows),
+        }
+    }
+    let mut histograms = BTreeMap::new();
+    let mut devices = BTreeMap::new();
+    for m in &plan.maps {
+        let Some(map) = ebpf.map(&m.name) else {
+            continue;
+        };
+        match m.role {
+            MapRole::Histogram => {
+                histograms.insert(m.name.clone(), read_histogram(map_fd(map)?, cpus)?);
+            }
+            MapRole::Devices => {
+                devices.insert(m.name.clone(), read_devices(map_fd(map)?, m, cpus)?);
+            }
+            _ => {}
+        }
+    }
+    report.histograms = Some(histograms);
+    report.devices = Some(devices);
+    loaded.report = report;
+    Ok(())
+}
+
+/// Slots in a latency histogram (`KC_HIST_SLOTS`).
+const HIST_SLOTS: usize = 32;
+
+/// Per-CPU counts keyed by `struct kc_hist_key { u32 id; u32 slot; }`: id → slot counts.
+fn read_histogram(
+    fd: std::os::fd::BorrowedFd<'_>,
+    cpus: usize,
+) -> std::io::Result<BTreeMap<String, Vec<u64>>> {
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let (mut key, mut next) = ([0u8; 8], [0u8; 8]);
+    let mut value = vec![0u8; 8 * cpus];
+    let mut first = true;
+    while sys::next_key(fd, (!first).then_some(&key[..]), &mut next)? {
+        first = false;
+        key = next;
+        if sys::lookup(fd, &key, &mut value).is_err() {
+            continue;
+        }
+        let id = u32::from_ne_bytes(key[..4].try_into().expect("4 bytes"));
+        let slot = u32::from_ne_bytes(key[4..].try_into().expect("4 bytes")) as usize;
+        if slot >= HIST_SLOTS {
+            continue;
+        }
+        let slots = out
+            .entry(id.to_string())
+            .or_insert_with(|| vec![0; HIST_SLOTS]);
+        slots[slot] += u64s(&value).sum::<u64>();
+    }
+    Ok(out)
+}
+
+/// Counts per device (`major << 20 | minor`, a u32 key), per CPU where the map is per CPU.
+fn read_devices(
+    fd: std::os::fd::BorrowedFd<'_>,
+    m: &MapPlan,
+    cpus: usize,
+) -> std::io::Result<BTreeMap<String, u64>> {
+    const PERCPU: [u32; 3] = [5, 6, 10]; // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+    let per_cpu = PERCPU.contains(&m.map_type);
+    let mut out = BTreeMap::new();
+    let (mut key, mut next) = ([0u8; 4], [0u8; 4]);
+    let mut value = vec![0u8; 8 * if per_cpu { cpus } else { 1 }];
+    let mut first = true;
+    while sys::next_key(fd, (!first).then_some(&key[..]), &mut next)? {
+        first = false;
+        key = next;
+        if sys::lookup(fd, &key, &mut value).is_err() {
+            continue;
+        }
+        let dev = u32::from_ne_bytes(key);
+        out.insert(
+            format!("{}:{}", dev >> 20, dev & 0xfffff),
+            u64s(&value).sum::<u64>(),
+        );
+    }
+    Ok(out)
+}

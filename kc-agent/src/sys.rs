@@ -1,0 +1,148 @@
+//! The few bpf(2) commands aya does not offer on a map of any value size: lookup, update,
+//! delete and walk by raw bytes (our counter structs differ in size per collector), and a
+//! program's run statistics (recursion_misses).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// `union bpf_attr` as the map element commands read it.
+#[repr(C)]
+#[derive(Default)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `union bpf_attr` as BPF_OBJ_GET_INFO_BY_FD reads it.
+#[repr(C)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
+    // SAFETY: `attr` is a live, initialized bpf_attr prefix of the size passed; the kernel
+    // reads and writes only within it and the buffers its fields point to, which the callers
+    // size as the map or info requires.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn elem(
+    cmd: libc::c_long,
+    map: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    value: u64,
+    flags: u64,
+) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.map_or(0, |k| k.as_ptr() as u64),
+        value,
+        flags,
+        ..MapElemAttr::default()
+    };
+    bpf(cmd, &mut attr)
+}
+
+/// The value of `key` into `value` (sized for the map: per-CPU maps hold one 8-byte aligned
+/// slot per possible CPU).
+pub fn lookup(map: impl AsFd, key: &[u8], value: &mut [u8]) -> io::Result<()> {
+    elem(
+        BPF_MAP_LOOKUP_ELEM,
+        map.as_fd(),
+        Some(key),
+        value.as_mut_ptr() as u64,
+        0,
+    )
+}
+
+pub fn update(map: impl AsFd, key: &[u8], value: &[u8]) -> io::Result<()> {
+    elem(
+        BPF_MAP_UPDATE_ELEM,
+        map.as_fd(),
+        Some(key),
+        value.as_ptr() as u64,
+        0,
+    )
+}
+
+pub fn delete(map: impl AsFd, key: &[u8]) -> io::Result<()> {
+    elem(BPF_MAP_DELETE_ELEM, map.as_fd(), Some(key), 0, 0)
+}
+
+/// The key after `key` (the first with None) into `next`; false at the end.
+pub fn next_key(map: impl AsFd, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+    match elem(
+        BPF_MAP_GET_NEXT_KEY,
+        map.as_fd(),
+        key,
+        next.as_mut_ptr() as u64,
+        0,
+    ) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs of program `prog` the kernel skipped because one was already running on that CPU.
+pub fn recursion_misses(prog: impl AsFd) -> io::Result<u64> {
+    // SAFETY: bpf_prog_info is plain old data; all zeroes is its empty value.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: prog.as_fd().as_raw_fd() as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info.recursion_misses)
+}
+
+/// The number of possible CPUs (`/sys/devices/system/cpu/possible`: "0-255", "0,2-3").
+pub fn possible_cpus() -> io::Result<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    parse_cpu_list(text.trim())
+        .ok_or_else(|| io::Error::other(format!("cannot read the CPU list {text:?}")))
+}
+
+fn parse_cpu_list(list: &str) -> Option<usize> {
+    let mut highest = None;
+    for part in list.split(',') {
+        let last = part.rsplit('-').next()?.trim().parse::<usize>().ok()?;
+        highest = highest.max(Some(last));
+    }
+    highest.map(|h| h + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(super::parse_cpu_list("0-255"), Some(256));
+        assert_eq!(super::parse_cpu_list("0"), Some(1));
+        assert_eq!(super::parse_cpu_list("0,2-3"), Some(4));
+        assert_eq!(super::parse_cpu_list("x"), None);
+    }
+}

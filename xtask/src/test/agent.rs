@@ -1,0 +1,240 @@
+//! The Rust consumer (`kc-agent`, aya and the attach plan) against kc-loader on this host, as
+//! an agent runs them (`--attach auto`, every CO-RE object, one workload each): the same
+//! family for every event, the same counters unobserved, and the workload's own figures equal
+//! (within the runs either missed).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use kc_common::report::{LoaderReport, ObjectReport};
+use kc_common::CellId;
+use xshell::cmd;
+
+use super::host::{loader_report, needs_root};
+use super::Verdict;
+use crate::compile::cell;
+use crate::paths::cell_dir;
+use crate::{host, paths, process};
+
+/// The kc-agent binary of this workspace, built if need be.
+fn agent_binary() -> Result<PathBuf> {
+    let root = paths::project_root();
+    let sh = process::shell_in(&root);
+    process::output(cmd!(sh, "cargo build --locked --quiet -p kc-agent"))
+        .context("building kc-agent")?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("debug/kc-agent"))
+}
+
+/// A release directory as kc-install leaves it: the CO-RE cell's objects and their plan.
+fn release_dir(cell: &Path, dir: &Path) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for name in super::host::object_files(cell)? {
+        let file = name
+            .file_name()
+            .context("an object without a name")?
+            .to_string_lossy()
+            .into_owned();
+        files.push((file, std::fs::read(&name)?));
+    }
+    let plan = crate::verify::attach_plan(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())))?;
+    std::fs::write(
+        dir.join(kc_common::plan::PLAN_FILE),
+        serde_json::to_vec(&plan)?,
+    )?;
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    Ok(files.into_iter().map(|(n, _)| n).collect())
+}
+
+pub fn rust_agent() -> Result<Verdict> {
+    if let Some(skip) = needs_root() {
+        return Ok(skip);
+    }
+    let tc = crate::compile::toolchain::Toolchain::detect()?;
+    let workload = crate::vmtest::static_binaries(&tc, kc_common::host::host_arch()?)?.accounting;
+    let agent = agent_binary()?;
+    let cell = cell_dir(CellId::core(host::host_libc()));
+    let loader = cell.join(cell::LOADER);
+    let scratch = tempfile::tempdir()?;
+    let release = scratch.path().join("co-re");
+    let (work_a, work_b) = (scratch.path().join("a"), scratch.path().join("b"));
+    for d in [&release, &work_a, &work_b] {
+        std::fs::create_dir(d)?;
+    }
+    let names = release_dir(&cell, &release)?;
+    let objects: Vec<PathBuf> = names.iter().map(|n| release.join(n)).collect();
+    let sh = process::shell();
+    let (theirs, status) = loader_report(cmd!(
+        sh,
+        "{loader} --attach auto --json {objects...} -- {workload} {work_a}"
+    ))?;
+    ensure!(status.success(), "kc-loader failed ({status})");
+    let (ours, status) = loader_report(cmd!(
+        sh,
+        "{agent} --release {release} -- {workload} {work_b}"
+    ))?;
+    ensure!(status.success(), "kc-agent failed ({status})");
+    let (wrong, compared) = compare(&theirs, &ours);
+    eprintln!(
+        "e2e: kc-agent (aya) vs kc-loader, {} objects: choose+load+attach {:.0} ms vs {:.0} ms, {compared} workload figures compared",
+        ours.objects.len(),
+        setup_ms(&ours),
+        setup_ms(&theirs)
+    );
+    ensure!(
+        wrong.is_empty(),
+        "kc-agent and kc-loader disagree:\n{}",
+        wrong.join("\n")
+    );
+    ensure!(
+        compared >= 5,
+        "only {compared} workload figures were compared"
+    );
+    Ok(Verdict::Passed)
+}
+
+/// A pass's time from start to every object attached.
+fn setup_ms(r: &LoaderReport) -> f64 {
+    r.ms.attach
+        + r.objects
+            .iter()
+            .map(|o| o.ms.choose + o.ms.load + o.ms.attach)
+            .sum::<f64>()
+}
+
+/// Collectors whose counts for the same workload differ from run to run: scheduling,
+/// interrupts, the page and dentry caches' state, the disk's and network's timing.
+const DEPENDS_ON_TIMING: &[&str] = &[
+    "schedlat",
+    "hardirq",
+    "softirq",
+    "cachestat",
+    "dc",
+    "disk",
+    "pagefault",
+    "netdev",
+    "swap",
+];
+
+/// Where the two reports of the same objects disagree: status, each event's family, which
+/// counters are unobserved, and the workload's own row (its syscalls: the same program makes
+/// the same ones each run) beyond the runs either missed.
+fn compare(loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) {
+    let mut wrong = Vec::new();
+    let mut compared = 0;
+    let by_name = |r: &LoaderReport| -> BTreeMap<String, ObjectReport> {
+        r.objects
+            .iter()
+            .map(|o| (o.object.clone(), o.clone()))
+            .collect()
+    };
+    let (theirs, ours) = (by_name(loader), by_name(agent));
+    for (name, t) in &theirs {
+        let Some(o) = ours.get(name) else {
+            wrong.push(format!("{name}: not in kc-agent's report"));
+            continue;
+        };
+        if t.status != o.status {
+            wrong.push(format!(
+                "{name}: kc-loader {:?}, kc-agent {:?}: {}",
+                t.status, o.status, o.error
+            ));
+        }
+        let families = |r: &ObjectReport| -> Vec<(String, Option<kc_common::AttachFamily>)> {
+            r.events
+                .iter()
+                .map(|e| (e.event.clone(), e.family))
+                .collect()
+        };
+        if families(t) != families(o) {
+            wrong.push(format!(
+                "{name}: families per event: kc-loader {:?}, kc-agent {:?}",
+                families(t),
+                families(o)
+            ));
+        }
+        let nulls = |r: &ObjectReport| -> Vec<String> {
+            r.counters
+                .iter()
+                .flatten()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if nulls(t) != nulls(o) {
+            wrong.push(format!(
+                "{name}: unobserved: kc-loader {:?}, kc-agent {:?}",
+                nulls(t),
+                nulls(o)
+            ));
+        }
+        let collector = name.trim_end_matches(".bpf.o");
+        let (Some(rt), Some(ro)) = (
+            loader.workload().and_then(|p| t.row_of(p)),
+            agent.workload().and_then(|p| o.row_of(p)),
+        ) else {
+            continue;
+        };
+        if DEPENDS_ON_TIMING.contains(&collector) {
+            continue;
+        }
+        let missed = t.missed_runs + o.missed_runs;
+        for (counter, a) in &rt.counters {
+            let (Some(a), Some(b)) = (*a, ro.counters.get(counter).copied().flatten()) else {
+                continue;
+            };
+            compared += 1;
+            if a.abs_diff(b) > missed {
+                wrong.push(format!(
+                    "{collector}.{counter}: the workload's row: kc-loader {a}, kc-agent {b}"
+                ));
+            }
+        }
+    }
+    (wrong, compared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report_fixtures::report;
+    use serde_json::json;
+
+    fn pass(family: &str, read: u64, write: Option<u64>) -> LoaderReport {
+        report(json!({"workload_pid": 7, "objects": [
+            {"object": "vfs.bpf.o", "status": "ok", "missed_runs": 1,
+             "events": [{"event": "kc_vfs_read", "family": family}],
+             "counters": {"read": read, "write": write},
+             "per_process": [{"tgid": 7, "counters": {"read": read, "write": write}}]},
+            {"object": "schedlat.bpf.o", "status": "ok", "counters": {"switch_in": read},
+             "per_process": [{"tgid": 7, "counters": {"switch_in": read}}]}]}))
+    }
+
+    #[test]
+    fn the_two_reports_must_agree() {
+        let (wrong, compared) = compare(&pass("probe", 10, Some(2)), &pass("probe", 11, Some(2)));
+        assert_eq!((wrong.len(), compared), (0, 2), "{wrong:?}");
+        let (wrong, _) = compare(&pass("probe", 10, Some(2)), &pass("tracepoint", 13, None));
+        assert_eq!(wrong.len(), 3, "{wrong:?}");
+        assert!(
+            wrong[0].starts_with("vfs.bpf.o: families per event"),
+            "{wrong:?}"
+        );
+        assert_eq!(
+            wrong[1],
+            "vfs.bpf.o: unobserved: kc-loader [], kc-agent [\"write\"]"
+        );
+        assert_eq!(
+            wrong[2],
+            "vfs.read: the workload's row: kc-loader 10, kc-agent 13"
+        );
+        let mut missing = pass("probe", 10, Some(2));
+        missing.objects.truncate(1);
+        let (wrong, _) = compare(&pass("probe", 10, Some(2)), &missing);
+        assert_eq!(wrong, ["schedlat.bpf.o: not in kc-agent's report"]);
+    }
+}
