@@ -734,6 +734,41 @@ static void run_loader(char **objects, int nobjects)
 	fflush(stdout);
 }
 
+/* Runs the Rust consumer (kc-agent: aya and the release's attach plan) on the release's CO-RE
+ * objects (those of the collectors this run is narrowed to), one pass per attach mode with
+ * this init as each pass's workload, where vmtest put it in the initramfs; its reports go
+ * between markers of their own and are judged as the loader's are. */
+static void run_agent(char **narrowed, int nnarrowed)
+{
+	static char objects[MAX_OBJECTS][80];
+	char *args[2 * MAX_OBJECTS + 12];
+	int n = 0, status;
+	double t = now_ms();
+
+	if (access("/kc-agent", X_OK) != 0)
+		return;
+	args[n++] = "/kc-agent";
+	args[n++] = "--release";
+	args[n++] = KC_CURRENT "/co-re";
+	args[n++] = "--attach";
+	args[n++] = "trampoline,probe,tracepoint,auto";
+	for (int i = 0; i < nnarrowed && i < MAX_OBJECTS; i++) {
+		snprintf(objects[i], sizeof(objects[i]), "%s.bpf.o", narrowed[i]);
+		args[n++] = "--object";
+		args[n++] = objects[i];
+	}
+	args[n++] = "--";
+	args[n++] = "/init";
+	args[n++] = "workload";
+	args[n] = NULL;
+	printf("\nKC-VMTEST-BEGIN agent\n");
+	fflush(stdout);
+	status = run_to(args, NULL);
+	printf("\nKC-VMTEST-END agent status=%d\n", status);
+	fprintf(stderr, "kc-vmtest: kc-agent's passes took %.0f ms\n", now_ms() - t);
+	fflush(stdout);
+}
+
 static void print_file(const char *path)
 {
 	char buf[4096];
@@ -943,6 +978,7 @@ int main(int argc, char **argv)
 	n = select_objects("no-btf-return", ret, objects, n);
 	qsort(objects, n, sizeof(char *), cmp);
 	run_loader(objects, n);
+	run_agent(collectors, ncollectors);
 	printf("\nKC-VMTEST-DONE\n");
 	fflush(stdout);
 	sync();

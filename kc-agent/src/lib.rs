@@ -44,6 +44,9 @@ const FILE_CAP: u64 = 64 << 20;
 pub struct Release {
     dir: PathBuf,
     plan: AttachPlan,
+    /// What the running kernel has, asked once (its BTF and kallsyms take seconds to read
+    /// under emulation) for every pass.
+    kernel: std::cell::OnceCell<Kernel>,
 }
 
 impl Release {
@@ -55,6 +58,7 @@ impl Release {
         Ok(Release {
             dir: dir.to_path_buf(),
             plan,
+            kernel: std::cell::OnceCell::new(),
         })
     }
 
@@ -67,7 +71,7 @@ impl Release {
     /// An object that fails is reported as failed; the others run.
     pub fn attach(&self, objects: &[String], o: &Options) -> Session {
         let started = Instant::now();
-        let kernel = Kernel::probe();
+        let kernel = self.kernel.get_or_init(Kernel::probe);
         let loaded = objects
             .iter()
             .map(|name| {
@@ -75,7 +79,7 @@ impl Release {
                 let mut loaded = match (self.plan.object(name), read_capped(&self.dir.join(name))) {
                     (None, _) => attach::failed(name, o, format!("{PLAN_FILE} has no plan for it")),
                     (_, Err(e)) => attach::failed(name, o, format!("{e:#}")),
-                    (Some(plan), Ok(bytes)) => attach::attach(plan, &bytes, &kernel, o),
+                    (Some(plan), Ok(bytes)) => attach::attach(plan, &bytes, kernel, o),
                 };
                 loaded.report.ms.load = ms(t);
                 loaded.missed_before = attach::missed_runs(&loaded);

@@ -15,9 +15,10 @@ struct Cli {
     /// An installed release directory holding attach-plan.json (`.../current/co-re`)
     #[arg(long)]
     release: PathBuf,
-    /// `auto` (the cheapest family per event), or one family for every event
-    #[arg(long, default_value = "auto")]
-    attach: AttachMode,
+    /// `auto` (the cheapest family per event), or one family for every event; several
+    /// (comma-separated): one pass each, the workload run in each
+    #[arg(long, default_value = "auto", value_delimiter = ',')]
+    attach: Vec<AttachMode>,
     #[arg(long, default_value = "process")]
     group_by: GroupBy,
     /// Rows of each per-application table
@@ -45,22 +46,24 @@ fn run(cli: Cli) -> Result<()> {
     } else {
         cli.objects
     };
-    let options = Options {
-        attach: cli.attach,
-        group_by: cli.group_by,
-        table_size: cli.table_size,
-    };
-    let session = release.attach(&objects, &options);
-    let mut child = std::process::Command::new(&cli.workload[0])
-        .args(&cli.workload[1..])
-        .spawn()
-        .with_context(|| format!("running {:?}", cli.workload))?;
-    let pid = child.id();
-    let status = child.wait()?;
-    let report = session.read(pid)?;
-    println!("{}", serde_json::to_string(&report)?);
-    if !status.success() {
-        bail!("the workload ended {status}");
+    for attach in cli.attach {
+        let options = Options {
+            attach,
+            group_by: cli.group_by,
+            table_size: cli.table_size,
+        };
+        let session = release.attach(&objects, &options);
+        let mut child = std::process::Command::new(&cli.workload[0])
+            .args(&cli.workload[1..])
+            .spawn()
+            .with_context(|| format!("running {:?}", cli.workload))?;
+        let pid = child.id();
+        let status = child.wait()?;
+        let report = session.read(pid)?;
+        println!("{}", serde_json::to_string(&report)?);
+        if !status.success() {
+            bail!("the workload ended {status} (--attach {attach})");
+        }
     }
     Ok(())
 }

@@ -11,33 +11,30 @@ use kc_common::report::{AppsTable, GroupBy, Row};
 use crate::attach::{map_fd, Loaded};
 use crate::sys;
 
-/// Why `c` is not observed in this pass, or None where a family observed one of its events
-/// and is not blind to it.
+/// Why `c` is not observed in this pass, or None where every event that feeds it was
+/// observed by a family not blind to it (a count of some of its events only would be a false
+/// number). As kc-loader judges it (co-re/loader/kc_observed.c).
 pub fn unobserved(c: &CounterPlan, loaded: &Loaded) -> Option<String> {
     if let Some(why) = &c.unobserved {
         return Some(why.clone());
     }
-    let mut why = None;
-    for event in &c.events {
+    if c.events.is_empty() {
+        return Some("it names no event".into());
+    }
+    c.events.iter().find_map(|event| {
         if !loaded.plan.events.iter().any(|e| &e.event == event) {
-            why.get_or_insert(format!("the object has no program for its event {event}"));
-            continue;
+            return Some(format!("the object has no program for its event {event}"));
         }
         match loaded.families.get(event) {
-            None => {
-                why.get_or_insert(format!(
-                    "no family observes its event {event} on this kernel"
-                ));
-            }
-            Some(f) => match c.blind.get(f) {
-                Some(blind) => {
-                    why = Some(format!("the {f} family observes {event}, but {blind}"));
-                }
-                None => return None,
-            },
+            None => Some(format!(
+                "no family observes its event {event} on this kernel"
+            )),
+            Some(f) => c
+                .blind
+                .get(f)
+                .map(|blind| format!("the {f} family observes {event}, but {blind}")),
         }
-    }
-    Some(why.unwrap_or_else(|| "it names no event".into()))
+    })
 }
 
 /// The counters' values in a value of the counter struct (u64 each, in order).

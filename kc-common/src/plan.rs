@@ -10,8 +10,8 @@
 //! tried. Programs of families not chosen are not loaded (libbpf's
 //! `bpf_program__set_autoload(prog, false)`, aya's and cilium/ebpf's: simply not loaded).
 //! After load, write `group_by` into the ctrl map; read counters from the totals map (one
-//! value per CPU: sum them), rows from the apps map. A counter is observed only where a family
-//! observed one of its [`CounterPlan::events`] and is not blind to it.
+//! value per CPU: sum them), rows from the apps map. A counter is observed only where every one
+//! of its [`CounterPlan::events`] was observed by a family not blind to it.
 
 use std::collections::BTreeMap;
 

@@ -23,22 +23,53 @@ const fn rust_target(arch: Arch) -> &'static str {
     }
 }
 
-/// Builds `arch`'s (cargo skips an unchanged build) and returns its bytes and the rustc that
-/// built it; once per process and architecture.
+/// A static executable of the workspace that runs on a host or in a guest without a libc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tool {
+    /// The release's kc-select: small and reproducible (profile `release-tool`).
+    Select,
+    /// The Rust consumer vmtest runs in its guests (a dev build: never shipped).
+    Agent,
+}
+
+impl Tool {
+    const fn package(self) -> &'static str {
+        match self {
+            Tool::Select => "kc-select",
+            Tool::Agent => "kc-agent",
+        }
+    }
+
+    /// (cargo's `--profile`, the directory it builds into).
+    const fn profile(self) -> (&'static str, &'static str) {
+        match self {
+            Tool::Select => ("release-tool", "release-tool"),
+            Tool::Agent => ("dev", "debug"),
+        }
+    }
+}
+
+/// Builds `arch`'s kc-select (cargo skips an unchanged build) and returns its bytes and the
+/// rustc that built it; once per process and architecture.
 pub fn build(arch: Arch) -> Result<(Vec<u8>, String)> {
-    static BUILT: Mutex<BTreeMap<Arch, (Vec<u8>, String)>> = Mutex::new(BTreeMap::new());
-    if let Some(b) = BUILT.lock().expect("kc-select builds").get(&arch) {
+    build_tool(Tool::Select, arch)
+}
+
+/// [`build`] for any [`Tool`].
+pub fn build_tool(tool: Tool, arch: Arch) -> Result<(Vec<u8>, String)> {
+    static BUILT: Mutex<BTreeMap<(Tool, Arch), (Vec<u8>, String)>> = Mutex::new(BTreeMap::new());
+    if let Some(b) = BUILT.lock().expect("tool builds").get(&(tool, arch)) {
         return Ok(b.clone());
     }
-    let built = build_now(arch)?;
+    let built = build_now(tool, arch)?;
     BUILT
         .lock()
-        .expect("kc-select builds")
-        .insert(arch, built.clone());
+        .expect("tool builds")
+        .insert((tool, arch), built.clone());
     Ok(built)
 }
 
-fn build_now(arch: Arch) -> Result<(Vec<u8>, String)> {
+fn build_now(tool: Tool, arch: Arch) -> Result<(Vec<u8>, String)> {
     let root = paths::project_root();
     let sh = process::shell_in(&root);
     let verbose = process::read(cmd!(sh, "rustc -vV"))?;
@@ -61,7 +92,8 @@ fn build_now(arch: Arch) -> Result<(Vec<u8>, String)> {
         let linker = format!("{}-gcc", gnu_triple(arch));
         if !process::exists(&linker) {
             bail!(
-                "{linker} is not installed (links the {arch} kc-select): run `cargo xtask setup`"
+                "{linker} is not installed (links the {arch} {}): run `cargo xtask setup`",
+                tool.package()
             );
         }
         let var = format!(
@@ -85,16 +117,18 @@ fn build_now(arch: Arch) -> Result<(Vec<u8>, String)> {
         cargo_home.display()
     );
     // Beside the workspace's builds (CI shares CARGO_TARGET_DIR between jobs).
+    let (package, (profile, out)) = (tool.package(), tool.profile());
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), PathBuf::from)
-        .join("kc-build/kc-select");
+        .join("kc-build")
+        .join(package);
     let _env = sh.push_env("RUSTFLAGS", flags);
     process::output(cmd!(
         sh,
-        "cargo build --locked --quiet -p kc-select --profile release-tool --target {triple} --target-dir {target_dir}"
+        "cargo build --locked --quiet -p {package} --profile {profile} --target {triple} --target-dir {target_dir}"
     ))
-    .context("building the release's static kc-select")?;
-    let bin = target_dir.join(&triple).join("release-tool/kc-select");
+    .with_context(|| format!("building the static {package}"))?;
+    let bin = target_dir.join(&triple).join(out).join(package);
     let bytes = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
     if host::executable_arch(&bytes).map_err(anyhow::Error::msg)? != arch {
         bail!("{} is not an {arch} executable", bin.display());

@@ -12,7 +12,7 @@ use crate::collectors::Collector;
 pub struct ObjectOutcome {
     pub object: String,
     pub collector: String,
-    /// `legacy` or `co-re`.
+    /// `legacy` or `co-re` (run by kc-loader), or [`AGENT_KIND`].
     pub kind: String,
     /// The `--attach` mode of the loader run.
     pub attach: String,
@@ -29,6 +29,9 @@ fn collector_of(object: &str) -> (String, String) {
         kc_verify::ObjectKind::Other => (object.to_string(), "?".into()),
     }
 }
+
+/// The kind of a CO-RE object's outcome when the Rust consumer (kc-agent) ran it.
+pub const AGENT_KIND: &str = "kc-agent";
 
 /// An event that no family observed, and why each family was passed over.
 #[derive(Debug, Clone)]
@@ -270,14 +273,34 @@ pub struct Passes {
     pub malformed: Vec<String>,
 }
 
-/// The loader's reports between the markers in the console output: one JSON document per
+/// Who printed a block of reports in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reporter {
+    /// kc-loader, on the objects kc-select chose.
+    Loader,
+    /// kc-agent (the Rust consumer), on the release's CO-RE objects.
+    Agent,
+}
+
+impl Reporter {
+    /// Its block's label after the markers.
+    const fn label(self) -> &'static str {
+        match self {
+            Reporter::Loader => "passes",
+            Reporter::Agent => "agent",
+        }
+    }
+}
+
+/// The reports between `who`'s markers in the console output: one JSON document per
 /// pass (`--attach trampoline,probe,tracepoint,auto`), each naming its mode in `attach`. The
 /// console carries other lines between them (the workload's own warnings on stderr, kernel
 /// messages): each document starts on a line of its own, and a document cut short is left out.
-pub fn extract_reports(console: &str) -> Passes {
+pub fn extract_reports(console: &str, who: Reporter) -> Passes {
     let mut passes = Passes::default();
     for doc in between(console, BEGIN, END)
         .into_iter()
+        .filter(|(label, _)| label.trim() == who.label())
         .flat_map(|(_, body)| documents(body))
     {
         let mode = doc["attach"].as_str().unwrap_or("?").to_string();
@@ -387,7 +410,13 @@ pub fn table(results: &[KernelOutcome], collectors: &[Collector]) -> String {
     for r in results {
         header.push_str(&format!(" {:>7}", r.series));
     }
-    for kind in ["co-re", "legacy"] {
+    for kind in ["co-re", "legacy", AGENT_KIND] {
+        if !results
+            .iter()
+            .any(|r| r.objects.iter().any(|o| o.kind == kind))
+        {
+            continue;
+        }
         out.push_str(&format!(
             "\n{kind} objects, one character per --attach mode (trampoline, probe, tracepoint, auto): \
              o = loaded, attached what this kernel has, counted what counters.toml says; \
@@ -482,7 +511,7 @@ mod tests {
         let console = format!(
             "noise\nKC-VMTEST-BEGIN passes\n{probe}\n{auto}\n{tracepoint}\nKC-VMTEST-END passes status=0\n"
         );
-        let passes = extract_reports(&console);
+        let passes = extract_reports(&console, Reporter::Loader);
         let modes: Vec<String> = passes
             .reports
             .iter()
@@ -496,7 +525,7 @@ mod tests {
             "KC-VMTEST-BEGIN passes\n{trampoline}\nkc-vmtest: page-out left 516 of 1024 pages {{resident}}\r\n\
              {probe}\n[   12.5] a kernel message\n{auto}\nKC-VMTEST-END passes status=0"
         );
-        let modes: Vec<String> = extract_reports(&noisy)
+        let modes: Vec<String> = extract_reports(&noisy, Reporter::Loader)
             .reports
             .iter()
             .map(|r| r.attach.to_string())
@@ -507,16 +536,18 @@ mod tests {
             "KC-VMTEST-BEGIN passes\n{trampoline}\n{}\nKC-VMTEST-END passes status=139",
             &probe[..probe.len() / 2]
         );
-        let passes = extract_reports(&cut);
+        let passes = extract_reports(&cut, Reporter::Loader);
         assert_eq!((passes.reports.len(), passes.malformed.len()), (1, 0));
-        assert!(extract_reports("nothing").reports.is_empty());
+        assert!(extract_reports("nothing", Reporter::Loader)
+            .reports
+            .is_empty());
     }
 
     #[test]
     fn a_report_the_type_does_not_describe_is_malformed() {
         let console = "KC-VMTEST-BEGIN passes\n{\"kernel\": \"6.1.1\", \"attach\": \"auto\", \"objects\": []}\n\
                        {\"attach\": \"sideways\"}\nKC-VMTEST-END passes status=0";
-        let passes = extract_reports(console);
+        let passes = extract_reports(console, Reporter::Loader);
         assert!(passes.reports.is_empty());
         let lines = passes.malformed;
         assert_eq!(lines.len(), 2, "{lines:?}");

@@ -297,6 +297,17 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     let release = installed::install(libc, arch)?;
     // Read by init: what its kc-select chooses for (see read_collectors there).
     let narrowed_to: String = collectors.iter().map(|c| format!("{}\n", c.name)).collect();
+    // The Rust consumer runs beside the loader on the oldest and newest kernel of the run.
+    let versions: Vec<KernelVersion> = kernels
+        .iter()
+        .map(|k| KernelVersion::parse(&k.kernel_version))
+        .collect::<Result<_, _>>()?;
+    let agent_on = |v: &KernelVersion| {
+        versions.iter().map(KernelVersion::code).min() == Some(v.code())
+            || versions.iter().map(KernelVersion::code).max() == Some(v.code())
+    };
+    let (agent, _) =
+        crate::compile::select_tool::build_tool(crate::compile::select_tool::Tool::Agent, arch)?;
     // Images first, one at a time (downloads), then boots in parallel.
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let mut plans = Vec::new();
@@ -318,6 +329,14 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                 executable: true,
             },
         ];
+        let with_agent = agent_on(&version);
+        if with_agent {
+            members.push(Member::File {
+                name: "kc-agent",
+                data: &agent,
+                executable: true,
+            });
+        }
         members.extend(release.iter().map(installed::Node::member));
         if !o.collectors.is_empty() {
             members.push(Member::File {
@@ -336,7 +355,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
             } = m
             {
                 if data.starts_with(b"\x7fELF") {
-                    let started_bare = ["init", "kc-loader"].contains(name);
+                    let started_bare = ["init", "kc-loader", "kc-agent"].contains(name);
                     guest_executable(name, data, arch, started_bare)?;
                 }
             }
@@ -366,7 +385,15 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         // musl` started at once) boot the same kernels, each with its own loader.
         let initramfs = work_dir().join(format!("{}-{libc}.cpio", k.release));
         atomic::write(&initramfs, &cpio::newc(&members))?;
-        plans.push((*k, vmlinuz, initramfs, bucket, version, modules.absent));
+        plans.push((
+            *k,
+            vmlinuz,
+            initramfs,
+            bucket,
+            version,
+            modules.absent,
+            with_agent,
+        ));
     }
     let accel = match o.accel {
         Accel::Auto => probe_kvm(arch, &plans[0].1, &plans[0].2),
@@ -382,7 +409,9 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         for _ in 0..o.jobs.max(1).min(plans.len().max(1)) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((k, vmlinuz, initramfs, bucket, version, absent)) = plans.get(i) else {
+                let Some((k, vmlinuz, initramfs, bucket, version, absent, with_agent)) =
+                    plans.get(i)
+                else {
                     break;
                 };
                 let log = initramfs.with_extension("log");
@@ -399,23 +428,37 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                     accel,
                 ) {
                     Ok((how, console, seconds)) => {
-                        let passes = judge::extract_reports(&console);
+                        let passes = judge::extract_reports(&console, judge::Reporter::Loader);
                         let modes = passes
                             .reports
                             .iter()
                             .map(|r| r.attach.to_string())
                             .collect();
-                        let objects = judge::judge_passes(
-                            &passes.reports,
-                            &judge::Guest {
-                                collectors: &collectors,
-                                counters: &counters,
-                                accounting: &accounting,
-                                kernel: version,
-                                arch,
-                                absent_modules: absent,
-                            },
-                        );
+                        let guest = judge::Guest {
+                            collectors: &collectors,
+                            counters: &counters,
+                            accounting: &accounting,
+                            kernel: version,
+                            arch,
+                            absent_modules: absent,
+                        };
+                        let mut objects = judge::judge_passes(&passes.reports, &guest);
+                        let mut malformed = passes.malformed;
+                        if *with_agent {
+                            let agent = judge::extract_reports(&console, judge::Reporter::Agent);
+                            if agent.reports.is_empty() && how == BootEnd::Reported {
+                                malformed.push("kc-agent printed no report".into());
+                            }
+                            malformed.extend(agent.malformed);
+                            objects.extend(
+                                judge::judge_passes(&agent.reports, &guest).into_iter().map(
+                                    |mut o| {
+                                        o.kind = judge::AGENT_KIND.into();
+                                        o
+                                    },
+                                ),
+                            );
+                        }
                         results.lock().expect("results").push(KernelOutcome {
                             series: k.series.to_string(),
                             release: k.release.clone(),
@@ -431,7 +474,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                                 collectors.len(),
                             ),
                             absent_modules: absent.clone(),
-                            malformed: passes.malformed,
+                            malformed,
                             log,
                             console_tail: if how == BootEnd::Reported {
                                 Vec::new()
