@@ -55,9 +55,12 @@ pub fn build(arch: Arch) -> Result<(Vec<u8>, String)> {
     build_tool(Tool::Select, arch)
 }
 
+/// A built tool's bytes and the rustc that built it.
+type Built = (Vec<u8>, String);
+
 /// [`build`] for any [`Tool`].
-pub fn build_tool(tool: Tool, arch: Arch) -> Result<(Vec<u8>, String)> {
-    static BUILT: Mutex<BTreeMap<(Tool, Arch), (Vec<u8>, String)>> = Mutex::new(BTreeMap::new());
+pub fn build_tool(tool: Tool, arch: Arch) -> Result<Built> {
+    static BUILT: Mutex<BTreeMap<(Tool, Arch), Built>> = Mutex::new(BTreeMap::new());
     if let Some(b) = BUILT.lock().expect("tool builds").get(&(tool, arch)) {
         return Ok(b.clone());
     }
