@@ -98,6 +98,7 @@ pub fn run(o: DistOptions) -> Result<()> {
                 kernels: vec![],
                 collectors: vec![],
                 jobs: 2,
+                agent: None,
                 timeout: crate::vmtest::DEFAULT_TIMEOUT,
                 accel: crate::vmtest::Accel::Auto,
                 libc: Some(LibcChoice::from(run.libc)),

@@ -401,6 +401,8 @@ pub fn run(o: RehearseOptions) -> Result<()> {
     let names = |series: &[kc_common::Bucket]| -> Vec<String> {
         series.iter().map(|b| b.to_string()).collect()
     };
+    // The plumbing, not the Rust consumer: the suite's vmtest and arm64 checks run kc-agent.
+    extra.extend(["--var".into(), format!("{}=none", crate::vmtest::AGENT_VAR)]);
     for (var, list) in [
         (crate::vmtest::KERNELS_VAR, names(&o.vmtest_kernels)),
         (crate::matrix::BUCKETS_VAR, names(&o.cell_buckets)),

@@ -2,6 +2,7 @@
 
 mod arch_build;
 mod build;
+mod consumers;
 mod docker;
 mod fetch;
 mod install;
@@ -33,6 +34,9 @@ pub enum Command {
     /// The full matrix (every bucket x both libcs) in our two images, cold and warm, vs one
     /// image per (kernel, libc) with the kernel baked in, built from scratch
     Docker(docker::DockerBench),
+    /// The Rust consumer (kc-agent, aya) vs kc-loader (libbpf): every CO-RE object attached
+    /// and detached on this host, and the families each chose
+    Consumers(consumers::ConsumersBench),
     /// ns each collector adds per event of a workload that hits its main event: no program vs
     /// each attach family vs auto, on this host and in a guest
     Overhead(overhead::OverheadBench),
@@ -49,6 +53,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Install(o) => install::run(o),
         Command::Docker(o) => docker::run(o),
         Command::Overhead(o) => overhead::run(o),
+        Command::Consumers(o) => consumers::run(o),
     }
 }
 

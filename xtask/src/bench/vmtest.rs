@@ -20,6 +20,8 @@ pub fn run(o: VmtestBench) -> Result<()> {
         kernels: vec![],
         collectors: vec![],
         jobs,
+        // The loader's path alone: the guest times this bench has always measured.
+        agent: Some(crate::vmtest::AgentKernels::None),
         timeout: crate::vmtest::DEFAULT_TIMEOUT,
         accel: Accel::Auto,
         libc: None,

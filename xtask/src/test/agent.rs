@@ -15,21 +15,22 @@ use super::host::{loader_report, needs_root};
 use super::Verdict;
 use crate::compile::cell;
 use crate::paths::cell_dir;
-use crate::{host, paths, process};
+use crate::{host, process};
 
-/// The kc-agent binary of this workspace, built if need be.
-fn agent_binary() -> Result<PathBuf> {
-    let root = paths::project_root();
-    let sh = process::shell_in(&root);
-    process::output(cmd!(sh, "cargo build --locked --quiet -p kc-agent"))
-        .context("building kc-agent")?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("debug/kc-agent"))
+/// The static kc-agent vmtest puts in its guests (built if need be, once for both), as a file
+/// under `dir`.
+pub(crate) fn agent_binary(dir: &Path) -> Result<PathBuf> {
+    let (bytes, _) = crate::compile::select_tool::build_tool(
+        crate::compile::select_tool::Tool::Agent,
+        kc_common::host::host_arch()?,
+    )?;
+    let path = dir.join("kc-agent");
+    crate::atomic::write_file(&path, &bytes, true)?;
+    Ok(path)
 }
 
 /// A release directory as kc-install leaves it: the CO-RE cell's objects and their plan.
-fn release_dir(cell: &Path, dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn release_dir(cell: &Path, dir: &Path) -> Result<Vec<String>> {
     let mut files = Vec::new();
     for name in super::host::object_files(cell)? {
         let file = name
@@ -56,10 +57,10 @@ pub fn rust_agent() -> Result<Verdict> {
     }
     let tc = crate::compile::toolchain::Toolchain::detect()?;
     let workload = crate::vmtest::static_binaries(&tc, kc_common::host::host_arch()?)?.accounting;
-    let agent = agent_binary()?;
     let cell = cell_dir(CellId::core(host::host_libc()));
     let loader = cell.join(cell::LOADER);
     let scratch = tempfile::tempdir()?;
+    let agent = agent_binary(scratch.path())?;
     let release = scratch.path().join("co-re");
     let (work_a, work_b) = (scratch.path().join("a"), scratch.path().join("b"));
     for d in [&release, &work_a, &work_b] {
@@ -98,7 +99,7 @@ pub fn rust_agent() -> Result<Verdict> {
 }
 
 /// A pass's time from start to every object attached.
-fn setup_ms(r: &LoaderReport) -> f64 {
+pub(crate) fn setup_ms(r: &LoaderReport) -> f64 {
     r.ms.attach
         + r.objects
             .iter()

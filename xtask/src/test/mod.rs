@@ -13,7 +13,7 @@ use xshell::cmd;
 use crate::compile::{cell, Backend, BuildOptions};
 use crate::{paths, process, setup};
 
-mod agent;
+pub(crate) mod agent;
 mod arm64;
 mod docker;
 mod host;

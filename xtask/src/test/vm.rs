@@ -38,6 +38,7 @@ pub fn spanning(
         kernels,
         collectors: Vec::new(),
         jobs: GUESTS_AT_ONCE,
+        agent: None,
         timeout,
         accel: crate::vmtest::Accel::Auto,
         libc: Some(LibcChoice::from(libc)),

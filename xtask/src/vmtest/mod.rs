@@ -40,6 +40,10 @@ pub struct VmtestOptions {
     /// else every collector
     #[arg(long = "collector", value_name = "NAME")]
     pub collectors: Vec<String>,
+    /// Which guests also run the Rust consumer (kc-agent) on the release's CO-RE objects.
+    /// Default: what `KC_VMTEST_AGENT` says, else the oldest and newest kernel of the run
+    #[arg(long, value_enum)]
+    pub agent: Option<AgentKernels>,
     /// Guests booted at once
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
@@ -69,6 +73,18 @@ pub const KERNELS_VAR: &str = "KC_VMTEST_KERNELS";
 /// The environment variable that chooses the collectors when no `--collector` is given (the
 /// release workflow's vmtest job sets it from a repository variable; the rehearsal loads one).
 pub const COLLECTORS_VAR: &str = "KC_VMTEST_COLLECTORS";
+
+/// The environment variable that chooses `--agent` when it is not given (the release
+/// workflow's vmtest job sets it from a repository variable; the rehearsal runs none).
+pub const AGENT_VAR: &str = "KC_VMTEST_AGENT";
+
+/// The guests that run kc-agent beside kc-loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentKernels {
+    /// The oldest and the newest kernel of the run.
+    OldestNewest,
+    None,
+}
 
 /// `--timeout`'s default, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 300;
@@ -229,6 +245,15 @@ impl VmtestOptions {
         if self.collectors.is_empty() {
             self.collectors = crate::cli::list_from_env(COLLECTORS_VAR);
         }
+        if self.agent.is_none() {
+            let value = std::env::var(AGENT_VAR).unwrap_or_default();
+            if !value.trim().is_empty() {
+                use clap::ValueEnum;
+                self.agent = Some(AgentKernels::from_str(value.trim(), true).map_err(|e| {
+                    anyhow::anyhow!("{AGENT_VAR}={value:?}: {e} (oldest-newest or none)")
+                })?);
+            }
+        }
         Ok(self)
     }
 }
@@ -302,12 +327,17 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         .iter()
         .map(|k| KernelVersion::parse(&k.kernel_version))
         .collect::<Result<_, _>>()?;
+    let with_agent = o.agent.unwrap_or(AgentKernels::OldestNewest) == AgentKernels::OldestNewest;
     let agent_on = |v: &KernelVersion| {
-        versions.iter().map(KernelVersion::code).min() == Some(v.code())
-            || versions.iter().map(KernelVersion::code).max() == Some(v.code())
+        with_agent
+            && (versions.iter().map(KernelVersion::code).min() == Some(v.code())
+                || versions.iter().map(KernelVersion::code).max() == Some(v.code()))
     };
-    let (agent, _) =
-        crate::compile::select_tool::build_tool(crate::compile::select_tool::Tool::Agent, arch)?;
+    let agent = if with_agent {
+        crate::compile::select_tool::build_tool(crate::compile::select_tool::Tool::Agent, arch)?.0
+    } else {
+        Vec::new()
+    };
     // Images first, one at a time (downloads), then boots in parallel.
     let mut fetcher = Fetcher::new(paths::cache_dir());
     let mut plans = Vec::new();
