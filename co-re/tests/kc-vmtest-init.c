@@ -706,14 +706,28 @@ static int run_to(char **argv, const char *out)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* Runs argv with its output between `KC-VMTEST-BEGIN label` and `KC-VMTEST-END label status=N`
+ * markers (vmtest reads the reports between them), and says how long it took. */
+static void run_between(const char *label, char **argv)
+{
+	double t = now_ms();
+	int status;
+
+	printf("\nKC-VMTEST-BEGIN %s\n", label);
+	fflush(stdout);
+	status = run_to(argv, NULL);
+	printf("\nKC-VMTEST-END %s status=%d\n", label, status);
+	fprintf(stderr, "kc-vmtest: %s took %.0f ms\n", argv[0], now_ms() - t);
+	fflush(stdout);
+}
+
 /* Runs kc-loader once on every object, one pass per attach mode (each family forced, then
  * auto), with this init as each pass's workload; its reports (one JSON document per pass) go
  * between markers. The objects load once: the verifier sees each program once per boot. */
 static void run_loader(char **objects, int nobjects)
 {
 	char *args[MAX_OBJECTS + 12];
-	int n = 0, status;
-	double t = now_ms();
+	int n = 0;
 
 	args[n++] = "/kc-loader";
 	args[n++] = "--json";
@@ -726,12 +740,7 @@ static void run_loader(char **objects, int nobjects)
 	args[n++] = "/init";
 	args[n++] = "workload";
 	args[n] = NULL;
-	printf("\nKC-VMTEST-BEGIN passes\n");
-	fflush(stdout);
-	status = run_to(args, NULL);
-	printf("\nKC-VMTEST-END passes status=%d\n", status);
-	fprintf(stderr, "kc-vmtest: the loader's passes took %.0f ms\n", now_ms() - t);
-	fflush(stdout);
+	run_between("passes", args);
 }
 
 /* Runs the Rust consumer (kc-agent: aya and the release's attach plan) on the release's CO-RE
@@ -742,8 +751,7 @@ static void run_agent(char **narrowed, int nnarrowed)
 {
 	static char objects[MAX_OBJECTS][80];
 	char *args[2 * MAX_OBJECTS + 12];
-	int n = 0, status;
-	double t = now_ms();
+	int n = 0;
 
 	if (access("/kc-agent", X_OK) != 0)
 		return;
@@ -761,12 +769,7 @@ static void run_agent(char **narrowed, int nnarrowed)
 	args[n++] = "/init";
 	args[n++] = "workload";
 	args[n] = NULL;
-	printf("\nKC-VMTEST-BEGIN agent\n");
-	fflush(stdout);
-	status = run_to(args, NULL);
-	printf("\nKC-VMTEST-END agent status=%d\n", status);
-	fprintf(stderr, "kc-vmtest: kc-agent's passes took %.0f ms\n", now_ms() - t);
-	fflush(stdout);
+	run_between("agent", args);
 }
 
 static void print_file(const char *path)

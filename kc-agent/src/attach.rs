@@ -56,12 +56,11 @@ pub fn failed(object: &str, o: &Options, error: String) -> Loaded {
 /// Bytes of an object's maps at their sizes: keys and values, each value per CPU where it is
 /// (as kc-loader counts them).
 pub fn map_bytes(plan: &ObjectPlan, cpus: usize) -> u64 {
-    const PERCPU: [u32; 3] = [5, 6, 10];
     plan.maps
         .iter()
         .map(|m| {
             let value = u64::from(m.value_size.unwrap_or(0)).div_ceil(8) * 8;
-            let copies = if PERCPU.contains(&m.map_type) {
+            let copies = if sys::PERCPU_MAP_TYPES.contains(&m.map_type) {
                 cpus as u64
             } else {
                 1
@@ -169,11 +168,7 @@ fn choose(
     let mut chosen = None;
     for f in AttachFamily::ALL {
         if chosen.is_some() {
-            why(
-                f,
-                PassedOver::Costlier,
-                format!("{} fits first", chosen.unwrap_or(f)),
-            );
+            why(f, PassedOver::Costlier, "a cheaper family fits".into());
             continue;
         }
         if mode != AttachMode::Auto && mode != AttachMode::Only(f) {

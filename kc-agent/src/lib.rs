@@ -126,7 +126,8 @@ impl Session {
     /// whose row the agent ran for (0: none).
     pub fn read(mut self, workload_pid: u32) -> Result<LoaderReport> {
         let workload = ms(self.started);
-        let cpus = sys::possible_cpus().context("counting the possible CPUs")?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| anyhow::anyhow!("counting the possible CPUs ({what}): {e}"))?;
         let t = Instant::now();
         for l in &mut self.loaded {
             l.report.missed_runs = attach::missed_runs(l).saturating_sub(l.missed_before);

@@ -4,6 +4,7 @@
 //! nobody observed is null, with why.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 
 use kc_common::plan::{CounterPlan, MapPlan, MapRole};
 use kc_common::report::{AppsTable, GroupBy, Row};
@@ -51,7 +52,7 @@ fn named(
 ) -> BTreeMap<String, Option<u64>> {
     counters
         .iter()
-        .zip(values.iter().copied().chain(std::iter::repeat(0)))
+        .zip(values.iter().copied())
         .map(|(c, v)| {
             (
                 c.name.clone(),
@@ -63,7 +64,7 @@ fn named(
 
 /// Fills the report of `loaded` from its maps.
 pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Result<()> {
-    let Some(ebpf) = &loaded.ebpf else {
+    let (Some(ebpf), Some(cpus)) = (&loaded.ebpf, NonZeroUsize::new(cpus)) else {
         return Ok(());
     };
     let plan = &loaded.plan;
@@ -80,7 +81,7 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
     let mut report = std::mem::take(&mut loaded.report);
     if let Some((m, totals)) = map(MapRole::Totals) {
         let stride = (m.value_size.unwrap_or(0) as usize).div_ceil(8) * 8;
-        let mut value = vec![0u8; stride * cpus];
+        let mut value = vec![0u8; stride * cpus.get()];
         sys::lookup(map_fd(totals)?, &0u32.to_ne_bytes(), &mut value)?;
         let mut sums = vec![0u64; n];
         for cpu in value.chunks_exact(stride.max(8)) {
@@ -98,17 +99,8 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
     ) {
         let fd = map_fd(apps)?;
         let (mut rows, mut gone) = (Vec::new(), Vec::new());
-        let mut key = [0u8; 8];
-        let mut next = [0u8; 8];
-        let mut first = true;
-        let mut value = vec![0u8; m.value_size.unwrap_or(0) as usize];
-        while sys::next_key(fd, (!first).then_some(&key[..]), &mut next)? {
-            first = false;
-            key = next;
-            if sys::lookup(fd, &key, &mut value).is_err() {
-                continue;
-            }
-            let id = u64::from_ne_bytes(key);
+        for (key, value) in sys::entries(fd, 8, m.value_size.unwrap_or(0) as usize)? {
+            let id = u64::from_ne_bytes(key[..].try_into().expect("8-byte keys"));
             let values: Vec<u64> = u64s(&value).collect();
             // SAFETY: kill with signal 0 only asks whether the process exists.
             let exited = group_by == GroupBy::Process
@@ -124,10 +116,7 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
                 counters: named(&plan.counters, &values, &unobserved),
             });
         }
-        let removed = gone
-            .iter()
-            .filter(|k| sys::delete(fd, &k[..]).is_ok())
-            .count() as u64;
+        let removed = gone.iter().filter(|k| sys::delete(fd, k).is_ok()).count() as u64;
         let mut ctrl_value = [0u8; 24];
         sys::lookup(map_fd(ctrl)?, &0u32.to_ne_bytes(), &mut ctrl_value)?;
         let ctrl: Vec<u64> = u64s(&ctrl_value).collect();
@@ -175,18 +164,10 @@ const HIST_SLOTS: usize = 32;
 /// Per-CPU counts keyed by `struct kc_hist_key { u32 id; u32 slot; }`: id → slot counts.
 fn read_histogram(
     fd: std::os::fd::BorrowedFd<'_>,
-    cpus: usize,
+    cpus: NonZeroUsize,
 ) -> std::io::Result<BTreeMap<String, Vec<u64>>> {
     let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let (mut key, mut next) = ([0u8; 8], [0u8; 8]);
-    let mut value = vec![0u8; 8 * cpus];
-    let mut first = true;
-    while sys::next_key(fd, (!first).then_some(&key[..]), &mut next)? {
-        first = false;
-        key = next;
-        if sys::lookup(fd, &key, &mut value).is_err() {
-            continue;
-        }
+    for (key, value) in sys::entries(fd, 8, 8 * cpus.get())? {
         let id = u32::from_ne_bytes(key[..4].try_into().expect("4 bytes"));
         let slot = u32::from_ne_bytes(key[4..].try_into().expect("4 bytes")) as usize;
         if slot >= HIST_SLOTS {
@@ -204,25 +185,21 @@ fn read_histogram(
 fn read_devices(
     fd: std::os::fd::BorrowedFd<'_>,
     m: &MapPlan,
-    cpus: usize,
+    cpus: NonZeroUsize,
 ) -> std::io::Result<BTreeMap<String, u64>> {
-    const PERCPU: [u32; 3] = [5, 6, 10]; // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
-    let per_cpu = PERCPU.contains(&m.map_type);
-    let mut out = BTreeMap::new();
-    let (mut key, mut next) = ([0u8; 4], [0u8; 4]);
-    let mut value = vec![0u8; 8 * if per_cpu { cpus } else { 1 }];
-    let mut first = true;
-    while sys::next_key(fd, (!first).then_some(&key[..]), &mut next)? {
-        first = false;
-        key = next;
-        if sys::lookup(fd, &key, &mut value).is_err() {
-            continue;
-        }
-        let dev = u32::from_ne_bytes(key);
-        out.insert(
-            format!("{}:{}", dev >> 20, dev & 0xfffff),
-            u64s(&value).sum::<u64>(),
-        );
-    }
-    Ok(out)
+    let slots = if sys::PERCPU_MAP_TYPES.contains(&m.map_type) {
+        cpus.get()
+    } else {
+        1
+    };
+    Ok(sys::entries(fd, 4, 8 * slots)?
+        .into_iter()
+        .map(|(key, value)| {
+            let dev = u32::from_ne_bytes(key[..].try_into().expect("4-byte keys"));
+            (
+                format!("{}:{}", dev >> 20, dev & 0xfffff),
+                u64s(&value).sum::<u64>(),
+            )
+        })
+        .collect())
 }

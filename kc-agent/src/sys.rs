@@ -120,29 +120,26 @@ pub fn recursion_misses(prog: impl AsFd) -> io::Result<u64> {
     Ok(info.recursion_misses)
 }
 
-/// The number of possible CPUs (`/sys/devices/system/cpu/possible`: "0-255", "0,2-3").
-pub fn possible_cpus() -> io::Result<usize> {
-    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    parse_cpu_list(text.trim())
-        .ok_or_else(|| io::Error::other(format!("cannot read the CPU list {text:?}")))
-}
+/// `BPF_MAP_TYPE_PERCPU_HASH`, `_PERCPU_ARRAY`, `_LRU_PERCPU_HASH`: one value slot per CPU.
+pub const PERCPU_MAP_TYPES: [u32; 3] = [5, 6, 10];
 
-fn parse_cpu_list(list: &str) -> Option<usize> {
-    let mut highest = None;
-    for part in list.split(',') {
-        let last = part.rsplit('-').next()?.trim().parse::<usize>().ok()?;
-        highest = highest.max(Some(last));
+/// Every (key, value) of a map of `key_size`-byte keys and `value_size`-byte values (a per-CPU
+/// map's value: every CPU's slot), in the kernel's order; an entry deleted during the walk is
+/// skipped.
+pub fn entries(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<Vec<u8>> = None;
+    let mut next = vec![0u8; key_size];
+    while next_key(map, cursor.as_deref(), &mut next)? {
+        let mut value = vec![0u8; value_size];
+        if lookup(map, &next, &mut value).is_ok() {
+            out.push((next.clone(), value));
+        }
+        cursor = Some(next.clone());
     }
-    highest.map(|h| h + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(super::parse_cpu_list("0-255"), Some(256));
-        assert_eq!(super::parse_cpu_list("0"), Some(1));
-        assert_eq!(super::parse_cpu_list("0,2-3"), Some(4));
-        assert_eq!(super::parse_cpu_list("x"), None);
-    }
+    Ok(out)
 }

@@ -519,6 +519,13 @@ mod tests {
             .collect();
         assert_eq!(modes, ["probe", "auto", "tracepoint"]);
         assert!(passes.malformed.is_empty());
+        // kc-agent's block is its own: neither is read as the other's.
+        let both =
+            format!("{console}KC-VMTEST-BEGIN agent\n{auto}\nKC-VMTEST-END agent status=0\n");
+        assert_eq!(extract_reports(&both, Reporter::Loader).reports.len(), 3);
+        let agent = extract_reports(&both, Reporter::Agent).reports;
+        assert_eq!(agent.len(), 1);
+        assert_eq!(agent[0].attach, AttachMode::Auto);
         // The workload's warnings land between documents on the console.
         let trampoline = printed("trampoline");
         let noisy = format!(
