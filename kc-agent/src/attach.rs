@@ -1,36 +1,76 @@
-//! One object through aya by its plan: the maps created, each event's family chosen by the
-//! plan's rule (the first family in `auto`'s order whose every group has an alternative this
-//! kernel has; one that then fails to load or attach is dropped for the event and the next
-//! tried), only the chosen programs loaded and attached, the ctrl map set.
+//! One object through aya by its plan: loaded once (its maps created), then attached once per
+//! pass: each event's family chosen by the plan's rule (the first family in `auto`'s order
+//! whose every group has an alternative this kernel has; one that then fails to load or attach
+//! is dropped for the event and the next tried), a program loaded the first time a pass needs
+//! it and kept loaded for the next (the verifier sees it once), the ctrl map set, the maps
+//! emptied between passes.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
-use aya::programs::Program;
+use aya::programs::{fentry, fexit, kprobe, raw_trace_point, tp_btf, trace_point, Program};
 use aya::{Ebpf, EbpfLoader};
 use kc_common::plan::{MapRole, ObjectPlan, ProgramPlan, Target};
 use kc_common::report::{
-    EventReport, ObjectReport, ObjectStatus, PassedOverKind, PassedOverReport, ProgramReport,
-    ProgramState,
+    EventReport, ObjectReport, ObjectStatus, ObjectTimes, PassedOverKind, PassedOverReport,
+    ProgramReport, ProgramState,
 };
 use kc_common::{AttachFamily, AttachMode, PassedOver};
 
 use crate::kernel::Kernel;
-use crate::{sys, Options};
+use crate::{ms, sys, Options};
 
-/// An object as loaded: aya's handle (its maps and attached programs live as long as it) and
-/// what its report says so far.
+/// An attachment of one program; dropping it detaches the program (which stays loaded).
+#[allow(dead_code)] // held for its Drop
+pub enum Link {
+    FEntry(fentry::FEntryLink),
+    FExit(fexit::FExitLink),
+    BtfTracePoint(tp_btf::BtfTracePointLink),
+    KProbe(kprobe::KProbeLink),
+    /// A kprobe attached by address (`sys::kprobe_at`): the perf event.
+    KProbeAt(std::os::fd::OwnedFd),
+    TracePoint(trace_point::TracePointLink),
+    RawTracePoint(raw_trace_point::RawTracePointLink),
+}
+
+/// An object as loaded: aya's handle (its maps and loaded programs live as long as it), the
+/// links of the pass under way, and what the pass's report says so far.
 pub struct Loaded {
     pub plan: ObjectPlan,
     pub ebpf: Option<Ebpf>,
+    /// Why the object could not be loaded, where `ebpf` is None.
+    load_error: String,
+    /// Milliseconds spent creating its maps, told in the first pass's report.
+    load_ms: f64,
+    /// The maps hold a pass's counts: empty them before the next.
+    counted: bool,
+    links: Vec<Link>,
     pub report: ObjectReport,
-    /// The families that observe each event.
+    /// The families that observe each event in this pass.
     pub families: BTreeMap<String, AttachFamily>,
-    /// Its programs' recursion_misses when attached.
+    /// Its programs' recursion_misses when this pass attached.
     pub missed_before: u64,
 }
 
-/// An object that could not be attached at all, and why.
-pub fn failed(object: &str, o: &Options, error: String) -> Loaded {
+impl Loaded {
+    /// Whether this pass attached it (in whole or in part): its maps count.
+    pub fn attached(&self) -> bool {
+        self.ebpf.is_some() && self.report.status != ObjectStatus::Failed
+    }
+
+    /// Detaches every program of the pass (they stay loaded for the next).
+    pub fn detach(&mut self) {
+        self.links.clear();
+    }
+
+    /// The pass's links, for the caller to detach (by dropping them).
+    pub fn take_links(&mut self) -> Vec<Link> {
+        std::mem::take(&mut self.links)
+    }
+}
+
+/// An object that could not be loaded at all, and why.
+pub fn failed(object: &str, error: String) -> Loaded {
     Loaded {
         plan: ObjectPlan {
             object: object.to_string(),
@@ -41,13 +81,11 @@ pub fn failed(object: &str, o: &Options, error: String) -> Loaded {
             counters: Vec::new(),
         },
         ebpf: None,
-        report: ObjectReport {
-            object: object.to_string(),
-            attach: o.attach,
-            status: ObjectStatus::Failed,
-            error,
-            ..ObjectReport::default()
-        },
+        load_error: error,
+        load_ms: 0.0,
+        counted: false,
+        links: Vec::new(),
+        report: ObjectReport::default(),
         families: BTreeMap::new(),
         missed_before: 0,
     }
@@ -70,78 +108,94 @@ pub fn map_bytes(plan: &ObjectPlan, cpus: usize) -> u64 {
         .sum()
 }
 
-/// Loads `bytes` (the object `plan` describes) and attaches it as `o` says.
-pub fn attach(plan: &ObjectPlan, bytes: &[u8], kernel: &Kernel, o: &Options) -> Loaded {
-    let mut loaded = Loaded {
-        plan: plan.clone(),
-        ebpf: None,
-        report: ObjectReport {
-            object: plan.object.clone(),
-            attach: o.attach,
-            status: ObjectStatus::Failed,
-            programs: plan
-                .programs()
-                .map(|p| ProgramReport {
-                    name: p.program.clone(),
-                    target: target_name(&p.target),
-                    ..ProgramReport::default()
-                })
-                .collect(),
-            ..ObjectReport::default()
-        },
-        families: BTreeMap::new(),
-        missed_before: 0,
-    };
+/// Loads `bytes` (the object `plan` describes): its maps created, each per-application table
+/// with `table_size` rows where given; no program yet.
+pub fn load(plan: &ObjectPlan, bytes: &[u8], kernel: &Kernel, table_size: Option<u32>) -> Loaded {
+    let t = Instant::now();
     let mut loader = EbpfLoader::new();
     loader.btf(kernel.btf.as_ref());
-    let apps: Vec<&str> = plan
-        .maps
-        .iter()
-        .filter(|m| m.role == MapRole::Apps)
-        .map(|m| m.name.as_str())
-        .collect();
-    if let Some(size) = o.table_size {
-        for name in &apps {
-            loader.map_max_entries(name, size);
+    if let Some(size) = table_size {
+        for m in plan.maps.iter().filter(|m| m.role == MapRole::Apps) {
+            loader.map_max_entries(&m.name, size);
         }
     }
-    let mut ebpf = match loader.load(bytes) {
-        Ok(e) => e,
-        Err(e) => {
-            loaded.report.error = format!("load: {e}");
-            return loaded;
-        }
+    let mut loaded = failed(&plan.object, String::new());
+    loaded.plan = plan.clone();
+    match loader.load(bytes) {
+        Ok(e) => loaded.ebpf = Some(e),
+        Err(e) => loaded.load_error = format!("load: {e}"),
+    }
+    loaded.load_ms = ms(t);
+    loaded
+}
+
+/// One pass: attaches `loaded` as `o` says, its maps emptied first where a pass counted in
+/// them. The report says what attached, or why the object did not.
+pub fn attach(loaded: &mut Loaded, kernel: &Kernel, o: &Options, cpus: usize) {
+    loaded.detach();
+    loaded.families.clear();
+    loaded.report = ObjectReport {
+        object: loaded.plan.object.clone(),
+        attach: o.attach,
+        status: ObjectStatus::Failed,
+        programs: loaded
+            .plan
+            .programs()
+            .map(|p| ProgramReport {
+                name: p.program.clone(),
+                target: target_name(&p.target),
+                ..ProgramReport::default()
+            })
+            .collect(),
+        ..ObjectReport::default()
     };
-    if let Err(e) = set_ctrl(&mut ebpf, plan, o) {
-        loaded.report.error = format!("writing the ctrl map: {e}");
-        return loaded;
+    loaded.report.ms.load = std::mem::take(&mut loaded.load_ms);
+    let Some(ebpf) = loaded.ebpf.as_mut() else {
+        loaded.report.error = loaded.load_error.clone();
+        return;
+    };
+    let report = &mut loaded.report;
+    if loaded.counted {
+        if let Err(e) = empty_maps(ebpf, cpus) {
+            report.error = format!("emptying the maps the last pass counted in: {e}");
+            return;
+        }
+    }
+    loaded.counted = true;
+    if let Err(e) = set_ctrl(ebpf, &loaded.plan, o) {
+        report.error = format!("writing the ctrl map: {e}");
+        return;
     }
     let mut partial = false;
-    for event in &plan.events {
-        let (family, passed_over) = choose(&mut ebpf, event, kernel, o.attach, &mut loaded.report);
+    for event in &loaded.plan.events {
+        let (family, passed_over) =
+            choose(ebpf, event, kernel, o.attach, report, &mut loaded.links);
         partial |= family.is_none();
         if let Some(f) = family {
             loaded.families.insert(event.event.clone(), f);
         }
-        loaded.report.events.push(EventReport {
+        report.events.push(EventReport {
             event: event.event.clone(),
             family,
             passed_over,
         });
     }
-    for name in &plan.other_programs {
-        if let Err(e) = load_and_attach(&mut ebpf, kernel.btf.as_ref(), name, None) {
-            loaded.report.error = format!("{name}: {e}");
-            return loaded;
+    for name in &loaded.plan.other_programs {
+        match load_and_attach(ebpf, kernel, name, None, &mut report.ms) {
+            Ok(link) => loaded.links.push(link),
+            Err(e) => {
+                report.error = format!("{name}: {e}");
+                loaded.links.clear();
+                loaded.families.clear();
+                return;
+            }
         }
     }
-    loaded.report.status = if partial {
+    report.status = if partial {
         ObjectStatus::Partial
     } else {
         ObjectStatus::Ok
     };
-    loaded.ebpf = Some(ebpf);
-    loaded
 }
 
 /// The family that observes `event`, and why each other one was passed over.
@@ -151,6 +205,7 @@ fn choose(
     kernel: &Kernel,
     mode: AttachMode,
     report: &mut ObjectReport,
+    links: &mut Vec<Link>,
 ) -> (
     Option<AttachFamily>,
     BTreeMap<AttachFamily, PassedOverReport>,
@@ -216,8 +271,9 @@ fn choose(
         let mut attached = Vec::new();
         let mut failure = None;
         for p in &programs {
-            match load_and_attach(ebpf, kernel.btf.as_ref(), &p.program, Some(&p.target)) {
-                Ok(()) => attached.push(p.program.clone()),
+            let target = Some(&p.target);
+            match load_and_attach(ebpf, kernel, &p.program, target, &mut report.ms) {
+                Ok(link) => attached.push((p.program.clone(), link)),
                 Err(e) => {
                     failure = Some((p.program.clone(), e));
                     break;
@@ -226,15 +282,15 @@ fn choose(
         }
         match failure {
             None => {
-                for name in attached {
+                for (name, link) in attached {
                     set_state(report, &name, ProgramState::Attached, "");
+                    links.push(link);
                 }
                 chosen = Some(f);
             }
             Some((name, e)) => {
-                for done in &attached {
-                    unload(ebpf, done);
-                }
+                // The group attaches whole or not at all: its attached part detaches here.
+                drop(attached);
                 set_state(report, &name, ProgramState::Failed, &e.to_string());
                 let kind = if refused(&e) {
                     PassedOver::Refused
@@ -274,62 +330,95 @@ fn target_name(t: &Target) -> String {
     }
 }
 
+/// Attaches program `name` to `target`, loading it first where no pass has; the time each
+/// step took is added to `times`.
 fn load_and_attach(
     ebpf: &mut Ebpf,
-    btf: Option<&aya::Btf>,
+    kernel: &Kernel,
     name: &str,
     target: Option<&Target>,
-) -> anyhow::Result<()> {
+    times: &mut ObjectTimes,
+) -> anyhow::Result<Link> {
     let prog = ebpf
         .program_mut(name)
         .ok_or_else(|| anyhow::anyhow!("the object has no program {name}"))?;
-    let need_btf = || btf.ok_or_else(|| anyhow::anyhow!("the kernel exposes no BTF"));
-    match (prog, target) {
+    let load = prog.fd().is_err();
+    let need_btf = || {
+        kernel
+            .btf
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the kernel exposes no BTF"))
+    };
+    let t = Instant::now();
+    let mut loaded = || {
+        times.load += ms(t);
+        Instant::now()
+    };
+    let (t, link) = match (prog, target) {
         (Program::FEntry(p), Some(Target::BtfFunction { function })) => {
-            p.load(function, need_btf()?)?;
-            p.attach()?;
+            if load {
+                p.load(function, need_btf()?)?;
+            }
+            let t = loaded();
+            let id = p.attach()?;
+            (t, Link::FEntry(p.take_link(id)?))
         }
         (Program::FExit(p), Some(Target::BtfFunction { function })) => {
-            p.load(function, need_btf()?)?;
-            p.attach()?;
+            if load {
+                p.load(function, need_btf()?)?;
+            }
+            let t = loaded();
+            let id = p.attach()?;
+            (t, Link::FExit(p.take_link(id)?))
         }
         (Program::BtfTracePoint(p), Some(Target::BtfTracepoint { tracepoint })) => {
-            p.load(tracepoint, need_btf()?)?;
-            p.attach()?;
+            if load {
+                p.load(tracepoint, need_btf()?)?;
+            }
+            let t = loaded();
+            let id = p.attach()?;
+            (t, Link::BtfTracePoint(p.take_link(id)?))
         }
         (Program::KProbe(p), Some(Target::Kallsyms { function })) => {
-            p.load()?;
-            p.attach(function, 0)?;
+            if load {
+                p.load()?;
+            }
+            let t = loaded();
+            match kernel.kprobe_address(function) {
+                Some(address) => {
+                    let retprobe = matches!(p.kind(), aya::programs::ProbeKind::Return);
+                    let fd = std::os::fd::AsFd::as_fd(p.fd()?);
+                    (t, Link::KProbeAt(sys::kprobe_at(fd, address, retprobe)?))
+                }
+                None => {
+                    let id = p.attach(function, 0)?;
+                    (t, Link::KProbe(p.take_link(id)?))
+                }
+            }
         }
         (Program::TracePoint(p), Some(Target::Tracefs { category, name })) => {
-            p.load()?;
-            p.attach(category, name)?;
+            if load {
+                p.load()?;
+            }
+            let t = loaded();
+            let id = p.attach(category, name)?;
+            (t, Link::TracePoint(p.take_link(id)?))
         }
         (Program::RawTracePoint(p), Some(Target::RawTracepoint { name })) => {
-            p.load()?;
-            p.attach(name)?;
+            if load {
+                p.load()?;
+            }
+            let t = loaded();
+            let id = p.attach(name)?;
+            (t, Link::RawTracePoint(p.take_link(id)?))
         }
         (p, t) => anyhow::bail!(
             "{name}: a {:?} program with target {t:?}: not a pair the plan makes",
             p.prog_type()
         ),
-    }
-    Ok(())
-}
-
-fn unload(ebpf: &mut Ebpf, name: &str) {
-    let Some(prog) = ebpf.program_mut(name) else {
-        return;
     };
-    let _ = match prog {
-        Program::FEntry(p) => p.unload(),
-        Program::FExit(p) => p.unload(),
-        Program::BtfTracePoint(p) => p.unload(),
-        Program::KProbe(p) => p.unload(),
-        Program::TracePoint(p) => p.unload(),
-        Program::RawTracePoint(p) => p.unload(),
-        _ => Ok(()),
-    };
+    times.attach += ms(t);
+    Ok(link)
 }
 
 /// `group_by` into each ctrl map (`struct kc_ctrl`: group_by, insertions, failures).
@@ -346,26 +435,56 @@ fn set_ctrl(ebpf: &mut Ebpf, plan: &ObjectPlan, o: &Options) -> std::io::Result<
     Ok(())
 }
 
-/// A map's descriptor (of the map types our objects declare).
-pub fn map_fd(map: &aya::maps::Map) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+/// Every map of the object back to as loaded: arrays zeroed, hashes emptied (the internal
+/// `.rodata`/`.bss` maps are the programs' own and stay as they are).
+fn empty_maps(ebpf: &Ebpf, cpus: usize) -> std::io::Result<()> {
     use aya::maps::Map;
     use std::os::fd::AsFd;
-    let data = match map {
+    for (name, map) in ebpf.maps().filter(|(name, _)| !name.starts_with('.')) {
+        let data = map_data(map)?;
+        let info = data
+            .info()
+            .map_err(|e| std::io::Error::other(format!("{name}: {e}")))?;
+        let fd = data.fd().as_fd();
+        match map {
+            Map::Array(_) | Map::PerCpuArray(_) => {
+                let copies = if matches!(map, Map::PerCpuArray(_)) {
+                    cpus
+                } else {
+                    1
+                };
+                let zero = vec![0u8; (info.value_size() as usize).div_ceil(8) * 8 * copies];
+                for index in 0..info.max_entries() {
+                    sys::update(fd, &index.to_ne_bytes(), &zero)?;
+                }
+            }
+            _ => sys::empty(fd, info.key_size() as usize)?,
+        }
+    }
+    Ok(())
+}
+
+/// A map's kernel object (of the map types our objects declare).
+fn map_data(map: &aya::maps::Map) -> std::io::Result<&aya::maps::MapData> {
+    use aya::maps::Map;
+    match map {
         Map::Array(d)
         | Map::PerCpuArray(d)
         | Map::HashMap(d)
         | Map::LruHashMap(d)
         | Map::PerCpuHashMap(d)
-        | Map::PerCpuLruHashMap(d) => d,
-        _ => {
-            return Err(std::io::Error::other(
-                "a map type our objects do not declare",
-            ))
-        }
-    };
-    Ok(data.fd().as_fd())
+        | Map::PerCpuLruHashMap(d) => Ok(d),
+        _ => Err(std::io::Error::other(
+            "a map type our objects do not declare",
+        )),
+    }
 }
 
+/// A map's descriptor (of the map types our objects declare).
+pub fn map_fd(map: &aya::maps::Map) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+    use std::os::fd::AsFd;
+    Ok(map_data(map)?.fd().as_fd())
+}
 /// Runs the object's attached programs missed (recursion_misses), summed.
 pub fn missed_runs(loaded: &Loaded) -> u64 {
     use std::os::fd::AsFd;

@@ -4,10 +4,14 @@
 //! then the counters, rows and histograms read into `kc_common::report::LoaderReport`, the
 //! same report `kc-loader --json` prints.
 //!
+//! Objects load once (maps created; each program when a pass first needs it) and attach once
+//! per pass; between passes their maps are emptied, so each report counts one pass.
+//!
 //! ```no_run
 //! use kc_agent::{Options, Release};
 //! let release = Release::open("/usr/libexec/kernel-collector/current/co-re".as_ref())?;
-//! let session = release.attach(&release.objects(), &Options::default());
+//! let mut objects = release.load(&release.objects(), None);
+//! let session = objects.attach(&Options::default())?;
 //! // ... the host works ...
 //! let report = session.read(0)?;
 //! println!("{}", serde_json::to_string(&report)?);
@@ -29,12 +33,11 @@ use kc_common::AttachMode;
 
 pub use kernel::Kernel;
 
-/// How to run the objects (kc-loader's `--attach`, `--group-by`, `--table-size`).
+/// How to attach the objects for a pass (kc-loader's `--attach`, `--group-by`).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub attach: AttachMode,
     pub group_by: GroupBy,
-    pub table_size: Option<u32>,
 }
 
 /// The largest object or plan read (ours are tens of KiB, a plan a few hundred).
@@ -67,32 +70,53 @@ impl Release {
         self.plan.objects.iter().map(|o| o.object.clone()).collect()
     }
 
-    /// Loads and attaches `objects` (file names of this release) on the running kernel.
-    /// An object that fails is reported as failed; the others run.
-    pub fn attach(&self, objects: &[String], o: &Options) -> Session {
-        let started = Instant::now();
+    /// Loads `objects` (file names of this release) on the running kernel, each
+    /// per-application table with `table_size` rows where given. An object that fails to
+    /// load is reported as failed in every pass; the others run.
+    pub fn load(&self, objects: &[String], table_size: Option<u32>) -> Objects<'_> {
         let kernel = self.kernel.get_or_init(Kernel::probe);
         let loaded = objects
             .iter()
-            .map(|name| {
-                let t = Instant::now();
-                let mut loaded = match (self.plan.object(name), read_capped(&self.dir.join(name))) {
-                    (None, _) => attach::failed(name, o, format!("{PLAN_FILE} has no plan for it")),
-                    (_, Err(e)) => attach::failed(name, o, format!("{e:#}")),
-                    (Some(plan), Ok(bytes)) => attach::attach(plan, &bytes, kernel, o),
-                };
-                loaded.report.ms.load = ms(t);
-                loaded.missed_before = attach::missed_runs(&loaded);
-                loaded
-            })
+            .map(
+                |name| match (self.plan.object(name), read_capped(&self.dir.join(name))) {
+                    (None, _) => attach::failed(name, format!("{PLAN_FILE} has no plan for it")),
+                    (_, Err(e)) => attach::failed(name, format!("{e:#}")),
+                    (Some(plan), Ok(bytes)) => attach::load(plan, &bytes, kernel, table_size),
+                },
+            )
             .collect();
-        Session {
+        Objects { kernel, loaded }
+    }
+}
+
+/// A release's objects, loaded.
+pub struct Objects<'r> {
+    kernel: &'r Kernel,
+    loaded: Vec<attach::Loaded>,
+}
+
+impl<'r> Objects<'r> {
+    /// Attaches every object for one pass, as `o` says; reading the session ends the pass.
+    pub fn attach(&mut self, o: &Options) -> Result<Session<'_, 'r>> {
+        let started = Instant::now();
+        let cpus = possible_cpus()?;
+        for l in &mut self.loaded {
+            attach::attach(l, self.kernel, o, cpus);
+            l.missed_before = attach::missed_runs(l);
+        }
+        Ok(Session {
             options: o.clone(),
-            loaded,
+            objects: self,
+            cpus,
             attach_ms: ms(started),
             started: Instant::now(),
-        }
+        })
     }
+}
+
+fn possible_cpus() -> Result<usize> {
+    aya::util::nr_cpus()
+        .map_err(|(what, e)| anyhow::anyhow!("counting the possible CPUs ({what}): {e}"))
 }
 
 fn ms(since: Instant) -> f64 {
@@ -113,36 +137,34 @@ fn read_capped(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Objects attached; dropping it detaches them all.
-pub struct Session {
+/// A pass: the objects attached; reading it (or dropping it) detaches them.
+pub struct Session<'o, 'r> {
     options: Options,
-    loaded: Vec<attach::Loaded>,
+    objects: &'o mut Objects<'r>,
+    cpus: usize,
     attach_ms: f64,
     started: Instant,
 }
 
-impl Session {
+impl Session<'_, '_> {
     /// The report of what was counted since attach (one pass); `workload_pid`: the process
     /// whose row the agent ran for (0: none).
     pub fn read(mut self, workload_pid: u32) -> Result<LoaderReport> {
         let workload = ms(self.started);
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(what, e)| anyhow::anyhow!("counting the possible CPUs ({what}): {e}"))?;
+        let (group_by, cpus) = (self.options.group_by, self.cpus);
+        // Detached first, as kc-loader does: the maps hold still while read, so a counter and
+        // the histogram of the same event, read at different instants, agree.
         let t = Instant::now();
-        for l in &mut self.loaded {
+        self.detach();
+        let detach = ms(t);
+        let t = Instant::now();
+        for l in self.objects.loaded.iter_mut().filter(|l| l.attached()) {
             l.report.missed_runs = attach::missed_runs(l).saturating_sub(l.missed_before);
-            read::read(l, self.options.group_by, cpus)
+            read::read(l, group_by, cpus)
                 .with_context(|| format!("reading the maps of {}", l.report.object))?;
-            l.report.memory_bytes = l.ebpf.as_ref().map(|_| attach::map_bytes(&l.plan, cpus));
+            l.report.memory_bytes = Some(attach::map_bytes(&l.plan, cpus));
         }
         let read = ms(t);
-        let t = Instant::now();
-        let objects: Vec<_> = self
-            .loaded
-            .iter_mut()
-            .map(|l| std::mem::take(&mut l.report))
-            .collect();
-        drop(self.loaded);
         Ok(LoaderReport {
             kernel: kernel_release(),
             attach: self.options.attach,
@@ -151,13 +173,50 @@ impl Session {
             ms: PassTimes {
                 attach: self.attach_ms,
                 workload,
-                detach: ms(t),
+                detach,
                 read,
             },
             // The kernel's own figures are kc-loader's to take; none are claimed here.
             kernel_figures: KernelFigures::default(),
-            objects,
+            objects: self
+                .objects
+                .loaded
+                .iter_mut()
+                .map(|l| std::mem::take(&mut l.report))
+                .collect(),
         })
+    }
+
+    /// Detaches every object's programs. Closing a link waits in the kernel for grace
+    /// periods (RCU, tasks-trace RCU), tens of milliseconds each; dropped from several threads
+    /// at once, the waits overlap and share grace periods (as kc-loader does).
+    fn detach(&mut self) {
+        let mut links: Vec<attach::Link> = Vec::new();
+        for l in &mut self.objects.loaded {
+            links.extend(l.take_links());
+        }
+        let per_thread = links.len().div_ceil(DETACH_THREADS).max(1);
+        std::thread::scope(|s| {
+            let mut links = links.into_iter();
+            loop {
+                let chunk: Vec<attach::Link> = links.by_ref().take(per_thread).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                // Where no thread can start, the error drops the chunk here: detached all the same.
+                let spawned = std::thread::Builder::new().spawn_scoped(s, move || drop(chunk));
+                drop(spawned);
+            }
+        });
+    }
+}
+
+/// Threads that detach a pass's links.
+const DETACH_THREADS: usize = 16;
+
+impl Drop for Session<'_, '_> {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 

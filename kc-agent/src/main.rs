@@ -46,13 +46,13 @@ fn run(cli: Cli) -> Result<()> {
     } else {
         cli.objects
     };
+    let mut loaded = release.load(&objects, cli.table_size);
     for attach in cli.attach {
         let options = Options {
             attach,
             group_by: cli.group_by,
-            table_size: cli.table_size,
         };
-        let session = release.attach(&objects, &options);
+        let session = loaded.attach(&options)?;
         let mut child = std::process::Command::new(&cli.workload[0])
             .args(&cli.workload[1..])
             .spawn()

@@ -1,9 +1,10 @@
 //! The few bpf(2) commands aya does not offer on a map of any value size: lookup, update,
 //! delete and walk by raw bytes (our counter structs differ in size per collector), and a
-//! program's run statistics (recursion_misses).
+//! program's run statistics (recursion_misses); and a kprobe attached by address through the
+//! kprobe PMU, which aya attaches by name only.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
@@ -107,6 +108,20 @@ pub fn next_key(map: impl AsFd, key: Option<&[u8]>, next: &mut [u8]) -> io::Resu
     }
 }
 
+/// Deletes every entry of a hash map of `key_size`-byte keys.
+pub fn empty(map: BorrowedFd<'_>, key_size: usize) -> io::Result<()> {
+    let mut key = vec![0u8; key_size];
+    // A deletion can reorder the walk: start again from the first key each time.
+    while next_key(map, None, &mut key)? {
+        match delete(map, &key) {
+            // Deleted meanwhile (an LRU map's eviction): the next walk skips it.
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Runs of program `prog` the kernel skipped because one was already running on that CPU.
 pub fn recursion_misses(prog: impl AsFd) -> io::Result<u64> {
     // SAFETY: bpf_prog_info is plain old data; all zeroes is its empty value.
@@ -142,4 +157,64 @@ pub fn entries(
         cursor = Some(next.clone());
     }
     Ok(out)
+}
+
+/// `PERF_EVENT_IOC_ENABLE`, `PERF_EVENT_IOC_SET_BPF` (`_IO('$', 0)`, `_IOW('$', 8, u32)`).
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+
+/// A number the kprobe PMU publishes under `/sys/bus/event_source/devices/kprobe/`: its
+/// `type`, or the bit of `format/retprobe` (`config:0`).
+fn kprobe_pmu(file: &str) -> io::Result<u32> {
+    let path = format!("/sys/bus/event_source/devices/kprobe/{file}");
+    let text = std::fs::read_to_string(&path)?;
+    let number = text.trim().trim_start_matches("config:");
+    number
+        .parse()
+        .map_err(|_| io::Error::other(format!("{path}: {:?} is not a number", text.trim())))
+}
+
+/// Attaches program `prog` as a kprobe (or kretprobe) at kernel address `address` through
+/// the kprobe PMU: the kernel looks no name up. Closing the returned event detaches it.
+pub fn kprobe_at(prog: BorrowedFd<'_>, address: u64, retprobe: bool) -> io::Result<OwnedFd> {
+    // `struct perf_event_attr` (PERF_ATTR_SIZE_VER8, 128 bytes; older kernels take it, the
+    // fields they lack being zero): type, size, config; config1 (the function's name: none)
+    // and config2 (its address) at bytes 56 and 64.
+    let mut attr = [0u64; 16];
+    let config = if retprobe {
+        1u64 << kprobe_pmu("format/retprobe")?
+    } else {
+        0
+    };
+    attr[0] = u64::from(kprobe_pmu("type")?) | (128u64 << 32);
+    attr[1] = config;
+    attr[8] = address;
+    // SAFETY: `attr` is a zeroed perf_event_attr of the size it declares; the kernel reads it
+    // only. pid -1 and cpu 0: every process, as a kprobe is.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_ptr(),
+            -1 as libc::c_int,
+            0 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to this process alone.
+    let event = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    for (request, arg) in [
+        (PERF_EVENT_IOC_SET_BPF, prog.as_raw_fd() as libc::c_ulong),
+        (PERF_EVENT_IOC_ENABLE, 0),
+    ] {
+        // SAFETY: both requests take an integer argument, not a pointer.
+        if unsafe { libc::ioctl(event.as_raw_fd(), request as _, arg) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(event)
 }
