@@ -36,6 +36,7 @@ mod setup;
 mod signing;
 mod tarball;
 mod test;
+mod tools;
 mod verify;
 mod vmlinux;
 mod vmtest;
@@ -74,6 +75,8 @@ enum Command {
     Schema(schema::SchemaOptions),
     /// The (bucket, libc) build cells, as GitHub Actions' strategy.matrix takes them
     Matrix(matrix::MatrixOptions),
+    /// Build the static tools a workflow's later jobs share (kc-select, kc-agent) into one directory
+    Tools(tools::ToolsOptions),
     /// Package the cells into signed, reproducible release tarballs in artifacts/release
     Package(package::PackageOptions),
     /// Create (or find) the GitHub release of a tag and upload artifacts/release/ (token: GITHUB_TOKEN)
@@ -127,6 +130,7 @@ fn run(command: Command) -> Result<()> {
         Command::Fuzz(o) => fuzz::run(o),
         Command::Vmtest(o) => vmtest::run(o.with_narrowing_from_env()?),
         Command::Matrix(o) => matrix::run(o),
+        Command::Tools(o) => tools::run(o),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => signing::keygen(o),
         Command::Publish(o) => publish::run(o),

@@ -3,7 +3,7 @@
 //! an initramfs alike (another architecture's is cross-linked with Debian's cross gcc). Source
 //! paths are remapped: the bytes do not depend on where the tree or the crate cache sit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -33,6 +33,11 @@ pub enum Tool {
 }
 
 impl Tool {
+    /// Its file in a tools directory (`cargo xtask tools`).
+    pub fn file_name(self, arch: Arch) -> String {
+        format!("{}-{arch}", self.package())
+    }
+
     const fn package(self) -> &'static str {
         match self {
             Tool::Select => "kc-select",
@@ -58,13 +63,24 @@ pub fn build(arch: Arch) -> Result<(Vec<u8>, String)> {
 /// A built tool's bytes and the rustc that built it.
 type Built = (Vec<u8>, String);
 
-/// [`build`] for any [`Tool`].
+/// The environment variable naming a directory of tools a workflow's job built once
+/// (`cargo xtask tools --out`): where set, tools are read from it and never built.
+pub const TOOLS_VAR: &str = "KC_TOOLS_DIR";
+
+/// [`build`] for any [`Tool`], or the one in `KC_TOOLS_DIR` where that is set.
 pub fn build_tool(tool: Tool, arch: Arch) -> Result<Built> {
     static BUILT: Mutex<BTreeMap<(Tool, Arch), Built>> = Mutex::new(BTreeMap::new());
     if let Some(b) = BUILT.lock().expect("tool builds").get(&(tool, arch)) {
         return Ok(b.clone());
     }
-    let built = build_now(tool, arch)?;
+    let built = match std::env::var_os(TOOLS_VAR).filter(|d| !d.is_empty()) {
+        Some(dir) => {
+            let built = crate::tools::prebuilt(Path::new(&dir), tool, arch)?;
+            check_static(&built.0, arch, &tool.file_name(arch))?;
+            built
+        }
+        None => build_now(tool, arch)?,
+    };
     BUILT
         .lock()
         .expect("tool builds")
@@ -133,14 +149,17 @@ fn build_now(tool: Tool, arch: Arch) -> Result<(Vec<u8>, String)> {
     .with_context(|| format!("building the static {package}"))?;
     let bin = target_dir.join(&triple).join(out).join(package);
     let bytes = std::fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?;
-    if host::executable_arch(&bytes).map_err(anyhow::Error::msg)? != arch {
-        bail!("{} is not an {arch} executable", bin.display());
-    }
-    if !host::is_static_executable(&bytes).map_err(anyhow::Error::msg)? {
-        bail!(
-            "{} is dynamically linked: the release needs it static",
-            bin.display()
-        );
-    }
+    check_static(&bytes, arch, &bin.display().to_string())?;
     Ok((bytes, version))
+}
+
+/// `bytes` (named `what`) are a static `arch` executable.
+fn check_static(bytes: &[u8], arch: Arch, what: &str) -> Result<()> {
+    if host::executable_arch(bytes).map_err(anyhow::Error::msg)? != arch {
+        bail!("{what} is not an {arch} executable");
+    }
+    if !host::is_static_executable(bytes).map_err(anyhow::Error::msg)? {
+        bail!("{what} is dynamically linked: the release needs it static");
+    }
+    Ok(())
 }

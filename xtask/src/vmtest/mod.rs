@@ -246,15 +246,23 @@ impl VmtestOptions {
             self.collectors = crate::cli::list_from_env(COLLECTORS_VAR);
         }
         if self.agent.is_none() {
-            let value = std::env::var(AGENT_VAR).unwrap_or_default();
-            if !value.trim().is_empty() {
-                use clap::ValueEnum;
-                self.agent = Some(AgentKernels::from_str(value.trim(), true).map_err(|e| {
-                    anyhow::anyhow!("{AGENT_VAR}={value:?}: {e} (oldest-newest or none)")
-                })?);
-            }
+            self.agent = AgentKernels::from_env()?;
         }
         Ok(self)
+    }
+}
+
+impl AgentKernels {
+    /// What `KC_VMTEST_AGENT` says, if it is set.
+    pub fn from_env() -> Result<Option<AgentKernels>> {
+        let value = std::env::var(AGENT_VAR).unwrap_or_default();
+        if value.trim().is_empty() {
+            return Ok(None);
+        }
+        use clap::ValueEnum;
+        AgentKernels::from_str(value.trim(), true)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{AGENT_VAR}={value:?}: {e} (oldest-newest or none)"))
     }
 }
 
