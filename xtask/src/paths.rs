@@ -46,6 +46,15 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| project_root().join("target/kc-cache"))
 }
 
+/// Cargo's target directory for this checkout: `CARGO_TARGET_DIR` where set (`.ci/run` points
+/// it at a cache shared by clean clones, as the workflows' caches share `target/`), else the
+/// checkout's `target/`.
+pub fn cargo_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
 /// Where `cargo xtask build` writes the cells and `package` the release, under the checkout
 /// (the commands' defaults spell these).
 pub const CELLS: &str = "artifacts/cells";

@@ -391,7 +391,7 @@ pub fn run(o: RehearseOptions) -> Result<()> {
     // give them on GitHub), so that only the workspace's own crates compile per job.
     let mut extra = vec![
         "--env".into(),
-        format!("CARGO_TARGET_DIR={}", root.join("target").display()),
+        format!("CARGO_TARGET_DIR={}", paths::cargo_target_dir().display()),
         "--var".into(),
         format!("KC_DEBIAN_MIRROR={}", Mirror::discover()?.main),
     ];

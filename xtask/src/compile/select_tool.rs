@@ -137,10 +137,7 @@ fn build_now(tool: Tool, arch: Arch) -> Result<(Vec<u8>, String)> {
     );
     // Beside the workspace's builds (CI shares CARGO_TARGET_DIR between jobs).
     let (package, (profile, out)) = (tool.package(), tool.profile());
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), PathBuf::from)
-        .join("kc-build")
-        .join(package);
+    let target_dir = paths::cargo_target_dir().join("kc-build").join(package);
     let _env = sh.push_env("RUSTFLAGS", flags);
     process::output(cmd!(
         sh,
