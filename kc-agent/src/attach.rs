@@ -97,7 +97,7 @@ pub fn map_bytes(plan: &ObjectPlan, cpus: usize) -> u64 {
     plan.maps
         .iter()
         .map(|m| {
-            let value = u64::from(m.value_size.unwrap_or(0)).div_ceil(8) * 8;
+            let value = sys::value_slot(m.value_size.unwrap_or(0)) as u64;
             let copies = if sys::PERCPU_MAP_TYPES.contains(&m.map_type) {
                 cpus as u64
             } else {
@@ -185,7 +185,7 @@ pub fn attach(loaded: &mut Loaded, kernel: &Kernel, o: &Options, cpus: usize) {
             Ok(link) => loaded.links.push(link),
             Err(e) => {
                 report.error = format!("{name}: {e}");
-                loaded.links.clear();
+                loaded.links.clear(); // the object failed: nothing of it stays attached
                 loaded.families.clear();
                 return;
             }
@@ -342,83 +342,95 @@ fn load_and_attach(
     let prog = ebpf
         .program_mut(name)
         .ok_or_else(|| anyhow::anyhow!("the object has no program {name}"))?;
-    let load = prog.fd().is_err();
-    let need_btf = || {
+    if prog.fd().is_err() {
+        let t = Instant::now();
+        load_program(prog, kernel, name, target)?;
+        times.load += ms(t);
+    }
+    let t = Instant::now();
+    let link = attach_program(prog, kernel, name, target)?;
+    times.attach += ms(t);
+    Ok(link)
+}
+
+fn not_a_plan_pair(name: &str, prog: &Program, target: Option<&Target>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{name}: a {:?} program with target {target:?}: not a pair the plan makes",
+        prog.prog_type()
+    )
+}
+
+/// Loads program `name` (the verifier runs) for `target`.
+fn load_program(
+    prog: &mut Program,
+    kernel: &Kernel,
+    name: &str,
+    target: Option<&Target>,
+) -> anyhow::Result<()> {
+    let btf = || {
         kernel
             .btf
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the kernel exposes no BTF"))
     };
-    let t = Instant::now();
-    let mut loaded = || {
-        times.load += ms(t);
-        Instant::now()
-    };
-    let (t, link) = match (prog, target) {
-        (Program::FEntry(p), Some(Target::BtfFunction { function })) => {
-            if load {
-                p.load(function, need_btf()?)?;
-            }
-            let t = loaded();
-            let id = p.attach()?;
-            (t, Link::FEntry(p.take_link(id)?))
-        }
-        (Program::FExit(p), Some(Target::BtfFunction { function })) => {
-            if load {
-                p.load(function, need_btf()?)?;
-            }
-            let t = loaded();
-            let id = p.attach()?;
-            (t, Link::FExit(p.take_link(id)?))
-        }
+    match (prog, target) {
+        (Program::FEntry(p), Some(Target::BtfFunction { function })) => p.load(function, btf()?)?,
+        (Program::FExit(p), Some(Target::BtfFunction { function })) => p.load(function, btf()?)?,
         (Program::BtfTracePoint(p), Some(Target::BtfTracepoint { tracepoint })) => {
-            if load {
-                p.load(tracepoint, need_btf()?)?;
-            }
-            let t = loaded();
+            p.load(tracepoint, btf()?)?
+        }
+        (Program::KProbe(p), Some(Target::Kallsyms { .. })) => p.load()?,
+        (Program::TracePoint(p), Some(Target::Tracefs { .. })) => p.load()?,
+        (Program::RawTracePoint(p), Some(Target::RawTracepoint { .. })) => p.load()?,
+        (p, t) => return Err(not_a_plan_pair(name, p, t)),
+    }
+    Ok(())
+}
+
+/// Attaches loaded program `name` to `target`. Where the kernel looks a kprobe's function up
+/// slowly, the kprobe goes by address (see [`Kernel::kprobe_address`]).
+fn attach_program(
+    prog: &mut Program,
+    kernel: &Kernel,
+    name: &str,
+    target: Option<&Target>,
+) -> anyhow::Result<Link> {
+    Ok(match (prog, target) {
+        (Program::FEntry(p), Some(Target::BtfFunction { .. })) => {
             let id = p.attach()?;
-            (t, Link::BtfTracePoint(p.take_link(id)?))
+            Link::FEntry(p.take_link(id)?)
+        }
+        (Program::FExit(p), Some(Target::BtfFunction { .. })) => {
+            let id = p.attach()?;
+            Link::FExit(p.take_link(id)?)
+        }
+        (Program::BtfTracePoint(p), Some(Target::BtfTracepoint { .. })) => {
+            let id = p.attach()?;
+            Link::BtfTracePoint(p.take_link(id)?)
         }
         (Program::KProbe(p), Some(Target::Kallsyms { function })) => {
-            if load {
-                p.load()?;
-            }
-            let t = loaded();
             match kernel.kprobe_address(function) {
-                Some(address) => {
+                Some((pmu, address)) => {
                     let retprobe = matches!(p.kind(), aya::programs::ProbeKind::Return);
                     let fd = std::os::fd::AsFd::as_fd(p.fd()?);
-                    (t, Link::KProbeAt(sys::kprobe_at(fd, address, retprobe)?))
+                    Link::KProbeAt(sys::kprobe_at(fd, pmu, address, retprobe)?)
                 }
                 None => {
                     let id = p.attach(function, 0)?;
-                    (t, Link::KProbe(p.take_link(id)?))
+                    Link::KProbe(p.take_link(id)?)
                 }
             }
         }
         (Program::TracePoint(p), Some(Target::Tracefs { category, name })) => {
-            if load {
-                p.load()?;
-            }
-            let t = loaded();
             let id = p.attach(category, name)?;
-            (t, Link::TracePoint(p.take_link(id)?))
+            Link::TracePoint(p.take_link(id)?)
         }
         (Program::RawTracePoint(p), Some(Target::RawTracepoint { name })) => {
-            if load {
-                p.load()?;
-            }
-            let t = loaded();
             let id = p.attach(name)?;
-            (t, Link::RawTracePoint(p.take_link(id)?))
+            Link::RawTracePoint(p.take_link(id)?)
         }
-        (p, t) => anyhow::bail!(
-            "{name}: a {:?} program with target {t:?}: not a pair the plan makes",
-            p.prog_type()
-        ),
-    };
-    times.attach += ms(t);
-    Ok(link)
+        (p, t) => return Err(not_a_plan_pair(name, p, t)),
+    })
 }
 
 /// `group_by` into each ctrl map (`struct kc_ctrl`: group_by, insertions, failures).
@@ -453,7 +465,7 @@ fn empty_maps(ebpf: &Ebpf, cpus: usize) -> std::io::Result<()> {
                 } else {
                     1
                 };
-                let zero = vec![0u8; (info.value_size() as usize).div_ceil(8) * 8 * copies];
+                let zero = vec![0u8; sys::value_slot(info.value_size()) * copies];
                 for index in 0..info.max_entries() {
                     sys::update(fd, &index.to_ne_bytes(), &zero)?;
                 }

@@ -15,10 +15,12 @@ pub struct Kernel {
     /// one line (or kptr_restrict hides addresses).
     kallsyms: HashMap<String, Option<u64>>,
     kprobes: bool,
-    /// Whether the kernel looks a kprobe's function up by a linear scan of every symbol:
-    /// before 6.1, two to four times per kprobe (~80 ms each on 5.10 under emulation);
-    /// 6.1 made it a binary search.
-    kallsyms_lookup_is_linear: bool,
+    /// The kprobe PMU, where kprobes are better attached by address than by name: before 6.1
+    /// the kernel looks a kprobe's function up by a linear scan of every symbol, two to four
+    /// times per kprobe (~80 ms each on 5.10 under emulation); 6.1 made it a binary search.
+    kprobe_by_address: Option<crate::sys::KprobePmu>,
+    /// `uname -r`.
+    pub release: String,
     tracefs: Option<PathBuf>,
 }
 
@@ -27,12 +29,18 @@ impl Kernel {
         let kallsyms = std::fs::read_to_string("/proc/kallsyms")
             .map(|text| kallsyms_addresses(&text))
             .unwrap_or_default();
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let lookup_is_linear =
+            kc_common::KernelVersion::parse(&release).is_ok_and(|v| (v.major, v.minor) < (6, 1));
         Kernel {
             btf: Btf::from_sys_fs().ok(),
             kallsyms,
-            kallsyms_lookup_is_linear: kc_common::KernelVersion::parse(&release)
-                .is_ok_and(|v| (v.major, v.minor) < (6, 1)),
+            kprobe_by_address: lookup_is_linear
+                .then(|| crate::sys::KprobePmu::read().ok())
+                .flatten(),
+            release,
             kprobes: Path::new("/sys/bus/event_source/devices/kprobe/type").exists(),
             tracefs: ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
                 .iter()
@@ -41,13 +49,12 @@ impl Kernel {
         }
     }
 
-    /// The address a kprobe on `function` is better attached at than its name (where the
-    /// kernel's own lookup is linear and kallsyms has one line of that name), as kc-loader
-    /// does.
-    pub fn kprobe_address(&self, function: &str) -> Option<u64> {
-        self.kallsyms_lookup_is_linear
-            .then(|| self.kallsyms.get(function).copied().flatten())
-            .flatten()
+    /// The kprobe PMU and the address a kprobe on `function` is better attached at than its
+    /// name (where the kernel's own lookup is linear and kallsyms has one line of that name),
+    /// as kc-loader does.
+    pub fn kprobe_address(&self, function: &str) -> Option<(crate::sys::KprobePmu, u64)> {
+        let pmu = self.kprobe_by_address?;
+        Some((pmu, self.kallsyms.get(function).copied().flatten()?))
     }
 
     /// Whether this kernel has `target`, else why not (absent or refused) in words.

@@ -166,7 +166,7 @@ impl Session<'_, '_> {
         }
         let read = ms(t);
         Ok(LoaderReport {
-            kernel: kernel_release(),
+            kernel: self.objects.kernel.release.clone(),
             attach: self.options.attach,
             workload_pid,
             stopped_by: None,
@@ -218,10 +218,4 @@ impl Drop for Session<'_, '_> {
     fn drop(&mut self) {
         self.detach();
     }
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }

@@ -80,7 +80,7 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
     let n = plan.counters.len();
     let mut report = std::mem::take(&mut loaded.report);
     if let Some((m, totals)) = map(MapRole::Totals) {
-        let stride = (m.value_size.unwrap_or(0) as usize).div_ceil(8) * 8;
+        let stride = sys::value_slot(m.value_size.unwrap_or(0));
         let mut value = vec![0u8; stride * cpus.get()];
         sys::lookup(map_fd(totals)?, &0u32.to_ne_bytes(), &mut value)?;
         let mut sums = vec![0u64; n];

@@ -135,6 +135,12 @@ pub fn recursion_misses(prog: impl AsFd) -> io::Result<u64> {
     Ok(info.recursion_misses)
 }
 
+/// The bytes of one value slot of a map of `value_size`-byte values: a per-CPU map's value is
+/// one such 8-byte-aligned slot per possible CPU.
+pub fn value_slot(value_size: u32) -> usize {
+    (value_size as usize).div_ceil(8) * 8
+}
+
 /// `BPF_MAP_TYPE_PERCPU_HASH`, `_PERCPU_ARRAY`, `_LRU_PERCPU_HASH`: one value slot per CPU.
 pub const PERCPU_MAP_TYPES: [u32; 3] = [5, 6, 10];
 
@@ -164,31 +170,50 @@ const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
 const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 
-/// A number the kprobe PMU publishes under `/sys/bus/event_source/devices/kprobe/`: its
-/// `type`, or the bit of `format/retprobe` (`config:0`).
-fn kprobe_pmu(file: &str) -> io::Result<u32> {
-    let path = format!("/sys/bus/event_source/devices/kprobe/{file}");
-    let text = std::fs::read_to_string(&path)?;
-    let number = text.trim().trim_start_matches("config:");
-    number
-        .parse()
-        .map_err(|_| io::Error::other(format!("{path}: {:?} is not a number", text.trim())))
+/// The kprobe PMU as `/sys/bus/event_source/devices/kprobe/` describes it: its perf event
+/// `type` and the config bit of a return probe (`format/retprobe`: `config:0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KprobePmu {
+    pub event_type: u32,
+    pub retprobe_bit: u32,
+}
+
+impl KprobePmu {
+    /// The running kernel's, or why it has none.
+    pub fn read() -> io::Result<KprobePmu> {
+        let read = |file: &str| -> io::Result<u32> {
+            let path = format!("/sys/bus/event_source/devices/kprobe/{file}");
+            let text = std::fs::read_to_string(&path)?;
+            text.trim()
+                .trim_start_matches("config:")
+                .parse()
+                .map_err(|_| io::Error::other(format!("{path}: {:?} is not a number", text.trim())))
+        };
+        Ok(KprobePmu {
+            event_type: read("type")?,
+            retprobe_bit: read("format/retprobe")?,
+        })
+    }
 }
 
 /// Attaches program `prog` as a kprobe (or kretprobe) at kernel address `address` through
 /// the kprobe PMU: the kernel looks no name up. Closing the returned event detaches it.
-pub fn kprobe_at(prog: BorrowedFd<'_>, address: u64, retprobe: bool) -> io::Result<OwnedFd> {
+pub fn kprobe_at(
+    prog: BorrowedFd<'_>,
+    pmu: KprobePmu,
+    address: u64,
+    retprobe: bool,
+) -> io::Result<OwnedFd> {
     // `struct perf_event_attr` (PERF_ATTR_SIZE_VER8, 128 bytes; older kernels take it, the
     // fields they lack being zero): type, size, config; config1 (the function's name: none)
     // and config2 (its address) at bytes 56 and 64.
     let mut attr = [0u64; 16];
-    let config = if retprobe {
-        1u64 << kprobe_pmu("format/retprobe")?
+    attr[0] = u64::from(pmu.event_type) | (128u64 << 32);
+    attr[1] = if retprobe {
+        1u64 << pmu.retprobe_bit
     } else {
         0
     };
-    attr[0] = u64::from(kprobe_pmu("type")?) | (128u64 << 32);
-    attr[1] = config;
     attr[8] = address;
     // SAFETY: `attr` is a zeroed perf_event_attr of the size it declares; the kernel reads it
     // only. pid -1 and cpu 0: every process, as a kprobe is.

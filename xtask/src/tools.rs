@@ -50,7 +50,7 @@ pub fn wanted(agent: bool) -> Vec<(Tool, Arch)> {
 }
 
 pub fn run(o: ToolsOptions) -> Result<()> {
-    let agent = AgentKernels::from_env()? != Some(AgentKernels::None);
+    let agent = AgentKernels::runs_agent(AgentKernels::from_env()?);
     let mut manifest = ToolsManifest {
         rustc: String::new(),
         files: BTreeMap::new(),
@@ -144,33 +144,28 @@ mod tests {
         );
     }
 
+    fn refusal(dir: &Path, tool: Tool, arch: Arch) -> String {
+        format!("{:#}", prebuilt(dir, tool, arch).unwrap_err())
+    }
+
     #[test]
     fn a_missing_changed_or_unlisted_tool_is_refused_by_name() {
         let d = tools_dir(
             &[("kc-select-amd64", b"other")],
             &[("kc-select-amd64", b"elf")],
         );
-        let e = format!(
-            "{:#}",
-            prebuilt(d.path(), Tool::Select, Arch::Amd64).unwrap_err()
-        );
+        let e = refusal(d.path(), Tool::Select, Arch::Amd64);
         assert!(
             e.contains("kc-select-amd64") && e.contains("is not the file its manifest lists"),
             "{e}"
         );
-        let e = format!(
-            "{:#}",
-            prebuilt(d.path(), Tool::Agent, Arch::Amd64).unwrap_err()
-        );
+        let e = refusal(d.path(), Tool::Agent, Arch::Amd64);
         assert!(
             e.contains("lists no kc-agent-amd64") && e.contains("KC_VMTEST_AGENT=none"),
             "{e}"
         );
         let empty = tempfile::tempdir().unwrap();
-        let e = format!(
-            "{:#}",
-            prebuilt(empty.path(), Tool::Select, Arch::Amd64).unwrap_err()
-        );
+        let e = refusal(empty.path(), Tool::Select, Arch::Amd64);
         assert!(
             e.contains("tools.json") && e.contains("cargo xtask tools"),
             "{e}"

@@ -62,7 +62,10 @@ fn families(r: &LoaderReport) -> Vec<(String, String, Option<kc_common::AttachFa
 }
 
 pub fn run(o: ConsumersBench) -> Result<()> {
-    ensure!(host::is_root(), "loading BPF programs needs root");
+    ensure!(
+        host::is_root(),
+        "loading BPF programs needs root: run it as root (sudo -E cargo xtask bench consumers)"
+    );
     let cell = cell_dir(CellId::core(host::host_libc()));
     let loader = cell.join(cell::LOADER);
     let scratch = tempfile::tempdir()?;

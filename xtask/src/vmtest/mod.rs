@@ -253,6 +253,11 @@ impl VmtestOptions {
 }
 
 impl AgentKernels {
+    /// Whether a run given `choice` (none: the default, oldest and newest) runs kc-agent.
+    pub fn runs_agent(choice: Option<AgentKernels>) -> bool {
+        choice.unwrap_or(AgentKernels::OldestNewest) == AgentKernels::OldestNewest
+    }
+
     /// What `KC_VMTEST_AGENT` says, if it is set.
     pub fn from_env() -> Result<Option<AgentKernels>> {
         let value = std::env::var(AGENT_VAR).unwrap_or_default();
@@ -335,7 +340,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
         .iter()
         .map(|k| KernelVersion::parse(&k.kernel_version))
         .collect::<Result<_, _>>()?;
-    let with_agent = o.agent.unwrap_or(AgentKernels::OldestNewest) == AgentKernels::OldestNewest;
+    let with_agent = AgentKernels::runs_agent(o.agent);
     let agent_on = |v: &KernelVersion| {
         with_agent
             && (versions.iter().map(KernelVersion::code).min() == Some(v.code())
@@ -367,8 +372,8 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
                 executable: true,
             },
         ];
-        let with_agent = agent_on(&version);
-        if with_agent {
+        let agent_here = agent_on(&version);
+        if agent_here {
             members.push(Member::File {
                 name: "kc-agent",
                 data: &agent,
@@ -430,7 +435,7 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
             bucket,
             version,
             modules.absent,
-            with_agent,
+            agent_here,
         ));
     }
     let accel = match o.accel {
