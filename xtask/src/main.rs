@@ -15,6 +15,7 @@ mod debian;
 mod dist;
 mod download;
 mod fuzz;
+mod go;
 mod host;
 mod image;
 mod kernels;
@@ -77,6 +78,9 @@ enum Command {
     Matrix(matrix::MatrixOptions),
     /// Build the static tools a workflow's later jobs share (kc-select, kc-agent) into one directory
     Tools(tools::ToolsOptions),
+    /// The Go consumer example (examples/go): pin the Debian Go packages it builds with, build it
+    #[command(subcommand)]
+    Go(go::Command),
     /// Package the cells into signed, reproducible release tarballs in artifacts/release
     Package(package::PackageOptions),
     /// Create (or find) the GitHub release of a tag and upload artifacts/release/ (token: GITHUB_TOKEN)
@@ -131,6 +135,7 @@ fn run(command: Command) -> Result<()> {
         Command::Vmtest(o) => vmtest::run(o.with_narrowing_from_env()?),
         Command::Matrix(o) => matrix::run(o),
         Command::Tools(o) => tools::run(o),
+        Command::Go(c) => go::run(c),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => signing::keygen(o),
         Command::Publish(o) => publish::run(o),

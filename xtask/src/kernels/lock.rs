@@ -70,6 +70,7 @@ pub fn fetch_suite_index(
     suite: &str,
     release: &Release,
     arch: Arch,
+    keep: &dyn Fn(&str) -> bool,
 ) -> Result<SuiteIndex> {
     let sums = &release.sha256;
     let mut last_err = None;
@@ -95,7 +96,7 @@ pub fn fetch_suite_index(
             );
         }
         let text = decompress(ext, &bytes).with_context(|| format!("{url}: decompressing"))?;
-        let packages = index::parse(&format!("{suite}/{name}"), &text, resolve::wanted_package)?;
+        let packages = index::parse(&format!("{suite}/{name}"), &text, keep)?;
         return Ok(resolve::index_by_name(packages));
     }
     match last_err {
@@ -116,7 +117,7 @@ fn decompress(ext: &str, bytes: &[u8]) -> Result<String> {
     Ok(text)
 }
 
-fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -190,7 +191,14 @@ pub fn run(
                             "  {suite} ({arch}): Release signed by {}",
                             signers.join(", ")
                         );
-                        fetch_suite_index(dl, mirror, suite, &release, *arch)
+                        fetch_suite_index(
+                            dl,
+                            mirror,
+                            suite,
+                            &release,
+                            *arch,
+                            &resolve::wanted_package,
+                        )
                     }),
                 )
             })
@@ -300,7 +308,14 @@ mod tests {
         let (_server, mirror) = mirror(&[("bookworm", files)]);
         let dl = Downloader::new();
         let (release, _) = fetch_signed_release(&dl, &mirror, "bookworm", keyring, now())?;
-        fetch_suite_index(&dl, &mirror, "bookworm", &release, Arch::Amd64)
+        fetch_suite_index(
+            &dl,
+            &mirror,
+            "bookworm",
+            &release,
+            Arch::Amd64,
+            &resolve::wanted_package,
+        )
     }
 
     fn gpg_or_skip() -> Option<(TestKey, ArchiveKeyring)> {

@@ -1,4 +1,5 @@
-//! The Rust consumer (`kc-agent`, aya and the attach plan) against kc-loader on this host, as
+//! The consumers in other languages, the Rust `kc-agent` (aya and the attach plan) and the Go
+//! example (`examples/go`: cilium/ebpf and the plan), each against kc-loader on this host, as
 //! an agent runs them (`--attach auto`, every CO-RE object, one workload each): the same
 //! family for every event, the same counters unobserved, and the workload's own figures equal
 //! (within the runs either missed).
@@ -52,6 +53,60 @@ pub(crate) fn release_dir(cell: &Path, dir: &Path) -> Result<Vec<String>> {
 }
 
 pub fn rust_agent() -> Result<Verdict> {
+    against_loader("kc-agent", |scratch, release, workload, work| {
+        let agent = agent_binary(scratch)?;
+        let sh = process::shell();
+        loader_report(cmd!(sh, "{agent} --release {release} -- {workload} {work}"))
+    })
+}
+
+/// The Go example (examples/go: cilium/ebpf and the attach plan), built with Debian's Go
+/// packages, against kc-loader as `rust_agent` runs kc-agent.
+pub fn go_agent() -> Result<Verdict> {
+    against_loader("kc-go-consumer", |scratch, release, workload, work| {
+        let consumer = scratch.join("kc-go-consumer");
+        crate::go::build(&consumer)?;
+        let sh = process::shell();
+        let (report, status) = loader_report(cmd!(
+            sh,
+            "{consumer} -release {release} -- {workload} {work}"
+        ))?;
+        let attached: Vec<String> = report
+            .objects
+            .iter()
+            .map(|o| {
+                let n = o
+                    .programs
+                    .iter()
+                    .filter(|p| p.state == kc_common::report::ProgramState::Attached)
+                    .count();
+                format!(
+                    "{} {n} ({:.0} ms)",
+                    o.object.trim_end_matches(".bpf.o"),
+                    o.ms.choose + o.ms.load + o.ms.attach
+                )
+            })
+            .collect();
+        eprintln!(
+            "e2e: kc-go-consumer, programs attached per object: {}",
+            attached.join(", ")
+        );
+        Ok((report, status))
+    })
+}
+
+/// Runs kc-loader, then `consumer` (given a scratch directory, the release directory, the
+/// workload and its work directory), each `--attach auto` on every CO-RE object of the host's
+/// cell around the same workload, and compares their reports.
+fn against_loader(
+    name: &str,
+    consumer: impl FnOnce(
+        &Path,
+        &Path,
+        &Path,
+        &Path,
+    ) -> Result<(LoaderReport, std::process::ExitStatus)>,
+) -> Result<Verdict> {
     if let Some(skip) = needs_root() {
         return Ok(skip);
     }
@@ -60,7 +115,6 @@ pub fn rust_agent() -> Result<Verdict> {
     let cell = cell_dir(CellId::core(host::host_libc()));
     let loader = cell.join(cell::LOADER);
     let scratch = tempfile::tempdir()?;
-    let agent = agent_binary(scratch.path())?;
     let release = scratch.path().join("co-re");
     let (work_a, work_b) = (scratch.path().join("a"), scratch.path().join("b"));
     for d in [&release, &work_a, &work_b] {
@@ -74,21 +128,18 @@ pub fn rust_agent() -> Result<Verdict> {
         "{loader} --attach auto --json {objects...} -- {workload} {work_a}"
     ))?;
     ensure!(status.success(), "kc-loader failed ({status})");
-    let (ours, status) = loader_report(cmd!(
-        sh,
-        "{agent} --release {release} -- {workload} {work_b}"
-    ))?;
-    ensure!(status.success(), "kc-agent failed ({status})");
-    let (wrong, compared) = compare(&theirs, &ours);
+    let (ours, status) = consumer(scratch.path(), &release, &workload, &work_b)?;
+    ensure!(status.success(), "{name} failed ({status})");
+    let (wrong, compared) = compare(name, &theirs, &ours);
     eprintln!(
-        "e2e: kc-agent (aya) vs kc-loader, {} objects: choose+load+attach {:.0} ms vs {:.0} ms, {compared} workload figures compared",
+        "e2e: {name} vs kc-loader, {} objects: choose+load+attach {:.0} ms vs {:.0} ms, {compared} workload figures compared",
         ours.objects.len(),
         setup_ms(&ours),
         setup_ms(&theirs)
     );
     ensure!(
         wrong.is_empty(),
-        "kc-agent and kc-loader disagree:\n{}",
+        "{name} and kc-loader disagree:\n{}",
         wrong.join("\n")
     );
     ensure!(
@@ -125,7 +176,7 @@ const DEPENDS_ON_TIMING: &[&str] = &[
 /// Where the two reports of the same objects disagree: status, each event's family, which
 /// counters are unobserved, and the workload's own row (its syscalls: the same program makes
 /// the same ones each run) beyond the runs either missed.
-fn compare(loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) {
+fn compare(name: &str, loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) {
     let mut wrong = Vec::new();
     let mut compared = 0;
     let by_name = |r: &LoaderReport| -> BTreeMap<String, ObjectReport> {
@@ -135,14 +186,14 @@ fn compare(loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) 
             .collect()
     };
     let (theirs, ours) = (by_name(loader), by_name(agent));
-    for (name, t) in &theirs {
-        let Some(o) = ours.get(name) else {
-            wrong.push(format!("{name}: not in kc-agent's report"));
+    for (object, t) in &theirs {
+        let Some(o) = ours.get(object) else {
+            wrong.push(format!("{object}: not in {name}'s report"));
             continue;
         };
         if t.status != o.status {
             wrong.push(format!(
-                "{name}: kc-loader {:?}, kc-agent {:?}: {}",
+                "{object}: kc-loader {:?}, {name} {:?}: {}",
                 t.status, o.status, o.error
             ));
         }
@@ -154,7 +205,7 @@ fn compare(loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) 
         };
         if families(t) != families(o) {
             wrong.push(format!(
-                "{name}: families per event: kc-loader {:?}, kc-agent {:?}",
+                "{object}: families per event: kc-loader {:?}, {name} {:?}",
                 families(t),
                 families(o)
             ));
@@ -169,12 +220,12 @@ fn compare(loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) 
         };
         if nulls(t) != nulls(o) {
             wrong.push(format!(
-                "{name}: unobserved: kc-loader {:?}, kc-agent {:?}",
+                "{object}: unobserved: kc-loader {:?}, {name} {:?}",
                 nulls(t),
                 nulls(o)
             ));
         }
-        let collector = name.trim_end_matches(".bpf.o");
+        let collector = object.trim_end_matches(".bpf.o");
         let (Some(rt), Some(ro)) = (
             loader.workload().and_then(|p| t.row_of(p)),
             agent.workload().and_then(|p| o.row_of(p)),
@@ -192,7 +243,7 @@ fn compare(loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) 
             compared += 1;
             if a.abs_diff(b) > missed {
                 wrong.push(format!(
-                    "{collector}.{counter}: the workload's row: kc-loader {a}, kc-agent {b}"
+                    "{collector}.{counter}: the workload's row: kc-loader {a}, {name} {b}"
                 ));
             }
         }
@@ -218,9 +269,17 @@ mod tests {
 
     #[test]
     fn the_two_reports_must_agree() {
-        let (wrong, compared) = compare(&pass("probe", 10, Some(2)), &pass("probe", 11, Some(2)));
+        let (wrong, compared) = compare(
+            "kc-agent",
+            &pass("probe", 10, Some(2)),
+            &pass("probe", 11, Some(2)),
+        );
         assert_eq!((wrong.len(), compared), (0, 2), "{wrong:?}");
-        let (wrong, _) = compare(&pass("probe", 10, Some(2)), &pass("tracepoint", 13, None));
+        let (wrong, _) = compare(
+            "kc-agent",
+            &pass("probe", 10, Some(2)),
+            &pass("tracepoint", 13, None),
+        );
         assert_eq!(wrong.len(), 3, "{wrong:?}");
         assert!(
             wrong[0].starts_with("vfs.bpf.o: families per event"),
@@ -236,7 +295,7 @@ mod tests {
         );
         let mut missing = pass("probe", 10, Some(2));
         missing.objects.truncate(1);
-        let (wrong, _) = compare(&pass("probe", 10, Some(2)), &missing);
+        let (wrong, _) = compare("kc-agent", &pass("probe", 10, Some(2)), &missing);
         assert_eq!(wrong, ["schedlat.bpf.o: not in kc-agent's report"]);
     }
 }

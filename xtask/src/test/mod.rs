@@ -138,6 +138,12 @@ pub const CHECKS: &[Check] = &[
         run: agent::rust_agent,
     },
     Check {
+        name: "go-agent",
+        after: &["build"],
+        proves: "the Go example (examples/go: cilium/ebpf 0.11 and the attach plan, built with Debian's Go packages) on the host, --attach auto, every CO-RE object: the same family per event, the same counters unobserved and the same workload figures as kc-loader, its report valid against the schema (needs root)",
+        run: agent::go_agent,
+    },
+    Check {
         name: "bench-overhead",
         after: &["build"],
         proves: "bench overhead fails on a costly auto: netdev built with one more program that only auto's family attaches makes it exit non-zero, naming the collector, event and figures (needs root)",

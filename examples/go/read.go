@@ -1,0 +1,156 @@
+// An object's maps read by its plan into the report: the totals (one value per CPU,
+// summed), the per-application rows (those of exited processes reported once, then
+// removed) and the table's statistics; a counter nobody observed is null, with why.
+
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// unobserved says why c is not observed in this pass, or "" where every event that feeds it
+// was observed by a family not blind to it (a count of some of its events would be false).
+func (o *object) unobserved(c CounterPlan) string {
+	if c.Unobserved != nil {
+		return *c.Unobserved
+	}
+	if len(c.Events) == 0 {
+		return "it names no event"
+	}
+	for _, event := range c.Events {
+		known := false
+		for _, e := range o.plan.Events {
+			known = known || e.Event == event
+		}
+		if !known {
+			return fmt.Sprintf("the object has no program for its event %s", event)
+		}
+		f, ok := o.families[event]
+		if !ok {
+			return fmt.Sprintf("no family observes its event %s on this kernel", event)
+		}
+		if blind, ok := c.Blind[f]; ok {
+			return fmt.Sprintf("the %s family observes %s, but %s", f, event, blind)
+		}
+	}
+	return ""
+}
+
+// named pairs the plan's counters with values (u64s in the counter struct's order).
+func (o *object) named(values []uint64, unobserved map[string]string) map[string]*uint64 {
+	out := map[string]*uint64{}
+	for i, c := range o.plan.Counters {
+		if _, gone := unobserved[c.Name]; gone || i >= len(values) {
+			out[c.Name] = nil
+			continue
+		}
+		v := values[i]
+		out[c.Name] = &v
+	}
+	return out
+}
+
+func u64s(b []byte) []uint64 {
+	out := make([]uint64, len(b)/8)
+	for i := range out {
+		out[i] = binary.NativeEndian.Uint64(b[8*i:])
+	}
+	return out
+}
+
+func (o *object) read(groupBy string) error {
+	r := o.report
+	r.MissedRuns = o.missedRuns()
+	unobserved := map[string]string{}
+	for _, c := range o.plan.Counters {
+		if why := o.unobserved(c); why != "" {
+			unobserved[c.Name] = why
+		}
+	}
+	if totals := o.plan.mapOf("totals"); totals != nil {
+		var perCPU [][]byte
+		if err := o.maps[totals.Name].Lookup(uint32(0), &perCPU); err != nil {
+			return fmt.Errorf("%s: %w", totals.Name, err)
+		}
+		sums := make([]uint64, len(o.plan.Counters))
+		for _, cpu := range perCPU {
+			for i, v := range u64s(cpu) {
+				if i < len(sums) {
+					sums[i] += v
+				}
+			}
+		}
+		r.Counters = o.named(sums, unobserved)
+		r.Unobserved = unobserved
+	}
+	apps, ctrl := o.plan.mapOf("apps"), o.plan.mapOf("ctrl")
+	if apps == nil || ctrl == nil || groupBy == "none" {
+		return nil
+	}
+	var rows []Row
+	var gone []uint64
+	var id uint64
+	var value []byte
+	it := o.maps[apps.Name].Iterate()
+	for it.Next(&id, &value) {
+		exited := groupBy == "process" && errors.Is(unix.Kill(int(id), 0), unix.ESRCH)
+		if exited {
+			gone = append(gone, id)
+		}
+		row := Row{Exited: exited, Counters: o.named(u64s(value), unobserved)}
+		if groupBy == "process" {
+			tgid := uint32(id)
+			row.Tgid = &tgid
+		} else {
+			cgroup := id
+			row.Cgroup = &cgroup
+		}
+		rows = append(rows, row)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("%s: %w", apps.Name, err)
+	}
+	removed := uint64(0)
+	for _, key := range gone {
+		if o.maps[apps.Name].Delete(key) == nil {
+			removed++
+		}
+	}
+	var ctrlValue []byte
+	if err := o.maps[ctrl.Name].Lookup(uint32(0), &ctrlValue); err != nil {
+		return fmt.Errorf("%s: %w", ctrl.Name, err)
+	}
+	field := func(name string) (uint64, error) {
+		if i := fieldIndex(ctrl, name); i >= 0 && 8*i+8 <= len(ctrlValue) {
+			return binary.NativeEndian.Uint64(ctrlValue[8*i:]), nil
+		}
+		return 0, fmt.Errorf("the ctrl map %s has no %s field", ctrl.Name, name)
+	}
+	insertions, err := field("insertions")
+	if err != nil {
+		return err
+	}
+	failures, err := field("failures")
+	if err != nil {
+		return err
+	}
+	evicted := uint64(0)
+	if insertions > uint64(len(rows)) {
+		// Every row inserted is here, or was evicted to make room.
+		evicted = insertions - uint64(len(rows))
+	}
+	r.Apps = &AppsTable{
+		GroupBy: groupBy, TableSize: uint64(apps.MaxEntries), Rows: uint64(len(rows)),
+		Insertions: insertions, Evicted: evicted, Failures: failures, RemovedExited: removed,
+	}
+	if groupBy == "cgroup" {
+		r.PerCgroup = rows
+	} else {
+		r.PerProcess = rows
+	}
+	return nil
+}
