@@ -67,6 +67,7 @@ pub fn go_agent() -> Result<Verdict> {
         let consumer = scratch.join("kc-go-consumer");
         crate::go::build(&consumer)?;
         let sh = process::shell();
+        refuses_bad_input(&consumer, scratch, release)?;
         let (report, status) = loader_report(cmd!(
             sh,
             "{consumer} -release {release} -- {workload} {work}"
@@ -93,6 +94,41 @@ pub fn go_agent() -> Result<Verdict> {
         );
         Ok((report, status))
     })
+}
+
+/// The Go example refuses what it cannot use with what went wrong: no plan where it is told
+/// to look, a plan that is not one, a grouping the plan does not know.
+fn refuses_bad_input(consumer: &Path, scratch: &Path, release: &Path) -> Result<()> {
+    let nowhere = scratch.join("nowhere");
+    let garbled = scratch.join("garbled");
+    std::fs::create_dir(&garbled)?;
+    std::fs::write(garbled.join(kc_common::plan::PLAN_FILE), "{\"order\": [")?;
+    let sh = process::shell();
+    let cases = [
+        (
+            cmd!(sh, "{consumer} -release {nowhere} -- true"),
+            "opening the attach plan",
+        ),
+        (
+            cmd!(sh, "{consumer} -release {garbled} -- true"),
+            "is not an attach plan",
+        ),
+        (
+            cmd!(sh, "{consumer} -release {release} -group-by pid -- true"),
+            "-group-by \"pid\"",
+        ),
+    ];
+    for (cmd, expected) in cases {
+        let shown = cmd.to_string();
+        let out = process::capture(cmd)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(1) && stderr.contains(expected) && out.stdout.is_empty(),
+            "{shown}: expected exit 1 saying {expected:?} and no report; got {} saying {stderr:?}",
+            out.status
+        );
+    }
+    Ok(())
 }
 
 /// Runs kc-loader, then `consumer` (given a scratch directory, the release directory, the
