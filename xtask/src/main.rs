@@ -24,6 +24,7 @@ mod kernels;
 mod licences;
 mod matrix;
 mod names;
+mod new_collector;
 mod package;
 mod patch;
 mod paths;
@@ -78,6 +79,8 @@ enum Command {
     Matrix(matrix::MatrixOptions),
     /// Build the static tools a workflow's later jobs share (kc-select, kc-agent) into one directory
     Tools(tools::ToolsOptions),
+    /// Start a collector: a one-counter tracepoint collector and every file derivable from its name (docs/adding-a-collector.md)
+    NewCollector(new_collector::NewCollectorOptions),
     /// The Go consumer example (examples/go): pin the Debian Go packages it builds with, build it
     #[command(subcommand)]
     Go(go::Command),
@@ -136,6 +139,7 @@ fn run(command: Command) -> Result<()> {
         Command::Matrix(o) => matrix::run(o),
         Command::Tools(o) => tools::run(o),
         Command::Go(c) => go::run(c),
+        Command::NewCollector(o) => new_collector::run(o),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => signing::keygen(o),
         Command::Publish(o) => publish::run(o),
