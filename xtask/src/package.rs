@@ -104,7 +104,9 @@ pub struct Packaged {
     pub signed: bool,
 }
 
-/// Builds the whole release of `arches` in memory (`package` releases [`Arch::RELEASED`]).
+/// Builds the whole release of `arches` in memory (`package` releases [`Arch::RELEASED`]):
+/// the cells checked, per architecture and libc a legacy and a CO-RE tarball with their
+/// manifests, a static kc-select per architecture, compressed, summed and signed.
 pub fn build_release(
     tag: &str,
     cells_dir: &Path,
@@ -112,7 +114,75 @@ pub fn build_release(
     arches: &[Arch],
 ) -> Result<Packaged> {
     check_tag(tag)?;
-    let mtime = tarball::source_date_epoch()?;
+    let cells = released_cells(cells_dir, arches)?;
+    let common = Common {
+        tag,
+        mtime: tarball::source_date_epoch()?,
+        commit: source_commit(),
+        collectors: collectors::load_from(&paths::project_root())?
+            .iter()
+            .map(|c| ManifestCollector {
+                name: c.name.clone(),
+                description: c.description.clone(),
+                min_kernel: c.min_kernel.to_string(),
+            })
+            .collect(),
+    };
+    // Each architecture's CO-RE cells name the libcs it is released for.
+    let targets: BTreeSet<(Arch, Libc)> = cells
+        .iter()
+        .filter(|(id, _)| id.is_core())
+        .map(|(id, _)| (id.arch, id.libc))
+        .collect();
+    let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut out = BTreeMap::new();
+    for &(arch, libc) in &targets {
+        // One static kc-select per architecture serves both libcs.
+        let (select_tool, select_rustc) = crate::compile::select_tool::build(arch)?;
+        out.insert(release::select_tool_file(arch, tag), select_tool);
+        pending.extend(tarballs(
+            &common,
+            &cells,
+            cells_dir,
+            arch,
+            libc,
+            &select_rustc,
+        )?);
+    }
+    out.extend(compress_all(&pending)?);
+    let sums: Vec<(String, String)> = out
+        .iter()
+        .map(|(n, b)| (n.clone(), release::sha256_hex(b)))
+        .collect();
+    out.insert(
+        release::SUMS_FILE.into(),
+        release::format_sums(&sums).into_bytes(),
+    );
+    let Some(sk) = key else {
+        return Ok(Packaged {
+            files: out,
+            signed: false,
+        });
+    };
+    let sigs = signatures(&out, sk, tag)?;
+    out.extend(sigs);
+    Ok(Packaged {
+        files: out,
+        signed: true,
+    })
+}
+
+/// What every tarball's manifest shares.
+struct Common<'t> {
+    tag: &'t str,
+    mtime: u64,
+    commit: String,
+    collectors: Vec<ManifestCollector>,
+}
+
+/// The cells under `cells_dir` of the released architectures, refused unless each has a CO-RE
+/// cell, every object passes verification and the libcs' BPF objects agree.
+fn released_cells(cells_dir: &Path, arches: &[Arch]) -> Result<Vec<(CellId, cell::CellFiles)>> {
     let mut cells = cell::read_all(cells_dir)?;
     // Another architecture's cells stay out: its objects reach no host of its own until it
     // is released, and never a host of another.
@@ -123,24 +193,8 @@ pub fn build_release(
         }
         wanted
     });
-    let collectors = collectors::load_from(&paths::project_root())?;
-    let manifest_collectors: Vec<ManifestCollector> = collectors
-        .iter()
-        .map(|c| ManifestCollector {
-            name: c.name.clone(),
-            description: c.description.clone(),
-            min_kernel: c.min_kernel.to_string(),
-        })
-        .collect();
-    let commit = source_commit();
-    // Each architecture's CO-RE cells name the libcs it is released for.
-    let targets: BTreeSet<(Arch, Libc)> = cells
-        .iter()
-        .filter(|(id, _)| id.is_core())
-        .map(|(id, _)| (id.arch, id.libc))
-        .collect();
     for &arch in arches {
-        if !targets.iter().any(|(a, _)| *a == arch) {
+        if !cells.iter().any(|(id, _)| id.is_core() && id.arch == arch) {
             bail!(
                 "no CO-RE cell ({}) under {}: run `cargo xtask build --arch {arch}`",
                 CellId::core(Libc::Glibc).on(arch),
@@ -172,120 +226,159 @@ pub fn build_release(
             disagreements.join("\n")
         );
     }
-    let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut out = BTreeMap::new();
-    for &(arch, libc) in &targets {
-        // One static kc-select per architecture serves both libcs.
-        let (select_tool, select_rustc) = crate::compile::select_tool::build(arch)?;
-        out.insert(release::select_tool_file(arch, tag), select_tool);
-        let core_id = CellId::core(libc).on(arch);
-        let core = &cells
-            .iter()
-            .find(|(id, _)| *id == core_id)
-            .expect("libcs come from the CO-RE cells")
-            .1;
-        let loader = core
-            .get(cell::LOADER)
-            .with_context(|| format!("{core_id}: no {}", cell::LOADER))?;
-        let mut toolchain: BTreeMap<String, String> = core
-            .get(BUILD_INFO)
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-            .and_then(|v| serde_json::from_value(v["toolchain"].clone()).ok())
-            .unwrap_or_default();
-        toolchain.insert(release::SELECT_TOOL.into(), select_rustc.clone());
-        // In the cells' (name) order.
-        let buckets: Vec<(Bucket, &cell::CellFiles)> = cells
-            .iter()
-            .filter(|(id, _)| id.libc == libc && id.arch == arch)
-            .filter_map(|(id, files)| Some((id.bucket_of()?, files)))
-            .collect();
-        if buckets.is_empty() {
-            bail!(
-                "no {arch} bucket cell for {libc} under {}",
-                cells_dir.display()
-            );
-        }
-        let mut legacy: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (_, files) in &buckets {
-            for (n, b) in files.iter().filter(|(n, _)| n.ends_with(".o")) {
-                legacy.insert(n.clone(), b.clone());
-            }
-        }
-        legacy.insert(cell::LOADER.into(), loader.clone());
-        legacy.insert("kc-check-kernel.sh".into(), config_checker().into_bytes());
-        let bucket_names: Vec<String> = buckets.iter().map(|(b, _)| b.to_string()).collect();
-        let mut core_files: BTreeMap<String, Vec<u8>> = core
-            .iter()
-            .filter(|(n, _)| n.as_str() != BUILD_INFO)
-            .map(|(n, b)| (n.clone(), b.clone()))
-            .collect();
-        // What the loader in each tarball prints with --json, and how to attach each object
-        // without it, for agents in any language.
-        for files in [&mut legacy, &mut core_files] {
-            let plan =
-                crate::verify::attach_plan(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())))?;
-            let mut plan = serde_json::to_vec_pretty(&plan)?;
-            plan.push(b'\n');
-            files.insert(kc_common::plan::PLAN_FILE.into(), plan);
-            for (name, schema) in crate::schema::schemas() {
-                files.insert(name.into(), schema.into_bytes());
-            }
-        }
-        for (kind, name, files, bucket_list) in [
-            (
-                "legacy",
-                release::legacy_tarball(arch, libc, tag),
-                legacy,
-                bucket_names.clone(),
-            ),
-            (
-                "co-re",
-                release::core_tarball(arch, libc, tag),
-                core_files,
-                Vec::new(),
-            ),
-        ] {
-            let manifest = Manifest {
-                tag: tag.to_string(),
-                arch,
-                libc,
-                kind: kind.to_string(),
-                source_commit: commit.clone(),
-                source_date_epoch: mtime,
-                toolchain: toolchain.clone(),
-                collectors: manifest_collectors.clone(),
-                buckets: bucket_list,
-                files: files
-                    .iter()
-                    .map(|(n, b)| ManifestFile {
-                        name: n.clone(),
-                        size: b.len() as u64,
-                        sha256: release::sha256_hex(b),
-                    })
-                    .collect(),
-            };
-            let entries: Vec<tarball::Entry> = files
-                .into_iter()
-                .map(|(n, b)| tarball::Entry {
-                    executable: n == cell::LOADER || n.ends_with(".sh"),
-                    name: n,
-                    bytes: b,
-                })
-                .collect();
-            // The manifest first: the installer holds every later member to its entry.
-            let manifest = tarball::Entry {
-                name: release::MANIFEST.into(),
-                bytes: serde_json::to_vec_pretty(&manifest)?,
-                executable: false,
-            };
-            pending.push((
-                name,
-                tarball::to_bytes_led_by(Some(manifest), entries, mtime)?,
-            ));
+    Ok(cells)
+}
+
+/// The legacy and CO-RE tarballs (uncompressed) of `arch` and `libc`, each led by its
+/// manifest.
+fn tarballs(
+    common: &Common,
+    cells: &[(CellId, cell::CellFiles)],
+    cells_dir: &Path,
+    arch: Arch,
+    libc: Libc,
+    select_rustc: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let core_id = CellId::core(libc).on(arch);
+    let core = &cells
+        .iter()
+        .find(|(id, _)| *id == core_id)
+        .expect("libcs come from the CO-RE cells")
+        .1;
+    let loader = core
+        .get(cell::LOADER)
+        .with_context(|| format!("{core_id}: no {}", cell::LOADER))?;
+    let mut toolchain: BTreeMap<String, String> = core
+        .get(BUILD_INFO)
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| serde_json::from_value(v["toolchain"].clone()).ok())
+        .unwrap_or_default();
+    toolchain.insert(release::SELECT_TOOL.into(), select_rustc.to_string());
+    // In the cells' (name) order.
+    let buckets: Vec<(Bucket, &cell::CellFiles)> = cells
+        .iter()
+        .filter(|(id, _)| id.libc == libc && id.arch == arch)
+        .filter_map(|(id, files)| Some((id.bucket_of()?, files)))
+        .collect();
+    if buckets.is_empty() {
+        bail!(
+            "no {arch} bucket cell for {libc} under {}",
+            cells_dir.display()
+        );
+    }
+    let mut legacy: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (_, files) in &buckets {
+        for (n, b) in files.iter().filter(|(n, _)| n.ends_with(".o")) {
+            legacy.insert(n.clone(), b.clone());
         }
     }
-    // Compress the tarballs in parallel: xz at its extreme preset is most of the work.
-    let compressed: Vec<Result<(String, Vec<u8>)>> = std::thread::scope(|s| {
+    legacy.insert(cell::LOADER.into(), loader.clone());
+    legacy.insert("kc-check-kernel.sh".into(), config_checker().into_bytes());
+    let bucket_names: Vec<String> = buckets.iter().map(|(b, _)| b.to_string()).collect();
+    let mut core_files: BTreeMap<String, Vec<u8>> = core
+        .iter()
+        .filter(|(n, _)| n.as_str() != BUILD_INFO)
+        .map(|(n, b)| (n.clone(), b.clone()))
+        .collect();
+    for files in [&mut legacy, &mut core_files] {
+        add_plan_and_schemas(files)?;
+    }
+    let tag = common.tag;
+    [
+        (
+            TarballKind::Legacy,
+            release::legacy_tarball(arch, libc, tag),
+            legacy,
+            bucket_names,
+        ),
+        (
+            TarballKind::CoRe,
+            release::core_tarball(arch, libc, tag),
+            core_files,
+            Vec::new(),
+        ),
+    ]
+    .into_iter()
+    .map(|(kind, name, files, bucket_list)| {
+        let manifest = Manifest {
+            tag: tag.to_string(),
+            arch,
+            libc,
+            kind: kind.to_string(),
+            source_commit: common.commit.clone(),
+            source_date_epoch: common.mtime,
+            toolchain: toolchain.clone(),
+            collectors: common.collectors.clone(),
+            buckets: bucket_list,
+            files: files
+                .iter()
+                .map(|(n, b)| ManifestFile {
+                    name: n.clone(),
+                    size: b.len() as u64,
+                    sha256: release::sha256_hex(b),
+                })
+                .collect(),
+        };
+        Ok((name, tarball_led_by(&manifest, files, common.mtime)?))
+    })
+    .collect()
+}
+
+/// The two tarballs of a libc, as their manifests' `kind` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TarballKind {
+    Legacy,
+    CoRe,
+}
+
+impl std::fmt::Display for TarballKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TarballKind::Legacy => "legacy",
+            TarballKind::CoRe => "co-re",
+        })
+    }
+}
+
+/// What the loader in each tarball prints with --json, and how to attach each object without
+/// it, for agents in any language: the attach plan of `files`' objects and both schemas.
+fn add_plan_and_schemas(files: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+    let plan = crate::verify::attach_plan(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())))?;
+    let mut plan = serde_json::to_vec_pretty(&plan)?;
+    plan.push(b'\n');
+    files.insert(kc_common::plan::PLAN_FILE.into(), plan);
+    for (name, schema) in crate::schema::schemas() {
+        files.insert(name.into(), schema.into_bytes());
+    }
+    Ok(())
+}
+
+/// A tarball of `files` with `manifest` first: the installer holds every later member to its
+/// entry.
+fn tarball_led_by(
+    manifest: &Manifest,
+    files: BTreeMap<String, Vec<u8>>,
+    mtime: u64,
+) -> Result<Vec<u8>> {
+    let entries: Vec<tarball::Entry> = files
+        .into_iter()
+        .map(|(n, b)| tarball::Entry {
+            executable: n == cell::LOADER || n.ends_with(".sh"),
+            name: n,
+            bytes: b,
+        })
+        .collect();
+    let manifest = tarball::Entry {
+        name: release::MANIFEST.into(),
+        bytes: serde_json::to_vec_pretty(manifest)?,
+        executable: false,
+    };
+    tarball::to_bytes_led_by(Some(manifest), entries, mtime)
+}
+
+/// Each tarball xz-compressed, in parallel: xz at its extreme preset is most of the work.
+fn compress_all(pending: &[(String, Vec<u8>)]) -> Result<Vec<(String, Vec<u8>)>> {
+    std::thread::scope(|s| {
         let handles: Vec<_> = pending
             .iter()
             .map(|(name, tar)| s.spawn(move || xz(tar).map(|b| (name.clone(), b))))
@@ -294,29 +387,20 @@ pub fn build_release(
             .into_iter()
             .map(|h| h.join().expect("compression thread panicked"))
             .collect()
-    });
-    for c in compressed {
-        let (name, bytes) = c?;
-        out.insert(name, bytes);
-    }
-    let sums: Vec<(String, String)> = out
-        .iter()
-        .map(|(n, b)| (n.clone(), release::sha256_hex(b)))
-        .collect();
-    out.insert(
-        release::SUMS_FILE.into(),
-        release::format_sums(&sums).into_bytes(),
-    );
-    let Some(sk) = key else {
-        return Ok(Packaged {
-            files: out,
-            signed: false,
-        });
-    };
+    })
+}
+
+/// A minisign signature of every file, each checked against the key's public half before
+/// anything is written.
+fn signatures(
+    files: &BTreeMap<String, Vec<u8>>,
+    sk: &minisign::SecretKey,
+    tag: &str,
+) -> Result<BTreeMap<String, Vec<u8>>> {
     let pk = minisign::PublicKey::from_secret_key(sk).context("deriving the public key")?;
     let pk_text = pk.to_box().context("encoding the public key")?.to_string();
     let mut sigs = BTreeMap::new();
-    for (name, bytes) in &out {
+    for (name, bytes) in files {
         let comment = release::trusted_comment(tag, name);
         let sig = crate::signing::sign(
             sk,
@@ -325,15 +409,10 @@ pub fn build_release(
             "signature from the kernel-collector release key",
         )
         .with_context(|| format!("signing {name}"))?;
-        // Check our own work before anything is written.
         release::verify_signature(&pk_text, name, bytes, &sig, Some(tag))?;
         sigs.insert(format!("{name}{}", release::SIG_SUFFIX), sig.into_bytes());
     }
-    out.extend(sigs);
-    Ok(Packaged {
-        files: out,
-        signed: true,
-    })
+    Ok(sigs)
 }
 
 pub fn package(o: PackageOptions) -> Result<()> {

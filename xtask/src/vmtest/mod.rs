@@ -8,25 +8,19 @@
 //! rule.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kc_common::{select_bucket, Arch, AttachMode, Bucket, KernelVersion};
+use kc_common::{Arch, AttachMode, Bucket};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use kc_common::{CellId, Libc};
 use xshell::cmd;
 
 use crate::cli::LibcChoice;
-use crate::collectors::{self, Collector};
-use crate::compile::cell;
+use crate::collectors::Collector;
 use crate::compile::loader;
 use crate::compile::toolchain::{LoaderToolchain, Toolchain};
-use crate::cpio::{self, Member};
-use crate::kernels::{self, fetch::Fetcher, spec::LockedKernel};
 use crate::{atomic, host, paths, process};
 
 #[derive(Debug, Args)]
@@ -112,8 +106,10 @@ pub mod installed;
 mod judge;
 mod modules;
 mod qemu;
+mod run;
 
 pub(crate) use qemu::{boot, probe_kvm, BootEnd, Deadline};
+pub use run::execute;
 
 pub use judge::{unobserved as unobserved_events, ObjectOutcome};
 
@@ -290,255 +286,6 @@ pub fn run(o: VmtestOptions) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Boots the selected kernels with `libc`'s cells and judges each object; reports nothing.
-pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec<Collector>)> {
-    let (_, whole) = kernels::load_checked_lock()?;
-    let arch = o.arch;
-    let lock = whole.for_arch(arch).with_context(|| {
-        format!("kernels.lock pins no {arch} kernels (`cargo xtask kernels lock --arch {arch}`)")
-    })?;
-    let kernels: Vec<&LockedKernel> = kernels::select_arch(&whole, arch, &o.kernels, true)?;
-    let buckets = lock.buckets();
-    let collectors = narrow(
-        collectors::load_from(&paths::project_root())?,
-        &o.collectors,
-    )?;
-    let counters = expect::load(&paths::project_root())?;
-    let accounting = crate::accounting::load(&paths::project_root())?;
-    let wanted_modules = expect::modules(&counters);
-    let tc = Toolchain::detect()?;
-    let GuestBinaries {
-        loader: host_loader,
-        init,
-        ..
-    } = static_binaries(&tc, arch)?;
-    let cells = paths::cells_dir();
-    let loader = if libc == Libc::Musl {
-        // The release's own loader runs in the guest: it must need nothing from the initramfs.
-        let l = cells
-            .join(CellId::core(libc).on(arch).to_string())
-            .join(cell::LOADER);
-        let bytes = std::fs::read(&l).with_context(|| {
-            format!(
-                "reading {} (build it: `cargo xtask build --backend docker --libc musl --arch {arch}`)",
-                l.display()
-            )
-        })?;
-        guest_executable(&l.display().to_string(), &bytes, arch, true)?;
-        l
-    } else {
-        host_loader
-    };
-    std::fs::create_dir_all(work_dir())?;
-    let release = installed::install(libc, arch)?;
-    // Read by init: what its kc-select chooses for (see read_collectors there).
-    let narrowed_to: String = collectors.iter().map(|c| format!("{}\n", c.name)).collect();
-    // The Rust consumer runs beside the loader on the oldest and newest kernel of the run.
-    let versions: Vec<KernelVersion> = kernels
-        .iter()
-        .map(|k| KernelVersion::parse(&k.kernel_version))
-        .collect::<Result<_, _>>()?;
-    let with_agent = AgentKernels::runs_agent(o.agent);
-    let agent_on = |v: &KernelVersion| {
-        with_agent
-            && (versions.iter().map(KernelVersion::code).min() == Some(v.code())
-                || versions.iter().map(KernelVersion::code).max() == Some(v.code()))
-    };
-    let agent = if with_agent {
-        crate::compile::select_tool::build_tool(crate::compile::select_tool::Tool::Agent, arch)?.0
-    } else {
-        Vec::new()
-    };
-    // Images first, one at a time (downloads), then boots in parallel.
-    let mut fetcher = Fetcher::new(paths::cache_dir());
-    let mut plans = Vec::new();
-    for k in &kernels {
-        let vmlinuz = fetcher.image(k)?;
-        let version = KernelVersion::parse(&k.kernel_version)?;
-        let bucket = select_bucket(&version, &buckets).ok();
-        let loader_bytes = std::fs::read(&loader)?;
-        let init_bytes = std::fs::read(&init)?;
-        let mut members = vec![
-            Member::File {
-                name: "init",
-                data: &init_bytes,
-                executable: true,
-            },
-            Member::File {
-                name: "kc-loader",
-                data: &loader_bytes,
-                executable: true,
-            },
-        ];
-        let agent_here = agent_on(&version);
-        if agent_here {
-            members.push(Member::File {
-                name: "kc-agent",
-                data: &agent,
-                executable: true,
-            });
-        }
-        members.extend(release.iter().map(installed::Node::member));
-        if !o.collectors.is_empty() {
-            members.push(Member::File {
-                name: "collectors",
-                data: narrowed_to.as_bytes(),
-                executable: false,
-            });
-        }
-        // Nothing in an initramfs runs on another architecture's kernel: every executable
-        // in it is checked, the ones init starts without a libc for being static too.
-        for m in &members {
-            if let Member::File {
-                name,
-                data,
-                executable: true,
-            } = m
-            {
-                if data.starts_with(b"\x7fELF") {
-                    let started_bare = ["init", "kc-loader", "kc-agent"].contains(name);
-                    guest_executable(name, data, arch, started_bare)?;
-                }
-            }
-        }
-        // Loaded by init in name order: the index keeps dependencies first.
-        let modules = modules::resolve(
-            &vmlinuz.with_file_name("modules"),
-            &k.release,
-            &wanted_modules,
-        )?;
-        let module_names: Vec<String> = (modules.load.iter().enumerate())
-            .map(|(i, m)| format!("modules/{i:02}-{}.ko", m.name))
-            .collect();
-        members.push(Member::Dir("modules"));
-        members.extend(
-            modules
-                .load
-                .iter()
-                .zip(&module_names)
-                .map(|(m, name)| Member::File {
-                    name,
-                    data: &m.bytes,
-                    executable: false,
-                }),
-        );
-        // Named by libc too: two vmtest runs of one checkout (`--libc glibc` and `--libc
-        // musl` started at once) boot the same kernels, each with its own loader.
-        let initramfs = work_dir().join(format!("{}-{libc}.cpio", k.release));
-        atomic::write(&initramfs, &cpio::newc(&members))?;
-        plans.push((
-            *k,
-            vmlinuz,
-            initramfs,
-            bucket,
-            version,
-            modules.absent,
-            agent_here,
-        ));
-    }
-    let accel = match o.accel {
-        Accel::Auto => probe_kvm(arch, &plans[0].1, &plans[0].2),
-        chosen => chosen,
-    };
-    if !o.json {
-        eprintln!("vmtest: accelerator {}", accel.qemu_name());
-    }
-    let results: Mutex<Vec<KernelOutcome>> = Mutex::new(Vec::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..o.jobs.max(1).min(plans.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((k, vmlinuz, initramfs, bucket, version, absent, with_agent)) =
-                    plans.get(i)
-                else {
-                    break;
-                };
-                let log = initramfs.with_extension("log");
-                if !o.json {
-                    eprintln!("vmtest: booting {} ({})", k.release, k.series);
-                }
-                match boot(
-                    &k.release,
-                    arch,
-                    vmlinuz,
-                    initramfs,
-                    Deadline::of_cpu(Duration::from_secs(o.timeout)),
-                    &log,
-                    accel,
-                ) {
-                    Ok((how, console, seconds)) => {
-                        let passes = judge::extract_reports(&console, judge::Reporter::Loader);
-                        let modes = passes
-                            .reports
-                            .iter()
-                            .map(|r| r.attach.to_string())
-                            .collect();
-                        let guest = judge::Guest {
-                            collectors: &collectors,
-                            counters: &counters,
-                            accounting: &accounting,
-                            kernel: version,
-                            arch,
-                            absent_modules: absent,
-                        };
-                        let mut objects = judge::judge_passes(&passes.reports, &guest);
-                        let mut malformed = passes.malformed;
-                        if *with_agent {
-                            let agent = judge::extract_reports(&console, judge::Reporter::Agent);
-                            if agent.reports.is_empty() && how == BootEnd::Reported {
-                                malformed.push("kc-agent printed no report".into());
-                            }
-                            malformed.extend(agent.malformed);
-                            objects.extend(
-                                judge::judge_passes(&agent.reports, &guest).into_iter().map(
-                                    |mut o| {
-                                        o.kind = judge::AGENT_KIND.into();
-                                        o
-                                    },
-                                ),
-                            );
-                        }
-                        results.lock().expect("results").push(KernelOutcome {
-                            series: k.series.to_string(),
-                            release: k.release.clone(),
-                            bucket: bucket.map(|b| b.to_string()),
-                            seconds,
-                            boot: how.clone(),
-                            modes,
-                            objects,
-                            selection: installed::judge_selection(
-                                &console,
-                                version,
-                                &buckets,
-                                collectors.len(),
-                            ),
-                            absent_modules: absent.clone(),
-                            malformed,
-                            log,
-                            console_tail: if how == BootEnd::Reported {
-                                Vec::new()
-                            } else {
-                                judge::console_tail(&console, CONSOLE_TAIL)
-                            },
-                        });
-                    }
-                    Err(e) => {
-                        first_error.lock().expect("error slot").get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().expect("error slot") {
-        return Err(e);
-    }
-    let mut results = results.into_inner().expect("results");
-    results.sort_by_key(|r| r.series.parse::<Bucket>().ok());
-    Ok((results, collectors))
 }
 
 /// The collectors of `names` (all when empty); an unknown name is an error listing them.
