@@ -196,6 +196,20 @@ impl fmt::Display for CellId {
     }
 }
 
+/// As its name (`kc-ebpf-5.10-musl`), the one spelling everywhere.
+impl Serialize for CellId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CellId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for CellId {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -79,6 +79,12 @@ enum Command {
     Matrix(matrix::MatrixOptions),
     /// Build the static tools a workflow's later jobs share (kc-select, kc-agent) into one directory
     Tools(tools::ToolsOptions),
+    /// Build one cell as a docker cell's request file asks (what runs inside the container)
+    #[command(hide = true)]
+    BuildCell {
+        /// The request (compile::request::CellRequest, JSON)
+        request: std::path::PathBuf,
+    },
     /// Start a collector: a one-counter tracepoint collector and every file derivable from its name (docs/adding-a-collector.md)
     NewCollector(new_collector::NewCollectorOptions),
     /// The Go consumer example (examples/go): pin the Debian Go packages it builds with, build it
@@ -140,6 +146,7 @@ fn run(command: Command) -> Result<()> {
         Command::Tools(o) => tools::run(o),
         Command::Go(c) => go::run(c),
         Command::NewCollector(o) => new_collector::run(o),
+        Command::BuildCell { request } => compile::request::build_cell(&request),
         Command::Package(o) => package::package(o),
         Command::Keygen(o) => signing::keygen(o),
         Command::Publish(o) => publish::run(o),

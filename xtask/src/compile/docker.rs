@@ -1,6 +1,6 @@
 //! `cargo xtask build --backend docker`: each cell in a container of its libc's image.
 //!
-//! The container runs this very xtask (`build --backend host` for one cell) with the checkout
+//! The container runs this very xtask (`build-cell`, a typed request for one cell) with the checkout
 //! and the kernel cache mounted read-only at the paths they have on the host, so that
 //! `-ffile-prefix-map` gives the bytes the host backend gives; outputs go to a per-cell mount,
 //! the container has no network and runs as the invoking uid:gid, and it is removed whether the
@@ -14,20 +14,21 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use kc_common::{Arch, CellId, CellKind, Libc};
+use kc_common::{CellId, Libc};
 
 use super::container::{isolated_config, remove, remove_orphans};
+use super::request::{self, CellRequest};
 use super::{cell, BuildOptions, Project};
 use crate::{atomic, image, kernels, tarball};
 
 /// Containers that are running, so that Ctrl-C can remove them.
 static RUNNING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// One cell and the arguments of the `build --backend host` that runs in its container.
+/// One cell to build in a container, and whether its objects keep DWARF.
 #[derive(Debug, Clone)]
 pub struct DockerCell {
     pub id: CellId,
-    pub args: Vec<String>,
+    pub debug: bool,
 }
 
 /// A copy of this xtask binary for containers to run: a `cargo build` that replaces the
@@ -71,21 +72,27 @@ pub(crate) async fn run_cell(
         format!("{}:/out", out.display()),
         format!("{}:/usr/local/bin/xtask:ro", exe.display()),
     ];
-    let mut cmd = vec![
+    // What the container builds and where, mounted with its outputs.
+    let request = CellRequest {
+        cell: cell.id,
+        debug: cell.debug,
+        project: Project {
+            root: project.root.clone(),
+            kernel_cache: project.kernel_cache.clone(),
+            artifacts: "/out/artifacts".into(),
+            work: "/out/work".into(),
+        },
+    };
+    atomic::write(
+        &out.join(request::FILE),
+        &serde_json::to_vec_pretty(&request)?,
+    )?;
+    let cmd = vec![
         "/usr/local/bin/xtask".to_string(),
-        "build".into(),
-        "--backend".into(),
-        "host".into(),
+        "build-cell".into(),
+        format!("/out/{}", request::FILE),
     ];
-    cmd.extend(cell.args.iter().cloned());
-    let env = vec![
-        format!("KC_SOURCE_DIR={root}"),
-        format!("KC_CACHE_DIR={cache}"),
-        "KC_ARTIFACTS_DIR=/out/artifacts".into(),
-        "KC_WORK_DIR=/out/work".into(),
-        format!("SOURCE_DATE_EPOCH={epoch}"),
-        "HOME=/tmp".into(),
-    ];
+    let env = vec![format!("SOURCE_DATE_EPOCH={epoch}"), "HOME=/tmp".into()];
     let config = isolated_config(tag, cmd, env, binds, &root, &name);
     let created = d
         .create_container(
@@ -189,24 +196,11 @@ pub fn cells(o: &BuildOptions, libc: Libc) -> Result<Vec<DockerCell>> {
     }
     Ok(ids
         .into_iter()
-        .map(|id| {
-            let mut args: Vec<String> = match id.kind {
-                CellKind::Bucket(b) => vec!["--bucket".into(), b.to_string()],
-                CellKind::CoRe => vec!["--core".into()],
-            };
-            args.extend(["--libc".into(), libc.to_string()]);
-            if o.arch != Arch::Amd64 {
-                args.extend(["--arch".into(), o.arch.to_string()]);
-            }
-            if o.debug {
-                args.push("--debug".into());
-            }
-            DockerCell { id, args }
-        })
+        .map(|id| DockerCell { id, debug: o.debug })
         .collect())
 }
 
-/// What a cell's container would read, besides its arguments: the sources, the kernel pins,
+/// What a cell's container would read, besides its request: the sources, the kernel pins,
 /// the image and this very xtask. Equal keys mean the container would rebuild nothing.
 fn inputs_key(project: &Project) -> Result<Vec<u8>> {
     let mut h = Sha256::new();
@@ -308,7 +302,8 @@ pub(crate) fn run_project(
                 let mut h = Sha256::new();
                 h.update(&sources);
                 h.update(&image_id);
-                h.update(cell.args.join("\0"));
+                h.update(cell.id.to_string());
+                h.update([u8::from(cell.debug)]);
                 h.update(epoch.to_le_bytes());
                 let key = hex::encode(h.finalize());
                 let tar = project.artifacts.join(cell.id.tarball());

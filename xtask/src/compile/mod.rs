@@ -17,6 +17,7 @@ mod job;
 pub mod loader;
 pub mod plan;
 mod pool;
+pub mod request;
 pub mod select_tool;
 pub mod test_object;
 pub mod toolchain;
@@ -194,15 +195,21 @@ pub fn run(o: BuildOptions) -> Result<()> {
             libc: Some(libc.into()),
             ..o.clone()
         };
-        let report = build(&Project::checkout(), &one)?;
-        print_report(&report, o.json)?;
-        if !report.failures.is_empty() {
-            bail!(
-                "{} jobs failed:\n\n{}",
-                report.failures.len(),
-                report.failures.join("\n\n")
-            );
-        }
+        build_and_report(&Project::checkout(), &one, o.json)?;
+    }
+    Ok(())
+}
+
+/// Builds as `o` asks, prints what was built, and fails with every failed job.
+fn build_and_report(project: &Project, o: &BuildOptions, json: bool) -> Result<()> {
+    let report = build(project, o)?;
+    print_report(&report, json)?;
+    if !report.failures.is_empty() {
+        bail!(
+            "{} jobs failed:\n\n{}",
+            report.failures.len(),
+            report.failures.join("\n\n")
+        );
     }
     Ok(())
 }

@@ -18,7 +18,8 @@ use crate::paths;
 const JOB_FORMAT: &str = "kc-build-v2";
 
 /// Where a build reads its sources and writes its outputs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Project {
     /// The checkout: `collectors.toml`, `kernel/`, `co-re/`, `includes/`.
     pub root: PathBuf,
@@ -31,17 +32,13 @@ pub struct Project {
 }
 
 impl Project {
+    /// This checkout, building into its own `artifacts/` (a docker cell's container is told
+    /// its paths by its [`super::request::CellRequest`] instead).
     pub fn checkout() -> Self {
-        // A docker cell runs this xtask with the sources read-only: outputs go elsewhere.
-        let env = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let root = env("KC_SOURCE_DIR").unwrap_or_else(paths::project_root);
+        let root = paths::project_root();
         Self {
-            artifacts: env("KC_ARTIFACTS_DIR").unwrap_or_else(|| root.join("artifacts")),
-            work: env("KC_WORK_DIR").unwrap_or_else(|| root.join("target/kc-build")),
+            artifacts: root.join("artifacts"),
+            work: root.join("target/kc-build"),
             kernel_cache: paths::cache_dir(),
             root,
         }
