@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-2-Clause
+
 // What the running kernel has for a plan's targets, asked once per run: its BTF (functions
 // and BTF tracepoints), /proc/kallsyms, kprobe support and tracefs's events.
 

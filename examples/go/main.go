@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-2-Clause
+
 // kc-go-consumer: an installed release's CO-RE objects loaded with cilium/ebpf by their
 // attach plan, attached around one workload as kc-loader --attach auto does (per event the
 // cheapest family that fits this kernel), then read by the counter names the plan carries

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-2-Clause
+
 // One object by its plan: maps created at load, programs loaded only when an event's chosen
 // family needs them (a family the kernel refuses, trampolines on some kernels, is never
 // handed to the verifier), attached, then detached and read.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-2-Clause
+
 // The release's attach plan (schema/attach-plan.schema.json) and the report this example
 // prints (schema/loader-report.schema.json: the shape kc-loader --json and kc-agent print).
 // Only the fields this example uses or prints are declared.

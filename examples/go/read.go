@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-2-Clause
+
 // An object's maps read by its plan into the report: the totals (one value per CPU,
 // summed), the per-application rows (those of exited processes reported once, then
 // removed) and the table's statistics; a counter nobody observed is null, with why.

@@ -9,6 +9,8 @@
 //!   skeletons, so an agent's own user space may carry any licence.
 //! - The Rust workspace (xtask, kc-select, kc-install, ...): GPL-3.0-or-later. Its programs run
 //!   the loader as a separate process and never link the C above.
+//! - The Go example (`examples/go/`), written to be copied into agents: BSD-2-Clause, which
+//!   the libraries it links (cilium/ebpf: MIT; golang.org/x: BSD-3-Clause) combine with.
 //!
 //! Each licence's text is in `LICENSES/`, named by its SPDX identifier.
 
@@ -18,6 +20,9 @@ use crate::compile::cell::SHARED_HEADERS;
 const KERNEL_SIDE: &str = "GPL-2.0";
 /// libbpf's: the headers an agent includes.
 const AGENT_HEADERS: &str = "(LGPL-2.1 OR BSD-2-Clause)";
+
+/// The example agents copy from.
+const EXAMPLES: &str = "BSD-2-Clause";
 
 /// The SPDX expression the C file at `path` (relative to the checkout) must carry on its
 /// first line, or `None` for a generated file that carries none.
@@ -84,6 +89,23 @@ mod tests {
     }
 
     #[test]
+    fn every_go_file_of_the_example_is_bsd_2_clause() {
+        let root = crate::paths::project_root();
+        let dir = root.join(crate::go::EXAMPLE);
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".go") {
+                seen += 1;
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let says = spdx_of(text.lines().next().unwrap_or(""));
+                assert_eq!(says, Some(EXAMPLES), "{}/{name}", crate::go::EXAMPLE);
+            }
+        }
+        assert!(seen >= 4, "only {seen} Go files under {}", crate::go::EXAMPLE);
+    }
+
+    #[test]
     fn every_licence_in_use_has_its_text() {
         let root = crate::paths::project_root();
         let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
@@ -91,7 +113,7 @@ mod tests {
         let rust = workspace["workspace"]["package"]["license"]
             .as_str()
             .unwrap();
-        for expression in [rust, KERNEL_SIDE, AGENT_HEADERS] {
+        for expression in [rust, KERNEL_SIDE, AGENT_HEADERS, EXAMPLES] {
             for text in texts(expression) {
                 assert!(
                     root.join(&text).is_file(),
