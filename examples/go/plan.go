@@ -146,23 +146,23 @@ type KernelFigures struct {
 }
 
 type ObjectReport struct {
-	Object      string              `json:"object"`
-	Attach      string              `json:"attach"`
-	Status      string              `json:"status"` // ok, partial, failed
-	Error       string              `json:"error"`
-	Events      []EventReport       `json:"events"`
-	Ms          ObjectTimes         `json:"ms"`
-	MissedRuns  uint64              `json:"missed_runs"`
-	LogTail     string              `json:"log_tail"`
-	Programs    []ProgramReport     `json:"programs"`
-	Counters    map[string]*uint64  `json:"counters"`
-	Unobserved  map[string]string   `json:"unobserved"`
-	PerProcess  []Row               `json:"per_process"`
-	PerCgroup   []Row               `json:"per_cgroup"`
-	Apps        *AppsTable          `json:"apps"`
-	Histograms  map[string]struct{} `json:"histograms"` // not read here: null
-	Devices     map[string]struct{} `json:"devices"`    // not read here: null
-	MemoryBytes *uint64             `json:"memory_bytes"`
+	Object      string                         `json:"object"`
+	Attach      string                         `json:"attach"`
+	Status      string                         `json:"status"` // ok, partial, failed
+	Error       string                         `json:"error"`
+	Events      []EventReport                  `json:"events"`
+	Ms          ObjectTimes                    `json:"ms"`
+	MissedRuns  uint64                         `json:"missed_runs"`
+	LogTail     string                         `json:"log_tail"`
+	Programs    []ProgramReport                `json:"programs"`
+	Counters    map[string]*uint64             `json:"counters"`
+	Unobserved  map[string]string              `json:"unobserved"`
+	PerProcess  []Row                          `json:"per_process"`
+	PerCgroup   []Row                          `json:"per_cgroup"`
+	Apps        *AppsTable                     `json:"apps"`
+	Histograms  map[string]map[string][]uint64 `json:"histograms"` // map, id, slot counts
+	Devices     map[string]map[string]uint64   `json:"devices"`    // map, "major:minor", count
+	MemoryBytes *uint64                        `json:"memory_bytes"`
 }
 
 type ObjectTimes struct {

@@ -2,7 +2,8 @@
 
 // An object's maps read by its plan into the report: the totals (one value per CPU,
 // summed), the per-application rows (those of exited processes reported once, then
-// removed) and the table's statistics; a counter nobody observed is null, with why.
+// removed), the table's statistics, the latency histograms and the counts per device; a
+// counter nobody observed is null, with why.
 
 package main
 
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,6 +68,9 @@ func u64s(b []byte) []uint64 {
 
 func (o *object) read(groupBy string) error {
 	r := o.report
+	if err := o.readHistogramsAndDevices(); err != nil {
+		return err
+	}
 	r.MissedRuns = o.missedRuns()
 	unobserved := map[string]string{}
 	for _, c := range o.plan.Counters {
@@ -155,4 +160,66 @@ func (o *object) read(groupBy string) error {
 		r.PerProcess = rows
 	}
 	return nil
+}
+
+// histSlots is KC_HIST_SLOTS: a latency histogram's log2 slots.
+const histSlots = 32
+
+// readHistogramsAndDevices reads the latency histograms (per-CPU counts keyed by
+// struct kc_hist_key { u32 id; u32 slot; }) and the counts per device (a u32 dev_t key,
+// major << 20 | minor).
+func (o *object) readHistogramsAndDevices() error {
+	r := o.report
+	r.Histograms = map[string]map[string][]uint64{}
+	r.Devices = map[string]map[string]uint64{}
+	for _, mp := range o.plan.Maps {
+		m := o.maps[mp.Name]
+		if m == nil || (mp.Role != "histogram" && mp.Role != "devices") {
+			continue
+		}
+		var key []byte
+		var perCPU []uint64
+		var one uint64
+		value := any(&one)
+		if isPerCPU(m.Type()) {
+			value = &perCPU
+		}
+		histograms, devices := map[string][]uint64{}, map[string]uint64{}
+		it := m.Iterate()
+		for it.Next(&key, value) {
+			total := one
+			for _, v := range perCPU {
+				total += v
+			}
+			perCPU = perCPU[:0]
+			if mp.Role == "histogram" && len(key) == 8 {
+				id := binary.NativeEndian.Uint32(key)
+				slot := binary.NativeEndian.Uint32(key[4:])
+				if slot >= histSlots {
+					continue
+				}
+				name := fmt.Sprint(id)
+				if histograms[name] == nil {
+					histograms[name] = make([]uint64, histSlots)
+				}
+				histograms[name][slot] += total
+			} else if mp.Role == "devices" && len(key) == 4 {
+				dev := binary.NativeEndian.Uint32(key)
+				devices[fmt.Sprintf("%d:%d", dev>>20, dev&0xfffff)] += total
+			}
+		}
+		if err := it.Err(); err != nil {
+			return fmt.Errorf("%s: %w", mp.Name, err)
+		}
+		if mp.Role == "histogram" {
+			r.Histograms[mp.Name] = histograms
+		} else {
+			r.Devices[mp.Name] = devices
+		}
+	}
+	return nil
+}
+
+func isPerCPU(t ebpf.MapType) bool {
+	return t == ebpf.PerCPUHash || t == ebpf.PerCPUArray || t == ebpf.LRUCPUHash
 }
