@@ -380,16 +380,23 @@ static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map)
 	put(t, "\n");
 }
 
-/* Bytes of a map's entries at its size: keys and values, each value per CPU where it is. */
-static unsigned long long map_bytes(const struct bpf_map *map)
+/* The kernel's own figure of a map's memory: the `memlock:` line of its fd's fdinfo (what the
+ * kernel charges for it, as bpftool's bytes_memlock). Returns 0 where it cannot be read. */
+static unsigned long long map_memlock(const struct bpf_map *map)
 {
-	enum bpf_map_type type = bpf_map__type(map);
-	int percpu = type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
-		     type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
-	unsigned long long value = (bpf_map__value_size(map) + 7) / 8 * 8;
+	char path[64], line[256];
+	unsigned long long bytes = 0;
+	FILE *f;
 
-	return (unsigned long long)bpf_map__max_entries(map) *
-	       (bpf_map__key_size(map) + value * (percpu ? ncpus() : 1));
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", bpf_map__fd(map));
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "memlock: %llu", &bytes) == 1)
+			break;
+	fclose(f);
+	return bytes;
 }
 
 void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, const struct kc_observed *seen,
@@ -400,6 +407,7 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 	struct counters c = { 0 };
 	int hists = 0, devices = 0, found = 0;
 	unsigned long long totals[MAX_COUNTERS] = { 0 }, memory = 0;
+	int memory_unknown = 0;
 	struct ctrl_state cs = { 0 };
 
 	put(&j, "\"counters\": ");
@@ -409,7 +417,12 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 
 		if (bpf_map__is_internal(map))
 			continue;
-		memory += map_bytes(map);
+		{
+			unsigned long long bytes = map_memlock(map);
+
+			memory += bytes;
+			memory_unknown |= bytes == 0;
+		}
 		if (has_suffix(name, "_counters") && !found) {
 			read_counter_struct(obj, map, seen, &c);
 			found = c.n > 0;
@@ -449,8 +462,14 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 			put(&j, devices++ ? ", " : "");
 			read_devices(&j, &t, map);
 		}
-	put(&j, "}, \"memory_bytes\": %llu", memory);
-	put(&t, "  map memory: %llu bytes\n", memory);
+	/* A map whose figure could not be read makes the sum no figure at all. */
+	if (memory_unknown) {
+		put(&j, "}, \"memory_bytes\": null");
+		put(&t, "  map memory: unknown (fdinfo has no memlock)\n");
+	} else {
+		put(&j, "}, \"memory_bytes\": %llu", memory);
+		put(&t, "  map memory: %llu bytes (the kernel's memlock)\n", memory);
+	}
 	*json = j.s;
 	*text = t.s;
 }

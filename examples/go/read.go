@@ -11,6 +11,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -68,6 +71,7 @@ func u64s(b []byte) []uint64 {
 
 func (o *object) read(groupBy string) error {
 	r := o.report
+	r.MemoryBytes = o.memlock()
 	if err := o.readHistogramsAndDevices(); err != nil {
 		return err
 	}
@@ -222,4 +226,35 @@ func (o *object) readHistogramsAndDevices() error {
 
 func isPerCPU(t ebpf.MapType) bool {
 	return t == ebpf.PerCPUHash || t == ebpf.PerCPUArray || t == ebpf.LRUCPUHash
+}
+
+// memlock is the kernel's own figure of the memory the plan's maps hold: the sum of each
+// map's `memlock:` line in its fd's fdinfo, as kc-loader reports it; nil where one cannot be
+// read.
+func (o *object) memlock() *uint64 {
+	var total uint64
+	for _, mp := range o.plan.Maps {
+		m := o.maps[mp.Name]
+		if m == nil {
+			return nil
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
+		if err != nil {
+			return nil
+		}
+		found := false
+		for _, line := range strings.Split(string(info), "\n") {
+			if v, ok := strings.CutPrefix(line, "memlock:"); ok {
+				n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return nil
+				}
+				total, found = total+n, true
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	return &total
 }

@@ -91,19 +91,20 @@ pub fn failed(object: &str, error: String) -> Loaded {
     }
 }
 
-/// Bytes of an object's maps at their sizes: keys and values, each value per CPU where it is
-/// (as kc-loader counts them).
-pub fn map_bytes(plan: &ObjectPlan, cpus: usize) -> u64 {
-    plan.maps
+/// The kernel's own figure of the memory of the object's maps (the plan's): the sum of each
+/// map's `memlock` in its fd's fdinfo, as kc-loader reports it; None where one cannot be read.
+pub fn map_memlock(loaded: &Loaded) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let ebpf = loaded.ebpf.as_ref()?;
+    loaded
+        .plan
+        .maps
         .iter()
         .map(|m| {
-            let value = sys::value_slot(m.value_size.unwrap_or(0)) as u64;
-            let copies = if sys::PERCPU_MAP_TYPES.contains(&m.map_type) {
-                cpus as u64
-            } else {
-                1
-            };
-            u64::from(m.max_entries) * (u64::from(m.key_size.unwrap_or(0)) + value * copies)
+            let fd = map_fd(ebpf.map(&m.name)?).ok()?;
+            let info =
+                std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+            sys::fdinfo_field(&info, "memlock")
         })
         .sum()
 }

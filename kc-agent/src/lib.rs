@@ -162,7 +162,7 @@ impl Session<'_, '_> {
             l.report.missed_runs = attach::missed_runs(l).saturating_sub(l.missed_before);
             read::read(l, group_by, cpus)
                 .with_context(|| format!("reading the maps of {}", l.report.object))?;
-            l.report.memory_bytes = Some(attach::map_bytes(&l.plan, cpus));
+            l.report.memory_bytes = attach::map_memlock(l);
         }
         let read = ms(t);
         Ok(LoaderReport {

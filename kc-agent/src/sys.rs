@@ -243,3 +243,23 @@ pub fn kprobe_at(
     }
     Ok(event)
 }
+
+/// The number on a `name:` line of an fdinfo file (`memlock:\t65536`).
+pub fn fdinfo_field(fdinfo: &str, name: &str) -> Option<u64> {
+    fdinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == name).then(|| value.trim().parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_fdinfo_field_by_name() {
+        let info = "pos:\t0\nflags:\t02000002\nmap_type:\t6\nmemlock:\t65536\nmap_id:\t12\n";
+        assert_eq!(super::fdinfo_field(info, "memlock"), Some(65536));
+        assert_eq!(super::fdinfo_field(info, "map_id"), Some(12));
+        assert_eq!(super::fdinfo_field(info, "frozen"), None);
+        assert_eq!(super::fdinfo_field("memlock:\tlots\n", "memlock"), None);
+    }
+}

@@ -130,6 +130,8 @@ pub struct ObjectReport {
     pub histograms: Option<BTreeMap<String, BTreeMap<String, Vec<u64>>>>,
     /// Counts per device: map → `major:minor` → count.
     pub devices: Option<BTreeMap<String, BTreeMap<String, u64>>>,
+    /// The kernel's own figure of the memory its maps hold: the sum of each map's `memlock`
+    /// (its fd's fdinfo, bpftool's `bytes_memlock`); None where one could not be read.
     pub memory_bytes: Option<u64>,
 }
 

@@ -102,7 +102,11 @@ mod tests {
                 assert_eq!(says, Some(EXAMPLES), "{}/{name}", crate::go::EXAMPLE);
             }
         }
-        assert!(seen >= 4, "only {seen} Go files under {}", crate::go::EXAMPLE);
+        assert!(
+            seen >= 4,
+            "only {seen} Go files under {}",
+            crate::go::EXAMPLE
+        );
     }
 
     #[test]

@@ -246,6 +246,13 @@ fn compare(name: &str, loader: &LoaderReport, agent: &LoaderReport) -> (Vec<Stri
                 families(o)
             ));
         }
+        // The kernel's own figure of the same maps at the same sizes.
+        if t.memory_bytes != o.memory_bytes {
+            wrong.push(format!(
+                "{object}: map memory (the kernel's memlock): kc-loader {:?}, {name} {:?}",
+                t.memory_bytes, o.memory_bytes
+            ));
+        }
         let nulls = |r: &ObjectReport| -> Vec<String> {
             r.counters
                 .iter()
@@ -333,5 +340,18 @@ mod tests {
         missing.objects.truncate(1);
         let (wrong, _) = compare("kc-agent", &pass("probe", 10, Some(2)), &missing);
         assert_eq!(wrong, ["schedlat.bpf.o: not in kc-agent's report"]);
+    }
+
+    #[test]
+    fn the_kernels_memory_figure_must_agree() {
+        let mut more = pass("probe", 10, Some(2));
+        more.objects[0].memory_bytes = Some(8192);
+        let mut less = pass("probe", 10, Some(2));
+        less.objects[0].memory_bytes = Some(4096);
+        let (wrong, _) = compare("kc-go-consumer", &more, &less);
+        assert_eq!(
+            wrong,
+            ["vfs.bpf.o: map memory (the kernel's memlock): kc-loader Some(8192), kc-go-consumer Some(4096)"]
+        );
     }
 }
