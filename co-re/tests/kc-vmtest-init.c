@@ -935,6 +935,49 @@ static void bench(void)
 	}
 }
 
+/* `cargo xtask bench memory` in a guest: /memory-plan holds table sizes, one per line; for
+ * each, kc-loader loads every object under /objects with that --table-size (maps created,
+ * programs verified, nothing attached: attaching adds no map memory, and detaching
+ * trampolines from several emulated CPUs has crashed TCG guests in text patching) around a
+ * process that does nothing, and its report (each object's memory_bytes: the kernel's memlock
+ * of its maps) is printed between "KC-MEMORY-BEGIN size" and "KC-MEMORY-END". */
+static void memory(void)
+{
+	static char paths[MAX_OBJECTS][96];
+	char *args[MAX_OBJECTS + 12], size[16];
+	int n = 0, nobjects = 0;
+	FILE *plan = fopen("/memory-plan", "r");
+	DIR *dir = opendir("/objects");
+	struct dirent *e;
+
+	while (dir && (e = readdir(dir)) && nobjects < MAX_OBJECTS)
+		if (strstr(e->d_name, ".bpf.o"))
+			snprintf(paths[nobjects++], sizeof(paths[0]), "/objects/%.80s", e->d_name);
+	if (dir)
+		closedir(dir);
+	while (plan && fscanf(plan, "%15s", size) == 1) {
+		n = 0;
+		args[n++] = "/kc-loader";
+		args[n++] = "--json";
+		args[n++] = "--no-attach";
+		args[n++] = "--table-size";
+		args[n++] = size;
+		for (int i = 0; i < nobjects; i++)
+			args[n++] = paths[i];
+		args[n++] = "--";
+		args[n++] = "/init";
+		args[n++] = "noop";
+		args[n] = NULL;
+		run_to(args, "/tmp/kc-memory.json");
+		printf("\nKC-MEMORY-BEGIN %s\n", size);
+		print_file("/tmp/kc-memory.json");
+		printf("\nKC-MEMORY-END\n");
+		fflush(stdout);
+	}
+	if (plan)
+		fclose(plan);
+}
+
 /* Swap, the modules, the MD array and the file systems, once per boot. */
 static void prepare_storage(void)
 {
@@ -965,6 +1008,12 @@ int main(int argc, char **argv)
 	mount_all();
 	loopback_up();
 	wait_for_drives();
+	if (access("/memory-plan", F_OK) == 0) {
+		memory();
+		printf("\nKC-VMTEST-DONE\n");
+		fflush(stdout);
+		reboot(RB_POWER_OFF);
+	}
 	if (access("/bench-plan", F_OK) == 0) {
 		bench();
 		printf("\nKC-VMTEST-DONE\n");

@@ -6,6 +6,7 @@ mod consumers;
 mod docker;
 mod fetch;
 mod install;
+mod memory;
 pub(crate) mod overhead;
 mod package;
 mod verify;
@@ -37,6 +38,10 @@ pub enum Command {
     /// The Rust consumer (kc-agent, aya) vs kc-loader (libbpf): every CO-RE object attached
     /// and detached on this host, and the families each chose
     Consumers(consumers::ConsumersBench),
+    /// The kernel's memlock of every CO-RE object's maps in guests with 1, 2, 4 and 8 CPUs and
+    /// on this host, at two table sizes; a linear model per object checked against each point
+    /// and projected to 64-512 CPUs
+    Memory(memory::MemoryBench),
     /// ns each collector adds per event of a workload that hits its main event: no program vs
     /// each attach family vs auto, on this host and in a guest
     Overhead(overhead::OverheadBench),
@@ -54,6 +59,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Docker(o) => docker::run(o),
         Command::Overhead(o) => overhead::run(o),
         Command::Consumers(o) => consumers::run(o),
+        Command::Memory(o) => memory::run(o),
     }
 }
 

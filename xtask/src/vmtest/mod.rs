@@ -108,7 +108,7 @@ mod modules;
 mod qemu;
 mod run;
 
-pub(crate) use qemu::{boot, probe_kvm, BootEnd, Deadline};
+pub(crate) use qemu::{boot, probe_kvm, BootEnd, Deadline, Vm};
 pub use run::execute;
 
 pub use judge::{unobserved as unobserved_events, ObjectOutcome};

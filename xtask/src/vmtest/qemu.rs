@@ -209,17 +209,37 @@ impl serde::Serialize for BootEnd {
     }
 }
 
-/// Boots `vmlinuz` (the kernel `release`, of `arch`) with the initramfs; returns how it
-/// ended, the console, and the seconds it took.
+/// What a guest runs on: its architecture, the accelerator, its CPUs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Vm {
+    pub arch: Arch,
+    pub accel: Accel,
+    pub cpus: u32,
+}
+
+impl Vm {
+    /// A vmtest guest: one CPU (TCG emulates each CPU in a host thread, and the matrix boots
+    /// several guests at once).
+    pub fn one_cpu(arch: Arch, accel: Accel) -> Self {
+        Vm {
+            arch,
+            accel,
+            cpus: 1,
+        }
+    }
+}
+
+/// Boots `vmlinuz` (the kernel `release`) on `vm` with the initramfs; returns how it ended,
+/// the console, and the seconds it took.
 pub(crate) fn boot(
     release: &str,
-    arch: Arch,
+    vm: Vm,
     vmlinuz: &Path,
     initramfs: &Path,
     deadline: Deadline,
     log: &Path,
-    accel: Accel,
 ) -> Result<(BootEnd, String, f64)> {
+    let Vm { arch, accel, cpus } = vm;
     let t = Instant::now();
     let m = machine(arch, accel);
     let drives = make_drives(log)?;
@@ -241,7 +261,7 @@ pub(crate) fn boot(
             "-m",
             "512M",
             "-smp",
-            "1",
+            &cpus.to_string(),
             "-nographic",
             "-no-reboot",
             "-nodefaults",
@@ -362,7 +382,7 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
     let log = initramfs.with_extension("kvm-probe.log");
     let accel = match boot(
         "the KVM probe",
-        arch,
+        Vm::one_cpu(arch, Accel::Kvm),
         vmlinuz,
         initramfs,
         // A KVM guest boots in seconds; one that hangs (nested virtualization) is given up
@@ -372,7 +392,6 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
             wall: Duration::from_secs(20),
         },
         &log,
-        Accel::Kvm,
     ) {
         Ok((BootEnd::Reported, _, _)) => Accel::Kvm,
         _ => Accel::Tcg,

@@ -11,8 +11,8 @@ use kc_common::{select_bucket, Bucket, CellId, KernelVersion, Libc};
 
 use super::{
     boot, expect, guest_executable, installed, judge, modules, narrow, probe_kvm, static_binaries,
-    work_dir, Accel, AgentKernels, BootEnd, Deadline, GuestBinaries, KernelOutcome, VmtestOptions,
-    CONSOLE_TAIL,
+    work_dir, Accel, AgentKernels, BootEnd, Deadline, GuestBinaries, KernelOutcome, Vm,
+    VmtestOptions, CONSOLE_TAIL,
 };
 use crate::collectors::{self, Collector};
 use crate::compile::cell;
@@ -250,12 +250,11 @@ impl<'o> Run<'o> {
                     let deadline = Deadline::of_cpu(Duration::from_secs(o.timeout));
                     match boot(
                         &g.kernel.release,
-                        o.arch,
+                        Vm::one_cpu(o.arch, accel),
                         &g.vmlinuz,
                         &g.initramfs,
                         deadline,
                         &log,
-                        accel,
                     ) {
                         Ok((how, console, seconds)) => {
                             let outcome = self.outcome(g, how, &console, seconds, log);

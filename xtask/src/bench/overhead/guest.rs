@@ -90,12 +90,11 @@ pub(super) fn run(
     );
     let (how, console, _) = vmtest::boot(
         &k.release,
-        Arch::Amd64,
+        vmtest::Vm::one_cpu(Arch::Amd64, accel),
         &vmlinuz,
         &initramfs,
         vmtest::Deadline::of_cpu(Duration::from_secs(1800)),
         &log,
-        accel,
     )?;
     if how != vmtest::BootEnd::Reported {
         bail!(
