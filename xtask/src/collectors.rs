@@ -175,12 +175,13 @@ pub fn checklist(root: &Path) -> Vec<String> {
     for c in &all {
         let name = &c.name;
         let mut lack = |what: String| missing.push(format!("{name}: {what}"));
-        for f in source_files(root, name) {
+        let sources = source_files(root, name);
+        for f in &sources {
             if !f.is_file() {
                 lack(format!("{} is missing", f.display()));
             }
         }
-        let header = std::fs::read_to_string(&source_files(root, name)[0]).unwrap_or_default();
+        let header = std::fs::read_to_string(&sources[0]).unwrap_or_default();
         let set = counter_set(&header);
         match &set {
             None => lack(format!(

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use clap::{Args, Subcommand};
 use kc_common::Arch;
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,8 @@ use xshell::cmd;
 
 use crate::debian::mirror::Mirror;
 use crate::debian::signature::ArchiveKeyring;
-use crate::download::{self, DownloadError, Downloader, Expected};
+use crate::download::{self, Downloader};
+use crate::kernels::fetch::{download_pinned, PinnedDeb};
 use crate::kernels::lock::{fetch_signed_release, fetch_suite_index, unix_now};
 use crate::{atomic, paths, process};
 
@@ -253,27 +254,16 @@ fn is_documentation(path: &Path) -> bool {
 
 /// The verified `.deb` of `p` in the cache, downloaded unless it is there.
 fn fetch(dl: &Downloader, mirror: &Mirror, cache: &Path, p: &LockedDeb) -> Result<PathBuf> {
-    let dest = cache.join("debs").join(format!("{}.deb", p.sha256));
-    if download::is_fetched(&dest, p.size) {
-        return Ok(dest);
-    }
-    let expected = Expected {
+    let pinned = PinnedDeb {
+        suite: &p.suite,
+        name: &p.name,
+        version: &p.version,
+        filename: &p.filename,
         size: p.size,
-        sha256: p.sha256.clone(),
+        sha256: &p.sha256,
+        relock: "cargo xtask go lock",
     };
-    match dl.fetch_file(&mirror.url(&p.suite, &p.filename), &dest, &expected, &p.name) {
-        Ok(()) => Ok(dest),
-        Err(DownloadError::NotFound { url }) => bail!(
-            "{} {} is no longer on the mirror ({url}): run `cargo xtask go lock` to pin what {} offers now",
-            p.name,
-            p.version,
-            p.suite
-        ),
-        Err(e) => Err(anyhow!(e).context(format!(
-            "downloading {} {} (check the mirror: KC_DEBIAN_MIRROR, else the apt sources)",
-            p.name, p.version
-        ))),
-    }
+    download_pinned(dl, mirror, cache, &pinned)
 }
 
 /// Builds the example into `out` (vetted first), static (no cgo).

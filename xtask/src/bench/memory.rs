@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use kc_common::report::LoaderReport;
-use kc_common::{Arch, Bucket, CellId, KernelVersion};
+use kc_common::{Arch, Bucket, CellId};
 use xshell::cmd;
 
 use crate::compile::{cell, toolchain::Toolchain};
@@ -140,21 +140,18 @@ pub fn run(o: MemoryBench) -> Result<()> {
         "--cpus: the model needs two CPU counts or more"
     );
     let cell = paths::cell_dir(CellId::core(host::host_libc()));
-    let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
-    for e in std::fs::read_dir(&cell)
-        .with_context(|| format!("reading {} (run `cargo xtask build` first)", cell.display()))?
-    {
-        let path = e?.path();
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        if name.ends_with(".bpf.o") {
-            objects.push((name, std::fs::read(&path)?));
-        }
-    }
-    objects.sort();
+    let objects: Vec<(String, Vec<u8>)> = cell::object_files(&cell)
+        .with_context(|| format!("run `cargo xtask build` first ({})", cell.display()))?
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Ok((name, std::fs::read(&p)?))
+        })
+        .collect::<Result<_>>()?;
     ensure!(
         !objects.is_empty(),
         "no CO-RE objects in {}",
@@ -187,14 +184,7 @@ pub fn run(o: MemoryBench) -> Result<()> {
 
     // The guests.
     let (_, lock) = kernels::load_checked_lock()?;
-    let k = match o.kernel {
-        Some(s) => kernels::select(&lock, &[s], false)?[0],
-        None => lock
-            .kernel
-            .iter()
-            .max_by_key(|k| KernelVersion::parse(&k.kernel_version).ok())
-            .context("the lock has no kernel")?,
-    };
+    let k = kernels::one_or_newest(&lock, o.kernel)?;
     let vmlinuz = Fetcher::new(paths::cache_dir()).image(k)?;
     let bins = vmtest::static_binaries(&Toolchain::detect()?, Arch::Amd64)?;
     let (init, guest_loader) = (std::fs::read(&bins.init)?, std::fs::read(&bins.loader)?);

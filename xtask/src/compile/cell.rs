@@ -156,6 +156,18 @@ pub fn write_dir(dir: &Path, entries: &[tarball::Entry]) -> Result<()> {
     staged.replace()
 }
 
+/// The `.o` files of a cell directory, sorted.
+pub fn object_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,10 +359,61 @@ pub const MODULE_TREES: [&str; 7] = [
 
 /// Where `cache` keeps the verified `.deb` of `pkg`: named by its SHA256.
 fn deb_path_in(cache: &Path, pkg: &LockedPackage) -> PathBuf {
-    cache.join("debs").join(format!("{}.deb", pkg.sha256))
+    pinned_deb_path(cache, &pkg.sha256)
 }
 
-/// Downloads and verifies one package into the cache's `debs/`.
+/// Where `cache` keeps a verified `.deb` whose SHA256 is `sha256` (kernels, the Go toolchain).
+pub(crate) fn pinned_deb_path(cache: &Path, sha256: &str) -> PathBuf {
+    cache.join("debs").join(format!("{sha256}.deb"))
+}
+
+/// A `.deb` a lock pins, as a download needs it, and the command that pins it anew.
+pub(crate) struct PinnedDeb<'a> {
+    pub suite: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub filename: &'a str,
+    pub size: u64,
+    pub sha256: &'a str,
+    /// `cargo xtask kernels lock`, `cargo xtask go lock`.
+    pub relock: &'a str,
+}
+
+/// Downloads and verifies a pinned package into the cache's `debs/`, unless it is there;
+/// returns its path.
+pub(crate) fn download_pinned(
+    dl: &Downloader,
+    mirror: &Mirror,
+    cache: &Path,
+    pkg: &PinnedDeb,
+) -> Result<PathBuf> {
+    let dest = pinned_deb_path(cache, pkg.sha256);
+    if download::is_fetched(&dest, pkg.size) {
+        return Ok(dest);
+    }
+    let url = mirror.url(pkg.suite, pkg.filename);
+    let expected = Expected {
+        size: pkg.size,
+        sha256: pkg.sha256.to_string(),
+    };
+    match dl.fetch_file(&url, &dest, &expected, pkg.name) {
+        Ok(()) => Ok(dest),
+        Err(DownloadError::NotFound { url }) => bail!(
+            "{} {} is no longer on the mirror ({url}): the archive has superseded it. \
+             Run `{}` to pin what {} offers now, then try again.",
+            pkg.name,
+            pkg.version,
+            pkg.relock,
+            pkg.suite
+        ),
+        Err(e) => Err(anyhow!(e).context(format!(
+            "downloading {} {} (check the mirror: KC_DEBIAN_MIRROR, else the apt sources; a re-run resumes the download)",
+            pkg.name, pkg.version
+        ))),
+    }
+}
+
+/// Downloads and verifies one kernel package into the cache's `debs/`.
 fn download_deb(
     dl: &Downloader,
     mirror: &Mirror,
@@ -370,24 +421,16 @@ fn download_deb(
     suite: &str,
     pkg: &LockedPackage,
 ) -> Result<()> {
-    let url = mirror.url(suite, &pkg.filename);
-    let expected = Expected {
+    let pinned = PinnedDeb {
+        suite,
+        name: &pkg.name,
+        version: &pkg.version,
+        filename: &pkg.filename,
         size: pkg.size,
-        sha256: pkg.sha256.clone(),
+        sha256: &pkg.sha256,
+        relock: "cargo xtask kernels lock",
     };
-    match dl.fetch_file(&url, &deb_path_in(cache, pkg), &expected, &pkg.name) {
-        Ok(()) => Ok(()),
-        Err(DownloadError::NotFound { url }) => bail!(
-            "{} {} is no longer on the mirror ({url}): the archive has superseded the locked ABI. \
-             Run `cargo xtask kernels lock` to pin what the suite offers now, then fetch again.",
-            pkg.name,
-            pkg.version
-        ),
-        Err(e) => Err(anyhow!(e).context(format!(
-            "downloading {} {} (check the mirror: KC_DEBIAN_MIRROR, else the apt sources; a re-run resumes the download)",
-            pkg.name, pkg.version
-        ))),
-    }
+    download_pinned(dl, mirror, cache, &pinned).map(|_| ())
 }
 
 /// `p` (a path in an image or modules package) relative to `lib/modules/<release>/`.

@@ -138,6 +138,21 @@ pub fn select<'a>(lock: &'a Lock, buckets: &[Bucket], all: bool) -> Result<Vec<&
     select_arch(lock, Arch::Amd64, buckets, all)
 }
 
+/// The amd64 kernel of `series`, else the newest of the lock: the one kernel a benchmark's
+/// guest boots.
+pub fn one_or_newest(lock: &Lock, series: Option<Bucket>) -> Result<&LockedKernel> {
+    match series {
+        Some(s) => Ok(select(lock, &[s], false)?[0]),
+        None => lock
+            .kernel
+            .iter()
+            .max_by_key(|k| kc_common::KernelVersion::parse(&k.kernel_version).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!("kernels.lock has no kernel: run `cargo xtask kernels lock`")
+            }),
+    }
+}
+
 /// The entries of one architecture a fetch selects: the named series, else every bucket (with
 /// `all`, every entry).
 pub fn select_arch<'a>(

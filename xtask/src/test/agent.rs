@@ -33,7 +33,7 @@ pub(crate) fn agent_binary(dir: &Path) -> Result<PathBuf> {
 /// A release directory as kc-install leaves it: the CO-RE cell's objects and their plan.
 pub(crate) fn release_dir(cell: &Path, dir: &Path) -> Result<Vec<String>> {
     let mut files = Vec::new();
-    for name in super::host::object_files(cell)? {
+    for name in cell::object_files(cell)? {
         let file = name
             .file_name()
             .context("an object without a name")?

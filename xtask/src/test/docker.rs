@@ -7,7 +7,7 @@ use xshell::cmd;
 
 use std::time::Instant;
 
-use super::host::{host_bucket, object_files};
+use super::host::host_bucket;
 use super::{libcs_agree, Verdict};
 use crate::cli::LibcChoice;
 use crate::compile::{self, cell, Backend, BuildOptions};
@@ -76,7 +76,7 @@ pub fn docker() -> Result<Verdict> {
     // The static loader runs on this (glibc) host: the objects load with it too.
     let root = host::is_root();
     if root {
-        let legacy = object_files(&cell_dir(CellId::bucket(host_bucket()?, Libc::Musl)))?;
+        let legacy = cell::object_files(&cell_dir(CellId::bucket(host_bucket()?, Libc::Musl)))?;
         let sh = process::shell();
         let out = process::output(cmd!(
             sh,

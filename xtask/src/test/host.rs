@@ -1,7 +1,7 @@
 //! The collectors on this host's kernel, as an agent runs them: every object attached by
 //! `--attach auto`, and the per-application tables read through the shipped headers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use kc_common::report::{GroupBy, LoaderReport, ObjectReport, ObjectStatus, StopSignal};
@@ -26,7 +26,7 @@ pub fn host_load() -> Result<Verdict> {
     let bucket = host_bucket()?;
     let libc = host::host_libc();
     let loader = cell_dir(CellId::core(libc)).join(cell::LOADER);
-    let legacy = object_files(&cell_dir(CellId::bucket(bucket, libc)))?;
+    let legacy = cell::object_files(&cell_dir(CellId::bucket(bucket, libc)))?;
     let sh = process::shell();
     let objects = &legacy;
     let (report, status) = loader_report(cmd!(
@@ -349,18 +349,6 @@ pub fn host_bucket() -> Result<kc_common::Bucket> {
         &kc_common::KernelVersion::parse(&release)?,
         &lock.buckets(),
     )?)
-}
-
-/// The `.o` files of a cell directory, sorted.
-pub fn object_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "o"))
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 /// Skipped, with the reason, where this process cannot load BPF programs.

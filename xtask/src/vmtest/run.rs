@@ -34,6 +34,8 @@ struct Run<'o> {
     loader: Vec<u8>,
     /// The static kc-agent, where this run boots it.
     agent: Option<Vec<u8>>,
+    /// The version codes of the run's oldest and newest kernels, where kc-agent runs.
+    agent_span: Option<(u32, u32)>,
     /// The installed release, as initramfs members.
     release: Vec<installed::Node>,
 }
@@ -109,8 +111,15 @@ impl<'o> Run<'o> {
         } else {
             None
         };
+        let codes: Vec<u32> = (kernels.iter())
+            .map(|k| KernelVersion::parse(&k.kernel_version).map(|v| v.code()))
+            .collect::<Result<_, _>>()?;
+        let agent_span = agent
+            .as_ref()
+            .and_then(|_| Some((*codes.iter().min()?, *codes.iter().max()?)));
         Ok(Run {
             o,
+            agent_span,
             libc,
             buckets: lock.buckets(),
             counters: expect::load(&root)?,
@@ -126,12 +135,8 @@ impl<'o> Run<'o> {
 
     /// The Rust consumer runs beside the loader on the oldest and newest kernel of the run.
     fn agent_on(&self, v: &KernelVersion) -> bool {
-        let codes = || {
-            (self.kernels.iter())
-                .filter_map(|k| KernelVersion::parse(&k.kernel_version).ok())
-                .map(|v| v.code())
-        };
-        self.agent.is_some() && (codes().min() == Some(v.code()) || codes().max() == Some(v.code()))
+        self.agent_span
+            .is_some_and(|(oldest, newest)| v.code() == oldest || v.code() == newest)
     }
 
     /// The kernel's image and an initramfs with init, the loader (and kc-agent), the

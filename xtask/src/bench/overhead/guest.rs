@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use kc_common::report::LoaderReport;
-use kc_common::{Arch, Bucket, KernelVersion};
+use kc_common::{Arch, Bucket};
 
 use super::{event_family, mode_name, modes, summarize, Case, CaseReport, Objects, Results};
 use crate::cpio::{self, Member};
@@ -22,14 +22,7 @@ pub(super) fn run(
     bins: &vmtest::GuestBinaries,
 ) -> Result<(String, Vec<CaseReport>)> {
     let (_, lock) = kernels::load_checked_lock()?;
-    let k = match series {
-        Some(s) => kernels::select(&lock, &[s], false)?[0],
-        None => lock
-            .kernel
-            .iter()
-            .max_by_key(|k| KernelVersion::parse(&k.kernel_version).ok())
-            .context("the lock has no kernel")?,
-    };
+    let k = kernels::one_or_newest(&lock, series)?;
     let vmlinuz = Fetcher::new(paths::cache_dir()).image(k)?;
     let mut plan = format!("{rounds}\n");
     let mut files = Vec::new();
