@@ -267,7 +267,9 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 	return bpf_map_lookup_elem(apps, &key);
 }
 
-/* Entry timestamps (or any u64) keyed by thread, for latency in return mode. */
+/* Entry timestamps (or any u64) keyed by thread or request, for latency in return mode.
+ * Preallocated: before 6.1 a tracing program that allocates can deadlock on the locks its
+ * event runs under. */
 #define KC_START_MAP(name, key_type)             \
 	struct {                                 \
 		__uint(type, BPF_MAP_TYPE_HASH); \
@@ -276,61 +278,99 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 		__uint(max_entries, 10240);      \
 	} name SEC(".maps")
 
-#define KC_HIST_MAP(name)                               \
-	struct {                                        \
-		__uint(type, BPF_MAP_TYPE_PERCPU_HASH); \
-		__type(key, struct kc_hist_key);        \
-		__type(value, __u64);                   \
-		__uint(max_entries, 4096);              \
+/* Latency histograms (`struct kc_hist_key` -> count) and counts per device (`<name>_devices`,
+ * keyed by a dev_t as the kernel encodes it: the loader reports them by major:minor), shared
+ * by every CPU and added to atomically: a per-CPU copy of a 4096-entry histogram is 32 KiB
+ * per CPU, 8 MiB on a 256-CPU host, for events far rarer than the totals'. */
+#define KC_SHARED_COUNTS_MAP(name, key_type, entries) \
+	struct {                                      \
+		__uint(type, BPF_MAP_TYPE_HASH);      \
+		__type(key, key_type);                \
+		__type(value, __u64);                 \
+		__uint(max_entries, entries);         \
 	} name SEC(".maps")
 
-/* Counts per device (`<name>_devices`, keyed by a dev_t as the kernel encodes it): the
- * loader reports them by major:minor. */
-#define KC_DEVICE_MAP(name)                             \
-	struct {                                        \
-		__uint(type, BPF_MAP_TYPE_PERCPU_HASH); \
-		__type(key, __u32);                     \
-		__type(value, __u64);                   \
-		__uint(max_entries, 1024);              \
-	} name SEC(".maps")
+/* A histogram of `ids` ids (devices, IRQ numbers, operations), every slot of each. */
+#define KC_HIST_MAP(name, ids) KC_SHARED_COUNTS_MAP(name, struct kc_hist_key, (ids) * KC_HIST_SLOTS)
+#define KC_DEVICE_MAP(name) KC_SHARED_COUNTS_MAP(name, __u32, 1024)
+
+static __always_inline void kc_shared_add(void *counts, void *key, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(counts, key);
+
+	/* A new key's first count; when another CPU added it meanwhile, add to that. */
+	if (!v && !bpf_map_update_elem(counts, key, &n, BPF_NOEXIST))
+		return;
+	if (!v)
+		v = bpf_map_lookup_elem(counts, key);
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
 
 static __always_inline void kc_device_add(void *devices, __u32 dev, __u64 n)
 {
-	__u64 *v = bpf_map_lookup_elem(devices, &dev);
-
-	/* A new device's first count; when another CPU added it meanwhile, add to ours. */
-	if (!v && !bpf_map_update_elem(devices, &dev, &n, BPF_NOEXIST))
-		return;
-	if (!v)
-		v = bpf_map_lookup_elem(devices, &dev);
-	if (v)
-		*v += n; /* per-CPU: no atomics needed */
+	kc_shared_add(devices, &dev, n);
 }
 
-/* Handlers that do not nest on a CPU for one id (IRQ number, softirq vector), as a collector
- * `name` with totals only (interrupt context: the current task is whichever was interrupted):
- * kc_<name>_enter(id) and kc_<name>_leave(id) count entries and exits, and in return mode
- * put each handler's latency in `<name>_latency` by id, timed from `<name>_starts` keyed by
- * (cpu, id). */
-#define KC_HANDLER_COLLECTOR(name)                                                    \
-	KC_TOTALS(name, irq)                                                          \
-	KC_IF_RETURN(KC_START_MAP(name##_starts, __u64); KC_HIST_MAP(name##_latency);) \
-	static __always_inline __u64 kc_##name##_key(__u32 id)                        \
-	{                                                                             \
-		return ((__u64)bpf_get_smp_processor_id() << 32) | id;                \
-	}                                                                             \
-	static __always_inline void kc_##name##_enter(__u32 id)                       \
-	{                                                                             \
-		kc_##name##_count(KC_IRQ_ENTRY, 1);                                   \
-		KC_IF_RETURN(__u64 key = kc_##name##_key(id);                         \
-			     kc_start(&name##_starts, &key);)                         \
-	}                                                                             \
-	static __always_inline void kc_##name##_leave(__u32 id)                       \
-	{                                                                             \
-		KC_IF_RETURN(__u64 key = kc_##name##_key(id);                         \
-			     __u64 ns = kc_elapsed(&name##_starts, &key);             \
-			     kc_##name##_count(KC_IRQ_EXIT, 1);                       \
-			     if (ns) kc_hist_add(&name##_latency, id, ns);)           \
+/* The handler in flight on this CPU (`<name>_starts`, one slot per CPU): handlers of one kind
+ * do not nest on a CPU (hard IRQ handlers run with interrupts off, softirqs with softirqs
+ * off), so one slot holds the one running, and its id tells an exit whose entry was missed
+ * (attached in between) from the entry's own. */
+struct kc_handler_start {
+	__u64 ns;
+	__u32 id;
+	__u32 running;
+};
+
+#define KC_HANDLER_START_MAP(name)                       \
+	struct {                                         \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); \
+		__type(key, __u32);                      \
+		__type(value, struct kc_handler_start);  \
+		__uint(max_entries, 1);                  \
+	} name SEC(".maps")
+
+static __always_inline void kc_handler_start(void *starts, __u32 id)
+{
+	__u32 zero = 0;
+	struct kc_handler_start *s = bpf_map_lookup_elem(starts, &zero);
+
+	if (!s)
+		return;
+	s->ns = bpf_ktime_get_ns();
+	s->id = id;
+	s->running = 1;
+}
+
+/* Nanoseconds since handler `id` entered on this CPU, or 0 when its entry was not seen. */
+static __always_inline __u64 kc_handler_elapsed(void *starts, __u32 id)
+{
+	__u32 zero = 0;
+	struct kc_handler_start *s = bpf_map_lookup_elem(starts, &zero);
+
+	if (!s || !s->running || s->id != id)
+		return 0;
+	s->running = 0;
+	return bpf_ktime_get_ns() - s->ns;
+}
+
+/* Handlers that do not nest on a CPU (IRQ number, softirq vector), as a collector `name` with
+ * totals only (interrupt context: the current task is whichever was interrupted):
+ * kc_<name>_enter(id) and kc_<name>_leave(id) count entries and exits, and in return mode put
+ * each handler's latency in `<name>_latency` by id (`ids` of them), timed from `<name>_starts`. */
+#define KC_HANDLER_COLLECTOR(name, ids)                                                      \
+	KC_TOTALS(name, irq)                                                                 \
+	KC_IF_RETURN(KC_HANDLER_START_MAP(name##_starts); KC_HIST_MAP(name##_latency, ids);) \
+	static __always_inline void kc_##name##_enter(__u32 id)                         \
+	{                                                                               \
+		kc_##name##_count(KC_IRQ_ENTRY, 1);                                     \
+		KC_IF_RETURN(kc_handler_start(&name##_starts, id);)                     \
+	}                                                                               \
+	static __always_inline void kc_##name##_leave(__u32 id)                         \
+	{                                                                               \
+		KC_IF_RETURN(__u64 ns = kc_handler_elapsed(&name##_starts, id);         \
+			     kc_##name##_count(KC_IRQ_EXIT, 1);                         \
+			     if (ns) kc_hist_add(&name##_latency, id, ns);)             \
 	}
 
 /* floor(log2(v)) without loops (the verifier of older kernels rejects bounded loops). */
@@ -366,12 +406,8 @@ static __always_inline __u32 kc_slot(__u64 ns)
 static __always_inline void kc_hist_add(void *hist, __u32 id, __u64 ns)
 {
 	struct kc_hist_key key = { .id = id, .slot = kc_slot(ns) };
-	__u64 one = 1, *v = bpf_map_lookup_elem(hist, &key);
 
-	if (v)
-		*v += 1;
-	else
-		bpf_map_update_elem(hist, &key, &one, BPF_NOEXIST);
+	kc_shared_add(hist, &key, 1);
 }
 
 /* Stores now under `key`, for a return probe to compute the latency. */

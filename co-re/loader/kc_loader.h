@@ -38,6 +38,13 @@ enum kc_object_status {
 const char *kc_prog_state_name(enum kc_prog_state s);
 const char *kc_object_status_name(enum kc_object_status s);
 
+/* The verifier's statistics of one program's load (kc_verifier.c). */
+struct kc_verifier_stats {
+	int known; /* the log had them */
+	unsigned insns, limit, states, peak_states, max_states_per_insn;
+	unsigned long long usec;
+};
+
 struct prog_result {
 	char name[64];
 	char target[128];
@@ -51,6 +58,7 @@ struct prog_result {
 	int target_why;	   /* enum kc_why, or -1: not asked yet */
 	char why[160];	   /* why not, when not */
 	int chosen;	   /* the variant its group uses */
+	struct kc_verifier_stats verifier; /* when it loaded */
 };
 
 struct event_result {
@@ -82,6 +90,8 @@ struct object_result {
 	char log_tail[LOG_TAIL];
 	int nprogs, nevents;
 	struct prog_result progs[MAX_PROGS];
+	char *stats_logs;	/* each program's verifier log while it loads (kc_verifier.c) */
+	int no_stats;		/* a log was too small: load without them */
 	struct event_result events[MAX_EVENTS];
 	struct bpf_link *links[MAX_PROGS];
 	struct bpf_object *obj; /* kept open until the counters are read */
@@ -95,6 +105,23 @@ struct object_result {
 /* The kernel's count of skipped runs of every loaded program of the object (recursion_misses,
  * 5.12 on; 0 before). */
 unsigned long long kc_object_misses(const struct object_result *r);
+
+/* Room for a program's statistics and the few unconditional warnings a load may print: a
+ * log too small for what the kernel writes fails the load with ENOSPC (kc_object_load loads
+ * again without statistics then). */
+#define KC_STATS_LOG 4096
+
+/* Gives each program `obj` will load a log at the verifier's statistics level. */
+void kc_verifier_request(struct bpf_object *obj, struct object_result *r);
+/* After a load: each loaded program's statistics from its log. */
+void kc_verifier_read(struct bpf_object *obj, struct object_result *r);
+/* Passes each program's non-empty log to `take` (after a failed load: the verifier's error
+ * is there, not in libbpf's messages). */
+void kc_verifier_log_each(struct object_result *r, void (*take)(const char *log));
+/* Frees the logs (and takes them from `obj`'s programs, when it is still open). */
+void kc_verifier_release(struct bpf_object *obj, struct object_result *r);
+/* One log's statistics line into `v`: 0, or -1 when it has none. */
+int kc_verifier_parse(const char *log, struct kc_verifier_stats *v);
 
 /* CLOCK_MONOTONIC in milliseconds: where a report's time went. */
 double kc_now_ms(void);

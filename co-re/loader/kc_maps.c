@@ -236,6 +236,20 @@ static int ncpus(void)
 	return n > 0 ? n : 1;
 }
 
+/* The value copies one lookup of `map` returns: one per possible CPU for a per-CPU map, else
+ * one (histograms and device counts are shared, added to atomically). */
+static int value_copies(const struct bpf_map *map)
+{
+	switch (bpf_map__type(map)) {
+	case BPF_MAP_TYPE_PERCPU_HASH:
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+	case BPF_MAP_TYPE_LRU_PERCPU_HASH:
+		return ncpus();
+	default:
+		return 1;
+	}
+}
+
 /* The totals: per-CPU values of key 0, summed per counter. */
 static int read_totals(struct bpf_map *map, int n, unsigned long long *out)
 {
@@ -309,12 +323,12 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const s
 	    (unsigned long long)cs->ctrl.insertions, evicted, (unsigned long long)cs->ctrl.failures, cs->removed);
 }
 
-/* A latency histogram: per-CPU counts keyed by {id, slot}, as {"id": [slot counts]}. */
+/* A latency histogram: counts keyed by {id, slot}, as {"id": [slot counts]}. */
 static void read_histogram(struct buf *j, struct bpf_map *map)
 {
-	int fd = bpf_map__fd(map), first = 1, cpus = ncpus(), ids = 0;
+	int fd = bpf_map__fd(map), first = 1, copies = value_copies(map), ids = 0;
 	struct kc_hist_key key, next;
-	unsigned long long *v = calloc(cpus, 8);
+	unsigned long long *v = calloc(copies, 8);
 	struct {
 		__u32 id;
 		unsigned long long slots[KC_HIST_SLOTS];
@@ -337,7 +351,7 @@ static void read_histogram(struct buf *j, struct bpf_map *map)
 			memset(&h[ids], 0, sizeof(h[0]));
 			h[ids++].id = key.id;
 		}
-		for (int c = 0; c < cpus; c++)
+		for (int c = 0; c < copies; c++)
 			h[k].slots[key.slot] += v[c];
 	}
 	free(v);
@@ -351,11 +365,11 @@ static void read_histogram(struct buf *j, struct bpf_map *map)
 	put(j, "}");
 }
 
-/* Counts per device: per-CPU counts keyed by a kernel dev_t, as {"major:minor": count}. */
+/* Counts per device, keyed by a kernel dev_t, as {"major:minor": count}. */
 static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map)
 {
-	int fd = bpf_map__fd(map), first = 1, cpus = ncpus(), k = 0;
-	unsigned long long *v = calloc(cpus, 8);
+	int fd = bpf_map__fd(map), first = 1, copies = value_copies(map), k = 0;
+	unsigned long long *v = calloc(copies, 8);
 	__u32 key, next;
 
 	if (!v)
@@ -369,7 +383,7 @@ static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map)
 		key = next;
 		if (bpf_map_lookup_elem(fd, &key, v))
 			continue;
-		for (int c = 0; c < cpus; c++)
+		for (int c = 0; c < copies; c++)
 			sum += v[c];
 		/* The kernel's dev_t: 12 bits of major above 20 of minor. */
 		put(j, "%s\"%u:%u\": %llu", k++ ? ", " : "", key >> 20, key & 0xfffff, sum);

@@ -37,6 +37,25 @@ static int capture_log(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
+/* Appends a program's own log (kc_verifier.c) to the captured messages, keeping the tail. */
+static void append_log(const char *text)
+{
+	size_t n = strlen(text), keep;
+
+	if (n > sizeof(log_buf) / 2) {
+		text += n - sizeof(log_buf) / 2;
+		n = sizeof(log_buf) / 2;
+	}
+	if (log_len + n >= sizeof(log_buf)) {
+		keep = sizeof(log_buf) - 1 - n < log_len ? sizeof(log_buf) - 1 - n : log_len;
+		memmove(log_buf, log_buf + log_len - keep, keep);
+		log_len = keep;
+	}
+	memcpy(log_buf + log_len, text, n);
+	log_len += n;
+	log_buf[log_len] = '\0';
+}
+
 void kc_object_capture_log(int debug)
 {
 	verbose = debug;
@@ -341,12 +360,26 @@ static int load(struct object_result *r)
 		}
 		set_autoload(r->obj, r, r->modes, r->nmodes);
 		kc_maps_prepare(r->obj, r->apps);
+		if (!r->no_stats)
+			kc_verifier_request(r->obj, r);
 		r->ms_choose += kc_now_ms() - t;
 		t = kc_now_ms();
 		log_len = 0;
 		err = bpf_object__load(r->obj);
 		r->ms_load += kc_now_ms() - t;
 		t = kc_now_ms();
+		if (!err)
+			kc_verifier_read(r->obj, r);
+		else
+			kc_verifier_log_each(r, append_log);
+		kc_verifier_release(r->obj, r);
+		if (err == -ENOSPC && !r->no_stats) {
+			/* A statistics log was too small for what the kernel wrote. */
+			r->no_stats = 1;
+			bpf_object__close(r->obj);
+			r->obj = NULL;
+			continue;
+		}
 		if (!err) {
 			err = kc_maps_control(r->obj, r->apps);
 			if (err) {

@@ -43,6 +43,16 @@ static void json_string(const char *s)
 	putchar('"');
 }
 
+/* A program's verifier statistics; absent when it did not load (or the kernel kept none). */
+static void print_verifier(const struct kc_verifier_stats *v)
+{
+	if (!v->known)
+		return;
+	printf(", \"verifier\": {\"insns\": %u, \"limit\": %u, \"states\": %u, \"peak_states\": %u, \"max_states_per_insn\": %u, "
+	       "\"usec\": %llu}",
+	       v->insns, v->limit, v->states, v->peak_states, v->max_states_per_insn, v->usec);
+}
+
 void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 {
 	printf("{\"kernel\": ");
@@ -116,6 +126,7 @@ void kc_print_json(struct object_result *rs, int n, const struct kc_pass *pass)
 			json_string(r->progs[j].target);
 			printf(", \"state\": \"%s\", \"detail\": ", kc_prog_state_name(r->progs[j].state));
 			json_string(r->progs[j].detail);
+			print_verifier(&r->progs[j].verifier);
 			printf("}");
 		}
 		printf("]%s%s}", r->counters_json ? ", " : "", r->counters_json ? r->counters_json : "");

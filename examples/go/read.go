@@ -169,7 +169,7 @@ func (o *object) read(groupBy string) error {
 // histSlots is KC_HIST_SLOTS: a latency histogram's log2 slots.
 const histSlots = 32
 
-// readHistogramsAndDevices reads the latency histograms (per-CPU counts keyed by
+// readHistogramsAndDevices reads the latency histograms (counts, per CPU where the map is, keyed by
 // struct kc_hist_key { u32 id; u32 slot; }) and the counts per device (a u32 dev_t key,
 // major << 20 | minor).
 func (o *object) readHistogramsAndDevices() error {

@@ -15,7 +15,7 @@ struct kc_disk_request {
 
 #if KC_RETURN_MODE
 KC_START_MAP(disk_starts, struct kc_disk_request);
-KC_HIST_MAP(disk_latency);
+KC_HIST_MAP(disk_latency, 128 /* devices */);
 #endif
 
 static __always_inline void kc_disk_on_issue(struct kc_disk_request *req, __u32 bytes)

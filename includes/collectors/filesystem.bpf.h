@@ -13,7 +13,7 @@ KC_COLLECTOR(filesystem, filesystem)
 
 #if KC_RETURN_MODE
 KC_START_MAP(filesystem_starts, __u64);
-KC_HIST_MAP(filesystem_latency);
+KC_HIST_MAP(filesystem_latency, sizeof(struct kc_filesystem_counters) / sizeof(__u64));
 #endif
 
 static __always_inline void kc_filesystem_enter(__u32 op)

@@ -2,7 +2,8 @@
 /* hardirq: interrupt handlers run, and in return mode their latency per IRQ number.
  * Families: irq/irq_handler_{entry,exit} as tp_btf (trampoline) or classic (tracepoint). */
 
-KC_HANDLER_COLLECTOR(hardirq)
+/* Latency kept for up to 128 IRQ numbers that fire. */
+KC_HANDLER_COLLECTOR(hardirq, 128)
 
 KC_IF_TRAMPOLINE(SEC("tp_btf/irq_handler_entry") int BPF_PROG(kc_hardirq_entry__trampoline, int irq)
 		 {

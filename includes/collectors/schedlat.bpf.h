@@ -12,7 +12,7 @@ KC_TOTALS(schedlat, schedlat)
 
 #if KC_RETURN_MODE
 KC_START_MAP(schedlat_starts, __u32);
-KC_HIST_MAP(schedlat_latency);
+KC_HIST_MAP(schedlat_latency, 1);
 #endif
 
 static __always_inline void kc_schedlat_woken(__u32 tid)

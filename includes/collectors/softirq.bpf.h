@@ -2,7 +2,8 @@
 /* softirq: softirqs run, and in return mode their latency per vector (NET_RX, TIMER, ...).
  * Families: irq/softirq_{entry,exit} as tp_btf (trampoline) or classic (tracepoint). */
 
-KC_HANDLER_COLLECTOR(softirq)
+/* NR_SOFTIRQS: HI, TIMER, NET_TX, NET_RX, BLOCK, IRQ_POLL, TASKLET, SCHED, HRTIMER, RCU. */
+KC_HANDLER_COLLECTOR(softirq, 10)
 
 KC_IF_TRAMPOLINE(SEC("tp_btf/softirq_entry") int BPF_PROG(kc_softirq_entry__trampoline, unsigned int vec)
 		 {

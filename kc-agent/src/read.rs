@@ -144,7 +144,7 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
         };
         match m.role {
             MapRole::Histogram => {
-                histograms.insert(m.name.clone(), read_histogram(map_fd(map)?, cpus)?);
+                histograms.insert(m.name.clone(), read_histogram(map_fd(map)?, m, cpus)?);
             }
             MapRole::Devices => {
                 devices.insert(m.name.clone(), read_devices(map_fd(map)?, m, cpus)?);
@@ -161,13 +161,24 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
 /// Slots in a latency histogram (`KC_HIST_SLOTS`).
 const HIST_SLOTS: usize = 32;
 
-/// Per-CPU counts keyed by `struct kc_hist_key { u32 id; u32 slot; }`: id → slot counts.
+/// The value copies one lookup of map `m` returns: one per CPU for a per-CPU map, else one.
+fn value_copies(m: &MapPlan, cpus: NonZeroUsize) -> usize {
+    if sys::PERCPU_MAP_TYPES.contains(&m.map_type) {
+        cpus.get()
+    } else {
+        1
+    }
+}
+
+/// Counts keyed by `struct kc_hist_key { u32 id; u32 slot; }` (per CPU where the map is):
+/// id → slot counts.
 fn read_histogram(
     fd: std::os::fd::BorrowedFd<'_>,
+    m: &MapPlan,
     cpus: NonZeroUsize,
 ) -> std::io::Result<BTreeMap<String, Vec<u64>>> {
     let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (key, value) in sys::entries(fd, 8, 8 * cpus.get())? {
+    for (key, value) in sys::entries(fd, 8, 8 * value_copies(m, cpus))? {
         let id = u32::from_ne_bytes(key[..4].try_into().expect("4 bytes"));
         let slot = u32::from_ne_bytes(key[4..].try_into().expect("4 bytes")) as usize;
         if slot >= HIST_SLOTS {
@@ -187,12 +198,7 @@ fn read_devices(
     m: &MapPlan,
     cpus: NonZeroUsize,
 ) -> std::io::Result<BTreeMap<String, u64>> {
-    let slots = if sys::PERCPU_MAP_TYPES.contains(&m.map_type) {
-        cpus.get()
-    } else {
-        1
-    };
-    Ok(sys::entries(fd, 4, 8 * slots)?
+    Ok(sys::entries(fd, 4, 8 * value_copies(m, cpus))?
         .into_iter()
         .map(|(key, value)| {
             let dev = u32::from_ne_bytes(key[..].try_into().expect("4-byte keys"));

@@ -242,6 +242,29 @@ pub struct ProgramReport {
     pub target: String,
     pub state: ProgramState,
     pub detail: String,
+    /// What the verifier said of the program's load (its `BPF_LOG_STATS` lines), when it
+    /// loaded and the consumer asked; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<VerifierStats>,
+}
+
+/// The verifier's statistics of one program's load, as the kernel's BPF CI (veristat) reads
+/// them from the log's closing lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VerifierStats {
+    /// Instructions processed (`processed N insns`): what the complexity limit bounds.
+    pub insns: u32,
+    /// The kernel's complexity limit (`(limit L)`).
+    pub limit: u32,
+    /// Verifier states created (`total_states`).
+    pub states: u32,
+    /// The most states held at once (`peak_states`).
+    pub peak_states: u32,
+    pub max_states_per_insn: u32,
+    /// Verification time (`verification time N usec`).
+    pub usec: u64,
 }
 
 /// One application's row: keyed by process (`tgid`) or cgroup.

@@ -100,7 +100,7 @@ pub fn source_files(root: &Path, name: &str) -> [std::path::PathBuf; 3] {
 }
 
 /// The counter set a collector's header declares (`KC_COLLECTOR(name, set)`,
-/// `KC_TOTALS(name, set)`, or `irq` for `KC_HANDLER_COLLECTOR(name)`).
+/// `KC_TOTALS(name, set)`, or `irq` for `KC_HANDLER_COLLECTOR(name, ids)`).
 fn counter_set(header: &str) -> Option<String> {
     if header.contains("KC_HANDLER_COLLECTOR(") {
         return Some("irq".into());
@@ -320,7 +320,7 @@ mod tests {
             Some("disk")
         );
         assert_eq!(
-            counter_set("KC_HANDLER_COLLECTOR(softirq)").as_deref(),
+            counter_set("KC_HANDLER_COLLECTOR(softirq, 10)").as_deref(),
             Some("irq")
         );
         assert_eq!(counter_set("nothing"), None);

@@ -104,6 +104,7 @@ pub fn run(o: DistOptions) -> Result<()> {
                 libc: Some(LibcChoice::from(run.libc)),
                 arch: run.arch,
                 json: false,
+                update_baseline: false,
             })?;
         }
     }

@@ -27,6 +27,7 @@ pub fn run(o: VmtestBench) -> Result<()> {
         libc: None,
         arch: kc_common::Arch::Amd64,
         json: true,
+        update_baseline: false,
     };
     let libc = host::host_libc();
     let (one_by_one, _) = crate::vmtest::execute(&opts(1), libc)?;

@@ -44,6 +44,7 @@ pub fn spanning(
         libc: Some(LibcChoice::from(libc)),
         arch,
         json: false,
+        update_baseline: false,
     })
 }
 

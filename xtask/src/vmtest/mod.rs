@@ -59,6 +59,10 @@ pub struct VmtestOptions {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Record this run's verifier figures of every program as the baseline
+    /// (`verifier-baseline.json`) for the kernels it booted, instead of holding them to it
+    #[arg(long)]
+    pub update_baseline: bool,
 }
 
 /// The environment variable that chooses the kernels when no `--kernel` is given (the release
@@ -107,6 +111,7 @@ mod judge;
 mod modules;
 mod qemu;
 mod run;
+mod verifier;
 
 pub(crate) use qemu::{boot, probe_kvm, BootEnd, Deadline, Vm};
 pub use run::execute;
@@ -142,6 +147,14 @@ pub struct KernelOutcome {
     pub log: PathBuf,
     /// Where the guest did not report: the last lines of its console.
     pub console_tail: Vec<String>,
+    /// What the verifier reported of each program that loaded (`object/program`).
+    pub verifier: verifier::Costs,
+    /// Where the verifier's figures broke the baseline or neared the kernel's limit.
+    pub verifier_failures: Vec<String>,
+    /// Programs the baseline has no figures of on this kernel.
+    pub verifier_unrecorded: usize,
+    /// Each object's load time (ms; the auto pass's).
+    pub load_ms: std::collections::BTreeMap<String, f64>,
 }
 
 pub(crate) fn work_dir() -> PathBuf {
@@ -275,7 +288,8 @@ pub fn run(o: VmtestOptions) -> Result<()> {
         if !o.json {
             eprintln!("vmtest: the {} {libc} cells", o.arch);
         }
-        let (results, collectors) = execute(&o, libc)?;
+        let (mut results, collectors) = execute(&o, libc)?;
+        hold_to_baseline(&o, &mut results)?;
         let failures = report(&results, &collectors, o.json)?;
         if failures > 0 {
             bail!(
@@ -284,6 +298,29 @@ pub fn run(o: VmtestOptions) -> Result<()> {
                 work_dir().display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Holds each kernel's verifier figures to the repository's baseline, after recording them
+/// there when `--update-baseline` asks.
+fn hold_to_baseline(o: &VmtestOptions, results: &mut [KernelOutcome]) -> Result<()> {
+    let root = paths::project_root();
+    let mut baseline = verifier::Baseline::load(&root)?;
+    if o.update_baseline {
+        baseline.record(o.arch, results);
+        baseline.save(&root)?;
+        if !o.json {
+            eprintln!(
+                "vmtest: recorded the verifier's figures of {} kernels in {}",
+                results.iter().filter(|r| !r.verifier.is_empty()).count(),
+                verifier::BASELINE
+            );
+        }
+    }
+    for r in results.iter_mut() {
+        (r.verifier_failures, r.verifier_unrecorded) =
+            baseline.judge(o.arch, &r.series, &r.verifier);
     }
     Ok(())
 }
@@ -330,8 +367,30 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
             ) + r.objects.iter().filter(|o| o.verdict == "failed").count()
                 + r.selection.len()
                 + r.malformed.len()
+                + r.verifier_failures.len()
         })
         .sum()
+}
+
+/// One kernel's verifier and load figures, in a line.
+fn verifier_line(r: &KernelOutcome) -> String {
+    let most = r.verifier.iter().max_by_key(|(_, v)| v.insns);
+    let slowest = r.load_ms.iter().max_by(|a, b| a.1.total_cmp(b.1));
+    format!(
+        "verifier: {} programs{}{}; load {:.0} ms in all{}",
+        r.verifier.len(),
+        most.map_or(String::new(), |(p, v)| format!(
+            ", most instructions {p} {} of {}",
+            v.insns, v.limit
+        )),
+        if r.verifier_unrecorded > 0 {
+            format!(", {} without a baseline", r.verifier_unrecorded)
+        } else {
+            String::new()
+        },
+        r.load_ms.values().sum::<f64>(),
+        slowest.map_or(String::new(), |(o, ms)| format!(", slowest {o} {ms:.0} ms"))
+    )
 }
 
 /// Prints the kernel x collector table (or JSON) and returns how many checks failed.
@@ -359,9 +418,13 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
                 o.object, o.attach, o.verdict, o.detail
             );
         }
-        for p in r.selection.iter().chain(&r.malformed) {
+        for p in (r.selection.iter())
+            .chain(&r.malformed)
+            .chain(&r.verifier_failures)
+        {
             println!("    {p}");
         }
+        println!("    {}", verifier_line(r));
         for line in &r.console_tail {
             println!("    | {line}");
         }

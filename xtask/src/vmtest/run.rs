@@ -11,7 +11,7 @@ use kc_common::{select_bucket, Bucket, CellId, KernelVersion, Libc};
 
 use super::{
     boot, expect, guest_executable, installed, judge, modules, narrow, probe_kvm, static_binaries,
-    work_dir, Accel, AgentKernels, BootEnd, Deadline, GuestBinaries, KernelOutcome, Vm,
+    verifier, work_dir, Accel, AgentKernels, BootEnd, Deadline, GuestBinaries, KernelOutcome, Vm,
     VmtestOptions, CONSOLE_TAIL,
 };
 use crate::collectors::{self, Collector};
@@ -341,6 +341,10 @@ impl<'o> Run<'o> {
             } else {
                 judge::console_tail(console, CONSOLE_TAIL)
             },
+            verifier: verifier::costs(&passes.reports),
+            verifier_failures: Vec::new(),
+            verifier_unrecorded: 0,
+            load_ms: verifier::load_ms(&passes.reports),
         }
     }
 }
