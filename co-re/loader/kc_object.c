@@ -37,23 +37,19 @@ static int capture_log(enum libbpf_print_level level, const char *fmt, va_list a
 	return 0;
 }
 
-/* Appends a program's own log (kc_verifier.c) to the captured messages, keeping the tail. */
+static void capture_text(const char *fmt, ...)
+{
+	va_list args;
+
+	va_start(args, fmt);
+	capture_log(LIBBPF_WARN, fmt, args);
+	va_end(args);
+}
+
+/* Appends a program's own log (kc_verifier.c) to the captured messages, as libbpf's are. */
 static void append_log(const char *text)
 {
-	size_t n = strlen(text), keep;
-
-	if (n > sizeof(log_buf) / 2) {
-		text += n - sizeof(log_buf) / 2;
-		n = sizeof(log_buf) / 2;
-	}
-	if (log_len + n >= sizeof(log_buf)) {
-		keep = sizeof(log_buf) - 1 - n < log_len ? sizeof(log_buf) - 1 - n : log_len;
-		memmove(log_buf, log_buf + log_len - keep, keep);
-		log_len = keep;
-	}
-	memcpy(log_buf + log_len, text, n);
-	log_len += n;
-	log_buf[log_len] = '\0';
+	capture_text("%s", text);
 }
 
 void kc_object_capture_log(int debug)

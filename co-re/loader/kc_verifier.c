@@ -39,7 +39,8 @@ void kc_verifier_request(struct bpf_object *obj, struct object_result *r)
 int kc_verifier_parse(const char *log, struct kc_verifier_stats *v)
 {
 	memset(v, 0, sizeof(*v));
-	for (const char *line = log; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+	for (const char *line = log, *end; *line; line = end ? end + 1 : line + strlen(line)) {
+		end = strchr(line, '\n');
 		if (sscanf(line, "processed %u insns (limit %u) max_states_per_insn %u total_states %u peak_states %u",
 			   &v->insns, &v->limit, &v->max_states_per_insn, &v->states, &v->peak_states) == 5)
 			v->known = 1;

@@ -319,8 +319,9 @@ fn hold_to_baseline(o: &VmtestOptions, results: &mut [KernelOutcome]) -> Result<
         }
     }
     for r in results.iter_mut() {
-        (r.verifier_failures, r.verifier_unrecorded) =
-            baseline.judge(o.arch, &r.series, &r.verifier);
+        let (failures, unrecorded) = baseline.judge(o.arch, &r.series, &r.verifier);
+        r.verifier_failures.extend(failures);
+        r.verifier_unrecorded = unrecorded;
     }
     Ok(())
 }

@@ -342,7 +342,7 @@ impl<'o> Run<'o> {
                 judge::console_tail(console, CONSOLE_TAIL)
             },
             verifier: verifier::costs(&passes.reports),
-            verifier_failures: Vec::new(),
+            verifier_failures: verifier::unreported(&passes.reports),
             verifier_unrecorded: 0,
             load_ms: verifier::load_ms(&passes.reports),
         }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use kc_common::report::{LoaderReport, VerifierStats};
+use kc_common::report::{LoaderReport, ProgramState, VerifierStats};
 use kc_common::Arch;
 use serde::Deserialize;
 
@@ -38,6 +38,27 @@ pub fn costs(reports: &[LoaderReport]) -> Costs {
         }
     }
     out
+}
+
+/// Programs kc-loader attached (so loaded) without reporting the verifier's figures: its
+/// parser (`co-re/loader/kc_verifier.c`) did not read this kernel's log, and the baseline
+/// would hold nothing to account there.
+pub fn unreported(reports: &[LoaderReport]) -> Vec<String> {
+    let costs = costs(reports);
+    let mut missing: Vec<String> = reports
+        .iter()
+        .flat_map(|r| &r.objects)
+        .flat_map(|o| o.programs.iter().map(move |p| (o, p)))
+        .filter(|(_, p)| p.state == ProgramState::Attached)
+        .map(|(o, p)| format!("{}/{}", o.object, p.name))
+        .filter(|key| !costs.contains_key(key))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+        .into_iter()
+        .map(|p| format!("verifier: {p} was attached, and kc-loader reported no verifier figures for it: read this kernel's statistics log (co-re/loader/kc_verifier.c)"))
+        .collect()
 }
 
 /// Each object's load time (ms) in the `auto` pass, or in the first pass that loaded it.
@@ -297,6 +318,17 @@ mod tests {
             .unwrap()
         };
         let c = costs(&[report("tracepoint", 7), report("auto", 7)]);
+        assert!(unreported(&[report("auto", 7)]).is_empty());
+        let mut blind = report("auto", 7);
+        blind.objects[0].programs[0].verifier = None;
+        let missing = unreported(&[blind]);
+        assert_eq!(missing.len(), 1);
+        assert!(
+            missing[0].starts_with(
+                "verifier: vfs.bpf.o/a was attached, and kc-loader reported no verifier figures"
+            ),
+            "{missing:?}"
+        );
         assert_eq!(c.keys().collect::<Vec<_>>(), ["vfs.bpf.o/a"]);
         assert_eq!(c["vfs.bpf.o/a"].insns, 7);
         assert_eq!(load_ms(&[report("tracepoint", 7)])["vfs.bpf.o"], 12.5);
