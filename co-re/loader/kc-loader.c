@@ -58,6 +58,7 @@
 #include "kc_embedded.h"
 #include "kc_kernel.h"
 #include "kc_loader.h"
+#include "kc_probe_events.h"
 #include "kc_skeletons.h"
 
 /* What every pass does, from the command line. */
@@ -248,6 +249,8 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	kc_system_figures(&pass.outer);
 	for (int i = 0; i < n; i++)
 		rs[i].missed_runs = kc_object_misses(&rs[i]) - rs[i].misses_before;
+	/* The return probes' events go once their counts of missed calls are read. */
+	kc_probe_events_remove();
 	kc_figures_delta(&before, &pass.outer, &pass.outer);
 	pass.ms_detach = kc_now_ms() - t;
 	t = kc_now_ms();
@@ -369,6 +372,8 @@ int main(int argc, char **argv)
 	uname(&uts);
 	catch_stop_signals();
 	kc_object_capture_log(verbose);
+	if (o.attach)
+		kc_probe_events_sweep();
 	results = calloc(total, sizeof(*results));
 	if (!results)
 		return 1;

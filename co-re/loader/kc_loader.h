@@ -59,6 +59,7 @@ struct prog_result {
 	char why[160];	   /* why not, when not */
 	int chosen;	   /* the variant its group uses */
 	struct kc_verifier_stats verifier; /* when it loaded */
+	int probe_event;   /* its kprobe_events probe (kc_probe_events.c) while attached, else -1 */
 };
 
 struct event_result {

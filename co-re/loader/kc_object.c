@@ -14,6 +14,7 @@
 #include <bpf/libbpf.h>
 
 #include "kc_loader.h"
+#include "kc_probe_events.h"
 
 static char log_buf[1 << 16];
 static size_t log_len;
@@ -201,6 +202,7 @@ static int describe(struct bpf_object *obj, struct object_result *r)
 		snprintf(p->target, sizeof(p->target), "%s", strchr(sec, '/') ? strchr(sec, '/') + 1 : sec);
 		p->target_why = -1; /* asked of the kernel when a family needs it: see target_ok() */
 		p->event = -1;
+		p->probe_event = -1;
 		if (kc_parse_program_name(p->name, &pn) != 0 || pn.family != kc_section_family(sec))
 			continue;
 		snprintf(p->group, sizeof(p->group), "%s", pn.group);
@@ -484,14 +486,23 @@ static int kallsyms_lookup_is_linear(void)
 
 /* Attaches one program. Where the kernel's own lookup is linear, a kprobe goes by the address
  * our kallsyms reading found for its function (the one line of that name); else, and whenever
- * that is unknown, by name as libbpf does. */
-static struct bpf_link *attach_program(struct bpf_program *prog, const struct prog_result *p)
+ * that is unknown, by name as libbpf does. A return probe goes through kprobe_events, sized for
+ * the calls in flight (kc_probe_events.c), and through the kprobe PMU where that fails. */
+static struct bpf_link *attach_program(struct bpf_program *prog, struct prog_result *p)
 {
 	int ret = strncmp(p->section, "kretprobe/", strlen("kretprobe/")) == 0;
-	unsigned long long addr;
+	unsigned long long addr = 0;
+	struct bpf_link *link;
 
-	if ((ret || strncmp(p->section, "kprobe/", strlen("kprobe/")) == 0) && kallsyms_lookup_is_linear() &&
-	    (addr = kc_kprobe_address(p->target)) != 0) {
+	if ((ret || strncmp(p->section, "kprobe/", strlen("kprobe/")) == 0) && kallsyms_lookup_is_linear())
+		addr = kc_kprobe_address(p->target);
+	if (ret) {
+		link = kc_probe_events_attach_return(prog, p->target, addr, &p->probe_event);
+		if (link)
+			return link;
+		p->probe_event = -1;
+	}
+	if (addr) {
 		LIBBPF_OPTS(bpf_kprobe_opts, opts, .retprobe = ret, .offset = addr);
 
 		return bpf_program__attach_kprobe_opts(prog, NULL, &opts);
@@ -512,6 +523,7 @@ static int attach_choice(struct object_result *r)
 		if (i >= r->nprogs)
 			break;
 		i++;
+		p->probe_event = -1;
 		if (p->state != KC_PROG_LOADED)
 			continue;
 		r->links[i - 1] = attach_program(prog, p);
@@ -631,5 +643,8 @@ unsigned long long kc_object_misses(const struct object_result *r)
 		if (fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
 			misses += info.recursion_misses;
 	}
+	/* Calls a return probe did not see: its pool of calls in flight was empty. */
+	for (int i = 0; i < r->nprogs; i++)
+		misses += kc_probe_events_missed(r->progs[i].probe_event);
 	return misses;
 }

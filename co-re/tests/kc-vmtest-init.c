@@ -784,6 +784,19 @@ static void print_file(const char *path)
 		close(fd);
 }
 
+/* kprobe_events once kc-loader exited (its return probes are made there): anything in it was
+ * left behind, and vmtest fails the kernel for it. */
+static void print_probe_events(void)
+{
+	const char *path = access("/sys/kernel/tracing/kprobe_events", F_OK) == 0 ?
+				   "/sys/kernel/tracing/kprobe_events" : "/sys/kernel/debug/tracing/kprobe_events";
+
+	printf("\nKC-VMTEST-BEGIN probe-events\n");
+	print_file(path);
+	printf("\nKC-VMTEST-END probe-events\n");
+	fflush(stdout);
+}
+
 /* The collectors this run is narrowed to: /collectors, one name per line, when vmtest was
  * given --collector; none: every collector of the release. */
 #define MAX_COLLECTORS 32
@@ -1030,6 +1043,7 @@ int main(int argc, char **argv)
 	n = select_objects("no-btf-return", ret, objects, n);
 	qsort(objects, n, sizeof(char *), cmp);
 	run_loader(objects, n);
+	print_probe_events();
 	run_agent(collectors, ncollectors);
 	printf("\nKC-VMTEST-DONE\n");
 	fflush(stdout);

@@ -10,9 +10,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -234,6 +236,11 @@ func (o *object) loadAndAttach(p ProgramPlan) (link.Link, error) {
 	case t.Check == "btf-function" || t.Check == "btf-tracepoint":
 		return link.AttachTracing(link.TracingOptions{Program: prog})
 	case t.Check == "kallsyms" && strings.HasPrefix(p.Section, "kretprobe/"):
+		// With room for the calls in flight (kprobe_events), as kc-loader; through the
+		// kprobe PMU, which sizes the pool itself, where that fails.
+		if l, err := link.Kretprobe(t.Function, prog, &link.KprobeOptions{RetprobeMaxActive: returnProbeRoom()}); err == nil {
+			return l, nil
+		}
 		return link.Kretprobe(t.Function, prog, nil)
 	case t.Check == "kallsyms":
 		return link.Kprobe(t.Function, prog, nil)
@@ -301,4 +308,35 @@ func (o *object) missedRuns() uint64 {
 		}
 	}
 	return total
+}
+
+// returnProbeRoom is how many calls in flight a return probe follows: a kretprobe keeps one
+// instance per call between entry and return (a thread asleep in the function holds one), and
+// a call that finds none free goes unseen. 8 per possible CPU, never fewer than 128, at most
+// the kernel's 4096: kc-loader's rule (co-re/loader/kc_probe_events.c).
+func returnProbeRoom() int {
+	return min(max(8*possibleCPUs(), 128), 4096)
+}
+
+// possibleCPUs counts the CPUs in /sys/devices/system/cpu/possible ("0-3", "0,2-5"); 1 where
+// it cannot be read.
+func possibleCPUs() int {
+	text, err := os.ReadFile("/sys/devices/system/cpu/possible")
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, span := range strings.Split(strings.TrimSpace(string(text)), ",") {
+		first, last, isRange := strings.Cut(span, "-")
+		a, errA := strconv.Atoi(first)
+		b, errB := a, error(nil)
+		if isRange {
+			b, errB = strconv.Atoi(last)
+		}
+		if errA != nil || errB != nil || b < a {
+			return 1
+		}
+		n += b - a + 1
+	}
+	return max(n, 1)
 }

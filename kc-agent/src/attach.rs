@@ -18,7 +18,7 @@ use kc_common::report::{
 use kc_common::{AttachFamily, AttachMode, PassedOver};
 
 use crate::kernel::Kernel;
-use crate::{ms, sys, Options};
+use crate::{ms, probe_events, sys, Options};
 
 /// An attachment of one program; dropping it detaches the program (which stays loaded).
 #[allow(dead_code)] // held for its Drop
@@ -29,6 +29,8 @@ pub enum Link {
     KProbe(kprobe::KProbeLink),
     /// A kprobe attached by address (`sys::kprobe_at`): the perf event.
     KProbeAt(std::os::fd::OwnedFd),
+    /// A return probe made in `kprobe_events` with room for the calls in flight.
+    ReturnProbe(probe_events::ReturnProbeEvent),
     TracePoint(trace_point::TracePointLink),
     RawTracePoint(raw_trace_point::RawTracePointLink),
 }
@@ -50,6 +52,18 @@ pub struct Loaded {
     pub families: BTreeMap<String, AttachFamily>,
     /// Its programs' recursion_misses when this pass attached.
     pub missed_before: u64,
+    /// Calls its return probes missed this pass, read as their links were taken.
+    probes_missed: u64,
+}
+
+impl Link {
+    /// Calls it did not see, where the kernel counts them (a `kprobe_events` return probe).
+    fn missed(&self) -> Option<u64> {
+        match self {
+            Link::ReturnProbe(p) => p.missed(),
+            _ => None,
+        }
+    }
 }
 
 impl Loaded {
@@ -60,11 +74,13 @@ impl Loaded {
 
     /// Detaches every program of the pass (they stay loaded for the next).
     pub fn detach(&mut self) {
-        self.links.clear();
+        drop(self.take_links());
     }
 
-    /// The pass's links, for the caller to detach (by dropping them).
+    /// The pass's links, for the caller to detach (by dropping them); what their probes
+    /// missed is kept for the report.
     pub fn take_links(&mut self) -> Vec<Link> {
+        self.probes_missed += self.links.iter().filter_map(Link::missed).sum::<u64>();
         std::mem::take(&mut self.links)
     }
 }
@@ -88,6 +104,7 @@ pub fn failed(object: &str, error: String) -> Loaded {
         report: ObjectReport::default(),
         families: BTreeMap::new(),
         missed_before: 0,
+        probes_missed: 0,
     }
 }
 
@@ -134,6 +151,7 @@ pub fn load(plan: &ObjectPlan, bytes: &[u8], kernel: &Kernel, table_size: Option
 /// them. The report says what attached, or why the object did not.
 pub fn attach(loaded: &mut Loaded, kernel: &Kernel, o: &Options, cpus: usize) {
     loaded.detach();
+    loaded.probes_missed = 0;
     loaded.families.clear();
     loaded.report = ObjectReport {
         object: loaded.plan.object.clone(),
@@ -410,9 +428,24 @@ fn attach_program(
             Link::BtfTracePoint(p.take_link(id)?)
         }
         (Program::KProbe(p), Some(Target::Kallsyms { function })) => {
-            match kernel.kprobe_address(function) {
+            let retprobe = matches!(p.kind(), aya::programs::ProbeKind::Return);
+            let address = kernel.kprobe_address(function);
+            // A return probe goes through kprobe_events, with room for the calls in flight;
+            // through the kprobe PMU where that fails.
+            if let (true, Some(tracefs)) = (retprobe, kernel.tracefs()) {
+                let at = address.map_or_else(|| function.clone(), |(_, a)| format!("{a:#x}"));
+                let fd = std::os::fd::AsFd::as_fd(p.fd()?);
+                if let Ok(probe) = probe_events::ReturnProbeEvent::attach(
+                    fd,
+                    tracefs,
+                    &at,
+                    kernel.return_probe_room,
+                ) {
+                    return Ok(Link::ReturnProbe(probe));
+                }
+            }
+            match address {
                 Some((pmu, address)) => {
-                    let retprobe = matches!(p.kind(), aya::programs::ProbeKind::Return);
                     let fd = std::os::fd::AsFd::as_fd(p.fd()?);
                     Link::KProbeAt(sys::kprobe_at(fd, pmu, address, retprobe)?)
                 }
@@ -498,14 +531,18 @@ pub fn map_fd(map: &aya::maps::Map) -> std::io::Result<std::os::fd::BorrowedFd<'
     use std::os::fd::AsFd;
     Ok(map_data(map)?.fd().as_fd())
 }
-/// Runs the object's attached programs missed (recursion_misses), summed.
+/// Runs the object's attached programs missed (recursion_misses) and calls its return
+/// probes missed this pass, summed.
 pub fn missed_runs(loaded: &Loaded) -> u64 {
     use std::os::fd::AsFd;
     let Some(ebpf) = &loaded.ebpf else {
         return 0;
     };
-    ebpf.programs()
+    let runs: u64 = ebpf
+        .programs()
         .filter_map(|(_, p)| p.fd().ok())
         .filter_map(|fd| sys::recursion_misses(fd.as_fd()).ok())
-        .sum()
+        .sum();
+    let calls: u64 = loaded.links.iter().filter_map(Link::missed).sum();
+    runs + calls + loaded.probes_missed
 }

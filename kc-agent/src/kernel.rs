@@ -22,6 +22,8 @@ pub struct Kernel {
     /// `uname -r`.
     pub release: String,
     tracefs: Option<PathBuf>,
+    /// Calls in flight a return probe follows (`probe_events::maxactive`).
+    pub return_probe_room: u32,
 }
 
 impl Kernel {
@@ -46,7 +48,13 @@ impl Kernel {
                 .iter()
                 .map(PathBuf::from)
                 .find(|p| p.join("events").is_dir()),
+            return_probe_room: crate::probe_events::maxactive(aya::util::nr_cpus().unwrap_or(1)),
         }
+    }
+
+    /// Where tracefs is mounted, if it is.
+    pub fn tracefs(&self) -> Option<&Path> {
+        self.tracefs.as_deref()
     }
 
     /// The kprobe PMU and the address a kprobe on `function` is better attached at than its

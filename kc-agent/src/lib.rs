@@ -20,6 +20,7 @@
 
 mod attach;
 mod kernel;
+mod probe_events;
 mod read;
 mod sys;
 

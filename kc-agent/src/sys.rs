@@ -204,19 +204,39 @@ pub fn kprobe_at(
     address: u64,
     retprobe: bool,
 ) -> io::Result<OwnedFd> {
-    // `struct perf_event_attr` (PERF_ATTR_SIZE_VER8, 128 bytes; older kernels take it, the
-    // fields they lack being zero): type, size, config; config1 (the function's name: none)
-    // and config2 (its address) at bytes 56 and 64.
-    let mut attr = [0u64; 16];
-    attr[0] = u64::from(pmu.event_type) | (128u64 << 32);
-    attr[1] = if retprobe {
-        1u64 << pmu.retprobe_bit
-    } else {
-        0
-    };
+    // config1 (the function's name: none) and config2 (its address) at bytes 56 and 64.
+    let mut attr = perf_event_attr(
+        pmu.event_type,
+        if retprobe {
+            1u64 << pmu.retprobe_bit
+        } else {
+            0
+        },
+    );
     attr[8] = address;
-    // SAFETY: `attr` is a zeroed perf_event_attr of the size it declares; the kernel reads it
-    // only. pid -1 and cpu 0: every process, as a kprobe is.
+    perf_event_with_program(&attr, prog)
+}
+
+/// Attaches program `prog` to the tracepoint event `id` (`events/<group>/<name>/id` in
+/// tracefs). Closing the returned event detaches it.
+pub fn tracepoint_event(prog: BorrowedFd<'_>, id: u64) -> io::Result<OwnedFd> {
+    const PERF_TYPE_TRACEPOINT: u32 = 2;
+    perf_event_with_program(&perf_event_attr(PERF_TYPE_TRACEPOINT, id), prog)
+}
+
+/// `struct perf_event_attr` (PERF_ATTR_SIZE_VER8, 128 bytes; older kernels take it, the
+/// fields they lack being zero) with its type, size and config.
+fn perf_event_attr(event_type: u32, config: u64) -> [u64; 16] {
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(event_type) | (128u64 << 32);
+    attr[1] = config;
+    attr
+}
+
+/// Opens the perf event `attr` on every process and runs `prog` on it.
+fn perf_event_with_program(attr: &[u64; 16], prog: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: `attr` is a perf_event_attr of the size it declares; the kernel reads it only.
+    // pid -1 and cpu 0: every process, as a kprobe or tracepoint event is.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,

@@ -68,6 +68,9 @@ pub fn cc_args(
             .display()
             .to_string(),
         root.join("co-re/loader/kc_output.c").display().to_string(),
+        root.join("co-re/loader/kc_probe_events.c")
+            .display()
+            .to_string(),
         root.join("co-re/loader/kc_verifier.c")
             .display()
             .to_string(),

@@ -369,6 +369,19 @@ pub fn console_tail(console: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// What kc-loader left in the guest's `kprobe_events` after it exited (the guest prints the
+/// file between `probe-events` markers): each line a probe it made and did not remove.
+pub fn leftover_probe_events(console: &str) -> Vec<String> {
+    between(console, BEGIN, END)
+        .into_iter()
+        .filter(|(label, _)| label.trim() == "probe-events")
+        .flat_map(|(_, body)| body.lines())
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| format!("kc-loader left this probe in kprobe_events after it exited: {line}"))
+        .collect()
+}
+
 /// Each (label, body) that the guest printed as `begin label\nbody end`, in order; a block
 /// cut off by the end of the console is left out.
 pub(super) fn between<'a>(console: &'a str, begin: &str, end: &str) -> Vec<(&'a str, &'a str)> {
@@ -498,6 +511,19 @@ mod tests {
         );
         assert_eq!(console_tail(console, 10).len(), 3);
         assert!(console_tail("", 5).is_empty());
+    }
+
+    #[test]
+    fn a_probe_left_in_kprobe_events_is_named() {
+        let clean = "KC-VMTEST-BEGIN probe-events\n\nKC-VMTEST-END probe-events\n";
+        assert!(leftover_probe_events(clean).is_empty());
+        let leaked = "KC-VMTEST-BEGIN passes\n{}\nKC-VMTEST-END passes status=0\n\
+                      KC-VMTEST-BEGIN probe-events\nr64:kc_loader/kc_81_0 handle_mm_fault\n\n\
+                      KC-VMTEST-END probe-events\n";
+        assert_eq!(
+            leftover_probe_events(leaked),
+            ["kc-loader left this probe in kprobe_events after it exited: r64:kc_loader/kc_81_0 handle_mm_fault"]
+        );
     }
 
     /// A pass's report as the loader prints it, on a line of its own.

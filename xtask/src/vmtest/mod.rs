@@ -141,6 +141,8 @@ pub struct KernelOutcome {
     /// Reports that do not match `kc_common::report::LoaderReport` (the C loader and the type
     /// disagree), by mode.
     pub malformed: Vec<String>,
+    /// What kc-loader left in the kernel once it exited (probes in `kprobe_events`).
+    pub leftovers: Vec<String>,
     /// Modules counters.toml names that this kernel's packages lack (name → why): their
     /// counters are not judged here.
     pub absent_modules: std::collections::BTreeMap<String, String>,
@@ -368,6 +370,7 @@ pub fn failures(results: &[KernelOutcome]) -> usize {
             ) + r.objects.iter().filter(|o| o.verdict == "failed").count()
                 + r.selection.len()
                 + r.malformed.len()
+                + r.leftovers.len()
                 + r.verifier_failures.len()
         })
         .sum()
@@ -421,6 +424,7 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
         }
         for p in (r.selection.iter())
             .chain(&r.malformed)
+            .chain(&r.leftovers)
             .chain(&r.verifier_failures)
         {
             println!("    {p}");

@@ -335,6 +335,7 @@ impl<'o> Run<'o> {
             ),
             absent_modules: g.absent_modules.clone(),
             malformed,
+            leftovers: judge::leftover_probe_events(console),
             log,
             console_tail: if how == BootEnd::Reported {
                 Vec::new()
