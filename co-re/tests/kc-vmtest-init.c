@@ -784,8 +784,9 @@ static void print_file(const char *path)
 		close(fd);
 }
 
-/* kprobe_events once kc-loader exited (its return probes are made there): anything in it was
- * left behind, and vmtest fails the kernel for it. */
+/* kprobe_events once kc-loader and kc-agent exited (their return probes are made there, in
+ * groups kc_loader and kc_agent): anything in it was left behind, and vmtest fails the kernel
+ * for it. */
 static void print_probe_events(void)
 {
 	const char *path = access("/sys/kernel/tracing/kprobe_events", F_OK) == 0 ?
@@ -1043,8 +1044,8 @@ int main(int argc, char **argv)
 	n = select_objects("no-btf-return", ret, objects, n);
 	qsort(objects, n, sizeof(char *), cmp);
 	run_loader(objects, n);
-	print_probe_events();
 	run_agent(collectors, ncollectors);
+	print_probe_events();
 	printf("\nKC-VMTEST-DONE\n");
 	fflush(stdout);
 	sync();

@@ -76,6 +76,9 @@ impl Release {
     /// load is reported as failed in every pass; the others run.
     pub fn load(&self, objects: &[String], table_size: Option<u32>) -> Objects<'_> {
         let kernel = self.kernel.get_or_init(Kernel::probe);
+        if let Some(tracefs) = kernel.tracefs() {
+            probe_events::sweep(tracefs);
+        }
         let loaded = objects
             .iter()
             .map(

@@ -43,6 +43,30 @@ fn missed_in_profile(profile: &str, event: &str) -> Option<u64> {
     })
 }
 
+/// The pid and number of one of our events on a `kprobe_events` line
+/// (`r128:kc_agent/kc_<pid>_<n> vfs_read`).
+fn ours(line: &str) -> Option<(i32, u32)> {
+    let (_, rest) = line.split_once(&format!(":{GROUP}/kc_"))?;
+    let name = rest.split_whitespace().next()?;
+    let (pid, n) = name.split_once('_')?;
+    Some((pid.parse().ok()?, n.parse().ok()?))
+}
+
+/// Removes the events of kc-agents that are gone (killed before they could remove them).
+pub fn sweep(tracefs: &Path) {
+    let Ok(events) = std::fs::read_to_string(tracefs.join("kprobe_events")) else {
+        return;
+    };
+    for (pid, n) in events.lines().filter_map(ours) {
+        // SAFETY: signal 0 sends nothing; it asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = append(tracefs, &format!("-:{GROUP}/kc_{pid}_{n}"));
+        }
+    }
+}
+
 /// A program attached at a function's return through a `kprobe_events` probe; dropping it
 /// detaches the program and removes the probe.
 pub struct ReturnProbeEvent {
@@ -122,6 +146,18 @@ mod tests {
         assert_eq!(maxactive(64), 512);
         assert_eq!(maxactive(256), 2048);
         assert_eq!(maxactive(4096), 4096);
+    }
+
+    #[test]
+    fn only_our_groups_events_are_ours() {
+        assert_eq!(
+            ours("r128:kc_agent/kc_812_3 0xffffffff81234560"),
+            Some((812, 3))
+        );
+        assert_eq!(ours("r:kc_agent/kc_812_3 vfs_read"), Some((812, 3)));
+        assert_eq!(ours("r128:kc_loader/kc_812_3 vfs_read"), None);
+        assert_eq!(ours("p:kprobes/kc_812_3 vfs_read"), None);
+        assert_eq!(ours("r128:kc_agent/kc_x_3 vfs_read"), None);
     }
 
     #[test]

@@ -369,8 +369,9 @@ pub fn console_tail(console: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// What kc-loader left in the guest's `kprobe_events` after it exited (the guest prints the
-/// file between `probe-events` markers): each line a probe it made and did not remove.
+/// What kc-loader and kc-agent left in the guest's `kprobe_events` after they exited (the
+/// guest prints the file between `probe-events` markers): each line a probe one of them made
+/// (its group says which) and did not remove.
 pub fn leftover_probe_events(console: &str) -> Vec<String> {
     between(console, BEGIN, END)
         .into_iter()
@@ -378,7 +379,7 @@ pub fn leftover_probe_events(console: &str) -> Vec<String> {
         .flat_map(|(_, body)| body.lines())
         .map(str::trim)
         .filter(|line| !line.is_empty())
-        .map(|line| format!("kc-loader left this probe in kprobe_events after it exited: {line}"))
+        .map(|line| format!("left in kprobe_events after the consumers exited: {line}"))
         .collect()
 }
 
@@ -522,7 +523,7 @@ mod tests {
                       KC-VMTEST-END probe-events\n";
         assert_eq!(
             leftover_probe_events(leaked),
-            ["kc-loader left this probe in kprobe_events after it exited: r64:kc_loader/kc_81_0 handle_mm_fault"]
+            ["left in kprobe_events after the consumers exited: r64:kc_loader/kc_81_0 handle_mm_fault"]
         );
     }
 

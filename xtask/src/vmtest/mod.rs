@@ -141,7 +141,8 @@ pub struct KernelOutcome {
     /// Reports that do not match `kc_common::report::LoaderReport` (the C loader and the type
     /// disagree), by mode.
     pub malformed: Vec<String>,
-    /// What kc-loader left in the kernel once it exited (probes in `kprobe_events`).
+    /// What kc-loader or kc-agent left in the kernel once they exited (probes in
+    /// `kprobe_events`).
     pub leftovers: Vec<String>,
     /// Modules counters.toml names that this kernel's packages lack (name → why): their
     /// counters are not judged here.
