@@ -172,7 +172,7 @@ void kc_probe_events_remove(void)
 }
 
 /* "r64:kc_loader/kc_<pid>_<n> ...": the pid and n of one of our events, or -1. */
-int kc_probe_events_parse(const char *line, int *pid, int *index)
+static int parse_event(const char *line, int *pid, int *index)
 {
 	const char *s = line;
 	int used = 0;
@@ -204,7 +204,7 @@ void kc_probe_events_sweep(void)
 		int pid, index;
 
 		/* Left by a kc-loader that is gone (killed before it could remove them). */
-		if (kc_probe_events_parse(line, &pid, &index) == 0 && pid != getpid() &&
+		if (parse_event(line, &pid, &index) == 0 && pid != getpid() &&
 		    kill(pid, 0) != 0 && errno == ESRCH) {
 			pids[n] = pid;
 			indexes[n++] = index;

@@ -26,7 +26,4 @@ void kc_probe_events_remove(void);
 /* Removes the events of kc-loaders that are gone. */
 void kc_probe_events_sweep(void);
 
-/* One kprobe_events line: 0 and the pid and index of one of our events, else -1. */
-int kc_probe_events_parse(const char *line, int *pid, int *index);
-
 #endif
