@@ -915,12 +915,16 @@ static void round_order(int round, size_t *order, size_t n)
 }
 
 /* `cargo xtask bench overhead` in a guest: /bench-plan holds "ROUNDS" then lines
- * "COLLECTOR OP N"; each round runs each line's workload alone (mode none) and under the
- * collector in each attach mode, in the round's order, printing "KC-BENCH round collector
- * mode ns"; the first round also prints each loader report, for the family each event got. */
+ * "COLLECTOR OP N"; each round runs each line's workload alone (mode none), under the
+ * collector in each attach mode, and under its floor (/objects/COLLECTOR.floor.bpf.o: its
+ * programs, empty) in each family, in the round's order, printing "KC-BENCH round collector
+ * mode ns"; the first round also prints each loader report, for the family each event got.
+ * The modes are in the order of Run::all in xtask/src/bench/overhead/mod.rs. */
 static void bench(void)
 {
-	static const char *modes[] = { "none", "trampoline", "probe", "tracepoint", "auto" };
+	static const char *modes[] = { "none", "trampoline", "probe", "tracepoint", "auto",
+				       "floor-trampoline", "floor-probe", "floor-tracepoint" };
+	static const char floor[] = "floor-";
 	size_t order[sizeof(modes) / sizeof(modes[0])];
 	char collector[64][32], op[64][32], n[64][16], object[96];
 	int rounds = 0, lines = 0;
@@ -941,13 +945,15 @@ static void bench(void)
 			for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
 				size_t m = order[k];
 				char *workload[] = { "/kc-bench-workload", op[l], n[l], "/tmp/kc-bench-ns", NULL };
-				char *loader[] = { "/kc-loader", "--json", "--attach", (char *)modes[m], object, "--",
+				int is_floor = strncmp(modes[m], floor, strlen(floor)) == 0;
+				char *loader[] = { "/kc-loader", "--json", "--attach",
+						   (char *)modes[m] + (is_floor ? strlen(floor) : 0), object, "--",
 						   workload[0], op[l], n[l], workload[3], NULL };
 				int status;
 				FILE *f;
 				double ns = -1;
 
-				snprintf(object, sizeof(object), "/objects/%.31s.bpf.o", collector[l]);
+				snprintf(object, sizeof(object), "/objects/%.31s.%sbpf.o", collector[l], is_floor ? "floor." : "");
 				unlink("/tmp/kc-bench-ns");
 				status = m == 0 ? run_to(workload, NULL) : run_to(loader, "/tmp/kc-bench-report");
 				f = fopen("/tmp/kc-bench-ns", "r");

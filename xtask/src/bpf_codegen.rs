@@ -387,13 +387,7 @@ char _license[] __attribute__((section("license"), used)) = "GPL";
 "#;
 
     fn toolchain_or_skip(test: &str) -> Option<crate::compile::toolchain::Toolchain> {
-        match crate::compile::toolchain::Toolchain::detect() {
-            Ok(tc) => Some(tc),
-            Err(e) => {
-                kc_common::skip::skip(test, &format!("{e:#}"));
-                None
-            }
-        }
+        crate::compile::toolchain::Toolchain::detect_or_skip(test)
     }
 
     #[test]

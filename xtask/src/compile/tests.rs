@@ -199,13 +199,7 @@ fn a_broken_header_layer_fails_only_its_collectors_needs_toolchain_and_mirror() 
 }
 
 fn toolchain_or_skip(test: &str) -> bool {
-    match Toolchain::detect() {
-        Ok(_) => true,
-        Err(e) => {
-            kc_common::skip::skip(test, &format!("{e:#}"));
-            false
-        }
-    }
+    Toolchain::detect_or_skip(test).is_some()
 }
 
 #[test]

@@ -141,6 +141,19 @@ fn write_probes(file: &Path, key: &str, outputs: &[Vec<u8>]) {
 }
 
 impl Toolchain {
+    /// For a test that needs the tools: them, or `None` with the test's skip recorded (why,
+    /// through `KC_SKIP_LOG`), so that the run counts it as skipped and never as passed.
+    #[cfg(test)]
+    pub fn detect_or_skip(test: &str) -> Option<Self> {
+        match Self::detect() {
+            Ok(tc) => Some(tc),
+            Err(e) => {
+                kc_common::skip::skip(test, &format!("{e:#}"));
+                None
+            }
+        }
+    }
+
     pub fn detect() -> Result<Self> {
         Self::detect_with(None)
     }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use kc_common::report::LoaderReport;
 use kc_common::{Arch, Bucket};
 
-use super::{event_family, mode_name, modes, summarize, Case, CaseReport, Objects, Results};
+use super::{event_family, summarize, Case, CaseReport, Objects, Results, Run};
 use crate::cpio::{self, Member};
 use crate::kernels::{self, fetch::Fetcher};
 use crate::{atomic, paths, vmtest};
@@ -28,11 +28,22 @@ pub(super) fn run(
     let mut files = Vec::new();
     for c in cases {
         plan.push_str(&format!("{} {} {}\n", c.collector, c.op, c.n / 10));
-        let path = objects.of(c.collector);
-        files.push((
-            format!("objects/{}.bpf.o", c.collector),
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-        ));
+        // The init's names for them (`bench` in kc-vmtest-init.c).
+        for (name, run) in [
+            ("bpf.o", Run::Collector(kc_common::AttachMode::Auto)),
+            (
+                "floor.bpf.o",
+                Run::Floor(kc_common::AttachFamily::Trampoline),
+            ),
+        ] {
+            let path = objects
+                .for_run(c.collector, run)
+                .with_context(|| format!("no {name} object of {}", c.collector))?;
+            files.push((
+                format!("objects/{}.{name}", c.collector),
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            ));
+        }
     }
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let (init, loader, workload) = (
@@ -79,7 +90,7 @@ pub(super) fn run(
         k.release,
         accel.qemu_name(),
         cases.len(),
-        modes().len()
+        Run::all().len()
     );
     let (how, console, _) = vmtest::boot(
         &k.release,
@@ -101,9 +112,7 @@ pub(super) fn run(
         let f: Vec<&str> = line.split_whitespace().collect();
         let (Some(i), Some(m)) = (
             cases.iter().position(|c| Some(&c.collector) == f.get(1)),
-            modes()
-                .into_iter()
-                .find(|m| Some(&mode_name(*m)) == f.get(2)),
+            f.get(2).and_then(|name| Run::named(name)),
         ) else {
             continue;
         };
@@ -111,7 +120,7 @@ pub(super) fn run(
         let ns: f64 = f.get(3).and_then(|s| s.parse().ok()).unwrap_or(-1.0);
         if let (Some(round), true) = (round, ns >= 0.0) {
             results
-                .entry((i, mode_name(m)))
+                .entry((i, m.name()))
                 .or_default()
                 .ns
                 .insert(round, ns);
@@ -127,10 +136,10 @@ pub(super) fn run(
         let Some(i) = cases.iter().position(|c| c.collector == collector) else {
             continue;
         };
-        let Some(m) = modes().into_iter().flatten().find(|m| m.as_str() == mode) else {
+        let Some(m) = Run::named(mode).filter(|m| *m != Run::Alone) else {
             continue;
         };
-        let e = results.entry((i, m.as_str())).or_default();
+        let e = results.entry((i, m.name())).or_default();
         (e.family, e.why_not) = match serde_json::from_str::<LoaderReport>(body.trim()) {
             Ok(report) => event_family(&report, cases[i].event),
             Err(e) => (
@@ -140,8 +149,8 @@ pub(super) fn run(
         };
     }
     for i in 0..cases.len() {
-        for m in modes() {
-            results.entry((i, mode_name(m))).or_default();
+        for m in Run::all() {
+            results.entry((i, m.name())).or_default();
         }
     }
     Ok((

@@ -5,9 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
-use super::{
-    event_family, mode_name, modes, round_order, summarize, Case, CaseReport, Objects, Results,
-};
+use super::{event_family, round_order, summarize, Case, CaseReport, Objects, Results, Run};
 use crate::compile::cell;
 use crate::process;
 
@@ -29,7 +27,7 @@ pub(super) fn run(
     let out = scratch.path().join("ns");
     let sh = process::shell();
     let mut results = Results::new();
-    let bar = indicatif::ProgressBar::new((rounds * cases.len() * modes().len()) as u64);
+    let bar = indicatif::ProgressBar::new((rounds * cases.len() * Run::all().len()) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("host {bar:30} {pos}/{len} {msg}")
             .expect("progress template"),
@@ -38,15 +36,11 @@ pub(super) fn run(
         for (i, c) in cases.iter().enumerate() {
             let (op, n) = (c.op, c.n.to_string());
             bar.set_message(format!("round {} {}", round + 1, c.collector));
-            for m in round_order(round) {
+            for run in round_order(round) {
                 let _ = std::fs::remove_file(&out);
-                let entry = results.entry((i, mode_name(m))).or_default();
-                match m {
-                    None => {
-                        process::output(cmd!(sh, "{workload} {op} {n} {out}"))?;
-                    }
-                    Some(mode) => {
-                        let (object, mode) = (objects.of(c.collector), mode.as_str());
+                let entry = results.entry((i, run.name())).or_default();
+                match (objects.for_run(c.collector, run), run.attach()) {
+                    (Some(object), Some(mode)) => {
                         let (report, _) = process::json::<kc_common::report::LoaderReport>(cmd!(
                             sh,
                             "{loader} --json --attach {mode} {object} -- {workload} {op} {n} {out}"
@@ -54,6 +48,9 @@ pub(super) fn run(
                         if round == 0 {
                             (entry.family, entry.why_not) = event_family(&report, c.event);
                         }
+                    }
+                    _ => {
+                        process::output(cmd!(sh, "{workload} {op} {n} {out}"))?;
                     }
                 }
                 bar.inc(1);
