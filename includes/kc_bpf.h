@@ -188,12 +188,17 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 		__uint(max_entries, 1);                     \
 	} name##_counters SEC(".maps")
 
-/* Totals only, and kc_<name>_count(index, n) to add to them. */
-#define KC_TOTALS(name, set)                                              \
-	KC_TOTALS_MAP(name, set);                                         \
-	static __always_inline void kc_##name##_count(__u32 idx, __u64 n) \
-	{                                                                 \
-		kc_add(&name##_counters, idx, n);                         \
+/* Totals only, and kc_<name>_count(index, n) to add to them; kc_<name>_count2 adds to two
+ * counters of one event (calls and bytes) in one visit. */
+#define KC_TOTALS(name, set)                                                                 \
+	KC_TOTALS_MAP(name, set);                                                            \
+	static __always_inline void kc_##name##_count(__u32 idx, __u64 n)                    \
+	{                                                                                    \
+		kc_add(&name##_counters, idx, n);                                            \
+	}                                                                                    \
+	static __always_inline void kc_##name##_count2(__u32 a, __u64 na, __u32 b, __u64 nb) \
+	{                                                                                    \
+		kc_add2(&name##_counters, a, na, b, nb);                                     \
 	}
 
 /* Totals, and the same counters per application: `<name>_apps` (LRU hash: a full table
@@ -228,6 +233,20 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 	{                                                                         \
 		kc_##name##_count_for(bpf_get_current_pid_tgid() >> 32, idx, n);  \
 	}                                                                         \
+	/* Two counters of one event (calls and bytes): one visit to the totals  \
+	 * and to the application's row, not two. */                            \
+	static __always_inline void kc_##name##_count2(__u32 a, __u64 na, __u32 b, __u64 nb) \
+	{                                                                         \
+		struct kc_##set##_counters zero = {};                            \
+		__u64 *v;                                                         \
+                                                                                  \
+		kc_add2(&name##_counters, a, na, b, nb);                          \
+		v = kc_app(&name##_apps, &name##_ctrl, bpf_get_current_pid_tgid() >> 32, &zero); \
+		if (v) {                                                          \
+			__sync_fetch_and_add(&v[a], na);                          \
+			__sync_fetch_and_add(&v[b], nb);                          \
+		}                                                                 \
+	}                                                                         \
 	/* A call's error counter, when its return value `ret` is an error. */   \
 	static __always_inline void kc_##name##_error(long ret, __u32 idx)       \
 	{                                                                         \
@@ -242,6 +261,17 @@ static __always_inline void kc_add(void *counters, __u32 idx, __u64 n)
 
 	if (v)
 		v[idx] += n; /* per-CPU: no atomics needed */
+}
+
+static __always_inline void kc_add2(void *counters, __u32 a, __u64 na, __u32 b, __u64 nb)
+{
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(counters, &zero);
+
+	if (v) {
+		v[a] += na;
+		v[b] += nb;
+	}
 }
 
 /* The application's entry in an apps table (created zeroed from `zero`), or NULL when the

@@ -917,8 +917,9 @@ static void round_order(int round, size_t *order, size_t n)
 /* `cargo xtask bench overhead` in a guest: /bench-plan holds "ROUNDS" then lines
  * "COLLECTOR OP N"; each round runs each line's workload alone (mode none), under the
  * collector in each attach mode, and under its floor (/objects/COLLECTOR.floor.bpf.o: its
- * programs, empty) in each family, in the round's order, printing "KC-BENCH round collector
- * mode ns"; the first round also prints each loader report, for the family each event got.
+ * programs, empty) in each family, in the round's order, printing "KC-BENCH round line
+ * collector mode ns" (line: the plan's, from 0: a collector may have several cases); the first
+ * round also prints each loader report, for the family each event got.
  * The modes are in the order of Run::all in xtask/src/bench/overhead/mod.rs. */
 static void bench(void)
 {
@@ -961,9 +962,9 @@ static void bench(void)
 					ns = -1;
 				if (f)
 					fclose(f);
-				printf("KC-BENCH %d %s %s %.1f %d\n", r, collector[l], modes[m], ns, status);
+				printf("KC-BENCH %d %d %s %s %.1f %d\n", r, l, collector[l], modes[m], ns, status);
 				if (r == 0 && m > 0) {
-					printf("KC-BENCH-REPORT %s %s\n", collector[l], modes[m]);
+					printf("KC-BENCH-REPORT %d %s %s\n", l, collector[l], modes[m]);
 					print_file("/tmp/kc-bench-report");
 					printf("\nKC-BENCH-REPORT-END\n");
 				}

@@ -20,8 +20,7 @@ KC_HIST_MAP(disk_latency, 128 /* devices */);
 
 static __always_inline void kc_disk_on_issue(struct kc_disk_request *req, __u32 bytes)
 {
-	kc_disk_count(KC_DISK_ISSUE, 1);
-	kc_disk_count(KC_DISK_BYTES, bytes);
+	kc_disk_count2(KC_DISK_ISSUE, 1, KC_DISK_BYTES, bytes);
 #if KC_RETURN_MODE
 	kc_start(&disk_starts, req);
 #endif

@@ -10,16 +10,14 @@ KC_TOTALS(netdev, netdev)
 
 static __always_inline void kc_netdev_sent(int rc, __u32 len)
 {
-	kc_netdev_count(KC_NETDEV_XMIT, 1);
-	kc_netdev_count(KC_NETDEV_XMIT_BYTES, len);
+	kc_netdev_count2(KC_NETDEV_XMIT, 1, KC_NETDEV_XMIT_BYTES, len);
 	if (rc) /* NETDEV_TX_OK is 0; anything else is the driver's refusal */
 		kc_netdev_count(KC_NETDEV_XMIT_ERROR, 1);
 }
 
 static __always_inline void kc_netdev_received(__u32 len)
 {
-	kc_netdev_count(KC_NETDEV_RECEIVE, 1);
-	kc_netdev_count(KC_NETDEV_RECEIVE_BYTES, len);
+	kc_netdev_count2(KC_NETDEV_RECEIVE, 1, KC_NETDEV_RECEIVE_BYTES, len);
 }
 
 #if KC_CORE

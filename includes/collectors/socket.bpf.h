@@ -21,8 +21,7 @@ KC_COLLECTOR(socket, socket)
 
 static __always_inline void kc_socket_send(__u32 calls, __u32 bytes, long size)
 {
-	KC_SOCKET(calls, 1);
-	KC_SOCKET(bytes, size);
+	kc_socket_count2(calls, 1, bytes, size);
 }
 
 static __always_inline void kc_socket_tcp_received(int copied)

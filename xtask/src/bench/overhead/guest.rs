@@ -107,17 +107,32 @@ pub(super) fn run(
             log.display()
         );
     }
+    let results = read_console(cases, &console);
+    Ok((
+        format!("{} ({}, {})", k.release, k.series, accel.qemu_name()),
+        summarize(cases, &results),
+    ))
+}
+
+/// Each case's figures by round and mode, and the family each run gave its event, from the
+/// guest's console.
+fn read_console(cases: &[&Case], console: &str) -> Results {
     let mut results = Results::new();
+    // Each line names its case by its line of the plan (the cases' order) and its collector.
+    let case_of = |line: Option<&&str>, collector: Option<&&str>| {
+        let i: usize = line?.parse().ok()?;
+        (cases.get(i)?.collector == *collector?).then_some(i)
+    };
     for line in console.lines().filter_map(|l| l.strip_prefix("KC-BENCH ")) {
         let f: Vec<&str> = line.split_whitespace().collect();
         let (Some(i), Some(m)) = (
-            cases.iter().position(|c| Some(&c.collector) == f.get(1)),
-            f.get(2).and_then(|name| Run::named(name)),
+            case_of(f.get(1), f.get(2)),
+            f.get(3).and_then(|name| Run::named(name)),
         ) else {
             continue;
         };
         let round: Option<usize> = f.first().and_then(|s| s.parse().ok());
-        let ns: f64 = f.get(3).and_then(|s| s.parse().ok()).unwrap_or(-1.0);
+        let ns: f64 = f.get(4).and_then(|s| s.parse().ok()).unwrap_or(-1.0);
         if let (Some(round), true) = (round, ns >= 0.0) {
             results
                 .entry((i, m.name()))
@@ -129,11 +144,8 @@ pub(super) fn run(
     for chunk in console.split("KC-BENCH-REPORT ").skip(1) {
         let (head, rest) = chunk.split_once('\n').unwrap_or((chunk, ""));
         let body = rest.split("KC-BENCH-REPORT-END").next().unwrap_or("");
-        let mut words = head.split_whitespace();
-        let (Some(collector), Some(mode)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Some(i) = cases.iter().position(|c| c.collector == collector) else {
+        let words: Vec<&str> = head.split_whitespace().collect();
+        let (Some(i), Some(mode)) = (case_of(words.first(), words.get(1)), words.get(2)) else {
             continue;
         };
         let Some(m) = Run::named(mode).filter(|m| *m != Run::Alone) else {
@@ -153,8 +165,32 @@ pub(super) fn run(
             results.entry((i, m.name())).or_default();
         }
     }
-    Ok((
-        format!("{} ({}, {})", k.release, k.series, accel.qemu_name()),
-        summarize(cases, &results),
-    ))
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::select_cases;
+    use super::*;
+
+    #[test]
+    fn each_case_takes_its_own_lines_though_two_share_a_collector() {
+        let cases = select_cases(&["pagefault".into()]).unwrap();
+        assert_eq!(cases.len(), 2, "pagefault has two cases");
+        let console = "\
+KC-BENCH 0 0 pagefault none 100.0 0
+KC-BENCH 0 1 pagefault none 200.0 0
+KC-BENCH 0 1 pagefault floor-probe 250.0 0
+KC-BENCH 0 1 vfs none 999.0 0
+KC-BENCH 0 7 pagefault none 999.0 0
+";
+        let results = read_console(&cases, console);
+        let ns = |i: usize, mode: &'static str| results[&(i, mode)].ns.get(&0).copied();
+        assert_eq!(ns(0, "none"), Some(100.0));
+        assert_eq!(ns(1, "none"), Some(200.0));
+        assert_eq!(ns(1, "floor-probe"), Some(250.0));
+        assert_eq!(ns(0, "floor-probe"), None);
+        // Every case has every mode, measured or not.
+        assert_eq!(results.len(), 2 * Run::all().len());
+    }
 }
