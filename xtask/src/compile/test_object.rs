@@ -11,8 +11,8 @@ use xshell::cmd;
 use super::{flags, plan::Project, toolchain::Toolchain};
 use crate::process;
 
-/// Compiles `source` (relative to the checkout) into `dir` with the host's clang and the flags
-/// of a release's amd64 CO-RE objects; returns the object.
+/// Compiles `source` (relative to the checkout, or absolute) into `dir` with the host's clang
+/// and the flags of a release's amd64 CO-RE objects; returns the object.
 pub fn build(tc: &Toolchain, source: &str, dir: &Path) -> Result<PathBuf> {
     let project = Project::checkout();
     let inputs = project.inputs(tc)?;
