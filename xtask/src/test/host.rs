@@ -375,6 +375,12 @@ pub fn bench_overhead_fails_a_slowed_auto() -> Result<Verdict> {
             && error.contains("netdev kc_netdev_xmit (udp): auto"),
         "bench overhead failed, but not on the slowed auto: {error}"
     );
+    // The slowed program is netdev's own in the trampoline family: against its floor (the
+    // same programs, empty) that family is over the target too.
+    ensure!(
+        error.contains("host: netdev kc_netdev_xmit in trampoline: floor"),
+        "bench overhead did not find the slowed trampoline family over its floor: {error}"
+    );
     eprintln!("e2e: bench overhead --slowed-auto failed as it must: {error}");
     Ok(Verdict::Passed)
 }

@@ -146,7 +146,7 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "bench-overhead",
         after: &["build"],
-        proves: "bench overhead fails on a costly auto: netdev built with one more program that only auto's family attaches makes it exit non-zero, naming the collector, event and figures (needs root)",
+        proves: "bench overhead fails on a costly auto: netdev built with one more program that only auto's family attaches makes it exit non-zero, naming the collector, event and figures, and that family over its floor's target (the same programs, empty) (needs root)",
         run: host::bench_overhead_fails_a_slowed_auto,
     },
     Check {

@@ -108,7 +108,7 @@ fn cell(a: Option<&AgainstFloor>) -> String {
 }
 
 /// The cases whose collector costs more than the target over its floor, in a family.
-fn over_target_lines(at: &str, rows: &[CaseReport]) -> Vec<String> {
+pub(super) fn over_target_lines(at: &str, rows: &[CaseReport]) -> Vec<String> {
     rows.iter()
         .flat_map(|r| {
             r.against_floor

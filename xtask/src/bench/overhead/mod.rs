@@ -642,9 +642,28 @@ pub fn run(o: OverheadBench) -> Result<()> {
         .map(|(at, r)| format!("{at}: {}", too_costly_line(r)))
         .collect();
     if !over.is_empty() {
+        // What is over the floor's target goes with it: a failed run names all it found.
+        let floor_lines = floor::over_target_lines("host", &host_rows)
+            .into_iter()
+            .chain(
+                guest
+                    .iter()
+                    .flat_map(|(_, rows)| floor::over_target_lines("guest", rows)),
+            );
+        let also: Vec<String> = floor_lines.collect();
         bail!(
-            "auto costs more than 1.2x the cheapest family beyond the noise:\n{}",
-            over.join("\n")
+            "auto costs more than 1.2x the cheapest family beyond the noise:\n{}{}",
+            over.join("\n"),
+            if also.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\nalso over {}x the floor + {} ns (reported, not enforced):\n{}",
+                    floor::FLOOR_TIMES,
+                    floor::APPS_ROW_NS,
+                    also.join("\n")
+                )
+            }
         );
     }
     Ok(())
