@@ -108,7 +108,7 @@ fn cell(a: Option<&AgainstFloor>) -> String {
 }
 
 /// The cases whose collector costs more than the target over its floor, in a family.
-pub(super) fn over_target_lines(at: &str, rows: &[CaseReport]) -> Vec<String> {
+fn over_target_lines(at: &str, rows: &[CaseReport]) -> Vec<String> {
     rows.iter()
         .flat_map(|r| {
             r.against_floor
@@ -129,13 +129,21 @@ pub(super) fn over_target_lines(at: &str, rows: &[CaseReport]) -> Vec<String> {
         .collect()
 }
 
+/// The cases over the target, on the host and then in the guest.
+pub(super) fn over_target_everywhere(
+    host: &[CaseReport],
+    guest: Option<&[CaseReport]>,
+) -> Vec<String> {
+    over_target_lines("host", host)
+        .into_iter()
+        .chain(guest.map_or_else(Vec::new, |rows| over_target_lines("guest", rows)))
+        .collect()
+}
+
 /// Says which cases are over the target, on the host and in the guest. Reported, not
 /// enforced: the collectors' hot paths do not all meet it yet (README, bench overhead).
 pub(super) fn print_over_target(host: &[CaseReport], guest: Option<&[CaseReport]>) {
-    let over: Vec<String> = over_target_lines("host", host)
-        .into_iter()
-        .chain(guest.map_or_else(Vec::new, |rows| over_target_lines("guest", rows)))
-        .collect();
+    let over = over_target_everywhere(host, guest);
     if over.is_empty() {
         println!("every measured family is within {FLOOR_TIMES}x its floor + {APPS_ROW_NS} ns");
     } else {
@@ -168,7 +176,8 @@ pub(super) fn programs(elf: &[u8]) -> Result<Vec<Program>> {
             continue;
         };
         let section = file.section_by_index(index)?.name()?.to_string();
-        if section == ".text" || section.starts_with('.') {
+        // `.text` (subprograms) and every other dot-section (`.maps`, `.rodata`...).
+        if section.starts_with('.') {
             continue;
         }
         found.push(Program {
@@ -191,14 +200,9 @@ pub(super) fn source(collector: &str, programs: &[Program]) -> Result<String> {
     );
     for p in programs {
         // A name or section that is not plain would make this file say something else.
-        let plain = |t: &str, extra: &[char]| {
-            !t.is_empty()
-                && t.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
-        };
         if !plain(&p.name, &[]) || !plain(&p.section, &['/', '.', ':', '-', '+']) {
             bail!(
-                "{collector}: program {:?} in section {:?}: not a C identifier and a plain section name",
+                "{collector}: program {:?} in section {:?}: its floor cannot be written as C; name programs with letters, digits and `_`, and sections with those and `/ . : - +`",
                 p.name,
                 p.section
             );
@@ -209,6 +213,13 @@ pub(super) fn source(collector: &str, programs: &[Program]) -> Result<String> {
         ));
     }
     Ok(s)
+}
+
+/// Whether `t` is letters, digits, `_` and `extra` only, and not empty.
+fn plain(t: &str, extra: &[char]) -> bool {
+    !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
 }
 
 /// Writes and compiles `collector`'s floor from its CO-RE `object` into `dir`, with the flags

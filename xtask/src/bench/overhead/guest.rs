@@ -28,21 +28,22 @@ pub(super) fn run(
     let mut files = Vec::new();
     for c in cases {
         plan.push_str(&format!("{} {} {}\n", c.collector, c.op, c.n / 10));
-        // The init's names for them (`bench` in kc-vmtest-init.c).
-        for (name, run) in [
-            ("bpf.o", Run::Collector(kc_common::AttachMode::Auto)),
-            (
-                "floor.bpf.o",
-                Run::Floor(kc_common::AttachFamily::Trampoline),
-            ),
+        // The init's names for them (`bench` in kc-vmtest-init.c); once per collector, though
+        // several cases share it.
+        let floor = objects.floors.get(c.collector).cloned();
+        for (name, path) in [
+            ("bpf.o", Some(objects.of(c.collector))),
+            ("floor.bpf.o", floor),
         ] {
-            let path = objects
-                .for_run(c.collector, run)
-                .with_context(|| format!("no {name} object of {}", c.collector))?;
-            files.push((
-                format!("objects/{}.{name}", c.collector),
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-            ));
+            let name = format!("objects/{}.{name}", c.collector);
+            if files.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let path =
+                path.with_context(|| format!("{name}: no floor was built for {}", c.collector))?;
+            let data =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            files.push((name, data));
         }
     }
     let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));

@@ -611,6 +611,7 @@ pub fn run(o: OverheadBench) -> Result<()> {
             })?,
         )),
     };
+    let guest_rows = guest.as_ref().map(|(_, rows)| &rows[..]);
     if o.json {
         println!(
             "{}",
@@ -630,7 +631,7 @@ pub fn run(o: OverheadBench) -> Result<()> {
             println!("not measured: {which}: {why}");
         }
         // The floor target is reported, not enforced: the hot paths are not all there yet.
-        floor::print_over_target(&host_rows, guest.as_ref().map(|(_, rows)| &rows[..]));
+        floor::print_over_target(&host_rows, guest_rows);
     }
     let over: Vec<String> = (host_rows.iter().map(|r| ("host", r)))
         .chain(
@@ -643,14 +644,7 @@ pub fn run(o: OverheadBench) -> Result<()> {
         .collect();
     if !over.is_empty() {
         // What is over the floor's target goes with it: a failed run names all it found.
-        let floor_lines = floor::over_target_lines("host", &host_rows)
-            .into_iter()
-            .chain(
-                guest
-                    .iter()
-                    .flat_map(|(_, rows)| floor::over_target_lines("guest", rows)),
-            );
-        let also: Vec<String> = floor_lines.collect();
+        let also = floor::over_target_everywhere(&host_rows, guest_rows);
         bail!(
             "auto costs more than 1.2x the cheapest family beyond the noise:\n{}{}",
             over.join("\n"),
