@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use kc_common::plan::{AttachPlan, PLAN_FILE};
-use kc_common::report::{GroupBy, KernelFigures, LoaderReport, PassTimes};
+use kc_common::report::{GroupBy, KernelFigures, LoaderReport, ObjectReport, PassTimes};
 use kc_common::AttachMode;
 
 pub use kernel::Kernel;
@@ -155,40 +155,77 @@ impl Session<'_, '_> {
     /// whose row the agent ran for (0: none).
     pub fn read(mut self, workload_pid: u32) -> Result<LoaderReport> {
         let workload = ms(self.started);
-        let (group_by, cpus) = (self.options.group_by, self.cpus);
         // Detached first, as kc-loader does: the maps hold still while read, so a counter and
         // the histogram of the same event, read at different instants, agree.
         let t = Instant::now();
         self.detach();
         let detach = ms(t);
         let t = Instant::now();
+        self.read_maps()?;
+        let read = ms(t);
+        let times = PassTimes {
+            attach: self.attach_ms,
+            workload,
+            detach,
+            read,
+        };
+        let objects = self
+            .objects
+            .loaded
+            .iter_mut()
+            .map(|l| std::mem::take(&mut l.report))
+            .collect();
+        Ok(self.report(workload_pid, times, objects))
+    }
+
+    /// What has been counted since attach, read while the programs stay attached (an
+    /// exporter's scrape): counters and rows go on counting, and each read sees the totals
+    /// grow. Rows of exited processes are reported once, then removed from the tables.
+    pub fn snapshot(&mut self) -> Result<LoaderReport> {
+        let t = Instant::now();
+        self.read_maps()?;
+        let times = PassTimes {
+            attach: self.attach_ms,
+            workload: ms(self.started),
+            detach: 0.0,
+            read: ms(t),
+        };
+        let objects = self
+            .objects
+            .loaded
+            .iter()
+            .map(|l| l.report.clone())
+            .collect();
+        Ok(self.report(0, times, objects))
+    }
+
+    /// The pass's options.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn read_maps(&mut self) -> Result<()> {
+        let (group_by, cpus) = (self.options.group_by, self.cpus);
         for l in self.objects.loaded.iter_mut().filter(|l| l.attached()) {
             l.report.missed_runs = attach::missed_runs(l).saturating_sub(l.missed_before);
             read::read(l, group_by, cpus)
                 .with_context(|| format!("reading the maps of {}", l.report.object))?;
             l.report.memory_bytes = attach::map_memlock(l);
         }
-        let read = ms(t);
-        Ok(LoaderReport {
+        Ok(())
+    }
+
+    fn report(&self, workload_pid: u32, ms: PassTimes, objects: Vec<ObjectReport>) -> LoaderReport {
+        LoaderReport {
             kernel: self.objects.kernel.release.clone(),
             attach: self.options.attach,
             workload_pid,
             stopped_by: None,
-            ms: PassTimes {
-                attach: self.attach_ms,
-                workload,
-                detach,
-                read,
-            },
+            ms,
             // The kernel's own figures are kc-loader's to take; none are claimed here.
             kernel_figures: KernelFigures::default(),
-            objects: self
-                .objects
-                .loaded
-                .iter_mut()
-                .map(|l| std::mem::take(&mut l.report))
-                .collect(),
-        })
+            objects,
+        }
     }
 
     /// Detaches every object's programs. Closing a link waits in the kernel for grace

@@ -263,7 +263,40 @@ pub fn core_tarball(arch: Arch, libc: Libc, tag: &str) -> String {
 /// `kc-select-<arch>-<tag>`: the static `kc-select` both libcs share, a release file of its
 /// own (uncompressed: inside a tarball, decompressing it would cost more than all the objects).
 pub fn select_tool_file(arch: Arch, tag: &str) -> String {
-    format!("kc-select-{arch}-{tag}")
+    ReleaseTool::Select.file(arch, tag)
+}
+
+/// A static program a release carries per architecture, for both libcs, as a file of its own
+/// (`<program>-<arch>-<tag>`), installed beside `legacy/` and `co-re/` as `<program>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ReleaseTool {
+    /// `kc-select`: the selection rule as a program (every release has it).
+    Select,
+    /// `kc-exporter`: the release as a Prometheus exporter (releases since it was added).
+    Exporter,
+}
+
+impl ReleaseTool {
+    pub const ALL: [ReleaseTool; 2] = [ReleaseTool::Select, ReleaseTool::Exporter];
+
+    /// Its name as installed (and its crate's).
+    pub const fn program(self) -> &'static str {
+        match self {
+            ReleaseTool::Select => "kc-select",
+            ReleaseTool::Exporter => "kc-exporter",
+        }
+    }
+
+    /// Its release file for `arch`.
+    pub fn file(self, arch: Arch, tag: &str) -> String {
+        format!("{}-{arch}-{tag}", self.program())
+    }
+}
+
+impl std::fmt::Display for ReleaseTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.program())
+    }
 }
 
 /// Whether a release file's name says it belongs to `tag` (every one but `sha256sums.txt` and
@@ -375,6 +408,14 @@ mod tests {
             "kc-select-amd64-v1.2.3"
         );
         assert!(is_file_of("kc-select-amd64-v1.2.3", "v1.2.3"));
+        assert_eq!(
+            ReleaseTool::Exporter.file(Arch::Arm64, "v1.2.3"),
+            "kc-exporter-arm64-v1.2.3"
+        );
+        assert!(is_file_of(
+            &ReleaseTool::Exporter.file(Arch::Amd64, "v1.2.3"),
+            "v1.2.3"
+        ));
         assert!(is_file_of(
             &core_tarball(Arch::Amd64, Libc::Musl, "v1.2.3"),
             "v1.2.3"

@@ -16,12 +16,12 @@ pub const SIG_SUFFIX: &str = ".minisig";
 /// Where an installed release keeps each tarball's members: `<release>/legacy/` (every
 /// bucket's objects, the loader, the kernel checker) and `<release>/co-re/` (the CO-RE
 /// objects, skeletons and their headers), each with its own manifest; `<release>/kc-select`
-/// beside them.
+/// and `<release>/kc-exporter` ([`ReleaseTool`]) beside them.
 pub const LEGACY_DIR: &str = "legacy";
 pub const CORE_DIR: &str = "co-re";
 /// `kc-select`, the selection rule as a program, as installed.
 pub const SELECT_TOOL: &str = "kc-select";
-pub use crate::names::{is_file_of, select_tool_file};
+pub use crate::names::{is_file_of, select_tool_file, ReleaseTool};
 
 pub use crate::names::{core_tarball, legacy_tarball};
 use crate::names::{Arch, Libc};

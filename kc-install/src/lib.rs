@@ -1,13 +1,14 @@
 //! Installs a kernel-collector release on a host:
 //!
-//! 1. fetch `sha256sums.txt`, the libc's two tarballs (legacy and CO-RE), `kc-select-<arch>` and
-//!    their `.minisig` (URL or directory; the three at once);
+//! 1. fetch `sha256sums.txt`, the libc's two tarballs (legacy and CO-RE), `kc-select-<arch>`,
+//!    `kc-exporter-<arch>` (where the release has one) and their `.minisig` (URL or directory;
+//!    the tarballs and programs at once);
 //! 2. verify every signature against the pinned public key (trusted comments name file and
 //!    tag), each tarball's checksum, and each tarball against its manifest;
 //! 3. extract them safely (no `..`, no absolute paths, no links leaving the target, no devices)
 //!    into `legacy/` (every bucket's objects, the loader, the kernel checker) and `co-re/` (the
-//!    CO-RE objects, skeletons and headers), with the release's static `kc-select` beside
-//!    them: the objects for every kernel the host may boot, chosen at run time by `kc-select`
+//!    CO-RE objects, skeletons and headers), with the release's static `kc-select` and
+//!    `kc-exporter` beside them: the objects for every kernel the host may boot, chosen at run time by `kc-select`
 //!    (kc-common's rule). `--only-bucket` keeps the legacy objects of the running kernel's
 //!    bucket only, and no CO-RE;
 //! 4. move them into `<prefix>/releases/<tag>-<libc>` (`-<bucket>` when lean) and switch
@@ -180,15 +181,32 @@ fn fetch_verified(
     Ok(tarball)
 }
 
-/// What kc-select may weigh (it is about 1.5 MiB).
+/// What a release's program may weigh (kc-select is about 1.5 MiB, kc-exporter a few).
 const TOOL_CAP: u64 = 32 << 20;
 
-/// Writes the release's kc-select, executable, into the staging directory.
-fn write_select_tool(staging: &Path, bytes: &[u8]) -> Result<()> {
-    let path = staging.join(release::SELECT_TOOL);
-    release::new_member_file(staging, release::SELECT_TOOL, true)
+/// Writes a release's program, executable, into the staging directory.
+fn write_tool(staging: &Path, tool: release::ReleaseTool, bytes: &[u8]) -> Result<()> {
+    let path = staging.join(tool.program());
+    release::new_member_file(staging, tool.program(), true)
         .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Fetches, checks and writes the release's programs for the host's architecture: kc-select
+/// (every release has it, checked before this) and kc-exporter where the release carries it
+/// (releases before it did not). Returns how many it wrote.
+fn install_tools(o: &Options, listed: &[(String, String)], staging: &Path) -> Result<usize> {
+    let mut written = 0;
+    for tool in release::ReleaseTool::ALL {
+        let name = tool.file(o.arch, &o.tag);
+        if tool != release::ReleaseTool::Select && !listed.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let bytes = fetch_verified(o, listed, &name, TOOL_CAP)?;
+        write_tool(staging, tool, &bytes)?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 /// Fetches and checks tarball `name` (of `kind`), and extracts into `dest` (created) the
@@ -324,7 +342,7 @@ fn install_locked(o: &Options) -> Result<Outcome> {
             "co-re",
         ));
     }
-    // 2-3: the tarballs and kc-select at once (each one's download, checks and extraction are
+    // 2-3: the tarballs and the programs at once (each one's download, checks and extraction are
     // independent); the first refusal, in that order, is the one reported.
     let (results, tool_result) = std::thread::scope(|s| {
         let jobs: Vec<_> = parts
@@ -334,22 +352,21 @@ fn install_locked(o: &Options) -> Result<Outcome> {
                 s.spawn(move || install_tarball(o, listed, name, kind, &dest))
             })
             .collect();
-        let tool_result = fetch_verified(o, &listed, &tool, TOOL_CAP)
-            .and_then(|bytes| write_select_tool(staging.path(), &bytes));
+        let tool_result = install_tools(o, &listed, staging.path());
         let results: Vec<Result<(usize, Option<Bucket>)>> = jobs
             .into_iter()
             .map(|j| j.join().expect("an install thread panicked"))
             .collect();
         (results, tool_result)
     });
-    let mut files = 1; // kc-select
+    let mut files = 0;
     let mut bucket = None;
     for r in results {
         let (n, b) = r?;
         files += n;
         bucket = bucket.or(b);
     }
-    tool_result?;
+    files += tool_result?;
     let target = release_dir(o, bucket);
     std::fs::write(
         staging.path().join(COMPLETE),

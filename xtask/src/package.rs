@@ -137,9 +137,14 @@ pub fn build_release(
     let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
     let mut out = BTreeMap::new();
     for &(arch, libc) in &targets {
-        // One static kc-select per architecture serves both libcs.
-        let (select_tool, select_rustc) = crate::compile::select_tool::build(arch)?;
-        out.insert(release::select_tool_file(arch, tag), select_tool);
+        // One static kc-select and kc-exporter per architecture serve both libcs.
+        let mut select_rustc = String::new();
+        for t in release::ReleaseTool::ALL {
+            let tool = crate::compile::select_tool::Tool::shipped(t);
+            let (bytes, rustc) = crate::compile::select_tool::build_tool(tool, arch)?;
+            out.insert(t.file(arch, tag), bytes);
+            select_rustc = rustc;
+        }
         pending.extend(tarballs(
             &common,
             &cells,
@@ -253,7 +258,9 @@ fn tarballs(
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
         .and_then(|v| serde_json::from_value(v["toolchain"].clone()).ok())
         .unwrap_or_default();
-    toolchain.insert(release::SELECT_TOOL.into(), select_rustc.to_string());
+    for t in release::ReleaseTool::ALL {
+        toolchain.insert(t.program().into(), select_rustc.to_string());
+    }
     // In the cells' (name) order.
     let buckets: Vec<(Bucket, &cell::CellFiles)> = cells
         .iter()

@@ -487,7 +487,9 @@ fn rehearse_release(
 pub fn expected_release_files(tag: &str) -> Vec<String> {
     let mut files = vec![release::SUMS_FILE.to_string()];
     for arch in kc_common::Arch::RELEASED {
-        files.push(names::select_tool_file(arch, tag));
+        for t in kc_common::release::ReleaseTool::ALL {
+            files.push(t.file(arch, tag));
+        }
         for libc in Libc::ALL {
             files.push(names::legacy_tarball(arch, libc, tag));
             files.push(names::core_tarball(arch, libc, tag));

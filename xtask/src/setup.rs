@@ -98,6 +98,11 @@ const PACKAGES: &[Package] = &[
         &[],
     ),
     pkg(
+        "prometheus",
+        "the exporter check: a real Prometheus server scrapes kc-exporter, promtool checks a scrape",
+        &[],
+    ),
+    pkg(
         "gcc",
         "compiling kc-loader and the vmtest init; linking kc-select",
         HOST_BUILD_AND_RELEASE,

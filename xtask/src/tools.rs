@@ -1,6 +1,6 @@
 //! `cargo xtask tools`: the static executables a workflow's jobs share, built once by one job:
-//! `kc-select` for every released architecture (what `package` ships and vmtest installs in
-//! its guests) and, unless `KC_VMTEST_AGENT=none`, `kc-agent` for every architecture vmtest
+//! `kc-select` and `kc-exporter` for every released architecture (what `package` ships; vmtest
+//! installs the release's kc-select in its guests) and, unless `KC_VMTEST_AGENT=none`, `kc-agent` for every architecture vmtest
 //! boots. Later jobs name the directory in `KC_TOOLS_DIR` and take them from it instead of
 //! building their own: the kc-select vmtest tested is the one the release ships, and no job
 //! spends a minute relinking it.
@@ -39,9 +39,9 @@ pub struct ToolsManifest {
 /// each too unless vmtest runs none (`agent`).
 pub fn wanted(agent: bool) -> Vec<(Tool, Arch)> {
     let tools: &[Tool] = if agent {
-        &[Tool::Select, Tool::Agent]
+        &[Tool::Select, Tool::Exporter, Tool::Agent]
     } else {
-        &[Tool::Select]
+        &[Tool::Select, Tool::Exporter]
     };
     tools
         .iter()
@@ -176,8 +176,13 @@ mod tests {
     fn without_the_agent_only_kc_select_is_built() {
         assert_eq!(
             wanted(false),
-            [(Tool::Select, Arch::Amd64), (Tool::Select, Arch::Arm64)]
+            [
+                (Tool::Select, Arch::Amd64),
+                (Tool::Select, Arch::Arm64),
+                (Tool::Exporter, Arch::Amd64),
+                (Tool::Exporter, Arch::Arm64)
+            ]
         );
-        assert_eq!(wanted(true).len(), 4);
+        assert_eq!(wanted(true).len(), 6);
     }
 }

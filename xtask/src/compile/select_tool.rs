@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
+use kc_common::release::ReleaseTool;
 use kc_common::Arch;
 use xshell::cmd;
 
@@ -30,6 +31,8 @@ pub enum Tool {
     Select,
     /// The Rust consumer vmtest runs in its guests (a dev build: never shipped).
     Agent,
+    /// The release's kc-exporter (profile `release-tool`).
+    Exporter,
 }
 
 impl Tool {
@@ -38,17 +41,26 @@ impl Tool {
         format!("{}-{arch}", self.package())
     }
 
+    /// The tool a release carries as `t`.
+    pub const fn shipped(t: ReleaseTool) -> Tool {
+        match t {
+            ReleaseTool::Select => Tool::Select,
+            ReleaseTool::Exporter => Tool::Exporter,
+        }
+    }
+
     const fn package(self) -> &'static str {
         match self {
-            Tool::Select => "kc-select",
+            Tool::Select => ReleaseTool::Select.program(),
             Tool::Agent => "kc-agent",
+            Tool::Exporter => ReleaseTool::Exporter.program(),
         }
     }
 
     /// (cargo's `--profile`, the directory it builds into).
     const fn profile(self) -> (&'static str, &'static str) {
         match self {
-            Tool::Select => ("release-tool", "release-tool"),
+            Tool::Select | Tool::Exporter => ("release-tool", "release-tool"),
             Tool::Agent => ("dev", "debug"),
         }
     }

@@ -16,6 +16,7 @@ use crate::{paths, process, setup};
 pub(crate) mod agent;
 mod arm64;
 mod docker;
+mod exporter;
 mod host;
 mod pipeline;
 mod select;
@@ -142,6 +143,12 @@ pub const CHECKS: &[Check] = &[
         after: &["build"],
         proves: "the Go example (examples/go: cilium/ebpf 0.11 and the attach plan, built with Debian's Go packages) on the host, --attach auto, every CO-RE object: the same family per event, the same counters unobserved and the same workload figures as kc-loader, its report valid against the schema (needs root)",
         run: agent::go_agent,
+    },
+    Check {
+        name: "exporter",
+        after: &["build"],
+        proves: "kc-exporter from a packaged release kc-install installed: refuses a port in use, a missing release and a non-root user; serves every collector; promtool check metrics accepts a scrape; a real Prometheus scraping it agrees with a workload's reads (last value and irate); SIGTERM leaves no program or link (needs root, Debian's prometheus)",
+        run: exporter::exporter,
     },
     Check {
         name: "bench-overhead",

@@ -1,0 +1,96 @@
+//! What the exporter serves: kc-select's choice for each collector on this kernel (the
+//! release's own rule, the kernel asked), each chosen object loaded and attached through
+//! `kc_agent` by the release's attach plan.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use kc_common::release::{CORE_DIR, LEGACY_DIR};
+use kc_common::select::Selection;
+
+use crate::flags::Flags;
+
+/// The release directory the flags name, or the one this program is installed in.
+pub fn release_dir(flags: &Flags) -> PathBuf {
+    flags
+        .release
+        .clone()
+        .unwrap_or_else(|| kc_select::default_release(std::env::current_exe().ok().as_deref()))
+}
+
+/// kc-select's choices on the running kernel, refused where nothing serves any collector.
+pub fn select(flags: &Flags, release: &Path) -> Result<(String, Vec<Selection>)> {
+    let report = kc_select::run(&kc_select::Options {
+        release: release.to_path_buf(),
+        kernel: None,
+        btf: kc_common::host::KERNEL_BTF.into(),
+        mode: flags.legacy_mode,
+        loader: None,
+        trial: true,
+        collectors: flags.collectors.clone(),
+    })
+    .with_context(|| {
+        format!(
+            "choosing the objects of {} for this kernel (kc-select)",
+            release.display()
+        )
+    })?;
+    if report.selections.iter().all(|s| s.object.is_none()) {
+        let why: Vec<String> = report
+            .selections
+            .iter()
+            .map(|s| format!("{}: {}", s.collector, s.passed_over.join("; ")))
+            .collect();
+        bail!(
+            "nothing in {} serves kernel {}: {}",
+            release.display(),
+            report.kernel,
+            why.join(" | ")
+        );
+    }
+    Ok((report.kernel, report.selections))
+}
+
+/// The chosen objects by release subdirectory (`co-re`, `legacy`): their file names.
+pub fn by_directory(selections: &[Selection]) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for object in selections.iter().filter_map(|s| s.object.as_deref()) {
+        for dir in [CORE_DIR, LEGACY_DIR] {
+            if let Some(file) = object.strip_prefix(dir).and_then(|f| f.strip_prefix('/')) {
+                out.entry(dir).or_default().push(file.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kc_common::select::Kind;
+
+    fn sel(collector: &str, kind: Kind, object: Option<&str>) -> Selection {
+        Selection {
+            collector: collector.into(),
+            kind,
+            object: object.map(str::to_string),
+            bucket: None,
+            tried: true,
+            passed_over: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn chosen_objects_are_grouped_by_their_directory() {
+        let s = [
+            sel("vfs", Kind::CoRe, Some("co-re/vfs.bpf.o")),
+            sel("fd", Kind::Legacy, Some("legacy/rkc_fd.6.1.o")),
+            sel("swap", Kind::None, None),
+            sel("disk", Kind::CoRe, Some("co-re/disk.bpf.o")),
+        ];
+        let d = by_directory(&s);
+        assert_eq!(d["co-re"], ["vfs.bpf.o", "disk.bpf.o"]);
+        assert_eq!(d["legacy"], ["rkc_fd.6.1.o"]);
+    }
+}

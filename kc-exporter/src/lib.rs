@@ -1,0 +1,6 @@
+pub mod collect;
+pub mod exposition;
+pub mod flags;
+pub mod labels;
+pub mod metrics;
+pub mod series;
