@@ -69,9 +69,11 @@ pub fn exporter() -> Result<Verdict> {
     let (pid, reads, per_second) = run_workload(scratch.path())?;
     prometheus.judge_workload(pid, reads, per_second)?;
 
-    // SIGTERM: detached and ended, nothing of it left in the kernel.
     let sh = process::shell();
     let exporter_pid = exporter.0.id().to_string();
+    sighup_rereads_the_flags(&client, &url, &flags, &exporter_pid)?;
+
+    // SIGTERM: detached and ended, nothing of it left in the kernel.
     process::output(cmd!(sh, "kill -TERM {exporter_pid}"))?;
     let stopping = Instant::now();
     let status = loop {
@@ -107,6 +109,66 @@ pub fn exporter() -> Result<Verdict> {
         stopping.elapsed().as_secs_f64()
     );
     Ok(Verdict::Passed)
+}
+
+/// SIGHUP re-reads the flags file: a smaller `--max-series` bounds the per-process series at
+/// once (the rest summed into `comm="other"`); `--group-by cgroup` loads the objects again,
+/// rows labelled by cgroup path, and the totals carry on from where they were.
+fn sighup_rereads_the_flags(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    flags: &Path,
+    pid: &str,
+) -> Result<()> {
+    let sh = process::shell();
+    let scrape_until = |what: &str, ok: &dyn Fn(&str) -> bool| -> Result<String> {
+        let started = Instant::now();
+        loop {
+            let text = client.get(url).send()?.text()?;
+            if ok(&text) {
+                return Ok(text);
+            }
+            ensure!(
+                started.elapsed() < START_WAIT,
+                "{} s after SIGHUP, no scrape shows {what}",
+                START_WAIT.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let rows = |t: &str| {
+        t.lines()
+            .filter(|l| l.contains("_by_process_total{pid="))
+            .count()
+    };
+    std::fs::write(flags, "--max-series 3\n")?;
+    process::output(cmd!(sh, "kill -HUP {pid}"))?;
+    let bounded = scrape_until("at most 3 per-process series and comm=\"other\"", &|t| {
+        rows(t) <= 3 && t.contains("_by_process_total{comm=\"other\"}")
+    })?;
+    let before = value(&bounded, "kc_vfs_read_total").context("kc_vfs_read_total in a scrape")?;
+    std::fs::write(flags, "--max-series 3\n--group-by cgroup\n")?;
+    process::output(cmd!(sh, "kill -HUP {pid}"))?;
+    let regrouped = scrape_until("rows by cgroup path", &|t| {
+        rows(t) == 0 && t.contains("_by_cgroup_total{cgroup=\"/")
+    })?;
+    let after =
+        value(&regrouped, "kc_vfs_read_total").context("kc_vfs_read_total after the reload")?;
+    ensure!(
+        after >= before,
+        "kc_vfs_read_total went backwards over the SIGHUP reload: {before} -> {after}"
+    );
+    eprintln!(
+        "e2e: SIGHUP: --max-series 3 bounded the rows at once; --group-by cgroup reloaded the objects, rows by cgroup path, kc_vfs_read_total {before} -> {after}"
+    );
+    Ok(())
+}
+
+/// The value of the sample `name` (without labels) in a scrape.
+fn value(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Kills its process when dropped (a failed check leaves nothing running).
