@@ -1029,6 +1029,76 @@ static void prepare_storage(void)
 	fprintf(stderr, "kc-vmtest: storage and modules took %.0f ms\n", now_ms() - t);
 }
 
+/* Starts the release's kc-exporter (where vmtest asked for it: /exporter), scrapes its
+ * /metrics once over loopback (the answer waits until every object is attached), prints the
+ * scrape between `KC-EXPORTER-BEGIN` and `KC-EXPORTER-END status=N` (its exit status after
+ * SIGTERM) for vmtest to judge, and stops it. */
+static void run_exporter(char **narrowed, int nnarrowed)
+{
+	static char response[4 << 20];
+	static const char request[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(9435), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval wait = { .tv_sec = 300 };
+	char *args[8 + 2 * MAX_COLLECTORS];
+	double t = now_ms();
+	size_t len = 0;
+	int n = 0, status = -1, fd = -1;
+	ssize_t got;
+	char *body;
+	pid_t pid;
+
+	if (access("/exporter", F_OK) != 0)
+		return;
+	args[n++] = KC_CURRENT "/kc-exporter";
+	args[n++] = "--listen";
+	args[n++] = "127.0.0.1:9435";
+	/* The release's own loader is the libc's; this initramfs has none for it. */
+	args[n++] = "--loader";
+	args[n++] = "/kc-loader";
+	for (int i = 0; i < nnarrowed; i++) {
+		args[n++] = "--collector";
+		args[n++] = narrowed[i];
+	}
+	args[n] = NULL;
+	pid = fork();
+	if (pid == 0) {
+		execv(args[0], args);
+		_exit(127);
+	}
+	/* It binds before loading: retry until the port answers, or it ended. */
+	for (int tries = 0; pid > 0 && tries < 600; tries++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			pid = -1;
+			break;
+		}
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+			break;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		usleep(200 * 1000);
+	}
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+		if (write(fd, request, sizeof(request) - 1) == (ssize_t)sizeof(request) - 1)
+			while (len < sizeof(response) - 1 && (got = read(fd, response + len, sizeof(response) - 1 - len)) > 0)
+				len += got;
+		close(fd);
+	}
+	response[len] = 0;
+	body = strstr(response, "\r\n\r\n");
+	printf("\nKC-EXPORTER-BEGIN\n%s\n", body ? body + 4 : response);
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, &status, 0);
+	}
+	printf("\nKC-EXPORTER-END status=%d\n",
+	       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	fprintf(stderr, "kc-vmtest: kc-exporter took %.0f ms\n", now_ms() - t);
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	static char *with_btf[] = { NULL };
@@ -1071,6 +1141,7 @@ int main(int argc, char **argv)
 	plant_stale_probes();
 	run_loader(objects, n);
 	run_agent(collectors, ncollectors);
+	run_exporter(collectors, ncollectors);
 	print_probe_events();
 	printf("\nKC-VMTEST-DONE\n");
 	fflush(stdout);

@@ -26,7 +26,7 @@ pub fn select(flags: &Flags, release: &Path) -> Result<(String, Vec<Selection>)>
         kernel: None,
         btf: kc_common::host::KERNEL_BTF.into(),
         mode: flags.legacy_mode,
-        loader: None,
+        loader: flags.loader.clone(),
         trial: true,
         collectors: flags.collectors.clone(),
     })

@@ -45,6 +45,9 @@ pub struct Flags {
     /// Which legacy object where a collector needs one: entry or return
     #[arg(long, default_value_t = LegacyMode::default())]
     pub legacy_mode: LegacyMode,
+    /// The loader kc-select's trial load asks the kernel with; default: the release's
+    #[arg(long)]
+    pub loader: Option<PathBuf>,
     /// A file of more flags (one or more per line, `#` starts a comment), read after the
     /// command line and again on SIGHUP
     #[arg(long)]
@@ -76,21 +79,18 @@ impl Flags {
     /// The change from `self` to `new` needs the objects loaded again (what they count or
     /// how their tables are sized changed).
     pub fn reload_needed(&self, new: &Flags) -> bool {
-        (
-            &self.release,
-            self.group_by,
-            self.table_size,
-            self.attach,
-            &self.collectors,
-            self.legacy_mode,
-        ) != (
-            &new.release,
-            new.group_by,
-            new.table_size,
-            new.attach,
-            &new.collectors,
-            new.legacy_mode,
-        )
+        let what = |f: &Flags| {
+            (
+                f.release.clone(),
+                f.group_by,
+                f.table_size,
+                f.attach,
+                f.collectors.clone(),
+                f.legacy_mode,
+                f.loader.clone(),
+            )
+        };
+        what(self) != what(new)
     }
 }
 

@@ -106,6 +106,7 @@ impl Accel {
 }
 
 pub(crate) mod expect;
+mod exporter;
 pub mod installed;
 mod judge;
 mod modules;

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use kc_common::{select_bucket, Bucket, CellId, KernelVersion, Libc};
 
 use super::{
-    boot, expect, guest_executable, installed, judge, modules, narrow, probe_kvm, static_binaries,
-    verifier, work_dir, Accel, AgentKernels, BootEnd, Deadline, GuestBinaries, KernelOutcome, Vm,
-    VmtestOptions, CONSOLE_TAIL,
+    boot, expect, exporter, guest_executable, installed, judge, modules, narrow, probe_kvm,
+    static_binaries, verifier, work_dir, Accel, AgentKernels, BootEnd, Deadline, GuestBinaries,
+    KernelOutcome, Vm, VmtestOptions, CONSOLE_TAIL,
 };
 use crate::collectors::{self, Collector};
 use crate::compile::cell;
@@ -36,6 +36,8 @@ struct Run<'o> {
     agent: Option<Vec<u8>>,
     /// The version codes of the run's oldest and newest kernels, where kc-agent runs.
     agent_span: Option<(u32, u32)>,
+    /// The version code of the run's newest kernel (kc-exporter runs there, on amd64).
+    newest: Option<u32>,
     /// The installed release, as initramfs members.
     release: Vec<installed::Node>,
 }
@@ -51,6 +53,8 @@ struct Guest {
     absent_modules: std::collections::BTreeMap<String, String>,
     /// Whether kc-agent runs in it beside the loader.
     agent: bool,
+    /// Whether init runs the release's kc-exporter and prints a scrape.
+    exporter: bool,
 }
 
 /// Boots the selected kernels with `libc`'s cells and judges each object; reports nothing.
@@ -120,6 +124,7 @@ impl<'o> Run<'o> {
         Ok(Run {
             o,
             agent_span,
+            newest: codes.iter().max().copied(),
             libc,
             buckets: lock.buckets(),
             counters: expect::load(&root)?,
@@ -147,6 +152,7 @@ impl<'o> Run<'o> {
         let vmlinuz = fetcher.image(k)?;
         let version = KernelVersion::parse(&k.kernel_version)?;
         let agent = self.agent_on(&version);
+        let exporter = exporter::runs_on(arch, version.code(), self.newest);
         let mut members = vec![
             Member::File {
                 name: "init",
@@ -164,6 +170,14 @@ impl<'o> Run<'o> {
                 name: "kc-agent",
                 data: bytes,
                 executable: true,
+            });
+        }
+        if exporter {
+            // Read by init: run kc-exporter (see run_exporter there).
+            members.push(Member::File {
+                name: "exporter",
+                data: b"",
+                executable: false,
             });
         }
         members.extend(self.release.iter().map(installed::Node::member));
@@ -222,6 +236,7 @@ impl<'o> Run<'o> {
             initramfs,
             absent_modules: modules.absent,
             agent,
+            exporter,
         })
     }
 
@@ -318,6 +333,10 @@ impl<'o> Run<'o> {
                         o
                     }),
             );
+        }
+        if g.exporter && how == BootEnd::Reported {
+            let names: Vec<String> = self.collectors.iter().map(|c| c.name.clone()).collect();
+            malformed.extend(exporter::judge(console, &names));
         }
         KernelOutcome {
             series: g.kernel.series.to_string(),
