@@ -4,6 +4,7 @@ mod arch_build;
 mod build;
 mod consumers;
 mod docker;
+mod exporter;
 mod fetch;
 mod install;
 mod memory;
@@ -42,6 +43,9 @@ pub enum Command {
     /// on this host, at two table sizes; a linear model per object checked against each point
     /// and projected to 64-512 CPUs
     Memory(memory::MemoryBench),
+    /// A scrape of kc-exporter with its tables full (4096 live processes) vs reading the same
+    /// processes' counts from /proc: time, CPU, RSS, series
+    Exporter(exporter::ExporterBench),
     /// ns each collector adds per event of a workload that hits its main event: no program vs
     /// each attach family vs auto, on this host and in a guest
     Overhead(overhead::OverheadBench),
@@ -60,6 +64,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Overhead(o) => overhead::run(o),
         Command::Consumers(o) => consumers::run(o),
         Command::Memory(o) => memory::run(o),
+        Command::Exporter(o) => exporter::run(o),
     }
 }
 

@@ -183,7 +183,7 @@ impl Drop for Guard {
 
 /// The built cells packaged for this host's architecture, signed with a throw-away key, and
 /// installed by kc-install into a prefix under `dir`.
-fn install_release(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn install_release(dir: &Path) -> Result<PathBuf> {
     let (sk, pk) = crate::signing::throwaway_keypair()?;
     let arch = kc_common::host::host_arch()?;
     let release = crate::package::build_release(TAG, &paths::cells_dir(), Some(&sk), &[arch])?;

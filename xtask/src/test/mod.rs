@@ -16,7 +16,7 @@ use crate::{paths, process, setup};
 pub(crate) mod agent;
 mod arm64;
 mod docker;
-mod exporter;
+pub(crate) mod exporter;
 mod host;
 mod pipeline;
 mod select;
