@@ -190,11 +190,17 @@ impl Session<'_, '_> {
             detach: 0.0,
             read: ms(t),
         };
+        // The rows move into the snapshot (the next read fills them again); the rest is copied.
         let objects = self
             .objects
             .loaded
-            .iter()
-            .map(|l| l.report.clone())
+            .iter_mut()
+            .map(|l| {
+                let rows = (l.report.per_process.take(), l.report.per_cgroup.take());
+                let mut r = l.report.clone();
+                (r.per_process, r.per_cgroup) = rows;
+                r
+            })
             .collect();
         Ok(self.report(0, times, objects))
     }

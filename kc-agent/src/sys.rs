@@ -11,6 +11,9 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+/// The kernel's ENOTSUPP (not in libc): a map type without batch operations.
+const ENOTSUPP: i32 = 524;
 
 /// `union bpf_attr` as the map element commands read it.
 #[repr(C)]
@@ -20,6 +23,20 @@ struct MapElemAttr {
     _pad: u32,
     key: u64,
     value: u64,
+    flags: u64,
+}
+
+/// `union bpf_attr` as the `BPF_MAP_*_BATCH` commands read it.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
     flags: u64,
 }
 
@@ -146,8 +163,30 @@ pub const PERCPU_MAP_TYPES: [u32; 3] = [5, 6, 10];
 
 /// Every (key, value) of a map of `key_size`-byte keys and `value_size`-byte values (a per-CPU
 /// map's value: every CPU's slot), in the kernel's order; an entry deleted during the walk is
-/// skipped.
+/// skipped. Read in batches (`BPF_MAP_LOOKUP_BATCH`, 5.6+: one call per thousand entries)
+/// where the kernel has them for the map, else one key at a time.
 pub fn entries(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    match entries_batched(map, key_size, value_size) {
+        Err(e) if no_batches(&e) => entries_by_key(map, key_size, value_size),
+        read => read,
+    }
+}
+
+/// The error by which a kernel says it has no batch operations (before 5.6), or none for
+/// this map type.
+fn no_batches(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
+    )
+}
+
+/// [`entries`], one `BPF_MAP_GET_NEXT_KEY` and one lookup per entry.
+pub fn entries_by_key(
     map: BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
@@ -163,6 +202,55 @@ pub fn entries(
         cursor = Some(next.clone());
     }
     Ok(out)
+}
+
+/// Entries asked for per batch call at first (a hash map's batch never splits a bucket: a
+/// bucket longer than this is asked for again with room for twice as many).
+const BATCH: usize = 1024;
+
+/// [`entries`] through `BPF_MAP_LOOKUP_BATCH`.
+pub fn entries_batched(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut room = BATCH;
+    // The hash maps' batch token is a bucket index (u32); 8 bytes hold any map's.
+    let (mut token_in, mut token_out) = ([0u8; 8], [0u8; 8]);
+    let mut first = true;
+    loop {
+        let mut keys = vec![0u8; room * key_size];
+        let mut values = vec![0u8; room * value_size];
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { token_in.as_ptr() as u64 },
+            out_batch: token_out.as_mut_ptr() as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: room as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let got = (attr.count as usize).min(room);
+        out.extend(
+            keys.chunks_exact(key_size)
+                .zip(values.chunks_exact(value_size))
+                .take(got)
+                .map(|(k, v)| (k.to_vec(), v.to_vec())),
+        );
+        match r {
+            Ok(()) => {
+                token_in = token_out;
+                first = false;
+            }
+            // The last batch.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            // A bucket longer than `room`: nothing was copied; again with more room.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && got == 0 => room *= 2,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `PERF_EVENT_IOC_ENABLE`, `PERF_EVENT_IOC_SET_BPF` (`_IO('$', 0)`, `_IOW('$', 8, u32)`).

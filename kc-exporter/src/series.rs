@@ -71,6 +71,8 @@ impl Rows {
     ) -> BTreeMap<String, TableOut> {
         // Each row's whole count (restarts carried) and what it counted since the last scrape.
         let mut seen: Vec<(String, u64, Vec<u64>, u64, usize, bool)> = Vec::new();
+        // The row each entry of `seen` was read as.
+        let mut read: Vec<&RowRead> = Vec::new();
         for (table, rows) in tables {
             for r in rows {
                 let st = self.rows.entry((table.clone(), r.id)).or_default();
@@ -96,6 +98,7 @@ impl Rows {
                 let activity = delta.iter().fold(0u64, |a, d| a.saturating_add(*d));
                 let series = r.values.iter().filter(|v| v.is_some()).count();
                 seen.push((table.clone(), r.id, delta, activity, series, st.exported));
+                read.push(r);
             }
         }
         // The most active first; a row exported before keeps its place in a tie.
@@ -132,10 +135,7 @@ impl Rows {
             let t = out.get_mut(table).expect("every table");
             st.exported = chosen[k];
             if chosen[k] {
-                let values = tables[table]
-                    .iter()
-                    .find(|r| r.id == *id)
-                    .expect("seen above")
+                let values = read[k]
                     .values
                     .iter()
                     .enumerate()
@@ -160,12 +160,10 @@ impl Rows {
         for k in exited {
             self.rows.remove(&k);
         }
-        self.rows.retain(|(t, id), _| {
-            tables
-                .get(t)
-                .is_some_and(|rows| rows.iter().any(|r| r.id == *id))
-                || alive(*id)
-        });
+        let in_tables: std::collections::HashSet<(&str, u64)> =
+            seen.iter().map(|s| (s.0.as_str(), s.1)).collect();
+        self.rows
+            .retain(|(t, id), _| in_tables.contains(&(t.as_str(), *id)) || alive(*id));
         for (t, o) in &mut out {
             o.other = self.other.get(t).cloned().unwrap_or_default();
             o.restarts = self.restarts.get(t).copied().unwrap_or(0);

@@ -181,7 +181,7 @@ fn fetch_verified(
     Ok(tarball)
 }
 
-/// What a release's program may weigh (kc-select is about 1.5 MiB, kc-exporter a few).
+/// What a release's program may weigh (kc-select is about 2 MiB, kc-exporter 3).
 const TOOL_CAP: u64 = 32 << 20;
 
 /// Writes a release's program, executable, into the staging directory.

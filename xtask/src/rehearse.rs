@@ -641,10 +641,11 @@ mod tests {
     }
 
     #[test]
-    fn a_release_is_every_libcs_tarballs_and_kc_select_signed() {
+    fn a_release_is_every_libcs_tarballs_and_the_programs_signed() {
         let f = expected_release_files("v1.0.0");
-        // The sums, then per architecture kc-select and two tarballs per libc; each signed.
-        let per_arch = 1 + 2 * Libc::ALL.len();
+        // The sums, then per architecture kc-select, kc-exporter and two tarballs per libc;
+        // each signed.
+        let per_arch = kc_common::release::ReleaseTool::ALL.len() + 2 * Libc::ALL.len();
         assert_eq!(
             f.len(),
             2 * (1 + kc_common::Arch::RELEASED.len() * per_arch)
@@ -653,6 +654,7 @@ mod tests {
         assert!(f.contains(&"kc-select-amd64-v1.0.0.minisig".to_string()));
         assert!(f.contains(&"kernel-collector-arm64-glibc-v1.0.0.tar.xz".to_string()));
         assert!(f.contains(&"kc-select-arm64-v1.0.0".to_string()));
+        assert!(f.contains(&"kc-exporter-arm64-v1.0.0.minisig".to_string()));
     }
 }
 

@@ -147,9 +147,15 @@ fn build_now(tool: Tool, arch: Arch) -> Result<(Vec<u8>, String)> {
         "-C target-feature=+crt-static -C relocation-model=static --remap-path-prefix={}=/cargo",
         cargo_home.display()
     );
-    // Beside the workspace's builds (CI shares CARGO_TARGET_DIR between jobs).
+    // Beside the workspace's builds (CI shares CARGO_TARGET_DIR between jobs); the shipped
+    // programs share one directory, so that what they share (kc-common, kc-select's library)
+    // builds once.
     let (package, (profile, out)) = (tool.package(), tool.profile());
-    let target_dir = paths::cargo_target_dir().join("kc-build").join(package);
+    let dir = match tool {
+        Tool::Select | Tool::Exporter => "release-tools",
+        Tool::Agent => package,
+    };
+    let target_dir = paths::cargo_target_dir().join("kc-build").join(dir);
     let _env = sh.push_env("RUSTFLAGS", flags);
     process::output(cmd!(
         sh,

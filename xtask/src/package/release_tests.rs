@@ -73,7 +73,13 @@ fn two_packages_are_identical_and_check() {
     let a = build_release("v1.2.3", &cells(d.path()), Some(&sk), &AMD64).unwrap();
     let b = build_release("v1.2.3", &cells(d.path()), Some(&sk), &AMD64).unwrap();
     assert_eq!(a.files, b.files);
-    assert_eq!(a.files.len(), 8, "{:?}", a.files.keys().collect::<Vec<_>>());
+    // Two tarballs, kc-select, kc-exporter and the sums, each signed.
+    assert_eq!(
+        a.files.len(),
+        10,
+        "{:?}",
+        a.files.keys().collect::<Vec<_>>()
+    );
     let out = d.path().join("release");
     write_release(&a, &out, "v1.2.3", false).unwrap();
     let check = kc_common::release::check_release_dir(&out, &pk).unwrap();

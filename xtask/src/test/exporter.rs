@@ -304,14 +304,7 @@ fn every_collector_serves(scrape: &str) -> Result<()> {
     let collectors = crate::collectors::load_from(&paths::project_root())?;
     let mut missing = Vec::new();
     for c in &collectors {
-        let labels = format!("collector=\"{}\"}} ", c.name);
-        let up = scrape.lines().any(|l| {
-            l.strip_prefix("kc_exporter_object_up{")
-                .and_then(|l| l.split_once(&labels))
-                .and_then(|(_, v)| v.parse::<f64>().ok())
-                == Some(1.0)
-        });
-        if !up {
+        if !crate::vmtest::exporter::up(scrape, &c.name) {
             missing.push(c.name.clone());
         }
     }

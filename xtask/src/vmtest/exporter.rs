@@ -42,7 +42,7 @@ pub fn judge(console: &str, collectors: &[String]) -> Vec<String> {
 }
 
 /// The scrape says `kc_exporter_object_up{...,collector="C"} 1`.
-fn up(scrape: &str, collector: &str) -> bool {
+pub fn up(scrape: &str, collector: &str) -> bool {
     let labels = format!("collector=\"{collector}\"}} ");
     scrape.lines().any(|l| {
         l.strip_prefix("kc_exporter_object_up{")

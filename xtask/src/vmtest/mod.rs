@@ -106,7 +106,7 @@ impl Accel {
 }
 
 pub(crate) mod expect;
-mod exporter;
+pub(crate) mod exporter;
 pub mod installed;
 mod judge;
 mod modules;
