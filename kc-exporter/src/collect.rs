@@ -36,20 +36,24 @@ pub fn select(flags: &Flags, release: &Path) -> Result<(String, Vec<Selection>)>
             release.display()
         )
     })?;
-    if report.selections.iter().all(|s| s.object.is_none()) {
-        let why: Vec<String> = report
-            .selections
-            .iter()
-            .map(|s| format!("{}: {}", s.collector, s.passed_over.join("; ")))
-            .collect();
-        bail!(
-            "nothing in {} serves kernel {}: {}",
-            release.display(),
-            report.kernel,
-            why.join(" | ")
-        );
-    }
+    nothing_serves(&report.kernel, release, &report.selections)?;
     Ok((report.kernel, report.selections))
+}
+
+/// Refuses a choice in which no collector has an object, with each one's reason.
+fn nothing_serves(kernel: &str, release: &Path, selections: &[Selection]) -> Result<()> {
+    if selections.iter().any(|s| s.object.is_some()) {
+        return Ok(());
+    }
+    let why: Vec<String> = selections
+        .iter()
+        .map(|s| format!("{}: {}", s.collector, s.passed_over.join("; ")))
+        .collect();
+    bail!(
+        "nothing in {} serves kernel {kernel}: {}",
+        release.display(),
+        why.join(" | ")
+    )
 }
 
 /// The chosen objects by release subdirectory (`co-re`, `legacy`): their file names.
@@ -79,6 +83,19 @@ mod tests {
             tried: true,
             passed_over: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_kernel_nothing_serves_is_refused_with_each_reason() {
+        let mut none = sel("vfs", Kind::None, None);
+        none.passed_over = vec!["no BTF".into(), "no bucket <= 4.19".into()];
+        let e = nothing_serves("4.19.0", Path::new("/r"), &[none.clone()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "nothing in /r serves kernel 4.19.0: vfs: no BTF; no bucket <= 4.19"
+        );
+        let some = sel("fd", Kind::CoRe, Some("co-re/fd.bpf.o"));
+        assert!(nothing_serves("6.1.0", Path::new("/r"), &[none, some]).is_ok());
     }
 
     #[test]

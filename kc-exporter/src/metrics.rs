@@ -326,3 +326,142 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
     );
     out.into_values().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kc_common::report::{AppsTable, Row};
+
+    struct Fixed;
+
+    impl RowLabels for Fixed {
+        fn labels(&mut self, _: GroupBy, id: u64) -> Vec<(String, String)> {
+            vec![
+                ("pid".into(), id.to_string()),
+                ("comm".into(), format!("p{id}")),
+            ]
+        }
+        fn alive(&self, _: GroupBy, _: u64) -> bool {
+            true
+        }
+    }
+
+    fn counters(read: Option<u64>, write: Option<u64>) -> BTreeMap<String, Option<u64>> {
+        BTreeMap::from([("read".into(), read), ("write".into(), write)])
+    }
+
+    /// vfs attached, its `write` unobserved, two rows; fd failed to load.
+    fn report() -> LoaderReport {
+        let row = |tgid, n| Row {
+            tgid: Some(tgid),
+            cgroup: None,
+            exited: false,
+            counters: counters(Some(n), None),
+        };
+        LoaderReport {
+            objects: vec![
+                ObjectReport {
+                    object: "vfs.bpf.o".into(),
+                    status: ObjectStatus::Ok,
+                    counters: Some(counters(Some(30), None)),
+                    per_process: Some(vec![row(1, 10), row(2, 20)]),
+                    apps: Some(AppsTable {
+                        group_by: GroupBy::Process,
+                        table_size: 4096,
+                        rows: 2,
+                        insertions: 5,
+                        ..AppsTable::default()
+                    }),
+                    histograms: Some(BTreeMap::from([(
+                        "vfs_latency".into(),
+                        BTreeMap::from([("0".into(), {
+                            let mut slots = vec![0u64; HIST_SLOTS];
+                            slots[1] = 3;
+                            slots[HIST_SLOTS - 1] = 1;
+                            slots
+                        })]),
+                    )])),
+                    ..ObjectReport::default()
+                },
+                ObjectReport {
+                    object: "fd.bpf.o".into(),
+                    status: ObjectStatus::Failed,
+                    error: "load: Operation not permitted".into(),
+                    ..ObjectReport::default()
+                },
+            ],
+            ..LoaderReport::default()
+        }
+    }
+
+    fn scrape(state: &mut State, max_series: usize) -> String {
+        let reports = [report()];
+        let families = families(
+            state,
+            &Scrape {
+                reports: &reports,
+                selections: &[],
+                group_by: GroupBy::Process,
+                max_series,
+            },
+            &mut Fixed,
+        );
+        crate::exposition::encode(families, crate::exposition::Format::Text)
+    }
+
+    #[test]
+    fn observed_counters_rows_and_health_are_served_and_the_unobserved_are_absent() {
+        let text = scrape(&mut State::default(), 100);
+        for line in [
+            "kc_vfs_read_total 30",
+            "kc_vfs_read_by_process_total{pid=\"1\",comm=\"p1\"} 10",
+            "kc_vfs_read_by_process_total{pid=\"2\",comm=\"p2\"} 20",
+            "kc_vfs_read_by_process_total{comm=\"other\"} 0",
+            "kc_exporter_object_up{object=\"vfs.bpf.o\",collector=\"vfs\"} 1.0",
+            "kc_exporter_object_up{object=\"fd.bpf.o\",collector=\"fd\"} 0.0",
+            "kc_exporter_object_error{object=\"fd.bpf.o\",error=\"load: Operation not permitted\"} 1.0",
+            // Five inserted, two here, none removed: three evicted.
+            "kc_exporter_table_evictions_total{object=\"vfs.bpf.o\"} 3",
+            "kc_vfs_latency_seconds_bucket{le=\"0.000004\",id=\"0\"} 3",
+            "kc_vfs_latency_seconds_bucket{le=\"+Inf\",id=\"0\"} 4",
+            "kc_vfs_latency_seconds_count{id=\"0\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
+        }
+        assert!(
+            !text.contains("kc_vfs_write"),
+            "unobserved, yet served:\n{text}"
+        );
+        assert!(
+            !text.contains("kc_fd_"),
+            "a failed object's counters:\n{text}"
+        );
+    }
+
+    #[test]
+    fn rows_beyond_max_series_go_to_other() {
+        let text = scrape(&mut State::default(), 1);
+        assert!(
+            text.contains("kc_vfs_read_by_process_total{pid=\"2\",comm=\"p2\"} 20"),
+            "{text}"
+        );
+        assert!(!text.contains("pid=\"1\""), "{text}");
+        assert!(
+            text.contains("kc_vfs_read_by_process_total{comm=\"other\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kc_exporter_rows_folded{object=\"vfs.bpf.o\"} 1.0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn slot_bounds_are_the_kernels_log2_microseconds() {
+        assert_eq!(slot_bound(0), 2e-6);
+        assert_eq!(slot_bound(9), 1024e-6);
+        assert!(slot_bound(HIST_SLOTS - 1).is_infinite());
+        assert_eq!(collector_of("co-re/vfs.bpf.o"), "vfs");
+        assert_eq!(collector_of("rkc_vfs.6.1.o"), "vfs");
+    }
+}

@@ -62,9 +62,12 @@ pub fn execute(o: &VmtestOptions, libc: Libc) -> Result<(Vec<KernelOutcome>, Vec
     let run = Run::gather(o, libc)?;
     // Images first, one at a time (downloads), then boots in parallel.
     let mut fetcher = Fetcher::new(paths::cache_dir());
-    let guests = (run.kernels.iter())
+    let mut guests = (run.kernels.iter())
         .map(|k| run.stage(&mut fetcher, k))
         .collect::<Result<Vec<_>>>()?;
+    // The longest boots first (those that also run kc-agent, kc-exporter): started last, one
+    // of them would be the run's tail alone.
+    guests.sort_by_key(|g| std::cmp::Reverse(u8::from(g.agent) + u8::from(g.exporter)));
     let mut results = run.boot_all(&guests)?;
     results.sort_by_key(|r| r.series.parse::<Bucket>().ok());
     Ok((results, run.collectors))
