@@ -7,7 +7,9 @@
 //! are started and stay alive, each with rows in the tables (its exec reads, faults, forks);
 //! then rounds alternate which goes first: one scrape (its time at the client, the exporter's
 //! CPU time over it from every thread's schedstat, its RSS after) and one `/proc` pass over
-//! the same pids (time; single-threaded, so its CPU time is its time).
+//! the same pids (time; single-threaded, so its CPU time is its time). Then churn: before each
+//! scrape `--processes` short-lived processes run and exit, and the scrape reports their rows
+//! once and removes them (what a `/proc` reader cannot see at all).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -48,6 +50,11 @@ struct ExporterReport {
     row_series: f64,
     kc_exporter: Side,
     proc_baseline: Side,
+    /// Scrapes after `processes` short-lived processes ran and exited since the last one: each
+    /// reports their rows once and removes them (a `/proc` reader sees none of them).
+    churn: Side,
+    /// Rows of exited processes a churn scrape reported and removed (median).
+    churn_rows_removed: f64,
     /// The exporter's resident memory after the last scrape, and its peak.
     rss_kib: u64,
     peak_rss_kib: u64,
@@ -169,8 +176,41 @@ pub fn run(o: ExporterBench) -> Result<()> {
         proc_baseline: side(&theirs, &theirs, &baseline),
         rss_kib: field("VmRSS:"),
         peak_rss_kib: field("VmHWM:"),
+        churn: side(&[0.0], &[0.0], ""),
+        churn_rows_removed: 0.0,
     };
     drop(held);
+    // Churn: short-lived processes between scrapes; each scrape reports their rows once.
+    let removed = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("kc_exporter_table_exited_removed_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mut before = removed(&client.get(&url).send()?.text()?);
+    let (mut churn, mut churn_cpu, mut churn_removed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut churn_text = String::new();
+    for _ in 0..o.rounds {
+        for _ in 0..o.processes {
+            Command::new("true")
+                .stdin(Stdio::null())
+                .status()
+                .context("running true")?;
+        }
+        let cpu_before = cpu_ns(pid)?;
+        let t = Instant::now();
+        churn_text = client.get(&url).send()?.text()?;
+        churn.push(ms(t));
+        churn_cpu.push((cpu_ns(pid)? - cpu_before) as f64 / 1e6);
+        let after = removed(&churn_text);
+        churn_removed.push(after - before);
+        before = after;
+    }
+    let report = ExporterReport {
+        churn: side(&churn, &churn_cpu, &churn_text),
+        churn_rows_removed: super::median(churn_removed),
+        ..report
+    };
     drop(exporter);
     if o.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -262,7 +302,8 @@ fn table(r: &ExporterReport) -> String {
     };
     format!(
         "bench exporter: {} processes alive, {} rounds (medians; p99 is the slowest round below 100 rounds)\n\
-         {:<32} {:>10} {:>10} {:>10} {:>10} {:>10}\n{}{}\
+         {:<32} {:>10} {:>10} {:>10} {:>10} {:>10}\n{}{}{}\
+         churn: {} short-lived processes before each scrape, {:.0} rows of exited processes reported and removed per scrape (a /proc reader sees none)\n\
          table rows {:.0}, per-application series {:.0} (--max-series 2000); kc-exporter RSS {:.1} MiB, peak {:.1} MiB\n",
         r.processes,
         r.rounds,
@@ -274,6 +315,9 @@ fn table(r: &ExporterReport) -> String {
         "bytes",
         row("kc-exporter scrape", &r.kc_exporter),
         row("/proc (io, stat, comm) baseline", &r.proc_baseline),
+        row("kc-exporter scrape after churn", &r.churn),
+        r.processes,
+        r.churn_rows_removed,
         r.table_rows,
         r.row_series,
         r.rss_kib as f64 / 1024.0,
