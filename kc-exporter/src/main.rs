@@ -126,7 +126,7 @@ fn serve(
     let up: Vec<&str> = first
         .iter()
         .flat_map(|r| &r.objects)
-        .filter(|o| o.error.is_empty() && o.status != kc_common::report::ObjectStatus::Failed)
+        .filter(|o| metrics::serving(o))
         .map(|o| o.object.as_str())
         .collect();
     if up.is_empty() {

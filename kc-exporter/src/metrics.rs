@@ -37,6 +37,26 @@ pub fn collector_of(object: &str) -> String {
         .unwrap_or_else(|| file.to_string())
 }
 
+/// Whether an object loaded and attached (partial: an event without a family here).
+pub fn serving(o: &ObjectReport) -> bool {
+    matches!(o.status, ObjectStatus::Ok | ObjectStatus::Partial)
+}
+
+/// What a row is (`process`, `cgroup`) and the label its `other` row is named by.
+fn by_name(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Cgroup => "cgroup",
+        _ => "process",
+    }
+}
+
+fn other_name(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Cgroup => "cgroup",
+        _ => "comm",
+    }
+}
+
 /// How a row's id becomes its labels, and whether a row gone from its table may come back.
 pub trait RowLabels {
     /// `[("pid", "12"), ("comm", "dd")]`, or `[("cgroup", "/system.slice/x")]`.
@@ -141,7 +161,7 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
     for o in &objects {
         let object = o.object.as_str();
         let collector = collector_of(object);
-        let up = matches!(o.status, ObjectStatus::Ok | ObjectStatus::Partial);
+        let up = serving(o);
         add(
             "kc_exporter_object_up".into(),
             "1 where the object loaded and attached (partial: some event has no family here), else 0.".into(),
@@ -282,6 +302,13 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
             add(name.into(), help.into(), l.clone(), Value::Gauge(v as f64));
         }
         let names = &counter_names[object];
+        let row_help = |counter: &str| {
+            format!(
+                "{collector}: {counter} per {} (the rows beyond --max-series summed into {}=\"other\")",
+                by_name(group_by),
+                other_name(group_by)
+            )
+        };
         let (by, other_label) = match group_by {
             GroupBy::Cgroup => ("by_cgroup", ("cgroup", "other")),
             _ => ("by_process", ("comm", "other")),
@@ -293,7 +320,7 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
                 series += 1;
                 add(
                     format!("kc_{collector}_{counter}_{by}"),
-                    format!("{collector}: {counter} per {} (the rows beyond --max-series summed into {}=\"other\")", &by[3..], other_label.0),
+                    row_help(counter),
                     l.clone(),
                     Value::Counter(*v),
                 );
@@ -312,7 +339,7 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
             series += 1;
             add(
                 format!("kc_{collector}_{counter}_{by}"),
-                format!("{collector}: {counter} per {} (the rows beyond --max-series summed into {}=\"other\")", &by[3..], other_label.0),
+                row_help(counter),
                 lbl(&[other_label]),
                 Value::Counter(*v),
             );

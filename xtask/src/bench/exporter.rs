@@ -19,6 +19,8 @@ use anyhow::{ensure, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use crate::test::exporter::{free_port, Processes};
+
 #[derive(Debug, Args)]
 pub struct ExporterBench {
     /// Processes kept alive while scraping (the default tables hold 4096 rows)
@@ -60,20 +62,6 @@ struct ExporterReport {
     peak_rss_kib: u64,
 }
 
-/// Kills every process it holds when dropped.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-        }
-        for c in &mut self.0 {
-            let _ = c.wait();
-        }
-    }
-}
-
 pub fn run(o: ExporterBench) -> Result<()> {
     ensure!(
         crate::host::is_root(),
@@ -86,9 +74,7 @@ pub fn run(o: ExporterBench) -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let prefix = crate::test::exporter::install_release(scratch.path())?;
     let exe = prefix.join("current").join("kc-exporter");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let log = scratch.path().join("kc-exporter.log");
     let exporter = Processes(vec![Command::new(&exe)
         .arg("--listen")

@@ -45,22 +45,20 @@ pub fn exporter() -> Result<Verdict> {
     let flags = scratch.path().join("kc-exporter.flags");
     std::fs::write(&flags, "# read on start and on SIGHUP\n--max-series 5000\n")?;
     let log = scratch.path().join("kc-exporter.log");
-    let mut exporter = Guard(
-        Command::new(&exe)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--config")
-            .arg(&flags)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?,
-    );
+    let mut exporter = Processes(vec![Command::new(&exe)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&flags)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?]);
     let url = format!("http://127.0.0.1:{port}/metrics");
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let first = wait_for_scrape(&client, &url, &mut exporter.0, &log)?;
+    let first = wait_for_scrape(&client, &url, &mut exporter.0[0], &log)?;
     every_collector_serves(&first)?;
     promtool_accepts(&first, scratch.path())?;
 
@@ -70,14 +68,14 @@ pub fn exporter() -> Result<Verdict> {
     prometheus.judge_workload(pid, reads, per_second)?;
 
     let sh = process::shell();
-    let exporter_pid = exporter.0.id().to_string();
+    let exporter_pid = exporter.0[0].id().to_string();
     sighup_rereads_the_flags(&client, &url, &flags, &exporter_pid)?;
 
     // SIGTERM: detached and ended, nothing of it left in the kernel.
     process::output(cmd!(sh, "kill -TERM {exporter_pid}"))?;
     let stopping = Instant::now();
     let status = loop {
-        if let Some(s) = exporter.0.try_wait()? {
+        if let Some(s) = exporter.0[0].try_wait()? {
             break s;
         }
         ensure!(
@@ -171,13 +169,17 @@ fn value(scrape: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// Kills its process when dropped (a failed check leaves nothing running).
-struct Guard(Child);
+/// Kills its processes when dropped (a failed check or bench leaves nothing running).
+pub(crate) struct Processes(pub Vec<Child>);
 
-impl Drop for Guard {
+impl Drop for Processes {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        for c in &mut self.0 {
+            let _ = c.kill();
+        }
+        for c in &mut self.0 {
+            let _ = c.wait();
+        }
     }
 }
 
@@ -385,7 +387,7 @@ fn run_workload(dir: &Path) -> Result<(u32, u64, f64)> {
 
 /// A Prometheus server of this check's, on loopback, scraping the exporter every second.
 struct Prometheus {
-    _child: Guard,
+    _child: Processes,
     api: String,
     log: PathBuf,
     client: reqwest::blocking::Client,
@@ -416,7 +418,7 @@ impl Prometheus {
             .spawn()
             .context("starting prometheus (Debian's prometheus package: `cargo xtask setup`)")?;
         Ok(Prometheus {
-            _child: Guard(child),
+            _child: Processes(vec![child]),
             api: format!("http://127.0.0.1:{port}/api/v1"),
             log,
             client: reqwest::blocking::Client::builder()
@@ -552,7 +554,7 @@ fn bpf_ids() -> Result<std::collections::BTreeSet<String>> {
     Ok(ids)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
