@@ -54,6 +54,7 @@
 
 #include "kc_attach.h"
 #include "kc_common.h"
+#include "kc_map_walk.h"
 #include "kc_maps.h"
 #include "kc_embedded.h"
 #include "kc_kernel.h"
@@ -147,10 +148,11 @@ static void run_for(int secs)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] "
-		     "[--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] "
-		     "[-- CMD ARGS...]\n"
+		     "[--map-reads batch|per-key] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
+		     "[OBJECTS...] [-- CMD ARGS...]\n"
 		     "  MODE: auto (the default), trampoline, probe or tracepoint; several: one pass each\n"
-		     "  (an object whose forced pass would attach what auto's does sits it out: \"as-auto\")\n");
+		     "  (an object whose forced pass would attach what auto's does sits it out: \"as-auto\")\n"
+		     "  --map-reads: batch (the default; one key at a time where the kernel has no batches) or per-key\n");
 }
 
 /* `--attach`'s comma-separated modes into `modes`: their number, or -1 (said on stderr). */
@@ -277,6 +279,7 @@ int main(int argc, char **argv)
 		{ "run", required_argument, NULL, 'r' },    { "json", no_argument, NULL, 'j' },
 		{ "attach", required_argument, NULL, 'a' },
 		{ "group-by", required_argument, NULL, 'g' }, { "table-size", required_argument, NULL, 't' },
+		{ "map-reads", required_argument, NULL, 'm' },
 		{ "no-attach", no_argument, NULL, 'n' },
 		{ "strict", no_argument, NULL, 's' },       { "embedded", no_argument, NULL, 'E' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
@@ -302,12 +305,19 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	while ((opt = getopt_long(argc, argv, "a:g:t:r:jnsEvh", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "a:g:t:m:r:jnsEvh", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
 			o.apps.group_by = kc_group_by_parse(optarg);
 			if (o.apps.group_by < 0) {
 				fprintf(stderr, "kc-loader: --group-by %s: expected none, process or cgroup\n", optarg);
+				return 2;
+			}
+			break;
+		case 'm':
+			o.apps.map_reads = kc_map_reads_parse(optarg);
+			if (o.apps.map_reads < 0) {
+				fprintf(stderr, "kc-loader: --map-reads %s: expected batch or per-key\n", optarg);
 				return 2;
 			}
 			break;

@@ -13,6 +13,7 @@
 #include <bpf/libbpf.h>
 
 #include "kc_common.h"
+#include "kc_map_walk.h"
 #include "kc_maps.h"
 
 #define MAX_COUNTERS KC_MAX_COUNTERS
@@ -124,22 +125,57 @@ static void put(struct buf *b, const char *fmt, ...)
 	}
 }
 
+/* `n` bytes of `s`, as they are. */
+static void put_bytes(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		char *grown = realloc(b->s, (b->len + n + 1) * 2);
+
+		if (!grown)
+			return;
+		b->s = grown;
+		b->cap = (b->len + n + 1) * 2;
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = 0;
+}
+
+/* `v` in decimal, without a format string to parse (one per counter of every row). */
+static void put_u64(struct buf *b, unsigned long long v)
+{
+	char digits[20];
+	int n = sizeof(digits);
+
+	do
+		digits[--n] = (char)('0' + v % 10);
+	while (v /= 10);
+	put_bytes(b, digits + n, sizeof(digits) - n);
+}
+
 /* `s` as a JSON string: counter names and reasons come from an object's BTF, which any object
- * file brings. */
+ * file brings. Runs of plain characters are copied whole (a collection writes a name per
+ * counter of every row). */
 static void put_string(struct buf *b, const char *s)
 {
-	put(b, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	put_bytes(b, "\"", 1);
+	while (*s) {
+		size_t plain = 0;
+		unsigned char c;
 
+		while (s[plain] && s[plain] != '"' && s[plain] != '\\' && (unsigned char)s[plain] >= 0x20)
+			plain++;
+		put_bytes(b, s, plain);
+		s += plain;
+		if (!*s)
+			break;
+		c = (unsigned char)*s++;
 		if (c == '"' || c == '\\')
 			put(b, "\\%c", c);
-		else if (c < 0x20)
-			put(b, "\\u%04x", c);
 		else
-			put(b, "%c", c);
+			put(b, "\\u%04x", c);
 	}
-	put(b, "\"");
+	put_bytes(b, "\"", 1);
 }
 
 /* The struct a map's values are (a `_counters` map: one __u64 member per counter), or NULL. */
@@ -200,16 +236,19 @@ int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
 /* {"name": value, ...}: null for a counter the pass did not observe. */
 static void counters_json(struct buf *b, const struct counters *c, const unsigned long long *v)
 {
-	put(b, "{");
+	put_bytes(b, "{", 1);
 	for (int i = 0; i < c->n; i++) {
-		put(b, "%s", i ? ", " : "");
+		if (i)
+			put_bytes(b, ", ", 2);
 		put_string(b, c->names[i]);
-		if (c->unobserved[i][0])
-			put(b, ": null");
-		else
-			put(b, ": %llu", v[i]);
+		if (c->unobserved[i][0]) {
+			put_bytes(b, ": null", 6);
+		} else {
+			put_bytes(b, ": ", 2);
+			put_u64(b, v[i]);
+		}
 	}
-	put(b, "}");
+	put_bytes(b, "}", 1);
 }
 
 /* {"name": "why", ...} of the counters the pass did not observe. */
@@ -276,40 +315,57 @@ struct ctrl_state {
 	unsigned long long removed; /* rows of exited processes this collection removed */
 };
 
+/* What a walk of an apps table carries from row to row. */
+struct apps_walk {
+	struct buf *j;
+	const struct counters *c;
+	int group_by, rows, ngone, room;
+	__u64 *gone;
+};
+
+static void visit_app_row(const void *k, const void *value, void *ctx)
+{
+	struct apps_walk *w = ctx;
+	int exited = 0;
+	__u64 key;
+
+	memcpy(&key, k, sizeof(key));
+	if (w->group_by == KC_GROUP_PROCESS && kill((pid_t)key, 0) && errno == ESRCH) {
+		exited = 1;
+		if (w->gone && w->ngone < w->room)
+			w->gone[w->ngone++] = key;
+	}
+	put(w->j, "%s{\"%s\": %llu, \"exited\": %s, \"counters\": ", w->rows ? ", " : "",
+	    w->group_by == KC_GROUP_CGROUP ? "cgroup" : "tgid", (unsigned long long)key, exited ? "true" : "false");
+	counters_json(w->j, w->c, value);
+	put(w->j, "}");
+	w->rows++;
+}
+
 /* The rows of an apps table, then the removal of those of processes that exited: their last
  * figures are reported once, and the table keeps only the living. */
-static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const struct counters *c, int group_by,
-		      struct ctrl_state *cs)
+static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const struct counters *c,
+		      const struct kc_app_options *o, struct ctrl_state *cs)
 {
-	int fd = bpf_map__fd(map), first = 1, rows = 0, ngone = 0;
+	int group_by = o->group_by;
+	struct apps_walk w = {
+		.j = j,
+		.c = c,
+		.group_by = group_by,
+		.room = (int)bpf_map__max_entries(map),
+		.gone = calloc(bpf_map__max_entries(map), sizeof(__u64)),
+	};
+	int fd = bpf_map__fd(map), rows;
 	unsigned long long evicted;
-	__u64 key, next, *gone = calloc(bpf_map__max_entries(map), sizeof(__u64));
-	unsigned long long v[MAX_COUNTERS];
 
 	put(j, ", \"%s\": [", group_by == KC_GROUP_CGROUP ? "per_cgroup" : "per_process");
-	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
-		int exited = 0;
-
-		first = 0;
-		key = next;
-		memset(v, 0, sizeof(v));
-		if (bpf_map_lookup_elem(fd, &key, v))
-			continue;
-		if (group_by == KC_GROUP_PROCESS && kill((pid_t)key, 0) && errno == ESRCH) {
-			exited = 1;
-			if (gone && ngone < (int)bpf_map__max_entries(map))
-				gone[ngone++] = key;
-		}
-		put(j, "%s{\"%s\": %llu, \"exited\": %s, \"counters\": ", rows ? ", " : "",
-		    group_by == KC_GROUP_CGROUP ? "cgroup" : "tgid", (unsigned long long)key, exited ? "true" : "false");
-		counters_json(j, c, v);
-		put(j, "}");
-		rows++;
-	}
+	/* Counter structs are checked to fit (kc_maps_check): the value is read whole. */
+	kc_map_walk(fd, sizeof(__u64), bpf_map__value_size(map), o->map_reads, visit_app_row, &w);
+	rows = w.rows;
 	/* Deleted after the walk: deleting during it would restart it. */
-	for (int i = 0; i < ngone; i++)
-		cs->removed += bpf_map_delete_elem(fd, &gone[i]) == 0;
-	free(gone);
+	for (int i = 0; i < w.ngone; i++)
+		cs->removed += bpf_map_delete_elem(fd, &w.gone[i]) == 0;
+	free(w.gone);
 	/* Every row the programs inserted is still here, was removed by an agent, or was evicted
 	 * by the LRU to make room. This loader collects once, and removes only after this walk:
 	 * the evictions are what is not here. */
@@ -323,73 +379,86 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const s
 	    (unsigned long long)cs->ctrl.insertions, evicted, (unsigned long long)cs->ctrl.failures, cs->removed);
 }
 
-/* A latency histogram: counts keyed by {id, slot}, as {"id": [slot counts]}. */
-static void read_histogram(struct buf *j, struct bpf_map *map)
-{
-	int fd = bpf_map__fd(map), first = 1, copies = value_copies(map), ids = 0;
-	struct kc_hist_key key, next;
-	unsigned long long *v = calloc(copies, 8);
+/* A latency histogram's ids, each with its slot counts. */
+struct hist_walk {
+	int copies, ids;
 	struct {
 		__u32 id;
 		unsigned long long slots[KC_HIST_SLOTS];
 	} h[64];
+};
 
-	if (!v)
+static void visit_hist_slot(const void *k, const void *value, void *ctx)
+{
+	struct hist_walk *w = ctx;
+	struct kc_hist_key key;
+	const unsigned long long *v = value;
+	int i;
+
+	memcpy(&key, k, sizeof(key));
+	if (key.slot >= KC_HIST_SLOTS)
 		return;
-	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
-		int k;
-
-		first = 0;
-		key = next;
-		if (bpf_map_lookup_elem(fd, &key, v) || key.slot >= KC_HIST_SLOTS)
-			continue;
-		for (k = 0; k < ids && h[k].id != key.id; k++)
-			;
-		if (k == ids) {
-			if (ids == 64)
-				continue;
-			memset(&h[ids], 0, sizeof(h[0]));
-			h[ids++].id = key.id;
-		}
-		for (int c = 0; c < copies; c++)
-			h[k].slots[key.slot] += v[c];
+	for (i = 0; i < w->ids && w->h[i].id != key.id; i++)
+		;
+	if (i == w->ids) {
+		if (w->ids == 64)
+			return;
+		memset(&w->h[i], 0, sizeof(w->h[0]));
+		w->h[w->ids++].id = key.id;
 	}
-	free(v);
+	for (int c = 0; c < w->copies; c++)
+		w->h[i].slots[key.slot] += v[c];
+}
+
+/* A latency histogram: counts keyed by {id, slot}, as {"id": [slot counts]}. */
+static void read_histogram(struct buf *j, struct bpf_map *map, int reads)
+{
+	struct hist_walk *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return;
+	w->copies = value_copies(map);
+	kc_map_walk(bpf_map__fd(map), sizeof(struct kc_hist_key), (size_t)w->copies * 8, reads, visit_hist_slot, w);
 	put(j, "\"%s\": {", bpf_map__name(map));
-	for (int k = 0; k < ids; k++) {
-		put(j, "%s\"%u\": [", k ? ", " : "", h[k].id);
+	for (int k = 0; k < w->ids; k++) {
+		put(j, "%s\"%u\": [", k ? ", " : "", w->h[k].id);
 		for (int s = 0; s < KC_HIST_SLOTS; s++)
-			put(j, "%s%llu", s ? ", " : "", h[k].slots[s]);
+			put(j, "%s%llu", s ? ", " : "", w->h[k].slots[s]);
 		put(j, "]");
 	}
 	put(j, "}");
+	free(w);
+}
+
+/* What a walk of a device map carries from device to device. */
+struct devices_walk {
+	struct buf *j, *t;
+	int copies, n;
+};
+
+static void visit_device(const void *k, const void *value, void *ctx)
+{
+	struct devices_walk *w = ctx;
+	const unsigned long long *v = value;
+	unsigned long long sum = 0;
+	__u32 key;
+
+	memcpy(&key, k, sizeof(key));
+	for (int c = 0; c < w->copies; c++)
+		sum += v[c];
+	/* The kernel's dev_t: 12 bits of major above 20 of minor. */
+	put(w->j, "%s\"%u:%u\": %llu", w->n++ ? ", " : "", key >> 20, key & 0xfffff, sum);
+	put(w->t, " %u:%u=%llu", key >> 20, key & 0xfffff, sum);
 }
 
 /* Counts per device, keyed by a kernel dev_t, as {"major:minor": count}. */
-static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map)
+static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map, int reads)
 {
-	int fd = bpf_map__fd(map), first = 1, copies = value_copies(map), k = 0;
-	unsigned long long *v = calloc(copies, 8);
-	__u32 key, next;
+	struct devices_walk w = { .j = j, .t = t, .copies = value_copies(map) };
 
-	if (!v)
-		return;
 	put(j, "\"%s\": {", bpf_map__name(map));
 	put(t, "  %s:", bpf_map__name(map));
-	while (bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
-		unsigned long long sum = 0;
-
-		first = 0;
-		key = next;
-		if (bpf_map_lookup_elem(fd, &key, v))
-			continue;
-		for (int c = 0; c < copies; c++)
-			sum += v[c];
-		/* The kernel's dev_t: 12 bits of major above 20 of minor. */
-		put(j, "%s\"%u:%u\": %llu", k++ ? ", " : "", key >> 20, key & 0xfffff, sum);
-		put(t, " %u:%u=%llu", key >> 20, key & 0xfffff, sum);
-	}
-	free(v);
+	kc_map_walk(bpf_map__fd(map), sizeof(__u32), (size_t)w.copies * 8, reads, visit_device, &w);
 	put(j, "}");
 	put(t, "\n");
 }
@@ -463,18 +532,18 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 		if (c.unobserved[i][0])
 			put(&t, "  %s unobserved: %s\n", c.names[i], c.unobserved[i]);
 	if (apps && o->group_by != KC_GROUP_NONE)
-		read_apps(&j, &t, apps, &c, o->group_by, &cs);
+		read_apps(&j, &t, apps, &c, o, &cs);
 	put(&j, ", \"histograms\": {");
 	bpf_object__for_each_map(map, obj)
 		if (has_suffix(bpf_map__name(map), "_latency")) {
 			put(&j, hists++ ? ", " : "");
-			read_histogram(&j, map);
+			read_histogram(&j, map, o->map_reads);
 		}
 	put(&j, "}, \"devices\": {");
 	bpf_object__for_each_map(map, obj)
 		if (has_suffix(bpf_map__name(map), "_devices")) {
 			put(&j, devices++ ? ", " : "");
-			read_devices(&j, &t, map);
+			read_devices(&j, &t, map, o->map_reads);
 		}
 	/* A map whose figure could not be read makes the sum no figure at all. */
 	if (memory_unknown) {

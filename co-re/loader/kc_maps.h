@@ -11,10 +11,12 @@
 
 #include "kc_observed.h"
 
-/* --group-by: the values of enum kc_group_by; --table-size 0 keeps the object's own size. */
+/* --group-by: the values of enum kc_group_by; --table-size 0 keeps the object's own size;
+ * --map-reads: enum kc_map_reads (kc_map_walk.h), how a collection reads the tables. */
 struct kc_app_options {
 	int group_by;
 	unsigned int table_size;
+	int map_reads;
 };
 
 const char *kc_group_by_name(int group_by);

@@ -29,16 +29,18 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use kc_common::plan::{AttachPlan, PLAN_FILE};
-use kc_common::report::{GroupBy, KernelFigures, LoaderReport, ObjectReport, PassTimes};
+use kc_common::report::{GroupBy, KernelFigures, LoaderReport, MapReads, ObjectReport, PassTimes};
 use kc_common::AttachMode;
 
 pub use kernel::Kernel;
 
-/// How to attach the objects for a pass (kc-loader's `--attach`, `--group-by`).
+/// How to attach the objects for a pass and read their maps (kc-loader's `--attach`,
+/// `--group-by`, `--map-reads`).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub attach: AttachMode,
     pub group_by: GroupBy,
+    pub map_reads: MapReads,
 }
 
 /// The largest object or plan read (ours are tens of KiB, a plan a few hundred).
@@ -211,10 +213,10 @@ impl Session<'_, '_> {
     }
 
     fn read_maps(&mut self) -> Result<()> {
-        let (group_by, cpus) = (self.options.group_by, self.cpus);
+        let cpus = self.cpus;
         for l in self.objects.loaded.iter_mut().filter(|l| l.attached()) {
             l.report.missed_runs = attach::missed_runs(l).saturating_sub(l.missed_before);
-            read::read(l, group_by, cpus)
+            read::read(l, &self.options, cpus)
                 .with_context(|| format!("reading the maps of {}", l.report.object))?;
             l.report.memory_bytes = attach::map_memlock(l);
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kc_agent::{Options, Release};
-use kc_common::report::GroupBy;
+use kc_common::report::{GroupBy, MapReads};
 use kc_common::AttachMode;
 
 #[derive(Debug, Parser)]
@@ -21,6 +21,10 @@ struct Cli {
     attach: Vec<AttachMode>,
     #[arg(long, default_value = "process")]
     group_by: GroupBy,
+    /// How a collection reads each table: `batch` (one key at a time where the kernel has no
+    /// batches) or `per-key`
+    #[arg(long, default_value = "batch")]
+    map_reads: MapReads,
     /// Rows of each per-application table
     #[arg(long)]
     table_size: Option<u32>,
@@ -51,6 +55,7 @@ fn run(cli: Cli) -> Result<()> {
         let options = Options {
             attach,
             group_by: cli.group_by,
+            map_reads: cli.map_reads,
         };
         let session = loaded.attach(&options)?;
         let mut child = std::process::Command::new(&cli.workload[0])

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 use kc_common::plan::{CounterPlan, MapPlan, MapRole};
-use kc_common::report::{AppsTable, GroupBy, Row};
+use kc_common::report::{AppsTable, GroupBy, MapReads, Row};
 
 use crate::attach::{map_fd, Loaded};
 use crate::sys;
+use crate::Options;
 
 /// Why `c` is not observed in this pass, or None where every event that feeds it was
 /// observed by a family not blind to it (a count of some of its events only would be a false
@@ -45,25 +46,24 @@ fn u64s(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
         .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
 }
 
+/// Each counter's value by name, None where unobserved (`observed`: per counter, in order;
+/// worked out once per table, not per row).
 fn named(
     counters: &[CounterPlan],
-    values: &[u64],
-    unobserved: &BTreeMap<String, String>,
+    values: impl Iterator<Item = u64>,
+    observed: &[bool],
 ) -> BTreeMap<String, Option<u64>> {
     counters
         .iter()
-        .zip(values.iter().copied())
-        .map(|(c, v)| {
-            (
-                c.name.clone(),
-                (!unobserved.contains_key(&c.name)).then_some(v),
-            )
-        })
+        .zip(values)
+        .zip(observed)
+        .map(|((c, v), &seen)| (c.name.clone(), seen.then_some(v)))
         .collect()
 }
 
 /// Fills the report of `loaded` from its maps.
-pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Result<()> {
+pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Result<()> {
+    let (group_by, reads) = (options.group_by, options.map_reads);
     let (Some(ebpf), Some(cpus)) = (&loaded.ebpf, NonZeroUsize::new(cpus)) else {
         return Ok(());
     };
@@ -78,6 +78,11 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
         Some((m, ebpf.map(&m.name)?))
     };
     let n = plan.counters.len();
+    let observed: Vec<bool> = plan
+        .counters
+        .iter()
+        .map(|c| !unobserved.contains_key(&c.name))
+        .collect();
     let mut report = std::mem::take(&mut loaded.report);
     if let Some((m, totals)) = map(MapRole::Totals) {
         let stride = sys::value_slot(m.value_size.unwrap_or(0));
@@ -89,7 +94,7 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
                 *s += v;
             }
         }
-        report.counters = Some(named(&plan.counters, &sums, &unobserved));
+        report.counters = Some(named(&plan.counters, sums.into_iter(), &observed));
         report.unobserved = Some(unobserved.clone());
     }
     if let (Some((m, apps)), Some((_, ctrl)), false) = (
@@ -99,24 +104,27 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
     ) {
         let fd = map_fd(apps)?;
         let (mut rows, mut gone) = (Vec::new(), Vec::new());
-        for (key, value) in sys::entries(fd, 8, m.value_size.unwrap_or(0) as usize)? {
-            let id = u64::from_ne_bytes(key[..].try_into().expect("8-byte keys"));
-            let values: Vec<u64> = u64s(&value).collect();
+        let visit = &mut |key: &[u8], value: &[u8]| {
+            let id = u64::from_ne_bytes(key.try_into().expect("8-byte keys"));
             // SAFETY: kill with signal 0 only asks whether the process exists.
             let exited = group_by == GroupBy::Process
                 && unsafe { libc::kill(id as libc::pid_t, 0) } != 0
                 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
             if exited {
-                gone.push(key);
+                gone.push(id);
             }
             rows.push(Row {
                 tgid: (group_by == GroupBy::Process).then_some(id as u32),
                 cgroup: (group_by == GroupBy::Cgroup).then_some(id),
                 exited,
-                counters: named(&plan.counters, &values, &unobserved),
+                counters: named(&plan.counters, u64s(value), &observed),
             });
-        }
-        let removed = gone.iter().filter(|k| sys::delete(fd, k).is_ok()).count() as u64;
+        };
+        sys::walk(fd, 8, m.value_size.unwrap_or(0) as usize, reads, visit)?;
+        let removed = gone
+            .iter()
+            .filter(|id| sys::delete(fd, &id.to_ne_bytes()).is_ok())
+            .count() as u64;
         let mut ctrl_value = [0u8; 24];
         sys::lookup(map_fd(ctrl)?, &0u32.to_ne_bytes(), &mut ctrl_value)?;
         let ctrl: Vec<u64> = u64s(&ctrl_value).collect();
@@ -144,10 +152,13 @@ pub fn read(loaded: &mut Loaded, group_by: GroupBy, cpus: usize) -> std::io::Res
         };
         match m.role {
             MapRole::Histogram => {
-                histograms.insert(m.name.clone(), read_histogram(map_fd(map)?, m, cpus)?);
+                histograms.insert(
+                    m.name.clone(),
+                    read_histogram(map_fd(map)?, m, cpus, reads)?,
+                );
             }
             MapRole::Devices => {
-                devices.insert(m.name.clone(), read_devices(map_fd(map)?, m, cpus)?);
+                devices.insert(m.name.clone(), read_devices(map_fd(map)?, m, cpus, reads)?);
             }
             _ => {}
         }
@@ -176,9 +187,10 @@ fn read_histogram(
     fd: std::os::fd::BorrowedFd<'_>,
     m: &MapPlan,
     cpus: NonZeroUsize,
+    reads: MapReads,
 ) -> std::io::Result<BTreeMap<String, Vec<u64>>> {
     let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (key, value) in sys::entries(fd, 8, 8 * value_copies(m, cpus))? {
+    for (key, value) in sys::entries(fd, 8, 8 * value_copies(m, cpus), reads)? {
         let id = u32::from_ne_bytes(key[..4].try_into().expect("4 bytes"));
         let slot = u32::from_ne_bytes(key[4..].try_into().expect("4 bytes")) as usize;
         if slot >= HIST_SLOTS {
@@ -197,8 +209,9 @@ fn read_devices(
     fd: std::os::fd::BorrowedFd<'_>,
     m: &MapPlan,
     cpus: NonZeroUsize,
+    reads: MapReads,
 ) -> std::io::Result<BTreeMap<String, u64>> {
-    Ok(sys::entries(fd, 4, 8 * value_copies(m, cpus))?
+    Ok(sys::entries(fd, 4, 8 * value_copies(m, cpus), reads)?
         .into_iter()
         .map(|(key, value)| {
             let dev = u32::from_ne_bytes(key[..].try_into().expect("4-byte keys"));

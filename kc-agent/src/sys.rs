@@ -6,6 +6,8 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use kc_common::report::MapReads;
+
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
@@ -161,19 +163,40 @@ pub fn value_slot(value_size: u32) -> usize {
 /// `BPF_MAP_TYPE_PERCPU_HASH`, `_PERCPU_ARRAY`, `_LRU_PERCPU_HASH`: one value slot per CPU.
 pub const PERCPU_MAP_TYPES: [u32; 3] = [5, 6, 10];
 
-/// Every (key, value) of a map of `key_size`-byte keys and `value_size`-byte values (a per-CPU
-/// map's value: every CPU's slot), in the kernel's order; an entry deleted during the walk is
-/// skipped. Read in batches (`BPF_MAP_LOOKUP_BATCH`, 5.6+: one call per thousand entries)
-/// where the kernel has them for the map, else one key at a time.
+/// Visits every (key, value) of a map of `key_size`-byte keys and `value_size`-byte values (a
+/// per-CPU map's value: every CPU's slot), in the kernel's order; an entry deleted during the
+/// walk is skipped. [`MapReads::Batch`]: in batches (`BPF_MAP_LOOKUP_BATCH`, 5.6+: one call
+/// per thousand entries) where the kernel has them for the map, else one key at a time.
+pub fn walk(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    reads: MapReads,
+    visit: &mut dyn FnMut(&[u8], &[u8]),
+) -> io::Result<()> {
+    if reads == MapReads::PerKey {
+        return walk_by_key(map, key_size, value_size, visit);
+    }
+    match walk_batched(map, key_size, value_size, visit) {
+        // Refused at the first call, before any entry was visited.
+        Err(Batched::Refused) => walk_by_key(map, key_size, value_size, visit),
+        Err(Batched::Failed(e)) => Err(e),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// [`walk`]'s entries, collected.
 pub fn entries(
     map: BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
+    reads: MapReads,
 ) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    match entries_batched(map, key_size, value_size) {
-        Err(e) if no_batches(&e) => entries_by_key(map, key_size, value_size),
-        read => read,
-    }
+    let mut out = Vec::new();
+    walk(map, key_size, value_size, reads, &mut |k, v| {
+        out.push((k.to_vec(), v.to_vec()))
+    })?;
+    Ok(out)
 }
 
 /// The error by which a kernel says it has no batch operations (before 5.6), or none for
@@ -185,43 +208,50 @@ fn no_batches(e: &io::Error) -> bool {
     )
 }
 
-/// [`entries`], one `BPF_MAP_GET_NEXT_KEY` and one lookup per entry.
-pub fn entries_by_key(
+/// [`walk`], one `BPF_MAP_GET_NEXT_KEY` and one lookup per entry.
+fn walk_by_key(
     map: BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
-) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
-    let mut cursor: Option<Vec<u8>> = None;
-    let mut next = vec![0u8; key_size];
-    while next_key(map, cursor.as_deref(), &mut next)? {
-        let mut value = vec![0u8; value_size];
-        if lookup(map, &next, &mut value).is_ok() {
-            out.push((next.clone(), value));
+    visit: &mut dyn FnMut(&[u8], &[u8]),
+) -> io::Result<()> {
+    let (mut key, mut next) = (vec![0u8; key_size], vec![0u8; key_size]);
+    let mut value = vec![0u8; value_size];
+    let mut first = true;
+    while next_key(map, (!first).then_some(&key[..]), &mut next)? {
+        first = false;
+        std::mem::swap(&mut key, &mut next);
+        if lookup(map, &key, &mut value).is_ok() {
+            visit(&key, &value);
         }
-        cursor = Some(next.clone());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Entries asked for per batch call at first (a hash map's batch never splits a bucket: a
 /// bucket longer than this is asked for again with room for twice as many).
 const BATCH: usize = 1024;
 
-/// [`entries`] through `BPF_MAP_LOOKUP_BATCH`.
-pub fn entries_batched(
+/// How a batched walk failed.
+enum Batched {
+    /// The kernel has no batches for the map: its first call refused, nothing visited.
+    Refused,
+    Failed(io::Error),
+}
+
+/// [`walk`] through `BPF_MAP_LOOKUP_BATCH`.
+fn walk_batched(
     map: BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
-) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
+    visit: &mut dyn FnMut(&[u8], &[u8]),
+) -> Result<(), Batched> {
     let mut room = BATCH;
     // The hash maps' batch token is a bucket index (u32); 8 bytes hold any map's.
     let (mut token_in, mut token_out) = ([0u8; 8], [0u8; 8]);
+    let (mut keys, mut values) = (vec![0u8; room * key_size], vec![0u8; room * value_size]);
     let mut first = true;
     loop {
-        let mut keys = vec![0u8; room * key_size];
-        let mut values = vec![0u8; room * value_size];
         let mut attr = BatchAttr {
             in_batch: if first { 0 } else { token_in.as_ptr() as u64 },
             out_batch: token_out.as_mut_ptr() as u64,
@@ -233,22 +263,27 @@ pub fn entries_batched(
         };
         let r = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
         let got = (attr.count as usize).min(room);
-        out.extend(
-            keys.chunks_exact(key_size)
-                .zip(values.chunks_exact(value_size))
-                .take(got)
-                .map(|(k, v)| (k.to_vec(), v.to_vec())),
-        );
+        for (k, v) in keys
+            .chunks_exact(key_size)
+            .zip(values.chunks_exact(value_size))
+            .take(got)
+        {
+            visit(k, v);
+        }
         match r {
             Ok(()) => {
                 token_in = token_out;
                 first = false;
             }
             // The last batch.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             // A bucket longer than `room`: nothing was copied; again with more room.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && got == 0 => room *= 2,
-            Err(e) => return Err(e),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && got == 0 => {
+                room *= 2;
+                (keys, values) = (vec![0u8; room * key_size], vec![0u8; room * value_size]);
+            }
+            Err(e) if first && got == 0 && no_batches(&e) => return Err(Batched::Refused),
+            Err(e) => return Err(Batched::Failed(e)),
         }
     }
 }
@@ -369,5 +404,80 @@ mod tests {
         assert_eq!(super::fdinfo_field(info, "map_id"), Some(12));
         assert_eq!(super::fdinfo_field(info, "frozen"), None);
         assert_eq!(super::fdinfo_field("memlock:\tlots\n", "memlock"), None);
+    }
+
+    /// `union bpf_attr` as BPF_MAP_CREATE reads its first fields.
+    #[repr(C)]
+    #[derive(Default)]
+    struct CreateAttr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+
+    /// A map of `map_type` with 8-byte keys and 16-byte values, filled with `rows` entries.
+    fn filled_map(map_type: u32, rows: u64) -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        let mut attr = CreateAttr {
+            map_type,
+            key_size: 8,
+            value_size: 16,
+            max_entries: 8192,
+            ..CreateAttr::default()
+        };
+        // SAFETY: a bpf_attr prefix of the size passed; the kernel reads only within it.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                0, // BPF_MAP_CREATE
+                &mut attr as *mut CreateAttr as *mut libc::c_void,
+                std::mem::size_of::<CreateAttr>() as libc::c_uint,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "BPF_MAP_CREATE: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: the kernel just returned this descriptor, owned by nobody else.
+        let map = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        let cpus = crate::possible_cpus().unwrap();
+        let slots = if map_type == 5 { cpus } else { 1 };
+        for k in 0..rows {
+            let value: Vec<u8> = (0..2 * slots as u64)
+                .flat_map(|i| (k * 100 + i).to_ne_bytes())
+                .collect();
+            super::update(&map, &k.to_ne_bytes(), &value).unwrap();
+        }
+        map
+    }
+
+    #[test]
+    fn batched_and_per_key_reads_agree_needs_root() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            kc_common::skip::skip(
+                "batched_and_per_key_reads_agree_needs_root",
+                "creating BPF maps needs root",
+            );
+            return;
+        }
+        use kc_common::report::MapReads;
+        use std::os::fd::AsFd;
+        let cpus = crate::possible_cpus().unwrap();
+        // Hash, per-CPU hash, LRU hash; more rows than one batch holds.
+        for (map_type, slots) in [(1, 1), (5, cpus), (9, 1)] {
+            let map = filled_map(map_type, 3000);
+            let read = |reads| {
+                let mut rows = super::entries(map.as_fd(), 8, 16 * slots, reads).unwrap();
+                rows.sort();
+                rows
+            };
+            let (batched, by_key) = (read(MapReads::Batch), read(MapReads::PerKey));
+            assert_eq!(batched.len(), 3000, "map type {map_type}");
+            assert_eq!(batched, by_key, "map type {map_type}");
+        }
     }
 }

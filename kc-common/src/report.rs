@@ -345,6 +345,49 @@ impl FromStr for GroupBy {
     }
 }
 
+/// `--map-reads`: how a collection reads each table (kc-loader's `enum kc_map_reads`,
+/// `co-re/loader/kc_map_walk.h`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MapReads {
+    /// `BPF_MAP_LOOKUP_BATCH` (5.6+), a thousand entries a call; one key at a time where the
+    /// kernel has no batches for the map.
+    #[default]
+    Batch,
+    /// `BPF_MAP_GET_NEXT_KEY` and a lookup per entry.
+    PerKey,
+}
+
+impl MapReads {
+    pub const ALL: [MapReads; 2] = [MapReads::Batch, MapReads::PerKey];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MapReads::Batch => "batch",
+            MapReads::PerKey => "per-key",
+        }
+    }
+}
+
+impl fmt::Display for MapReads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("map-reads {0:?}: use batch or per-key")]
+pub struct MapReadsError(String);
+
+impl FromStr for MapReads {
+    type Err = MapReadsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MapReads::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| MapReadsError(s.to_string()))
+    }
+}
+
 /// The per-application table's statistics over the pass.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -437,5 +480,13 @@ mod tests {
             assert_eq!(g.to_string().parse::<GroupBy>().unwrap(), g);
         }
         assert!("thread".parse::<GroupBy>().is_err());
+    }
+
+    #[test]
+    fn map_reads_names_round_trip() {
+        for r in MapReads::ALL {
+            assert_eq!(r.to_string().parse::<MapReads>().unwrap(), r);
+        }
+        assert!("per_key".parse::<MapReads>().is_err());
     }
 }

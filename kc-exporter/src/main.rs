@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use kc_agent::{Options, Release};
-use kc_common::report::LoaderReport;
+use kc_common::report::{LoaderReport, MapReads};
 use kc_exporter::collect;
 use kc_exporter::exposition::{self, Family, Value};
 use kc_exporter::flags::Flags;
@@ -112,6 +112,7 @@ fn serve(
     let options = Options {
         attach: flags.attach,
         group_by: flags.group_by,
+        map_reads: MapReads::Batch,
     };
     let mut sessions = Vec::new();
     for objects in &mut loaded {

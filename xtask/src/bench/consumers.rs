@@ -12,7 +12,7 @@ use xshell::cmd;
 
 use crate::compile::cell;
 use crate::paths::cell_dir;
-use crate::test::agent::{agent_binary, release_dir, setup_ms};
+use crate::test::agent::{bench_agent_binary, release_dir, setup_ms};
 use crate::{host, process};
 
 #[derive(Debug, Args)]
@@ -69,7 +69,7 @@ pub fn run(o: ConsumersBench) -> Result<()> {
     let cell = cell_dir(CellId::core(host::host_libc()));
     let loader = cell.join(cell::LOADER);
     let scratch = tempfile::tempdir()?;
-    let agent = agent_binary(scratch.path())?;
+    let agent = bench_agent_binary(scratch.path())?;
     let release = &scratch.path().join("co-re");
     std::fs::create_dir(release)?;
     let names = release_dir(&cell, release)?;

@@ -2,6 +2,7 @@
 
 mod arch_build;
 mod build;
+mod collect;
 mod consumers;
 mod docker;
 mod exporter;
@@ -43,6 +44,9 @@ pub enum Command {
     /// on this host, at two table sizes; a linear model per object checked against each point
     /// and projected to 64-512 CPUs
     Memory(memory::MemoryBench),
+    /// One collection of every CO-RE object's per-application tables, full at 4,096 and
+    /// 65,536 rows: kc-loader and kc-agent, batched reads vs one key at a time
+    Collect(collect::CollectBench),
     /// A scrape of kc-exporter with its tables full (4096 live processes) vs reading the same
     /// processes' counts from /proc: time, CPU, RSS, series
     Exporter(exporter::ExporterBench),
@@ -64,6 +68,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Overhead(o) => overhead::run(o),
         Command::Consumers(o) => consumers::run(o),
         Command::Memory(o) => memory::run(o),
+        Command::Collect(o) => collect::run(o),
         Command::Exporter(o) => exporter::run(o),
     }
 }

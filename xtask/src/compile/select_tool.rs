@@ -33,6 +33,9 @@ pub enum Tool {
     Agent,
     /// The release's kc-exporter (profile `release-tool`).
     Exporter,
+    /// kc-agent built as the shipped tools are (profile `release-tool`): what the benches
+    /// measure (a dev build costs several times as much per row read).
+    BenchAgent,
 }
 
 impl Tool {
@@ -52,7 +55,7 @@ impl Tool {
     const fn package(self) -> &'static str {
         match self {
             Tool::Select => ReleaseTool::Select.program(),
-            Tool::Agent => "kc-agent",
+            Tool::Agent | Tool::BenchAgent => "kc-agent",
             Tool::Exporter => ReleaseTool::Exporter.program(),
         }
     }
@@ -60,7 +63,7 @@ impl Tool {
     /// (cargo's `--profile`, the directory it builds into).
     const fn profile(self) -> (&'static str, &'static str) {
         match self {
-            Tool::Select | Tool::Exporter => ("release-tool", "release-tool"),
+            Tool::Select | Tool::Exporter | Tool::BenchAgent => ("release-tool", "release-tool"),
             Tool::Agent => ("dev", "debug"),
         }
     }
@@ -85,7 +88,10 @@ pub fn build_tool(tool: Tool, arch: Arch) -> Result<Built> {
     if let Some(b) = BUILT.lock().expect("tool builds").get(&(tool, arch)) {
         return Ok(b.clone());
     }
-    let built = match std::env::var_os(TOOLS_VAR).filter(|d| !d.is_empty()) {
+    // A tools directory holds the shipped tools and the dev kc-agent, never the benches'.
+    let prebuilt =
+        std::env::var_os(TOOLS_VAR).filter(|d| !d.is_empty() && tool != Tool::BenchAgent);
+    let built = match prebuilt {
         Some(dir) => {
             let built = crate::tools::prebuilt(Path::new(&dir), tool, arch)?;
             check_static(&built.0, arch, &tool.file_name(arch))?;
@@ -152,7 +158,7 @@ fn build_now(tool: Tool, arch: Arch) -> Result<(Vec<u8>, String)> {
     // builds once.
     let (package, (profile, out)) = (tool.package(), tool.profile());
     let dir = match tool {
-        Tool::Select | Tool::Exporter => "release-tools",
+        Tool::Select | Tool::Exporter | Tool::BenchAgent => "release-tools",
         Tool::Agent => package,
     };
     let target_dir = paths::cargo_target_dir().join("kc-build").join(dir);

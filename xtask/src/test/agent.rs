@@ -21,10 +21,17 @@ use crate::{host, process};
 /// The static kc-agent vmtest puts in its guests (built if need be, once for both), as a file
 /// under `dir`.
 pub(crate) fn agent_binary(dir: &Path) -> Result<PathBuf> {
-    let (bytes, _) = crate::compile::select_tool::build_tool(
-        crate::compile::select_tool::Tool::Agent,
-        kc_common::host::host_arch()?,
-    )?;
+    tool_binary(crate::compile::select_tool::Tool::Agent, dir)
+}
+
+/// The static kc-agent built as the shipped tools are, which the benches measure, as a file
+/// under `dir`.
+pub(crate) fn bench_agent_binary(dir: &Path) -> Result<PathBuf> {
+    tool_binary(crate::compile::select_tool::Tool::BenchAgent, dir)
+}
+
+fn tool_binary(tool: crate::compile::select_tool::Tool, dir: &Path) -> Result<PathBuf> {
+    let (bytes, _) = crate::compile::select_tool::build_tool(tool, kc_common::host::host_arch()?)?;
     let path = dir.join("kc-agent");
     crate::atomic::write_file(&path, &bytes, true)?;
     Ok(path)

@@ -18,6 +18,7 @@ mod arm64;
 mod docker;
 pub(crate) mod exporter;
 mod host;
+mod map_reads;
 mod pipeline;
 mod select;
 mod vm;
@@ -113,6 +114,12 @@ pub const CHECKS: &[Check] = &[
         after: &["build"],
         proves: "per-application tables: bounded by --table-size, rows of exited processes reported once then removed, grouped by cgroup or not at all; an agent on the skeleton and shipped headers reads them (needs root)",
         run: host::app_tables,
+    },
+    Check {
+        name: "map-reads",
+        after: &["build"],
+        proves: "kc-loader reads full per-application tables the same in batches (BPF_MAP_LOOKUP_BATCH) and key by key: every filled row with its counts; an unknown --map-reads is refused (needs root)",
+        run: map_reads::map_reads,
     },
     Check {
         name: "no-false-zeros",

@@ -173,6 +173,8 @@ pub(crate) struct GuestBinaries {
     pub init: PathBuf,
     pub workload: PathBuf,
     pub accounting: PathBuf,
+    /// `bench collect`'s workload: fills its parent's per-application tables.
+    pub fill_tables: PathBuf,
 }
 
 /// Compiles `arch`'s guest binaries, once per source and toolchain.
@@ -188,6 +190,7 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
             "kc-accounting-workload",
             root.join("co-re/tests/kc-accounting-workload.c"),
         ),
+        ("kc-fill-tables", root.join("co-re/tests/kc-fill-tables.c")),
     ];
     let mut h = Sha256::new();
     crate::compile::plan::hash_tree(&mut h, &root.join("co-re/loader"))?;
@@ -208,10 +211,17 @@ pub(crate) fn static_binaries(tc: &Toolchain, arch: Arch) -> Result<GuestBinarie
         init: dir.join("init"),
         workload: dir.join("kc-bench-workload"),
         accounting: dir.join("kc-accounting-workload"),
+        fill_tables: dir.join("kc-fill-tables"),
     };
-    if [&bins.loader, &bins.init, &bins.workload, &bins.accounting]
-        .iter()
-        .all(|p| p.is_file())
+    if [
+        &bins.loader,
+        &bins.init,
+        &bins.workload,
+        &bins.accounting,
+        &bins.fill_tables,
+    ]
+    .iter()
+    .all(|p| p.is_file())
     {
         return Ok(bins);
     }
