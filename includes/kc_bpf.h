@@ -176,8 +176,10 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_TP_COUNT_V(ev, variant, category, name, body) \
 	KC_TP_COUNT_AS(ev, __##variant, category, name, body)
 
-/* Default size of a per-application table; kc-loader --table-size changes it before load. */
-#define KC_APPS_ENTRIES 4096
+/* Default size of a per-application table: a small host's processes (14 tables of 2,048 rows
+ * hold 3.4 MiB of kernel memory); an agent sizes them for its host before load (kc-loader
+ * --table-size; kc-exporter from the processes or cgroups it finds). */
+#define KC_APPS_ENTRIES 2048
 
 /* A collector's machine totals: `<name>_counters`, one per-CPU struct kc_<set>_counters. */
 #define KC_TOTALS_MAP(name, set)                            \
@@ -298,14 +300,16 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 }
 
 /* Entry timestamps (or any u64) keyed by thread or request, for latency in return mode.
- * Preallocated: before 6.1 a tracing program that allocates can deadlock on the locks its
- * event runs under. */
+ * Preallocated here: before 6.1 a tracing program that allocates can deadlock on the locks its
+ * event runs under; from 6.1 the consumers load it with BPF_F_NO_PREALLOC (`<name>_starts`,
+ * a hash: kc_common::plan::MapPlan::allocates_as_it_goes). 8,192 calls in flight at once, a
+ * power of two: the kernel gives a hash as many buckets as its entries rounded up to one. */
 #define KC_START_MAP(name, key_type)             \
 	struct {                                 \
 		__uint(type, BPF_MAP_TYPE_HASH); \
 		__type(key, key_type);           \
 		__type(value, __u64);            \
-		__uint(max_entries, 10240);      \
+		__uint(max_entries, 8192);       \
 	} name SEC(".maps")
 
 /* Latency histograms (`struct kc_hist_key` -> count) and counts per device (`<name>_devices`,

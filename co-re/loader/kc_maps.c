@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/utsname.h>
 
 #include <linux/types.h>
 
@@ -40,13 +42,37 @@ static int has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* Whether a tracing program's hash map may allocate its elements as they come: 6.1's BPF
+ * memory allocator made that safe in any context (and the verifier stopped warning); before, an
+ * allocation under the locks of the event being traced could deadlock. The rule every consumer
+ * applies (kc_common::plan::MapPlan::allocates_as_it_goes, examples/go). */
+static int tracing_may_allocate(void)
+{
+	static int may = -1;
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	if (may < 0)
+		may = uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+		      (major > 6 || (major == 6 && minor >= 1));
+	return may;
+}
+
 void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o)
 {
 	struct bpf_map *map;
 
-	bpf_object__for_each_map(map, obj)
-		if (o->table_size && has_suffix(bpf_map__name(map), "_apps"))
+	bpf_object__for_each_map(map, obj) {
+		const char *name = bpf_map__name(map);
+
+		if (o->table_size && has_suffix(name, "_apps"))
 			bpf_map__set_max_entries(map, o->table_size);
+		/* A start-time hash (KC_START_MAP) holds the calls in flight, a few hundred at most:
+		 * where the kernel allows, its elements are allocated as they come, and it holds
+		 * kernel memory for those alone instead of all its entries from the start. */
+		if (has_suffix(name, "_starts") && bpf_map__type(map) == BPF_MAP_TYPE_HASH && tracing_may_allocate())
+			bpf_map__set_map_flags(map, bpf_map__map_flags(map) | BPF_F_NO_PREALLOC);
+	}
 }
 
 int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o)

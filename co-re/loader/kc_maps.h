@@ -23,7 +23,8 @@ const char *kc_group_by_name(int group_by);
 /* enum kc_group_by for "none", "process", "cgroup"; -1 otherwise. */
 int kc_group_by_parse(const char *s);
 
-/* Before load: sizes each apps table. */
+/* Before load: sizes each apps table; start-time hashes allocate as they go where the kernel
+ * allows (6.1 on). */
 void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o);
 /* Whether the loader can read every map of the object (its counter structs fit): 0, or -1 with
  * `why` saying which limit to raise. Checked before loading, never truncated silently. */

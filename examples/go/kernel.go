@@ -51,6 +51,17 @@ func probeKernel() *kernel {
 	return k
 }
 
+// tracingMayAllocate says whether a tracing program's hash map may allocate its elements as
+// they come: from 6.1 (its BPF memory allocator); kc-loader's and kc-agent's rule too
+// (kc_common::plan::MapPlan::allocates_as_it_goes).
+func (k *kernel) tracingMayAllocate() bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(k.release, "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 6 || (major == 6 && minor >= 1)
+}
+
 // missing says why a target is not usable: absent from this kernel, or refused by it.
 type missing struct {
 	kind string // absent or refused

@@ -62,6 +62,11 @@ func load(dir string, plan *ObjectPlan, k *kernel) *object {
 	}
 	sort.Strings(names)
 	for _, name := range names {
+		// A start-time hash (KC_START_MAP) holds the calls in flight: where the kernel allows,
+		// its elements are allocated as they come, as kc-loader and kc-agent load it.
+		if ms := spec.Maps[name]; ms.Type == ebpf.Hash && strings.HasSuffix(name, "_starts") && k.tracingMayAllocate() {
+			ms.Flags |= unix.BPF_F_NO_PREALLOC
+		}
 		m, err := ebpf.NewMapWithOptions(spec.Maps[name], ebpf.MapOptions{})
 		if err != nil {
 			o.report.Error = fmt.Sprintf("load: map %s: %v", name, err)

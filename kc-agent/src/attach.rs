@@ -10,6 +10,9 @@ use std::time::Instant;
 
 use aya::programs::{fentry, fexit, kprobe, raw_trace_point, tp_btf, trace_point, Program};
 use aya::{Ebpf, EbpfLoader};
+use kc_common::kernel::KernelVersion;
+
+use crate::handover::Handover;
 use kc_common::plan::{MapRole, ObjectPlan, ProgramPlan, Target};
 use kc_common::report::{
     EventReport, ObjectReport, ObjectStatus, ObjectTimes, PassedOverKind, PassedOverReport,
@@ -137,12 +140,25 @@ pub fn load(plan: &ObjectPlan, bytes: &[u8], kernel: &Kernel, table_size: Option
             loader.map_max_entries(&m.name, size);
         }
     }
+    // Held until aya has the maps: dropping it removes their pins.
+    let handover = match KernelVersion::parse(&kernel.release) {
+        Ok(version) => Handover::prepare(plan, &version, &mut loader)
+            .map_err(|e| {
+                eprintln!(
+                    "kc-agent: {}: its start-time hashes stay preallocated: {e}",
+                    plan.object
+                )
+            })
+            .ok(),
+        Err(_) => None,
+    };
     let mut loaded = failed(&plan.object, String::new());
     loaded.plan = plan.clone();
     match loader.load(bytes) {
         Ok(e) => loaded.ebpf = Some(e),
         Err(e) => loaded.load_error = format!("load: {e}"),
     }
+    drop(handover);
     loaded.load_ms = ms(t);
     loaded
 }

@@ -19,6 +19,7 @@
 //! ```
 
 mod attach;
+mod handover;
 mod kernel;
 mod probe_events;
 mod read;

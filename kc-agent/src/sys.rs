@@ -8,10 +8,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use kc_common::report::MapReads;
 
+const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// The kernel's ENOTSUPP (not in libc): a map type without batch operations.
@@ -40,6 +42,79 @@ struct BatchAttr {
     map_fd: u32,
     elem_flags: u64,
     flags: u64,
+}
+
+/// `union bpf_attr` as BPF_MAP_CREATE reads it, up to the map's name.
+#[repr(C)]
+#[derive(Default)]
+struct CreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+/// `union bpf_attr` as BPF_OBJ_PIN reads it.
+#[repr(C)]
+#[derive(Default)]
+struct PinAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+/// A new map without BTF (a hash of plain keys and values needs none), named `name` (its
+/// first 15 bytes, as every loader truncates it).
+pub fn create_map(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    let mut attr = CreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags,
+        ..CreateAttr::default()
+    };
+    for (to, from) in attr.map_name.iter_mut().zip(name.bytes().take(15)) {
+        *to = from;
+    }
+    // SAFETY: as `bpf`; BPF_MAP_CREATE returns a new descriptor, owned by nobody else.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            &mut attr as *mut CreateAttr as *mut libc::c_void,
+            std::mem::size_of::<CreateAttr>() as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Pins the BPF object `fd` at `path` (on a bpf file system).
+pub fn pin(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("a pin path with a NUL byte"))?;
+    let mut attr = PinAttr {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        ..PinAttr::default()
+    };
+    bpf(BPF_OBJ_PIN, &mut attr)
 }
 
 /// `union bpf_attr` as BPF_OBJ_GET_INFO_BY_FD reads it.
@@ -406,43 +481,10 @@ mod tests {
         assert_eq!(super::fdinfo_field("memlock:\tlots\n", "memlock"), None);
     }
 
-    /// `union bpf_attr` as BPF_MAP_CREATE reads its first fields.
-    #[repr(C)]
-    #[derive(Default)]
-    struct CreateAttr {
-        map_type: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-    }
-
     /// A map of `map_type` with 8-byte keys and 16-byte values, filled with `rows` entries.
     fn filled_map(map_type: u32, rows: u64) -> std::os::fd::OwnedFd {
-        use std::os::fd::FromRawFd;
-        let mut attr = CreateAttr {
-            map_type,
-            key_size: 8,
-            value_size: 16,
-            max_entries: 8192,
-            ..CreateAttr::default()
-        };
-        // SAFETY: a bpf_attr prefix of the size passed; the kernel reads only within it.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                0, // BPF_MAP_CREATE
-                &mut attr as *mut CreateAttr as *mut libc::c_void,
-                std::mem::size_of::<CreateAttr>() as libc::c_uint,
-            )
-        };
-        assert!(
-            fd >= 0,
-            "BPF_MAP_CREATE: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: the kernel just returned this descriptor, owned by nobody else.
-        let map = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+        let map = super::create_map(map_type, 8, 16, 8192, 0, "kc_test")
+            .unwrap_or_else(|e| panic!("BPF_MAP_CREATE: {e}"));
         let cpus = crate::possible_cpus().unwrap();
         let slots = if map_type == 5 { cpus } else { 1 };
         for k in 0..rows {

@@ -150,6 +150,25 @@ pub struct MapPlan {
     pub value_fields: Vec<String>,
 }
 
+/// `BPF_MAP_TYPE_HASH`.
+const MAP_TYPE_HASH: u32 = 1;
+/// `BPF_F_NO_PREALLOC`: a hash map's elements allocated as they are inserted.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
+
+impl MapPlan {
+    /// Whether a consumer loads this map with [`BPF_F_NO_PREALLOC`] on `kernel`: a start-time
+    /// hash (`<name>_starts`, includes/kc_bpf.h's KC_START_MAP: the calls in flight, a few
+    /// hundred at most, in room for 8,192) from 6.1 on, whose BPF memory allocator made
+    /// allocating safe in any context a tracing program runs in (before, under the locks of
+    /// the event traced, it could deadlock). kc-loader (co-re/loader/kc_maps.c) and the Go
+    /// consumer apply the same rule: their reports of map memory agree.
+    pub fn allocates_as_it_goes(&self, kernel: &crate::kernel::KernelVersion) -> bool {
+        self.map_type == MAP_TYPE_HASH
+            && self.name.ends_with("_starts")
+            && *kernel >= crate::kernel::KernelVersion::new(6, 1, 0)
+    }
+}
+
 /// What a map is for an agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -194,4 +213,34 @@ pub fn json_schema() -> String {
     let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MapPlan, MapRole};
+    use crate::kernel::KernelVersion;
+
+    fn map(name: &str, map_type: u32) -> MapPlan {
+        MapPlan {
+            name: name.into(),
+            role: MapRole::Internal,
+            map_type,
+            max_entries: 8192,
+            key_size: Some(4),
+            value_size: Some(8),
+            value_type: None,
+            value_fields: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn start_hashes_allocate_as_they_go_from_6_1() {
+        let (old, new) = (KernelVersion::new(6, 0, 19), KernelVersion::new(6, 1, 0));
+        assert!(!map("schedlat_starts", 1).allocates_as_it_goes(&old));
+        assert!(map("schedlat_starts", 1).allocates_as_it_goes(&new));
+        assert!(map("filesystem_starts", 1).allocates_as_it_goes(&KernelVersion::new(7, 3, 0)));
+        // A handler's per-CPU start slot, and hashes that are not start times, stay as they are.
+        assert!(!map("hardirq_starts", 6).allocates_as_it_goes(&new));
+        assert!(!map("schedlat_latency", 1).allocates_as_it_goes(&new));
+    }
 }

@@ -11,6 +11,60 @@ use kc_common::select::Selection;
 
 use crate::flags::Flags;
 
+/// The objects' own table size (`KC_APPS_ENTRIES`, includes/kc_bpf.h): the least the
+/// exporter sizes a table to.
+pub const OBJECT_TABLE_ROWS: u32 = 2048;
+/// The most rows the exporter sizes a table to by itself (`--table-size` sets any size).
+pub const MAX_AUTO_TABLE_ROWS: u32 = 65536;
+
+/// Rows of each per-application table where `--table-size` is not given: room for twice the
+/// processes (or cgroups) `live` now, a power of two between the objects' own size and
+/// [`MAX_AUTO_TABLE_ROWS`]. A table the host outgrows evicts its least recent rows, counted.
+pub fn auto_table_rows(live: usize) -> u32 {
+    let wanted = live
+        .saturating_mul(2)
+        .clamp(1, MAX_AUTO_TABLE_ROWS as usize);
+    (wanted.next_power_of_two() as u32).clamp(OBJECT_TABLE_ROWS, MAX_AUTO_TABLE_ROWS)
+}
+
+/// The processes (`/proc`'s numeric entries) or cgroups (directories under
+/// `/sys/fs/cgroup`, walked to a bound) there are now, for [`auto_table_rows`].
+pub fn live_apps(group_by: kc_common::report::GroupBy) -> usize {
+    use kc_common::report::GroupBy;
+    match group_by {
+        GroupBy::None => 0,
+        GroupBy::Process => std::fs::read_dir("/proc").map_or(0, |d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .count()
+        }),
+        GroupBy::Cgroup => {
+            let mut dirs = vec![PathBuf::from("/sys/fs/cgroup")];
+            let mut seen = 0;
+            while let Some(dir) = dirs.pop() {
+                seen += 1;
+                if seen >= MAX_AUTO_TABLE_ROWS as usize {
+                    break;
+                }
+                if let Ok(entries) = std::fs::read_dir(&dir) {
+                    dirs.extend(
+                        entries
+                            .filter_map(|e| e.ok())
+                            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                            .map(|e| e.path()),
+                    );
+                }
+            }
+            seen
+        }
+    }
+}
+
 /// The release directory the flags name, or the one this program is installed in.
 pub fn release_dir(flags: &Flags) -> PathBuf {
     flags
@@ -71,6 +125,18 @@ pub fn by_directory(selections: &[Selection]) -> BTreeMap<&'static str, Vec<Stri
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tables_hold_twice_the_live_processes_within_bounds() {
+        use super::auto_table_rows;
+        assert_eq!(auto_table_rows(0), 2048);
+        assert_eq!(auto_table_rows(150), 2048);
+        assert_eq!(auto_table_rows(1024), 2048);
+        assert_eq!(auto_table_rows(1025), 4096);
+        assert_eq!(auto_table_rows(4100), 16384);
+        assert_eq!(auto_table_rows(40_000), 65536);
+        assert_eq!(auto_table_rows(usize::MAX), 65536);
+    }
+
     use super::*;
     use kc_common::select::Kind;
 

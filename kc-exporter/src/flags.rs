@@ -29,7 +29,8 @@ pub struct Flags {
     /// Per-application rows: by process (pid, comm), by cgroup, or none (totals only)
     #[arg(long, default_value = "process")]
     pub group_by: GroupBy,
-    /// Rows of each per-application table (default: the objects' own size)
+    /// Rows of each per-application table (default: twice the processes or cgroups found at
+    /// start, a power of two from 2,048 to 65,536)
     #[arg(long)]
     pub table_size: Option<u32>,
     /// Per-application series at most, the most active rows first; the rest are summed into

@@ -26,7 +26,7 @@ pub struct MemoryBench {
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     pub cpus: Vec<u32>,
     /// Per-application table sizes (kc-loader --table-size): the default and a small one
-    #[arg(long, value_delimiter = ',', default_value = "4096,512")]
+    #[arg(long, value_delimiter = ',', default_value = "2048,512")]
     pub table_sizes: Vec<u32>,
     /// The guests' kernel series (default: the newest amd64 kernel of the matrix)
     #[arg(long)]
