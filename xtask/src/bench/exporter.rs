@@ -23,7 +23,8 @@ use crate::test::exporter::{free_port, Processes};
 
 #[derive(Debug, Args)]
 pub struct ExporterBench {
-    /// Processes kept alive while scraping (the default tables hold 4096 rows)
+    /// Processes kept alive while scraping (the exporter's tables sized as it sizes them on a
+    /// host running that many: twice, rounded up to a power of two)
     #[arg(long, default_value_t = 4096)]
     pub processes: usize,
     /// Rounds; medians are reported
@@ -76,9 +77,14 @@ pub fn run(o: ExporterBench) -> Result<()> {
     let exe = prefix.join("current").join("kc-exporter");
     let port = free_port()?;
     let log = scratch.path().join("kc-exporter.log");
+    // Started before the processes (their rows come from their start): the table size it would
+    // choose on a host already running them, given.
+    let table_size = (2 * o.processes).next_power_of_two().max(2048);
     let exporter = Processes(vec![Command::new(&exe)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--table-size")
+        .arg(table_size.to_string())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()
