@@ -97,11 +97,11 @@ struct Line {
 }
 
 fn side(ms: Vec<f64>, rows: Vec<u64>) -> Side {
-    let read_ms = super::median(ms.clone());
+    let (read_ms, read_mad_ms) = super::median_mad(&ms);
     let rows_read = super::median(rows.iter().map(|&r| r as f64).collect()) as u64;
     Side {
         read_ms,
-        read_mad_ms: super::median(ms.iter().map(|v| (v - read_ms).abs()).collect()),
+        read_mad_ms,
         rows_read,
         ns_per_row: read_ms * 1e6 / rows_read.max(1) as f64,
     }

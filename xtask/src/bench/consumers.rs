@@ -42,10 +42,10 @@ struct ConsumersReport {
 }
 
 fn side(setup: Vec<f64>, detach: Vec<f64>) -> Side {
-    let m = super::median(setup.clone());
+    let (attach_ms, attach_mad_ms) = super::median_mad(&setup);
     Side {
-        attach_ms: m,
-        attach_mad_ms: super::median(setup.iter().map(|v| (v - m).abs()).collect()),
+        attach_ms,
+        attach_mad_ms,
         detach_ms: super::median(detach),
     }
 }

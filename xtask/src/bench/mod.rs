@@ -79,6 +79,12 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The median of a non-empty sample and its median absolute deviation from it.
+pub fn median_mad(v: &[f64]) -> (f64, f64) {
+    let m = median(v.to_vec());
+    (m, median(v.iter().map(|x| (x - m).abs()).collect()))
+}
+
 /// `sync`: writes back dirty pages, so that a timed step does not pay for earlier ones'.
 pub fn flush_page_cache_writes() -> Result<()> {
     let sh = crate::process::shell();
