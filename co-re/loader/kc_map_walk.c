@@ -124,3 +124,43 @@ int kc_map_walk(int fd, size_t key_size, size_t value_size, int reads, kc_visit_
 	err = walk_batched(fd, key_size, value_size, visit, ctx, &refused);
 	return refused ? walk_per_key(fd, key_size, value_size, visit, ctx) : err;
 }
+
+static unsigned long delete_per_key(int fd, const char *keys, unsigned long n, size_t key_size)
+{
+	unsigned long deleted = 0;
+
+	for (unsigned long i = 0; i < n; i++)
+		deleted += bpf_map_delete_elem(fd, keys + i * key_size) == 0;
+	return deleted;
+}
+
+unsigned long kc_map_delete_all(int fd, const void *keys, unsigned long n, size_t key_size, int reads)
+{
+	const char *k = keys;
+	unsigned long at = 0, deleted = 0;
+
+	if (reads == KC_READS_PER_KEY)
+		return delete_per_key(fd, k, n, key_size);
+	while (at < n) {
+		__u32 count = (__u32)(n - at);
+		int err = bpf_map_delete_batch(fd, k + at * key_size, &count, NULL);
+
+		if (err < 0)
+			err = -errno;
+		/* The kernel stops at the first key it cannot delete; `count` is how many it did. */
+		if (count > n - at)
+			count = (__u32)(n - at);
+		at += count;
+		deleted += count;
+		if (!err)
+			continue;
+		if (err == -ENOENT) {
+			at++; /* gone already (an LRU eviction meanwhile): on with the next */
+			continue;
+		}
+		if (deleted == 0 && at == 0 && no_batches(err))
+			return delete_per_key(fd, k, n, key_size);
+		break;
+	}
+	return deleted;
+}

@@ -23,4 +23,9 @@ typedef void (*kc_visit_fn)(const void *key, const void *value, void *ctx);
  * the kernel refused (entries visited before it stay visited). */
 int kc_map_walk(int fd, size_t key_size, size_t value_size, int reads, kc_visit_fn visit, void *ctx);
 
+/* Deletes the `n` keys at `keys` (each `key_size` bytes) from the map `fd`: in batches
+ * (BPF_MAP_DELETE_BATCH, 5.6+) unless `reads` is per-key or the kernel refuses them, a key no
+ * longer there passed over. Returns how many were deleted. */
+unsigned long kc_map_delete_all(int fd, const void *keys, unsigned long n, size_t key_size, int reads);
+
 #endif

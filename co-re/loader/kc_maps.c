@@ -389,8 +389,8 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const s
 	kc_map_walk(fd, sizeof(__u64), bpf_map__value_size(map), o->map_reads, visit_app_row, &w);
 	rows = w.rows;
 	/* Deleted after the walk: deleting during it would restart it. */
-	for (int i = 0; i < w.ngone; i++)
-		cs->removed += bpf_map_delete_elem(fd, &w.gone[i]) == 0;
+	if (w.gone)
+		cs->removed += kc_map_delete_all(fd, w.gone, (unsigned long)w.ngone, sizeof(__u64), o->map_reads);
 	free(w.gone);
 	/* Every row the programs inserted is still here, was removed by an agent, or was evicted
 	 * by the LRU to make room. This loader collects once, and removes only after this walk:

@@ -121,10 +121,8 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
             });
         };
         sys::walk(fd, 8, m.value_size.unwrap_or(0) as usize, reads, visit)?;
-        let removed = gone
-            .iter()
-            .filter(|id| sys::delete(fd, &id.to_ne_bytes()).is_ok())
-            .count() as u64;
+        let gone: Vec<u8> = gone.iter().flat_map(|id| id.to_ne_bytes()).collect();
+        let removed = sys::delete_all(fd, &gone, 8)? as u64;
         let mut ctrl_value = [0u8; 24];
         sys::lookup(map_fd(ctrl)?, &0u32.to_ne_bytes(), &mut ctrl_value)?;
         let ctrl: Vec<u64> = u64s(&ctrl_value).collect();

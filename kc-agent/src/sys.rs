@@ -16,6 +16,7 @@ const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// The kernel's ENOTSUPP (not in libc): a map type without batch operations.
 const ENOTSUPP: i32 = 524;
 
@@ -185,6 +186,40 @@ pub fn update(map: impl AsFd, key: &[u8], value: &[u8]) -> io::Result<()> {
 
 pub fn delete(map: impl AsFd, key: &[u8]) -> io::Result<()> {
     elem(BPF_MAP_DELETE_ELEM, map.as_fd(), Some(key), 0, 0)
+}
+
+/// Deletes every key of `keys` (each `key_size` bytes) that is in the map: in batches
+/// (`BPF_MAP_DELETE_BATCH`, 5.6+) where the kernel has them, one at a time otherwise. Returns
+/// how many were deleted; a key no longer there (an LRU eviction meanwhile) is passed over.
+pub fn delete_all(map: BorrowedFd<'_>, keys: &[u8], key_size: usize) -> io::Result<usize> {
+    let total = keys.len() / key_size;
+    let (mut at, mut deleted) = (0, 0);
+    while at < total {
+        let rest = &keys[at * key_size..total * key_size];
+        let mut attr = BatchAttr {
+            keys: rest.as_ptr() as u64,
+            count: (total - at) as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let r = bpf(BPF_MAP_DELETE_BATCH, &mut attr);
+        // The kernel stops at the first key it cannot delete; `count` is how many it did.
+        let done = (attr.count as usize).min(total - at);
+        (at, deleted) = (at + done, deleted + done);
+        match r {
+            Ok(()) => {}
+            // That key is gone already: on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => at += 1,
+            Err(e) if at == 0 && deleted == 0 && no_batches(&e) => {
+                return Ok(keys
+                    .chunks_exact(key_size)
+                    .filter(|k| delete(map, k).is_ok())
+                    .count())
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
 }
 
 /// The key after `key` (the first with None) into `next`; false at the end.
@@ -521,5 +556,17 @@ mod tests {
             assert_eq!(batched.len(), 3000, "map type {map_type}");
             assert_eq!(batched, by_key, "map type {map_type}");
         }
+        // Deleting in batches: keys already gone are passed over, the rest all deleted.
+        let map = filled_map(9, 3000);
+        let mut keys: Vec<u8> = (0..2000u64).flat_map(|k| k.to_ne_bytes()).collect();
+        keys.extend(7_000_000u64.to_ne_bytes()); // never inserted
+        keys.extend(2500u64.to_ne_bytes());
+        assert_eq!(super::delete_all(map.as_fd(), &keys, 8).unwrap(), 2001);
+        let left = super::entries(map.as_fd(), 8, 16, MapReads::Batch).unwrap();
+        assert_eq!(left.len(), 999);
+        assert!(left.iter().all(|(k, _)| {
+            let k = u64::from_ne_bytes(k[..].try_into().unwrap());
+            (2000..3000).contains(&k) && k != 2500
+        }));
     }
 }
