@@ -39,15 +39,15 @@ static int walk_per_key(int fd, size_t key_size, size_t value_size, kc_visit_fn 
 		err = -ENOMEM;
 		goto out;
 	}
-	while (bpf_map_get_next_key(fd, first ? NULL : key, next) == 0) {
+	while ((err = bpf_map_get_next_key(fd, first ? NULL : key, next)) == 0) {
 		first = 0;
 		memcpy(key, next, key_size);
 		if (bpf_map_lookup_elem(fd, key, value) == 0)
 			visit(key, value, ctx);
 	}
-	/* ENOENT ends every walk; anything else is the kernel refusing it. */
-	if (errno != ENOENT)
-		err = -errno;
+	/* -ENOENT ends every walk; anything else is the kernel refusing it. */
+	if (err == -ENOENT)
+		err = 0;
 out:
 	free(key);
 	free(next);
@@ -158,7 +158,7 @@ unsigned long kc_map_delete_all(int fd, const void *keys, unsigned long n, size_
 			at++; /* gone already (an LRU eviction meanwhile): on with the next */
 			continue;
 		}
-		if (deleted == 0 && at == 0 && no_batches(err))
+		if (at == 0 && no_batches(err)) /* refused at the first call: nothing deleted */
 			return delete_per_key(fd, k, n, key_size);
 		break;
 	}

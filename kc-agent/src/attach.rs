@@ -11,8 +11,6 @@ use std::time::Instant;
 use aya::programs::{fentry, fexit, kprobe, raw_trace_point, tp_btf, trace_point, Program};
 use aya::{Ebpf, EbpfLoader};
 use kc_common::kernel::KernelVersion;
-
-use crate::handover::Handover;
 use kc_common::plan::{MapRole, ObjectPlan, ProgramPlan, Target};
 use kc_common::report::{
     EventReport, ObjectReport, ObjectStatus, ObjectTimes, PassedOverKind, PassedOverReport,
@@ -20,6 +18,7 @@ use kc_common::report::{
 };
 use kc_common::{AttachFamily, AttachMode, PassedOver};
 
+use crate::handover::Handover;
 use crate::kernel::Kernel;
 use crate::{ms, probe_events, sys, Options};
 

@@ -77,8 +77,7 @@ impl Handover {
         }
         let dir = std::env::temp_dir().join(format!("kc-agent-bpffs-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let target = std::ffi::CString::new(dir.to_string_lossy().as_bytes())
-            .map_err(|_| io::Error::other("a temporary directory with a NUL byte"))?;
+        let target = sys::c_path(&dir)?;
         // SAFETY: NUL-terminated strings that outlive the call; no data argument.
         let r = unsafe {
             libc::mount(
@@ -103,7 +102,7 @@ impl Handover {
 }
 
 fn is_bpf_fs(path: &Path) -> bool {
-    let Ok(p) = std::ffi::CString::new(path.to_string_lossy().as_bytes()) else {
+    let Ok(p) = sys::c_path(path) else {
         return false;
     };
     // SAFETY: statfs only writes the struct it is given; all zeroes is a valid start.
@@ -118,7 +117,7 @@ impl Drop for Handover {
             let _ = std::fs::remove_file(pin);
         }
         if let Some(dir) = &self.mounted {
-            if let Ok(target) = std::ffi::CString::new(dir.to_string_lossy().as_bytes()) {
+            if let Ok(target) = sys::c_path(dir) {
                 // SAFETY: a NUL-terminated path that outlives the call.
                 unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
             }

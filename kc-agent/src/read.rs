@@ -111,7 +111,7 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
                 && unsafe { libc::kill(id as libc::pid_t, 0) } != 0
                 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
             if exited {
-                gone.push(id);
+                gone.extend_from_slice(key);
             }
             rows.push(Row {
                 tgid: (group_by == GroupBy::Process).then_some(id as u32),
@@ -121,8 +121,7 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
             });
         };
         sys::walk(fd, 8, m.value_size.unwrap_or(0) as usize, reads, visit)?;
-        let gone: Vec<u8> = gone.iter().flat_map(|id| id.to_ne_bytes()).collect();
-        let removed = sys::delete_all(fd, &gone, 8)? as u64;
+        let removed = sys::delete_all(fd, &gone, 8, reads)? as u64;
         let mut ctrl_value = [0u8; 24];
         sys::lookup(map_fd(ctrl)?, &0u32.to_ne_bytes(), &mut ctrl_value)?;
         let ctrl: Vec<u64> = u64s(&ctrl_value).collect();

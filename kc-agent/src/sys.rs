@@ -89,27 +89,21 @@ pub fn create_map(
     for (to, from) in attr.map_name.iter_mut().zip(name.bytes().take(15)) {
         *to = from;
     }
-    // SAFETY: as `bpf`; BPF_MAP_CREATE returns a new descriptor, owned by nobody else.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_CREATE,
-            &mut attr as *mut CreateAttr as *mut libc::c_void,
-            std::mem::size_of::<CreateAttr>() as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor.
+    let fd = bpf_value(BPF_MAP_CREATE, &mut attr)?;
+    // SAFETY: the kernel just returned this descriptor, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `path` as the kernel reads one.
+pub fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other(format!("{}: a path with a NUL byte", path.display())))
 }
 
 /// Pins the BPF object `fd` at `path` (on a bpf file system).
 pub fn pin(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::other("a pin path with a NUL byte"))?;
+    let path = c_path(path)?;
     let mut attr = PinAttr {
         pathname: path.as_ptr() as u64,
         bpf_fd: fd.as_raw_fd() as u32,
@@ -127,6 +121,11 @@ struct InfoAttr {
 }
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
+    bpf_value(cmd, attr).map(drop)
+}
+
+/// [`bpf`], returning what the command returns (a new descriptor for the creating ones).
+fn bpf_value<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, initialized bpf_attr prefix of the size passed; the kernel
     // reads and writes only within it and the buffers its fields point to, which the callers
     // size as the map or info requires.
@@ -141,7 +140,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<()> {
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(r)
     }
 }
 
@@ -188,10 +187,24 @@ pub fn delete(map: impl AsFd, key: &[u8]) -> io::Result<()> {
     elem(BPF_MAP_DELETE_ELEM, map.as_fd(), Some(key), 0, 0)
 }
 
-/// Deletes every key of `keys` (each `key_size` bytes) that is in the map: in batches
-/// (`BPF_MAP_DELETE_BATCH`, 5.6+) where the kernel has them, one at a time otherwise. Returns
-/// how many were deleted; a key no longer there (an LRU eviction meanwhile) is passed over.
-pub fn delete_all(map: BorrowedFd<'_>, keys: &[u8], key_size: usize) -> io::Result<usize> {
+/// Deletes every key of `keys` (each `key_size` bytes) that is in the map: [`MapReads::Batch`]:
+/// in batches (`BPF_MAP_DELETE_BATCH`, 5.6+) where the kernel has them, else one at a time.
+/// Returns how many were deleted; a key no longer there (an LRU eviction meanwhile) is passed
+/// over.
+pub fn delete_all(
+    map: BorrowedFd<'_>,
+    keys: &[u8],
+    key_size: usize,
+    reads: MapReads,
+) -> io::Result<usize> {
+    let one_by_one = || {
+        keys.chunks_exact(key_size)
+            .filter(|k| delete(map, k).is_ok())
+            .count()
+    };
+    if reads == MapReads::PerKey {
+        return Ok(one_by_one());
+    }
     let total = keys.len() / key_size;
     let (mut at, mut deleted) = (0, 0);
     while at < total {
@@ -210,12 +223,8 @@ pub fn delete_all(map: BorrowedFd<'_>, keys: &[u8], key_size: usize) -> io::Resu
             Ok(()) => {}
             // That key is gone already: on with the next.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => at += 1,
-            Err(e) if at == 0 && deleted == 0 && no_batches(&e) => {
-                return Ok(keys
-                    .chunks_exact(key_size)
-                    .filter(|k| delete(map, k).is_ok())
-                    .count())
-            }
+            // Refused at the first call: nothing was deleted.
+            Err(e) if at == 0 && no_batches(&e) => return Ok(one_by_one()),
             Err(e) => return Err(e),
         }
     }
@@ -561,7 +570,10 @@ mod tests {
         let mut keys: Vec<u8> = (0..2000u64).flat_map(|k| k.to_ne_bytes()).collect();
         keys.extend(7_000_000u64.to_ne_bytes()); // never inserted
         keys.extend(2500u64.to_ne_bytes());
-        assert_eq!(super::delete_all(map.as_fd(), &keys, 8).unwrap(), 2001);
+        assert_eq!(
+            super::delete_all(map.as_fd(), &keys, 8, MapReads::Batch).unwrap(),
+            2001
+        );
         let left = super::entries(map.as_fd(), 8, 16, MapReads::Batch).unwrap();
         assert_eq!(left.len(), 999);
         assert!(left.iter().all(|(k, _)| {

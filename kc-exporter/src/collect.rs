@@ -17,6 +17,15 @@ pub const OBJECT_TABLE_ROWS: u32 = 2048;
 /// The most rows the exporter sizes a table to by itself (`--table-size` sets any size).
 pub const MAX_AUTO_TABLE_ROWS: u32 = 65536;
 
+/// Rows of each per-application table: `--table-size`, else [`auto_table_rows`] of what runs
+/// now; None without tables (`--group-by none`: the objects' own size).
+pub fn table_rows(flags: &Flags) -> Option<u32> {
+    flags.table_size.or_else(|| {
+        (flags.group_by != kc_common::report::GroupBy::None)
+            .then(|| auto_table_rows(live_apps(flags.group_by)))
+    })
+}
+
 /// Rows of each per-application table where `--table-size` is not given: room for twice the
 /// processes (or cgroups) `live` now, a power of two between the objects' own size and
 /// [`MAX_AUTO_TABLE_ROWS`]. A table the host outgrows evicts its least recent rows, counted.

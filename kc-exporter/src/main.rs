@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use kc_agent::{Options, Release};
-use kc_common::report::{GroupBy, LoaderReport, MapReads};
+use kc_common::report::{LoaderReport, MapReads};
 use kc_exporter::collect;
 use kc_exporter::exposition::{self, Family, Value};
 use kc_exporter::flags::Flags;
@@ -105,10 +105,7 @@ fn serve(
                 .map(|r| (r, objects))
         })
         .collect::<Result<_>>()?;
-    let table_size = flags.table_size.or_else(|| {
-        (flags.group_by != GroupBy::None)
-            .then(|| collect::auto_table_rows(collect::live_apps(flags.group_by)))
-    });
+    let table_size = collect::table_rows(flags);
     let mut loaded: Vec<_> = releases
         .iter()
         .map(|(r, objects)| r.load(objects, table_size))
