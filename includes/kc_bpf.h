@@ -299,7 +299,8 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 	return bpf_map_lookup_elem(apps, &key);
 }
 
-/* Entry timestamps (or any u64) keyed by thread or request, for latency in return mode.
+/* Entry timestamps (or any u64) keyed by request (a block request's address), for latency in
+ * return mode: each key is new, so it is inserted at the start and deleted at the end.
  * Preallocated here: before 6.1 a tracing program that allocates can deadlock on the locks its
  * event runs under; from 6.1 the consumers load it with BPF_F_NO_PREALLOC (`<name>_starts`,
  * a hash: kc_common::plan::MapPlan::allocates_as_it_goes). 8,192 calls in flight at once, a
@@ -310,6 +311,20 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 		__type(key, key_type);           \
 		__type(value, __u64);            \
 		__uint(max_entries, 8192);       \
+	} name SEC(".maps")
+
+/* Entry timestamps keyed by thread id (kc_thread_start / kc_thread_elapsed). A thread calls
+ * again and again, so its slot is kept and rewritten in place: a lookup at each end instead of
+ * an insert at the start and a delete at the end, two of a hash's costliest operations (a
+ * bucket lock and an allocation or a freelist each), which dominated the cost of schedlat's
+ * switch and the file systems' calls. An LRU hash, since slots of threads that stopped calling
+ * are never deleted: inserting a new thread into a full table forgets the one idle longest. */
+#define KC_THREAD_START_MAP(name)                    \
+	struct {                                     \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH); \
+		__type(key, __u32);                  \
+		__type(value, __u64);                \
+		__uint(max_entries, 8192);           \
 	} name SEC(".maps")
 
 /* Latency histograms (`struct kc_hist_key` -> count) and counts per device (`<name>_devices`,
@@ -327,6 +342,17 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 /* A histogram of `ids` ids (devices, IRQ numbers, operations), every slot of each. */
 #define KC_HIST_MAP(name, ids) KC_SHARED_COUNTS_MAP(name, struct kc_hist_key, (ids) * KC_HIST_SLOTS)
 #define KC_DEVICE_MAP(name) KC_SHARED_COUNTS_MAP(name, __u32, 1024)
+
+/* A histogram counted per CPU (the consumers sum the copies, as for every per-CPU map), for
+ * events as frequent as the scheduler's switches: a shared count's cache line would pass from
+ * CPU to CPU at each of them. Small histograms only: each id costs 256 bytes per CPU. */
+#define KC_PERCPU_HIST_MAP(name, ids)                         \
+	struct {                                              \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);       \
+		__type(key, struct kc_hist_key);              \
+		__type(value, __u64);                         \
+		__uint(max_entries, (ids) * KC_HIST_SLOTS);   \
+	} name SEC(".maps")
 
 static __always_inline void kc_shared_add(void *counts, void *key, __u64 n)
 {
@@ -444,6 +470,21 @@ static __always_inline void kc_hist_add(void *hist, __u32 id, __u64 ns)
 	kc_shared_add(hist, &key, 1);
 }
 
+/* Counts `ns` in its slot of id `id` of a KC_PERCPU_HIST_MAP, on this CPU's copy. */
+static __always_inline void kc_percpu_hist_add(void *hist, __u32 id, __u64 ns)
+{
+	struct kc_hist_key key = { .id = id, .slot = kc_slot(ns) };
+	__u64 one = 1, *v = bpf_map_lookup_elem(hist, &key);
+
+	/* A new slot's first count; when another CPU added the slot meanwhile, add to ours. */
+	if (!v && !bpf_map_update_elem(hist, &key, &one, BPF_NOEXIST))
+		return;
+	if (!v)
+		v = bpf_map_lookup_elem(hist, &key);
+	if (v)
+		*v += 1;
+}
+
 /* Stores now under `key`, for a return probe to compute the latency. */
 static __always_inline void kc_start(void *starts, void *key)
 {
@@ -463,6 +504,32 @@ static __always_inline __u64 kc_elapsed(void *starts, void *key)
 	delta = bpf_ktime_get_ns() - *ts;
 	bpf_map_delete_elem(starts, key);
 	return delta;
+}
+
+/* Stores now as thread `tid`'s start: in place where the thread has a slot, else in a new one. */
+static __always_inline void kc_thread_start(void *starts, __u32 tid)
+{
+	__u64 ts = bpf_ktime_get_ns();
+	__u64 *slot = bpf_map_lookup_elem(starts, &tid);
+
+	if (slot)
+		*slot = ts;
+	else
+		bpf_map_update_elem(starts, &tid, &ts, BPF_ANY);
+}
+
+/* Nanoseconds since thread `tid`'s kc_thread_start, or 0 when none is pending; 0 marks the
+ * slot spent (the next end without a start is not timed from this one). */
+static __always_inline __u64 kc_thread_elapsed(void *starts, __u32 tid)
+{
+	__u64 *slot = bpf_map_lookup_elem(starts, &tid);
+	__u64 start;
+
+	if (!slot || !*slot)
+		return 0;
+	start = *slot;
+	*slot = 0;
+	return bpf_ktime_get_ns() - start;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -12,7 +12,7 @@
 KC_COLLECTOR(filesystem, filesystem)
 
 #if KC_RETURN_MODE
-KC_START_MAP(filesystem_starts, __u64);
+KC_THREAD_START_MAP(filesystem_starts);
 KC_HIST_MAP(filesystem_latency, sizeof(struct kc_filesystem_counters) / sizeof(__u64));
 #endif
 
@@ -20,17 +20,14 @@ static __always_inline void kc_filesystem_enter(__u32 op)
 {
 	kc_filesystem_count(op, 1);
 #if KC_RETURN_MODE
-	__u64 thread = bpf_get_current_pid_tgid();
-
-	kc_start(&filesystem_starts, &thread);
+	kc_thread_start(&filesystem_starts, bpf_get_current_pid_tgid());
 #endif
 }
 
 static __always_inline void kc_filesystem_leave(__u32 op)
 {
 #if KC_RETURN_MODE
-	__u64 thread = bpf_get_current_pid_tgid();
-	__u64 ns = kc_elapsed(&filesystem_starts, &thread);
+	__u64 ns = kc_thread_elapsed(&filesystem_starts, bpf_get_current_pid_tgid());
 
 	if (ns)
 		kc_hist_add(&filesystem_latency, op, ns);

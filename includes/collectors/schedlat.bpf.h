@@ -6,20 +6,24 @@
  * Families: sched/sched_wakeup{,_new} and sched/sched_switch as tp_btf (trampoline) or
  * classic (tracepoint); no probe: the scheduler functions behind them are inlined or renamed
  * (ttwu_do_activate, finish_task_switch.isra.0) across kernels. Totals only: a switch runs in
- * the context of the task leaving, not of the one whose wait it ends. */
+ * the context of the task leaving, not of the one whose wait it ends.
+ * Cost: these run at every wakeup and switch, so the start time is rewritten in the thread's
+ * slot (no insert, no delete), the histogram is counted per CPU (no shared line between CPUs),
+ * and the tp_btf programs read the task's pid directly (a typed pointer: one load the verifier
+ * guards, relocated by CO-RE like BPF_CORE_READ, instead of a helper call per field). */
 
 KC_TOTALS(schedlat, schedlat)
 
 #if KC_RETURN_MODE
-KC_START_MAP(schedlat_starts, __u32);
-KC_HIST_MAP(schedlat_latency, 1);
+KC_THREAD_START_MAP(schedlat_starts);
+KC_PERCPU_HIST_MAP(schedlat_latency, 1);
 #endif
 
 static __always_inline void kc_schedlat_woken(__u32 tid)
 {
 	kc_schedlat_count(KC_SCHEDLAT_WAKEUP, 1);
 #if KC_RETURN_MODE
-	kc_start(&schedlat_starts, &tid);
+	kc_thread_start(&schedlat_starts, tid);
 #endif
 }
 
@@ -31,10 +35,10 @@ static __always_inline void kc_schedlat_switched(__u32 next_tid)
 
 	if (!next_tid) /* the idle task is never woken */
 		return;
-	ns = kc_elapsed(&schedlat_starts, &next_tid);
+	ns = kc_thread_elapsed(&schedlat_starts, next_tid);
 	if (ns) {
 		kc_schedlat_count(KC_SCHEDLAT_QUEUED, 1);
-		kc_hist_add(&schedlat_latency, 0, ns);
+		kc_percpu_hist_add(&schedlat_latency, 0, ns);
 	}
 #endif
 }
@@ -43,14 +47,14 @@ static __always_inline void kc_schedlat_switched(__u32 next_tid)
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(kc_schedlat_wakeup__trampoline, struct task_struct *p)
 {
-	kc_schedlat_woken(BPF_CORE_READ(p, pid));
+	kc_schedlat_woken(p->pid);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(kc_schedlat_wakeup__trampoline_new, struct task_struct *p)
 {
-	kc_schedlat_woken(BPF_CORE_READ(p, pid));
+	kc_schedlat_woken(p->pid);
 	return 0;
 }
 
@@ -58,7 +62,7 @@ int BPF_PROG(kc_schedlat_wakeup__trampoline_new, struct task_struct *p)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(kc_schedlat_switch__trampoline, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	kc_schedlat_switched(BPF_CORE_READ(next, pid));
+	kc_schedlat_switched(next->pid);
 	return 0;
 }
 #endif

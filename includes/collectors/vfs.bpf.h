@@ -54,7 +54,7 @@ KC_OPEN_SYSCALLS(KC_VFS_OPEN_TP)
 /* open(path, flags) and openat(dirfd, path, flags) with O_CREAT (argument 1 or 2): the exit
  * record has no flags, so the entry marks the thread for it. */
 #if KC_RETURN_MODE
-KC_START_MAP(vfs_create_starts, __u32);
+KC_THREAD_START_MAP(vfs_create_starts);
 #endif
 
 static __always_inline void kc_vfs_create_call(int creates)
@@ -63,18 +63,14 @@ static __always_inline void kc_vfs_create_call(int creates)
 		return;
 	kc_vfs_count(KC_VFS_CREATE, 1);
 #if KC_RETURN_MODE
-	__u32 tid = bpf_get_current_pid_tgid();
-
-	kc_start(&vfs_create_starts, &tid);
+	kc_thread_start(&vfs_create_starts, bpf_get_current_pid_tgid());
 #endif
 }
 
 static __always_inline void kc_vfs_create_ret(long ret)
 {
 #if KC_RETURN_MODE
-	__u32 tid = bpf_get_current_pid_tgid();
-
-	if (kc_elapsed(&vfs_create_starts, &tid))
+	if (kc_thread_elapsed(&vfs_create_starts, bpf_get_current_pid_tgid()))
 		kc_vfs_error(ret, KC_VFS_CREATE_ERROR);
 #endif
 }

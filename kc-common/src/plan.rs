@@ -157,8 +157,9 @@ pub const BPF_F_NO_PREALLOC: u32 = 1;
 
 impl MapPlan {
     /// Whether a consumer loads this map with [`BPF_F_NO_PREALLOC`] on `kernel`: a start-time
-    /// hash (`<name>_starts`, includes/kc_bpf.h's KC_START_MAP: the calls in flight, a few
-    /// hundred at most, in room for 8,192) from 6.1 on, whose BPF memory allocator made
+    /// hash (`<name>_starts` of type hash, includes/kc_bpf.h's KC_START_MAP, keyed by request:
+    /// the calls in flight, a few hundred at most, in room for 8,192; those keyed by thread
+    /// are LRU hashes, always preallocated) from 6.1 on, whose BPF memory allocator made
     /// allocating safe in any context a tracing program runs in (before, under the locks of
     /// the event traced, it could deadlock). kc-loader (co-re/loader/kc_maps.c) and the Go
     /// consumer apply the same rule: their reports of map memory agree.
@@ -236,11 +237,13 @@ mod tests {
     #[test]
     fn start_hashes_allocate_as_they_go_from_6_1() {
         let (old, new) = (KernelVersion::new(6, 0, 19), KernelVersion::new(6, 1, 0));
-        assert!(!map("schedlat_starts", 1).allocates_as_it_goes(&old));
-        assert!(map("schedlat_starts", 1).allocates_as_it_goes(&new));
-        assert!(map("filesystem_starts", 1).allocates_as_it_goes(&KernelVersion::new(7, 3, 0)));
-        // A handler's per-CPU start slot, and hashes that are not start times, stay as they are.
+        assert!(!map("disk_starts", 1).allocates_as_it_goes(&old));
+        assert!(map("disk_starts", 1).allocates_as_it_goes(&new));
+        assert!(map("disk_starts", 1).allocates_as_it_goes(&KernelVersion::new(7, 3, 0)));
+        // A handler's per-CPU start slot, a thread's LRU slot (BPF_MAP_TYPE_LRU_HASH, 9), and
+        // hashes that are not start times, stay as they are.
         assert!(!map("hardirq_starts", 6).allocates_as_it_goes(&new));
+        assert!(!map("schedlat_starts", 9).allocates_as_it_goes(&new));
         assert!(!map("schedlat_latency", 1).allocates_as_it_goes(&new));
     }
 }
