@@ -974,27 +974,87 @@ static void bench(void)
 	}
 }
 
+/* The workload of a memory run (`/init memcg DIR OUT`): runs inside cgroup DIR while
+ * kc-loader holds the objects, and copies what the cgroup is charged (memory.current, then
+ * memory.stat's lines) to file OUT (a cgroup directory takes no files of ours), for memory()
+ * to print. */
+static int memcg_snapshot(const char *dir, const char *out)
+{
+	static const char *files[] = { "memory.current", "memory.stat" };
+	char path[160], buf[4096];
+	int to, from;
+	ssize_t n;
+
+	to = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (to < 0)
+		return 1;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		from = open(path, O_RDONLY);
+		if (i == 0 && write(to, "current ", 8) != 8)
+			break;
+		while (from >= 0 && (n = read(from, buf, sizeof(buf))) > 0)
+			if (write(to, buf, n) != n)
+				break;
+		if (from >= 0)
+			close(from);
+	}
+	close(to);
+	return 0;
+}
+
+/* Runs argv (stdout to `out`) as a member of cgroup `cgroup` from before its exec, so that
+ * everything it makes the kernel allocate is charged there; its exit status. */
+static int run_in_cgroup(char **argv, const char *out, const char *cgroup)
+{
+	char procs[160];
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgroup);
+		if (fd < 0 || dup2(fd, 1) < 0 || write_file(procs, "0"))
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* `cargo xtask bench memory` in a guest: /memory-plan holds table sizes, one per line; for
  * each, kc-loader loads every object under /objects with that --table-size (maps created,
  * programs verified, nothing attached: attaching adds no map memory, and detaching
  * trampolines from several emulated CPUs has crashed TCG guests in text patching) around a
- * process that does nothing, and its report (each object's memory_bytes: the kernel's memlock
- * of its maps) is printed between "KC-MEMORY-BEGIN size" and "KC-MEMORY-END". */
+ * process that does nothing but read what the load is charged, and its report (each object's
+ * memory_bytes: the kernel's memlock of its maps) is printed between "KC-MEMORY-BEGIN size"
+ * and "KC-MEMORY-END". The loader runs in a memory cgroup of its own (kc-memory-SIZE), whose
+ * charge while the objects are held is printed between "KC-MEMCG-BEGIN size" and
+ * "KC-MEMCG-END": the memory cgroup's account of the same load (5.11 and later charge BPF
+ * memory there), where the guest has the memory controller. */
 static void memory(void)
 {
 	static char paths[MAX_OBJECTS][96];
-	char *args[MAX_OBJECTS + 12], size[16];
+	char *args[MAX_OBJECTS + 12], size[16], cgroup[64], charge[80];
 	int n = 0, nobjects = 0;
 	FILE *plan = fopen("/memory-plan", "r");
 	DIR *dir = opendir("/objects");
 	struct dirent *e;
+	int memcg = write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory") == 0;
 
+	if (!memcg)
+		say("no memory controller: the loads' memory cgroup charge is not measured");
 	while (dir && (e = readdir(dir)) && nobjects < MAX_OBJECTS)
 		if (strstr(e->d_name, ".bpf.o"))
 			snprintf(paths[nobjects++], sizeof(paths[0]), "/objects/%.80s", e->d_name);
 	if (dir)
 		closedir(dir);
 	while (plan && fscanf(plan, "%15s", size) == 1) {
+		snprintf(cgroup, sizeof(cgroup), "/sys/fs/cgroup/kc-memory-%s", size);
+		snprintf(charge, sizeof(charge), "/tmp/kc-memory-%s.charge", size);
+		mkdir(cgroup, 0755);
 		n = 0;
 		args[n++] = "/kc-loader";
 		args[n++] = "--json";
@@ -1005,12 +1065,22 @@ static void memory(void)
 			args[n++] = paths[i];
 		args[n++] = "--";
 		args[n++] = "/init";
-		args[n++] = "noop";
+		args[n++] = "memcg";
+		args[n++] = cgroup;
+		args[n++] = charge;
 		args[n] = NULL;
-		run_to(args, "/tmp/kc-memory.json");
+		if (memcg)
+			run_in_cgroup(args, "/tmp/kc-memory.json", cgroup);
+		else
+			run_to(args, "/tmp/kc-memory.json");
 		printf("\nKC-MEMORY-BEGIN %s\n", size);
 		print_file("/tmp/kc-memory.json");
 		printf("\nKC-MEMORY-END\n");
+		if (memcg && access(charge, F_OK) == 0) {
+			printf("\nKC-MEMCG-BEGIN %s\n", size);
+			print_file(charge);
+			printf("\nKC-MEMCG-END\n");
+		}
 		fflush(stdout);
 	}
 	if (plan)
@@ -1111,6 +1181,8 @@ int main(int argc, char **argv)
 		import_drives();
 		return workload();
 	}
+	if (argc > 3 && strcmp(argv[1], "memcg") == 0)
+		return memcg_snapshot(argv[2], argv[3]);
 	if (argc > 1)
 		return 0; /* "noop": a process to fork and exec */
 
