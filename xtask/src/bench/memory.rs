@@ -1,10 +1,12 @@
 //! `cargo xtask bench memory`: the kernel's own figure of every CO-RE object's map memory
 //! (each map's `memlock`, as kc-loader reports it; objects loaded, nothing attached) in guests
-//! of one kernel booted with 1, 2, 4 and 8 CPUs, and on this host, at the default and a small per-application table. Per object
-//! and in total, a linear model (`fixed + per_cpu x CPUs`, least squares over the guests) is
-//! checked against every measured point (within 10 %, else the bench fails: the projection
-//! would be a guess), then projected to 64, 128, 256 and 512 CPUs and held to the targets
-//! (said, not failed: they are goals).
+//! of one kernel booted with 1, 2, 4 and 8 CPUs, and on this host, at the default and a small
+//! per-application table; and, from 5.18, the memory cgroup's account of the whole load in each
+//! guest ([`MemcgCharge`]: what memlock leaves out, the programs and BTF, and before 6.4 the
+//! maps' own overhead). Per object and in total, a linear model (`fixed + per_cpu x CPUs`, least
+//! squares over the guests) is checked against every measured point (within 10 %, else the
+//! bench fails: the projection would be a guess), then projected to 64, 128, 256 and 512 CPUs
+//! and held to the targets (said, not failed: they are goals).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
