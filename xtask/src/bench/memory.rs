@@ -425,66 +425,20 @@ fn report(
                 host_row.get(object).copied()
             };
             if o.json {
-                rows.insert(
-                    object.clone(),
-                    serde_json::json!({
-                        "measured": points, "host": host_bytes, "model": model,
-                        "projected": PROJECTED.iter().map(|c| (c.to_string(), model.at(*c).round() as u64)).collect::<BTreeMap<_, _>>(),
-                    }),
-                );
-                continue;
+                let mut row = json_row(points, &model);
+                row["host"] = serde_json::json!(host_bytes);
+                rows.insert(object.clone(), row);
+            } else {
+                print_row(object, &o.cpus, points, host_bytes, &model);
             }
-            let measured_cols: String = o
-                .cpus
-                .iter()
-                .map(|c| format!("{:>8}", mib(points[c] as f64)))
-                .collect();
-            let proj: String = PROJECTED
-                .iter()
-                .map(|c| format!("{:>9}", mib(model.at(*c))))
-                .collect();
-            println!(
-                "{object:<12}{measured_cols}{:>10}{:>10}{:>10}{proj}{:>6.1}%",
-                host_bytes.map_or("-".into(), |b| mib(b as f64)),
-                mib(model.fixed),
-                format!("{:.1}K", model.per_cpu / 1024.0),
-                model.worst_miss * 100.0
-            );
         }
         if let Some(points) = charged.get(size) {
             let pts: Vec<(u32, u64)> = points.iter().map(|(c, b)| (*c, *b)).collect();
             let model = Model::fit(&pts).context("too few CPU counts to fit")?;
             if o.json {
-                rows.insert(
-                    "(memory cgroup)".into(),
-                    serde_json::json!({
-                        "measured": points, "model": model,
-                        "projected": PROJECTED.iter().map(|c| (c.to_string(), model.at(*c).round() as u64)).collect::<BTreeMap<_, _>>(),
-                    }),
-                );
+                rows.insert("(memory cgroup)".into(), json_row(points, &model));
             } else {
-                let measured_cols: String = o
-                    .cpus
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{:>8}",
-                            points.get(c).map_or("-".into(), |b| mib(*b as f64))
-                        )
-                    })
-                    .collect();
-                let proj: String = PROJECTED
-                    .iter()
-                    .map(|c| format!("{:>9}", mib(model.at(*c))))
-                    .collect();
-                println!(
-                    "{:<12}{measured_cols}{:>10}{:>10}{:>10}{proj}{:>6.1}%",
-                    "(memcg)",
-                    "-",
-                    mib(model.fixed),
-                    format!("{:.1}K", model.per_cpu / 1024.0),
-                    model.worst_miss * 100.0
-                );
+                print_row("(memcg)", &o.cpus, points, None, &model);
                 println!("(memcg: the kernel memory the guest's memory cgroup of the load was charged while the objects were held (memory.stat), less its processes' kernel stacks and page tables: the maps, the programs and BTF)");
             }
         }
@@ -510,6 +464,45 @@ fn report(
         bail!("the linear model does not hold:\n{}", misfits.join("\n"));
     }
     Ok(())
+}
+
+/// One row's figures for `--json`: measured (CPUs -> bytes), the model and its projections.
+fn json_row(points: &BTreeMap<u32, u64>, model: &Model) -> serde_json::Value {
+    let projected: BTreeMap<String, u64> = PROJECTED
+        .iter()
+        .map(|c| (c.to_string(), model.at(*c).round() as u64))
+        .collect();
+    serde_json::json!({ "measured": points, "model": model, "projected": projected })
+}
+
+/// One row of the table: each guest's figure, this host's, the model and its projections.
+fn print_row(
+    name: &str,
+    cpus: &[u32],
+    points: &BTreeMap<u32, u64>,
+    host: Option<u64>,
+    model: &Model,
+) {
+    let measured: String = cpus
+        .iter()
+        .map(|c| {
+            format!(
+                "{:>8}",
+                points.get(c).map_or("-".into(), |b| mib(*b as f64))
+            )
+        })
+        .collect();
+    let projected: String = PROJECTED
+        .iter()
+        .map(|c| format!("{:>9}", mib(model.at(*c))))
+        .collect();
+    println!(
+        "{name:<12}{measured}{:>10}{:>10}{:>10}{projected}{:>6.1}%",
+        host.map_or("-".into(), |b| mib(b as f64)),
+        mib(model.fixed),
+        format!("{:.1}K", model.per_cpu / 1024.0),
+        model.worst_miss * 100.0
+    );
 }
 
 /// Every collector's memory together (`points`: CPUs -> bytes, by the kernel's figure
