@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 
 #include "kc_kernel.h"
 
@@ -197,4 +198,15 @@ void kc_figures_json(FILE *out, const struct kc_figures *f)
 	for (int i = 0; i < f->n; i++)
 		fprintf(out, "%s\"%s\": %llu", i ? ", " : "", f->names[i], f->values[i]);
 	fprintf(out, "}");
+}
+
+int kc_kernel_at_least(int major, int minor)
+{
+	static int running_major = -1, running_minor;
+	struct utsname u;
+
+	if (running_major < 0 &&
+	    (uname(&u) != 0 || sscanf(u.release, "%d.%d", &running_major, &running_minor) != 2))
+		running_major = running_minor = 0;
+	return running_major > major || (running_major == major && running_minor >= minor);
 }

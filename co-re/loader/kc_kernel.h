@@ -32,5 +32,7 @@ void kc_process_figures(pid_t pid, struct kc_figures *f);
 void kc_figures_delta(const struct kc_figures *before, const struct kc_figures *after, struct kc_figures *delta);
 /* {"name": value, ...} */
 void kc_figures_json(FILE *out, const struct kc_figures *f);
+/* Whether the running kernel is `major`.`minor` or later (uname's release; 0 where unreadable). */
+int kc_kernel_at_least(int major, int minor);
 
 #endif

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/utsname.h>
 
 #include <linux/types.h>
 
@@ -15,6 +14,7 @@
 #include <bpf/libbpf.h>
 
 #include "kc_common.h"
+#include "kc_kernel.h"
 #include "kc_map_walk.h"
 #include "kc_maps.h"
 
@@ -48,14 +48,7 @@ static int has_suffix(const char *s, const char *suffix)
  * applies (kc_common::plan::MapPlan::allocates_as_it_goes, examples/go). */
 static int tracing_may_allocate(void)
 {
-	static int may = -1;
-	struct utsname u;
-	int major = 0, minor = 0;
-
-	if (may < 0)
-		may = uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
-		      (major > 6 || (major == 6 && minor >= 1));
-	return may;
+	return kc_kernel_at_least(6, 1);
 }
 
 void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o)

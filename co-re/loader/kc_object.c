@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "kc_kernel.h"
 #include "kc_loader.h"
 #include "kc_probe_events.h"
 
@@ -474,14 +474,7 @@ void kc_objects_detach(struct object_result *rs, int n)
  * emulation, seconds for a release's kprobes); 6.1 made it a binary search. */
 static int kallsyms_lookup_is_linear(void)
 {
-	static int linear = -1;
-	struct utsname u;
-	int major = 0, minor = 0;
-
-	if (linear < 0)
-		linear = uname(&u) == 0 && sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
-			 (major < 6 || (major == 6 && minor < 1));
-	return linear;
+	return !kc_kernel_at_least(6, 1);
 }
 
 /* Attaches one program. Where the kernel's own lookup is linear, a kprobe goes by the address
