@@ -327,6 +327,22 @@ static __always_inline __u64 *kc_app(void *apps, void *ctrl, __u32 tgid, void *z
 		__uint(max_entries, 8192);           \
 	} name SEC(".maps")
 
+/* Not inlined, in both environments (the kernel headers' `noinline` macro breaks libbpf's
+ * `__noinline`). */
+#define KC_NOINLINE __attribute__((__noinline__))
+
+/* A stream of records to user space: `name`, a ring buffer (5.8; every kernel a collector
+ * supports has it) of `bytes`, a power of two and a multiple of the page size, shared by every
+ * CPU. `record` names the records' struct, as a BTF declaration tag the plan and agents read
+ * (a ring buffer's definition can carry no value type). Consumers poll it while the programs
+ * run; a record the ring has no room for is counted where the collector says, never dropped
+ * silently. */
+#define KC_STREAM_MAP(name, record, bytes)             \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);    \
+		__uint(max_entries, bytes);            \
+	} name SEC(".maps") KC_TAG("kc_record:" #record)
+
 /* Latency histograms (`struct kc_hist_key` -> count) and counts per device (`<name>_devices`,
  * keyed by a dev_t as the kernel encodes it: the loader reports them by major:minor), shared
  * by every CPU and added to atomically: a per-CPU copy of a 4096-entry histogram is 32 KiB

@@ -35,7 +35,9 @@
 	X(PROCESS, EXIT, exit, KC_FROM(exit))                                               \
 	X(PROCESS, RELEASE, release, KC_FROM(release))                                      \
 	X(PROCESS, CLONE_CALL, clone_call, KC_FROM(clone) KC_RETURN_ONLY)                   \
-	X(PROCESS, CLONE_ERROR, clone_error, KC_FROM(clone) KC_RETURN_ONLY)
+	X(PROCESS, CLONE_ERROR, clone_error, KC_FROM(clone) KC_RETURN_ONLY)                 \
+	X(PROCESS, STREAMED, streamed, KC_FROM(stream))                                     \
+	X(PROCESS, STREAM_LOST, stream_lost, KC_FROM(stream))
 
 /* Entry mode sees the bytes asked for, not those moved: bytes are return-only. */
 #define KC_VFS_COUNTERS(X)                                                                  \
@@ -173,6 +175,22 @@
 	};
 
 KC_DEFINE_COUNTERS(process, PROCESS)
+
+/* One record of `process_exits` (a ring buffer): a process (thread group) released, all its
+ * threads gone, with its final row of process_apps when the table is keyed by process. The
+ * row moves: it is removed from the table as the record is submitted, so an agent reading the
+ * stream never walks the table for exited processes. When the ring has no room the row stays
+ * in the table (the hash path: reported as exited there) and `stream_lost` counts it. */
+struct kc_process_exit {
+	__u64 start_ns;	 /* task->start_time: CLOCK_MONOTONIC at fork */
+	__u64 exit_ns;	 /* CLOCK_MONOTONIC at release (tracepoint family: at its free, a grace period later) */
+	__u32 tgid;
+	__u32 ppid;	 /* its parent's tgid at release (the reaper, if it was reparented) */
+	__u32 exit_code; /* as wait(2) reports it: exit status << 8, or the killing signal */
+	__u32 has_row;	 /* 1: `row` is its row of process_apps (removed from the table) */
+	char comm[16];
+	struct kc_process_counters row;
+};
 KC_DEFINE_COUNTERS(vfs, VFS)
 KC_DEFINE_COUNTERS(cachestat, CACHESTAT)
 KC_DEFINE_COUNTERS(disk, DISK)

@@ -8,6 +8,7 @@
 
 #define KC_CORE 0
 #define KC_READ(src, a, ...) BPF_PROBE_READ(src, a, ##__VA_ARGS__)
+#define KC_READ_INTO(dst, src, a, ...) BPF_PROBE_READ_INTO(dst, src, a, ##__VA_ARGS__)
 
 #include "kc_bpf.h"
 #include "kc_legacy_tp.h"

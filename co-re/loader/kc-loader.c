@@ -217,7 +217,22 @@ static void report_counters(struct object_result *r, const struct options *o)
 
 	for (int j = 0; j < r->nevents; j++)
 		events[j] = (struct kc_event_family){ .name = r->events[j].name, .family = r->events[j].family };
-	kc_maps_report(r->obj, &o->apps, &seen, &r->counters_json, &r->counters_text);
+	kc_maps_report(r->obj, &o->apps, &seen, &r->streams, &r->counters_json, &r->counters_text);
+}
+
+/* Polls the object's stream maps during the pass; one that cannot be polled fails the object
+ * (its records would be lost without a count). */
+static void watch_streams(struct object_result *r)
+{
+	int err;
+
+	if (!r->obj || r->load_failed || r->status == KC_OBJECT_FAILED || r->status == KC_OBJECT_AS_AUTO)
+		return;
+	err = kc_streams_watch(r->obj, &r->streams);
+	if (err) {
+		snprintf(r->error, sizeof(r->error), "polling its stream maps: %s", strerror(-err));
+		r->status = KC_OBJECT_FAILED;
+	}
 }
 
 /* One pass: attach each object for `mode`, run the workload, detach, report. Returns how
@@ -227,7 +242,7 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	struct kc_pass pass = { .kernel = kernel, .mode = mode };
 	struct kc_figures before;
 	double t = kc_now_ms();
-	int failed = 0;
+	int failed = 0, err;
 
 	kc_system_figures(&before);
 
@@ -235,7 +250,11 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 		if (mode == KC_ATTACH_AUTO || !o->with_auto || !kc_object_sit_out(&rs[i], mode, KC_ATTACH_AUTO))
 			kc_object_attach(&rs[i], mode, o->attach);
 		rs[i].misses_before = kc_object_misses(&rs[i]);
+		watch_streams(&rs[i]);
 	}
+	err = kc_streams_start();
+	if (err)
+		fprintf(stderr, "kc-loader: cannot start polling the stream maps: %s\n", strerror(-err));
 	pass.ms_attach = kc_now_ms() - t;
 	t = kc_now_ms();
 	if (o->workload && !stop_signal && run_workload(o->workload, &pass) != 0 && !stop_signal)
@@ -248,6 +267,7 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	/* Detached before anything is read: the counters, per-application rows and histograms of
 	 * a report are one frozen moment (reading them would otherwise count scheduling too). */
 	kc_objects_detach(rs, n);
+	kc_streams_stop();
 	kc_system_figures(&pass.outer);
 	for (int i = 0; i < n; i++)
 		rs[i].missed_runs = kc_object_misses(&rs[i]) - rs[i].misses_before;
@@ -270,6 +290,8 @@ static int run_pass(struct object_result *rs, int n, int mode, const struct opti
 	else
 		kc_print_table(rs, n, &pass);
 	fflush(stdout);
+	for (int i = 0; i < n; i++)
+		kc_streams_release(&rs[i].streams);
 	return failed;
 }
 

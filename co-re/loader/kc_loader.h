@@ -11,6 +11,7 @@
 #include "kc_attach.h"
 #include "kc_kernel.h"
 #include "kc_maps.h"
+#include "kc_streams.h"
 
 #define MAX_PROGS 128
 #define MAX_EVENTS 32
@@ -96,6 +97,7 @@ struct object_result {
 	struct event_result events[MAX_EVENTS];
 	struct bpf_link *links[MAX_PROGS];
 	struct bpf_object *obj; /* kept open until the counters are read */
+	struct kc_object_streams streams; /* what its stream maps delivered in this pass */
 	double ms_choose, ms_load, ms_attach; /* where its time went */
 	/* Runs of its programs the kernel skipped in this pass (recursion_misses: a program of
 	 * the same kind already running on that CPU, preempted or interrupted): its counts may be

@@ -93,7 +93,8 @@ int kc_maps_reset(struct bpf_object *obj, const struct kc_app_options *o)
 		int fd = bpf_map__fd(map), err = 0;
 		void *key, *value;
 
-		if (bpf_map__is_internal(map))
+		/* A stream has no keys: the previous pass drained it as it stopped. */
+		if (bpf_map__is_internal(map) || type == BPF_MAP_TYPE_RINGBUF)
 			continue;
 		key = calloc(1, bpf_map__key_size(map));
 		/* A per-CPU value is one 8-byte aligned slot per possible CPU. */
@@ -332,6 +333,7 @@ static int read_totals(struct bpf_map *map, int n, unsigned long long *out)
 struct ctrl_state {
 	struct kc_ctrl ctrl;
 	unsigned long long removed; /* rows of exited processes this collection removed */
+	unsigned long long streamed; /* rows the programs moved into a stream (kc_streams.h) */
 };
 
 /* What a walk of an apps table carries from row to row. */
@@ -385,10 +387,11 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const s
 	if (w.gone)
 		cs->removed += kc_map_delete_all(fd, w.gone, (unsigned long)w.ngone, sizeof(__u64), o->map_reads);
 	free(w.gone);
-	/* Every row the programs inserted is still here, was removed by an agent, or was evicted
-	 * by the LRU to make room. This loader collects once, and removes only after this walk:
-	 * the evictions are what is not here. */
-	evicted = cs->ctrl.insertions > (__u64)rows ? cs->ctrl.insertions - rows : 0;
+	/* Every row the programs inserted is still here, was moved into a stream with its
+	 * process's exit, was removed by an agent, or was evicted by the LRU to make room. This
+	 * loader collects once, and removes only after this walk: the evictions are what is
+	 * neither here nor streamed. */
+	evicted = cs->ctrl.insertions > rows + cs->streamed ? cs->ctrl.insertions - rows - cs->streamed : 0;
 	put(j, "], \"apps\": {\"group_by\": \"%s\", \"table_size\": %u, \"rows\": %d, \"insertions\": %llu, "
 	       "\"evicted\": %llu, \"failures\": %llu, \"removed_exited\": %llu}",
 	    kc_group_by_name(group_by), bpf_map__max_entries(map), rows, (unsigned long long)cs->ctrl.insertions,
@@ -482,6 +485,56 @@ static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map, int 
 	put(t, "\n");
 }
 
+/* One process exit as JSON, with its row's counters (null where it carried none). */
+static void exit_json(struct buf *j, const struct counters *c, const struct kc_process_exit *e)
+{
+	char comm[sizeof(e->comm) + 1] = { 0 };
+
+	memcpy(comm, e->comm, sizeof(e->comm));
+	put(j, "{\"tgid\": %u, \"ppid\": %u, \"comm\": ", e->tgid, e->ppid);
+	put_string(j, comm);
+	put(j, ", \"exit_code\": %u, \"start_ns\": %llu, \"exit_ns\": %llu, \"row\": ", e->exit_code,
+	    (unsigned long long)e->start_ns, (unsigned long long)e->exit_ns);
+	if (e->has_row && c->n == KC_PROCESS_END) {
+		/* Shaped as a row of the table it left: its process has exited. */
+		put(j, "{\"tgid\": %u, \"exited\": true, \"counters\": ", e->tgid);
+		counters_json(j, c, (const unsigned long long *)&e->row);
+		put(j, "}");
+	} else {
+		put(j, "null");
+	}
+	put(j, "}");
+}
+
+/* What each stream map delivered in the pass (kc_streams.h); the loss is the collector's own
+ * counter (a record the ring had no room for is counted as it is refused). */
+static void streams_json(struct buf *j, struct buf *t, const struct counters *c, const struct kc_object_streams *st)
+{
+	put(j, ", \"streams\": {");
+	for (int i = 0; st && i < st->n; i++) {
+		const struct kc_stream *s = &st->s[i];
+
+		put(j, "%s", i ? ", " : "");
+		put_string(j, s->map);
+		put(j, ": {\"record\": ");
+		put_string(j, s->record_name);
+		put(j, ", \"received\": %llu, \"bytes\": %llu, \"malformed\": %llu, \"rows\": %llu, \"not_listed\": %llu",
+		    s->received, s->bytes, s->malformed, s->rows, s->not_listed);
+		put(t, "  %s: %llu records of %s (%llu bytes), %llu with their rows\n", s->map, s->received,
+		    s->record_name[0] ? s->record_name : "unknown type", s->bytes, s->rows);
+		if (s->record == KC_RECORD_PROCESS_EXIT) {
+			put(j, ", \"exits\": [");
+			for (unsigned k = 0; k < s->nexits; k++) {
+				put(j, "%s", k ? ", " : "");
+				exit_json(j, c, &s->exits[k]);
+			}
+			put(j, "]");
+		}
+		put(j, "}");
+	}
+	put(j, "}");
+}
+
 /* The kernel's own figure of a map's memory: the `memlock:` line of its fd's fdinfo (what the
  * kernel charges for it, as bpftool's bytes_memlock). Returns 0 where it cannot be read. */
 static unsigned long long map_memlock(const struct bpf_map *map)
@@ -502,7 +555,7 @@ static unsigned long long map_memlock(const struct bpf_map *map)
 }
 
 void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, const struct kc_observed *seen,
-		    char **json, char **text)
+		    const struct kc_object_streams *streams, char **json, char **text)
 {
 	struct buf j = { 0 }, t = { 0 };
 	struct bpf_map *map, *apps = NULL;
@@ -550,6 +603,8 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 	for (int i = 0; i < c.n; i++)
 		if (c.unobserved[i][0])
 			put(&t, "  %s unobserved: %s\n", c.names[i], c.unobserved[i]);
+	for (int i = 0; streams && i < streams->n; i++)
+		cs.streamed += streams->s[i].rows;
 	if (apps && o->group_by != KC_GROUP_NONE)
 		read_apps(&j, &t, apps, &c, o, &cs);
 	put(&j, ", \"histograms\": {");
@@ -564,12 +619,14 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 			put(&j, devices++ ? ", " : "");
 			read_devices(&j, &t, map, o->map_reads);
 		}
+	put(&j, "}");
+	streams_json(&j, &t, &c, streams);
 	/* A map whose figure could not be read makes the sum no figure at all. */
 	if (memory_unknown) {
-		put(&j, "}, \"memory_bytes\": null");
+		put(&j, ", \"memory_bytes\": null");
 		put(&t, "  map memory: unknown (fdinfo has no memlock)\n");
 	} else {
-		put(&j, "}, \"memory_bytes\": %llu", memory);
+		put(&j, ", \"memory_bytes\": %llu", memory);
 		put(&t, "  map memory: %llu bytes (the kernel's memlock)\n", memory);
 	}
 	*json = j.s;

@@ -10,6 +10,7 @@
 #include <bpf/libbpf.h>
 
 #include "kc_observed.h"
+#include "kc_streams.h"
 
 /* --group-by: the values of enum kc_group_by; --table-size 0 keeps the object's own size;
  * --map-reads: enum kc_map_reads (kc_map_walk.h), how a collection reads the tables. */
@@ -34,11 +35,11 @@ int kc_maps_control(struct bpf_object *obj, const struct kc_app_options *o);
 /* Between two runs of one loaded object: every array value zero, every hash empty, the
  * control maps written again, as though just loaded. 0, or -errno. */
 int kc_maps_reset(struct bpf_object *obj, const struct kc_app_options *o);
-/* After the workload: the object's counters, rows, control and histograms as JSON members
- * (`"counters": {...}, "unobserved": {...}, ...` without braces) into `json`, and a human
- * summary into `text` (both malloc'd); rows of processes that exited are removed from the
- * tables first. */
+/* After the workload: the object's counters, rows, control, histograms and what its streams
+ * delivered as JSON members (`"counters": {...}, "unobserved": {...}, ...` without braces)
+ * into `json`, and a human summary into `text` (both malloc'd); rows of processes that exited
+ * are removed from the tables first. */
 void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, const struct kc_observed *seen,
-		    char **json, char **text);
+		    const struct kc_object_streams *streams, char **json, char **text);
 
 #endif

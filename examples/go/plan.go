@@ -74,9 +74,10 @@ func (t Target) String() string {
 
 type MapPlan struct {
 	Name        string   `json:"name"`
-	Role        string   `json:"role"` // totals, apps, ctrl, histogram, devices, internal
+	Role        string   `json:"role"` // totals, apps, ctrl, histogram, devices, stream, internal
 	MaxEntries  uint32   `json:"max_entries"`
 	ValueSize   *uint32  `json:"value_size"`
+	ValueType   *string  `json:"value_type"` // a stream's: its records' type
 	ValueFields []string `json:"value_fields"`
 }
 
@@ -162,6 +163,7 @@ type ObjectReport struct {
 	Apps        *AppsTable                     `json:"apps"`
 	Histograms  map[string]map[string][]uint64 `json:"histograms"` // map, id, slot counts
 	Devices     map[string]map[string]uint64   `json:"devices"`    // map, "major:minor", count
+	Streams     map[string]*StreamReport       `json:"streams"`
 	MemoryBytes *uint64                        `json:"memory_bytes"`
 }
 

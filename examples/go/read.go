@@ -98,6 +98,15 @@ func (o *object) read(groupBy string) error {
 		r.Counters = o.named(sums, unobserved)
 		r.Unobserved = unobserved
 	}
+	streams, err := o.readStreams(unobserved)
+	if err != nil {
+		return err
+	}
+	r.Streams = streams
+	streamedRows := uint64(0)
+	for _, s := range streams {
+		streamedRows += s.Rows
+	}
 	apps, ctrl := o.plan.mapOf("apps"), o.plan.mapOf("ctrl")
 	if apps == nil || ctrl == nil || groupBy == "none" {
 		return nil
@@ -150,9 +159,10 @@ func (o *object) read(groupBy string) error {
 		return err
 	}
 	evicted := uint64(0)
-	if insertions > uint64(len(rows)) {
-		// Every row inserted is here, or was evicted to make room.
-		evicted = insertions - uint64(len(rows))
+	if insertions > uint64(len(rows))+streamedRows {
+		// Every row inserted is here, went into a stream with its process's exit, or was
+		// evicted to make room.
+		evicted = insertions - uint64(len(rows)) - streamedRows
 	}
 	r.Apps = &AppsTable{
 		GroupBy: groupBy, TableSize: uint64(apps.MaxEntries), Rows: uint64(len(rows)),

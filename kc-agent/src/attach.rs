@@ -502,6 +502,10 @@ fn empty_maps(ebpf: &Ebpf, cpus: usize) -> std::io::Result<()> {
     use aya::maps::Map;
     use std::os::fd::AsFd;
     for (name, map) in ebpf.maps().filter(|(name, _)| !name.starts_with('.')) {
+        if matches!(map, Map::RingBuf(_)) {
+            // A stream: drained by each read, nothing to empty.
+            continue;
+        }
         let data = map_data(map)?;
         let info = data
             .info()
@@ -534,7 +538,8 @@ fn map_data(map: &aya::maps::Map) -> std::io::Result<&aya::maps::MapData> {
         | Map::HashMap(d)
         | Map::LruHashMap(d)
         | Map::PerCpuHashMap(d)
-        | Map::PerCpuLruHashMap(d) => Ok(d),
+        | Map::PerCpuLruHashMap(d)
+        | Map::RingBuf(d) => Ok(d),
         _ => Err(std::io::Error::other(
             "a map type our objects do not declare",
         )),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
 use kc_common::plan::{CounterPlan, MapPlan, MapRole};
-use kc_common::report::{AppsTable, GroupBy, MapReads, Row};
+use kc_common::report::{AppsTable, GroupBy, MapReads, ProcessExit, Row, StreamReport};
 
 use crate::attach::{map_fd, Loaded};
 use crate::sys;
@@ -61,28 +61,117 @@ fn named(
         .collect()
 }
 
+/// `struct kc_process_exit` (includes/kc_collectors.h): the bytes before its row.
+const EXIT_HEAD: usize = 48;
+
+/// A process exit record, or None where it is shorter than the object's struct.
+fn process_exit(bytes: &[u8], counters: &[CounterPlan], observed: &[bool]) -> Option<ProcessExit> {
+    let row_bytes = bytes.get(EXIT_HEAD..EXIT_HEAD + 8 * counters.len())?;
+    let u64_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let comm = &bytes[32..48];
+    let comm = &comm[..comm.iter().position(|&b| b == 0).unwrap_or(comm.len())];
+    let tgid = u32_at(16);
+    Some(ProcessExit {
+        tgid,
+        ppid: u32_at(20),
+        comm: String::from_utf8_lossy(comm).into_owned(),
+        exit_code: u32_at(24),
+        start_ns: u64_at(0),
+        exit_ns: u64_at(8),
+        row: (u32_at(28) != 0).then(|| Row {
+            tgid: Some(tgid),
+            cgroup: None,
+            exited: true,
+            counters: named(counters, u64s(row_bytes), observed),
+        }),
+    })
+}
+
+/// Takes every record the object's stream maps hold (their rings are polled at each read:
+/// a record the ring had no room for kept its row in the table, where the walk finds it).
+fn drain_streams(
+    loaded: &mut Loaded,
+    observed: &[bool],
+) -> std::io::Result<BTreeMap<String, StreamReport>> {
+    let mut out = BTreeMap::new();
+    let Some(ebpf) = loaded.ebpf.as_mut() else {
+        return Ok(out);
+    };
+    for m in loaded
+        .plan
+        .maps
+        .iter()
+        .filter(|m| m.role == MapRole::Stream)
+    {
+        let Some(map) = ebpf.map_mut(&m.name) else {
+            continue;
+        };
+        let mut ring = aya::maps::RingBuf::try_from(map).map_err(std::io::Error::other)?;
+        let is_exit = m.value_type.as_deref() == Some("struct kc_process_exit");
+        let mut s = StreamReport {
+            record: m
+                .value_type
+                .as_deref()
+                .map_or("", |t| t.trim_start_matches("struct "))
+                .to_string(),
+            exits: is_exit.then(Vec::new),
+            ..StreamReport::default()
+        };
+        while let Some(item) = ring.next() {
+            s.received += 1;
+            s.bytes += item.len() as u64;
+            if !is_exit {
+                continue;
+            }
+            match process_exit(&item, &loaded.plan.counters, observed) {
+                None => s.malformed += 1,
+                Some(e) => {
+                    s.rows += u64::from(e.row.is_some());
+                    let listed = s.exits.as_mut().expect("exits");
+                    if listed.len() < STREAM_LISTED {
+                        listed.push(e);
+                    } else {
+                        s.not_listed += 1;
+                    }
+                }
+            }
+        }
+        out.insert(m.name.clone(), s);
+    }
+    Ok(out)
+}
+
+/// Records listed per stream and read (kc-loader's KC_STREAM_LISTED); the rest are counted.
+const STREAM_LISTED: usize = 4096;
+
 /// Fills the report of `loaded` from its maps.
 pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Result<()> {
     let (group_by, reads) = (options.group_by, options.map_reads);
-    let (Some(ebpf), Some(cpus)) = (&loaded.ebpf, NonZeroUsize::new(cpus)) else {
-        return Ok(());
-    };
-    let plan = &loaded.plan;
-    let unobserved: BTreeMap<String, String> = plan
+    let unobserved: BTreeMap<String, String> = loaded
+        .plan
         .counters
         .iter()
         .filter_map(|c| Some((c.name.clone(), self::unobserved(c, loaded)?)))
         .collect();
+    let observed: Vec<bool> = loaded
+        .plan
+        .counters
+        .iter()
+        .map(|c| !unobserved.contains_key(&c.name))
+        .collect();
+    // Before the table's walk: a row is in the stream or in the table, never neither.
+    let streams = drain_streams(loaded, &observed)?;
+    let streamed_rows: u64 = streams.values().map(|s| s.rows).sum();
+    let (Some(ebpf), Some(cpus)) = (&loaded.ebpf, NonZeroUsize::new(cpus)) else {
+        return Ok(());
+    };
+    let plan = &loaded.plan;
     let map = |role: MapRole| -> Option<(&MapPlan, &aya::maps::Map)> {
         let m = plan.maps.iter().find(|m| m.role == role)?;
         Some((m, ebpf.map(&m.name)?))
     };
     let n = plan.counters.len();
-    let observed: Vec<bool> = plan
-        .counters
-        .iter()
-        .map(|c| !unobserved.contains_key(&c.name))
-        .collect();
     let mut report = std::mem::take(&mut loaded.report);
     if let Some((m, totals)) = map(MapRole::Totals) {
         let stride = sys::value_slot(m.value_size.unwrap_or(0));
@@ -131,8 +220,9 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
             table_size: u64::from(m.max_entries),
             rows: rows.len() as u64,
             insertions,
-            // Every row inserted is here, or was evicted to make room (removed only now).
-            evicted: insertions.saturating_sub(rows.len() as u64),
+            // Every row inserted is here, went into a stream with its process's exit, or was
+            // evicted to make room (removed only now).
+            evicted: insertions.saturating_sub(rows.len() as u64 + streamed_rows),
             failures,
             removed_exited: removed,
         });
@@ -162,6 +252,7 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
     }
     report.histograms = Some(histograms);
     report.devices = Some(devices);
+    report.streams = Some(streams);
     loaded.report = report;
     Ok(())
 }

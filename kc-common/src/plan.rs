@@ -144,7 +144,7 @@ pub struct MapPlan {
     pub max_entries: u32,
     pub key_size: Option<u32>,
     pub value_size: Option<u32>,
-    /// The value's C type (`struct kc_vfs_counters`).
+    /// The value's C type (`struct kc_vfs_counters`); a stream's records' type.
     pub value_type: Option<String>,
     /// The value struct's fields, in order (the ctrl map's, the counters').
     pub value_fields: Vec<String>,
@@ -185,6 +185,10 @@ pub enum MapRole {
     Histogram,
     /// `*_devices`: counts per device (`major << 20 | minor`).
     Devices,
+    /// A ring buffer (`BPF_MAP_TYPE_RINGBUF`) of records, whose type is the plan's
+    /// `value_type` (`struct kc_process_exit`): poll it while the programs run. Records it had
+    /// no room for are counted by the collector (`stream_lost`).
+    Stream,
     /// The programs' own bookkeeping (start times of calls in flight...): not for agents.
     Internal,
 }

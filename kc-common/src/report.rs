@@ -130,6 +130,8 @@ pub struct ObjectReport {
     pub histograms: Option<BTreeMap<String, BTreeMap<String, Vec<u64>>>>,
     /// Counts per device: map → `major:minor` → count.
     pub devices: Option<BTreeMap<String, BTreeMap<String, u64>>>,
+    /// What each stream map (a ring buffer) delivered in the pass, by map name.
+    pub streams: Option<BTreeMap<String, StreamReport>>,
     /// The kernel's own figure of the memory its maps hold: the sum of each map's `memlock`
     /// (its fd's fdinfo, bpftool's `bytes_memlock`); None where one could not be read.
     pub memory_bytes: Option<u64>,
@@ -158,12 +160,27 @@ impl ObjectReport {
             .unwrap_or_default()
     }
 
-    /// The row of process `tgid`.
+    /// The row of process `tgid`: in the table, or, once the process was released and its
+    /// row moved into a stream with its exit, in that exit's record.
     pub fn row_of(&self, tgid: u32) -> Option<&Row> {
-        self.per_process
-            .as_deref()?
+        let in_table = self
+            .per_process
+            .as_deref()
+            .and_then(|rows| rows.iter().find(|r| r.tgid == Some(tgid)));
+        in_table.or_else(|| self.exit_of(tgid)?.row.as_ref())
+    }
+
+    /// Every process exit the object's streams delivered.
+    pub fn exits(&self) -> impl Iterator<Item = &ProcessExit> {
+        self.streams
             .iter()
-            .find(|r| r.tgid == Some(tgid))
+            .flat_map(|s| s.values())
+            .flat_map(|s| s.exits.iter().flatten())
+    }
+
+    /// The streamed exit of process `tgid`.
+    pub fn exit_of(&self, tgid: u32) -> Option<&ProcessExit> {
+        self.exits().find(|e| e.tgid == tgid)
     }
 
     /// Every program that failed to load or attach, as "name: detail".
@@ -288,6 +305,45 @@ impl Row {
             (None, None) => "?".into(),
         }
     }
+}
+
+/// What one stream map delivered in a pass. Records it had no room for are the collector's own
+/// counter (`stream_lost` of process), counted as the ring refused them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StreamReport {
+    /// The records' C type (the map's `kc_record:` tag): `kc_process_exit`.
+    pub record: String,
+    pub received: u64,
+    pub bytes: u64,
+    /// Records shorter than their type.
+    pub malformed: u64,
+    /// Records that carried their table row (the row left the table).
+    pub rows: u64,
+    /// Records received beyond those listed.
+    pub not_listed: u64,
+    /// The records, where they are process exits.
+    pub exits: Option<Vec<ProcessExit>>,
+}
+
+/// A process released, all its threads gone (`struct kc_process_exit`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProcessExit {
+    pub tgid: u32,
+    /// Its parent's tgid at release (the reaper, if it was reparented).
+    pub ppid: u32,
+    pub comm: String,
+    /// As wait(2) reports it: the exit status << 8, or the signal that killed it.
+    pub exit_code: u32,
+    /// CLOCK_MONOTONIC at fork and at release.
+    pub start_ns: u64,
+    pub exit_ns: u64,
+    /// Its final row of the table keyed by process, which left the table with it; None when
+    /// the table is not keyed by process or it had none.
+    pub row: Option<Row>,
 }
 
 /// `kc-loader --group-by`: what the per-application table is keyed by.

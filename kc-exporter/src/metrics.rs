@@ -138,9 +138,12 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
             .map(|c| c.keys().cloned().collect())
             .unwrap_or_default();
         if o.apps.is_some() {
+            // A released process's row comes in its streamed exit, having left the table.
+            let streamed = o.exits().filter_map(|e| e.row.as_ref());
             let rows = o
                 .rows()
                 .iter()
+                .chain(streamed)
                 .map(|r| RowRead {
                     id: r.tgid.map(u64::from).or(r.cgroup).unwrap_or(0),
                     exited: r.exited,

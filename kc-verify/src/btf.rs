@@ -402,6 +402,15 @@ impl<'a> Btf<'a> {
         }
     }
 
+    /// The id of the struct named `name`.
+    pub fn struct_id(&self, name: &str) -> Option<u32> {
+        let at = self
+            .types
+            .iter()
+            .position(|t| t.kind == Kind::Struct && self.name(t) == name)?;
+        Some(at as u32 + 1)
+    }
+
     pub fn datasec(&self, name: &str) -> Option<&Type> {
         self.types
             .iter()

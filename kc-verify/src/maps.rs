@@ -13,11 +13,15 @@ pub struct MapDef {
     pub max_entries: Option<u32>,
     pub key_size: Option<u32>,
     pub value_size: Option<u32>,
-    /// The value's C type, where given as a type.
+    /// The value's C type, where given as a type; a stream's (ring buffer's) record type, from
+    /// its `kc_record:` tag.
     pub value_type: Option<String>,
-    /// The value struct's fields, in order.
+    /// The value (or record) struct's fields, in order.
     pub value_fields: Vec<String>,
 }
+
+/// A stream map's declaration tag naming its records' struct (includes/kc_bpf.h).
+const RECORD_TAG: &str = "kc_record:";
 
 /// Every map of the `.maps` DATASEC, in order.
 pub fn map_defs(btf: &Btf) -> Vec<MapDef> {
@@ -65,9 +69,26 @@ pub fn map_defs(btf: &Btf) -> Vec<MapDef> {
                     _ => {}
                 }
             }
+            if let Some(record) = record_of(btf, var_id) {
+                m.value_fields = btf
+                    .struct_id(&record)
+                    .map(|id| struct_fields(btf, id))
+                    .unwrap_or_default();
+                m.value_type = Some(format!("struct {record}"));
+            }
             Some(m)
         })
         .collect()
+}
+
+/// The struct a map variable's `kc_record:` tag names.
+fn record_of(btf: &Btf, var_id: u32) -> Option<String> {
+    btf.types
+        .iter()
+        .filter(|t| t.kind == Kind::DeclTag && t.refs.first() == Some(&var_id))
+        .filter(|t| t.component_idx == -1)
+        .find_map(|t| btf.name(t).strip_prefix(RECORD_TAG))
+        .map(str::to_string)
 }
 
 /// The member names of struct (or union) `id`; empty for other types.

@@ -67,8 +67,14 @@ pub fn target_of(section: &str) -> Option<Target> {
     })
 }
 
+/// `BPF_MAP_TYPE_RINGBUF`.
+const MAP_TYPE_RINGBUF: u32 = 27;
+
 /// What a map named `name` of `collector` is for.
-pub fn map_role(collector: &str, name: &str) -> MapRole {
+pub fn map_role(collector: &str, name: &str, map_type: u32) -> MapRole {
+    if map_type == MAP_TYPE_RINGBUF {
+        return MapRole::Stream;
+    }
     match name
         .strip_prefix(collector)
         .and_then(|n| n.strip_prefix('_'))
@@ -145,7 +151,7 @@ pub fn plan_of(file_name: &str, r: &Report) -> Result<ObjectPlan, String> {
             };
             Ok(MapPlan {
                 name: m.name.clone(),
-                role: map_role(&collector, &m.name),
+                role: map_role(&collector, &m.name, map_type),
                 map_type,
                 max_entries,
                 key_size: m.key_size,
@@ -288,8 +294,12 @@ mod tests {
         );
         assert_eq!(target_of("tracepoint/nocategory"), None);
         assert_eq!(target_of("license"), None);
-        assert_eq!(map_role("vfs", "vfs_counters"), MapRole::Totals);
-        assert_eq!(map_role("hardirq", "hardirq_latency"), MapRole::Histogram);
-        assert_eq!(map_role("disk", "disk_starts"), MapRole::Internal);
+        assert_eq!(map_role("vfs", "vfs_counters", 6), MapRole::Totals);
+        assert_eq!(
+            map_role("hardirq", "hardirq_latency", 1),
+            MapRole::Histogram
+        );
+        assert_eq!(map_role("disk", "disk_starts", 1), MapRole::Internal);
+        assert_eq!(map_role("process", "process_exits", 27), MapRole::Stream);
     }
 }

@@ -74,6 +74,7 @@ pub fn cc_args(
         root.join("co-re/loader/kc_probe_events.c")
             .display()
             .to_string(),
+        root.join("co-re/loader/kc_streams.c").display().to_string(),
         root.join("co-re/loader/kc_verifier.c")
             .display()
             .to_string(),

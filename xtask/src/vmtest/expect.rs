@@ -73,6 +73,11 @@ pub fn modules(table: &Table) -> Vec<String> {
     m
 }
 
+/// How many processes the workload forks (and reaps): the process collector's `fork` row.
+pub fn workload_children(table: &Table) -> Option<u64> {
+    table.get("process")?.get("fork")?.row
+}
+
 /// What one loader run of one object was: whose row is the workload's, whether the object is
 /// a `p` object, and which modules this kernel could not load (name → why).
 pub struct Run<'a> {

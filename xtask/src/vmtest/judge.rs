@@ -196,6 +196,11 @@ pub fn judge(report: &LoaderReport, guest: &Guest) -> Vec<ObjectOutcome> {
                 absent_modules,
             };
             let mut wrong_counts = super::expect::judge(counters, &collector, o, &run);
+            wrong_counts.extend(super::streams::judge(
+                o,
+                run.workload_pid,
+                super::expect::workload_children(counters),
+            ));
             wrong_counts.extend(
                 crate::accounting::judge(accounting, &collector, o, report)
                     .wrong

@@ -112,6 +112,7 @@ mod judge;
 mod modules;
 mod qemu;
 mod run;
+mod streams;
 mod verifier;
 
 pub(crate) use qemu::{boot, probe_kvm, BootEnd, Deadline, Vm};
