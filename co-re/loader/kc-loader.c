@@ -148,11 +148,12 @@ static void run_for(int secs)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] "
-		     "[--map-reads batch|per-key] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
+		     "[--map-reads batch|per-key] [--streams on|off] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
 		     "[OBJECTS...] [-- CMD ARGS...]\n"
 		     "  MODE: auto (the default), trampoline, probe or tracepoint; several: one pass each\n"
 		     "  (an object whose forced pass would attach what auto's does sits it out: \"as-auto\")\n"
-		     "  --map-reads: batch (the default; one key at a time where the kernel has no batches) or per-key\n");
+		     "  --map-reads: batch (the default; one key at a time where the kernel has no batches) or per-key\n"
+		     "  --streams off: no stream event loads (exits stay in the tables, as on kernels without ring buffers)\n");
 }
 
 /* `--attach`'s comma-separated modes into `modes`: their number, or -1 (said on stderr). */
@@ -301,7 +302,7 @@ int main(int argc, char **argv)
 		{ "run", required_argument, NULL, 'r' },    { "json", no_argument, NULL, 'j' },
 		{ "attach", required_argument, NULL, 'a' },
 		{ "group-by", required_argument, NULL, 'g' }, { "table-size", required_argument, NULL, 't' },
-		{ "map-reads", required_argument, NULL, 'm' },
+		{ "map-reads", required_argument, NULL, 'm' }, { "streams", required_argument, NULL, 'S' },
 		{ "no-attach", no_argument, NULL, 'n' },
 		{ "strict", no_argument, NULL, 's' },       { "embedded", no_argument, NULL, 'E' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
@@ -329,6 +330,13 @@ int main(int argc, char **argv)
 	}
 	while ((opt = getopt_long(argc, argv, "a:g:t:m:r:jnsEvh", long_opts, NULL)) != -1) {
 		switch (opt) {
+		case 'S':
+			if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+				fprintf(stderr, "kc-loader: --streams %s: expected on or off\n", optarg);
+				return 2;
+			}
+			o.apps.no_streams = strcmp(optarg, "off") == 0;
+			break;
 		case 'g':
 			o.apps.group_by = kc_group_by_parse(optarg);
 			if (o.apps.group_by < 0) {

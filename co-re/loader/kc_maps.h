@@ -18,6 +18,7 @@ struct kc_app_options {
 	int group_by;
 	unsigned int table_size;
 	int map_reads;
+	int no_streams; /* --streams off: the stream events stay out, the tables keep every row */
 };
 
 const char *kc_group_by_name(int group_by);

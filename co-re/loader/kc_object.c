@@ -121,6 +121,7 @@ static void choose(struct object_result *r, int mode)
 {
 	for (int e = 0; e < r->nevents; e++) {
 		struct event_result *ev = &r->events[e];
+		const char *no_stream = kc_is_stream_event(ev->name) ? kc_streams_unwanted(r->apps->no_streams) : NULL;
 
 		ev->family = -1;
 		for (int f = 0; f < KC_N_FAMILIES; f++) {
@@ -128,7 +129,10 @@ static void choose(struct object_result *r, int mode)
 				continue;
 			ev->why[f][0] = '\0';
 			ev->kind[f] = KC_WHY_NONE;
-			if (mode != KC_ATTACH_AUTO && f != mode) {
+			if (no_stream) {
+				ev->kind[f] = r->apps->no_streams ? KC_WHY_NOT_ASKED : KC_WHY_ABSENT;
+				snprintf(ev->why[f], sizeof(ev->why[f]), "%s", no_stream);
+			} else if (mode != KC_ATTACH_AUTO && f != mode) {
 				ev->kind[f] = KC_WHY_NOT_ASKED;
 				snprintf(ev->why[f], sizeof(ev->why[f]), "not asked for (--attach %s)", kc_family_name(mode));
 			} else if (!(ev->present & (1u << f))) {

@@ -44,6 +44,24 @@ static enum kc_record record_kind(const struct btf *btf, const char *name)
 	return KC_RECORD_UNKNOWN;
 }
 
+int kc_is_stream_event(const char *event)
+{
+	size_t n = strlen(event);
+
+	return n > 7 && strcmp(event + n - 7, "_stream") == 0;
+}
+
+const char *kc_streams_unwanted(int no_streams)
+{
+	static int ringbuf = -1;
+
+	if (no_streams)
+		return "not asked for (--streams off): the table keeps the rows";
+	if (ringbuf < 0)
+		ringbuf = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) == 1;
+	return ringbuf ? NULL : "the kernel has no ring buffers (BPF_MAP_TYPE_RINGBUF, 5.8): the table keeps the rows";
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
 	struct kc_stream *s = ctx;

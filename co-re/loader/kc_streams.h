@@ -38,6 +38,12 @@ struct kc_object_streams {
 	struct kc_stream s[KC_MAX_STREAMS];
 };
 
+/* Whether a program event is a stream's (`kc_<collector>_stream`, includes/kc_bpf.h). */
+int kc_is_stream_event(const char *event);
+/* Why stream events stay out of this run (NULL where they load): `no_streams` (--streams off),
+ * or a kernel without ring buffers (before 5.8), where the tables keep every row instead. */
+const char *kc_streams_unwanted(int no_streams);
+
 /* Once a pass's programs are attached: adds `obj`'s stream maps (those of the object as it is
  * loaded now: an attach may have loaded it again) to the pass's poll set, what they deliver
  * into `out` (emptied first). 0, or -errno. */

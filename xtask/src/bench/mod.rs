@@ -11,6 +11,7 @@ mod install;
 mod memory;
 pub(crate) mod overhead;
 mod package;
+mod stream;
 mod verify;
 mod vmtest;
 
@@ -50,6 +51,9 @@ pub enum Command {
     /// A scrape of kc-exporter with its tables full (4096 live processes) vs reading the same
     /// processes' counts from /proc: time, CPU, RSS, series
     Exporter(exporter::ExporterBench),
+    /// A flood of short-lived processes: their exits and final rows through the ring buffer
+    /// (kc-loader --streams on) vs left in the per-application table (--streams off)
+    Stream(stream::StreamBench),
     /// ns each collector adds per event of a workload that hits its main event: no program vs
     /// each attach family vs auto, on this host and in a guest
     Overhead(overhead::OverheadBench),
@@ -70,6 +74,7 @@ pub fn run(c: Command) -> Result<()> {
         Command::Memory(o) => memory::run(o),
         Command::Collect(o) => collect::run(o),
         Command::Exporter(o) => exporter::run(o),
+        Command::Stream(o) => stream::run(o),
     }
 }
 

@@ -1,0 +1,222 @@
+//! `cargo xtask bench stream`: what reaches the agent of a flood of short-lived processes
+//! (`kc-bench-workload fork N`: vfork, exit, wait, N times), the process collector attached on
+//! this host by kc-loader, two ways:
+//! - stream (`--streams on`): each released process's exit and final row go into the ring
+//!   buffer `process_exits`, which kc-loader's poller drains as they come. Lost: records the
+//!   ring had no room for (`stream_lost`; their rows stay in the table).
+//! - hash table, the baseline (`--streams off`, as where the kernel has no ring buffers): the
+//!   rows stay in the LRU table of `--table-size` rows until the agent reads it, here once at
+//!   the end. Lost: rows evicted before that read (the report's `apps.evicted`).
+//!
+//! Each way's figures are medians of the rounds, the two ways alternating in order.
+
+use anyhow::{ensure, Context, Result};
+use clap::Args;
+use kc_common::report::{LoaderReport, ObjectReport};
+use kc_common::{Arch, CellId};
+use serde::Serialize;
+use xshell::cmd;
+
+use crate::compile::cell;
+use crate::compile::toolchain::Toolchain;
+use crate::paths::cell_dir;
+use crate::{host, process, vmtest};
+
+#[derive(Debug, Args)]
+pub struct StreamBench {
+    /// Short-lived processes the flood makes
+    #[arg(long, default_value_t = 100_000)]
+    pub processes: u64,
+    /// Rows of the process table (the hash path's room for exits between reads)
+    #[arg(long, default_value_t = 2048)]
+    pub table_size: u32,
+    /// Rounds of each way; medians are reported
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How the exits reach the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Way {
+    Stream,
+    HashTable,
+}
+
+impl Way {
+    fn streams_flag(self) -> &'static str {
+        match self {
+            Way::Stream => "on",
+            Way::HashTable => "off",
+        }
+    }
+}
+
+/// What one run delivered of the flood's exits.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+struct Delivered {
+    /// Exits the process collector counted (every process of the host released meanwhile).
+    exits: u64,
+    /// Final rows the agent got: streamed with their exits, or read from the table.
+    rows: u64,
+    /// Final rows lost: refused by the ring (stream) or evicted before the read (hash table).
+    lost: u64,
+    /// The flood's time, in seconds.
+    seconds: f64,
+}
+
+/// The figures of one report of the process collector.
+fn delivered(o: &ObjectReport, way: Way, seconds: f64) -> Result<Delivered> {
+    let total = |name: &str| o.total(name).with_context(|| format!("no {name} counter"));
+    let apps = o.apps.as_ref().context("the report has no table")?;
+    let table_rows = o.rows().iter().filter(|r| r.exited).count() as u64;
+    let streamed_rows: u64 = o.streams.iter().flatten().map(|(_, s)| s.rows).sum();
+    Ok(Delivered {
+        exits: total("exit")?,
+        rows: table_rows + streamed_rows,
+        lost: match way {
+            Way::Stream => total("stream_lost")? + apps.evicted,
+            Way::HashTable => apps.evicted,
+        },
+        seconds,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Line {
+    way: Way,
+    processes: u64,
+    table_size: u32,
+    /// Medians over the rounds.
+    exits: f64,
+    rows: f64,
+    lost: f64,
+    lost_per_cent: f64,
+    seconds: f64,
+}
+
+fn line(way: Way, o: &StreamBench, runs: &[Delivered]) -> Line {
+    let med = |f: fn(&Delivered) -> f64| super::median(runs.iter().map(f).collect());
+    let (exits, lost) = (med(|d| d.exits as f64), med(|d| d.lost as f64));
+    Line {
+        way,
+        processes: o.processes,
+        table_size: o.table_size,
+        exits,
+        rows: med(|d| d.rows as f64),
+        lost,
+        lost_per_cent: 100.0 * lost / exits.max(1.0),
+        seconds: med(|d| d.seconds),
+    }
+}
+
+pub fn run(o: StreamBench) -> Result<()> {
+    ensure!(
+        host::is_root(),
+        "loading BPF programs needs root: run it as root (sudo -E cargo xtask bench stream)"
+    );
+    let cell = cell_dir(CellId::core(host::host_libc()));
+    let (loader, object) = (cell.join(cell::LOADER), cell.join("process.bpf.o"));
+    ensure!(
+        loader.is_file() && object.is_file(),
+        "{} or {} is missing: run `cargo xtask build --core` first",
+        loader.display(),
+        object.display()
+    );
+    let flood = vmtest::static_binaries(&Toolchain::detect()?, Arch::Amd64)?.workload;
+    let scratch = tempfile::tempdir()?;
+    let out = scratch.path().join("ns-per-fork");
+    let sh = process::shell();
+    let (n, rows) = (o.processes.to_string(), o.table_size.to_string());
+    let rounds = o.rounds.max(1);
+    let mut runs: [Vec<Delivered>; 2] = [Vec::new(), Vec::new()];
+    let bar = indicatif::ProgressBar::new((rounds * 2) as u64);
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [Way::Stream, Way::HashTable]
+        } else {
+            [Way::HashTable, Way::Stream]
+        };
+        for way in order {
+            bar.set_message(format!("{way:?}, round {}", round + 1));
+            let streams = way.streams_flag();
+            let (report, _) = process::json::<LoaderReport>(cmd!(
+                sh,
+                "{loader} --json --group-by process --table-size {rows} --streams {streams} {object} -- {flood} fork {n} {out}"
+            ))?;
+            let ns: f64 = std::fs::read_to_string(&out)
+                .context("kc-bench-workload wrote no figure")?
+                .trim()
+                .parse()
+                .context("kc-bench-workload's figure")?;
+            let object = report.objects.first().context("an empty report")?;
+            let d = delivered(object, way, ns * o.processes as f64 / 1e9)?;
+            ensure!(
+                d.exits >= o.processes,
+                "{way:?}: the collector counted {} exits of a flood of {}",
+                d.exits,
+                o.processes
+            );
+            runs[(way == Way::HashTable) as usize].push(d);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let lines = [
+        line(Way::Stream, &o, &runs[0]),
+        line(Way::HashTable, &o, &runs[1]),
+    ];
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+        return Ok(());
+    }
+    println!(
+        "A flood of {} short-lived processes, the process collector's table at {} rows, read once at the end (medians of {rounds} rounds; baseline: hash table)",
+        o.processes, o.table_size
+    );
+    println!(
+        "{:<11} {:>9} {:>11} {:>9} {:>8} {:>9}",
+        "way", "exits", "final rows", "lost", "lost %", "flood s"
+    );
+    for l in &lines {
+        println!(
+            "{:<11} {:>9.0} {:>11.0} {:>9.0} {:>7.2}% {:>9.2}",
+            format!("{:?}", l.way),
+            l.exits,
+            l.rows,
+            l.lost,
+            l.lost_per_cent,
+            l.seconds
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report_fixtures::report;
+    use serde_json::json;
+
+    #[test]
+    fn losses_are_the_rings_refusals_or_the_tables_evictions() {
+        let o = report(
+            json!({"objects": [{"object": "process.bpf.o", "status": "ok",
+            "counters": {"exit": 10, "stream_lost": 3},
+            "per_process": [{"tgid": 5, "exited": true, "counters": {}},
+                            {"tgid": 6, "exited": false, "counters": {}}],
+            "apps": {"group_by": "process", "table_size": 4, "rows": 2, "insertions": 9,
+                     "evicted": 2, "failures": 0, "removed_exited": 1},
+            "streams": {"process_exits": {"record": "kc_process_exit", "received": 5, "bytes": 560,
+                "malformed": 0, "rows": 5, "not_listed": 0, "exits": []}}}]}),
+        )
+        .objects
+        .remove(0);
+        let d = delivered(&o, Way::Stream, 1.0).unwrap();
+        assert_eq!((d.exits, d.rows, d.lost), (10, 6, 5));
+        let d = delivered(&o, Way::HashTable, 1.0).unwrap();
+        assert_eq!((d.exits, d.rows, d.lost), (10, 6, 2));
+    }
+}
