@@ -112,7 +112,7 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "app-tables",
         after: &["build"],
-        proves: "per-application tables: bounded by --table-size, rows of exited processes reported once then removed, grouped by cgroup or not at all; an agent on the skeleton and shipped headers reads them (needs root)",
+        proves: "per-application tables: bounded by --table-size, rows of exited processes reported once then removed, grouped by cgroup or not at all; with --streams on each released process's exit and final row come through the ring buffer instead, with --streams off the stream's counters are unobserved; an agent on the skeleton and shipped headers reads them (needs root)",
         run: host::app_tables,
     },
     Check {
