@@ -11,7 +11,7 @@ use std::time::Instant;
 use aya::programs::{fentry, fexit, kprobe, raw_trace_point, tp_btf, trace_point, Program};
 use aya::{Ebpf, EbpfLoader};
 use kc_common::kernel::KernelVersion;
-use kc_common::plan::{MapRole, ObjectPlan, ProgramPlan, Target};
+use kc_common::plan::{MapRole, ObjectPlan, ProgramPlan, Streams, Target};
 use kc_common::report::{
     EventReport, ObjectReport, ObjectStatus, ObjectTimes, PassedOverKind, PassedOverReport,
     ProgramReport, ProgramState,
@@ -202,8 +202,14 @@ pub fn attach(loaded: &mut Loaded, kernel: &Kernel, o: &Options, cpus: usize) {
     }
     let mut partial = false;
     for event in &loaded.plan.events {
-        let (family, passed_over) =
-            choose(ebpf, event, kernel, o.attach, report, &mut loaded.links);
+        let (family, passed_over) = choose(
+            ebpf,
+            event,
+            kernel,
+            (o.attach, o.streams),
+            report,
+            &mut loaded.links,
+        );
         partial |= family.is_none();
         if let Some(f) = family {
             loaded.families.insert(event.event.clone(), f);
@@ -237,7 +243,7 @@ fn choose(
     ebpf: &mut Ebpf,
     event: &kc_common::plan::EventPlan,
     kernel: &Kernel,
-    mode: AttachMode,
+    (mode, streams): (AttachMode, Streams),
     report: &mut ObjectReport,
     links: &mut Vec<Link>,
 ) -> (
@@ -256,6 +262,14 @@ fn choose(
     };
     let mut chosen = None;
     for f in AttachFamily::ALL {
+        if event.is_stream() && streams == Streams::Off {
+            why(
+                f,
+                PassedOver::NotAsked,
+                "not asked for (--streams off): the table keeps the rows".into(),
+            );
+            continue;
+        }
         if chosen.is_some() {
             why(f, PassedOver::Costlier, "a cheaper family fits".into());
             continue;

@@ -42,6 +42,8 @@ pub struct Options {
     pub attach: AttachMode,
     pub group_by: GroupBy,
     pub map_reads: MapReads,
+    /// Whether the stream events load (`--streams`).
+    pub streams: kc_common::plan::Streams,
 }
 
 /// The largest object or plan read (ours are tens of KiB, a plan a few hundred).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use kc_agent::{Options, Release};
+use kc_common::plan::Streams;
 use kc_common::report::{GroupBy, MapReads};
 use kc_common::AttachMode;
 
@@ -28,6 +29,9 @@ struct Cli {
     /// Rows of each per-application table
     #[arg(long)]
     table_size: Option<u32>,
+    /// `off`: no stream event loads (released processes' rows stay in the tables)
+    #[arg(long, default_value = "on")]
+    streams: Streams,
     /// Object file names of the release (default: every object of its plan)
     #[arg(long = "object")]
     objects: Vec<String>,
@@ -56,6 +60,7 @@ fn run(cli: Cli) -> Result<()> {
             attach,
             group_by: cli.group_by,
             map_reads: cli.map_reads,
+            streams: cli.streams,
         };
         let session = loaded.attach(&options)?;
         let mut child = std::process::Command::new(&cli.workload[0])

@@ -67,6 +67,57 @@ impl ObjectPlan {
     }
 }
 
+/// The suffix of a stream's event (`kc_<collector>_stream`, includes/kc_bpf.h).
+const STREAM_EVENT: &str = "_stream";
+
+impl EventPlan {
+    /// Whether its programs fill a stream map: an agent that does not poll streams (or a
+    /// kernel without ring buffers) leaves it out, and the tables keep every row.
+    pub fn is_stream(&self) -> bool {
+        self.event.ends_with(STREAM_EVENT)
+    }
+}
+
+/// `--streams`: whether the stream events load (kc-loader's and kc-agent's option).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Streams {
+    #[default]
+    On,
+    /// No stream event loads: released processes' rows stay in the tables.
+    Off,
+}
+
+impl Streams {
+    pub const ALL: [Streams; 2] = [Streams::On, Streams::Off];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Streams::On => "on",
+            Streams::Off => "off",
+        }
+    }
+}
+
+impl std::fmt::Display for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("streams {0:?}: use on or off")]
+pub struct StreamsError(String);
+
+impl std::str::FromStr for Streams {
+    type Err = StreamsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Streams::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| StreamsError(s.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -236,6 +287,24 @@ mod tests {
             value_type: None,
             value_fields: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_stream_event_is_named_so_and_streams_parse() {
+        let event = |name: &str| super::EventPlan {
+            event: name.into(),
+            families: Default::default(),
+        };
+        assert!(event("kc_process_stream").is_stream());
+        assert!(!event("kc_process_exit").is_stream());
+        assert_eq!(
+            "off".parse::<super::Streams>().unwrap(),
+            super::Streams::Off
+        );
+        assert_eq!(
+            "no".parse::<super::Streams>().unwrap_err().to_string(),
+            "streams \"no\": use on or off"
+        );
     }
 
     #[test]

@@ -114,6 +114,8 @@ fn serve(
         attach: flags.attach,
         group_by: flags.group_by,
         map_reads: MapReads::Batch,
+        // Exits come with their final rows at each scrape, never walked in the tables.
+        streams: kc_common::plan::Streams::On,
     };
     let mut sessions = Vec::new();
     for objects in &mut loaded {

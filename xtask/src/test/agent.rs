@@ -63,8 +63,45 @@ pub fn rust_agent() -> Result<Verdict> {
     against_loader("kc-agent", |scratch, release, workload, work| {
         let agent = agent_binary(scratch)?;
         let sh = process::shell();
+        streams_off_leaves_the_stream_out(&agent, release)?;
         loader_report(cmd!(sh, "{agent} --release {release} -- {workload} {work}"))
     })
+}
+
+/// `kc-agent --streams off`: the process collector's stream event passes every family over,
+/// its counters are unobserved, and the workload's row stays in the table.
+fn streams_off_leaves_the_stream_out(agent: &Path, release: &Path) -> Result<()> {
+    let sh = process::shell();
+    let (report, status) = loader_report(cmd!(
+        sh,
+        "{agent} --release {release} --object process.bpf.o --streams off -- /bin/true"
+    ))?;
+    let o = report
+        .object("process.bpf.o")
+        .context("no process object")?;
+    ensure!(
+        status.success(),
+        "kc-agent --streams off: {status}: {}",
+        o.error
+    );
+    let stream = o
+        .events
+        .iter()
+        .find(|e| e.event == "kc_process_stream")
+        .context("no kc_process_stream event in the report")?;
+    ensure!(
+        stream.family.is_none()
+            && o.total("streamed").is_none()
+            && o.streams.iter().flatten().all(|(_, s)| s.received == 0),
+        "kc-agent --streams off still streams: {stream:?}, streamed {:?}",
+        o.total("streamed")
+    );
+    let pid = report.workload().context("no workload pid")?;
+    ensure!(
+        o.per_process.iter().flatten().any(|r| r.tgid == Some(pid)),
+        "kc-agent --streams off: the workload's row is not in the table"
+    );
+    Ok(())
 }
 
 /// The Go example (examples/go: cilium/ebpf and the attach plan), built with Debian's Go
