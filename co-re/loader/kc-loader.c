@@ -148,12 +148,13 @@ static void run_for(int secs)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] "
-		     "[--map-reads batch|per-key] [--streams on|off] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
+		     "[--map-reads batch|per-key] [--streams on|off] [--stream-size BYTES] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
 		     "[OBJECTS...] [-- CMD ARGS...]\n"
 		     "  MODE: auto (the default), trampoline, probe or tracepoint; several: one pass each\n"
 		     "  (an object whose forced pass would attach what auto's does sits it out: \"as-auto\")\n"
 		     "  --map-reads: batch (the default; one key at a time where the kernel has no batches) or per-key\n"
-		     "  --streams off: no stream event loads (exits stay in the tables, as on kernels without ring buffers)\n");
+		     "  --streams off: no stream event loads (exits stay in the tables, as on kernels without ring buffers)\n"
+		     "  --stream-size: bytes of each stream's ring buffer (a power of two, a multiple of the page size)\n");
 }
 
 /* `--attach`'s comma-separated modes into `modes`: their number, or -1 (said on stderr). */
@@ -303,6 +304,7 @@ int main(int argc, char **argv)
 		{ "attach", required_argument, NULL, 'a' },
 		{ "group-by", required_argument, NULL, 'g' }, { "table-size", required_argument, NULL, 't' },
 		{ "map-reads", required_argument, NULL, 'm' }, { "streams", required_argument, NULL, 'S' },
+		{ "stream-size", required_argument, NULL, 'B' },
 		{ "no-attach", no_argument, NULL, 'n' },
 		{ "strict", no_argument, NULL, 's' },       { "embedded", no_argument, NULL, 'E' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
@@ -336,6 +338,14 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			o.apps.no_streams = strcmp(optarg, "off") == 0;
+			break;
+		case 'B':
+			o.apps.stream_size = kc_stream_size_parse(optarg);
+			if (!o.apps.stream_size) {
+				fprintf(stderr, "kc-loader: --stream-size %s: expected bytes, a power of two and a multiple of the page size (%ld), at most 1 GiB\n",
+					optarg, sysconf(_SC_PAGESIZE));
+				return 2;
+			}
 			break;
 		case 'g':
 			o.apps.group_by = kc_group_by_parse(optarg);

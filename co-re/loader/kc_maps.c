@@ -63,6 +63,8 @@ void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o)
 		/* No stream event loads (kc_object.c): nothing would fill or poll the ring. */
 		if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF && kc_streams_unwanted(o->no_streams))
 			bpf_map__set_autocreate(map, false);
+		else if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF && o->stream_size)
+			bpf_map__set_max_entries(map, o->stream_size);
 		/* A start-time hash (KC_START_MAP) holds the calls in flight, a few hundred at most:
 		 * where the kernel allows, its elements are allocated as they come, and it holds
 		 * kernel memory for those alone instead of all its entries from the start. */

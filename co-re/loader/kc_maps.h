@@ -19,6 +19,7 @@ struct kc_app_options {
 	unsigned int table_size;
 	int map_reads;
 	int no_streams; /* --streams off: the stream events stay out, the tables keep every row */
+	unsigned int stream_size; /* --stream-size: bytes of each stream's ring; 0 keeps the object's */
 };
 
 const char *kc_group_by_name(int group_by);

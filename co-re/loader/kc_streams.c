@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -42,6 +43,17 @@ static enum kc_record record_kind(const struct btf *btf, const char *name)
 	    btf__resolve_size(btf, id) == (long)sizeof(struct kc_process_exit))
 		return KC_RECORD_PROCESS_EXIT;
 	return KC_RECORD_UNKNOWN;
+}
+
+unsigned int kc_stream_size_parse(const char *arg)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	if (!*arg || *end || n == 0 || n > (1ul << 30) || (n & (n - 1)) || page <= 0 || n % (unsigned long)page)
+		return 0;
+	return (unsigned int)n;
 }
 
 int kc_is_stream_event(const char *event)

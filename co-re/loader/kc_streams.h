@@ -38,6 +38,9 @@ struct kc_object_streams {
 	struct kc_stream s[KC_MAX_STREAMS];
 };
 
+/* --stream-size's bytes: a power of two, a multiple of the page size, at most 1 GiB (what
+ * the kernel takes for a ring); 0 where `arg` is none of that. */
+unsigned int kc_stream_size_parse(const char *arg);
 /* Whether a program event is a stream's (`kc_<collector>_stream`, includes/kc_bpf.h). */
 int kc_is_stream_event(const char *event);
 /* Why stream events stay out of this run (NULL where they load): `no_streams` (--streams off),

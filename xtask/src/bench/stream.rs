@@ -1,9 +1,10 @@
 //! `cargo xtask bench stream`: what reaches the agent of a flood of short-lived processes
 //! (`kc-bench-workload fork N`: vfork, exit, wait, N times), the process collector attached on
 //! this host by kc-loader, two ways:
-//! - stream (`--streams on`): each released process's exit and final row go into the ring
-//!   buffer `process_exits`, which kc-loader's poller drains as they come. Lost: records the
-//!   ring had no room for (`stream_lost`; their rows stay in the table).
+//! - stream (`--streams on`), at each ring size (`--stream-size`; 256 KiB is the object's):
+//!   each released process's exit and final row go into the ring buffer `process_exits`,
+//!   which kc-loader's poller drains as they come. Lost: records the ring had no room for
+//!   (`stream_lost`; their rows stay in the table).
 //! - hash table, the baseline (`--streams off`, as where the kernel has no ring buffers): the
 //!   rows stay in the LRU table of `--table-size` rows until the agent reads it, here once at
 //!   the end. Lost: rows evicted before that read (the report's `apps.evicted`).
@@ -30,6 +31,9 @@ pub struct StreamBench {
     /// Rows of the process table (the hash path's room for exits between reads)
     #[arg(long, default_value_t = 2048)]
     pub table_size: u32,
+    /// Bytes of the ring buffer, one stream run each (comma-separated)
+    #[arg(long, value_delimiter = ',', default_values_t = [262_144, 1_048_576])]
+    pub ring_bytes: Vec<u32>,
     /// Rounds of each way; medians are reported
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
@@ -41,15 +45,33 @@ pub struct StreamBench {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Way {
-    Stream,
+    /// Through a ring buffer of this many bytes.
+    Stream {
+        ring_bytes: u32,
+    },
     HashTable,
 }
 
 impl Way {
-    fn streams_flag(self) -> &'static str {
+    /// kc-loader's arguments for this way.
+    fn loader_args(self) -> Vec<String> {
         match self {
-            Way::Stream => "on",
-            Way::HashTable => "off",
+            Way::Stream { ring_bytes } => vec![
+                "--streams".into(),
+                "on".into(),
+                "--stream-size".into(),
+                ring_bytes.to_string(),
+            ],
+            Way::HashTable => vec!["--streams".into(), "off".into()],
+        }
+    }
+}
+
+impl std::fmt::Display for Way {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Way::Stream { ring_bytes } => f.pad(&format!("stream {} KiB", ring_bytes / 1024)),
+            Way::HashTable => f.pad("hash table"),
         }
     }
 }
@@ -77,7 +99,7 @@ fn delivered(o: &ObjectReport, way: Way, seconds: f64) -> Result<Delivered> {
         exits: total("exit")?,
         rows: table_rows + streamed_rows,
         lost: match way {
-            Way::Stream => total("stream_lost")? + apps.evicted,
+            Way::Stream { .. } => total("stream_lost")? + apps.evicted,
             Way::HashTable => apps.evicted,
         },
         seconds,
@@ -131,20 +153,26 @@ pub fn run(o: StreamBench) -> Result<()> {
     let sh = process::shell();
     let (n, rows) = (o.processes.to_string(), o.table_size.to_string());
     let rounds = o.rounds.max(1);
-    let mut runs: [Vec<Delivered>; 2] = [Vec::new(), Vec::new()];
-    let bar = indicatif::ProgressBar::new((rounds * 2) as u64);
+    let mut ways: Vec<Way> = o
+        .ring_bytes
+        .iter()
+        .map(|&ring_bytes| Way::Stream { ring_bytes })
+        .collect();
+    ways.push(Way::HashTable);
+    let mut runs: Vec<Vec<Delivered>> = vec![Vec::new(); ways.len()];
+    let bar = indicatif::ProgressBar::new((rounds * ways.len()) as u64);
     for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [Way::Stream, Way::HashTable]
-        } else {
-            [Way::HashTable, Way::Stream]
-        };
-        for way in order {
-            bar.set_message(format!("{way:?}, round {}", round + 1));
-            let streams = way.streams_flag();
+        let mut order: Vec<usize> = (0..ways.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let way = ways[i];
+            bar.set_message(format!("{way}, round {}", round + 1));
+            let args = way.loader_args();
             let (report, _) = process::json::<LoaderReport>(cmd!(
                 sh,
-                "{loader} --json --group-by process --table-size {rows} --streams {streams} {object} -- {flood} fork {n} {out}"
+                "{loader} --json --group-by process --table-size {rows} {args...} {object} -- {flood} fork {n} {out}"
             ))?;
             let ns: f64 = std::fs::read_to_string(&out)
                 .context("kc-bench-workload wrote no figure")?
@@ -155,19 +183,20 @@ pub fn run(o: StreamBench) -> Result<()> {
             let d = delivered(object, way, ns * o.processes as f64 / 1e9)?;
             ensure!(
                 d.exits >= o.processes,
-                "{way:?}: the collector counted {} exits of a flood of {}",
+                "{way}: the collector counted {} exits of a flood of {}",
                 d.exits,
                 o.processes
             );
-            runs[(way == Way::HashTable) as usize].push(d);
+            runs[i].push(d);
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-    let lines = [
-        line(Way::Stream, &o, &runs[0]),
-        line(Way::HashTable, &o, &runs[1]),
-    ];
+    let lines: Vec<Line> = ways
+        .iter()
+        .zip(&runs)
+        .map(|(&way, runs)| line(way, &o, runs))
+        .collect();
     if o.json {
         println!("{}", serde_json::to_string_pretty(&lines)?);
         return Ok(());
@@ -177,18 +206,13 @@ pub fn run(o: StreamBench) -> Result<()> {
         o.processes, o.table_size
     );
     println!(
-        "{:<11} {:>9} {:>11} {:>9} {:>8} {:>9}",
+        "{:<16} {:>9} {:>11} {:>9} {:>8} {:>9}",
         "way", "exits", "final rows", "lost", "lost %", "flood s"
     );
     for l in &lines {
         println!(
-            "{:<11} {:>9.0} {:>11.0} {:>9.0} {:>7.2}% {:>9.2}",
-            format!("{:?}", l.way),
-            l.exits,
-            l.rows,
-            l.lost,
-            l.lost_per_cent,
-            l.seconds
+            "{:<16} {:>9.0} {:>11.0} {:>9.0} {:>7.2}% {:>9.2}",
+            l.way, l.exits, l.rows, l.lost, l.lost_per_cent, l.seconds
         );
     }
     Ok(())
@@ -214,7 +238,7 @@ mod tests {
         )
         .objects
         .remove(0);
-        let d = delivered(&o, Way::Stream, 1.0).unwrap();
+        let d = delivered(&o, Way::Stream { ring_bytes: 4096 }, 1.0).unwrap();
         assert_eq!((d.exits, d.rows, d.lost), (10, 6, 5));
         let d = delivered(&o, Way::HashTable, 1.0).unwrap();
         assert_eq!((d.exits, d.rows, d.lost), (10, 6, 2));

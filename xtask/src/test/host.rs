@@ -343,8 +343,28 @@ pub fn app_tables() -> Result<Verdict> {
         streamed.exits().count(),
         streamed.total("stream_lost")
     );
+    // Refused at the command line: nothing loads, status 2, what is accepted said.
+    for (args, said) in [
+        (["--streams", "maybe"], "expected on or off"),
+        (
+            ["--stream-size", "5000"],
+            "a power of two and a multiple of the page size",
+        ),
+        (
+            ["--stream-size", "0"],
+            "a power of two and a multiple of the page size",
+        ),
+    ] {
+        let out = process::capture(cmd!(sh, "{loader} {args...} {object}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(2) && stderr.contains(said) && out.stdout.is_empty(),
+            "kc-loader {args:?}: {} saying {stderr:?}, not status 2 saying {said:?}",
+            out.status
+        );
+    }
     eprintln!(
-        "e2e: --streams on: the 24 exits streamed with their rows ({} records in all)",
+        "e2e: --streams on: the 24 exits streamed with their rows ({} records in all); bad --streams and --stream-size refused",
         streamed.exits().count()
     );
     eprintln!(
