@@ -557,7 +557,8 @@ static void settle(struct object_result *r)
 	r->status = KC_OBJECT_OK;
 	r->error[0] = '\0';
 	for (int e = 0; e < r->nevents; e++)
-		if (r->events[e].family < 0)
+		/* A stream left out by choice (--streams off) is not an event this kernel cannot see. */
+		if (r->events[e].family < 0 && !(r->apps->no_streams && kc_is_stream_event(r->events[e].name)))
 			r->status = r->strict ? KC_OBJECT_FAILED : KC_OBJECT_PARTIAL;
 	for (int i = 0; i < r->nprogs; i++)
 		if (r->progs[i].state == KC_PROG_FAILED)

@@ -28,8 +28,9 @@ import (
 func main() {
 	release := flag.String("release", "", "an installed release's CO-RE directory (it holds attach-plan.json)")
 	groupBy := flag.String("group-by", "process", "per-application rows: none, process or cgroup")
+	streams := flag.String("streams", "on", "off: no stream event loads (released processes' rows stay in the tables)")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: %s -release DIR [-group-by none|process|cgroup] -- WORKLOAD [ARGS...]\n", os.Args[0])
+		fmt.Fprintf(os.Stderr, "usage: %s -release DIR [-group-by none|process|cgroup] [-streams on|off] -- WORKLOAD [ARGS...]\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -37,7 +38,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	report, err := run(*release, *groupBy, flag.Args())
+	report, err := run(*release, *groupBy, *streams, flag.Args())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kc-go-consumer: %v\n", err)
 		os.Exit(1)
@@ -51,7 +52,10 @@ func main() {
 
 func ms(since time.Time) float64 { return float64(time.Since(since).Microseconds()) / 1000 }
 
-func run(dir, groupBy string, workload []string) (*Report, error) {
+func run(dir, groupBy, streams string, workload []string) (*Report, error) {
+	if streams != "on" && streams != "off" {
+		return nil, fmt.Errorf("-streams %q: use on or off", streams)
+	}
 	plan, err := readPlan(filepath.Join(dir, "attach-plan.json"))
 	if err != nil {
 		return nil, err
@@ -75,7 +79,7 @@ func run(dir, groupBy string, workload []string) (*Report, error) {
 	for i := range plan.Objects {
 		o := load(dir, &plan.Objects[i], k)
 		if o.report.Error == "" {
-			o.attach(plan, k, groupValue)
+			o.attach(plan, k, groupValue, streams == "on")
 		}
 		objects = append(objects, o)
 	}

@@ -97,8 +97,9 @@ func (o *object) allPrograms() []ProgramPlan {
 
 func (o *object) attached() bool { return o.spec != nil && o.report.Status != "failed" }
 
-// attach chooses and attaches a family per event, then the programs outside every family.
-func (o *object) attach(plan *Plan, k *kernel, groupValue uint64) {
+// attach chooses and attaches a family per event (a stream's event only where streams is
+// set), then the programs outside every family.
+func (o *object) attach(plan *Plan, k *kernel, groupValue uint64, streams bool) {
 	start := time.Now()
 	if err := o.setCtrl(groupValue); err != nil {
 		o.report.Error = fmt.Sprintf("writing the ctrl map: %v", err)
@@ -106,6 +107,15 @@ func (o *object) attach(plan *Plan, k *kernel, groupValue uint64) {
 	}
 	partial := false
 	for _, e := range o.plan.Events {
+		if isStream(e) && !streams {
+			passed := map[string]PassedOver{}
+			for _, f := range plan.Order {
+				passed[f] = PassedOver{"not-asked", "not asked for (-streams off): the table keeps the rows"}
+			}
+			// Left out by choice: not an event this kernel cannot see.
+			o.report.Events = append(o.report.Events, EventReport{Event: e.Event, PassedOver: passed})
+			continue
+		}
 		family, passed := o.choose(plan.Order, e, k)
 		ev := EventReport{Event: e.Event, PassedOver: passed}
 		if family != "" {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -42,6 +43,10 @@ type ProcessExit struct {
 	ExitNs   uint64 `json:"exit_ns"`
 	Row      *Row   `json:"row"`
 }
+
+// isStream says whether e's programs fill a stream map (its name ends in "_stream",
+// kc_common::plan::EventPlan::is_stream).
+func isStream(e EventPlan) bool { return strings.HasSuffix(e.Event, "_stream") }
 
 // processExit decodes one struct kc_process_exit, or returns false where it is too short.
 func (o *object) processExit(b []byte, unobserved map[string]string) (ProcessExit, bool) {
@@ -122,10 +127,4 @@ func (o *object) readStreams(unobserved map[string]string) (map[string]*StreamRe
 	return out, nil
 }
 
-func trimStruct(t string) string {
-	const prefix = "struct "
-	if len(t) > len(prefix) && t[:len(prefix)] == prefix {
-		return t[len(prefix):]
-	}
-	return t
-}
+func trimStruct(t string) string { return strings.TrimPrefix(t, "struct ") }

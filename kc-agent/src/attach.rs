@@ -210,7 +210,8 @@ pub fn attach(loaded: &mut Loaded, kernel: &Kernel, o: &Options, cpus: usize) {
             report,
             &mut loaded.links,
         );
-        partial |= family.is_none();
+        // A stream left out by choice (--streams off) is not an event this kernel cannot see.
+        partial |= family.is_none() && !(event.is_stream() && o.streams == Streams::Off);
         if let Some(f) = family {
             loaded.families.insert(event.event.clone(), f);
         }

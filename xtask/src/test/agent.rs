@@ -63,25 +63,29 @@ pub fn rust_agent() -> Result<Verdict> {
     against_loader("kc-agent", |scratch, release, workload, work| {
         let agent = agent_binary(scratch)?;
         let sh = process::shell();
-        streams_off_leaves_the_stream_out(&agent, release)?;
+        streams_off_leaves_the_stream_out(
+            "kc-agent",
+            cmd!(
+                sh,
+                "{agent} --release {release} --object process.bpf.o --streams off -- /bin/true"
+            ),
+        )?;
         loader_report(cmd!(sh, "{agent} --release {release} -- {workload} {work}"))
     })
 }
 
-/// `kc-agent --streams off`: the process collector's stream event passes every family over,
-/// its counters are unobserved, and the workload's row stays in the table.
-fn streams_off_leaves_the_stream_out(agent: &Path, release: &Path) -> Result<()> {
-    let sh = process::shell();
-    let (report, status) = loader_report(cmd!(
-        sh,
-        "{agent} --release {release} --object process.bpf.o --streams off -- /bin/true"
-    ))?;
+/// A consumer told not to stream (`--streams off`): the process collector's stream event
+/// passes every family over, its counters are unobserved, the object is still ok (left out by
+/// choice, not for want of the kernel) and the workload's row stays in the table.
+fn streams_off_leaves_the_stream_out(who: &str, cmd: xshell::Cmd<'_>) -> Result<()> {
+    let (report, status) = loader_report(cmd)?;
     let o = report
         .object("process.bpf.o")
         .context("no process object")?;
     ensure!(
-        status.success(),
-        "kc-agent --streams off: {status}: {}",
+        status.success() && o.status == kc_common::report::ObjectStatus::Ok,
+        "{who} --streams off: {status}, {:?}: {}",
+        o.status,
         o.error
     );
     let stream = o
@@ -93,13 +97,13 @@ fn streams_off_leaves_the_stream_out(agent: &Path, release: &Path) -> Result<()>
         stream.family.is_none()
             && o.total("streamed").is_none()
             && o.streams.iter().flatten().all(|(_, s)| s.received == 0),
-        "kc-agent --streams off still streams: {stream:?}, streamed {:?}",
+        "{who} --streams off still streams: {stream:?}, streamed {:?}",
         o.total("streamed")
     );
     let pid = report.workload().context("no workload pid")?;
     ensure!(
         o.per_process.iter().flatten().any(|r| r.tgid == Some(pid)),
-        "kc-agent --streams off: the workload's row is not in the table"
+        "{who} --streams off: the workload's row is not in the table"
     );
     Ok(())
 }
@@ -112,6 +116,13 @@ pub fn go_agent() -> Result<Verdict> {
         crate::go::build(&consumer)?;
         let sh = process::shell();
         refuses_bad_input(&consumer, scratch, release)?;
+        streams_off_leaves_the_stream_out(
+            "kc-go-consumer",
+            cmd!(
+                sh,
+                "{consumer} -release {release} -streams off -- /bin/true"
+            ),
+        )?;
         let (report, status) = loader_report(cmd!(
             sh,
             "{consumer} -release {release} -- {workload} {work}"
@@ -160,6 +171,10 @@ fn refuses_bad_input(consumer: &Path, scratch: &Path, release: &Path) -> Result<
         (
             cmd!(sh, "{consumer} -release {release} -group-by pid -- true"),
             "-group-by \"pid\"",
+        ),
+        (
+            cmd!(sh, "{consumer} -release {release} -streams maybe -- true"),
+            "-streams \"maybe\": use on or off",
         ),
     ];
     for (cmd, expected) in cases {

@@ -269,6 +269,12 @@ pub fn app_tables() -> Result<Verdict> {
     };
     let run = |group_by: GroupBy| Ok::<_, anyhow::Error>(run_with(group_by, "4", "off", "0")?.0);
     let o = run(GroupBy::Process)?;
+    ensure!(
+        o.status == kc_common::report::ObjectStatus::Ok,
+        "--streams off: the object is {:?} ({}), not ok: a stream left out by choice is no event the kernel cannot see",
+        o.status,
+        o.error
+    );
     for counter in ["streamed", "stream_lost"] {
         ensure!(
             o.total(counter).is_none()
