@@ -28,6 +28,12 @@
 #else
 #define KC_X86_ONLY(why) KC_TAG("kc_unobserved:" why)
 #endif
+/* KC_CORE comes from kc_core.h or kc_legacy.h, which include this file. */
+#if KC_CORE
+#define KC_CORE_ONLY(why)
+#else
+#define KC_CORE_ONLY(why) KC_TAG("kc_unobserved:" why)
+#endif
 
 #include "kc_common.h"
 #include "kc_collectors.h"

@@ -11,6 +11,7 @@
  *                      an entry paired with its end
  *   KC_BLIND(f, why)   family f observes the event but cannot know this counter
  *   KC_X86_ONLY(why)   only x86 has its event (elsewhere the object says why not)
+ *   KC_CORE_ONLY(why)  only CO-RE objects have its event (a legacy object says why not)
  * In the object, the tags read "kc_event:<ev>", "kc_unobserved:<why>" (a `p` object's
  * return-only counters, another architecture's x86-only ones) and "kc_blind:<family>:<why>". A counter is *unobserved* in a run when
  * the object's own tag says so, when no family observes one of its events (the kernel lacks
@@ -27,7 +28,13 @@
 #define KC_RETURN_ONLY
 #define KC_BLIND(family, why)
 #define KC_X86_ONLY(why)
+#define KC_CORE_ONLY(why)
 #endif
+
+/* Why a legacy object has no process stream: the released task is read at its bucket's offsets,
+ * which later kernels of the bucket moved (task_struct changes with every release). */
+#define KC_PROCESS_STREAM_LEGACY \
+	"a legacy object would read the released task at its bucket's offsets, which later kernels of the bucket moved: only CO-RE objects stream exits"
 
 #define KC_PROCESS_COUNTERS(X)                                                              \
 	X(PROCESS, FORK, fork, KC_FROM(fork))                                               \
@@ -36,8 +43,8 @@
 	X(PROCESS, RELEASE, release, KC_FROM(release))                                      \
 	X(PROCESS, CLONE_CALL, clone_call, KC_FROM(clone) KC_RETURN_ONLY)                   \
 	X(PROCESS, CLONE_ERROR, clone_error, KC_FROM(clone) KC_RETURN_ONLY)                 \
-	X(PROCESS, STREAMED, streamed, KC_FROM(stream))                                     \
-	X(PROCESS, STREAM_LOST, stream_lost, KC_FROM(stream))
+	X(PROCESS, STREAMED, streamed, KC_FROM(stream) KC_CORE_ONLY(KC_PROCESS_STREAM_LEGACY)) \
+	X(PROCESS, STREAM_LOST, stream_lost, KC_FROM(stream) KC_CORE_ONLY(KC_PROCESS_STREAM_LEGACY))
 
 /* Entry mode sees the bytes asked for, not those moved: bytes are return-only. */
 #define KC_VFS_COUNTERS(X)                                                                  \

@@ -7,11 +7,14 @@
  *   clone             kernel_clone (trampoline, probe); the clone, clone3, fork and vfork
  *                     syscall tracepoints (tracepoint); return mode only
  *   stream            a process's release, as release: each released process (thread group)
- *                     goes to process_exits with its final row, which leaves the table */
+ *                     goes to process_exits with its final row, which leaves the table;
+ *                     CO-RE objects only (KC_PROCESS_STREAM_LEGACY says why) */
 
 KC_COLLECTOR(process, process)
-/* 256 KiB: 2,730 exits between two polls of the consumer. */
+#if KC_CORE
+/* 256 KiB: 2,340 exits (112 bytes and a header each) between two polls of the consumer. */
 KC_STREAM_MAP(process_exits, kc_process_exit, 256 * 1024);
+#endif
 
 static __always_inline void kc_process_on_exit(void)
 {
@@ -33,6 +36,7 @@ static __always_inline void kc_process_on_release(struct task_struct *task)
 	kc_add(&process_counters, KC_PROCESS_RELEASE, 1);
 }
 
+#if KC_CORE
 /* A released process's record, but its row. Not inlined: its prototype is what puts struct
  * kc_process_exit into the object's BTF, where the plan and agents find the layout of
  * process_exits' records (a ring buffer's definition cannot name a value type). */
@@ -78,6 +82,7 @@ static __always_inline void kc_process_stream_exit(struct task_struct *task)
 	kc_add(&process_counters, KC_PROCESS_STREAMED, 1);
 	bpf_ringbuf_submit(e, 0);
 }
+#endif
 
 static __always_inline void kc_process_on_clone_ret(long ret)
 {
@@ -97,6 +102,7 @@ int BPF_PROG(kc_process_release__tracepoint, struct task_struct *task)
 	return 0;
 }
 
+#if KC_CORE
 KC_FUNC_ENTRY(kc_process_stream, release_task, kc_process_stream_exit(task), struct task_struct *task)
 
 SEC("raw_tp/sched_process_free")
@@ -105,6 +111,7 @@ int BPF_PROG(kc_process_stream__tracepoint, struct task_struct *task)
 	kc_process_stream_exit(task);
 	return 0;
 }
+#endif
 
 #if KC_RETURN_MODE
 KC_FUNC_ENTRY(kc_process_clone, kernel_clone, kc_process_count(KC_PROCESS_CLONE_CALL, 1))
