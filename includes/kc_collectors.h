@@ -31,20 +31,21 @@
 #define KC_CORE_ONLY(why)
 #endif
 
-/* Why a legacy object has no process stream: the released task is read at its bucket's offsets,
- * which later kernels of the bucket moved (task_struct changes with every release). */
-#define KC_PROCESS_STREAM_LEGACY \
-	"a legacy object would read the released task at its bucket's offsets, which later kernels of the bucket moved: only CO-RE objects stream exits"
+/* Why a legacy object has no release or stream events: they read the released task (not the
+ * current one) at the bucket's offsets, which later kernels of the bucket moved (task_struct
+ * changes with every release: vmtest saw the 6.12 bucket's reads wrong on 6.16 to 7.1). */
+#define KC_PROCESS_RELEASED_LEGACY \
+	"a legacy object would read the released task at its bucket's offsets, which later kernels of the bucket moved: only CO-RE objects see which task was released"
 
 #define KC_PROCESS_COUNTERS(X)                                                              \
 	X(PROCESS, FORK, fork, KC_FROM(fork))                                               \
 	X(PROCESS, EXEC, exec, KC_FROM(exec))                                               \
 	X(PROCESS, EXIT, exit, KC_FROM(exit))                                               \
-	X(PROCESS, RELEASE, release, KC_FROM(release))                                      \
+	X(PROCESS, RELEASE, release, KC_FROM(release) KC_CORE_ONLY(KC_PROCESS_RELEASED_LEGACY)) \
 	X(PROCESS, CLONE_CALL, clone_call, KC_FROM(clone) KC_RETURN_ONLY)                   \
 	X(PROCESS, CLONE_ERROR, clone_error, KC_FROM(clone) KC_RETURN_ONLY)                 \
-	X(PROCESS, STREAMED, streamed, KC_FROM(stream) KC_CORE_ONLY(KC_PROCESS_STREAM_LEGACY)) \
-	X(PROCESS, STREAM_LOST, stream_lost, KC_FROM(stream) KC_CORE_ONLY(KC_PROCESS_STREAM_LEGACY))
+	X(PROCESS, STREAMED, streamed, KC_FROM(stream) KC_CORE_ONLY(KC_PROCESS_RELEASED_LEGACY)) \
+	X(PROCESS, STREAM_LOST, stream_lost, KC_FROM(stream) KC_CORE_ONLY(KC_PROCESS_RELEASED_LEGACY))
 
 /* Entry mode sees the bytes asked for, not those moved: bytes are return-only. */
 #define KC_VFS_COUNTERS(X)                                                                  \

@@ -3,12 +3,13 @@
  * Events and families (see kc_bpf.h):
  *   fork, exec, exit  sched tracepoints: tp_btf (trampoline), classic (tracepoint)
  *   release           release_task (trampoline, probe); raw sched_process_free (tracepoint),
- *                     which fires when the released task is freed, an RCU grace period later
+ *                     which fires when the released task is freed, an RCU grace period later;
+ *                     CO-RE objects only (KC_PROCESS_RELEASED_LEGACY says why)
  *   clone             kernel_clone (trampoline, probe); the clone, clone3, fork and vfork
  *                     syscall tracepoints (tracepoint); return mode only
  *   stream            a process's release, as release: each released process (thread group)
  *                     goes to process_exits with its final row, which leaves the table;
- *                     CO-RE objects only (KC_PROCESS_STREAM_LEGACY says why) */
+ *                     CO-RE objects only, as release */
 
 KC_COLLECTOR(process, process)
 #if KC_CORE
@@ -24,6 +25,7 @@ static __always_inline void kc_process_on_exit(void)
 		kc_process_count(KC_PROCESS_EXIT, 1);
 }
 
+#if KC_CORE
 static __always_inline void kc_process_on_release(struct task_struct *task)
 {
 	__u32 tgid = KC_READ(task, tgid);
@@ -36,7 +38,6 @@ static __always_inline void kc_process_on_release(struct task_struct *task)
 	kc_add(&process_counters, KC_PROCESS_RELEASE, 1);
 }
 
-#if KC_CORE
 /* A released process's record, but its row. Not inlined: its prototype is what puts struct
  * kc_process_exit into the object's BTF, where the plan and agents find the layout of
  * process_exits' records (a ring buffer's definition cannot name a value type). */
@@ -93,6 +94,7 @@ static __always_inline void kc_process_on_clone_ret(long ret)
 KC_TP_COUNT(kc_process_fork, sched, sched_process_fork, kc_process_count(KC_PROCESS_FORK, 1))
 KC_TP_COUNT(kc_process_exec, sched, sched_process_exec, kc_process_count(KC_PROCESS_EXEC, 1))
 KC_TP_COUNT(kc_process_exit, sched, sched_process_exit, kc_process_on_exit())
+#if KC_CORE
 KC_FUNC_ENTRY(kc_process_release, release_task, kc_process_on_release(task), struct task_struct *task)
 
 SEC("raw_tp/sched_process_free")
@@ -102,7 +104,6 @@ int BPF_PROG(kc_process_release__tracepoint, struct task_struct *task)
 	return 0;
 }
 
-#if KC_CORE
 KC_FUNC_ENTRY(kc_process_stream, release_task, kc_process_stream_exit(task), struct task_struct *task)
 
 SEC("raw_tp/sched_process_free")
