@@ -184,14 +184,14 @@
 
 KC_DEFINE_COUNTERS(process, PROCESS)
 
-/* One record of `process_exits` (a ring buffer): a process (thread group) released, all its
- * threads gone, with its final row of process_apps when the table is keyed by process. The
+/* One record of `process_exits` (a ring buffer): a process (thread group) whose threads are all
+ * gone (released; in the tracepoint family, its last thread's exit), with its final row of process_apps when the table is keyed by process. The
  * row moves: it is removed from the table as the record is submitted, so an agent reading the
  * stream never walks the table for exited processes. When the ring has no room the row stays
  * in the table (the hash path: reported as exited there) and `stream_lost` counts it. */
 struct kc_process_exit {
 	__u64 start_ns;	 /* task->start_time: CLOCK_MONOTONIC at fork */
-	__u64 exit_ns;	 /* CLOCK_MONOTONIC at release (tracepoint family: at its free, a grace period later) */
+	__u64 exit_ns;	 /* CLOCK_MONOTONIC at release (tracepoint family: at its last thread's exit) */
 	__u32 tgid;
 	__u32 ppid;	 /* its parent's tgid at release (the reaper, if it was reparented) */
 	__u32 exit_code; /* as wait(2) reports it: exit status << 8, or the killing signal */

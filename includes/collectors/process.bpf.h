@@ -53,9 +53,9 @@ static KC_NOINLINE int kc_process_exit_record(struct kc_process_exit *e, struct 
 	return 0;
 }
 
-/* Streams a released process's exit with its final row, which leaves the table (see struct
- * kc_process_exit). The current task is the reaper, so the row is looked up by the released
- * task's tgid, and only where the table is keyed by process. */
+/* Streams the exit of `task`'s process with its final row, which leaves the table (see struct
+ * kc_process_exit). The row is looked up by the task's tgid (at a release the current task is
+ * the reaper), and only where the table is keyed by process. */
 static __always_inline void kc_process_stream_exit(struct task_struct *task)
 {
 	__u32 tgid = KC_READ(task, tgid), first = 0;
@@ -64,8 +64,6 @@ static __always_inline void kc_process_stream_exit(struct task_struct *task)
 	struct kc_ctrl *c;
 	__u64 key = tgid;
 
-	if (KC_READ(task, pid) != tgid)
-		return;
 	e = bpf_ringbuf_reserve(&process_exits, sizeof(*e), 0);
 	if (!e) {
 		kc_add(&process_counters, KC_PROCESS_STREAM_LOST, 1);
@@ -104,12 +102,28 @@ int BPF_PROG(kc_process_release__tracepoint, struct task_struct *task)
 	return 0;
 }
 
-KC_FUNC_ENTRY(kc_process_stream, release_task, kc_process_stream_exit(task), struct task_struct *task)
-
-SEC("raw_tp/sched_process_free")
-int BPF_PROG(kc_process_stream__tracepoint, struct task_struct *task)
+/* At a release (trampoline, probe): the thread group's leader is released once all its
+ * threads are gone. */
+static __always_inline void kc_process_stream_release(struct task_struct *task)
 {
-	kc_process_stream_exit(task);
+	if (KC_READ(task, pid) == KC_READ(task, tgid))
+		kc_process_stream_exit(task);
+}
+
+KC_FUNC_ENTRY(kc_process_stream, release_task, kc_process_stream_release(task), struct task_struct *task)
+
+/* The tracepoint family streams at the exit of the process's last thread, whichever it is:
+ * do_exit counts the group's live threads down before this tracepoint (nothing of the process
+ * runs after it). Not at sched_process_free as release: that comes an RCU grace period after
+ * the reap, and in batches, often after the agent's read (vmtest saw children missing). Two
+ * threads exiting at once can both see none left: the second record then carries no row. */
+SEC("tracepoint/sched/sched_process_exit")
+int kc_process_stream__tracepoint(void *ctx)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		kc_process_stream_exit(task);
 	return 0;
 }
 #endif

@@ -327,7 +327,7 @@ pub struct StreamReport {
     pub exits: Option<Vec<ProcessExit>>,
 }
 
-/// A process released, all its threads gone (`struct kc_process_exit`).
+/// A process whose threads are all gone (`struct kc_process_exit`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -338,7 +338,8 @@ pub struct ProcessExit {
     pub comm: String,
     /// As wait(2) reports it: the exit status << 8, or the signal that killed it.
     pub exit_code: u32,
-    /// CLOCK_MONOTONIC at fork and at release.
+    /// CLOCK_MONOTONIC at fork and at release (in the tracepoint family, at the exit of its
+    /// last thread).
     pub start_ns: u64,
     pub exit_ns: u64,
     /// Its final row of the table keyed by process, which left the table with it; None when

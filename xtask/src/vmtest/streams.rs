@@ -1,7 +1,7 @@
 //! What a report's stream maps delivered, judged against its own counters and the workload:
 //! every record the programs submitted reached the loader, none was malformed, a row that
-//! went into the stream left the table, and the exits of the workload's children, which it
-//! reaps itself, are there with the workload as their parent.
+//! went into the stream left the table, the exits of the workload's children, which it reaps
+//! itself, are there with the workload as their parent, and so is its own, with status 0.
 
 use kc_common::report::ObjectReport;
 
@@ -26,14 +26,16 @@ pub fn judge(object: &ObjectReport, workload: Option<u32>, children: Option<u64>
         let Some(exits) = &s.exits else {
             continue;
         };
+        // Where no family observed the stream's event, nothing more to hold it to.
+        let Some(submitted) = object.total(SUBMITTED) else {
+            continue;
+        };
         // The loader drains the ring after detach: it holds every record submitted.
-        if let Some(submitted) = object.total(SUBMITTED) {
-            if s.received != submitted {
-                wrong.push(format!(
-                    "{map}: the programs submitted {submitted} records, the loader received {}",
-                    s.received
-                ));
-            }
+        if s.received != submitted {
+            wrong.push(format!(
+                "{map}: the programs submitted {submitted} records, the loader received {}",
+                s.received
+            ));
         }
         let with_rows = exits.iter().filter(|e| e.row.is_some()).count() as u64;
         if s.not_listed == 0 && with_rows != s.rows {
@@ -68,13 +70,13 @@ pub fn judge(object: &ObjectReport, workload: Option<u32>, children: Option<u64>
                     "{map}: {reaped} exits of the workload's children, expected {children} (it forks and reaps them)"
                 ));
             }
-            if let Some(own) = exits.iter().find(|e| e.tgid == pid) {
-                if own.exit_code != 0 {
-                    wrong.push(format!(
-                        "{map}: the workload's exit code is {:#x}, it exited with 0",
-                        own.exit_code
-                    ));
-                }
+            match exits.iter().find(|e| e.tgid == pid) {
+                None => wrong.push(format!("{map}: the workload's own exit is not there")),
+                Some(own) if own.exit_code != 0 => wrong.push(format!(
+                    "{map}: the workload's exit code is {:#x}, it exited with 0",
+                    own.exit_code
+                )),
+                Some(_) => {}
             }
         }
     }
@@ -93,7 +95,7 @@ mod tests {
                "exit_ns": 2, "row": row})
     }
 
-    fn object(streamed: u64, exits: Vec<serde_json::Value>, table: &[u32]) -> ObjectReport {
+    fn object(streamed: Option<u64>, exits: Vec<serde_json::Value>, table: &[u32]) -> ObjectReport {
         let rows: Vec<_> = table
             .iter()
             .map(|t| json!({"tgid": t, "exited": false, "counters": {"fork": 1}}))
@@ -112,16 +114,21 @@ mod tests {
     #[test]
     fn a_whole_stream_passes() {
         let o = object(
-            3,
+            Some(3),
             vec![exit(8, 7, true), exit(9, 7, true), exit(7, 1, true)],
             &[1],
         );
         assert_eq!(judge(&o, Some(7), Some(2)), Vec::<String>::new());
+        // No family observed the stream's event (a forced family that has none for it).
+        assert_eq!(
+            judge(&object(None, vec![], &[7]), Some(7), Some(2)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn each_fault_is_named() {
-        let o = object(4, vec![exit(8, 7, true), exit(9, 1, false)], &[8]);
+        let o = object(Some(4), vec![exit(8, 7, true), exit(9, 1, false)], &[8]);
         let wrong = judge(&o, Some(7), Some(2));
         assert_eq!(
             wrong,
@@ -129,6 +136,7 @@ mod tests {
                 "process_exits: the programs submitted 4 records, the loader received 2",
                 "process_exits: process 8's row is both in the stream and in the table",
                 "process_exits: 1 exits of the workload's children, expected 2 (it forks and reaps them)",
+                "process_exits: the workload's own exit is not there",
             ]
         );
     }
