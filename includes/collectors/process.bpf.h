@@ -79,7 +79,7 @@ static __always_inline void kc_process_stream_exit(struct task_struct *task)
 		bpf_map_delete_elem(&process_apps, &key);
 	}
 	kc_add(&process_counters, KC_PROCESS_STREAMED, 1);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, kc_stream_wakeup(&process_exits));
 }
 #endif
 
