@@ -340,7 +340,8 @@ fn arm64_cells_read_arm64_registers_needs_toolchain_and_mirror() {
     if !toolchain_or_skip("arm64_cells_read_arm64_registers_needs_toolchain_and_mirror") {
         return;
     }
-    let (_d, p) = scratch_project(&["process"]);
+    // mount: its p objects have kprobes (on the syscalls), whose programs read pt_regs.
+    let (_d, p) = scratch_project(&["mount"]);
     let (_, lock) = kernels::load_checked_lock().unwrap();
     let bucket = lock.kernels(Arch::Arm64)[0].series;
     let bpftool = Toolchain::detect().unwrap().bpftool;
@@ -364,7 +365,7 @@ fn arm64_cells_read_arm64_registers_needs_toolchain_and_mirror() {
             .artifacts
             .join("cells")
             .join(&cell)
-            .join(names::legacy_object("process", bucket, false));
+            .join(names::legacy_object("mount", bucket, false));
         let sh = crate::process::shell();
         let btf =
             crate::process::read(xshell::cmd!(sh, "{bpftool} btf dump file {object}")).unwrap();
