@@ -173,11 +173,3 @@ void kc_streams_release(struct kc_object_streams *st)
 		free(st->s[i].exits);
 	memset(st, 0, sizeof(*st));
 }
-
-const struct kc_stream *kc_streams_exits(const struct kc_object_streams *st)
-{
-	for (int i = 0; i < st->n; i++)
-		if (st->s[i].record == KC_RECORD_PROCESS_EXIT)
-			return &st->s[i];
-	return NULL;
-}

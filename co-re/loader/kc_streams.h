@@ -58,7 +58,5 @@ int kc_streams_start(void);
 void kc_streams_stop(void);
 /* After the report: frees the records kept. */
 void kc_streams_release(struct kc_object_streams *st);
-/* The stream of `obj` that carries process exits, or NULL. */
-const struct kc_stream *kc_streams_exits(const struct kc_object_streams *st);
 
 #endif

@@ -5,8 +5,8 @@
 
 use kc_common::report::ObjectReport;
 
-/// The counter of records the programs submitted, and of those the ring refused, per stream
-/// record type (includes/kc_collectors.h).
+/// The counter of the records the programs submitted to the process stream
+/// (includes/kc_collectors.h); what the ring refused is `stream_lost`, judged by counters.toml.
 const SUBMITTED: &str = "streamed";
 
 /// Every fault of `object`'s streams; `children`: how many processes the workload forks and
