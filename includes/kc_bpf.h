@@ -124,16 +124,39 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_SYSCALL_FN(call) "__arm64_sys_" #call
 #endif
 
-/* A system call's tracepoints as `ev##__tracepoint##role` (entry: `enter` sees the record
- * `ctx`, its arguments in ctx->args) and `ev##__tracepoint_ret##role` (return mode: `exit`
- * sees `ret`). The record is read in place: a tracepoint's context is its record. */
-#define KC_SYSCALL_TRACEPOINTS(ev, role, call, enter, exit)                                   \
-	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint##role(               \
-		struct trace_event_raw_sys_enter *ctx)                                          \
-	{                                                                                     \
-		enter;                                                                        \
-		return 0;                                                                     \
-	}                                                                                     \
+/* A system call's first five arguments as `a0`..`a4` (unsigned long), for `enter` to read
+ * (KC_SYSCALL_ARGS_AS): from the user registers a syscall wrapper takes (trampoline, probe),
+ * or from the tracepoint's record. KC_NO_ARGS declares none. */
+#if defined(__TARGET_ARCH_x86)
+#define KC_ARGS_REGS(regs)                                                                  \
+	unsigned long __attribute__((unused)) a0 = KC_READ(regs, di), a1 = KC_READ(regs, si), \
+		a2 = KC_READ(regs, dx), a3 = KC_READ(regs, r10), a4 = KC_READ(regs, r8)
+#elif defined(__TARGET_ARCH_arm64)
+#define KC_ARGS_REGS(regs)                                                                  \
+	unsigned long __attribute__((unused)) a0 = KC_READ(regs, regs[0]),                   \
+		a1 = KC_READ(regs, regs[1]), a2 = KC_READ(regs, regs[2]),                    \
+		a3 = KC_READ(regs, regs[3]), a4 = KC_READ(regs, regs[4])
+#endif
+#define KC_ARGS_TP(ctx)                                                                      \
+	unsigned long __attribute__((unused)) a0 = ctx->args[0], a1 = ctx->args[1],           \
+		a2 = ctx->args[2], a3 = ctx->args[3], a4 = ctx->args[4]
+#define KC_NO_ARGS_REGS(regs)
+#define KC_NO_ARGS_TP(ctx)
+
+/* A system call's entry tracepoint as `ev##__tracepoint##role`: `enter` sees the record
+ * `ctx`, its arguments in ctx->args, which `args` declares as a0..a4 or not. The record is
+ * read in place: a tracepoint's context is its record. */
+#define KC_SYSCALL_TP_ENTER(ev, role, call, args, enter)                         \
+	SEC("tracepoint/syscalls/sys_enter_" #call) int ev##__tracepoint##role(  \
+		struct trace_event_raw_sys_enter *ctx)                             \
+	{                                                                        \
+		args##_TP(ctx);                                                  \
+		enter;                                                           \
+		return 0;                                                        \
+	}
+
+/* Its exit tracepoint as `ev##__tracepoint_ret##role` (return mode): `exit` sees `ret`. */
+#define KC_SYSCALL_TP_EXIT(ev, role, call, exit)                                                \
 	KC_IF_RETURN(SEC("tracepoint/syscalls/sys_exit_" #call) int ev##__tracepoint_ret##role( \
 			     struct trace_event_raw_sys_exit *ctx)                                 \
 		     {                                                                          \
@@ -142,22 +165,38 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 			     return 0;                                                             \
 		     })
 
-/* A system call `call` as `ev` in all three families: the syscall wrapper (trampoline, probe)
- * and the syscall's tracepoints. `enter` runs on entry, `exit` (return mode) sees `ret`.
- * `role` (empty, or `_<name>`) tells apart the calls of an event that several make. */
-#define KC_SYSCALL_AS(ev, role, call, enter, exit)                                            \
+#define KC_SYSCALL_TRACEPOINTS(ev, role, call, enter, exit) \
+	KC_SYSCALL_TP_ENTER(ev, role, call, KC_NO_ARGS, enter) KC_SYSCALL_TP_EXIT(ev, role, call, exit)
+
+/* The syscall wrapper's entry (trampoline, probe) as `ev##__<family>##role`. */
+#define KC_SYSCALL_FN_ENTER(ev, role, call, args, enter)                                      \
 	KC_IF_TRAMPOLINE(SEC("fentry/" KC_SYSCALL_FN(call)) int BPF_PROG(ev##__trampoline##role, \
 									 struct pt_regs *regs) \
-			 { enter; return 0; })                                              \
-	SEC("kprobe/" KC_SYSCALL_FN(call)) int BPF_KPROBE(ev##__probe##role) { enter; return 0; } \
+			 { args##_REGS(regs); enter; return 0; })                           \
+	SEC("kprobe/" KC_SYSCALL_FN(call)) int BPF_KPROBE(ev##__probe##role, struct pt_regs *regs) \
+	{ args##_REGS(regs); enter; return 0; }
+
+/* A system call `call` as `ev` in all three families: the syscall wrapper (trampoline, probe)
+ * and the syscall's tracepoints. `enter` runs on entry (with `args`: KC_ARGS or KC_NO_ARGS),
+ * `exit` (return mode) sees `ret`. `role` (empty, or `_<name>`) tells apart the calls of an
+ * event that several make. */
+#define KC_SYSCALL_WITH(ev, role, call, args, enter, exit)                                    \
+	KC_SYSCALL_FN_ENTER(ev, role, call, args, enter)                                      \
 	KC_IF_RETURN(KC_IF_TRAMPOLINE(SEC("fexit/" KC_SYSCALL_FN(call)) int BPF_PROG(          \
 					      ev##__trampoline_ret##role, struct pt_regs *regs, long ret) \
 				      { exit; return 0; })                                  \
 		     SEC("kretprobe/" KC_SYSCALL_FN(call)) int BPF_KRETPROBE(ev##__probe_ret##role, \
 									    long ret)          \
 		     { exit; return 0; })                                                     \
-	KC_SYSCALL_TRACEPOINTS(ev, role, call, enter, exit)
+	KC_SYSCALL_TP_ENTER(ev, role, call, args, enter)                                      \
+	KC_SYSCALL_TP_EXIT(ev, role, call, exit)
 
+#define KC_SYSCALL_AS(ev, role, call, enter, exit) KC_SYSCALL_WITH(ev, role, call, KC_NO_ARGS, enter, exit)
+/* As KC_SYSCALL_AS, with the call's arguments as a0..a4 in `enter`. */
+#define KC_SYSCALL_ARGS_AS(ev, role, call, enter, exit) KC_SYSCALL_WITH(ev, role, call, KC_ARGS, enter, exit)
+/* The entry alone, in all three families, with the call's arguments as a0..a4. */
+#define KC_SYSCALL_ENTRY_ARGS_AS(ev, role, call, enter) \
+	KC_SYSCALL_FN_ENTER(ev, role, call, KC_ARGS, enter) KC_SYSCALL_TP_ENTER(ev, role, call, KC_ARGS, enter)
 #define KC_SYSCALL(ev, call, enter, exit) KC_SYSCALL_AS(ev, , call, enter, exit)
 
 /* A system call's tracepoints standing for a kernel function in the tracepoint family, one

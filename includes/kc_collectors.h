@@ -174,6 +174,23 @@
 	KC_FILESYSTEM_OPS(X, EXT4, ext4) KC_FILESYSTEM_OPS(X, XFS, xfs)                       \
 	KC_FILESYSTEM_OPS(X, BTRFS, btrfs) KC_FILESYSTEM_OPS(X, NFS, nfs)
 
+/* A query on a connected socket is known as DNS by its connect; a timeout is a query never
+ * answered when its socket closes (return mode: an entry-only object sees no answers). */
+#define KC_DNS_COUNTERS(X)                                                                  \
+	X(DNS, CONNECT, connect, KC_FROM(connect))                                          \
+	X(DNS, QUERY, query, KC_FROM(connect) KC_FROM(query))                               \
+	X(DNS, QUERY_A, query_a, KC_FROM(connect) KC_FROM(query))                           \
+	X(DNS, QUERY_AAAA, query_aaaa, KC_FROM(connect) KC_FROM(query))                     \
+	X(DNS, QUERY_OTHER, query_other, KC_FROM(connect) KC_FROM(query))                   \
+	X(DNS, QUERY_V6, query_v6, KC_FROM(connect) KC_FROM(query))                         \
+	X(DNS, RESEND, resend, KC_FROM(connect) KC_FROM(query))                             \
+	X(DNS, RESPONSE, response, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
+	X(DNS, NOERROR, noerror, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)            \
+	X(DNS, NXDOMAIN, nxdomain, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
+	X(DNS, SERVFAIL, servfail, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
+	X(DNS, RCODE_OTHER, rcode_other, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)    \
+	X(DNS, TIMEOUT, timeout, KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY)
+
 #define KC_COUNTER_INDEX(c, i, name, source) KC_##c##_##i,
 #define KC_COUNTER_FIELD(c, i, name, source) __u64 name source;
 #define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
@@ -217,5 +234,6 @@ KC_DEFINE_COUNTERS(mdflush, MDFLUSH)
 KC_DEFINE_COUNTERS(filesystem, FILESYSTEM)
 KC_DEFINE_COUNTERS(schedlat, SCHEDLAT)
 KC_DEFINE_COUNTERS(netdev, NETDEV)
+KC_DEFINE_COUNTERS(dns, DNS)
 
 #endif

@@ -20,6 +20,7 @@
 #include <linux/raid/md_u.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -431,6 +432,133 @@ static void sockets(void)
 	close(u2);
 }
 
+/* DNS: a resolver of its own on 127.0.0.1:53 and [::1]:53 (two sockets of this process, no
+ * child to count), asked six questions through every call the dns collector traces, one left
+ * unanswered and sent again. Every message is DNS_MSG bytes: "<2 letters>.kc.test". */
+#define DNS_MSG 28
+#define DNS_TXT 16
+
+static void dns_question(unsigned char *m, unsigned id, const char *first, unsigned type)
+{
+	static const unsigned char tail[] = { 2, 'k', 'c', 4, 't', 'e', 's', 't', 0 };
+	unsigned char head[12] = { id >> 8, id & 0xFF, 0x01 /* RD */, 0, 0, 1 };
+
+	memcpy(m, head, sizeof(head));
+	m[12] = 2;
+	memcpy(m + 13, first, 2);
+	memcpy(m + 15, tail, sizeof(tail));
+	m[24] = type >> 8;
+	m[25] = type & 0xFF;
+	m[26] = 0;
+	m[27] = 1; /* class IN */
+}
+
+/* The resolver's side: the next question on `srv`, answered with `rcode` (no records), or
+ * dropped when `rcode` is negative. */
+static void dns_serve(int srv, int rcode)
+{
+	struct sockaddr_storage from;
+	socklen_t len = sizeof(from);
+	unsigned char m[512];
+
+	if (recvfrom(srv, m, sizeof(m), 0, (struct sockaddr *)&from, &len) != DNS_MSG) {
+		say("the resolver got no question");
+		return;
+	}
+	if (rcode < 0)
+		return;
+	m[2] |= 0x80; /* QR: a response */
+	m[3] = 0x80 | rcode; /* RA */
+	if (sendto(srv, m, DNS_MSG, 0, (struct sockaddr *)&from, len) != DNS_MSG)
+		say("the resolver could not answer");
+}
+
+static void dns_expect(int fd, int rcode)
+{
+	unsigned char m[512];
+
+	if (recv(fd, m, sizeof(m), 0) != DNS_MSG || (m[3] & 0x0F) != rcode)
+		say("a dns answer fell short");
+}
+
+static int dns_socket(int family)
+{
+	struct timeval two_seconds = { .tv_sec = 2 };
+	int fd = socket(family, SOCK_DGRAM, 0);
+
+	/* A resolver that never answers must not hang the guest. */
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &two_seconds, sizeof(two_seconds));
+	return fd;
+}
+
+static void dns(void)
+{
+	struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_port = htons(53),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_port = htons(53), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int srv4 = dns_socket(AF_INET), srv6 = dns_socket(AF_INET6), c1, c2, c3;
+	unsigned char q[2][DNS_MSG], m[512];
+	struct iovec iov[2] = { { q[0], DNS_MSG }, { q[1], DNS_MSG } };
+	struct mmsghdr batch[2] = { { .msg_hdr = { .msg_iov = &iov[0], .msg_iovlen = 1 } },
+				    { .msg_hdr = { .msg_iov = &iov[1], .msg_iovlen = 1 } } };
+	struct msghdr one = { .msg_iov = &iov[0], .msg_iovlen = 1 };
+	struct iovec in = { m, sizeof(m) };
+	struct msghdr reply = { .msg_iov = &in, .msg_iovlen = 1 };
+	struct pollfd wait;
+
+	if (bind(srv4, (struct sockaddr *)&v4, sizeof(v4)) || bind(srv6, (struct sockaddr *)&v6, sizeof(v6))) {
+		say("the resolver could not bind port 53");
+		return;
+	}
+	/* Connected, IPv4: send and recv (sendto and recvfrom with no address), then A and TXT in
+	 * one sendmmsg (as glibc asks A and AAAA). */
+	c1 = dns_socket(AF_INET);
+	connect(c1, (struct sockaddr *)&v4, sizeof(v4));
+	dns_question(q[0], 1, "ok", 1);
+	if (send(c1, q[0], DNS_MSG, 0) != DNS_MSG)
+		say("a dns question was not sent");
+	dns_serve(srv4, 0);
+	dns_expect(c1, 0);
+	dns_question(q[0], 2, "sf", 1);
+	dns_question(q[1], 3, "tx", DNS_TXT);
+	if (sendmmsg(c1, batch, 2, 0) != 2)
+		say("a dns batch was not sent");
+	dns_serve(srv4, 2);
+	dns_serve(srv4, 0);
+	dns_expect(c1, 2);
+	dns_expect(c1, 0);
+	/* Not connected: sendto the server and recvfrom; then a question never answered, sent
+	 * again after its timeout, and the socket closed with it pending. */
+	c2 = dns_socket(AF_INET);
+	dns_question(q[0], 4, "nx", 1);
+	sendto(c2, q[0], DNS_MSG, 0, (struct sockaddr *)&v4, sizeof(v4));
+	dns_serve(srv4, 3);
+	dns_expect(c2, 3);
+	dns_question(q[0], 5, "to", 1);
+	for (int i = 0; i < 2; i++) {
+		sendto(c2, q[0], DNS_MSG, 0, (struct sockaddr *)&v4, sizeof(v4));
+		dns_serve(srv4, -1);
+		wait = (struct pollfd){ .fd = c2, .events = POLLIN };
+		if (poll(&wait, 1, 20) != 0)
+			say("an unanswered dns question got an answer");
+	}
+	close(c2);
+	/* Connected, IPv6: sendmsg and recvmsg, an AAAA question. */
+	c3 = dns_socket(AF_INET6);
+	connect(c3, (struct sockaddr *)&v6, sizeof(v6));
+	dns_question(q[0], 6, "ok", 28);
+	if (sendmsg(c3, &one, 0) != DNS_MSG)
+		say("a dns question over ipv6 was not sent");
+	dns_serve(srv6, 0);
+	if (recvmsg(c3, &reply, 0) != DNS_MSG || (m[3] & 0x0F) != 0)
+		say("a dns answer over ipv6 fell short");
+	close(c3);
+	close(c1);
+	close(srv6);
+	close(srv4);
+}
+
 /* Block I/O that bypasses the page cache, on the second NVMe drive qemu provides. */
 static void block_io(void)
 {
@@ -676,6 +804,7 @@ static int workload(void)
 	signals();
 	page_faults();
 	sockets();
+	dns();
 	storage();
 	oom();
 	return 0;

@@ -3,7 +3,9 @@
  * retransmits; return mode counts send/receive errors and UDP bytes received.
  * Families: the tcp_* and udp_* functions (trampoline, probe); tracepoints (tracepoint):
  *   sends, receives  sock/sock_{send,recv}_length by protocol (6.3 and later): bytes are those
- *                    transferred, and a failed send counts as an error, not as a call
+ *                    transferred, and a failed send counts as an error, not as a call; UDP's
+ *                    of IPv4 sockets only, as udp_sendmsg and udp_recvmsg see (IPv6's go
+ *                    through udpv6_*) and as /proc/net/snmp's Udp counts
  *   connect, close   sock/inet_sock_set_state into SYN_SENT, into CLOSE
  *   retransmit       tcp/tcp_retransmit_skb */
 
@@ -65,7 +67,7 @@ static __always_inline void kc_socket_sent(struct trace_event_raw_sock_msg_lengt
 {
 	int ret = KC_READ(ctx, ret);
 
-	if (KC_READ(ctx, protocol) != protocol)
+	if (KC_READ(ctx, protocol) != protocol || (protocol == KC_IPPROTO_UDP && KC_READ(ctx, family) != AF_INET))
 		return;
 	if (ret < 0)
 		KC_SOCKET(KC_SOCKET_ERROR, KC_RETURN_MODE);
@@ -121,7 +123,7 @@ int kc_socket_udp_send__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
 SEC("tracepoint/sock/sock_recv_length")
 int kc_socket_udp_recv__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
 {
-	if (KC_READ(ctx, protocol) != KC_IPPROTO_UDP)
+	if (KC_READ(ctx, protocol) != KC_IPPROTO_UDP || KC_READ(ctx, family) != AF_INET)
 		return 0;
 	KC_SOCKET(KC_SOCKET_UDP_RECV, 1);
 	if (KC_RETURN_MODE)

@@ -150,6 +150,14 @@ const CASES: &[Case] = &[
         op: "udp",
         n: 50_000,
     },
+    // What every process's datagrams pay for dns: a send and a receive that are not DNS
+    // (the destination's port read, a socket looked up and not found).
+    Case {
+        collector: "dns",
+        event: "kc_dns_query",
+        op: "udp",
+        n: 50_000,
+    },
 ];
 
 /// Collectors no case covers, and why.

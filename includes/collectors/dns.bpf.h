@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* dns: DNS over UDP as the processes that ask see it: queries by type, responses by code with
+ * their latency, queries sent again before an answer, and queries never answered, per process
+ * and in total; IPv4 and IPv6 servers.
+ *
+ * Where: the socket system calls, in all three families (the syscall wrappers through
+ * trampolines and kprobes, the syscalls' tracepoints). A socket speaks DNS when it is connected
+ * to port 53 (connect) or a datagram goes to port 53 (sendto, sendmsg's name); the payload is
+ * read from the caller's buffer, before the kernel copies it (a query) or after (a response).
+ * Why not a socket filter, cgroup skb or tc program, as upstream's socket filter: there the
+ * packet's owner is unknown (softirq, or a helper older kernels refuse them), the agent needs a
+ * socket or cgroup to attach to, and every packet of the host pays the filter; here the owner
+ * is the caller, the objects load like every other collector's, and only the socket calls pay.
+ *   connect   connect: to port 53, the socket is remembered as a DNS client's; elsewhere, not
+ *   query     sendto, sendmsg (the first buffer of the message), sendmmsg (its first
+ *             KC_DNS_BATCH messages: glibc sends A and AAAA as one sendmmsg)
+ *   response  recvfrom, recvmsg of a DNS socket (return mode: the payload is there once the
+ *             call returns), matched to its query by socket and id
+ *   close     close: queries still unanswered on the socket count as timeouts
+ * Not seen: DNS over TCP (length-prefixed, sent with writev and read with read, which this
+ * collector does not trace), read/write on a connected UDP socket, recvmmsg. */
+
+#include <bpf/bpf_endian.h>
+
+KC_COLLECTOR(dns, dns)
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#define KC_DNS_PORT 53
+/* Bytes of a message read: the header (12), a question's name (at most 255) and its type. */
+#define KC_DNS_MSG_MAX 512
+#define KC_DNS_HEADER 12
+/* A name's labels: at most 127 in its 255 bytes. */
+#define KC_DNS_LABELS 128
+/* Messages of one sendmmsg read as queries. */
+#define KC_DNS_BATCH 4
+#define KC_DNS_TYPE_A 1
+#define KC_DNS_TYPE_AAAA 28
+
+/* A socket of a process speaking DNS: since when (ties its queries to this socket, not a
+ * later one the descriptor comes to name), its server's family, queries waiting for their
+ * answer. */
+struct kc_dns_socket {
+	__u64 since;
+	__u32 pending;
+	__u32 family;
+};
+
+struct kc_dns_query_key {
+	__u64 since;
+	__u32 tgid;
+	__u32 fd;
+	__u32 id;
+	__u32 pad;
+};
+
+/* A receive in flight on a DNS socket: where its payload lands. */
+struct kc_dns_recv {
+	__u64 buf;
+	__u32 fd;
+	__u32 pad;
+};
+
+struct kc_dns_scratch {
+	__u8 msg[KC_DNS_MSG_MAX];
+};
+
+/* Keyed by tgid << 32 | fd. DNS sockets are few: 1,024 of them, each a query or two. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct kc_dns_socket);
+	__uint(max_entries, 1024);
+} dns_sockets SEC(".maps");
+
+/* Queries waiting for their answer: when each was (last) sent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kc_dns_query_key);
+	__type(value, __u64);
+	__uint(max_entries, 1024);
+} dns_pending SEC(".maps");
+
+/* Receives in flight on DNS sockets, by thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct kc_dns_recv);
+	__uint(max_entries, 1024);
+} dns_recvs SEC(".maps");
+
+/* A message read from user memory: too large for the stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kc_dns_scratch);
+	__uint(max_entries, 1);
+} dns_scratch SEC(".maps");
+
+/* Latency from a query's (last) send to its response, id = the response code's counter
+ * (KC_DNS_NOERROR ... KC_DNS_RCODE_OTHER). */
+KC_IF_RETURN(KC_HIST_MAP(dns_latency, sizeof(struct kc_dns_counters) / sizeof(__u64));)
+
+static __always_inline __u64 kc_dns_socket_key(__u32 fd)
+{
+	return (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
+}
+
+/* The address family of a socket address naming port 53, else 0. */
+static __always_inline __u32 kc_dns_server(const void *addr)
+{
+	struct {
+		__u16 family;
+		__u16 port;
+	} sa = {};
+
+	if (!addr || bpf_probe_read_user(&sa, sizeof(sa), addr))
+		return 0;
+	if ((sa.family != AF_INET && sa.family != AF_INET6) || sa.port != bpf_htons(KC_DNS_PORT))
+		return 0;
+	return sa.family;
+}
+
+static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
+{
+	__u64 key = kc_dns_socket_key(fd);
+	__u32 family = kc_dns_server(addr);
+	struct kc_dns_socket s = { .since = bpf_ktime_get_ns(), .family = family };
+
+	/* Connected elsewhere (or disconnected): no longer a DNS client's. */
+	if (!family) {
+		bpf_map_delete_elem(&dns_sockets, &key);
+		return;
+	}
+	bpf_map_update_elem(&dns_sockets, &key, &s, BPF_ANY);
+	kc_dns_count(KC_DNS_CONNECT, 1);
+}
+
+/* The question type of the DNS query of `len` bytes at user address `buf`, or -1 when it is
+ * not one query (a response, another opcode, several questions, a name that does not parse).
+ * `*id` gets its id. */
+static __always_inline int kc_dns_question(const void *buf, __u64 len, __u32 *id)
+{
+	__u32 zero = 0, off = KC_DNS_HEADER, n = len < KC_DNS_MSG_MAX ? len : KC_DNS_MSG_MAX - 1;
+	struct kc_dns_scratch *sc = bpf_map_lookup_elem(&dns_scratch, &zero);
+	__u8 *m;
+
+	if (!sc || n < KC_DNS_HEADER + 5 || bpf_probe_read_user(sc->msg, n & (KC_DNS_MSG_MAX - 1), buf))
+		return -1;
+	m = sc->msg;
+	/* QR 0 (a query), opcode 0 (QUERY), one question. */
+	if ((m[2] & 0xF8) || m[4] != 0 || m[5] != 1)
+		return -1;
+	*id = (__u32)m[0] << 8 | m[1];
+	for (int i = 0; i < KC_DNS_LABELS; i++) {
+		__u8 label;
+
+		if (off >= n)
+			return -1;
+		label = m[off & (KC_DNS_MSG_MAX - 1)];
+		if (label == 0)
+			break;
+		if (label & 0xC0) /* no compression in a question */
+			return -1;
+		off += label + 1;
+	}
+	if (off + 5 > n)
+		return -1;
+	return (int)m[(off + 1) & (KC_DNS_MSG_MAX - 1)] << 8 | m[(off + 2) & (KC_DNS_MSG_MAX - 1)];
+}
+
+/* A datagram of `len` bytes at `buf` sent on socket `fd`, to `dest` (NULL: its peer). */
+static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len, const void *dest)
+{
+	__u64 key = kc_dns_socket_key(fd), now = bpf_ktime_get_ns();
+	struct kc_dns_query_key q = { .tgid = key >> 32, .fd = fd };
+	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
+	__u32 family = s ? s->family : 0;
+	int type;
+
+	if (dest)
+		family = kc_dns_server(dest);
+	if (!family)
+		return;
+	type = kc_dns_question(buf, len, &q.id);
+	if (type < 0)
+		return;
+	if (!s) {
+		struct kc_dns_socket fresh = { .since = now, .family = family };
+
+		bpf_map_update_elem(&dns_sockets, &key, &fresh, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&dns_sockets, &key);
+		if (!s)
+			return;
+	}
+	q.since = s->since;
+	if (bpf_map_lookup_elem(&dns_pending, &q)) {
+		/* Sent again before an answer: a retry, or the same query to another server. */
+		bpf_map_update_elem(&dns_pending, &q, &now, BPF_ANY);
+		kc_dns_count(KC_DNS_RESEND, 1);
+		return;
+	}
+	if (bpf_map_update_elem(&dns_pending, &q, &now, BPF_NOEXIST))
+		return;
+	__sync_fetch_and_add(&s->pending, 1);
+	kc_dns_count2(KC_DNS_QUERY, 1,
+		      type == KC_DNS_TYPE_A ? KC_DNS_QUERY_A :
+		      type == KC_DNS_TYPE_AAAA ? KC_DNS_QUERY_AAAA : KC_DNS_QUERY_OTHER, 1);
+	if (family == AF_INET6)
+		kc_dns_count(KC_DNS_QUERY_V6, 1);
+}
+
+/* The user-space struct msghdr's and struct iovec's fields read (64-bit ABI). */
+struct kc_user_msghdr {
+	__u64 name;
+	__u32 namelen;
+	__u32 pad;
+	__u64 iov;
+	__u64 iovlen;
+};
+
+struct kc_user_iovec {
+	__u64 base;
+	__u64 len;
+};
+
+/* The message at user address `msg`: its destination and its first buffer. */
+static __always_inline int kc_dns_read_msg(const void *msg, struct kc_user_msghdr *h, struct kc_user_iovec *iov)
+{
+	if (bpf_probe_read_user(h, sizeof(*h), msg) || !h->iovlen ||
+	    bpf_probe_read_user(iov, sizeof(*iov), (void *)h->iov))
+		return -1;
+	return 0;
+}
+
+static __always_inline void kc_dns_on_sendmsg(__u32 fd, const void *msg)
+{
+	struct kc_user_msghdr h;
+	struct kc_user_iovec iov;
+
+	if (!kc_dns_read_msg(msg, &h, &iov))
+		kc_dns_on_send(fd, (void *)iov.base, iov.len, h.name && h.namelen ? (void *)h.name : NULL);
+}
+
+/* struct mmsghdr: a msghdr (56 bytes) and the length sent. */
+#define KC_USER_MMSGHDR 64
+
+static __always_inline void kc_dns_on_sendmmsg(__u32 fd, const void *msgs, __u32 vlen)
+{
+	for (__u32 i = 0; i < KC_DNS_BATCH && i < vlen; i++)
+		kc_dns_on_sendmsg(fd, msgs + i * KC_USER_MMSGHDR);
+}
+
+/* A receive on socket `fd` into `buf` begins. */
+static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf)
+{
+	__u64 key = kc_dns_socket_key(fd), thread = bpf_get_current_pid_tgid();
+	struct kc_dns_recv r = { .buf = buf, .fd = fd };
+
+	if (buf && bpf_map_lookup_elem(&dns_sockets, &key))
+		bpf_map_update_elem(&dns_recvs, &thread, &r, BPF_ANY);
+}
+
+static __always_inline void kc_dns_recvmsg_begin(__u32 fd, const void *msg)
+{
+	struct kc_user_msghdr h;
+	struct kc_user_iovec iov;
+
+	if (!kc_dns_read_msg(msg, &h, &iov))
+		kc_dns_recv_begin(fd, iov.base);
+}
+
+static __always_inline __u32 kc_dns_rcode_counter(__u8 rcode)
+{
+	switch (rcode) {
+	case 0:
+		return KC_DNS_NOERROR;
+	case 2:
+		return KC_DNS_SERVFAIL;
+	case 3:
+		return KC_DNS_NXDOMAIN;
+	default:
+		return KC_DNS_RCODE_OTHER;
+	}
+}
+
+/* The receive this thread began returned `ret`: a response to one of the socket's queries? */
+static __always_inline void kc_dns_recv_end(long ret)
+{
+	__u64 thread = bpf_get_current_pid_tgid(), key, *sent;
+	struct kc_dns_query_key q = { .tgid = thread >> 32 };
+	struct kc_dns_recv *in = bpf_map_lookup_elem(&dns_recvs, &thread);
+	struct kc_dns_socket *s;
+	__u8 h[4];
+	__u64 ns;
+	__u32 idx;
+
+	if (!in)
+		return;
+	q.fd = in->fd;
+	if (ret < KC_DNS_HEADER || bpf_probe_read_user(h, sizeof(h), (void *)in->buf)) {
+		bpf_map_delete_elem(&dns_recvs, &thread);
+		return;
+	}
+	bpf_map_delete_elem(&dns_recvs, &thread);
+	key = kc_dns_socket_key(q.fd);
+	s = bpf_map_lookup_elem(&dns_sockets, &key);
+	if (!s || !(h[2] & 0x80)) /* QR 1: a response */
+		return;
+	q.since = s->since;
+	q.id = (__u32)h[0] << 8 | h[1];
+	sent = bpf_map_lookup_elem(&dns_pending, &q);
+	if (!sent)
+		return;
+	ns = bpf_ktime_get_ns() - *sent;
+	if (bpf_map_delete_elem(&dns_pending, &q)) /* another thread took it */
+		return;
+	__sync_fetch_and_add(&s->pending, -1);
+	idx = kc_dns_rcode_counter(h[3] & 0x0F);
+	kc_dns_count2(KC_DNS_RESPONSE, 1, idx, 1);
+	KC_IF_RETURN(kc_hist_add(&dns_latency, idx, ns);)
+}
+
+static __always_inline void kc_dns_on_close(__u32 fd)
+{
+	__u64 key = kc_dns_socket_key(fd);
+	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
+
+	if (!s)
+		return;
+	if (KC_RETURN_MODE && s->pending)
+		kc_dns_count(KC_DNS_TIMEOUT, s->pending);
+	bpf_map_delete_elem(&dns_sockets, &key);
+}
+
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void *)a1))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, (void *)a1, a2, (void *)a4))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmsg, sendmsg, kc_dns_on_sendmsg(a0, (void *)a1))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmmsg, sendmmsg, kc_dns_on_sendmmsg(a0, (void *)a1, a2))
+#if KC_RETURN_MODE
+KC_SYSCALL_ARGS_AS(kc_dns_response, _recvfrom, recvfrom, kc_dns_recv_begin(a0, a1), kc_dns_recv_end(ret))
+KC_SYSCALL_ARGS_AS(kc_dns_response, _recvmsg, recvmsg, kc_dns_recvmsg_begin(a0, (void *)a1), kc_dns_recv_end(ret))
+#endif
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_close, , close, kc_dns_on_close(a0))
