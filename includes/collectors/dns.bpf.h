@@ -103,7 +103,9 @@ struct {
 
 /* Latency from a query's (last) send to its response, id = the response code's counter
  * (KC_DNS_NOERROR ... KC_DNS_RCODE_OTHER). */
-KC_IF_RETURN(KC_HIST_MAP(dns_latency, sizeof(struct kc_dns_counters) / sizeof(__u64));)
+#if KC_RETURN_MODE
+KC_HIST_MAP(dns_latency, sizeof(struct kc_dns_counters) / sizeof(__u64));
+#endif
 
 static __always_inline __u64 kc_dns_socket_key(__u32 fd)
 {
@@ -255,6 +257,7 @@ static __always_inline void kc_dns_on_sendmmsg(__u32 fd, const void *msgs, __u32
 		kc_dns_on_sendmsg(fd, msgs + i * KC_USER_MMSGHDR);
 }
 
+#if KC_RETURN_MODE
 /* A receive on socket `fd` into `buf` begins. */
 static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf)
 {
@@ -322,8 +325,9 @@ static __always_inline void kc_dns_recv_end(long ret)
 	__sync_fetch_and_add(&s->pending, -1);
 	idx = kc_dns_rcode_counter(h[3] & 0x0F);
 	kc_dns_count2(KC_DNS_RESPONSE, 1, idx, 1);
-	KC_IF_RETURN(kc_hist_add(&dns_latency, idx, ns);)
+	kc_hist_add(&dns_latency, idx, ns);
 }
+#endif
 
 static __always_inline void kc_dns_on_close(__u32 fd)
 {
