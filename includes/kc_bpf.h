@@ -140,7 +140,14 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_ARGS_TP(ctx)                                                                      \
 	unsigned long __attribute__((unused)) a0 = ctx->args[0], a1 = ctx->args[1],           \
 		a2 = ctx->args[2], a3 = ctx->args[3], a4 = ctx->args[4]
+/* A trampoline reads the registers' address from its context through a helper: 5.10's BTF
+ * gives the wrappers' argument as a pointer to a forward declaration, which the verifier
+ * refuses to read from the context directly. */
+#define KC_ARGS_TRAMPOLINE(ctx)                                              \
+	struct pt_regs *kc_user_regs = (struct pt_regs *)kc_ctx_arg(ctx, 0); \
+	KC_ARGS_REGS(kc_user_regs)
 #define KC_NO_ARGS_REGS(regs)
+#define KC_NO_ARGS_TRAMPOLINE(ctx)
 #define KC_NO_ARGS_TP(ctx)
 
 /* A system call's entry tracepoint as `ev##__tracepoint##role`: `enter` sees the record
@@ -172,7 +179,7 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_SYSCALL_FN_ENTER(ev, role, call, args, enter)                                      \
 	KC_IF_TRAMPOLINE(SEC("fentry/" KC_SYSCALL_FN(call)) int BPF_PROG(ev##__trampoline##role, \
 									 struct pt_regs *regs) \
-			 { args##_REGS(regs); enter; return 0; })                           \
+			 { args##_TRAMPOLINE(ctx); enter; return 0; })                      \
 	SEC("kprobe/" KC_SYSCALL_FN(call)) int BPF_KPROBE(ev##__probe##role, struct pt_regs *regs) \
 	{ args##_REGS(regs); enter; return 0; }
 

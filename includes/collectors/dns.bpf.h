@@ -31,8 +31,6 @@ KC_COLLECTOR(dns, dns)
 #define AF_INET6 10
 #endif
 #define KC_DNS_PORT 53
-/* Bytes of a message read: the header (12), a question's name (at most 255) and its type. */
-#define KC_DNS_MSG_MAX 512
 #define KC_DNS_HEADER 12
 /* A name's labels: at most 127 in its 255 bytes. */
 #define KC_DNS_LABELS 128
@@ -65,10 +63,6 @@ struct kc_dns_recv {
 	__u32 pad;
 };
 
-struct kc_dns_scratch {
-	__u8 msg[KC_DNS_MSG_MAX];
-};
-
 /* Keyed by tgid << 32 | fd. DNS sockets are few: 1,024 of them, each a query or two. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -92,14 +86,6 @@ struct {
 	__type(value, struct kc_dns_recv);
 	__uint(max_entries, 1024);
 } dns_recvs SEC(".maps");
-
-/* A message read from user memory: too large for the stack. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct kc_dns_scratch);
-	__uint(max_entries, 1);
-} dns_scratch SEC(".maps");
 
 /* Latency from a query's (last) send to its response, id = the response code's counter
  * (KC_DNS_NOERROR ... KC_DNS_RCODE_OTHER). */
@@ -142,55 +128,59 @@ static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 	kc_dns_count(KC_DNS_CONNECT, 1);
 }
 
-/* The question type of the DNS query of `len` bytes at user address `buf`, or -1 when it is
- * not one query (a response, another opcode, several questions, a name that does not parse).
- * `*id` gets its id. */
-static __always_inline int kc_dns_question(const void *buf, __u64 len, __u32 *id)
+/* The DNS query of `len` bytes at user address `buf`, as its question's type << 16 | its id,
+ * or -1 when it is not one query (a response, another opcode, several questions, a name that
+ * does not parse). The name is walked in user memory, a label length at a time: an offset
+ * into a buffer of ours would be a pointer offset the verifier tracks exactly, and every label
+ * count a path of its own through the rest of the program (sendmmsg's took 400,000
+ * instructions to verify); as a user address it is a number the verifier need not follow. Not
+ * inlined: sendmmsg calls it for each message. */
+static KC_NOINLINE long kc_dns_question(const void *buf, __u64 len)
 {
-	__u32 zero = 0, off = KC_DNS_HEADER, n = len < KC_DNS_MSG_MAX ? len : KC_DNS_MSG_MAX - 1;
-	struct kc_dns_scratch *sc = bpf_map_lookup_elem(&dns_scratch, &zero);
-	__u8 *m;
+	__u64 off = KC_DNS_HEADER;
+	__u8 h[6], label = 0;
+	__u16 type;
 
-	if (!sc || n < KC_DNS_HEADER + 5 || bpf_probe_read_user(sc->msg, n & (KC_DNS_MSG_MAX - 1), buf))
+	if (len < KC_DNS_HEADER + 5 || bpf_probe_read_user(h, sizeof(h), buf))
 		return -1;
-	m = sc->msg;
 	/* QR 0 (a query), opcode 0 (QUERY), one question. */
-	if ((m[2] & 0xF8) || m[4] != 0 || m[5] != 1)
+	if ((h[2] & 0xF8) || h[4] != 0 || h[5] != 1)
 		return -1;
-	*id = (__u32)m[0] << 8 | m[1];
 	for (int i = 0; i < KC_DNS_LABELS; i++) {
-		__u8 label;
-
-		if (off >= n)
+		if (off >= len || bpf_probe_read_user(&label, 1, buf + off))
 			return -1;
-		label = m[off & (KC_DNS_MSG_MAX - 1)];
 		if (label == 0)
 			break;
 		if (label & 0xC0) /* no compression in a question */
 			return -1;
 		off += label + 1;
 	}
-	if (off + 5 > n)
+	if (label != 0 || off + 5 > len || bpf_probe_read_user(&type, sizeof(type), buf + off + 1))
 		return -1;
-	return (int)m[(off + 1) & (KC_DNS_MSG_MAX - 1)] << 8 | m[(off + 2) & (KC_DNS_MSG_MAX - 1)];
+	return (long)bpf_ntohs(type) << 16 | (long)h[0] << 8 | h[1];
 }
 
-/* A datagram of `len` bytes at `buf` sent on socket `fd`, to `dest` (NULL: its peer). */
-static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len, const void *dest)
+/* A datagram of `len` bytes at `buf` sent on socket `fd`, to `dest` (NULL: its peer). Not
+ * inlined either: sendmmsg calls it for each message, and each of its outcomes would go on
+ * through the next message's. */
+static KC_NOINLINE void kc_dns_on_send(__u32 fd, const void *buf, __u64 len, const void *dest)
 {
 	__u64 key = kc_dns_socket_key(fd), now = bpf_ktime_get_ns();
 	struct kc_dns_query_key q = { .tgid = key >> 32, .fd = fd };
 	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
 	__u32 family = s ? s->family : 0;
-	int type;
+	long question;
+	__u32 type;
 
 	if (dest)
 		family = kc_dns_server(dest);
 	if (!family)
 		return;
-	type = kc_dns_question(buf, len, &q.id);
-	if (type < 0)
+	question = kc_dns_question(buf, len);
+	if (question < 0)
 		return;
+	type = question >> 16;
+	q.id = question & 0xFFFF;
 	if (!s) {
 		struct kc_dns_socket fresh = { .since = now, .family = family };
 
@@ -277,7 +267,7 @@ static __always_inline void kc_dns_recvmsg_begin(__u32 fd, const void *msg)
 		kc_dns_recv_begin(fd, iov.base);
 }
 
-static __always_inline __u32 kc_dns_rcode_counter(__u8 rcode)
+static __always_inline __u64 kc_dns_rcode_counter(__u8 rcode)
 {
 	switch (rcode) {
 	case 0:
@@ -299,8 +289,7 @@ static __always_inline void kc_dns_recv_end(long ret)
 	struct kc_dns_recv *in = bpf_map_lookup_elem(&dns_recvs, &thread);
 	struct kc_dns_socket *s;
 	__u8 h[4];
-	__u64 ns;
-	__u32 idx;
+	__u64 ns, idx;
 
 	if (!in)
 		return;
@@ -324,6 +313,11 @@ static __always_inline void kc_dns_recv_end(long ret)
 		return;
 	__sync_fetch_and_add(&s->pending, -1);
 	idx = kc_dns_rcode_counter(h[3] & 0x0F);
+	/* clang may turn the switch into a table lookup, whose result the verifier cannot bound:
+	 * bound it here, where clang cannot see the check is redundant. */
+	barrier_var(idx);
+	if (idx > KC_DNS_RCODE_OTHER)
+		return;
 	kc_dns_count2(KC_DNS_RESPONSE, 1, idx, 1);
 	kc_hist_add(&dns_latency, idx, ns);
 }
