@@ -184,6 +184,7 @@
 	X(DNS, QUERY_OTHER, query_other, KC_FROM(connect) KC_FROM(query))                   \
 	X(DNS, QUERY_V6, query_v6, KC_FROM(connect) KC_FROM(query))                         \
 	X(DNS, RESEND, resend, KC_FROM(connect) KC_FROM(query))                             \
+	X(DNS, UNPARSED, unparsed, KC_FROM(connect) KC_FROM(query))                         \
 	X(DNS, RESPONSE, response, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
 	X(DNS, NOERROR, noerror, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)            \
 	X(DNS, NXDOMAIN, nxdomain, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \

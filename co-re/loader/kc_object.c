@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* One object's life in kc-loader: open, choose each event's family, load, attach, detach.
  * See kc_loader.h. */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -248,6 +249,63 @@ static void last_log_line(char *out, size_t n)
 	snprintf(out, n, "%.*s", (int)(end - start), log_buf + start);
 }
 
+/* libbpf's last message above its closing "failed to load object": which program failed
+ * and how, when the verifier did not say (its log is empty: refused before verifying). */
+static void libbpf_reason(char *out, size_t n)
+{
+	size_t end = log_len;
+
+	while (end > 0) {
+		size_t start = end - 1;
+
+		while (start > 0 && log_buf[start - 1] != '\n')
+			start--;
+		if (end - start > 1 && !memmem(log_buf + start, end - start, "failed to load object", 21)) {
+			snprintf(out, n, "%.*s", (int)(end - start - (log_buf[end - 1] == '\n')), log_buf + start);
+			return;
+		}
+		end = start;
+	}
+	last_log_line(out, n);
+}
+
+/* The verifier's reason for refusing the last program libbpf loaded: the line before its
+ * closing statistics ("processed N insns", "verification time"), or "" when the log has no
+ * such line (a failure before the verifier ran). */
+static void verifier_verdict(char *out, size_t n)
+{
+	static const char *const stats[] = { "processed ", "verification time", "stack depth", NULL };
+	size_t end = log_len;
+
+	out[0] = 0;
+	while (end > 0) {
+		size_t start = end - 1;
+		int is_stats = 0;
+
+		while (start > 0 && log_buf[start - 1] != '\n')
+			start--;
+		for (int i = 0; stats[i]; i++)
+			is_stats |= !strncmp(log_buf + start, stats[i], strlen(stats[i]));
+		if (is_stats) {
+			/* The verdict is the first line above the statistics. */
+			size_t vend = start, vstart;
+
+			while (vend > 0 && log_buf[vend - 1] == '\n')
+				vend--;
+			vstart = vend;
+			while (vstart > 0 && log_buf[vstart - 1] != '\n')
+				vstart--;
+			for (int i = 0; stats[i]; i++)
+				if (!strncmp(log_buf + vstart, stats[i], strlen(stats[i])))
+					goto next; /* still in the statistics */
+			snprintf(out, n, "%.*s", (int)(vend - vstart), log_buf + vstart);
+			return;
+		}
+next:
+		end = start;
+	}
+}
+
 /* Sets which programs load: every family that one of `modes` chooses for each event (the
  * union over the passes), and the programs outside any family whose targets are here. */
 static void set_autoload(struct bpf_object *obj, struct object_result *r, const int *modes, int nmodes)
@@ -305,7 +363,9 @@ static int ban_failing_loads(struct object_result *r)
 			bpf_object__close(obj);
 			if (!err)
 				continue;
-			last_log_line(line, sizeof(line));
+			verifier_verdict(line, sizeof(line));
+			if (!line[0])
+				libbpf_reason(line, sizeof(line));
 			snprintf(ev->why[f], sizeof(ev->why[0]), "load: %s (%s)", strerror(-err), line);
 			ev->kind[f] = KC_WHY_FAILED;
 			ev->banned[f] = 1;
