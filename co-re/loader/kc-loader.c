@@ -59,6 +59,7 @@
 #include "kc_embedded.h"
 #include "kc_kernel.h"
 #include "kc_loader.h"
+#include "kc_log.h"
 #include "kc_probe_events.h"
 #include "kc_skeletons.h"
 
@@ -421,7 +422,7 @@ int main(int argc, char **argv)
 	}
 	uname(&uts);
 	catch_stop_signals();
-	kc_object_capture_log(verbose);
+	kc_log_capture(verbose);
 	if (o.attach)
 		kc_probe_events_sweep();
 	results = calloc(total, sizeof(*results));

@@ -130,7 +130,6 @@ int kc_verifier_parse(const char *log, struct kc_verifier_stats *v);
 double kc_now_ms(void);
 /* libbpf's messages go to a buffer whose tail a failing object's report keeps; `debug`
  * keeps its debug messages too. */
-void kc_object_capture_log(int debug);
 /* Opens and loads the object: for each event, the family each of `modes` chooses (a family
  * the verifier refuses is banned for the event and the rest loaded again). 0, or -1 with
  * `error` and `log_tail` filled. */

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* One object's life in kc-loader: open, choose each event's family, load, attach, detach.
  * See kc_loader.h. */
-#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -14,51 +13,9 @@
 #include <bpf/libbpf.h>
 
 #include "kc_kernel.h"
+#include "kc_log.h"
 #include "kc_loader.h"
 #include "kc_probe_events.h"
-
-static char log_buf[1 << 16];
-static size_t log_len;
-static int verbose;
-
-/* libbpf's messages (the verifier log among them) are kept for the failing object's report. */
-static int capture_log(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	int n;
-
-	if (level == LIBBPF_DEBUG && !verbose)
-		return 0;
-	if (log_len >= sizeof(log_buf) - 1) {
-		/* Keep the tail: drop the older half. */
-		memmove(log_buf, log_buf + sizeof(log_buf) / 2, sizeof(log_buf) / 2);
-		log_len = sizeof(log_buf) / 2 - 1;
-	}
-	n = vsnprintf(log_buf + log_len, sizeof(log_buf) - log_len, fmt, args);
-	if (n > 0)
-		log_len += (size_t)n < sizeof(log_buf) - log_len ? (size_t)n : sizeof(log_buf) - log_len - 1;
-	return 0;
-}
-
-static void capture_text(const char *fmt, ...)
-{
-	va_list args;
-
-	va_start(args, fmt);
-	capture_log(LIBBPF_WARN, fmt, args);
-	va_end(args);
-}
-
-/* Appends a program's own log (kc_verifier.c) to the captured messages, as libbpf's are. */
-static void append_log(const char *text)
-{
-	capture_text("%s", text);
-}
-
-void kc_object_capture_log(int debug)
-{
-	verbose = debug;
-	libbpf_set_print(capture_log);
-}
 
 double kc_now_ms(void)
 {
@@ -234,78 +191,6 @@ static struct bpf_object *open_object(struct object_result *r)
 
 	return r->mem ? bpf_object__open_mem(r->mem, r->mem_size, &opts) : bpf_object__open_file(r->path, NULL);
 }
-
-/* The log's last line: the verifier's verdict, usually. */
-static void last_log_line(char *out, size_t n)
-{
-	size_t end = log_len;
-	size_t start;
-
-	while (end > 0 && (log_buf[end - 1] == '\n' || log_buf[end - 1] == ' '))
-		end--;
-	start = end;
-	while (start > 0 && log_buf[start - 1] != '\n')
-		start--;
-	snprintf(out, n, "%.*s", (int)(end - start), log_buf + start);
-}
-
-/* libbpf's last message above its closing "failed to load object": which program failed
- * and how, when the verifier did not say (its log is empty: refused before verifying). */
-static void libbpf_reason(char *out, size_t n)
-{
-	size_t end = log_len;
-
-	while (end > 0) {
-		size_t start = end - 1;
-
-		while (start > 0 && log_buf[start - 1] != '\n')
-			start--;
-		if (end - start > 1 && !memmem(log_buf + start, end - start, "failed to load object", 21)) {
-			snprintf(out, n, "%.*s", (int)(end - start - (log_buf[end - 1] == '\n')), log_buf + start);
-			return;
-		}
-		end = start;
-	}
-	last_log_line(out, n);
-}
-
-/* The verifier's reason for refusing the last program libbpf loaded: the line before its
- * closing statistics ("processed N insns", "verification time"), or "" when the log has no
- * such line (a failure before the verifier ran). */
-static void verifier_verdict(char *out, size_t n)
-{
-	static const char *const stats[] = { "processed ", "verification time", "stack depth", NULL };
-	size_t end = log_len;
-
-	out[0] = 0;
-	while (end > 0) {
-		size_t start = end - 1;
-		int is_stats = 0;
-
-		while (start > 0 && log_buf[start - 1] != '\n')
-			start--;
-		for (int i = 0; stats[i]; i++)
-			is_stats |= !strncmp(log_buf + start, stats[i], strlen(stats[i]));
-		if (is_stats) {
-			/* The verdict is the first line above the statistics. */
-			size_t vend = start, vstart;
-
-			while (vend > 0 && log_buf[vend - 1] == '\n')
-				vend--;
-			vstart = vend;
-			while (vstart > 0 && log_buf[vstart - 1] != '\n')
-				vstart--;
-			for (int i = 0; stats[i]; i++)
-				if (!strncmp(log_buf + vstart, stats[i], strlen(stats[i])))
-					goto next; /* still in the statistics */
-			snprintf(out, n, "%.*s", (int)(vend - vstart), log_buf + vstart);
-			return;
-		}
-next:
-		end = start;
-	}
-}
-
 /* Sets which programs load: every family that one of `modes` chooses for each event (the
  * union over the passes), and the programs outside any family whose targets are here. */
 static void set_autoload(struct bpf_object *obj, struct object_result *r, const int *modes, int nmodes)
@@ -358,14 +243,12 @@ static int ban_failing_loads(struct object_result *r)
 					break;
 				bpf_program__set_autoload(prog, p->event == e && p->family == f && p->chosen);
 			}
-			log_len = 0;
+			kc_log_reset();
 			err = bpf_object__load(obj);
 			bpf_object__close(obj);
 			if (!err)
 				continue;
-			verifier_verdict(line, sizeof(line));
-			if (!line[0])
-				libbpf_reason(line, sizeof(line));
+			kc_log_reason(line, sizeof(line));
 			snprintf(ev->why[f], sizeof(ev->why[0]), "load: %s (%s)", strerror(-err), line);
 			ev->kind[f] = KC_WHY_FAILED;
 			ev->banned[f] = 1;
@@ -373,13 +256,6 @@ static int ban_failing_loads(struct object_result *r)
 		}
 	}
 	return banned;
-}
-
-static void keep_log_tail(struct object_result *r)
-{
-	size_t from = log_len > LOG_TAIL - 1 ? log_len - (LOG_TAIL - 1) : 0;
-
-	snprintf(r->log_tail, sizeof(r->log_tail), "%.*s", (int)(log_len - from), log_buf + from);
 }
 
 static void fail(struct object_result *r, const char *fmt, ...)
@@ -391,7 +267,7 @@ static void fail(struct object_result *r, const char *fmt, ...)
 	va_end(ap);
 	r->status = KC_OBJECT_FAILED;
 	r->load_failed = 1;
-	keep_log_tail(r);
+	kc_log_tail(r->log_tail, sizeof(r->log_tail));
 }
 
 /* (Re)loads the object with the union of what `modes` choose; a family whose programs the
@@ -426,14 +302,14 @@ static int load(struct object_result *r)
 			kc_verifier_request(r->obj, r);
 		r->ms_choose += kc_now_ms() - t;
 		t = kc_now_ms();
-		log_len = 0;
+		kc_log_reset();
 		err = bpf_object__load(r->obj);
 		r->ms_load += kc_now_ms() - t;
 		t = kc_now_ms();
 		if (!err)
 			kc_verifier_read(r->obj, r);
 		else
-			kc_verifier_log_each(r, append_log);
+			kc_verifier_log_each(r, kc_log_append);
 		kc_verifier_release(r->obj, r);
 		if (err == -ENOSPC && !r->no_stats) {
 			/* A statistics log was too small for what the kernel wrote. */

@@ -65,6 +65,7 @@ pub fn cc_args(
         root.join("co-re/loader/kc_map_walk.c")
             .display()
             .to_string(),
+        root.join("co-re/loader/kc_log.c").display().to_string(),
         root.join("co-re/loader/kc_maps.c").display().to_string(),
         root.join("co-re/loader/kc_object.c").display().to_string(),
         root.join("co-re/loader/kc_observed.c")
