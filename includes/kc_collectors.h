@@ -174,8 +174,11 @@
 	KC_FILESYSTEM_OPS(X, EXT4, ext4) KC_FILESYSTEM_OPS(X, XFS, xfs)                       \
 	KC_FILESYSTEM_OPS(X, BTRFS, btrfs) KC_FILESYSTEM_OPS(X, NFS, nfs)
 
-/* A query on a connected socket is known as DNS by its connect; a timeout is a query never
- * answered when its socket closes (return mode: an entry-only object sees no answers). */
+/* A query on a connected socket is known as DNS by its connect; `unparsed` counts what went
+ * to port 53 but is not one query (another opcode, several questions, DNS over TCP's
+ * length-prefixed messages sent with send); a timeout is a query still unanswered when its
+ * socket is closed with close(2) (return mode: an entry-only object sees no answers; sockets
+ * a process's exit closes are not seen). */
 #define KC_DNS_COUNTERS(X)                                                                  \
 	X(DNS, CONNECT, connect, KC_FROM(connect))                                          \
 	X(DNS, QUERY, query, KC_FROM(connect) KC_FROM(query))                               \
