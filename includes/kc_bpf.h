@@ -132,10 +132,10 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 	unsigned long __attribute__((unused)) a0 = KC_READ(regs, di), a1 = KC_READ(regs, si), \
 		a2 = KC_READ(regs, dx), a3 = KC_READ(regs, r10), a4 = KC_READ(regs, r8)
 #elif defined(__TARGET_ARCH_arm64)
-#define KC_ARGS_REGS(regs)                                                                  \
-	unsigned long __attribute__((unused)) a0 = KC_READ(regs, regs[0]),                   \
-		a1 = KC_READ(regs, regs[1]), a2 = KC_READ(regs, regs[2]),                    \
-		a3 = KC_READ(regs, regs[3]), a4 = KC_READ(regs, regs[4])
+/* (The parameter is not `regs`: that is the field's name.) */
+#define KC_ARGS_REGS(r)                                                                     \
+	unsigned long __attribute__((unused)) a0 = KC_READ(r, regs[0]), a1 = KC_READ(r, regs[1]), \
+		a2 = KC_READ(r, regs[2]), a3 = KC_READ(r, regs[3]), a4 = KC_READ(r, regs[4])
 #endif
 #define KC_ARGS_TP(ctx)                                                                      \
 	unsigned long __attribute__((unused)) a0 = ctx->args[0], a1 = ctx->args[1],           \
