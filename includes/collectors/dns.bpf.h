@@ -168,15 +168,24 @@ static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len,
 {
 	__u64 key = kc_dns_socket_key(fd), now = bpf_ktime_get_ns();
 	struct kc_dns_query_key q = { .tgid = key >> 32, .fd = fd };
-	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
-	__u32 family = s ? s->family : 0;
+	struct kc_dns_socket *s = NULL;
+	__u32 family;
 	long question;
 	__u32 type;
 
-	if (dest)
+	/* A datagram with an address goes where it says (most of a host's are not DNS: they
+	 * cost a read of the port, no lookup); one without goes to the socket's peer. */
+	if (dest) {
 		family = kc_dns_server(dest);
-	if (!family)
-		return;
+		if (!family)
+			return;
+		s = bpf_map_lookup_elem(&dns_sockets, &key);
+	} else {
+		s = bpf_map_lookup_elem(&dns_sockets, &key);
+		family = s ? s->family : 0;
+		if (!family)
+			return;
+	}
 	question = kc_dns_question(buf, len);
 	if (question < 0) {
 		kc_dns_count(KC_DNS_UNPARSED, 1);
