@@ -69,16 +69,6 @@ struct {
 	__uint(max_entries, 1024);
 } dns_sockets SEC(".maps");
 
-/* How many entries dns_sockets may hold (an over-count: those the table forgot, and those
- * of processes that exited, are not taken off). At 0, as on most hosts most of the time, a
- * receive costs an array read, not two hash lookups. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(max_entries, 1);
-} dns_live SEC(".maps");
-
 /* Queries waiting for their answer: when each was (last) sent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -100,23 +90,6 @@ struct {
 #if KC_RETURN_MODE
 KC_HIST_MAP(dns_latency, sizeof(struct kc_dns_counters) / sizeof(__u64));
 #endif
-
-static __always_inline void kc_dns_live_add(long n)
-{
-	__u32 zero = 0;
-	__u64 *live = bpf_map_lookup_elem(&dns_live, &zero);
-
-	if (live)
-		__sync_fetch_and_add(live, n);
-}
-
-static __always_inline int kc_dns_none_live(void)
-{
-	__u32 zero = 0;
-	__u64 *live = bpf_map_lookup_elem(&dns_live, &zero);
-
-	return live && *live == 0;
-}
 
 static __always_inline __u64 kc_dns_socket_key(__u32 fd)
 {
@@ -146,12 +119,10 @@ static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 
 	/* Connected elsewhere (or disconnected): no longer a DNS client's. */
 	if (!family) {
-		if (!kc_dns_none_live() && !bpf_map_delete_elem(&dns_sockets, &key))
-			kc_dns_live_add(-1);
+		bpf_map_delete_elem(&dns_sockets, &key);
 		return;
 	}
-	if (!bpf_map_update_elem(&dns_sockets, &key, &s, BPF_ANY))
-		kc_dns_live_add(1);
+	bpf_map_update_elem(&dns_sockets, &key, &s, BPF_ANY);
 	kc_dns_count(KC_DNS_CONNECT, 1);
 }
 
@@ -210,8 +181,6 @@ static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len,
 			return;
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
 	} else {
-		if (kc_dns_none_live())
-			return;
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
 		family = s ? s->family : 0;
 		if (!family)
@@ -227,8 +196,7 @@ static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len,
 	if (!s) {
 		struct kc_dns_socket fresh = { .since = now, .family = family };
 
-		if (!bpf_map_update_elem(&dns_sockets, &key, &fresh, BPF_NOEXIST))
-			kc_dns_live_add(1);
+		bpf_map_update_elem(&dns_sockets, &key, &fresh, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
 		if (!s)
 			return;
@@ -307,7 +275,7 @@ static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf)
 	__u64 key = kc_dns_socket_key(fd), thread = bpf_get_current_pid_tgid();
 	struct kc_dns_recv r = { .buf = buf, .fd = fd };
 
-	if (buf && !kc_dns_none_live() && bpf_map_lookup_elem(&dns_sockets, &key))
+	if (buf && bpf_map_lookup_elem(&dns_sockets, &key))
 		bpf_map_update_elem(&dns_recvs, &thread, &r, BPF_ANY);
 }
 
@@ -335,16 +303,11 @@ static __always_inline void kc_dns_recv_end(long ret)
 {
 	__u64 thread = bpf_get_current_pid_tgid(), key, *sent;
 	struct kc_dns_query_key q = { .tgid = thread >> 32 };
-	struct kc_dns_recv *in;
+	struct kc_dns_recv *in = bpf_map_lookup_elem(&dns_recvs, &thread);
 	struct kc_dns_socket *s;
 	__u8 h[4];
 	__u64 ns, idx;
 
-	/* No DNS socket: no receive of one began (one that began as the last closed is left to
-	 * the LRU table). */
-	if (kc_dns_none_live())
-		return;
-	in = bpf_map_lookup_elem(&dns_recvs, &thread);
 	if (!in)
 		return;
 	q.fd = in->fd;
@@ -375,17 +338,13 @@ static __always_inline void kc_dns_recv_end(long ret)
 static __always_inline void kc_dns_on_close(__u32 fd)
 {
 	__u64 key = kc_dns_socket_key(fd);
-	struct kc_dns_socket *s;
+	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
 
-	if (kc_dns_none_live())
-		return;
-	s = bpf_map_lookup_elem(&dns_sockets, &key);
 	if (!s)
 		return;
 	if (KC_RETURN_MODE && s->pending)
 		kc_dns_count(KC_DNS_TIMEOUT, s->pending);
-	if (!bpf_map_delete_elem(&dns_sockets, &key))
-		kc_dns_live_add(-1);
+	bpf_map_delete_elem(&dns_sockets, &key);
 }
 
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void *)a1))
