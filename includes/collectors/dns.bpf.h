@@ -128,12 +128,12 @@ static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 
 /* The DNS query of `len` bytes at user address `buf`, as its question's type << 16 | its id,
  * or -1 when it is not one query (a response, another opcode, several questions, a name that
- * does not parse or has more than KC_DNS_LABELS labels). The name is walked in user memory, a label length at a time: an offset
- * into a buffer of ours would be a pointer offset the verifier tracks exactly, and every label
- * count a path of its own through the rest of the program (sendmmsg's took 400,000
- * instructions to verify); as a user address it is a number the verifier need not follow
- * (60,000 now). Inlined, as everything here: 5.10's verifier refuses (EFAULT) the legacy
- * objects' build of it as a function of its own. */
+ * does not parse or has more than KC_DNS_LABELS labels). The name is walked in user memory,
+ * a label length at a time: an offset into a buffer of ours would be a pointer offset the
+ * verifier tracks exactly, and every label count a path of its own through the rest of the
+ * program (sendmmsg's took 400,000 instructions to verify); as a user address it is a number
+ * the verifier need not follow (15,500 on 5.10). Inlined, as everything here: 5.10's verifier
+ * refused the legacy objects' build of it as a function of its own. */
 static __always_inline long kc_dns_question(const void *buf, __u64 len)
 {
 	__u64 off = KC_DNS_HEADER;
@@ -233,7 +233,8 @@ struct kc_user_iovec {
 };
 
 /* The message at user address `msg`: its destination and its first buffer. */
-static __always_inline int kc_dns_read_msg(const void *msg, struct kc_user_msghdr *h, struct kc_user_iovec *iov)
+static __always_inline int kc_dns_read_msg(const void *msg, struct kc_user_msghdr *h,
+					   struct kc_user_iovec *iov)
 {
 	if (bpf_probe_read_user(h, sizeof(*h), msg) || !h->iovlen ||
 	    bpf_probe_read_user(iov, sizeof(*iov), (void *)h->iov))
@@ -348,11 +349,14 @@ static __always_inline void kc_dns_on_close(__u32 fd)
 }
 
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void *)a1))
-KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, (void *)a1, a2, (void *)a4))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto,
+			 kc_dns_on_send(a0, (void *)a1, a2, (void *)a4))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmsg, sendmsg, kc_dns_on_sendmsg(a0, (void *)a1))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmmsg, sendmmsg, kc_dns_on_sendmmsg(a0, (void *)a1, a2))
 #if KC_RETURN_MODE
-KC_SYSCALL_ARGS_AS(kc_dns_response, _recvfrom, recvfrom, kc_dns_recv_begin(a0, a1), kc_dns_recv_end(ret))
-KC_SYSCALL_ARGS_AS(kc_dns_response, _recvmsg, recvmsg, kc_dns_recvmsg_begin(a0, (void *)a1), kc_dns_recv_end(ret))
+KC_SYSCALL_ARGS_AS(kc_dns_response, _recvfrom, recvfrom, kc_dns_recv_begin(a0, a1),
+		   kc_dns_recv_end(ret))
+KC_SYSCALL_ARGS_AS(kc_dns_response, _recvmsg, recvmsg, kc_dns_recvmsg_begin(a0, (void *)a1),
+		   kc_dns_recv_end(ret))
 #endif
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_close, , close, kc_dns_on_close(a0))
