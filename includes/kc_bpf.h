@@ -128,9 +128,9 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
  * (KC_SYSCALL_ARGS_AS): from the user registers a syscall wrapper takes (trampoline, probe),
  * or from the tracepoint's record. KC_NO_ARGS declares none. */
 #if defined(__TARGET_ARCH_x86)
-#define KC_ARGS_REGS(regs)                                                                  \
-	unsigned long __attribute__((unused)) a0 = KC_READ(regs, di), a1 = KC_READ(regs, si), \
-		a2 = KC_READ(regs, dx), a3 = KC_READ(regs, r10), a4 = KC_READ(regs, r8)
+#define KC_ARGS_REGS(r)                                                                  \
+	unsigned long __attribute__((unused)) a0 = KC_READ(r, di), a1 = KC_READ(r, si),    \
+		a2 = KC_READ(r, dx), a3 = KC_READ(r, r10), a4 = KC_READ(r, r8)
 #elif defined(__TARGET_ARCH_arm64)
 /* (The parameter is not `regs`: that is the field's name.) */
 #define KC_ARGS_REGS(r)                                                                     \

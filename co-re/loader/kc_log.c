@@ -58,83 +58,60 @@ void kc_log_reset(void)
 	log_len = 0;
 }
 
-
-/* The log's last line: the verifier's verdict, usually. */
-static void last_log_line(char *out, size_t n)
+/* The captured lines from the last up: `*end` is where the walk stands (start at log_len);
+ * each call gives the next line up as [*start, end of line) and moves `*end` above it, and
+ * returns 0 once there is none. Empty lines are passed over. */
+static int line_above(size_t *end, size_t *start)
 {
-	size_t end = log_len;
-	size_t start;
+	size_t e = *end;
 
-	while (end > 0 && (log_buf[end - 1] == '\n' || log_buf[end - 1] == ' '))
-		end--;
-	start = end;
-	while (start > 0 && log_buf[start - 1] != '\n')
-		start--;
-	snprintf(out, n, "%.*s", (int)(end - start), log_buf + start);
+	while (e > 0 && log_buf[e - 1] == '\n')
+		e--;
+	if (e == 0)
+		return 0;
+	*start = e;
+	while (*start > 0 && log_buf[*start - 1] != '\n')
+		(*start)--;
+	*end = *start;
+	return (int)(e - *start);
 }
 
-/* libbpf's last message above its closing "failed to load object": which program failed
- * and how, when the verifier did not say (its log is empty: refused before verifying). */
-static void libbpf_reason(char *out, size_t n)
+static int starts_with(size_t at, size_t len, const char *prefix)
 {
-	size_t end = log_len;
-
-	while (end > 0) {
-		size_t start = end - 1;
-
-		while (start > 0 && log_buf[start - 1] != '\n')
-			start--;
-		if (end - start > 1 && !memmem(log_buf + start, end - start, "failed to load object", 21)) {
-			snprintf(out, n, "%.*s", (int)(end - start - (log_buf[end - 1] == '\n')), log_buf + start);
-			return;
-		}
-		end = start;
-	}
-	last_log_line(out, n);
+	return len >= strlen(prefix) && !strncmp(log_buf + at, prefix, strlen(prefix));
 }
 
-/* The verifier's reason for refusing the last program libbpf loaded: the line before its
- * closing statistics ("processed N insns", "verification time"), or "" when the log has no
- * such line (a failure before the verifier ran). */
-static void verifier_verdict(char *out, size_t n)
+/* The verifier's statistics, which close its log. */
+static int is_verifier_stats(size_t at, size_t len)
 {
-	static const char *const stats[] = { "processed ", "verification time", "stack depth", NULL };
-	size_t end = log_len;
-
-	out[0] = 0;
-	while (end > 0) {
-		size_t start = end - 1;
-		int is_stats = 0;
-
-		while (start > 0 && log_buf[start - 1] != '\n')
-			start--;
-		for (int i = 0; stats[i]; i++)
-			is_stats |= !strncmp(log_buf + start, stats[i], strlen(stats[i]));
-		if (is_stats) {
-			/* The verdict is the first line above the statistics. */
-			size_t vend = start, vstart;
-
-			while (vend > 0 && log_buf[vend - 1] == '\n')
-				vend--;
-			vstart = vend;
-			while (vstart > 0 && log_buf[vstart - 1] != '\n')
-				vstart--;
-			for (int i = 0; stats[i]; i++)
-				if (!strncmp(log_buf + vstart, stats[i], strlen(stats[i])))
-					goto next; /* still in the statistics */
-			snprintf(out, n, "%.*s", (int)(vend - vstart), log_buf + vstart);
-			return;
-		}
-next:
-		end = start;
-	}
+	return starts_with(at, len, "processed ") || starts_with(at, len, "verification time") ||
+	       starts_with(at, len, "stack depth");
 }
 
 void kc_log_reason(char *out, size_t n)
 {
-	verifier_verdict(out, n);
-	if (!out[0])
-		libbpf_reason(out, n);
+	size_t end = log_len, start;
+	int len, below_stats = 0, fallback = -1;
+	size_t fallback_at = 0;
+
+	/* The verifier's verdict: the line right above its closing statistics. Else libbpf's
+	 * last word above its closing "failed to load object" (refused before verifying: which
+	 * program, and how); else the last line. */
+	while ((len = line_above(&end, &start)) > 0) {
+		if (is_verifier_stats(start, len)) {
+			below_stats = 1;
+			continue;
+		}
+		if (below_stats) {
+			snprintf(out, n, "%.*s", len, log_buf + start);
+			return;
+		}
+		if (fallback < 0 || memmem(log_buf + fallback_at, fallback, "failed to load object", 21)) {
+			fallback = len;
+			fallback_at = start;
+		}
+	}
+	snprintf(out, n, "%.*s", fallback < 0 ? 0 : fallback, log_buf + fallback_at);
 }
 
 void kc_log_tail(char *out, size_t n)

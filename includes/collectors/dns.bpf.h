@@ -115,13 +115,14 @@ static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 {
 	__u64 key = kc_dns_socket_key(fd);
 	__u32 family = kc_dns_server(addr);
-	struct kc_dns_socket s = { .since = bpf_ktime_get_ns(), .family = family };
+	struct kc_dns_socket s = { .family = family };
 
 	/* Connected elsewhere (or disconnected): no longer a DNS client's. */
 	if (!family) {
 		bpf_map_delete_elem(&dns_sockets, &key);
 		return;
 	}
+	s.since = bpf_ktime_get_ns();
 	bpf_map_update_elem(&dns_sockets, &key, &s, BPF_ANY);
 	kc_dns_count(KC_DNS_CONNECT, 1);
 }
@@ -307,16 +308,15 @@ static __always_inline void kc_dns_recv_end(long ret)
 	struct kc_dns_recv *in = bpf_map_lookup_elem(&dns_recvs, &thread);
 	struct kc_dns_socket *s;
 	__u8 h[4];
-	__u64 ns, idx;
+	__u64 ns, idx, buf;
 
 	if (!in)
 		return;
 	q.fd = in->fd;
-	if (ret < KC_DNS_HEADER || bpf_probe_read_user(h, sizeof(h), (void *)in->buf)) {
-		bpf_map_delete_elem(&dns_recvs, &thread);
-		return;
-	}
+	buf = in->buf;
 	bpf_map_delete_elem(&dns_recvs, &thread);
+	if (ret < KC_DNS_HEADER || bpf_probe_read_user(h, sizeof(h), (void *)buf))
+		return;
 	key = kc_dns_socket_key(q.fd);
 	s = bpf_map_lookup_elem(&dns_sockets, &key);
 	if (!s || !(h[2] & 0x80)) /* QR 1: a response */
