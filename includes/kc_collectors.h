@@ -195,6 +195,23 @@
 	X(DNS, RCODE_OTHER, rcode_other, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)    \
 	X(DNS, TIMEOUT, timeout, KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY)
 
+/* TCP flows, counted where they open and close (not per process: a passive open, a close after
+ * the peer's FIN and a retransmit happen in softirq, on whichever task was interrupted). The
+ * flow table's own accounting: `tracked` rows added, `untracked` rows it had no room for (an
+ * LRU evicts instead, silently: evictions are tracked - removed - rows present), `streamed`
+ * closed rows moved to the close stream, `stream_lost` closes the ring had no room for (their
+ * rows stay in the table, as closed). */
+#define KC_CONNECTIONS_COUNTERS(X)                                                          \
+	X(CONNECTIONS, TCP_ACTIVE, tcp_active, KC_FROM(state))                              \
+	X(CONNECTIONS, TCP_PASSIVE, tcp_passive, KC_FROM(state))                            \
+	X(CONNECTIONS, TCP_CLOSED, tcp_closed, KC_FROM(state))                              \
+	X(CONNECTIONS, TCP_RETRANSMIT, tcp_retransmit, KC_FROM(retransmit))                 \
+	X(CONNECTIONS, ACCEPTED, accepted, KC_FROM(accept) KC_RETURN_ONLY)                  \
+	X(CONNECTIONS, TRACKED, tracked, KC_FROM(state))                                    \
+	X(CONNECTIONS, UNTRACKED, untracked, KC_FROM(state))                                \
+	X(CONNECTIONS, STREAMED, streamed, KC_FROM(stream))                                 \
+	X(CONNECTIONS, STREAM_LOST, stream_lost, KC_FROM(stream))
+
 #define KC_COUNTER_INDEX(c, i, name, source) KC_##c##_##i,
 #define KC_COUNTER_FIELD(c, i, name, source) __u64 name source;
 #define KC_DEFINE_COUNTERS(lower, UPPER)                                   \
@@ -239,5 +256,54 @@ KC_DEFINE_COUNTERS(filesystem, FILESYSTEM)
 KC_DEFINE_COUNTERS(schedlat, SCHEDLAT)
 KC_DEFINE_COUNTERS(netdev, NETDEV)
 KC_DEFINE_COUNTERS(dns, DNS)
+KC_DEFINE_COUNTERS(connections, CONNECTIONS)
+
+/* How a flow began: its connect (into SYN_SENT), a listener's child (LISTEN into SYN_RECV), or
+ * before the programs were attached (first seen in another state). */
+enum kc_flow_direction {
+	KC_FLOW_UNKNOWN,
+	KC_FLOW_CONNECT,
+	KC_FLOW_ACCEPT,
+};
+
+/* Which of a flow's fields the object observed; a field whose bit is clear was not looked at
+ * and reads 0 (an agent shows it absent, never as 0). */
+#define KC_FLOW_KNOWN_OWNER 1  /* tgid, cgroup, comm: the process that connected or accepted */
+#define KC_FLOW_KNOWN_COUNTS 2 /* bytes_*, segs_*, retransmits: tcp_sock's own (CO-RE only) */
+
+/* A row of `connections_flows` (LRU hash keyed by the socket's address): one TCP flow. Addresses
+ * in network byte order (IPv4's in the first 4 bytes), ports in host byte order. The counts are
+ * the kernel's own for the socket (what `ss -ti` shows), as of `last_ns`: read again at each
+ * state change, retransmit, send and receive the object observes. */
+struct kc_flow {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 family;	  /* AF_INET or AF_INET6 */
+	__u8 state;	  /* the kernel's TCP_* state: TCP_CLOSE (7) once closed */
+	__u8 direction;	  /* enum kc_flow_direction */
+	__u32 known;	  /* KC_FLOW_KNOWN_* */
+	__u32 tgid;
+	__u64 cgroup;
+	char comm[16];
+	__u64 first_ns;	  /* CLOCK_MONOTONIC: the first event seen */
+	__u64 last_ns;	  /* and the last */
+	__u64 bytes_sent; /* payload bytes transmitted, retransmissions included (tcp_sock.bytes_sent) */
+	__u64 bytes_received; /* payload received (bytes_received; a FIN received counts 1) */
+	__u64 segs_out;	  /* segments sent, pure ACKs included */
+	__u64 segs_in;	  /* segments received */
+	__u64 retransmits; /* segments retransmitted (total_retrans) */
+};
+
+/* One record of `connections_closed` (a ring buffer): a flow into CLOSE with its final counts.
+ * Its row moves: it is removed from the table as the record is submitted. When the ring has no
+ * room the row stays in the table, closed, and `stream_lost` counts it. */
+struct kc_flow_close {
+	__u64 sock;    /* the socket's address: the row's key */
+	__u32 has_row; /* 1: the table held the flow (`flow` is its row, removed from the table) */
+	__u32 reserved;
+	struct kc_flow flow;
+};
 
 #endif

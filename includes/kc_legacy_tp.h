@@ -115,6 +115,10 @@ struct trace_event_raw_inet_sock_set_state {
 	__u16 dport;
 	__u16 family;
 	__u16 protocol;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
 };
 
 struct trace_event_raw_sched_wakeup_template {

@@ -3,8 +3,8 @@
  * kc-loader: loads kernel-collector objects into the running kernel, attaches their
  * programs, optionally lets the host work, and prints what each object counted.
  *
- *   kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] [--run SECS]
- *             [--json] [--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] [-- CMD ARGS...]
+ *   kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N]
+ *             [--flow-table-size N] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] [OBJECTS...] [-- CMD ARGS...]
  *
  * MODE is auto, trampoline, probe or tracepoint. Several modes (e.g. `--attach
  * trampoline,probe,tracepoint,auto`) are one pass each over objects loaded once: each pass
@@ -148,14 +148,15 @@ static void run_for(int secs)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] "
+	fprintf(out, "usage: kc-loader [--attach MODE[,MODE...]] [--group-by none|process|cgroup] [--table-size N] [--flow-table-size N] "
 		     "[--map-reads batch|per-key] [--streams on|off] [--stream-size BYTES] [--run SECS] [--json] [--no-attach] [--strict] [--verbose] [--embedded] "
 		     "[OBJECTS...] [-- CMD ARGS...]\n"
 		     "  MODE: auto (the default), trampoline, probe or tracepoint; several: one pass each\n"
 		     "  (an object whose forced pass would attach what auto's does sits it out: \"as-auto\")\n"
 		     "  --map-reads: batch (the default; one key at a time where the kernel has no batches) or per-key\n"
 		     "  --streams off: no stream event loads (exits stay in the tables, as on kernels without ring buffers)\n"
-		     "  --stream-size: bytes of each stream's ring buffer (a power of two, a multiple of the page size)\n");
+		     "  --stream-size: bytes of each stream's ring buffer (a power of two, a multiple of the page size)\n"
+		     "  --table-size, --flow-table-size: rows of each per-application table, of each flow table\n");
 }
 
 /* `--attach`'s comma-separated modes into `modes`: their number, or -1 (said on stderr). */
@@ -305,7 +306,7 @@ int main(int argc, char **argv)
 		{ "attach", required_argument, NULL, 'a' },
 		{ "group-by", required_argument, NULL, 'g' }, { "table-size", required_argument, NULL, 't' },
 		{ "map-reads", required_argument, NULL, 'm' }, { "streams", required_argument, NULL, 'S' },
-		{ "stream-size", required_argument, NULL, 'B' },
+		{ "stream-size", required_argument, NULL, 'B' }, { "flow-table-size", required_argument, NULL, 'F' },
 		{ "no-attach", no_argument, NULL, 'n' },
 		{ "strict", no_argument, NULL, 's' },       { "embedded", no_argument, NULL, 'E' },
 		{ "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
@@ -362,15 +363,17 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 't': {
+		case 't':
+		case 'F': {
 			char *end;
 			unsigned long rows = strtoul(optarg, &end, 10);
 
 			if (*end || rows == 0 || rows > (1u << 24)) {
-				fprintf(stderr, "kc-loader: --table-size %s: expected 1 to %u rows\n", optarg, 1u << 24);
+				fprintf(stderr, "kc-loader: --%s %s: expected 1 to %u rows\n",
+					opt == 't' ? "table-size" : "flow-table-size", optarg, 1u << 24);
 				return 2;
 			}
-			o.apps.table_size = rows;
+			*(opt == 't' ? &o.apps.table_size : &o.apps.flow_table_size) = rows;
 			break;
 		}
 		case 'a':

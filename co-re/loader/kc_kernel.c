@@ -138,7 +138,7 @@ void kc_system_figures(struct kc_figures *f)
 	static const char *const vmstat[] = { "pgfault",     "pgmajfault", "pswpin", "pswpout", "swpin_zero",
 					      "swpout_zero", "zswpin",	   "zswpout", "oom_kill", NULL };
 	static const char *const udp[] = { "InDatagrams", "OutDatagrams", NULL };
-	static const char *const tcp[] = { "ActiveOpens", "RetransSegs", NULL };
+	static const char *const tcp[] = { "ActiveOpens", "PassiveOpens", "RetransSegs", NULL };
 
 	f->n = 0;
 	/* "intr" and "softirq" lines start with their total. */

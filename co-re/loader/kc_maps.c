@@ -2,7 +2,6 @@
 /* Reading a collector's maps by name and BTF. See kc_maps.h. */
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +13,8 @@
 #include <bpf/libbpf.h>
 
 #include "kc_common.h"
+#include "kc_flows.h"
+#include "kc_json.h"
 #include "kc_kernel.h"
 #include "kc_map_walk.h"
 #include "kc_maps.h"
@@ -60,6 +61,8 @@ void kc_maps_prepare(struct bpf_object *obj, const struct kc_app_options *o)
 
 		if (o->table_size && has_suffix(name, "_apps"))
 			bpf_map__set_max_entries(map, o->table_size);
+		if (o->flow_table_size && has_suffix(name, "_flows"))
+			bpf_map__set_max_entries(map, o->flow_table_size);
 		/* No stream event loads (kc_object.c): nothing would fill or poll the ring. */
 		if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF && kc_streams_unwanted(o->no_streams))
 			bpf_map__set_autocreate(map, false);
@@ -122,87 +125,6 @@ int kc_maps_reset(struct bpf_object *obj, const struct kc_app_options *o)
 	return kc_maps_control(obj, o);
 }
 
-/* A growing string. */
-struct buf {
-	char *s;
-	size_t len, cap;
-};
-
-static void put(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if (b->s && b->len + n < b->cap) {
-			b->len += n;
-			return;
-		}
-		b->cap = (b->cap + n + 1) * 2;
-		b->s = realloc(b->s, b->cap);
-		if (!b->s)
-			return;
-	}
-}
-
-/* `n` bytes of `s`, as they are. */
-static void put_bytes(struct buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		char *grown = realloc(b->s, (b->len + n + 1) * 2);
-
-		if (!grown)
-			return;
-		b->s = grown;
-		b->cap = (b->len + n + 1) * 2;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = 0;
-}
-
-/* `v` in decimal, without a format string to parse (one per counter of every row). */
-static void put_u64(struct buf *b, unsigned long long v)
-{
-	char digits[20];
-	int n = sizeof(digits);
-
-	do
-		digits[--n] = (char)('0' + v % 10);
-	while (v /= 10);
-	put_bytes(b, digits + n, sizeof(digits) - n);
-}
-
-/* `s` as a JSON string: counter names and reasons come from an object's BTF, which any object
- * file brings. Runs of plain characters are copied whole (a collection writes a name per
- * counter of every row). */
-static void put_string(struct buf *b, const char *s)
-{
-	put_bytes(b, "\"", 1);
-	while (*s) {
-		size_t plain = 0;
-		unsigned char c;
-
-		while (s[plain] && s[plain] != '"' && s[plain] != '\\' && (unsigned char)s[plain] >= 0x20)
-			plain++;
-		put_bytes(b, s, plain);
-		s += plain;
-		if (!*s)
-			break;
-		c = (unsigned char)*s++;
-		if (c == '"' || c == '\\')
-			put(b, "\\%c", c);
-		else
-			put(b, "\\u%04x", c);
-	}
-	put_bytes(b, "\"", 1);
-}
-
 /* The struct a map's values are (a `_counters` map: one __u64 member per counter), or NULL. */
 static const struct btf_type *value_struct(const struct bpf_object *obj, const struct bpf_map *map)
 {
@@ -254,43 +176,58 @@ int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
 				 bpf_map__name(map), btf_vlen(t), MAX_COUNTERS);
 			return -1;
 		}
+		if (has_suffix(bpf_map__name(map), "_flows") && (bpf_map__key_size(map) != sizeof(__u64) ||
+								 bpf_map__value_size(map) != sizeof(struct kc_flow))) {
+			snprintf(why, n, "%s's rows are %u bytes under keys of %u, this loader's struct kc_flow %zu under a socket's address: use the loader of the object's release",
+				 bpf_map__name(map), bpf_map__value_size(map), bpf_map__key_size(map), sizeof(struct kc_flow));
+			return -1;
+		}
 	}
 	return 0;
 }
 
-/* {"name": value, ...}: null for a counter the pass did not observe. */
-static void counters_json(struct buf *b, const struct counters *c, const unsigned long long *v)
+/* The total of the counter `name`, 0 where the collector has none. */
+static unsigned long long counter_named(const struct counters *c, const unsigned long long *v, const char *name)
 {
-	put_bytes(b, "{", 1);
+	for (int i = 0; i < c->n; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return v[i];
+	return 0;
+}
+
+/* {"name": value, ...}: null for a counter the pass did not observe. */
+static void counters_json(struct kc_buf *b, const struct counters *c, const unsigned long long *v)
+{
+	kc_put_bytes(b, "{", 1);
 	for (int i = 0; i < c->n; i++) {
 		if (i)
-			put_bytes(b, ", ", 2);
-		put_string(b, c->names[i]);
+			kc_put_bytes(b, ", ", 2);
+		kc_put_string(b, c->names[i]);
 		if (c->unobserved[i][0]) {
-			put_bytes(b, ": null", 6);
+			kc_put_bytes(b, ": null", 6);
 		} else {
-			put_bytes(b, ": ", 2);
-			put_u64(b, v[i]);
+			kc_put_bytes(b, ": ", 2);
+			kc_put_u64(b, v[i]);
 		}
 	}
-	put_bytes(b, "}", 1);
+	kc_put_bytes(b, "}", 1);
 }
 
 /* {"name": "why", ...} of the counters the pass did not observe. */
-static void unobserved_json(struct buf *b, const struct counters *c)
+static void unobserved_json(struct kc_buf *b, const struct counters *c)
 {
 	int k = 0;
 
-	put(b, "{");
+	kc_put(b, "{");
 	for (int i = 0; i < c->n; i++) {
 		if (!c->unobserved[i][0])
 			continue;
-		put(b, "%s", k++ ? ", " : "");
-		put_string(b, c->names[i]);
-		put(b, ": ");
-		put_string(b, c->unobserved[i]);
+		kc_put(b, "%s", k++ ? ", " : "");
+		kc_put_string(b, c->names[i]);
+		kc_put(b, ": ");
+		kc_put_string(b, c->unobserved[i]);
 	}
-	put(b, "}");
+	kc_put(b, "}");
 }
 
 static int ncpus(void)
@@ -343,7 +280,7 @@ struct ctrl_state {
 
 /* What a walk of an apps table carries from row to row. */
 struct apps_walk {
-	struct buf *j;
+	struct kc_buf *j;
 	const struct counters *c;
 	int group_by, rows, ngone, room;
 	__u64 *gone;
@@ -361,16 +298,16 @@ static void visit_app_row(const void *k, const void *value, void *ctx)
 		if (w->gone && w->ngone < w->room)
 			w->gone[w->ngone++] = key;
 	}
-	put(w->j, "%s{\"%s\": %llu, \"exited\": %s, \"counters\": ", w->rows ? ", " : "",
+	kc_put(w->j, "%s{\"%s\": %llu, \"exited\": %s, \"counters\": ", w->rows ? ", " : "",
 	    w->group_by == KC_GROUP_CGROUP ? "cgroup" : "tgid", (unsigned long long)key, exited ? "true" : "false");
 	counters_json(w->j, w->c, value);
-	put(w->j, "}");
+	kc_put(w->j, "}");
 	w->rows++;
 }
 
 /* The rows of an apps table, then the removal of those of processes that exited: their last
  * figures are reported once, and the table keeps only the living. */
-static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const struct counters *c,
+static void read_apps(struct kc_buf *j, struct kc_buf *t, struct bpf_map *map, const struct counters *c,
 		      const struct kc_app_options *o, struct ctrl_state *cs)
 {
 	int group_by = o->group_by;
@@ -384,7 +321,7 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const s
 	int fd = bpf_map__fd(map), rows;
 	unsigned long long evicted;
 
-	put(j, ", \"%s\": [", group_by == KC_GROUP_CGROUP ? "per_cgroup" : "per_process");
+	kc_put(j, ", \"%s\": [", group_by == KC_GROUP_CGROUP ? "per_cgroup" : "per_process");
 	/* Counter structs are checked to fit (kc_maps_check): the value is read whole. */
 	kc_map_walk(fd, sizeof(__u64), bpf_map__value_size(map), o->map_reads, visit_app_row, &w);
 	rows = w.rows;
@@ -397,11 +334,11 @@ static void read_apps(struct buf *j, struct buf *t, struct bpf_map *map, const s
 	 * loader collects once, and removes only after this walk: the evictions are what is
 	 * neither here nor streamed. */
 	evicted = cs->ctrl.insertions > rows + cs->streamed ? cs->ctrl.insertions - rows - cs->streamed : 0;
-	put(j, "], \"apps\": {\"group_by\": \"%s\", \"table_size\": %u, \"rows\": %d, \"insertions\": %llu, "
+	kc_put(j, "], \"apps\": {\"group_by\": \"%s\", \"table_size\": %u, \"rows\": %d, \"insertions\": %llu, "
 	       "\"evicted\": %llu, \"failures\": %llu, \"removed_exited\": %llu}",
 	    kc_group_by_name(group_by), bpf_map__max_entries(map), rows, (unsigned long long)cs->ctrl.insertions,
 	    evicted, (unsigned long long)cs->ctrl.failures, cs->removed);
-	put(t, "  per %s: %d rows of %u (insertions %llu, evicted %llu, failures %llu, %llu of exited processes removed)\n",
+	kc_put(t, "  per %s: %d rows of %u (insertions %llu, evicted %llu, failures %llu, %llu of exited processes removed)\n",
 	    group_by == KC_GROUP_CGROUP ? "cgroup" : "process", rows, bpf_map__max_entries(map),
 	    (unsigned long long)cs->ctrl.insertions, evicted, (unsigned long long)cs->ctrl.failures, cs->removed);
 }
@@ -438,7 +375,7 @@ static void visit_hist_slot(const void *k, const void *value, void *ctx)
 }
 
 /* A latency histogram: counts keyed by {id, slot}, as {"id": [slot counts]}. */
-static void read_histogram(struct buf *j, struct bpf_map *map, int reads)
+static void read_histogram(struct kc_buf *j, struct bpf_map *map, int reads)
 {
 	struct hist_walk *w = calloc(1, sizeof(*w));
 
@@ -446,20 +383,20 @@ static void read_histogram(struct buf *j, struct bpf_map *map, int reads)
 		return;
 	w->copies = value_copies(map);
 	kc_map_walk(bpf_map__fd(map), sizeof(struct kc_hist_key), (size_t)w->copies * 8, reads, visit_hist_slot, w);
-	put(j, "\"%s\": {", bpf_map__name(map));
+	kc_put(j, "\"%s\": {", bpf_map__name(map));
 	for (int k = 0; k < w->ids; k++) {
-		put(j, "%s\"%u\": [", k ? ", " : "", w->h[k].id);
+		kc_put(j, "%s\"%u\": [", k ? ", " : "", w->h[k].id);
 		for (int s = 0; s < KC_HIST_SLOTS; s++)
-			put(j, "%s%llu", s ? ", " : "", w->h[k].slots[s]);
-		put(j, "]");
+			kc_put(j, "%s%llu", s ? ", " : "", w->h[k].slots[s]);
+		kc_put(j, "]");
 	}
-	put(j, "}");
+	kc_put(j, "}");
 	free(w);
 }
 
 /* What a walk of a device map carries from device to device. */
 struct devices_walk {
-	struct buf *j, *t;
+	struct kc_buf *j, *t;
 	int copies, n;
 };
 
@@ -474,70 +411,83 @@ static void visit_device(const void *k, const void *value, void *ctx)
 	for (int c = 0; c < w->copies; c++)
 		sum += v[c];
 	/* The kernel's dev_t: 12 bits of major above 20 of minor. */
-	put(w->j, "%s\"%u:%u\": %llu", w->n++ ? ", " : "", key >> 20, key & 0xfffff, sum);
-	put(w->t, " %u:%u=%llu", key >> 20, key & 0xfffff, sum);
+	kc_put(w->j, "%s\"%u:%u\": %llu", w->n++ ? ", " : "", key >> 20, key & 0xfffff, sum);
+	kc_put(w->t, " %u:%u=%llu", key >> 20, key & 0xfffff, sum);
 }
 
 /* Counts per device, keyed by a kernel dev_t, as {"major:minor": count}. */
-static void read_devices(struct buf *j, struct buf *t, struct bpf_map *map, int reads)
+static void read_devices(struct kc_buf *j, struct kc_buf *t, struct bpf_map *map, int reads)
 {
 	struct devices_walk w = { .j = j, .t = t, .copies = value_copies(map) };
 
-	put(j, "\"%s\": {", bpf_map__name(map));
-	put(t, "  %s:", bpf_map__name(map));
+	kc_put(j, "\"%s\": {", bpf_map__name(map));
+	kc_put(t, "  %s:", bpf_map__name(map));
 	kc_map_walk(bpf_map__fd(map), sizeof(__u32), (size_t)w.copies * 8, reads, visit_device, &w);
-	put(j, "}");
-	put(t, "\n");
+	kc_put(j, "}");
+	kc_put(t, "\n");
 }
 
 /* One process exit as JSON, with its row's counters (null where it carried none). */
-static void exit_json(struct buf *j, const struct counters *c, const struct kc_process_exit *e)
+static void exit_json(struct kc_buf *j, const struct counters *c, const struct kc_process_exit *e)
 {
 	char comm[sizeof(e->comm) + 1] = { 0 };
 
 	memcpy(comm, e->comm, sizeof(e->comm));
-	put(j, "{\"tgid\": %u, \"ppid\": %u, \"comm\": ", e->tgid, e->ppid);
-	put_string(j, comm);
-	put(j, ", \"exit_code\": %u, \"start_ns\": %llu, \"exit_ns\": %llu, \"row\": ", e->exit_code,
+	kc_put(j, "{\"tgid\": %u, \"ppid\": %u, \"comm\": ", e->tgid, e->ppid);
+	kc_put_string(j, comm);
+	kc_put(j, ", \"exit_code\": %u, \"start_ns\": %llu, \"exit_ns\": %llu, \"row\": ", e->exit_code,
 	    (unsigned long long)e->start_ns, (unsigned long long)e->exit_ns);
 	if (e->has_row && c->n == KC_PROCESS_END) {
 		/* Shaped as a row of the table it left: its process has exited. */
-		put(j, "{\"tgid\": %u, \"exited\": true, \"counters\": ", e->tgid);
+		kc_put(j, "{\"tgid\": %u, \"exited\": true, \"counters\": ", e->tgid);
 		counters_json(j, c, (const unsigned long long *)&e->row);
-		put(j, "}");
+		kc_put(j, "}");
 	} else {
-		put(j, "null");
+		kc_put(j, "null");
 	}
-	put(j, "}");
+	kc_put(j, "}");
+}
+
+/* One flow close: its final row, and whether it left the table with it. */
+static void flow_close_json(struct kc_buf *j, const struct kc_flow_close *r)
+{
+	kc_put(j, "{\"had_row\": %s, \"flow\": ", r->has_row ? "true" : "false");
+	kc_flow_json(j, &r->flow);
+	kc_put(j, "}");
 }
 
 /* What each stream map delivered in the pass (kc_streams.h); the loss is the collector's own
  * counter (a record the ring had no room for is counted as it is refused). */
-static void streams_json(struct buf *j, struct buf *t, const struct counters *c, const struct kc_object_streams *st)
+static void streams_json(struct kc_buf *j, struct kc_buf *t, const struct counters *c, const struct kc_object_streams *st)
 {
-	put(j, ", \"streams\": {");
+	kc_put(j, ", \"streams\": {");
 	for (int i = 0; st && i < st->n; i++) {
 		const struct kc_stream *s = &st->s[i];
 
-		put(j, "%s", i ? ", " : "");
-		put_string(j, s->map);
-		put(j, ": {\"record\": ");
-		put_string(j, s->record_name);
-		put(j, ", \"received\": %llu, \"bytes\": %llu, \"malformed\": %llu, \"rows\": %llu, \"not_listed\": %llu",
+		kc_put(j, "%s", i ? ", " : "");
+		kc_put_string(j, s->map);
+		kc_put(j, ": {\"record\": ");
+		kc_put_string(j, s->record_name);
+		kc_put(j, ", \"received\": %llu, \"bytes\": %llu, \"malformed\": %llu, \"rows\": %llu, \"not_listed\": %llu",
 		    s->received, s->bytes, s->malformed, s->rows, s->not_listed);
-		put(t, "  %s: %llu records of %s (%llu bytes), %llu with their rows\n", s->map, s->received,
+		kc_put(t, "  %s: %llu records of %s (%llu bytes), %llu with their rows\n", s->map, s->received,
 		    s->record_name[0] ? s->record_name : "unknown type", s->bytes, s->rows);
-		if (s->record == KC_RECORD_PROCESS_EXIT) {
-			put(j, ", \"exits\": [");
-			for (unsigned k = 0; k < s->nexits; k++) {
-				put(j, "%s", k ? ", " : "");
-				exit_json(j, c, &s->exits[k]);
-			}
-			put(j, "]");
+		if (s->record != KC_RECORD_UNKNOWN)
+			kc_put(j, ", \"%s\": [", s->record == KC_RECORD_PROCESS_EXIT ? "exits" : "closes");
+		for (unsigned k = 0; s->record != KC_RECORD_UNKNOWN && k < s->nlisted; k++) {
+			const void *r = s->listed + (size_t)k * s->record_size;
+
+			kc_put(j, "%s", k ? ", " : "");
+			if (s->record == KC_RECORD_PROCESS_EXIT)
+				exit_json(j, c, r);
+			else
+				flow_close_json(j, r);
 		}
-		put(j, "}");
+		if (s->record != KC_RECORD_UNKNOWN)
+			kc_put(j, "]");
+		kc_put(j, "}");
 	}
-	put(j, "}");
+	kc_put(j, "}");
 }
 
 /* The kernel's own figure of a map's memory: the `memlock:` line of its fd's fdinfo (what the
@@ -562,15 +512,15 @@ static unsigned long long map_memlock(const struct bpf_map *map)
 void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, const struct kc_observed *seen,
 		    const struct kc_object_streams *streams, char **json, char **text)
 {
-	struct buf j = { 0 }, t = { 0 };
-	struct bpf_map *map, *apps = NULL;
+	struct kc_buf j = { 0 }, t = { 0 };
+	struct bpf_map *map, *apps = NULL, *flows = NULL;
 	struct counters c = { 0 };
 	int hists = 0, devices = 0, found = 0;
 	unsigned long long totals[MAX_COUNTERS] = { 0 }, memory = 0;
 	int memory_unknown = 0;
 	struct ctrl_state cs = { 0 };
 
-	put(&j, "\"counters\": ");
+	kc_put(&j, "\"counters\": ");
 	bpf_object__for_each_map(map, obj) {
 		const char *name = bpf_map__name(map);
 		__u32 key = 0;
@@ -590,49 +540,53 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 				read_totals(map, c.n, totals);
 		} else if (has_suffix(name, "_apps")) {
 			apps = map;
+		} else if (has_suffix(name, "_flows")) {
+			flows = map;
 		} else if (has_suffix(name, "_ctrl")) {
 			bpf_map_lookup_elem(bpf_map__fd(map), &key, &cs.ctrl);
 		}
 	}
 	counters_json(&j, &c, totals);
-	put(&j, ", \"unobserved\": ");
+	kc_put(&j, ", \"unobserved\": ");
 	unobserved_json(&j, &c);
-	put(&t, "  counters:");
+	kc_put(&t, "  counters:");
 	for (int i = 0; i < c.n; i++) {
 		if (c.unobserved[i][0])
-			put(&t, " %s=-", c.names[i]);
+			kc_put(&t, " %s=-", c.names[i]);
 		else
-			put(&t, " %s=%llu", c.names[i], totals[i]);
+			kc_put(&t, " %s=%llu", c.names[i], totals[i]);
 	}
-	put(&t, "\n");
+	kc_put(&t, "\n");
 	for (int i = 0; i < c.n; i++)
 		if (c.unobserved[i][0])
-			put(&t, "  %s unobserved: %s\n", c.names[i], c.unobserved[i]);
+			kc_put(&t, "  %s unobserved: %s\n", c.names[i], c.unobserved[i]);
 	for (int i = 0; streams && i < streams->n; i++)
 		cs.streamed += streams->s[i].rows;
 	if (apps && o->group_by != KC_GROUP_NONE)
 		read_apps(&j, &t, apps, &c, o, &cs);
-	put(&j, ", \"histograms\": {");
+	if (flows)
+		kc_flows_read(&j, &t, flows, o->map_reads, counter_named(&c, totals, "tracked"), cs.streamed);
+	kc_put(&j, ", \"histograms\": {");
 	bpf_object__for_each_map(map, obj)
 		if (has_suffix(bpf_map__name(map), "_latency")) {
-			put(&j, hists++ ? ", " : "");
+			kc_put(&j, hists++ ? ", " : "");
 			read_histogram(&j, map, o->map_reads);
 		}
-	put(&j, "}, \"devices\": {");
+	kc_put(&j, "}, \"devices\": {");
 	bpf_object__for_each_map(map, obj)
 		if (has_suffix(bpf_map__name(map), "_devices")) {
-			put(&j, devices++ ? ", " : "");
+			kc_put(&j, devices++ ? ", " : "");
 			read_devices(&j, &t, map, o->map_reads);
 		}
-	put(&j, "}");
+	kc_put(&j, "}");
 	streams_json(&j, &t, &c, streams);
 	/* A map whose figure could not be read makes the sum no figure at all. */
 	if (memory_unknown) {
-		put(&j, ", \"memory_bytes\": null");
-		put(&t, "  map memory: unknown (fdinfo has no memlock)\n");
+		kc_put(&j, ", \"memory_bytes\": null");
+		kc_put(&t, "  map memory: unknown (fdinfo has no memlock)\n");
 	} else {
-		put(&j, ", \"memory_bytes\": %llu", memory);
-		put(&t, "  map memory: %llu bytes (the kernel's memlock)\n", memory);
+		kc_put(&j, ", \"memory_bytes\": %llu", memory);
+		kc_put(&t, "  map memory: %llu bytes (the kernel's memlock)\n", memory);
 	}
 	*json = j.s;
 	*text = t.s;

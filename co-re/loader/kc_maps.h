@@ -17,6 +17,7 @@
 struct kc_app_options {
 	int group_by;
 	unsigned int table_size;
+	unsigned int flow_table_size; /* --flow-table-size: rows of each `_flows` table; 0 keeps the object's */
 	int map_reads;
 	int no_streams; /* --streams off: the stream events stay out, the tables keep every row */
 	unsigned int stream_size; /* --stream-size: bytes of each stream's ring; 0 keeps the object's */

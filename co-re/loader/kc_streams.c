@@ -35,14 +35,32 @@ static const char *record_tag(const struct btf *btf, const char *map)
 
 /* The loader decodes a record type only where the object's struct is the one it was built
  * with: the same name and size. */
-static enum kc_record record_kind(const struct btf *btf, const char *name)
+static enum kc_record record_kind(const struct btf *btf, const char *name, size_t *size)
 {
+	static const struct {
+		const char *name;
+		size_t size;
+		enum kc_record kind;
+	} known[] = {
+		{ "kc_process_exit", sizeof(struct kc_process_exit), KC_RECORD_PROCESS_EXIT },
+		{ "kc_flow_close", sizeof(struct kc_flow_close), KC_RECORD_FLOW_CLOSE },
+	};
 	int id = btf__find_by_name_kind(btf, name, BTF_KIND_STRUCT);
 
-	if (id > 0 && strcmp(name, "kc_process_exit") == 0 &&
-	    btf__resolve_size(btf, id) == (long)sizeof(struct kc_process_exit))
-		return KC_RECORD_PROCESS_EXIT;
+	for (size_t i = 0; id > 0 && i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(name, known[i].name) == 0 && btf__resolve_size(btf, id) == (long)known[i].size) {
+			*size = known[i].size;
+			return known[i].kind;
+		}
 	return KC_RECORD_UNKNOWN;
+}
+
+/* Whether a decoded record carries its table row (which left the table with it). */
+static int carries_row(enum kc_record kind, const void *data)
+{
+	if (kind == KC_RECORD_PROCESS_EXIT)
+		return ((const struct kc_process_exit *)data)->has_row != 0;
+	return ((const struct kc_flow_close *)data)->has_row != 0;
 }
 
 unsigned int kc_stream_size_parse(const char *arg)
@@ -80,15 +98,15 @@ static int on_record(void *ctx, void *data, size_t size)
 
 	s->received++;
 	s->bytes += size;
-	if (s->record != KC_RECORD_PROCESS_EXIT)
+	if (s->record == KC_RECORD_UNKNOWN)
 		return 0;
-	if (size < sizeof(struct kc_process_exit)) {
+	if (size < s->record_size) {
 		s->malformed++;
 		return 0;
 	}
-	s->rows += ((struct kc_process_exit *)data)->has_row != 0;
-	if (s->nexits < KC_STREAM_LISTED)
-		memcpy(&s->exits[s->nexits++], data, sizeof(struct kc_process_exit));
+	s->rows += carries_row(s->record, data);
+	if (s->nlisted < KC_STREAM_LISTED)
+		memcpy(s->listed + (size_t)s->nlisted++ * s->record_size, data, s->record_size);
 	else
 		s->not_listed++;
 	return 0;
@@ -114,10 +132,10 @@ int kc_streams_watch(struct bpf_object *obj, struct kc_object_streams *out)
 		snprintf(s->map, sizeof(s->map), "%s", name);
 		record = record_tag(btf, name);
 		snprintf(s->record_name, sizeof(s->record_name), "%s", record ? record : "");
-		s->record = record ? record_kind(btf, record) : KC_RECORD_UNKNOWN;
-		if (s->record == KC_RECORD_PROCESS_EXIT) {
-			s->exits = calloc(KC_STREAM_LISTED, sizeof(*s->exits));
-			if (!s->exits)
+		s->record = record ? record_kind(btf, record, &s->record_size) : KC_RECORD_UNKNOWN;
+		if (s->record != KC_RECORD_UNKNOWN) {
+			s->listed = calloc(KC_STREAM_LISTED, s->record_size);
+			if (!s->listed)
 				return -ENOMEM;
 		}
 		if (!rings) {
@@ -170,6 +188,6 @@ void kc_streams_stop(void)
 void kc_streams_release(struct kc_object_streams *st)
 {
 	for (int i = 0; i < st->n; i++)
-		free(st->s[i].exits);
+		free(st->s[i].listed);
 	memset(st, 0, sizeof(*st));
 }

@@ -19,7 +19,8 @@
 /* The record types the loader decodes (each map names its own: the `kc_record:` tag). */
 enum kc_record {
 	KC_RECORD_UNKNOWN, /* counted, not decoded */
-	KC_RECORD_PROCESS_EXIT,
+	KC_RECORD_PROCESS_EXIT, /* struct kc_process_exit */
+	KC_RECORD_FLOW_CLOSE,	/* struct kc_flow_close */
 };
 
 /* What one stream map delivered in the current pass. */
@@ -29,8 +30,10 @@ struct kc_stream {
 	char record_name[64];
 	unsigned long long received, bytes, malformed, not_listed;
 	unsigned long long rows; /* records that carried their table row (removed from the table) */
-	struct kc_process_exit *exits; /* KC_STREAM_LISTED of them, for KC_RECORD_PROCESS_EXIT */
-	unsigned nexits;
+	/* The first KC_STREAM_LISTED records of a decoded type, `record_size` bytes each. */
+	unsigned char *listed;
+	size_t record_size;
+	unsigned nlisted;
 };
 
 struct kc_object_streams {

@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* connections: a table of TCP flows and a stream of their closes. A flow is a socket, keyed by
+ * its address: connect sets SYN_SENT before it picks the source port, so a 5-tuple is not known
+ * at the start, and a socket is one flow however its tuple is learned. Listeners are not flows.
+ * Events and families (see kc_bpf.h):
+ *   state       sock/inet_sock_set_state, TCP's: tp_btf (trampoline, the tuple read from the
+ *               socket), classic (tracepoint, the tuple from its record). Into SYN_SENT a
+ *               connect (its process the owner: it runs in the connecting call), from LISTEN
+ *               into SYN_RECV a listener's child, any other state change of an unknown socket a
+ *               flow from before the programs were attached
+ *   retransmit  tcp_retransmit_skb (trampoline: tp_btf; probe: the function; tracepoint)
+ *   accept      inet_csk_accept's return (trampoline, probe; return mode): the process that
+ *               accepts a child becomes its owner (the child was made in softirq)
+ *   io          tcp_sendmsg's entry and tcp_cleanup_rbuf (trampoline, probe), sock/sock_{send,
+ *               recv}_length (tracepoint, 6.3 and later): the row's counts read again, and its
+ *               owner where none is known yet; CO-RE objects only (they alone read the counts)
+ *   stream      into CLOSE, as state: the row with its final counts moves to connections_closed
+ * The counts (bytes, segments, retransmits) are tcp_sock's own, read through CO-RE: a legacy
+ * object would read them at its bucket's offsets, which later kernels of the bucket move. Its
+ * rows say so (KC_FLOW_KNOWN_COUNTS clear). */
+
+#include <bpf/bpf_endian.h>
+
+KC_TOTALS(connections, connections)
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#define KC_CONN_IPPROTO_TCP 6
+
+/* The kernel's TCP states (include/net/tcp_states.h). */
+enum {
+	KC_TCP_STATE_SYN_SENT = 2,
+	KC_TCP_STATE_SYN_RECV = 3,
+	KC_TCP_STATE_CLOSE = 7,
+	KC_TCP_STATE_LISTEN = 10,
+};
+
+/* Default rows of the flow table: an agent sizes it for its host before load (kc-loader
+ * --flow-table-size). An LRU: a full table forgets the flow idle longest, counted as an
+ * eviction (struct kc_flow's comment in kc_collectors.h). */
+#define KC_FLOW_ENTRIES 2048
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct kc_flow);
+	__uint(max_entries, KC_FLOW_ENTRIES);
+} connections_flows SEC(".maps");
+
+/* 256 KiB: 1,800 closes (144 bytes and a header each) between two polls of the consumer. */
+KC_STREAM_MAP(connections_closed, kc_flow_close, 256 * 1024);
+
+static __always_inline void kc_flow_owner(struct kc_flow *f)
+{
+	f->tgid = bpf_get_current_pid_tgid() >> 32;
+	f->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(f->comm, sizeof(f->comm));
+	f->known |= KC_FLOW_KNOWN_OWNER;
+}
+
+/* The socket's own counts, now. */
+static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock)
+{
+#if KC_CORE
+	struct tcp_sock *tp = (struct tcp_sock *)sock;
+
+	f->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
+	f->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	f->segs_out = BPF_CORE_READ(tp, segs_out);
+	f->segs_in = BPF_CORE_READ(tp, segs_in);
+	f->retransmits = BPF_CORE_READ(tp, total_retrans);
+	f->known |= KC_FLOW_KNOWN_COUNTS;
+#endif
+}
+
+/* What a state change of `sock` says, as a row: its tuple and new state (`seen`). Counts the
+ * opens and closes, and adds or updates the flow's row. */
+static __always_inline void kc_connections_on_state(__u64 sock, int oldstate, struct kc_flow *seen)
+{
+	int newstate = seen->state;
+	__u64 now = bpf_ktime_get_ns();
+	struct kc_flow *f;
+	long err;
+
+	if (newstate == KC_TCP_STATE_LISTEN || (oldstate == KC_TCP_STATE_LISTEN && newstate == KC_TCP_STATE_CLOSE))
+		return;
+	if (newstate == KC_TCP_STATE_SYN_SENT)
+		kc_connections_count(KC_CONNECTIONS_TCP_ACTIVE, 1);
+	else if (oldstate == KC_TCP_STATE_LISTEN)
+		kc_connections_count(KC_CONNECTIONS_TCP_PASSIVE, 1);
+	else if (newstate == KC_TCP_STATE_CLOSE)
+		kc_connections_count(KC_CONNECTIONS_TCP_CLOSED, 1);
+
+	f = bpf_map_lookup_elem(&connections_flows, &sock);
+	if (f) {
+		f->state = newstate;
+		f->last_ns = now;
+		if (seen->sport)
+			f->sport = seen->sport; /* chosen after SYN_SENT */
+		kc_flow_counts(f, sock);
+		return;
+	}
+	/* A close of a flow not in the table (streamed already, or never seen) adds nothing. */
+	if (newstate == KC_TCP_STATE_CLOSE)
+		return;
+	if (newstate == KC_TCP_STATE_SYN_SENT) {
+		seen->direction = KC_FLOW_CONNECT;
+		kc_flow_owner(seen);
+	} else if (oldstate == KC_TCP_STATE_LISTEN) {
+		seen->direction = KC_FLOW_ACCEPT;
+	}
+	seen->first_ns = now;
+	seen->last_ns = now;
+	kc_flow_counts(seen, sock);
+	err = bpf_map_update_elem(&connections_flows, &sock, seen, BPF_NOEXIST);
+	if (!err)
+		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
+	else if (err != -17 /* EEXIST: another CPU added it */)
+		kc_connections_count(KC_CONNECTIONS_UNTRACKED, 1);
+}
+
+/* A close's record: the flow's row `f` (NULL where the table never held the flow: what the event
+ * says, `seen`) with its final counts. Not inlined: its prototype is what puts struct
+ * kc_flow_close into the object's BTF, where the plan and agents find the records' layout (a
+ * ring buffer's definition cannot name a value type). */
+static KC_NOINLINE int kc_flow_close_record(struct kc_flow_close *r, const struct kc_flow *f, const struct kc_flow *seen,
+					    __u64 sock)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	r->sock = sock;
+	r->has_row = f != NULL;
+	r->reserved = 0;
+	if (f) {
+		r->flow = *f;
+	} else {
+		r->flow = *seen;
+		r->flow.first_ns = now;
+	}
+	r->flow.state = KC_TCP_STATE_CLOSE;
+	r->flow.last_ns = now;
+	kc_flow_counts(&r->flow, sock);
+	return 0;
+}
+
+/* A flow into CLOSE: its record goes to the stream, and its row leaves the table. A close the
+ * ring has no room for leaves the row, closed, in the table (the state event marks it). */
+static __always_inline void kc_connections_stream_close(__u64 sock, int oldstate, struct kc_flow *seen)
+{
+	struct kc_flow_close *r;
+	struct kc_flow *f;
+
+	if (seen->state != KC_TCP_STATE_CLOSE || oldstate == KC_TCP_STATE_LISTEN)
+		return;
+	r = bpf_ringbuf_reserve(&connections_closed, sizeof(*r), 0);
+	if (!r) {
+		kc_connections_count(KC_CONNECTIONS_STREAM_LOST, 1);
+		return;
+	}
+	f = bpf_map_lookup_elem(&connections_flows, &sock);
+	kc_flow_close_record(r, f, seen, sock);
+	if (f)
+		bpf_map_delete_elem(&connections_flows, &sock);
+	kc_connections_count(KC_CONNECTIONS_STREAMED, 1);
+	bpf_ringbuf_submit(r, kc_stream_wakeup(&connections_closed));
+}
+
+/* The tuple and new state, from the tracepoint's record (read in place). */
+static __always_inline int kc_flow_from_record(struct kc_flow *f, struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != KC_CONN_IPPROTO_TCP)
+		return 0;
+	__builtin_memset(f, 0, sizeof(*f));
+	f->family = ctx->family;
+	f->sport = ctx->sport;
+	f->dport = ctx->dport;
+	f->state = ctx->newstate;
+	if (f->family == AF_INET6) {
+		__builtin_memcpy(f->saddr, ctx->saddr_v6, 16);
+		__builtin_memcpy(f->daddr, ctx->daddr_v6, 16);
+	} else {
+		__builtin_memcpy(f->saddr, ctx->saddr, 4);
+		__builtin_memcpy(f->daddr, ctx->daddr, 4);
+	}
+	return 1;
+}
+
+#define KC_CONNECTIONS_ON_RECORD(ev, handle)                                                   \
+	SEC("tracepoint/sock/inet_sock_set_state")                                             \
+	int ev##__tracepoint(struct trace_event_raw_inet_sock_set_state *ctx)                  \
+	{                                                                                      \
+		struct kc_flow seen;                                                           \
+                                                                                               \
+		if (kc_flow_from_record(&seen, ctx))                                           \
+			handle((__u64)ctx->skaddr, ctx->oldstate, &seen);                      \
+		return 0;                                                                      \
+	}
+
+KC_CONNECTIONS_ON_RECORD(kc_connections_state, kc_connections_on_state)
+KC_CONNECTIONS_ON_RECORD(kc_connections_stream, kc_connections_stream_close)
+
+/* A retransmit's record: the socket's address is its second field, in every kernel's layout. */
+struct kc_tcp_retransmit_record {
+	__u64 entry;
+	const void *skbaddr;
+	const void *skaddr;
+};
+
+static __always_inline void kc_connections_on_retransmit(__u64 sock)
+{
+	struct kc_flow *f = bpf_map_lookup_elem(&connections_flows, &sock);
+
+	kc_connections_count(KC_CONNECTIONS_TCP_RETRANSMIT, 1);
+	if (f) {
+		f->last_ns = bpf_ktime_get_ns();
+		kc_flow_counts(f, sock);
+	}
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int kc_connections_retransmit__tracepoint(struct kc_tcp_retransmit_record *ctx)
+{
+	kc_connections_on_retransmit((__u64)ctx->skaddr);
+	return 0;
+}
+
+SEC("kprobe/tcp_retransmit_skb")
+int BPF_KPROBE(kc_connections_retransmit__probe, struct sock *sk)
+{
+	kc_connections_on_retransmit((__u64)sk);
+	return 0;
+}
+
+/* The accepted child's owner: the process that accepts it. */
+static __always_inline void kc_connections_on_accept(__u64 sock)
+{
+	struct kc_flow *f;
+
+	if (!sock)
+		return;
+	kc_connections_count(KC_CONNECTIONS_ACCEPTED, 1);
+	f = bpf_map_lookup_elem(&connections_flows, &sock);
+	if (f) {
+		kc_flow_owner(f);
+		f->last_ns = bpf_ktime_get_ns();
+		kc_flow_counts(f, sock);
+	}
+}
+
+/* 4 arguments before 6.10 (sk, flags, err, kern); from 5.17 on, the return comes by helper. */
+KC_FUNC_RETURN(kc_connections_accept, inet_csk_accept, struct sock *, kc_connections_on_accept((__u64)ret), 4)
+
+#if KC_CORE
+/* The tuple and new state of socket `sk`, whose state is changing to `newstate`. */
+static __always_inline int kc_flow_from_sock(struct kc_flow *f, struct sock *sk, int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != KC_CONN_IPPROTO_TCP)
+		return 0;
+	__builtin_memset(f, 0, sizeof(*f));
+	f->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	f->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	f->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	f->state = newstate;
+	if (f->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&f->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&f->daddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)f->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)f->daddr, sk, __sk_common.skc_daddr);
+	}
+	return 1;
+}
+
+#define KC_CONNECTIONS_ON_SOCK(ev, handle)                                                          \
+	SEC("tp_btf/inet_sock_set_state")                                                           \
+	int BPF_PROG(ev##__trampoline, struct sock *sk, int oldstate, int newstate)                 \
+	{                                                                                           \
+		struct kc_flow seen;                                                                \
+                                                                                                    \
+		if (kc_flow_from_sock(&seen, sk, newstate))                                         \
+			handle((__u64)sk, oldstate, &seen);                                         \
+		return 0;                                                                           \
+	}
+
+KC_CONNECTIONS_ON_SOCK(kc_connections_state, kc_connections_on_state)
+KC_CONNECTIONS_ON_SOCK(kc_connections_stream, kc_connections_stream_close)
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(kc_connections_retransmit__trampoline, struct sock *sk)
+{
+	kc_connections_on_retransmit((__u64)sk);
+	return 0;
+}
+
+/* A send or receive on `sock`: its row's counts as they are now, and its owner if unknown (a
+ * child accepted before the programs were attached, or in the tracepoint family). */
+static __always_inline void kc_connections_on_io(__u64 sock)
+{
+	struct kc_flow *f = bpf_map_lookup_elem(&connections_flows, &sock);
+
+	if (!f)
+		return;
+	if (!(f->known & KC_FLOW_KNOWN_OWNER))
+		kc_flow_owner(f);
+	f->last_ns = bpf_ktime_get_ns();
+	kc_flow_counts(f, sock);
+}
+
+#define KC_CONNECTIONS_IO_FN(role, fn)                                              \
+	SEC("fentry/" #fn) int BPF_PROG(kc_connections_io__trampoline_##role, struct sock *sk) \
+	{                                                                             \
+		kc_connections_on_io((__u64)sk);                                      \
+		return 0;                                                             \
+	}                                                                             \
+	SEC("kprobe/" #fn) int BPF_KPROBE(kc_connections_io__probe_##role, struct sock *sk) \
+	{                                                                             \
+		kc_connections_on_io((__u64)sk);                                      \
+		return 0;                                                             \
+	}
+
+#define KC_CONNECTIONS_IO_TP(role, tp)                                                      \
+	SEC("tracepoint/sock/" #tp)                                                         \
+	int kc_connections_io__tracepoint_##role(struct trace_event_raw_sock_msg_length *ctx) \
+	{                                                                                   \
+		if (ctx->protocol == KC_CONN_IPPROTO_TCP)                                   \
+			kc_connections_on_io((__u64)ctx->sk);                               \
+		return 0;                                                                   \
+	}
+
+KC_CONNECTIONS_IO_FN(send, tcp_sendmsg)
+KC_CONNECTIONS_IO_FN(recv, tcp_cleanup_rbuf)
+KC_CONNECTIONS_IO_TP(send, sock_send_length)
+KC_CONNECTIONS_IO_TP(recv, sock_recv_length)
+#endif
