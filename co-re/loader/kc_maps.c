@@ -525,7 +525,8 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 		const char *name = bpf_map__name(map);
 		__u32 key = 0;
 
-		if (bpf_map__is_internal(map))
+		/* A map not created (a stream of a run without streams) holds no memory. */
+		if (bpf_map__is_internal(map) || bpf_map__fd(map) < 0)
 			continue;
 		{
 			unsigned long long bytes = map_memlock(map);

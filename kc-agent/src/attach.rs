@@ -20,6 +20,7 @@ use kc_common::{AttachFamily, AttachMode, PassedOver};
 
 use crate::handover::Handover;
 use crate::kernel::Kernel;
+use crate::TableSizes;
 use crate::{ms, probe_events, sys, Options};
 
 /// An attachment of one program; dropping it detaches the program (which stays loaded).
@@ -128,14 +129,19 @@ pub fn map_memlock(loaded: &Loaded) -> Option<u64> {
         .sum()
 }
 
-/// Loads `bytes` (the object `plan` describes): its maps created, each per-application table
-/// with `table_size` rows where given; no program yet.
-pub fn load(plan: &ObjectPlan, bytes: &[u8], kernel: &Kernel, table_size: Option<u32>) -> Loaded {
+/// Loads `bytes` (the object `plan` describes): its maps created, its tables sized as `sizes`
+/// says; no program yet.
+pub fn load(plan: &ObjectPlan, bytes: &[u8], kernel: &Kernel, sizes: TableSizes) -> Loaded {
     let t = Instant::now();
     let mut loader = EbpfLoader::new();
     loader.btf(kernel.btf.as_ref());
-    if let Some(size) = table_size {
-        for m in plan.maps.iter().filter(|m| m.role == MapRole::Apps) {
+    for m in &plan.maps {
+        let size = match m.role {
+            MapRole::Apps => sizes.apps,
+            MapRole::Flows => sizes.flows,
+            _ => None,
+        };
+        if let Some(size) = size {
             loader.map_max_entries(&m.name, size);
         }
     }

@@ -8,9 +8,9 @@
 //! per pass; between passes their maps are emptied, so each report counts one pass.
 //!
 //! ```no_run
-//! use kc_agent::{Options, Release};
+//! use kc_agent::{Options, Release, TableSizes};
 //! let release = Release::open("/usr/libexec/kernel-collector/current/co-re".as_ref())?;
-//! let mut objects = release.load(&release.objects(), None);
+//! let mut objects = release.load(&release.objects(), TableSizes::default());
 //! let session = objects.attach(&Options::default())?;
 //! // ... the host works ...
 //! let report = session.read(0)?;
@@ -46,6 +46,16 @@ pub struct Options {
     pub streams: kc_common::plan::Streams,
 }
 
+/// Rows of the tables an agent sizes for its host before load (kc-loader's `--table-size` and
+/// `--flow-table-size`); None keeps the object's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableSizes {
+    /// Each per-application table's.
+    pub apps: Option<u32>,
+    /// Each flow table's (connections).
+    pub flows: Option<u32>,
+}
+
 /// The largest object or plan read (ours are tens of KiB, a plan a few hundred).
 const FILE_CAP: u64 = 64 << 20;
 
@@ -76,10 +86,10 @@ impl Release {
         self.plan.objects.iter().map(|o| o.object.clone()).collect()
     }
 
-    /// Loads `objects` (file names of this release) on the running kernel, each
-    /// per-application table with `table_size` rows where given. An object that fails to
-    /// load is reported as failed in every pass; the others run.
-    pub fn load(&self, objects: &[String], table_size: Option<u32>) -> Objects<'_> {
+    /// Loads `objects` (file names of this release) on the running kernel, its tables sized
+    /// as `sizes` says. An object that fails to load is reported as failed in every pass; the
+    /// others run.
+    pub fn load(&self, objects: &[String], sizes: TableSizes) -> Objects<'_> {
         let kernel = self.kernel.get_or_init(Kernel::probe);
         if let Some(tracefs) = kernel.tracefs() {
             probe_events::sweep(tracefs);
@@ -90,7 +100,7 @@ impl Release {
                 |name| match (self.plan.object(name), read_capped(&self.dir.join(name))) {
                     (None, _) => attach::failed(name, format!("{PLAN_FILE} has no plan for it")),
                     (_, Err(e)) => attach::failed(name, format!("{e:#}")),
-                    (Some(plan), Ok(bytes)) => attach::load(plan, &bytes, kernel, table_size),
+                    (Some(plan), Ok(bytes)) => attach::load(plan, &bytes, kernel, sizes),
                 },
             )
             .collect();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use kc_agent::{Options, Release};
+use kc_agent::{Options, Release, TableSizes};
 use kc_common::plan::Streams;
 use kc_common::report::{GroupBy, MapReads};
 use kc_common::AttachMode;
@@ -29,6 +29,9 @@ struct Cli {
     /// Rows of each per-application table
     #[arg(long)]
     table_size: Option<u32>,
+    /// Rows of each flow table (connections)
+    #[arg(long)]
+    flow_table_size: Option<u32>,
     /// `off`: no stream event loads (released processes' rows stay in the tables)
     #[arg(long, default_value = "on")]
     streams: Streams,
@@ -54,7 +57,13 @@ fn run(cli: Cli) -> Result<()> {
     } else {
         cli.objects
     };
-    let mut loaded = release.load(&objects, cli.table_size);
+    let mut loaded = release.load(
+        &objects,
+        TableSizes {
+            apps: cli.table_size,
+            flows: cli.flow_table_size,
+        },
+    );
     for attach in cli.attach {
         let options = Options {
             attach,

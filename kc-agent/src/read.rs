@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
+use kc_common::flow::{decode_flow, Flow, FlowTable, TcpState, FLOW_SIZE};
 use kc_common::plan::{CounterPlan, MapPlan, MapRole};
 use kc_common::report::{AppsTable, GroupBy, MapReads, ProcessExit, Row, StreamReport};
 
@@ -108,35 +109,42 @@ fn drain_streams(
             continue;
         };
         let mut ring = aya::maps::RingBuf::try_from(map).map_err(std::io::Error::other)?;
-        let is_exit = m.value_type.as_deref() == Some("struct kc_process_exit");
+        let record = m.value_type.as_deref().unwrap_or("");
+        let (is_exit, is_close) = (
+            record == "struct kc_process_exit",
+            record == "struct kc_flow_close",
+        );
+        let (mut exits, mut closes) = (Vec::new(), Vec::new());
         let mut s = StreamReport {
-            record: m
-                .value_type
-                .as_deref()
-                .map_or("", |t| t.trim_start_matches("struct "))
-                .to_string(),
-            exits: is_exit.then(Vec::new),
+            record: record.trim_start_matches("struct ").to_string(),
             ..StreamReport::default()
         };
         while let Some(item) = ring.next() {
             s.received += 1;
             s.bytes += item.len() as u64;
-            if !is_exit {
+            // Whether the record carried its row, once decoded.
+            let carried = if is_exit {
+                process_exit(&item, &loaded.plan.counters, observed).map(|e| {
+                    let row = e.row.is_some();
+                    s.not_listed += u64::from(!listed(&mut exits, e));
+                    row
+                })
+            } else if is_close {
+                kc_common::flow::decode_flow_close(&item).map(|c| {
+                    let row = c.had_row;
+                    s.not_listed += u64::from(!listed(&mut closes, c));
+                    row
+                })
+            } else {
                 continue;
-            }
-            match process_exit(&item, &loaded.plan.counters, observed) {
+            };
+            match carried {
                 None => s.malformed += 1,
-                Some(e) => {
-                    s.rows += u64::from(e.row.is_some());
-                    let listed = s.exits.as_mut().expect("exits");
-                    if listed.len() < STREAM_LISTED {
-                        listed.push(e);
-                    } else {
-                        s.not_listed += 1;
-                    }
-                }
+                Some(row) => s.rows += u64::from(row),
             }
         }
+        s.exits = is_exit.then_some(exits);
+        s.closes = is_close.then_some(closes);
         out.insert(m.name.clone(), s);
     }
     Ok(out)
@@ -144,6 +152,15 @@ fn drain_streams(
 
 /// Records listed per stream and read (kc-loader's KC_STREAM_LISTED); the rest are counted.
 const STREAM_LISTED: usize = 4096;
+
+/// Lists `record` where the stream's list has room: whether it did.
+fn listed<T>(list: &mut Vec<T>, record: T) -> bool {
+    let room = list.len() < STREAM_LISTED;
+    if room {
+        list.push(record);
+    }
+    room
+}
 
 /// Fills the report of `loaded` from its maps.
 pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Result<()> {
@@ -231,6 +248,12 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
             _ => report.per_process = Some(rows),
         }
     }
+    if let Some((m, flows)) = map(MapRole::Flows) {
+        let inserted = report.total("tracked").unwrap_or(0);
+        let (rows, table) = read_flows(map_fd(flows)?, m, reads, inserted, streamed_rows)?;
+        report.flows = Some(rows);
+        report.flow_table = Some(table);
+    }
     let mut histograms = BTreeMap::new();
     let mut devices = BTreeMap::new();
     for m in &plan.maps {
@@ -255,6 +278,38 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
     report.streams = Some(streams);
     loaded.report = report;
     Ok(())
+}
+
+/// A flow table's rows (`struct kc_flow` keyed by a socket's address), then the removal of
+/// the closed ones: they are reported once, as kc-loader does (co-re/loader/kc_flows.c).
+/// `inserted`: the rows the programs added (the collector's `tracked`); `streamed`: those they
+/// moved into a close record. A row that does not decode is left out.
+fn read_flows(
+    fd: std::os::fd::BorrowedFd<'_>,
+    m: &MapPlan,
+    reads: MapReads,
+    inserted: u64,
+    streamed: u64,
+) -> std::io::Result<(Vec<Flow>, FlowTable)> {
+    let (mut rows, mut closed) = (Vec::new(), Vec::new());
+    sys::walk(fd, 8, FLOW_SIZE, reads, &mut |key: &[u8], value: &[u8]| {
+        if let Some(f) = decode_flow(value) {
+            if f.state == TcpState::Close {
+                closed.extend_from_slice(key);
+            }
+            rows.push(f);
+        }
+    })?;
+    let removed_closed = sys::delete_all(fd, &closed, 8, reads)? as u64;
+    let table = FlowTable {
+        map: m.name.clone(),
+        table_size: u64::from(m.max_entries),
+        rows: rows.len() as u64,
+        insertions: inserted,
+        evicted: inserted.saturating_sub(rows.len() as u64 + streamed),
+        removed_closed,
+    };
+    Ok((rows, table))
 }
 
 /// Slots in a latency histogram (`KC_HIST_SLOTS`).

@@ -236,6 +236,10 @@ pub enum MapRole {
     Histogram,
     /// `*_devices`: counts per device (`major << 20 | minor`).
     Devices,
+    /// `<collector>_flows`: one `struct kc_flow` per network flow, keyed by its socket's
+    /// address (an LRU table; closed rows are the agent's to report once and remove, where no
+    /// stream took them).
+    Flows,
     /// A ring buffer (`BPF_MAP_TYPE_RINGBUF`) of records, whose type is the plan's
     /// `value_type` (`struct kc_process_exit`): poll it while the programs run. Records it had
     /// no room for are counted by the collector (`stream_lost`).

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::attach::{AttachFamily, AttachMode, PassedOver};
+use crate::flow::{Flow, FlowClose, FlowTable};
 
 /// One pass of the loader over its objects.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -130,6 +131,9 @@ pub struct ObjectReport {
     pub histograms: Option<BTreeMap<String, BTreeMap<String, Vec<u64>>>>,
     /// Counts per device: map → `major:minor` → count.
     pub devices: Option<BTreeMap<String, BTreeMap<String, u64>>>,
+    /// The rows of its flow table (`<collector>_flows`), closed ones reported once.
+    pub flows: Option<Vec<Flow>>,
+    pub flow_table: Option<FlowTable>,
     /// What each stream map (a ring buffer) delivered in the pass, by map name.
     pub streams: Option<BTreeMap<String, StreamReport>>,
     /// The kernel's own figure of the memory its maps hold: the sum of each map's `memlock`
@@ -176,6 +180,14 @@ impl ObjectReport {
             .iter()
             .flat_map(|s| s.values())
             .flat_map(|s| s.exits.iter().flatten())
+    }
+
+    /// Every flow close the object's streams delivered.
+    pub fn closes(&self) -> impl Iterator<Item = &FlowClose> {
+        self.streams
+            .iter()
+            .flat_map(|s| s.values())
+            .flat_map(|s| s.closes.iter().flatten())
     }
 
     /// The streamed exit of process `tgid`.
@@ -313,7 +325,7 @@ impl Row {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StreamReport {
-    /// The records' C type (the map's `kc_record:` tag): `kc_process_exit`.
+    /// The records' C type (the map's `kc_record:` tag): `kc_process_exit`, `kc_flow_close`.
     pub record: String,
     pub received: u64,
     pub bytes: u64,
@@ -325,6 +337,8 @@ pub struct StreamReport {
     pub not_listed: u64,
     /// The records, where they are process exits.
     pub exits: Option<Vec<ProcessExit>>,
+    /// The records, where they are flow closes.
+    pub closes: Option<Vec<FlowClose>>,
 }
 
 /// A process whose threads are all gone (`struct kc_process_exit`).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use kc_agent::{Options, Release};
+use kc_agent::{Options, Release, TableSizes};
 use kc_common::report::{LoaderReport, MapReads};
 use kc_exporter::collect;
 use kc_exporter::exposition::{self, Family, Value};
@@ -108,7 +108,13 @@ fn serve(
     let table_size = collect::table_rows(flags);
     let mut loaded: Vec<_> = releases
         .iter()
-        .map(|(r, objects)| r.load(objects, table_size))
+        .map(|(r, objects)| {
+            let sizes = TableSizes {
+                apps: table_size,
+                flows: None,
+            };
+            r.load(objects, sizes)
+        })
         .collect();
     let options = Options {
         attach: flags.attach,

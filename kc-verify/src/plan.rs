@@ -82,6 +82,7 @@ pub fn map_role(collector: &str, name: &str, map_type: u32) -> MapRole {
         Some("counters") => MapRole::Totals,
         Some("apps") => MapRole::Apps,
         Some("ctrl") => MapRole::Ctrl,
+        Some("flows") => MapRole::Flows,
         _ if name.ends_with("_latency") => MapRole::Histogram,
         _ if name.ends_with("_devices") => MapRole::Devices,
         _ => MapRole::Internal,
@@ -301,5 +302,9 @@ mod tests {
         );
         assert_eq!(map_role("disk", "disk_starts", 1), MapRole::Internal);
         assert_eq!(map_role("process", "process_exits", 27), MapRole::Stream);
+        assert_eq!(
+            map_role("connections", "connections_flows", 9),
+            MapRole::Flows
+        );
     }
 }

@@ -201,6 +201,9 @@ pub fn judge(report: &LoaderReport, guest: &Guest) -> Vec<ObjectOutcome> {
                 run.workload_pid,
                 super::expect::workload_children(counters),
             ));
+            if collector == "connections" {
+                wrong_counts.extend(super::flows::judge(o, run.workload_pid, kind == "co-re"));
+            }
             wrong_counts.extend(
                 crate::accounting::judge(accounting, &collector, o, report)
                     .wrong

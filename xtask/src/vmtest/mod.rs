@@ -107,6 +107,7 @@ impl Accel {
 
 pub(crate) mod expect;
 pub(crate) mod exporter;
+mod flows;
 pub mod installed;
 mod judge;
 mod modules;

@@ -5,8 +5,8 @@
 
 use kc_common::report::ObjectReport;
 
-/// The counter of the records the programs submitted to the process stream
-/// (includes/kc_collectors.h); what the ring refused is `stream_lost`, judged by counters.toml.
+/// The counter of the records the programs submitted to a collector's stream (process's
+/// exits, connections' closes: includes/kc_collectors.h); what the ring refused is `stream_lost`, judged by counters.toml.
 const SUBMITTED: &str = "streamed";
 
 /// Every fault of `object`'s streams; `children`: how many processes the workload forks and
@@ -23,9 +23,6 @@ pub fn judge(object: &ObjectReport, workload: Option<u32>, children: Option<u64>
                 s.malformed, s.record
             ));
         }
-        let Some(exits) = &s.exits else {
-            continue;
-        };
         // Where no family observed the stream's event, nothing more to hold it to.
         let Some(submitted) = object.total(SUBMITTED) else {
             continue;
@@ -37,6 +34,9 @@ pub fn judge(object: &ObjectReport, workload: Option<u32>, children: Option<u64>
                 s.received
             ));
         }
+        let Some(exits) = &s.exits else {
+            continue;
+        };
         let with_rows = exits.iter().filter(|e| e.row.is_some()).count() as u64;
         if s.not_listed == 0 && with_rows != s.rows {
             wrong.push(format!(
