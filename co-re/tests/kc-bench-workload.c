@@ -12,7 +12,9 @@
  * shmctl (IPC_STAT of a System V shared memory segment), stat (of /dev: one dcache lookup),
  * signal (a SIGUSR1 raised and handled), fault (an anonymous page mapped, touched: one page
  * fault, and unmapped), fsread (a 1-byte pread of a file on a disk file system), wake (a byte
- * to a child and back through pipes: two wakeups and two switches).
+ * to a child and back through pipes: two wakeups and two switches), tcp (a byte each way on an
+ * established loopback connection), tcpconn (a loopback connection opened, accepted and
+ * closed, with a reset: no TIME_WAIT left to run out of ports).
  * It runs on the last CPU only, and so does the wake case's child (on two CPUs a wakeup is
  * sometimes a switch and sometimes an interrupt to the other CPU: two costs, by chance): a
  * migration in the middle of a run costs more than some of the differences measured. The N
@@ -23,6 +25,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,19 +78,43 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* A connection to the listener `listener` at `addr`: its two ends. 0, or -1. */
+static int tcp_open(const struct sockaddr_in *addr, int listener, int *cli, int *acc)
+{
+	*cli = socket(AF_INET, SOCK_STREAM, 0);
+	if (*cli < 0 || connect(*cli, (const struct sockaddr *)addr, sizeof(*addr)))
+		return -1;
+	*acc = accept(listener, NULL, NULL);
+	if (*acc < 0)
+		return -1;
+	/* Each byte goes at once, not held for the previous one's ACK (Nagle). */
+	setsockopt(*cli, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	setsockopt(*acc, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	return 0;
+}
+
+/* Closes `fd` with a reset (linger 0): the socket goes to CLOSE at once, no TIME_WAIT. */
+static void tcp_reset(int fd)
+{
+	struct linger now = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(addr);
 	char c = 'k', path[] = "/dev/shm/kc-bench-XXXXXX";
-	int fd = -1, peer = -1;
+	int fd = -1, peer = -1, child = -1;
 	long n;
 	double t, batch_ns[BATCHES];
 	cpu_set_t cpus;
 	FILE *out;
 
 	if (argc != 4 || (n = atol(argv[2])) < BATCHES) {
-		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat|signal|fault|fsread|wake N OUT (N: at least %d)\n", BATCHES);
+		fprintf(stderr, "usage: kc-bench-workload read|open|fork|fsync|udp|umount|pagecache|shmctl|stat|signal|fault|fsread|wake|tcp|tcpconn N OUT (N: at least %d)\n", BATCHES);
 		return 2;
 	}
 	CPU_ZERO(&cpus);
@@ -121,6 +148,15 @@ int main(int argc, char **argv)
 		fd = socket(AF_INET, SOCK_DGRAM, 0);
 		if (bind(peer, (struct sockaddr *)&addr, sizeof(addr)) || getsockname(peer, (struct sockaddr *)&addr, &len))
 			return fail("udp socket");
+	}
+	if (strcmp(argv[1], "tcp") == 0 || strcmp(argv[1], "tcpconn") == 0) {
+		/* A listener (`peer`), and for tcp one connection to it (`fd`, its accepted end `child`). */
+		peer = socket(AF_INET, SOCK_STREAM, 0);
+		if (bind(peer, (struct sockaddr *)&addr, sizeof(addr)) || listen(peer, 16) ||
+		    getsockname(peer, (struct sockaddr *)&addr, &len))
+			return fail("tcp listener");
+		if (strcmp(argv[1], "tcp") == 0 && tcp_open(&addr, peer, &fd, &child))
+			return fail("tcp connection");
 	}
 	if (strcmp(argv[1], "fsread") == 0) {
 		/* A file on a disk file system: KC_BENCH_FS_DIR (the guests' ext4), else /var/tmp. */
@@ -206,6 +242,17 @@ int main(int argc, char **argv)
 			} else if (strcmp(argv[1], "wake") == 0) {
 				if (write(fd, &c, 1) != 1 || read(peer, &c, 1) != 1)
 					return fail("wake");
+			} else if (strcmp(argv[1], "tcp") == 0) {
+				if (write(fd, &c, 1) != 1 || read(child, &c, 1) != 1 || write(child, &c, 1) != 1 ||
+				    read(fd, &c, 1) != 1)
+					return fail("tcp");
+			} else if (strcmp(argv[1], "tcpconn") == 0) {
+				int cli, acc;
+
+				if (tcp_open(&addr, peer, &cli, &acc))
+					return fail("tcpconn");
+				tcp_reset(acc);
+				tcp_reset(cli);
 			} else if (strcmp(argv[1], "stat") == 0) {
 				struct stat st;
 

@@ -31,6 +31,9 @@ KC_TOTALS(connections, connections)
 #endif
 #define KC_CONN_IPPROTO_TCP 6
 
+/* Only ever a pointer here (a key): the older buckets' base headers do not declare it. */
+struct sock;
+
 /* The kernel's TCP states (include/net/tcp_states.h). */
 enum {
 	KC_TCP_STATE_SYN_SENT = 2,

@@ -158,6 +158,20 @@ const CASES: &[Case] = &[
         op: "udp",
         n: 50_000,
     },
+    // What every TCP send and receive pays for connections (its row's counts read again), and
+    // what opening and closing a connection does (its state changes, its close streamed).
+    Case {
+        collector: "connections",
+        event: "kc_connections_io",
+        op: "tcp",
+        n: 50_000,
+    },
+    Case {
+        collector: "connections",
+        event: "kc_connections_state",
+        op: "tcpconn",
+        n: 10_000,
+    },
 ];
 
 /// Collectors no case covers, and why.
