@@ -102,8 +102,15 @@ static __always_inline void kc_connections_on_state(__u64 sock, int oldstate, st
 	if (f) {
 		f->state = newstate;
 		f->last_ns = now;
-		if (seen->sport)
-			f->sport = seen->sport; /* chosen after SYN_SENT */
+		/* The tuple is whole only after the first state: a connect enters SYN_SENT before it
+		 * picks its source port, a listener's child enters SYN_RECV before it is given its
+		 * peer's address and port. */
+		if (seen->sport && seen->dport) {
+			__builtin_memcpy(f->saddr, seen->saddr, sizeof(f->saddr));
+			__builtin_memcpy(f->daddr, seen->daddr, sizeof(f->daddr));
+			f->sport = seen->sport;
+			f->dport = seen->dport;
+		}
 		kc_flow_counts(f, sock);
 		return;
 	}
@@ -182,9 +189,11 @@ static __always_inline int kc_flow_from_record(struct kc_flow *f, struct trace_e
 	f->sport = ctx->sport;
 	f->dport = ctx->dport;
 	f->state = ctx->newstate;
+	/* IPv6's through a helper: a copy of 16 bytes in place loads through a pointer moved
+	 * into the record, which 5.10's verifier refuses ("dereference of modified ctx ptr"). */
 	if (f->family == AF_INET6) {
-		__builtin_memcpy(f->saddr, ctx->saddr_v6, 16);
-		__builtin_memcpy(f->daddr, ctx->daddr_v6, 16);
+		bpf_probe_read_kernel(f->saddr, 16, ctx->saddr_v6);
+		bpf_probe_read_kernel(f->daddr, 16, ctx->daddr_v6);
 	} else {
 		__builtin_memcpy(f->saddr, ctx->saddr, 4);
 		__builtin_memcpy(f->daddr, ctx->daddr, 4);
