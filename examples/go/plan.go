@@ -163,6 +163,8 @@ type ObjectReport struct {
 	Apps        *AppsTable                     `json:"apps"`
 	Histograms  map[string]map[string][]uint64 `json:"histograms"` // map, id, slot counts
 	Devices     map[string]map[string]uint64   `json:"devices"`    // map, "major:minor", count
+	Flows       *[]Flow                        `json:"flows"`
+	FlowTable   *FlowTable                     `json:"flow_table"`
 	Streams     map[string]*StreamReport       `json:"streams"`
 	MemoryBytes *uint64                        `json:"memory_bytes"`
 }

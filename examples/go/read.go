@@ -107,6 +107,15 @@ func (o *object) read(groupBy string) error {
 	for _, s := range streams {
 		streamedRows += s.Rows
 	}
+	if r.Counters != nil {
+		inserted := uint64(0)
+		if v := r.Counters["tracked"]; v != nil {
+			inserted = *v
+		}
+		if err := o.readFlows(inserted, streamedRows); err != nil {
+			return err
+		}
+	}
 	apps, ctrl := o.plan.mapOf("apps"), o.plan.mapOf("ctrl")
 	if apps == nil || ctrl == nil || groupBy == "none" {
 		return nil

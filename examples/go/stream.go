@@ -32,6 +32,7 @@ type StreamReport struct {
 	Rows      uint64         `json:"rows"`
 	NotListed uint64         `json:"not_listed"`
 	Exits     *[]ProcessExit `json:"exits"`
+	Closes    *[]FlowClose   `json:"closes"`
 }
 
 type ProcessExit struct {
@@ -85,12 +86,16 @@ func (o *object) readStreams(unobserved map[string]string) (map[string]*StreamRe
 			return nil, fmt.Errorf("%s: %w", mp.Name, err)
 		}
 		isExit := mp.ValueType != nil && *mp.ValueType == "struct kc_process_exit"
+		isClose := mp.ValueType != nil && *mp.ValueType == "struct kc_flow_close"
 		s := &StreamReport{}
 		if mp.ValueType != nil {
 			s.Record = trimStruct(*mp.ValueType)
 		}
 		if isExit {
 			s.Exits = &[]ProcessExit{}
+		}
+		if isClose {
+			s.Closes = &[]FlowClose{}
 		}
 		// A deadline already past: take what the ring holds, never wait for more.
 		rd.SetDeadline(time.Now())
@@ -105,6 +110,21 @@ func (o *object) readStreams(unobserved map[string]string) (map[string]*StreamRe
 			}
 			s.Received++
 			s.Bytes += uint64(len(rec.RawSample))
+			if isClose {
+				c, ok := decodeFlowClose(rec.RawSample)
+				switch {
+				case !ok:
+					s.Malformed++
+				case len(*s.Closes) >= streamListed:
+					s.NotListed++
+				default:
+					*s.Closes = append(*s.Closes, c)
+				}
+				if ok && c.HadRow {
+					s.Rows++
+				}
+				continue
+			}
 			if !isExit {
 				continue
 			}

@@ -285,6 +285,27 @@ const DEPENDS_ON_TIMING: &[&str] = &[
 /// Where the two reports of the same objects disagree: status, each event's family, which
 /// counters are unobserved, and the workload's own row (its syscalls: the same program makes
 /// the same ones each run) beyond the runs either missed.
+/// The flows (in the table or closed in a stream) that `object` says the workload of `report`
+/// owned, as what two runs of it must agree on: how each began, its state and its bytes each
+/// way (ports differ from run to run, and segments with the timing of ACKs), sorted.
+fn workload_flows(report: &LoaderReport, object: &ObjectReport) -> Vec<String> {
+    let Some(pid) = report.workload() else {
+        return Vec::new();
+    };
+    let mut flows: Vec<String> = object
+        .closes()
+        .map(|c| &c.flow)
+        .chain(object.flows.iter().flatten())
+        .filter(|f| f.owner.as_ref().map(|o| o.tgid) == Some(pid))
+        .map(|f| {
+            let bytes = f.counts.as_ref().map(|c| (c.bytes_sent, c.bytes_received));
+            format!("{:?} {} bytes {bytes:?}", f.direction, f.state)
+        })
+        .collect();
+    flows.sort();
+    flows
+}
+
 fn compare(name: &str, loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) {
     let mut wrong = Vec::new();
     let mut compared = 0;
@@ -339,6 +360,13 @@ fn compare(name: &str, loader: &LoaderReport, agent: &LoaderReport) -> (Vec<Stri
                 "{object}: unobserved: kc-loader {:?}, {name} {:?}",
                 nulls(t),
                 nulls(o)
+            ));
+        }
+        let (flows_t, flows_o) = (workload_flows(loader, t), workload_flows(agent, o));
+        compared += flows_t.len();
+        if flows_t != flows_o {
+            wrong.push(format!(
+                "{object}: the workload's flows: kc-loader {flows_t:?}, {name} {flows_o:?}"
             ));
         }
         let collector = object.trim_end_matches(".bpf.o");
