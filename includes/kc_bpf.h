@@ -228,6 +228,14 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_TP_COUNT_V(ev, variant, category, name, body) \
 	KC_TP_COUNT_AS(ev, __##variant, category, name, body)
 
+/* Address families: vmlinux.h and the legacy base headers do not define them. */
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
 /* Default size of a per-application table: a small host's processes (14 tables of 2,048 rows
  * hold 3.4 MiB of kernel memory); an agent sizes them for its host before load (kc-loader
  * --table-size; kc-exporter from the processes or cgroups it finds). */

@@ -23,12 +23,6 @@
 
 KC_TOTALS(connections, connections)
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
 #define KC_CONN_IPPROTO_TCP 6
 
 /* Only ever a pointer here (a key): the older buckets' base headers do not declare it. */

@@ -24,12 +24,6 @@
 
 KC_COLLECTOR(dns, dns)
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
 #define KC_DNS_PORT 53
 #define KC_DNS_HEADER 12
 /* A name's labels walked: an IPv6 address's reverse name (ip6.arpa) has 34. */

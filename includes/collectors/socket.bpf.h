@@ -11,9 +11,6 @@
 
 KC_COLLECTOR(socket, socket)
 
-#ifndef AF_INET
-#define AF_INET 2
-#endif
 #define KC_IPPROTO_TCP 6
 #define KC_IPPROTO_UDP 17
 #define KC_TCP_SYN_SENT 2

@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// The kernel's TCP states (include/net/tcp_states.h), by the names it gives them.
+/// The kernel's TCP states (include/net/tcp_states.h), by the names and numbers it gives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[repr(u8)]
 pub enum TcpState {
-    Established,
+    Established = 1,
     SynSent,
     SynRecv,
     #[serde(rename = "FIN_WAIT1")]
@@ -143,24 +144,24 @@ pub struct FlowClose {
 }
 
 impl TcpState {
-    /// The state numbered `n` by the kernel (TCP_ESTABLISHED = 1 ...).
+    /// The state numbered `n` by the kernel (its discriminant here).
     pub fn from_kernel(n: u8) -> Option<Self> {
         use TcpState::*;
-        const ALL: [TcpState; 12] = [
-            Established,
-            SynSent,
-            SynRecv,
-            FinWait1,
-            FinWait2,
-            TimeWait,
-            Close,
-            CloseWait,
-            LastAck,
-            Listen,
-            Closing,
-            NewSynRecv,
-        ];
-        ALL.get(usize::from(n).checked_sub(1)?).copied()
+        Some(match n {
+            1 => Established,
+            2 => SynSent,
+            3 => SynRecv,
+            4 => FinWait1,
+            5 => FinWait2,
+            6 => TimeWait,
+            7 => Close,
+            8 => CloseWait,
+            9 => LastAck,
+            10 => Listen,
+            11 => Closing,
+            12 => NewSynRecv,
+            _ => return None,
+        })
     }
 }
 
@@ -321,6 +322,9 @@ mod tests {
         assert_eq!(f.state, TcpState::FinWait1);
         assert_eq!(f.state.to_string(), "FIN_WAIT1");
         assert_eq!(TcpState::NewSynRecv.to_string(), "NEW_SYN_RECV");
+        for n in 1..=12 {
+            assert_eq!(TcpState::from_kernel(n).map(|s| s as u8), Some(n));
+        }
         assert_eq!(f.tuple(), "[::1]:5 -> [::1]:6");
         let unknown = r#"{"family": "ipv4", "saddr": "1.2.3.4", "sport": 5, "daddr": "1.2.3.4",
             "dport": 6, "state": "OPEN", "direction": "connect", "first_ns": 1, "last_ns": 2,
