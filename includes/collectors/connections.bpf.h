@@ -59,24 +59,35 @@ static __always_inline void kc_flow_owner(struct kc_flow *f)
 	f->known |= KC_FLOW_KNOWN_OWNER;
 }
 
-/* The socket's own counts, now. */
-static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock)
+/* The socket's own counts, now. `tcp`: the socket as a struct tcp_sock the verifier knows (a
+ * trampoline's, through bpf_skc_to_tcp_sock), read with plain loads; NULL where the program has
+ * only its address (tracepoints, probes), read through a helper call a field. */
+static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock, void *tcp)
 {
 #if KC_CORE
-	struct tcp_sock *tp = (struct tcp_sock *)sock;
+	struct tcp_sock *tp = tcp;
 
-	f->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
-	f->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	f->segs_out = BPF_CORE_READ(tp, segs_out);
-	f->segs_in = BPF_CORE_READ(tp, segs_in);
-	f->retransmits = BPF_CORE_READ(tp, total_retrans);
+	if (tp) {
+		f->bytes_sent = tp->bytes_sent;
+		f->bytes_received = tp->bytes_received;
+		f->segs_out = tp->segs_out;
+		f->segs_in = tp->segs_in;
+		f->retransmits = tp->total_retrans;
+	} else {
+		tp = (struct tcp_sock *)sock;
+		f->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
+		f->bytes_received = BPF_CORE_READ(tp, bytes_received);
+		f->segs_out = BPF_CORE_READ(tp, segs_out);
+		f->segs_in = BPF_CORE_READ(tp, segs_in);
+		f->retransmits = BPF_CORE_READ(tp, total_retrans);
+	}
 	f->known |= KC_FLOW_KNOWN_COUNTS;
 #endif
 }
 
 /* What a state change of `sock` says, as a row: its tuple and new state (`seen`). Counts the
  * opens and closes, and adds or updates the flow's row. */
-static __always_inline void kc_connections_on_state(__u64 sock, int oldstate, struct kc_flow *seen)
+static __always_inline void kc_connections_on_state(__u64 sock, void *tcp, int oldstate, struct kc_flow *seen)
 {
 	int newstate = seen->state;
 	__u64 now = bpf_ktime_get_ns();
@@ -105,7 +116,7 @@ static __always_inline void kc_connections_on_state(__u64 sock, int oldstate, st
 			f->sport = seen->sport;
 			f->dport = seen->dport;
 		}
-		kc_flow_counts(f, sock);
+		kc_flow_counts(f, sock, tcp);
 		return;
 	}
 	/* A close of a flow not in the table (streamed already, or never seen) adds nothing. */
@@ -119,7 +130,7 @@ static __always_inline void kc_connections_on_state(__u64 sock, int oldstate, st
 	}
 	seen->first_ns = now;
 	seen->last_ns = now;
-	kc_flow_counts(seen, sock);
+	kc_flow_counts(seen, sock, tcp);
 	err = bpf_map_update_elem(&connections_flows, &sock, seen, BPF_NOEXIST);
 	if (!err)
 		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
@@ -128,7 +139,7 @@ static __always_inline void kc_connections_on_state(__u64 sock, int oldstate, st
 }
 
 /* A close's record: the flow's row `f` (NULL where the table never held the flow: what the event
- * says, `seen`) with its final counts. Not inlined: its prototype is what puts struct
+ * says, `seen`), closed now. Not inlined: its prototype is what puts struct
  * kc_flow_close into the object's BTF, where the plan and agents find the records' layout (a
  * ring buffer's definition cannot name a value type). */
 static KC_NOINLINE int kc_flow_close_record(struct kc_flow_close *r, const struct kc_flow *f, const struct kc_flow *seen,
@@ -147,13 +158,12 @@ static KC_NOINLINE int kc_flow_close_record(struct kc_flow_close *r, const struc
 	}
 	r->flow.state = KC_TCP_STATE_CLOSE;
 	r->flow.last_ns = now;
-	kc_flow_counts(&r->flow, sock);
 	return 0;
 }
 
 /* A flow into CLOSE: its record goes to the stream, and its row leaves the table. A close the
  * ring has no room for leaves the row, closed, in the table (the state event marks it). */
-static __always_inline void kc_connections_stream_close(__u64 sock, int oldstate, struct kc_flow *seen)
+static __always_inline void kc_connections_stream_close(__u64 sock, void *tcp, int oldstate, struct kc_flow *seen)
 {
 	struct kc_flow_close *r;
 	struct kc_flow *f;
@@ -167,6 +177,7 @@ static __always_inline void kc_connections_stream_close(__u64 sock, int oldstate
 	}
 	f = bpf_map_lookup_elem(&connections_flows, &sock);
 	kc_flow_close_record(r, f, seen, sock);
+	kc_flow_counts(&r->flow, sock, tcp);
 	if (f)
 		bpf_map_delete_elem(&connections_flows, &sock);
 	kc_connections_count(KC_CONNECTIONS_STREAMED, 1);
@@ -202,7 +213,7 @@ static __always_inline int kc_flow_from_record(struct kc_flow *f, struct trace_e
 		struct kc_flow seen;                                                           \
                                                                                                \
 		if (kc_flow_from_record(&seen, ctx))                                           \
-			handle((__u64)ctx->skaddr, ctx->oldstate, &seen);                      \
+			handle((__u64)ctx->skaddr, NULL, ctx->oldstate, &seen);                \
 		return 0;                                                                      \
 	}
 
@@ -216,33 +227,33 @@ struct kc_tcp_retransmit_record {
 	const void *skaddr;
 };
 
-static __always_inline void kc_connections_on_retransmit(__u64 sock)
+static __always_inline void kc_connections_on_retransmit(__u64 sock, void *tcp)
 {
 	struct kc_flow *f = bpf_map_lookup_elem(&connections_flows, &sock);
 
 	kc_connections_count(KC_CONNECTIONS_TCP_RETRANSMIT, 1);
 	if (f) {
 		f->last_ns = bpf_ktime_get_ns();
-		kc_flow_counts(f, sock);
+		kc_flow_counts(f, sock, tcp);
 	}
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int kc_connections_retransmit__tracepoint(struct kc_tcp_retransmit_record *ctx)
 {
-	kc_connections_on_retransmit((__u64)ctx->skaddr);
+	kc_connections_on_retransmit((__u64)ctx->skaddr, NULL);
 	return 0;
 }
 
 SEC("kprobe/tcp_retransmit_skb")
 int BPF_KPROBE(kc_connections_retransmit__probe, struct sock *sk)
 {
-	kc_connections_on_retransmit((__u64)sk);
+	kc_connections_on_retransmit((__u64)sk, NULL);
 	return 0;
 }
 
 /* The accepted child's owner: the process that accepts it. */
-static __always_inline void kc_connections_on_accept(__u64 sock)
+static __always_inline void kc_connections_on_accept(__u64 sock, void *tcp)
 {
 	struct kc_flow *f;
 
@@ -253,30 +264,35 @@ static __always_inline void kc_connections_on_accept(__u64 sock)
 	if (f) {
 		kc_flow_owner(f);
 		f->last_ns = bpf_ktime_get_ns();
-		kc_flow_counts(f, sock);
+		kc_flow_counts(f, sock, tcp);
 	}
 }
 
 /* 4 arguments before 6.10 (sk, flags, err, kern); from 5.17 on, the return comes by helper. */
-KC_FUNC_RETURN(kc_connections_accept, inet_csk_accept, struct sock *, kc_connections_on_accept((__u64)ret), 4)
+KC_FUNC_RETURN(kc_connections_accept, inet_csk_accept, struct sock *, kc_connections_on_accept((__u64)ret, NULL), 4)
 
 #if KC_CORE
-/* The tuple and new state of socket `sk`, whose state is changing to `newstate`. */
+/* The tuple and new state of socket `sk`, whose state is changing to `newstate`: a pointer the
+ * verifier knows, read with plain loads (a helper call a field cost ~20 ns each). */
 static __always_inline int kc_flow_from_sock(struct kc_flow *f, struct sock *sk, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != KC_CONN_IPPROTO_TCP)
+	if (sk->sk_protocol != KC_CONN_IPPROTO_TCP)
 		return 0;
 	__builtin_memset(f, 0, sizeof(*f));
-	f->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	f->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	f->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	f->family = sk->__sk_common.skc_family;
+	f->sport = sk->__sk_common.skc_num;
+	f->dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	f->state = newstate;
 	if (f->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&f->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&f->daddr, sk, __sk_common.skc_v6_daddr);
+		struct in6_addr saddr = sk->__sk_common.skc_v6_rcv_saddr, daddr = sk->__sk_common.skc_v6_daddr;
+
+		__builtin_memcpy(f->saddr, &saddr, 16);
+		__builtin_memcpy(f->daddr, &daddr, 16);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)f->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)f->daddr, sk, __sk_common.skc_daddr);
+		__u32 saddr = sk->__sk_common.skc_rcv_saddr, daddr = sk->__sk_common.skc_daddr;
+
+		__builtin_memcpy(f->saddr, &saddr, 4);
+		__builtin_memcpy(f->daddr, &daddr, 4);
 	}
 	return 1;
 }
@@ -288,7 +304,7 @@ static __always_inline int kc_flow_from_sock(struct kc_flow *f, struct sock *sk,
 		struct kc_flow seen;                                                                \
                                                                                                     \
 		if (kc_flow_from_sock(&seen, sk, newstate))                                         \
-			handle((__u64)sk, oldstate, &seen);                                         \
+			handle((__u64)sk, bpf_skc_to_tcp_sock(sk), oldstate, &seen);               \
 		return 0;                                                                           \
 	}
 
@@ -298,13 +314,13 @@ KC_CONNECTIONS_ON_SOCK(kc_connections_stream, kc_connections_stream_close)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(kc_connections_retransmit__trampoline, struct sock *sk)
 {
-	kc_connections_on_retransmit((__u64)sk);
+	kc_connections_on_retransmit((__u64)sk, bpf_skc_to_tcp_sock(sk));
 	return 0;
 }
 
 /* A send or receive on `sock`: its row's counts as they are now, and its owner if unknown (a
  * child accepted before the programs were attached, or in the tracepoint family). */
-static __always_inline void kc_connections_on_io(__u64 sock)
+static __always_inline void kc_connections_on_io(__u64 sock, void *tcp)
 {
 	struct kc_flow *f = bpf_map_lookup_elem(&connections_flows, &sock);
 
@@ -313,18 +329,18 @@ static __always_inline void kc_connections_on_io(__u64 sock)
 	if (!(f->known & KC_FLOW_KNOWN_OWNER))
 		kc_flow_owner(f);
 	f->last_ns = bpf_ktime_get_ns();
-	kc_flow_counts(f, sock);
+	kc_flow_counts(f, sock, tcp);
 }
 
 #define KC_CONNECTIONS_IO_FN(role, fn)                                              \
 	SEC("fentry/" #fn) int BPF_PROG(kc_connections_io__trampoline_##role, struct sock *sk) \
 	{                                                                             \
-		kc_connections_on_io((__u64)sk);                                      \
+		kc_connections_on_io((__u64)sk, bpf_skc_to_tcp_sock(sk));             \
 		return 0;                                                             \
 	}                                                                             \
 	SEC("kprobe/" #fn) int BPF_KPROBE(kc_connections_io__probe_##role, struct sock *sk) \
 	{                                                                             \
-		kc_connections_on_io((__u64)sk);                                      \
+		kc_connections_on_io((__u64)sk, NULL);                                \
 		return 0;                                                             \
 	}
 
@@ -333,7 +349,7 @@ static __always_inline void kc_connections_on_io(__u64 sock)
 	int kc_connections_io__tracepoint_##role(struct trace_event_raw_sock_msg_length *ctx) \
 	{                                                                                   \
 		if (ctx->protocol == KC_CONN_IPPROTO_TCP)                                   \
-			kc_connections_on_io((__u64)ctx->sk);                               \
+			kc_connections_on_io((__u64)ctx->sk, NULL);                         \
 		return 0;                                                                   \
 	}
 
