@@ -197,8 +197,9 @@
 
 /* TCP flows, counted where they open and close (not per process: a passive open, a close after
  * the peer's FIN and a retransmit happen in softirq, on whichever task was interrupted). The
- * flow table's own accounting: `tracked` rows added, `untracked` rows it had no room for (an
- * LRU evicts instead, silently: evictions are tracked - removed - rows present), `streamed`
+ * flow table's own accounting: `tracked` rows added, `untracked` rows it could not add (a full
+ * LRU evicts instead, silently, and a closed row not yet read gives way to a new flow in its
+ * socket's memory: either loss is tracked - streamed rows - rows present), `streamed`
  * closed rows moved to the close stream, `stream_lost` closes the ring had no room for (their
  * rows stay in the table, as closed). */
 #define KC_CONNECTIONS_COUNTERS(X)                                                          \

@@ -92,6 +92,7 @@ static __always_inline void kc_connections_on_state(__u64 sock, void *tcp, int o
 	int newstate = seen->state;
 	__u64 now = bpf_ktime_get_ns();
 	struct kc_flow *f;
+	int opens;
 	long err;
 
 	if (newstate == KC_TCP_STATE_LISTEN || (oldstate == KC_TCP_STATE_LISTEN && newstate == KC_TCP_STATE_CLOSE))
@@ -103,8 +104,9 @@ static __always_inline void kc_connections_on_state(__u64 sock, void *tcp, int o
 	else if (newstate == KC_TCP_STATE_CLOSE)
 		kc_connections_count(KC_CONNECTIONS_TCP_CLOSED, 1);
 
+	opens = newstate == KC_TCP_STATE_SYN_SENT || oldstate == KC_TCP_STATE_LISTEN;
 	f = bpf_map_lookup_elem(&connections_flows, &sock);
-	if (f) {
+	if (f && !opens) {
 		f->state = newstate;
 		f->last_ns = now;
 		/* The tuple is whole only after the first state: a connect enters SYN_SENT before it
@@ -131,6 +133,14 @@ static __always_inline void kc_connections_on_state(__u64 sock, void *tcp, int o
 	seen->first_ns = now;
 	seen->last_ns = now;
 	kc_flow_counts(seen, sock, tcp);
+	if (f) {
+		/* A new flow in a socket whose memory still holds a row: a closed flow not yet read
+		 * (without a stream), or whose close the ring had no room for. The row gives way, as
+		 * an eviction does: an insertion the table no longer holds. */
+		*f = *seen;
+		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
+		return;
+	}
 	err = bpf_map_update_elem(&connections_flows, &sock, seen, BPF_NOEXIST);
 	if (!err)
 		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
