@@ -31,14 +31,13 @@ struct sock;
 /* The kernel's TCP states (include/net/tcp_states.h). */
 enum {
 	KC_TCP_STATE_SYN_SENT = 2,
-	KC_TCP_STATE_SYN_RECV = 3,
 	KC_TCP_STATE_CLOSE = 7,
 	KC_TCP_STATE_LISTEN = 10,
 };
 
 /* Default rows of the flow table: an agent sizes it for its host before load (kc-loader
  * --flow-table-size). An LRU: a full table forgets the flow idle longest, counted as an
- * eviction (struct kc_flow's comment in kc_collectors.h). */
+ * eviction (the counters' comment in kc_collectors.h). */
 #define KC_FLOW_ENTRIES 2048
 
 struct {
