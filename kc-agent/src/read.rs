@@ -283,7 +283,8 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
 /// A flow table's rows (`struct kc_flow` keyed by a socket's address), then the removal of
 /// the closed ones: they are reported once, as kc-loader does (co-re/loader/kc_flows.c).
 /// `inserted`: the rows the programs added (the collector's `tracked`); `streamed`: those they
-/// moved into a close record. A row that does not decode is left out.
+/// moved into a close record. A row that does not decode is left out; a table whose rows are
+/// not this agent's `struct kc_flow` is refused, as kc-loader refuses it.
 fn read_flows(
     fd: std::os::fd::BorrowedFd<'_>,
     m: &MapPlan,
@@ -291,6 +292,12 @@ fn read_flows(
     inserted: u64,
     streamed: u64,
 ) -> std::io::Result<(Vec<Flow>, FlowTable)> {
+    if m.value_size != Some(FLOW_SIZE as u32) {
+        return Err(std::io::Error::other(format!(
+            "{}'s rows are {:?} bytes, this agent's struct kc_flow {FLOW_SIZE}: use the agent of the object's release",
+            m.name, m.value_size
+        )));
+    }
     let (mut rows, mut closed) = (Vec::new(), Vec::new());
     sys::walk(fd, 8, FLOW_SIZE, reads, &mut |key: &[u8], value: &[u8]| {
         if let Some(f) = decode_flow(value) {
