@@ -10,6 +10,7 @@
 
 /* Rows a text summary lists; the JSON has them all. */
 #define TEXT_ROWS 16
+#define TCP_CLOSE 7 /* include/net/tcp_states.h */
 
 static const char *state_name(unsigned state)
 {
@@ -96,7 +97,7 @@ static void visit_flow(const void *k, const void *value, void *ctx)
 	kc_flow_json(w->j, &f);
 	if (w->rows < TEXT_ROWS)
 		flow_text(w->t, &f);
-	if (f.state == 7 /* TCP_CLOSE */ && w->closed && w->nclosed < w->room)
+	if (f.state == TCP_CLOSE && w->closed && w->nclosed < w->room)
 		memcpy(&w->closed[w->nclosed++], k, sizeof(__u64));
 	w->rows++;
 }
@@ -111,15 +112,14 @@ void kc_flows_read(struct kc_buf *j, struct kc_buf *t, struct bpf_map *map, int 
 
 	kc_put(j, ", \"flows\": [");
 	kc_put(t, "  %s:\n", bpf_map__name(map));
-	if (bpf_map__value_size(map) == sizeof(struct kc_flow))
-		kc_map_walk(fd, sizeof(__u64), sizeof(struct kc_flow), reads, visit_flow, &w);
+	/* Its rows are checked to be struct kc_flow before load (kc_maps_check). */
+	kc_map_walk(fd, sizeof(__u64), sizeof(struct kc_flow), reads, visit_flow, &w);
 	/* Deleted after the walk: deleting during it would restart it. */
 	if (w.closed)
 		removed = kc_map_delete_all(fd, w.closed, (unsigned long)w.nclosed, sizeof(__u64), reads);
 	free(w.closed);
-	/* Every row the programs added is here, left with its close record, or was evicted by the
-	 * LRU: this loader collects once, and removes closed rows only after this walk. */
-	evicted = inserted > (unsigned long long)w.rows + streamed ? inserted - w.rows - streamed : 0;
+	/* This loader collects once, and removes closed rows only after this walk. */
+	evicted = kc_map_evicted(inserted, (unsigned long long)w.rows, streamed);
 	kc_put(j, "], \"flow_table\": {\"map\": ");
 	kc_put_string(j, bpf_map__name(map));
 	kc_put(j, ", \"table_size\": %u, \"rows\": %d, \"insertions\": %llu, \"evicted\": %llu, \"removed_closed\": %llu}",

@@ -28,4 +28,13 @@ int kc_map_walk(int fd, size_t key_size, size_t value_size, int reads, kc_visit_
  * longer there passed over. Returns how many were deleted. */
 unsigned long kc_map_delete_all(int fd, const void *keys, unsigned long n, size_t key_size, int reads);
 
+/* An LRU table's evictions, which it makes silently: every row the programs inserted is still
+ * there (`rows`, read before any removal), moved out with a stream's record (`streamed`), or
+ * was evicted to make room. */
+static inline unsigned long long kc_map_evicted(unsigned long long inserted, unsigned long long rows,
+						unsigned long long streamed)
+{
+	return inserted > rows + streamed ? inserted - rows - streamed : 0;
+}
+
 #endif

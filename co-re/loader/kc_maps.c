@@ -329,11 +329,8 @@ static void read_apps(struct kc_buf *j, struct kc_buf *t, struct bpf_map *map, c
 	if (w.gone)
 		cs->removed += kc_map_delete_all(fd, w.gone, (unsigned long)w.ngone, sizeof(__u64), o->map_reads);
 	free(w.gone);
-	/* Every row the programs inserted is still here, was moved into a stream with its
-	 * process's exit, was removed by an agent, or was evicted by the LRU to make room. This
-	 * loader collects once, and removes only after this walk: the evictions are what is
-	 * neither here nor streamed. */
-	evicted = cs->ctrl.insertions > rows + cs->streamed ? cs->ctrl.insertions - rows - cs->streamed : 0;
+	/* This loader collects once, and removes rows of exited processes only after this walk. */
+	evicted = kc_map_evicted(cs->ctrl.insertions, (unsigned long long)rows, cs->streamed);
 	kc_put(j, "], \"apps\": {\"group_by\": \"%s\", \"table_size\": %u, \"rows\": %d, \"insertions\": %llu, "
 	       "\"evicted\": %llu, \"failures\": %llu, \"removed_exited\": %llu}",
 	    kc_group_by_name(group_by), bpf_map__max_entries(map), rows, (unsigned long long)cs->ctrl.insertions,

@@ -150,12 +150,8 @@ func (o *object) readFlows(inserted, streamed uint64) error {
 			removed++
 		}
 	}
-	evicted := uint64(0)
-	if inserted > uint64(len(rows))+streamed {
-		evicted = inserted - uint64(len(rows)) - streamed
-	}
 	o.report.Flows = &rows
 	o.report.FlowTable = &FlowTable{Map: mp.Name, TableSize: uint64(mp.MaxEntries), Rows: uint64(len(rows)),
-		Insertions: inserted, Evicted: evicted, RemovedClosed: removed}
+		Insertions: inserted, Evicted: evicted(inserted, uint64(len(rows)), streamed), RemovedClosed: removed}
 	return nil
 }

@@ -167,15 +167,10 @@ func (o *object) read(groupBy string) error {
 	if err != nil {
 		return err
 	}
-	evicted := uint64(0)
-	if insertions > uint64(len(rows))+streamedRows {
-		// Every row inserted is here, went into a stream with its process's exit, or was
-		// evicted to make room.
-		evicted = insertions - uint64(len(rows)) - streamedRows
-	}
 	r.Apps = &AppsTable{
 		GroupBy: groupBy, TableSize: uint64(apps.MaxEntries), Rows: uint64(len(rows)),
-		Insertions: insertions, Evicted: evicted, Failures: failures, RemovedExited: removed,
+		Insertions: insertions, Evicted: evicted(insertions, uint64(len(rows)), streamedRows),
+		Failures: failures, RemovedExited: removed,
 	}
 	if groupBy == "cgroup" {
 		r.PerCgroup = rows
@@ -183,6 +178,16 @@ func (o *object) read(groupBy string) error {
 		r.PerProcess = rows
 	}
 	return nil
+}
+
+// evicted is an LRU table's evictions, which it makes silently: every row the programs inserted
+// is still there (rows, read before any removal), moved out with a stream's record (streamed),
+// or was evicted to make room (kc_common::report::evicted).
+func evicted(inserted, rows, streamed uint64) uint64 {
+	if inserted > rows+streamed {
+		return inserted - rows - streamed
+	}
+	return 0
 }
 
 // histSlots is KC_HIST_SLOTS: a latency histogram's log2 slots.

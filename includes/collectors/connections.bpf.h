@@ -60,13 +60,14 @@ static __always_inline void kc_flow_owner(struct kc_flow *f)
 	f->known |= KC_FLOW_KNOWN_OWNER;
 }
 
-/* The socket's own counts, now. `tcp`: the socket as a struct tcp_sock the verifier knows (a
- * trampoline's, through bpf_skc_to_tcp_sock), read with plain loads; NULL where the program has
- * only its address (tracepoints, probes), read through a helper call a field. */
-static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock, void *tcp)
+/* The socket's own counts, now. `typed`: the socket as a pointer the verifier knows (a
+ * trampoline's argument), read as a struct tcp_sock with plain loads; NULL where the program has
+ * only its address (tracepoints, probes), read through a helper call a field. Converted here,
+ * once a row is found: a send on a socket without one pays no conversion. */
+static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock, void *typed)
 {
 #if KC_CORE
-	struct tcp_sock *tp = tcp;
+	struct tcp_sock *tp = typed ? bpf_skc_to_tcp_sock(typed) : NULL;
 
 	if (tp) {
 		f->bytes_sent = tp->bytes_sent;
@@ -88,7 +89,7 @@ static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock, void *
 
 /* What a state change of `sock` says, as a row: its tuple and new state (`seen`). Counts the
  * opens and closes, and adds or updates the flow's row. */
-static __always_inline void kc_connections_on_state(__u64 sock, void *tcp, int oldstate, struct kc_flow *seen)
+static __always_inline void kc_connections_on_state(__u64 sock, void *typed, int oldstate, struct kc_flow *seen)
 {
 	int newstate = seen->state;
 	__u64 now = bpf_ktime_get_ns();
@@ -119,7 +120,7 @@ static __always_inline void kc_connections_on_state(__u64 sock, void *tcp, int o
 			f->sport = seen->sport;
 			f->dport = seen->dport;
 		}
-		kc_flow_counts(f, sock, tcp);
+		kc_flow_counts(f, sock, typed);
 		return;
 	}
 	/* A close of a flow not in the table (streamed already, or never seen) adds nothing. */
@@ -133,7 +134,7 @@ static __always_inline void kc_connections_on_state(__u64 sock, void *tcp, int o
 	}
 	seen->first_ns = now;
 	seen->last_ns = now;
-	kc_flow_counts(seen, sock, tcp);
+	kc_flow_counts(seen, sock, typed);
 	if (f) {
 		/* A new flow in a socket whose memory still holds a row: a closed flow not yet read
 		 * (without a stream), or whose close the ring had no room for. The row gives way, as
@@ -174,7 +175,7 @@ static KC_NOINLINE int kc_flow_close_record(struct kc_flow_close *r, const struc
 
 /* A flow into CLOSE: its record goes to the stream, and its row leaves the table. A close the
  * ring has no room for leaves the row, closed, in the table (the state event marks it). */
-static __always_inline void kc_connections_stream_close(__u64 sock, void *tcp, int oldstate, struct kc_flow *seen)
+static __always_inline void kc_connections_stream_close(__u64 sock, void *typed, int oldstate, struct kc_flow *seen)
 {
 	struct kc_flow_close *r;
 	struct kc_flow *f;
@@ -188,7 +189,7 @@ static __always_inline void kc_connections_stream_close(__u64 sock, void *tcp, i
 	}
 	f = bpf_map_lookup_elem(&connections_flows, &sock);
 	kc_flow_close_record(r, f, seen, sock);
-	kc_flow_counts(&r->flow, sock, tcp);
+	kc_flow_counts(&r->flow, sock, typed);
 	if (f)
 		bpf_map_delete_elem(&connections_flows, &sock);
 	kc_connections_count(KC_CONNECTIONS_STREAMED, 1);
@@ -238,14 +239,14 @@ struct kc_tcp_retransmit_record {
 	const void *skaddr;
 };
 
-static __always_inline void kc_connections_on_retransmit(__u64 sock, void *tcp)
+static __always_inline void kc_connections_on_retransmit(__u64 sock, void *typed)
 {
 	struct kc_flow *f = bpf_map_lookup_elem(&connections_flows, &sock);
 
 	kc_connections_count(KC_CONNECTIONS_TCP_RETRANSMIT, 1);
 	if (f) {
 		f->last_ns = bpf_ktime_get_ns();
-		kc_flow_counts(f, sock, tcp);
+		kc_flow_counts(f, sock, typed);
 	}
 }
 
@@ -264,7 +265,7 @@ int BPF_KPROBE(kc_connections_retransmit__probe, struct sock *sk)
 }
 
 /* The accepted child's owner: the process that accepts it. */
-static __always_inline void kc_connections_on_accept(__u64 sock, void *tcp)
+static __always_inline void kc_connections_on_accept(__u64 sock, void *typed)
 {
 	struct kc_flow *f;
 
@@ -275,7 +276,7 @@ static __always_inline void kc_connections_on_accept(__u64 sock, void *tcp)
 	if (f) {
 		kc_flow_owner(f);
 		f->last_ns = bpf_ktime_get_ns();
-		kc_flow_counts(f, sock, tcp);
+		kc_flow_counts(f, sock, typed);
 	}
 }
 
@@ -315,7 +316,7 @@ static __always_inline int kc_flow_from_sock(struct kc_flow *f, struct sock *sk,
 		struct kc_flow seen;                                                                \
                                                                                                     \
 		if (kc_flow_from_sock(&seen, sk, newstate))                                         \
-			handle((__u64)sk, bpf_skc_to_tcp_sock(sk), oldstate, &seen);               \
+			handle((__u64)sk, sk, oldstate, &seen);                                      \
 		return 0;                                                                           \
 	}
 
@@ -325,13 +326,13 @@ KC_CONNECTIONS_ON_SOCK(kc_connections_stream, kc_connections_stream_close)
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(kc_connections_retransmit__trampoline, struct sock *sk)
 {
-	kc_connections_on_retransmit((__u64)sk, bpf_skc_to_tcp_sock(sk));
+	kc_connections_on_retransmit((__u64)sk, sk);
 	return 0;
 }
 
 /* A send or receive on `sock`: its row's counts as they are now, and its owner if unknown (a
  * child accepted before the programs were attached, or in the tracepoint family). */
-static __always_inline void kc_connections_on_io(__u64 sock, void *tcp)
+static __always_inline void kc_connections_on_io(__u64 sock, void *typed)
 {
 	struct kc_flow *f = bpf_map_lookup_elem(&connections_flows, &sock);
 
@@ -340,13 +341,13 @@ static __always_inline void kc_connections_on_io(__u64 sock, void *tcp)
 	if (!(f->known & KC_FLOW_KNOWN_OWNER))
 		kc_flow_owner(f);
 	f->last_ns = bpf_ktime_get_ns();
-	kc_flow_counts(f, sock, tcp);
+	kc_flow_counts(f, sock, typed);
 }
 
 #define KC_CONNECTIONS_IO_FN(role, fn)                                              \
 	SEC("fentry/" #fn) int BPF_PROG(kc_connections_io__trampoline_##role, struct sock *sk) \
 	{                                                                             \
-		kc_connections_on_io((__u64)sk, bpf_skc_to_tcp_sock(sk));             \
+		kc_connections_on_io((__u64)sk, sk);                                  \
 		return 0;                                                             \
 	}                                                                             \
 	SEC("kprobe/" #fn) int BPF_KPROBE(kc_connections_io__probe_##role, struct sock *sk) \

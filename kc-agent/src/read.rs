@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 
 use kc_common::flow::{decode_flow, Flow, FlowTable, TcpState, FLOW_SIZE};
 use kc_common::plan::{CounterPlan, MapPlan, MapRole};
-use kc_common::report::{AppsTable, GroupBy, MapReads, ProcessExit, Row, StreamReport};
+use kc_common::report::{evicted, AppsTable, GroupBy, MapReads, ProcessExit, Row, StreamReport};
 
 use crate::attach::{map_fd, Loaded};
 use crate::sys;
@@ -237,9 +237,8 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
             table_size: u64::from(m.max_entries),
             rows: rows.len() as u64,
             insertions,
-            // Every row inserted is here, went into a stream with its process's exit, or was
-            // evicted to make room (removed only now).
-            evicted: insertions.saturating_sub(rows.len() as u64 + streamed_rows),
+            // Rows of exited processes are removed only now, after the walk.
+            evicted: evicted(insertions, rows.len() as u64, streamed_rows),
             failures,
             removed_exited: removed,
         });
@@ -313,7 +312,7 @@ fn read_flows(
         table_size: u64::from(m.max_entries),
         rows: rows.len() as u64,
         insertions: inserted,
-        evicted: inserted.saturating_sub(rows.len() as u64 + streamed),
+        evicted: evicted(inserted, rows.len() as u64, streamed),
         removed_closed,
     };
     Ok((rows, table))

@@ -473,6 +473,13 @@ pub struct AppsTable {
     pub removed_exited: u64,
 }
 
+/// An LRU table's evictions, which it makes silently: every row the programs inserted is
+/// still there (`rows`, read before any removal), moved out with a stream's record
+/// (`streamed`), or was evicted to make room. As kc-loader works it out (kc_map_evicted).
+pub fn evicted(insertions: u64, rows: u64, streamed: u64) -> u64 {
+    insertions.saturating_sub(rows + streamed)
+}
+
 /// Every report in `text` (one JSON document per pass, as `kc-loader --json` prints them).
 pub fn parse_reports(text: &str) -> Result<Vec<LoaderReport>, serde_json::Error> {
     serde_json::Deserializer::from_str(text)
