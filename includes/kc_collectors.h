@@ -202,6 +202,10 @@
  * socket's memory: either loss is tracked - streamed rows - rows present), `streamed`
  * closed rows moved to the close stream, `stream_lost` closes the ring had no room for (their
  * rows stay in the table, as closed). */
+/* UDP has no record that carries a socket's tuple: a flow's is read from the socket itself. */
+#define KC_CONNECTIONS_UDP_LEGACY \
+	"a legacy object would read the UDP socket's addresses at its bucket's offsets: only CO-RE objects see UDP flows"
+
 #define KC_CONNECTIONS_COUNTERS(X)                                                          \
 	X(CONNECTIONS, TCP_ACTIVE, tcp_active, KC_FROM(state))                              \
 	X(CONNECTIONS, TCP_PASSIVE, tcp_passive, KC_FROM(state))                            \
@@ -211,7 +215,10 @@
 	X(CONNECTIONS, TRACKED, tracked, KC_FROM(state))                                    \
 	X(CONNECTIONS, UNTRACKED, untracked, KC_FROM(state))                                \
 	X(CONNECTIONS, STREAMED, streamed, KC_FROM(stream))                                 \
-	X(CONNECTIONS, STREAM_LOST, stream_lost, KC_FROM(stream))
+	X(CONNECTIONS, STREAM_LOST, stream_lost, KC_FROM(stream))                           \
+	X(CONNECTIONS, UDP_SENT, udp_sent, KC_FROM(udp) KC_CORE_ONLY(KC_CONNECTIONS_UDP_LEGACY)) \
+	X(CONNECTIONS, UDP_RECEIVED, udp_received, KC_FROM(udp) KC_CORE_ONLY(KC_CONNECTIONS_UDP_LEGACY)) \
+	X(CONNECTIONS, UDP_CLOSED, udp_closed, KC_FROM(udp) KC_CORE_ONLY(KC_CONNECTIONS_UDP_LEGACY))
 
 #define KC_COUNTER_INDEX(c, i, name, source) KC_##c##_##i,
 #define KC_COUNTER_FIELD(c, i, name, source) __u64 name source;
@@ -270,18 +277,24 @@ enum kc_flow_direction {
 /* Which of a flow's fields the object observed; a field whose bit is clear was not looked at
  * and reads 0 (an agent shows it absent, never as 0). */
 #define KC_FLOW_KNOWN_OWNER 1  /* tgid, cgroup, comm: the process that connected or accepted */
-#define KC_FLOW_KNOWN_COUNTS 2 /* bytes_*, segs_*, retransmits: tcp_sock's own (CO-RE only) */
+#define KC_FLOW_KNOWN_COUNTS 2 /* TCP: bytes_*, segs_*, retransmits: tcp_sock's own (CO-RE only) */
+#define KC_FLOW_KNOWN_DATAGRAMS 4 /* UDP: bytes_*, segs_* are datagrams, counted since first_ns */
 
-/* A row of `connections_flows` (LRU hash keyed by the socket's address): one TCP flow. Addresses
- * in network byte order (IPv4's in the first 4 bytes), ports in host byte order. The counts are
- * the kernel's own for the socket (what `ss -ti` shows), as of `last_ns`: read again at each
- * state change, retransmit, send and receive the object observes. */
+/* A row of `connections_flows` (LRU hash keyed by the socket's address): one TCP or UDP flow.
+ * Addresses in network byte order (IPv4's in the first 4 bytes), ports in host byte order. A
+ * TCP flow's counts are the kernel's own for the socket (what `ss -ti` shows), as of `last_ns`:
+ * read again at each state change, retransmit, send and receive the object observes. A UDP
+ * flow's are ours (the kernel keeps none per socket): the datagrams sent and received through
+ * the socket since `first_ns`, each way; its state is ESTABLISHED while the socket lives (an
+ * unconnected one's peer reads as the unspecified address, port 0: `ss` shows `*`), CLOSE
+ * once it is destroyed. */
 struct kc_flow {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
-	__u16 family;	  /* AF_INET or AF_INET6 */
+	__u8 family;	  /* AF_INET or AF_INET6 */
+	__u8 protocol;	  /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 state;	  /* the kernel's TCP_* state: TCP_CLOSE (7) once closed */
 	__u8 direction;	  /* enum kc_flow_direction */
 	__u32 known;	  /* KC_FLOW_KNOWN_* */
@@ -292,9 +305,9 @@ struct kc_flow {
 	__u64 last_ns;	  /* and the last */
 	__u64 bytes_sent; /* payload bytes transmitted, retransmissions included (tcp_sock.bytes_sent) */
 	__u64 bytes_received; /* payload received (bytes_received; a FIN received counts 1) */
-	__u64 segs_out;	  /* segments sent, pure ACKs included */
-	__u64 segs_in;	  /* segments received */
-	__u64 retransmits; /* segments retransmitted (total_retrans) */
+	__u64 segs_out;	  /* segments sent, pure ACKs included; UDP: datagrams sent */
+	__u64 segs_in;	  /* segments received; UDP: datagrams received */
+	__u64 retransmits; /* segments retransmitted (total_retrans); UDP: 0, not a count */
 };
 
 /* One record of `connections_closed` (a ring buffer): a flow into CLOSE with its final counts.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Flow tables and flow close records. See kc_flows.h. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,6 +30,11 @@ static const char *direction_name(unsigned direction)
 	return direction < sizeof(names) / sizeof(names[0]) ? names[direction] : "?";
 }
 
+static const char *protocol_name(unsigned protocol)
+{
+	return protocol == IPPROTO_UDP ? "udp" : protocol == IPPROTO_TCP ? "tcp" : "?";
+}
+
 static void address(char *out, size_t n, const struct kc_flow *f, const __u8 *addr)
 {
 	if (!inet_ntop(f->family == AF_INET6 ? AF_INET6 : AF_INET, addr, out, (socklen_t)n))
@@ -41,9 +47,11 @@ void kc_flow_json(struct kc_buf *j, const struct kc_flow *f)
 
 	address(saddr, sizeof(saddr), f, f->saddr);
 	address(daddr, sizeof(daddr), f, f->daddr);
-	kc_put(j, "{\"family\": \"%s\", \"saddr\": \"%s\", \"sport\": %u, \"daddr\": \"%s\", \"dport\": %u, "
-		  "\"state\": \"%s\", \"direction\": \"%s\", \"first_ns\": %llu, \"last_ns\": %llu, \"owner\": ",
-	       f->family == AF_INET6 ? "ipv6" : "ipv4", saddr, f->sport, daddr, f->dport, state_name(f->state),
+	kc_put(j, "{\"protocol\": \"%s\", \"family\": \"%s\", \"saddr\": \"%s\", \"sport\": %u, \"daddr\": \"%s\", "
+		  "\"dport\": %u, \"state\": \"%s\", \"direction\": \"%s\", \"first_ns\": %llu, \"last_ns\": %llu, "
+		  "\"owner\": ",
+	       protocol_name(f->protocol), f->family == AF_INET6 ? "ipv6" : "ipv4", saddr, f->sport, daddr, f->dport,
+	       state_name(f->state),
 	       direction_name(f->direction), (unsigned long long)f->first_ns, (unsigned long long)f->last_ns);
 	if (f->known & KC_FLOW_KNOWN_OWNER) {
 		memcpy(comm, f->comm, sizeof(f->comm));
@@ -56,10 +64,17 @@ void kc_flow_json(struct kc_buf *j, const struct kc_flow *f)
 	kc_put(j, ", \"counts\": ");
 	if (f->known & KC_FLOW_KNOWN_COUNTS)
 		kc_put(j, "{\"bytes_sent\": %llu, \"bytes_received\": %llu, \"segs_out\": %llu, \"segs_in\": %llu, "
-			  "\"retransmits\": %llu}}",
+			  "\"retransmits\": %llu}",
 		       (unsigned long long)f->bytes_sent, (unsigned long long)f->bytes_received,
 		       (unsigned long long)f->segs_out, (unsigned long long)f->segs_in,
 		       (unsigned long long)f->retransmits);
+	else
+		kc_put(j, "null");
+	kc_put(j, ", \"datagrams\": ");
+	if (f->known & KC_FLOW_KNOWN_DATAGRAMS)
+		kc_put(j, "{\"bytes_sent\": %llu, \"bytes_received\": %llu, \"sent\": %llu, \"received\": %llu}}",
+		       (unsigned long long)f->bytes_sent, (unsigned long long)f->bytes_received,
+		       (unsigned long long)f->segs_out, (unsigned long long)f->segs_in);
 	else
 		kc_put(j, "null}");
 }
@@ -70,11 +85,11 @@ static void flow_text(struct kc_buf *t, const struct kc_flow *f)
 
 	address(saddr, sizeof(saddr), f, f->saddr);
 	address(daddr, sizeof(daddr), f, f->daddr);
-	kc_put(t, "    %s %s:%u -> %s:%u %s", direction_name(f->direction), saddr, f->sport, daddr, f->dport,
-	       state_name(f->state));
+	kc_put(t, "    %s %s %s:%u -> %s:%u %s", protocol_name(f->protocol), direction_name(f->direction), saddr,
+	       f->sport, daddr, f->dport, state_name(f->state));
 	if (f->known & KC_FLOW_KNOWN_OWNER)
 		kc_put(t, " tgid %u", f->tgid);
-	if (f->known & KC_FLOW_KNOWN_COUNTS)
+	if (f->known & (KC_FLOW_KNOWN_COUNTS | KC_FLOW_KNOWN_DATAGRAMS))
 		kc_put(t, " sent %llu received %llu bytes", (unsigned long long)f->bytes_sent,
 		       (unsigned long long)f->bytes_received);
 	kc_put(t, "\n");

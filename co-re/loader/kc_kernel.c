@@ -139,6 +139,8 @@ void kc_system_figures(struct kc_figures *f)
 					      "swpout_zero", "zswpin",	   "zswpout", "oom_kill", NULL };
 	static const char *const udp[] = { "InDatagrams", "OutDatagrams", NULL };
 	static const char *const tcp[] = { "ActiveOpens", "PassiveOpens", "RetransSegs", NULL };
+	/* /proc/net/snmp6: a line a figure ("Udp6InDatagrams n"). */
+	static const char *const snmp6[] = { "Udp6InDatagrams", "Udp6OutDatagrams", NULL };
 
 	f->n = 0;
 	/* "intr" and "softirq" lines start with their total. */
@@ -146,6 +148,7 @@ void kc_system_figures(struct kc_figures *f)
 	keyed(f, "/proc/vmstat", "vmstat", vmstat);
 	snmp(f, "Udp", udp);
 	snmp(f, "Tcp", tcp);
+	keyed(f, "/proc/net/snmp6", "snmp6", snmp6);
 	netdev(f);
 	interrupts(f);
 }

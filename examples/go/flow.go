@@ -13,11 +13,12 @@ import (
 )
 
 const (
-	flowSize      = 128 // sizeof(struct kc_flow)
-	flowCloseSize = 16 + flowSize
-	knownOwner    = 1 // KC_FLOW_KNOWN_OWNER
-	knownCounts   = 2 // KC_FLOW_KNOWN_COUNTS
-	tcpClose      = 7 // TCP_CLOSE
+	flowSize       = 128 // sizeof(struct kc_flow)
+	flowCloseSize  = 16 + flowSize
+	knownOwner     = 1 // KC_FLOW_KNOWN_OWNER
+	knownCounts    = 2 // KC_FLOW_KNOWN_COUNTS
+	knownDatagrams = 4 // KC_FLOW_KNOWN_DATAGRAMS
+	tcpClose       = 7 // TCP_CLOSE
 )
 
 // tcpStates are the kernel's TCP state names, by number (include/net/tcp_states.h).
@@ -26,7 +27,11 @@ var tcpStates = []string{"", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1",
 
 var directions = []string{"unknown", "connect", "accept"}
 
+// protocols are the flows' transports, by the kernel's IPPROTO_* numbers.
+var protocols = map[byte]string{6: "tcp", 17: "udp"}
+
 type Flow struct {
+	Protocol  string      `json:"protocol"`
 	Family    string      `json:"family"`
 	Saddr     string      `json:"saddr"`
 	Sport     uint16      `json:"sport"`
@@ -38,6 +43,7 @@ type Flow struct {
 	LastNs    uint64      `json:"last_ns"`
 	Owner     *FlowOwner  `json:"owner"`
 	Counts    *FlowCounts `json:"counts"`
+	Datagrams *Datagrams  `json:"datagrams"`
 }
 
 type FlowOwner struct {
@@ -54,6 +60,15 @@ type FlowCounts struct {
 	Retransmits   uint64 `json:"retransmits"`
 }
 
+// Datagrams are a UDP flow's, each way, since it was first seen (ours: the kernel keeps none
+// per socket).
+type Datagrams struct {
+	BytesSent     uint64 `json:"bytes_sent"`
+	BytesReceived uint64 `json:"bytes_received"`
+	Sent          uint64 `json:"sent"`
+	Received      uint64 `json:"received"`
+}
+
 type FlowTable struct {
 	Map           string `json:"map"`
 	TableSize     uint64 `json:"table_size"`
@@ -68,8 +83,8 @@ type FlowClose struct {
 	Flow   Flow `json:"flow"`
 }
 
-// decodeFlow decodes one struct kc_flow; false where it is short or names a family, state or
-// direction the kernel does not have.
+// decodeFlow decodes one struct kc_flow; false where it is short or names a family, protocol,
+// state or direction the kernel does not have.
 func decodeFlow(b []byte) (Flow, bool) {
 	if len(b) < flowSize {
 		return Flow{}, false
@@ -78,7 +93,12 @@ func decodeFlow(b []byte) (Flow, bool) {
 	u32 := func(at int) uint32 { return binary.NativeEndian.Uint32(b[at:]) }
 	u64 := func(at int) uint64 { return binary.NativeEndian.Uint64(b[at:]) }
 	f := Flow{Sport: u16(32), Dport: u16(34), FirstNs: u64(72), LastNs: u64(80)}
-	switch u16(36) {
+	protocol, ok := protocols[b[37]]
+	if !ok {
+		return Flow{}, false
+	}
+	f.Protocol = protocol
+	switch b[36] {
 	case 2:
 		f.Family = "ipv4"
 		f.Saddr = netip.AddrFrom4([4]byte(b[0:4])).String()
@@ -106,6 +126,9 @@ func decodeFlow(b []byte) (Flow, bool) {
 	if known&knownCounts != 0 {
 		f.Counts = &FlowCounts{BytesSent: u64(88), BytesReceived: u64(96), SegsOut: u64(104),
 			SegsIn: u64(112), Retransmits: u64(120)}
+	}
+	if known&knownDatagrams != 0 {
+		f.Datagrams = &Datagrams{BytesSent: u64(88), BytesReceived: u64(96), Sent: u64(104), Received: u64(112)}
 	}
 	return f, true
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* connections: a table of TCP flows and a stream of their closes. A flow is a socket, keyed by
+/* connections: a table of TCP and UDP flows and a stream of their closes. A flow is a socket, keyed by
  * its address: connect sets SYN_SENT before it picks the source port, so a 5-tuple is not known
  * at the start, and a socket is one flow however its tuple is learned. Listeners are not flows.
  * Events and families (see kc_bpf.h):
@@ -15,21 +15,35 @@
  *               recv}_length (tracepoint, 6.3 and later): the row's counts read again, and its
  *               owner where none is known yet; CO-RE objects only (they alone read the counts)
  *   stream      into CLOSE, as state: the row with its final counts moves to connections_closed
- * The counts (bytes, segments, retransmits) are tcp_sock's own, read through CO-RE: a legacy
+ *   udp         UDP flows (CO-RE only; trampoline, probe): a datagram sent (udp_sendmsg,
+ *               udpv6_sendmsg: their return), received (skb_consume_udp: IPv4's and IPv6's, once
+ *               per datagram a receive takes, as the kernel counts InDatagrams), and the
+ *               socket destroyed (udp_destroy_sock, udpv6_destroy_sock). One event: a family
+ *               that sees a UDP flow's datagrams sees its end. No tracepoint sees a UDP
+ *               socket's end, so the tracepoint family has no UDP flows (a row would outlive
+ *               its socket, and a later socket at its address would merge into it).
+ *   stream      into CLOSE, as state: the row with its final counts moves to connections_closed;
+ *               a UDP socket destroyed (trampoline only: the family the TCP closes stream in on
+ *               kernels without trampolines is the tracepoint's; there UDP closes stay in the
+ *               table, closed, as in a run without streams)
+ * The TCP counts (bytes, segments, retransmits) are tcp_sock's own, read through CO-RE: a legacy
  * object would read them at its bucket's offsets, which later kernels of the bucket move. Its
- * rows say so (KC_FLOW_KNOWN_COUNTS clear). */
+ * rows say so (KC_FLOW_KNOWN_COUNTS clear). UDP flows are CO-RE only, for the same reason: their
+ * tuple is the socket's. A UDP socket is a flow once it sends or receives a datagram. */
 
 #include <bpf/bpf_endian.h>
 
 KC_TOTALS(connections, connections)
 
 #define KC_CONN_IPPROTO_TCP 6
+#define KC_CONN_IPPROTO_UDP 17
 
 /* Only ever a pointer here (a key): the older buckets' base headers do not declare it. */
 struct sock;
 
 /* The kernel's TCP states (include/net/tcp_states.h). */
 enum {
+	KC_TCP_STATE_ESTABLISHED = 1,
 	KC_TCP_STATE_SYN_SENT = 2,
 	KC_TCP_STATE_CLOSE = 7,
 	KC_TCP_STATE_LISTEN = 10,
@@ -87,6 +101,27 @@ static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock, void *
 #endif
 }
 
+/* A new flow `seen` of `sock` into the table; `f`: the row the socket's address holds now, if
+ * any. */
+static __always_inline void kc_flow_insert(__u64 sock, struct kc_flow *f, const struct kc_flow *seen)
+{
+	long err;
+
+	if (f) {
+		/* A new flow in a socket whose memory still holds a row: a closed flow not yet read
+		 * (without a stream), or whose close the ring had no room for. The row gives way, as
+		 * an eviction does: an insertion the table no longer holds. */
+		*f = *seen;
+		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
+		return;
+	}
+	err = bpf_map_update_elem(&connections_flows, &sock, seen, BPF_NOEXIST);
+	if (!err)
+		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
+	else if (err != -17 /* EEXIST: another CPU added it */)
+		kc_connections_count(KC_CONNECTIONS_UNTRACKED, 1);
+}
+
 /* What a state change of `sock` says, as a row: its tuple and new state (`seen`). Counts the
  * opens and closes, and adds or updates the flow's row. */
 static __always_inline void kc_connections_on_state(__u64 sock, void *typed, int oldstate, struct kc_flow *seen)
@@ -95,7 +130,6 @@ static __always_inline void kc_connections_on_state(__u64 sock, void *typed, int
 	__u64 now = bpf_ktime_get_ns();
 	struct kc_flow *f;
 	int opens;
-	long err;
 
 	if (newstate == KC_TCP_STATE_LISTEN || (oldstate == KC_TCP_STATE_LISTEN && newstate == KC_TCP_STATE_CLOSE))
 		return;
@@ -135,19 +169,7 @@ static __always_inline void kc_connections_on_state(__u64 sock, void *typed, int
 	seen->first_ns = now;
 	seen->last_ns = now;
 	kc_flow_counts(seen, sock, typed);
-	if (f) {
-		/* A new flow in a socket whose memory still holds a row: a closed flow not yet read
-		 * (without a stream), or whose close the ring had no room for. The row gives way, as
-		 * an eviction does: an insertion the table no longer holds. */
-		*f = *seen;
-		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
-		return;
-	}
-	err = bpf_map_update_elem(&connections_flows, &sock, seen, BPF_NOEXIST);
-	if (!err)
-		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
-	else if (err != -17 /* EEXIST: another CPU added it */)
-		kc_connections_count(KC_CONNECTIONS_UNTRACKED, 1);
+	kc_flow_insert(sock, f, seen);
 }
 
 /* A close's record: the flow's row `f` (NULL where the table never held the flow: what the event
@@ -202,6 +224,7 @@ static __always_inline int kc_flow_from_record(struct kc_flow *f, struct trace_e
 	if (ctx->protocol != KC_CONN_IPPROTO_TCP)
 		return 0;
 	__builtin_memset(f, 0, sizeof(*f));
+	f->protocol = KC_CONN_IPPROTO_TCP;
 	f->family = ctx->family;
 	f->sport = ctx->sport;
 	f->dport = ctx->dport;
@@ -286,15 +309,11 @@ KC_FUNC_RETURN(kc_connections_accept, inet_csk_accept, struct sock *, kc_connect
 #if KC_CORE
 /* The tuple and new state of socket `sk`, whose state is changing to `newstate`: a pointer the
  * verifier knows, read with plain loads (a helper call a field cost ~20 ns each). */
-static __always_inline int kc_flow_from_sock(struct kc_flow *f, struct sock *sk, int newstate)
+static __always_inline void kc_flow_tuple(struct kc_flow *f, struct sock *sk)
 {
-	if (sk->sk_protocol != KC_CONN_IPPROTO_TCP)
-		return 0;
-	__builtin_memset(f, 0, sizeof(*f));
 	f->family = sk->__sk_common.skc_family;
 	f->sport = sk->__sk_common.skc_num;
 	f->dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	f->state = newstate;
 	if (f->family == AF_INET6) {
 		struct in6_addr saddr = sk->__sk_common.skc_v6_rcv_saddr, daddr = sk->__sk_common.skc_v6_daddr;
 
@@ -306,6 +325,16 @@ static __always_inline int kc_flow_from_sock(struct kc_flow *f, struct sock *sk,
 		__builtin_memcpy(f->saddr, &saddr, 4);
 		__builtin_memcpy(f->daddr, &daddr, 4);
 	}
+}
+
+static __always_inline int kc_flow_from_sock(struct kc_flow *f, struct sock *sk, int newstate)
+{
+	if (sk->sk_protocol != KC_CONN_IPPROTO_TCP)
+		return 0;
+	__builtin_memset(f, 0, sizeof(*f));
+	f->protocol = KC_CONN_IPPROTO_TCP;
+	f->state = newstate;
+	kc_flow_tuple(f, sk);
 	return 1;
 }
 
@@ -369,4 +398,260 @@ KC_CONNECTIONS_IO_FN(send, tcp_sendmsg)
 KC_CONNECTIONS_IO_FN(recv, tcp_cleanup_rbuf)
 KC_CONNECTIONS_IO_TP(send, sock_send_length)
 KC_CONNECTIONS_IO_TP(recv, sock_recv_length)
+
+/* UDP flows. A socket's tuple read through its address (a probe's argument): helper calls. */
+static __always_inline void kc_flow_tuple_read(struct kc_flow *f, struct sock *sk)
+{
+	f->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	f->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	f->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (f->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&f->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&f->daddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)f->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)f->daddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+/* Whether `sk` is a UDP socket (not UDP-Lite, which shares the receive path), and its tuple now
+ * into `seen`: plain loads where `typed` (a trampoline's argument), else helper calls. */
+static __always_inline int kc_udp_seen(struct kc_flow *seen, struct sock *sk, int typed)
+{
+	__builtin_memset(seen, 0, sizeof(*seen));
+	if (typed) {
+		if (sk->sk_protocol != KC_CONN_IPPROTO_UDP)
+			return 0;
+		kc_flow_tuple(seen, sk);
+	} else {
+		if (BPF_CORE_READ(sk, sk_protocol) != KC_CONN_IPPROTO_UDP)
+			return 0;
+		kc_flow_tuple_read(seen, sk);
+	}
+	seen->protocol = KC_CONN_IPPROTO_UDP;
+	seen->state = KC_TCP_STATE_ESTABLISHED;
+	return 1;
+}
+
+/* A datagram of `bytes` sent (`sent`) or received through UDP socket `sk`: the flow's row, added
+ * at the first (its owner the process sending or receiving; `connect` direction if it spoke
+ * first, `accept` if it heard first), its tuple as the socket's now (a socket may connect
+ * after its first datagram), its datagrams counted. A failed send (bytes < 0) is none. */
+static __always_inline void kc_connections_on_udp(struct sock *sk, int typed, int sent, long bytes)
+{
+	__u64 sock = (__u64)sk, now;
+	struct kc_flow seen, *f;
+
+	if (bytes < 0 || !kc_udp_seen(&seen, sk, typed))
+		return;
+	kc_connections_count(sent ? KC_CONNECTIONS_UDP_SENT : KC_CONNECTIONS_UDP_RECEIVED, 1);
+	now = bpf_ktime_get_ns();
+	f = bpf_map_lookup_elem(&connections_flows, &sock);
+	if (!f || f->state == KC_TCP_STATE_CLOSE || f->protocol != KC_CONN_IPPROTO_UDP) {
+		seen.direction = sent ? KC_FLOW_CONNECT : KC_FLOW_ACCEPT;
+		seen.known = KC_FLOW_KNOWN_DATAGRAMS;
+		kc_flow_owner(&seen);
+		seen.first_ns = now;
+		seen.last_ns = now;
+		if (sent) {
+			seen.segs_out = 1;
+			seen.bytes_sent = bytes;
+		} else {
+			seen.segs_in = 1;
+			seen.bytes_received = bytes;
+		}
+		kc_flow_insert(sock, f, &seen);
+		return;
+	}
+	__builtin_memcpy(f->saddr, seen.saddr, sizeof(f->saddr));
+	__builtin_memcpy(f->daddr, seen.daddr, sizeof(f->daddr));
+	f->sport = seen.sport;
+	f->dport = seen.dport;
+	f->last_ns = now;
+	if (sent) {
+		__sync_fetch_and_add(&f->segs_out, 1);
+		__sync_fetch_and_add(&f->bytes_sent, bytes);
+	} else {
+		__sync_fetch_and_add(&f->segs_in, 1);
+		__sync_fetch_and_add(&f->bytes_received, bytes);
+	}
+}
+
+/* A UDP socket destroyed: its flow, if it was one, closed in the table (the stream event, where
+ * it runs, moves the row out). */
+static __always_inline void kc_connections_on_udp_close(struct sock *sk, int typed)
+{
+	__u64 sock = (__u64)sk;
+	struct kc_flow seen, *f;
+
+	if (!kc_udp_seen(&seen, sk, typed))
+		return;
+	kc_connections_count(KC_CONNECTIONS_UDP_CLOSED, 1);
+	f = bpf_map_lookup_elem(&connections_flows, &sock);
+	if (f && f->protocol == KC_CONN_IPPROTO_UDP) {
+		f->state = KC_TCP_STATE_CLOSE;
+		f->last_ns = bpf_ktime_get_ns();
+	}
+}
+
+/* udpv6_sendmsg sends a datagram to an IPv4-mapped address through udp_sendmsg: the IPv6
+ * socket's datagram is counted at udpv6_sendmsg's return, once. */
+SEC("fexit/udp_sendmsg")
+int BPF_PROG(kc_connections_udp__trampoline_send4, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	if (sk->__sk_common.skc_family != AF_INET6)
+		kc_connections_on_udp(sk, 1, 1, ret);
+	return 0;
+}
+
+SEC("fexit/udpv6_sendmsg")
+int BPF_PROG(kc_connections_udp__trampoline_send6, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	kc_connections_on_udp(sk, 1, 1, ret);
+	return 0;
+}
+
+SEC("fentry/skb_consume_udp")
+int BPF_PROG(kc_connections_udp__trampoline_recv, struct sock *sk, struct sk_buff *skb, int len)
+{
+	/* len: the bytes the receive returns; negative for a peek, which takes nothing. */
+	kc_connections_on_udp(sk, 1, 0, len);
+	return 0;
+}
+
+SEC("fentry/udp_destroy_sock")
+int BPF_PROG(kc_connections_udp__trampoline_close4, struct sock *sk)
+{
+	kc_connections_on_udp_close(sk, 1);
+	return 0;
+}
+
+SEC("fentry/udpv6_destroy_sock")
+int BPF_PROG(kc_connections_udp__trampoline_close6, struct sock *sk)
+{
+	kc_connections_on_udp_close(sk, 1);
+	return 0;
+}
+
+/* Probes: a send's socket, by thread, from its entry to its return; `v6` marks udpv6_sendmsg's,
+ * which an inner udp_sendmsg (an IPv4-mapped peer) leaves alone. */
+struct kc_udp_send {
+	__u64 sock;
+	__u64 v6;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct kc_udp_send);
+	__uint(max_entries, 1024);
+} connections_udp_sends SEC(".maps");
+
+static __always_inline void kc_udp_send_enter(struct sock *sk, int v6)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct kc_udp_send s = { (__u64)sk, v6 };
+
+	if (!v6 && BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6)
+		return;
+	bpf_map_update_elem(&connections_udp_sends, &tid, &s, BPF_ANY);
+}
+
+static __always_inline void kc_udp_send_return(int v6, long ret)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct kc_udp_send *s = bpf_map_lookup_elem(&connections_udp_sends, &tid);
+
+	if (!s || s->v6 != v6)
+		return;
+	kc_connections_on_udp((struct sock *)s->sock, 0, 1, ret);
+	bpf_map_delete_elem(&connections_udp_sends, &tid);
+}
+
+SEC("kprobe/udp_sendmsg")
+int BPF_KPROBE(kc_connections_udp__probe_send4, struct sock *sk)
+{
+	kc_udp_send_enter(sk, 0);
+	return 0;
+}
+
+SEC("kretprobe/udp_sendmsg")
+int BPF_KRETPROBE(kc_connections_udp__probe_send4_ret, int ret)
+{
+	kc_udp_send_return(0, ret);
+	return 0;
+}
+
+SEC("kprobe/udpv6_sendmsg")
+int BPF_KPROBE(kc_connections_udp__probe_send6, struct sock *sk)
+{
+	kc_udp_send_enter(sk, 1);
+	return 0;
+}
+
+SEC("kretprobe/udpv6_sendmsg")
+int BPF_KRETPROBE(kc_connections_udp__probe_send6_ret, int ret)
+{
+	kc_udp_send_return(1, ret);
+	return 0;
+}
+
+SEC("kprobe/skb_consume_udp")
+int BPF_KPROBE(kc_connections_udp__probe_recv, struct sock *sk, struct sk_buff *skb, int len)
+{
+	kc_connections_on_udp(sk, 0, 0, len);
+	return 0;
+}
+
+SEC("kprobe/udp_destroy_sock")
+int BPF_KPROBE(kc_connections_udp__probe_close4, struct sock *sk)
+{
+	kc_connections_on_udp_close(sk, 0);
+	return 0;
+}
+
+SEC("kprobe/udpv6_destroy_sock")
+int BPF_KPROBE(kc_connections_udp__probe_close6, struct sock *sk)
+{
+	kc_connections_on_udp_close(sk, 0);
+	return 0;
+}
+
+/* A UDP flow's end into the stream: its row, removed from the table. A socket that never was a
+ * flow has nothing to stream. */
+static __always_inline void kc_connections_stream_udp(struct sock *sk)
+{
+	__u64 sock = (__u64)sk;
+	struct kc_flow_close *r;
+	struct kc_flow *f;
+
+	if (sk->sk_protocol != KC_CONN_IPPROTO_UDP)
+		return;
+	f = bpf_map_lookup_elem(&connections_flows, &sock);
+	if (!f || f->protocol != KC_CONN_IPPROTO_UDP)
+		return;
+	r = bpf_ringbuf_reserve(&connections_closed, sizeof(*r), 0);
+	if (!r) {
+		kc_connections_count(KC_CONNECTIONS_STREAM_LOST, 1);
+		return;
+	}
+	kc_flow_close_record(r, f, f, sock);
+	bpf_map_delete_elem(&connections_flows, &sock);
+	kc_connections_count(KC_CONNECTIONS_STREAMED, 1);
+	bpf_ringbuf_submit(r, kc_stream_wakeup(&connections_closed));
+}
+
+SEC("fentry/udp_destroy_sock")
+int BPF_PROG(kc_connections_stream__trampoline_udp4, struct sock *sk)
+{
+	kc_connections_stream_udp(sk);
+	return 0;
+}
+
+SEC("fentry/udpv6_destroy_sock")
+int BPF_PROG(kc_connections_stream__trampoline_udp6, struct sock *sk)
+{
+	kc_connections_stream_udp(sk);
+	return 0;
+}
 #endif

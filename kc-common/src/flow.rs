@@ -40,12 +40,43 @@ impl fmt::Display for TcpState {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FlowDirection {
-    /// Before the programs were attached: first seen in a later state.
+    /// Before the programs were attached: first seen in a later state (TCP).
     Unknown,
-    /// Its socket's connect.
+    /// TCP: its socket's connect. UDP: the socket's first datagram seen was one it sent.
     Connect,
-    /// A listener's child.
+    /// TCP: a listener's child. UDP: the first datagram seen was one it received.
     Accept,
+}
+
+/// A flow's transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum FlowProtocol {
+    /// Reports from before UDP flows carry no protocol: theirs are TCP's.
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for FlowProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FlowProtocol::Tcp => "tcp",
+            FlowProtocol::Udp => "udp",
+        })
+    }
+}
+
+impl FlowProtocol {
+    /// The protocol numbered `n` by the kernel (IPPROTO_*).
+    pub fn from_kernel(n: u8) -> Option<Self> {
+        match n {
+            6 => Some(FlowProtocol::Tcp),
+            17 => Some(FlowProtocol::Udp),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,11 +113,27 @@ pub struct FlowCounts {
     pub retransmits: u64,
 }
 
-/// One TCP flow: a row of a flow table, or a close's final row.
+/// A UDP flow's datagrams, each way, since its `first_ns`: ours (the kernel keeps no count per
+/// UDP socket), from every send and receive the object observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DatagramCounts {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// One TCP or UDP flow: a row of a flow table, or a close's final row. A UDP flow's state is
+/// ESTABLISHED while its socket lives, CLOSE once destroyed; an unconnected UDP socket's peer
+/// is the unspecified address and port 0 (`ss` shows `*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Flow {
+    #[serde(default)]
+    pub protocol: FlowProtocol,
     pub family: IpFamily,
     pub saddr: IpAddr,
     pub sport: u16,
@@ -99,8 +146,12 @@ pub struct Flow {
     pub last_ns: u64,
     /// None where no event the object observed ran in the owner's context.
     pub owner: Option<FlowOwner>,
-    /// None where the object cannot read them (legacy objects: CO-RE only).
+    /// TCP's counts; None where the object cannot read them (legacy objects: CO-RE only), and
+    /// for UDP flows.
     pub counts: Option<FlowCounts>,
+    /// UDP's; None for TCP flows.
+    #[serde(default)]
+    pub datagrams: Option<DatagramCounts>,
 }
 
 impl Flow {
@@ -174,6 +225,7 @@ pub const FLOW_CLOSE_SIZE: usize = 16 + FLOW_SIZE;
 /// The `known` bits of `struct kc_flow` (KC_FLOW_KNOWN_*).
 const KNOWN_OWNER: u32 = 1;
 const KNOWN_COUNTS: u32 = 2;
+const KNOWN_DATAGRAMS: u32 = 4;
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes(b[at..at + 2].try_into().expect("2 bytes"))
@@ -188,8 +240,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// A flow table's row as the programs wrote it (`struct kc_flow`, in the host's byte order),
-/// or None where it is shorter than the struct or names a family, state or direction the
-/// kernel does not have.
+/// or None where it is shorter than the struct or names a family, protocol, state or direction
+/// the kernel does not have.
 pub fn decode_flow(b: &[u8]) -> Option<Flow> {
     let b = b.get(..FLOW_SIZE)?;
     let address = |at: usize, family: IpFamily| -> IpAddr {
@@ -200,7 +252,7 @@ pub fn decode_flow(b: &[u8]) -> Option<Flow> {
                 .into(),
         }
     };
-    let family = match u16_at(b, 36) {
+    let family = match b[36] {
         2 => IpFamily::Ipv4,
         10 => IpFamily::Ipv6,
         _ => return None,
@@ -215,6 +267,7 @@ pub fn decode_flow(b: &[u8]) -> Option<Flow> {
     let comm = &b[56..72];
     let comm = &comm[..comm.iter().position(|&c| c == 0).unwrap_or(comm.len())];
     Some(Flow {
+        protocol: FlowProtocol::from_kernel(b[37])?,
         family,
         saddr: address(0, family),
         sport: u16_at(b, 32),
@@ -235,6 +288,12 @@ pub fn decode_flow(b: &[u8]) -> Option<Flow> {
             segs_out: u64_at(b, 104),
             segs_in: u64_at(b, 112),
             retransmits: u64_at(b, 120),
+        }),
+        datagrams: (known & KNOWN_DATAGRAMS != 0).then(|| DatagramCounts {
+            bytes_sent: u64_at(b, 88),
+            bytes_received: u64_at(b, 96),
+            sent: u64_at(b, 104),
+            received: u64_at(b, 112),
         }),
     })
 }
@@ -260,7 +319,8 @@ mod tests {
         b[16..20].copy_from_slice(&[127, 0, 0, 1]);
         b[32..34].copy_from_slice(&5u16.to_ne_bytes());
         b[34..36].copy_from_slice(&6u16.to_ne_bytes());
-        b[36..38].copy_from_slice(&2u16.to_ne_bytes());
+        b[36] = 2;
+        b[37] = 6;
         b[38] = 7;
         b[39] = 2;
         b[40..44].copy_from_slice(&KNOWN_OWNER.to_ne_bytes());
@@ -294,6 +354,21 @@ mod tests {
             decode_flow(&counted).unwrap().counts.unwrap().bytes_sent,
             4096
         );
+        let mut udp = row();
+        udp[37] = 17;
+        udp[40] = (KNOWN_OWNER | KNOWN_DATAGRAMS) as u8;
+        udp[104..112].copy_from_slice(&3u64.to_ne_bytes());
+        let udp = decode_flow(&udp).unwrap();
+        assert_eq!((udp.protocol, udp.counts), (FlowProtocol::Udp, None));
+        assert_eq!(
+            udp.datagrams,
+            Some(DatagramCounts {
+                bytes_sent: 4096,
+                bytes_received: 0,
+                sent: 3,
+                received: 0
+            })
+        );
         let mut close = vec![0u8; 16];
         close[8] = 1;
         close.extend(row());
@@ -303,7 +378,7 @@ mod tests {
     #[test]
     fn a_short_or_impossible_row_is_none() {
         assert_eq!(decode_flow(&row()[..FLOW_SIZE - 1]), None);
-        for (at, value) in [(36, 3u8), (38, 0), (38, 13), (39, 3)] {
+        for (at, value) in [(36, 3u8), (37, 0), (37, 136), (38, 0), (38, 13), (39, 3)] {
             let mut b = row();
             b[at] = value;
             assert_eq!(decode_flow(&b), None, "byte {at} = {value}");
@@ -319,7 +394,11 @@ mod tests {
                 "owner": null, "counts": null}"#,
         )
         .unwrap();
-        assert_eq!(f.state, TcpState::FinWait1);
+        assert_eq!(
+            (f.state, f.protocol, f.datagrams.clone()),
+            (TcpState::FinWait1, FlowProtocol::Tcp, None),
+            "a report from before UDP flows is TCP's"
+        );
         assert_eq!(f.state.to_string(), "FIN_WAIT1");
         assert_eq!(TcpState::NewSynRecv.to_string(), "NEW_SYN_RECV");
         for n in 1..=12 {

@@ -286,8 +286,8 @@ const DEPENDS_ON_TIMING: &[&str] = &[
 /// counters are unobserved, and the workload's own row (its syscalls: the same program makes
 /// the same ones each run) beyond the runs either missed.
 /// The flows (in the table or closed in a stream) that `object` says the workload of `report`
-/// owned, as what two runs of it must agree on: how each began, its state and its bytes each
-/// way (ports differ from run to run, and segments with the timing of ACKs), sorted.
+/// owned, as what two runs of it must agree on: its protocol, how it began, its state, its bytes
+/// each way and its datagrams (ports differ from run to run, and segments with the timing of ACKs), sorted.
 fn workload_flows(report: &LoaderReport, object: &ObjectReport) -> Vec<String> {
     let Some(pid) = report.workload() else {
         return Vec::new();
@@ -299,7 +299,11 @@ fn workload_flows(report: &LoaderReport, object: &ObjectReport) -> Vec<String> {
         .filter(|f| f.owner.as_ref().map(|o| o.tgid) == Some(pid))
         .map(|f| {
             let bytes = f.counts.as_ref().map(|c| (c.bytes_sent, c.bytes_received));
-            format!("{:?} {} bytes {bytes:?}", f.direction, f.state)
+            let datagrams = f.datagrams.as_ref().map(|d| (d.sent, d.received));
+            format!(
+                "{} {:?} {} bytes {bytes:?} datagrams {datagrams:?}",
+                f.protocol, f.direction, f.state
+            )
         })
         .collect();
     flows.sort();

@@ -1,11 +1,13 @@
-//! The workload's TCP round trip (`sockets` in co-re/tests/kc-vmtest-init.c) as a flow table
+//! The workload's UDP sockets (`sockets` and `dns`): seven flows of known datagrams, each
+//! closed (judge_udp). Its TCP round trip (`sockets` in co-re/tests/kc-vmtest-init.c) as a flow table
 //! must report it: one flow its connect made and one its listener's child, each other's mirror,
 //! both closed, with the workload as owner wherever an event the object observed ran in its
 //! context, and the kernel's own counts where the object reads them (CO-RE only). Closed, each
 //! is in the close stream with its row (where the stream's event was observed), else in the
 //! table as a closed row.
 
-use kc_common::flow::{Flow, FlowDirection, TcpState};
+use kc_common::attach::AttachFamily;
+use kc_common::flow::{Flow, FlowDirection, FlowProtocol, IpFamily, TcpState};
 use kc_common::report::ObjectReport;
 
 /// What the round trip moves: the client writes 4096 bytes, the server answers 16. A peer's
@@ -15,18 +17,104 @@ use kc_common::report::ObjectReport;
 const CLIENT_SENDS: u64 = 4096;
 const SERVER_SENDS: u64 = 16;
 
-/// Whether the object observed `event` (any family).
-fn observes(object: &ObjectReport, event: &str) -> bool {
+/// The family through which the object observed `event`, if any.
+fn family_of(object: &ObjectReport, event: &str) -> Option<AttachFamily> {
     object
         .events
         .iter()
-        .any(|e| e.event == event && e.family.is_some())
+        .find(|e| e.event == event)
+        .and_then(|e| e.family)
+}
+
+/// Whether the object observed `event` (any family).
+fn observes(object: &ObjectReport, event: &str) -> bool {
+    family_of(object, event).is_some()
+}
+
+/// The workload's UDP sockets (`sockets` and `dns`), each a flow it owned and closed: family,
+/// direction (which came first: a send or a receive), peer port (0: not connected), datagrams
+/// sent and received, and their bytes. Every DNS message is 28 bytes; the round trip's 64.
+const UDP_FLOWS: [(IpFamily, FlowDirection, u16, u64, u64, u64, u64); 7] = {
+    use FlowDirection::{Accept, Connect};
+    use IpFamily::{Ipv4, Ipv6};
+    [
+        (Ipv4, Connect, 0, 1, 0, 64, 0),    // sockets: the sender (sendto)
+        (Ipv4, Connect, 0, 3, 1, 84, 28),   // dns: unconnected; one question unanswered, sent twice
+        (Ipv4, Connect, 53, 3, 3, 84, 84),  // dns: connected; send, then sendmmsg of 2
+        (Ipv4, Accept, 0, 0, 1, 0, 64),     // sockets: the receiver
+        (Ipv4, Accept, 0, 4, 6, 112, 168),  // dns: the IPv4 resolver
+        (Ipv6, Connect, 53, 1, 1, 28, 28),  // dns: connected, AAAA
+        (Ipv6, Accept, 0, 1, 1, 28, 28),    // dns: the IPv6 resolver
+    ]
+};
+
+/// The UDP flows of `object` against UDP_FLOWS, where its `udp` event was observed (CO-RE
+/// objects, in a function family). Closed, they are in the close stream where the stream's
+/// trampoline family (the one with UDP's end) ran, else closed in the table.
+fn judge_udp(object: &ObjectReport, workload: Option<u32>, wrong: &mut Vec<String>) {
+    if !observes(object, "kc_connections_udp") {
+        return;
+    }
+    let streamed =
+        family_of(object, "kc_connections_stream") == Some(AttachFamily::Trampoline);
+    let place = if streamed { "the close stream" } else { "the table" };
+    let closes = object.closes().map(|c| &c.flow);
+    let table = object.flows.iter().flatten();
+    let (held, elsewhere): (Vec<&Flow>, Vec<&Flow>) = if streamed {
+        (closes.collect(), table.collect())
+    } else {
+        (table.collect(), closes.collect())
+    };
+    let udp = |f: &&&Flow| f.protocol == FlowProtocol::Udp;
+    if elsewhere.iter().any(|f| udp(&f)) {
+        wrong.push(format!("a UDP flow is outside {place}"));
+    }
+    let mut got: Vec<_> = held
+        .iter()
+        .filter(udp)
+        .filter(|f| f.owner.as_ref().map(|o| o.tgid) == workload)
+        .map(|f| {
+            let d = f.datagrams.clone().unwrap_or_default();
+            (f.family, f.direction, f.dport, d.sent, d.received, d.bytes_sent, d.bytes_received)
+        })
+        .collect();
+    got.sort_by_key(|g| format!("{g:?}"));
+    let mut want = UDP_FLOWS.to_vec();
+    want.sort_by_key(|g| format!("{g:?}"));
+    if got != want {
+        wrong.push(format!(
+            "the workload's UDP flows in {place} (family, direction, peer port, datagrams sent, received, bytes sent, received) are {got:?}, expected {want:?}"
+        ));
+    }
+    // counters.toml's `tracked` is a floor (TCP's 2): here, with UDP's seven, exact.
+    if observes(object, "kc_connections_state")
+        && object.total("tracked") != Some(2 + UDP_FLOWS.len() as u64)
+    {
+        wrong.push(format!(
+            "tracked is {:?}: expected {} (2 TCP flows and {} UDP)",
+            object.total("tracked"),
+            2 + UDP_FLOWS.len(),
+            UDP_FLOWS.len()
+        ));
+    }
+    for f in held.iter().filter(udp) {
+        if f.state != TcpState::Close || f.datagrams.is_none() || f.counts.is_some() {
+            wrong.push(format!(
+                "the UDP flow {} is {} with datagrams {:?} and TCP counts {:?}: expected closed, with datagrams only",
+                f.tuple(),
+                f.state,
+                f.datagrams,
+                f.counts
+            ));
+        }
+    }
 }
 
 /// Every fault of the connections collector's flows in `object`, whose file is a CO-RE object
 /// or not (`core`).
 pub fn judge(object: &ObjectReport, workload: Option<u32>, core: bool) -> Vec<String> {
     let mut wrong = Vec::new();
+    judge_udp(object, workload, &mut wrong);
     if !observes(object, "kc_connections_state") {
         return wrong;
     }
@@ -38,11 +126,18 @@ pub fn judge(object: &ObjectReport, workload: Option<u32>, core: bool) -> Vec<St
     } else {
         (&table, &closes, "the table")
     };
+    let (held, elsewhere): (Vec<&Flow>, Vec<&Flow>) = (
+        held.iter().copied().filter(|f| f.protocol == FlowProtocol::Tcp).collect(),
+        elsewhere.iter().copied().filter(|f| f.protocol == FlowProtocol::Tcp).collect(),
+    );
     if object.closes().any(|c| !c.had_row) {
         wrong.push("a close record without its row: the table never held that flow".into());
     }
     let find = |d: FlowDirection| -> Vec<&Flow> {
-        held.iter().copied().filter(|f| f.direction == d).collect()
+        held.iter()
+            .copied()
+            .filter(|f| f.direction == d && f.protocol == FlowProtocol::Tcp)
+            .collect()
     };
     let (connects, accepts) = (find(FlowDirection::Connect), find(FlowDirection::Accept));
     let [client] = connects[..] else {
@@ -206,6 +301,57 @@ mod tests {
         assert_eq!(
             judge(&object(&[], vec![], vec![]), Some(7), true),
             Vec::<String>::new()
+        );
+    }
+
+    /// The workload's UDP flows as UDP_FLOWS says, closed and owned by 7; `skew` adds a
+    /// datagram received to the first.
+    fn udp_flows(skew: u64) -> Vec<Value> {
+        UDP_FLOWS
+            .iter()
+            .enumerate()
+            .map(|(i, &(family, direction, dport, sent, received, bs, br))| {
+                let addr = if family == IpFamily::Ipv4 { "127.0.0.1" } else { "::1" };
+                json!({"protocol": "udp", "family": family, "saddr": addr, "sport": 100 + i,
+                       "daddr": addr, "dport": dport, "state": "CLOSE", "direction": direction,
+                       "first_ns": 1, "last_ns": 2,
+                       "owner": {"tgid": 7, "cgroup": 1, "comm": "init"}, "counts": null,
+                       "datagrams": {"sent": sent, "received": received + if i == 0 { skew } else { 0 },
+                                     "bytes_sent": bs, "bytes_received": br}})
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_udp_flows_pass_where_udp_ran_and_a_wrong_count_is_named() {
+        let tcp = || {
+            vec![
+                flow("connect", 5, 6, Some(7), Some((4096, 17))),
+                flow("accept", 6, 5, Some(7), Some((16, 4097))),
+            ]
+        };
+        let with_tracked = |mut o: ObjectReport, tracked: u64| {
+            o.counters = Some([("tracked".to_string(), Some(tracked))].into());
+            o
+        };
+        let mut udp_events = ALL.to_vec();
+        udp_events.push("kc_connections_udp");
+        // The stream's family here is the tracepoint's: UDP's closes stay in the table.
+        let mut closes = tcp();
+        let o = with_tracked(object(&udp_events, closes.clone(), udp_flows(0)), 9);
+        assert_eq!(judge(&o, Some(7), true), Vec::<String>::new());
+        let o = with_tracked(object(&udp_events, closes.clone(), udp_flows(1)), 9);
+        let wrong = judge(&o, Some(7), true);
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert!(wrong[0].starts_with("the workload's UDP flows in the table"), "{wrong:?}");
+        closes.extend(udp_flows(0));
+        let o = with_tracked(object(&udp_events, closes, vec![]), 8);
+        assert_eq!(
+            judge(&o, Some(7), true)[..2],
+            [
+                "a UDP flow is outside the table".to_string(),
+                "the workload's UDP flows in the table (family, direction, peer port, datagrams sent, received, bytes sent, received) are [], expected [(Ipv4, Accept, 0, 0, 1, 0, 64), (Ipv4, Accept, 0, 4, 6, 112, 168), (Ipv4, Connect, 0, 1, 0, 64, 0), (Ipv4, Connect, 0, 3, 1, 84, 28), (Ipv4, Connect, 53, 3, 3, 84, 84), (Ipv6, Accept, 0, 1, 1, 28, 28), (Ipv6, Connect, 53, 1, 1, 28, 28)]".to_string()
+            ]
         );
     }
 
