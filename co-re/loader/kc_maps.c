@@ -563,7 +563,8 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 	if (apps && o->group_by != KC_GROUP_NONE)
 		read_apps(&j, &t, apps, &c, o, &cs);
 	if (flows)
-		kc_flows_read(&j, &t, flows, o->map_reads, counter_named(&c, totals, "tracked"), cs.streamed);
+		kc_flows_read(&j, &t, flows, o->map_reads,
+			      counter_named(&c, totals, "tracked") + counter_named(&c, totals, "udp_tracked"), cs.streamed);
 	kc_put(&j, ", \"histograms\": {");
 	bpf_object__for_each_map(map, obj)
 		if (has_suffix(bpf_map__name(map), "_latency")) {

@@ -143,7 +143,7 @@ func decodeFlowClose(b []byte) (FlowClose, bool) {
 }
 
 // readFlows walks the object's flow table, then removes its closed rows (reported once, as
-// kc-loader does); inserted is the collector's "tracked" counter, streamed the rows its close
+// kc-loader does); inserted is the collector's "tracked" and "udp_tracked" counters, streamed the rows its close
 // records carried.
 func (o *object) readFlows(inserted, streamed uint64) error {
 	mp := o.plan.mapOf("flows")

@@ -108,9 +108,13 @@ func (o *object) read(groupBy string) error {
 		streamedRows += s.Rows
 	}
 	if r.Counters != nil {
+		// TCP's rows and UDP's, each counted under its own event: one no family observed
+		// inserted none.
 		inserted := uint64(0)
-		if v := r.Counters["tracked"]; v != nil {
-			inserted = *v
+		for _, c := range []string{"tracked", "udp_tracked"} {
+			if v := r.Counters[c]; v != nil {
+				inserted += *v
+			}
 		}
 		if err := o.readFlows(inserted, streamedRows); err != nil {
 			return err

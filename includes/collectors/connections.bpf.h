@@ -102,9 +102,11 @@ static __always_inline void kc_flow_counts(struct kc_flow *f, __u64 sock, void *
 }
 
 /* A new flow `seen` of `sock` into the table; `f`: the row the socket's address holds now, if
- * any. */
+ * any. Counted by protocol (tracked, untracked; udp_*): each under its own event, so that a
+ * run whose TCP state changes no family observes still knows the rows it inserted. */
 static __always_inline void kc_flow_insert(__u64 sock, struct kc_flow *f, const struct kc_flow *seen)
 {
+	int udp = seen->protocol == KC_CONN_IPPROTO_UDP;
 	long err;
 
 	if (f) {
@@ -112,14 +114,14 @@ static __always_inline void kc_flow_insert(__u64 sock, struct kc_flow *f, const 
 		 * (without a stream), or whose close the ring had no room for. The row gives way, as
 		 * an eviction does: an insertion the table no longer holds. */
 		*f = *seen;
-		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
+		kc_connections_count(udp ? KC_CONNECTIONS_UDP_TRACKED : KC_CONNECTIONS_TRACKED, 1);
 		return;
 	}
 	err = bpf_map_update_elem(&connections_flows, &sock, seen, BPF_NOEXIST);
 	if (!err)
-		kc_connections_count(KC_CONNECTIONS_TRACKED, 1);
+		kc_connections_count(udp ? KC_CONNECTIONS_UDP_TRACKED : KC_CONNECTIONS_TRACKED, 1);
 	else if (err != -17 /* EEXIST: another CPU added it */)
-		kc_connections_count(KC_CONNECTIONS_UNTRACKED, 1);
+		kc_connections_count(udp ? KC_CONNECTIONS_UDP_UNTRACKED : KC_CONNECTIONS_UNTRACKED, 1);
 }
 
 /* What a state change of `sock` says, as a row: its tuple and new state (`seen`). Counts the
@@ -479,12 +481,12 @@ static __always_inline void kc_connections_on_udp(struct sock *sk, int typed, in
 
 /* A UDP socket destroyed: its flow, if it was one, closed in the table (the stream event, where
  * it runs, moves the row out). */
-static __always_inline void kc_connections_on_udp_close(struct sock *sk, int typed)
+static __always_inline void kc_connections_on_udp_close(struct sock *sk)
 {
 	__u64 sock = (__u64)sk;
-	struct kc_flow seen, *f;
+	struct kc_flow *f;
 
-	if (!kc_udp_seen(&seen, sk, typed))
+	if (BPF_CORE_READ(sk, sk_protocol) != KC_CONN_IPPROTO_UDP)
 		return;
 	kc_connections_count(KC_CONNECTIONS_UDP_CLOSED, 1);
 	f = bpf_map_lookup_elem(&connections_flows, &sock);
@@ -511,27 +513,17 @@ int BPF_PROG(kc_connections_udp__trampoline_send6, struct sock *sk, struct msghd
 	return 0;
 }
 
+/* len: the bytes the receive returns; negative for a peek, which takes nothing. */
 SEC("fentry/skb_consume_udp")
 int BPF_PROG(kc_connections_udp__trampoline_recv, struct sock *sk, struct sk_buff *skb, int len)
 {
-	/* len: the bytes the receive returns; negative for a peek, which takes nothing. */
 	kc_connections_on_udp(sk, 1, 0, len);
 	return 0;
 }
 
-SEC("fentry/udp_destroy_sock")
-int BPF_PROG(kc_connections_udp__trampoline_close4, struct sock *sk)
-{
-	kc_connections_on_udp_close(sk, 1);
-	return 0;
-}
-
-SEC("fentry/udpv6_destroy_sock")
-int BPF_PROG(kc_connections_udp__trampoline_close6, struct sock *sk)
-{
-	kc_connections_on_udp_close(sk, 1);
-	return 0;
-}
+/* A socket's end is rare: both families read it through helper calls. */
+KC_FUNC_ENTRY_AS(kc_connections_udp, _close4, udp_destroy_sock, kc_connections_on_udp_close(sk), struct sock *sk)
+KC_FUNC_ENTRY_AS(kc_connections_udp, _close6, udpv6_destroy_sock, kc_connections_on_udp_close(sk), struct sock *sk)
 
 /* Probes: a send's socket, by thread, from its entry to its return; `v6` marks udpv6_sendmsg's,
  * which an inner udp_sendmsg (an IPv4-mapped peer) leaves alone. */
@@ -600,20 +592,6 @@ SEC("kprobe/skb_consume_udp")
 int BPF_KPROBE(kc_connections_udp__probe_recv, struct sock *sk, struct sk_buff *skb, int len)
 {
 	kc_connections_on_udp(sk, 0, 0, len);
-	return 0;
-}
-
-SEC("kprobe/udp_destroy_sock")
-int BPF_KPROBE(kc_connections_udp__probe_close4, struct sock *sk)
-{
-	kc_connections_on_udp_close(sk, 0);
-	return 0;
-}
-
-SEC("kprobe/udpv6_destroy_sock")
-int BPF_KPROBE(kc_connections_udp__probe_close6, struct sock *sk)
-{
-	kc_connections_on_udp_close(sk, 0);
 	return 0;
 }
 

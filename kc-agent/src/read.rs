@@ -248,7 +248,12 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
         }
     }
     if let Some((m, flows)) = map(MapRole::Flows) {
-        let inserted = report.total("tracked").unwrap_or(0);
+        // TCP's rows and UDP's, each counted under its own event: one no family observed
+        // inserted none.
+        let inserted = ["tracked", "udp_tracked"]
+            .iter()
+            .map(|c| report.total(c).unwrap_or(0))
+            .sum();
         let (rows, table) = read_flows(map_fd(flows)?, m, reads, inserted, streamed_rows)?;
         report.flows = Some(rows);
         report.flow_table = Some(table);
@@ -281,7 +286,7 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
 
 /// A flow table's rows (`struct kc_flow` keyed by a socket's address), then the removal of
 /// the closed ones: they are reported once, as kc-loader does (co-re/loader/kc_flows.c).
-/// `inserted`: the rows the programs added (the collector's `tracked`); `streamed`: those they
+/// `inserted`: the rows the programs added (the collector's `tracked` and `udp_tracked`); `streamed`: those they
 /// moved into a close record. A row that does not decode is left out; a table whose rows are
 /// not this agent's `struct kc_flow` is refused, as kc-loader refuses it.
 fn read_flows(

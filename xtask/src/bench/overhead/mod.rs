@@ -173,6 +173,13 @@ const CASES: &[Case] = &[
         op: "tcpconn",
         n: 3_000,
     },
+    // A datagram sent and received on loopback: its UDP flow's row found and counted, each way.
+    Case {
+        collector: "connections",
+        event: "kc_connections_udp",
+        op: "udp",
+        n: 50_000,
+    },
 ];
 
 /// Collectors no case covers, and why.
