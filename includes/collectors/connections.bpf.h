@@ -560,33 +560,20 @@ static __always_inline void kc_udp_send_return(int v6, long ret)
 	bpf_map_delete_elem(&connections_udp_sends, &tid);
 }
 
-SEC("kprobe/udp_sendmsg")
-int BPF_KPROBE(kc_connections_udp__probe_send4, struct sock *sk)
-{
-	kc_udp_send_enter(sk, 0);
-	return 0;
-}
+#define KC_CONNECTIONS_UDP_SEND_PROBES(role, fn, v6)                                   \
+	SEC("kprobe/" #fn) int BPF_KPROBE(kc_connections_udp__probe_##role, struct sock *sk) \
+	{                                                                               \
+		kc_udp_send_enter(sk, v6);                                              \
+		return 0;                                                               \
+	}                                                                               \
+	SEC("kretprobe/" #fn) int BPF_KRETPROBE(kc_connections_udp__probe_##role##_ret, int ret) \
+	{                                                                               \
+		kc_udp_send_return(v6, ret);                                            \
+		return 0;                                                               \
+	}
 
-SEC("kretprobe/udp_sendmsg")
-int BPF_KRETPROBE(kc_connections_udp__probe_send4_ret, int ret)
-{
-	kc_udp_send_return(0, ret);
-	return 0;
-}
-
-SEC("kprobe/udpv6_sendmsg")
-int BPF_KPROBE(kc_connections_udp__probe_send6, struct sock *sk)
-{
-	kc_udp_send_enter(sk, 1);
-	return 0;
-}
-
-SEC("kretprobe/udpv6_sendmsg")
-int BPF_KRETPROBE(kc_connections_udp__probe_send6_ret, int ret)
-{
-	kc_udp_send_return(1, ret);
-	return 0;
-}
+KC_CONNECTIONS_UDP_SEND_PROBES(send4, udp_sendmsg, 0)
+KC_CONNECTIONS_UDP_SEND_PROBES(send6, udpv6_sendmsg, 1)
 
 SEC("kprobe/skb_consume_udp")
 int BPF_KPROBE(kc_connections_udp__probe_recv, struct sock *sk, struct sk_buff *skb, int len)
