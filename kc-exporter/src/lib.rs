@@ -1,6 +1,7 @@
 pub mod collect;
 pub mod exposition;
 pub mod flags;
+pub mod flows;
 pub mod labels;
 pub mod metrics;
 pub mod series;

@@ -71,6 +71,8 @@ pub struct State {
     carry: Carry,
     /// Rows of exited processes removed from each table since its objects were attached.
     removed: BTreeMap<String, u64>,
+    /// What the flows that ended carried (the exporter's own sum: it outlives reattaches).
+    ended: crate::flows::Ended,
 }
 
 impl State {
@@ -267,6 +269,9 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
                     Value::Counter(v),
                 );
             }
+        }
+        for (name, help, l, v) in crate::flows::samples(&mut state.ended, o) {
+            add(name.into(), help.into(), l, v);
         }
         let (Some(apps), Some(t)) = (&o.apps, exported.get(object)) else {
             continue;
