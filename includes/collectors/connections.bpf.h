@@ -22,10 +22,10 @@
  *               that sees a UDP flow's datagrams sees its end. No tracepoint sees a UDP
  *               socket's end, so the tracepoint family has no UDP flows (a row would outlive
  *               its socket, and a later socket at its address would merge into it).
- *   stream      into CLOSE, as state: the row with its final counts moves to connections_closed;
- *               a UDP socket destroyed (trampoline only: the family the TCP closes stream in on
- *               kernels without trampolines is the tracepoint's; there UDP closes stay in the
- *               table, closed, as in a run without streams)
+ *   stream      into CLOSE, as state: the row with its final counts moves to connections_closed
+ *   udp_stream  a UDP socket destroyed (trampoline, probe): its row moves to connections_closed;
+ *               where no family runs it (or without streams), the row stays, closed, in the
+ *               table
  * The TCP counts (bytes, segments, retransmits) are tcp_sock's own, read through CO-RE: a legacy
  * object would read them at its bucket's offsets, which later kernels of the bucket move. Its
  * rows say so (KC_FLOW_KNOWN_COUNTS clear). UDP flows are CO-RE only, for the same reason: their
@@ -583,40 +583,33 @@ int BPF_KPROBE(kc_connections_udp__probe_recv, struct sock *sk, struct sk_buff *
 }
 
 /* A UDP flow's end into the stream: its row, removed from the table. A socket that never was a
- * flow has nothing to stream. */
-static __always_inline void kc_connections_stream_udp(struct sock *sk)
+ * flow has nothing to stream. An event of its own (not `stream`'s): a kernel whose tp_btf
+ * works but whose fentry does not (this project's host) streams TCP's closes in the trampoline
+ * family still. */
+static __always_inline void kc_connections_udp_close_record(struct sock *sk)
 {
 	__u64 sock = (__u64)sk;
 	struct kc_flow_close *r;
 	struct kc_flow *f;
 
-	if (sk->sk_protocol != KC_CONN_IPPROTO_UDP)
+	if (BPF_CORE_READ(sk, sk_protocol) != KC_CONN_IPPROTO_UDP)
 		return;
 	f = bpf_map_lookup_elem(&connections_flows, &sock);
 	if (!f || f->protocol != KC_CONN_IPPROTO_UDP)
 		return;
 	r = bpf_ringbuf_reserve(&connections_closed, sizeof(*r), 0);
 	if (!r) {
-		kc_connections_count(KC_CONNECTIONS_STREAM_LOST, 1);
+		kc_connections_count(KC_CONNECTIONS_UDP_STREAM_LOST, 1);
 		return;
 	}
 	kc_flow_close_record(r, f, f, sock);
 	bpf_map_delete_elem(&connections_flows, &sock);
-	kc_connections_count(KC_CONNECTIONS_STREAMED, 1);
+	kc_connections_count(KC_CONNECTIONS_UDP_STREAMED, 1);
 	bpf_ringbuf_submit(r, kc_stream_wakeup(&connections_closed));
 }
 
-SEC("fentry/udp_destroy_sock")
-int BPF_PROG(kc_connections_stream__trampoline_udp4, struct sock *sk)
-{
-	kc_connections_stream_udp(sk);
-	return 0;
-}
-
-SEC("fentry/udpv6_destroy_sock")
-int BPF_PROG(kc_connections_stream__trampoline_udp6, struct sock *sk)
-{
-	kc_connections_stream_udp(sk);
-	return 0;
-}
+KC_FUNC_ENTRY_AS(kc_connections_udp_stream, _close4, udp_destroy_sock, kc_connections_udp_close_record(sk),
+		 struct sock *sk)
+KC_FUNC_ENTRY_AS(kc_connections_udp_stream, _close6, udpv6_destroy_sock, kc_connections_udp_close_record(sk),
+		 struct sock *sk)
 #endif

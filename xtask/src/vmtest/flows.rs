@@ -7,7 +7,6 @@
 //! is in the close stream with its row (where the stream's event was observed), else in the
 //! table as a closed row.
 
-use kc_common::attach::AttachFamily;
 use kc_common::flow::{Flow, FlowDirection, FlowProtocol, IpFamily, TcpState};
 use kc_common::report::ObjectReport;
 
@@ -18,18 +17,12 @@ use kc_common::report::ObjectReport;
 const CLIENT_SENDS: u64 = 4096;
 const SERVER_SENDS: u64 = 16;
 
-/// The family through which the object observed `event`, if any.
-fn family_of(object: &ObjectReport, event: &str) -> Option<AttachFamily> {
+/// Whether the object observed `event` (any family).
+fn observes(object: &ObjectReport, event: &str) -> bool {
     object
         .events
         .iter()
-        .find(|e| e.event == event)
-        .and_then(|e| e.family)
-}
-
-/// Whether the object observed `event` (any family).
-fn observes(object: &ObjectReport, event: &str) -> bool {
-    family_of(object, event).is_some()
+        .any(|e| e.event == event && e.family.is_some())
 }
 
 /// The workload's UDP sockets (`sockets` and `dns`), each a flow it owned and closed: family,
@@ -50,13 +43,13 @@ const UDP_FLOWS: [(IpFamily, FlowDirection, u16, u64, u64, u64, u64); 7] = {
 };
 
 /// The UDP flows of `object` against UDP_FLOWS, where its `udp` event was observed (CO-RE
-/// objects, in a function family). Closed, they are in the close stream where the stream's
-/// trampoline family (the one with UDP's end) ran, else closed in the table.
+/// objects, in a function family). Closed, they are in the close stream where its
+/// `udp_stream` event ran, else closed in the table.
 fn judge_udp(object: &ObjectReport, workload: Option<u32>, wrong: &mut Vec<String>) {
     if !observes(object, "kc_connections_udp") {
         return;
     }
-    let streamed = family_of(object, "kc_connections_stream") == Some(AttachFamily::Trampoline);
+    let streamed = observes(object, "kc_connections_udp_stream");
     let place = if streamed {
         "the close stream"
     } else {
@@ -379,7 +372,7 @@ mod tests {
         };
         let mut udp_events = ALL.to_vec();
         udp_events.push("kc_connections_udp");
-        // The stream's family here is the tracepoint's: UDP's closes stay in the table.
+        // No udp_stream here: UDP's closes stay in the table.
         let mut closes = tcp();
         let o = object(&udp_events, closes.clone(), udp_flows(0));
         assert_eq!(judge(&o, Some(7), true), Vec::<String>::new());
@@ -391,6 +384,10 @@ mod tests {
             "{wrong:?}"
         );
         closes.extend(udp_flows(0));
+        udp_events.push("kc_connections_udp_stream");
+        let o = object(&udp_events, closes.clone(), vec![]);
+        assert_eq!(judge(&o, Some(7), true), Vec::<String>::new());
+        udp_events.pop();
         let o = object(&udp_events, closes, vec![]);
         assert_eq!(
             judge(&o, Some(7), true)[..2],
