@@ -5,9 +5,10 @@
 
 use kc_common::report::ObjectReport;
 
-/// The counter of the records the programs submitted to a collector's stream (process's
-/// exits, connections' closes: includes/kc_collectors.h); what the ring refused is `stream_lost`, judged by counters.toml.
-const SUBMITTED: &str = "streamed";
+/// The counters of the records the programs submitted to a collector's stream (process's
+/// exits, connections' TCP and UDP closes, each under its own event: includes/kc_collectors.h);
+/// what the ring refused is `stream_lost` (`udp_stream_lost`), judged by counters.toml.
+const SUBMITTED: &[&str] = &["streamed", "udp_streamed"];
 
 /// Every fault of `object`'s streams; `children`: how many processes the workload forks and
 /// reaps (counters.toml's process fork row), where it ran.
@@ -24,9 +25,11 @@ pub fn judge(object: &ObjectReport, workload: Option<u32>, children: Option<u64>
             ));
         }
         // Where no family observed the stream's event, nothing more to hold it to.
-        let Some(submitted) = object.total(SUBMITTED) else {
+        let observed: Vec<u64> = SUBMITTED.iter().filter_map(|c| object.total(c)).collect();
+        if observed.is_empty() {
             continue;
-        };
+        }
+        let submitted: u64 = observed.iter().sum();
         // The loader drains the ring after detach: it holds every record submitted.
         if s.received != submitted {
             wrong.push(format!(
@@ -119,6 +122,17 @@ mod tests {
             &[1],
         );
         assert_eq!(judge(&o, Some(7), Some(2)), Vec::<String>::new());
+        // Two counters into one stream (connections: TCP's closes and UDP's): their sum.
+        let mut two = object(
+            Some(1),
+            vec![exit(8, 7, true), exit(9, 7, true), exit(7, 1, true)],
+            &[1],
+        );
+        two.counters
+            .as_mut()
+            .unwrap()
+            .insert("udp_streamed".into(), Some(2));
+        assert_eq!(judge(&two, Some(7), Some(2)), Vec::<String>::new());
         // No family observed the stream's event (a forced family that has none for it).
         assert_eq!(
             judge(&object(None, vec![], &[7]), Some(7), Some(2)),
