@@ -175,8 +175,9 @@
 	KC_FILESYSTEM_OPS(X, BTRFS, btrfs) KC_FILESYSTEM_OPS(X, NFS, nfs)
 
 /* A query on a connected socket is known as DNS by its connect; `unparsed` counts what went
- * to port 53 but is not one query (another opcode, several questions, DNS over TCP's
- * length-prefixed messages sent with send); a timeout is a query still unanswered when its
+ * to port 53 but is not one query (another opcode, several questions, a TCP message's length
+ * sent apart from it with a send of its own); `query_tcp` counts the queries sent over TCP
+ * (length-prefixed), also in `query`; a timeout is a query still unanswered when its
  * socket is closed with close(2) (return mode: an entry-only object sees no answers; sockets
  * a process's exit closes are not seen). */
 #define KC_DNS_COUNTERS(X)                                                                  \
@@ -193,7 +194,9 @@
 	X(DNS, NXDOMAIN, nxdomain, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
 	X(DNS, SERVFAIL, servfail, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
 	X(DNS, RCODE_OTHER, rcode_other, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)    \
-	X(DNS, TIMEOUT, timeout, KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY)
+	X(DNS, TIMEOUT, timeout, KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY) \
+	/* last: the counters above keep their ids, which are dns_latency's too */                \
+	X(DNS, QUERY_TCP, query_tcp, KC_FROM(connect) KC_FROM(query))
 
 /* TCP flows, counted where they open and close (not per process: a passive open, a close after
  * the peer's FIN and a retransmit happen in softirq, on whichever task was interrupted). The

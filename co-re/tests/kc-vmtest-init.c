@@ -442,9 +442,10 @@ static void sockets(int udp[2])
 		say("the udp round trip fell short");
 }
 
-/* DNS: a resolver of its own on 127.0.0.1:53 and [::1]:53 (two sockets of this process, no
- * child to count), asked six questions through every call the dns collector traces, one left
- * unanswered and sent again. Every message is DNS_MSG bytes: "<2 letters>.kc.test". */
+/* DNS: a resolver of its own on 127.0.0.1:53 and [::1]:53 (sockets of this process, no child
+ * to count), asked six questions over UDP through every call the dns collector traces, one
+ * left unanswered and sent again, and two over TCP (dns_tcp). Every message is DNS_MSG bytes:
+ * "<2 letters>.kc.test". */
 #define DNS_MSG 28
 #define DNS_TXT 16
 
@@ -489,6 +490,58 @@ static void dns_expect(int fd, int rcode)
 
 	if (recv(fd, m, sizeof(m), 0) != DNS_MSG || (m[3] & 0x0F) != rcode)
 		say("a dns answer fell short");
+}
+
+/* DNS over TCP, as musl asks again when an answer over UDP came truncated: the resolver's
+ * listener on 127.0.0.1:53, one connection, two questions each after its 2-byte length: A by
+ * sendmsg of [length, message] and its answer by recvmsg likewise (musl's calls), then AAAA,
+ * answered NXDOMAIN, by send and recv of both in one buffer. */
+static void dns_serve_tcp(int conn, int rcode)
+{
+	unsigned char m[2 + DNS_MSG];
+
+	if (recv(conn, m, sizeof(m), MSG_WAITALL) != sizeof(m) || m[1] != DNS_MSG) {
+		say("the resolver got no question over tcp");
+		return;
+	}
+	m[4] |= 0x80;
+	m[5] = 0x80 | rcode;
+	if (send(conn, m, sizeof(m), 0) != sizeof(m))
+		say("the resolver could not answer over tcp");
+}
+
+static void dns_tcp(int tcp[3])
+{
+	struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_port = htons(53),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int srv = socket(AF_INET, SOCK_STREAM, 0), cli = socket(AF_INET, SOCK_STREAM, 0), conn = -1;
+	unsigned char len[2] = { 0, DNS_MSG }, q[2 + DNS_MSG] = { 0, DNS_MSG }, m[512];
+	struct iovec out[2] = { { len, 2 }, { q + 2, DNS_MSG } }, in[2] = { { len, 2 }, { m, sizeof(m) } };
+	struct msghdr query = { .msg_iov = out, .msg_iovlen = 2 }, answer = { .msg_iov = in, .msg_iovlen = 2 };
+	int reuse = 1;
+
+	tcp[0] = conn;
+	/* The last run's accepted socket, closed first, waits out TIME_WAIT on port 53. */
+	setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
+	tcp[1] = cli;
+	tcp[2] = srv;
+	if (srv < 0 || cli < 0 || bind(srv, (struct sockaddr *)&v4, sizeof(v4)) || listen(srv, 1) ||
+	    connect(cli, (struct sockaddr *)&v4, sizeof(v4)) || (tcp[0] = conn = accept(srv, NULL, NULL)) < 0) {
+		say("the resolver could not take a tcp connection");
+		return;
+	}
+	dns_question(q + 2, 7, "tc", 1);
+	if (sendmsg(cli, &query, 0) != sizeof(q))
+		say("a dns question over tcp was not sent");
+	dns_serve_tcp(conn, 0);
+	if (recvmsg(cli, &answer, 0) != sizeof(q) || (m[3] & 0x0F) != 0)
+		say("a dns answer over tcp fell short");
+	dns_question(q + 2, 8, "t6", 28);
+	if (send(cli, q, sizeof(q), 0) != sizeof(q))
+		say("a second dns question over tcp was not sent");
+	dns_serve_tcp(conn, 3);
+	if (recv(cli, m, sizeof(m), 0) != sizeof(q) || (m[5] & 0x0F) != 3)
+		say("a second dns answer over tcp fell short");
 }
 
 static int dns_socket(int family)
@@ -806,7 +859,7 @@ static double now_ms(void)
  * writes nothing to the console unless something fell short. */
 static int workload(void)
 {
-	int udp[2];
+	int udp[2], tcp[3];
 
 	block_io();
 	file_io();
@@ -815,13 +868,18 @@ static int workload(void)
 	shm();
 	signals();
 	page_faults();
+	dns_tcp(tcp);
 	sockets(udp);
 	dns();
-	/* The UDP round trip's sockets close after dns's open: a socket closed first would lend
-	 * them its memory, and a flow table without a stream (the probe family's) keeps a closed
-	 * row only until a new flow at its socket's address replaces it (an eviction). */
+	/* A socket closes only once every socket after it is open: one closed first would lend
+	 * a later one its memory, and a flow table without a stream (the probe family's) keeps a
+	 * closed row only until a new flow at its socket's address replaces it (an eviction). So
+	 * DNS over TCP's sockets, opened before the TCP round trips, and the UDP round trip's,
+	 * before dns's, close last. */
 	close(udp[0]);
 	close(udp[1]);
+	for (int i = 0; i < 3; i++)
+		close(tcp[i]);
 	storage();
 	oom();
 	return 0;

@@ -12,13 +12,17 @@
  * socket or cgroup to attach to, and every packet of the host pays the filter; here the owner
  * is the caller, the objects load like every other collector's, and only the socket calls pay.
  *   connect   connect: to port 53, the socket is remembered as a DNS client's; elsewhere, not
- *   query     sendto, sendmsg (the first buffer of the message), sendmmsg (its first
+ *   query     sendto, sendmsg (the first two buffers of the message), sendmmsg (its first
  *             4 messages: glibc sends A and AAAA as one sendmmsg)
  *   response  recvfrom, recvmsg of a DNS socket (return mode: the payload is there once the
  *             call returns), matched to its query by socket and id
  *   close     close: queries still unanswered on the socket count as timeouts
- * Not seen: DNS over TCP (length-prefixed, sent with writev and read with read, which this
- * collector does not trace), read/write on a connected UDP socket, recvmmsg. */
+ * DNS over TCP puts each message's length before it (2 bytes, RFC 1035 4.2.2): in the same
+ * buffer (send, recv) or in a buffer of its own (musl's sendmsg and recvmsg of [length,
+ * message]). Which one a send is, its bytes say: a query's header has one question where the
+ * other layout puts a flags byte or a length, so no socket type need be read.
+ * Not seen: glibc's DNS over TCP (writev, and read for the answer: neither is traced, they
+ * are every file's), read/write on a connected UDP socket, recvmmsg. */
 
 #include <bpf/bpf_endian.h>
 
@@ -48,7 +52,8 @@ struct kc_dns_query_key {
 	__u32 pad;
 };
 
-/* A receive in flight on a DNS socket: where its payload lands. */
+/* A receive in flight on a DNS socket: where its payload lands (past a TCP message's length
+ * when that has a buffer of its own). */
 struct kc_dns_recv {
 	__u64 buf;
 	__u32 fd;
@@ -121,6 +126,13 @@ static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 	kc_dns_count(KC_DNS_CONNECT, 1);
 }
 
+/* Whether the 6 bytes at `h` begin a query's header: QR 0 (a query), opcode 0 (QUERY), one
+ * question. */
+static __always_inline bool kc_dns_query_header(const __u8 *h)
+{
+	return !(h[2] & 0xF8) && h[4] == 0 && h[5] == 1;
+}
+
 /* The DNS query of `len` bytes at user address `buf`, as its question's type << 16 | its id,
  * or -1 when it is not one query (a response, another opcode, several questions, a name that
  * does not parse or has more than KC_DNS_LABELS labels). The name is walked in user memory,
@@ -135,10 +147,7 @@ static __always_inline long kc_dns_question(const void *buf, __u64 len)
 	__u8 h[6], label = 0, bad = 0;
 	__u16 type;
 
-	if (len < KC_DNS_HEADER + 5 || bpf_probe_read_user(h, sizeof(h), buf))
-		return -1;
-	/* QR 0 (a query), opcode 0 (QUERY), one question. */
-	if ((h[2] & 0xF8) || h[4] != 0 || h[5] != 1)
+	if (len < KC_DNS_HEADER + 5 || bpf_probe_read_user(h, sizeof(h), buf) || !kc_dns_query_header(h))
 		return -1;
 	/* One branch a label (5.10's verifier refuses, with EFAULT, a program with more than
 	 * 8,192 branches waiting to be explored): a failed read is a 0, the end of the name; a
@@ -158,8 +167,35 @@ static __always_inline long kc_dns_question(const void *buf, __u64 len)
 	return (long)bpf_ntohs(type) << 16 | (long)h[0] << 8 | h[1];
 }
 
-/* A datagram of `len` bytes at `buf` sent on socket `fd`, to `dest` (NULL: its peer). */
-static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len, const void *dest)
+/* Where the message of a send of `*len` bytes at `*buf` is (the next buffer `next`, of
+ * `next_len` bytes, when the send has one): a datagram is its buffer; DNS over TCP's message
+ * follows its length, in the same buffer or alone in the next. Moves `*buf` and `*len` onto
+ * the message and returns 1 when it is TCP's, else 0. */
+static __always_inline int kc_dns_locate(__u64 *buf, __u64 *len, __u64 next, __u64 next_len)
+{
+	__u8 h[8];
+
+	if (*len == 2 && next) {
+		if (bpf_probe_read_user(h, 2, (void *)*buf) || ((__u64)h[0] << 8 | h[1]) != next_len)
+			return 0;
+		*buf = next;
+		*len = next_len;
+		return 1;
+	}
+	/* A datagram's header at 0 has one question; a TCP message's length and flags there
+	 * do not (its flags' first byte has RD, or is 0 with the second 0 too). */
+	if (*len < 2 + KC_DNS_HEADER || bpf_probe_read_user(h, sizeof(h), (void *)*buf) ||
+	    kc_dns_query_header(h) || ((__u64)h[0] << 8 | h[1]) != *len - 2)
+		return 0;
+	*buf += 2;
+	*len -= 2;
+	return 1;
+}
+
+/* A send of `len` bytes at `buf` (and `next_len` at `next`, a message's second buffer) on
+ * socket `fd`, to `dest` (NULL: its peer). */
+static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64 next, __u64 next_len,
+					   const void *dest)
 {
 	__u64 key = kc_dns_socket_key(fd), now = bpf_ktime_get_ns();
 	struct kc_dns_query_key q = { .tgid = key >> 32, .fd = fd };
@@ -167,6 +203,7 @@ static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len,
 	__u32 family;
 	long question;
 	__u32 type;
+	int tcp;
 
 	/* A datagram with an address goes where it says (most of a host's are not DNS: they
 	 * cost a read of the port, no lookup); one without goes to the socket's peer. */
@@ -181,7 +218,8 @@ static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len,
 		if (!family)
 			return;
 	}
-	question = kc_dns_question(buf, len);
+	tcp = kc_dns_locate(&buf, &len, next, next_len);
+	question = kc_dns_question((void *)buf, len);
 	if (question < 0) {
 		kc_dns_count(KC_DNS_UNPARSED, 1);
 		return;
@@ -209,8 +247,10 @@ static __always_inline void kc_dns_on_send(__u32 fd, const void *buf, __u64 len,
 	kc_dns_count2(KC_DNS_QUERY, 1,
 		      type == KC_DNS_TYPE_A ? KC_DNS_QUERY_A :
 		      type == KC_DNS_TYPE_AAAA ? KC_DNS_QUERY_AAAA : KC_DNS_QUERY_OTHER, 1);
-	if (family == AF_INET6)
-		kc_dns_count(KC_DNS_QUERY_V6, 1);
+	/* Added, not branched on: a branch on `tcp` (a constant on each path out of
+	 * kc_dns_locate) would keep the two paths apart through the name's walk, and the verifier
+	 * would walk it twice (sendmmsg's program doubled, to 29,700 instructions). */
+	kc_dns_count2(KC_DNS_QUERY_V6, family == AF_INET6, KC_DNS_QUERY_TCP, tcp);
 }
 
 /* The user-space struct msghdr's and struct iovec's fields read (64-bit ABI). */
@@ -227,23 +267,30 @@ struct kc_user_iovec {
 	__u64 len;
 };
 
-/* The message at user address `msg`: its destination and its first buffer. */
+/* The message at user address `msg`: its destination and its first two buffers (the second
+ * zeroed when it has one). */
 static __always_inline int kc_dns_read_msg(const void *msg, struct kc_user_msghdr *h,
-					   struct kc_user_iovec *iov)
+					   struct kc_user_iovec iov[2])
 {
+	iov[1].base = 0;
+	iov[1].len = 0;
 	if (bpf_probe_read_user(h, sizeof(*h), msg) || !h->iovlen ||
-	    bpf_probe_read_user(iov, sizeof(*iov), (void *)h->iov))
+	    bpf_probe_read_user(&iov[0], sizeof(iov[0]), (void *)h->iov))
 		return -1;
+	/* A failed read leaves it zeroed. */
+	if (h->iovlen > 1)
+		bpf_probe_read_user(&iov[1], sizeof(iov[1]), (void *)(h->iov + sizeof(iov[0])));
 	return 0;
 }
 
 static __always_inline void kc_dns_on_sendmsg(__u32 fd, const void *msg)
 {
 	struct kc_user_msghdr h;
-	struct kc_user_iovec iov;
+	struct kc_user_iovec iov[2];
 
-	if (!kc_dns_read_msg(msg, &h, &iov))
-		kc_dns_on_send(fd, (void *)iov.base, iov.len, h.name && h.namelen ? (void *)h.name : NULL);
+	if (!kc_dns_read_msg(msg, &h, iov))
+		kc_dns_on_send(fd, iov[0].base, iov[0].len, iov[1].base, iov[1].len,
+			       h.name && h.namelen ? (void *)h.name : NULL);
 }
 
 /* struct mmsghdr: a msghdr (56 bytes) and the length sent. */
@@ -278,10 +325,11 @@ static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf)
 static __always_inline void kc_dns_recvmsg_begin(__u32 fd, const void *msg)
 {
 	struct kc_user_msghdr h;
-	struct kc_user_iovec iov;
+	struct kc_user_iovec iov[2];
 
-	if (!kc_dns_read_msg(msg, &h, &iov))
-		kc_dns_recv_begin(fd, iov.base);
+	/* A TCP message's length alone in the first buffer: the message lands in the second. */
+	if (!kc_dns_read_msg(msg, &h, iov))
+		kc_dns_recv_begin(fd, iov[0].len == 2 && iov[1].base ? iov[1].base : iov[0].base);
 }
 
 /* The counter of response code `rcode` (0 to 15): noerror, nxdomain, servfail or
@@ -301,7 +349,7 @@ static __always_inline void kc_dns_recv_end(long ret)
 	struct kc_dns_query_key q = { .tgid = thread >> 32 };
 	struct kc_dns_recv *in = bpf_map_lookup_elem(&dns_recvs, &thread);
 	struct kc_dns_socket *s;
-	__u8 h[4];
+	__u8 h[8];
 	__u64 ns, idx, buf;
 
 	if (!in)
@@ -311,6 +359,15 @@ static __always_inline void kc_dns_recv_end(long ret)
 	bpf_map_delete_elem(&dns_recvs, &thread);
 	if (ret < KC_DNS_HEADER || bpf_probe_read_user(h, sizeof(h), (void *)buf))
 		return;
+	/* A TCP message after its length: QR set in the byte that is a datagram's question
+	 * count's high byte (0), and one question. Its header moved to the front byte by byte
+	 * (a pointer chosen between two places is one 5.10's verifier refuses). */
+	if (ret >= 2 + KC_DNS_HEADER && (h[4] & 0x80) && h[6] == 0 && h[7] == 1) {
+		h[0] = h[2];
+		h[1] = h[3];
+		h[2] = h[4];
+		h[3] = h[5];
+	}
 	key = kc_dns_socket_key(q.fd);
 	s = bpf_map_lookup_elem(&dns_sockets, &key);
 	if (!s || !(h[2] & 0x80)) /* QR 1: a response */
@@ -343,8 +400,7 @@ static __always_inline void kc_dns_on_close(__u32 fd)
 }
 
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void *)a1))
-KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto,
-			 kc_dns_on_send(a0, (void *)a1, a2, (void *)a4))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, a1, a2, 0, 0, (void *)a4))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmsg, sendmsg, kc_dns_on_sendmsg(a0, (void *)a1))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmmsg, sendmmsg, kc_dns_on_sendmmsg(a0, (void *)a1, a2))
 #if KC_RETURN_MODE

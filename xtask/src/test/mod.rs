@@ -18,6 +18,7 @@ mod arm64;
 mod docker;
 pub(crate) mod exporter;
 mod host;
+mod live_flows;
 mod map_reads;
 mod pipeline;
 mod select;
@@ -132,6 +133,12 @@ pub const CHECKS: &[Check] = &[
         after: &["build"],
         proves: "on the host, --attach auto and a workload of its own: every counter with a kernel equivalent (kernel-accounting.toml) agrees with the kernel's own figures; a vfs that counts every read twice fails, naming counter, ours and the kernel's (needs root)",
         run: host::kernel_accounting,
+    },
+    Check {
+        name: "live-flows",
+        after: &["build"],
+        proves: "on the host, --attach auto: a TCP connection made and left open while kc-loader runs is in the connections collector's table at both ends, ESTABLISHED, owned by its process, connect and accept, with the bytes and segments each way and the retransmits ss -tin shows for the same sockets (needs root)",
+        run: live_flows::live_flows,
     },
     Check {
         name: "loader-stop",

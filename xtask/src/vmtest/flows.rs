@@ -1,7 +1,7 @@
 //! The workload's UDP sockets (`sockets` and `dns`): seven flows of known datagrams, each
-//! closed (judge_udp). Its TCP round trips (`tcp_round_trip` in co-re/tests/kc-vmtest-init.c),
-//! one over IPv4 and one over IPv6, as a flow table must report each: one flow its connect
-//! made and one its listener's child, each other's mirror,
+//! closed (judge_udp). Its TCP round trips (`tcp_round_trip` and `dns_tcp` in
+//! co-re/tests/kc-vmtest-init.c: ROUND_TRIPS), as a flow table must report each: one flow its
+//! connect made and one its listener's child, each other's mirror,
 //! both closed, with the workload as owner wherever an event the object observed ran in its
 //! context, and the kernel's own counts where the object reads them (CO-RE only). Closed, each
 //! is in the close stream with its row (where the stream's event was observed), else in the
@@ -10,12 +10,58 @@
 use kc_common::flow::{Flow, FlowDirection, FlowProtocol, IpFamily, TcpState};
 use kc_common::report::ObjectReport;
 
-/// What the round trip moves: the client writes 4096 bytes, the server answers 16. A peer's
-/// FIN counts one byte received (tcp_sock.bytes_received follows rcv_nxt, which the FIN
-/// advances), and every flow the workload closes has received its peer's: it reaches CLOSE
-/// through TIME_WAIT or LAST_ACK, each after that FIN.
-const CLIENT_SENDS: u64 = 4096;
-const SERVER_SENDS: u64 = 16;
+/// A TCP round trip of the workload: its family, whether its listener is the resolver's on
+/// port 53 (else an ephemeral port), and what each end writes. A peer's FIN counts one byte
+/// received (tcp_sock.bytes_received follows rcv_nxt, which the FIN advances), and every flow
+/// the workload closes has received its peer's: it reaches CLOSE through TIME_WAIT or
+/// LAST_ACK, each after that FIN.
+struct RoundTrip {
+    name: &'static str,
+    family: IpFamily,
+    dns: bool,
+    client_sends: u64,
+    server_sends: u64,
+}
+
+const ROUND_TRIPS: [RoundTrip; 3] = [
+    // tcp_round_trip: the client writes 4096 bytes, the server answers 16.
+    RoundTrip {
+        name: "Ipv4",
+        family: IpFamily::Ipv4,
+        dns: false,
+        client_sends: 4096,
+        server_sends: 16,
+    },
+    RoundTrip {
+        name: "Ipv6",
+        family: IpFamily::Ipv6,
+        dns: false,
+        client_sends: 4096,
+        server_sends: 16,
+    },
+    // dns_tcp: two questions and their answers, each 2 + 28 bytes.
+    RoundTrip {
+        name: "DNS over TCP",
+        family: IpFamily::Ipv4,
+        dns: true,
+        client_sends: 60,
+        server_sends: 60,
+    },
+];
+
+impl RoundTrip {
+    /// Whether `flow` is one of this round trip's: its family, and its listener's port (the
+    /// connect's peer's, the accepted flow's own) 53 or not.
+    fn holds(&self, flow: &Flow) -> bool {
+        let listener = match flow.direction {
+            FlowDirection::Connect => flow.dport,
+            FlowDirection::Accept => flow.sport,
+            // Opened before the programs were attached: none of the workload's.
+            FlowDirection::Unknown => return false,
+        };
+        flow.family == self.family && (listener == 53) == self.dns
+    }
+}
 
 /// Whether the object observed `event` (any family).
 fn observes(object: &ObjectReport, event: &str) -> bool {
@@ -134,37 +180,25 @@ pub fn judge(object: &ObjectReport, workload: Option<u32>, core: bool) -> Vec<St
     if object.closes().any(|c| !c.had_row) {
         wrong.push("a close record without its row: the table never held that flow".into());
     }
-    for family in [IpFamily::Ipv4, IpFamily::Ipv6] {
-        let held: Vec<&Flow> = held
-            .iter()
-            .copied()
-            .filter(|f| f.family == family)
-            .collect();
-        let mut faults = Vec::new();
-        judge_round_trip(
-            &held,
-            &elsewhere,
-            place,
-            object,
-            workload,
-            core,
-            &mut faults,
-        );
-        wrong.extend(faults.into_iter().map(|f| format!("{family:?}: {f}")));
+    for trip in &ROUND_TRIPS {
+        let held: Vec<&Flow> = held.iter().copied().filter(|f| trip.holds(f)).collect();
+        let faults = judge_round_trip(trip, &held, &elsewhere, place, object, workload, core);
+        wrong.extend(faults.into_iter().map(|f| format!("{}: {f}", trip.name)));
     }
     wrong
 }
 
-/// One round trip's two flows (`held`: the TCP flows of its family where they must be).
+/// The faults of one round trip's two flows (`held`: its TCP flows where they must be).
 fn judge_round_trip(
+    trip: &RoundTrip,
     held: &[&Flow],
     elsewhere: &[&Flow],
     place: &str,
     object: &ObjectReport,
     workload: Option<u32>,
     core: bool,
-    wrong: &mut Vec<String>,
-) {
+) -> Vec<String> {
+    let mut wrong = Vec::new();
     let find = |d: FlowDirection| -> Vec<&Flow> {
         held.iter().copied().filter(|f| f.direction == d).collect()
     };
@@ -175,14 +209,14 @@ fn judge_round_trip(
             connects.len(),
             connects.iter().map(|f| f.tuple()).collect::<Vec<_>>()
         ));
-        return;
+        return wrong;
     };
     let [server] = accepts[..] else {
         wrong.push(format!(
             "{} accepted flows in {place}, expected 1",
             accepts.len()
         ));
-        return;
+        return wrong;
     };
     if elsewhere
         .iter()
@@ -203,8 +237,20 @@ fn judge_round_trip(
     let server_owned =
         observes(object, "kc_connections_accept") || observes(object, "kc_connections_io");
     for (name, f, owned, sent, received) in [
-        ("connect", client, true, CLIENT_SENDS, SERVER_SENDS),
-        ("accepted", server, server_owned, SERVER_SENDS, CLIENT_SENDS),
+        (
+            "connect",
+            client,
+            true,
+            trip.client_sends,
+            trip.server_sends,
+        ),
+        (
+            "accepted",
+            server,
+            server_owned,
+            trip.server_sends,
+            trip.client_sends,
+        ),
     ] {
         if f.state != TcpState::Close {
             wrong.push(format!(
@@ -253,6 +299,7 @@ fn judge_round_trip(
             )),
         }
     }
+    wrong
 }
 
 #[cfg(test)]
@@ -275,16 +322,40 @@ mod tests {
                    "segs_out": 4, "segs_in": 4, "retransmits": 0}))})
     }
 
-    /// `flows` and the same over IPv6 (::1): the two round trips.
-    fn both(flows: Vec<Value>) -> Vec<Value> {
-        let v6 = flows.iter().map(|f| {
-            let mut f = f.clone();
-            f["family"] = json!("ipv6");
-            f["saddr"] = json!("::1");
-            f["daddr"] = json!("::1");
-            f
-        });
-        flows.iter().cloned().chain(v6).collect()
+    /// The round trips' flows as ROUND_TRIPS says (counts where `counts`), the accepted ones
+    /// owned by `server_owner`.
+    fn trips(server_owner: Option<u32>, counts: bool) -> Vec<Value> {
+        ROUND_TRIPS
+            .iter()
+            .flat_map(|t| {
+                let port = if t.dns { 53 } else { 6 };
+                let c = |sent, received: u64| counts.then_some((sent, received + 1));
+                [
+                    flow(
+                        "connect",
+                        5,
+                        port,
+                        Some(7),
+                        c(t.client_sends, t.server_sends),
+                    ),
+                    flow(
+                        "accept",
+                        port,
+                        5,
+                        server_owner,
+                        c(t.server_sends, t.client_sends),
+                    ),
+                ]
+                .map(|mut f| {
+                    if t.family == IpFamily::Ipv6 {
+                        f["family"] = json!("ipv6");
+                        f["saddr"] = json!("::1");
+                        f["daddr"] = json!("::1");
+                    }
+                    f
+                })
+            })
+            .collect()
     }
 
     fn object(events: &[&str], closes: Vec<Value>, table: Vec<Value>) -> ObjectReport {
@@ -312,28 +383,23 @@ mod tests {
 
     #[test]
     fn the_round_trip_passes_in_the_stream_and_in_the_table() {
-        let pair = || {
-            vec![
-                flow("connect", 5, 6, Some(7), Some((4096, 17))),
-                flow("accept", 6, 5, Some(7), Some((16, 4097))),
-            ]
-        };
         assert_eq!(
-            judge(&object(ALL, both(pair()), vec![]), Some(7), true),
+            judge(&object(ALL, trips(Some(7), true), vec![]), Some(7), true),
             Vec::<String>::new()
         );
         let no_stream = &["kc_connections_state", "kc_connections_accept"];
         assert_eq!(
-            judge(&object(no_stream, vec![], both(pair())), Some(7), true),
+            judge(
+                &object(no_stream, vec![], trips(Some(7), true)),
+                Some(7),
+                true
+            ),
             Vec::<String>::new()
         );
         // A legacy object without accept: no counts, and the child has no owner.
         let legacy = object(
             &["kc_connections_state", "kc_connections_stream"],
-            both(vec![
-                flow("connect", 5, 6, Some(7), None),
-                flow("accept", 6, 5, None, None),
-            ]),
+            trips(None, false),
             vec![],
         );
         assert_eq!(judge(&legacy, Some(7), false), Vec::<String>::new());
@@ -364,16 +430,10 @@ mod tests {
 
     #[test]
     fn the_udp_flows_pass_where_udp_ran_and_a_wrong_count_is_named() {
-        let tcp = || {
-            both(vec![
-                flow("connect", 5, 6, Some(7), Some((4096, 17))),
-                flow("accept", 6, 5, Some(7), Some((16, 4097))),
-            ])
-        };
         let mut udp_events = ALL.to_vec();
         udp_events.push("kc_connections_udp");
         // No udp_stream here: UDP's closes stay in the table.
-        let mut closes = tcp();
+        let mut closes = trips(Some(7), true);
         let o = object(&udp_events, closes.clone(), udp_flows(0));
         assert_eq!(judge(&o, Some(7), true), Vec::<String>::new());
         let o = object(&udp_events, closes.clone(), udp_flows(1));
@@ -400,18 +460,12 @@ mod tests {
 
     #[test]
     fn each_fault_is_named() {
-        // The IPv4 round trip wrong, the IPv6 one right.
+        // The IPv4 round trip wrong, the others right.
         let mut flows = vec![
             flow("connect", 5, 6, Some(8), Some((4096, 16))),
             flow("accept", 6, 9, None, None),
         ];
-        flows.extend(
-            both(vec![
-                flow("connect", 5, 6, Some(7), Some((4096, 17))),
-                flow("accept", 6, 5, Some(7), Some((16, 4097))),
-            ])
-            .split_off(2),
-        );
+        flows.extend(trips(Some(7), true).split_off(2));
         assert_eq!(
             judge(&object(ALL, flows, vec![]), Some(7), true),
             [
@@ -427,7 +481,8 @@ mod tests {
             judge(&missing, Some(7), false),
             [
                 "Ipv4: 0 connect flows in the close stream, expected 1: []",
-                "Ipv6: 0 connect flows in the close stream, expected 1: []"
+                "Ipv6: 0 connect flows in the close stream, expected 1: []",
+                "DNS over TCP: 0 connect flows in the close stream, expected 1: []"
             ]
         );
     }
