@@ -167,19 +167,36 @@ static __always_inline long kc_dns_question(const void *buf, __u64 len)
 	return (long)bpf_ntohs(type) << 16 | (long)h[0] << 8 | h[1];
 }
 
-/* Where the message of a send of `*len` bytes at `*buf` is (the next buffer `next`, of
- * `next_len` bytes, when the send has one): a datagram is its buffer; DNS over TCP's message
- * follows its length, in the same buffer or alone in the next. Moves `*buf` and `*len` onto
- * the message and returns 1 when it is TCP's, else 0. */
-static __always_inline int kc_dns_locate(__u64 *buf, __u64 *len, __u64 next, __u64 next_len)
+/* The user-space struct msghdr's and struct iovec's fields read (64-bit ABI). */
+struct kc_user_msghdr {
+	__u64 name;
+	__u32 namelen;
+	__u32 pad;
+	__u64 iov;
+	__u64 iovlen;
+};
+
+struct kc_user_iovec {
+	__u64 base;
+	__u64 len;
+};
+
+/* Where the message of a send of `*len` bytes at `*buf` is (`more`: the user address of the
+ * send's next struct iovec, 0 if it has none): a datagram is its buffer; DNS over TCP's
+ * message follows its length, in the same buffer or alone in the next (read only then: most
+ * sendmsg calls with several buffers are not DNS). Moves `*buf` and `*len` onto the message
+ * and returns 1 when it is TCP's, else 0. */
+static __always_inline int kc_dns_locate(__u64 *buf, __u64 *len, __u64 more)
 {
+	struct kc_user_iovec next;
 	__u8 h[8];
 
-	if (*len == 2 && next) {
-		if (bpf_probe_read_user(h, 2, (void *)*buf) || ((__u64)h[0] << 8 | h[1]) != next_len)
+	if (*len == 2 && more) {
+		if (bpf_probe_read_user(h, 2, (void *)*buf) || bpf_probe_read_user(&next, sizeof(next), (void *)more) ||
+		    ((__u64)h[0] << 8 | h[1]) != next.len)
 			return 0;
-		*buf = next;
-		*len = next_len;
+		*buf = next.base;
+		*len = next.len;
 		return 1;
 	}
 	/* A datagram's header at 0 has one question; a TCP message's length and flags there
@@ -192,10 +209,9 @@ static __always_inline int kc_dns_locate(__u64 *buf, __u64 *len, __u64 next, __u
 	return 1;
 }
 
-/* A send of `len` bytes at `buf` (and `next_len` at `next`, a message's second buffer) on
- * socket `fd`, to `dest` (NULL: its peer). */
-static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64 next, __u64 next_len,
-					   const void *dest)
+/* A send of `len` bytes at `buf` (`more`: the message's next struct iovec, if any) on socket
+ * `fd`, to `dest` (NULL: its peer). */
+static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64 more, const void *dest)
 {
 	__u64 key = kc_dns_socket_key(fd), now = bpf_ktime_get_ns();
 	struct kc_dns_query_key q = { .tgid = key >> 32, .fd = fd };
@@ -218,7 +234,7 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 		if (!family)
 			return;
 	}
-	tcp = kc_dns_locate(&buf, &len, next, next_len);
+	tcp = kc_dns_locate(&buf, &len, more);
 	question = kc_dns_question((void *)buf, len);
 	if (question < 0) {
 		kc_dns_count(KC_DNS_UNPARSED, 1);
@@ -253,43 +269,29 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	kc_dns_count2(KC_DNS_QUERY_V6, family == AF_INET6, KC_DNS_QUERY_TCP, tcp);
 }
 
-/* The user-space struct msghdr's and struct iovec's fields read (64-bit ABI). */
-struct kc_user_msghdr {
-	__u64 name;
-	__u32 namelen;
-	__u32 pad;
-	__u64 iov;
-	__u64 iovlen;
-};
-
-struct kc_user_iovec {
-	__u64 base;
-	__u64 len;
-};
-
-/* The message at user address `msg`: its destination and its first two buffers (the second
- * zeroed when it has one). */
+/* The message at user address `msg`: its destination and its first buffer. */
 static __always_inline int kc_dns_read_msg(const void *msg, struct kc_user_msghdr *h,
-					   struct kc_user_iovec iov[2])
+					   struct kc_user_iovec *iov)
 {
-	iov[1].base = 0;
-	iov[1].len = 0;
 	if (bpf_probe_read_user(h, sizeof(*h), msg) || !h->iovlen ||
-	    bpf_probe_read_user(&iov[0], sizeof(iov[0]), (void *)h->iov))
+	    bpf_probe_read_user(iov, sizeof(*iov), (void *)h->iov))
 		return -1;
-	/* A failed read leaves it zeroed. */
-	if (h->iovlen > 1)
-		bpf_probe_read_user(&iov[1], sizeof(iov[1]), (void *)(h->iov + sizeof(iov[0])));
 	return 0;
+}
+
+/* The user address of the second struct iovec of message `h`, 0 if it has one buffer. */
+static __always_inline __u64 kc_dns_second_iov(const struct kc_user_msghdr *h)
+{
+	return h->iovlen > 1 ? h->iov + sizeof(struct kc_user_iovec) : 0;
 }
 
 static __always_inline void kc_dns_on_sendmsg(__u32 fd, const void *msg)
 {
 	struct kc_user_msghdr h;
-	struct kc_user_iovec iov[2];
+	struct kc_user_iovec iov;
 
-	if (!kc_dns_read_msg(msg, &h, iov))
-		kc_dns_on_send(fd, iov[0].base, iov[0].len, iov[1].base, iov[1].len,
+	if (!kc_dns_read_msg(msg, &h, &iov))
+		kc_dns_on_send(fd, iov.base, iov.len, kc_dns_second_iov(&h),
 			       h.name && h.namelen ? (void *)h.name : NULL);
 }
 
@@ -325,11 +327,16 @@ static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf)
 static __always_inline void kc_dns_recvmsg_begin(__u32 fd, const void *msg)
 {
 	struct kc_user_msghdr h;
-	struct kc_user_iovec iov[2];
+	struct kc_user_iovec iov, next = {};
+	__u64 more;
 
+	if (kc_dns_read_msg(msg, &h, &iov))
+		return;
 	/* A TCP message's length alone in the first buffer: the message lands in the second. */
-	if (!kc_dns_read_msg(msg, &h, iov))
-		kc_dns_recv_begin(fd, iov[0].len == 2 && iov[1].base ? iov[1].base : iov[0].base);
+	more = kc_dns_second_iov(&h);
+	if (iov.len == 2 && more && !bpf_probe_read_user(&next, sizeof(next), (void *)more) && next.base)
+		iov.base = next.base;
+	kc_dns_recv_begin(fd, iov.base);
 }
 
 /* The counter of response code `rcode` (0 to 15): noerror, nxdomain, servfail or
@@ -400,7 +407,7 @@ static __always_inline void kc_dns_on_close(__u32 fd)
 }
 
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void *)a1))
-KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, a1, a2, 0, 0, (void *)a4))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, a1, a2, 0, (void *)a4))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmsg, sendmsg, kc_dns_on_sendmsg(a0, (void *)a1))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmmsg, sendmmsg, kc_dns_on_sendmmsg(a0, (void *)a1, a2))
 #if KC_RETURN_MODE

@@ -98,6 +98,11 @@ const PACKAGES: &[Package] = &[
         &[],
     ),
     pkg(
+        "iproute2",
+        "ss, the kernel's own view of live sockets (the live-flows check)",
+        &[],
+    ),
+    pkg(
         "prometheus",
         "the exporter check: a real Prometheus server scrapes kc-exporter, promtool checks a scrape",
         &[],

@@ -131,7 +131,7 @@ fn judge_flow(name: &str, flow: Option<&Flow>, ss: &SsSocket, owner: u32) -> Vec
 }
 
 /// The row of the socket from `local` to `peer` in the report's (one object's) table.
-fn row_of<'a>(report: &'a LoaderReport, local: SocketAddr, peer: SocketAddr) -> Option<&'a Flow> {
+fn row_of(report: &LoaderReport, local: SocketAddr, peer: SocketAddr) -> Option<&Flow> {
     report.objects.first()?.flows.iter().flatten().find(|f| {
         f.protocol == FlowProtocol::Tcp
             && (f.saddr, f.sport, f.daddr, f.dport)
