@@ -139,11 +139,11 @@ fn row_of(report: &LoaderReport, local: SocketAddr, peer: SocketAddr) -> Option<
     })
 }
 
-/// Both ends of a loopback connection, with what the check moves over it: the client sends
+/// Both ends of a loopback connection to a listener on `listen`, with what the check moves over it: the client sends
 /// CLIENT_SENDS bytes, the server answers SERVER_SENDS. Then, the last ACKs passed, each end
 /// receives once more (EAGAIN): its row's counts are read last after every packet.
-fn exchange() -> Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+fn exchange(listen: &str) -> Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
     let client = TcpStream::connect(listener.local_addr()?)?;
     let (server, _) = listener.accept()?;
     for s in [&client, &server] {
@@ -202,53 +202,13 @@ fn wait_bounded(loader: &mut Child) -> Result<std::process::ExitStatus> {
     }
 }
 
-pub fn live_flows() -> Result<Verdict> {
-    if let Some(skip) = needs_root() {
-        return Ok(skip);
-    }
-    let cell = cell_dir(CellId::core(host::host_libc()));
-    let scratch = tempfile::tempdir()?;
-    let (started, done) = (scratch.path().join("started"), scratch.path().join("done"));
-    // Files, not pipes: nothing need drain them while the check waits.
-    let (report_file, log) = (
-        scratch.path().join("report.json"),
-        scratch.path().join("log"),
-    );
-    // The workload says it runs (the programs are attached), then waits for this check's
-    // exchange: the connection is made while the loader watches.
-    let workload = format!(
-        "echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done",
-        started.display(),
-        done.display()
-    );
-    let mut loader = std::process::Command::new(cell.join(cell::LOADER))
-        .args(["--json", "--attach", "auto"])
-        .arg(cell.join("connections.bpf.o"))
-        .args(["--", "sh", "-c", &workload])
-        .stdout(std::fs::File::create(&report_file)?)
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("starting kc-loader")?;
-    wait_for_line(&started, &mut loader, &log)?;
-    let exchanged = exchange();
-    std::fs::write(&done, "")?;
-    let (client, server) = match exchanged {
-        Ok(ends) => ends,
-        Err(e) => {
-            let _ = loader.kill();
-            let _ = loader.wait();
-            return Err(e.context("the exchange on loopback"));
-        }
-    };
-    let status = wait_bounded(&mut loader)?;
-    let text = std::fs::read_to_string(&report_file)?;
-    ensure!(
-        status.success(),
-        "kc-loader failed ({status}):\n{}",
-        std::fs::read_to_string(&log)?
-    );
-    crate::schema::validate_reports(&text)?;
-    let report: LoaderReport = serde_json::from_str(&text).context("kc-loader's report")?;
+/// The faults of the flow table's rows of one connection (`client`, `server`: its ends, still
+/// open) against `ss`, and what the two agreed on.
+fn judge_connection(
+    report: &LoaderReport,
+    client: &TcpStream,
+    server: &TcpStream,
+) -> Result<(Vec<String>, String)> {
     let (client_end, server_end) = (client.local_addr()?, server.local_addr()?);
     let sh = process::shell();
     let port = server_end.port().to_string();
@@ -278,16 +238,16 @@ pub fn live_flows() -> Result<Verdict> {
         server_ss.bytes_sent
     );
     let me = std::process::id();
-    let direction = |s: &SsSocket| row_of(&report, s.local, s.peer).map(|f| f.direction);
+    let direction = |s: &SsSocket| row_of(report, s.local, s.peer).map(|f| f.direction);
     let mut wrong = judge_flow(
         "client",
-        row_of(&report, client_end, server_end),
+        row_of(report, client_end, server_end),
         client_ss,
         me,
     );
     wrong.extend(judge_flow(
         "server",
-        row_of(&report, server_end, client_end),
+        row_of(report, server_end, client_end),
         server_ss,
         me,
     ));
@@ -300,14 +260,8 @@ pub fn live_flows() -> Result<Verdict> {
             direction(server_ss)
         ));
     }
-    drop((client, server));
-    ensure!(
-        wrong.is_empty(),
-        "the flow table disagrees with the kernel's own view (ss):\n{}",
-        wrong.join("\n")
-    );
-    eprintln!(
-        "e2e: live flows agree with ss: client {} bytes out, {} in, {} segments out, {} in; server {} bytes out, {} in, {} segments out, {} in",
+    let agreed = format!(
+        "live flows agree with ss ({client_end} -> {server_end}): client {} bytes out, {} in, {} segments out, {} in; server {} bytes out, {} in, {} segments out, {} in",
         client_ss.bytes_sent,
         client_ss.bytes_received,
         client_ss.segs_out,
@@ -316,6 +270,71 @@ pub fn live_flows() -> Result<Verdict> {
         server_ss.bytes_received,
         server_ss.segs_out,
         server_ss.segs_in
+    );
+    Ok((wrong, agreed))
+}
+
+pub fn live_flows() -> Result<Verdict> {
+    if let Some(skip) = needs_root() {
+        return Ok(skip);
+    }
+    let cell = cell_dir(CellId::core(host::host_libc()));
+    let scratch = tempfile::tempdir()?;
+    let (started, done) = (scratch.path().join("started"), scratch.path().join("done"));
+    // Files, not pipes: nothing need drain them while the check waits.
+    let (report_file, log) = (
+        scratch.path().join("report.json"),
+        scratch.path().join("log"),
+    );
+    // The workload says it runs (the programs are attached), then waits for this check's
+    // exchange: the connection is made while the loader watches.
+    let workload = format!(
+        "echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done",
+        started.display(),
+        done.display()
+    );
+    let mut loader = std::process::Command::new(cell.join(cell::LOADER))
+        .args(["--json", "--attach", "auto"])
+        .arg(cell.join("connections.bpf.o"))
+        .args(["--", "sh", "-c", &workload])
+        .stdout(std::fs::File::create(&report_file)?)
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting kc-loader")?;
+    wait_for_line(&started, &mut loader, &log)?;
+    let exchanged: Result<Vec<_>> = ["127.0.0.1:0", "[::1]:0"]
+        .into_iter()
+        .map(exchange)
+        .collect();
+    std::fs::write(&done, "")?;
+    let connections = match exchanged {
+        Ok(connections) => connections,
+        Err(e) => {
+            let _ = loader.kill();
+            let _ = loader.wait();
+            return Err(e.context("the exchange on loopback"));
+        }
+    };
+    let status = wait_bounded(&mut loader)?;
+    let text = std::fs::read_to_string(&report_file)?;
+    ensure!(
+        status.success(),
+        "kc-loader failed ({status}):\n{}",
+        std::fs::read_to_string(&log)?
+    );
+    crate::schema::validate_reports(&text)?;
+    let report: LoaderReport = serde_json::from_str(&text).context("kc-loader's report")?;
+    let mut wrong = Vec::new();
+    for (client, server) in &connections {
+        let (faults, agreed) = judge_connection(&report, client, server)?;
+        wrong.extend(faults);
+        eprintln!("e2e: {agreed}");
+    }
+    drop(connections);
+    ensure!(
+        wrong.is_empty(),
+        "the flow table disagrees with the kernel's own view (ss):\n{}",
+        wrong.join("\n")
     );
     Ok(Verdict::Passed)
 }
