@@ -521,10 +521,10 @@ static void dns_tcp(int tcp[3])
 	int reuse = 1;
 
 	tcp[0] = conn;
-	/* The last run's accepted socket, closed first, waits out TIME_WAIT on port 53. */
-	setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
 	tcp[1] = cli;
 	tcp[2] = srv;
+	/* The last run's accepted socket, closed first, waits out TIME_WAIT on port 53. */
+	setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
 	if (srv < 0 || cli < 0 || bind(srv, (struct sockaddr *)&v4, sizeof(v4)) || listen(srv, 1) ||
 	    connect(cli, (struct sockaddr *)&v4, sizeof(v4)) || (tcp[0] = conn = accept(srv, NULL, NULL)) < 0) {
 		say("the resolver could not take a tcp connection");
