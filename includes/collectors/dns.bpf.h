@@ -324,13 +324,16 @@ static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf)
 		bpf_map_update_elem(&dns_recvs, &thread, &r, BPF_ANY);
 }
 
+/* A recvmsg on socket `fd` begins. The socket is looked up before the message is read: every
+ * recvmsg of the host comes here, and few are a DNS socket's. */
 static __always_inline void kc_dns_recvmsg_begin(__u32 fd, const void *msg)
 {
+	__u64 key = kc_dns_socket_key(fd);
 	struct kc_user_msghdr h;
 	struct kc_user_iovec iov, next = {};
 	__u64 more;
 
-	if (kc_dns_read_msg(msg, &h, &iov))
+	if (!bpf_map_lookup_elem(&dns_sockets, &key) || kc_dns_read_msg(msg, &h, &iov))
 		return;
 	/* A TCP message's length alone in the first buffer: the message lands in the second. */
 	more = kc_dns_second_iov(&h);
