@@ -146,6 +146,22 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_ARGS_TRAMPOLINE(ctx)                                              \
 	struct pt_regs *kc_user_regs = (struct pt_regs *)kc_ctx_arg(ctx, 0); \
 	KC_ARGS_REGS(kc_user_regs)
+/* All six (KC_ARGS6): a5 too, read only by the calls that need it. */
+#if defined(__TARGET_ARCH_x86)
+#define KC_ARGS6_REGS(r) \
+	KC_ARGS_REGS(r); \
+	unsigned long __attribute__((unused)) a5 = KC_READ(r, r9)
+#elif defined(__TARGET_ARCH_arm64)
+#define KC_ARGS6_REGS(r) \
+	KC_ARGS_REGS(r); \
+	unsigned long __attribute__((unused)) a5 = KC_READ(r, regs[5])
+#endif
+#define KC_ARGS6_TP(ctx) \
+	KC_ARGS_TP(ctx); \
+	unsigned long __attribute__((unused)) a5 = ctx->args[5]
+#define KC_ARGS6_TRAMPOLINE(ctx)                                             \
+	struct pt_regs *kc_user_regs = (struct pt_regs *)kc_ctx_arg(ctx, 0); \
+	KC_ARGS6_REGS(kc_user_regs)
 #define KC_NO_ARGS_REGS(regs)
 #define KC_NO_ARGS_TRAMPOLINE(ctx)
 #define KC_NO_ARGS_TP(ctx)
@@ -201,6 +217,7 @@ static __always_inline __u64 kc_fexit_ret(unsigned long long *ctx, int nargs)
 #define KC_SYSCALL_AS(ev, role, call, enter, exit) KC_SYSCALL_WITH(ev, role, call, KC_NO_ARGS, enter, exit)
 /* As KC_SYSCALL_AS, with the call's arguments as a0..a4 in `enter`. */
 #define KC_SYSCALL_ARGS_AS(ev, role, call, enter, exit) KC_SYSCALL_WITH(ev, role, call, KC_ARGS, enter, exit)
+#define KC_SYSCALL_ARGS6_AS(ev, role, call, enter, exit) KC_SYSCALL_WITH(ev, role, call, KC_ARGS6, enter, exit)
 /* The entry alone, in all three families, with the call's arguments as a0..a4. */
 #define KC_SYSCALL_ENTRY_ARGS_AS(ev, role, call, enter) \
 	KC_SYSCALL_FN_ENTER(ev, role, call, KC_ARGS, enter) KC_SYSCALL_TP_ENTER(ev, role, call, KC_ARGS, enter)

@@ -179,7 +179,10 @@
  * sent apart from it with a send of its own); `query_tcp` counts the queries sent over TCP
  * (length-prefixed), also in `query`; a timeout is a query still unanswered when its
  * socket is closed with close(2) (return mode: an entry-only object sees no answers; sockets
- * a process's exit closes are not seen). */
+ * a process's exit closes are not seen). Per server (`dns_servers`, return mode): a timeout is
+ * its server's when its socket asked one server only; `timeout_unattributed` counts those of
+ * sockets that asked several (also in `timeout`); `servers_tracked` counts the table's rows
+ * added (evicted = tracked - rows). */
 #define KC_DNS_COUNTERS(X)                                                                  \
 	X(DNS, CONNECT, connect, KC_FROM(connect))                                          \
 	X(DNS, QUERY, query, KC_FROM(connect) KC_FROM(query))                               \
@@ -196,7 +199,11 @@
 	X(DNS, RCODE_OTHER, rcode_other, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)    \
 	X(DNS, TIMEOUT, timeout, KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY) \
 	/* last: the counters above keep their ids, which are dns_latency's too */                \
-	X(DNS, QUERY_TCP, query_tcp, KC_FROM(connect) KC_FROM(query))
+	X(DNS, QUERY_TCP, query_tcp, KC_FROM(connect) KC_FROM(query))                       \
+	X(DNS, TIMEOUT_UNATTRIBUTED, timeout_unattributed,                                  \
+	  KC_FROM(connect) KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY)    \
+	X(DNS, SERVERS_TRACKED, servers_tracked,                                            \
+	  KC_FROM(connect) KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)
 
 /* TCP flows, counted where they open and close (not per process: a passive open, a close after
  * the peer's FIN and a retransmit happen in softirq, on whichever task was interrupted). The
@@ -272,6 +279,23 @@ KC_DEFINE_COUNTERS(schedlat, SCHEDLAT)
 KC_DEFINE_COUNTERS(netdev, NETDEV)
 KC_DEFINE_COUNTERS(dns, DNS)
 KC_DEFINE_COUNTERS(connections, CONNECTIONS)
+
+/* A DNS server as `dns_servers` keys it: its address family (AF_INET, AF_INET6) and address,
+ * in network byte order (IPv4's in the first 4 bytes); its port is 53. */
+struct kc_dns_server_key {
+	__u32 family;
+	__u8 addr[16];
+};
+
+#define KC_DNS_RCODES 4 /* noerror, nxdomain, servfail, rcode_other: the counters' order */
+
+/* A row of `dns_servers` (LRU hash, return mode): what one server was asked and answered. */
+struct kc_dns_server {
+	__u64 queries;			/* query messages sent to it, resends included */
+	__u64 responses[KC_DNS_RCODES]; /* its answers to a pending query, by code */
+	__u64 timeouts;			/* queries unanswered at close, on a socket that asked it alone */
+	__u64 latency[KC_HIST_SLOTS];	/* its answers by time since the query's last send (log2 us) */
+};
 
 /* How a flow began: its connect (into SYN_SENT), a listener's child (LISTEN into SYN_RECV), or
  * before the programs were attached (first seen in another state). */

@@ -13,6 +13,7 @@
 #include <bpf/libbpf.h>
 
 #include "kc_common.h"
+#include "kc_dns_servers.h"
 #include "kc_flows.h"
 #include "kc_json.h"
 #include "kc_kernel.h"
@@ -182,6 +183,8 @@ int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
 				 bpf_map__name(map), bpf_map__value_size(map), bpf_map__key_size(map), sizeof(struct kc_flow));
 			return -1;
 		}
+		if (has_suffix(bpf_map__name(map), "_servers") && kc_dns_servers_check(map, why, n))
+			return -1;
 	}
 	return 0;
 }
@@ -192,6 +195,15 @@ static unsigned long long counter_named(const struct counters *c, const unsigned
 	for (int i = 0; i < c->n; i++)
 		if (strcmp(c->names[i], name) == 0)
 			return v[i];
+	return 0;
+}
+
+/* Whether the counter `name` was observed (a collector without it: not). */
+static int counter_seen(const struct counters *c, const char *name)
+{
+	for (int i = 0; i < c->n; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return !c->unobserved[i][0];
 	return 0;
 }
 
@@ -510,7 +522,7 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 		    const struct kc_object_streams *streams, char **json, char **text)
 {
 	struct kc_buf j = { 0 }, t = { 0 };
-	struct bpf_map *map, *apps = NULL, *flows = NULL;
+	struct bpf_map *map, *apps = NULL, *flows = NULL, *servers = NULL;
 	struct counters c = { 0 };
 	int hists = 0, devices = 0, found = 0;
 	unsigned long long totals[MAX_COUNTERS] = { 0 }, memory = 0;
@@ -540,6 +552,8 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 			apps = map;
 		} else if (has_suffix(name, "_flows")) {
 			flows = map;
+		} else if (has_suffix(name, "_servers")) {
+			servers = map;
 		} else if (has_suffix(name, "_ctrl")) {
 			bpf_map_lookup_elem(bpf_map__fd(map), &key, &cs.ctrl);
 		}
@@ -565,6 +579,12 @@ void kc_maps_report(struct bpf_object *obj, const struct kc_app_options *o, cons
 	if (flows)
 		kc_flows_read(&j, &t, flows, o->map_reads,
 			      counter_named(&c, totals, "tracked") + counter_named(&c, totals, "udp_tracked"), cs.streamed);
+	if (servers)
+		kc_dns_servers_read(&j, &t, servers, o->map_reads, counter_named(&c, totals, "servers_tracked"),
+				    (struct kc_servers_seen){ .queries = counter_seen(&c, "query"),
+							      .responses = counter_seen(&c, "response"),
+							      .timeouts = counter_seen(&c, "timeout"),
+							      .tracked = counter_seen(&c, "servers_tracked") });
 	kc_put(&j, ", \"histograms\": {");
 	bpf_object__for_each_map(map, obj)
 		if (has_suffix(bpf_map__name(map), "_latency")) {

@@ -7,8 +7,9 @@
  *   kc-accounting-workload DIR
  *
  * writes and reads back a file in DIR in pieces, forks children that exit at once, sends
- * datagrams to itself and connects to itself over TCP on 127.0.0.1, and touches fresh
- * anonymous pages. It prints nothing unless something fails (exit 1).
+ * datagrams to itself and connects to itself over TCP on 127.0.0.1, asks its own resolver on
+ * 127.0.0.1:53 one DNS question (root: the port is privileged), and touches fresh anonymous
+ * pages. It prints nothing unless something fails (exit 1).
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -95,6 +96,35 @@ static void datagrams(void)
 	close(fd);
 }
 
+/* One DNS question to a resolver of its own on 127.0.0.1:53, from a connected socket, answered
+ * NOERROR: one query, one response, one row for 127.0.0.1 in the dns collector's server table. */
+static void dns(void)
+{
+	static const unsigned char question[] = { 0x6b, 0x63, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
+						  2, 'k', 'c', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
+	struct sockaddr_in server = { .sin_family = AF_INET, .sin_port = htons(53),
+				      .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in from;
+	socklen_t len = sizeof(from);
+	int resolver = socket(AF_INET, SOCK_DGRAM, 0), client = socket(AF_INET, SOCK_DGRAM, 0);
+	unsigned char m[512];
+
+	if (bind(resolver, (struct sockaddr *)&server, sizeof(server)))
+		fail("bind 127.0.0.1:53 (is a resolver listening there? run as root)");
+	if (connect(client, (struct sockaddr *)&server, sizeof(server)) ||
+	    send(client, question, sizeof(question), 0) != sizeof(question))
+		fail("dns question");
+	if (recvfrom(resolver, m, sizeof(m), 0, (struct sockaddr *)&from, &len) != sizeof(question))
+		fail("dns question received");
+	m[2] |= 0x80; /* QR: a response */
+	m[3] = 0x80;  /* RA, NOERROR */
+	if (sendto(resolver, m, sizeof(question), 0, (struct sockaddr *)&from, len) != sizeof(question) ||
+	    recv(client, m, sizeof(m), 0) != sizeof(question))
+		fail("dns answer");
+	close(client);
+	close(resolver);
+}
+
 static void connection(void)
 {
 	int server = socket(AF_INET, SOCK_STREAM, 0), client = socket(AF_INET, SOCK_STREAM, 0), peer;
@@ -131,6 +161,7 @@ int main(int argc, char **argv)
 	file_io(argv[1]);
 	children();
 	datagrams();
+	dns();
 	connection();
 	faults();
 	return 0;

@@ -74,8 +74,9 @@ func (t Target) String() string {
 
 type MapPlan struct {
 	Name        string   `json:"name"`
-	Role        string   `json:"role"` // totals, apps, ctrl, histogram, devices, stream, internal
+	Role        string   `json:"role"` // totals, apps, ctrl, histogram, devices, flows, dns-servers, stream, internal
 	MaxEntries  uint32   `json:"max_entries"`
+	KeySize     *uint32  `json:"key_size"`
 	ValueSize   *uint32  `json:"value_size"`
 	ValueType   *string  `json:"value_type"` // a stream's: its records' type
 	ValueFields []string `json:"value_fields"`
@@ -165,6 +166,8 @@ type ObjectReport struct {
 	Devices     map[string]map[string]uint64   `json:"devices"`    // map, "major:minor", count
 	Flows       *[]Flow                        `json:"flows"`
 	FlowTable   *FlowTable                     `json:"flow_table"`
+	DNSServers  *[]DNSServer                   `json:"dns_servers"`
+	ServerTable *ServerTable                   `json:"server_table"`
 	Streams     map[string]*StreamReport       `json:"streams"`
 	MemoryBytes *uint64                        `json:"memory_bytes"`
 }

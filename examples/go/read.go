@@ -119,6 +119,9 @@ func (o *object) read(groupBy string) error {
 		if err := o.readFlows(inserted, streamedRows); err != nil {
 			return err
 		}
+		if err := o.readDNSServers(); err != nil {
+			return err
+		}
 	}
 	apps, ctrl := o.plan.mapOf("apps"), o.plan.mapOf("ctrl")
 	if apps == nil || ctrl == nil || groupBy == "none" {

@@ -36,12 +36,13 @@ KC_COLLECTOR(dns, dns)
 #define KC_DNS_TYPE_AAAA 28
 
 /* A socket of a process speaking DNS: since when (ties its queries to this socket, not a
- * later one the descriptor comes to name), its server's family, queries waiting for their
- * answer. */
+ * later one the descriptor comes to name), queries waiting for their answer, its server (its
+ * peer, or where its first query went) and whether it asked others too. */
 struct kc_dns_socket {
 	__u64 since;
 	__u32 pending;
-	__u32 family;
+	__u32 several_servers;
+	struct kc_dns_server_key server;
 };
 
 struct kc_dns_query_key {
@@ -52,10 +53,19 @@ struct kc_dns_query_key {
 	__u32 pad;
 };
 
+/* A query waiting for its answer: when and to whom it was (last) sent. */
+struct kc_dns_query {
+	__u64 sent;
+	struct kc_dns_server_key server;
+};
+
 /* A receive in flight on a DNS socket: where its payload lands (past a TCP message's length
- * when that has a buffer of its own). */
+ * when that has a buffer of its own), and where its sender's address and that address's length
+ * land (user addresses, 0: none asked; a stream socket's sender is left unwritten, length 0). */
 struct kc_dns_recv {
 	__u64 buf;
+	__u64 from;
+	__u64 fromlen;
 	__u32 fd;
 	__u32 pad;
 };
@@ -68,11 +78,11 @@ struct {
 	__uint(max_entries, 1024);
 } dns_sockets SEC(".maps");
 
-/* Queries waiting for their answer: when each was (last) sent. */
+/* Queries waiting for their answer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct kc_dns_query_key);
-	__type(value, __u64);
+	__type(value, struct kc_dns_query);
 	__uint(max_entries, 1024);
 } dns_pending SEC(".maps");
 
@@ -88,6 +98,15 @@ struct {
  * (KC_DNS_NOERROR ... KC_DNS_RCODE_OTHER). */
 #if KC_RETURN_MODE
 KC_HIST_MAP(dns_latency, sizeof(struct kc_dns_counters) / sizeof(__u64));
+
+/* What each server was asked and answered. A host asks a handful: 64 rows, LRU, the rows
+ * added counted (`servers_tracked`) so that an agent sees evictions. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct kc_dns_server_key);
+	__type(value, struct kc_dns_server);
+	__uint(max_entries, 64);
+} dns_servers SEC(".maps");
 #endif
 
 static __always_inline __u64 kc_dns_socket_key(__u32 fd)
@@ -95,8 +114,10 @@ static __always_inline __u64 kc_dns_socket_key(__u32 fd)
 	return (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
 }
 
-/* The address family of a socket address naming port 53, else 0. */
-static __always_inline __u32 kc_dns_server(const void *addr)
+/* The server a socket address names, when it names port 53: its family (else 0) and, where
+ * `server` is given, its address. Only the family and port are read first: most datagrams
+ * of a host are not DNS. */
+static __always_inline __u32 kc_dns_server(const void *addr, struct kc_dns_server_key *server)
 {
 	struct {
 		__u16 family;
@@ -107,17 +128,30 @@ static __always_inline __u32 kc_dns_server(const void *addr)
 		return 0;
 	if ((sa.family != AF_INET && sa.family != AF_INET6) || sa.port != bpf_htons(KC_DNS_PORT))
 		return 0;
+	if (server) {
+		/* sockaddr_in's address at 4, sockaddr_in6's at 8 (after its flow label). */
+		if (sa.family == AF_INET ? bpf_probe_read_user(server->addr, 4, addr + 4) :
+					   bpf_probe_read_user(server->addr, 16, addr + 8))
+			return 0;
+		server->family = sa.family;
+	}
 	return sa.family;
+}
+
+static __always_inline bool kc_dns_same_server(const struct kc_dns_server_key *a, const struct kc_dns_server_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
 }
 
 static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 {
 	__u64 key = kc_dns_socket_key(fd);
-	__u32 family = kc_dns_server(addr);
-	struct kc_dns_socket s = { .family = family };
+	struct kc_dns_socket s = {};
 
 	/* Connected elsewhere (or disconnected): no longer a DNS client's. */
-	if (!family) {
+	if (!kc_dns_server(addr, &s.server)) {
 		bpf_map_delete_elem(&dns_sockets, &key);
 		return;
 	}
@@ -209,14 +243,38 @@ static __always_inline int kc_dns_locate(__u64 *buf, __u64 *len, __u64 more)
 	return 1;
 }
 
+#if KC_RETURN_MODE
+/* `server`'s row, added if it has none. */
+static __always_inline struct kc_dns_server *kc_dns_server_row(const struct kc_dns_server_key *server)
+{
+	static const struct kc_dns_server fresh;
+	struct kc_dns_server *row = bpf_map_lookup_elem(&dns_servers, server);
+
+	if (row)
+		return row;
+	if (!bpf_map_update_elem(&dns_servers, server, &fresh, BPF_NOEXIST))
+		kc_dns_count(KC_DNS_SERVERS_TRACKED, 1);
+	return bpf_map_lookup_elem(&dns_servers, server);
+}
+
+/* A query message sent to `server`. */
+static __always_inline void kc_dns_server_asked(const struct kc_dns_server_key *server)
+{
+	struct kc_dns_server *row = kc_dns_server_row(server);
+
+	if (row)
+		__sync_fetch_and_add(&row->queries, 1);
+}
+#endif
+
 /* A send of `len` bytes at `buf` (`more`: the message's next struct iovec, if any) on socket
  * `fd`, to `dest` (NULL: its peer). */
 static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64 more, const void *dest)
 {
 	__u64 key = kc_dns_socket_key(fd), now = bpf_ktime_get_ns();
 	struct kc_dns_query_key q = { .tgid = key >> 32, .fd = fd };
+	struct kc_dns_query pending = { .sent = now };
 	struct kc_dns_socket *s = NULL;
-	__u32 family;
 	long question;
 	__u32 type;
 	int tcp;
@@ -224,15 +282,14 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	/* A datagram with an address goes where it says (most of a host's are not DNS: they
 	 * cost a read of the port, no lookup); one without goes to the socket's peer. */
 	if (dest) {
-		family = kc_dns_server(dest);
-		if (!family)
+		if (!kc_dns_server(dest, &pending.server))
 			return;
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
 	} else {
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
-		family = s ? s->family : 0;
-		if (!family)
+		if (!s || !s->server.family)
 			return;
+		pending.server = s->server;
 	}
 	tcp = kc_dns_locate(&buf, &len, more);
 	question = kc_dns_question((void *)buf, len);
@@ -243,21 +300,24 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	type = question >> 16;
 	q.id = question & 0xFFFF;
 	if (!s) {
-		struct kc_dns_socket fresh = { .since = now, .family = family };
+		struct kc_dns_socket fresh = { .since = now, .server = pending.server };
 
 		bpf_map_update_elem(&dns_sockets, &key, &fresh, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
 		if (!s)
 			return;
+	} else if (!kc_dns_same_server(&s->server, &pending.server)) {
+		s->several_servers = 1;
 	}
+	KC_IF_RETURN(kc_dns_server_asked(&pending.server);)
 	q.since = s->since;
 	if (bpf_map_lookup_elem(&dns_pending, &q)) {
 		/* Sent again before an answer: a retry, or the same query to another server. */
-		bpf_map_update_elem(&dns_pending, &q, &now, BPF_ANY);
+		bpf_map_update_elem(&dns_pending, &q, &pending, BPF_ANY);
 		kc_dns_count(KC_DNS_RESEND, 1);
 		return;
 	}
-	if (bpf_map_update_elem(&dns_pending, &q, &now, BPF_NOEXIST))
+	if (bpf_map_update_elem(&dns_pending, &q, &pending, BPF_NOEXIST))
 		return;
 	__sync_fetch_and_add(&s->pending, 1);
 	kc_dns_count2(KC_DNS_QUERY, 1,
@@ -266,7 +326,7 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	/* Added, not branched on: a branch on `tcp` (a constant on each path out of
 	 * kc_dns_locate) would keep the two paths apart through the name's walk, and the verifier
 	 * would walk it twice (sendmmsg's program doubled, to 29,700 instructions). */
-	kc_dns_count2(KC_DNS_QUERY_V6, family == AF_INET6, KC_DNS_QUERY_TCP, tcp);
+	kc_dns_count2(KC_DNS_QUERY_V6, pending.server.family == AF_INET6, KC_DNS_QUERY_TCP, tcp);
 }
 
 /* The message at user address `msg`: its destination and its first buffer. */
@@ -314,11 +374,12 @@ static __always_inline void kc_dns_on_sendmmsg(__u32 fd, const void *msgs, __u32
 }
 
 #if KC_RETURN_MODE
-/* A receive on socket `fd` into `buf` begins. */
-static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf)
+/* A receive on socket `fd` into `buf` begins; its sender's address is to land at `from`, that
+ * address's length at `fromlen`. */
+static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf, __u64 from, __u64 fromlen)
 {
 	__u64 key = kc_dns_socket_key(fd), thread = bpf_get_current_pid_tgid();
-	struct kc_dns_recv r = { .buf = buf, .fd = fd };
+	struct kc_dns_recv r = { .buf = buf, .from = from, .fromlen = fromlen, .fd = fd };
 
 	if (buf && bpf_map_lookup_elem(&dns_sockets, &key))
 		bpf_map_update_elem(&dns_recvs, &thread, &r, BPF_ANY);
@@ -339,7 +400,8 @@ static __always_inline void kc_dns_recvmsg_begin(__u32 fd, const void *msg)
 	more = kc_dns_second_iov(&h);
 	if (iov.len == 2 && more && !bpf_probe_read_user(&next, sizeof(next), (void *)more) && next.base)
 		iov.base = next.base;
-	kc_dns_recv_begin(fd, iov.base);
+	/* The kernel writes the sender's length back into the message's msg_namelen. */
+	kc_dns_recv_begin(fd, iov.base, h.name, h.name ? (__u64)msg + 8 : 0);
 }
 
 /* The counter of response code `rcode` (0 to 15): noerror, nxdomain, servfail or
@@ -352,20 +414,47 @@ static __always_inline __u64 kc_dns_rcode_counter(__u8 rcode)
 	return KC_DNS_NOERROR + (KC_DNS_RCODE_NIBBLES >> ((rcode & 0x0F) * 4) & 3);
 }
 
+/* The server that sent a response: the sender's address the receive wrote, when it wrote one
+ * of port 53; else (a stream socket, or none asked) the one the query was last sent to. */
+static __always_inline void kc_dns_responder(__u64 from, __u64 fromlen, struct kc_dns_server_key *server)
+{
+	struct kc_dns_server_key sender = {};
+	__u32 len = 0;
+
+	if (from && fromlen && !bpf_probe_read_user(&len, sizeof(len), (void *)fromlen) && len >= 16 &&
+	    kc_dns_server((void *)from, &sender))
+		*server = sender;
+}
+
+/* The answer to a query of `server`'s with code counter `idx`, `ns` after the query's send. */
+static __always_inline void kc_dns_server_answered(const struct kc_dns_server_key *server, __u64 idx, __u64 ns)
+{
+	struct kc_dns_server *row = kc_dns_server_row(server);
+
+	if (!row)
+		return;
+	__sync_fetch_and_add(&row->responses[(idx - KC_DNS_NOERROR) & (KC_DNS_RCODES - 1)], 1);
+	__sync_fetch_and_add(&row->latency[kc_slot(ns) & (KC_HIST_SLOTS - 1)], 1);
+}
+
 /* The receive this thread began returned `ret`: a response to one of the socket's queries? */
 static __always_inline void kc_dns_recv_end(long ret)
 {
-	__u64 thread = bpf_get_current_pid_tgid(), key, *sent;
+	__u64 thread = bpf_get_current_pid_tgid(), key;
 	struct kc_dns_query_key q = { .tgid = thread >> 32 };
 	struct kc_dns_recv *in = bpf_map_lookup_elem(&dns_recvs, &thread);
+	struct kc_dns_server_key server;
+	struct kc_dns_query *sent;
 	struct kc_dns_socket *s;
 	__u8 h[8];
-	__u64 ns, idx, buf;
+	__u64 ns, idx, buf, from, fromlen;
 
 	if (!in)
 		return;
 	q.fd = in->fd;
 	buf = in->buf;
+	from = in->from;
+	fromlen = in->fromlen;
 	bpf_map_delete_elem(&dns_recvs, &thread);
 	if (ret < KC_DNS_HEADER || bpf_probe_read_user(h, sizeof(h), (void *)buf))
 		return;
@@ -387,13 +476,16 @@ static __always_inline void kc_dns_recv_end(long ret)
 	sent = bpf_map_lookup_elem(&dns_pending, &q);
 	if (!sent)
 		return;
-	ns = bpf_ktime_get_ns() - *sent;
+	ns = bpf_ktime_get_ns() - sent->sent;
+	server = sent->server;
 	if (bpf_map_delete_elem(&dns_pending, &q)) /* another thread took it */
 		return;
 	__sync_fetch_and_add(&s->pending, -1);
 	idx = kc_dns_rcode_counter(h[3]);
 	kc_dns_count2(KC_DNS_RESPONSE, 1, idx, 1);
 	kc_hist_add(&dns_latency, idx, ns);
+	kc_dns_responder(from, fromlen, &server);
+	kc_dns_server_answered(&server, idx, ns);
 }
 #endif
 
@@ -404,8 +496,17 @@ static __always_inline void kc_dns_on_close(__u32 fd)
 
 	if (!s)
 		return;
-	if (KC_RETURN_MODE && s->pending)
-		kc_dns_count(KC_DNS_TIMEOUT, s->pending);
+#if KC_RETURN_MODE
+	if (s->pending) {
+		struct kc_dns_server *row = s->several_servers ? NULL : kc_dns_server_row(&s->server);
+
+		/* Which of several servers a pending query was last sent to is the query's, not
+		 * the socket's: those are counted apart. */
+		kc_dns_count2(KC_DNS_TIMEOUT, s->pending, KC_DNS_TIMEOUT_UNATTRIBUTED, row ? 0 : s->pending);
+		if (row)
+			__sync_fetch_and_add(&row->timeouts, s->pending);
+	}
+#endif
 	bpf_map_delete_elem(&dns_sockets, &key);
 }
 
@@ -414,7 +515,7 @@ KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, a1, a
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmsg, sendmsg, kc_dns_on_sendmsg(a0, (void *)a1))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmmsg, sendmmsg, kc_dns_on_sendmmsg(a0, (void *)a1, a2))
 #if KC_RETURN_MODE
-KC_SYSCALL_ARGS_AS(kc_dns_response, _recvfrom, recvfrom, kc_dns_recv_begin(a0, a1),
+KC_SYSCALL_ARGS6_AS(kc_dns_response, _recvfrom, recvfrom, kc_dns_recv_begin(a0, a1, a4, a4 ? a5 : 0),
 		   kc_dns_recv_end(ret))
 KC_SYSCALL_ARGS_AS(kc_dns_response, _recvmsg, recvmsg, kc_dns_recvmsg_begin(a0, (void *)a1),
 		   kc_dns_recv_end(ret))

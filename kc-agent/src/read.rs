@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 
+use kc_common::dns::{
+    decode_dns_server, DnsServer, ServerTable, ServersSeen, SERVER_KEY_SIZE, SERVER_SIZE,
+};
 use kc_common::flow::{decode_flow, Flow, FlowTable, TcpState, FLOW_SIZE};
 use kc_common::plan::{CounterPlan, MapPlan, MapRole};
 use kc_common::report::{evicted, AppsTable, GroupBy, MapReads, ProcessExit, Row, StreamReport};
@@ -258,6 +261,23 @@ pub fn read(loaded: &mut Loaded, options: &Options, cpus: usize) -> std::io::Res
         report.flows = Some(rows);
         report.flow_table = Some(table);
     }
+    if let Some((m, servers)) = map(MapRole::DnsServers) {
+        let seen = |c: &str| report.total(c).is_some();
+        let seen_figures = ServersSeen {
+            queries: seen("query"),
+            responses: seen("response"),
+            timeouts: seen("timeout"),
+        };
+        let (rows, table) = read_dns_servers(
+            map_fd(servers)?,
+            m,
+            reads,
+            report.total("servers_tracked"),
+            seen_figures,
+        )?;
+        report.dns_servers = Some(rows);
+        report.server_table = Some(table);
+    }
     let mut histograms = BTreeMap::new();
     let mut devices = BTreeMap::new();
     for m in &plan.maps {
@@ -319,6 +339,41 @@ fn read_flows(
         insertions: inserted,
         evicted: evicted(inserted, rows.len() as u64, streamed),
         removed_closed,
+    };
+    Ok((rows, table))
+}
+
+/// A DNS server table's rows (`struct kc_dns_server` keyed by `struct kc_dns_server_key`), as
+/// kc-loader reads them (co-re/loader/kc_dns_servers.c): figures of counters the pass did not
+/// observe are None; `inserted` is the collector's `servers_tracked`. A table whose rows are not
+/// this agent's structs is refused, as kc-loader refuses it.
+fn read_dns_servers(
+    fd: std::os::fd::BorrowedFd<'_>,
+    m: &MapPlan,
+    reads: MapReads,
+    inserted: Option<u64>,
+    seen: ServersSeen,
+) -> std::io::Result<(Vec<DnsServer>, ServerTable)> {
+    if m.value_size != Some(SERVER_SIZE as u32) || m.key_size != Some(SERVER_KEY_SIZE as u32) {
+        return Err(std::io::Error::other(format!(
+            "{}'s rows are {:?} bytes under keys of {:?}, this agent's struct kc_dns_server {SERVER_SIZE} under struct kc_dns_server_key {SERVER_KEY_SIZE}: use the agent of the object's release",
+            m.name, m.value_size, m.key_size
+        )));
+    }
+    let mut rows = Vec::new();
+    sys::walk(
+        fd,
+        SERVER_KEY_SIZE,
+        SERVER_SIZE,
+        reads,
+        &mut |key: &[u8], value: &[u8]| rows.extend(decode_dns_server(key, value, seen)),
+    )?;
+    let table = ServerTable {
+        map: m.name.clone(),
+        table_size: u64::from(m.max_entries),
+        rows: rows.len() as u64,
+        insertions: inserted,
+        evicted: inserted.map(|i| evicted(i, rows.len() as u64, 0)),
     };
     Ok((rows, table))
 }

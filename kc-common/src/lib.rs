@@ -1,6 +1,7 @@
 //! Logic shared by the `xtask` pipeline and the downstream installer.
 
 pub mod attach;
+pub mod dns;
 pub mod flow;
 pub mod host;
 pub mod kernel;

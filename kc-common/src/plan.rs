@@ -240,6 +240,9 @@ pub enum MapRole {
     /// address (an LRU table; closed rows are the agent's to report once and remove, where no
     /// stream took them).
     Flows,
+    /// `<collector>_servers`: one `struct kc_dns_server` per DNS server, keyed by `struct
+    /// kc_dns_server_key` (an LRU table; rows stay: a server's figures only grow).
+    DnsServers,
     /// A ring buffer (`BPF_MAP_TYPE_RINGBUF`) of records, whose type is the plan's
     /// `value_type` (`struct kc_process_exit`): poll it while the programs run. Records it had
     /// no room for are counted by the collector (`stream_lost`).

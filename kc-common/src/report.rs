@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::attach::{AttachFamily, AttachMode, PassedOver};
+use crate::dns::{DnsServer, ServerTable};
 use crate::flow::{Flow, FlowClose, FlowTable};
 
 /// One pass of the loader over its objects.
@@ -134,6 +135,9 @@ pub struct ObjectReport {
     /// The rows of its flow table (`<collector>_flows`), closed ones reported once.
     pub flows: Option<Vec<Flow>>,
     pub flow_table: Option<FlowTable>,
+    /// The rows of its DNS server table (`<collector>_servers`).
+    pub dns_servers: Option<Vec<DnsServer>>,
+    pub server_table: Option<ServerTable>,
     /// What each stream map (a ring buffer) delivered in the pass, by map name.
     pub streams: Option<BTreeMap<String, StreamReport>>,
     /// The kernel's own figure of the memory its maps hold: the sum of each map's `memlock`

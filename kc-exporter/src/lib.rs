@@ -1,4 +1,5 @@
 pub mod collect;
+pub mod dns;
 pub mod exposition;
 pub mod flags;
 pub mod flows;

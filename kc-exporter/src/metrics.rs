@@ -5,7 +5,8 @@
 //! `kc_<collector>_<counter>_by_process_total{pid,comm}` (or `_by_cgroup_total{cgroup}`), the
 //! rows beyond `--max-series` summed into `comm="other"` (`cgroup="other"`); a latency
 //! histogram `kc_<map>_seconds` with the kernel's log2 buckets as bounds; counts per device
-//! `kc_<map>_total{device}`. The exporter's own health is under `kc_exporter_`.
+//! `kc_<map>_total{device}`; a DNS server's figures `kc_dns_server_*{server}`. The exporter's own
+//! health is under `kc_exporter_`.
 
 use std::collections::BTreeMap;
 
@@ -269,6 +270,9 @@ pub fn families(state: &mut State, s: &Scrape, labels: &mut dyn RowLabels) -> Ve
                     Value::Counter(v),
                 );
             }
+        }
+        for (name, help, l, v) in crate::dns::samples(o, &mut carried) {
+            add(name.into(), help.into(), l, v);
         }
         for (name, help, l, v) in crate::flows::samples(&mut state.ended, o) {
             add(name.into(), help.into(), l, v);

@@ -83,6 +83,7 @@ pub fn map_role(collector: &str, name: &str, map_type: u32) -> MapRole {
         Some("apps") => MapRole::Apps,
         Some("ctrl") => MapRole::Ctrl,
         Some("flows") => MapRole::Flows,
+        Some("servers") => MapRole::DnsServers,
         _ if name.ends_with("_latency") => MapRole::Histogram,
         _ if name.ends_with("_devices") => MapRole::Devices,
         _ => MapRole::Internal,
@@ -306,5 +307,6 @@ mod tests {
             map_role("connections", "connections_flows", 9),
             MapRole::Flows
         );
+        assert_eq!(map_role("dns", "dns_servers", 9), MapRole::DnsServers);
     }
 }

@@ -62,6 +62,9 @@ pub fn cc_args(
         root.join("co-re/loader/kc-loader.c").display().to_string(),
         root.join("co-re/loader/kc_attach.c").display().to_string(),
         root.join("co-re/loader/kc_flows.c").display().to_string(),
+        root.join("co-re/loader/kc_dns_servers.c")
+            .display()
+            .to_string(),
         root.join("co-re/loader/kc_json.c").display().to_string(),
         root.join("co-re/loader/kc_kernel.c").display().to_string(),
         root.join("co-re/loader/kc_map_walk.c")

@@ -310,6 +310,21 @@ fn workload_flows(report: &LoaderReport, object: &ObjectReport) -> Vec<String> {
     flows
 }
 
+/// The server-table row of the resolver the workload asks (127.0.0.1, one question answered
+/// NOERROR), as what two runs of it must agree on: every figure and the latency's count.
+fn workload_server(object: &ObjectReport) -> Option<String> {
+    let row = object
+        .dns_servers
+        .iter()
+        .flatten()
+        .find(|s| s.server == std::net::Ipv4Addr::LOCALHOST)?;
+    let timed = row.latency.as_ref().map(|l| l.iter().sum::<u64>());
+    Some(format!(
+        "queries {:?} responses {:?} timed {timed:?} timeouts {:?}",
+        row.queries, row.responses, row.timeouts
+    ))
+}
+
 fn compare(name: &str, loader: &LoaderReport, agent: &LoaderReport) -> (Vec<String>, usize) {
     let mut wrong = Vec::new();
     let mut compared = 0;
@@ -372,6 +387,16 @@ fn compare(name: &str, loader: &LoaderReport, agent: &LoaderReport) -> (Vec<Stri
             wrong.push(format!(
                 "{object}: the workload's flows: kc-loader {flows_t:?}, {name} {flows_o:?}"
             ));
+        }
+        if t.server_table.is_some() {
+            // The workload asked its resolver: both tables must hold it, alike.
+            let (server_t, server_o) = (workload_server(t), workload_server(o));
+            compared += 1;
+            if server_t.is_none() || server_t != server_o {
+                wrong.push(format!(
+                    "{object}: the workload's DNS server: kc-loader {server_t:?}, {name} {server_o:?}"
+                ));
+            }
         }
         let collector = object.trim_end_matches(".bpf.o");
         let (Some(rt), Some(ro)) = (

@@ -204,6 +204,9 @@ pub fn judge(report: &LoaderReport, guest: &Guest) -> Vec<ObjectOutcome> {
             if collector == "connections" {
                 wrong_counts.extend(super::flows::judge(o, run.workload_pid, kind == "co-re"));
             }
+            if collector == "dns" {
+                wrong_counts.extend(super::dns_servers::judge(o, run.entry_mode));
+            }
             wrong_counts.extend(
                 crate::accounting::judge(accounting, &collector, o, report)
                     .wrong

@@ -105,6 +105,7 @@ impl Accel {
     }
 }
 
+mod dns_servers;
 pub(crate) mod expect;
 pub(crate) mod exporter;
 mod flows;
