@@ -557,6 +557,11 @@ static __always_inline __u32 kc_log2(__u32 v)
 	return r;
 }
 
+/* Makes `var` opaque to clang here: a mask applied after it stays in the program, where clang
+ * would otherwise fold it into the arithmetic before (kc_slot's clamp, say) and leave the
+ * verifier an offset it cannot bound ("unbounded memory access", 5.10). */
+#define kc_barrier_var(var) asm volatile("" : "+r"(var))
+
 /* Histogram slot of a duration: log2 of its microseconds, clamped to the histogram. */
 static __always_inline __u32 kc_slot(__u64 ns)
 {

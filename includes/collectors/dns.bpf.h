@@ -430,11 +430,15 @@ static __always_inline void kc_dns_responder(__u64 from, __u64 fromlen, struct k
 static __always_inline void kc_dns_server_answered(const struct kc_dns_server_key *server, __u64 idx, __u64 ns)
 {
 	struct kc_dns_server *row = kc_dns_server_row(server);
+	__u64 code = idx - KC_DNS_NOERROR, slot = kc_slot(ns);
 
 	if (!row)
 		return;
-	__sync_fetch_and_add(&row->responses[(idx - KC_DNS_NOERROR) & (KC_DNS_RCODES - 1)], 1);
-	__sync_fetch_and_add(&row->latency[kc_slot(ns) & (KC_HIST_SLOTS - 1)], 1);
+	/* Indexes into the row, bounded where the verifier sees them. */
+	kc_barrier_var(code);
+	kc_barrier_var(slot);
+	__sync_fetch_and_add(&row->responses[code & (KC_DNS_RCODES - 1)], 1);
+	__sync_fetch_and_add(&row->latency[slot & (KC_HIST_SLOTS - 1)], 1);
 }
 
 /* The receive this thread began returned `ret`: a response to one of the socket's queries? */
