@@ -472,6 +472,35 @@ mod tests {
         assert_eq!(wrong, ["schedlat.bpf.o: not in kc-agent's report"]);
     }
 
+    fn dns_pass(queries: Option<u64>) -> LoaderReport {
+        let rows = match queries {
+            Some(q) => json!([{"server": "127.0.0.1", "family": "ipv4", "queries": q,
+                "responses": null, "latency": null, "timeouts": null}]),
+            None => json!([]),
+        };
+        report(json!({"workload_pid": 7, "objects": [
+            {"object": "dns.bpf.o", "status": "ok", "dns_servers": rows,
+             "server_table": {"map": "dns_servers", "table_size": 64, "rows": 1,
+                              "insertions": null, "evicted": null}}]}))
+    }
+
+    #[test]
+    fn the_workloads_dns_server_must_be_in_both_alike() {
+        let (wrong, compared) = compare("kc-agent", &dns_pass(Some(1)), &dns_pass(Some(1)));
+        assert_eq!((wrong.len(), compared), (0, 1), "{wrong:?}");
+        let (wrong, _) = compare("kc-agent", &dns_pass(Some(1)), &dns_pass(Some(2)));
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert!(
+            wrong[0].starts_with(
+                "dns.bpf.o: the workload's DNS server: kc-loader Some(\"queries Some(1)"
+            ),
+            "{wrong:?}"
+        );
+        // Neither saw it: the workload asked, so that is a fault too.
+        let (wrong, _) = compare("kc-agent", &dns_pass(None), &dns_pass(None));
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+    }
+
     #[test]
     fn the_kernels_memory_figure_must_agree() {
         let mut more = pass("probe", 10, Some(2));
