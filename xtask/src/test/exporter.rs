@@ -66,6 +66,7 @@ pub fn exporter() -> Result<Verdict> {
     prometheus.wait_for_target()?;
     let (pid, reads, per_second) = run_workload(scratch.path())?;
     prometheus.judge_workload(pid, reads, per_second)?;
+    super::exporter_dns::judge(&client, &url, scratch.path())?;
 
     let sh = process::shell();
     let exporter_pid = exporter.0[0].id().to_string();
@@ -328,7 +329,7 @@ fn every_collector_serves(scrape: &str) -> Result<()> {
 }
 
 /// `promtool check metrics` (Prometheus's own linter) takes the scrape without a complaint.
-fn promtool_accepts(scrape: &str, dir: &Path) -> Result<()> {
+pub(super) fn promtool_accepts(scrape: &str, dir: &Path) -> Result<()> {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .current_dir(dir)

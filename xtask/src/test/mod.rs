@@ -17,6 +17,7 @@ pub(crate) mod agent;
 mod arm64;
 mod docker;
 pub(crate) mod exporter;
+mod exporter_dns;
 mod host;
 mod live_flows;
 mod map_reads;
