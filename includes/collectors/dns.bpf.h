@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* dns: DNS over UDP as the processes that ask see it: queries by type, responses by code with
- * their latency, queries sent again before an answer, and queries never answered, per process
- * and in total; IPv4 and IPv6 servers.
+/* dns: DNS over UDP and TCP as the processes that ask see it: queries by type, responses by
+ * code with their latency, queries sent again before an answer, and queries never answered,
+ * per process and in total, and per server (dns_servers); IPv4 and IPv6 servers.
  *
  * Where: the socket system calls, in all three families (the syscall wrappers through
  * trampolines and kprobes, the syscalls' tracepoints). A socket speaks DNS when it is connected
