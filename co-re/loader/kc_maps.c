@@ -189,22 +189,29 @@ int kc_maps_check(const struct bpf_object *obj, char *why, size_t n)
 	return 0;
 }
 
-/* The total of the counter `name`, 0 where the collector has none. */
-static unsigned long long counter_named(const struct counters *c, const unsigned long long *v, const char *name)
+/* The index of the counter `name`, -1 where the collector has none. */
+static int counter_index(const struct counters *c, const char *name)
 {
 	for (int i = 0; i < c->n; i++)
 		if (strcmp(c->names[i], name) == 0)
-			return v[i];
-	return 0;
+			return i;
+	return -1;
+}
+
+/* The total of the counter `name`, 0 where the collector has none. */
+static unsigned long long counter_named(const struct counters *c, const unsigned long long *v, const char *name)
+{
+	int i = counter_index(c, name);
+
+	return i < 0 ? 0 : v[i];
 }
 
 /* Whether the counter `name` was observed (a collector without it: not). */
 static int counter_seen(const struct counters *c, const char *name)
 {
-	for (int i = 0; i < c->n; i++)
-		if (strcmp(c->names[i], name) == 0)
-			return !c->unobserved[i][0];
-	return 0;
+	int i = counter_index(c, name);
+
+	return i >= 0 && !c->unobserved[i][0];
 }
 
 /* {"name": value, ...}: null for a counter the pass did not observe. */
