@@ -178,11 +178,11 @@
  * to port 53 but is not one query (another opcode, several questions, a TCP message's length
  * sent apart from it with a send of its own); `query_tcp` counts the queries sent over TCP
  * (length-prefixed), also in `query`; a timeout is a query still unanswered when its
- * socket is closed with close(2) (return mode: an entry-only object sees no answers; sockets
- * a process's exit closes are not seen). Per server (`dns_servers`, return mode): a timeout is
- * its server's when its socket asked one server only; `timeout_unattributed` counts those of
- * sockets that asked several (also in `timeout`); `servers_tracked` counts the table's rows
- * added (evicted = tracked - rows). */
+ * socket is closed, with close(2) or by its process's exit (return mode: an entry-only object
+ * sees no answers). Per server (`dns_servers`, return mode): a timeout is its server's when its
+ * socket (at a close) or its process (at an exit) asked that server only;
+ * `timeout_unattributed` counts the others (also in `timeout`); `servers_tracked` counts the
+ * table's rows added (evicted = tracked - rows). */
 #define KC_DNS_COUNTERS(X)                                                                  \
 	X(DNS, CONNECT, connect, KC_FROM(connect))                                          \
 	X(DNS, QUERY, query, KC_FROM(connect) KC_FROM(query))                               \
@@ -197,11 +197,11 @@
 	X(DNS, NXDOMAIN, nxdomain, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
 	X(DNS, SERVFAIL, servfail, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)          \
 	X(DNS, RCODE_OTHER, rcode_other, KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)    \
-	X(DNS, TIMEOUT, timeout, KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY) \
+	X(DNS, TIMEOUT, timeout, KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_FROM(exit) KC_RETURN_ONLY) \
 	/* last: the counters above keep their ids, which are dns_latency's too */                \
 	X(DNS, QUERY_TCP, query_tcp, KC_FROM(connect) KC_FROM(query))                       \
 	X(DNS, TIMEOUT_UNATTRIBUTED, timeout_unattributed,                                  \
-	  KC_FROM(connect) KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_RETURN_ONLY)    \
+	  KC_FROM(connect) KC_FROM(query) KC_FROM(response) KC_FROM(close) KC_FROM(exit) KC_RETURN_ONLY) \
 	X(DNS, SERVERS_TRACKED, servers_tracked,                                            \
 	  KC_FROM(connect) KC_FROM(query) KC_FROM(response) KC_RETURN_ONLY)
 

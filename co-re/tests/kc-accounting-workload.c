@@ -8,7 +8,8 @@
  *
  * writes and reads back a file in DIR in pieces, forks children that exit at once, sends
  * datagrams to itself and connects to itself over TCP on 127.0.0.1, asks its own resolver on
- * 127.0.0.1:53 one DNS question (root: the port is privileged), and touches fresh anonymous
+ * 127.0.0.1:53 two DNS questions (root: the port is privileged; the second never answered, its
+ * socket left for the exit to close), and touches fresh anonymous
  * pages. It prints nothing unless something fails (exit 1).
  */
 #include <arpa/inet.h>
@@ -96,8 +97,10 @@ static void datagrams(void)
 	close(fd);
 }
 
-/* One DNS question to a resolver of its own on 127.0.0.1:53, from a connected socket, answered
- * NOERROR: one query, one response, one row for 127.0.0.1 in the dns collector's server table. */
+/* Two DNS questions to a resolver of its own on 127.0.0.1:53, from a connected socket: one
+ * answered NOERROR, then one the resolver drops, the socket left open for the process's exit to
+ * close: one row for 127.0.0.1 in the dns collector's server table, of two queries, one response
+ * and one timeout (the exit's: this process asks that server alone). */
 static void dns(void)
 {
 	static const unsigned char question[] = { 0x6b, 0x63, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
@@ -121,7 +124,11 @@ static void dns(void)
 	if (sendto(resolver, m, sizeof(question), 0, (struct sockaddr *)&from, len) != sizeof(question) ||
 	    recv(client, m, sizeof(m), 0) != sizeof(question))
 		fail("dns answer");
-	close(client);
+	memcpy(m, question, sizeof(question));
+	m[1] = 0x64; /* another id */
+	if (send(client, m, sizeof(question), 0) != sizeof(question) ||
+	    recv(resolver, m, sizeof(m), 0) != sizeof(question))
+		fail("dns question left unanswered");
 	close(resolver);
 }
 

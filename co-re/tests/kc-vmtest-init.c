@@ -443,8 +443,9 @@ static void sockets(int udp[2])
 }
 
 /* DNS: a resolver of its own on 127.0.0.1:53 and [::1]:53 (sockets of this process, no child
- * to count), asked six questions over UDP through every call the dns collector traces, one
- * left unanswered and sent again, and two over TCP (dns_tcp). Every message is DNS_MSG bytes:
+ * to count), asked seven questions over UDP through every call the dns collector traces, one
+ * left unanswered and sent again, one left unanswered on a socket this process's exit closes,
+ * and two over TCP (dns_tcp). Every message is DNS_MSG bytes:
  * "<2 letters>.kc.test". */
 #define DNS_MSG 28
 #define DNS_TXT 16
@@ -616,7 +617,11 @@ static void dns(void)
 	dns_serve(srv6, 0);
 	if (recvmsg(c3, &reply, 0) != DNS_MSG || (m[3] & 0x0F) != 0)
 		say("a dns answer over ipv6 fell short");
-	close(c3);
+	/* Then one the resolver drops, on a socket left open: the workload's exit closes it. */
+	dns_question(q[0], 9, "ex", 28);
+	if (send(c3, q[0], DNS_MSG, 0) != DNS_MSG)
+		say("a dns question left at exit was not sent");
+	dns_serve(srv6, -1);
 	close(c1);
 	close(srv6);
 	close(srv4);

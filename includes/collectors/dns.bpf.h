@@ -17,10 +17,14 @@
  *   response  recvfrom, recvmsg of a DNS socket (return mode: the payload is there once the
  *             call returns), matched to its query by socket and id
  *   close     close: queries still unanswered on the socket count as timeouts
+ *   exit      sched_process_exit, of a process's last thread: the queries still unanswered on
+ *             the sockets its exit closes (no close(2) is called) count as timeouts
  * DNS over TCP puts each message's length before it (2 bytes, RFC 1035 4.2.2): in the same
  * buffer (send, recv) or in a buffer of its own (musl's sendmsg and recvmsg of [length,
  * message]). Which one a send is, its bytes say: a query's header has one question where the
  * other layout puts a flags byte or a length, so no socket type need be read.
+ * A process's exit closes its sockets without close(2): a process's queries waiting are counted
+ * (dns_processes) for its exit to count as timeouts.
  * Not seen: glibc's DNS over TCP (writev, and read for the answer: neither is traced, they
  * are every file's), read/write on a connected UDP socket, recvmmsg. */
 
@@ -36,10 +40,12 @@ KC_COLLECTOR(dns, dns)
 #define KC_DNS_TYPE_AAAA 28
 
 /* A socket of a process speaking DNS: since when (ties its queries to this socket, not a
- * later one the descriptor comes to name), queries waiting for their answer, its server (its
- * peer, or where its first query went) and whether it asked others too. */
+ * later one the descriptor comes to name), its process's start (tells that process from a later
+ * one given its pid: an exited process's entries stay), queries waiting for their answer, its
+ * server (its peer, or where its first query went) and whether it asked others too. */
 struct kc_dns_socket {
 	__u64 since;
+	__u64 start;
 	__u32 pending;
 	__u32 several_servers;
 	struct kc_dns_server_key server;
@@ -86,6 +92,17 @@ struct {
 	__uint(max_entries, 1024);
 } dns_pending SEC(".maps");
 
+/* A process asking DNS, by tgid: its queries waiting for an answer, on all its sockets, for
+ * its exit to count (the exit closes them, without close(2)); the server its first query went
+ * to, and whether it has asked another since (for its life: with no atomic exchange on 5.10,
+ * forgetting the servers when none is waiting would race a thread that asks). */
+struct kc_dns_process {
+	__u64 start;
+	__u32 pending;
+	__u32 several_servers;
+	struct kc_dns_server_key server;
+};
+
 /* Receives in flight on DNS sockets, by thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -107,11 +124,48 @@ struct {
 	__type(value, struct kc_dns_server);
 	__uint(max_entries, 64);
 } dns_servers SEC(".maps");
+
+/* Processes that asked DNS, until they exit. A row is touched at each query, so the LRU gives
+ * way with the rows of processes long idle, whose queries were settled: 256 (0.03 MiB). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u32);
+	__type(value, struct kc_dns_process);
+	__uint(max_entries, 256);
+} dns_processes SEC(".maps");
 #endif
 
 static __always_inline __u64 kc_dns_socket_key(__u32 fd)
 {
 	return (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
+}
+
+/* When the current process began (its leader's start; a thread's exec keeps it). */
+static __always_inline __u64 kc_dns_process_start(void)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	return KC_READ(task, group_leader, start_time);
+}
+
+/* Whether DNS socket `s` (entry `key`) was made one by an earlier process given the current
+ * one's pid: an exited process's entries stay (its exit counted their queries), and one met
+ * so is forgotten. */
+static __always_inline bool kc_dns_stale(const struct kc_dns_socket *s, __u64 key)
+{
+	if (s->start == kc_dns_process_start())
+		return false;
+	bpf_map_delete_elem(&dns_sockets, &key);
+	return true;
+}
+
+/* The DNS socket `key` names, if the current process made it one. Its start is read only for
+ * a DNS socket: every send, receive and close of the host looks. */
+static __always_inline struct kc_dns_socket *kc_dns_socket_of(__u64 key)
+{
+	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
+
+	return s && !kc_dns_stale(s, key) ? s : NULL;
 }
 
 /* The server a socket address names, when it names port 53: its family (else 0) and, where
@@ -156,6 +210,7 @@ static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 		return;
 	}
 	s.since = bpf_ktime_get_ns();
+	s.start = kc_dns_process_start();
 	bpf_map_update_elem(&dns_sockets, &key, &s, BPF_ANY);
 	kc_dns_count(KC_DNS_CONNECT, 1);
 }
@@ -265,6 +320,51 @@ static __always_inline void kc_dns_server_asked(const struct kc_dns_server_key *
 	if (row)
 		__sync_fetch_and_add(&row->queries, 1);
 }
+
+/* The current process sent a query message to `server`, `fresh` of them a query not already
+ * waiting. A row left by an earlier process given the same pid (its exit unseen) starts over. */
+static __always_inline void kc_dns_process_asked(const struct kc_dns_server_key *server, __u32 fresh)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 start = kc_dns_process_start();
+	struct kc_dns_process *p = bpf_map_lookup_elem(&dns_processes, &tgid);
+
+	if (!p || p->start != start) {
+		struct kc_dns_process first = { .start = start, .server = *server };
+
+		bpf_map_update_elem(&dns_processes, &tgid, &first, p ? BPF_ANY : BPF_NOEXIST);
+		p = bpf_map_lookup_elem(&dns_processes, &tgid);
+		if (!p)
+			return;
+	}
+	/* Also when another thread's first query made the row just now. */
+	if (!kc_dns_same_server(&p->server, server))
+		p->several_servers = 1;
+	if (fresh)
+		__sync_fetch_and_add(&p->pending, 1);
+}
+
+/* `n` of the current process's queries were answered, or counted as timeouts at a close. */
+static __always_inline void kc_dns_process_settled(__u32 n)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct kc_dns_process *p = bpf_map_lookup_elem(&dns_processes, &tgid);
+
+	if (p)
+		__sync_fetch_and_add(&p->pending, -n);
+}
+
+/* `n` queries never answered, asked of `server` alone unless `several_servers`: which of several
+ * a query was last sent to is the query's, not its socket's or process's, so those are counted
+ * apart. */
+static __always_inline void kc_dns_timed_out(__u32 n, __u32 several_servers, const struct kc_dns_server_key *server)
+{
+	struct kc_dns_server *row = several_servers ? NULL : kc_dns_server_row(server);
+
+	kc_dns_count2(KC_DNS_TIMEOUT, n, KC_DNS_TIMEOUT_UNATTRIBUTED, row ? 0 : n);
+	if (row)
+		__sync_fetch_and_add(&row->timeouts, n);
+}
 #endif
 
 /* A send of `len` bytes at `buf` (`more`: the message's next struct iovec, if any) on socket
@@ -276,17 +376,16 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	struct kc_dns_query pending = { .sent = now };
 	struct kc_dns_socket *s = NULL;
 	long question;
-	__u32 type;
+	__u32 type, fresh;
 	int tcp;
 
 	/* A datagram with an address goes where it says (most of a host's are not DNS: they
 	 * cost a read of the port, no lookup); one without goes to the socket's peer. */
-	if (dest) {
-		if (!kc_dns_server(dest, &pending.server))
-			return;
-		s = bpf_map_lookup_elem(&dns_sockets, &key);
-	} else {
-		s = bpf_map_lookup_elem(&dns_sockets, &key);
+	if (dest && !kc_dns_server(dest, &pending.server))
+		return;
+	/* Without an address, a socket left by an earlier process is not this one's DNS socket. */
+	s = kc_dns_socket_of(key);
+	if (!dest) {
 		if (!s || !s->server.family)
 			return;
 		pending.server = s->server;
@@ -300,7 +399,7 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	type = question >> 16;
 	q.id = question & 0xFFFF;
 	if (!s) {
-		struct kc_dns_socket fresh = { .since = now, .server = pending.server };
+		struct kc_dns_socket fresh = { .since = now, .start = kc_dns_process_start(), .server = pending.server };
 
 		bpf_map_update_elem(&dns_sockets, &key, &fresh, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
@@ -311,14 +410,15 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	}
 	KC_IF_RETURN(kc_dns_server_asked(&pending.server);)
 	q.since = s->since;
-	if (bpf_map_lookup_elem(&dns_pending, &q)) {
-		/* Sent again before an answer: a retry, or the same query to another server. */
-		bpf_map_update_elem(&dns_pending, &q, &pending, BPF_ANY);
+	/* Sent again before an answer (a retry, or the same query to another server): not fresh. */
+	fresh = !bpf_map_lookup_elem(&dns_pending, &q);
+	if (bpf_map_update_elem(&dns_pending, &q, &pending, fresh ? BPF_NOEXIST : BPF_ANY))
+		return;
+	KC_IF_RETURN(kc_dns_process_asked(&pending.server, fresh);)
+	if (!fresh) {
 		kc_dns_count(KC_DNS_RESEND, 1);
 		return;
 	}
-	if (bpf_map_update_elem(&dns_pending, &q, &pending, BPF_NOEXIST))
-		return;
 	__sync_fetch_and_add(&s->pending, 1);
 	kc_dns_count2(KC_DNS_QUERY, 1,
 		      type == KC_DNS_TYPE_A ? KC_DNS_QUERY_A :
@@ -471,9 +571,11 @@ static __always_inline void kc_dns_recv_end(long ret)
 		h[2] = h[4];
 		h[3] = h[5];
 	}
+	if (!(h[2] & 0x80)) /* QR 1: a response */
+		return;
 	key = kc_dns_socket_key(q.fd);
-	s = bpf_map_lookup_elem(&dns_sockets, &key);
-	if (!s || !(h[2] & 0x80)) /* QR 1: a response */
+	s = kc_dns_socket_of(key);
+	if (!s)
 		return;
 	q.since = s->since;
 	q.id = (__u32)h[0] << 8 | h[1];
@@ -485,6 +587,7 @@ static __always_inline void kc_dns_recv_end(long ret)
 	if (bpf_map_delete_elem(&dns_pending, &q)) /* another thread took it */
 		return;
 	__sync_fetch_and_add(&s->pending, -1);
+	kc_dns_process_settled(1);
 	idx = kc_dns_rcode_counter(h[3]);
 	kc_dns_count2(KC_DNS_RESPONSE, 1, idx, 1);
 	kc_hist_add(&dns_latency, idx, ns);
@@ -496,23 +599,42 @@ static __always_inline void kc_dns_recv_end(long ret)
 static __always_inline void kc_dns_on_close(__u32 fd)
 {
 	__u64 key = kc_dns_socket_key(fd);
-	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
+	struct kc_dns_socket *s = kc_dns_socket_of(key);
 
 	if (!s)
 		return;
 #if KC_RETURN_MODE
 	if (s->pending) {
-		struct kc_dns_server *row = s->several_servers ? NULL : kc_dns_server_row(&s->server);
-
-		/* Which of several servers a pending query was last sent to is the query's, not
-		 * the socket's: those are counted apart. */
-		kc_dns_count2(KC_DNS_TIMEOUT, s->pending, KC_DNS_TIMEOUT_UNATTRIBUTED, row ? 0 : s->pending);
-		if (row)
-			__sync_fetch_and_add(&row->timeouts, s->pending);
+		kc_dns_timed_out(s->pending, s->several_servers, &s->server);
+		kc_dns_process_settled(s->pending);
 	}
 #endif
 	bpf_map_delete_elem(&dns_sockets, &key);
 }
+
+#if KC_RETURN_MODE
+/* A thread exits: the last of its process closes the process's files, and with them its DNS
+ * sockets, without close(2). Their queries still waiting count as timeouts. */
+static __always_inline void kc_dns_on_exit(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct kc_dns_process *p = bpf_map_lookup_elem(&dns_processes, &tgid);
+	struct task_struct *task;
+	__s32 pending;
+
+	if (!p)
+		return;
+	/* do_exit counts the group's live threads down before this event, and closes the
+	 * files after it. */
+	task = (void *)bpf_get_current_task();
+	if (KC_READ(task, signal, live.counter))
+		return;
+	pending = p->pending;
+	if (pending > 0 && p->start == kc_dns_process_start())
+		kc_dns_timed_out(pending, p->several_servers, &p->server);
+	bpf_map_delete_elem(&dns_processes, &tgid);
+}
+#endif
 
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void *)a1))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, a1, a2, 0, (void *)a4))
@@ -525,3 +647,6 @@ KC_SYSCALL_ARGS_AS(kc_dns_response, _recvmsg, recvmsg, kc_dns_recvmsg_begin(a0, 
 		   kc_dns_recv_end(ret))
 #endif
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_close, , close, kc_dns_on_close(a0))
+#if KC_RETURN_MODE
+KC_TP_COUNT(kc_dns_exit, sched, sched_process_exit, kc_dns_on_exit())
+#endif

@@ -1,7 +1,7 @@
-//! Part of the `exporter` check: a DNS question the accounting workload asks its own resolver
+//! Part of the `exporter` check: the DNS questions the accounting workload asks its own resolver
 //! on 127.0.0.1:53 while kc-exporter runs, found in the next scrape as that server's series,
-//! exactly: one query, one NOERROR answer, one latency sample; the scrape well formed for
-//! promtool with them.
+//! exactly: two queries, one NOERROR answer, one latency sample, and one timeout (the question
+//! left unanswered at the workload's exit); the scrape well formed for promtool with them.
 
 use std::path::Path;
 
@@ -36,18 +36,21 @@ pub fn judge(client: &reqwest::blocking::Client, url: &str, dir: &Path) -> Resul
     super::exporter::promtool_accepts(&scrape, dir)?;
     let server = format!("server=\"{SERVER}\"");
     let expected = [
-        ("kc_dns_server_queries_total", server.clone()),
+        ("kc_dns_server_queries_total", server.clone(), 2.0),
         (
             "kc_dns_server_responses_total",
             format!("{server},rcode=\"noerror\""),
+            1.0,
         ),
-        ("kc_dns_server_latency_seconds_count", server.clone()),
+        ("kc_dns_server_latency_seconds_count", server.clone(), 1.0),
+        ("kc_dns_server_timeouts_total", server.clone(), 1.0),
     ];
     let wrong: Vec<String> = expected
         .iter()
-        .filter_map(|(name, labels)| {
+        .filter_map(|(name, labels, asked)| {
             let got = sample(&scrape, name, labels);
-            (got != Some(1.0)).then(|| format!("{name}{{{labels}}}: {got:?}, the workload's 1"))
+            (got != Some(*asked))
+                .then(|| format!("{name}{{{labels}}}: {got:?}, the workload's {asked}"))
         })
         .collect();
     ensure!(
@@ -60,7 +63,10 @@ pub fn judge(client: &reqwest::blocking::Client, url: &str, dir: &Path) -> Resul
             .collect::<Vec<_>>()
             .join("\n")
     );
-    eprintln!("e2e: kc-exporter: the workload's DNS question to {SERVER}: 1 query, 1 NOERROR answer, 1 latency sample");
+    eprintln!(
+        "e2e: kc-exporter: the workload's DNS questions to {SERVER}: 2 queries, 1 NOERROR answer, \
+         1 latency sample, 1 timeout (at its exit)"
+    );
     Ok(())
 }
 

@@ -12,12 +12,15 @@ struct Asked {
     queries: u64,
     /// Answers: noerror, nxdomain, servfail, other codes.
     responses: [u64; 4],
-    /// Queries left unanswered at their socket's close (a socket that asked this server alone).
+    /// Queries left unanswered at their socket's close (a socket that asked this server alone)
+    /// or at their process's exit (a process that asked this server alone: the workload asks
+    /// both, so its exit's timeout is `timeout_unattributed`'s).
     timeouts: u64,
 }
 
 /// 127.0.0.1: A ok (send), A sf and TXT tx (sendmmsg), A nx (sendto), A to twice, never
-/// answered; over TCP A ok and AAAA nx. [::1]: AAAA ok.
+/// answered; over TCP A ok and AAAA nx. [::1]: AAAA ok, then AAAA ex, left unanswered at the
+/// workload's exit.
 const ASKED: [Asked; 2] = [
     Asked {
         server: "127.0.0.1",
@@ -27,7 +30,7 @@ const ASKED: [Asked; 2] = [
     },
     Asked {
         server: "::1",
-        queries: 1,
+        queries: 2,
         responses: [1, 0, 0, 0],
         timeouts: 0,
     },
@@ -197,7 +200,7 @@ mod tests {
                 {"server": "127.0.0.1", "family": "ipv4", "queries": v4_queries,
                  "responses": {"noerror": 3, "nxdomain": 2, "servfail": 1, "rcode_other": 0},
                  "latency": slots(6), "timeouts": 1},
-                {"server": "::1", "family": "ipv6", "queries": 1,
+                {"server": "::1", "family": "ipv6", "queries": 2,
                  "responses": {"noerror": 1, "nxdomain": 0, "servfail": 0, "rcode_other": 0},
                  "latency": slots(1), "timeouts": 0}],
             "server_table": {"map": "dns_servers", "table_size": 64, "rows": 2, "insertions": 2, "evicted": 0}}]}));
@@ -205,7 +208,7 @@ mod tests {
     }
 
     fn totals() -> Value {
-        json!({"query": 8, "resend": 1, "response": 7, "timeout": 1, "timeout_unattributed": 0, "servers_tracked": 2})
+        json!({"query": 9, "resend": 1, "response": 7, "timeout": 2, "timeout_unattributed": 1, "servers_tracked": 2})
     }
 
     #[test]
@@ -220,7 +223,7 @@ mod tests {
             wrong,
             [
                 "dns_servers: 127.0.0.1 queries: Some(7), the workload's 8",
-                "dns_servers: the servers' queries add up to 8, the collector's counters to 9"
+                "dns_servers: the servers' queries add up to 9, the collector's counters to 10"
             ]
         );
     }
@@ -230,7 +233,7 @@ mod tests {
         let wrong = judge(
             &object(
                 8,
-                json!({"query": 8, "resend": 1, "response": null, "timeout": null}),
+                json!({"query": 9, "resend": 1, "response": null, "timeout": null}),
             ),
             false,
         );

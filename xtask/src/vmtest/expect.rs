@@ -23,6 +23,10 @@ pub struct Expect {
     #[serde(default)]
     pub unobserved: Vec<Unseen>,
     pub event: Option<String>,
+    /// Other events it counts from, each of which must be observed too (the loader's rule:
+    /// every `KC_FROM` event of the counter), named in full (`kc_dns_exit`).
+    #[serde(default)]
+    pub needs: Vec<String>,
     pub trampoline: Option<u64>,
     pub probe: Option<u64>,
     pub tracepoint: Option<u64>,
@@ -122,6 +126,7 @@ fn expected_unobserved(
     entry_mode: bool,
     event: Option<&EventReport>,
     family: Option<AttachFamily>,
+    events: &[EventReport],
 ) -> Option<String> {
     if entry_mode && e.unobserved.contains(&Unseen::P) {
         return Some("an entry-only (p) object does not count it".into());
@@ -132,10 +137,16 @@ fn expected_unobserved(
     let Some(family) = family else {
         return Some(format!("no family observes {:?}", ev.event));
     };
-    e.unobserved
-        .iter()
-        .any(|u| u.family() == Some(family))
-        .then(|| format!("the {family} family is blind to it"))
+    if e.unobserved.iter().any(|u| u.family() == Some(family)) {
+        return Some(format!("the {family} family is blind to it"));
+    }
+    e.needs.iter().find_map(|name| {
+        match events.iter().find(|ev| ev.event == *name) {
+            None => Some(format!("the object has no program for {name:?}")),
+            Some(ev) if ev.family.is_none() => Some(format!("no family observes {name:?}")),
+            Some(_) => None,
+        }
+    })
 }
 
 /// How a counter was observed, as counters.toml says it must be.
@@ -159,7 +170,7 @@ fn observed(
     let family = event.and_then(|ev| ev.family);
     let reason = object.unobserved_because(name);
     match (
-        expected_unobserved(e, entry_mode, event, family),
+        expected_unobserved(e, entry_mode, event, family, &object.events),
         object.total(name),
     ) {
         (Some(why), Some(n)) => Err(format!(
@@ -507,6 +518,37 @@ mod tests {
                 "read: reported unobserved (blind) where the probe family must count it"
             ]
         );
+    }
+
+    #[test]
+    fn a_counter_from_two_events_needs_both_observed() {
+        let t: Table = toml::from_str(
+            "[vfs]\nopen = { row = 6, needs = [\"kc_vfs_fsync\"] }\nopen_error = { row = 0 }\n\
+             read = { row_min = 2 }\nfsync = { none = \"not here\" }\n",
+        )
+        .unwrap();
+        // kc_vfs_fsync has no family: open, observed by its own event, must still be null.
+        let mut r = report("probe", 6, Some(0), 2);
+        r["unobserved"]["fsync"] = "no family".into();
+        let wrong = judge(&t, "vfs", &object(r.clone()), &run(Some(7), false));
+        assert_eq!(
+            wrong,
+            ["open: counted 6 where nothing observes it (no family observes \"kc_vfs_fsync\"): the report must say null, not a number"]
+        );
+        r["counters"]["open"] = serde_json::Value::Null;
+        r["per_process"][0]["counters"]["open"] = serde_json::Value::Null;
+        r["per_process"][1]["counters"]["open"] = serde_json::Value::Null;
+        r["unobserved"]["open"] = "no family observes its event kc_vfs_fsync".into();
+        assert!(judge(&t, "vfs", &object(r.clone()), &run(Some(7), false)).is_empty());
+        // Both observed: a number, judged.
+        r["events"][2]["family"] = "probe".into();
+        r["counters"]["open"] = 6.into();
+        r["per_process"][0]["counters"]["open"] = 6.into();
+        r["per_process"][1]["counters"]["open"] = 100.into();
+        r["unobserved"] = serde_json::json!({});
+        r["counters"]["fsync"] = 0.into();
+        let wrong = judge(&t, "vfs", &object(r.clone()), &run(Some(7), false));
+        assert!(wrong.is_empty(), "{wrong:?}");
     }
 
     #[test]

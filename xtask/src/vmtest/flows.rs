@@ -83,8 +83,8 @@ const UDP_FLOWS: [(IpFamily, FlowDirection, u16, u64, u64, u64, u64); 7] = {
         (Ipv4, Connect, 53, 3, 3, 84, 84), // dns: connected; send, then sendmmsg of 2
         (Ipv4, Accept, 0, 0, 1, 0, 64),    // sockets: the receiver
         (Ipv4, Accept, 0, 4, 6, 112, 168), // dns: the IPv4 resolver
-        (Ipv6, Connect, 53, 1, 1, 28, 28), // dns: connected, AAAA
-        (Ipv6, Accept, 0, 1, 1, 28, 28),   // dns: the IPv6 resolver
+        (Ipv6, Connect, 53, 2, 1, 56, 28), // dns: connected, AAAA; a second left at exit
+        (Ipv6, Accept, 0, 1, 2, 28, 56),   // dns: the IPv6 resolver
     ]
 };
 
@@ -453,7 +453,7 @@ mod tests {
             judge(&o, Some(7), true)[..2],
             [
                 "a UDP flow is outside the table".to_string(),
-                "the workload's UDP flows in the table (family, direction, peer port, datagrams sent, received, bytes sent, received) are [], expected [(Ipv4, Accept, 0, 0, 1, 0, 64), (Ipv4, Accept, 0, 4, 6, 112, 168), (Ipv4, Connect, 0, 1, 0, 64, 0), (Ipv4, Connect, 0, 3, 1, 84, 28), (Ipv4, Connect, 53, 3, 3, 84, 84), (Ipv6, Accept, 0, 1, 1, 28, 28), (Ipv6, Connect, 53, 1, 1, 28, 28)]".to_string()
+                "the workload's UDP flows in the table (family, direction, peer port, datagrams sent, received, bytes sent, received) are [], expected [(Ipv4, Accept, 0, 0, 1, 0, 64), (Ipv4, Accept, 0, 4, 6, 112, 168), (Ipv4, Connect, 0, 1, 0, 64, 0), (Ipv4, Connect, 0, 3, 1, 84, 28), (Ipv4, Connect, 53, 3, 3, 84, 84), (Ipv6, Accept, 0, 1, 2, 28, 56), (Ipv6, Connect, 53, 2, 1, 56, 28)]".to_string()
             ]
         );
     }
