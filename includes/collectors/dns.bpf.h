@@ -17,8 +17,9 @@
  *   response  recvfrom, recvmsg of a DNS socket (return mode: the payload is there once the
  *             call returns), matched to its query by socket and id
  *   close     close: queries still unanswered on the socket count as timeouts
- *   exit      sched_process_exit, of a process's last thread: the queries still unanswered on
- *             the sockets its exit closes (no close(2) is called) count as timeouts
+ *   exit      sched_process_exit, of a process's last thread (legacy objects: its leader's): the
+ *             queries still unanswered on the sockets its exit closes (no close(2) is called)
+ *             count as timeouts
  * DNS over TCP puts each message's length before it (2 bytes, RFC 1035 4.2.2): in the same
  * buffer (send, recv) or in a buffer of its own (musl's sendmsg and recvmsg of [length,
  * message]). Which one a send is, its bytes say: a query's header has one question where the
@@ -40,12 +41,11 @@ KC_COLLECTOR(dns, dns)
 #define KC_DNS_TYPE_AAAA 28
 
 /* A socket of a process speaking DNS: since when (ties its queries to this socket, not a
- * later one the descriptor comes to name), its process's start (tells that process from a later
- * one given its pid: an exited process's entries stay), queries waiting for their answer, its
- * server (its peer, or where its first query went) and whether it asked others too. */
+ * later one the descriptor comes to name, and tells it from an exited process's: see struct
+ * kc_dns_process), queries waiting for their answer, its server (its peer, or where its first
+ * query went) and whether it asked others too. */
 struct kc_dns_socket {
 	__u64 since;
-	__u64 start;
 	__u32 pending;
 	__u32 several_servers;
 	struct kc_dns_server_key server;
@@ -94,10 +94,14 @@ struct {
 
 /* A process asking DNS, by tgid: its queries waiting for an answer, on all its sockets, for
  * its exit to count (the exit closes them, without close(2)); the server its first query went
- * to, and whether it has asked another since (for its life: with no atomic exchange on 5.10,
- * forgetting the servers when none is waiting would race a thread that asks). */
+ * to (family 0: none yet), and whether it has asked another since (for its life: with no
+ * atomic exchange on 5.10, forgetting the servers when none is waiting would race a thread
+ * that asks); and when the last process of this tgid exited. The row outlives that exit: the
+ * exited process's socket entries stay (no exit can walk them), and one made before it belongs
+ * to that process, not to a later one given the same pid. No kernel struct is read: a legacy
+ * object would read it at its bucket's offsets, which need not be the running kernel's. */
 struct kc_dns_process {
-	__u64 start;
+	__u64 exited;
 	__u32 pending;
 	__u32 several_servers;
 	struct kc_dns_server_key server;
@@ -124,43 +128,52 @@ struct {
 	__type(value, struct kc_dns_server);
 	__uint(max_entries, 64);
 } dns_servers SEC(".maps");
+#endif
 
-/* Processes that asked DNS, until they exit. A row is touched at each query, so the LRU gives
- * way with the rows of processes long idle, whose queries were settled: 256 (0.03 MiB). */
+/* Processes that asked DNS (return mode) or whose sockets exited with them: as many as the
+ * sockets. Entry-only objects keep it too, for the exits that tell sockets apart. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u32);
 	__type(value, struct kc_dns_process);
-	__uint(max_entries, 256);
+	__uint(max_entries, 1024);
 } dns_processes SEC(".maps");
-#endif
 
 static __always_inline __u64 kc_dns_socket_key(__u32 fd)
 {
 	return (bpf_get_current_pid_tgid() & 0xFFFFFFFF00000000ULL) | fd;
 }
 
-/* When the current process began (its leader's start; a thread's exec keeps it). */
-static __always_inline __u64 kc_dns_process_start(void)
-{
-	struct task_struct *task = (void *)bpf_get_current_task();
-
-	return KC_READ(task, group_leader, start_time);
-}
-
-/* Whether DNS socket `s` (entry `key`) was made one by an earlier process given the current
- * one's pid: an exited process's entries stay (its exit counted their queries), and one met
- * so is forgotten. */
+/* Whether DNS socket `s` (entry `key`) is one of an exited process, made before the last exit
+ * of its tgid (its queries were counted there): met by a later process given the same pid,
+ * it is forgotten. */
 static __always_inline bool kc_dns_stale(const struct kc_dns_socket *s, __u64 key)
 {
-	if (s->start == kc_dns_process_start())
+	__u32 tgid = key >> 32;
+	struct kc_dns_process *p = bpf_map_lookup_elem(&dns_processes, &tgid);
+
+	if (!p || p->exited < s->since)
 		return false;
 	bpf_map_delete_elem(&dns_sockets, &key);
 	return true;
 }
 
-/* The DNS socket `key` names, if the current process made it one. Its start is read only for
- * a DNS socket: every send, receive and close of the host looks. */
+/* The current process's row, made if it has none: when it makes a socket a DNS one (for its
+ * exit to mark), and at its queries. */
+static __always_inline struct kc_dns_process *kc_dns_process_row(void)
+{
+	static const struct kc_dns_process none;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct kc_dns_process *p = bpf_map_lookup_elem(&dns_processes, &tgid);
+
+	if (p)
+		return p;
+	bpf_map_update_elem(&dns_processes, &tgid, &none, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&dns_processes, &tgid);
+}
+
+/* The DNS socket `key` names, if the current process made it one. Its process is looked up
+ * only for a DNS socket: every send, receive and close of the host looks. */
 static __always_inline struct kc_dns_socket *kc_dns_socket_of(__u64 key)
 {
 	struct kc_dns_socket *s = bpf_map_lookup_elem(&dns_sockets, &key);
@@ -210,7 +223,7 @@ static __always_inline void kc_dns_on_connect(__u32 fd, const void *addr)
 		return;
 	}
 	s.since = bpf_ktime_get_ns();
-	s.start = kc_dns_process_start();
+	kc_dns_process_row();
 	bpf_map_update_elem(&dns_sockets, &key, &s, BPF_ANY);
 	kc_dns_count(KC_DNS_CONNECT, 1);
 }
@@ -322,23 +335,17 @@ static __always_inline void kc_dns_server_asked(const struct kc_dns_server_key *
 }
 
 /* The current process sent a query message to `server`, `fresh` of them a query not already
- * waiting. A row left by an earlier process given the same pid (its exit unseen) starts over. */
+ * waiting. */
 static __always_inline void kc_dns_process_asked(const struct kc_dns_server_key *server, __u32 fresh)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 start = kc_dns_process_start();
-	struct kc_dns_process *p = bpf_map_lookup_elem(&dns_processes, &tgid);
+	struct kc_dns_process *p = kc_dns_process_row();
 
-	if (!p || p->start != start) {
-		struct kc_dns_process first = { .start = start, .server = *server };
-
-		bpf_map_update_elem(&dns_processes, &tgid, &first, p ? BPF_ANY : BPF_NOEXIST);
-		p = bpf_map_lookup_elem(&dns_processes, &tgid);
-		if (!p)
-			return;
-	}
-	/* Also when another thread's first query made the row just now. */
-	if (!kc_dns_same_server(&p->server, server))
+	if (!p)
+		return;
+	/* A row made at a connect, or left by an exit, has no server yet. */
+	if (!p->server.family)
+		p->server = *server;
+	else if (!kc_dns_same_server(&p->server, server))
 		p->several_servers = 1;
 	if (fresh)
 		__sync_fetch_and_add(&p->pending, 1);
@@ -399,7 +406,9 @@ static __always_inline void kc_dns_on_send(__u32 fd, __u64 buf, __u64 len, __u64
 	type = question >> 16;
 	q.id = question & 0xFFFF;
 	if (!s) {
-		struct kc_dns_socket fresh = { .since = now, .start = kc_dns_process_start(), .server = pending.server };
+		struct kc_dns_socket fresh = { .since = now, .server = pending.server };
+
+		kc_dns_process_row();
 
 		bpf_map_update_elem(&dns_sockets, &key, &fresh, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(&dns_sockets, &key);
@@ -612,29 +621,46 @@ static __always_inline void kc_dns_on_close(__u32 fd)
 	bpf_map_delete_elem(&dns_sockets, &key);
 }
 
-#if KC_RETURN_MODE
+/* Whether thread `id` (pid_tgid), exiting, is its process's last. do_exit counts the group's
+ * live threads down before this event, and closes the files after it. A legacy object reads
+ * no kernel struct: there the leader's exit stands for the process's (a leader that exits
+ * before its threads ends the process's DNS early: its sockets' later queries and answers are
+ * the exited process's, not counted twice). */
+static __always_inline bool kc_dns_last_thread(__u64 id)
+{
+#if KC_CORE
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, signal, live.counter) == 0;
+#else
+	return (__u32)id == id >> 32;
+#endif
+}
+
 /* A thread exits: the last of its process closes the process's files, and with them its DNS
- * sockets, without close(2). Their queries still waiting count as timeouts. */
+ * sockets, without close(2). Their queries still waiting count as timeouts (return mode); the
+ * row stays, so that those sockets' entries are known as the exited process's. */
 static __always_inline void kc_dns_on_exit(void)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
 	struct kc_dns_process *p = bpf_map_lookup_elem(&dns_processes, &tgid);
-	struct task_struct *task;
-	__s32 pending;
 
-	if (!p)
+	if (!p || !kc_dns_last_thread(id))
 		return;
-	/* do_exit counts the group's live threads down before this event, and closes the
-	 * files after it. */
-	task = (void *)bpf_get_current_task();
-	if (KC_READ(task, signal, live.counter))
-		return;
-	pending = p->pending;
-	if (pending > 0 && p->start == kc_dns_process_start())
-		kc_dns_timed_out(pending, p->several_servers, &p->server);
-	bpf_map_delete_elem(&dns_processes, &tgid);
-}
+#if KC_RETURN_MODE
+	{
+		__s32 pending = p->pending;
+
+		if (pending > 0)
+			kc_dns_timed_out(pending, p->several_servers, &p->server);
+	}
 #endif
+	p->pending = 0;
+	p->several_servers = 0;
+	p->server.family = 0;
+	p->exited = bpf_ktime_get_ns();
+}
 
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void *)a1))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, a1, a2, 0, (void *)a4))
@@ -647,6 +673,4 @@ KC_SYSCALL_ARGS_AS(kc_dns_response, _recvmsg, recvmsg, kc_dns_recvmsg_begin(a0, 
 		   kc_dns_recv_end(ret))
 #endif
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_close, , close, kc_dns_on_close(a0))
-#if KC_RETURN_MODE
 KC_TP_COUNT(kc_dns_exit, sched, sched_process_exit, kc_dns_on_exit())
-#endif

@@ -140,13 +140,13 @@ fn expected_unobserved(
     if e.unobserved.iter().any(|u| u.family() == Some(family)) {
         return Some(format!("the {family} family is blind to it"));
     }
-    e.needs.iter().find_map(|name| {
-        match events.iter().find(|ev| ev.event == *name) {
+    e.needs
+        .iter()
+        .find_map(|name| match events.iter().find(|ev| ev.event == *name) {
             None => Some(format!("the object has no program for {name:?}")),
             Some(ev) if ev.family.is_none() => Some(format!("no family observes {name:?}")),
             Some(_) => None,
-        }
-    })
+        })
 }
 
 /// How a counter was observed, as counters.toml says it must be.
