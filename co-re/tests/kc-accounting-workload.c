@@ -9,7 +9,9 @@
  * writes and reads back a file in DIR in pieces, forks children that exit at once, sends
  * datagrams to itself and connects to itself over TCP on 127.0.0.1, asks its own resolver on
  * 127.0.0.1:53 two DNS questions (root: the port is privileged; the second never answered, its
- * socket left for the exit to close), and touches fresh anonymous
+ * socket left for the exit to close) and a child one more, left at its exit, then sends that
+ * question's bytes, not to DNS, from a later child given the first's pid (dns_pid_reused), and
+ * touches fresh anonymous
  * pages. It prints nothing unless something fails (exit 1).
  */
 #include <arpa/inet.h>
@@ -28,6 +30,10 @@
 #define CHILDREN 5
 #define DATAGRAMS 20
 #define PAGES 300
+/* The descriptor dns_pid_reused's two children both use. */
+#define REUSED_FD 100
+/* Forks dns_pid_reused may take until one is given the pid it asks for. */
+#define PID_TRIES 20
 
 static void fail(const char *what)
 {
@@ -97,10 +103,64 @@ static void datagrams(void)
 	close(fd);
 }
 
+/* A child asks the resolver on 127.0.0.1:53 `question` (as id 0x6b65) from descriptor
+ * REUSED_FD and exits with it waiting: a timeout of that server's, at its exit. Then a later
+ * child, given the first's pid (ns_last_pid: root), sends the same bytes on a socket pair at the
+ * same descriptor and closes it: the first's socket entry, left by its exit, must not be taken
+ * for the second's (no query, no second timeout at its close). */
+static void dns_pid_reused(int resolver, const unsigned char *question, size_t size)
+{
+	struct sockaddr_in server = { .sin_family = AF_INET, .sin_port = htons(53),
+				      .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	unsigned char m[512];
+	pid_t first, again = -1;
+	int status;
+
+	memcpy(m, question, size);
+	m[1] = 0x65;
+	first = fork();
+	if (first < 0)
+		fail("fork");
+	if (first == 0) {
+		int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+		if (dup2(fd, REUSED_FD) < 0 || connect(REUSED_FD, (struct sockaddr *)&server, sizeof(server)) ||
+		    send(REUSED_FD, m, size, 0) != (ssize_t)size)
+			_exit(1);
+		_exit(0);
+	}
+	if (recv(resolver, m, sizeof(m), 0) != (ssize_t)size || waitpid(first, &status, 0) != first || status)
+		fail("a child's dns question left at its exit");
+	for (int i = 0; i < PID_TRIES && again != first; i++) {
+		FILE *last = fopen("/proc/sys/kernel/ns_last_pid", "w");
+
+		if (!last || fprintf(last, "%d", first - 1) < 0 || fclose(last))
+			fail("/proc/sys/kernel/ns_last_pid (run as root)");
+		again = fork();
+		if (again < 0)
+			fail("fork");
+		if (again == 0) {
+			int pair[2];
+
+			if (getpid() != first)
+				_exit(0);
+			if (socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) || dup2(pair[0], REUSED_FD) < 0 ||
+			    send(REUSED_FD, m, size, 0) != (ssize_t)size || close(REUSED_FD))
+				_exit(1);
+			_exit(0);
+		}
+		if (waitpid(again, &status, 0) != again || status)
+			fail("a later child on the first's descriptor");
+	}
+	if (again != first)
+		fail("no later child was given the first child's pid (another process took it each time)");
+}
+
 /* Two DNS questions to a resolver of its own on 127.0.0.1:53, from a connected socket: one
  * answered NOERROR, then one the resolver drops, the socket left open for the process's exit to
- * close: one row for 127.0.0.1 in the dns collector's server table, of two queries, one response
- * and one timeout (the exit's: this process asks that server alone). */
+ * close; and dns_pid_reused's: one row for 127.0.0.1 in the dns collector's server table, of
+ * three queries, one response and two timeouts (the exits': each process asks that server
+ * alone). */
 static void dns(void)
 {
 	static const unsigned char question[] = { 0x6b, 0x63, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
@@ -129,6 +189,7 @@ static void dns(void)
 	if (send(client, m, sizeof(question), 0) != sizeof(question) ||
 	    recv(resolver, m, sizeof(m), 0) != sizeof(question))
 		fail("dns question left unanswered");
+	dns_pid_reused(resolver, question, sizeof(question));
 	close(resolver);
 }
 

@@ -310,8 +310,9 @@ fn workload_flows(report: &LoaderReport, object: &ObjectReport) -> Vec<String> {
     flows
 }
 
-/// The server-table row of the resolver the workload asks (127.0.0.1, one question answered
-/// NOERROR), as what two runs of it must agree on: every figure and the latency's count.
+/// The server-table row of the resolver the workload asks (127.0.0.1: three questions, one
+/// answered NOERROR, two left at an exit), as what two runs of it must agree on: every figure
+/// and the latency's count.
 fn workload_server(object: &ObjectReport) -> Option<String> {
     let row = object
         .dns_servers
