@@ -153,7 +153,7 @@ static void dns_pid_reused(int resolver, const unsigned char *question, size_t s
 			fail("a later child on the first's descriptor");
 	}
 	if (again != first)
-		fail("no later child was given the first child's pid (another process took it each time)");
+		fail("no later child was given the first child's pid: other processes took it each time (run again when the host forks less)");
 }
 
 /* Two DNS questions to a resolver of its own on 127.0.0.1:53, from a connected socket: one

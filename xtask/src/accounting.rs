@@ -203,9 +203,8 @@ pub fn judge(table: &Table, collector: &str, object: &ObjectReport, pass: &Loade
             });
             // Held to the workload's window too, unless the kernel counts more than we see or
             // left our skipped runs uncounted.
-            let unjudged_below = e.upper_only || (e.softirq && misses_unreported(object, pass));
-            let lower = !unjudged_below;
-            if (n + missed < inner && lower) || n > outer {
+            let judged_below = !e.upper_only && (!e.softirq || !misses_unreported(object, pass));
+            if (n + missed < inner && judged_below) || n > outer {
                 judged.wrong.push(format!(
                     "{name}: ours {n} in the totals, the kernel's {} counted {inner} while the workload ran and {outer} from attach to detach{missed_note} ({why})",
                     figures.join(" + ")
