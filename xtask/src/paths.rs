@@ -55,6 +55,19 @@ pub fn cargo_target_dir() -> PathBuf {
         .map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
+/// The environment variable that moves the build's compile cache and scratch space out of the
+/// checkout: `.ci/run` points it at a cache shared by clean clones, as it does cargo's target
+/// directory (on GitHub, ci.yml's cache of `target/` carries it).
+pub const BUILD_WORK_VAR: &str = "KC_BUILD_DIR";
+
+/// The build's compile cache (keyed by every input) and scratch space: `KC_BUILD_DIR` where
+/// set, else the checkout's `target/kc-build`.
+pub fn build_work_dir() -> PathBuf {
+    std::env::var_os(BUILD_WORK_VAR)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| project_root().join("target/kc-build"), PathBuf::from)
+}
+
 /// Where `cargo xtask build` writes the cells and `package` the release, under the checkout
 /// (the commands' defaults spell these).
 pub const CELLS: &str = "artifacts/cells";

@@ -387,11 +387,18 @@ pub fn run(o: RehearseOptions) -> Result<()> {
         .join("target/rehearsal")
         .join(format!("{:?}", o.workflow).to_lowercase());
     std::fs::create_dir_all(&scratch)?;
-    // The jobs share the checkout's cargo target directory (what the workflows' caches would
-    // give them on GitHub), so that only the workspace's own crates compile per job.
+    // The jobs share the checkout's cargo target directory and BPF compile cache (what the
+    // workflows' caches would give them on GitHub), so that only the workspace's own crates
+    // compile per job and a cell job compiles only objects whose inputs changed.
     let mut extra = vec![
         "--env".into(),
         format!("CARGO_TARGET_DIR={}", paths::cargo_target_dir().display()),
+        "--env".into(),
+        format!(
+            "{}={}",
+            paths::BUILD_WORK_VAR,
+            paths::build_work_dir().display()
+        ),
         "--var".into(),
         format!("KC_DEBIAN_MIRROR={}", Mirror::discover()?.main),
     ];

@@ -3,7 +3,8 @@
 //!
 //! Each compile is a job ([`plan`]) whose key hashes the sources (the collector's files and
 //! all of `includes/`), the flags, the header tree and the toolchain's versions. Outputs are
-//! cached under `target/kc-build/objects/<key>/`; a rebuild with unchanged inputs compiles
+//! cached under `target/kc-build/objects/<key>/` (or `$KC_BUILD_DIR/objects/`: a cache clean
+//! clones share); a rebuild with unchanged inputs compiles
 //! nothing. The jobs run in one pool ([`pool`], [`job`]). A cell (one bucket, or CO-RE, for
 //! one libc) is written to `artifacts/` only when all its jobs succeeded and its files pass
 //! `verify` ([`cell`]): a failed collector leaves the previous artifacts of its cell in place.

@@ -32,13 +32,14 @@ pub struct Project {
 }
 
 impl Project {
-    /// This checkout, building into its own `artifacts/` (a docker cell's container is told
-    /// its paths by its [`super::request::CellRequest`] instead).
+    /// This checkout, building into its own `artifacts/` with the compile cache of
+    /// [`paths::build_work_dir`] (a docker cell's container is told its paths by its
+    /// [`super::request::CellRequest`] instead).
     pub fn checkout() -> Self {
         let root = paths::project_root();
         Self {
             artifacts: root.join("artifacts"),
-            work: root.join("target/kc-build"),
+            work: paths::build_work_dir(),
             kernel_cache: paths::cache_dir(),
             root,
         }
@@ -154,6 +155,14 @@ pub struct Common<'a> {
 }
 
 impl Common<'_> {
+    /// A compile's arguments as a key part, the checkout's path left out: the prefix maps
+    /// (`flags::prefix_maps`) keep it out of the outputs, so clean clones at other paths
+    /// share a compile cache.
+    fn args_key(&self, args: &[String]) -> String {
+        args.join(" ")
+            .replace(&self.project.root.display().to_string(), "<checkout>")
+    }
+
     fn debug_part(&self) -> &'static [u8] {
         if self.debug {
             b"debug"
@@ -227,14 +236,13 @@ pub fn legacy_jobs(
         {
             continue;
         }
-        let args = flags::legacy_clang_args(
+        let args = c.args_key(&flags::legacy_clang_args(
             c.inputs,
             tree,
             flags::LegacyOutput::Pch,
             Path::new("h"),
             Path::new("pch"),
-        )
-        .join(" ");
+        ));
         let key = key_of(&[
             b"pch",
             layer.as_bytes(),
@@ -266,14 +274,13 @@ pub fn legacy_jobs(
                 return_mode,
                 pch: None,
             };
-            let args = flags::legacy_clang_args(
+            let args = c.args_key(&flags::legacy_clang_args(
                 c.inputs,
                 tree,
                 what,
                 Path::new("src.c"),
                 Path::new("out.bc"),
-            )
-            .join(" ");
+            ));
             let key = key_of(&[
                 b"legacy",
                 out.as_bytes(),
@@ -312,8 +319,12 @@ pub fn core_jobs(c: &Common, collectors: &[Collector], arch: Arch) -> Result<Vec
         )
     })?;
     let vmlinux_hash = hex::encode(Sha256::digest(&vmlinux));
-    let args =
-        flags::core_clang_args(c.inputs, arch, Path::new("src.c"), Path::new("out.o")).join(" ");
+    let args = c.args_key(&flags::core_clang_args(
+        c.inputs,
+        arch,
+        Path::new("src.c"),
+        Path::new("out.o"),
+    ));
     let mut jobs = Vec::new();
     for col in collectors {
         let src = fs::read(root.join("co-re").join(format!("{}.bpf.c", col.name)))?;
