@@ -105,6 +105,7 @@ pub fn run(o: DistOptions) -> Result<()> {
                 arch: run.arch,
                 json: false,
                 update_baseline: false,
+                slots: None,
             })?;
         }
     }

@@ -28,6 +28,7 @@ pub fn run(o: VmtestBench) -> Result<()> {
         arch: kc_common::Arch::Amd64,
         json: true,
         update_baseline: false,
+        slots: None,
     };
     let libc = host::host_libc();
     let (one_by_one, _) = crate::vmtest::execute(&opts(1), libc)?;

@@ -1,33 +1,30 @@
 //! The kernels under qemu (the whole amd64 matrix and arm64's oldest and newest, whose cells
 //! `arm64.rs` builds) and the release workflow under act.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use kc_common::Libc;
 
 use super::Verdict;
 use crate::cli::LibcChoice;
 use crate::host;
+use crate::vmtest::GuestSlots;
 
 /// The whole amd64 matrix, and arm64's oldest and newest kernels beside it: every kernel,
 /// object, attach family and selection, with the musl cells' own static loader when Docker
 /// built them (else the host's libc and a loader compiled here).
 ///
-/// Both architectures' guests share the cores at once: apart, arm64's newest guest (kc-loader
-/// and kc-agent, 156 s) ran alone on one core for 108 s after its oldest reported, and the
-/// amd64 matrix's last guests alone at its end. Guests are processor-bound under TCG (a guest
-/// alone: 99 % of a core), so [`GUESTS_AT_ONCE`] of them share the two cores, three amd64 and
-/// one arm64 at a time.
+/// Both architectures' guests share [`GUESTS_AT_ONCE`] places: apart, arm64's newest guest
+/// (kc-loader and kc-agent, 156 s) ran alone on one core for 108 s after its oldest reported.
 pub fn vmtest() -> Result<Verdict> {
+    let slots = Arc::new(GuestSlots::new(GUESTS_AT_ONCE));
     let arm64_kernels = super::arm64::oldest_and_newest()?;
+    let arm64_slots = slots.clone();
     let arm64 = std::thread::spawn(move || {
-        spanning(kc_common::Arch::Arm64, arm64_kernels, 400, ARM64_AT_ONCE)
+        spanning(kc_common::Arch::Arm64, arm64_kernels, 400, arm64_slots)
     });
-    let amd64 = spanning(
-        kc_common::Arch::Amd64,
-        Vec::new(),
-        240,
-        GUESTS_AT_ONCE - ARM64_AT_ONCE,
-    );
+    let amd64 = spanning(kc_common::Arch::Amd64, Vec::new(), 240, slots);
     let arm64 = arm64
         .join()
         .map_err(|_| anyhow::anyhow!("the arm64 guests' thread panicked"))?;
@@ -39,22 +36,20 @@ pub fn vmtest() -> Result<Verdict> {
     }
 }
 
-/// Guests booted at once. A guest waits some of its time (grace periods, timers) with the
-/// emulated CPU idle, so more guests than cores fill the cores: the whole amd64 matrix took
-/// 7:35 with 2 guests at once, 5:54 with 3 and 4:46 with 4 (190 % of the 2 cores).
+/// Guests booted at once. Under TCG a guest alone keeps a core 99 % busy, yet waits some of
+/// its time (grace periods, timers) with the emulated CPU idle, so more guests than cores
+/// fill the cores: the whole amd64 matrix took 7:35 with 2 guests at once, 5:54 with 3 and
+/// 4:46 with 4 (190 % of the 2 cores).
 const GUESTS_AT_ONCE: usize = 4;
 
-/// Of [`GUESTS_AT_ONCE`], the arm64 guests': two guests one after the other take about as
-/// long as the amd64 matrix on the other three.
-const ARM64_AT_ONCE: usize = 1;
-
-/// vmtest of `arch`'s `kernels` (empty: all), `jobs` guests at a time, with the musl cells'
-/// own static loader when Docker built them (else the host's libc and a loader compiled here).
+/// vmtest of `arch`'s `kernels` (empty: all), its guests taking `slots`' places, with the musl
+/// cells' own static loader when Docker built them (else the host's libc and a loader
+/// compiled here).
 pub fn spanning(
     arch: kc_common::Arch,
     kernels: Vec<kc_common::Bucket>,
     timeout: u64,
-    jobs: usize,
+    slots: Arc<GuestSlots>,
 ) -> Result<()> {
     let libc = if crate::image::daemon_answers() {
         Libc::Musl
@@ -64,7 +59,7 @@ pub fn spanning(
     crate::vmtest::run(crate::vmtest::VmtestOptions {
         kernels,
         collectors: Vec::new(),
-        jobs,
+        jobs: GUESTS_AT_ONCE,
         agent: None,
         timeout,
         accel: crate::vmtest::Accel::Auto,
@@ -72,6 +67,7 @@ pub fn spanning(
         arch,
         json: false,
         update_baseline: false,
+        slots: Some(slots),
     })
 }
 
@@ -106,7 +102,8 @@ pub fn rehearsal() -> Result<Verdict> {
     crate::rehearse::run(crate::rehearse::RehearseOptions {
         workflow,
         tag: "v0.0.0-rehearsal".into(),
-        concurrent_jobs: 2,
+        // Its three vmtest jobs (one guest each) at once.
+        concurrent_jobs: 3,
         only: vec![],
         vmtest_kernels: vec![REHEARSAL_KERNEL.parse()?],
         cell_buckets: vec![REHEARSAL_KERNEL.parse()?],

@@ -63,6 +63,48 @@ pub struct VmtestOptions {
     /// (`verifier-baseline.json`) for the kernels it booted, instead of holding them to it
     #[arg(long)]
     pub update_baseline: bool,
+    /// Guests of every run in this process at once, where runs share the cores (the suite
+    /// boots two architectures' runs side by side); `None`: `jobs` alone bounds this run's
+    #[arg(skip)]
+    pub slots: Option<std::sync::Arc<GuestSlots>>,
+}
+
+/// Places for running guests, shared by the vmtest runs of one process: a guest boots once it
+/// holds one, so runs side by side keep to the cores between them, and a run whose guests
+/// are done leaves its places to the others'.
+#[derive(Debug)]
+pub struct GuestSlots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl GuestSlots {
+    pub fn new(n: usize) -> Self {
+        GuestSlots {
+            free: std::sync::Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a place; it is given back when the guard drops.
+    pub fn take(&self) -> GuestSlot<'_> {
+        let mut free = self.free.lock().expect("guest slots");
+        while *free == 0 {
+            free = self.freed.wait(free).expect("guest slots");
+        }
+        *free -= 1;
+        GuestSlot(self)
+    }
+}
+
+/// A place held by one booting guest.
+pub struct GuestSlot<'a>(&'a GuestSlots);
+
+impl Drop for GuestSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("guest slots") += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// The environment variable that chooses the kernels when no `--kernel` is given (the release
@@ -458,6 +500,27 @@ pub fn report(results: &[KernelOutcome], collectors: &[Collector], json: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two runs' workers (six here) boot no more guests at once than the places they share,
+    /// and every place comes back.
+    #[test]
+    fn runs_side_by_side_keep_to_their_shared_places() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let slots = GuestSlots::new(2);
+        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    let _slot = slots.take();
+                    most.fetch_max(running.fetch_add(1, SeqCst) + 1, SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    running.fetch_sub(1, SeqCst);
+                });
+            }
+        });
+        assert_eq!(most.load(SeqCst), 2);
+        assert_eq!(*slots.free.lock().unwrap(), 2);
+    }
 
     /// This host's own programs are amd64's and dynamic: an arm64 guest gets none of them.
     #[test]

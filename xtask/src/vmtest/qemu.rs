@@ -370,8 +370,10 @@ pub(crate) fn probe_kvm(arch: Arch, vmlinuz: &Path, initramfs: &Path) -> Accel {
     {
         return Accel::Tcg;
     }
-    // Whether KVM works does not change while the host runs: one probe per host boot.
-    let memo = super::work_dir().join("kvm-probe");
+    // Whether KVM works does not change while the host runs: one probe per host boot, kept
+    // in the host's cache, not the checkout (clean clones and the rehearsal's jobs each spent
+    // the probe's 20 s where KVM hangs).
+    let memo = crate::paths::cache_dir().join("kvm-probe");
     let host_boot = crate::host::boot_id();
     if let Some(known) = remembered_accel(
         &std::fs::read_to_string(&memo).unwrap_or_default(),

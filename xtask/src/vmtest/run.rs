@@ -266,6 +266,7 @@ impl<'o> Run<'o> {
                     let Some(g) = guests.get(i) else {
                         break;
                     };
+                    let _slot = o.slots.as_deref().map(super::GuestSlots::take);
                     let log = g.initramfs.with_extension("log");
                     if !o.json {
                         eprintln!("vmtest: booting {} ({})", g.kernel.release, g.kernel.series);
