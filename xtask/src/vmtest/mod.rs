@@ -124,7 +124,7 @@ impl GuestSlots {
     }
 
     /// `run` has `guests` to boot.
-    pub fn expect(&self, run: usize, guests: usize) {
+    pub fn set_waiting(&self, run: usize, guests: usize) {
         self.state.lock().expect("guest places").waiting[run] = Some(guests);
         self.changed.notify_all();
     }
@@ -565,7 +565,7 @@ mod tests {
         use std::time::Duration;
         let slots = GuestSlots::new(3);
         let (wide, narrow) = (slots.join(2), slots.join(1));
-        slots.expect(wide, 40);
+        slots.set_waiting(wide, 40);
         let running = [AtomicUsize::new(0), AtomicUsize::new(0)];
         let (most, wide_most) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let boot = |run: usize, ms: u64| {
@@ -593,7 +593,7 @@ mod tests {
                 wide_most.load(SeqCst) <= 2,
                 "the wide run took the narrow one's share"
             );
-            slots.expect(narrow, 1);
+            slots.set_waiting(narrow, 1);
             boot(narrow, 10);
         });
         assert!(most.load(SeqCst) <= 3);

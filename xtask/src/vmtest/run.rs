@@ -264,7 +264,7 @@ impl<'o> Run<'o> {
         let places = o.slots.as_ref().map(|(s, run)| (s.as_ref(), *run));
         let workers = places.map_or(o.jobs, |(s, _)| s.places);
         if let Some((slots, run)) = places {
-            slots.expect(run, guests.len());
+            slots.set_waiting(run, guests.len());
         }
         std::thread::scope(|s| {
             for _ in 0..workers.max(1).min(guests.len()) {
