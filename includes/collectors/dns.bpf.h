@@ -13,9 +13,11 @@
  * is the caller, the objects load like every other collector's, and only the socket calls pay.
  *   connect   connect: to port 53, the socket is remembered as a DNS client's; elsewhere, not
  *   query     sendto, sendmsg (the first two buffers of the message), sendmmsg (its first
- *             4 messages: glibc sends A and AAAA as one sendmmsg)
- *   response  recvfrom, recvmsg of a DNS socket (return mode: the payload is there once the
- *             call returns), matched to its query by socket and id
+ *             4 messages: glibc sends A and AAAA as one sendmmsg); write and writev of a
+ *             DNS socket (Go's own resolver writes to a connected UDP socket; glibc's DNS over
+ *             TCP is a writev of [length, query] or [length, A, length, AAAA])
+ *   response  recvfrom, recvmsg and read of a DNS socket (return mode: the payload is there
+ *             once the call returns), matched to its query by socket and id
  *   close     close: queries still unanswered on the socket count as timeouts
  *   exit      sched_process_exit, of a process's last thread (legacy objects: its leader's): the
  *             queries still unanswered on the sockets its exit closes (no close(2) is called)
@@ -26,8 +28,9 @@
  * other layout puts a flags byte or a length, so no socket type need be read.
  * A process's exit closes its sockets without close(2): a process's queries waiting are counted
  * (dns_processes) for its exit to count as timeouts.
- * Not seen: glibc's DNS over TCP (writev, and read for the answer: neither is traced, they
- * are every file's), read/write on a connected UDP socket, recvmmsg. */
+ * write, writev and read are every file's: each costs the host's other files one lookup of
+ * the descriptor (and a read's return an array read: dns_receiving), no more.
+ * Not seen: recvmmsg (no client in libc or Go's resolver receives DNS with it), readv. */
 
 #include <bpf/bpf_endian.h>
 
@@ -114,6 +117,18 @@ struct {
 	__type(value, struct kc_dns_recv);
 	__uint(max_entries, 1024);
 } dns_recvs SEC(".maps");
+
+/* Receives in flight on DNS sockets, about (dns_recvs' entries): a receive's return looks here
+ * first, so that the host's other reads pay an array's read, not a hash lookup. A lost return
+ * leaves it high: dearer, never wrong. */
+#if KC_RETURN_MODE
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} dns_receiving SEC(".maps");
+#endif
 
 /* Latency from a query's (last) send to its response, id = the response code's counter
  * (KC_DNS_NOERROR ... KC_DNS_RCODE_OTHER). */
@@ -467,6 +482,32 @@ static __always_inline void kc_dns_on_sendmsg(__u32 fd, const void *msg)
 /* struct mmsghdr: a msghdr (56 bytes) and the length sent. */
 #define KC_USER_MMSGHDR 64
 
+/* write on descriptor `fd`: a query where it is a DNS socket (looked up first: most writes of
+ * a host are a file's). */
+static __always_inline void kc_dns_on_write(__u32 fd, __u64 buf, __u64 len)
+{
+	__u64 key = kc_dns_socket_key(fd);
+
+	if (bpf_map_lookup_elem(&dns_sockets, &key))
+		kc_dns_on_send(fd, buf, len, 0, NULL);
+}
+
+/* writev on descriptor `fd` of `iovcnt` buffers at `iov`: its message starts in the first
+ * buffer; glibc's DNS over TCP puts a second, [length, query] again, in the third and fourth. */
+static __always_inline void kc_dns_on_writev(__u32 fd, __u64 iov, __u64 iovcnt)
+{
+	__u64 key = kc_dns_socket_key(fd);
+	struct kc_user_iovec v;
+	__u64 first;
+
+	if (!iovcnt || !bpf_map_lookup_elem(&dns_sockets, &key) || bpf_probe_read_user(&v, sizeof(v), (void *)iov))
+		return;
+	first = v.len;
+	kc_dns_on_send(fd, v.base, v.len, iovcnt > 1 ? iov + sizeof(v) : 0, NULL);
+	if (iovcnt > 3 && first == 2 && !bpf_probe_read_user(&v, sizeof(v), (void *)(iov + 2 * sizeof(v))))
+		kc_dns_on_send(fd, v.base, v.len, iov + 3 * sizeof(v), NULL);
+}
+
 static __always_inline void kc_dns_on_sendmmsg(__u32 fd, const void *msgs, __u32 vlen)
 {
 	/* Written out, not a loop: bounded by the caller's count, a loop's counter is one the
@@ -490,8 +531,15 @@ static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf, __u64 from, _
 	__u64 key = kc_dns_socket_key(fd), thread = bpf_get_current_pid_tgid();
 	struct kc_dns_recv r = { .buf = buf, .from = from, .fromlen = fromlen, .fd = fd };
 
-	if (buf && bpf_map_lookup_elem(&dns_sockets, &key))
-		bpf_map_update_elem(&dns_recvs, &thread, &r, BPF_ANY);
+	__u32 zero = 0;
+	__u64 *receiving;
+
+	if (!buf || !bpf_map_lookup_elem(&dns_sockets, &key) ||
+	    bpf_map_update_elem(&dns_recvs, &thread, &r, BPF_ANY))
+		return;
+	receiving = bpf_map_lookup_elem(&dns_receiving, &zero);
+	if (receiving)
+		__sync_fetch_and_add(receiving, 1);
 }
 
 /* A recvmsg on socket `fd` begins. The socket is looked up before the message is read: every
@@ -553,22 +601,31 @@ static __always_inline void kc_dns_server_answered(const struct kc_dns_server_ke
 /* The receive this thread began returned `ret`: a response to one of the socket's queries? */
 static __always_inline void kc_dns_recv_end(long ret)
 {
-	__u64 thread = bpf_get_current_pid_tgid(), key;
-	struct kc_dns_query_key q = { .tgid = thread >> 32 };
-	struct kc_dns_recv *in = bpf_map_lookup_elem(&dns_recvs, &thread);
+	__u64 thread, key;
+	struct kc_dns_query_key q = {};
+	struct kc_dns_recv *in;
 	struct kc_dns_server_key server;
 	struct kc_dns_query *sent;
 	struct kc_dns_socket *s;
+	__u32 zero = 0;
+	__u64 *receiving = bpf_map_lookup_elem(&dns_receiving, &zero);
 	__u8 h[8];
 	__u64 ns, idx, buf, from, fromlen;
 
+	if (!receiving || !*receiving)
+		return;
+	thread = bpf_get_current_pid_tgid();
+	in = bpf_map_lookup_elem(&dns_recvs, &thread);
 	if (!in)
 		return;
+	q.tgid = thread >> 32;
 	q.fd = in->fd;
 	buf = in->buf;
 	from = in->from;
 	fromlen = in->fromlen;
-	bpf_map_delete_elem(&dns_recvs, &thread);
+	if (bpf_map_delete_elem(&dns_recvs, &thread)) /* not this return's to take */
+		return;
+	__sync_fetch_and_add(receiving, -1);
 	if (ret < KC_DNS_HEADER || bpf_probe_read_user(h, sizeof(h), (void *)buf))
 		return;
 	/* A TCP message after its length: QR set in the byte that is a datagram's question
@@ -666,11 +723,14 @@ KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_connect, , connect, kc_dns_on_connect(a0, (void 
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendto, sendto, kc_dns_on_send(a0, a1, a2, 0, (void *)a4))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmsg, sendmsg, kc_dns_on_sendmsg(a0, (void *)a1))
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _sendmmsg, sendmmsg, kc_dns_on_sendmmsg(a0, (void *)a1, a2))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _write, write, kc_dns_on_write(a0, a1, a2))
+KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_query, _writev, writev, kc_dns_on_writev(a0, a1, a2))
 #if KC_RETURN_MODE
 KC_SYSCALL_ARGS6_AS(kc_dns_response, _recvfrom, recvfrom, kc_dns_recv_begin(a0, a1, a4, a4 ? a5 : 0),
 		   kc_dns_recv_end(ret))
 KC_SYSCALL_ARGS_AS(kc_dns_response, _recvmsg, recvmsg, kc_dns_recvmsg_begin(a0, (void *)a1),
 		   kc_dns_recv_end(ret))
+KC_SYSCALL_ARGS_AS(kc_dns_response, _read, read, kc_dns_recv_begin(a0, a1, 0, 0), kc_dns_recv_end(ret))
 #endif
 KC_SYSCALL_ENTRY_ARGS_AS(kc_dns_close, , close, kc_dns_on_close(a0))
 KC_TP_COUNT(kc_dns_exit, sched, sched_process_exit, kc_dns_on_exit())

@@ -5,6 +5,10 @@
  * Families (see kc_bpf.h): the vfs_* functions (trampoline, probe); the system calls that
  * reach them from user space (tracepoint):
  *   read   read, pread64            write  write, pwrite64
+ * and, in every family, the vector calls (their own functions, vfs_readv and vfs_writev, are
+ * static and may be inlined: the system calls are traced instead): readv, preadv, preadv2,
+ * writev, pwritev, pwritev2. So a process's calls and bytes are the kernel's own
+ * (/proc/<pid>/io: syscr and rchar, syscw and wchar, which count these calls too).
  *   open   open, openat, openat2, creat (their errors include failed path lookups)
  *   create creat, and open/openat with O_CREAT: calls that may create a file
  *   unlink unlink, unlinkat without AT_REMOVEDIR (errors: of unlinkat with it too)
@@ -43,6 +47,13 @@ KC_FUNC_ENTRY(kc_vfs_write, vfs_write, kc_vfs_count(KC_VFS_WRITE, 1))
 KC_FUNC_RETURN(kc_vfs_write, vfs_write, long, kc_vfs_transfer(ret, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR), 4)
 KC_VFS_TRANSFER_TP(kc_vfs_write, write, KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR)
 KC_VFS_TRANSFER_TP(kc_vfs_write, pwrite64, KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR)
+/* The vector calls, in every family. */
+#define KC_VFS_VECTOR(ev, call, CALLS, BYTES, ERRORS) \
+	KC_SYSCALL_AS(ev, _##call, call, kc_vfs_count(CALLS, 1), kc_vfs_transfer(ret, BYTES, ERRORS))
+#define KC_VFS_READV(call) KC_VFS_VECTOR(kc_vfs_read, call, KC_VFS_READ, KC_VFS_READ_BYTES, KC_VFS_READ_ERROR)
+#define KC_VFS_WRITEV(call) KC_VFS_VECTOR(kc_vfs_write, call, KC_VFS_WRITE, KC_VFS_WRITE_BYTES, KC_VFS_WRITE_ERROR)
+KC_VFS_READV(readv) KC_VFS_READV(preadv) KC_VFS_READV(preadv2)
+KC_VFS_WRITEV(writev) KC_VFS_WRITEV(pwritev) KC_VFS_WRITEV(pwritev2)
 
 #define KC_VFS_OPEN_TP(call)                                                               \
 	KC_SYSCALL_TP(kc_vfs_open, call, kc_vfs_count(KC_VFS_OPEN, 1), \

@@ -18,14 +18,14 @@ struct Asked {
     timeouts: u64,
 }
 
-/// 127.0.0.1: A ok (send), A sf and TXT tx (sendmmsg), A nx (sendto), A to twice, never
-/// answered; over TCP A ok and AAAA nx. [::1]: AAAA ok, then AAAA ex, left unanswered at the
-/// workload's exit.
+/// 127.0.0.1: A ok (write), A sf and TXT tx (sendmmsg), A nx (sendto), A to twice, never
+/// answered; over TCP A ok, then AAAA nx and A ok (one writev). [::1]: AAAA ok, then AAAA ex,
+/// left unanswered at the workload's exit.
 const ASKED: [Asked; 2] = [
     Asked {
         server: "127.0.0.1",
-        queries: 8,
-        responses: [3, 2, 1, 0],
+        queries: 9,
+        responses: [4, 2, 1, 0],
         timeouts: 1,
     },
     Asked {

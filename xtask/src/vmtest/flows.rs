@@ -39,13 +39,13 @@ const ROUND_TRIPS: [RoundTrip; 3] = [
         client_sends: 4096,
         server_sends: 16,
     },
-    // dns_tcp: two questions and their answers, each 2 + 28 bytes.
+    // dns_tcp: three questions and their answers, each 2 + 28 bytes.
     RoundTrip {
         name: "DNS over TCP",
         family: IpFamily::Ipv4,
         dns: true,
-        client_sends: 60,
-        server_sends: 60,
+        client_sends: 90,
+        server_sends: 90,
     },
 ];
 

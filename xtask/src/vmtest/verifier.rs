@@ -118,21 +118,31 @@ impl Baseline {
         }
     }
 
-    /// Replaces the kernels of `results` with what they reported (the others are kept).
+    /// Records what the kernels of `results` reported (the other kernels are kept).
     pub fn record(&mut self, arch: Arch, results: &[KernelOutcome]) {
         for r in results.iter().filter(|r| !r.verifier.is_empty()) {
-            let programs = r
-                .verifier
-                .iter()
-                .map(|(p, v)| {
-                    let figures = Recorded {
-                        insns: v.insns,
-                        states: v.states,
-                    };
-                    (p.clone(), figures)
-                })
-                .collect();
-            self.0.insert(kernel_key(arch, &r.series), programs);
+            self.record_kernel(&kernel_key(arch, &r.series), &r.verifier);
+        }
+    }
+
+    /// Replaces the figures of every object `costs` holds on kernel `key`: a program such an
+    /// object no longer has goes, and the objects a run did not load (`--collector`) keep theirs.
+    fn record_kernel(&mut self, key: &str, costs: &Costs) {
+        let object = |program: &str| {
+            program
+                .split_once('/')
+                .map_or(program, |(o, _)| o)
+                .to_string()
+        };
+        let loaded: std::collections::BTreeSet<String> = costs.keys().map(|p| object(p)).collect();
+        let kernel = self.0.entry(key.to_string()).or_default();
+        kernel.retain(|p, _| !loaded.contains(&object(p)));
+        for (p, v) in costs {
+            let figures = Recorded {
+                insns: v.insns,
+                states: v.states,
+            };
+            kernel.insert(p.clone(), figures);
         }
     }
 
@@ -286,6 +296,31 @@ mod tests {
         )]
         .into();
         assert!(b.judge(Arch::Arm64, "5.10", &far).0.is_empty());
+    }
+
+    #[test]
+    fn recording_some_objects_keeps_the_others_and_drops_their_gone_programs() {
+        let mut b = baseline(&[
+            ("dns.bpf.o/gone", 10, 1),
+            ("dns.bpf.o/kept", 10, 1),
+            ("vfs.bpf.o/read", 7, 1),
+        ]);
+        let costs: Costs = [
+            ("dns.bpf.o/kept".to_string(), stats(20, 2, 0)),
+            ("dns.bpf.o/new".to_string(), stats(30, 3, 0)),
+        ]
+        .into();
+        b.record_kernel(&kernel_key(Arch::Amd64, "6.1"), &costs);
+        let kernel = &b.0[&kernel_key(Arch::Amd64, "6.1")];
+        let figures: Vec<(&str, u32)> = kernel.iter().map(|(p, r)| (p.as_str(), r.insns)).collect();
+        assert_eq!(
+            figures,
+            [
+                ("dns.bpf.o/kept", 20),
+                ("dns.bpf.o/new", 30),
+                ("vfs.bpf.o/read", 7)
+            ]
+        );
     }
 
     #[test]

@@ -158,6 +158,14 @@ const CASES: &[Case] = &[
         op: "udp",
         n: 50_000,
     },
+    // And what every read of a file pays: its descriptor looked up at entry (write's too), an
+    // array read at its return (dns_receiving).
+    Case {
+        collector: "dns",
+        event: "kc_dns_response",
+        op: "read",
+        n: 200_000,
+    },
     // What every TCP send and receive pays for connections (its row's counts read again), and
     // what opening and closing a connection does (its state changes, its close streamed).
     // Fewer operations than the others': a round trip takes ~10 µs here, a connection ~33.
