@@ -530,7 +530,6 @@ static __always_inline void kc_dns_recv_begin(__u32 fd, __u64 buf, __u64 from, _
 {
 	__u64 key = kc_dns_socket_key(fd), thread = bpf_get_current_pid_tgid();
 	struct kc_dns_recv r = { .buf = buf, .from = from, .fromlen = fromlen, .fd = fd };
-
 	__u32 zero = 0;
 	__u64 *receiving;
 

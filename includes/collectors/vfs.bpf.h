@@ -5,14 +5,14 @@
  * Families (see kc_bpf.h): the vfs_* functions (trampoline, probe); the system calls that
  * reach them from user space (tracepoint):
  *   read   read, pread64            write  write, pwrite64
- * and, in every family, the vector calls (their own functions, vfs_readv and vfs_writev, are
- * static and may be inlined: the system calls are traced instead): readv, preadv, preadv2,
- * writev, pwritev, pwritev2. So a process's calls and bytes are the kernel's own
- * (/proc/<pid>/io: syscr and rchar, syscw and wchar, which count these calls too).
  *   open   open, openat, openat2, creat (their errors include failed path lookups)
  *   create creat, and open/openat with O_CREAT: calls that may create a file
  *   unlink unlink, unlinkat without AT_REMOVEDIR (errors: of unlinkat with it too)
- *   fsync  fsync, fdatasync, in every family (see below) */
+ *   fsync  fsync, fdatasync, in every family (see below)
+ * and read and write count the vector calls too, in every family by the system calls (readv,
+ * preadv, preadv2; writev, pwritev, pwritev2), whose own functions (vfs_readv, vfs_writev)
+ * are static ones the compiler may inline: so a process's calls and bytes are those the kernel
+ * counts in /proc/<pid>/io (syscr and rchar, syscw and wchar count them too). */
 
 KC_COLLECTOR(vfs, vfs)
 
