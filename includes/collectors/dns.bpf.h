@@ -493,19 +493,23 @@ static __always_inline void kc_dns_on_write(__u32 fd, __u64 buf, __u64 len)
 }
 
 /* writev on descriptor `fd` of `iovcnt` buffers at `iov`: its message starts in the first
- * buffer; glibc's DNS over TCP puts a second, [length, query] again, in the third and fourth. */
+ * buffer; glibc's DNS over TCP puts a second, [length, query] again, in the third and fourth.
+ * Nothing learnt in the first message's walk is kept for the second's (a length compared to
+ * 2 there would make two states of every one the second walk starts from: 133,000
+ * instructions to verify on 6.18, where sendmmsg's four walks take 33,000). */
 static __always_inline void kc_dns_on_writev(__u32 fd, __u64 iov, __u64 iovcnt)
 {
 	__u64 key = kc_dns_socket_key(fd);
-	struct kc_user_iovec v;
-	__u64 first;
+	struct kc_user_iovec v, lengths[3];
 
 	if (!iovcnt || !bpf_map_lookup_elem(&dns_sockets, &key) || bpf_probe_read_user(&v, sizeof(v), (void *)iov))
 		return;
-	first = v.len;
 	kc_dns_on_send(fd, v.base, v.len, iovcnt > 1 ? iov + sizeof(v) : 0, NULL);
-	if (iovcnt > 3 && first == 2 && !bpf_probe_read_user(&v, sizeof(v), (void *)(iov + 2 * sizeof(v))))
-		kc_dns_on_send(fd, v.base, v.len, iov + 3 * sizeof(v), NULL);
+	/* The first three buffers read again: [length, query, length] or not. */
+	if (iovcnt < 4 || bpf_probe_read_user(lengths, sizeof(lengths), (void *)iov) || lengths[0].len != 2 ||
+	    lengths[2].len != 2)
+		return;
+	kc_dns_on_send(fd, lengths[2].base, 2, iov + 3 * sizeof(v), NULL);
 }
 
 static __always_inline void kc_dns_on_sendmmsg(__u32 fd, const void *msgs, __u32 vlen)
