@@ -170,8 +170,13 @@ static void dns_pid_reused(int resolver, const unsigned char *question, size_t s
 		dns_pid_reused_here(resolver, question, size);
 		_exit(0);
 	}
-	if (waitpid(reuser, &status, 0) != reuser || status)
-		fail("the pid-reuse child (its error is above)");
+	if (waitpid(reuser, &status, 0) != reuser)
+		fail("waiting for the pid-reuse child");
+	if (status) {
+		/* No call failed here: errno would be stale. */
+		fprintf(stderr, "the pid-reuse child failed (status %d): its error is above\n", status);
+		exit(1);
+	}
 }
 
 /* Two DNS questions to a resolver of its own on 127.0.0.1:53, from a connected socket: one

@@ -21,13 +21,11 @@
  *   close     close: queries still unanswered on the socket count as timeouts
  *   exit      sched_process_exit, of a process's last thread (legacy objects: its leader's): the
  *             queries still unanswered on the sockets its exit closes (no close(2) is called)
- *             count as timeouts
+ *             count as timeouts: a process's queries waiting are kept for it (dns_processes)
  * DNS over TCP puts each message's length before it (2 bytes, RFC 1035 4.2.2): in the same
  * buffer (send, recv) or in a buffer of its own (musl's sendmsg and recvmsg of [length,
  * message]). Which one a send is, its bytes say: a query's header has one question where the
  * other layout puts a flags byte or a length, so no socket type need be read.
- * A process's exit closes its sockets without close(2): a process's queries waiting are counted
- * (dns_processes) for its exit to count as timeouts.
  * write, writev and read are every file's: each costs the host's other files one lookup of
  * the descriptor (and a read's return an array read: dns_receiving), no more.
  * Not seen: recvmmsg (no client in libc or Go's resolver receives DNS with it), readv. */

@@ -71,6 +71,7 @@ pub fn spanning(
     crate::vmtest::run(crate::vmtest::VmtestOptions {
         kernels,
         collectors: Vec::new(),
+        // A worker per place: the places, not the workers, bound the guests of both runs.
         jobs: GUESTS_AT_ONCE,
         agent: None,
         timeout,

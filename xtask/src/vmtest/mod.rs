@@ -65,7 +65,8 @@ pub struct VmtestOptions {
     pub update_baseline: bool,
     /// The places this run's guests share with other runs of this process (the suite boots
     /// two architectures' runs side by side), and this run's place in them
-    /// ([`places::GuestSlots::join`]); `None`: `jobs` alone bounds this run's guests
+    /// ([`places::GuestSlots::join`]): each of the `jobs` workers boots a guest once it holds
+    /// a place; `None`: `jobs` alone bounds this run's guests
     #[arg(skip)]
     pub slots: Option<(std::sync::Arc<GuestSlots>, usize)>,
 }

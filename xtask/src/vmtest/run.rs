@@ -259,15 +259,15 @@ impl<'o> Run<'o> {
         let results: Mutex<Vec<KernelOutcome>> = Mutex::new(Vec::new());
         let next = std::sync::atomic::AtomicUsize::new(0);
         let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-        // Sharing places with other runs: as many workers as there are places, to boot this
-        // run's guests in the places the others leave.
+        // `jobs` workers boot this run's guests; sharing places with other runs, a worker
+        // also waits for a place (the suite gives each run as many workers as there are
+        // places, to boot its guests in the places the others leave).
         let places = o.slots.as_ref().map(|(s, run)| (s.as_ref(), *run));
-        let workers = places.map_or(o.jobs, |(s, _)| s.places);
         if let Some((slots, run)) = places {
             slots.set_waiting(run, guests.len());
         }
         std::thread::scope(|s| {
-            for _ in 0..workers.max(1).min(guests.len()) {
+            for _ in 0..o.jobs.max(1).min(guests.len()) {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(g) = guests.get(i) else {
