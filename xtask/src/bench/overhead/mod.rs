@@ -166,6 +166,14 @@ const CASES: &[Case] = &[
         op: "read",
         n: 200_000,
     },
+    // And every process's exit: its row looked up in dns_processes (and, in a CO-RE object,
+    // whether it is the last thread read from its task).
+    Case {
+        collector: "dns",
+        event: "kc_dns_exit",
+        op: "fork",
+        n: 2_000,
+    },
     // What every TCP send and receive pays for connections (its row's counts read again), and
     // what opening and closing a connection does (its state changes, its close streamed).
     // Fewer operations than the others': a round trip takes ~10 µs here, a connection ~33.
