@@ -174,7 +174,11 @@ static void dns_pid_reused(int resolver, const unsigned char *question, size_t s
 		fail("waiting for the pid-reuse child");
 	if (status) {
 		/* No call failed here: errno would be stale. */
-		fprintf(stderr, "the pid-reuse child failed (status %d): its error is above\n", status);
+		if (WIFSIGNALED(status))
+			fprintf(stderr, "the pid-reuse child was killed by signal %d: run the workload again\n",
+				WTERMSIG(status));
+		else
+			fprintf(stderr, "the pid-reuse child exited %d: its error is above\n", WEXITSTATUS(status));
 		exit(1);
 	}
 }

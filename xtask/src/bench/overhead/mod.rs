@@ -166,8 +166,8 @@ const CASES: &[Case] = &[
         op: "read",
         n: 200_000,
     },
-    // And every process's exit: its row looked up in dns_processes (and, in a CO-RE object,
-    // whether it is the last thread read from its task).
+    // And every process's exit: its row looked up in dns_processes (a process that asked DNS
+    // then has its task read, in a CO-RE object, for whether it is the last thread).
     Case {
         collector: "dns",
         event: "kc_dns_exit",
